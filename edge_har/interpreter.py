@@ -1,0 +1,238 @@
+"""One TFLite interpreter interface over ai-edge-litert, tflite-runtime and tf.lite.
+
+The device installs one of the two light runtimes; ``tf.lite`` is a last resort
+for a workstation that has TensorFlow and neither of them. The backend is chosen
+once, by preference order or by the config, and every other module only sees
+:class:`TFLiteModel`. Quantization parameters are always read from the tensor
+details, never assumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BACKENDS: tuple[str, ...] = ("ai_edge_litert", "tflite_runtime", "tf_lite")
+
+
+class InterpreterError(RuntimeError):
+    """No usable runtime, a model that fails to load, or a checksum mismatch."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    version: str
+    interpreter_cls: Callable[..., Any]
+    load_delegate: Callable[..., Any] | None
+
+
+def _import_backend(name: str) -> Backend:
+    """Import one runtime; raises ImportError (or others) when it is unusable."""
+    if name == "ai_edge_litert":
+        mod = importlib.import_module("ai_edge_litert.interpreter")
+        try:
+            from importlib.metadata import version
+
+            ver = version("ai-edge-litert")
+        except Exception:  # pragma: no cover - metadata missing in odd installs
+            ver = "unknown"
+        return Backend(name, ver, mod.Interpreter, getattr(mod, "load_delegate", None))
+    if name == "tflite_runtime":
+        mod = importlib.import_module("tflite_runtime.interpreter")
+        top = importlib.import_module("tflite_runtime")
+        return Backend(name, getattr(top, "__version__", "unknown"), mod.Interpreter, mod.load_delegate)
+    if name == "tf_lite":
+        tf = importlib.import_module("tensorflow")
+        return Backend(name, tf.__version__, tf.lite.Interpreter, tf.lite.experimental.load_delegate)
+    raise InterpreterError(f"unknown interpreter backend '{name}'; choose one of {', '.join(BACKENDS)} or 'auto'")
+
+
+def available_backends(candidates: Sequence[str] = BACKENDS) -> dict[str, Backend | str]:
+    """Each backend mapped to a Backend, or to the reason it cannot be used."""
+    out: dict[str, Backend | str] = {}
+    for name in candidates:
+        try:
+            out[name] = _import_backend(name)
+        except Exception as exc:  # a broken runtime (e.g. tflite-runtime on numpy 2) raises odd errors
+            out[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return out
+
+
+def select_backend(preference: str = "auto") -> Backend:
+    """The requested backend, or the first usable one in BACKENDS order.
+
+    ``tf_lite`` is only tried automatically as the last resort, and never on
+    purpose on a device: importing TensorFlow takes seconds and hundreds of MB.
+    """
+    if preference != "auto":
+        try:
+            return _import_backend(preference)
+        except InterpreterError:
+            raise
+        except Exception as exc:
+            raise InterpreterError(
+                f"interpreter backend '{preference}' is not usable here: {type(exc).__name__}: {exc}"
+            ) from exc
+    reasons = []
+    for name in BACKENDS:
+        try:
+            backend = _import_backend(name)
+        except Exception as exc:
+            reasons.append(f"{name}: {type(exc).__name__}: {exc}".splitlines()[0])
+            continue
+        if name == "tf_lite":
+            log.warning("no light TFLite runtime found; falling back to tf.lite (slow start, large memory)")
+        return backend
+    raise InterpreterError(
+        "no TFLite runtime is installed. Install one with `pip install edge-har[device]` "
+        "(ai-edge-litert) or `pip install edge-har[tflite]` (tflite-runtime, numpy<2). Tried: "
+        + "; ".join(reasons)
+    )
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return self.dtype in (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16)) and self.scale > 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype.name,
+            "scale": self.scale if self.quantized else None,
+            "zero_point": self.zero_point if self.quantized else None,
+        }
+
+
+def _spec(detail: dict[str, Any]) -> TensorSpec:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorSpec(
+        name=str(detail.get("name", "")),
+        shape=tuple(int(d) for d in detail["shape"]),
+        dtype=np.dtype(detail["dtype"]),
+        scale=float(scale),
+        zero_point=int(zero_point),
+    )
+
+
+def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if not spec.quantized:
+        return np.asarray(x, dtype=spec.dtype)
+    info = np.iinfo(spec.dtype)
+    q = np.round(np.asarray(x, np.float32) / spec.scale + spec.zero_point)
+    return np.clip(q, info.min, info.max).astype(spec.dtype)
+
+
+def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if not spec.quantized:
+        return np.asarray(q, dtype=np.float32)
+    return (np.asarray(q, np.float32) - spec.zero_point) * spec.scale
+
+
+class TFLiteModel:
+    """A loaded ``.tflite`` file with float-in, float-out ``predict``.
+
+    Models in a bundle have a static batch of 1 (the fused LSTM needs it), so
+    ``predict_batch`` loops; on a device windows arrive one at a time anyway.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        backend: str = "auto",
+        num_threads: int | None = 1,
+        delegate: str | None = None,
+        expected_sha256: str | None = None,
+        delegate_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InterpreterError(f"model file not found: {self.path}")
+        if expected_sha256 is not None:
+            actual = sha256_file(self.path)
+            if actual != expected_sha256:
+                raise InterpreterError(
+                    f"{self.path}: sha256 {actual} does not match bundle.json ({expected_sha256}); "
+                    "the file is corrupt or was replaced"
+                )
+        self.backend = select_backend(backend)
+        delegates = []
+        if delegate:
+            if self.backend.load_delegate is None:
+                raise InterpreterError(f"backend {self.backend.name} cannot load external delegates")
+            try:
+                delegates.append(self.backend.load_delegate(delegate, delegate_options or {}))
+            except Exception as exc:
+                raise InterpreterError(f"cannot load delegate '{delegate}': {exc}") from exc
+        started = time.perf_counter()
+        try:
+            kwargs: dict[str, Any] = {"model_path": str(self.path)}
+            if num_threads is not None:
+                kwargs["num_threads"] = int(num_threads)
+            if delegates:
+                kwargs["experimental_delegates"] = delegates
+            self._interp = self.backend.interpreter_cls(**kwargs)
+            self._interp.allocate_tensors()
+        except Exception as exc:
+            raise InterpreterError(f"{self.path}: cannot load with {self.backend.name}: {exc}") from exc
+        self.init_seconds = time.perf_counter() - started
+        self.num_threads = num_threads
+        self.inputs = [_spec(d) for d in self._interp.get_input_details()]
+        self.outputs = [_spec(d) for d in self._interp.get_output_details()]
+        self._in_index = self._interp.get_input_details()[0]["index"]
+        self._out_index = self._interp.get_output_details()[0]["index"]
+
+    @property
+    def input(self) -> TensorSpec:
+        return self.inputs[0]
+
+    @property
+    def output(self) -> TensorSpec:
+        return self.outputs[0]
+
+    @property
+    def interpreter(self) -> Any:
+        """The raw interpreter, for profiling tools."""
+        return self._interp
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """One example (with or without its batch axis of 1) -> float32 output row."""
+        arr = np.asarray(x, dtype=np.float32)
+        if arr.shape == self.input.shape[1:]:
+            arr = arr[None]
+        if arr.shape != self.input.shape:
+            raise InterpreterError(
+                f"{self.path.name}: input shape {arr.shape} does not match the model's {self.input.shape}"
+            )
+        self._interp.set_tensor(self._in_index, quantize(arr, self.input))
+        self._interp.invoke()
+        return dequantize(self._interp.get_tensor(self._out_index), self.output)[0]
+
+    def predict_batch(self, xs: np.ndarray) -> np.ndarray:
+        return np.stack([self.predict(x) for x in xs]) if len(xs) else np.empty((0,) + self.output.shape[1:], np.float32)

@@ -1,0 +1,1 @@
+"""Pytest fixtures that convert a tiny real model into a bundle (written by the workstation-pipeline work)."""
