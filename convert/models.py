@@ -1,0 +1,247 @@
+"""The CNN-LSTM and its configuration.
+
+The model is built with ``tf_keras`` (Keras 2), not Keras 3: only Keras 2's LSTM
+converts to TFLite's fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op, and full-integer
+conversion of the ``WHILE`` loop Keras 3 produces crashes the converter. For the
+same reason conversion starts from a copy of the trained model with a static
+batch of 1 (:func:`static_batch_copy`).
+
+TensorFlow is imported lazily (:func:`import_tf`), never at module import, so
+``edge-har --help`` stays fast and works on a device without TensorFlow.
+
+Every architecture knob lives in :class:`ModelConfig`, is a CLI flag
+(:func:`add_model_arguments`) and is recorded in ``bundle.json``; studies of
+int8 speed (how far the convolutions shorten the sequence, LSTM width, ...)
+change the model through this one object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+
+def import_tf() -> tuple[Any, Any]:
+    """Import ``tensorflow`` and ``tf_keras`` the one way this project needs them.
+
+    ``TF_USE_LEGACY_KERAS=1`` must be set before TensorFlow is first imported so
+    that ``tf.keras`` inside TensorFlow (the converter included) is Keras 2, the
+    same Keras as ``tf_keras``.
+    """
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import tf_keras
+
+    return tf, tf_keras
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    """Parse ``"32,64"`` (or ``""`` for none) into a tuple of positive ints."""
+    text = text.strip()
+    if not text or text.lower() == "none":
+        return ()
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 32,64; got {text!r}")
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"every value must be >= 1; got {text!r}")
+    return values
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1); got {text!r}")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1); got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the CNN-LSTM; every field is a ``--flag`` of ``edge-har convert``.
+
+    Each entry of ``conv_filters`` is one block: Conv1D(filters, kernel_size,
+    "same", ReLU) -> BatchNorm -> MaxPool(pool_size) -> Dropout(conv_dropout).
+    The pooling shortens the sequence the LSTM walks by ``pool_size`` per block,
+    which is what sets LSTM cost (the fused LSTM runs step by step). A
+    ``pool_size`` of 1 disables pooling.
+    """
+
+    conv_filters: tuple[int, ...] = (32, 64)
+    kernel_size: int = 5
+    pool_size: int = 2
+    conv_dropout: float = 0.1
+    lstm_units: tuple[int, ...] = (64,)
+    bidirectional: bool = False
+    dropout: float = 0.3
+    batch_norm: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.lstm_units:
+            raise ValueError("lstm_units must name at least one LSTM layer (this is a CNN-LSTM)")
+        for name in ("kernel_size", "pool_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("conv_dropout", "dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["conv_filters"] = list(self.conv_filters)
+        data["lstm_units"] = list(self.lstm_units)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        kwargs = dict(data)
+        for key in ("conv_filters", "lstm_units"):
+            if key in kwargs:
+                kwargs[key] = tuple(int(v) for v in kwargs[key])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ModelConfig":
+        return cls(
+            conv_filters=tuple(args.conv_filters),
+            kernel_size=args.kernel_size,
+            pool_size=args.pool_size,
+            conv_dropout=args.conv_dropout,
+            lstm_units=tuple(args.lstm_units),
+            bidirectional=args.bidirectional,
+            dropout=args.dropout,
+            batch_norm=not args.no_batch_norm,
+        )
+
+    def sequence_length(self, window: int) -> int:
+        """Steps the (first) LSTM walks for a window of ``window`` samples."""
+        steps = window
+        for _ in self.conv_filters:
+            if self.pool_size > 1:
+                steps //= self.pool_size
+        return steps
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    d = ModelConfig()
+    group = parser.add_argument_group("model (CNN-LSTM architecture)")
+    group.add_argument(
+        "--conv-filters", type=_int_tuple, default=d.conv_filters, metavar="N,N,...",
+        help="filters of each Conv1D block, comma-separated; '' for none (default: 32,64)",
+    )
+    group.add_argument("--kernel-size", type=int, default=d.kernel_size, help="Conv1D kernel length in samples (default: %(default)s)")
+    group.add_argument(
+        "--pool-size", type=int, default=d.pool_size,
+        help="max-pool factor after each Conv1D block; it shortens the sequence the LSTM walks (default: %(default)s)",
+    )
+    group.add_argument("--conv-dropout", type=_fraction, default=d.conv_dropout, help="dropout after each Conv1D block (default: %(default)s)")
+    group.add_argument(
+        "--lstm-units", type=_int_tuple, default=d.lstm_units, metavar="N,N,...",
+        help="units of each stacked LSTM layer, comma-separated (default: 64)",
+    )
+    group.add_argument("--bidirectional", action="store_true", help="wrap every LSTM in Bidirectional (about twice the LSTM cost)")
+    group.add_argument("--dropout", type=_fraction, default=d.dropout, help="dropout before the softmax layer (default: %(default)s)")
+    group.add_argument("--no-batch-norm", action="store_true", help="leave out BatchNormalization after the convolutions")
+
+
+def build_cnn_lstm(
+    input_shape: Sequence[int],
+    n_classes: int,
+    *,
+    conv_filters: Sequence[int] = (32, 64),
+    kernel_size: int = 5,
+    pool_size: int = 2,
+    conv_dropout: float = 0.1,
+    lstm_units: Sequence[int] = (64,),
+    bidirectional: bool = False,
+    dropout: float = 0.3,
+    batch_norm: bool = True,
+    batch_size: int | None = None,
+    name: str = "cnn_lstm",
+) -> Any:
+    """Build (not compile) the CNN-LSTM for windows of ``input_shape = (window, channels)``.
+
+    The softmax layer is pinned to float32 so that under a ``mixed_float16``
+    policy (one GPU) the probabilities and the loss stay in full precision.
+    ``batch_size=1`` gives the static-batch model the TFLite converter needs.
+    """
+    _, keras = import_tf()
+    layers = keras.layers
+    window, channels = int(input_shape[0]), int(input_shape[1])
+    if n_classes < 2:
+        raise ValueError(f"need at least 2 classes, got {n_classes}")
+    inputs = keras.Input(shape=(window, channels), batch_size=batch_size, name="window")
+    x = inputs
+    steps = window
+    for i, filters in enumerate(conv_filters):
+        x = layers.Conv1D(filters, kernel_size, padding="same", use_bias=not batch_norm, name=f"conv{i + 1}")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = layers.Activation("relu", name=f"relu{i + 1}")(x)
+        if pool_size > 1 and steps // pool_size >= 1:
+            x = layers.MaxPooling1D(pool_size, name=f"pool{i + 1}")(x)
+            steps //= pool_size
+        if conv_dropout > 0:
+            x = layers.Dropout(conv_dropout, name=f"conv_dropout{i + 1}")(x)
+    for i, units in enumerate(lstm_units):
+        last = i == len(lstm_units) - 1
+        lstm = layers.LSTM(units, return_sequences=not last, name=f"lstm{i + 1}")
+        x = layers.Bidirectional(lstm, name=f"bilstm{i + 1}")(x) if bidirectional else lstm(x)
+    if dropout > 0:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(n_classes, name="logits")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_from_config(config: ModelConfig, input_shape: Sequence[int], n_classes: int, batch_size: int | None = None) -> Any:
+    return build_cnn_lstm(
+        input_shape,
+        n_classes,
+        conv_filters=config.conv_filters,
+        kernel_size=config.kernel_size,
+        pool_size=config.pool_size,
+        conv_dropout=config.conv_dropout,
+        lstm_units=config.lstm_units,
+        bidirectional=config.bidirectional,
+        dropout=config.dropout,
+        batch_norm=config.batch_norm,
+        batch_size=batch_size,
+    )
+
+
+def float32_copy(model: Any, config: ModelConfig, batch_size: int | None = 1) -> Any:
+    """The trained model rebuilt in float32 with a fixed batch, weights copied.
+
+    Conversion needs ``batch_size=1`` (a dynamic batch breaks the fused LSTM),
+    and a model trained under ``mixed_float16`` must be rebuilt in float32
+    before conversion or saving for CPU use. Weights are float32 variables in
+    both cases, so they copy one to one.
+    """
+    _, keras = import_tf()
+    input_shape = tuple(int(d) for d in model.input_shape[1:])
+    n_classes = int(model.output_shape[-1])
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = build_from_config(config, input_shape, n_classes, batch_size=batch_size)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def static_batch_copy(model: Any, config: ModelConfig) -> Any:
+    """The model the TFLite converter gets: float32, static batch of 1."""
+    return float32_copy(model, config, batch_size=1)
