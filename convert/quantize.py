@@ -1,0 +1,225 @@
+"""TFLite conversion and post-training quantization, one table entry per variant.
+
+Each variant is a :class:`VariantSpec` in :data:`VARIANTS`: its name (which
+says what is quantized, since it ends up in ``bundle.json`` and on the device),
+a one-line description, and a function that sets the converter up. Adding a
+variant (int16 activations, a partly-float model, ...) is one more entry; the
+pipeline, the bundle and ``evaluate`` pick it up by name.
+
+Full-integer variants are calibrated on a stratified sample of the *training*
+windows (:func:`calibration_windows`): activation ranges seen on the test
+split would leak it into the model.
+
+Measured with TF 2.21: int16-activation quantization
+(``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``) refuses the
+fused LSTM ("Quantization to 16x8-bit not yet supported for op
+UNIDIRECTIONAL_SEQUENCE_LSTM"), so there is no int16x8 entry yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from .models import import_tf
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CALIBRATION_SIZE = 300
+
+
+class CalibrationError(ValueError):
+    """The calibration set cannot be drawn as asked."""
+
+
+class ConversionError(RuntimeError):
+    """The TFLite converter failed for one variant; the message names it."""
+
+
+RepresentativeFn = Callable[[], Iterator[list[np.ndarray]]]
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """How to make one ``.tflite`` variant.
+
+    ``configure(converter, tf, representative)`` sets the converter's flags;
+    ``representative`` is None unless ``needs_calibration``. ``quantization``
+    is the machine-readable summary stored in ``bundle.json``.
+    """
+
+    name: str
+    quantization: str
+    description: str
+    configure: Callable[[Any, Any, RepresentativeFn | None], None]
+    needs_calibration: bool = False
+    full_integer: bool = False  # every op int8/int16, integer input and output (accelerator-ready)
+
+
+def _float32(converter: Any, tf: Any, representative: RepresentativeFn | None) -> None:
+    converter.optimizations = []
+
+
+def _dynamic_range(converter: Any, tf: Any, representative: RepresentativeFn | None) -> None:
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+def _int8(converter: Any, tf: Any, representative: RepresentativeFn | None) -> None:
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+
+
+VARIANTS: dict[str, VariantSpec] = {}
+
+
+def register_variant(spec: VariantSpec) -> VariantSpec:
+    if spec.name in VARIANTS:
+        raise ValueError(f"variant '{spec.name}' is already registered")
+    VARIANTS[spec.name] = spec
+    return spec
+
+
+register_variant(VariantSpec(
+    "float32", "none",
+    "float32 weights and activations; float32 input and output",
+    _float32,
+))
+register_variant(VariantSpec(
+    "dynamic_range", "dynamic_range_int8_weights",
+    "int8 weights of the large tensors (1024+ elements; smaller ones stay float32), float32 activations "
+    "(quantized on the fly inside the kernels); float32 input and output",
+    _dynamic_range,
+))
+register_variant(VariantSpec(
+    "int8", "full_integer_int8",
+    "full integer: int8 weights and activations, int32 biases, every op int8; int8 input and output "
+    "(scale and zero point in the tensor specs)",
+    _int8, needs_calibration=True, full_integer=True,
+))
+DEFAULT_VARIANTS: tuple[str, ...] = ("float32", "dynamic_range", "int8")
+
+
+def resolve_variants(names: Sequence[str]) -> list[VariantSpec]:
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    if "float32" not in names:
+        raise ValueError("the float32 variant is required: it is the reference the quantized variants are checked against")
+    return [VARIANTS[n] for n in dict.fromkeys(names)]
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def calibration_windows(x: np.ndarray, y: np.ndarray, size: int, seed: int = 42) -> np.ndarray:
+    """``size`` training windows, stratified by class (proportional, at least one per class).
+
+    Raises CalibrationError when there are fewer windows than asked: a
+    smaller set than the user chose would silently change the quantization.
+    """
+    x = np.asarray(x)
+    y = np.asarray(y, dtype=np.int64)
+    if size < 1:
+        raise CalibrationError(f"calibration size must be >= 1, got {size}")
+    if len(x) < size:
+        raise CalibrationError(
+            f"the calibration set needs {size} windows but the training split has only {len(x)}; "
+            "lower --calibration-size or use more training data"
+        )
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    quota = size * counts / counts.sum()
+    take = np.floor(quota).astype(np.int64)
+    if size >= len(classes):
+        take = np.maximum(take, 1)
+    # Hand out what is left by largest remainder, then trim any excess from the largest quotas.
+    while take.sum() < size:
+        room = take < counts
+        order = np.argsort(-(quota - take) * room)
+        take[order[0]] += 1
+    while take.sum() > size:
+        take[np.argmax(take)] -= 1
+    chosen = [rng.choice(np.flatnonzero(y == c), size=int(n), replace=False) for c, n in zip(classes, take) if n]
+    index = np.sort(np.concatenate(chosen))
+    return np.ascontiguousarray(x[index], dtype=np.float32)
+
+
+def representative_dataset(windows: np.ndarray) -> RepresentativeFn:
+    """The converter's callable: one window at a time, with the static batch axis of 1."""
+
+    def generate() -> Iterator[list[np.ndarray]]:
+        for w in windows:
+            yield [w[None].astype(np.float32)]
+
+    return generate
+
+
+# ---------------------------------------------------------------- conversion
+
+
+@dataclass
+class ConvertedVariant:
+    spec: VariantSpec
+    content: bytes
+    settings: dict[str, Any]
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def _enum_names(values: Any) -> list[str]:
+    return sorted(str(getattr(v, "name", v)) for v in (values or []))
+
+
+def converter_settings(converter: Any, tf: Any, calibration_size: int | None) -> dict[str, Any]:
+    """What the converter was told, for the bundle (so a variant can be reproduced)."""
+
+    def dtype_name(value: Any) -> str | None:
+        return None if value is None else str(getattr(value, "name", value))
+
+    return {
+        "converter": "tf.lite.TFLiteConverter.from_keras_model",
+        "tensorflow": tf.__version__,
+        "optimizations": _enum_names(converter.optimizations),
+        "supported_ops": _enum_names(converter.target_spec.supported_ops),
+        "supported_types": [dtype_name(t) for t in (converter.target_spec.supported_types or [])],
+        "inference_input_type": dtype_name(converter.inference_input_type),
+        "inference_output_type": dtype_name(converter.inference_output_type),
+        "representative_dataset": None
+        if converter.representative_dataset is None
+        else {"windows": calibration_size, "source": "training split, stratified by class"},
+        "experimental_new_quantizer": getattr(converter, "experimental_new_quantizer", None),
+    }
+
+
+def convert_variant(model: Any, spec: VariantSpec, calibration: np.ndarray | None = None) -> ConvertedVariant:
+    """Convert a static-batch float32 Keras model into one variant."""
+    tf, _ = import_tf()
+    if spec.needs_calibration and (calibration is None or len(calibration) == 0):
+        raise CalibrationError(f"variant '{spec.name}' needs calibration windows")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    rep = representative_dataset(calibration) if spec.needs_calibration else None
+    spec.configure(converter, tf, rep)
+    settings = converter_settings(converter, tf, len(calibration) if rep is not None and calibration is not None else None)
+    started = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            # Harmless for a model whose float input is quantized by its first op.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+            content = converter.convert()
+    except Exception as exc:
+        raise ConversionError(f"TFLite conversion of variant '{spec.name}' failed: {type(exc).__name__}: {exc}") from exc
+    seconds = time.perf_counter() - started
+    log.info("converted %s: %d bytes in %.1f s", spec.name, len(content), seconds)
+    return ConvertedVariant(spec, content, settings, seconds)

@@ -1,0 +1,297 @@
+"""Training: device strategy, class weights, early stopping, best-checkpoint restore, history.
+
+Strategy, in order:
+* ``logical_cpus=N`` (a test hook): ``MirroredStrategy`` over N logical CPU
+  devices, so the multi-replica code path runs on a machine without GPUs.
+  Logical devices can only be set up before TensorFlow initialises its
+  runtime, so this must be the first TensorFlow work in the process.
+* several GPUs: ``MirroredStrategy`` over all of them, ``mixed_float16``.
+* one GPU: that GPU, ``mixed_float16`` (the softmax stays float32, see
+  ``convert.models``).
+* otherwise: the CPU, float32, deterministic ops.
+
+The model that training returns may carry a mixed-precision policy; conversion
+and saving go through ``convert.models.float32_copy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .models import ModelConfig, build_from_config, import_tf
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start (bad data shapes, devices already initialised, ...)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; every field is a flag of ``edge-har convert`` and is recorded in the bundle."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    patience: int = 6
+    learning_rate: float = 1e-3
+    seed: int = 42
+    class_weights: bool = True
+    logical_cpus: int | None = None  # test hook: MirroredStrategy over N logical CPUs
+    mixed_precision: str = "auto"  # auto (on GPU) | on | off
+    verbose: int | None = None  # Keras fit verbosity; None: progress bar on a terminal, one line per epoch otherwise
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs (default: %(default)s)")
+    group.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size (default: %(default)s)")
+    group.add_argument(
+        "--patience", type=int, default=d.patience,
+        help="stop after this many epochs without a lower validation loss; the best epoch's weights are kept (default: %(default)s)",
+    )
+    group.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate (default: %(default)s)")
+    group.add_argument("--no-class-weights", action="store_true", help="do not weight classes by inverse frequency")
+    group.add_argument(
+        "--mixed-precision", choices=("auto", "on", "off"), default=d.mixed_precision,
+        help="mixed_float16 training: auto uses it on GPUs only (default: %(default)s)",
+    )
+    group.add_argument(
+        "--logical-cpus", type=int, default=None, metavar="N",
+        help="split the CPU into N logical devices and train with MirroredStrategy across them "
+        "(exercises the multi-device path on a machine without GPUs; slower than plain CPU)",
+    )
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        class_weights=not args.no_class_weights,
+        logical_cpus=args.logical_cpus,
+        mixed_precision=args.mixed_precision,
+    )
+
+
+# ---------------------------------------------------------------- strategy
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    name: str
+    devices: tuple[str, ...]
+    replicas: int
+    mixed_precision: bool
+    deterministic: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "devices": list(self.devices)}
+
+
+def select_strategy(config: TrainConfig) -> tuple[Any, StrategyInfo]:
+    """Pick the distribution strategy and precision policy for this machine (see module doc)."""
+    tf, keras = import_tf()
+    if config.logical_cpus is not None and config.logical_cpus > 1:
+        cpus = tf.config.list_physical_devices("CPU")
+        try:
+            tf.config.set_visible_devices([], "GPU")
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(config.logical_cpus)]
+            )
+        except RuntimeError as exc:
+            raise TrainingError(
+                f"cannot split the CPU into {config.logical_cpus} logical devices: TensorFlow is already "
+                f"initialised in this process ({exc}); --logical-cpus must be set before any TensorFlow work"
+            ) from exc
+        devices = tuple(d.name for d in tf.config.list_logical_devices("CPU"))
+        strategy = tf.distribute.MirroredStrategy(devices=list(devices))
+        mixed = config.mixed_precision == "on"
+        info = StrategyInfo("MirroredStrategy", devices, strategy.num_replicas_in_sync, mixed, True)
+    else:
+        gpus = tf.config.list_physical_devices("GPU")
+        for gpu in gpus:
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:  # already initialised: leave it as it is
+                pass
+        mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and bool(gpus))
+        if len(gpus) > 1:
+            strategy = tf.distribute.MirroredStrategy()
+            devices = tuple(strategy.extended.worker_devices)
+            info = StrategyInfo("MirroredStrategy", devices, strategy.num_replicas_in_sync, mixed, False)
+        elif gpus:
+            strategy = tf.distribute.OneDeviceStrategy("/gpu:0")
+            info = StrategyInfo("OneDeviceStrategy", ("/gpu:0",), 1, mixed, False)
+        else:
+            strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+            info = StrategyInfo("OneDeviceStrategy", ("/cpu:0",), 1, mixed, True)
+    if info.deterministic:
+        # Cheap on the CPU; on GPUs some kernels (cuDNN LSTM backprop) have no
+        # deterministic version, so there the seeds give repeatability only.
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy("mixed_float16" if info.mixed_precision else "float32")
+    return strategy, info
+
+
+# ---------------------------------------------------------------- training
+
+
+def balanced_class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    """``n / (k * count_c)`` for the k classes present (scikit-learn's "balanced")."""
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes)
+    present = counts > 0
+    k = int(present.sum())
+    total = float(counts.sum())
+    return {int(c): (total / (k * counts[c]) if counts[c] else 1.0) for c in range(n_classes)}
+
+
+@dataclass
+class TrainResult:
+    model: Any  # tf_keras.Model with the best epoch's weights (may be mixed precision)
+    history: dict[str, Any]
+    epochs_run: int
+    best_epoch: int
+    seconds: float
+    strategy: StrategyInfo
+    class_weights: dict[int, float] | None
+    history_file: Path
+    curves_file: Path | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_arrays(x: np.ndarray, y: np.ndarray, n_classes: int, what: str) -> None:
+    if x.ndim != 3:
+        raise TrainingError(f"{what} windows must have shape (n, window, channels); got {x.shape}")
+    if len(x) != len(y):
+        raise TrainingError(f"{what}: {len(x)} windows but {len(y)} labels")
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise TrainingError(f"{what} labels must be class indices 0..{n_classes - 1}")
+
+
+def train_model(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    work_dir: str | Path,
+) -> TrainResult:
+    """Train the CNN-LSTM on normalised windows and return it with the best epoch's weights.
+
+    Early stopping and the checkpoint watch the validation loss; with no
+    validation windows they fall back to the training loss (logged as a
+    warning, since the "best" model is then simply the best-fitting one).
+    """
+    x_train = np.asarray(x_train, np.float32)
+    x_val = np.asarray(x_val, np.float32)
+    y_train = np.asarray(y_train, np.int64)
+    y_val = np.asarray(y_val, np.int64)
+    _check_arrays(x_train, y_train, n_classes, "training")
+    if len(x_val):
+        _check_arrays(x_val, y_val, n_classes, "validation")
+    if len(x_train) == 0:
+        raise TrainingError("no training windows")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+
+    tf, keras = import_tf()
+    strategy, info = select_strategy(config)
+    keras.utils.set_random_seed(config.seed)
+    log.info(
+        "training on %s (%d replica%s: %s)%s; %d training / %d validation windows",
+        info.name, info.replicas, "" if info.replicas == 1 else "s", ", ".join(info.devices),
+        ", mixed_float16" if info.mixed_precision else "", len(x_train), len(x_val),
+    )
+    try:
+        with strategy.scope():
+            model = build_from_config(model_config, x_train.shape[1:], n_classes)
+            model.compile(
+                optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+            )
+    finally:
+        # The policy was captured by the layers; later builds (conversion copies) get float32.
+        keras.mixed_precision.set_global_policy("float32")
+
+    monitor = "val_loss" if len(x_val) else "loss"
+    if monitor == "loss":
+        log.warning("no validation windows: early stopping and the best checkpoint watch the training loss")
+    checkpoint = work / "best.weights.h5"
+    early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True, verbose=1)
+    callbacks = [
+        early_stopping,
+        # The best weights on disk too, so a crash late in a long run keeps them.
+        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=monitor, save_best_only=True, save_weights_only=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(2, config.patience // 2), min_lr=1e-5),
+    ]
+    weights = balanced_class_weights(y_train, n_classes) if config.class_weights else None
+    verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
+
+    started = time.perf_counter()
+    fit = model.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val) if len(x_val) else None,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        class_weight=weights,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - started
+    if early_stopping.best_weights is not None:
+        # Older Keras 2 releases restore only when stopping early; make a run that used
+        # every epoch end on its best epoch too. (set_weights, not load_weights from the
+        # checkpoint: loading h5 weights into MirroredStrategy variables fails.)
+        model.set_weights(early_stopping.best_weights)
+
+    history: dict[str, Any] = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    epochs_run = len(history.get("loss", []))
+    watched = history.get(monitor, [])
+    best_epoch = int(np.argmin(watched)) + 1 if watched else epochs_run
+    history.update(
+        {"epochs_run": epochs_run, "best_epoch": best_epoch, "monitor": monitor, "seconds": round(seconds, 2)}
+    )
+    history_file = work / "history.json"
+    history_file.write_text(json.dumps(history, indent=2))
+    curves_file: Path | None
+    try:
+        from edge_har.plots import training_curves_png
+
+        curves_file = training_curves_png(history, work / "training_curves.png", title=f"CNN-LSTM training (best epoch {best_epoch})")
+    except Exception as exc:  # a missing matplotlib must not lose a trained model
+        log.warning("training curves not plotted: %s", exc)
+        curves_file = None
+    log.info("trained %d epochs in %.1f s; best epoch %d (%s %.4f)", epochs_run, seconds, best_epoch, monitor,
+             min(watched) if watched else float("nan"))
+    return TrainResult(
+        model=model,
+        history=history,
+        epochs_run=epochs_run,
+        best_epoch=best_epoch,
+        seconds=seconds,
+        strategy=info,
+        class_weights=weights,
+        history_file=history_file,
+        curves_file=curves_file,
+    )
