@@ -22,6 +22,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -100,8 +101,9 @@ register_variant(VariantSpec(
 ))
 register_variant(VariantSpec(
     "int8", "full_integer_int8",
-    "full integer: int8 weights and activations, int32 biases, every op int8; int8 input and output "
-    "(scale and zero point in the tensor specs)",
+    "full integer: int8 weights and activations in every op (int32 biases; the fused LSTM keeps its cell "
+    "state in int16, as TFLite's integer LSTM kernel defines); int8 input and output (scale and zero point "
+    "in the tensor specs)",
     _int8, needs_calibration=True, full_integer=True,
 ))
 DEFAULT_VARIANTS: tuple[str, ...] = ("float32", "dynamic_range", "int8")
@@ -189,7 +191,7 @@ def converter_settings(converter: Any, tf: Any, calibration_size: int | None) ->
         return None if value is None else str(getattr(value, "name", value))
 
     return {
-        "converter": "tf.lite.TFLiteConverter.from_keras_model",
+        "converter": "tf.lite.TFLiteConverter.from_saved_model (tf_keras model, static batch 1)",
         "tensorflow": tf.__version__,
         "optimizations": _enum_names(converter.optimizations),
         "supported_ops": _enum_names(converter.target_spec.supported_ops),
@@ -205,11 +207,41 @@ def converter_settings(converter: Any, tf: Any, calibration_size: int | None) ->
 
 def convert_variant(model: Any, spec: VariantSpec, calibration: np.ndarray | None = None) -> ConvertedVariant:
     """Convert a static-batch float32 Keras model into one variant."""
+    return convert_variants(model, [spec], calibration)[0]
+
+
+def convert_variants(model: Any, specs: Sequence[VariantSpec], calibration: np.ndarray | None = None) -> list[ConvertedVariant]:
+    """Convert a static-batch float32 Keras model into each variant of ``specs``.
+
+    The model is saved once as a SavedModel and every variant converts from
+    it: tracing the Keras model is the slow part of a conversion, and the
+    fused LSTM survives the SavedModel route unchanged.
+    """
+    import shutil
+    import tempfile
+
     tf, _ = import_tf()
-    if spec.needs_calibration and (calibration is None or len(calibration) == 0):
-        raise CalibrationError(f"variant '{spec.name}' needs calibration windows")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    rep = representative_dataset(calibration) if spec.needs_calibration else None
+    for spec in specs:
+        if spec.needs_calibration and (calibration is None or len(calibration) == 0):
+            raise CalibrationError(f"variant '{spec.name}' needs calibration windows")
+    if any(d is None for d in model.input_shape):
+        raise ConversionError(
+            f"the model's input shape {model.input_shape} has a dynamic dimension; convert the static-batch "
+            "copy (convert.models.static_batch_copy): a dynamic batch breaks the fused LSTM conversion"
+        )
+    saved = Path(tempfile.mkdtemp(prefix="edge-har-savedmodel-"))
+    try:
+        started = time.perf_counter()
+        model.save(str(saved), save_format="tf", include_optimizer=False)
+        log.debug("saved the static-batch model for conversion in %.1f s", time.perf_counter() - started)
+        return [_convert_one(tf, saved, spec, calibration) for spec in specs]
+    finally:
+        shutil.rmtree(saved, ignore_errors=True)
+
+
+def _convert_one(tf: Any, saved: Path, spec: VariantSpec, calibration: np.ndarray | None) -> ConvertedVariant:
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    rep = representative_dataset(calibration) if spec.needs_calibration and calibration is not None else None
     spec.configure(converter, tf, rep)
     settings = converter_settings(converter, tf, len(calibration) if rep is not None and calibration is not None else None)
     started = time.perf_counter()
