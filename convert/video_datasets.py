@@ -1,0 +1,459 @@
+"""Video data sets: folders of clips per class, or still images listed in a CSV.
+
+Two layouts, both taking a path (data sets are never copied into the project):
+
+* **clip folders**: ``<root>/<class>/<clip>.avi|.mp4|...``, anything OpenCV
+  decodes (KTH, UCF101 and phone recordings all come this way). The class is
+  the folder name; an optional regex pulls a subject id from the file name
+  (``person(\\d+)`` for KTH) so splits can keep a person on one side.
+* **still images**: ``<root>/train/`` + ``<root>/train.csv`` with the columns
+  ``filename,label`` (the layout of the Kaggle "Human Action Recognition"
+  image set the MobileNetV2 + LSTM image-sequence classifier was built on).
+  Each image becomes a one-frame clip.
+
+Frames go through ``edge_har.frames`` (the device's own code): sampled at the
+model's rate by timestamp, cropped or stretched, resized, converted to RGB and
+kept as uint8. Normalisation happens when batches are fed to the model.
+
+Unreadable files (not a video, truncated, a codec this OpenCV lacks) are named
+in a warning and skipped, never a crash; a class left with no clips is an
+error. Clips with fewer sampled frames than one window are padded (their last
+frame repeated: the person holds still) or skipped, as the user chooses, and
+counted either way.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from edge_har.frames import FrameSampler, FrameSpec, resize_frame, window_starts
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (
+    ".avi", ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv", ".mjpeg", ".mjpg",
+)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+SHORT_POLICIES = ("pad", "skip")
+LAYOUTS = ("auto", "clips", "images")
+DEFAULT_FPS_WHEN_UNKNOWN = 25.0
+
+
+class VideoDatasetError(ValueError):
+    """A data set that cannot be used as given; the message names the file, line or folder."""
+
+
+class ClipError(ValueError):
+    """One clip or image cannot be decoded; the loader turns this into a warning."""
+
+
+@dataclass
+class Clip:
+    """One labelled clip (or still image), frames sampled and resized for the model."""
+
+    frames: np.ndarray  # (n, H, W, 3) uint8 RGB at the model's size and rate
+    label: str
+    source: str  # file path
+    subject: str | None = None
+    source_fps: float | None = None
+    decoded_frames: int = 0  # frames read from the file before sampling
+    padded_frames: int = 0  # frames added to reach one window
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass
+class VideoDataset:
+    """A loaded data set; ``recordings`` aliases ``clips`` so the sensor splitters apply unchanged."""
+
+    root: Path
+    name: str
+    layout: str
+    labels: list[str]
+    clips: list[Clip]
+    spec: FrameSpec
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    short_policy: str = "pad"
+    short_padded: int = 0
+    short_skipped: int = 0
+    file_list_sha256: str = ""
+
+    @property
+    def recordings(self) -> list[Clip]:
+        return self.clips
+
+    @property
+    def sample_rate_hz(self) -> float:
+        return self.spec.fps
+
+    def class_counts(self) -> dict[str, int]:
+        counts = {label: 0 for label in self.labels}
+        for clip in self.clips:
+            counts[clip.label] += 1
+        return counts
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.root.resolve()),
+            "layout": self.layout,
+            "clips": len(self.clips),
+            "frames": int(sum(len(c) for c in self.clips)),
+            "classes": self.class_counts(),
+            "subjects": sorted({c.subject for c in self.clips if c.subject is not None}),
+            "sampled_fps": self.spec.fps,
+            "frame_size": [self.spec.width, self.spec.height],
+            "skipped_files": [{"file": f, "reason": r} for f, r in self.skipped_files],
+            "short_clips": {"policy": self.short_policy, "padded": self.short_padded, "skipped": self.short_skipped},
+            "file_list_sha256": self.file_list_sha256,
+        }
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def decode_clip(
+    path: str | Path, spec: FrameSpec, max_frames: int | None = None, default_fps: float = DEFAULT_FPS_WHEN_UNKNOWN
+) -> tuple[np.ndarray, float, int]:
+    """Decode one file: (frames (n, H, W, 3) uint8 RGB at the model's rate, file fps, frames decoded).
+
+    Frame ``i`` has the timestamp ``i / file_fps``, the same rule the camera
+    source uses when it replays a file, so training and the daemon keep the
+    same frames. ``max_frames`` caps the frames *kept* (long clips of a static
+    scene add little). Raises ClipError naming the file when nothing decodes.
+    """
+    import cv2
+
+    file = Path(path)
+    cap = cv2.VideoCapture(str(file))
+    try:
+        if not cap.isOpened():
+            raise ClipError(f"{file}: OpenCV cannot open it (not a video, or a codec this build lacks)")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        if not math.isfinite(fps) or fps <= 0 or fps > 1000:
+            log.warning("%s: the file does not state a usable frame rate (%r); assuming %g fps", file, fps, default_fps)
+            fps = default_fps
+        sampler = FrameSampler(spec.fps)
+        kept: list[np.ndarray] = []
+        decoded = 0
+        while max_frames is None or len(kept) < max_frames:
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                break
+            if sampler.keep(decoded / fps):
+                kept.append(resize_frame(frame, spec))
+            decoded += 1
+    finally:
+        cap.release()
+    if decoded == 0:
+        raise ClipError(f"{file}: no frame could be decoded (empty, truncated or an unsupported codec)")
+    return np.stack(kept), fps, decoded
+
+
+def read_image(path: str | Path, spec: FrameSpec) -> np.ndarray:
+    """One still image as a (1, H, W, 3) uint8 RGB clip; ClipError naming the file when unreadable."""
+    import cv2
+
+    file = Path(path)
+    if not file.is_file():
+        raise ClipError(f"{file}: no such file")
+    image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ClipError(f"{file}: OpenCV cannot read it as an image")
+    return resize_frame(image, spec)[None]
+
+
+# ---------------------------------------------------------------- layouts
+
+
+def _file_list_hash(files: Iterable[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for f in sorted(files):
+        rel = f.relative_to(root).as_posix()
+        digest.update(f"{rel}\t{f.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+def _subject(pattern: re.Pattern[str] | None, name: str) -> str | None:
+    if pattern is None:
+        return None
+    match = pattern.search(name)
+    if not match:
+        return None
+    return match.group(1) if match.groups() else match.group(0)
+
+
+def _apply_short_policy(
+    frames: np.ndarray, window: int, policy: str
+) -> tuple[np.ndarray | None, int]:
+    """(frames, padded count), or (None, 0) when the clip is skipped."""
+    if len(frames) >= window:
+        return frames, 0
+    if policy == "skip":
+        return None, 0
+    pad = window - len(frames)
+    return np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)]), pad
+
+
+def find_csv(root: Path, csv_name: str | None, filename_column: str, label_column: str) -> Path | None:
+    """``csv_name`` under ``root``, else ``train.csv``, else the one CSV whose header names both columns."""
+    if csv_name:
+        path = root / csv_name if not Path(csv_name).is_absolute() else Path(csv_name)
+        if not path.is_file():
+            raise VideoDatasetError(f"{path}: the image list CSV does not exist")
+        return path
+    if (root / "train.csv").is_file():
+        return root / "train.csv"
+    found = []
+    for path in sorted(root.glob("*.csv")):
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = [h.strip().lower() for h in next(csv.reader(fh), [])]
+        if filename_column.lower() in header and label_column.lower() in header:
+            found.append(path)
+    if len(found) > 1:
+        raise VideoDatasetError(
+            f"{root}: several CSV files list images ({', '.join(p.name for p in found)}); choose one with --csv"
+        )
+    return found[0] if found else None
+
+
+def detect_layout(root: Path, csv_name: str | None = None, filename_column: str = "filename", label_column: str = "label") -> str:
+    if csv_name or find_csv(root, None, filename_column, label_column) is not None:
+        return "images"
+    return "clips"
+
+
+def _progress(items: Sequence[Any], desc: str, enabled: bool) -> Iterable[Any]:
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="file", leave=False, disable=not enabled or len(items) < 20)
+
+
+def load_clip_folders(
+    root: str | Path,
+    spec: FrameSpec,
+    *,
+    short: str = "pad",
+    subject_regex: str | None = None,
+    extensions: Sequence[str] | None = VIDEO_EXTENSIONS,
+    classes: Sequence[str] | None = None,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> VideoDataset:
+    """``<root>/<class>/<clip>`` to a VideoDataset (see the module doc).
+
+    ``extensions=None`` tries every file (anything OpenCV decodes); the default
+    list keeps stray notes and thumbnails out of the warnings. ``classes``
+    limits the load to those folders, in that order.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise VideoDatasetError(f"{base}: the data set folder does not exist")
+    if short not in SHORT_POLICIES:
+        raise VideoDatasetError(f"short-clip policy {short!r} must be one of {', '.join(SHORT_POLICIES)}")
+    pattern = re.compile(subject_regex) if subject_regex else None
+    folders = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if classes:
+        by_name = {p.name: p for p in folders}
+        missing = [c for c in classes if c not in by_name]
+        if missing:
+            raise VideoDatasetError(f"{base}: no class folder(s) {', '.join(missing)} (found: {', '.join(by_name) or 'none'})")
+        folders = [by_name[c] for c in classes]
+    if not folders:
+        raise VideoDatasetError(f"{base}: no class folders (expected <root>/<class>/<clip>.avi|.mp4|...)")
+    wanted = tuple(e.lower() for e in extensions) if extensions else None
+    files: list[tuple[Path, str]] = []
+    for folder in folders:
+        found = sorted(
+            f for f in folder.iterdir()
+            if f.is_file() and not f.name.startswith(".") and (wanted is None or f.suffix.lower() in wanted)
+        )
+        if not found:
+            kinds = ", ".join(wanted) if wanted else "any"
+            raise VideoDatasetError(f"{folder}: empty class folder (no clip files; extensions tried: {kinds})")
+        files.extend((f, folder.name) for f in found)
+
+    clips: list[Clip] = []
+    skipped: list[tuple[str, str]] = []
+    padded = short_skipped = 0
+    for file, label in _progress(files, "decode clips", progress):
+        try:
+            frames, fps, decoded = decode_clip(file, spec, max_frames=max_frames)
+        except ClipError as exc:
+            log.warning("skipping %s", exc)
+            skipped.append((str(file), str(exc).split(": ", 1)[-1]))
+            continue
+        frames_or_none, pad = _apply_short_policy(frames, spec.window, short)
+        if frames_or_none is None:
+            short_skipped += 1
+            continue
+        padded += pad > 0
+        clips.append(Clip(frames_or_none, label, str(file), _subject(pattern, file.stem), fps, decoded, pad))
+    _report_short(spec.window, short, padded, short_skipped)
+    labels = [folder.name for folder in folders]
+    _check_classes(base, labels, clips, skipped)
+    return VideoDataset(
+        root=base, name=base.name, layout="clips", labels=labels, clips=clips, spec=spec,
+        skipped_files=skipped, short_policy=short, short_padded=padded, short_skipped=short_skipped,
+        file_list_sha256=_file_list_hash([f for f, _ in files], base),
+    )
+
+
+def load_image_csv(
+    root: str | Path,
+    spec: FrameSpec,
+    *,
+    csv_name: str | None = None,
+    images_dir: str = "train",
+    filename_column: str = "filename",
+    label_column: str = "label",
+    progress: bool = True,
+) -> VideoDataset:
+    """The still-image layout to a VideoDataset of one-frame clips (see the module doc)."""
+    base = Path(root)
+    if not base.is_dir():
+        raise VideoDatasetError(f"{base}: the data set folder does not exist")
+    table = find_csv(base, csv_name, filename_column, label_column)
+    if table is None:
+        raise VideoDatasetError(f"{base}: no train.csv (or other CSV with '{filename_column}' and '{label_column}' columns)")
+    folder = base / images_dir
+    if not folder.is_dir():
+        raise VideoDatasetError(f"{folder}: the image folder named by --images-dir does not exist")
+    rows: list[tuple[Path, str, int]] = []
+    with open(table, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = [h.strip().lower() for h in next(reader, [])]
+        for key in (filename_column, label_column):
+            if key.lower() not in header:
+                raise VideoDatasetError(f"{table}, line 1: no column '{key}' in the header {header}")
+        fi, li = header.index(filename_column.lower()), header.index(label_column.lower())
+        for line_no, row in enumerate(reader, start=2):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise VideoDatasetError(f"{table}, line {line_no}: {len(row)} columns, the header has {len(header)}")
+            name, label = row[fi].strip(), row[li].strip()
+            if not name or not label:
+                raise VideoDatasetError(f"{table}, line {line_no}: empty {filename_column if not name else label_column}")
+            rows.append((folder / name, label, line_no))
+    if not rows:
+        raise VideoDatasetError(f"{table}: lists no images")
+    labels = sorted({label for _, label, _ in rows})
+    clips: list[Clip] = []
+    skipped: list[tuple[str, str]] = []
+    for path, label, line_no in _progress(rows, "read images", progress):
+        try:
+            frames = read_image(path, spec)
+        except ClipError as exc:
+            log.warning("skipping %s (%s, line %d)", exc, table.name, line_no)
+            skipped.append((str(path), str(exc).split(": ", 1)[-1]))
+            continue
+        padded_frames, pad = _apply_short_policy(frames, spec.window, "pad")
+        clips.append(Clip(padded_frames, label, str(path), None, spec.fps, 1, pad))
+    _check_classes(base, labels, clips, skipped)
+    present = [p for p, _, _ in rows if p.is_file()]
+    return VideoDataset(
+        root=base, name=base.name, layout="images", labels=labels, clips=clips, spec=spec,
+        skipped_files=skipped, short_policy="pad", short_padded=sum(c.padded_frames > 0 for c in clips),
+        file_list_sha256=_file_list_hash(present + [table], base),
+    )
+
+
+def _report_short(window: int, policy: str, padded: int, skipped: int) -> None:
+    if padded:
+        log.warning("%d clip(s) had fewer than %d sampled frames and were padded by repeating their last frame", padded, window)
+    if skipped:
+        log.warning("%d clip(s) had fewer than %d sampled frames and were skipped (--short-clips skip)", skipped, window)
+
+
+def _check_classes(root: Path, labels: list[str], clips: list[Clip], skipped: list[tuple[str, str]]) -> None:
+    if skipped:
+        log.warning("%s: %d unreadable file(s) skipped: %s", root, len(skipped),
+                    ", ".join(Path(f).name for f, _ in skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
+    have = {c.label for c in clips}
+    empty = [label for label in labels if label not in have]
+    if empty:
+        raise VideoDatasetError(
+            f"{root}: class(es) {', '.join(empty)} have no usable clips (all unreadable or shorter than one window)"
+        )
+
+
+def load_video_dataset(
+    root: str | Path,
+    spec: FrameSpec,
+    *,
+    layout: str = "auto",
+    short: str = "pad",
+    subject_regex: str | None = None,
+    extensions: Sequence[str] | None = VIDEO_EXTENSIONS,
+    classes: Sequence[str] | None = None,
+    max_frames: int | None = None,
+    csv_name: str | None = None,
+    images_dir: str = "train",
+    filename_column: str = "filename",
+    label_column: str = "label",
+    progress: bool = True,
+) -> VideoDataset:
+    """Load either layout; ``layout="auto"`` picks images when a CSV lists them, clip folders otherwise."""
+    base = Path(root)
+    if layout not in LAYOUTS:
+        raise VideoDatasetError(f"layout {layout!r} must be one of {', '.join(LAYOUTS)}")
+    if not base.is_dir():
+        raise VideoDatasetError(f"{base}: the data set folder does not exist")
+    if layout == "auto":
+        layout = detect_layout(base, csv_name, filename_column, label_column)
+    if layout == "images":
+        return load_image_csv(
+            base, spec, csv_name=csv_name, images_dir=images_dir,
+            filename_column=filename_column, label_column=label_column, progress=progress,
+        )
+    return load_clip_folders(
+        base, spec, short=short, subject_regex=subject_regex, extensions=extensions,
+        classes=classes, max_frames=max_frames, progress=progress,
+    )
+
+
+# ---------------------------------------------------------------- windows
+
+
+@dataclass
+class WindowIndex:
+    """Windows as (clip, first frame) pairs, so frames or per-frame features can be gathered alike."""
+
+    clip: np.ndarray  # (n,) clip index into dataset.clips
+    start: np.ndarray  # (n,) first frame of the window
+    y: np.ndarray  # (n,) class index into dataset.labels
+    window: int
+
+    def __len__(self) -> int:
+        return len(self.clip)
+
+    def gather(self, per_clip: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, window, ...) from per-clip arrays (frames or features) whose first axis is time."""
+        if not len(self):
+            tail = per_clip[0].shape[1:] if len(per_clip) else ()
+            return np.empty((0, self.window) + tuple(tail), per_clip[0].dtype if len(per_clip) else np.float32)
+        return np.stack([per_clip[c][s : s + self.window] for c, s in zip(self.clip, self.start)])
+
+
+def window_index(dataset: VideoDataset, clip_indices: Sequence[int], window: int, stride: int) -> WindowIndex:
+    """Every full window of the chosen clips (a padded clip yields at least one)."""
+    label_of = {label: i for i, label in enumerate(dataset.labels)}
+    clips, starts, ys = [], [], []
+    for ci in clip_indices:
+        clip = dataset.clips[int(ci)]
+        for s in window_starts(len(clip), window, stride):
+            clips.append(int(ci))
+            starts.append(s)
+            ys.append(label_of[clip.label])
+    return WindowIndex(np.asarray(clips, np.int64), np.asarray(starts, np.int64), np.asarray(ys, np.int64), window)
