@@ -230,6 +230,10 @@ class TFLiteModel:
             raise InterpreterError(
                 f"{self.path.name}: input shape {arr.shape} does not match the model's {self.input.shape}"
             )
+        # The fused LSTM keeps its hidden and cell state in variable tensors that
+        # survive invoke(); each window must start from zero state, as in Keras
+        # (measured: without this, window i's output depends on window i-1's).
+        self._interp.reset_all_variables()
         self._interp.set_tensor(self._in_index, quantize(arr, self.input))
         self._interp.invoke()
         return dequantize(self._interp.get_tensor(self._out_index), self.output)[0]
