@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -175,8 +175,8 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_arrays(x: np.ndarray, y: np.ndarray, n_classes: int, what: str) -> None:
-    if x.ndim != 3:
+def _check_arrays(x: np.ndarray, y: np.ndarray, n_classes: int, what: str, any_rank: bool = False) -> None:
+    if x.ndim != 3 and not (any_rank and x.ndim >= 2):
         raise TrainingError(f"{what} windows must have shape (n, window, channels); got {x.shape}")
     if len(x) != len(y):
         raise TrainingError(f"{what}: {len(x)} windows but {len(y)} labels")
@@ -193,6 +193,7 @@ def train_model(
     model_config: ModelConfig,
     config: TrainConfig,
     work_dir: str | Path,
+    build_model: Callable[[], Any] | None = None,
 ) -> TrainResult:
     """Train the CNN-LSTM on normalised windows and return it with the best epoch's weights.
 
@@ -204,9 +205,11 @@ def train_model(
     x_val = np.asarray(x_val, np.float32)
     y_train = np.asarray(y_train, np.int64)
     y_val = np.asarray(y_val, np.int64)
-    _check_arrays(x_train, y_train, n_classes, "training")
+    # build_model: a hook for other architectures (the video CNN-LSTM takes (n, T, H, W, 3) clips);
+    # it is called inside the strategy scope, under the precision policy, instead of build_from_config.
+    _check_arrays(x_train, y_train, n_classes, "training", any_rank=build_model is not None)
     if len(x_val):
-        _check_arrays(x_val, y_val, n_classes, "validation")
+        _check_arrays(x_val, y_val, n_classes, "validation", any_rank=build_model is not None)
     if len(x_train) == 0:
         raise TrainingError("no training windows")
     work = Path(work_dir)
@@ -222,7 +225,7 @@ def train_model(
     )
     try:
         with strategy.scope():
-            model = build_from_config(model_config, x_train.shape[1:], n_classes)
+            model = build_model() if build_model is not None else build_from_config(model_config, x_train.shape[1:], n_classes)
             model.compile(
                 optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
                 loss="sparse_categorical_crossentropy",

@@ -24,12 +24,32 @@ through this module, so both sides agree on one schema. Layout of ``bundle.json`
       "training": {...},
       "provenance": {"dataset": {...}, "command": "...", "packages": {...}, "created": "...", "git": "..."}
     }
+
+A ``"kind": "video"`` bundle (the camera path, ``convert.video_pipeline``) differs
+in three additive ways; everything else above holds for it too:
+
+* ``preprocessing`` is ``edge_har.frames.FrameSpec.to_json()``: the fields above
+  with rate = frames per second, window = T frames, stride in frames, channels
+  R, G, B, plus ``"frame": {"height", "width", "fit", "interpolation", ...}``.
+* a variant may be split into ``parts`` instead of one ``file``: the device runs
+  the frame encoder once per frame and the temporal head over a ring buffer of
+  the last T feature vectors::
+
+      "int8": {"quantization": "full_integer_int8", "description": "...", "metrics": {...},
+               "parts": {"encoder": {"file": "encoder_int8.tflite", "sha256": "...", "size_bytes": 123,
+                                     "quantization": "...", "input": {TensorSpec}, "output": {TensorSpec}},
+                         "head":    {...same keys...},
+                         "clip":    {...optional: the whole clip model, T frames in, for comparisons}}}
+
+  A variant without ``parts`` (the still-image mode) has ``file`` as above.
+* ``"video": {"mode": "video" | "image-seq", "frames": T, "feature_shape": [...], ...}``
+  describes the model for the video runtime.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,6 +61,7 @@ BUNDLE_FILE = "bundle.json"
 KINDS = ("sensor", "video")
 REQUIRED_KEYS = ("schema_version", "model_id", "kind", "labels", "input", "preprocessing", "variants", "default_variant")
 VARIANT_KEYS = ("file", "sha256", "size_bytes", "quantization", "input", "output")
+PART_KEYS = ("file", "sha256", "size_bytes", "input", "output")  # each entry of a split variant's "parts"
 
 
 class BundleError(ValueError):
@@ -48,17 +69,36 @@ class BundleError(ValueError):
 
 
 @dataclass(frozen=True)
-class Variant:
+class ModelPart:
+    """One ``.tflite`` of a split variant (a video bundle's ``encoder`` or ``head``)."""
+
     name: str
     file: Path
     sha256: str
     size_bytes: int
+    meta: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    file: Path | None  # None for a variant split into parts
+    sha256: str | None
+    size_bytes: int  # of all its files
     quantization: str
     meta: Mapping[str, Any]
+    parts: Mapping[str, ModelPart] = field(default_factory=dict)
 
     @property
     def metrics(self) -> Mapping[str, Any]:
         return self.meta.get("metrics", {})
+
+    def files(self) -> list[tuple[str, Path, int, str]]:
+        """(bundle.json key, path, size, sha256) of every file the variant needs."""
+        if self.parts:
+            return [(f"variants.{self.name}.parts.{p.name}", p.file, p.size_bytes, p.sha256) for p in self.parts.values()]
+        assert self.file is not None and self.sha256 is not None
+        return [(f"variants.{self.name}", self.file, self.size_bytes, self.sha256)]
 
 
 class Bundle:
@@ -76,6 +116,16 @@ class Bundle:
             raise BundleError(str(exc)) from exc
         self.variants: dict[str, Variant] = {}
         for name, meta in data["variants"].items():
+            if "parts" in meta:
+                parts = {
+                    part: ModelPart(part, root / pm["file"], str(pm["sha256"]), int(pm["size_bytes"]), pm)
+                    for part, pm in meta["parts"].items()
+                }
+                self.variants[name] = Variant(
+                    name=name, file=None, sha256=None, size_bytes=sum(p.size_bytes for p in parts.values()),
+                    quantization=str(meta["quantization"]), meta=meta, parts=parts,
+                )
+                continue
             self.variants[name] = Variant(
                 name=name,
                 file=root / meta["file"],
@@ -132,14 +182,15 @@ class Bundle:
         """Check every variant's file exists with the recorded size and sha256; return problems."""
         problems = []
         for v in self.variants.values():
-            if not v.file.is_file():
-                problems.append(f"variants.{v.name}.file: {v.file} is missing")
-                continue
-            if v.file.stat().st_size != v.size_bytes:
-                problems.append(f"variants.{v.name}.size_bytes: {v.size_bytes} recorded, {v.file.stat().st_size} on disk")
-            digest = sha256_file(v.file)
-            if digest != v.sha256:
-                problems.append(f"variants.{v.name}.sha256: {v.file.name} hashes to {digest}, bundle says {v.sha256}")
+            for key, file, size, sha in v.files():
+                if not file.is_file():
+                    problems.append(f"{key}.file: {file} is missing")
+                    continue
+                if file.stat().st_size != size:
+                    problems.append(f"{key}.size_bytes: {size} recorded, {file.stat().st_size} on disk")
+                digest = sha256_file(file)
+                if digest != sha:
+                    problems.append(f"{key}.sha256: {file.name} hashes to {digest}, bundle says {sha}")
         return problems
 
     def load_model(
@@ -149,14 +200,23 @@ class Bundle:
         num_threads: int | None = 1,
         delegate: str | None = None,
         verify_sha256: bool = True,
+        part: str | None = None,
     ) -> TFLiteModel:
+        """Load a variant's model, or with ``part`` one part of a split (video) variant."""
         v = self.variant(variant)
+        file, sha = v.file, v.sha256
+        if v.parts or part is not None:
+            if part not in v.parts:
+                have = ", ".join(v.parts) or "none (it is one model)"
+                raise BundleError(f"{self.root / BUNDLE_FILE}: variant '{v.name}' has no part {part!r}; its parts: {have}")
+            file, sha = v.parts[part].file, v.parts[part].sha256
+        assert file is not None
         return TFLiteModel(
-            v.file,
+            file,
             backend=backend,
             num_threads=num_threads,
             delegate=delegate,
-            expected_sha256=v.sha256 if verify_sha256 else None,
+            expected_sha256=sha if verify_sha256 else None,
         )
 
 
@@ -185,6 +245,9 @@ def validate_data(data: Any, where: str = BUNDLE_FILE) -> None:
     for name, meta in variants.items():
         if not isinstance(meta, dict):
             raise BundleError(f"{where}: variants.{name} must be an object")
+        if "parts" in meta:
+            _validate_parts(data, name, meta, where)
+            continue
         for key in VARIANT_KEYS:
             if key not in meta:
                 raise BundleError(f"{where}: missing key 'variants.{name}.{key}'")
@@ -192,3 +255,24 @@ def validate_data(data: Any, where: str = BUNDLE_FILE) -> None:
         raise BundleError(
             f"{where}: default_variant {data['default_variant']!r} is not one of the variants ({', '.join(variants)})"
         )
+    if data["kind"] == "video":
+        frame = data["preprocessing"].get("frame") if isinstance(data["preprocessing"], dict) else None
+        if not isinstance(frame, dict) or not all(isinstance(frame.get(k), int) for k in ("height", "width")):
+            raise BundleError(f"{where}: a video bundle needs 'preprocessing.frame' with integer height and width")
+
+
+def _validate_parts(data: dict[str, Any], name: str, meta: dict[str, Any], where: str) -> None:
+    """A split variant (video only): ``quantization`` and a non-empty ``parts`` object of PART_KEYS each."""
+    if data["kind"] != "video":
+        raise BundleError(f"{where}: variants.{name}.parts: only a video bundle may split a variant into parts")
+    if "quantization" not in meta:
+        raise BundleError(f"{where}: missing key 'variants.{name}.quantization'")
+    parts = meta["parts"]
+    if not isinstance(parts, dict) or not parts:
+        raise BundleError(f"{where}: variants.{name}.parts must be a non-empty object")
+    for part, pm in parts.items():
+        if not isinstance(pm, dict):
+            raise BundleError(f"{where}: variants.{name}.parts.{part} must be an object")
+        for key in PART_KEYS:
+            if key not in pm:
+                raise BundleError(f"{where}: missing key 'variants.{name}.parts.{part}.{key}'")
