@@ -178,6 +178,8 @@ def write_variant(root: Path, converted: ConvertedVariant) -> dict[str, Any]:
         "input": model.input.to_json(),
         "output": model.output.to_json(),
         "converter": converted.settings,
+        "ops": converted.extra.get("ops"),
+        "float_ops": converted.extra.get("float_ops"),
         "conversion_seconds": round(converted.seconds, 2),
     }
 

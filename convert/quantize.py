@@ -239,6 +239,34 @@ def convert_variants(model: Any, specs: Sequence[VariantSpec], calibration: np.n
         shutil.rmtree(saved, ignore_errors=True)
 
 
+def inspect_tflite(content: bytes) -> dict[str, Any]:
+    """Op counts of a converted model, and the ops that still compute in float.
+
+    An op "computes in float" when one of its input or output tensors is
+    float32/float16 (LSTM intermediate placeholders of shape [0] excepted);
+    a full-integer variant must have none, or its name would lie.
+    """
+    from edge_har.interpreter import select_backend
+
+    # Not allocated: allocation applies the default XNNPACK delegate, which would
+    # replace the model's own ops by DELEGATE nodes in this listing.
+    interp = select_backend("auto").interpreter_cls(model_content=content)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    ops: dict[str, int] = {}
+    float_ops: dict[str, int] = {}
+    for op in interp._get_ops_details():  # noqa: SLF001 - the only per-op view the runtimes offer
+        name = str(op["op_name"])
+        ops[name] = ops.get(name, 0) + 1
+        for index in list(op["inputs"]) + list(op["outputs"]):
+            t = tensors.get(int(index))
+            if t is None or int(np.prod(t["shape"])) == 0:
+                continue
+            if np.dtype(t["dtype"]).kind == "f":
+                float_ops[name] = float_ops.get(name, 0) + 1
+                break
+    return {"ops": dict(sorted(ops.items())), "float_ops": dict(sorted(float_ops.items()))}
+
+
 def _convert_one(tf: Any, saved: Path, spec: VariantSpec, calibration: np.ndarray | None) -> ConvertedVariant:
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
     rep = representative_dataset(calibration) if spec.needs_calibration and calibration is not None else None
@@ -253,5 +281,11 @@ def _convert_one(tf: Any, saved: Path, spec: VariantSpec, calibration: np.ndarra
     except Exception as exc:
         raise ConversionError(f"TFLite conversion of variant '{spec.name}' failed: {type(exc).__name__}: {exc}") from exc
     seconds = time.perf_counter() - started
+    info = inspect_tflite(content)
+    if spec.full_integer and info["float_ops"]:
+        raise ConversionError(
+            f"variant '{spec.name}' is declared full-integer but these ops still compute in float: "
+            + ", ".join(f"{op} x{n}" for op, n in info["float_ops"].items())
+        )
     log.info("converted %s: %d bytes in %.1f s", spec.name, len(content), seconds)
-    return ConvertedVariant(spec, content, settings, seconds)
+    return ConvertedVariant(spec, content, settings, seconds, extra=info)

@@ -1,0 +1,119 @@
+"""The CNN-LSTM builder: architecture knobs, configs, and the copies conversion needs."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from convert.models import ModelConfig, add_model_arguments, build_cnn_lstm, build_from_config, float32_copy, import_tf, static_batch_copy
+
+tf, keras = import_tf()
+
+
+def layer_types(model) -> list[str]:
+    return [type(layer).__name__ for layer in model.layers]
+
+
+def test_default_architecture_is_conv_blocks_then_lstm_then_softmax():
+    model = build_from_config(ModelConfig(), (96, 3), 14)
+    assert model.input_shape == (None, 96, 3)
+    assert model.output_shape == (None, 14)
+    kinds = layer_types(model)
+    assert kinds.count("Conv1D") == 2 and kinds.count("MaxPooling1D") == 2
+    assert kinds.count("LSTM") == 1
+    assert kinds.index("LSTM") > max(i for i, k in enumerate(kinds) if k == "Conv1D")
+    assert model.layers[-1].activation.__name__ == "softmax"
+    lstm = next(layer for layer in model.layers if type(layer).__name__ == "LSTM")
+    assert lstm.units == 64
+    # 96 samples pooled twice by 2: the LSTM walks 24 steps.
+    assert lstm.input_shape[1] == 24 == ModelConfig().sequence_length(96)
+
+
+@pytest.mark.parametrize(
+    "config, steps",
+    [
+        (ModelConfig(conv_filters=(16, 16, 16), pool_size=2), 12),
+        (ModelConfig(conv_filters=(16,), pool_size=4), 24),
+        (ModelConfig(conv_filters=(16, 32), pool_size=1), 96),
+        (ModelConfig(conv_filters=(), lstm_units=(8,)), 96),
+    ],
+)
+def test_pooling_knobs_set_the_lstm_sequence_length(config, steps):
+    model = build_from_config(config, (96, 3), 4)
+    lstm = next(layer for layer in model.layers if type(layer).__name__ == "LSTM")
+    assert lstm.input_shape[1] == steps == config.sequence_length(96)
+
+
+def test_stacked_and_bidirectional_lstms():
+    model = build_cnn_lstm((64, 6), 5, conv_filters=(8,), lstm_units=(16, 8), bidirectional=True, batch_norm=False)
+    kinds = layer_types(model)
+    assert kinds.count("Bidirectional") == 2 and "BatchNormalization" not in kinds
+    assert model.get_layer("bilstm1").output_shape == (None, 32, 32)  # returns sequences, 2 x 16 units
+    assert model.get_layer("bilstm2").output_shape == (None, 16)
+
+
+def test_static_batch_copy_has_batch_one_and_the_same_outputs():
+    config = ModelConfig(conv_filters=(8,), lstm_units=(8,))
+    model = build_from_config(config, (32, 3), 3)
+    x = np.random.default_rng(0).normal(size=(4, 32, 3)).astype(np.float32)
+    static = static_batch_copy(model, config)
+    assert static.input_shape == (1, 32, 3)
+    expected = model.predict(x, verbose=0)
+    got = np.concatenate([static.predict(x[i : i + 1], verbose=0) for i in range(len(x))])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_mixed_precision_model_keeps_a_float32_softmax_and_copies_back_to_float32():
+    config = ModelConfig(conv_filters=(8,), lstm_units=(8,))
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = build_from_config(config, (32, 3), 3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert mixed.get_layer("conv1").compute_dtype == "float16"
+    assert mixed.get_layer("probabilities").compute_dtype == "float32"
+    assert mixed.output.dtype == tf.float32
+    copy = float32_copy(mixed, config, batch_size=None)
+    assert all(layer.compute_dtype == "float32" for layer in copy.layers if hasattr(layer, "compute_dtype"))
+    for a, b in zip(mixed.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_config_round_trips_through_json_and_cli_flags():
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    args = parser.parse_args(["--conv-filters", "16,32,64", "--lstm-units", "32,16", "--pool-size", "3",
+                              "--bidirectional", "--no-batch-norm", "--dropout", "0.2"])
+    config = ModelConfig.from_args(args)
+    assert config.conv_filters == (16, 32, 64) and config.lstm_units == (32, 16)
+    assert config.pool_size == 3 and config.bidirectional and not config.batch_norm and config.dropout == 0.2
+    assert ModelConfig.from_json(config.to_json()) == config
+    assert ModelConfig.from_args(parser.parse_args([])) == ModelConfig()
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--conv-filters", "16,x"], "comma-separated integers"),
+        (["--lstm-units", "0"], ">= 1"),
+        (["--dropout", "1.5"], "[0, 1)"),
+    ],
+)
+def test_bad_model_flags_are_rejected_naming_the_value(argv, fragment, capsys):
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(argv)
+    err = capsys.readouterr().err
+    assert argv[0] in err and fragment in err
+
+
+def test_invalid_configs_raise():
+    with pytest.raises(ValueError, match="lstm_units"):
+        ModelConfig(lstm_units=())
+    with pytest.raises(ValueError, match="unknown model config keys: colour"):
+        ModelConfig.from_json({"colour": "red"})
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        build_cnn_lstm((32, 3), 1)
