@@ -1,0 +1,134 @@
+"""Building a configured paho client and naming the topics: shared by the publisher, the
+MQTT input source and ``edge-har subscribe`` so all three speak to a broker the same way."""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .config import MqttConfig, MqttConfigError
+
+__all__ = ["EdgeHarClient", "Topics", "describe_broker", "make_client", "topics"]
+
+log = logging.getLogger("edge_har.mqtt")
+
+# A device id becomes one topic level: no separators or wildcards.
+_DEVICE_ID = re.compile(r"^[^/+#\x00\s]+$")
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topics of one device, ``<prefix>/<device_id>/...``."""
+
+    base: str
+    prediction: str
+    status: str
+    stats: str
+
+
+def topics(cfg: MqttConfig, device_id: str) -> Topics:
+    """Topics for ``device_id`` under ``cfg.topic_prefix``; raises ValueError for an id that
+    cannot be one topic level (contains '/', '+', '#' or whitespace)."""
+    if not device_id or not _DEVICE_ID.match(device_id):
+        raise ValueError(
+            f"device_id {device_id!r} cannot be an MQTT topic level (no '/', '+', '#', spaces; not empty)"
+        )
+    base = f"{cfg.topic_prefix}/{device_id}"
+    return Topics(base=base, prediction=f"{base}/prediction", status=f"{base}/status", stats=f"{base}/stats")
+
+
+class EdgeHarClient(mqtt.Client):
+    """A paho Client that remembers why the last connection attempt failed.
+
+    paho's ``on_connect_fail`` callback does not say why (refused TCP, DNS, TLS verification), and
+    "cannot connect" without a reason is what makes broker problems slow to diagnose on a device.
+    """
+
+    last_connect_error: Optional[BaseException] = None
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:  # noqa: D102 - paho's docstring applies
+        try:
+            result = super().reconnect()
+        except OSError as exc:
+            self.last_connect_error = exc
+            raise
+        self.last_connect_error = None
+        return result
+
+
+def describe_broker(cfg: MqttConfig) -> str:
+    """``host:port (MQTT 3.1.1, TLS)``: how log lines name the broker."""
+    return f"{cfg.host}:{cfg.port} (MQTT {cfg.protocol}{', TLS' if cfg.tls else ''})"
+
+
+def make_client(cfg: MqttConfig, client_id: str) -> EdgeHarClient:
+    """A paho client (callback API 2) with protocol, credentials, TLS and reconnect backoff applied.
+
+    It is not connected: callers set their callbacks and Last Will, then ``connect_async`` and
+    ``loop_start``. Raises :class:`MqttConfigError` naming the setting when the password or a TLS
+    file cannot be read, which is a configuration problem, not a broker outage.
+    """
+    if cfg.protocol == "5":
+        client = EdgeHarClient(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+        )
+    else:
+        client = EdgeHarClient(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+    # paho logs packet traffic at DEBUG; route it under our logger so --log-level DEBUG shows it.
+    client.enable_logger(logging.getLogger("edge_har.mqtt.paho"))
+
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.resolve_password())
+
+    if cfg.tls is not None:
+        _apply_tls(client, cfg)
+
+    client.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)  # type: ignore[arg-type]
+    return client
+
+
+def _apply_tls(client: mqtt.Client, cfg: MqttConfig) -> None:
+    tls = cfg.tls
+    assert tls is not None
+    for key, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file)):
+        if path is not None and not Path(path).expanduser().is_file():
+            raise MqttConfigError(f"mqtt.tls.{key}: {path} does not exist")
+    try:
+        client.tls_set(
+            ca_certs=_str(tls.ca_file),
+            certfile=_str(tls.cert_file),
+            keyfile=_str(tls.key_file),
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            ciphers=tls.ciphers,
+        )
+    except ssl.SSLError as exc:
+        raise MqttConfigError(
+            f"mqtt.tls: cannot load the TLS files (ca_file={tls.ca_file}, cert_file={tls.cert_file}, "
+            f"key_file={tls.key_file}): {exc}"
+        ) from exc
+    if tls.insecure:
+        client.tls_insecure_set(True)
+        log.warning(
+            "mqtt.tls.insecure is set: the broker certificate's host name is NOT checked against %s; "
+            "use this only in a lab",
+            cfg.host,
+        )
+
+
+def _str(path: Optional[Path]) -> Optional[str]:
+    return None if path is None else str(Path(path).expanduser())
