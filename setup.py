@@ -21,7 +21,7 @@ exec((HERE / "edge_har" / "__init__.py").read_text(), version)
 
 CORE = [
     "numpy>=1.23",
-    "paho-mqtt>=2.0,<3",
+    "paho-mqtt>=2.2,<3",  # 2.2: Client.drop_out_messages (edge_har.mqtt.publisher owns the offline queue)
     "psutil>=5.9",
     "tqdm>=4.60",
     "PyYAML>=6.0",
@@ -38,7 +38,7 @@ TRAIN = [
     "ai-edge-litert>=1.2",
     "opencv-python-headless>=4.8",
 ]
-DEV = ["pytest>=7.4", "pytest-timeout>=2.2"]
+DEV = ["pytest>=7.4", "pytest-timeout>=2.2", "cryptography>=41"]  # cryptography: TLS test certificates
 
 setup(
     name="edge-har",
