@@ -438,6 +438,9 @@ class WindowIndex:
     def __len__(self) -> int:
         return len(self.clip)
 
+    def subset(self, picks: np.ndarray) -> "WindowIndex":
+        return WindowIndex(self.clip[picks], self.start[picks], self.y[picks], self.window)
+
     def gather(self, per_clip: Sequence[np.ndarray]) -> np.ndarray:
         """(n, window, ...) from per-clip arrays (frames or features) whose first axis is time."""
         if not len(self):
@@ -457,3 +460,94 @@ def window_index(dataset: VideoDataset, clip_indices: Sequence[int], window: int
             starts.append(s)
             ys.append(label_of[clip.label])
     return WindowIndex(np.asarray(clips, np.int64), np.asarray(starts, np.int64), np.asarray(ys, np.int64), window)
+
+
+# ---------------------------------------------------------------- splits
+
+
+@dataclass
+class ClipSplit:
+    """Clip indices per side; a clip (and with ``by="subject"`` a person) is never on two sides."""
+
+    train: list[int]
+    val: list[int]
+    test: list[int]
+    by: str
+    seed: int
+    test_subjects: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "by": self.by,
+            "seed": self.seed,
+            "clips": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
+            "test_subjects": list(self.test_subjects),
+        }
+
+
+def _stratified(indices_by_class: dict[str, list[int]], fraction: float, rng: np.random.Generator,
+                keep_one: bool) -> tuple[list[int], list[int]]:
+    """(taken, rest): ``fraction`` of each class's clips (at least one where ``keep_one`` and 2+ clips)."""
+    taken: list[int] = []
+    rest: list[int] = []
+    for label in sorted(indices_by_class):
+        items = list(indices_by_class[label])
+        rng.shuffle(items)
+        n = int(round(len(items) * fraction))
+        if keep_one and fraction > 0 and len(items) >= 2:
+            n = max(1, n)
+        n = min(n, len(items) - 1) if len(items) > 1 else 0
+        taken.extend(items[:n])
+        rest.extend(items[n:])
+    return sorted(taken), sorted(rest)
+
+
+def split_clips(
+    dataset: VideoDataset,
+    *,
+    by: str = "clip",
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.15,
+    test_subjects: Sequence[str] | None = None,
+    seed: int = 42,
+) -> ClipSplit:
+    """Stratified by class, grouped by clip (default) or by subject, with a fixed seed.
+
+    ``by="subject"`` puts every clip of ``test_subjects`` in the test split
+    (subject-independent evaluation); validation clips are then drawn from
+    the other subjects' clips. A class with a single clip can only train, and
+    a warning says so.
+    """
+    if by not in ("clip", "subject"):
+        raise VideoDatasetError(f"split by {by!r} must be clip or subject")
+    for name, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise VideoDatasetError(f"{name} must be in [0, 1), got {value}")
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[int]] = {}
+    for i, clip in enumerate(dataset.clips):
+        by_class.setdefault(clip.label, []).append(i)
+    lonely = [label for label, items in by_class.items() if len(items) < 2]
+    if lonely:
+        log.warning("class(es) %s have a single clip: it goes to training and the class is not tested", ", ".join(lonely))
+    chosen_subjects: list[str] = []
+    if by == "subject":
+        if not test_subjects:
+            raise VideoDatasetError("--split subject needs --test-subjects (ids from --subject-regex)")
+        known = {c.subject for c in dataset.clips}
+        if None in known:
+            missing = [c.source for c in dataset.clips if c.subject is None][:3]
+            raise VideoDatasetError(f"no subject id in {', '.join(missing)}: check --subject-regex")
+        unknown = [s for s in test_subjects if s not in known]
+        if unknown:
+            raise VideoDatasetError(f"test subject(s) {', '.join(unknown)} not in the data (subjects: {', '.join(sorted(known))})")
+        chosen_subjects = list(test_subjects)
+        test = sorted(i for i, c in enumerate(dataset.clips) if c.subject in chosen_subjects)
+        remaining = {label: [i for i in items if dataset.clips[i].subject not in chosen_subjects] for label, items in by_class.items()}
+    else:
+        test, rest = _stratified(by_class, test_fraction, rng, keep_one=True)
+        rest_set = set(rest)
+        remaining = {label: [i for i in items if i in rest_set] for label, items in by_class.items()}
+    remaining = {label: items for label, items in remaining.items() if items}
+    val, train = _stratified(remaining, val_fraction, rng, keep_one=val_fraction > 0)
+    return ClipSplit(train, val, test, by, seed, chosen_subjects)

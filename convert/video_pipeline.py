@@ -1,0 +1,553 @@
+"""``edge-har convert-video`` end to end: clips -> split -> windows -> train -> quantize -> evaluate -> gate -> bundle.
+
+The sensor pipeline (``convert.pipeline``) with a video model. What is shared
+is reused, not copied: the variant table and converter (``convert.quantize``),
+the stratified calibration draw, ``convert.train.train_model`` (strategy
+choice, class weights, early stopping, curves), evaluation through the
+device's interpreter wrapper and its reports (``convert.evaluate``), the int8
+accuracy gate's error, and the atomic bundle writer (``convert.export``).
+
+What differs:
+
+* A video variant is exported as **two** ``.tflite`` parts, a frame
+  ``encoder`` and a temporal ``head`` (``bundle.json`` ``variants.<v>.parts``),
+  because the device runs the encoder once per frame and the head over a ring
+  buffer of features (``edge_har.video_runtime``). ``--clip-model`` adds the
+  whole clip model as a third part, for comparisons. The image-seq mode has
+  nothing to stream and exports one model per variant.
+* Each part is quantized on its own inputs: the encoder on training frames,
+  the head on feature windows computed by *the same variant's encoder*, i.e.
+  the features the head will see on the device.
+* Evaluation runs the parts exactly as the device does: encoder per frame,
+  head per window of T features.
+* With a frozen (pretrained) backbone, frame features are computed once and
+  only the head trains, through ``train_model`` unchanged; a backbone trained
+  from scratch goes end to end through ``train_model``'s ``build_model`` hook.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edge_har.bundle import Bundle
+from edge_har.frames import FrameSpec, normalise_frames
+from edge_har.interpreter import TFLiteModel
+from edge_har.video_runtime import VideoModels
+
+from .pipeline import AccuracyGateError, ConvertError, _slug, class_counts, stage
+from .quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, calibration_windows, resolve_variants
+from .train import TrainConfig
+from .video_datasets import ClipSplit, VideoDataset, WindowIndex, load_video_dataset, split_clips, window_index
+from .video_models import VideoModel, VideoModelConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FPS = 10.0
+DEFAULT_STRIDE = 4
+DEFAULT_MAX_INT8_DROP = 1.0
+PART_FILE = "{part}_{variant}.tflite"
+
+
+@dataclass
+class VideoConvertOptions:
+    """Everything ``run_convert_video`` needs; the CLI fills it from flags, tests build it directly.
+
+    ``dataset_options`` are keywords of ``convert.video_datasets.load_video_dataset``
+    and ``split_options`` of ``split_clips``. ``stride`` is in kept frames: the
+    device predicts every ``stride`` frames at ``fps``; training windows use
+    the same stride.
+    """
+
+    out: Path
+    data: Path | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    split_options: dict[str, Any] = field(default_factory=dict)
+    fps: float = DEFAULT_FPS
+    stride: int = DEFAULT_STRIDE
+    fit: str = "stretch"
+    interpolation: str = "area"
+    model: VideoModelConfig = field(default_factory=VideoModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    default_variant: str = "int8"
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE
+    max_int8_drop: float = DEFAULT_MAX_INT8_DROP
+    allow_int8_drop: bool = False
+    clip_model: bool = False
+    overwrite: bool = False
+    evaluate_backend: str = "auto"
+    progress: bool = True
+    command: str | None = None
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.default_variant not in self.variants:
+            raise ConvertError(
+                f"--default-variant {self.default_variant!r} is not among the variants produced ({', '.join(self.variants)})"
+            )
+        if self.stride < 1:
+            raise ConvertError(f"--stride must be >= 1 frame, got {self.stride}")
+
+    def frame_spec(self) -> FrameSpec:
+        scale, offset = self.model.frame_scaling()
+        video = self.model.mode == "video"
+        return FrameSpec(
+            height=self.model.size, width=self.model.size, fps=self.fps,
+            window=self.model.frames if video else 1, stride=self.stride if video else 1,
+            scale=scale, offset=offset, interpolation=self.interpolation, fit=self.fit,
+        )
+
+
+@dataclass
+class SplitData:
+    """Windows of one side of the split, as indices into the clips' frames."""
+
+    index: WindowIndex
+    clips: list[int]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.index.y
+
+
+# ---------------------------------------------------------------- features
+
+
+def keras_features(encoder: Any, dataset: VideoDataset, clip_ids: Sequence[int], spec: FrameSpec,
+                   batch_size: int = 64, progress: bool = True) -> dict[int, np.ndarray]:
+    """Float Keras encoder features of every frame of the given clips (frozen-backbone training)."""
+    from tqdm import tqdm
+
+    out: dict[int, np.ndarray] = {}
+    for ci in tqdm(list(clip_ids), desc="frame features", unit="clip", leave=False, disable=not progress):
+        frames = normalise_frames(dataset.clips[ci].frames, spec)
+        out[ci] = encoder.predict(frames, batch_size=batch_size, verbose=0).astype(np.float32)
+    return out
+
+
+def tflite_features(encoder: TFLiteModel, dataset: VideoDataset, clip_ids: Sequence[int], spec: FrameSpec,
+                    frames_needed: dict[int, set[int]] | None = None, progress: bool = True) -> dict[int, np.ndarray]:
+    """Features of the clips' frames from a ``.tflite`` encoder, one frame per call, as on the device.
+
+    ``frames_needed`` restricts the work to some frames per clip (the others stay zero).
+    """
+    from tqdm import tqdm
+
+    out: dict[int, np.ndarray] = {}
+    shape = tuple(encoder.output.shape[1:])
+    total = sum(len(dataset.clips[c]) if frames_needed is None else len(frames_needed.get(c, ())) for c in clip_ids)
+    with tqdm(total=total, desc=f"encode {encoder.path.name}", unit="frame", leave=False, disable=not progress or total < 200) as bar:
+        for ci in clip_ids:
+            clip = dataset.clips[ci]
+            feats = np.zeros((len(clip),) + shape, np.float32)
+            wanted = range(len(clip)) if frames_needed is None else sorted(frames_needed.get(ci, ()))
+            for fi in wanted:
+                feats[fi] = encoder.predict(normalise_frames(clip.frames[fi], spec))
+                bar.update(1)
+            out[ci] = feats
+    return out
+
+
+def frames_of(index: WindowIndex, picks: np.ndarray) -> dict[int, set[int]]:
+    need: dict[int, set[int]] = {}
+    for w in picks:
+        c, s = int(index.clip[w]), int(index.start[w])
+        need.setdefault(c, set()).update(range(s, s + index.window))
+    return need
+
+
+def per_clip(arrays: dict[int, np.ndarray], n_clips: int, shape: tuple[int, ...]) -> list[np.ndarray]:
+    """A list indexable by clip id (what ``WindowIndex.gather`` takes); clips not computed are empty."""
+    empty = np.zeros((0,) + tuple(shape), np.float32)
+    return [arrays.get(i, empty) for i in range(n_clips)]
+
+
+def stratified_pick(y: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Indices of ``size`` items stratified by class, drawn by ``convert.quantize.calibration_windows``."""
+    ids = np.arange(len(y), dtype=np.float64)[:, None]
+    return calibration_windows(ids, y, size, seed)[:, 0].astype(np.int64)
+
+
+# ---------------------------------------------------------------- training
+
+
+def _normalised_windows(dataset: VideoDataset, data: SplitData, spec: FrameSpec) -> np.ndarray:
+    frames = data.index.gather([c.frames for c in dataset.clips]) if len(data.index) else np.empty((0, spec.window) + spec.shape, np.uint8)
+    x = normalise_frames(frames, spec) if len(frames) else frames.astype(np.float32)
+    return x if spec.window > 1 else x[:, 0]
+
+
+def train_video(
+    options: VideoConvertOptions, dataset: VideoDataset, sets: dict[str, SplitData], spec: FrameSpec, work: Path
+) -> tuple[VideoModel, Any, dict[str, Any]]:
+    """Train and return (model with float weights, TrainResult, extra info)."""
+    from .train import train_model
+    from .video_models import build_video_model, split_trained
+
+    config = options.model
+    n_classes = len(dataset.labels)
+    if config.freeze_backbone:
+        model = build_video_model(config, n_classes)  # loads the pretrained weights once
+        clip_ids = sorted(set(sets["train"].clips) | set(sets["val"].clips) | set(sets["test"].clips))
+        feats = keras_features(model.encoder, dataset, clip_ids, spec, progress=options.progress)
+        x = {side: d.index.gather(per_clip(feats, len(dataset.clips), model.feature_shape)) for side, d in sets.items()}
+        if config.mode == "image-seq":
+            x = {side: arr[:, 0] for side, arr in x.items()}
+        result = train_model(x["train"], sets["train"].y, x["val"], sets["val"].y, n_classes,
+                             config.head_config(), options.train, work)
+        model.head.set_weights(result.model.get_weights())  # model.whole shares these layers
+        return model, result, {"trained": "head only (frozen backbone, features computed once per frame)"}
+    x_train = _normalised_windows(dataset, sets["train"], spec)
+    x_val = _normalised_windows(dataset, sets["val"], spec)
+    built: dict[str, VideoModel] = {}
+
+    def build() -> Any:
+        built["model"] = build_video_model(config, n_classes)
+        return built["model"].whole
+
+    log.info("end-to-end training on %.1f MB of frames", (x_train.nbytes + x_val.nbytes) / 1e6)
+    result = train_model(x_train, sets["train"].y, x_val, sets["val"].y, n_classes, config.head_config(),
+                         options.train, work, build_model=build)
+    encoder, head = split_trained(result.model, config)
+    model = VideoModel(config, encoder, head, result.model, n_classes)
+    return model, result, {"trained": "end to end (backbone and head)"}
+
+
+# ---------------------------------------------------------------- export
+
+
+def write_part(root: Path, part: str, variant: str, converted: Any) -> dict[str, Any]:
+    """One part's ``.tflite`` and its description; tensor specs come from loading it back."""
+    from edge_har.interpreter import TFLiteModel, sha256_file
+
+    path = root / PART_FILE.format(part=part, variant=variant)
+    path.write_bytes(converted.content)
+    model = TFLiteModel(path, num_threads=1)
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "size_bytes": path.stat().st_size,
+        "quantization": converted.spec.quantization,
+        "full_integer": converted.spec.full_integer,
+        "input": model.input.to_json(),
+        "output": model.output.to_json(),
+        "converter": converted.settings,
+        "ops": converted.extra.get("ops"),
+        "float_ops": converted.extra.get("float_ops"),
+        "conversion_seconds": round(converted.seconds, 2),
+    }
+
+
+def _calibration_frames(dataset: VideoDataset, data: SplitData, spec: FrameSpec, size: int, seed: int) -> np.ndarray:
+    """``size`` training frames, stratified by class, normalised (the encoder's calibration set)."""
+    frame_y, frame_ref = [], []
+    for ci in sorted(set(data.clips)):
+        clip = dataset.clips[ci]
+        label = dataset.labels.index(clip.label)
+        frame_ref.extend((ci, fi) for fi in range(len(clip) - clip.padded_frames))
+        frame_y.extend([label] * (len(clip) - clip.padded_frames))
+    if len(frame_y) < size:
+        from .quantize import CalibrationError
+
+        raise CalibrationError(
+            f"the encoder's calibration set needs {size} frames but the training clips have only {len(frame_y)}; "
+            "lower --calibration-size or use more training data"
+        )
+    picks = stratified_pick(np.asarray(frame_y), size, seed)
+    frames = np.stack([dataset.clips[frame_ref[p][0]].frames[frame_ref[p][1]] for p in picks])
+    return normalise_frames(frames, spec)
+
+
+def quantize_parts(
+    static: VideoModel, specs: Sequence[Any], staging: Path, dataset: VideoDataset, sets: dict[str, SplitData],
+    spec: FrameSpec, options: VideoConvertOptions, frame_calibration: np.ndarray | None, head_picks: np.ndarray | None,
+) -> dict[str, dict[str, Any]]:
+    """Convert every variant's encoder, head (and clip model); write them; return the variant entries."""
+    from .quantize import convert_variants
+
+    variants: dict[str, dict[str, Any]] = {}
+    plain = [s for s in specs if not s.needs_calibration]
+    calibrated = [s for s in specs if s.needs_calibration]
+    encoders = {c.name: c for c in convert_variants(static.encoder, plain)}
+    if calibrated:
+        encoders.update({c.name: c for c in convert_variants(static.encoder, calibrated, frame_calibration)})
+    for s in specs:
+        variants[s.name] = {
+            "quantization": s.quantization,
+            "full_integer": s.full_integer,
+            "description": s.description,
+            "parts": {"encoder": write_part(staging, "encoder", s.name, encoders[s.name])},
+        }
+    heads = {c.name: c for c in convert_variants(static.head, plain)}
+    for s in calibrated:
+        # The head is calibrated on what it will be fed: this variant's own (quantized) encoder's features.
+        encoder = TFLiteModel(staging / variants[s.name]["parts"]["encoder"]["file"], num_threads=1)
+        assert head_picks is not None
+        need = frames_of(sets["train"].index, head_picks)
+        feats = tflite_features(encoder, dataset, sorted(need), spec, need, progress=options.progress)
+        sub = sets["train"].index.subset(head_picks)
+        calib = sub.gather(per_clip(feats, len(dataset.clips), static.feature_shape))
+        heads[s.name] = convert_variants(static.head, [s], calib)[0]
+        variants[s.name]["head_calibration"] = f"{len(calib)} training windows encoded by encoder_{s.name}.tflite"
+    for s in specs:
+        variants[s.name]["parts"]["head"] = write_part(staging, "head", s.name, heads[s.name])
+    if options.clip_model:
+        clip_calib = None
+        if calibrated:
+            assert head_picks is not None
+            sub = sets["train"].index.subset(head_picks)
+            clip_calib = normalise_frames(sub.gather([c.frames for c in dataset.clips]), spec)
+        clips = {c.name: c for c in convert_variants(static.whole, plain)}
+        if calibrated:
+            clips.update({c.name: c for c in convert_variants(static.whole, calibrated, clip_calib)})
+        for s in specs:
+            variants[s.name]["parts"]["clip"] = write_part(staging, "clip", s.name, clips[s.name])
+    for entry in variants.values():
+        entry["size_bytes"] = sum(p["size_bytes"] for k, p in entry["parts"].items() if k != "clip")
+    return variants
+
+
+def quantize_single(static: VideoModel, specs: Sequence[Any], staging: Path, calibration: np.ndarray | None) -> dict[str, dict[str, Any]]:
+    """image-seq: one model per variant (nothing to stream), written by the sensor exporter."""
+    from . import export
+    from .quantize import convert_variants
+
+    plain = [s for s in specs if not s.needs_calibration]
+    calibrated = [s for s in specs if s.needs_calibration]
+    converted = convert_variants(static.whole, plain)
+    if calibrated:
+        converted += convert_variants(static.whole, calibrated, calibration)
+    return {c.name: export.write_variant(staging, c) for c in converted}
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate_variant(
+    bundle: Bundle, variant: str, dataset: VideoDataset, data: SplitData, spec: FrameSpec, backend: str = "auto",
+    progress: bool = True,
+) -> Any:
+    """Accuracy of one variant on windows, run as the device runs it (encoder per frame, head per window)."""
+    from .evaluate import evaluate_model
+
+    models = VideoModels.load(bundle, variant, backend=backend, num_threads=1)
+    if models.whole is not None:
+        x = normalise_frames(data.index.gather([c.frames for c in dataset.clips])[:, 0], spec)
+        return evaluate_model(models.whole, x, data.y, bundle.labels, variant, progress=progress)
+    assert models.encoder is not None and models.head is not None
+    feats = tflite_features(models.encoder, dataset, sorted(set(data.clips)), spec, progress=progress)
+    x = data.index.gather(per_clip(feats, len(dataset.clips), models.feature_shape))
+    return evaluate_model(models.head, x, data.y, bundle.labels, variant, progress=progress)
+
+
+def gate(evaluations: dict[str, Any], specs: Sequence[Any], options: VideoConvertOptions) -> tuple[dict[str, float], bool]:
+    """The sensor pipeline's int8 gate: full-integer variants may lose at most ``max_int8_drop`` points."""
+    float_acc = evaluations["float32"].report["accuracy"]
+    drops = {name: round(100.0 * (float_acc - ev.report["accuracy"]), 3) for name, ev in evaluations.items() if name != "float32"}
+    over = {s.name: drops[s.name] for s in specs if s.full_integer and drops[s.name] > options.max_int8_drop}
+    if over:
+        text = "; ".join(
+            f"{name} test accuracy {100 * evaluations[name].report['accuracy']:.2f}% is {d:.2f} points below "
+            f"float32's {100 * float_acc:.2f}%" for name, d in over.items()
+        )
+        if not options.allow_int8_drop:
+            raise AccuracyGateError(
+                f"refusing to write the bundle: {text} (limit --max-int8-drop {options.max_int8_drop:g}). "
+                "Use a larger --calibration-size, retrain, or pass --allow-int8-drop to accept it.",
+                float_acc, {n: evaluations[n].report["accuracy"] for n in over},
+            )
+        log.warning("accepting the accuracy drop as asked (--allow-int8-drop): %s", text)
+    return drops, bool(over)
+
+
+# ---------------------------------------------------------------- the pipeline
+
+
+def make_sets(dataset: VideoDataset, split: ClipSplit, spec: FrameSpec) -> dict[str, SplitData]:
+    sets = {side: SplitData(window_index(dataset, getattr(split, side), spec.window, spec.stride), list(getattr(split, side)))
+            for side in ("train", "val", "test")}
+    labels = dataset.labels
+    present = set(np.unique(sets["train"].y).tolist())
+    missing = [labels[i] for i in range(len(labels)) if i not in present]
+    if missing:
+        raise ConvertError(f"the training split has no windows of class(es) {', '.join(missing)}; "
+                           "they need more clips, or a different split")
+    if len(sets["test"].index) == 0:
+        raise ConvertError("the test split has no windows; the quantized variants cannot be checked against float")
+    return sets
+
+
+def run_convert_video(options: VideoConvertOptions, dataset: VideoDataset | None = None, split: ClipSplit | None = None) -> Path:
+    """Run the whole video conversion and return the bundle directory.
+
+    Raises AccuracyGateError (nothing written at ``options.out``) when a
+    full-integer variant falls more than ``max_int8_drop`` points below float32.
+    """
+    from . import export
+    from .evaluate import relative_source, write_evaluation
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    specs = resolve_variants(options.variants)
+    export.check_destination(options.out, options.overwrite)
+    spec = options.frame_spec()
+    config = options.model
+
+    with stage("load data", timings):
+        if dataset is None:
+            if options.data is None:
+                raise ConvertError("no data set given")
+            dataset = load_video_dataset(options.data, spec, progress=options.progress, **options.dataset_options)
+        elif (dataset.spec.height, dataset.spec.width, dataset.spec.fps) != (spec.height, spec.width, spec.fps):
+            raise ConvertError(f"the data set was loaded at {dataset.spec.width}x{dataset.spec.height} px, "
+                               f"{dataset.spec.fps} fps; the model needs {spec.width}x{spec.height} px, {spec.fps} fps")
+        labels = list(dataset.labels)
+        log.info("data set %s: %d clips, %d classes, %d frames at %g fps, %dx%d px", dataset.name, len(dataset.clips),
+                 len(labels), sum(len(c) for c in dataset.clips), spec.fps, spec.width, spec.height)
+    with stage("split", timings):
+        if split is None:
+            split = split_clips(dataset, **options.split_options)
+        sets = make_sets(dataset, split, spec)
+        log.info("split by %s: %d/%d/%d clips, %d/%d/%d windows of %d frames (train/val/test)", split.by,
+                 len(split.train), len(split.val), len(split.test),
+                 len(sets["train"].index), len(sets["val"].index), len(sets["test"].index), spec.window)
+        frame_calibration = head_picks = None
+        if any(s.needs_calibration for s in specs):
+            # Drawn before training, so a too-large --calibration-size fails in seconds.
+            frame_calibration = _calibration_frames(dataset, sets["train"], spec, options.calibration_size, options.train.seed)
+            if config.mode == "video":
+                head_picks = stratified_pick(sets["train"].y, min(options.calibration_size, len(sets["train"].index)),
+                                             options.train.seed)
+
+    with export.staging_dir(options.out) as staging:
+        from .video_models import float32_copy
+
+        with stage("train", timings):
+            model, result, train_info = train_video(options, dataset, sets, spec, staging / "training")
+            checkpoint = staging / "training" / "best.weights.h5"
+            if checkpoint.exists():
+                checkpoint.unlink()
+            keras_float = float32_copy(model, batch_size=None)
+            keras_float.whole.save(staging / export.KERAS_MODEL_FILE, include_optimizer=False, save_format="h5")
+            x_test = _normalised_windows(dataset, sets["test"], spec)
+            keras_probs = keras_float.whole.predict(x_test, batch_size=16, verbose=0)
+            keras_accuracy = float((keras_probs.argmax(axis=1) == sets["test"].y).mean())
+            log.info("Keras float model: test accuracy %.4f", keras_accuracy)
+
+        with stage("quantize", timings):
+            static = float32_copy(model, batch_size=1)
+            if config.mode == "video":
+                variants = quantize_parts(static, specs, staging, dataset, sets, spec, options, frame_calibration, head_picks)
+            else:
+                variants = quantize_single(static, specs, staging, frame_calibration)
+
+        model_id = "{}-{}-cnn-lstm-{}-{}".format(
+            _slug(dataset.name), "video" if config.mode == "video" else "imageseq",
+            _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d"),
+            (variants["float32"].get("sha256") or variants["float32"]["parts"]["encoder"]["sha256"])[:8],
+        )
+        in_shape = [1, spec.window, spec.height, spec.width, 3] if config.mode == "video" else [1, spec.height, spec.width, 3]
+        document = export.bundle_document(
+            model_id=model_id, labels=labels, input_shape=in_shape, preprocessing=spec.to_json(),
+            variants=variants, default_variant=options.default_variant,
+        )
+        document["kind"] = "video"
+        document["input"] = {
+            "shape": in_shape,
+            "dtype": "float32",
+            "layout": "NTHWC" if config.mode == "video" else "NHWC",
+            "note": "frames after edge_har.frames (sampled at fps, resized, RGB, scaled); a split variant's encoder "
+            "takes one frame [1, H, W, 3] and its head the last T feature vectors [1, T, D]",
+        }
+        document["video"] = {
+            "mode": config.mode,
+            "frames": spec.window,
+            "stride": spec.stride,
+            "fps": spec.fps,
+            "feature_shape": list(static.feature_shape),
+            "head_sequence_shape": list(static.sequence_shape),
+            "backbone": config.backbone,
+            "streaming": "encoder once per kept frame; head every stride frames over the last T features"
+            if config.mode == "video" else "one model per image: the CNN's feature map read as a sequence by the LSTM",
+        }
+        export.write_json(staging, document)
+
+        with stage("evaluate", timings):
+            bundle = Bundle.load(staging)
+            evaluations = {}
+            for s in specs:
+                ev = evaluate_variant(bundle, s.name, dataset, sets["test"], spec, options.evaluate_backend, options.progress)
+                files = write_evaluation(ev, staging / "evaluation")
+                evaluations[s.name] = ev
+                summary = ev.summary()
+                summary["report"] = str(Path(files["metrics"]).relative_to(staging))
+                if "confusion_png" in files:
+                    summary["confusion_png"] = str(Path(files["confusion_png"]).relative_to(staging))
+                variants[s.name]["metrics"] = summary
+                log.info("%-14s test accuracy %.4f  macro-F1 %.4f  (%d windows, %s)", s.name,
+                         ev.report["accuracy"], ev.report["macro_f1"], ev.report["n_windows"], ev.backend)
+            float_probs = evaluations["float32"].probabilities
+            split_vs_keras = float(np.abs(float_probs - keras_probs).max())
+            log.info("float32 TFLite (as streamed) vs Keras whole model: max |probability difference| %.2e", split_vs_keras)
+
+        drops, over = gate(evaluations, specs, options)
+        split_info = dict(split.describe())
+        split_info["test_sources_relative"] = [relative_source(dataset.clips[i].source, dataset.root) for i in split.test]
+        split_info["windows"] = {side: len(d.index) for side, d in sets.items()}
+        split_info["windows_per_class"] = {side: class_counts(d.y, labels) for side, d in sets.items()}
+        document["metrics"] = {
+            "evaluated_on": "test split",
+            "split": split_info,
+            "reference_variant": "float32",
+            "variants": {name: {k: ev.report[k] for k in ("accuracy", "macro_f1")} for name, ev in evaluations.items()},
+            "keras_float_accuracy": keras_accuracy,
+            "float32_vs_keras_max_abs_diff": split_vs_keras,
+            "drop_points": drops,
+            "int8_drop_points": drops.get("int8"),
+            "max_int8_drop_points": options.max_int8_drop,
+            "int8_drop_allowed": over and options.allow_int8_drop,
+            "backend": evaluations["float32"].backend,
+        }
+        document["training"] = {
+            "model": config.to_json(),
+            "trained": train_info["trained"],
+            "config": options.train.to_json(),
+            "strategy": result.strategy.to_json(),
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "seconds": round(result.seconds, 2),
+            "class_weights": None if result.class_weights is None
+            else {labels[i]: round(w, 6) for i, w in result.class_weights.items()},
+            "calibration_frames": None if frame_calibration is None else len(frame_calibration),
+            "calibration_head_windows": None if head_picks is None else len(head_picks),
+            "history_file": str(result.history_file.relative_to(staging)),
+            "curves_file": None if result.curves_file is None else str(result.curves_file.relative_to(staging)),
+            "keras_model": export.KERAS_MODEL_FILE,
+            "final": {k: v[-1] for k, v in result.history.items() if isinstance(v, list) and v},
+            "stage_seconds": timings,
+        }
+        document["provenance"] = {
+            "dataset": dataset.describe(),
+            "command": options.command or export.command_line(),
+            "packages": export.package_versions(),
+            "created": export.utc_now(),
+            "git": export.git_revision(),
+        }
+        document["files"] = {
+            "keras_model": export.KERAS_MODEL_FILE + " (the whole clip model, float32, dynamic batch)",
+            "history": document["training"]["history_file"],
+            "training_curves": document["training"]["curves_file"],
+            "evaluation": "evaluation/<variant>/metrics.json, confusion_matrix.png",
+        }
+        timings["total"] = round(time.perf_counter() - started, 2)
+        export.write_json(staging, document)
+        out = export.publish(staging, options.out, options.overwrite)
+    log.info("video conversion finished in %.1f s: %s", time.perf_counter() - started, out)
+    return out
