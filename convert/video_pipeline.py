@@ -332,12 +332,12 @@ def quantize_single(static: VideoModel, specs: Sequence[Any], staging: Path, cal
 
 def evaluate_variant(
     bundle: Bundle, variant: str, dataset: VideoDataset, data: SplitData, spec: FrameSpec, backend: str = "auto",
-    progress: bool = True,
+    progress: bool = True, num_threads: int | None = 1,
 ) -> Any:
     """Accuracy of one variant on windows, run as the device runs it (encoder per frame, head per window)."""
     from .evaluate import evaluate_model
 
-    models = VideoModels.load(bundle, variant, backend=backend, num_threads=1)
+    models = VideoModels.load(bundle, variant, backend=backend, num_threads=num_threads)
     if models.whole is not None:
         x = normalise_frames(data.index.gather([c.frames for c in dataset.clips])[:, 0], spec)
         return evaluate_model(models.whole, x, data.y, bundle.labels, variant, progress=progress)
@@ -345,6 +345,66 @@ def evaluate_variant(
     feats = tflite_features(models.encoder, dataset, sorted(set(data.clips)), spec, progress=progress)
     x = data.index.gather(per_clip(feats, len(dataset.clips), models.feature_shape))
     return evaluate_model(models.head, x, data.y, bundle.labels, variant, progress=progress)
+
+
+def evaluate_video_bundle(
+    bundle: Bundle,
+    data: str | Path,
+    *,
+    dataset_options: dict[str, Any] | None = None,
+    variants: Sequence[str] | None = None,
+    split: str = "test",
+    out_dir: str | Path | None = None,
+    backend: str = "auto",
+    num_threads: int | None = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``edge-har evaluate-video``: the recorded test clips (``split="test"``) or every clip, per variant."""
+    import json
+
+    from .evaluate import EvaluationError, label_indices, relative_source, write_evaluation
+
+    if bundle.kind != "video":
+        raise EvaluationError(f"{bundle.root}: a {bundle.kind} bundle; use edge-har evaluate")
+    if split not in ("test", "all"):
+        raise EvaluationError(f"split must be test or all, got {split!r}")
+    names = list(variants) if variants else list(bundle.variants)
+    for name in names:
+        bundle.variant(name)  # BundleError naming the known variants
+    spec = FrameSpec.from_json(bundle.data["preprocessing"], where=f"{bundle.root}/bundle.json: preprocessing")
+    dataset = load_video_dataset(data, spec, progress=progress, **(dataset_options or {}))
+    remap = label_indices(dataset.labels, bundle.labels, str(dataset.root))
+    if split == "test":
+        wanted = (bundle.metrics.get("split") or {}).get("test_sources_relative")
+        if not wanted:
+            raise EvaluationError(f"{bundle.root}/bundle.json: metrics.split.test_sources_relative is missing; use --split all")
+        by_source = {relative_source(c.source, dataset.root): i for i, c in enumerate(dataset.clips)}
+        missing = [w for w in wanted if w not in by_source]
+        if missing:
+            raise EvaluationError(
+                f"{dataset.root}: {len(missing)} of the bundle's {len(wanted)} test clips are missing or unreadable "
+                f"({', '.join(missing[:5])}); pass the data set the bundle was trained on, or use --split all"
+            )
+        clip_ids = [by_source[w] for w in wanted]
+    else:
+        clip_ids = list(range(len(dataset.clips)))
+    index = window_index(dataset, clip_ids, spec.window, spec.stride)
+    if not len(index):
+        raise EvaluationError(f"{dataset.root}: no windows of {spec.window} frames in the {split} clips")
+    index.y = remap[index.y]
+    data_split = SplitData(index, clip_ids)
+    results: dict[str, Any] = {"bundle": str(bundle.root), "model_id": bundle.model_id,
+                               "data": {"split": split, "clips": len(clip_ids), "windows": len(index)}, "variants": {}}
+    for name in names:
+        ev = evaluate_variant(bundle, name, dataset, data_split, spec, backend, progress, num_threads)
+        entry: dict[str, Any] = ev.summary()
+        if out_dir is not None:
+            entry["files"] = write_evaluation(ev, out_dir)
+        results["variants"][name] = entry
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "summary.json").write_text(json.dumps(results, indent=2))
+    return results
 
 
 def gate(evaluations: dict[str, Any], specs: Sequence[Any], options: VideoConvertOptions) -> tuple[dict[str, float], bool]:

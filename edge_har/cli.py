@@ -21,6 +21,8 @@ from . import __version__
 SUBCOMMANDS: tuple[str, ...] = (
     "convert.cli:register_convert",
     "convert.cli:register_evaluate",
+    "convert.video_cli:register_convert_video",
+    "convert.video_cli:register_evaluate_video",
     "edge_har.daemon_cli:register_run",
     "edge_har.daemon_cli:register_validate_config",
     "edge_har.subscribe:register",
