@@ -1,0 +1,341 @@
+"""The MQTT publisher against a real mosquitto: schema, outages, ordering, bound, status, Last Will.
+
+Tests that need a subscriber to see what was published *while it could not be connected* (broker
+down at start, broker killed) give it a persistent session (clean_session=False) on a broker with
+persistence: the broker keeps its subscription across the restart and queues the messages for it,
+so the test does not depend on which client reconnects first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_har.mqtt.config import MqttConfig
+from edge_har.mqtt.payloads import PREDICTION_FIELDS, prediction_payload, stats_payload, validate_prediction
+from edge_har.mqtt.publisher import Publisher
+
+LABELS = ["Walk", "Sit", "Climb_stairs"]
+DEVICE = "pi-test"
+PRED_TOPIC = f"edge-har/{DEVICE}/prediction"
+STATUS_TOPIC = f"edge-har/{DEVICE}/status"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fast_cfg(broker, **overrides) -> MqttConfig:
+    """Short keepalive and backoff so outage tests take seconds, not minutes."""
+    values = dict(host=broker.host, port=broker.port, keepalive=5, reconnect_min_s=0.1, reconnect_max_s=0.5)
+    values.update(overrides)
+    return MqttConfig(**values)
+
+
+def pred(seq: int, device: str = DEVICE) -> dict:
+    probs = {"Walk": 0.7, "Sit": 0.2, "Climb_stairs": 0.1}
+    return prediction_payload(
+        device_id=device,
+        model_id="test-model-1",
+        seq=seq,
+        window_end_ts=1_700_000_000.0 + seq * 0.5,
+        label="Walk",
+        confidence=0.7,
+        probabilities=probs,
+        inference_ms=0.8,
+        e2e_ms=2.5,
+        variant="int8",
+    )
+
+
+def seqs(listener) -> list[int]:
+    return [p["seq"] for p in listener.payloads(PRED_TOPIC)]
+
+
+@pytest.fixture
+def publishers():
+    made: list[Publisher] = []
+
+    def make(cfg: MqttConfig, device: str = DEVICE, **kwargs) -> Publisher:
+        publisher = Publisher(cfg, device, "test-model-1", LABELS, **kwargs)
+        made.append(publisher)
+        return publisher
+
+    yield make
+    for publisher in made:
+        publisher.stop(timeout=2.0)
+
+
+def persistent_listener(broker, mqtt_listener, client_id: str):
+    """A QoS 1 subscriber whose session (and queued messages) survive a broker restart."""
+    since = time.time()
+    listener = mqtt_listener(broker, [f"edge-har/{DEVICE}/#"], client_id=client_id, clean=False, qos=1)
+    broker.wait_autosaved(since)  # so even a SIGKILL keeps the subscription
+    return listener
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_predictions_arrive_with_the_documented_schema(mosquitto_broker, mqtt_listener, publishers, protocol):
+    listener = mqtt_listener(mosquitto_broker, [f"edge-har/{DEVICE}/#"], protocol=protocol)
+    publisher = publishers(fast_cfg(mosquitto_broker, protocol=protocol))
+    publisher.start()
+    assert publisher.wait_connected(10), publisher.counters()
+    for seq in range(5):
+        publisher.publish_prediction(pred(seq))
+
+    received = listener.wait_count(PRED_TOPIC, 5)
+    payloads = [m.json() for m in received]
+    assert [p["seq"] for p in payloads] == [0, 1, 2, 3, 4]
+    for message, payload in zip(received, payloads):
+        assert message.qos == 1 and not message.retain
+        assert validate_prediction(payload) == []
+        assert set(payload) <= set(PREDICTION_FIELDS)
+        assert payload["device_id"] == DEVICE and payload["model_id"] == "test-model-1"
+        assert payload["label"] == "Walk" and payload["probabilities"]["Sit"] == pytest.approx(0.2)
+    listener.wait_for(lambda ms: any(m.topic == STATUS_TOPIC and m.payload == b"online" for m in ms), what="online")
+    counters = publisher.counters()
+    assert counters["connected"] is True and counters["queued"] == 0 and counters["dropped_offline"] == 0
+    deadline = time.monotonic() + 5
+    while publisher.counters()["published"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert publisher.counters()["published"] == 5
+
+
+def test_broker_down_at_start_then_up(mosquitto_factory, mqtt_listener, publishers, caplog):
+    broker = mosquitto_factory()
+    listener = persistent_listener(broker, mqtt_listener, "down-at-start")
+    broker.stop()  # SIGTERM: mosquitto saves the listener's session
+
+    caplog.set_level(logging.DEBUG, logger="edge_har.mqtt")
+    publisher = publishers(fast_cfg(broker))
+    publisher.start()  # must not raise although nothing listens on the port
+    for seq in range(5):
+        publisher.publish_prediction(pred(seq))
+    deadline = time.monotonic() + 5
+    while publisher.counters()["last_error"] is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.6)  # several reconnect attempts
+    counters = publisher.counters()
+    assert counters["connected"] is False and counters["queued"] == 5
+    assert "cannot reach MQTT broker" in counters["last_error"] and "ConnectionRefusedError" in counters["last_error"]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "cannot reach" in r.getMessage()]
+    assert len(warnings) == 1, "one warning per outage, repeats at DEBUG"
+
+    broker.start()
+    assert publisher.wait_connected(10)
+    for seq in range(5, 8):
+        publisher.publish_prediction(pred(seq))
+    listener.wait_count(PRED_TOPIC, 8)
+    time.sleep(0.2)  # nothing extra may follow
+    assert seqs(listener) == list(range(8))
+    assert publisher.counters()["queued"] == 0
+    assert any("sending 5 queued prediction(s) first" in r.getMessage() for r in caplog.records)
+
+
+def test_broker_killed_and_restarted_mid_stream(mosquitto_factory, mqtt_listener, publishers):
+    broker = mosquitto_factory()
+    listener = persistent_listener(broker, mqtt_listener, "killed-mid-stream")
+    links: list[bool] = []
+    publisher = publishers(fast_cfg(broker), on_link_change=links.append)
+    publisher.start()
+    assert publisher.wait_connected(10)
+
+    for seq in range(10):
+        publisher.publish_prediction(pred(seq))
+    listener.wait_count(PRED_TOPIC, 10)
+    deadline = time.monotonic() + 5
+    while publisher.counters()["inflight"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    broker.kill()  # SIGKILL, while the stream goes on without a pause
+    for seq in range(10, 30):
+        publisher.publish_prediction(pred(seq))
+        time.sleep(0.01)
+    counters = publisher.counters()
+    assert counters["connected"] is False
+    assert counters["queued"] + counters["inflight"] >= 15  # kept, not lost
+
+    broker.start()  # same port
+    listener.wait_count(PRED_TOPIC, 30, timeout=15)
+    for seq in range(30, 35):
+        publisher.publish_prediction(pred(seq))
+    listener.wait_count(PRED_TOPIC, 35)
+    time.sleep(0.3)
+    assert seqs(listener) == list(range(35)), "in order, none lost, none duplicated"
+    counters = publisher.counters()
+    assert counters["reconnects"] == 1 and counters["dropped_offline"] == 0 and counters["queued"] == 0
+    assert links[:3] == [True, False, True]
+
+
+def test_unacknowledged_predictions_are_taken_back_and_resent_in_order(mosquitto_factory, mqtt_listener, publishers):
+    """A hung broker (SIGSTOP) accepts bytes but acknowledges nothing; then it dies. The predictions
+    paho had sent without a PUBACK must come back ahead of those queued after the link dropped."""
+    broker = mosquitto_factory()
+    listener = persistent_listener(broker, mqtt_listener, "hung-broker")
+    publisher = publishers(fast_cfg(broker))
+    publisher.start()
+    assert publisher.wait_connected(10)
+    for seq in range(5):
+        publisher.publish_prediction(pred(seq))
+    listener.wait_count(PRED_TOPIC, 5)
+
+    broker.freeze()
+    for seq in range(5, 10):
+        publisher.publish_prediction(pred(seq))  # written to the socket, never acknowledged
+    time.sleep(0.2)
+    assert publisher.counters()["inflight"] == 5
+    broker.kill()
+    deadline = time.monotonic() + 5
+    while publisher.connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not publisher.connected
+    for seq in range(10, 15):
+        publisher.publish_prediction(pred(seq))  # into the offline queue
+    assert publisher.counters()["queued"] == 5
+
+    broker.start()
+    listener.wait_count(PRED_TOPIC, 15)
+    time.sleep(0.3)
+    assert seqs(listener) == list(range(15))
+    counters = publisher.counters()
+    assert counters["requeued"] == 5 and counters["inflight"] == 0 and counters["queued"] == 0
+
+
+def test_queue_bound_drops_oldest_and_counts(mosquitto_factory, mqtt_listener, publishers, caplog):
+    broker = mosquitto_factory()
+    listener = persistent_listener(broker, mqtt_listener, "bounded-queue")
+    broker.stop()
+
+    publisher = publishers(fast_cfg(broker, queue_size=5))
+    publisher.start()
+    with caplog.at_level(logging.WARNING, logger="edge_har.mqtt"):
+        for seq in range(12):
+            publisher.publish_prediction(pred(seq))
+    counters = publisher.counters()
+    assert counters["queued"] == 5 and counters["dropped_offline"] == 7
+    assert sum("offline queue full" in r.getMessage() for r in caplog.records) == 1
+
+    broker.start()
+    listener.wait_count(PRED_TOPIC, 5)
+    time.sleep(0.3)
+    assert seqs(listener) == [7, 8, 9, 10, 11], "the oldest were dropped, the rest kept in order"
+    assert publisher.counters()["dropped_offline"] == 7
+
+
+def test_status_online_retained_then_offline_after_stop(mosquitto_broker, mqtt_listener, publishers):
+    publisher = publishers(fast_cfg(mosquitto_broker, qos={"prediction": 1, "status": 1, "stats": 0}))
+    publisher.start()
+    assert publisher.wait_connected(10)
+    late = mqtt_listener(mosquitto_broker, [STATUS_TOPIC])  # subscribes after "online" was published
+    first = late.wait_count(STATUS_TOPIC, 1)[0]
+    assert first.payload == b"online" and first.retain
+
+    watcher = mqtt_listener(mosquitto_broker, [f"edge-har/{DEVICE}/#"])
+    for seq in range(50):
+        publisher.publish_prediction(pred(seq))
+    publisher.stop(timeout=5.0)  # flushes the 50 predictions before "offline"
+    messages = watcher.wait_for(
+        lambda ms: any(m.topic == STATUS_TOPIC and m.payload == b"offline" for m in ms), what="offline"
+    )
+    topics = [m.topic for m in messages]
+    assert topics.count(PRED_TOPIC) == 50
+    assert max(i for i, t in enumerate(topics) if t == PRED_TOPIC) < topics.index(STATUS_TOPIC, 1)
+
+    after = mqtt_listener(mosquitto_broker, [STATUS_TOPIC])
+    retained = after.wait_count(STATUS_TOPIC, 1)[0]
+    assert retained.payload == b"offline" and retained.retain
+    publisher.stop()  # idempotent
+
+
+def test_stats_published_with_counters(mosquitto_broker, mqtt_listener, publishers):
+    listener = mqtt_listener(mosquitto_broker, [f"edge-har/{DEVICE}/stats"])
+    publisher = publishers(fast_cfg(mosquitto_broker))
+    assert publisher.publish_stats(stats_payload(device_id=DEVICE, model_id="m", uptime_s=1, windows_total=0, windows_per_s=0)) is False
+    publisher.start()
+    assert publisher.wait_connected(10)
+    payload = stats_payload(
+        device_id=DEVICE, model_id="m", uptime_s=12.5, windows_total=40, windows_per_s=3.2,
+        inference_ms={"p50": 0.8, "p99": 2.0}, e2e_ms={"p50": 3.0, "p99": 9.0}, samples_dropped={"nan": 2},
+        queue_depth=1, rss_mb=55.0,
+    )
+    assert publisher.publish_stats(payload) is True
+    got = listener.wait_count(f"edge-har/{DEVICE}/stats", 1)[0].json()
+    assert got["windows_per_s"] == 3.2 and got["samples_dropped"] == {"nan": 2}
+    assert got["mqtt"]["connected"] is True and got["mqtt"]["dropped_offline"] == 0
+    assert publisher.counters()["stats_skipped"] == 1
+
+
+WILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from edge_har.mqtt.config import MqttConfig
+    from edge_har.mqtt.publisher import Publisher
+    cfg = MqttConfig(host=sys.argv[1], port=int(sys.argv[2]), keepalive=5)
+    publisher = Publisher(cfg, "pi-will", "m", ["a"])
+    publisher.start()
+    assert publisher.wait_connected(10)
+    print("connected", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_last_will_offline_when_the_process_dies(mosquitto_broker, mqtt_listener):
+    topic = "edge-har/pi-will/status"
+    listener = mqtt_listener(mosquitto_broker, [topic])
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WILL_SCRIPT, mosquitto_broker.host, str(mosquitto_broker.port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == b"connected", proc.stderr.read() if proc.poll() is not None else line
+        listener.wait_for(lambda ms: any(m.payload == b"online" for m in ms), what="online")
+        proc.send_signal(signal.SIGKILL)  # no clean stop: only the broker can say "offline"
+        proc.wait(5)
+        listener.wait_for(lambda ms: any(m.payload == b"offline" for m in ms), timeout=10, what="Last Will")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+    after = mqtt_listener(mosquitto_broker, [topic])
+    retained = after.wait_count(topic, 1)[0]
+    assert retained.payload == b"offline" and retained.retain, "the Last Will is retained"
+
+
+def test_predictions_before_start_are_kept(mosquitto_broker, mqtt_listener, publishers):
+    listener = mqtt_listener(mosquitto_broker, [PRED_TOPIC])
+    publisher = publishers(fast_cfg(mosquitto_broker))
+    publisher.publish_prediction(pred(0))
+    publisher.publish_prediction(pred(1))
+    publisher.start()
+    listener.wait_count(PRED_TOPIC, 2)
+    assert seqs(listener) == [0, 1]
+
+
+def test_stop_without_broker_returns_promptly(mosquitto_factory, publishers, caplog):
+    broker = mosquitto_factory(start=False)
+    publisher = publishers(fast_cfg(broker))
+    publisher.start()
+    publisher.publish_prediction(pred(0))
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="edge_har.mqtt"):
+        publisher.stop(timeout=2.0)
+    assert time.monotonic() - started < 4.0
+    assert any("1 prediction(s) not delivered" in r.getMessage() for r in caplog.records)
+
+
+def test_nan_in_a_payload_is_refused_before_it_is_queued(mosquitto_broker, publishers):
+    publisher = publishers(fast_cfg(mosquitto_broker))
+    bad = dict(pred(0), confidence=float("nan"))
+    with pytest.raises(ValueError):
+        publisher.publish_prediction(bad)
+    assert publisher.counters()["queued"] == 0
