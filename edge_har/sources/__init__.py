@@ -1,0 +1,40 @@
+"""Sensor sources behind one interface (:class:`~edge_har.sources.base.Source`), chosen by ``source.type``.
+
+Each source module is imported only when its type is configured, so a Pi reading a serial
+IMU does not need smbus2 and a gateway does not need pyserial.
+"""
+
+from __future__ import annotations
+
+from ..config import (
+    DeviceConfig,
+    I2cImuSourceConfig,
+    MqttSourceConfig,
+    ReplaySourceConfig,
+    SerialSourceConfig,
+)
+from .base import Chunk, MalformedCounter, SampleChecker, Source, SourceError
+
+__all__ = ["Chunk", "MalformedCounter", "SampleChecker", "Source", "SourceError", "make_source"]
+
+
+def make_source(cfg: DeviceConfig, n_channels: int, model_rate_hz: float, client_id: str) -> Source:
+    """The configured source, not started. ``client_id`` names the MQTT input's connection."""
+    source = cfg.source
+    if isinstance(source, ReplaySourceConfig):
+        from .replay import ReplaySource
+
+        return ReplaySource(source, n_channels, default_rate_hz=model_rate_hz)
+    if isinstance(source, SerialSourceConfig):
+        from .serial_source import SerialSource
+
+        return SerialSource(source, n_channels)
+    if isinstance(source, MqttSourceConfig):
+        from .mqtt_input import MqttInputSource
+
+        return MqttInputSource(source, cfg.input_broker(), n_channels, source.client_id or f"{client_id}-input")
+    if isinstance(source, I2cImuSourceConfig):
+        from .i2c_imu import I2cImuSource
+
+        return I2cImuSource(source, n_channels)
+    raise SourceError(f"source.type {getattr(source, 'type', source)!r} is not supported")  # pragma: no cover

@@ -1,0 +1,396 @@
+"""Camera source on OpenCV: a device index or V4L2 node, a video file, or a network stream (RTSP/HTTP).
+
+A capture thread reads frames as fast as the camera delivers them and keeps
+only the newest ``buffer_frames`` in a slot; the daemon takes the newest. When
+inference is slower than the camera, frames that were never taken are
+**dropped** (and counted) rather than queued: the model always sees the
+present, not a backlog that grows by the minute. OpenCV's own capture buffer
+is shrunk to one frame where the backend allows it, for the same reason.
+
+When a live camera stops delivering (unplugged, a network stream that dies,
+``read()`` failing or blocking past ``read_timeout_s``) the thread releases
+it and reopens it with exponential backoff (``reconnect_initial_s`` doubling
+up to ``reconnect_max_s``) until it is back or the source is closed; the
+daemon never dies of a lost camera. Every (re)opening starts a new
+``segment``, and frames carry it, so the video runtime can drop a window that
+would span the gap.
+
+Files are for tests, demos and benchmarks: ``realtime: true`` paces them at
+their own frame rate (frames are then dropped exactly as from a camera whose
+consumer is slow); ``realtime: false`` hands every frame over, waiting for the
+consumer (no drops, as fast as inference allows). File frames carry the
+timestamp ``index / file_fps``, the rule training used, so the model's frame
+sampling keeps the same frames it was trained on.
+
+Requested ``width``/``height``/``fps``/``fourcc`` are sent to the driver and
+what it actually granted is logged (cameras round to their own modes).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "v4l2", "ffmpeg", "gstreamer")
+
+
+class CameraError(RuntimeError):
+    """A camera that cannot be used as configured (bad target, missing file, OpenCV missing)."""
+
+
+class CameraSourceConfig(BaseModel):
+    """``source: {type: camera, ...}`` in a device config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["camera"] = "camera"
+    device: Union[int, str] = Field(
+        0,
+        description=(
+            "What to open: a camera index (0 = /dev/video0), a V4L2 node such as /dev/video0, a video file path, "
+            "or a network stream URL (rtsp://user@host:554/stream, http://host:8080/video)."
+        ),
+    )
+    width: Optional[int] = Field(None, ge=16, le=7680, description="Requested frame width in pixels (the driver may round it).")
+    height: Optional[int] = Field(None, ge=16, le=4320, description="Requested frame height in pixels.")
+    fps: Optional[float] = Field(None, gt=0, le=240, description="Requested camera frame rate; the model samples its own rate from it.")
+    fourcc: Optional[str] = Field(
+        None,
+        description="Requested pixel format, e.g. MJPG: USB webcams deliver higher rates and sizes in MJPG than in raw YUYV.",
+    )
+    backend: Literal["auto", "v4l2", "ffmpeg", "gstreamer"] = Field(
+        "auto", description="OpenCV capture backend; auto lets OpenCV choose (V4L2 for /dev/video*, FFmpeg for files and URLs)."
+    )
+    realtime: bool = Field(
+        True,
+        description=(
+            "Files only: true plays at the file's own frame rate and drops frames the consumer does not take, "
+            "like a camera; false hands over every frame as fast as the consumer takes them (benchmarks)."
+        ),
+    )
+    loop: bool = Field(False, description="Files only: start again at the end instead of stopping.")
+    buffer_frames: int = Field(
+        1, ge=1, le=30, description="Newest frames kept for the consumer; older ones are dropped and counted in stats."
+    )
+    read_timeout_s: float = Field(
+        5.0, gt=0, description="A live camera that delivers no frame for this long is treated as lost and reopened."
+    )
+    reconnect_initial_s: float = Field(1.0, gt=0, description="First wait before reopening a lost camera; doubles each failure.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reopening attempts.")
+
+    @field_validator("fourcc")
+    @classmethod
+    def _fourcc(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and len(value) != 4:
+            raise ValueError(f"fourcc must be 4 characters such as MJPG or YUYV, got {value!r}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: Union[int, str]) -> Union[int, str]:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("device must be a camera index, a /dev/video* path, a file or a URL")
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"a camera index must be >= 0, got {value}")
+        return value
+
+    def target_kind(self) -> str:
+        """``index``, ``v4l2``, ``url`` or ``file``."""
+        if isinstance(self.device, int) or str(self.device).isdigit():
+            return "index"
+        text = str(self.device)
+        if "://" in text:
+            return "url"
+        if text.startswith("/dev/"):
+            return "v4l2"
+        return "file"
+
+
+@dataclass
+class Frame:
+    """One captured frame."""
+
+    image: np.ndarray  # BGR uint8, as OpenCV decodes
+    timestamp: float  # seconds: index / file_fps for files, monotonic clock for live sources
+    wall_time: float  # epoch seconds at capture
+    index: int  # frames read in this segment
+    segment: int  # increments at every (re)opening: windows must not span two segments
+
+
+@dataclass
+class CameraStats:
+    frames_read: int = 0
+    frames_delivered: int = 0
+    frames_dropped: int = 0  # read but replaced before the consumer took them
+    reconnects: int = 0
+    open_failures: int = 0
+    segment: int = 0
+    connected: bool = False
+    finished: bool = False
+    last_error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    source_fps: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _cv2() -> Any:
+    try:
+        import cv2
+    except ImportError as exc:  # pragma: no cover
+        raise CameraError("the camera source needs OpenCV: pip install 'edge-har[device]'") from exc
+    return cv2
+
+
+class CameraSource:
+    """See the module doc. ``start()``, then ``read(timeout)`` in a loop, then ``close()``."""
+
+    def __init__(self, config: CameraSourceConfig, stop_event: threading.Event | None = None) -> None:
+        self.config = config
+        self.kind = config.target_kind()
+        if self.kind == "file" and not Path(str(config.device)).is_file():
+            raise CameraError(f"source.device: video file {config.device} does not exist")
+        self.stats = CameraStats()
+        self._stop = stop_event or threading.Event()
+        self._closing = threading.Event()
+        self._slot: deque[Frame] = deque(maxlen=config.buffer_frames)
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._cap: Any = None
+        self._file_fps = 0.0
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def is_live(self) -> bool:
+        return self.kind != "file"
+
+    def start(self) -> "CameraSource":
+        _cv2()
+        self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
+        self._thread.start()
+        return self
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame not yet taken, waiting up to ``timeout`` seconds; None on timeout or end."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._slot:
+                if self.stats.finished or self._closing.is_set():
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining if remaining is not None else 0.5)
+            frame = self._slot.pop()  # the newest
+            older = len(self._slot)
+            self._slot.clear()
+            self.stats.frames_dropped += older
+            self.stats.frames_delivered += 1
+            self._cond.notify_all()
+            return frame
+
+    @property
+    def finished(self) -> bool:
+        """True once a file (without loop) has been read to its end and every frame was taken."""
+        with self._cond:
+            return self.stats.finished and not self._slot
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        self._release()
+
+    def __enter__(self) -> "CameraSource":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ capture thread
+
+    def _stopping(self) -> bool:
+        return self._closing.is_set() or self._stop.is_set()
+
+    def _open(self) -> bool:
+        cv2 = _cv2()
+        cfg = self.config
+        api = {"auto": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "ffmpeg": cv2.CAP_FFMPEG, "gstreamer": cv2.CAP_GSTREAMER}[cfg.backend]
+        target: Any = int(cfg.device) if self.kind == "index" else str(cfg.device)
+        params: list[int] = []
+        if self.kind == "url":
+            # Give up on a dead network stream after read_timeout_s instead of FFmpeg's default 30 s or more.
+            ms = int(cfg.read_timeout_s * 1000)
+            for name in ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC"):
+                if hasattr(cv2, name):
+                    params += [getattr(cv2, name), ms]
+        cap = cv2.VideoCapture(target, api, params) if params else cv2.VideoCapture(target, api)
+        if not cap.isOpened():
+            cap.release()
+            return False
+        if self.kind != "file":
+            if cfg.fourcc:
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*cfg.fourcc))
+            if cfg.width:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, cfg.width)
+            if cfg.height:
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, cfg.height)
+            if cfg.fps:
+                cap.set(cv2.CAP_PROP_FPS, cfg.fps)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # not every backend honours it; the slot drops the rest
+        self._cap = cap
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._file_fps = fps if math.isfinite(fps) and 0 < fps <= 1000 else 25.0
+        self.stats.width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0) or None
+        self.stats.height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0) or None
+        self.stats.source_fps = self._file_fps
+        self.stats.connected = True
+        self.stats.segment += 1
+        log.info(
+            "camera %s opened (%s): %sx%s at %.3g fps%s", cfg.device, self.kind, self.stats.width, self.stats.height,
+            self._file_fps, "" if self.kind == "file" else self._granted_note(),
+        )
+        return True
+
+    def _granted_note(self) -> str:
+        cfg = self.config
+        asked = [f"{k} {v}" for k, v in (("width", cfg.width), ("height", cfg.height), ("fps", cfg.fps)) if v]
+        return f" (asked {', '.join(asked)})" if asked else ""
+
+    def _release(self) -> None:
+        if self._cap is not None:
+            try:
+                self._cap.release()
+            except Exception:  # pragma: no cover - a driver failing on release must not stop shutdown
+                pass
+            self._cap = None
+        self.stats.connected = False
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep, waking early when the source closes or the daemon stops."""
+        end = time.monotonic() + seconds
+        while not self._stopping():
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            self._closing.wait(min(0.2, remaining))
+
+    def _deliver(self, frame: Frame) -> None:
+        """Put a frame in the slot; a frame pushed out unread is a drop. Files without pacing wait instead."""
+        with self._cond:
+            if self.kind == "file" and not self.config.realtime:
+                while self._slot and not self._stopping():
+                    self._cond.wait(0.1)
+            if len(self._slot) == self._slot.maxlen:
+                self.stats.frames_dropped += 1
+            self._slot.append(frame)
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        delay = self.config.reconnect_initial_s
+        while not self._stopping():
+            if self._cap is None:
+                if not self._open():
+                    self.stats.open_failures += 1
+                    self.stats.last_error = f"cannot open {self.config.device}"
+                    if self.kind == "file":
+                        log.error("camera: cannot decode video file %s; the source stops", self.config.device)
+                        self._finish()
+                        return
+                    log.warning("camera %s unavailable; retrying in %.1f s", self.config.device, delay)
+                    self._wait(delay)
+                    delay = min(delay * 2, self.config.reconnect_max_s)
+                    continue
+                if self.stats.segment > 1:
+                    self.stats.reconnects += 1
+                    log.info("camera %s reconnected (reconnect %d)", self.config.device, self.stats.reconnects)
+                delay = self.config.reconnect_initial_s
+                self._read_segment()
+
+    def _read_segment(self) -> None:
+        """Read from the open capture until it ends, fails or the source closes."""
+        cfg = self.config
+        index = 0
+        started = time.monotonic()
+        watchdog = _ReadWatchdog(cfg.read_timeout_s) if self.is_live else None
+        while not self._stopping():
+            if watchdog:
+                watchdog.arm()
+            ok, image = self._cap.read()
+            if watchdog:
+                watchdog.disarm()
+            now_wall, now_mono = time.time(), time.monotonic()
+            if not ok or image is None:
+                if self.kind == "file":
+                    if cfg.loop and index > 0:
+                        self._release()
+                        if self._open():
+                            index, started = 0, time.monotonic()
+                            continue
+                    log.info("camera: end of %s after %d frames", cfg.device, index)
+                    self._finish()
+                    return
+                self.stats.last_error = "read failed" if not (watchdog and watchdog.fired) else \
+                    f"no frame for {cfg.read_timeout_s:g} s"
+                log.warning("camera %s lost (%s); reconnecting", cfg.device, self.stats.last_error)
+                self._release()
+                return
+            self.stats.frames_read += 1
+            if self.kind == "file":
+                timestamp = index / self._file_fps
+                if cfg.realtime:
+                    due = started + timestamp
+                    if due > now_mono:
+                        self._wait(due - now_mono)
+            else:
+                timestamp = now_mono
+            self._deliver(Frame(image, timestamp, now_wall, index, self.stats.segment))
+            index += 1
+            if watchdog and watchdog.fired:
+                log.warning("camera %s: read blocked past %.1f s; reconnecting", cfg.device, cfg.read_timeout_s)
+                self._release()
+                return
+
+    def _finish(self) -> None:
+        self._release()
+        with self._cond:
+            self.stats.finished = True
+            self._cond.notify_all()
+
+
+class _ReadWatchdog:
+    """Flags a ``read()`` that blocks longer than ``timeout`` (a frozen USB camera or network stream).
+
+    OpenCV cannot interrupt a blocking read; the flag makes the capture thread
+    reconnect as soon as the read returns, and ``read_timeout_s`` also bounds
+    how long FFmpeg waits on a dead network stream (set in ``_open``).
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.fired = False
+        self._deadline: float | None = None
+
+    def arm(self) -> None:
+        self._deadline = time.monotonic() + self.timeout
+
+    def disarm(self) -> None:
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            self.fired = True
+        self._deadline = None

@@ -1,0 +1,196 @@
+"""Samples published on an MQTT topic by remote sensor nodes (an ESP32 on a wrist, a phone app).
+
+One message may carry one sample or many. The payload formats (``format: json``)::
+
+    {"samples": [[0.01, -0.98, 0.12], [0.02, -0.97, 0.11]]}
+    {"samples": [{"ax": 0.01, "ay": -0.98, "az": 0.12}, ...]}      # keys from source.fields
+    {"ax": 0.01, "ay": -0.98, "az": 0.12}                           # one sample, keys from source.fields
+    [[0.01, -0.98, 0.12], ...]   or   [0.01, -0.98, 0.12]
+
+and ``format: csv``: one sample per line, ``0.01,-0.98,0.12``. A message that is not valid
+JSON is dropped and counted as ``payload``; inside a valid message each bad sample is dropped
+and counted by reason, the good ones are kept.
+
+The subscription is made in ``on_connect`` (after checking the CONNACK reason code), so it is
+restored after every reconnect: a broker restarted without persistence forgets it. Samples
+are treated as one continuous stream, so all nodes matching ``topic`` must be one sensor;
+run one daemon per wearer. After a reconnect the stream restarts as a new segment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Deque, Optional
+
+import numpy as np
+
+from ..config import MqttSourceConfig
+from ..mqtt.config import MqttConfig
+from .base import REASON_COLUMNS, REASON_PAYLOAD, REASON_TEXT, Chunk, SampleChecker, Source
+
+log = logging.getLogger(__name__)
+
+REASON_OVERFLOW = "overflow"  # samples dropped because the daemon did not read them in time
+
+
+def parse_payload(payload: bytes, cfg: MqttSourceConfig, checker: SampleChecker) -> np.ndarray:
+    """One message -> (n, C) checked samples; bad samples and bad messages are counted in ``checker``."""
+    counter = checker.malformed
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        counter.add(REASON_PAYLOAD, example=repr(payload[:60]))
+        return checker.rows([])
+    if cfg.format == "csv":
+        return checker.rows(checker.parse_line(line) for line in text.splitlines())
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        counter.add(REASON_PAYLOAD, example=text[:80])
+        return checker.rows([])
+    if isinstance(data, dict) and "samples" in data:
+        items = data["samples"]
+        if not isinstance(items, list):
+            counter.add(REASON_PAYLOAD, example=text[:80])
+            return checker.rows([])
+    elif isinstance(data, dict):
+        items = [data]
+    elif isinstance(data, list) and data and all(isinstance(v, list) for v in data):
+        items = data
+    elif isinstance(data, list) and data and not any(isinstance(v, (list, dict)) for v in data):
+        items = [data]
+    elif isinstance(data, list) and data and all(isinstance(v, dict) for v in data):
+        items = data
+    else:
+        counter.add(REASON_PAYLOAD, example=text[:80])
+        return checker.rows([])
+    return checker.rows(_sample(item, cfg, checker) for item in items)
+
+
+def _sample(item: Any, cfg: MqttSourceConfig, checker: SampleChecker) -> Optional[list[float]]:
+    if isinstance(item, dict):
+        if not cfg.fields:
+            checker.malformed.add(REASON_COLUMNS, example=f"{str(item)[:60]} (object samples need source.fields)")
+            return None
+        missing = [f for f in cfg.fields if f not in item]
+        if missing:
+            checker.malformed.add(REASON_COLUMNS, example=f"{str(item)[:60]} (missing {', '.join(missing)})")
+            return None
+        return checker.check_values([item[f] for f in cfg.fields], example=str(item)[:80])
+    if isinstance(item, list):
+        return checker.check_values(item, example=str(item)[:80])
+    checker.malformed.add(REASON_TEXT, example=str(item)[:80])
+    return None
+
+
+class MqttInputSource(Source):
+    kind = "mqtt"
+
+    def __init__(self, cfg: MqttSourceConfig, broker: MqttConfig, n_channels: int, client_id: str) -> None:
+        super().__init__(n_channels, name=f"mqtt input {cfg.topic}")
+        self.cfg = cfg
+        self.broker = broker
+        self.client_id = client_id
+        self.checker = SampleChecker(n_channels, self.malformed, cfg.valid_range)
+        self._cond = threading.Condition()
+        self._pending: Deque[Chunk] = deque()
+        self._pending_samples = 0
+        self._client: Any = None
+        self._new_segment = True
+        self._connections = 0
+        self._messages = 0
+        self._status.connected = False
+
+    @property
+    def rate_hz(self) -> float:
+        return self.cfg.rate_hz
+
+    def start(self) -> None:
+        from ..mqtt.client import describe_broker, make_client
+
+        client = make_client(self.broker, self.client_id)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        extra: dict[str, Any] = {"clean_start": True} if self.broker.protocol == "5" else {}
+        client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive, **extra)
+        self._client = client
+        client.loop_start()
+        log.info("%s: reading samples from %s as %s (%s payloads)", self.name, describe_broker(self.broker), self.client_id, self.cfg.format)
+
+    def stop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.disconnect()
+            finally:
+                client.loop_stop()
+        with self._cond:
+            self._status.connected = False
+            self._cond.notify_all()
+
+    # ---------------------------------------------------------------- paho callbacks (network thread)
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            self._status.last_error = f"connection refused: {reason_code}"
+            log.error("%s: broker refused the connection: %s", self.name, reason_code)
+            return
+        client.subscribe(self.cfg.topic, qos=self.cfg.qos)
+        with self._cond:
+            self._connections += 1
+            self._status.connected = True
+            self._status.reconnects = max(0, self._connections - 1)
+            self._new_segment = True
+        log.info("%s: connected; subscribed to %s (QoS %d)", self.name, self.cfg.topic, self.cfg.qos)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        with self._cond:
+            was = self._status.connected
+            self._status.connected = False
+            if was and self._client is not None:
+                self._status.last_error = f"connection lost: {reason_code}"
+        if was and self._client is not None:
+            log.warning("%s: lost the broker (%s); paho reconnects with backoff", self.name, reason_code)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        arrival = time.perf_counter()
+        samples = parse_payload(bytes(message.payload), self.cfg, self.checker)
+        if not len(samples):
+            return
+        with self._cond:
+            self._messages += 1
+            chunk = Chunk(samples, arrival, time.time(), segment_start=self._new_segment)
+            self._new_segment = False
+            self._pending.append(chunk)
+            self._pending_samples += len(samples)
+            while self._pending_samples > self.cfg.buffer_samples and len(self._pending) > 1:
+                old = self._pending.popleft()
+                self._pending_samples -= len(old)
+                self.malformed.add(REASON_OVERFLOW, len(old), example="the daemon fell behind the MQTT input")
+                if self._pending:  # the stream has a hole now
+                    self._pending[0].segment_start = True
+            self._cond.notify_all()
+
+    # ---------------------------------------------------------------- reading (source thread)
+
+    def read(self, timeout: float) -> Optional[Chunk]:
+        with self._cond:
+            if not self._pending:
+                self._cond.wait(timeout)
+            if not self._pending:
+                return None
+            chunk = self._pending.popleft()
+            self._pending_samples -= len(chunk)
+        self.samples_read += len(chunk)
+        return chunk
+
+    def status(self) -> dict[str, Any]:
+        out = super().status()
+        with self._cond:
+            out.update({"messages": self._messages, "buffered_samples": self._pending_samples})
+        return out

@@ -1,0 +1,163 @@
+"""Replay of recorded data as a sensor stream: the demo, the CI smoke test and the benchmarks' input.
+
+Recordings are read with the same readers the workstation loaders use
+(``edge_har.recordings``), so a data set that trains is a data set that replays. Each
+recording starts a new segment (the runtime does not let a window span two recordings, as
+training never did) and carries its label, which the daemon passes on as ground truth.
+
+Pacing: ``realtime`` delivers ``chunk_samples`` every ``chunk_samples / (rate_hz * speed)``
+seconds on a fixed schedule (no drift from sleep jitter); otherwise chunks come as fast as the
+consumer takes them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..config import ReplaySourceConfig
+from ..recordings import Recording
+from .base import Chunk, SampleChecker, Source, SourceError
+
+log = logging.getLogger(__name__)
+
+FAST_CHUNK = 256
+
+
+def load_recordings(cfg: ReplaySourceConfig, n_channels: int) -> list[Recording]:
+    """The recordings a replay config names, via edge_har.recordings' readers; SourceError if none."""
+    from .. import recordings as rec
+
+    path = Path(cfg.path)
+    if not path.exists():
+        raise SourceError(f"source.path: {path} does not exist")
+    try:
+        if cfg.format == "folder":
+            if not path.is_dir():
+                raise SourceError(f"source.path: {path} is not a folder (format folder)")
+            out = _call(rec.load_folder_recordings, path, n_channels=n_channels)
+        elif cfg.format == "csv":
+            out = _call(
+                rec.load_long_csv_recordings,
+                path,
+                label_col=cfg.label_col,
+                channel_cols=cfg.channel_cols,
+                subject_col=cfg.subject_col,
+                timestamp_col=cfg.timestamp_col,
+                n_channels=n_channels,
+            )
+        else:
+            samples = _call(rec.read_samples, path, n_channels=n_channels)
+            out = [Recording(samples=samples, label=cfg.label or "", source=str(path))]
+    except rec.RecordingError as exc:
+        raise SourceError(f"source.path: {exc}") from exc
+    out = [r for r in out if len(r.samples)]
+    if not out:
+        raise SourceError(f"source.path: {path} holds no samples to replay")
+    for r in out:
+        arr = np.asarray(r.samples)
+        if arr.ndim != 2 or arr.shape[1] != n_channels:
+            raise SourceError(
+                f"source.path: {r.source} has samples of shape {arr.shape}; the model takes {n_channels} channels"
+            )
+    return out
+
+
+def _call(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a reader with the keyword arguments it accepts (readers differ in their options)."""
+    params = inspect.signature(func).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return func(*args, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+class ReplaySource(Source):
+    kind = "replay"
+
+    def __init__(self, cfg: ReplaySourceConfig, n_channels: int, default_rate_hz: float) -> None:
+        super().__init__(n_channels, name=f"replay {cfg.path}")
+        self.cfg = cfg
+        self.default_rate_hz = default_rate_hz
+        self.recordings: list[Recording] = []
+        self.checker = SampleChecker(n_channels, self.malformed, cfg.valid_range)
+        self.chunk_samples = cfg.chunk_samples or (1 if cfg.realtime else FAST_CHUNK)
+        self._rec = 0  # index of the recording being replayed
+        self._pos = 0  # next sample in it
+        self._passes = 0
+        self._next_due = 0.0  # monotonic time the next chunk is due (realtime)
+        self._stopped = False
+
+    @property
+    def rate_hz(self) -> float:
+        if self.cfg.rate_hz:
+            return self.cfg.rate_hz
+        rates = {r.sample_rate_hz for r in self.recordings if r.sample_rate_hz}
+        if len(rates) == 1:
+            return float(rates.pop())
+        return self.default_rate_hz
+
+    def start(self) -> None:
+        self.recordings = load_recordings(self.cfg, self.n_channels)
+        rates = {r.sample_rate_hz for r in self.recordings if r.sample_rate_hz}
+        if not self.cfg.rate_hz and len(rates) > 1:
+            log.warning("replay: recordings have different rates %s; replaying all at %g Hz (set source.rate_hz)", sorted(rates), self.rate_hz)
+        total = sum(len(r) for r in self.recordings)
+        log.info(
+            "replay: %d recording(s), %d samples (%.0f s at %g Hz) from %s, %s%s",
+            len(self.recordings),
+            total,
+            total / self.rate_hz,
+            self.rate_hz,
+            self.cfg.path,
+            f"real time x{self.cfg.speed:g}" if self.cfg.realtime else "as fast as possible",
+            ", looping" if self.cfg.loop else "",
+        )
+        self._rec = self._pos = self._passes = 0
+        self._next_due = time.monotonic()
+        self._stopped = False
+        self._status.finished = False
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def read(self, timeout: float) -> Optional[Chunk]:
+        if self._stopped or self._status.finished:
+            time.sleep(timeout)
+            return None
+        if self.cfg.realtime:
+            wait = self._next_due - time.monotonic()
+            if wait > timeout:
+                time.sleep(timeout)
+                return None
+            if wait > 0:
+                time.sleep(wait)
+        if self._rec >= len(self.recordings):
+            if not self.cfg.loop:
+                self._status.finished = True
+                log.info("replay: end of the recordings after %d sample(s)", self.samples_read)
+                return None
+            self._rec, self._pos = 0, 0
+            self._passes += 1
+        rec = self.recordings[self._rec]
+        segment_start = self._pos == 0
+        stop = min(self._pos + self.chunk_samples, len(rec.samples))
+        raw = rec.samples[self._pos : stop]
+        self._pos = stop
+        if self._pos >= len(rec.samples):
+            self._rec += 1
+            self._pos = 0
+        if self.cfg.realtime:
+            period = len(raw) / (self.rate_hz * self.cfg.speed)
+            self._next_due = max(self._next_due + period, time.monotonic() - 1.0)  # catch up at most 1 s
+        good = self.checker.check_array(raw)
+        return self._chunk(good, label=rec.label or None, segment_start=segment_start)
+
+    def status(self) -> dict[str, Any]:
+        out = super().status()
+        out.update({"recording": min(self._rec, len(self.recordings)), "recordings": len(self.recordings), "passes": self._passes})
+        return out
