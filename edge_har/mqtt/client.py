@@ -52,8 +52,12 @@ class EdgeHarClient(mqtt.Client):
     """
 
     last_connect_error: Optional[BaseException] = None
+    # paho's last error-level log line, e.g. "failed to receive on socket: [SSL: ...]": the only
+    # place paho says why a connection closed before CONNACK (TLS 1.3 client-cert rejection).
+    last_paho_error: Optional[str] = None
 
     def reconnect(self) -> mqtt.MQTTErrorCode:  # noqa: D102 - paho's docstring applies
+        self.last_paho_error = None
         try:
             result = super().reconnect()
         except OSError as exc:
@@ -61,6 +65,28 @@ class EdgeHarClient(mqtt.Client):
             raise
         self.last_connect_error = None
         return result
+
+
+class _PahoLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """paho's logger: everything at DEBUG, except exceptions caught in our callbacks (a bug: ERROR).
+
+    paho logs a dropped socket at ERROR on every reconnect attempt; during a long outage that
+    would be a line per attempt. The publisher reports the problem once instead, and this keeps
+    paho's wording (``client.last_paho_error``) for that report.
+    """
+
+    def __init__(self, client: EdgeHarClient) -> None:
+        super().__init__(logging.getLogger("edge_har.mqtt.paho"), {})
+        self.client = client
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if level >= logging.ERROR:
+            text = str(msg) % args if args else str(msg)
+            if text.startswith("Caught exception"):
+                self.logger.error("%s", text)
+                return
+            self.client.last_paho_error = text
+        self.logger.log(logging.DEBUG, msg, *args)
 
 
 def describe_broker(cfg: MqttConfig) -> str:
@@ -88,8 +114,11 @@ def make_client(cfg: MqttConfig, client_id: str) -> EdgeHarClient:
             protocol=mqtt.MQTTv311,
             clean_session=True,
         )
-    # paho logs packet traffic at DEBUG; route it under our logger so --log-level DEBUG shows it.
-    client.enable_logger(logging.getLogger("edge_har.mqtt.paho"))
+    # paho's log goes under our logger at DEBUG (see _PahoLog); our own callers log the problems
+    # users must see, once, with the broker named.
+    client.enable_logger(_PahoLog(client))  # type: ignore[arg-type]
+    # An exception in a callback must not end paho's network thread (and with it all reconnects).
+    client.suppress_exceptions = True
 
     if cfg.username:
         client.username_pw_set(cfg.username, cfg.resolve_password())

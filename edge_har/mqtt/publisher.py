@@ -65,7 +65,7 @@ _CONN_LOST = mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
 _REFUSAL_HINTS = (
     ("user name or password", "check mqtt.username and the password in mqtt.password_env / mqtt.password_file"),
     ("not authori", "check mqtt.username, the password, and that the broker's password file / ACL has this user"),
-    ("identifier", "another client may use the same mqtt.client_id, or the broker rejects its form"),
+    ("identifier", "the broker rejects mqtt.client_id (in use or malformed) or mqtt.keepalive (above its max_keepalive, or 0)"),
     ("protocol", "the broker does not speak this mqtt.protocol; try '3.1.1'"),
     ("unavailable", "the broker is up but not accepting clients right now"),
 )
@@ -123,6 +123,9 @@ class Publisher:
         self._last_error: Optional[str] = None
         self._last_logged_problem: Optional[str] = None
         self._drop_warned = False
+        self._refused = False  # the current attempt got a refusing CONNACK (already logged)
+        self._refused_messages = 0  # MQTT 5 PUBACKs with a failure reason code
+        self._refusal_warned = False
 
         self._json_props: Optional[Properties] = None
         if cfg.protocol == "5":
@@ -161,7 +164,6 @@ class Publisher:
             self._started = True
         self._sender = threading.Thread(target=self._send_loop, name=f"edge-har-mqtt-send-{self.device_id}", daemon=True)
         self._sender.start()
-        client.loop_start()
         log.info(
             "MQTT: publishing as %s to %s under %s/ (QoS prediction %d, status %d, stats %d; offline queue %d)",
             self.client_id,
@@ -172,6 +174,7 @@ class Publisher:
             self.cfg.qos.stats,
             self.cfg.queue_size,
         )
+        client.loop_start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop cleanly within about ``timeout`` seconds.
@@ -270,8 +273,10 @@ class Publisher:
         ``connected``: link up (CONNACK accepted). ``queued``: predictions waiting in the offline
         queue. ``inflight``: handed to paho, not yet acknowledged. ``dropped_offline``: dropped
         because the queue was full. ``published``: acknowledged by the broker (QoS 0: written).
-        ``reconnects``: successful connections after the first. ``last_error``: the last connection
-        problem, or None.
+        ``reconnects``: successful connections after the first. ``requeued``: predictions taken back
+        from paho after a link died unacknowledged. ``stats_skipped``: stats not sent while offline.
+        ``refused_by_broker``: messages an MQTT 5 broker acknowledged with an error (ACL); they count
+        as published too, since the broker will not take them. ``last_error``: the last problem, or None.
         """
         with self._cond:
             self._prune_locked()
@@ -284,6 +289,7 @@ class Publisher:
                 "reconnects": max(0, self._connections - 1),
                 "requeued": self._requeued,
                 "stats_skipped": self._stats_skipped,
+                "refused_by_broker": self._refused_messages,
                 "last_error": self._last_error,
             }
 
@@ -400,6 +406,8 @@ class Publisher:
         self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: ReasonCode, properties: Any
     ) -> None:
         if reason_code.is_failure:
+            with self._lock:
+                self._refused = True
             self._note_problem(_refusal_message(self._broker, reason_code), level=logging.ERROR)
             return
 
@@ -430,6 +438,7 @@ class Publisher:
                 self._failures_in_a_row = 0
                 self._last_logged_problem = None
                 self._drop_warned = False
+                self._refusal_warned = False
                 self._cond.notify_all()
         log.info(
             "MQTT: connected to %s as %s%s%s",
@@ -444,7 +453,7 @@ class Publisher:
         error = getattr(client, "last_connect_error", None)
         reason = f"{type(error).__name__}: {error}" if error else "connection failed"
         self._note_problem(
-            f"cannot reach MQTT broker {self._broker}: {reason}; retrying with backoff up to {self.cfg.reconnect_max_s:g} s",
+            f"cannot reach broker {self._broker}: {reason}; retrying with backoff up to {self.cfg.reconnect_max_s:g} s",
             level=logging.WARNING,
         )
 
@@ -455,25 +464,43 @@ class Publisher:
             was_up = self._connected
             self._connected = False
             closing = self._closing
+            refused, self._refused = self._refused, False
             if was_up and not closing:
-                self._last_error = f"connection lost: {reason_code}"
+                self._last_error = f"connection lost: {getattr(client, 'last_paho_error', None) or reason_code}"
             self._cond.notify_all()
+        if not was_up and not refused and not closing:
+            # Closed after TCP (and TLS) but before a CONNACK, e.g. a client certificate the broker
+            # rejects under TLS 1.3: paho's own log line is the only place that says why.
+            why = getattr(client, "last_paho_error", None) or str(reason_code)
+            self._note_problem(
+                f"broker {self._broker} closed the connection before accepting it: {why}", level=logging.WARNING
+            )
         if was_up:
             if not closing:
                 log.warning(
                     "MQTT: lost the connection to %s (%s); queueing predictions (up to %d) until it is back",
                     self._broker,
-                    reason_code,
+                    getattr(client, "last_paho_error", None) or reason_code,
                     self.cfg.queue_size,
                 )
             self._notify_link(False)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any) -> None:
         # paho holds its message mutex here: only take our lock, never call paho.
-        if reason_code.is_failure:  # MQTT 5 broker refused a message (e.g. ACL, quota)
-            log.warning("MQTT: broker refused message %d: %s", mid, reason_code)
+        warn = False
         with self._cond:
+            if reason_code.is_failure:  # an MQTT 5 broker refused a message (ACL, quota, topic)
+                self._refused_messages += 1
+                warn, self._refusal_warned = not self._refusal_warned, True
+                self._last_error = f"broker refused a message: {reason_code}"
             self._cond.notify_all()
+        if warn:
+            log.warning(
+                "MQTT: the broker refused a message: %s (check its ACL allows this user to publish under %s/); "
+                "further refusals are counted in refused_by_broker",
+                reason_code,
+                self.topics.base,
+            )
 
     def _on_ha_status(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.payload.strip().lower() == STATUS_ONLINE.encode():

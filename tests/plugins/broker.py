@@ -254,6 +254,7 @@ class MosquittoBroker:
         persistence: bool = True,
         password_file_via_cli: bool = True,
         extra_conf: str = "",
+        config_text: Optional[str] = None,
     ) -> None:
         binary = find_mosquitto()
         if binary is None:
@@ -318,7 +319,13 @@ class MosquittoBroker:
         self.db_path = workdir / "mosquitto.db" if persistence else None
         if extra_conf:
             lines.append(extra_conf)
-        self.conf_path.write_text("\n".join(lines) + "\n")
+        if config_text is not None:
+            # A complete config from the caller (e.g. the shipped example with paths replaced);
+            # ``port`` must be one of its listeners, the one start() waits for.
+            self.db_path = None
+            self.conf_path.write_text(config_text)
+        else:
+            self.conf_path.write_text("\n".join(lines) + "\n")
 
     # ------------------------------------------------------------------ process control
 

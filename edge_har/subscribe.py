@@ -1,0 +1,469 @@
+"""``edge-har subscribe``: watch predictions from one or many devices arrive over MQTT.
+
+A tool for people at a terminal (and for scripts and the README demo, through --count and
+--timeout), so it prints. It builds its MQTT client through the same
+:func:`edge_har.mqtt.client.make_client` as the daemon, so TLS and auth options behave alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, TextIO
+
+DEFAULT_TOPIC = "edge-har/+/prediction"
+_EPILOG = """\
+examples:
+  edge-har subscribe                                   # every device on the local broker, one line each
+  edge-har subscribe --broker pi-gateway.local --mode table
+  edge-har subscribe --broker 127.0.0.1:1883 --count 10 --timeout 60 --jsonl predictions.jsonl
+  edge-har subscribe --broker mqtts://broker.example.org --username viewer \\
+      --password-file ~/.config/edge-har/viewer.pass --ca-file ca.crt
+
+Lines mode prints, per prediction: the window's end time, device, label, confidence, inference
+and end-to-end latency, and the sequence number. Table mode shows each device's current activity,
+how long it has lasted and whether the device is online (its retained status topic).
+A prediction seen twice (QoS 1 re-delivery after a reconnect) is shown once.
+Exit status: 0, or 1 when --count predictions did not arrive before --timeout or the broker
+refused the connection, 2 for bad arguments.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "subscribe",
+        help="show predictions arriving over MQTT, live (lines or a table); optionally append them to JSONL",
+        description=(
+            "Subscribe to edge-har predictions on an MQTT broker and show them live: one line per "
+            "prediction, or a table of each device's current activity. Same TLS and auth options as "
+            "the daemon's mqtt: config section."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--broker",
+        default="127.0.0.1",
+        type=str,
+        metavar="HOST[:PORT]",
+        help="broker address; mqtt://HOST[:PORT] and mqtts://HOST[:PORT] (TLS) work too; IPv6 as [::1]:1883 "
+        "(default: 127.0.0.1, port 1883, or 8883 with TLS)",
+    )
+    parser.add_argument(
+        "--topic",
+        action="append",
+        type=str,
+        metavar="FILTER",
+        help=f"MQTT topic filter, repeatable (default: {DEFAULT_TOPIC}; + matches one device, # everything)",
+    )
+    parser.add_argument("--mode", choices=["lines", "table"], default="lines", type=str, help="output style (default: lines)")
+    parser.add_argument("--jsonl", type=Path, metavar="FILE", help="append every JSON payload received to FILE, one per line")
+    parser.add_argument("--count", type=_positive_int, metavar="N", help="exit after N predictions")
+    parser.add_argument("--timeout", type=_positive_float, metavar="S", help="exit after S seconds")
+    parser.add_argument("--qos", type=int, choices=[0, 1, 2], default=1, help="subscription QoS (default: 1)")
+    parser.add_argument("--client-id", type=str, metavar="ID", help="MQTT client id (default: edge-har-subscribe-<pid>)")
+    parser.add_argument(
+        "--protocol", choices=["3.1.1", "5"], default="3.1.1", type=str, help="MQTT protocol version (default: 3.1.1)"
+    )
+    auth = parser.add_argument_group("authentication (the password is never taken on the command line)")
+    auth.add_argument("--username", type=str, help="broker username")
+    pw = auth.add_mutually_exclusive_group()
+    pw.add_argument("--password-env", type=str, metavar="VAR", help="environment variable holding the password")
+    pw.add_argument("--password-file", type=Path, metavar="FILE", help="file whose first line is the password")
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--tls", action="store_true", help="use TLS, trusting the system CA store (implied by the options below)")
+    tls.add_argument("--ca-file", type=Path, metavar="FILE", help="CA certificate (PEM) that signed the broker's certificate")
+    tls.add_argument("--cert-file", type=Path, metavar="FILE", help="client certificate (PEM) for mutual TLS")
+    tls.add_argument("--key-file", type=Path, metavar="FILE", help="client private key (PEM) for --cert-file")
+    tls.add_argument(
+        "--tls-insecure", action="store_true", help="do not check the broker certificate's host name (lab use only)"
+    )
+    parser.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def parse_broker(text: str) -> tuple[str, Optional[int], bool]:
+    """``HOST[:PORT]`` (or ``mqtt[s]://HOST[:PORT]``, ``[v6]:PORT``) -> (host, port or None, TLS implied).
+
+    Raises ValueError with a message naming what is wrong.
+    """
+    from urllib.parse import urlsplit
+
+    raw = text.strip()
+    tls = False
+    if "://" in raw:
+        parts = urlsplit(raw)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(f"--broker {text!r}: scheme must be mqtt:// or mqtts://")
+        tls = parts.scheme in ("mqtts", "ssl")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"--broker {text!r}: the port must be a number 1-65535") from None
+        if not parts.hostname:
+            raise ValueError(f"--broker {text!r}: no host")
+        return parts.hostname, port, tls
+    if raw.startswith("["):
+        host, sep, rest = raw[1:].partition("]")
+        if not sep:
+            raise ValueError(f"--broker {text!r}: missing ']' after the IPv6 address")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"--broker {text!r}: expected [IPv6]:PORT")
+    elif raw.count(":") == 1:
+        host, port_text = raw.split(":")
+    else:
+        host, port_text = raw, ""  # a bare host, or a bare IPv6 address
+    if not host:
+        raise ValueError(f"--broker {text!r}: no host")
+    if not port_text:
+        return host, None, tls
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"--broker {text!r}: the port must be a number 1-65535, got {port_text!r}")
+    return host, int(port_text), tls
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """An MqttConfig from the command line, so the client is built exactly as the daemon's."""
+    from pydantic import ValidationError
+
+    from .cli import CliError
+    from .mqtt.config import MqttConfig, TlsConfig
+
+    try:
+        host, port, tls_from_url = parse_broker(args.broker)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    use_tls = bool(tls_from_url or args.tls or args.ca_file or args.cert_file or args.key_file or args.tls_insecure)
+    try:
+        tls = (
+            TlsConfig(ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file, insecure=args.tls_insecure)
+            if use_tls
+            else None
+        )
+        return MqttConfig(
+            host=host,
+            port=port or (8883 if use_tls else 1883),
+            protocol=args.protocol,
+            username=args.username,
+            password_env=args.password_env,
+            password_file=args.password_file,
+            tls=tls,
+            keepalive=30,
+            reconnect_min_s=0.5,
+            reconnect_max_s=10.0,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'-'.join(str(p) for p in err['loc']).replace('_', '-') or 'options'}: {err['msg']}" for err in exc.errors()
+        )
+        raise CliError(problems) from None
+
+
+# ====================================================================== what we show
+
+
+@dataclass
+class DeviceState:
+    device_id: str
+    status: str = "?"
+    label: str = "-"
+    confidence: Optional[float] = None
+    since: Optional[float] = None  # window_end_ts of the first window with the current label
+    last_ts: Optional[float] = None
+    e2e_ms: Optional[float] = None
+    model_id: str = "-"
+    seen_at: Optional[float] = None  # our clock when the last prediction arrived
+    predictions: int = 0
+
+
+@dataclass
+class Viewer:
+    """Turns messages into lines or a table; keeps no MQTT state, so it is easy to test."""
+
+    mode: str
+    out: TextIO
+    jsonl: Optional[TextIO] = None
+    tty: bool = False
+    devices: dict[str, DeviceState] = field(default_factory=dict)
+    predictions: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    _seen: "OrderedDict[tuple[Any, ...], None]" = field(default_factory=OrderedDict)
+    _dirty: bool = False
+    _last_draw: float = 0.0
+
+    def handle(self, topic: str, payload: bytes) -> bool:
+        """Process one message; True when it was a (new) prediction."""
+        from .mqtt.payloads import validate_prediction
+
+        text = payload.decode("utf-8", errors="replace").strip()
+        if topic.endswith("/status") and not text.startswith("{"):
+            self._status(topic.split("/")[-2] if topic.count("/") >= 1 else topic, text)
+            return False
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            self.invalid += 1
+            _warn(f"{topic}: not JSON ({text[:60]!r})")
+            return False
+        if not isinstance(data, dict):
+            self.invalid += 1
+            _warn(f"{topic}: JSON but not an object")
+            return False
+        is_prediction = topic.endswith("/prediction") or "label" in data
+        if not is_prediction:
+            self._write_jsonl(text)
+            if self.mode == "lines" and topic.endswith("/stats"):
+                self._print(_stats_line(topic, data))
+            return False
+        key = (data.get("device_id"), data.get("seq"), data.get("window_end_ts"))
+        if key in self._seen:
+            self.duplicates += 1
+            return False
+        self._seen[key] = None
+        if len(self._seen) > 10_000:
+            self._seen.popitem(last=False)
+        problems = validate_prediction(data)
+        if problems:
+            self.invalid += 1
+            _warn(f"{topic}: prediction does not follow the schema: {'; '.join(problems[:3])}")
+        self._write_jsonl(text)
+        self.predictions += 1
+        device = str(data.get("device_id") or (topic.split("/")[-2] if "/" in topic else topic))
+        if self.mode == "lines":
+            self._print(_prediction_line(device, data))
+        else:
+            self._update(device, data)
+        return True
+
+    # ------------------------------------------------------------------ lines
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def _write_jsonl(self, text: str) -> None:
+        if self.jsonl is not None:
+            self.jsonl.write(text.replace("\n", " ") + "\n")
+            self.jsonl.flush()
+
+    def _status(self, device: str, text: str) -> None:
+        state = self.devices.setdefault(device, DeviceState(device))
+        if state.status != text:
+            state.status = text
+            self._dirty = True
+            if self.mode == "lines":
+                self._print(f"{time.strftime('%H:%M:%S')}  {device:<16} is {text}")
+
+    # ------------------------------------------------------------------ table
+
+    def _update(self, device: str, data: dict[str, Any]) -> None:
+        state = self.devices.setdefault(device, DeviceState(device))
+        label = str(data.get("label", "?"))
+        ts = _number(data.get("window_end_ts"))
+        if label != state.label:
+            state.since = ts
+        state.label = label
+        state.confidence = _number(data.get("confidence"))
+        state.last_ts = ts
+        state.e2e_ms = _number(data.get("e2e_ms"))
+        state.model_id = str(data.get("model_id", "-"))
+        state.seen_at = time.monotonic()
+        state.predictions += 1
+        if state.status == "?":
+            state.status = "online"
+        self._dirty = True
+
+    def render_table(self) -> str:
+        now = time.monotonic()
+        header = f"{'DEVICE':<18} {'STATUS':<8} {'ACTIVITY':<18} {'CONF':>5} {'FOR':>7} {'E2E ms':>7} {'SEEN':>8}  MODEL"
+        rows = [header]
+        for device in sorted(self.devices):
+            s = self.devices[device]
+            lasted = _duration(s.last_ts - s.since) if s.since is not None and s.last_ts is not None else "-"
+            seen = f"{now - s.seen_at:.0f}s ago" if s.seen_at is not None else "-"
+            rows.append(
+                f"{device[:18]:<18} {s.status[:8]:<8} {s.label[:18]:<18} "
+                f"{_fmt(s.confidence, '.2f'):>5} {lasted:>7} {_fmt(s.e2e_ms, '.1f'):>7} {seen:>8}  {s.model_id}"
+            )
+        if not self.devices:
+            rows.append("(waiting for predictions)")
+        return "\n".join(rows)
+
+    def maybe_draw(self, force: bool = False) -> None:
+        if self.mode != "table":
+            return
+        now = time.monotonic()
+        if self.tty:
+            # Redraw in place: often enough to look live, and each second for the "ago" column.
+            if force or (self._dirty and now - self._last_draw >= 0.2) or now - self._last_draw >= 1.0:
+                self.out.write("\x1b[H\x1b[2J" + self.render_table() + "\n")
+                self.out.flush()
+                self._last_draw, self._dirty = now, False
+        elif force or (self._dirty and now - self._last_draw >= 1.0):
+            # Not a terminal (a pipe, a log): plain tables, only when something changed, at most 1/s.
+            self._print(self.render_table() + "\n")
+            self._last_draw, self._dirty = now, False
+
+
+def _prediction_line(device: str, data: dict[str, Any]) -> str:
+    ts = _number(data.get("window_end_ts"))
+    when = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int((ts % 1) * 1000):03d}" if ts is not None else "--:--:--"
+    return (
+        f"{when}  {device[:16]:<16} {str(data.get('label', '?'))[:20]:<20} "
+        f"{_fmt(_number(data.get('confidence')), '.3f'):>5}  "
+        f"inf {_fmt(_number(data.get('inference_ms')), '.2f')} ms  e2e {_fmt(_number(data.get('e2e_ms')), '.2f')} ms  "
+        f"#{data.get('seq', '?')}"
+    )
+
+
+def _stats_line(topic: str, data: dict[str, Any]) -> str:
+    mqtt = data.get("mqtt") if isinstance(data.get("mqtt"), dict) else {}
+    return (
+        f"{time.strftime('%H:%M:%S')}  {str(data.get('device_id', topic))[:16]:<16} stats: "
+        f"{_fmt(_number(data.get('windows_per_s')), '.1f')} windows/s, "
+        f"e2e p99 {_fmt(_number((data.get('e2e_ms') or {}).get('p99')), '.1f')} ms, "
+        f"queued {mqtt.get('queued', '-')}, dropped offline {mqtt.get('dropped_offline', '-')}"
+    )
+
+
+def _number(value: Any) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _fmt(value: Optional[float], spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    return f"{seconds // 3600:.0f}h{(seconds % 3600) // 60:02.0f}m"
+
+
+def _warn(message: str) -> None:
+    print(f"edge-har subscribe: {message}", file=sys.stderr, flush=True)
+
+
+# ====================================================================== the command
+
+
+def run(args: argparse.Namespace) -> int:
+    from .cli import CliError
+    from .mqtt.client import describe_broker, make_client
+    from .mqtt.config import MqttConfigError
+
+    cfg = build_config(args)
+    filters = args.topic or [DEFAULT_TOPIC]
+    if args.mode == "table":
+        # Also follow the devices' retained online/offline status next to their predictions.
+        filters = list(dict.fromkeys([*filters, *(f[: -len("prediction")] + "status" for f in filters if f.endswith("/prediction"))]))
+    client_id = args.client_id or f"edge-har-subscribe-{os.getpid()}"
+    try:
+        client = make_client(cfg, client_id)
+    except MqttConfigError as exc:
+        raise CliError(str(exc).replace("mqtt.", "").replace("tls.", "").replace("_", "-")) from None
+
+    events: "queue.Queue[tuple[str, Any]]" = queue.Queue()
+
+    def on_connect(client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            events.put(("refused", str(reason_code)))
+            return
+        client.subscribe([(f, args.qos) for f in filters])
+
+    def on_subscribe(client: Any, userdata: Any, mid: Any, reason_codes: Any, properties: Any) -> None:
+        refused = [f for f, rc in zip(filters, reason_codes) if rc.is_failure]
+        events.put(("subscribed", refused))
+
+    def on_connect_fail(client: Any, userdata: Any) -> None:
+        events.put(("unreachable", getattr(client, "last_connect_error", None)))
+
+    def on_disconnect(client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        events.put(("disconnected", str(reason_code)))
+
+    def on_message(client: Any, userdata: Any, message: Any) -> None:
+        events.put(("message", (message.topic, bytes(message.payload))))
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_connect_fail = on_connect_fail
+    client.on_disconnect = on_disconnect
+    client.on_message = on_message
+
+    jsonl = open(args.jsonl, "a", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 - closed below
+    viewer = Viewer(mode=args.mode, out=sys.stdout, jsonl=jsonl, tty=sys.stdout.isatty())
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    status = 0
+    last_problem = None
+    client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
+    client.loop_start()
+    try:
+        while True:
+            if args.count and viewer.predictions >= args.count:
+                break
+            wait = 0.2
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    if args.count:
+                        _warn(f"timeout: {viewer.predictions} of {args.count} predictions arrived in {args.timeout:g} s")
+                        status = 1
+                    break
+            try:
+                kind, value = events.get(timeout=wait)
+            except queue.Empty:
+                viewer.maybe_draw()
+                continue
+            if kind == "message":
+                viewer.handle(*value)
+                viewer.maybe_draw()
+            elif kind == "subscribed":
+                for refused in value:
+                    _warn(f"the broker refused the subscription to {refused} (ACL?)")
+                _warn(f"listening on {describe_broker(cfg)} to {', '.join(filters)} (Ctrl-C to stop)")
+                last_problem = None
+                viewer.maybe_draw(force=True)
+            elif kind == "refused":
+                _warn(f"the broker {describe_broker(cfg)} refused the connection: {value}")
+                status = 1
+                break
+            elif kind in ("unreachable", "disconnected"):
+                problem = f"{value}" if value else "connection failed"
+                if problem != last_problem:
+                    _warn(f"waiting for the broker {describe_broker(cfg)}: {problem}")
+                    last_problem = problem
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        if jsonl is not None:
+            jsonl.close()
+    viewer.maybe_draw(force=True)
+    if viewer.duplicates:
+        _warn(f"{viewer.duplicates} duplicate prediction(s) (QoS 1 re-delivery) were shown once")
+    return status
