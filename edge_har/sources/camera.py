@@ -321,7 +321,9 @@ class CameraSource:
                     self.stats.reconnects += 1
                     log.info("camera %s reconnected (reconnect %d)", self.config.device, self.stats.reconnects)
                 delay = self.config.reconnect_initial_s
-                self._read_segment()
+            self._read_segment()
+            if self.stats.finished:
+                return
 
     def _read_segment(self) -> None:
         """Read from the open capture until it ends, fails or the source closes."""
