@@ -24,14 +24,22 @@ from ..config import ReplaySourceConfig
 from ..recordings import Recording
 from .base import Chunk, SampleChecker, Source, SourceError
 
+REASON_BAD_LINE = "bad_line"  # a line of a replayed file that does not parse (text, wrong column count)
+
 log = logging.getLogger(__name__)
 
 FAST_CHUNK = 256
 
 
-def load_recordings(cfg: ReplaySourceConfig, n_channels: int) -> list[Recording]:
-    """The recordings a replay config names, via edge_har.recordings' readers; SourceError if none."""
+def load_recordings(cfg: ReplaySourceConfig, n_channels: int, skipped: Optional[dict[str, int]] = None) -> list[Recording]:
+    """The recordings a replay config names, via edge_har.recordings' readers; SourceError if none.
+
+    Malformed lines in the files are skipped (counted per file in ``skipped``), as a live
+    source drops malformed samples: a replay is a stand-in for a sensor, not a data set check.
+    """
     from .. import recordings as rec
+
+    skipped = {} if skipped is None else skipped
 
     path = Path(cfg.path)
     if not path.exists():
@@ -40,7 +48,7 @@ def load_recordings(cfg: ReplaySourceConfig, n_channels: int) -> list[Recording]
         if cfg.format == "folder":
             if not path.is_dir():
                 raise SourceError(f"source.path: {path} is not a folder (format folder)")
-            out = _call(rec.load_folder_recordings, path, n_channels=n_channels)
+            out = _call(rec.load_folder_recordings, path, n_channels=n_channels, skip_bad=True, skipped=skipped)
         elif cfg.format == "csv":
             out = _call(
                 rec.load_long_csv_recordings,
@@ -50,10 +58,14 @@ def load_recordings(cfg: ReplaySourceConfig, n_channels: int) -> list[Recording]
                 subject_col=cfg.subject_col,
                 timestamp_col=cfg.timestamp_col,
                 n_channels=n_channels,
+                skip_bad=True,
+                skipped=skipped,
             )
         else:
-            samples = _call(rec.read_samples, path, n_channels=n_channels)
-            out = [Recording(samples=samples, label=cfg.label or "", source=str(path))]
+            result = rec.read_samples_result(path, n_channels=n_channels, skip_bad=True)
+            if result.skipped:
+                skipped[str(path)] = result.skipped
+            out = [Recording(samples=result.samples, label=cfg.label or "", source=str(path))]
     except rec.RecordingError as exc:
         raise SourceError(f"source.path: {exc}") from exc
     out = [r for r in out if len(r.samples)]
@@ -102,7 +114,10 @@ class ReplaySource(Source):
         return self.default_rate_hz
 
     def start(self) -> None:
-        self.recordings = load_recordings(self.cfg, self.n_channels)
+        skipped: dict[str, int] = {}
+        self.recordings = load_recordings(self.cfg, self.n_channels, skipped)
+        for file, n in skipped.items():
+            self.malformed.add(REASON_BAD_LINE, n, example=f"{n} line(s) in {file}")
         rates = {r.sample_rate_hz for r in self.recordings if r.sample_rate_hz}
         if not self.cfg.rate_hz and len(rates) > 1:
             log.warning("replay: recordings have different rates %s; replaying all at %g Hz (set source.rate_hz)", sorted(rates), self.rate_hz)
