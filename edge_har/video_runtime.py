@@ -1,4 +1,4 @@
-"""Streaming inference of a video bundle: frames in, class probabilities out.
+"""Streaming inference of a video bundle: frames in, the sensor runtime's ``Prediction`` out.
 
 The split is what makes a CNN-LSTM affordable on a Pi. A window of T frames
 advanced by ``stride`` frames shares T - stride frames with the previous one;
@@ -6,34 +6,60 @@ recomputing the whole clip model would run the CNN T times per prediction.
 Instead the **encoder** runs once per kept frame and its feature vector goes
 into a ring buffer of the last T; every ``stride`` frames the small **head**
 (the LSTM) reads the buffer. Per prediction that is ``stride`` encoder calls
-plus one head call instead of T encoder calls plus the LSTM.
+plus one head call, instead of T encoder calls plus the LSTM.
 
-:class:`VideoRuntime` also runs the two other shapes of a video bundle:
-``mode="clip"`` feeds the last T preprocessed frames to the whole clip model
-(when the bundle carries one, ``--clip-model``): the baseline the split is
-measured against; and the still-image (image-seq) mode classifies single
-frames with one model.
+Two stages, so the daemon can run them on two threads (two cores of a Pi):
 
-Frames are sampled to the model's rate and preprocessed by ``edge_har.frames``,
-the code training used. Nothing here imports TensorFlow.
+* :class:`FrameWindowing` (the daemon's source thread): keeps the frames that
+  fall on the model's rate, preprocesses them with ``edge_har.frames`` (the
+  code training used), runs the encoder, fills the ring buffer and emits a
+  :class:`FrameWindow` (the head's input) every ``stride`` frames. A new
+  camera segment (reconnect, file loop) empties the buffer: a window never
+  spans a gap.
+* :class:`VideoStreamRuntime` (the inference thread): the head, smoothing and
+  the same :class:`~edge_har.runtime.Prediction` the sensor runtime makes, so
+  the daemon publishes both kinds alike.
+
+``mode="clip"`` buffers preprocessed frames and runs the whole clip model at
+every stride instead (bundles made with ``--clip-model``): the baseline the
+split is measured against. Still-image (image-seq) bundles run their one
+model on every ``stride``-th kept frame. :class:`VideoRuntime` chains both
+stages in one thread for tests, evaluation and benchmarks. Nothing here
+imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 
 from .bundle import Bundle, BundleError
 from .frames import FrameSampler, FrameSpec, preprocess_frame
 from .interpreter import TFLiteModel
+from .preprocessing import Preprocessing
+from .runtime import Prediction, Window
+from .smoothing import Smoother
 
 log = logging.getLogger(__name__)
 
 MODES = ("split", "clip")
+
+
+def is_video_bundle(path: Any) -> bool:
+    """Whether ``path`` holds a video bundle (a cheap look at bundle.json; errors surface when it loads)."""
+    import json
+
+    file = Path(path)
+    file = file if file.name == "bundle.json" else file / "bundle.json"
+    try:
+        return json.loads(file.read_text()).get("kind") == "video"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @dataclass
@@ -44,20 +70,21 @@ class VideoModels:
     variant: str
     spec: FrameSpec
     video_mode: str  # "video" | "image-seq"
-    encoder: TFLiteModel | None = None
-    head: TFLiteModel | None = None
-    clip: TFLiteModel | None = None  # whole clip model, T frames in
-    whole: TFLiteModel | None = None  # one-model variant (image-seq)
+    encoder: Optional[TFLiteModel] = None
+    head: Optional[TFLiteModel] = None
+    clip: Optional[TFLiteModel] = None  # whole clip model, T frames in
+    whole: Optional[TFLiteModel] = None  # one-model variant (image-seq)
 
     @classmethod
     def load(
         cls,
         bundle: Bundle,
-        variant: str | None = None,
+        variant: Optional[str] = None,
         *,
         backend: str = "auto",
-        num_threads: int | None = 1,
-        delegate: str | None = None,
+        num_threads: Optional[int] = 1,
+        delegate: Optional[str] = None,
+        verify_sha256: bool = True,
         load_clip: bool = False,
     ) -> "VideoModels":
         if bundle.kind != "video":
@@ -66,7 +93,8 @@ class VideoModels:
         spec = FrameSpec.from_json(bundle.data["preprocessing"], where=f"{bundle.root}/bundle.json: preprocessing")
         info = bundle.data.get("video") or {}
         models = cls(bundle, v.name, spec, str(info.get("mode", "video")))
-        kwargs: dict[str, Any] = {"backend": backend, "num_threads": num_threads, "delegate": delegate}
+        kwargs: dict[str, Any] = {"backend": backend, "num_threads": num_threads, "delegate": delegate,
+                                  "verify_sha256": verify_sha256}
         if v.parts:
             for part in ("encoder", "head"):
                 if part not in v.parts:
@@ -78,6 +106,10 @@ class VideoModels:
         else:
             models.whole = bundle.load_model(v.name, **kwargs)
         return models
+
+    @property
+    def split(self) -> bool:
+        return self.whole is None
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
@@ -96,134 +128,272 @@ class VideoModels:
 
 
 @dataclass
-class VideoPrediction:
-    """One prediction from the stream, with its timing."""
+class FrameWindow(Window):
+    """A window the inference stage completes: ``data`` is the head's (or clip/whole model's) input."""
 
-    probabilities: np.ndarray
-    frame_index: int  # kept frames since the start (or the last reset)
-    timestamp: float  # source timestamp of the window's last frame, seconds
-    inference_ms: float  # model time spent for this prediction (encoders since the last one + head)
-    encoder_ms: float  # mean encoder time per frame since the last prediction
-    head_ms: float
-    frames_encoded: int  # encoder calls since the last prediction
+    encoder_ms: float = 0.0  # encoder time spent since the previous window (all its frames)
+    frames_encoded: int = 0
+    frame_index: int = 0  # kept frames since the start of the segment
 
 
-@dataclass
-class RuntimeCounters:
-    frames_in: int = 0
-    frames_kept: int = 0
-    frames_skipped_rate: int = 0  # dropped to bring the source down to the model's rate
-    predictions: int = 0
-    resets: int = 0
-    encoder_ms_total: float = 0.0
-    head_ms_total: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+class FrameWindowing:
+    """The source-thread stage (see the module doc)."""
 
-
-class VideoRuntime:
-    """Frames in, :class:`VideoPrediction` out (see the module doc).
-
-    ``stride`` overrides the bundle's (kept frames between predictions).
-    ``mode="clip"`` recomputes the whole clip model over the last T frames at
-    every stride, for comparison; it needs a bundle made with ``--clip-model``.
-    """
-
-    def __init__(self, models: VideoModels, stride: int | None = None, mode: str = "split") -> None:
+    def __init__(self, models: VideoModels, stride: Optional[int] = None, mode: str = "split") -> None:
         if mode not in MODES:
-            raise ValueError(f"mode {mode!r} must be one of {', '.join(MODES)}")
+            raise ValueError(f"video mode {mode!r} must be one of {', '.join(MODES)}")
         self.models = models
         self.spec = models.spec
         self.window = self.spec.window
         self.stride = int(stride or self.spec.stride)
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1 frame, got {self.stride}")
-        self.mode = mode
-        if models.whole is not None:
-            self.mode = "single"
-        elif mode == "clip" and models.clip is None:
+        self.mode = "single" if not models.split else mode
+        if self.mode == "clip" and models.clip is None:
             raise BundleError(
                 f"{models.bundle.root}: variant '{models.variant}' has no clip model; convert with --clip-model "
                 "to compare against recomputing the whole clip"
             )
-        self.counters = RuntimeCounters()
         self.sampler = FrameSampler(self.spec.fps)
-        if self.mode == "split":
-            self._buffer = np.zeros((self.window,) + models.feature_shape, np.float32)
-        else:
-            self._buffer = np.zeros((self.window,) + self.spec.shape, np.float32)
-        self._filled = 0
-        self._pos = 0  # next slot to write
-        self._since = 0  # kept frames since the last prediction
-        self._enc_ms = 0.0
-        self._enc_n = 0
+        shape = models.feature_shape if self.mode == "split" else self.spec.shape
+        self._buffer = np.zeros((self.window,) + tuple(shape), np.float32)
+        self.frames_in = 0
+        self.frames_kept = 0
+        self.frames_skipped_rate = 0
+        self.encoder_ms_total = 0.0
+        self._segment: Any = object()
+        self.reset()
 
     def reset(self) -> None:
-        """Forget buffered frames, e.g. after the camera was lost: a window never spans a gap."""
+        """Forget buffered frames (a new camera segment): the next window starts from scratch."""
         self.sampler.reset()
-        self._filled = self._pos = self._since = 0
-        self._enc_ms, self._enc_n = 0.0, 0
-        self.counters.resets += 1
+        self._filled = self._pos = self._since = self._index = 0
+        self._enc_ms = 0.0
+        self._enc_n = 0
+        self._first = True
+        self._pending_segment = True
 
     def _ordered(self) -> np.ndarray:
         if self._pos == 0:
-            return self._buffer
+            return self._buffer.copy()
         return np.concatenate([self._buffer[self._pos :], self._buffer[: self._pos]])
 
-    def push(self, frame_bgr: np.ndarray, timestamp: float) -> VideoPrediction | None:
-        """Offer one decoded frame; returns a prediction when this frame completes a stride."""
-        self.counters.frames_in += 1
+    def push_frame(
+        self, image_bgr: np.ndarray, timestamp: float, *, wall_time: Optional[float] = None,
+        arrival: Optional[float] = None, segment: Any = None,
+    ) -> Optional[FrameWindow]:
+        """Offer one decoded frame; returns a window when this frame completes a stride."""
+        self.frames_in += 1
+        if segment is not None and segment != self._segment:
+            if self.frames_kept:
+                self.reset()
+            self._segment = segment
         if not self.sampler.keep(timestamp):
-            self.counters.frames_skipped_rate += 1
+            self.frames_skipped_rate += 1
             return None
-        self.counters.frames_kept += 1
-        frame = preprocess_frame(frame_bgr, self.spec)
-        return self.push_preprocessed(frame, timestamp)
+        self.frames_kept += 1
+        frame = preprocess_frame(image_bgr, self.spec)
+        return self.push_preprocessed(frame, wall_time if wall_time is not None else time.time(),
+                                      arrival if arrival is not None else time.perf_counter())
 
-    def push_preprocessed(self, frame: np.ndarray, timestamp: float = 0.0) -> VideoPrediction | None:
-        """The same for a frame already through ``edge_har.frames.preprocess_frame`` (no rate sampling)."""
-        index = self.counters.frames_kept
+    def push_preprocessed(self, frame: np.ndarray, wall_time: float = 0.0, arrival: float = 0.0) -> Optional[FrameWindow]:
+        """The same for a frame already through ``preprocess_frame`` (no rate sampling)."""
+        index = self._index
+        self._index += 1
         if self.mode == "single":
-            self._since += 1
-            if self._since < self.stride and self.counters.predictions:
+            data = frame
+        else:
+            if self.mode == "split":
+                started = time.perf_counter()
+                self._buffer[self._pos] = self.models.encode(frame)
+                ms = 1000.0 * (time.perf_counter() - started)
+                self._enc_ms += ms
+                self._enc_n += 1
+                self.encoder_ms_total += ms
+            else:
+                self._buffer[self._pos] = frame
+            self._pos = (self._pos + 1) % self.window
+            self._filled = min(self._filled + 1, self.window)
+            if self._filled < self.window:
+                self._since += 1
                 return None
-            assert self.models.whole is not None
-            started = time.perf_counter()
-            probs = self.models.whole.predict(frame)
-            ms = 1000 * (time.perf_counter() - started)
-            return self._emit(probs, index, timestamp, ms, ms, 0.0, 1)
-        if self.mode == "split":
-            started = time.perf_counter()
-            self._buffer[self._pos] = self.models.encode(frame)
-            ms = 1000 * (time.perf_counter() - started)
-            self._enc_ms += ms
-            self._enc_n += 1
-            self.counters.encoder_ms_total += ms
-        else:
-            self._buffer[self._pos] = frame
-        self._pos = (self._pos + 1) % self.window
-        self._filled = min(self._filled + 1, self.window)
+            data = None
         self._since += 1
-        if self._filled < self.window:
+        if not self._first and self._since < self.stride:
             return None
-        if self.counters.predictions and self._since < self.stride:
-            return None
-        window = self._ordered()
-        started = time.perf_counter()
-        if self.mode == "split":
-            probs = self.models.classify_features(window)
-        else:
-            assert self.models.clip is not None
-            probs = self.models.clip.predict(window)
-        head_ms = 1000 * (time.perf_counter() - started)
-        self.counters.head_ms_total += head_ms
-        enc_n = self._enc_n
-        enc_mean = self._enc_ms / enc_n if enc_n else 0.0
-        prediction = self._emit(probs, index, timestamp, self._enc_ms + head_ms, enc_mean, head_ms, enc_n)
+        if data is None:
+            data = self._ordered()
+        window = FrameWindow(data, wall_time, arrival, None, self._pending_segment,
+                             encoder_ms=self._enc_ms, frames_encoded=self._enc_n, frame_index=index)
+        self._first = self._pending_segment = False
+        self._since = 0
         self._enc_ms, self._enc_n = 0.0, 0
+        return window
+
+    def push(self, chunk: Any) -> list[FrameWindow]:
+        """The daemon's interface: a camera chunk (``edge_har.sources.camera.FrameChunk``) -> windows."""
+        frame = getattr(chunk, "frame", None)
+        if frame is None:
+            return []
+        w = self.push_frame(frame.image, frame.timestamp, wall_time=frame.wall_time, arrival=frame.arrival,
+                            segment=frame.segment)
+        return [w] if w is not None else []
+
+    @property
+    def source_rate_hz(self) -> float:
+        return self.spec.fps
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "frames_in": self.frames_in,
+            "frames_kept": self.frames_kept,
+            "frames_skipped_rate": self.frames_skipped_rate,
+            "encoder_ms_mean": round(self.encoder_ms_total / self.frames_kept, 3) if self.frames_kept and self.mode == "split" else None,
+        }
+
+
+class VideoStreamRuntime:
+    """The inference-thread stage: head (or clip / whole model), smoothing, ``Prediction``.
+
+    Exposes what the daemon uses of the sensor ``Runtime``: ``model_id``,
+    ``labels``, ``variant``, ``pre``, ``smoother``, ``predict(window)`` and
+    ``windowing(...)``.
+    """
+
+    def __init__(self, models: VideoModels, smoother: Smoother, stride: Optional[int] = None, mode: str = "split") -> None:
+        self.models = models
+        self.bundle = models.bundle
+        self.variant = models.variant
+        self.labels = list(models.bundle.labels)
+        self.spec = models.spec
+        self.pre: Preprocessing = self.spec.to_preprocessing()
+        self.smoother = smoother
+        self.stride = stride
+        self.mode = mode
+        self._seq = 0
+        self._windowing: Optional[FrameWindowing] = None
+
+    @classmethod
+    def load(
+        cls,
+        bundle_path: Any,
+        variant: Optional[str] = None,
+        *,
+        backend: str = "auto",
+        num_threads: Optional[int] = 1,
+        delegate: Optional[str] = None,
+        verify_sha256: bool = True,
+        smoothing: str = "mean_prob",
+        smoothing_window: int = 5,
+        threshold: float = 0.0,
+        unknown_label: str = "unknown",
+        stride: Optional[int] = None,
+        mode: str = "split",
+    ) -> "VideoStreamRuntime":
+        bundle = Bundle.load(bundle_path)
+        started = time.perf_counter()
+        models = VideoModels.load(bundle, variant, backend=backend, num_threads=num_threads, delegate=delegate,
+                                  verify_sha256=verify_sha256, load_clip=mode == "clip")
+        smoother = Smoother(bundle.labels, smoothing, smoothing_window, threshold, unknown_label)
+        rt = cls(models, smoother, stride, mode)
+        v = bundle.variant(models.variant)
+        log.info(
+            "video model %s variant %s (%s, %.1f KiB, %s) loaded in %.0f ms; %dx%d px at %g fps, window %d frames, "
+            "stride %d, %d labels", bundle.model_id, v.name, v.quantization, v.size_bytes / 1024,
+            "encoder + head" if models.split else "one model", (time.perf_counter() - started) * 1000,
+            rt.spec.width, rt.spec.height, rt.spec.fps, rt.spec.window, stride or rt.spec.stride, len(rt.labels),
+        )
+        return rt
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "VideoStreamRuntime":
+        """From a :class:`~edge_har.config.DeviceConfig` (its ``video:`` section sets stride and mode)."""
+        icfg, scfg = cfg.interpreter, cfg.smoothing
+        vcfg = getattr(cfg, "video", None)
+        return cls.load(
+            cfg.bundle, cfg.variant, backend=icfg.backend, num_threads=icfg.num_threads, delegate=icfg.delegate,
+            verify_sha256=icfg.verify_sha256, smoothing=scfg.method, smoothing_window=scfg.window,
+            threshold=scfg.threshold, unknown_label=scfg.unknown_label,
+            stride=getattr(vcfg, "stride", None), mode=getattr(vcfg, "mode", "split"),
+        )
+
+    @property
+    def model_id(self) -> str:
+        return self.bundle.model_id
+
+    def windowing(self, *_: Any, **__: Any) -> FrameWindowing:
+        """The source-thread stage for this runtime (the sensor signature's rate and scaling do not apply)."""
+        self._windowing = FrameWindowing(self.models, self.stride, self.mode)
+        return self._windowing
+
+    def counters(self) -> dict[str, Any]:
+        return self._windowing.counters() if self._windowing is not None else {}
+
+    def predict(self, window: Window) -> Prediction:
+        if window.segment_start:
+            self.smoother.reset()
+        started = time.perf_counter()
+        m = self.models
+        if m.whole is not None:
+            probs = m.whole.predict(window.data)
+        elif self.mode == "clip":
+            assert m.clip is not None
+            probs = m.clip.predict(window.data)
+        else:
+            probs = m.classify_features(window.data)
+        model_ms = (time.perf_counter() - started) * 1000.0
+        encoder_ms = float(getattr(window, "encoder_ms", 0.0))
+        probs = np.clip(np.nan_to_num(probs, nan=0.0), 0.0, 1.0)  # int8 dequantization can stray past [0, 1]
+        s = self.smoother.update(probs)
+        seq = self._seq
+        self._seq += 1
+        return Prediction(
+            seq=seq,
+            window_end_ts=window.end_ts,
+            label=s.label,
+            confidence=float(min(1.0, max(0.0, s.confidence))),
+            probabilities={label: float(p) for label, p in zip(self.labels, s.probabilities)},
+            raw_label=s.raw_label,
+            raw_confidence=s.raw_confidence,
+            inference_ms=encoder_ms + model_ms,  # the encoders of the frames since the last window, and the head
+            e2e_ms=(time.perf_counter() - window.arrival) * 1000.0,
+            truth=window.truth,
+            arrival=window.arrival,
+        )
+
+
+class VideoRuntime:
+    """Both stages in one thread: ``push(frame, timestamp)`` -> ``Prediction`` or None.
+
+    For tests, evaluation and benchmarks; the daemon runs the stages on two threads.
+    """
+
+    def __init__(self, models: VideoModels, stride: Optional[int] = None, mode: str = "split",
+                 smoother: Optional[Smoother] = None) -> None:
+        self.stream = VideoStreamRuntime(models, smoother or Smoother(models.bundle.labels, "mean_prob", 1), stride, mode)
+        self.windowing = self.stream.windowing()
+        self.models = models
+        self.head_ms_total = 0.0
+        self.predictions = 0
+
+    @property
+    def mode(self) -> str:
+        return self.windowing.mode
+
+    def reset(self) -> None:
+        self.windowing.reset()
+        self.stream.smoother.reset()
+
+    def _predict(self, window: Optional[FrameWindow]) -> Optional[Prediction]:
+        if window is None:
+            return None
+        prediction = self.stream.predict(window)
+        self.head_ms_total += prediction.inference_ms - window.encoder_ms
+        self.predictions += 1
         return prediction
 
-    def _emit(self, probs: np.ndarray, index: int, timestamp: float, total_ms: float, enc_ms: float,
-              head_ms: float, encoded: int) -> VideoPrediction:
-        self._since = 0
-        self.counters.predictions += 1
-        return VideoPrediction(np.asarray(probs, np.float32), index, float(timestamp), total_ms, enc_ms, head_ms, encoded)
+    def push(self, frame_bgr: np.ndarray, timestamp: float, segment: Any = None) -> Optional[Prediction]:
+        return self._predict(self.windowing.push_frame(frame_bgr, timestamp, segment=segment))
+
+    def push_preprocessed(self, frame: np.ndarray) -> Optional[Prediction]:
+        return self._predict(self.windowing.push_preprocessed(frame, time.time(), time.perf_counter()))

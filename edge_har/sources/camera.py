@@ -35,86 +35,17 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..video_config import CameraSourceConfig
+from .base import Chunk, Source, SourceError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "v4l2", "ffmpeg", "gstreamer")
-
-
 class CameraError(RuntimeError):
     """A camera that cannot be used as configured (bad target, missing file, OpenCV missing)."""
-
-
-class CameraSourceConfig(BaseModel):
-    """``source: {type: camera, ...}`` in a device config."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["camera"] = "camera"
-    device: Union[int, str] = Field(
-        0,
-        description=(
-            "What to open: a camera index (0 = /dev/video0), a V4L2 node such as /dev/video0, a video file path, "
-            "or a network stream URL (rtsp://user@host:554/stream, http://host:8080/video)."
-        ),
-    )
-    width: Optional[int] = Field(None, ge=16, le=7680, description="Requested frame width in pixels (the driver may round it).")
-    height: Optional[int] = Field(None, ge=16, le=4320, description="Requested frame height in pixels.")
-    fps: Optional[float] = Field(None, gt=0, le=240, description="Requested camera frame rate; the model samples its own rate from it.")
-    fourcc: Optional[str] = Field(
-        None,
-        description="Requested pixel format, e.g. MJPG: USB webcams deliver higher rates and sizes in MJPG than in raw YUYV.",
-    )
-    backend: Literal["auto", "v4l2", "ffmpeg", "gstreamer"] = Field(
-        "auto", description="OpenCV capture backend; auto lets OpenCV choose (V4L2 for /dev/video*, FFmpeg for files and URLs)."
-    )
-    realtime: bool = Field(
-        True,
-        description=(
-            "Files only: true plays at the file's own frame rate and drops frames the consumer does not take, "
-            "like a camera; false hands over every frame as fast as the consumer takes them (benchmarks)."
-        ),
-    )
-    loop: bool = Field(False, description="Files only: start again at the end instead of stopping.")
-    buffer_frames: int = Field(
-        1, ge=1, le=30, description="Newest frames kept for the consumer; older ones are dropped and counted in stats."
-    )
-    read_timeout_s: float = Field(
-        5.0, gt=0, description="A live camera that delivers no frame for this long is treated as lost and reopened."
-    )
-    reconnect_initial_s: float = Field(1.0, gt=0, description="First wait before reopening a lost camera; doubles each failure.")
-    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reopening attempts.")
-
-    @field_validator("fourcc")
-    @classmethod
-    def _fourcc(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and len(value) != 4:
-            raise ValueError(f"fourcc must be 4 characters such as MJPG or YUYV, got {value!r}")
-        return value
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: Union[int, str]) -> Union[int, str]:
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("device must be a camera index, a /dev/video* path, a file or a URL")
-        if isinstance(value, int) and value < 0:
-            raise ValueError(f"a camera index must be >= 0, got {value}")
-        return value
-
-    def target_kind(self) -> str:
-        """``index``, ``v4l2``, ``url`` or ``file``."""
-        if isinstance(self.device, int) or str(self.device).isdigit():
-            return "index"
-        text = str(self.device)
-        if "://" in text:
-            return "url"
-        if text.startswith("/dev/"):
-            return "v4l2"
-        return "file"
 
 
 @dataclass
@@ -126,6 +57,7 @@ class Frame:
     wall_time: float  # epoch seconds at capture
     index: int  # frames read in this segment
     segment: int  # increments at every (re)opening: windows must not span two segments
+    arrival: float = 0.0  # time.perf_counter() at capture: where end-to-end latency starts
 
 
 @dataclass
@@ -337,7 +269,7 @@ class CameraSource:
             ok, image = self._cap.read()
             if watchdog:
                 watchdog.disarm()
-            now_wall, now_mono = time.time(), time.monotonic()
+            now_wall, now_mono, now_perf = time.time(), time.monotonic(), time.perf_counter()
             if not ok or image is None:
                 if self.kind == "file":
                     if cfg.loop and index > 0:
@@ -362,7 +294,7 @@ class CameraSource:
                         self._wait(due - now_mono)
             else:
                 timestamp = now_mono
-            self._deliver(Frame(image, timestamp, now_wall, index, self.stats.segment))
+            self._deliver(Frame(image, timestamp, now_wall, index, self.stats.segment, now_perf))
             index += 1
             if watchdog and watchdog.fired:
                 log.warning("camera %s: read blocked past %.1f s; reconnecting", cfg.device, cfg.read_timeout_s)
@@ -396,3 +328,82 @@ class _ReadWatchdog:
         if self._deadline is not None and time.monotonic() > self._deadline:
             self.fired = True
         self._deadline = None
+
+
+# ---------------------------------------------------------------- the daemon's Source interface
+
+_NO_SAMPLES = np.zeros((0, 3), np.float32)
+
+
+@dataclass
+class FrameChunk(Chunk):
+    """A :class:`~edge_har.sources.base.Chunk` carrying one frame instead of samples.
+
+    ``samples`` stays empty (so sample counters are untouched); the video
+    runtime's ``FrameWindowing.push`` reads ``frame``.
+    """
+
+    frame: Frame | None = None
+
+
+class CameraStreamSource(Source):
+    """:class:`CameraSource` behind the daemon's ``Source`` interface (``read(timeout)`` -> FrameChunk).
+
+    ``status()`` carries the camera's counters, so the daemon's stats message
+    reports frames read, delivered and **dropped** (inference slower than the
+    camera), reconnects and the size and rate the driver granted.
+    """
+
+    kind = "camera"
+
+    def __init__(self, config: CameraSourceConfig, stop_event: threading.Event | None = None) -> None:
+        super().__init__(n_channels=3, name=f"camera {config.device}")
+        self.config = config
+        try:
+            self.camera = CameraSource(config, stop_event)
+        except CameraError as exc:
+            raise SourceError(str(exc)) from exc
+        self._segment: int | None = None
+
+    @property
+    def rate_hz(self) -> float | None:
+        return self.camera.stats.source_fps
+
+    def start(self) -> None:
+        try:
+            self.camera.start()
+        except CameraError as exc:
+            raise SourceError(str(exc)) from exc
+
+    def read(self, timeout: float) -> FrameChunk | None:
+        frame = self.camera.read(timeout)
+        if frame is None:
+            if self.camera.finished:
+                self._status.finished = True
+            return None
+        new_segment = frame.segment != self._segment
+        self._segment = frame.segment
+        self.samples_read += 1
+        return FrameChunk(_NO_SAMPLES, frame.arrival, frame.wall_time, segment_start=new_segment, frame=frame)
+
+    def stop(self) -> None:
+        self.camera.close()
+
+    @property
+    def finished(self) -> bool:
+        return self._status.finished
+
+    def status(self) -> dict[str, Any]:
+        st = self.camera.stats
+        self._status.connected = st.connected
+        self._status.reconnects = st.reconnects
+        self._status.last_error = st.last_error
+        self._status.extra = {
+            "frames_read": st.frames_read,
+            "frames_delivered": st.frames_delivered,
+            "frames_dropped": st.frames_dropped,
+            "open_failures": st.open_failures,
+            "frame_size": [st.width, st.height] if st.width else None,
+            "camera_fps": st.source_fps,
+        }
+        return self._status.to_json()
