@@ -16,6 +16,7 @@ import datetime as _dt
 import logging
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -219,7 +220,10 @@ def run_convert(options: ConvertOptions, dataset: Any | None = None, split: Any 
             if checkpoint.exists():  # same weights as keras_model.h5; keep the bundle lean
                 checkpoint.unlink()
             keras_float = float32_copy(result.model, options.model, batch_size=None)
-            keras_float.save(staging / export.KERAS_MODEL_FILE, include_optimizer=False, save_format="h5")
+            with warnings.catch_warnings():
+                # HDF5 on purpose: one file that benchmarks and older tools load directly.
+                warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
+                keras_float.save(staging / export.KERAS_MODEL_FILE, include_optimizer=False, save_format="h5")
             keras_probs = keras_float.predict(sets["test"].x, batch_size=256, verbose=0)
             keras_accuracy = float((keras_probs.argmax(axis=1) == sets["test"].y).mean())
             log.info("Keras float model: test accuracy %.4f", keras_accuracy)
@@ -256,7 +260,7 @@ def run_convert(options: ConvertOptions, dataset: Any | None = None, split: Any 
                 summary["report"] = str(Path(files["metrics"]).relative_to(staging))
                 if "confusion_png" in files:
                     summary["confusion_png"] = str(Path(files["confusion_png"]).relative_to(staging))
-                variants[spec.name]["metrics"] = summary
+                document["variants"][spec.name]["metrics"] = summary
                 log.info("%-14s test accuracy %.4f  macro-F1 %.4f  (%d windows, %s)", spec.name,
                          ev.report["accuracy"], ev.report["macro_f1"], ev.report["n_windows"], ev.backend)
 

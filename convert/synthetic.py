@@ -4,7 +4,7 @@ Tests and the README demo need labelled IMU recordings, and the public data
 sets may not be redistributed with the project. This writes files the HMP
 loader preset reads unchanged::
 
-    <root>/Walk/Accelerometer-2024-01-01-00-00-03-walk-s1.txt
+    <root>/Walk/Accelerometer-2024-01-01-00-00-03-walk-f1.txt
              "x y z" per line, integer codes 0..63 for -1.5 g..+1.5 g, 32 Hz
 
 Each class has its own motion: a gravity direction (how the wrist is held), an
@@ -79,6 +79,11 @@ def synthesize_recording(pattern: MotionPattern, n_samples: int, rate_hz: float,
     return np.clip(codes, 0, 63).astype(np.int64)
 
 
+def subject_id(i: int) -> str:
+    """HMP-style subject ids (f1, m1, f2, m2, ...), which the HMP format detection expects."""
+    return f"{'fm'[i % 2]}{i // 2 + 1}"
+
+
 def write_synthetic_imu_dataset(
     root: str | Path,
     *,
@@ -93,7 +98,8 @@ def write_synthetic_imu_dataset(
 
     ``seconds`` is one length for every recording or a (min, max) range drawn
     per recording. Recordings of a class are spread round-robin over
-    ``subjects`` subject ids ``s1``..``sN``, so subject-wise splits work too.
+    ``subjects`` HMP-style subject ids (f1, m1, f2, ...), so subject-wise
+    splits work too.
     The same arguments always give byte-identical files.
     """
     if recordings_per_class < 1 or subjects < 1:
@@ -112,7 +118,7 @@ def write_synthetic_imu_dataset(
             codes = synthesize_recording(pattern, n, rate_hz, rng)
             counter += 1
             stamp = f"2024-01-01-{counter // 3600:02d}-{counter // 60 % 60:02d}-{counter % 60:02d}"
-            subject = f"s{i % subjects + 1}"
+            subject = subject_id(i % subjects)
             path = folder / f"Accelerometer-{stamp}-{name.lower()}-{subject}.txt"
             path.write_text("\n".join(f"{x} {y} {z}" for x, y, z in codes) + "\n")
     return out

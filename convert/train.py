@@ -40,10 +40,13 @@ class TrainingError(RuntimeError):
 class TrainConfig:
     """How to train; every field is a flag of ``edge-har convert`` and is recorded in the bundle."""
 
-    epochs: int = 30
-    batch_size: int = 64
-    patience: int = 6
-    learning_rate: float = 1e-3
+    # Measured on HMP (23k windows of 96x3, 2 shared cores): ~5 s per epoch at batch 128;
+    # validation loss still falls after 30 epochs at lr 1e-3, so a larger rate and a
+    # generous epoch cap with early stopping give the best model in a few minutes.
+    epochs: int = 60
+    batch_size: int = 128
+    patience: int = 10
+    learning_rate: float = 3e-3
     seed: int = 42
     class_weights: bool = True
     logical_cpus: int | None = None  # test hook: MirroredStrategy over N logical CPUs

@@ -1,0 +1,115 @@
+"""A tiny end-to-end conversion on generated data: variants, validation, int8 vs float, the gate.
+
+The bundle itself comes from the session fixture ``tiny_bundle``
+(tests/plugins/bundle.py), built by ``convert.pipeline.run_convert``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_har.bundle import Bundle
+from edge_har.cli import main
+
+# On the same windows, int8 softmax outputs (steps of 1/256, rounding in every
+# layer) stay within this distance of float32's, and pick the same class almost always.
+INT8_PROB_TOLERANCE = 0.1
+INT8_ARGMAX_AGREEMENT = 0.9
+
+
+@pytest.fixture(scope="module")
+def test_windows(tiny_bundle, tiny_dataset_dir):
+    from convert.datasets import load_dataset
+    from convert.evaluate import bundle_windows
+
+    bundle = Bundle.load(tiny_bundle)
+    x, y, _ = bundle_windows(bundle, load_dataset(tiny_dataset_dir), "test")
+    return bundle, x, y
+
+
+def test_all_three_variants_are_produced_and_the_bundle_validates(tiny_bundle):
+    bundle = Bundle.load(tiny_bundle)
+    assert bundle.verify() == []
+    assert list(bundle.variants) == ["float32", "dynamic_range", "int8"]
+    assert {v.quantization for v in bundle.variants.values()} == {"none", "dynamic_range_int8_weights", "full_integer_int8"}
+    for name in bundle.variants:
+        model = bundle.load_model(name)
+        assert model.input.shape == (1, 64, 3)
+        assert bundle.variants[name].meta["ops"]["UNIDIRECTIONAL_SEQUENCE_LSTM"] == 1
+        assert (tiny_bundle / "evaluation" / name / "metrics.json").is_file()
+        assert (tiny_bundle / "evaluation" / name / "confusion_matrix.png").is_file()
+    assert bundle.variants["int8"].meta["float_ops"] == {}
+    assert (tiny_bundle / "training" / "training_curves.png").is_file()
+    # The synthetic classes are easy: a model that learned nothing would score ~0.33.
+    assert bundle.variants["float32"].metrics["accuracy"] >= 0.8
+
+
+def test_recorded_metrics_are_what_the_interpreter_gives(test_windows):
+    bundle, x, y = test_windows
+    for name, variant in bundle.variants.items():
+        probs = bundle.load_model(name).predict_batch(x)
+        assert (probs.argmax(1) == y).mean() == pytest.approx(variant.metrics["accuracy"])
+
+
+def test_int8_outputs_stay_close_to_float_on_the_same_windows(test_windows):
+    bundle, x, _ = test_windows
+    p_float = bundle.load_model("float32").predict_batch(x)
+    p_int8 = bundle.load_model("int8").predict_batch(x)
+    assert np.abs(p_int8 - p_float).max() <= INT8_PROB_TOLERANCE
+    assert (p_int8.argmax(1) == p_float.argmax(1)).mean() >= INT8_ARGMAX_AGREEMENT
+
+
+def test_the_keras_model_in_the_bundle_is_the_converted_one(test_windows, tiny_bundle):
+    from convert.models import import_tf
+
+    _, keras = import_tf()
+    bundle, x, _ = test_windows
+    keras_model = keras.models.load_model(tiny_bundle / "keras_model.h5", compile=False)
+    np.testing.assert_allclose(keras_model.predict(x, verbose=0), bundle.load_model("float32").predict_batch(x), atol=1e-3)
+
+
+def test_normalisation_comes_from_the_training_windows(test_windows, tiny_dataset_dir):
+    """The stored statistics are not those of all windows (or of the test windows)."""
+    from convert.datasets import load_dataset, make_window_set
+    from edge_har.preprocessing import fit_normalisation
+
+    bundle, _, _ = test_windows
+    pre = bundle.preprocessing
+    everything = make_window_set(load_dataset(tiny_dataset_dir), pre)
+    mean_all, _ = fit_normalisation(everything.x)
+    assert not np.allclose(pre.mean, mean_all, atol=1e-6)
+    assert np.allclose(pre.mean, mean_all, atol=0.3)  # same data, so close
+
+
+def test_accuracy_gate_refuses_and_writes_nothing(tiny_dataset_dir, tmp_path, capsys):
+    out = tmp_path / "bundle"
+    code = main([
+        "convert", "--data", str(tiny_dataset_dir), "--out", str(out), "--window", "64", "--stride", "16",
+        "--conv-filters", "4", "--lstm-units", "4", "--epochs", "1", "--calibration-size", "30",
+        "--variants", "float32,int8", "--max-int8-drop", "-100", "--no-progress",
+    ])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "refusing to write the bundle" in err and "float32's" in err and "int8 test accuracy" in err
+    assert "--allow-int8-drop" in err
+    assert list(tmp_path.iterdir()) == []  # no bundle, no staging directory
+
+
+def test_too_large_calibration_set_fails_before_training(tiny_dataset_dir, tmp_path, capsys):
+    code = main(["convert", "--data", str(tiny_dataset_dir), "--out", str(tmp_path / "b"), "--window", "64",
+                 "--calibration-size", "100000", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "calibration set needs 100000 windows" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_provenance_names_the_data_and_its_file_list(tiny_bundle, tiny_dataset_dir):
+    data = json.loads((tiny_bundle / "bundle.json").read_text())
+    dataset = data["provenance"]["dataset"]
+    from convert.datasets import load_dataset
+
+    assert dataset["file_list_sha256"] == load_dataset(tiny_dataset_dir).file_list_sha256
+    assert data["metrics"]["split"]["windows"]["train"] > data["metrics"]["split"]["windows"]["test"] > 0
