@@ -1,23 +1,41 @@
 """Labelled recordings and the readers of their file formats.
 
 These readers serve both the workstation loaders (``convert.datasets``) and the
-device's replay source, so they live on the device side and import no
-TensorFlow. A ``Recording`` holds raw values exactly as the file has them;
-scaling to physical units happens in ``edge_har.preprocessing``.
+device's replay source, so they live on the device side and import nothing but
+numpy. A ``Recording`` holds raw values exactly as the file has them; scaling to
+physical units happens in ``edge_har.preprocessing``.
+
+Two layouts are read here:
+
+* one recording per file, numeric columns (``read_samples``), gathered as
+  ``<root>/<Class>/<recording>.txt|.csv`` by ``load_folder_recordings``;
+* one long CSV with a header, cut into recordings wherever the (label,
+  subject) pair changes (``load_long_csv_recordings``).
+
+Every reader error is a ``RecordingError`` whose message starts with
+``file:line`` where a line is at fault, so a user can open the file there.
+With ``skip_bad`` the bad lines are dropped instead, with one warning per file
+and a count the caller can report (``ReadResult.skipped``, the ``skipped``
+dictionaries).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+MODEL_SUFFIX = "_MODEL"
+SEMICOLON, COMMA, WHITESPACE = ";", ",", "whitespace"
 
 
 class RecordingError(ValueError):
@@ -38,90 +56,183 @@ class Recording:
         return len(self.samples)
 
 
-# ------------------------------------------------------------------ readers
-
-_SPLIT = re.compile(r"[\s,;]+")
-MODEL_SUFFIX = "_MODEL"
+# ------------------------------------------------------------------ one file of numeric columns
 
 
 @dataclass
 class ReadResult:
-    """Samples read from one file, and how many lines ``skip_bad`` dropped."""
+    """What ``read_samples_result`` read from one file.
 
-    samples: np.ndarray
-    skipped: int = 0
+    ``line_numbers[i]`` is the file line of ``samples[i]``, so a caller that
+    aligns several files row by row (UCI HAR) can drop a row skipped in any one.
+    """
+
+    samples: np.ndarray  # (n, C) float32
+    skipped: int = 0  # lines dropped by skip_bad
+    header: tuple[str, ...] | None = None  # the column names, when the file starts with a header line
+    delimiter: str = WHITESPACE  # ";", "," or "whitespace"
+    line_numbers: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    bad_lines: list[int] = field(default_factory=list)  # line numbers skip_bad dropped
 
 
-def _parse_line(line: str) -> list[str]:
-    return [tok for tok in _SPLIT.split(line.strip()) if tok]
-
-
-def _is_number(token: str) -> bool:
+def _read_text(path: Path) -> str:
     try:
-        float(token)
+        return path.read_text(encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise RecordingError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def detect_delimiter(line: str) -> str:
+    """The delimiter of a file, from its first non-empty line.
+
+    A semicolon wins over a comma because semicolon-separated exports
+    (European locales) write decimal commas: ``1,5;0,2;9,81``.
+    """
+    if SEMICOLON in line:
+        return SEMICOLON
+    if COMMA in line:
+        return COMMA
+    return WHITESPACE
+
+
+def split_fields(line: str, delimiter: str) -> list[str]:
+    """Fields of one line; one trailing delimiter (``1,2,3,``) is tolerated, inner empty fields are kept."""
+    if delimiter == WHITESPACE:
+        return line.split()
+    fields = [f.strip() for f in line.strip().split(delimiter)]
+    if len(fields) > 1 and fields[-1] == "":
+        fields.pop()
+    return fields
+
+
+def _to_float(token: str, delimiter: str) -> float:
+    if delimiter == SEMICOLON and "," in token and "." not in token:
+        token = token.replace(",", ".")  # decimal comma
+    return float(token)
+
+
+def _is_number(token: str, delimiter: str = WHITESPACE) -> bool:
+    try:
+        _to_float(token, delimiter)
     except ValueError:
         return False
     return True
 
 
+def _problem(fields: list[str], delimiter: str, width: int | None, width_why: str) -> tuple[str | None, list[float]]:
+    """Why a line is bad (None if it is not) and its values."""
+    values = []
+    for col, token in enumerate(fields, start=1):
+        if token == "":
+            return f"empty field in column {col}", []
+        try:
+            v = _to_float(token, delimiter)
+        except ValueError:
+            return f"text {token!r} in a number column (column {col})", []
+        if not np.isfinite(v):
+            return f"a non-finite value {token!r} (column {col})", []
+        values.append(v)
+    if width is not None and len(values) != width:
+        return f"{len(values)} columns where {width_why}", []
+    return None, values
+
+
 def read_samples_result(
     path: str | Path, *, n_channels: int | None = None, skip_bad: bool = False, start_line: int = 1
 ) -> ReadResult:
-    """Read numeric rows separated by white space, commas or semicolons.
+    """Read one file of numeric columns separated by white space, commas or semicolons.
 
-    A first line whose fields are all non-numeric is taken as a header and
-    skipped; anything else that does not parse is an error naming file and
-    line, or, with ``skip_bad``, a warning and a count.
+    The delimiter is detected per file from its first non-empty line (see
+    :func:`detect_delimiter`). A first line whose fields are all non-numeric
+    is a header (kept in ``ReadResult.header``, not a sample). Blank lines are
+    ignored. Every other line must hold the same number of finite numbers:
+    ``n_channels`` when given, else the count most lines of the file have.
+    A line that does not is a ``RecordingError`` naming ``file:line``, or with
+    ``skip_bad`` a warning and a count. ``start_line`` is the number of the
+    file's first line in messages (for text cut out of a larger file).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="strict")
-    except UnicodeDecodeError as exc:
-        raise RecordingError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from exc
-    except OSError as exc:
-        raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    rows: list[list[float]] = []
-    width = n_channels
-    skipped = 0
-    first_data_line = True
-    for lineno, line in enumerate(text.splitlines(), start=start_line):
-        tokens = _parse_line(line)
-        if not tokens:
-            continue
-        problem = None
-        if not all(_is_number(t) for t in tokens):
-            if first_data_line and not any(_is_number(t) for t in tokens):
-                first_data_line = False
-                continue  # a header
-            bad = next(t for t in tokens if not _is_number(t))
-            problem = f"text {bad!r} in a number column"
-        first_data_line = False
+    text = _read_text(path)
+    numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=start_line) if line.strip()]
+    if not numbered:
+        raise RecordingError(f"{path}: empty file (no samples)")
+    delimiter = detect_delimiter(numbered[0][1])
+    rows = [(n, line, split_fields(line, delimiter)) for n, line in numbered]
+
+    header = None
+    if not any(_is_number(t, delimiter) for t in rows[0][2]):
+        header = tuple(rows[0][2])
+        rows = rows[1:]
+        if not rows:
+            raise RecordingError(f"{path}: a header line ({', '.join(header)}) but no samples")
+
+    if n_channels is not None:
+        width, why = n_channels, f"{n_channels} are expected"
+    else:
+        width = Counter(len(f) for _, _, f in rows).most_common(1)[0][0]
+        why = f"the file's other lines have {width}"
+
+    fast = _fast_parse(rows, delimiter, width)
+    if fast is not None:
+        return ReadResult(fast, 0, header, delimiter, np.fromiter((n for n, _, _ in rows), np.int64, len(rows)))
+
+    values: list[list[float]] = []
+    kept: list[int] = []
+    bad: list[int] = []
+    first_problem = ""
+    for lineno, line, fields in rows:
+        problem, row = _problem(fields, delimiter, width, why)
         if problem is None:
-            values = [float(t) for t in tokens]
-            if not all(np.isfinite(values)):
-                problem = "a non-finite value (nan or inf)"
-            elif width is None:
-                width = len(values)
-            elif len(values) != width:
-                problem = f"{len(values)} columns where the file has {width}"
-        if problem is not None:
-            if not skip_bad:
-                raise RecordingError(f"{path}:{lineno}: {problem}: {line.strip()[:80]!r}")
-            skipped += 1
+            values.append(row)
+            kept.append(lineno)
             continue
-        rows.append(values)
-    if skipped:
-        log.warning("%s: skipped %d malformed line(s)", path, skipped)
-    if not rows:
-        raise RecordingError(f"{path}: no numeric samples")
-    return ReadResult(np.asarray(rows, dtype=np.float32), skipped)
+        message = f"{path}:{lineno}: {problem}: {line.strip()[:80]!r}"
+        if not skip_bad:
+            raise RecordingError(message)
+        bad.append(lineno)
+        first_problem = first_problem or message
+    if bad:
+        log.warning("%s: skipped %d malformed line(s) of %d; the first: %s", path, len(bad), len(rows), first_problem)
+    if not values:
+        raise RecordingError(f"{path}: no valid samples (all {len(rows)} lines malformed; the first: {first_problem})")
+    samples = np.asarray(values, dtype=np.float32).reshape(len(values), width)
+    return ReadResult(samples, len(bad), header, delimiter, np.asarray(kept, np.int64), bad)
+
+
+def _fast_parse(rows: list[tuple[int, str, list[str]]], delimiter: str, width: int) -> np.ndarray | None:
+    """All lines well-formed: one numpy conversion (HMP's 450k lines in well under a second).
+
+    Returns None whenever anything is off; the line-by-line path then finds
+    and names the bad line.
+    """
+    if any(len(f) != width for _, _, f in rows):
+        return None
+    tokens = [t for _, _, f in rows for t in f]
+    if delimiter == SEMICOLON:
+        tokens = [t.replace(",", ".") if "," in t and "." not in t else t for t in tokens]
+    try:
+        arr = np.asarray(tokens, dtype=np.float64)
+    except ValueError:
+        return None
+    if not np.isfinite(arr).all():
+        return None
+    return arr.astype(np.float32).reshape(len(rows), width)
 
 
 def read_samples(
     path: str | Path, *, n_channels: int | None = None, skip_bad: bool = False, start_line: int = 1
 ) -> np.ndarray:
-    """(n, C) float32 samples of one recording file; see :func:`read_samples_result`."""
+    """(n, C) float32 samples of one recording file; see :func:`read_samples_result`.
+
+    With ``skip_bad`` the count of dropped lines is in the warning logged;
+    use :func:`read_samples_result` to get it as a number.
+    """
     return read_samples_result(path, n_channels=n_channels, skip_bad=skip_bad, start_line=start_line).samples
+
+
+# ------------------------------------------------------------------ a folder of recordings
 
 
 def list_folder_files(
@@ -131,25 +242,51 @@ def list_folder_files(
 
     Folders ending in ``_MODEL`` (HMP's extra model trials) are skipped unless
     ``include_model``; then they count as their class without the suffix.
+    Hidden folders and files, and files directly in ``root`` (READMEs), are ignored.
     """
     root = Path(root)
     if not root.is_dir():
         raise RecordingError(f"{root}: not a folder")
-    pairs: list[tuple[str, Path]] = []
+    exts = tuple(e.lower() for e in extensions)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
-        raise RecordingError(f"{root}: no class folders (expected <root>/<Class>/<recording>{extensions[0]})")
+        loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in exts]
+        hint = (f"; it holds {len(loose)} recording file(s) itself: point at the folder above it, "
+                "whose sub-folders are the classes") if loose else ""
+        raise RecordingError(f"{root}: no class folders (expected <root>/<Class>/<recording>{exts[0]}){hint}")
+    pairs: list[tuple[str, Path]] = []
     for folder in class_dirs:
         label = folder.name
         if label.endswith(MODEL_SUFFIX):
             if not include_model:
                 continue
             label = label[: -len(MODEL_SUFFIX)]
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+        files = sorted(
+            p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts
+        )
         if not files:
-            raise RecordingError(f"{folder}: empty class folder (no {'/'.join(extensions)} files)")
+            raise RecordingError(f"{folder}: empty class folder (no {'/'.join(exts)} files)")
         pairs.extend((label, f) for f in files)
     return pairs
+
+
+def compile_subject_regex(subject_regex: str | None) -> re.Pattern[str] | None:
+    if not subject_regex:
+        return None
+    try:
+        return re.compile(subject_regex)
+    except re.error as exc:
+        raise RecordingError(f"subject regex {subject_regex!r} is not a valid regular expression: {exc}") from None
+
+
+def subject_from_name(pattern: re.Pattern[str] | None, name: str) -> str | None:
+    """The subject id in a file name: the regex's first group, or its whole match if it has none."""
+    if pattern is None:
+        return None
+    match = pattern.search(name)
+    if not match:
+        return None
+    return match.group(1) if match.groups() else match.group(0)
 
 
 def load_folder_recordings(
@@ -163,20 +300,194 @@ def load_folder_recordings(
     n_channels: int | None = None,
     skipped: dict[str, int] | None = None,
 ) -> list[Recording]:
-    """``<root>/<Class>/<recording>`` files as recordings; ``skipped`` collects skip counts per file."""
-    pattern = re.compile(subject_regex) if subject_regex else None
-    out = []
+    """``<root>/<Class>/<recording>`` files as recordings, class = folder name.
+
+    Every file must have the same number of columns (``n_channels`` when
+    given, else the first file's). ``skipped`` (if given) receives the count of
+    lines ``skip_bad`` dropped, per file. Files the subject regex does not
+    match get no subject, with one warning.
+    """
+    pattern = compile_subject_regex(subject_regex)
+    out: list[Recording] = []
+    unmatched: list[str] = []
+    first: tuple[Path, int] | None = None
     for label, file in list_folder_files(root, extensions=extensions, include_model=include_model):
         result = read_samples_result(file, n_channels=n_channels, skip_bad=skip_bad)
         if result.skipped and skipped is not None:
             skipped[str(file)] = result.skipped
-        subject = None
-        if pattern is not None:
-            match = pattern.search(file.name)
-            if match:
-                subject = match.group(1) if match.groups() else match.group(0)
+        width = result.samples.shape[1]
+        if first is None:
+            first = (file, width)
+        elif width != first[1]:
+            raise RecordingError(f"{file}: {width} columns, but {first[0]} has {first[1]}; every recording needs the same channels")
+        subject = subject_from_name(pattern, file.name)
+        if pattern is not None and subject is None:
+            unmatched.append(file.name)
         out.append(Recording(result.samples, label, str(file), subject, sample_rate_hz))
+    if unmatched:
+        log.warning("%s: subject regex %r matches no subject in %d of %d file name(s), e.g. %s; they have no subject",
+                    root, subject_regex, len(unmatched), len(out), unmatched[0])
     return out
+
+
+# ------------------------------------------------------------------ one long CSV
+
+
+@dataclass
+class LongCsv:
+    """A long CSV cut into recordings, with the names of the channel columns used."""
+
+    recordings: list[Recording]
+    channels: tuple[str, ...]
+    skipped: int = 0
+    rows: int = 0
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], str]:
+    """Header, (line number, fields) of the data rows, and the delimiter."""
+    text = _read_text(path)
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        raise RecordingError(f"{path}: empty file (a header line is required)")
+    delimiter = max((";", "\t", ","), key=lambda d: lines[first].count(d))
+    if lines[first].count(delimiter) == 0:
+        delimiter = WHITESPACE
+    if delimiter == WHITESPACE:
+        body = [(n, line.split()) for n, line in enumerate(lines[first + 1 :], start=first + 2)]
+        header = lines[first].split()
+    else:
+        try:
+            reader = csv.reader(io.StringIO("\n".join(lines[first:])), delimiter=delimiter, strict=True)
+            parsed = list(reader)
+        except csv.Error as exc:
+            raise RecordingError(f"{path}:{first + reader.line_num}: {exc}") from None
+        header = [h.strip() for h in parsed[0]]
+        body = [(n, row) for n, row in enumerate(parsed[1:], start=first + 2)]
+    if any(_is_number(h) for h in header if h):
+        raise RecordingError(f"{path}:{first + 1}: expected a header line of column names, got {lines[first].strip()[:80]!r}")
+    body = [(n, [c.strip() for c in row]) for n, row in body if row and any(c.strip() for c in row)]
+    return header, body, delimiter
+
+
+def read_long_csv(
+    path: str | Path,
+    *,
+    label_col: str,
+    channel_cols: Sequence[str] | None = None,
+    subject_col: str | None = None,
+    timestamp_col: str | None = None,
+    skip_bad: bool = False,
+    sample_rate_hz: float | None = None,
+    n_channels: int | None = None,
+) -> LongCsv:
+    """Cut one long CSV into recordings; see :func:`load_long_csv_recordings`."""
+    path = Path(path)
+    header, body, delimiter = _csv_rows(path)
+    if not body:
+        raise RecordingError(f"{path}: a header but no data rows")
+
+    def col(name: str | None, what: str) -> int | None:
+        if name is None:
+            return None
+        if name not in header:
+            raise RecordingError(f"{path}: no {what} column {name!r}; the header has {', '.join(header)}")
+        return header.index(name)
+
+    i_label = col(label_col, "label")
+    i_subject = col(subject_col, "subject")
+    i_time = col(timestamp_col, "timestamp")
+    if channel_cols:
+        i_channels = [col(c, "channel") for c in channel_cols]
+    else:
+        used = {i_label, i_subject, i_time}
+        sample = body[:20]
+        i_channels = [
+            i for i in range(len(header))
+            if i not in used and sum(i < len(r) and _is_number(r[i], delimiter) for _, r in sample) * 2 > len(sample)
+        ]
+        dropped = [header[i] for i in range(len(header)) if i not in used and i not in i_channels]
+        if dropped:
+            log.info("%s: non-numeric column(s) %s are not channels", path, ", ".join(dropped))
+        if not i_channels:
+            raise RecordingError(f"{path}: no numeric channel columns besides {label_col!r}; the header has {', '.join(header)}")
+    if n_channels is not None and len(i_channels) != n_channels:
+        raise RecordingError(f"{path}: {len(i_channels)} channel columns, the model takes {n_channels}")
+
+    recordings: list[Recording] = []
+    all_steps: list[np.ndarray] = []
+    current: list[list[float]] = []
+    times: list[float] = []
+    key: tuple[str, str | None] | None = None
+    first_row = last_row = 0
+    bad: list[str] = []
+
+    def flush() -> None:
+        if current and key is not None:
+            source = f"{path}:rows {first_row}-{last_row}"
+            recordings.append(Recording(np.asarray(current, np.float32), key[0], source, key[1], sample_rate_hz))
+            if len(times) > 1:
+                all_steps.append(np.diff(np.asarray(times, np.float64)))
+
+    for lineno, row in body:
+        problem = None
+        if len(row) != len(header):
+            problem = f"{len(row)} fields where the header has {len(header)}"
+        elif not row[i_label]:
+            problem = f"empty label (column {label_col!r})"
+        else:
+            values = []
+            for i in i_channels + ([i_time] if i_time is not None else []):
+                try:
+                    v = _to_float(row[i], delimiter)
+                except ValueError:
+                    problem = f"text {row[i]!r} in a number column ({header[i]!r})"
+                    break
+                if not np.isfinite(v):
+                    problem = f"a non-finite value {row[i]!r} (column {header[i]!r})"
+                    break
+                values.append(v)
+        if problem is not None:
+            if not skip_bad:
+                raise RecordingError(f"{path}:{lineno}: {problem}")
+            bad.append(f"{path}:{lineno}: {problem}")
+            continue
+        row_key = (row[i_label], row[i_subject] if i_subject is not None else None)
+        if row_key != key:
+            flush()
+            current, times, key, first_row = [], [], row_key, lineno
+        last_row = lineno
+        if i_time is not None:
+            times.append(values.pop())
+        current.append(values)
+    flush()
+    if bad:
+        log.warning("%s: skipped %d malformed row(s) of %d; the first: %s", path, len(bad), len(body), bad[0])
+    if not recordings:
+        raise RecordingError(f"{path}: no valid data rows (all {len(body)} malformed; the first: {bad[0]})")
+    if sample_rate_hz is None and all_steps:
+        rate = rate_from_timestamps(np.concatenate(all_steps), path, timestamp_col or "")
+        for r in recordings:
+            r.sample_rate_hz = rate
+    return LongCsv(recordings, tuple(header[i] for i in i_channels), len(bad), len(body))
+
+
+def rate_from_timestamps(steps: np.ndarray, path: Path | str, column: str) -> float | None:
+    """Sample rate (Hz) from timestamp steps in seconds: 1 / median step; None if there are none.
+
+    The median ignores gaps between recordings and the odd dropped sample. A
+    rate under 1 Hz or over 10 kHz is accepted with a warning, because it
+    usually means the column is in milliseconds or microseconds.
+    """
+    steps = steps[steps > 0]
+    if not len(steps):
+        log.warning("%s: timestamp column %r never increases; no rate from it", path, column)
+        return None
+    rate = float(1.0 / np.median(steps))
+    if rate < 1.0 or rate > 10_000.0:
+        log.warning("%s: timestamp column %r gives %.6g Hz; timestamps are read as seconds (milliseconds? "
+                    "then pass --sample-rate)", path, column, rate)
+    return rate
 
 
 def load_long_csv_recordings(
@@ -193,104 +504,17 @@ def load_long_csv_recordings(
 ) -> list[Recording]:
     """One long CSV with a header; consecutive rows of one (label, subject) form a recording.
 
-    Without ``channel_cols`` every other column is a channel. With a timestamp
-    column (seconds) and no rate, the rate is the inverse of the median step.
+    The delimiter (comma, semicolon, tab or white space) is the one the header
+    line uses most. Without ``channel_cols`` every other numeric column is a
+    channel. ``Recording.source`` is ``"<path>:rows A-B"``, A and B being the
+    file's line numbers (the header is line 1). With ``timestamp_col`` (in
+    seconds) and no ``sample_rate_hz``, the rate is 1 / the median timestamp
+    step. ``skipped`` (if given) receives the count of rows ``skip_bad`` dropped.
     """
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            sample = fh.read(4096)
-            fh.seek(0)
-            try:
-                dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-            except csv.Error:
-                dialect = csv.excel
-            reader = csv.reader(fh, dialect)
-            header = [h.strip() for h in next(reader, [])]
-            body = list(reader)
-    except OSError as exc:
-        raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if not header:
-        raise RecordingError(f"{path}: empty file (a header line is required)")
-
-    def col(name: str | None, what: str) -> int | None:
-        if name is None:
-            return None
-        if name not in header:
-            raise RecordingError(f"{path}: no {what} column {name!r}; the header has {', '.join(header)}")
-        return header.index(name)
-
-    i_label = col(label_col, "label")
-    i_subject = col(subject_col, "subject")
-    i_time = col(timestamp_col, "timestamp")
-    if channel_cols:
-        i_channels = [col(c, "channel") for c in channel_cols]
-    else:
-        used = {i_label, i_subject, i_time}
-        i_channels = [i for i in range(len(header)) if i not in used]
-    if n_channels is not None and len(i_channels) != n_channels:
-        raise RecordingError(f"{path}: {len(i_channels)} channel columns, the model takes {n_channels}")
-
-    recordings: list[Recording] = []
-    current: list[list[float]] = []
-    times: list[float] = []
-    key: tuple[str, str | None] | None = None
-    start_row = 0
-    n_skipped = 0
-
-    def flush(end_row: int) -> None:
-        if current and key is not None:
-            recordings.append(
-                Recording(
-                    np.asarray(current, np.float32), key[0], f"{path}:rows {start_row}-{end_row}", key[1], sample_rate_hz
-                )
-            )
-
-    all_times: list[np.ndarray] = []
-    for lineno, row in enumerate(body, start=2):
-        if not row or all(not c.strip() for c in row):
-            continue
-        try:
-            if len(row) != len(header):
-                raise ValueError(f"{len(row)} fields where the header has {len(header)}")
-            values = []
-            for i in i_channels:
-                v = float(row[i])
-                if not np.isfinite(v):
-                    raise ValueError(f"non-finite value in column {header[i]!r}")
-                values.append(v)
-            t = float(row[i_time]) if i_time is not None else None
-        except ValueError as exc:
-            msg = str(exc)
-            if msg.startswith("could not convert"):
-                msg = f"text in a number column ({msg.split(':', 1)[-1].strip()})"
-            if not skip_bad:
-                raise RecordingError(f"{path}:{lineno}: {msg}") from None
-            n_skipped += 1
-            continue
-        row_key = (row[i_label].strip(), row[i_subject].strip() if i_subject is not None else None)
-        if row_key != key:
-            flush(lineno - 1)
-            if times:
-                all_times.append(np.asarray(times))
-            current, times, key, start_row = [], [], row_key, lineno
-        current.append(values)
-        if t is not None:
-            times.append(t)
-    flush(len(body) + 1)
-    if times:
-        all_times.append(np.asarray(times))
-    if n_skipped:
-        log.warning("%s: skipped %d malformed row(s)", path, n_skipped)
-        if skipped is not None:
-            skipped[str(path)] = n_skipped
-    if not recordings:
-        raise RecordingError(f"{path}: no data rows")
-    if sample_rate_hz is None and all_times:
-        steps = np.concatenate([np.diff(t) for t in all_times if len(t) > 1] or [np.asarray([])])
-        steps = steps[steps > 0]
-        if len(steps):
-            rate = float(1.0 / np.median(steps))
-            for r in recordings:
-                r.sample_rate_hz = rate
-    return recordings
+    result = read_long_csv(
+        path, label_col=label_col, channel_cols=channel_cols, subject_col=subject_col, timestamp_col=timestamp_col,
+        skip_bad=skip_bad, sample_rate_hz=sample_rate_hz, n_channels=n_channels,
+    )
+    if result.skipped and skipped is not None:
+        skipped[str(path)] = result.skipped
+    return result.recordings
