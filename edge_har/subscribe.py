@@ -88,6 +88,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(func=run)
 
 
+_OPTION_FOR_KEY = {
+    "mqtt.tls.ca_file": "--ca-file",
+    "mqtt.tls.cert_file": "--cert-file",
+    "mqtt.tls.key_file": "--key-file",
+    "mqtt.tls": "TLS options",
+    "mqtt.password_env": "--password-env",
+    "mqtt.password_file": "--password-file",
+}
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -174,10 +184,12 @@ def build_config(args: argparse.Namespace) -> Any:
             reconnect_max_s=10.0,
         )
     except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'-'.join(str(p) for p in err['loc']).replace('_', '-') or 'options'}: {err['msg']}" for err in exc.errors()
-        )
-        raise CliError(problems) from None
+        problems = []
+        for err in exc.errors():
+            message = err["msg"].removeprefix("Value error, ")
+            option = "-".join(str(part) for part in err["loc"]).replace("_", "-")
+            problems.append(f"--{option}: {message}" if option else message)
+        raise CliError("; ".join(problems)) from None
 
 
 # ====================================================================== what we show
@@ -385,7 +397,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         client = make_client(cfg, client_id)
     except MqttConfigError as exc:
-        raise CliError(str(exc).replace("mqtt.", "").replace("tls.", "").replace("_", "-")) from None
+        # The message names the config key (mqtt.tls.ca_file); here the user typed an option.
+        message = str(exc)
+        for key, option in _OPTION_FOR_KEY.items():
+            if message.startswith(key + ":"):
+                message = option + message[len(key):]
+                break
+        raise CliError(message) from None
 
     events: "queue.Queue[tuple[str, Any]]" = queue.Queue()
 

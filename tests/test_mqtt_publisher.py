@@ -72,11 +72,16 @@ def publishers():
 
 
 def persistent_listener(broker, mqtt_listener, client_id: str):
-    """A QoS 1 subscriber whose session (and queued messages) survive a broker restart."""
-    since = time.time()
-    listener = mqtt_listener(broker, [f"edge-har/{DEVICE}/#"], client_id=client_id, clean=False, qos=1)
-    broker.wait_autosaved(since)  # so even a SIGKILL keeps the subscription
-    return listener
+    """A QoS 1 subscriber whose session (and queued messages) survive a broker restart.
+
+    Before a SIGKILL, call ``settle(broker)`` so the broker's last autosave holds the subscription
+    and no message half-way to this listener (which the restored session would send again)."""
+    return mqtt_listener(broker, [f"edge-har/{DEVICE}/#"], client_id=client_id, clean=False, qos=1)
+
+
+def settle(broker) -> None:
+    time.sleep(0.05)  # let the listener's PUBACKs reach the broker
+    broker.wait_autosaved(time.time())
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
@@ -122,7 +127,7 @@ def test_broker_down_at_start_then_up(mosquitto_factory, mqtt_listener, publishe
     time.sleep(0.6)  # several reconnect attempts
     counters = publisher.counters()
     assert counters["connected"] is False and counters["queued"] == 5
-    assert "cannot reach MQTT broker" in counters["last_error"] and "ConnectionRefusedError" in counters["last_error"]
+    assert "cannot reach broker" in counters["last_error"] and "ConnectionRefusedError" in counters["last_error"]
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "cannot reach" in r.getMessage()]
     assert len(warnings) == 1, "one warning per outage, repeats at DEBUG"
 
@@ -151,6 +156,7 @@ def test_broker_killed_and_restarted_mid_stream(mosquitto_factory, mqtt_listener
     deadline = time.monotonic() + 5
     while publisher.counters()["inflight"] and time.monotonic() < deadline:
         time.sleep(0.01)
+    settle(broker)
 
     broker.kill()  # SIGKILL, while the stream goes on without a pause
     for seq in range(10, 30):
@@ -183,6 +189,7 @@ def test_unacknowledged_predictions_are_taken_back_and_resent_in_order(mosquitto
     for seq in range(5):
         publisher.publish_prediction(pred(seq))
     listener.wait_count(PRED_TOPIC, 5)
+    settle(broker)
 
     broker.freeze()
     for seq in range(5, 10):
@@ -204,6 +211,60 @@ def test_unacknowledged_predictions_are_taken_back_and_resent_in_order(mosquitto
     assert seqs(listener) == list(range(15))
     counters = publisher.counters()
     assert counters["requeued"] == 5 and counters["inflight"] == 0 and counters["queued"] == 0
+
+
+def test_concurrent_publishers_through_a_dropped_link_lose_nothing_and_keep_order(mosquitto_broker, mqtt_listener, publishers):
+    """Two daemon-side threads publish flat out while paho's thread loses and regains the link.
+
+    The broker drops the connection by session takeover (another client connects with the same
+    client id, as a duplicated device config would). The broker itself stays up, so everything it
+    acknowledged reaches the subscriber, and what did not reach the broker must come from the
+    publisher: nothing lost; QoS 1 may repeat what was in flight, but first arrivals keep each
+    thread's order. (A broker *crash* can also lose what it had acknowledged but not yet delivered;
+    no publisher can prevent that, which is why the crash tests wait for delivery before the kill.)
+    """
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    listener = mqtt_listener(mosquitto_broker, [PRED_TOPIC])
+    links: list[bool] = []
+    publisher = publishers(fast_cfg(mosquitto_broker), on_link_change=links.append)
+    publisher.start()
+    assert publisher.wait_connected(10)
+    per_thread = 300
+
+    def stream(offset: int) -> None:
+        for i in range(per_thread):
+            publisher.publish_prediction(pred(offset + i))
+            if i % 50 == 0:
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=stream, args=(k * 10_000,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    usurper = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=publisher.client_id)
+    usurper.connect(mosquitto_broker.host, mosquitto_broker.port)  # the broker closes the publisher's link
+    usurper.disconnect()
+    for thread in threads:
+        thread.join(30)
+    expected = {k * 10_000 + i for k in range(2) for i in range(per_thread)}
+    try:
+        listener.wait_for(lambda ms: expected <= {m.json()["seq"] for m in ms}, timeout=20, what="every prediction")
+    except AssertionError:
+        missing = sorted(expected - set(seqs(listener)))
+        raise AssertionError(f"missing {missing}; counters {publisher.counters()}") from None
+    received = seqs(listener)
+    first_seen = list(dict.fromkeys(received))
+    for k in range(2):
+        mine = [s for s in first_seen if s // 10_000 == k]
+        assert mine == sorted(mine) and len(mine) == per_thread
+    assert len(received) - len(first_seen) <= 40, "repeats only from the in-flight window"
+    counters = publisher.counters()
+    assert counters["dropped_offline"] == 0 and counters["queued"] == 0 and counters["reconnects"] >= 1
+    assert links[:3] == [True, False, True]
 
 
 def test_queue_bound_drops_oldest_and_counts(mosquitto_factory, mqtt_listener, publishers, caplog):
@@ -339,3 +400,15 @@ def test_nan_in_a_payload_is_refused_before_it_is_queued(mosquitto_broker, publi
     with pytest.raises(ValueError):
         publisher.publish_prediction(bad)
     assert publisher.counters()["queued"] == 0
+
+
+def test_documented_examples_follow_the_schema():
+    from edge_har.mqtt.payloads import STATS_FIELDS, examples
+
+    docs = examples()
+    assert validate_prediction(docs["prediction"]) == []
+    assert set(docs["stats"]) <= set(STATS_FIELDS) and docs["status"] == "online"
+    problems = validate_prediction({**docs["prediction"], "seq": -1, "confidence": 2.0, "label": "Fly", "colour": 1})
+    assert any(p.startswith("seq:") for p in problems) and any(p.startswith("confidence:") for p in problems)
+    assert any(p.startswith("label:") for p in problems) and any(p.startswith("colour: unknown field") for p in problems)
+    assert validate_prediction({**docs["prediction"], "label": "unknown"}) == []

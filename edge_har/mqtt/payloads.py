@@ -41,6 +41,7 @@ __all__ = [
     "STATUS_ONLINE",
     "UNKNOWN_LABEL",
     "encode",
+    "examples",
     "prediction_payload",
     "stats_payload",
     "validate_prediction",
@@ -241,3 +242,24 @@ def validate_prediction(payload: Any) -> list[str]:
     if "extra" in payload and not isinstance(payload["extra"], Mapping):
         problems.append(f"extra: must be an object, got {payload['extra']!r}")
     return problems
+
+
+def examples(device_id: str = "pi-kitchen") -> dict[str, Any]:
+    """One realistic payload per topic, built by the functions above: for the README and docs,
+    so the documented examples cannot drift from what the daemon sends."""
+    labels = ["Walk", "Climb_stairs", "Sit_down", "Drink_glass"]
+    probabilities = dict(zip(labels, [0.913, 0.061, 0.018, 0.008]))
+    prediction = prediction_payload(
+        device_id=device_id, model_id="hmp-cnn-lstm-20261121-1a2b3c4d", variant="int8", seq=4211,
+        window_end_ts=1763731200.52, label="Walk", confidence=0.913, probabilities=probabilities,
+        inference_ms=0.82, e2e_ms=3.4,
+    )
+    stats = stats_payload(
+        device_id=device_id, model_id="hmp-cnn-lstm-20261121-1a2b3c4d", ts=1763731230.0, uptime_s=3600.2,
+        windows_total=112000, windows_per_s=31.1, inference_ms={"p50": 0.8, "p90": 1.1, "p99": 2.3, "max": 7.9},
+        e2e_ms={"p50": 3.1, "p90": 4.0, "p99": 6.2, "max": 15.0}, samples_total=3584000,
+        samples_dropped={"nan": 2, "columns": 1}, queue_depth=0, rss_mb=61.5,
+        mqtt={"connected": True, "queued": 0, "inflight": 1, "dropped_offline": 0, "published": 111990,
+              "reconnects": 2, "requeued": 3, "stats_skipped": 0, "refused_by_broker": 0, "last_error": None},
+    )
+    return {"prediction": prediction, "stats": stats, "status": STATUS_ONLINE}
