@@ -1,10 +1,21 @@
-"""Data-set loaders for training, all taking a path, plus training windows.
+"""Data-set loaders for training, all taking a path, and the training windows cut from them.
 
-Three layouts: a folder of recordings (``<root>/<Class>/<recording>.txt``,
-e.g. the UCI HMP wrist-accelerometer set), one long CSV, and UCI HAR in its
-original extracted layout. The file readers themselves live in
-``edge_har.recordings`` because the device's replay source reads the same
-files. No TensorFlow here: evaluation and benchmarks use this module on a Pi.
+Layouts:
+
+* a folder of recordings, ``<root>/<Class>/<recording>.txt|.csv`` (``load_folder``),
+  with the preset ``load_hmp`` for the UCI HMP wrist-accelerometer set
+  (B. Bruno, F. Mastrogiovanni, A. Sgorbissa, T. Vernazza, R. Zaccaria: "Analysis
+  of human behavior recognition algorithms based on acceleration data", ICRA 2013,
+  pp. 1602-1607; its README.txt and MANUAL.txt document the layout and coding);
+* one long CSV with a header (``load_long_csv``);
+* UCI HAR, "Human Activity Recognition Using Smartphones" (D. Anguita, A. Ghio,
+  L. Oneto, X. Parra, J. L. Reyes-Ortiz, ESANN 2013), in its original extracted
+  layout (``load_uci_har``).
+
+The file readers live in ``edge_har.recordings`` because the device's replay
+source reads the same files. Windows go through ``edge_har.preprocessing``, the
+code the device runs. No TensorFlow here (numpy only): ``edge-har evaluate`` and
+the benchmarks use this module on a machine with only the device extra.
 """
 
 from __future__ import annotations
@@ -20,13 +31,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_har.preprocessing import Preprocessing, recording_to_windows
+from edge_har.preprocessing import Preprocessing, PreprocessingError, recording_to_windows
 from edge_har.recordings import (
+    MODEL_SUFFIX,
     Recording,
     RecordingError,
     list_folder_files,
     load_folder_recordings,
-    load_long_csv_recordings,
+    read_long_csv,
     read_samples_result,
 )
 
@@ -34,16 +46,22 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("auto", "hmp", "folder", "csv", "uci-har")
 
-# UCI HMP (Bruno et al., ICRA 2013): 3-axis wrist accelerometer, 32 Hz,
-# codes 0..63 for -1.5 g..+1.5 g (MANUAL.txt 4.2: real = -1.5 + code/63 * 3).
+# UCI HMP: 3-axis wrist accelerometer, 32 Hz, codes 0..63 for -1.5 g..+1.5 g
+# (MANUAL.txt 4.2: real_val = -1.5g + (coded_val/63)*3g). File names end in the
+# volunteer's id, "[gN]" (g = f or m); *_MODEL trials add "_k" (walk-f1_3.txt).
+# Any "<letters><digits>" id is accepted, so HMP-style sets of one's own (s1, p12) work too.
+HMP_NAME = "hmp"
 HMP_RATE_HZ = 32.0
 HMP_CHANNELS = ("x", "y", "z")
 HMP_SCALE = (3.0 / 63.0,)
 HMP_OFFSET = (-1.5,)
-HMP_SUBJECT_REGEX = r"-([fm]\d+)\.txt$"
-HMP_FILE_PATTERN = re.compile(r"^Accelerometer-\d{4}(-\d{2}){5}-.+-[fm]\d+\.txt$")
+HMP_UNITS = "g"
+HMP_SUBJECT_REGEX = r"-([A-Za-z]+\d+)(?:_\d+)?\.txt$"
+HMP_FILE_PATTERN = re.compile(r"^Accelerometer-\d{4}(?:-\d{2}){5}-.+-[A-Za-z]+\d+(?:_\d+)?\.txt$")
 
-# UCI HAR (Anguita et al., ESANN 2013): 50 Hz, 128-sample windows (2.56 s, 50% overlap).
+# UCI HAR: 50 Hz, already cut into 128-sample windows (2.56 s, 50% overlap).
+# Channel order of every window (and of the bundle's input), fixed here:
+UCI_HAR_NAME = "uci-har"
 UCI_HAR_RATE_HZ = 50.0
 UCI_HAR_WINDOW = 128
 UCI_HAR_SIGNALS = (
@@ -51,14 +69,47 @@ UCI_HAR_SIGNALS = (
     "body_gyro_x", "body_gyro_y", "body_gyro_z",
     "total_acc_x", "total_acc_y", "total_acc_z",
 )  # fmt: skip
+UCI_HAR_UNITS = "g (body_acc, total_acc), rad/s (body_gyro)"
+UCI_HAR_SIDES = ("train", "test")
+
+# The command-line flag of each loader keyword, for messages.
+FLAGS = {
+    "subject_regex": "--subject-regex",
+    "sample_rate_hz": "--sample-rate",
+    "channels": "--channels",
+    "channel_cols": "--channels",
+    "scale": "--scale",
+    "offset": "--offset",
+    "units": "--units",
+    "label_col": "--label-column",
+    "subject_col": "--subject-column",
+    "timestamp_col": "--timestamp-column",
+    "include_model": "--include-model-trials",
+    "skip_bad": "--skip-bad",
+    "name": "name",
+}
+OPTIONS = {
+    "hmp": ("include_model", "skip_bad", "subject_regex"),
+    "folder": ("sample_rate_hz", "subject_regex", "channels", "scale", "offset", "units", "include_model", "skip_bad", "name"),
+    "csv": ("label_col", "channel_cols", "subject_col", "timestamp_col", "sample_rate_hz", "scale", "offset", "units", "skip_bad"),
+    "uci-har": ("skip_bad",),
+}
 
 
 class DatasetError(ValueError):
-    """A data set that cannot be used as given; the message names the file or option."""
+    """A data set that cannot be used as given; the message names the file or the option."""
 
 
 @dataclass
 class Dataset:
+    """Recordings plus what a bundle must know about them (rate, channels, scaling, provenance).
+
+    ``split_groups`` (one key per recording, or None for "every recording its
+    own group") names recordings that must land on the same side of a split:
+    UCI HAR's overlapping windows of one run, an HMP model trial and the trial
+    it was cut from.
+    """
+
     name: str
     root: Path
     recordings: list[Recording]
@@ -74,36 +125,58 @@ class Dataset:
     predefined_split: dict[str, str] | None = None
     skipped: dict[str, int] = field(default_factory=dict)
     format: str = "folder"
+    path: Path | None = None  # what the user pointed at (the CSV file itself for a long CSV)
+    split_groups: list[str] | None = None
 
     def label_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
 
+    def group_keys(self) -> list[str]:
+        """The split group of each recording (its own source when there are no groups)."""
+        if self.split_groups is None:
+            return [r.source for r in self.recordings]
+        return list(self.split_groups)
+
     def describe(self) -> dict[str, Any]:
-        """Provenance for bundle.json: enough to know which data made a model."""
+        """Provenance for bundle.json: enough to know, and to find again, the data that made a model."""
         subjects = sorted({r.subject for r in self.recordings if r.subject})
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "format": self.format,
-            "path": str(Path(self.root).resolve()),
+            "path": str(Path(self.path or self.root).resolve()),
+            "root": str(Path(self.root).resolve()),
             "n_recordings": len(self.recordings),
             "n_files": self.n_files,
             "n_samples": int(sum(len(r) for r in self.recordings)),
             "file_list_sha256": self.file_list_sha256,
             "recordings_per_class": dict(sorted(Counter(r.label for r in self.recordings).items())),
             "subjects": subjects,
+            "recordings_without_subject": sum(1 for r in self.recordings if not r.subject),
             "sample_rate_hz": self.sample_rate_hz,
             "channels": list(self.channels),
+            "scale": list(self.scale),
+            "offset": list(self.offset),
+            "units": self.units,
             "skipped_lines": int(sum(self.skipped.values())),
+            "skipped_per_file": dict(sorted(self.skipped.items())),
         }
+        if self.native_window is not None:
+            out["native_window"] = self.native_window
+        if self.predefined_split is not None:
+            out["predefined_split"] = dict(sorted(Counter(self.predefined_split.values()).items()))
+        if self.split_groups is not None:
+            out["split_groups"] = len(set(self.split_groups))
+        return out
 
 
 def file_list_hash(files: Sequence[Path], root: Path) -> str:
-    """sha256 over sorted relative paths and sizes: cheap, and changes when any file does."""
-    digest = hashlib.sha256()
-    for f in sorted(files, key=lambda p: str(p.relative_to(root)) if p != root else p.name):
-        rel = f.relative_to(root) if f != root else Path(f.name)
-        digest.update(f"{rel.as_posix()}\t{f.stat().st_size}\n".encode())
-    return digest.hexdigest()
+    """sha256 over the sorted relative paths and sizes of the files read.
+
+    Cheap on any size of data set, yet it changes when a file is added,
+    removed, renamed or changes length, which is what provenance needs.
+    """
+    entries = sorted(f"{Path(f).relative_to(root).as_posix()}\t{Path(f).stat().st_size}\n" for f in files)
+    return hashlib.sha256("".join(entries).encode()).hexdigest()
 
 
 def _labels(recordings: list[Recording], where: Path) -> list[str]:
@@ -116,23 +189,32 @@ def _channels(channels: Sequence[str] | None, width: int, where: Path) -> tuple[
     if channels is None:
         return tuple(f"ch{i}" for i in range(width))
     if len(channels) != width:
-        raise DatasetError(f"{where}: {len(channels)} channel names given ({', '.join(channels)}) but the data has {width} columns")
+        raise DatasetError(
+            f"{where}: --channels names {len(channels)} channel(s) ({', '.join(channels)}) but the files have {width} columns"
+        )
+    if len(set(channels)) != len(channels):
+        raise DatasetError(f"{where}: --channels repeats a name: {', '.join(channels)}")
     return tuple(channels)
 
 
-def _check_width(recordings: list[Recording]) -> int:
-    widths = {r.samples.shape[1] for r in recordings}
-    if len(widths) > 1:
-        by_width: dict[int, str] = {}
-        for r in recordings:
-            by_width.setdefault(r.samples.shape[1], r.source)
-        detail = "; ".join(f"{w} columns in {src}" for w, src in sorted(by_width.items()))
-        raise DatasetError(f"recordings differ in column count: {detail}")
-    return widths.pop()
+def _per_channel(values: Sequence[float], n: int, flag: str, where: Path) -> tuple[float, ...]:
+    out = tuple(float(v) for v in np.atleast_1d(values))
+    if len(out) not in (1, n):
+        raise DatasetError(f"{where}: {flag} has {len(out)} values; give one for all channels or one per channel ({n})")
+    if not all(np.isfinite(out)):
+        raise DatasetError(f"{where}: {flag} values must be finite numbers, got {list(out)}")
+    return out
 
 
-def _wrap(exc: RecordingError) -> DatasetError:
-    return DatasetError(str(exc))
+def _rate(rate: float | None, where: Path, hint: str) -> float:
+    if rate is None:
+        raise DatasetError(f"{where}: no sample rate; {hint}")
+    if not np.isfinite(rate) or rate <= 0:
+        raise DatasetError(f"{where}: --sample-rate must be > 0 Hz, got {rate}")
+    return float(rate)
+
+
+# ------------------------------------------------------------------ folder of recordings and HMP
 
 
 def load_folder(
@@ -148,9 +230,14 @@ def load_folder(
     skip_bad: bool = False,
     name: str | None = None,
 ) -> Dataset:
+    """``<root>/<Class>/<recording>.txt|.csv``: one recording per file, class = folder name.
+
+    Columns are channels in ``channels`` order (default names ch0, ch1, ...);
+    ``subject_regex``'s first group takes a subject id from each file name.
+    ``*_MODEL`` folders are skipped unless ``include_model``.
+    """
     root = Path(root)
-    if sample_rate_hz is None or sample_rate_hz <= 0:
-        raise DatasetError(f"{root}: a folder of recordings needs --sample-rate (Hz, > 0)")
+    rate = _rate(sample_rate_hz, root, "a folder of recordings needs --sample-rate (Hz)")
     skipped: dict[str, int] = {}
     try:
         files = [f for _, f in list_folder_files(root, include_model=include_model)]
@@ -159,45 +246,89 @@ def load_folder(
             subject_regex=subject_regex,
             include_model=include_model,
             skip_bad=skip_bad,
-            sample_rate_hz=sample_rate_hz,
+            sample_rate_hz=rate,
             skipped=skipped,
         )
     except RecordingError as exc:
-        raise _wrap(exc) from exc
-    width = _check_width(recordings)
+        raise DatasetError(str(exc)) from exc
+    names = _channels(channels, recordings[0].samples.shape[1], root)
     return Dataset(
-        name=name or root.name,
+        name=name or root.resolve().name,
         root=root,
         recordings=recordings,
         labels=_labels(recordings, root),
-        channels=_channels(channels, width, root),
-        sample_rate_hz=float(sample_rate_hz),
-        scale=tuple(float(v) for v in scale),
-        offset=tuple(float(v) for v in offset),
-        units=units,
+        channels=names,
+        sample_rate_hz=rate,
+        scale=_per_channel(scale, len(names), "--scale", root),
+        offset=_per_channel(offset, len(names), "--offset", root),
+        units=units or "",
         file_list_sha256=file_list_hash(files, root),
         n_files=len(files),
-        skipped=skipped,
+        skipped={_relative(k, root): v for k, v in skipped.items()},
         format="folder",
+        path=root,
+        split_groups=_model_trial_groups(recordings) if include_model else None,
     )
 
 
-def load_hmp(root: str | Path, *, include_model: bool = False, skip_bad: bool = False) -> Dataset:
-    """The UCI HMP wrist-accelerometer set in its original layout (see its README.txt, MANUAL.txt)."""
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path
+
+
+def _model_trial_groups(recordings: list[Recording]) -> list[str] | None:
+    """Keep each ``*_MODEL`` trial on the split side of the regular trial it repeats.
+
+    In HMP every model trial is a copy of, or an excerpt from, the regular
+    trial of the same name (``Walk_MODEL/...-walk-f1_3.txt`` is cut from
+    ``Walk/...-walk-f1.txt``); letting them fall on different sides would put
+    test data into training.
+    """
+    regular = {(r.label, Path(r.source).name): r.source for r in recordings
+               if not Path(r.source).parent.name.endswith(MODEL_SUFFIX)}
+    groups, tied = [], 0
+    for r in recordings:
+        path = Path(r.source)
+        key = r.source
+        if path.parent.name.endswith(MODEL_SUFFIX):
+            base = re.sub(r"_\d+(\.[^.]+)$", r"\1", path.name)
+            if (r.label, base) in regular:
+                key, tied = regular[(r.label, base)], tied + 1
+        groups.append(key)
+    if tied:
+        log.info("%d model trial(s) repeat or excerpt a regular trial; each stays on its trial's side of the split", tied)
+    return groups if tied else None
+
+
+def load_hmp(
+    root: str | Path, *, include_model: bool = False, skip_bad: bool = False, subject_regex: str | None = None
+) -> Dataset:
+    """The UCI HMP wrist-accelerometer set in its original layout (its README.txt and MANUAL.txt).
+
+    Channels x, y, z (x toward the hand, y to the left, z out of the back of
+    the hand: MANUAL.txt 3); 32 Hz; value = code * 3/63 - 1.5 in g; subject =
+    the volunteer id at the end of the file name (f1, m3, ...). The ``*_MODEL``
+    trials repeat regular trials, so they are left out unless ``include_model``.
+    """
     ds = load_folder(
         root,
         sample_rate_hz=HMP_RATE_HZ,
-        subject_regex=HMP_SUBJECT_REGEX,
+        subject_regex=subject_regex or HMP_SUBJECT_REGEX,
         channels=HMP_CHANNELS,
         scale=HMP_SCALE,
         offset=HMP_OFFSET,
-        units="g",
+        units=HMP_UNITS,
         include_model=include_model,
         skip_bad=skip_bad,
-        name="hmp",
+        name=HMP_NAME,
     )
     ds.format = "hmp"
     return ds
+
+
+# ------------------------------------------------------------------ one long CSV
 
 
 def load_long_csv(
@@ -213,12 +344,19 @@ def load_long_csv(
     units: str = "",
     skip_bad: bool = False,
 ) -> Dataset:
+    """One CSV with a header; consecutive rows with the same (label, subject) form one recording.
+
+    Channels are ``channel_cols`` in that order, or every other numeric column
+    in file order. The rate is ``sample_rate_hz``, else 1 / the median step of
+    ``timestamp_col`` (in seconds).
+    """
     path = Path(path)
     if not label_col:
         raise DatasetError(f"{path}: a long CSV needs --label-column")
-    skipped: dict[str, int] = {}
+    if sample_rate_hz is not None:
+        _rate(sample_rate_hz, path, "")
     try:
-        recordings = load_long_csv_recordings(
+        table = read_long_csv(
             path,
             label_col=label_col,
             channel_cols=channel_cols,
@@ -226,149 +364,225 @@ def load_long_csv(
             timestamp_col=timestamp_col,
             skip_bad=skip_bad,
             sample_rate_hz=sample_rate_hz,
-            skipped=skipped,
         )
     except RecordingError as exc:
-        raise _wrap(exc) from exc
-    rate = sample_rate_hz or recordings[0].sample_rate_hz
-    if not rate:
-        raise DatasetError(f"{path}: no sample rate: pass --sample-rate or --timestamp-column")
-    with open(path, newline="", encoding="utf-8") as fh:
-        header = fh.readline().strip()
-    used = {label_col, subject_col, timestamp_col}
-    names = channel_cols or [h.strip() for h in re.split(r"[,;\t]", header) if h.strip() and h.strip() not in used]
+        raise DatasetError(str(exc)) from exc
+    rate = _rate(
+        sample_rate_hz or table.recordings[0].sample_rate_hz,
+        path,
+        "pass --sample-rate, or --timestamp-column naming a time column in seconds",
+    )
+    n = len(table.channels)
     return Dataset(
         name=path.stem,
         root=path.parent,
-        recordings=recordings,
-        labels=_labels(recordings, path),
-        channels=tuple(names),
-        sample_rate_hz=float(rate),
-        scale=tuple(float(v) for v in scale),
-        offset=tuple(float(v) for v in offset),
-        units=units,
+        recordings=table.recordings,
+        labels=_labels(table.recordings, path),
+        channels=table.channels,
+        sample_rate_hz=rate,
+        scale=_per_channel(scale, n, "--scale", path),
+        offset=_per_channel(offset, n, "--offset", path),
+        units=units or "",
         file_list_sha256=file_list_hash([path], path.parent),
         n_files=1,
-        skipped=skipped,
+        skipped={path.name: table.skipped} if table.skipped else {},
         format="csv",
+        path=path,
     )
 
 
-def load_uci_har(root: str | Path, *, skip_bad: bool = False) -> Dataset:
-    """UCI HAR ("UCI HAR Dataset/"): its train/test partition by subject is kept as the split.
+# ------------------------------------------------------------------ UCI HAR
 
-    Each 128-sample window is one recording, so the windows of one subject stay
-    on one side of the predefined split. Channels: UCI_HAR_SIGNALS order.
-    """
-    root = Path(root)
-    if (root / "UCI HAR Dataset").is_dir():
-        root = root / "UCI HAR Dataset"
-    activity_names: dict[int, str] = {}
+
+def _uci_har_root(root: Path) -> Path:
+    nested = root / "UCI HAR Dataset"
+    return nested if not (root / "train").is_dir() and nested.is_dir() else root
+
+
+def _activity_names(root: Path, files: list[Path]) -> dict[int, str]:
     labels_file = root / "activity_labels.txt"
-    if labels_file.is_file():
-        for lineno, line in enumerate(labels_file.read_text().splitlines(), 1):
-            parts = line.split()
-            if len(parts) < 2 or not parts[0].isdigit():
-                if line.strip():
-                    raise DatasetError(f"{labels_file}:{lineno}: expected '<id> <NAME>', got {line.strip()!r}")
-                continue
-            activity_names[int(parts[0])] = parts[1]
+    if not labels_file.is_file():
+        log.warning("%s: no activity_labels.txt; classes are named by their numbers", root)
+        return {}
+    names: dict[int, str] = {}
+    for lineno, line in enumerate(labels_file.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise DatasetError(f"{labels_file}:{lineno}: expected '<id> <NAME>', got {line.strip()!r}")
+        names[int(parts[0])] = parts[1]
+    files.append(labels_file)
+    return names
+
+
+def _read_uci_column_file(path: Path, skip_bad: bool, what: str) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing {what} file (not the UCI HAR layout?)")
+    try:
+        result = read_samples_result(path, n_channels=1, skip_bad=skip_bad)
+    except RecordingError as exc:
+        raise DatasetError(str(exc)) from exc
+    values = result.samples[:, 0]
+    fractional = np.flatnonzero(values != np.round(values))
+    if len(fractional):
+        line = int(result.line_numbers[fractional[0]])
+        raise DatasetError(f"{path}:{line}: {what} must be a whole number, got {values[fractional[0]]}")
+    return values.astype(np.int64), result.line_numbers
+
+
+def load_uci_har(root: str | Path, *, skip_bad: bool = False) -> Dataset:
+    """UCI HAR in its extracted layout; each 128-sample window is one recording.
+
+    ``root`` is the "UCI HAR Dataset" folder (or the folder holding it). Reads
+    ``<side>/Inertial Signals/<signal>_<side>.txt`` for the nine signals in
+    ``UCI_HAR_SIGNALS`` order, ``y_<side>.txt`` and ``subject_<side>.txt``, for
+    side train and test, and ``activity_labels.txt`` for class names. The
+    train/test partition (by subject) becomes ``predefined_split``. Windows
+    overlap by half, so consecutive windows of one subject and activity form
+    one split group: a split never separates them.
+    A row is line N of all eleven files of its side; with ``skip_bad``, a line
+    bad in any of them drops that window everywhere.
+    """
+    root = _uci_har_root(Path(root))
+    files: list[Path] = []
+    names = _activity_names(root, files)
     recordings: list[Recording] = []
     predefined: dict[str, str] = {}
-    files: list[Path] = []
+    groups: list[str] = []
     skipped: dict[str, int] = {}
-    for side in ("train", "test"):
+    for side in UCI_HAR_SIDES:
         folder = root / side / "Inertial Signals"
         if not folder.is_dir():
             raise DatasetError(f"{root}: missing '{side}/Inertial Signals' (not the UCI HAR layout)")
-        signals = []
-        for sig in UCI_HAR_SIGNALS:
-            f = folder / f"{sig}_{side}.txt"
+        y, y_lines = _read_uci_column_file(root / side / f"y_{side}.txt", skip_bad, "activity label")
+        subjects, s_lines = _read_uci_column_file(root / side / f"subject_{side}.txt", skip_bad, "subject")
+        files += [root / side / f"y_{side}.txt", root / side / f"subject_{side}.txt"]
+        signals: list[tuple[np.ndarray, np.ndarray]] = []
+        for signal in UCI_HAR_SIGNALS:
+            f = folder / f"{signal}_{side}.txt"
             if not f.is_file():
-                raise DatasetError(f"{f}: missing signal file")
+                raise DatasetError(f"{f}: missing signal file (UCI HAR has {', '.join(UCI_HAR_SIGNALS)})")
             try:
-                res = read_samples_result(f, n_channels=UCI_HAR_WINDOW, skip_bad=False)
+                result = read_samples_result(f, n_channels=UCI_HAR_WINDOW, skip_bad=skip_bad)
             except RecordingError as exc:
-                raise _wrap(exc) from exc
-            signals.append(res.samples)
+                raise DatasetError(f"{exc} (UCI HAR rows are windows of {UCI_HAR_WINDOW} samples)") from exc
+            signals.append((result.samples, result.line_numbers))
             files.append(f)
-        y_file, s_file = root / side / f"y_{side}.txt", root / side / f"subject_{side}.txt"
-        try:
-            y = read_samples_result(y_file, n_channels=1).samples[:, 0].astype(int)
-            subj = read_samples_result(s_file, n_channels=1).samples[:, 0].astype(int)
-        except RecordingError as exc:
-            raise _wrap(exc) from exc
-        files += [y_file, s_file]
-        n = {len(s) for s in signals} | {len(y), len(subj)}
-        if len(n) != 1:
-            raise DatasetError(f"{root / side}: signal, y and subject files differ in row count ({sorted(n)})")
-        stack = np.stack(signals, axis=-1)  # (n, 128, 9)
-        for i in range(len(y)):
-            source = f"{side}/window-{i:05d}"
-            label = activity_names.get(int(y[i]), str(int(y[i])))
-            recordings.append(Recording(stack[i].astype(np.float32), label, source, f"s{int(subj[i])}", UCI_HAR_RATE_HZ))
+        line_sets = [y_lines, s_lines] + [lines for _, lines in signals]
+        if not skip_bad:
+            counts = {len(lines) for lines in line_sets}
+            if len(counts) != 1:
+                detail = ", ".join(f"{n}: {len(lines)}" for n, lines in zip(
+                    [f"y_{side}.txt", f"subject_{side}.txt"] + [f"{s}_{side}.txt" for s in UCI_HAR_SIGNALS], line_sets))
+                raise DatasetError(f"{root / side}: the files differ in row count ({detail}); each row is one window")
+        common = line_sets[0]
+        for lines in line_sets[1:]:
+            common = np.intersect1d(common, lines)
+        dropped = int(max(len(lines) for lines in line_sets) - len(common))
+        if dropped:
+            skipped[f"{side}/Inertial Signals"] = dropped
+            log.warning("%s: %d window(s) dropped: a line of theirs was malformed in at least one file", root / side, dropped)
+
+        def pick(values: np.ndarray, lines: np.ndarray) -> np.ndarray:
+            return values[np.searchsorted(lines, common)]
+
+        y_c, s_c = pick(y, y_lines), pick(subjects, s_lines)
+        unknown = sorted(set(y_c.tolist()) - set(names)) if names else []
+        if unknown:
+            line = int(common[np.flatnonzero(y_c == unknown[0])[0]])
+            raise DatasetError(f"{root / side / f'y_{side}.txt'}:{line}: activity {unknown[0]} is not in activity_labels.txt "
+                               f"(ids {', '.join(map(str, sorted(names)))})")
+        windows = np.stack([pick(values, lines) for values, lines in signals], axis=-1)  # (n, 128, 9)
+        run = 0
+        for k, line in enumerate(common):
+            label = names.get(int(y_c[k]), str(int(y_c[k])))
+            subject = f"s{int(s_c[k])}"
+            if k and (y_c[k] != y_c[k - 1] or s_c[k] != s_c[k - 1] or line != common[k - 1] + 1):
+                run += 1
+            source = f"{folder}:line {int(line)}"
+            recordings.append(Recording(windows[k], label, source, subject, UCI_HAR_RATE_HZ))
             predefined[source] = side
+            groups.append(f"{side}:run {run}")
     return Dataset(
-        name="uci-har",
+        name=UCI_HAR_NAME,
         root=root,
         recordings=recordings,
         labels=_labels(recordings, root),
         channels=UCI_HAR_SIGNALS,
         sample_rate_hz=UCI_HAR_RATE_HZ,
-        units="g (acc), rad/s (gyro)",
+        units=UCI_HAR_UNITS,
         file_list_sha256=file_list_hash(files, root),
         n_files=len(files),
         native_window=UCI_HAR_WINDOW,
         predefined_split=predefined,
         skipped=skipped,
         format="uci-har",
+        path=root,
+        split_groups=groups,
     )
 
 
-def detect_format(path: Path) -> str:
+# ------------------------------------------------------------------ format detection and dispatch
+
+
+def detect_format(path: str | Path) -> str:
+    """csv for a file; uci-har for a folder with train/Inertial Signals; hmp for HMP-named files; else folder."""
+    path = Path(path)
     if path.is_file():
         return "csv"
     if not path.is_dir():
         raise DatasetError(f"{path}: no such file or folder")
-    if (path / "train" / "Inertial Signals").is_dir() or (path / "UCI HAR Dataset").is_dir():
+    if (_uci_har_root(path) / "train" / "Inertial Signals").is_dir():
         return "uci-har"
-    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-        for f in sorted(sub.iterdir())[:3]:
-            if HMP_FILE_PATTERN.match(f.name):
-                return "hmp"
+    for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if any(HMP_FILE_PATTERN.match(f.name) for f in sub.iterdir() if f.is_file()):
+            return "hmp"
     return "folder"
 
 
 def load_dataset(path: str | Path, *, format: str = "auto", **options: Any) -> Dataset:
-    """Dispatch on ``format`` (auto-detected by default); options are the loader's keywords."""
+    """Load ``path`` as ``format`` (auto-detected by default; see ``detect_format``).
+
+    ``options`` are the chosen loader's keywords; None (and False for the
+    switches) means "not given". An option the format does not take is an
+    error naming its command-line flag, not a silent no-op.
+    """
     path = Path(path)
     if format not in FORMATS:
-        raise DatasetError(f"unknown data format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise DatasetError(f"--format {format!r}: unknown; choose one of {', '.join(FORMATS)}")
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
     fmt = detect_format(path) if format == "auto" else format
-    options = {k: v for k, v in options.items() if v is not None}
-    allowed = {
-        "hmp": {"include_model", "skip_bad"},
-        "folder": {"sample_rate_hz", "subject_regex", "channels", "scale", "offset", "units", "include_model", "skip_bad", "name"},
-        "csv": {"label_col", "channel_cols", "subject_col", "timestamp_col", "sample_rate_hz", "scale", "offset", "units", "skip_bad"},
-        "uci-har": {"skip_bad"},
-    }[fmt]
-    ignored = sorted(set(options) - allowed)
-    if ignored:
-        log.warning("data format %s ignores option(s): %s", fmt, ", ".join(ignored))
-    kwargs = {k: v for k, v in options.items() if k in allowed}
+    how = "detected" if format == "auto" else "given"
+    options = {k: v for k, v in options.items() if v is not None and v is not False}
+    if fmt == "csv" and "channels" in options:
+        options["channel_cols"] = options.pop("channels")
+    extra = [k for k in options if k not in OPTIONS[fmt]]
+    if extra:
+        flags = ", ".join(FLAGS.get(k, k) for k in extra)
+        hint = {
+            "hmp": "; the HMP preset fixes rate, channels and scaling (use --format folder to set them)",
+            "uci-har": "; UCI HAR's rate, channels and labels come from its own files",
+            "folder": "; --label-column, --subject-column and --timestamp-column are for a long CSV",
+            "csv": "; --subject-regex and --include-model-trials are for a folder of recordings",
+        }[fmt]
+        raise DatasetError(f"{path}: {flags} does not apply to format {fmt} ({how}){hint}")
+    if fmt in ("hmp", "folder", "uci-har") and not path.is_dir():
+        raise DatasetError(f"{path}: format {fmt} needs a folder, this is a file")
+    if fmt == "csv" and not path.is_file():
+        raise DatasetError(f"{path}: format csv needs a file, this is a folder")
     if fmt == "hmp":
-        return load_hmp(path, **kwargs)
+        return load_hmp(path, **options)
     if fmt == "folder":
-        if "sample_rate_hz" not in kwargs:
-            raise DatasetError(f"{path}: a folder of recordings needs --sample-rate (Hz)")
-        return load_folder(path, **kwargs)
+        if "sample_rate_hz" not in options:
+            raise DatasetError(f"{path}: a folder of recordings (format folder, {how}) needs --sample-rate (Hz)")
+        return load_folder(path, **options)
     if fmt == "csv":
-        if "label_col" not in kwargs:
-            raise DatasetError(f"{path}: a long CSV needs --label-column")
-        return load_long_csv(path, **kwargs)
-    return load_uci_har(path, **kwargs)
+        if "label_col" not in options:
+            raise DatasetError(f"{path}: a long CSV needs --label-column (and --sample-rate or --timestamp-column)")
+        return load_long_csv(path, **options)
+    return load_uci_har(path, **options)
 
 
 # ------------------------------------------------------------------ windows
@@ -376,10 +590,17 @@ def load_dataset(path: str | Path, *, format: str = "auto", **options: Any) -> D
 
 @dataclass
 class WindowSet:
-    x: np.ndarray  # (n, window, C) float32, scaled but not normalised
+    """Training windows: scaled to physical units and resampled, but NOT normalised.
+
+    Normalisation statistics must come from the training windows only, so the
+    caller fits them after the split (``edge_har.preprocessing.fit_normalisation``).
+    """
+
+    x: np.ndarray  # (n, window, C) float32
     y: np.ndarray  # (n,) int64 label index into dataset.labels
     groups: np.ndarray  # (n,) int64 recording index into dataset.recordings
     subjects: np.ndarray  # (n,) object: subject id or None
+    skipped_short: list[str] = field(default_factory=list)  # sources of recordings shorter than one window
 
 
 def make_window_set(
@@ -389,22 +610,35 @@ def make_window_set(
     *,
     skip_short: bool = False,
 ) -> WindowSet:
-    """Windows of the chosen recordings through edge_har.preprocessing (the device's code)."""
+    """Windows of the chosen recordings (default: all) through ``recording_to_windows``, the device's code.
+
+    A recording at another rate than ``pre.sample_rate_hz`` is resampled
+    there. A recording shorter than one window is a ``RecordingError`` naming
+    it and both lengths, unless ``skip_short`` (then one warning with the count).
+    """
     indices = range(len(dataset.recordings)) if recording_indices is None else [int(i) for i in recording_indices]
     index = dataset.label_index()
     xs, ys, gs, ss = [], [], [], []
     short: list[str] = []
     for i in indices:
         rec = dataset.recordings[i]
-        rate = rec.sample_rate_hz or dataset.sample_rate_hz
-        windows = recording_to_windows(rec.samples, pre, source_rate_hz=rate, normalised=False)
+        rate = float(rec.sample_rate_hz or dataset.sample_rate_hz)
+        try:
+            windows = recording_to_windows(rec.samples, pre, source_rate_hz=rate, normalised=False)
+        except PreprocessingError as exc:
+            raise RecordingError(f"{rec.source}: {exc} (model channels: {', '.join(pre.channels)})") from exc
         if len(windows) == 0:
-            needed = int(np.ceil(pre.window * rate / pre.sample_rate_hz))
             if not skip_short:
+                resampled = ""
+                if rate != pre.sample_rate_hz:
+                    n_model = int(np.floor((len(rec) - 1) * pre.sample_rate_hz / rate + 1e-9)) + 1
+                    resampled = f", {n_model} after resampling to the model's {pre.sample_rate_hz:g} Hz"
+                hint = (f"; this data set comes in windows of {dataset.native_window} samples"
+                        if dataset.native_window else "")
                 raise RecordingError(
-                    f"{rec.source}: {len(rec)} samples, shorter than one window ({pre.window} samples at "
-                    f"{pre.sample_rate_hz:g} Hz, i.e. {needed} at the recording's {rate:g} Hz); "
-                    "use a shorter --window or --skip-short"
+                    f"{rec.source}: {len(rec)} samples at {rate:g} Hz{resampled}, shorter than one window of "
+                    f"{pre.window} samples ({pre.window_seconds:g} s){hint}; use a shorter --window, or --skip-short "
+                    "to leave such recordings out"
                 )
             short.append(rec.source)
             continue
@@ -413,25 +647,25 @@ def make_window_set(
         gs.append(np.full(len(windows), i, np.int64))
         ss.append(np.full(len(windows), rec.subject, dtype=object))
     if short:
-        log.warning("skipped %d recording(s) shorter than one window (e.g. %s)", len(short), short[0])
+        log.warning("skipped %d recording(s) shorter than one window of %d samples (e.g. %s)", len(short), pre.window, short[0])
     if not xs:
         empty = np.empty((0, pre.window, pre.n_channels), np.float32)
-        return WindowSet(empty, np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, object))
-    return WindowSet(np.concatenate(xs), np.concatenate(ys), np.concatenate(gs), np.concatenate(ss))
+        return WindowSet(empty, np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, object), short)
+    return WindowSet(np.concatenate(xs), np.concatenate(ys), np.concatenate(gs), np.concatenate(ss), short)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|ms|samples?)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|ms|samples?)?\s*$", re.IGNORECASE)
 
 
 def parse_duration(text: str | int, sample_rate_hz: float) -> int:
-    """'96' or '96 samples' -> 96; '3s' -> 3 * rate; '500ms' -> 0.5 * rate (rounded)."""
+    """Samples for --window/--stride: "96" (samples), "3s" / "3.0s" (seconds), "500ms"; rounded to samples."""
     match = _DURATION.match(str(text))
     if not match:
-        raise ValueError(f"expected samples (e.g. 96) or a duration (e.g. 3s, 500ms), got {text!r}")
-    value, unit = float(match.group(1)), match.group(2)
-    if unit in (None, "sample", "samples"):
+        raise ValueError(f"expected a number of samples (96) or a duration (3s, 500ms), got {text!r}")
+    value, unit = float(match.group(1)), (match.group(2) or "").lower()
+    if unit in ("", "sample", "samples"):
         if value != int(value):
-            raise ValueError(f"{text!r}: a count of samples must be a whole number")
+            raise ValueError(f"{text!r}: a number of samples must be whole (for seconds write {value:g}s)")
         samples = int(value)
     else:
         seconds = value / 1000.0 if unit == "ms" else value
@@ -446,60 +680,89 @@ def parse_duration(text: str | int, sample_rate_hz: float) -> int:
 
 def _floats(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in text.split(","))
+        values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(np.isfinite(values)):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
 
 
 def _names(text: str) -> tuple[str, ...]:
-    names = tuple(v.strip() for v in text.split(",") if v.strip())
-    if not names:
-        raise argparse.ArgumentTypeError("expected comma-separated names")
+    names = tuple(v.strip() for v in text.split(","))
+    if not names or not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names without empty entries, got {text!r}")
     return names
 
 
+def _rate_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a rate in Hz, got {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a rate > 0 Hz, got {text!r}")
+    return value
+
+
 def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    g = parser.add_argument_group("data set")
+    """The data set options of every subcommand that takes --data (convert, evaluate, bench)."""
+    g = parser.add_argument_group(
+        "data set",
+        "--data is a folder <root>/<Class>/<recording>.txt|.csv (UCI HMP is auto-detected and needs no other "
+        "option), one long CSV with a header (needs --label-column), or an extracted 'UCI HAR Dataset' folder.",
+    )
     g.add_argument("--data", type=Path, required=required, metavar="PATH",
-                   help="the data set: a folder of <Class>/<recording>.txt files (e.g. UCI HMP), one long CSV, "
-                        "or an extracted 'UCI HAR Dataset' folder")
+                   help="the data set (a folder, a CSV file, or 'UCI HAR Dataset'); it is read in place, never copied")
     g.add_argument("--format", type=str, default="auto", choices=FORMATS,
-                   help="layout of --data (default: auto-detect; 'hmp' = folder layout with HMP's rate, scaling and subjects)")
-    g.add_argument("--subject-regex", type=str, default=None,
-                   help="regex whose first group takes the subject id from a recording's file name (folder layout)")
-    g.add_argument("--sample-rate", type=float, default=None, metavar="HZ",
-                   help="sample rate of the recordings (required for a plain folder; for a CSV unless --timestamp-column)")
+                   help="layout of --data. auto: a file is csv, a folder with train/Inertial Signals is uci-har, "
+                        "a folder of Accelerometer-*-<id>.txt files is hmp (32 Hz, x/y/z, code*3/63-1.5 g), "
+                        "any other folder is folder (default: %(default)s)")
+    g.add_argument("--subject-regex", type=str, default=None, metavar="REGEX",
+                   help="folder layouts: regex searched in each file name; its first group (or whole match) is the "
+                        r"subject id, e.g. '(s\d+)\.txt$' (write --subject-regex=-... for one that starts with '-'; "
+                        "hmp default: the volunteer id at the end, f1, m3, ...)")
+    g.add_argument("--sample-rate", type=_rate_arg, default=None, metavar="HZ",
+                   help="rate the recordings were made at; required for format folder, and for csv unless "
+                        "--timestamp-column gives it")
     g.add_argument("--channels", type=_names, default=None, metavar="A,B,C",
-                   help="channel names in column order (folder layout) or the channel columns to use (CSV)")
+                   help="folder: names of the file's columns, in order (default ch0, ch1, ...); csv: the channel "
+                        "columns to use, in this order (default: every numeric column but label/subject/timestamp)")
     g.add_argument("--scale", type=_floats, default=None, metavar="S[,S...]",
-                   help="value scaling: physical = raw * scale + offset (one value, or one per channel)")
-    g.add_argument("--offset", type=_floats, default=None, metavar="O[,O...]", help="value offset, see --scale")
-    g.add_argument("--units", type=str, default=None, help="unit of the scaled values, for the bundle (e.g. g)")
-    g.add_argument("--label-column", type=str, default=None, help="CSV: the column holding the activity label")
-    g.add_argument("--subject-column", type=str, default=None, help="CSV: the column holding the subject id")
-    g.add_argument("--timestamp-column", type=str, default=None,
-                   help="CSV: a time column in seconds; gives the rate when --sample-rate is absent")
+                   help="value scaling, physical = raw * scale + offset: one value or one per channel (default 1)")
+    g.add_argument("--offset", type=_floats, default=None, metavar="O[,O...]",
+                   help="value offset, see --scale (default 0)")
+    g.add_argument("--units", type=str, default=None, help="unit of the scaled values, recorded in the bundle (e.g. g, m/s^2)")
+    g.add_argument("--label-column", type=str, default=None, metavar="NAME", help="csv: the column holding the activity label")
+    g.add_argument("--subject-column", type=str, default=None, metavar="NAME",
+                   help="csv: the column holding the subject id (a new subject starts a new recording)")
+    g.add_argument("--timestamp-column", type=str, default=None, metavar="NAME",
+                   help="csv: a time column in seconds; without --sample-rate the rate is 1 / its median step")
     g.add_argument("--include-model-trials", action="store_true",
-                   help="HMP: also use the *_MODEL folders' extra trials (skipped by default)")
+                   help="folder/hmp: also read the *_MODEL folders as their class (HMP's model trials repeat "
+                        "regular trials and are kept on their trial's side of the split)")
     g.add_argument("--skip-bad", action="store_true",
-                   help="skip malformed lines with a warning and a count instead of stopping at the first")
+                   help="skip malformed lines (text in a number column, wrong column count) with a warning and a "
+                        "count, instead of stopping at the first with its file and line")
 
 
 def dataset_from_args(args: argparse.Namespace) -> Dataset:
+    """Load the data set the options of ``add_dataset_arguments`` describe."""
+    path = Path(args.data)
+    fmt = getattr(args, "format", "auto") or "auto"
+    if fmt == "auto" and path.exists():
+        fmt = detect_format(path)
     options = {
-        "subject_regex": args.subject_regex,
-        "sample_rate_hz": args.sample_rate,
-        "channels": args.channels if args.format != "csv" else None,
-        "channel_cols": list(args.channels) if args.channels and args.format in ("csv", "auto") and Path(args.data).is_file() else None,
-        "scale": args.scale,
-        "offset": args.offset,
-        "units": args.units,
-        "label_col": args.label_column,
-        "subject_col": args.subject_column,
-        "timestamp_col": args.timestamp_column,
-        "include_model": args.include_model_trials or None,
-        "skip_bad": args.skip_bad or None,
+        "subject_regex": getattr(args, "subject_regex", None),
+        "sample_rate_hz": getattr(args, "sample_rate", None),
+        ("channel_cols" if fmt == "csv" else "channels"): getattr(args, "channels", None),
+        "scale": getattr(args, "scale", None),
+        "offset": getattr(args, "offset", None),
+        "units": getattr(args, "units", None),
+        "label_col": getattr(args, "label_column", None),
+        "subject_col": getattr(args, "subject_column", None),
+        "timestamp_col": getattr(args, "timestamp_column", None),
+        "include_model": getattr(args, "include_model_trials", False),
+        "skip_bad": getattr(args, "skip_bad", False),
     }
-    if Path(args.data).is_file():
-        options.pop("channels")
-    return load_dataset(args.data, format=args.format, **options)
+    return load_dataset(path, format=fmt, **options)
