@@ -378,21 +378,25 @@ def add_keras_ratios(rows: list[dict[str, Any]]) -> None:
 
 
 def run_profile(bundle: Any, settings: LatencySettings, inputs: np.ndarray) -> dict[str, Any]:
-    """Per-op profile of one variant through ``benchmarks.profile_ops`` (the int8 study's profiler)."""
+    """Per-op profile of one variant through ``benchmarks.profile_ops`` (the int8 study's profiler).
+
+    Runs in this process: it is about where the time goes, not about memory.
+    """
     name = settings.profile
     variant = bundle.variant(name)
     runtime = next((r for r in settings.runtimes if runtime_installed(r)), "ai_edge_litert")
     threads = settings.threads[0]
     info: dict[str, Any] = {"variant": name, "runtime": runtime, "threads": threads, "runs": settings.profile_runs}
     try:
-        from .profile_ops import profile_ops
+        from .profile_ops import profile_ops, summarise_by_op
     except ImportError as exc:
         return {**info, "status": "unavailable", "error": f"benchmarks.profile_ops cannot be imported: {exc}"}
     try:
-        result = profile_ops(str(variant.file), inputs, backend=runtime, num_threads=threads, runs=settings.profile_runs)
+        rows = profile_ops(str(variant.file), inputs, backend=runtime, num_threads=threads, runs=settings.profile_runs)
     except Exception as exc:
         return {**info, "status": "error", "error": f"{type(exc).__name__}: {exc}"}
-    return {**info, "status": "ok", "result": result}
+    return {**info, "status": "ok", "method": rows[0].method if rows else None,
+            "ops": [r.to_json() for r in rows], "by_op_type": summarise_by_op(rows)}
 
 
 def run_latency(
@@ -554,15 +558,20 @@ def keras_summary(section: dict[str, Any]) -> str:
 
 
 def format_profile(profile: dict[str, Any]) -> str:
-    head = f"Per-op profile of {profile['variant']} ({profile['runtime']}, {profile['threads']} thread(s))"
+    head = (f"Per-op profile of {profile['variant']} ({profile['runtime']}, {profile['threads']} thread(s), "
+            f"{profile['runs']} runs, method {profile.get('method')})")
     if profile.get("status") != "ok":
         return f"{head}: {profile.get('status')}: {profile.get('error')}"
-    result = profile.get("result")
-    ops = result.get("ops") if isinstance(result, dict) else result
-    if isinstance(ops, list) and ops and isinstance(ops[0], dict):
-        keys = [k for k in ops[0] if not isinstance(ops[0][k], (dict, list))][:7]
-        return report.format_table(keys, [[op.get(k) for k in keys] for op in ops[:15]], title=head)
-    return f"{head}:\n{json.dumps(result, indent=2, default=str)[:3000]}"
+    ops = sorted(profile["ops"], key=lambda r: -r["share"])[:15]
+    rows = [[str(r["index"]), r["op"][:48], r["executor"], f"{(r['median_us'] if r['median_us'] is not None else r['time_us']):.2f}",
+             f"{100 * r['share']:.1f}%", str(r["calls"]), r.get("dtypes") or ""] for r in ops]
+    by_type = [[e["op"][:48], e["executor"], str(e["count"]), f"{e['time_us']:.2f}", f"{100 * e['share']:.1f}%"]
+               for e in profile["by_op_type"]]
+    return "\n\n".join([
+        report.format_table(["idx", "op", "executor", "us", "share", "calls", "dtypes"], rows,
+                            title=head + ", most expensive first"),
+        report.format_table(["op type", "executor", "calls", "us", "share"], by_type, title="By op type"),
+    ])
 
 
 if __name__ == "__main__":

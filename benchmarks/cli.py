@@ -1,0 +1,425 @@
+"""``edge-har bench latency|accuracy|e2e``: the benchmark suites on the command line.
+
+Registration imports nothing heavier than numpy, so ``edge-har --help`` stays fast
+on a Pi; each suite imports what it needs when it runs. Every suite prints its
+tables on stdout, writes its section of ``<out>/results.json`` (other suites'
+sections in the same file are kept) and its plots next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = "bench-results"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated thread counts such as 1,2,4; got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"thread counts must be >= 1; got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def _name_list(text: str) -> list[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one name")
+    return values
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", type=Path, metavar="BUNDLE", help="model bundle directory (holding bundle.json)")
+    parser.add_argument(
+        "--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR",
+        help=f"where results.json and the PNG plots go (default: ./{DEFAULT_OUT}); a results.json already there "
+        "keeps the other suites' sections",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="FILE",
+        help="write the results to this file instead of <out>/results.json (e.g. a kept file under benchmarks/results/)",
+    )
+    parser.add_argument(
+        "--compare", type=Path, default=None, metavar="FILE",
+        help="a results file from an earlier run (or another machine): print this run's figures beside it",
+    )
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="a short run for CI and smoke tests (under two minutes on the test bundle): fewer runs, one thread",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+
+
+def _add_data(parser: argparse.ArgumentParser, required: bool, help_text: str) -> None:
+    """``--data`` and the data set loader's options (format, column mapping, ...) from ``convert.datasets``."""
+    from convert.datasets import add_dataset_arguments
+
+    add_dataset_arguments(parser, required=required)
+    for action in parser._actions:  # noqa: SLF001 - say what --data means for this suite
+        if "--data" in action.option_strings:
+            action.help = help_text
+            break
+
+
+def register(subparsers: Any) -> None:
+    bench = subparsers.add_parser(
+        "bench",
+        help="benchmark a bundle: latency, accuracy, end to end",
+        description=(
+            "Benchmark suites that run unchanged on a workstation and on a Raspberry Pi. Each prints a table, "
+            "writes every figure with the machine, runtime versions, git commit and date to a JSON results file, "
+            "and draws PNG plots. See benchmarks/README.md."
+        ),
+    )
+    suites = bench.add_subparsers(dest="suite", metavar="SUITE", required=True)
+    _register_latency(suites)
+    _register_accuracy(suites)
+    _register_e2e(suites)
+
+
+# ---------------------------------------------------------------- latency
+
+
+def _register_latency(suites: Any) -> None:
+    from .latency import DEFAULT_RUNS, DEFAULT_WARMUP, RUNTIMES
+
+    p = suites.add_parser(
+        "latency",
+        help="inference latency of every variant x runtime x thread count, and of the Keras model",
+        description=(
+            "Time every variant of the bundle on every installed TFLite runtime (ai_edge_litert, tflite_runtime, "
+            "tf_lite) at each thread count: init time, first inference, mean, std, p50/p90/p95/p99, throughput, "
+            "peak resident memory and model size; and the bundle's Keras float model (keras_model.h5, when "
+            "TensorFlow is installed) via model.predict on one window and via a direct call, with the ratio of "
+            "TFLite to Keras. Each step runs in its own process so that memory is per runtime and a crash "
+            "stays in its row."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_common(p)
+    p.add_argument("--variants", type=_name_list, default=None, metavar="A,B",
+                   help="variants to time, comma-separated (default: all of the bundle's)")
+    p.add_argument("--runtimes", type=_name_list, default=list(RUNTIMES), metavar="A,B",
+                   help="TFLite runtimes to try; those not installed get a 'not installed' row")
+    p.add_argument("--threads", type=_int_list, default=None, metavar="1,2,4",
+                   help="interpreter thread counts (default: 1, 2, 4 up to the number of cores)")
+    count = p.add_mutually_exclusive_group()
+    count.add_argument("--runs", type=_positive_int, default=None, help=f"timed runs per step (default: {DEFAULT_RUNS})")
+    count.add_argument("--min-seconds", type=_positive_float, default=None, metavar="S",
+                       help="time each step for at least S seconds instead of a fixed count")
+    p.add_argument("--warmup", type=_non_negative_int, default=None, help=f"untimed runs first (default: {DEFAULT_WARMUP})")
+    p.add_argument("--keras-runs", type=_positive_int, default=None,
+                   help="cap on timed Keras calls per step (model.predict costs tens of ms; default: 100)")
+    p.add_argument("--no-keras", action="store_true", help="do not time the Keras model even when TensorFlow is installed")
+    p.add_argument("--in-process", action="store_true",
+                   help="run all steps in this process: faster, but peak memory cannot be told apart per runtime "
+                   "and is left out")
+    p.add_argument("--profile", default=None, metavar="VARIANT",
+                   help="also print the per-op profile of this variant (benchmarks.profile_ops), to name a slow op")
+    _add_data(p, required=False, help_text=(
+        "time real windows from this data set (the bundle's test split when it is found, normalised with the "
+        "bundle's preprocessing); random windows otherwise, since zeros hide data-dependent cost"))
+    p.set_defaults(func=run_latency_command)
+
+
+def run_latency_command(args: argparse.Namespace) -> int:
+    from edge_har.bundle import Bundle, BundleError
+    from edge_har.cli import CliError
+
+    from . import report
+    from .latency import LatencySettings, dataset_inputs, format_latency, random_inputs, run_latency
+
+    try:
+        bundle = Bundle.load(args.bundle)
+    except BundleError as exc:
+        raise CliError(str(exc)) from exc
+    settings = LatencySettings.quick_settings() if args.quick else LatencySettings()
+    overrides = {
+        "variants": args.variants, "runtimes": args.runtimes, "threads": args.threads, "warmup": args.warmup,
+        "keras_runs": args.keras_runs, "profile": args.profile,
+    }
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(settings, key, value)
+    if args.min_seconds is not None:
+        settings.runs, settings.min_seconds = None, args.min_seconds
+    elif args.runs is not None:
+        settings.runs = args.runs
+    settings.keras = not args.no_keras
+    settings.isolate = not args.in_process
+    for name in (settings.variants or []) + ([settings.profile] if settings.profile else []):
+        try:
+            bundle.variant(name)
+        except BundleError as exc:
+            raise CliError(str(exc)) from exc
+    bad = [r for r in settings.runtimes if r not in ("ai_edge_litert", "tflite_runtime", "tf_lite")]
+    if bad:
+        raise CliError(f"--runtimes: unknown runtime(s) {', '.join(bad)}; choose from ai_edge_litert, tflite_runtime, tf_lite")
+
+    shape = tuple(bundle.input_shape[1:])
+    if getattr(args, "data", None):
+        dataset = _load_dataset(args)
+        inputs, info = dataset_inputs(bundle, dataset, limit=64 if args.quick else 256)
+    else:
+        inputs = random_inputs(shape)
+        info = {"source": "random", "detail": "standard normal, seed 0, 64 windows", "windows": len(inputs)}
+    section = run_latency(bundle, settings, inputs, info, progress=not args.no_progress)
+    _finish(args, section, "latency", format_latency(section))
+    return 0
+
+
+def _load_dataset(args: argparse.Namespace) -> Any:
+    from convert.datasets import dataset_from_args
+    from edge_har.cli import CliError
+
+    try:
+        return dataset_from_args(args)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"--data {args.data}: {exc}") from exc
+
+
+def _finish(args: argparse.Namespace, section: dict[str, Any], suite: str, text: str) -> None:
+    """Plots, the JSON section, the comparison and the terminal output, in that order."""
+    from edge_har.cli import CliError
+
+    from . import report
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    plots = section.setdefault("plots", {})
+    try:
+        if suite == "latency":
+            png = report.latency_png(section["rows"], out / "latency.png", f"Latency per window: {section['bundle']['model_id']}")
+            if png:
+                plots["latency"] = str(png)
+        elif suite == "accuracy":
+            from .accuracy import accuracy_plot_entries
+
+            png = report.accuracy_png(accuracy_plot_entries(section), out / "accuracy.png",
+                                      f"Test split: {section['bundle']['model_id']}")
+            if png:
+                plots["accuracy"] = str(png)
+    except Exception as exc:  # a missing matplotlib must not lose the figures
+        log.warning("plot not drawn: %s", exc)
+    json_path = args.json or out / report.RESULTS_FILE
+    try:
+        written = report.write_section(json_path, section)
+    except report.ReportError as exc:
+        raise CliError(f"{exc}; choose another --out or --json") from exc
+    print(text)
+    if args.compare:
+        print()
+        print(_comparison(args.compare, section, suite))
+    print(f"\nresults: {written}" + (f"; plots: {', '.join(plots.values())}" if plots else ""))
+
+
+def _comparison(path: Path, section: dict[str, Any], suite: str) -> str:
+    from edge_har.cli import CliError
+
+    from . import report
+
+    try:
+        previous = report.suite_section(path, suite)
+    except report.ReportError as exc:
+        raise CliError(f"--compare: {exc}") from exc
+    m = previous.get("machine", {})
+    title = (f"Compared with {path} ({previous.get('date')}, {m.get('cpu_model')}, "
+             f"commit {((previous.get('git') or {}).get('commit') or '?')[:10]})")
+    if suite == "latency":
+        rows = report.compare_rows(section["rows"], previous.get("rows", []), ("variant", "runtime", "threads"), "p50_ms")
+        headers = ["variant", "runtime", "thr", "p50 ms then", "p50 ms now", "now/then"]
+        table = [[r["variant"], r["runtime"], r["threads"], r["previous"], r["current"],
+                  "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"] for r in rows]
+    else:
+        now = {e["name"]: e for e in _score_rows(section)}
+        then = {e["name"]: e for e in _score_rows(previous)}
+        headers = ["model", "accuracy then", "accuracy now", "change (points)"]
+        table = []
+        for name, entry in now.items():
+            old = then.get(name, {}).get("accuracy")
+            new = entry.get("accuracy")
+            change = None if old is None or new is None else 100 * (new - old)
+            table.append([name, old, new, change])
+    return report.format_table(headers, table, title=title)
+
+
+def _score_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
+    from .accuracy import accuracy_plot_entries
+
+    return accuracy_plot_entries(section)
+
+
+# ---------------------------------------------------------------- accuracy
+
+
+def _register_accuracy(suites: Any) -> None:
+    p = suites.add_parser(
+        "accuracy",
+        help="float vs quantized accuracy on the test split, a random-forest baseline, streaming accuracy",
+        description=(
+            "Score the float32 variant and every quantized variant on the bundle's own test split (re-created "
+            "from bundle.json): accuracy, macro-F1, per-class F1, the drop in points, confusion matrices as PNG. "
+            "Train a random forest on per-window statistics of the same training recordings as the user's "
+            "alternative to any network, and say by how much the CNN-LSTM beats it. Then replay whole test "
+            "recordings through the daemon's own windowing and smoothing code (edge_har.runtime) and score the "
+            "published labels over time against the ground truth."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_common(p)
+    p.add_argument("--variants", type=_name_list, default=None, metavar="A,B",
+                   help="variants to score (default: all; float32 is always scored, it is the reference)")
+    p.add_argument("--runtime", default="auto", help="TFLite runtime for the variants (auto: the device's choice)")
+    p.add_argument("--trees", type=_positive_int, default=None, help="random-forest trees (default: 200, --quick 50)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the random-forest baseline")
+    p.add_argument("--no-streaming", action="store_true", help="skip streaming accuracy")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the baseline")
+    stream = p.add_argument_group("streaming accuracy (scored without smoothing and with the smoothing below)")
+    stream.add_argument("--stream-variant", default=None, metavar="VARIANT",
+                        help="variant replayed (default: the bundle's default variant, what the daemon runs)")
+    stream.add_argument("--smoothing-method", choices=["mean_prob", "majority"], default=None,
+                        help="smoothing method (default: the daemon's default, mean_prob)")
+    stream.add_argument("--smoothing-window", type=_positive_int, default=None, metavar="N",
+                        help="windows smoothed over (default: the daemon's default, 5)")
+    stream.add_argument("--threshold", type=float, default=None,
+                        help="confidence under which the label is 'unknown' (default: the daemon's default, 0)")
+    _add_data(p, required=True, help_text="the data set the bundle was converted from (its test split is re-created "
+              "from bundle.json)")
+    p.set_defaults(func=run_accuracy_command)
+
+
+def run_accuracy_command(args: argparse.Namespace) -> int:
+    from edge_har.bundle import Bundle, BundleError
+    from edge_har.cli import CliError
+
+    from .accuracy import AccuracySettings, format_accuracy, run_accuracy
+
+    try:
+        bundle = Bundle.load(args.bundle)
+        for name in args.variants or []:
+            bundle.variant(name)
+    except BundleError as exc:
+        raise CliError(str(exc)) from exc
+    settings = AccuracySettings.quick_settings() if args.quick else AccuracySettings()
+    if args.variants:
+        settings.variants = list(dict.fromkeys(["float32"] + args.variants)) if "float32" in bundle.variants else args.variants
+    if args.trees:
+        settings.trees = args.trees
+    settings.runtime = args.runtime
+    settings.baseline = not args.no_baseline
+    settings.streaming = not args.no_streaming
+    settings.seed = args.seed
+    if args.stream_variant:
+        try:
+            bundle.variant(args.stream_variant)
+        except BundleError as exc:
+            raise CliError(str(exc)) from exc
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise CliError(f"--threshold must be in [0, 1], got {args.threshold}")
+    settings.stream_variant = args.stream_variant
+    settings.smoothing_method = args.smoothing_method
+    settings.smoothing_window = args.smoothing_window
+    settings.threshold = args.threshold
+    dataset = _load_dataset(args)
+    try:
+        section = run_accuracy(bundle, dataset, settings, out_dir=args.out, progress=not args.no_progress)
+    except ValueError as exc:  # EvaluationError and friends name the data and the key
+        raise CliError(str(exc)) from exc
+    _finish(args, section, "accuracy", format_accuracy(section))
+    return 0
+
+
+# ---------------------------------------------------------------- e2e
+
+
+def _register_e2e(suites: Any) -> None:
+    p = suites.add_parser(
+        "e2e",
+        help="the daemon against a real mosquitto: sample-in to prediction-received latency, windows/s, CPU, memory",
+        description=(
+            "Start a private mosquitto on a free loopback port, run the edge-har daemon (edge-har run) as a "
+            "subprocess on a replay of sensor data, subscribe to its predictions and measure the time from the "
+            "replay emitting a window's last sample (the payload's window_end_ts) to the prediction arriving at "
+            "the subscriber (p50, p99), the windows per second sustained, and the daemon's CPU share and resident "
+            "memory (psutil). Needs the mosquitto binary."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_common(p)
+    p.add_argument("--seconds", type=_positive_float, default=None, metavar="S",
+                   help="how long to measure after the first prediction (default: 30, --quick 8)")
+    p.add_argument("--variant", default=None, help="variant the daemon runs (default: the bundle's default)")
+    p.add_argument("--speed", type=_positive_float, default=None,
+                   help="replay speed as a multiple of real time (default: 1, what a sensor delivers); "
+                   "higher speeds measure the sustainable throughput")
+    p.add_argument("--mosquitto", default=None, metavar="PATH", help="mosquitto binary (default: found on PATH)")
+    _add_data(p, required=False, help_text="replay recordings of this data set (default: synthetic recordings)")
+    p.set_defaults(func=run_e2e_command)
+
+
+def run_e2e_command(args: argparse.Namespace) -> int:
+    from edge_har.bundle import Bundle, BundleError
+    from edge_har.cli import CliError
+
+    from .e2e import E2ESettings, E2EError, format_e2e, run_e2e
+
+    try:
+        bundle = Bundle.load(args.bundle)
+        if args.variant:
+            bundle.variant(args.variant)
+    except BundleError as exc:
+        raise CliError(str(exc)) from exc
+    settings = E2ESettings.quick_settings() if args.quick else E2ESettings()
+    if args.seconds:
+        settings.seconds = args.seconds
+    if args.speed:
+        settings.speed = args.speed
+    settings.variant = args.variant
+    settings.mosquitto = args.mosquitto
+    dataset = _load_dataset(args) if getattr(args, "data", None) else None
+    started = time.perf_counter()
+    try:
+        section = run_e2e(bundle, settings, dataset=dataset, work_dir=args.out, progress=not args.no_progress)
+    except E2EError as exc:
+        raise CliError(str(exc)) from exc
+    log.debug("e2e suite took %.1f s", time.perf_counter() - started)
+    _finish(args, section, "e2e", format_e2e(section))
+    return 0
