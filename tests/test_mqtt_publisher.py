@@ -311,6 +311,9 @@ def test_status_online_retained_then_offline_after_stop(mosquitto_broker, mqtt_l
     retained = after.wait_count(STATUS_TOPIC, 1)[0]
     assert retained.payload == b"offline" and retained.retain
     publisher.stop()  # idempotent
+    publisher.publish_prediction(pred(99))  # after stop(): kept and counted, never sent after "offline"
+    time.sleep(0.2)
+    assert publisher.counters()["queued"] == 1 and len(watcher.on(PRED_TOPIC)) == 50
 
 
 def test_stats_published_with_counters(mosquitto_broker, mqtt_listener, publishers):

@@ -114,6 +114,8 @@ class Publisher:
         self._connected = False
         self._started = False
         self._closing = False
+        self._halted = False  # set by stop() just before "offline": nothing is sent after it
+        self._sending = False  # a prediction is between the queue and the pending list
         self._connections = 0
         self._published = 0
         self._dropped = 0
@@ -196,12 +198,14 @@ class Publisher:
             return
 
         with self._cond:
-            while self._connected and (self._queue or self._unfinished_locked()):
+            while self._connected and (self._queue or self._sending or self._unfinished_locked()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(min(0.01, remaining))
             connected = self._connected
+            self._halted = True
+            self._cond.notify_all()
 
         offline_sent = False
         if connected:
@@ -242,14 +246,15 @@ class Publisher:
         """
         item = _Item(next(self._order), encode(payload))
         with self._cond:
-            if not (self._connected and not self._queue):
+            if not self._can_send_now_locked() or self._queue:
                 self._enqueue_locked(item)
                 return
         with self._send_lock:
             with self._cond:
-                if not (self._connected and not self._queue):
+                if not self._can_send_now_locked() or self._queue:
                     self._enqueue_locked(item)
                     return
+                self._sending = True
             self._send_locked(item)
 
     def publish_stats(self, payload: Mapping[str, Any]) -> bool:
@@ -311,6 +316,9 @@ class Publisher:
 
     # ================================================================ queue internals (hold _lock)
 
+    def _can_send_now_locked(self) -> bool:
+        return self._connected and not self._halted
+
     def _enqueue_locked(self, item: _Item) -> None:
         if self.cfg.queue_size == 0:
             self._count_drops_locked(1)
@@ -369,10 +377,12 @@ class Publisher:
             info = client.publish(self.topics.prediction, item.data, qos=qos, properties=self._json_props)
         except ValueError as exc:  # e.g. payload over the MQTT size limit: it can never be sent
             with self._cond:
+                self._sending = False
                 self._last_error = f"prediction not publishable: {exc}"
             log.error("MQTT: dropping a prediction paho refuses: %s", exc)
             return True
         with self._cond:
+            self._sending = False
             if info.rc == _SUCCESS or (qos > 0 and info.rc == _NO_CONN):
                 # QoS>0 with NO_CONN: paho keeps it and on_connect takes it back; either way it is pending.
                 self._pending.append((item, info))
@@ -385,15 +395,16 @@ class Publisher:
         """Sender thread: drains the queue, oldest first, whenever the link is up."""
         while True:
             with self._cond:
-                while not (self._connected and self._queue):
-                    if self._closing:
+                while not (self._can_send_now_locked() and self._queue):
+                    if self._closing and not self._can_send_now_locked():
                         return
                     self._cond.wait(0.5)
             with self._send_lock:
                 with self._cond:
-                    if not (self._connected and self._queue):
+                    if not (self._can_send_now_locked() and self._queue):
                         continue
                     item = self._queue.popleft()
+                    self._sending = True
                 sent = self._send_locked(item)
             if not sent:
                 # paho says there is no connection although on_disconnect has not run yet.
