@@ -117,29 +117,47 @@ class Preprocessing:
     def from_json(cls, data: Mapping[str, Any], where: str = "preprocessing") -> "Preprocessing":
         """Build from the ``preprocessing`` object of ``bundle.json``, naming the bad key."""
 
-        def need(mapping: Mapping[str, Any], key: str, path: str) -> Any:
+        def need(mapping: Any, key: str, path: str) -> Any:
+            if not isinstance(mapping, Mapping):
+                raise PreprocessingError(f"{where}: '{path.rstrip('.') or 'preprocessing'}' must be an object")
             if key not in mapping:
                 raise PreprocessingError(f"{where}: missing key '{path}{key}'")
             return mapping[key]
 
-        try:
-            scaling = need(data, "value_scaling", "")
-            norm = data.get("normalisation")
-            return cls(
-                sample_rate_hz=float(need(data, "sample_rate_hz", "")),
-                window=int(need(data, "window", "")),
-                stride=int(need(data, "stride", "")),
-                channels=tuple(str(c) for c in need(data, "channels", "")),
-                scale=tuple(float(v) for v in need(scaling, "scale", "value_scaling.")),
-                offset=tuple(float(v) for v in need(scaling, "offset", "value_scaling.")),
-                mean=None if norm is None else tuple(float(v) for v in need(norm, "mean", "normalisation.")),
-                std=None if norm is None else tuple(float(v) for v in need(norm, "std", "normalisation.")),
-                units=str(scaling.get("units", "")),
-            )
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, PreprocessingError):
-                raise
-            raise PreprocessingError(f"{where}: {exc}") from exc
+        def bad(key: str, expected: str, value: Any) -> PreprocessingError:
+            return PreprocessingError(f"{where}: '{key}' must be {expected}, got {value!r}")
+
+        def number(value: Any, key: str) -> float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise bad(key, "a number", value)
+            return float(value)
+
+        def whole(value: Any, key: str) -> int:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+                raise bad(key, "a whole number", value)
+            return int(value)
+
+        def numbers(value: Any, key: str) -> tuple[float, ...]:
+            if not isinstance(value, (list, tuple)):  # a bare string or number is not a per-channel list
+                raise bad(key, "a list of numbers", value)
+            return tuple(number(v, f"{key}[{i}]") for i, v in enumerate(value))
+
+        channels = need(data, "channels", "")
+        if not isinstance(channels, (list, tuple)) or not all(isinstance(c, str) for c in channels):
+            raise bad("channels", "a list of channel names", channels)
+        scaling = need(data, "value_scaling", "")
+        norm = data.get("normalisation")
+        return cls(
+            sample_rate_hz=number(need(data, "sample_rate_hz", ""), "sample_rate_hz"),
+            window=whole(need(data, "window", ""), "window"),
+            stride=whole(need(data, "stride", ""), "stride"),
+            channels=tuple(channels),
+            scale=numbers(need(scaling, "scale", "value_scaling."), "value_scaling.scale"),
+            offset=numbers(need(scaling, "offset", "value_scaling."), "value_scaling.offset"),
+            mean=None if norm is None else numbers(need(norm, "mean", "normalisation."), "normalisation.mean"),
+            std=None if norm is None else numbers(need(norm, "std", "normalisation."), "normalisation.std"),
+            units=str(scaling.get("units", "")),
+        )
 
 
 # ---------------------------------------------------------------- batch functions
