@@ -1,0 +1,825 @@
+"""Why the full-integer CNN-LSTM is slow, and which architecture and recipe make it fast (issue 5).
+
+A reproducible study on the real HMP wrist-accelerometer data: for each
+candidate architecture it trains the CNN-LSTM once (tf_keras, short, cached),
+converts it with the fused LSTM (``UNIDIRECTIONAL_SEQUENCE_LSTM``) and
+unrolled (``LSTM(unroll=True)``: plain FULLY_CONNECTED/ADD/MUL/LOGISTIC/TANH
+ops, same weights), into float32, dynamic-range, full-integer int8 and int16x8
+variants, and measures every file with the real interpreter:
+
+* latency: one thread (and two), XNNPACK on (and off), ``invoke()`` only,
+  warm-up then ``--runs`` timed runs on real test windows; candidates are
+  interleaved in a shuffled order and the whole sweep repeated ``--rounds``
+  times, because the machine's CPU is shared; the figures are medians over
+  rounds of each round's p50 and mean;
+* accuracy and macro-F1 on the test split through ``edge_har.interpreter.
+  TFLiteModel`` (the device's own code path), and the Keras float model's;
+* file size, op list, ops that still compute in float, input/output types;
+* per-op profiles (``benchmarks.profile_ops``) of selected files.
+
+The split is grouped by recording (no recording on both sides), stratified by
+class, with a fixed seed. Results go to ``--out``: ``int8_study.json`` (every
+figure) and ``int8_study.md`` (tables).
+
+Example (about 30-60 min on 2 shared cores, most of it training; trained
+models are cached in ``--cache`` and reused)::
+
+    TF_USE_LEGACY_KERAS=1 python benchmarks/int8_study.py --data ../shared/data/hmp/HMP --out /tmp/int8-study
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import profile_ops  # noqa: E402
+from edge_har.interpreter import TFLiteModel  # noqa: E402
+from edge_har.preprocessing import Preprocessing, fit_normalisation, normalise, recording_to_windows  # noqa: E402
+
+log = logging.getLogger("int8_study")
+
+HMP_SCALE = 3.0 / 63.0
+HMP_OFFSET = -1.5
+VARIANTS = ("float32", "dynamic_range", "int8", "int16x8")
+
+
+# ----------------------------------------------------------------- candidates
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One CNN-LSTM architecture; the same fields as convert.models.ModelConfig, plus the study's name."""
+
+    name: str
+    conv_filters: tuple[int, ...]
+    pool_size: int
+    lstm_units: int
+    kernel_size: int = 5
+    conv_dropout: float = 0.1
+    dropout: float = 0.3
+
+    def steps(self, window: int) -> int:
+        steps = window
+        for _ in self.conv_filters:
+            if self.pool_size > 1 and steps // self.pool_size >= 1:
+                steps //= self.pool_size
+        return steps
+
+    def key(self) -> str:
+        d = asdict(self)
+        d.pop("name")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# Sequence the LSTM walks: 96 samples -> 48 / 24 / 12 / 6 steps (pool 2 per block, or pool 4);
+# LSTM width 16 / 32 / 64 / 128; conv width. "s24_l64" is convert.models.ModelConfig's default.
+CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
+    Candidate("s48_l64", (32,), 2, 64),
+    Candidate("s24_l64", (32, 64), 2, 64),
+    Candidate("s24_l32", (32, 64), 2, 32),
+    Candidate("s12_l64", (32, 64, 64), 2, 64),
+    Candidate("s12_l32", (32, 64, 64), 2, 32),
+    Candidate("s12_l16", (32, 64, 64), 2, 16),
+    Candidate("s6_l32", (32, 64), 4, 32),
+    Candidate("s6_l64", (32, 64), 4, 64),
+    Candidate("w_s6_l64", (64, 128), 4, 64),
+    Candidate("w_s6_l128", (64, 128), 4, 128),
+    Candidate("w_s6_l64_k9", (64, 128), 4, 64, kernel_size=9),
+    Candidate("w_s3_l64", (64, 128, 128), 3, 64),
+)}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a trained model becomes .tflite files (the weights are the same for every recipe).
+
+    unroll: LSTM(unroll=True): per-step FULLY_CONNECTED/ADD/MUL/LOGISTIC/TANH
+        ops, which XNNPACK runs in int8, instead of the fused
+        UNIDIRECTIONAL_SEQUENCE_LSTM, which XNNPACK cannot take.
+    zero_state: the LSTM's zero initial state computed from the input (x * 0)
+        instead of a constant, so step 0 is traced like every other step (a
+        constant zero state leaves the forget gate of step 0 unused, and the
+        quantizer then keeps that step's SPLIT in float).
+    dense_per_tensor: one scale per FULLY_CONNECTED weight tensor instead of
+        one per output channel (convolutions stay per channel); saves the
+        per-channel scale/zero-point tables of the LSTM's 4*units rows.
+    short_names: internal tensor names shortened to "t<index>" (inputs,
+        outputs and signatures keep theirs); the converter's fused names are
+        long and an unrolled LSTM has hundreds of tensors.
+    """
+
+    name: str
+    unroll: bool = False
+    zero_state: bool = False
+    dense_per_tensor: bool = False
+    short_names: bool = False
+
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Recipe("fused"),  # convert.quantize's recipe today
+    Recipe("unrolled", unroll=True),
+    Recipe("unrolled_zs", unroll=True, zero_state=True),
+    Recipe("unrolled_zs_pt_sn", unroll=True, zero_state=True, dense_per_tensor=True, short_names=True),
+)}
+
+
+# ----------------------------------------------------------------- data
+
+
+@dataclass
+class Data:
+    labels: list[str]
+    pre: Preprocessing
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    split: dict[str, Any]
+    fingerprint: str
+    loader: str
+
+
+def _read_hmp_minimal(root: Path) -> tuple[list[str], list[tuple[int, str, np.ndarray]]]:
+    """HMP's layout: <root>/<Class>/<recording>.txt, "x y z" integer codes; *_MODEL folders skipped."""
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.endswith("_MODEL"))
+    if not classes:
+        raise SystemExit(f"error: {root}: no class folders (expected <root>/<Class>/<recording>.txt)")
+    recordings = []
+    for label, name in enumerate(classes):
+        for f in sorted((root / name).glob("*.txt")):
+            try:
+                raw = np.loadtxt(f, dtype=np.float32, ndmin=2)
+            except ValueError as exc:
+                raise SystemExit(f"error: {f}: {exc}") from exc
+            if raw.shape[1] != 3:
+                raise SystemExit(f"error: {f}: expected 3 columns (x y z), found {raw.shape[1]}")
+            recordings.append((label, str(f.relative_to(root)), raw))
+    return classes, recordings
+
+
+def _project_split(root: Path, pre: Preprocessing, seed: int) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any], list[str]] | None:
+    """The split ``edge-har convert`` makes by default (convert.datasets + convert.splits), when they are there."""
+    try:
+        from convert.datasets import load_hmp, make_window_set
+        from convert.splits import split_recordings
+    except ImportError as exc:
+        log.info("convert.datasets/convert.splits not importable (%s); using the study's own reader and split", exc)
+        return None
+    dataset = load_hmp(root)
+    split = split_recordings(dataset, seed=seed)
+    sides = {}
+    for side in ("train", "val", "test"):
+        ws = make_window_set(dataset, pre, getattr(split, side), skip_short=True)
+        sides[side] = (ws.x.astype(np.float32), ws.y.astype(np.int64))
+    files = sorted(r.source for r in dataset.recordings)
+    return list(dataset.labels), sides, {"kind": "convert.splits.split_recordings (default)", **split.describe()}, files
+
+
+def _own_split(root: Path, pre: Preprocessing, seed: int) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any], list[str]]:
+    labels, recs = _read_hmp_minimal(root)
+    windows = [recording_to_windows(raw, pre, normalised=False) for _, _, raw in recs]
+    keep = [i for i, w in enumerate(windows) if len(w)]
+    tr, va, te = grouped_split([recs[i][0] for i in keep], len(labels), seed, test=0.2, val=0.15)
+
+    def gather(ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        xs = [windows[keep[i]] for i in ids]
+        ys = [np.full(len(windows[keep[i]]), recs[keep[i]][0]) for i in ids]
+        return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64)
+
+    sides = {"train": gather(tr), "val": gather(va), "test": gather(te)}
+    split = {"kind": "study's own: grouped by recording, stratified by class", "seed": seed, "test_fraction": 0.2,
+             "val_fraction": 0.15, "recordings": {"train": len(tr), "val": len(va), "test": len(te)},
+             "test_sources": sorted(recs[keep[i]][1] for i in te)}
+    return labels, sides, split, sorted(r[1] for r in recs)
+
+
+def grouped_split(labels_of_recordings: Sequence[int], n_classes: int, seed: int, test: float, val: float) -> tuple[list[int], list[int], list[int]]:
+    """Recordings (not windows) to train/val/test, per class, so no recording is on two sides.
+
+    Per class: round(test * n) recordings (at least 1) to test and round(val *
+    rest) (at least 1 when 3+ recordings) to validation; the rest train.
+    """
+    rng = np.random.default_rng(seed)
+    train, val_, test_ = [], [], []
+    by_class: dict[int, list[int]] = {c: [] for c in range(n_classes)}
+    for i, c in enumerate(labels_of_recordings):
+        by_class[c].append(i)
+    for c, idx in by_class.items():
+        idx = list(rng.permutation(idx))
+        n = len(idx)
+        if n < 2:
+            train += idx
+            continue
+        n_test = max(1, int(round(test * n)))
+        rest = idx[n_test:]
+        n_val = max(1 if len(rest) >= 2 else 0, int(round(val * len(rest))))
+        test_ += idx[:n_test]
+        val_ += rest[:n_val]
+        train += rest[n_val:]
+    return sorted(train), sorted(val_), sorted(test_)
+
+
+def load_data(root: Path, seed: int, window: int = 96, stride: int = 16) -> Data:
+    """Windows of the HMP data, split by recording, normalised with the training windows' statistics."""
+    pre = Preprocessing(
+        sample_rate_hz=32.0, window=window, stride=stride, channels=("x", "y", "z"),
+        scale=(HMP_SCALE,), offset=(HMP_OFFSET,), units="g",
+    )
+    found = _project_split(root, pre, seed)
+    loader = "convert.datasets.load_hmp + convert.splits.split_recordings"
+    if found is None:
+        found = _own_split(root, pre, seed)
+        loader = "benchmarks/int8_study.py minimal reader and split"
+    labels, sides, split, files = found
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = sides["train"], sides["val"], sides["test"]
+    mean, std = fit_normalisation(x_tr)
+    pre = pre.with_normalisation(mean, std)
+    split["windows"] = {"train": int(len(y_tr)), "val": int(len(y_va)), "test": int(len(y_te))}
+    fingerprint = hashlib.sha256(
+        json.dumps({"files": files, "split": split.get("test_sources"), "seed": seed, "window": window, "stride": stride,
+                    "windows": split["windows"]}).encode()
+    ).hexdigest()[:12]
+    return Data(labels, pre, normalise(x_tr, pre), y_tr, normalise(x_va, pre), y_va, normalise(x_te, pre), y_te, split, fingerprint, loader)
+
+
+# ----------------------------------------------------------------- model, training
+
+
+def import_tf() -> tuple[Any, Any]:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import tf_keras
+
+    return tf, tf_keras
+
+
+def _zero_state_layer(keras: Any) -> Any:
+    """A layer giving (batch, units) zeros computed from its input, so the converter cannot fold them."""
+    import tensorflow as tf
+
+    class ZeroState(keras.layers.Layer):
+        def __init__(self, units: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.units = units
+
+        def call(self, x: Any) -> Any:
+            return tf.tile(x[:, 0, :1] * 0.0, [1, self.units])
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "units": self.units}
+
+    return ZeroState
+
+
+def build(
+    c: Candidate, input_shape: tuple[int, int], n_classes: int, batch_size: int | None = None,
+    unroll: bool = False, zero_state: bool = False,
+) -> Any:
+    """The CNN-LSTM exactly as convert.models.build_cnn_lstm lays it out, plus the recipe's knobs.
+
+    ``unroll`` and ``zero_state`` change how the LSTM is traced, not its
+    weights: a model trained fused converts unrolled by loading its weights
+    into this graph.
+    """
+    tf, keras = import_tf()
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, batch_size=batch_size, name="window")
+    x = inputs
+    steps = input_shape[0]
+    for i, filters in enumerate(c.conv_filters):
+        x = layers.Conv1D(filters, c.kernel_size, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
+        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = layers.Activation("relu", name=f"relu{i + 1}")(x)
+        if c.pool_size > 1 and steps // c.pool_size >= 1:
+            x = layers.MaxPooling1D(c.pool_size, name=f"pool{i + 1}")(x)
+            steps //= c.pool_size
+        if c.conv_dropout > 0:
+            x = layers.Dropout(c.conv_dropout, name=f"conv_dropout{i + 1}")(x)
+    lstm = layers.LSTM(c.lstm_units, unroll=unroll, name="lstm1")
+    if zero_state:
+        zeros = _zero_state_layer(keras)(c.lstm_units, name="lstm1_zero_state")(x)
+        x = lstm(x, initial_state=[zeros, zeros])
+    else:
+        x = lstm(x)
+    if c.dropout > 0:
+        x = layers.Dropout(c.dropout, name="dropout")(x)
+    x = layers.Dense(n_classes, name="logits")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="cnn_lstm")
+
+
+def train(c: Candidate, data: Data, cache: Path, epochs: int, seed: int) -> tuple[Path, dict[str, Any]]:
+    """Train (or reuse the cached weights of) one candidate; returns the weights file and a record."""
+    tf, keras = import_tf()
+    tag = f"{c.name}-{c.key()}-{data.fingerprint}-e{epochs}-s{seed}"
+    weights = cache / f"{tag}.weights.h5"
+    record_file = cache / f"{tag}.json"
+    if weights.is_file() and record_file.is_file():
+        log.info("%s: cached weights %s", c.name, weights.name)
+        return weights, json.loads(record_file.read_text())
+    keras.utils.set_random_seed(seed)
+    model = build(c, data.x_train.shape[1:], len(data.labels))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    counts = np.bincount(data.y_train, minlength=len(data.labels)).astype(np.float64)
+    class_weight = {i: float(len(data.y_train) / (len(counts) * n)) for i, n in enumerate(counts) if n > 0}
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+    started = time.perf_counter()
+    history = model.fit(
+        data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=epochs, batch_size=64,
+        class_weight=class_weight, callbacks=[stop], verbose=2,
+    )
+    seconds = time.perf_counter() - started
+    cache.mkdir(parents=True, exist_ok=True)
+    model.save_weights(str(weights))
+    record = {
+        "train_seconds": round(seconds, 1), "epochs_run": len(history.history["loss"]),
+        "best_val_loss": float(min(history.history["val_loss"])), "params": int(model.count_params()),
+    }
+    record_file.write_text(json.dumps(record, indent=2))
+    return weights, record
+
+
+def keras_accuracy(c: Candidate, weights: Path, data: Data) -> dict[str, float]:
+    model = build(c, data.x_train.shape[1:], len(data.labels))
+    model.load_weights(str(weights))
+    probs = model.predict(data.x_test, batch_size=256, verbose=0)
+    return scores(data.y_test, probs.argmax(-1), len(data.labels))
+
+
+def scores(y: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    f1s = []
+    for k in range(n_classes):
+        tp = int(np.sum((pred == k) & (y == k)))
+        fp = int(np.sum((pred == k) & (y != k)))
+        fn = int(np.sum((pred != k) & (y == k)))
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {"accuracy": float(np.mean(pred == y)), "macro_f1": float(np.mean(f1s)) if f1s else 0.0}
+
+
+# ----------------------------------------------------------------- conversion
+
+
+def calibration(data: Data, size: int, seed: int) -> np.ndarray:
+    """``size`` training windows, stratified by class (as convert.quantize does)."""
+    try:
+        from convert.quantize import calibration_windows
+
+        return calibration_windows(data.x_train, data.y_train, size, seed)
+    except ImportError:
+        rng = np.random.default_rng(seed)
+        picks = []
+        for k in np.unique(data.y_train):
+            idx = np.flatnonzero(data.y_train == k)
+            n = max(1, int(round(size * len(idx) / len(data.y_train))))
+            picks.append(rng.choice(idx, size=min(n, len(idx)), replace=False))
+        return data.x_train[np.sort(np.concatenate(picks))[:size]]
+
+
+def shorten_names(content: bytes) -> bytes:
+    """Rename internal tensors to "t<index>"; graph inputs and outputs keep their names."""
+    model = profile_ops._read_model(content)
+    for sub in model.subgraphs:
+        keep = set(int(i) for i in sub.inputs) | set(int(i) for i in sub.outputs)
+        for i, tensor in enumerate(sub.tensors):
+            if i not in keep:
+                tensor.name = f"t{i}".encode()
+    return profile_ops._write_model(model)
+
+
+def convert_all(
+    c: Candidate, weights: Path, data: Data, out: Path, calib: np.ndarray, recipe: Recipe, variants: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Convert one trained candidate with one recipe into each variant; records failures too."""
+    tf, keras = import_tf()
+    results: dict[str, dict[str, Any]] = {}
+    todo = {}
+    for v in variants:
+        path = out / f"{c.name}_{recipe.name}_{v}.tflite"
+        stamp = path.with_suffix(".src")
+        if path.is_file() and stamp.is_file() and stamp.read_text() == weights.name:
+            results[v] = {"file": str(path), "cached": True}
+        else:
+            todo[v] = path
+    if not todo:
+        return results
+    model = build(c, data.x_train.shape[1:], len(data.labels), batch_size=1, unroll=recipe.unroll, zero_state=recipe.zero_state)
+    model.load_weights(str(weights))
+    saved = Path(tempfile.mkdtemp(prefix="int8-study-"))
+    try:
+        model.save(str(saved), save_format="tf", include_optimizer=False)
+
+        def rep() -> Iterable[list[np.ndarray]]:
+            for w in calib:
+                yield [w[None].astype(np.float32)]
+
+        for v, path in todo.items():
+            conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+            if v != "float32":
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                if recipe.dense_per_tensor:
+                    conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+            if v == "int8":
+                conv.representative_dataset = rep
+                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                conv.inference_input_type = tf.int8
+                conv.inference_output_type = tf.int8
+            elif v == "int16x8":
+                conv.representative_dataset = rep
+                conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+                conv.inference_input_type = tf.int16
+                conv.inference_output_type = tf.int16
+            started = time.perf_counter()
+            try:
+                content = conv.convert()
+            except Exception as exc:  # e.g. int16x8 refuses the fused LSTM: a finding, not a crash
+                msg = " ".join(str(exc).split())
+                at = msg.find("not yet supported")
+                results[v] = {"error": f"{type(exc).__name__}: " + (msg[max(0, at - 80) : at + 120] if at >= 0 else msg[-300:])}
+                log.warning("%s %s %s: conversion failed: %s", c.name, recipe.name, v, results[v]["error"])
+                continue
+            if recipe.short_names:
+                content = shorten_names(content)
+            path.write_bytes(content)
+            path.with_suffix(".src").write_text(weights.name)
+            results[v] = {"file": str(path), "convert_seconds": round(time.perf_counter() - started, 1)}
+    finally:
+        shutil.rmtree(saved, ignore_errors=True)
+    return results
+
+
+def inspect(path: Path) -> dict[str, Any]:
+    ops: dict[str, int] = {}
+    for row in profile_ops.list_ops(path):
+        ops[row["op"]] = ops.get(row["op"], 0) + 1
+    ins, outs = profile_ops.io_specs(path)
+    return {
+        "size_bytes": path.stat().st_size,
+        "ops": dict(sorted(ops.items())),
+        "n_ops": sum(ops.values()),
+        "float_ops": profile_ops.float_ops(path),
+        "input_dtype": ins[0].dtype.name,
+        "output_dtype": outs[0].dtype.name,
+    }
+
+
+def tflite_accuracy(path: Path, data: Data) -> dict[str, float]:
+    model = TFLiteModel(path, num_threads=1)
+    probs = model.predict_batch(data.x_test)
+    return scores(data.y_test, probs.argmax(-1), len(data.labels))
+
+
+# ----------------------------------------------------------------- latency
+
+
+@dataclass
+class Timed:
+    key: str
+    path: Path
+    threads: int
+    xnnpack: bool
+    latest: bool = False
+    p50: list[float] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    interp: Any = None
+
+
+def _timed_runs(t: Timed, inputs: list[np.ndarray], warmup: int, runs: int) -> None:
+    interp = t.interp
+    index = interp.get_input_details()[0]["index"]
+    times = np.empty(runs)
+    for i in range(warmup + runs):
+        interp.set_tensor(index, inputs[i % len(inputs)])
+        interp.reset_all_variables()  # the fused LSTM's state (see edge_har.interpreter)
+        start = time.perf_counter_ns()
+        interp.invoke()
+        elapsed = time.perf_counter_ns() - start
+        if i >= warmup:
+            times[i - warmup] = elapsed / 1000.0
+    t.p50.append(float(np.percentile(times, 50)))
+    t.mean.append(float(times.mean()))
+
+
+def measure_latency(jobs: list[Timed], data: Data, rounds: int, warmup: int, runs: int, seed: int) -> None:
+    """Interleaved rounds: every job once per round, in a fresh shuffled order each round."""
+    from edge_har.interpreter import select_backend
+
+    backend = select_backend("auto")
+    module = profile_ops._interpreter_module(backend.name)
+    cache: dict[Path, list[np.ndarray]] = {}
+    for t in jobs:
+        kwargs: dict[str, Any] = {"model_path": str(t.path), "num_threads": t.threads}
+        if not t.xnnpack:
+            kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        if t.latest:
+            kwargs["experimental_default_delegate_latest_features"] = True
+        t.interp = backend.interpreter_cls(**kwargs)
+        t.interp.allocate_tensors()
+        if t.path not in cache:
+            cache[t.path] = profile_ops.model_inputs(t.path, data.x_test[:: max(1, len(data.x_test) // 16)], count=16)
+    rng = random.Random(seed)
+    for r in range(rounds):
+        order = list(jobs)
+        rng.shuffle(order)
+        started = time.perf_counter()
+        for t in order:
+            _timed_runs(t, cache[t.path], warmup, runs)
+        log.info("latency round %d/%d: %d jobs in %.1f s", r + 1, rounds, len(jobs), time.perf_counter() - started)
+    for t in jobs:
+        t.interp = None
+
+
+def predict_latency(path: Path, data: Data, runs: int) -> float:
+    """p50 of TFLiteModel.predict (quantize, reset, set, invoke, get, dequantize): the device's call."""
+    model = TFLiteModel(path, num_threads=1)
+    xs = data.x_test[: min(len(data.x_test), 64)]
+    for x in xs[:20]:
+        model.predict(x)
+    times = []
+    for i in range(runs):
+        x = xs[i % len(xs)]
+        start = time.perf_counter_ns()
+        model.predict(x)
+        times.append((time.perf_counter_ns() - start) / 1000.0)
+    return float(np.percentile(times, 50))
+
+
+# ----------------------------------------------------------------- report
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        from importlib.metadata import version
+
+        for pkg in ("ai-edge-litert", "tensorflow", "tf-keras", "numpy"):
+            try:
+                info[pkg] = version(pkg)
+            except Exception:
+                info[pkg] = None
+    except ImportError:
+        pass
+    try:
+        info["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                     cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    except OSError:
+        info["git"] = None
+    info["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return info
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "# int8 study results",
+        "",
+        f"Machine: {results['machine'].get('cpu')} ({results['machine'].get('cpus')} cores, shared), "
+        f"ai-edge-litert {results['machine'].get('ai-edge-litert')}, TF {results['machine'].get('tensorflow')}; "
+        f"commit {results['machine'].get('git')}; {results['created']}.",
+        f"Data: HMP, {results['data']['split']['windows']} windows, split {results['data']['split']['kind']}, seed {results['data']['split']['seed']}.",
+        f"Latency: invoke() only, {results['settings']['runs']} runs after {results['settings']['warmup']} warm-up, "
+        f"{results['settings']['rounds']} interleaved rounds; median over rounds of p50 (and of mean).",
+        "",
+        "## One thread, XNNPACK on (default interpreter)",
+        "",
+        "| candidate | steps | recipe, LSTM units | Keras acc | variant | size KB | p50 us | mean us | acc | macro-F1 | float ops | in/out |",
+        "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for name, cand in results["candidates"].items():
+        for mode in cand["models"]:
+            for v in VARIANTS:
+                r = cand["models"].get(mode, {}).get(v)
+                if r is None:
+                    continue
+                if "error" in r:
+                    lines.append(f"| {name} | {cand['steps']} | {mode} | | {v} | | | | | | conversion failed | |")
+                    continue
+                lat = r.get("latency", {}).get("t1_xnn", {})
+                fo = ", ".join(f"{k}x{n}" for k, n in r["float_ops"].items()) or "none"
+                lines.append(
+                    f"| {name} | {cand['steps']} | {mode} {cand['lstm_units']} | {100 * cand['keras']['accuracy']:.1f} | {v} | "
+                    f"{r['size_bytes'] / 1024:.1f} | {lat.get('p50_us', float('nan')):.1f} | {lat.get('mean_us', float('nan')):.1f} | "
+                    f"{100 * r['accuracy']:.1f} | {100 * r['macro_f1']:.1f} | {fo if v in ('int8', 'int16x8') else '-'} | "
+                    f"{r['input_dtype']}/{r['output_dtype']} |"
+                )
+    lines += ["", "## Against issue 5's targets (int8 vs float32 TFLite, one thread)", "",
+              "| candidate | recipe | int8/f32 p50 | int8/f32 size | acc drop (pts) | all three met |", "|---|---|---:|---:|---:|---|"]
+    for name, cand in results["candidates"].items():
+        for mode in cand["models"]:
+            g = cand.get("targets", {}).get(mode)
+            if g:
+                lines.append(f"| {name} | {mode} | {g['p50_ratio']:.2f} | {g['size_ratio']:.2f} | {g['acc_drop_points']:+.2f} | {'yes' if g['met'] else 'no'} |")
+    other = [("t2_xnn", "two threads, XNNPACK on"), ("t1_noxnn", "one thread, XNNPACK off"), ("t1_latest", "one thread, XNNPACK latest features")]
+    for key, title in other:
+        rows = []
+        for name, cand in results["candidates"].items():
+            for mode in cand["models"]:
+                for v in VARIANTS:
+                    r = cand["models"].get(mode, {}).get(v, {})
+                    lat = r.get("latency", {}).get(key)
+                    if lat:
+                        base = r["latency"].get("t1_xnn", {}).get("p50_us")
+                        rows.append(f"| {name} | {mode} | {v} | {lat['p50_us']:.1f} | {base:.1f} |")
+        if rows:
+            lines += ["", f"## {title}", "", "| candidate | recipe | variant | p50 us | p50 us (1 thread, XNNPACK on) |", "|---|---|---|---:|---:|"] + rows
+    if results.get("predict_latency"):
+        lines += ["", "## TFLiteModel.predict() p50 (quantize + reset + invoke + dequantize, one thread)", "",
+                  "| model | p50 us |", "|---|---:|"]
+        lines += [f"| {k} | {v:.1f} |" for k, v in results["predict_latency"].items()]
+    if results.get("profiles"):
+        lines += ["", "## Per-op profiles (by op type)", ""]
+        for key, prof in results["profiles"].items():
+            lines += [f"### {key} (method {prof['method']}, whole model p50 {prof['whole_p50_us']:.1f} us, sum of rows {prof['sum_us']:.1f} us)", "",
+                      "| op | executor | count | us | share |", "|---|---|---:|---:|---:|"]
+            lines += [f"| {e['op']} | {e['executor']} | {e['count']} | {e['time_us']:.2f} | {100 * e['share']:.1f}% |" for e in prof["by_op"][:12]]
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/int8_study.py",
+        description="Study what makes the full-integer int8 CNN-LSTM fast on the real HMP data: sequence length "
+        "before the LSTM, LSTM width, fused vs unrolled LSTM, int8 vs int16x8, threads, XNNPACK. Trains each "
+        "candidate briefly (cached), converts every variant, and measures latency (interleaved, repeated), "
+        "accuracy (through edge_har's TFLiteModel) and size. Writes int8_study.json and int8_study.md to --out.",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="HMP root (<root>/<Class>/<recording>.txt), e.g. ../shared/data/hmp/HMP")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for the .tflite files, JSON and markdown")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edge-har-int8-study-cache",
+                        help="trained weights are cached here and reused (default: %(default)s)")
+    parser.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names from: " + ", ".join(CANDIDATES) + " (default: all)")
+    parser.add_argument("--recipes", default=",".join(RECIPES),
+                        help="conversion recipes (see Recipe): " + ", ".join(RECIPES) + " (default: all)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="variants (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=10, help="maximum training epochs; early stopping, patience 3 (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=42, help="split, training and calibration seed (default: %(default)s)")
+    parser.add_argument("--calibration-size", type=int, default=300, help="representative windows for int8/int16x8 (default: %(default)s)")
+    parser.add_argument("--runs", type=int, default=200, help="timed invoke() runs per job and round (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed runs before each job's timed runs (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions of the whole latency sweep (default: %(default)s)")
+    parser.add_argument("--no-extra-settings", action="store_true", help="time only 1 thread with XNNPACK on (skip 2 threads, XNNPACK off, latest features)")
+    parser.add_argument("--extra-recipes", default="fused,unrolled_zs_pt_sn",
+                        help="recipes whose files are also timed with 2 threads, XNNPACK off and latest features (default: %(default)s)")
+    parser.add_argument("--profile", default="s24_l64,w_s6_l64", help="candidates whose float32/int8 files get per-op profiles ('' for none; default: %(default)s)")
+    parser.add_argument("--skip-train", action="store_true", help="only use cached weights; fail for candidates without them")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    names = [n for n in args.candidates.split(",") if n]
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        print(f"error: unknown candidate(s) {', '.join(unknown)}; known: {', '.join(CANDIDATES)}", file=sys.stderr)
+        return 2
+    modes = [m for m in args.recipes.split(",") if m]
+    variants = [v for v in args.variants.split(",") if v]
+    if not set(modes) <= set(RECIPES) or not set(variants) <= set(VARIANTS) or "float32" not in variants:
+        print("error: --recipes takes " + ",".join(RECIPES) + "; --variants takes " + ",".join(VARIANTS)
+              + " and must include float32", file=sys.stderr)
+        return 2
+    extra = {m for m in args.extra_recipes.split(",") if m}
+    if not args.data.is_dir():
+        print(f"error: --data {args.data}: not a folder", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    models_dir = args.out / "models"
+    models_dir.mkdir(exist_ok=True)
+
+    data = load_data(args.data, args.seed)
+    log.info("data: %s windows (%s), %d classes, loader %s", data.split["windows"], data.split["recordings"], len(data.labels), data.loader)
+    calib = calibration(data, args.calibration_size, args.seed)
+    results: dict[str, Any] = {
+        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": " ".join([Path(sys.argv[0]).name] + list(argv if argv is not None else sys.argv[1:])),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "data": {"root": str(args.data), "labels": data.labels, "split": data.split, "fingerprint": data.fingerprint, "loader": data.loader,
+                 "preprocessing": data.pre.to_json()},
+        "candidates": {},
+    }
+
+    jobs: list[Timed] = []
+    for name in names:
+        c = CANDIDATES[name]
+        if args.skip_train:
+            tag = f"{c.name}-{c.key()}-{data.fingerprint}-e{args.epochs}-s{args.seed}"
+            if not (args.cache / f"{tag}.weights.h5").is_file():
+                log.warning("%s: no cached weights, skipped", name)
+                continue
+        weights, record = train(c, data, args.cache, args.epochs, args.seed)
+        cand: dict[str, Any] = {**asdict(c), "steps": c.steps(data.pre.window), "training": record,
+                                "keras": keras_accuracy(c, weights, data), "models": {}}
+        log.info("%s: Keras test accuracy %.3f", name, cand["keras"]["accuracy"])
+        for mode in modes:
+            wanted = [v for v in variants if v != "int16x8" or mode == "unrolled"]  # int16x8: fused refuses, one unrolled suffices
+            converted = convert_all(c, weights, data, models_dir, calib, RECIPES[mode], wanted)
+            cand["models"][mode] = {}
+            for v, info in converted.items():
+                if "error" in info:
+                    cand["models"][mode][v] = info
+                    continue
+                path = Path(info["file"])
+                entry = {**info, **inspect(path), **tflite_accuracy(path, data)}
+                cand["models"][mode][v] = entry
+                key = f"{name}/{mode}/{v}"
+                jobs.append(Timed(key, path, 1, True))
+                if not args.no_extra_settings and mode in extra and v in ("float32", "dynamic_range", "int8"):
+                    jobs.append(Timed(key, path, 2, True))
+                    jobs.append(Timed(key, path, 1, False))
+                    if v in ("float32", "int8"):
+                        jobs.append(Timed(key, path, 1, True, latest=True))
+                log.info("%s: %d bytes, acc %.3f, float ops %s", key, entry["size_bytes"], entry["accuracy"], entry["float_ops"] or "none")
+        results["candidates"][name] = cand
+
+    log.info("latency: %d jobs x %d rounds", len(jobs), args.rounds)
+    measure_latency(jobs, data, args.rounds, args.warmup, args.runs, args.seed)
+    for t in jobs:
+        name, mode, v = t.key.split("/")
+        slot = "t1_latest" if t.latest else f"t{t.threads}_{'xnn' if t.xnnpack else 'noxnn'}"
+        results["candidates"][name]["models"][mode][v].setdefault("latency", {})[slot] = {
+            "p50_us": float(np.median(t.p50)), "mean_us": float(np.median(t.mean)),
+            "p50_rounds": [round(x, 2) for x in t.p50], "mean_rounds": [round(x, 2) for x in t.mean],
+        }
+
+    for name, cand in results["candidates"].items():
+        cand["targets"] = {}
+        for mode, models in cand["models"].items():
+            f32, i8 = models.get("float32", {}), models.get("int8", {})
+            if "latency" in f32 and "latency" in i8:
+                p = i8["latency"]["t1_xnn"]["p50_us"] / f32["latency"]["t1_xnn"]["p50_us"]
+                s = i8["size_bytes"] / f32["size_bytes"]
+                d = 100 * (f32["accuracy"] - i8["accuracy"])
+                full = not i8["float_ops"] and i8["input_dtype"] == "int8" and i8["output_dtype"] == "int8"
+                cand["targets"][mode] = {"p50_ratio": p, "size_ratio": s, "acc_drop_points": d, "full_integer": full,
+                                         "met": p <= 0.5 and s <= 0.30 and d <= 1.0 and full}
+
+    results["predict_latency"] = {}
+    for name in names:
+        for mode in modes:
+            for v in ("float32", "int8"):
+                r = results["candidates"].get(name, {}).get("models", {}).get(mode, {}).get(v, {})
+                if "file" in r:
+                    results["predict_latency"][f"{name}/{mode}/{v}"] = predict_latency(Path(r["file"]), data, args.runs)
+
+    results["profiles"] = {}
+    for name in [n for n in args.profile.split(",") if n and n in results["candidates"]]:
+        for mode in modes:
+            for v in ("float32", "int8"):
+                r = results["candidates"][name]["models"].get(mode, {}).get(v, {})
+                if "file" not in r:
+                    continue
+                path = Path(r["file"])
+                for method in ("auto",) if not RECIPES[mode].unroll else ("litert", "isolated"):
+                    try:
+                        rows = profile_ops.profile_ops(path, data.x_test[:8], runs=args.runs, method=method)
+                    except profile_ops.ProfileError as exc:
+                        log.warning("profile %s/%s/%s (%s): %s", name, mode, v, method, exc)
+                        continue
+                    whole = profile_ops.time_model(path, data.x_test[:8], runs=args.runs)
+                    results["profiles"][f"{name}/{mode}/{v}/{rows[0].method}"] = {
+                        "method": rows[0].method, "whole_p50_us": whole["p50_us"],
+                        "sum_us": sum(profile_ops._row_us(r_) for r_ in rows),
+                        "by_op": profile_ops.summarise_by_op(rows), "rows": [r_.to_json() for r_ in rows],
+                    }
+
+    results["machine"] = machine()
+    (args.out / "int8_study.json").write_text(json.dumps(results, indent=2, default=str))
+    (args.out / "int8_study.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
