@@ -6,8 +6,9 @@ recording starts a new segment (the runtime does not let a window span two recor
 training never did) and carries its label, which the daemon passes on as ground truth.
 
 Pacing: ``realtime`` delivers ``chunk_samples`` every ``chunk_samples / (rate_hz * speed)``
-seconds on a fixed schedule (no drift from sleep jitter); otherwise chunks come as fast as the
-consumer takes them.
+seconds on a fixed schedule (no drift from sleep jitter), time-stamped with the wall clock;
+otherwise chunks come as fast as the consumer takes them, time-stamped in recording time
+(replay start + sample index / rate), so window timestamps stay in order.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ class ReplaySource(Source):
         self._rec = 0  # index of the recording being replayed
         self._pos = 0  # next sample in it
         self._passes = 0
+        self._replayed = 0  # samples replayed (good or not), for recording time
+        self._t0 = 0.0
         self._next_due = 0.0  # monotonic time the next chunk is due (realtime)
         self._stopped = False
 
@@ -132,7 +135,8 @@ class ReplaySource(Source):
             f"real time x{self.cfg.speed:g}" if self.cfg.realtime else "as fast as possible",
             ", looping" if self.cfg.loop else "",
         )
-        self._rec = self._pos = self._passes = 0
+        self._rec = self._pos = self._passes = self._replayed = 0
+        self._t0 = time.time()
         self._next_due = time.monotonic()
         self._stopped = False
         self._status.finished = False
@@ -170,7 +174,13 @@ class ReplaySource(Source):
             period = len(raw) / (self.rate_hz * self.cfg.speed)
             self._next_due = max(self._next_due + period, time.monotonic() - 1.0)  # catch up at most 1 s
         good = self.checker.check_array(raw)
-        return self._chunk(good, label=rec.label or None, segment_start=segment_start)
+        self._replayed += len(raw)
+        chunk = self._chunk(good, label=rec.label or None, segment_start=segment_start)
+        if chunk is not None and not self.cfg.realtime:
+            # As fast as possible, wall time says nothing about when a sample was "taken": use
+            # recording time from the start of the replay, so window timestamps stay in order.
+            chunk.ts = self._t0 + (self._replayed - 1) / self.rate_hz
+        return chunk
 
     def status(self) -> dict[str, Any]:
         out = super().status()

@@ -1,0 +1,436 @@
+"""The edge daemon: a sensor source through the bundle, predictions out over MQTT, for months.
+
+Threads, and what each owns::
+
+    source thread      source.read() -> Windowing (StreamPreprocessor) -> bounded window queue
+    main thread        window queue -> Runtime.predict -> Publisher.publish_prediction
+    stats thread       every mqtt.stats_interval_s: Publisher.publish_stats + one log line
+    paho threads       owned by the Publisher (and by the MQTT input source)
+
+One ``threading.Event`` stops them all. SIGTERM (systemd) and SIGINT (Ctrl-C) only set it;
+the shutdown order is then: stop the source; infer the windows already queued (bounded by
+``DRAIN_TIMEOUT_S``); publish a last stats message; ``Publisher.stop`` sends what the broker
+can still take, publishes the retained ``offline`` and disconnects; exit 0.
+
+What never stops the daemon: malformed samples (dropped, counted by reason in stats), a lost
+serial port or IMU (the source reopens it with backoff), a broker that is down at start or
+goes away (predictions wait in the publisher's bounded queue), a full window queue (the oldest
+window is dropped and counted, so predictions stay current; a non-realtime replay waits
+instead so benchmarks infer every window). A replay that reaches its end without ``loop``
+leaves the daemon running (status stays ``online``, stats keep coming, so a dashboard sees a
+live device with an idle source) unless ``source.stop_at_end`` is set: then it drains,
+publishes ``offline`` and exits 0.
+
+Exit status: 0 after a clean stop; 78 (EX_CONFIG) when the config, bundle or runtime cannot
+work, which the systemd unit excludes from restarts (RestartPreventExitStatus=78); 1 when
+inference keeps failing (systemd restarts the service).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from .config import ConfigError, LoadedConfig, check_files, source_channel_problems
+from .runtime import Prediction, Runtime, Window, Windowing
+from .sources import Source, SourceError, make_source
+from .stats import DaemonStats, rss_mb
+
+log = logging.getLogger("edge_har.daemon")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 78  # sysexits.h EX_CONFIG
+
+READ_TIMEOUT_S = 0.2  # how long the source thread may block before it looks at the stop event
+DRAIN_TIMEOUT_S = 5.0  # at most this long inferring queued windows after a stop
+MAX_FAILURES_IN_A_ROW = 50  # inference errors in a row before giving up (systemd restarts us)
+
+
+class Daemon:
+    """One run of the daemon for one config. ``run()`` returns the exit status."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        max_windows: Optional[int] = None,
+        duration_s: Optional[float] = None,
+        summary_json: Optional[Path] = None,
+        install_signal_handlers: bool = True,
+    ) -> None:
+        self.loaded = loaded
+        self.cfg = loaded.config
+        self.device_id = self.cfg.effective_device_id()
+        self.max_windows = max_windows
+        self.duration_s = duration_s
+        self.summary_json = summary_json
+        self.install_signal_handlers = install_signal_handlers
+        self.stop_event = threading.Event()
+        self.stats = DaemonStats()
+        self.stop_reason = ""
+        self.runtime: Optional[Runtime] = None
+        self.source: Optional[Source] = None
+        self.publisher: Any = None
+        self.windows: "queue.Queue[Window]" = queue.Queue(maxsize=self.cfg.queues.windows)
+        self._source_thread: Optional[threading.Thread] = None
+        self._stats_thread: Optional[threading.Thread] = None
+        self._source_done = threading.Event()  # the source will deliver nothing more
+        self._lossless = bool(getattr(self.cfg.source, "type", "") == "replay" and not getattr(self.cfg.source, "realtime", True))
+
+    # ================================================================ control
+
+    def request_stop(self, reason: str) -> None:
+        if not self.stop_event.is_set():
+            self.stop_reason = reason
+            log.info("stopping: %s", reason)
+            self.stop_event.set()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.stop_event.is_set():
+            log.info("%s received again; already stopping", name)
+            return
+        self.request_stop(f"{name} received")
+
+    # ================================================================ run
+
+    def run(self) -> int:
+        previous = {}
+        if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        try:
+            code = self._setup()
+            if code != EXIT_OK:
+                return code
+            code = self._loop()
+            self._shutdown()
+            return code
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _setup(self) -> int:
+        from .bundle import BundleError
+        from .interpreter import InterpreterError
+        from .mqtt.config import MqttConfigError
+        from .mqtt.publisher import Publisher
+
+        cfg = self.cfg
+        errors, warnings = check_files(self.loaded)
+        for line in warnings:
+            log.warning("config: %s", line)
+        if errors:
+            for line in errors:
+                log.error("config: %s", line)
+            return EXIT_CONFIG
+        try:
+            self.runtime = Runtime.from_config(cfg)
+        except (BundleError, InterpreterError, ValueError) as exc:
+            log.error("cannot load the model: %s", exc)
+            return EXIT_CONFIG
+        rt = self.runtime
+        problems = source_channel_problems(cfg, rt.pre.n_channels)
+        if problems:
+            for key, msg in problems:
+                log.error("config: %s: %s", self.loaded.where(key), msg)
+            return EXIT_CONFIG
+        try:
+            self.publisher = Publisher(cfg.mqtt, self.device_id, rt.model_id, rt.labels)
+            self.publisher.start()
+        except (MqttConfigError, ValueError) as exc:
+            log.error("config: %s", exc)
+            return EXIT_CONFIG
+        try:
+            self.source = make_source(cfg, rt.pre.n_channels, rt.pre.sample_rate_hz, self.publisher.client_id)
+            self.source.start()
+            windowing = self._windowing(self.source)
+        except (SourceError, ValueError) as exc:
+            log.error("source: %s", exc)
+            self.publisher.stop(timeout=2.0)
+            return EXIT_CONFIG
+        log.info(
+            "edge-har daemon up: device %s, model %s/%s, source %s (%s Hz), %d windows queue%s",
+            self.device_id, rt.model_id, rt.variant, self.source.name, f"{windowing.source_rate_hz:g}",
+            cfg.queues.windows, " (lossless replay)" if self._lossless else "",
+        )
+        self._source_thread = threading.Thread(target=self._source_loop, args=(windowing,), name="edge-har-source", daemon=True)
+        self._stats_thread = threading.Thread(target=self._stats_loop, name="edge-har-stats", daemon=True)
+        self._source_thread.start()
+        self._stats_thread.start()
+        return EXIT_OK
+
+    def _windowing(self, source: Source) -> Windowing:
+        assert self.runtime is not None
+        scfg = self.cfg.source
+        scale, offset = scfg.scale, scfg.offset
+        if scale is None and offset is None and source.delivers_physical_units:
+            scale, offset = [1.0], [0.0]
+            log.info(
+                "source delivers physical units: value scaling set to scale 1, offset 0 (the bundle's is %s / %s %s)",
+                list(self.runtime.pre.scale), list(self.runtime.pre.offset), self.runtime.pre.units,
+            )
+        return self.runtime.windowing(source.rate_hz, scale, offset)
+
+    # ================================================================ source thread
+
+    def _source_loop(self, windowing: Windowing) -> None:
+        source = self.source
+        assert source is not None
+        errors_in_a_row = 0
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    chunk = source.read(READ_TIMEOUT_S)
+                    errors_in_a_row = 0
+                except Exception:
+                    # A source bug or an odd device error must not end the stream: log, back off, go on.
+                    errors_in_a_row += 1
+                    delay = min(30.0, 0.5 * 2 ** min(errors_in_a_row, 6))
+                    log.exception("source %s: read failed (%d in a row); retrying in %.1f s", source.name, errors_in_a_row, delay)
+                    self.stop_event.wait(delay)
+                    continue
+                if chunk is None:
+                    if source.finished:
+                        self._source_finished()
+                        return
+                    continue
+                for window in windowing.push(chunk):
+                    self._enqueue(window)
+        finally:
+            try:
+                source.stop()
+            except Exception:
+                log.exception("source %s: stop failed", source.name)
+            self._source_done.set()
+
+    def _source_finished(self) -> None:
+        if getattr(self.cfg.source, "stop_at_end", False):
+            log.info("source finished; source.stop_at_end is set: stopping after the queued windows")
+        else:
+            log.info("source finished; staying up (status online, stats continue) until stopped")
+
+    def _enqueue(self, window: Window) -> None:
+        if self._lossless:
+            while not self.stop_event.is_set():
+                try:
+                    self.windows.put(window, timeout=READ_TIMEOUT_S)
+                    return
+                except queue.Full:
+                    continue
+            return
+        try:
+            self.windows.put_nowait(window)
+        except queue.Full:
+            try:
+                self.windows.get_nowait()
+                self.stats.window_dropped()
+                if self.stats.windows_dropped == 1 or self.stats.windows_dropped % 1000 == 0:
+                    log.warning(
+                        "inference is behind the source: dropped the oldest queued window (%d so far; queues.windows=%d)",
+                        self.stats.windows_dropped, self.cfg.queues.windows,
+                    )
+            except queue.Empty:
+                pass
+            try:
+                self.windows.put_nowait(window)
+            except queue.Full:
+                self.stats.window_dropped()
+
+    # ================================================================ inference (main thread)
+
+    def _loop(self) -> int:
+        rt = self.runtime
+        assert rt is not None
+        started = time.monotonic()
+        failures = 0
+        drain_deadline: Optional[float] = None
+        stop_at_end = bool(getattr(self.cfg.source, "stop_at_end", False))
+        while True:
+            if self.stop_event.is_set():
+                if drain_deadline is None:
+                    drain_deadline = time.monotonic() + DRAIN_TIMEOUT_S
+                if self._source_done.is_set() and self.windows.empty():
+                    break
+                if time.monotonic() > drain_deadline:
+                    log.warning("stop: %d queued window(s) left uninferred after %g s", self.windows.qsize(), DRAIN_TIMEOUT_S)
+                    break
+            elif self.duration_s is not None and time.monotonic() - started >= self.duration_s:
+                self.request_stop(f"--duration {self.duration_s:g} s reached")
+                continue
+            elif stop_at_end and self._source_done.is_set() and self.windows.empty():
+                self.request_stop("end of the replay (source.stop_at_end)")
+                continue
+            try:
+                window = self.windows.get(timeout=READ_TIMEOUT_S)
+            except queue.Empty:
+                continue
+            try:
+                prediction = rt.predict(window)
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("inference failed (%d in a row)", failures)
+                if failures >= MAX_FAILURES_IN_A_ROW:
+                    log.error("inference failed %d times in a row; exiting so the service manager restarts it", failures)
+                    self.request_stop("inference keeps failing")
+                    return EXIT_FAILURE
+                continue
+            self._publish(prediction)
+            if self.max_windows is not None and self.stats.windows_total >= self.max_windows:
+                self.request_stop(f"--max-windows {self.max_windows} reached")
+                break
+        return EXIT_OK
+
+    def _publish(self, p: Prediction) -> None:
+        from .mqtt.payloads import prediction_payload
+
+        rt = self.runtime
+        assert rt is not None
+        extra: dict[str, Any] = {}
+        if p.truth:
+            extra["truth"] = p.truth
+        if rt.smoother.window > 1:
+            extra["raw_label"] = p.raw_label
+        p.stamp_e2e()
+        payload = prediction_payload(
+            device_id=self.device_id, model_id=rt.model_id, seq=p.seq, window_end_ts=p.window_end_ts,
+            label=p.label, confidence=p.confidence, probabilities=p.probabilities,
+            inference_ms=p.inference_ms, e2e_ms=p.e2e_ms, variant=rt.variant, extra=extra or None,
+        )
+        self.publisher.publish_prediction(payload)
+        first = self.stats.windows_total == 0
+        self.stats.prediction(p.inference_ms, p.e2e_ms, p.label, p.raw_label, p.truth)
+        if first:
+            log.info(
+                "first prediction: %s (%.2f) after %.2f s (%.2f s since process start); inference %.2f ms, e2e %.2f ms",
+                p.label, p.confidence, self.stats.uptime_s(), _since_process_start(), p.inference_ms, p.e2e_ms,
+            )
+        log.debug("prediction %d: %s %.3f (raw %s) inference %.2f ms e2e %.2f ms", p.seq, p.label, p.confidence, p.raw_label, p.inference_ms, p.e2e_ms)
+
+    # ================================================================ stats
+
+    def _stats_loop(self) -> None:
+        interval = self.cfg.mqtt.stats_interval_s
+        while not self.stop_event.wait(interval):
+            try:
+                self.publish_stats()
+            except Exception:
+                log.exception("stats: could not publish")
+
+    def stats_payload(self) -> dict[str, Any]:
+        from .mqtt.payloads import stats_payload
+
+        rt, source = self.runtime, self.source
+        assert rt is not None and source is not None
+        interval = self.stats.take_interval()
+        dropped = source.malformed.counts()
+        extra: dict[str, Any] = {
+            "variant": rt.variant,
+            "windows_dropped": self.stats.windows_dropped,
+            "source": source.status(),
+        }
+        accuracy = self.stats.accuracy()
+        if accuracy:
+            extra["replay_accuracy"] = accuracy
+        return stats_payload(
+            device_id=self.device_id, model_id=rt.model_id, uptime_s=self.stats.uptime_s(),
+            windows_total=self.stats.windows_total, windows_per_s=interval["windows_per_s"],
+            inference_ms=interval["inference_ms"], e2e_ms=interval["e2e_ms"],
+            samples_total=source.samples_read + sum(dropped.values()), samples_dropped=dropped,
+            queue_depth=self.windows.qsize(), rss_mb=rss_mb(), mqtt=self.publisher.counters(), extra=extra,
+        )
+
+    def publish_stats(self) -> dict[str, Any]:
+        payload = self.stats_payload()
+        self.publisher.publish_stats(payload)
+        inf, e2e, m = payload.get("inference_ms") or {}, payload.get("e2e_ms") or {}, payload["mqtt"]
+        log.info(
+            "stats: %.1f windows/s, inference p50 %s p99 %s ms, e2e p50 %s p99 %s ms, %d windows, dropped samples %s, "
+            "dropped windows %d, queue %d, rss %s MiB, mqtt %s (queued %d, dropped %d)",
+            payload["windows_per_s"], inf.get("p50"), inf.get("p99"), e2e.get("p50"), e2e.get("p99"),
+            payload["windows_total"], payload["samples_dropped"] or 0, payload["extra"]["windows_dropped"],
+            payload["queue_depth"], payload["rss_mb"], "up" if m.get("connected") else "DOWN",
+            m.get("queued", 0), m.get("dropped_offline", 0),
+        )
+        return payload
+
+    # ================================================================ shutdown
+
+    def _shutdown(self) -> None:
+        self.stop_event.set()
+        if self._source_thread is not None:
+            self._source_thread.join(timeout=5.0)
+            if self._source_thread.is_alive():
+                log.warning("the source thread did not stop within 5 s; leaving it to exit with the process")
+        if self._stats_thread is not None:
+            self._stats_thread.join(timeout=2.0)
+        try:
+            self.publish_stats()
+        except Exception:
+            log.exception("stats: could not publish the final stats")
+        self.publisher.stop(timeout=5.0)
+        summary = self.stats.run_summary()
+        summary["accuracy"] = self.stats.accuracy()
+        summary["stop_reason"] = self.stop_reason
+        summary["samples_dropped"] = self.source.malformed.counts() if self.source else {}
+        inf, e2e = summary["inference_ms"] or {}, summary["e2e_ms"] or {}
+        log.info(
+            "stopped (%s): %d windows in %.1f s; inference p50 %.3f p99 %.3f ms; e2e p50 %.3f p99 %.3f ms%s",
+            self.stop_reason or "no reason", summary["windows_total"], summary["uptime_s"],
+            inf.get("p50", float("nan")), inf.get("p99", float("nan")), e2e.get("p50", float("nan")), e2e.get("p99", float("nan")),
+            f"; replay accuracy raw {summary['accuracy']['raw']:.3f}, smoothed {summary['accuracy']['smoothed']:.3f}"
+            if summary["accuracy"] else "",
+        )
+        if self.summary_json is not None:
+            try:
+                self.summary_json.parent.mkdir(parents=True, exist_ok=True)
+                self.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+            except OSError as exc:
+                log.error("cannot write --summary-json %s: %s", self.summary_json, exc)
+
+
+def _since_process_start() -> float:
+    """Seconds since this process was started (exec), from /proc with 10 ms resolution.
+
+    psutil's create_time adds the boot time rounded to whole seconds, too coarse for a cold start.
+    """
+    try:
+        import os
+
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        with open("/proc/self/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 of stat(5): starttime, counted after the ")" of comm
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def run_daemon(config_path: str | Path, **options: Any) -> int:
+    """Load the config and run; the CLI's entry point (also usable from Python)."""
+    from .config import load_config
+
+    try:
+        loaded = load_config(config_path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            log.error("config: %s", line)
+        return EXIT_CONFIG
+    _apply_log_level(loaded.config.logging.level)
+    return Daemon(loaded, **options).run()
+
+
+def _apply_log_level(level: str) -> None:
+    """The config's level, unless ``edge-har --log-level`` chose one other than its default INFO."""
+    root = logging.getLogger()
+    if root.level in (logging.NOTSET, logging.INFO):
+        root.setLevel(getattr(logging, level))

@@ -1,0 +1,221 @@
+"""Sensor runtime: bundle + interpreter + the shared streaming preprocessing + smoothing.
+
+Raw sample chunks go in, :class:`Prediction` objects come out; nothing here knows about MQTT
+or threads, so the daemon, the benchmarks and the tests drive the same code. The work is split
+in two on purpose:
+
+* :class:`Windowing` (cheap numpy, runs in the daemon's source thread) turns chunks into
+  normalised model windows with :class:`~edge_har.preprocessing.StreamPreprocessor`, the code
+  path training used, resampling when the source's rate differs from the model's;
+* :meth:`Runtime.predict` (the interpreter, the inference thread) runs one window and smooths.
+
+Latency is measured per window: ``inference_ms`` around the interpreter call only, and
+``e2e_ms`` from the arrival of the chunk holding the window's last sample to the prediction
+being ready (the daemon re-stamps it at the hand-off to MQTT).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .bundle import Bundle, BundleError
+from .interpreter import TFLiteModel
+from .preprocessing import Preprocessing, StreamPreprocessor
+from .smoothing import Smoother
+from .sources.base import Chunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Window:
+    """One model-ready window and where it came from."""
+
+    data: np.ndarray  # (window, C) float32, normalised
+    end_ts: float  # Unix time of the window's last sample
+    arrival: float  # perf_counter() when the chunk completing it arrived
+    truth: Optional[str] = None  # ground-truth label (replay)
+    segment_start: bool = False  # first window after a gap: smoothing restarts
+
+
+@dataclass
+class Prediction:
+    seq: int
+    window_end_ts: float
+    label: str  # smoothed (or the unknown label)
+    confidence: float
+    probabilities: dict[str, float]  # smoothed
+    raw_label: str  # this window alone
+    raw_confidence: float
+    inference_ms: float
+    e2e_ms: float
+    truth: Optional[str] = None
+    arrival: float = 0.0
+
+    def stamp_e2e(self) -> float:
+        """Set e2e_ms to now (the hand-off); returns it."""
+        self.e2e_ms = (time.perf_counter() - self.arrival) * 1000.0
+        return self.e2e_ms
+
+
+class Windowing:
+    """Chunks -> windows through one :class:`StreamPreprocessor`, restarting at segment starts."""
+
+    def __init__(
+        self,
+        pre: Preprocessing,
+        source_rate_hz: Optional[float] = None,
+        scale: Optional[Sequence[float]] = None,
+        offset: Optional[Sequence[float]] = None,
+    ) -> None:
+        self.stream = StreamPreprocessor(pre, source_rate_hz=source_rate_hz, scale=scale, offset=offset)
+        self.pre = self.stream.pre
+        self._emitted = 0  # windows since the last reset: the next one ends at window + emitted * stride
+        self._pending_segment = True
+
+    @property
+    def source_rate_hz(self) -> float:
+        return self.stream.source_rate_hz
+
+    def reset(self) -> None:
+        self.stream.reset()
+        self._emitted = 0
+        self._pending_segment = True
+
+    def push(self, chunk: Chunk) -> list[Window]:
+        if chunk.segment_start and self.stream.windower.samples_seen:
+            self.reset()
+        if not len(chunk.samples):
+            return []
+        arrays = self.stream.push(chunk.samples)
+        if not arrays:
+            return []
+        seen = self.stream.windower.samples_seen  # at the model's rate
+        rate = self.pre.sample_rate_hz
+        out = []
+        for data in arrays:
+            end_index = self.pre.window + self._emitted * self.pre.stride
+            self._emitted += 1
+            end_ts = chunk.ts - (seen - end_index) / rate
+            out.append(Window(data, end_ts, chunk.arrival, chunk.label, self._pending_segment))
+            self._pending_segment = False
+        return out
+
+
+class Runtime:
+    """A loaded bundle variant ready to predict windows, with its smoother."""
+
+    def __init__(self, bundle: Bundle, variant: str, model: TFLiteModel, smoother: Smoother) -> None:
+        self.bundle = bundle
+        self.variant = variant
+        self.model = model
+        self.smoother = smoother
+        self.labels = list(bundle.labels)
+        self.pre = bundle.preprocessing
+        expected = (1, self.pre.window, self.pre.n_channels)
+        if tuple(model.input.shape) != expected:
+            raise BundleError(
+                f"{bundle.root}: variant {variant} takes input {tuple(model.input.shape)}, but the bundle's "
+                f"preprocessing makes windows of {expected}"
+            )
+        self._seq = 0
+
+    @classmethod
+    def load(
+        cls,
+        bundle_path: Any,
+        variant: Optional[str] = None,
+        *,
+        backend: str = "auto",
+        num_threads: Optional[int] = 1,
+        delegate: Optional[str] = None,
+        delegate_options: Optional[dict[str, Any]] = None,
+        verify_sha256: bool = True,
+        smoothing: str = "mean_prob",
+        smoothing_window: int = 5,
+        threshold: float = 0.0,
+        unknown_label: str = "unknown",
+    ) -> "Runtime":
+        bundle = Bundle.load(bundle_path)
+        if bundle.kind != "sensor":
+            raise BundleError(f"{bundle.root}: a {bundle.kind} bundle; this runtime runs sensor bundles")
+        v = bundle.variant(variant)
+        started = time.perf_counter()
+        if delegate_options:
+            assert v.file is not None
+            model = TFLiteModel(
+                v.file, backend=backend, num_threads=num_threads, delegate=delegate,
+                expected_sha256=v.sha256 if verify_sha256 else None, delegate_options=dict(delegate_options),
+            )
+        else:
+            model = bundle.load_model(v.name, backend=backend, num_threads=num_threads, delegate=delegate, verify_sha256=verify_sha256)
+        smoother = Smoother(bundle.labels, smoothing, smoothing_window, threshold, unknown_label)
+        runtime = cls(bundle, v.name, model, smoother)
+        log.info(
+            "model %s variant %s (%s, %.1f KiB) loaded with %s %s in %.0f ms; input %s, %d labels",
+            bundle.model_id, v.name, v.quantization, v.size_bytes / 1024, model.backend.name, model.backend.version,
+            (time.perf_counter() - started) * 1000, list(model.input.shape), len(bundle.labels),
+        )
+        return runtime
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "Runtime":
+        """From a :class:`~edge_har.config.DeviceConfig`."""
+        icfg, scfg = cfg.interpreter, cfg.smoothing
+        return cls.load(
+            cfg.bundle, cfg.variant, backend=icfg.backend, num_threads=icfg.num_threads, delegate=icfg.delegate,
+            delegate_options=icfg.delegate_options, verify_sha256=icfg.verify_sha256, smoothing=scfg.method,
+            smoothing_window=scfg.window, threshold=scfg.threshold, unknown_label=scfg.unknown_label,
+        )
+
+    @property
+    def model_id(self) -> str:
+        return self.bundle.model_id
+
+    def windowing(
+        self,
+        source_rate_hz: Optional[float] = None,
+        scale: Optional[Sequence[float]] = None,
+        offset: Optional[Sequence[float]] = None,
+    ) -> Windowing:
+        """A :class:`Windowing` for a source at ``source_rate_hz`` (None: the model's rate)."""
+        w = Windowing(self.pre, source_rate_hz, scale, offset)
+        if w.source_rate_hz != self.pre.sample_rate_hz:
+            log.info("resampling the source's %g Hz to the model's %g Hz", w.source_rate_hz, self.pre.sample_rate_hz)
+        return w
+
+    def predict(self, window: Window) -> Prediction:
+        if window.segment_start:
+            self.smoother.reset()
+        started = time.perf_counter()
+        probs = self.model.predict(window.data)
+        inference_ms = (time.perf_counter() - started) * 1000.0
+        probs = np.clip(np.nan_to_num(probs, nan=0.0), 0.0, 1.0)  # int8 dequantization can stray past [0, 1]
+        s = self.smoother.update(probs)
+        seq = self._seq
+        self._seq += 1
+        return Prediction(
+            seq=seq,
+            window_end_ts=window.end_ts,
+            label=s.label,
+            confidence=float(min(1.0, max(0.0, s.confidence))),
+            probabilities={label: float(p) for label, p in zip(self.labels, s.probabilities)},
+            raw_label=s.raw_label,
+            raw_confidence=s.raw_confidence,
+            inference_ms=inference_ms,
+            e2e_ms=(time.perf_counter() - window.arrival) * 1000.0,
+            truth=window.truth,
+            arrival=window.arrival,
+        )
+
+    def run_samples(self, samples: np.ndarray, source_rate_hz: Optional[float] = None, label: Optional[str] = None) -> list[Prediction]:
+        """A whole recording through the streaming path (tests, quick checks): one chunk, one segment."""
+        now = time.perf_counter()
+        windowing = self.windowing(source_rate_hz)
+        chunk = Chunk(np.asarray(samples, np.float32), now, time.time(), label=label, segment_start=True)
+        return [self.predict(w) for w in windowing.push(chunk)]
