@@ -27,8 +27,9 @@ CORE = [
     "PyYAML>=6.0",
     "pydantic>=2.5,<3",
 ]
-DEVICE = ["ai-edge-litert>=1.2", "numpy>=1.26", "opencv-python-headless>=4.8"]
-TFLITE = ["tflite-runtime==2.14.0", "numpy>=1.23,<2", "opencv-python-headless>=4.8,<4.11"]
+# pyserial: the serial source (a microcontroller on USB/UART); small and pure Python, so every device gets it.
+DEVICE = ["ai-edge-litert>=1.2", "numpy>=1.26", "opencv-python-headless>=4.8", "pyserial>=3.5"]
+TFLITE = ["tflite-runtime==2.14.0", "numpy>=1.23,<2", "opencv-python-headless>=4.8,<4.11", "pyserial>=3.5"]
 IMU = ["smbus2>=0.4"]
 TRAIN = [
     "tensorflow>=2.16,<2.22",
