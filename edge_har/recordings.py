@@ -155,28 +155,30 @@ def read_samples_result(
     """
     path = Path(path)
     text = _read_text(path)
-    numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=start_line) if line.strip()]
-    if not numbered:
+    lines = text.splitlines()
+    data_idx = [i for i, line in enumerate(lines) if line.strip()]
+    if not data_idx:
         raise RecordingError(f"{path}: empty file (no samples)")
-    delimiter = detect_delimiter(numbered[0][1])
-    rows = [(n, line, split_fields(line, delimiter)) for n, line in numbered]
+    delimiter = detect_delimiter(lines[data_idx[0]])
 
     header = None
-    if not any(_is_number(t, delimiter) for t in rows[0][2]):
-        header = tuple(rows[0][2])
-        rows = rows[1:]
-        if not rows:
+    first_fields = split_fields(lines[data_idx[0]], delimiter)
+    if not any(_is_number(t, delimiter) for t in first_fields):
+        header = tuple(first_fields)
+        data_idx = data_idx[1:]
+        if not data_idx:
             raise RecordingError(f"{path}: a header line ({', '.join(header)}) but no samples")
 
+    fast = _fast_parse([lines[i] for i in data_idx], delimiter, n_channels)
+    if fast is not None:
+        return ReadResult(fast, 0, header, delimiter, np.asarray(data_idx, np.int64) + start_line)
+
+    rows = [(i + start_line, lines[i], split_fields(lines[i], delimiter)) for i in data_idx]
     if n_channels is not None:
         width, why = n_channels, f"{n_channels} are expected"
     else:
         width = Counter(len(f) for _, _, f in rows).most_common(1)[0][0]
         why = f"the file's other lines have {width}"
-
-    fast = _fast_parse(rows, delimiter, width)
-    if fast is not None:
-        return ReadResult(fast, 0, header, delimiter, np.fromiter((n for n, _, _ in rows), np.int64, len(rows)))
 
     values: list[list[float]] = []
     kept: list[int] = []
@@ -201,24 +203,28 @@ def read_samples_result(
     return ReadResult(samples, len(bad), header, delimiter, np.asarray(kept, np.int64), bad)
 
 
-def _fast_parse(rows: list[tuple[int, str, list[str]]], delimiter: str, width: int) -> np.ndarray | None:
-    """All lines well-formed: one numpy conversion (HMP's 450k lines in well under a second).
+def _fast_parse(lines: list[str], delimiter: str, n_channels: int | None) -> np.ndarray | None:
+    """All lines well-formed: numpy's C parser reads the lot (HMP's 450k lines in a fraction of a second).
 
-    Returns None whenever anything is off; the line-by-line path then finds
-    and names the bad line.
+    Returns None whenever anything is off (ragged rows, text, non-finite
+    values, decimal commas); the line-by-line path then finds and names the
+    bad line, or skips it.
     """
-    if any(len(f) != width for _, _, f in rows):
-        return None
-    tokens = [t for _, _, f in rows for t in f]
-    if delimiter == SEMICOLON:
-        tokens = [t.replace(",", ".") if "," in t and "." not in t else t for t in tokens]
     try:
-        arr = np.asarray(tokens, dtype=np.float64)
+        arr = np.loadtxt(
+            io.StringIO("\n".join(lines)),
+            delimiter=None if delimiter == WHITESPACE else delimiter,
+            comments=None,
+            dtype=np.float64,
+            ndmin=2,
+        )
     except ValueError:
+        return None
+    if arr.shape[0] != len(lines) or (n_channels is not None and arr.shape[1] != n_channels):
         return None
     if not np.isfinite(arr).all():
         return None
-    return arr.astype(np.float32).reshape(len(rows), width)
+    return arr.astype(np.float32)
 
 
 def read_samples(
