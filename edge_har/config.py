@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .mqtt.config import MqttConfig
+from .video_config import CameraSourceConfig, VideoRuntimeConfig
 
 __all__ = [
     "ConfigError",
@@ -292,14 +293,15 @@ class I2cImuSourceConfig(_SourceBase):
 
 
 SourceConfig = Annotated[
-    Union[ReplaySourceConfig, SerialSourceConfig, MqttSourceConfig, I2cImuSourceConfig],
+    Union[ReplaySourceConfig, SerialSourceConfig, MqttSourceConfig, I2cImuSourceConfig, CameraSourceConfig],
     Field(discriminator="type"),
 ]
-SOURCE_TYPES: dict[str, type[_SourceBase]] = {
+SOURCE_TYPES: dict[str, type[BaseModel]] = {
     "replay": ReplaySourceConfig,
     "serial": SerialSourceConfig,
     "mqtt": MqttSourceConfig,
     "i2c_imu": I2cImuSourceConfig,
+    "camera": CameraSourceConfig,  # edge_har.video_config: frames for a video bundle
 }
 
 
@@ -365,11 +367,14 @@ class DeviceConfig(_Model):
         None, description="Bundle variant to run (float32, dynamic_range, int8, ...). Default: the bundle's default_variant."
     )
     interpreter: InterpreterConfig = Field(default_factory=InterpreterConfig, description="TFLite runtime settings.")
-    source: SourceConfig = Field(description="Where samples come from; `type` picks replay, serial, mqtt or i2c_imu.")
+    source: SourceConfig = Field(description="Where samples come from; `type` picks replay, serial, mqtt, i2c_imu or camera (video bundles).")
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig, description="Smoothing of the prediction stream.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker and topics the predictions are published to.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     queues: QueuesConfig = Field(default_factory=QueuesConfig, description="Bounded queues between the threads.")
+    video: VideoRuntimeConfig = Field(
+        default_factory=VideoRuntimeConfig, description="How a video bundle is streamed (camera source); ignored for sensor bundles."
+    )
 
     @field_validator("device_id")
     @classmethod
@@ -405,6 +410,8 @@ class DeviceConfig(_Model):
         source = self.source
         if isinstance(source, ReplaySourceConfig):
             source = source.model_copy(update={"path": fix(source.path)})
+        elif isinstance(source, CameraSourceConfig) and source.target_kind() == "file":
+            source = source.model_copy(update={"device": str(fix(Path(str(source.device))))})
         elif isinstance(source, MqttSourceConfig) and source.broker is not None:
             source = source.model_copy(update={"broker": fix_mqtt(source.broker)})
         return self.model_copy(update={"bundle": fix(self.bundle), "source": source, "mqtt": fix_mqtt(self.mqtt)})
@@ -616,8 +623,11 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
         except BundleError as exc:
             errors.append(f"{loaded.where('bundle')}: {exc}")
     if bundle is not None:
-        if bundle.kind != "sensor":
-            errors.append(f"{loaded.where('bundle')}: {cfg.bundle} is a {bundle.kind} bundle; this daemon runs sensor bundles")
+        camera = isinstance(cfg.source, CameraSourceConfig)
+        if bundle.kind == "video" and not camera:
+            errors.append(f"{loaded.where('source.type')}: {cfg.bundle} is a video bundle; it needs source type camera")
+        elif bundle.kind != "video" and camera:
+            errors.append(f"{loaded.where('bundle')}: source type camera needs a video bundle; {cfg.bundle} is a {bundle.kind} bundle")
         try:
             variant = bundle.variant(cfg.variant)
             for _key, file, _size, _sha in variant.files():
@@ -651,6 +661,13 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
             warnings.append(
                 f"{loaded.where('source.bus')}: {dev} does not exist; enable I2C (raspi-config nonint do_i2c 0) and reboot"
             )
+    elif isinstance(source, CameraSourceConfig):
+        kind = source.target_kind()
+        node = Path(str(source.device)) if kind != "index" else Path(f"/dev/video{int(source.device)}")
+        if kind == "file" and not node.is_file():
+            errors.append(f"{loaded.where('source.device')}: video file {node} does not exist")
+        elif kind in ("index", "v4l2") and not node.exists():
+            warnings.append(f"{loaded.where('source.device')}: {node} does not exist now; the daemon will wait for the camera")
     errors += [f"{loaded.where(_mqtt_key(line))}: {line.split(': ', 1)[1]}" for line in cfg.mqtt.missing_files()]
     if isinstance(source, MqttSourceConfig) and source.broker is not None:
         errors += [
@@ -669,7 +686,7 @@ def source_channel_problems(cfg: DeviceConfig, n_channels: int) -> list[tuple[st
     source = cfg.source
     out: list[tuple[str, str]] = []
     for key in ("scale", "offset"):
-        value = getattr(source, key)
+        value = getattr(source, key, None)  # a camera source has no value scaling
         if value is not None and len(value) not in (1, n_channels):
             out.append((f"source.{key}", f"has {len(value)} values; the model has {n_channels} channels (give 1 or {n_channels})"))
     counted: Optional[tuple[str, int]] = None

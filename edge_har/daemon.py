@@ -82,7 +82,9 @@ class Daemon:
         self._source_thread: Optional[threading.Thread] = None
         self._stats_thread: Optional[threading.Thread] = None
         self._source_done = threading.Event()  # the source will deliver nothing more
-        self._lossless = bool(getattr(self.cfg.source, "type", "") == "replay" and not getattr(self.cfg.source, "realtime", True))
+        self._lossless = bool(
+            getattr(self.cfg.source, "type", "") in ("replay", "camera") and not getattr(self.cfg.source, "realtime", True)
+        )
 
     # ================================================================ control
 
@@ -132,7 +134,10 @@ class Daemon:
                 log.error("config: %s", line)
             return EXIT_CONFIG
         try:
-            self.runtime = Runtime.from_config(cfg)
+            from .video_runtime import VideoStreamRuntime, is_video_bundle
+
+            # A video bundle (camera source) streams frames through encoder + head; the same Prediction comes out.
+            self.runtime = (VideoStreamRuntime if is_video_bundle(cfg.bundle) else Runtime).from_config(cfg)  # type: ignore[assignment]
         except (BundleError, InterpreterError, ValueError) as exc:
             log.error("cannot load the model: %s", exc)
             return EXIT_CONFIG
@@ -170,7 +175,7 @@ class Daemon:
     def _windowing(self, source: Source) -> Windowing:
         assert self.runtime is not None
         scfg = self.cfg.source
-        scale, offset = scfg.scale, scfg.offset
+        scale, offset = getattr(scfg, "scale", None), getattr(scfg, "offset", None)  # none for a camera
         if scale is None and offset is None and source.delivers_physical_units:
             scale, offset = [1.0], [0.0]
             log.info(
@@ -337,6 +342,8 @@ class Daemon:
             "windows_dropped": self.stats.windows_dropped,
             "source": source.status(),
         }
+        if hasattr(rt, "counters"):  # video: frames in, kept at the model's rate, mean encoder time
+            extra["frames"] = rt.counters()
         accuracy = self.stats.accuracy()
         if accuracy:
             extra["replay_accuracy"] = accuracy

@@ -47,6 +47,13 @@ class CameraSourceConfig(BaseModel):
         ),
     )
     loop: bool = Field(False, description="Files only: start again at the end instead of stopping.")
+    stop_at_end: bool = Field(
+        False,
+        description=(
+            "Files only: when the file ends (without loop), infer what is queued, publish offline and exit 0. "
+            "Otherwise the daemon stays up with an idle source."
+        ),
+    )
     buffer_frames: int = Field(
         1, ge=1, le=30, description="Newest frames kept for the consumer; older ones are dropped and counted in stats."
     )

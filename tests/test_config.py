@@ -131,7 +131,7 @@ def test_missing_required_keys(tmp_path):
     assert f"{path}: bundle: required key is missing" in lines
     assert f"{path}:1: source.rate_hz: required key is missing" in lines
     lines = problems(write(tmp_path, "bundle: b\nsource: {port: x}\n", "notype.yaml"))
-    assert lines == [f"{tmp_path / 'notype.yaml'}:2: source.type: required key is missing: one of replay, serial, mqtt, i2c_imu"]
+    assert lines == [f"{tmp_path / 'notype.yaml'}:2: source.type: required key is missing: one of replay, serial, mqtt, i2c_imu, camera"]
 
 
 def test_cross_field_rules_name_the_section(tmp_path):

@@ -7,6 +7,7 @@ IMU does not need smbus2 and a gateway does not need pyserial.
 from __future__ import annotations
 
 from ..config import (
+    CameraSourceConfig,
     DeviceConfig,
     I2cImuSourceConfig,
     MqttSourceConfig,
@@ -37,4 +38,8 @@ def make_source(cfg: DeviceConfig, n_channels: int, model_rate_hz: float, client
         from .i2c_imu import I2cImuSource
 
         return I2cImuSource(source, n_channels)
+    if isinstance(source, CameraSourceConfig):
+        from .camera import CameraStreamSource
+
+        return CameraStreamSource(source)
     raise SourceError(f"source.type {getattr(source, 'type', source)!r} is not supported")  # pragma: no cover
