@@ -748,14 +748,10 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = True
 
 def dataset_from_args(args: argparse.Namespace) -> Dataset:
     """Load the data set the options of ``add_dataset_arguments`` describe."""
-    path = Path(args.data)
-    fmt = getattr(args, "format", "auto") or "auto"
-    if fmt == "auto" and path.exists():
-        fmt = detect_format(path)
     options = {
         "subject_regex": getattr(args, "subject_regex", None),
         "sample_rate_hz": getattr(args, "sample_rate", None),
-        ("channel_cols" if fmt == "csv" else "channels"): getattr(args, "channels", None),
+        "channels": getattr(args, "channels", None),  # load_dataset passes them on as channel_cols for a CSV
         "scale": getattr(args, "scale", None),
         "offset": getattr(args, "offset", None),
         "units": getattr(args, "units", None),
@@ -765,4 +761,4 @@ def dataset_from_args(args: argparse.Namespace) -> Dataset:
         "include_model": getattr(args, "include_model_trials", False),
         "skip_bad": getattr(args, "skip_bad", False),
     }
-    return load_dataset(path, format=fmt, **options)
+    return load_dataset(args.data, format=getattr(args, "format", "auto") or "auto", **options)

@@ -426,8 +426,10 @@ def test_cli_bad_values_and_combinations(tmp_path, capsys):
         with pytest.raises(SystemExit):
             parser().parse_args(argv)
         assert message in capsys.readouterr().err
-    with pytest.raises(DatasetError, match=r"--label-column does not apply to format hmp"):
+    with pytest.raises(DatasetError, match=r"--label-column does not apply to format hmp \(detected\)"):
         dataset_from_args(parser().parse_args(["--data", str(root), "--label-column", "y"]))
+    with pytest.raises(DatasetError, match=r"--sample-rate does not apply to format hmp \(given\)"):
+        dataset_from_args(parser().parse_args(["--data", str(root), "--format", "hmp", "--sample-rate", "50"]))
     with pytest.raises(DatasetError, match=r"--include-model-trials does not apply to format csv"):
         dataset_from_args(parser().parse_args(["--data", str(long_csv(tmp_path / "s.csv")), "--label-column",
                                                "activity", "--sample-rate", "25", "--include-model-trials"]))
