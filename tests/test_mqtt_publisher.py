@@ -162,6 +162,9 @@ def test_broker_killed_and_restarted_mid_stream(mosquitto_factory, mqtt_listener
     for seq in range(10, 30):
         publisher.publish_prediction(pred(seq))
         time.sleep(0.01)
+    deadline = time.monotonic() + 5  # paho notices at once, unless the machine is very busy
+    while publisher.connected and time.monotonic() < deadline:
+        time.sleep(0.01)
     counters = publisher.counters()
     assert counters["connected"] is False
     assert counters["queued"] + counters["inflight"] >= 15  # kept, not lost
