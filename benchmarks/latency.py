@@ -121,6 +121,19 @@ def _rss_mb() -> float | None:
 
 
 def _peak_rss_mb() -> float:
+    """Peak resident memory of this process since its exec.
+
+    Linux: ``VmHWM`` of /proc/self/status. Not ``ru_maxrss``: the kernel
+    carries the high-water mark across fork and exec, so a worker started by a
+    large parent (a test run that imported TensorFlow) would report the
+    parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
@@ -245,6 +258,9 @@ def measure(step: Step) -> list[dict[str, Any]]:
 
 def worker_main(argv: Sequence[str]) -> int:
     """``python -m benchmarks.latency --worker STEP.json``: measure one step, write its rows as JSON."""
+    import faulthandler
+
+    faulthandler.enable()  # a runtime that segfaults says where, in the step's error
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING)
     spec = json.loads(Path(argv[0]).read_text())
@@ -285,9 +301,26 @@ def _run_isolated(step: Step, spec_path: Path, timeout_s: float) -> list[dict[st
     result = Path(step.result_path)
     if proc.returncode == 0 and result.is_file():
         return json.loads(result.read_text())
-    reason = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
-    tail = " | ".join(line for line in proc.stderr.strip().splitlines()[-3:])
-    return [{"status": "error", "error": f"worker process died ({reason}): {tail}"[:600]}]
+    return [{"status": "error", "error": _death_message(proc.returncode, proc.stderr)}]
+
+
+def _death_message(returncode: int, stderr: str) -> str:
+    """Why a worker died: the signal, and faulthandler's fatal line and innermost Python frame."""
+    import signal as _signal
+
+    if returncode < 0:
+        try:
+            name = _signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        reason = f"killed by {name}"
+    else:
+        reason = f"exit status {returncode}"
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    fatal = next((line for line in lines if line.startswith("Fatal Python error")), None)
+    frame = next((line for line in lines if line.startswith("File ")), None)
+    detail = "; ".join(x for x in (fatal, frame) if x) or " | ".join(lines[-3:])
+    return f"the measuring process died ({reason}){': ' + detail if detail else ''}"[:600]
 
 
 def _run_in_process(step: Step) -> list[dict[str, Any]]:
