@@ -6,6 +6,8 @@ Extras decide which side of the project a machine gets:
 * ``tflite``  - the same runtime on tflite-runtime 2.14 (numpy<2, older Pi images, Coral).
 * ``imu``     - I2C IMU support (smbus2) for the device.
 * ``train``   - the workstation: TensorFlow, tf-keras, matplotlib, scikit-learn.
+* ``bench``   - the benchmark suites' extras on a device: scikit-learn (random-forest baseline) and
+  matplotlib (plots); both install from piwheels on a Pi.
 * ``dev``     - tests and test tools.
 
 ``pip install .[device]`` never pulls TensorFlow.
@@ -39,6 +41,7 @@ TRAIN = [
     "ai-edge-litert>=1.2",
     "opencv-python-headless>=4.8",
 ]
+BENCH = ["scikit-learn>=1.3", "matplotlib>=3.7"]
 DEV = ["pytest>=7.4", "pytest-timeout>=2.2", "cryptography>=41"]  # cryptography: TLS test certificates
 
 setup(
@@ -58,7 +61,8 @@ setup(
         "imu": IMU,
         "train": TRAIN,
         "dev": DEV,
-        "all": sorted(set(DEVICE + IMU + TRAIN + DEV)),
+        "bench": BENCH,
+        "all": sorted(set(DEVICE + IMU + TRAIN + BENCH + DEV)),
     },
     entry_points={"console_scripts": ["edge-har=edge_har.cli:main"]},
     classifiers=[
