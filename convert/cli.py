@@ -214,7 +214,9 @@ examples:
   edge-har evaluate bundles/hmp --data other_recordings/ --split all --variant int8 --out runs/eval-other
 
 --split test re-creates the exact test split recorded in bundle.json (the data set must hold those
-recordings); --split all evaluates every window of the data given. For each variant it writes
+recordings); --split all evaluates every window of the data given. Give the same data-set flags
+as for convert (--format, --sample-rate, ...); value scaling, resampling, windowing and
+normalisation always come from the bundle. For each variant it writes
 <out>/<variant>/metrics.json (accuracy, macro-F1, per-class precision/recall/F1, confusion matrix)
 and <out>/<variant>/confusion_matrix.png, plus <out>/summary.json. No TensorFlow needed.
 """

@@ -82,6 +82,7 @@ class ModelConfig:
     bidirectional: bool = False
     dropout: float = 0.3
     batch_norm: bool = True
+    input_noise: float = 0.0  # std of Gaussian noise added to the (normalised) input while training only
 
     def __post_init__(self) -> None:
         if not self.lstm_units:
@@ -89,6 +90,8 @@ class ModelConfig:
         for name in ("kernel_size", "pool_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.input_noise < 0:
+            raise ValueError(f"input_noise must be >= 0, got {self.input_noise}")
         for name in ("conv_dropout", "dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -122,6 +125,7 @@ class ModelConfig:
             bidirectional=args.bidirectional,
             dropout=args.dropout,
             batch_norm=not args.no_batch_norm,
+            input_noise=args.input_noise,
         )
 
     def sequence_length(self, window: int) -> int:
@@ -153,6 +157,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--bidirectional", action="store_true", help="wrap every LSTM in Bidirectional (about twice the LSTM cost)")
     group.add_argument("--dropout", type=_fraction, default=d.dropout, help="dropout before the softmax layer (default: %(default)s)")
     group.add_argument("--no-batch-norm", action="store_true", help="leave out BatchNormalization after the convolutions")
+    group.add_argument(
+        "--input-noise", type=float, default=d.input_noise, metavar="STD",
+        help="Gaussian noise (in normalised units) added to training windows only, a cheap augmentation "
+        "against memorising recordings; not part of the converted model (default: %(default)s)",
+    )
 
 
 def build_cnn_lstm(
@@ -167,6 +176,7 @@ def build_cnn_lstm(
     bidirectional: bool = False,
     dropout: float = 0.3,
     batch_norm: bool = True,
+    input_noise: float = 0.0,
     batch_size: int | None = None,
     name: str = "cnn_lstm",
 ) -> Any:
@@ -183,6 +193,8 @@ def build_cnn_lstm(
         raise ValueError(f"need at least 2 classes, got {n_classes}")
     inputs = keras.Input(shape=(window, channels), batch_size=batch_size, name="window")
     x = inputs
+    if input_noise > 0:
+        x = layers.GaussianNoise(input_noise, name="input_noise")(x)  # identity at inference
     steps = window
     for i, filters in enumerate(conv_filters):
         x = layers.Conv1D(filters, kernel_size, padding="same", use_bias=not batch_norm, name=f"conv{i + 1}")(x)
@@ -217,6 +229,7 @@ def build_from_config(config: ModelConfig, input_shape: Sequence[int], n_classes
         bidirectional=config.bidirectional,
         dropout=config.dropout,
         batch_norm=config.batch_norm,
+        input_noise=config.input_noise,
         batch_size=batch_size,
     )
 

@@ -177,22 +177,22 @@ def run_convert(options: ConvertOptions, dataset: Any | None = None, split: Any 
     specs = resolve_variants(options.variants)
     export.check_destination(options.out, options.overwrite)
 
-    with stage("load data", timings):
-        if dataset is None:
-            from .datasets import load_dataset
+    if dataset is None:  # (the CLI loads and splits before calling, to report bad input first)
+        from .datasets import load_dataset
 
-            if options.data is None:
-                raise ConvertError("no data set given")
+        if options.data is None:
+            raise ConvertError("no data set given")
+        with stage("load data", timings):
             dataset = load_dataset(options.data, **options.dataset_options)
-        labels = list(dataset.labels)
-        log.info("data set %s: %d recordings, %d classes, %s Hz, channels %s",
-                 dataset.name, len(dataset.recordings), len(labels), dataset.sample_rate_hz, ", ".join(dataset.channels))
-    with stage("split", timings):
-        if split is None:
-            from .splits import split_recordings
+    labels = list(dataset.labels)
+    log.info("data set %s: %d recordings, %d classes, %s Hz, channels %s",
+             dataset.name, len(dataset.recordings), len(labels), dataset.sample_rate_hz, ", ".join(dataset.channels))
+    if split is None:
+        from .splits import split_recordings
 
+        with stage("split", timings):
             split = split_recordings(dataset, **options.split_options)
-        log.info("split: %d train / %d validation / %d test recordings", len(split.train), len(split.val), len(split.test))
+    log.info("split: %d train / %d validation / %d test recordings", len(split.train), len(split.val), len(split.test))
     with stage("windows", timings):
         pre = build_preprocessing(dataset, options)
         sets = split_windows(dataset, split, pre, options.skip_short)

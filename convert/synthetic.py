@@ -122,3 +122,35 @@ def write_synthetic_imu_dataset(
             path = folder / f"Accelerometer-{stamp}-{name.lower()}-{subject}.txt"
             path.write_text("\n".join(f"{x} {y} {z}" for x, y, z in codes) + "\n")
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m convert.synthetic OUT``: write a demo data set (the public ones may not be redistributed)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m convert.synthetic",
+        description="Write a small synthetic wrist-accelerometer data set in the HMP folder layout, "
+        "for trying edge-har convert without downloading a public data set.",
+    )
+    parser.add_argument("out", type=Path, help="folder to create (class folders go inside)")
+    parser.add_argument("--classes", default="walk,sit,wave", help="comma-separated class names (default: %(default)s)")
+    parser.add_argument("--recordings-per-class", type=int, default=12, help="(default: %(default)s)")
+    parser.add_argument("--subjects", type=int, default=4, help="(default: %(default)s)")
+    parser.add_argument("--seconds", type=float, nargs=2, default=(10.0, 20.0), metavar=("MIN", "MAX"),
+                        help="recording length range in seconds (default: 10 20)")
+    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    args = parser.parse_args(argv)
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+    root = write_synthetic_imu_dataset(
+        args.out, classes=classes, recordings_per_class=args.recordings_per_class,
+        subjects=args.subjects, seconds=tuple(args.seconds), seed=args.seed,
+    )
+    print(f"wrote {len(classes) * args.recordings_per_class} recordings of {', '.join(classes)} to {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

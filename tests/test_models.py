@@ -117,3 +117,15 @@ def test_invalid_configs_raise():
         ModelConfig.from_json({"colour": "red"})
     with pytest.raises(ValueError, match="at least 2 classes"):
         build_cnn_lstm((32, 3), 1)
+
+
+def test_input_noise_acts_in_training_only():
+    config = ModelConfig(conv_filters=(4,), lstm_units=(4,), input_noise=0.5)
+    model = build_from_config(config, (16, 3), 2)
+    assert "GaussianNoise" in layer_types(model)
+    x = np.ones((2, 16, 3), np.float32)
+    np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
+    assert not np.allclose(model.get_layer("input_noise")(x, training=True), x)
+    assert ModelConfig.from_json(config.to_json()).input_noise == 0.5
+    with pytest.raises(ValueError, match="input_noise"):
+        ModelConfig(input_noise=-1.0)
