@@ -278,7 +278,7 @@ class Daemon:
             except queue.Empty:
                 continue
             try:
-                prediction = rt.predict(window)
+                self._publish(rt.predict(window))
                 failures = 0
             except Exception:
                 failures += 1
@@ -288,7 +288,6 @@ class Daemon:
                     self.request_stop("inference keeps failing")
                     return EXIT_FAILURE
                 continue
-            self._publish(prediction)
             if self.max_windows is not None and self.stats.windows_total >= self.max_windows:
                 self.request_stop(f"--max-windows {self.max_windows} reached")
                 break

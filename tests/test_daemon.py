@@ -156,13 +156,24 @@ def test_broker_down_at_start_then_up(tiny_bundle, heldout_dir, mosquitto_broker
         last = listener.payloads("edge-har/pi-test/stats")[-1]
         assert last["extra"]["source"]["finished"] and last["mqtt"]["connected"]
         assert listener.on("edge-har/pi-test/status")[-1].payload == b"online"
+        # the broker crashes and comes back: the daemon rides it out and says online again
+        onlines = sum(m.payload == b"online" for m in listener.on("edge-har/pi-test/status"))
+        mosquitto_broker.kill()
+        time.sleep(1.0)
+        assert run.thread.is_alive() and not run.daemon.publisher.counters()["connected"]
+        mosquitto_broker.start()
+        listener.wait_for(
+            lambda ms: sum(m.topic.endswith("/status") and m.payload == b"online" for m in ms) > onlines,
+            timeout=10, what="online again after the broker restart",
+        )
     finally:
         code = run.stop()
     assert code == 0
     listener.wait_for(lambda ms: ms[-1].topic.endswith("/status") and ms[-1].payload == b"offline", timeout=5, what="offline")
 
 
-def test_sigterm_stops_the_process_cleanly_leaving_retained_offline(tiny_bundle, heldout_dir, mosquitto_broker, mqtt_listener, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_the_process_cleanly_leaving_retained_offline(signum, tiny_bundle, heldout_dir, mosquitto_broker, mqtt_listener, tmp_path):
     listener = mqtt_listener(mosquitto_broker, ["edge-har/pi-test/prediction"])
     cfg = write_config(
         tmp_path / "forever.yaml", tiny_bundle, mosquitto_broker,
@@ -174,14 +185,14 @@ def test_sigterm_stops_the_process_cleanly_leaving_retained_offline(tiny_bundle,
     )
     try:
         listener.wait_count("edge-har/pi-test/prediction", 3, timeout=30)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err[-3000:]
-    assert "SIGTERM received" in err and "retained offline sent" in err
+    assert f"{signal.Signals(signum).name} received" in err and "retained offline sent" in err
     assert "Traceback" not in err
     late = mqtt_listener(mosquitto_broker, ["edge-har/pi-test/status"])
     msgs = late.wait_count("edge-har/pi-test/status", 1, timeout=5)
