@@ -178,7 +178,7 @@ def score_baseline(bundle: Any, dataset: Any, split: SplitData, settings: Accura
         "size_bytes": model.size_bytes(),
     })
     try:
-        png = confusion_matrix_png(rep["confusion_matrix"], bundle.labels, out_dir / "confusion" / "random_forest.png",
+        png = confusion_matrix_png(rep["confusion_matrix"], bundle.labels, out_dir / "confusion" / "random_forest" / "confusion_matrix.png",
                                    title=f"random forest: accuracy {rep['accuracy']:.3f}, macro-F1 {rep['macro_f1']:.3f}")
         row["files"] = {"confusion_png": str(png)}
     except Exception as exc:  # the matrix is in the JSON; a missing matplotlib loses nothing
