@@ -265,6 +265,12 @@ def accuracy_plot_entries(section: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
+def _size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    return f"{size / 1024:.1f} KB" if size < 10 * 2**20 else f"{size / 2**20:.1f} MB"
+
+
 def _pct(value: Any) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
@@ -283,7 +289,7 @@ def format_accuracy(section: dict[str, Any]) -> str:
         f"data: {data.get('path')}: test split of {data.get('test_recordings')} recordings, {data.get('windows')} "
         "windows (re-created from bundle.json)",
     ]
-    headers = ["model", "quantization", "status", "accuracy", "macro-F1", "vs float32 (points)", "size KB"]
+    headers = ["model", "quantization", "status", "accuracy", "macro-F1", "vs float32 (points)", "size"]
     table, notes = [], []
     for r in rows:
         status = "ok"
@@ -297,8 +303,7 @@ def format_accuracy(section: dict[str, Any]) -> str:
             change = "reference"
         elif r.get("drop_points") is not None:
             change = _pts(0.0 - r["drop_points"] + 0.0)
-        table.append([r["name"], quant, status, _pct(r.get("accuracy")), _pct(r.get("macro_f1")), change,
-                      "-" if size is None else f"{size / 1024:.1f}"])
+        table.append([r["name"], quant, status, _pct(r.get("accuracy")), _pct(r.get("macro_f1")), change, _size(size)])
     parts.append(report.format_table(headers, table, title=f"Accuracy on the test split: {section['bundle']['model_id']}"))
     if notes:
         parts.append("\n".join(notes))
@@ -315,7 +320,7 @@ def format_accuracy(section: dict[str, Any]) -> str:
         base = next(r for r in rows if r.get("kind") == "baseline" and r.get("status") == "ok")
         lines = [f"CNN-LSTM over the random-forest baseline (points of accuracy / macro-F1); the forest: "
                  f"{base['train_windows']} training windows, {base['fit_seconds']:.1f} s to fit, "
-                 f"{base['mean_inference_ms']:.2f} ms per window one at a time, {base['size_bytes'] / 1024:.0f} KB pickled:"]
+                 f"{base['mean_inference_ms']:.2f} ms per window one at a time, {_size(base['size_bytes'])} pickled:"]
         for name, m in margin["variants"].items():
             tag = " (default variant)" if name == default else ""
             lines.append(f"  {name:<14} {m['accuracy_points']:+.2f} / {m['macro_f1_points']:+.2f}{tag}")

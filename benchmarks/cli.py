@@ -239,15 +239,17 @@ def _finish(args: argparse.Namespace, section: dict[str, Any], suite: str, text:
                 plots["accuracy"] = str(png)
     except Exception as exc:  # a missing matplotlib must not lose the figures
         log.warning("plot not drawn: %s", exc)
+    # Read the comparison before writing: --compare may name the very file this run is about to update.
+    comparison = _comparison(args.compare, section, suite) if args.compare else None
     json_path = args.json or out / report.RESULTS_FILE
     try:
         written = report.write_section(json_path, section)
     except report.ReportError as exc:
         raise CliError(f"{exc}; choose another --out or --json") from exc
     print(text)
-    if args.compare:
+    if comparison:
         print()
-        print(_comparison(args.compare, section, suite))
+        print(comparison)
     print(f"\nresults: {written}" + (f"; plots: {', '.join(plots.values())}" if plots else ""))
 
 
@@ -268,6 +270,22 @@ def _comparison(path: Path, section: dict[str, Any], suite: str) -> str:
         headers = ["variant", "runtime", "thr", "p50 ms then", "p50 ms now", "now/then"]
         table = [[r["variant"], r["runtime"], r["threads"], r["previous"], r["current"],
                   "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"] for r in rows]
+    elif suite == "e2e":
+        then = {p["phase"]: p for p in previous.get("phases", [])}
+        headers = ["phase", "figure", "then", "now", "now/then"]
+        table = []
+        for phase in section.get("phases", []):
+            old = then.get(phase["phase"], {})
+            for figure, get in (("latency p50 ms", lambda p: (p.get("latency_ms") or {}).get("p50_ms")),
+                                ("latency p99 ms", lambda p: (p.get("latency_ms") or {}).get("p99_ms")),
+                                ("windows/s", lambda p: p.get("windows_per_s")),
+                                ("CPU % of a core", lambda p: p.get("cpu_percent_of_one_core")),
+                                ("RSS MB peak", lambda p: p.get("rss_mb_peak"))):
+                a, b = get(old), get(phase)
+                if a is None and b is None:
+                    continue
+                ratio = f"{b / a:.2f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else "-"
+                table.append([phase["phase"], figure, a, b, ratio])
     else:
         now = {e["name"]: e for e in _score_rows(section)}
         then = {e["name"]: e for e in _score_rows(previous)}
