@@ -17,6 +17,12 @@ Use them in any test that needs a bundle (device daemon, benchmarks, evaluate):
     A private copy of ``tiny_bundle`` in the test's tmp dir, for tests that
     modify or corrupt files.
 
+``EDGE_HAR_TEST_BUNDLE`` / ``EDGE_HAR_TEST_DATA``
+    When set, the two session fixtures return these paths instead of building
+    them. CI uses this to run the runtime tests in environments without
+    TensorFlow (``.[device]``, ``.[tflite]`` on numpy 1), on a bundle converted
+    beforehand in the workstation environment (scripts/ci_device_checks.sh).
+
 Both session fixtures are shared by the whole run: treat them as read-only.
 Building costs about 20-40 s once per session on 2 cores (TensorFlow import,
 training, three conversions). The int8 accuracy gate is relaxed
@@ -26,6 +32,7 @@ model; tests that care about the gate check it themselves.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -60,6 +67,8 @@ def tiny_convert_options(out: Path, **overrides):
 
 @pytest.fixture(scope="session")
 def tiny_dataset_dir(tmp_path_factory) -> Path:
+    if os.environ.get("EDGE_HAR_TEST_DATA"):
+        return Path(os.environ["EDGE_HAR_TEST_DATA"])
     from convert.synthetic import write_synthetic_imu_dataset
 
     root = tmp_path_factory.mktemp("tiny_imu") / "data"
@@ -70,6 +79,8 @@ def tiny_dataset_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_dataset_dir, tmp_path_factory) -> Path:
+    if os.environ.get("EDGE_HAR_TEST_BUNDLE"):
+        return Path(os.environ["EDGE_HAR_TEST_BUNDLE"])
     from convert.pipeline import run_convert
 
     out = tmp_path_factory.mktemp("tiny_bundle") / "bundle"
