@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_har.bundle import Bundle, BundleError
 from edge_har.interpreter import TFLiteModel
-from edge_har.metrics import classification_report, format_report
+from edge_har.metrics import classification_report
 from edge_har.preprocessing import Preprocessing, normalise
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,8 @@ def evaluate_bundle(
     for name in names:
         model = bundle.load_model(name, backend=backend, num_threads=num_threads)
         evaluation = evaluate_model(model, x, y, bundle.labels, name, progress=progress)
-        log.info("%s", format_report(evaluation.report, title=f"variant {name} ({split} split, {len(x)} windows)"))
+        log.info("%s: accuracy %.4f, macro-F1 %.4f on %d %s windows", name, evaluation.report["accuracy"],
+                 evaluation.report["macro_f1"], len(x), split)
         entry: dict[str, Any] = evaluation.summary()
         if out_dir is not None:
             entry["files"] = write_evaluation(evaluation, out_dir)
