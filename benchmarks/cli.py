@@ -164,7 +164,6 @@ def run_latency_command(args: argparse.Namespace) -> int:
     from edge_har.bundle import Bundle, BundleError
     from edge_har.cli import CliError
 
-    from . import report
     from .latency import LatencySettings, dataset_inputs, format_latency, random_inputs, run_latency
 
     try:
