@@ -259,7 +259,9 @@ def _plain_backbone(config: VideoModelConfig, batch_size: int | None) -> Any:
     x = inputs
     for i, filters in enumerate(config.conv_filters):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv2d{i + 1}")(x)
-        x = layers.BatchNormalization(name=f"bn2d{i + 1}")(x)
+        # momentum 0.9, not Keras's 0.99: the moving statistics must settle within the few hundred
+        # steps a small clip data set trains for, or inference-mode BN sees other statistics than training did.
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn2d{i + 1}")(x)
         x = layers.ReLU(name=f"relu2d{i + 1}")(x)
         if x.shape[1] >= 2 and x.shape[2] >= 2:
             x = layers.MaxPooling2D(2, name=f"pool2d{i + 1}")(x)

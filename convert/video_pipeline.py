@@ -550,7 +550,7 @@ def run_convert_video(options: VideoConvertOptions, dataset: VideoDataset | None
                 summary["report"] = str(Path(files["metrics"]).relative_to(staging))
                 if "confusion_png" in files:
                     summary["confusion_png"] = str(Path(files["confusion_png"]).relative_to(staging))
-                variants[s.name]["metrics"] = summary
+                document["variants"][s.name]["metrics"] = summary
                 log.info("%-14s test accuracy %.4f  macro-F1 %.4f  (%d windows, %s)", s.name,
                          ev.report["accuracy"], ev.report["macro_f1"], ev.report["n_windows"], ev.backend)
             float_probs = evaluations["float32"].probabilities

@@ -1,0 +1,303 @@
+"""Camera-path benchmarks: encoder and head latency, streaming speed-up, sustained frames per second.
+
+    python -m benchmarks.video make-bundles --out bench-results/video/bundles      # workstation (TensorFlow)
+    python -m benchmarks.video run --bundle bench-results/video/bundles/mnv2-a035-128 --out bench-results/video
+
+Three measurements, each reported as a table on stdout and in ``<out>/video.json``:
+
+* **parts**: per-call latency of each variant's frame encoder (one frame) and
+  temporal head (T feature vectors), and of the whole clip model when the
+  bundle has one (``--clip-model``), through ``edge_har.interpreter`` (the
+  device's wrapper), ``num_threads`` as on the device.
+* **speed-up**: the same frames streamed through ``VideoRuntime`` in ``split``
+  mode (encoder once per frame + head every stride) and in ``clip`` mode (the
+  whole clip model over the last T frames at every stride), per prediction,
+  for several strides. Measured, not computed from the part latencies.
+* **fps**: a 320x240 clip file read by the camera source (OpenCV decoding,
+  ``realtime: false`` so no frame is dropped) through the daemon's two stages
+  on two threads (source thread: sampling, preprocessing, encoder; inference
+  thread: head and smoothing): frames per second sustained end to end.
+
+``make-bundles`` converts MobileNetV2 (alpha 0.35 at 128 px, and alpha 1.0 at
+224 px) and the tiny plain Conv2D model of the tests on synthetic clips, with
+random backbone weights (``--weights none``, frozen) and two training epochs:
+latency does not depend on the weights' values, and no ImageNet download is
+needed. Their accuracy is meaningless and the int8 gate is waived for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import queue
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .latency import time_calls
+from .report import latency_summary
+
+log = logging.getLogger(__name__)
+
+BENCH_MODELS: dict[str, dict[str, Any]] = {
+    "mnv2-a035-128": {"backbone": "mobilenetv2", "alpha": 0.35, "input_size": 128, "frames": 8, "lstm_units": (64,)},
+    "mnv2-a100-224": {"backbone": "mobilenetv2", "alpha": 1.0, "input_size": 224, "frames": 8, "lstm_units": (64,)},
+    "plain-32": {"backbone": "plain", "input_size": 32, "conv_filters": (8, 16), "frames": 8, "lstm_units": (16,)},
+}
+
+
+# ---------------------------------------------------------------- bundles
+
+
+def make_bundles(out: Path, names: Sequence[str], calibration: int = 64) -> dict[str, Path]:
+    """Convert the benchmark models on synthetic clips (random frozen backbones, see the module doc)."""
+    from convert.train import TrainConfig
+    from convert.video_models import VideoModelConfig
+    from convert.video_pipeline import VideoConvertOptions, run_convert_video
+    from convert.video_synthetic import write_synthetic_clip_dataset
+
+    data = write_synthetic_clip_dataset(Path(tempfile.mkdtemp(prefix="edge-har-video-bench-")), clips_per_class=6,
+                                        seconds=(3.0, 4.0), fps=10, size=(320, 240))
+    made = {}
+    for name in names:
+        spec = BENCH_MODELS[name]
+        config = VideoModelConfig(mode="video", weights="none", train_backbone="no", dropout=0.0, **spec)
+        options = VideoConvertOptions(
+            out=out / name, data=data, fps=10, stride=4, model=config,
+            train=TrainConfig(epochs=2, batch_size=16, patience=2, verbose=0),
+            calibration_size=calibration, allow_int8_drop=True, max_int8_drop=100.0, clip_model=True,
+            overwrite=True, progress=False, command=f"benchmarks.video make-bundles ({name})",
+        )
+        made[name] = run_convert_video(options)
+    return made
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def bench_frames(spec: Any, n: int = 64, seed: int = 0) -> np.ndarray:
+    """``n`` preprocessed frames of a synthetic 320x240 clip, through the device's frame preprocessing."""
+    from convert.video_synthetic import pattern_for, render_clip
+    from edge_har.frames import preprocess_frame
+
+    raw = render_clip(pattern_for("orbit"), n, (320, 240), 10.0, np.random.default_rng(seed))
+    return np.stack([preprocess_frame(f, spec) for f in raw])
+
+
+def write_bench_clip(path: Path, seconds: float, fps: float, size: tuple[int, int] = (320, 240)) -> Path:
+    from convert.video_synthetic import pattern_for, render_clip, write_clip
+
+    frames = render_clip(pattern_for("sweep"), int(seconds * fps), size, fps, np.random.default_rng(1))
+    return write_clip(path, frames, fps)
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def part_latency(bundle: Any, variants: Sequence[str], threads: int, min_seconds: float) -> list[dict[str, Any]]:
+    """Per-call latency of each part of each variant (ms)."""
+    from edge_har.video_runtime import VideoModels
+
+    rows = []
+    frames = None
+    for name in variants:
+        models = VideoModels.load(bundle, name, num_threads=threads, load_clip="clip" in bundle.variant(name).parts)
+        if frames is None:
+            frames = bench_frames(models.spec)
+        assert models.encoder is not None and models.head is not None
+        feats = np.stack([models.encode(f) for f in frames])
+        windows = np.stack([feats[i : i + models.spec.window] for i in range(len(feats) - models.spec.window)])
+        parts = [("encoder", models.encoder, frames), ("head", models.head, windows)]
+        if models.clip is not None:
+            clips = np.stack([frames[i : i + models.spec.window] for i in range(0, len(frames) - models.spec.window, 4)])
+            parts.append(("clip", models.clip, clips))
+        for part, model, inputs in parts:
+            times = time_calls(model.predict, inputs, warmup=5, runs=None, min_seconds=min_seconds)
+            summary = latency_summary(times)
+            rows.append({
+                "variant": name, "part": part, "threads": threads, "size_kib": round(model.path.stat().st_size / 1024, 1),
+                "input": list(model.input.shape), "input_dtype": model.input.dtype.name,
+                **{k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()},
+            })
+    return rows
+
+
+def streaming_speedup(bundle: Any, variant: str, strides: Sequence[int], threads: int, frames_n: int = 120,
+                      repeats: int = 5) -> list[dict[str, Any]]:
+    """Wall time per prediction: split streaming vs recomputing the whole clip model at every stride.
+
+    The two modes run alternately ``repeats`` times over the same frames and
+    the median is kept, so a load spike on a shared machine hits both alike.
+    """
+    from edge_har.video_runtime import VideoModels, VideoRuntime
+
+    models = VideoModels.load(bundle, variant, num_threads=threads, load_clip=True)
+    frames = bench_frames(models.spec, n=frames_n)
+    rows = []
+    for stride in strides:
+        result: dict[str, Any] = {"variant": variant, "stride": stride, "window": models.spec.window, "threads": threads}
+        per: dict[str, list[float]] = {"split": [], "clip": []}
+        for _ in range(repeats):
+            for mode in ("split", "clip"):
+                rt = VideoRuntime(models, stride=stride, mode=mode)
+                started = time.perf_counter()
+                n = sum(rt.push_preprocessed(f) is not None for f in frames)
+                per[mode].append(1000 * (time.perf_counter() - started) / n)
+                result["predictions"] = n
+        for mode, values in per.items():
+            result[f"{mode}_ms_per_prediction"] = round(float(np.median(values)), 3)
+        result["speedup"] = round(result["clip_ms_per_prediction"] / result["split_ms_per_prediction"], 2)
+        rows.append(result)
+    return rows
+
+
+def sustained_fps(bundle_dir: Path, variant: str, clip: Path, threads: int, stride: int | None = None) -> dict[str, Any]:
+    """The daemon's two stages on two threads over a clip file read by the camera source, no frame dropped."""
+    from edge_har.sources.camera import CameraStreamSource
+    from edge_har.video_config import CameraSourceConfig
+    from edge_har.video_runtime import VideoStreamRuntime
+
+    rt = VideoStreamRuntime.load(bundle_dir, variant, num_threads=threads, smoothing_window=1, stride=stride)
+    windowing = rt.windowing()
+    source = CameraStreamSource(CameraSourceConfig(device=str(clip), realtime=False))
+    windows: "queue.Queue[Any]" = queue.Queue(maxsize=64)
+    done = threading.Event()
+    predictions: list[Any] = []
+
+    def source_stage() -> None:
+        source.start()
+        while True:
+            chunk = source.read(0.5)
+            if chunk is None:
+                if source.finished:
+                    break
+                continue
+            for w in windowing.push(chunk):
+                windows.put(w)
+        done.set()
+
+    started = time.perf_counter()
+    thread = threading.Thread(target=source_stage, daemon=True)
+    thread.start()
+    while not (done.is_set() and windows.empty()):
+        try:
+            predictions.append(rt.predict(windows.get(timeout=0.2)))
+        except queue.Empty:
+            continue
+    seconds = time.perf_counter() - started
+    thread.join()
+    status = source.status()
+    source.stop()
+    frames = status["frames_read"]
+    inf = [p.inference_ms for p in predictions]
+    e2e = [p.e2e_ms for p in predictions]
+    return {
+        "variant": variant, "threads": threads, "clip": clip.name, "frame_size": status["frame_size"],
+        "clip_fps": status["camera_fps"], "model_fps": rt.spec.fps, "stride": windowing.stride,
+        "frames_read": frames, "frames_encoded": windowing.frames_kept, "frames_dropped": status["frames_dropped"],
+        "predictions": len(predictions), "seconds": round(seconds, 3),
+        "frames_per_s": round(frames / seconds, 1), "encoded_frames_per_s": round(windowing.frames_kept / seconds, 1),
+        "predictions_per_s": round(len(predictions) / seconds, 2),
+        "inference_ms_p50": round(float(np.median(inf)), 3) if inf else None,
+        "e2e_ms_p50": round(float(np.median(e2e)), 3) if e2e else None,
+        "e2e_ms_p99": round(float(np.percentile(e2e, 99)), 3) if e2e else None,
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def format_parts(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'variant':<14} {'part':<8} {'thr':>3} {'KiB':>8} {'p50 ms':>8} {'p90 ms':>8} {'mean ms':>8}  input"]
+    for r in rows:
+        lines.append(f"{r['variant']:<14} {r['part']:<8} {r['threads']:>3} {r['size_kib']:>8.1f} {r['p50_ms']:>8.3f} "
+                     f"{r['p90_ms']:>8.3f} {r['mean_ms']:>8.3f}  {r['input']} {r['input_dtype']}")
+    return "\n".join(lines)
+
+
+def format_speedup(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'variant':<14} {'T':>3} {'stride':>6} {'split ms/pred':>14} {'clip ms/pred':>13} {'speed-up':>9}"]
+    for r in rows:
+        lines.append(f"{r['variant']:<14} {r['window']:>3} {r['stride']:>6} {r['split_ms_per_prediction']:>14.3f} "
+                     f"{r['clip_ms_per_prediction']:>13.3f} {r['speedup']:>8.2f}x")
+    return "\n".join(lines)
+
+
+def format_fps(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'variant':<14} {'thr':>3} {'frames/s':>9} {'encoded/s':>10} {'pred/s':>7} {'dropped':>8} {'e2e p50 ms':>11}"]
+    for r in rows:
+        lines.append(f"{r['variant']:<14} {r['threads']:>3} {r['frames_per_s']:>9.1f} {r['encoded_frames_per_s']:>10.1f} "
+                     f"{r['predictions_per_s']:>7.2f} {r['frames_dropped']:>8} {r['e2e_ms_p50'] or float('nan'):>11.2f}")
+    return "\n".join(lines)
+
+
+def run(bundle_dir: Path, out: Path, variants: Sequence[str] | None, threads: Sequence[int], strides: Sequence[int],
+        min_seconds: float, fps_seconds: float) -> dict[str, Any]:
+    import platform
+
+    from edge_har.bundle import Bundle
+
+    bundle = Bundle.load(bundle_dir)
+    names = list(variants or bundle.variants)
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "bundle": str(bundle_dir), "model_id": bundle.model_id, "machine": platform.machine(),
+        "processor": platform.processor(), "video": bundle.data.get("video"),
+        "training": {k: bundle.data["training"]["model"].get(k) for k in ("backbone", "alpha", "input_size", "weights", "frames")},
+        "parts": [], "speedup": [], "fps": [],
+    }
+    for t in threads:
+        result["parts"] += part_latency(bundle, names, t, min_seconds)
+    print(format_parts(result["parts"]))
+    for name in names:
+        if "clip" in bundle.variant(name).parts:
+            result["speedup"] += streaming_speedup(bundle, name, strides, threads[0])
+    if result["speedup"]:
+        print()
+        print(format_speedup(result["speedup"]))
+    spec_fps = float(bundle.data["preprocessing"]["sample_rate_hz"])
+    clip = write_bench_clip(out / "bench_320x240.avi", fps_seconds, spec_fps)
+    for name in names:
+        for t in threads:
+            result["fps"].append(sustained_fps(bundle_dir, name, clip, t))
+    print()
+    print(format_fps(result["fps"]))
+    file = out / f"video-{Path(bundle_dir).name}.json"
+    file.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten {file}")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.video", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    mk = sub.add_parser("make-bundles", help="convert the benchmark models (needs TensorFlow)")
+    mk.add_argument("--out", type=Path, default=Path("bench-results/video/bundles"))
+    mk.add_argument("--models", default="mnv2-a035-128,plain-32", help=f"from {', '.join(BENCH_MODELS)}")
+    rn = sub.add_parser("run", help="measure a video bundle (no TensorFlow)")
+    rn.add_argument("--bundle", type=Path, required=True)
+    rn.add_argument("--out", type=Path, default=Path("bench-results/video"))
+    rn.add_argument("--variants", default=None, help="comma-separated (default: all)")
+    rn.add_argument("--threads", default="1", help="interpreter threads, comma-separated (default: 1)")
+    rn.add_argument("--strides", default="1,2,4,8")
+    rn.add_argument("--min-seconds", type=float, default=2.0, help="timing per part and variant (default: 2)")
+    rn.add_argument("--fps-seconds", type=float, default=30.0, help="length of the 320x240 clip for the fps run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.cmd == "make-bundles":
+        for name, path in make_bundles(args.out, [m.strip() for m in args.models.split(",") if m.strip()]).items():
+            print(f"{name}: {path}")
+        return 0
+    run(args.bundle, args.out, args.variants.split(",") if args.variants else None,
+        [int(t) for t in args.threads.split(",")], [int(s) for s in args.strides.split(",")],
+        args.min_seconds, args.fps_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
