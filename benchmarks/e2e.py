@@ -29,9 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,12 +41,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edge_har.mqtt.local_broker import BrokerError, LocalBroker
+
 from . import report
 
 log = logging.getLogger(__name__)
 
 DEVICE_ID = "bench-e2e"
-MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
 
 
 class E2EError(RuntimeError):
@@ -80,77 +79,15 @@ class E2ESettings:
 # ====================================================================== a private broker
 
 
-def find_mosquitto(explicit: str | None = None) -> str:
-    if explicit:
-        if not os.access(explicit, os.X_OK):
-            raise E2EError(f"--mosquitto {explicit}: not an executable file")
-        return explicit
-    found = shutil.which("mosquitto") or next((p for p in MOSQUITTO_CANDIDATES if os.access(p, os.X_OK)), None)
-    if not found:
-        raise E2EError("the e2e suite needs the mosquitto broker binary: apt-get install mosquitto "
-                       "(the suite starts its own on a free loopback port; a running system broker is left alone)")
-    return found
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-class LocalBroker:
-    """mosquitto on a free loopback port, anonymous, no persistence; stopped by ``stop()``.
-
-    The same minimal configuration as the tests' ``mosquitto_broker`` fixture
-    (tests/plugins/broker.py), without its TLS, password and restart options,
-    so that this module does not depend on pytest and runs on a Pi.
-    """
-
-    def __init__(self, workdir: Path, binary: str | None = None) -> None:
-        self.binary = find_mosquitto(binary)
-        self.host = "127.0.0.1"
-        self.port = free_port(self.host)
-        self.workdir = workdir
-        self.conf = workdir / "mosquitto.conf"
-        self.log_path = workdir / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 10.0) -> "LocalBroker":
-        self.conf.write_text(
-            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
-            "log_dest stderr\nlog_type error\nlog_type warning\nmax_queued_messages 100000\n"
-        )
-        with open(self.log_path, "wb") as log_file:
-            self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log_file, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise E2EError(f"mosquitto exited at start (status {self.proc.returncode}): {self.log_text()[-800:]}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise E2EError(f"mosquitto did not accept connections on {self.host}:{self.port} within {timeout:g} s")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+def start_broker(work: Path, binary: str | None) -> LocalBroker:
+    """The shared private-broker starter (edge_har.mqtt.local_broker), with this suite's error type."""
+    if binary and not os.access(binary, os.X_OK):
+        raise E2EError(f"--mosquitto {binary}: not an executable file")
+    try:
+        return LocalBroker(work, binary=binary).start()
+    except BrokerError as exc:
+        raise E2EError(f"{exc} (the e2e suite starts its own broker on a free loopback port; "
+                       "a running system broker is left alone)") from exc
 
 
 # ====================================================================== the subscriber
@@ -494,7 +431,7 @@ def run_e2e(bundle: Any, settings: E2ESettings, dataset: Any | None = None, work
             rate = float(bundle.preprocessing.sample_rate_hz)
         replay = write_replay_folder(work / "replay", recordings)
         section["replay"] = {"data": what, "rate_hz": rate}
-        broker = LocalBroker(work, settings.mosquitto).start()
+        broker = start_broker(work, settings.mosquitto)
         section["broker"] = {"binary": broker.binary, "port": broker.port, "version": _mosquitto_version(broker.binary)}
         phases = []
         try:

@@ -6,14 +6,10 @@ import json
 
 import pytest
 
-from benchmarks.e2e import E2EError, LocalBroker, find_mosquitto
 from edge_har.cli import main
+from edge_har.mqtt.local_broker import LocalBroker, find_mosquitto
 
-try:
-    find_mosquitto()
-    HAVE_MOSQUITTO = True
-except E2EError:
-    HAVE_MOSQUITTO = False
+HAVE_MOSQUITTO = find_mosquitto() is not None
 
 pytestmark = pytest.mark.skipif(not HAVE_MOSQUITTO, reason="mosquitto is not installed (apt-get install mosquitto)")
 
