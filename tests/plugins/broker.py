@@ -41,24 +41,12 @@ from typing import Any, Callable, Iterable, Optional
 
 import pytest
 
-MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+from edge_har.mqtt.local_broker import LocalBroker, find_mosquitto, free_port
+
 SKIP_REASON = (
     "mosquitto is not installed (apt-get install mosquitto mosquitto-clients; scripts/bootstrap.sh and .ci/run "
     "install it): the MQTT tests need a real broker"
 )
-
-
-def find_mosquitto() -> Optional[str]:
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    return next((p for p in MOSQUITTO_CANDIDATES if os.access(p, os.X_OK)), None)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 # ====================================================================== credentials
@@ -236,8 +224,14 @@ def _make_tls_files_openssl(d: Path, client_cn: str) -> TlsFiles:
 # ====================================================================== the broker
 
 
-class MosquittoBroker:
-    """One mosquitto process with a generated config; restartable on the same port."""
+class MosquittoBroker(LocalBroker):
+    """One mosquitto process with a generated config; restartable on the same port.
+
+    The package's LocalBroker (the demo's and the e2e benchmark's broker) with
+    what the tests need on top: passwords, ACLs, TLS, persistence, a port retry,
+    a frozen (SIGSTOP) broker and autosave waits. Process control (running,
+    stop, kill, log_text) is LocalBroker's.
+    """
 
     def __init__(
         self,
@@ -329,10 +323,6 @@ class MosquittoBroker:
 
     # ------------------------------------------------------------------ process control
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def start(self, timeout: float = 10.0) -> "MosquittoBroker":
         """Start mosquitto (on the same port as before, after stop()/kill()) and wait until it accepts TCP."""
         if self.running:
@@ -375,28 +365,6 @@ class MosquittoBroker:
                 time.sleep(0.02)
         return False
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM (mosquitto saves its persistence db and exits cleanly), SIGKILL after ``timeout``."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def kill(self) -> None:
-        """SIGKILL: a crash. Clients see their connection drop; nothing since the last autosave persists."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
-
     def freeze(self) -> None:
         """SIGSTOP: a hung broker. TCP stays open (the kernel still acknowledges segments) but
         nothing is processed or acknowledged at the MQTT level until ``kill()``."""
@@ -419,12 +387,6 @@ class MosquittoBroker:
                 return
             time.sleep(0.05)
         raise AssertionError(f"mosquitto did not autosave {self.db_path} within {timeout} s")
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def __repr__(self) -> str:
         return f"MosquittoBroker({self.host}:{self.port}, running={self.running}, tls={self.tls is not None})"
