@@ -260,6 +260,8 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
 
     try:
         bundle = load_bundle(args.bundle)
+        if bundle.kind == "video":
+            raise CliError(f"{bundle.root} is a video bundle: use edge-har evaluate-video {args.bundle} --data CLIPS")
         dataset = dataset_from_args(args)
         out = args.out or Path("runs") / "evaluate" / f"{bundle.root.resolve().name}-{args.split}"
         variants = None if args.variant == "all" else [args.variant]
