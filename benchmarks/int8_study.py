@@ -121,6 +121,7 @@ class Recipe:
     dense_per_tensor: one scale per FULLY_CONNECTED weight tensor instead of
         one per output channel (convolutions stay per channel); saves the
         per-channel scale/zero-point tables of the LSTM's 4*units rows.
+    all_per_tensor: one scale per weight tensor everywhere, convolutions too.
     short_names: internal tensor names shortened to "t<index>" (inputs,
         outputs and signatures keep theirs); the converter's fused names are
         long and an unrolled LSTM has hundreds of tensors.
@@ -130,6 +131,7 @@ class Recipe:
     unroll: bool = False
     zero_state: bool = False
     dense_per_tensor: bool = False
+    all_per_tensor: bool = False
     short_names: bool = False
 
 
@@ -138,6 +140,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("unrolled", unroll=True),
     Recipe("unrolled_zs", unroll=True, zero_state=True),
     Recipe("unrolled_zs_pt_sn", unroll=True, zero_state=True, dense_per_tensor=True, short_names=True),
+    Recipe("unrolled_zs_ptall_sn", unroll=True, zero_state=True, all_per_tensor=True, short_names=True),
 )}
 
 
@@ -329,10 +332,25 @@ def build(
     return keras.Model(inputs, outputs, name="cnn_lstm")
 
 
-def train(c: Candidate, data: Data, cache: Path, epochs: int, seed: int) -> tuple[Path, dict[str, Any]]:
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 10
+    patience: int = 3
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    seed: int = 42
+
+    def tag(self, c: Candidate, data: Data) -> str:
+        extra = "" if (self.patience, self.batch_size, self.learning_rate) == (3, 64, 1e-3) else (
+            f"-p{self.patience}-b{self.batch_size}-lr{self.learning_rate:g}")
+        return f"{c.name}-{c.key()}-{data.fingerprint}-e{self.epochs}-s{self.seed}{extra}"
+
+
+def train(c: Candidate, data: Data, cache: Path, settings: TrainSettings) -> tuple[Path, dict[str, Any]]:
     """Train (or reuse the cached weights of) one candidate; returns the weights file and a record."""
     tf, keras = import_tf()
-    tag = f"{c.name}-{c.key()}-{data.fingerprint}-e{epochs}-s{seed}"
+    epochs, seed = settings.epochs, settings.seed
+    tag = settings.tag(c, data)
     weights = cache / f"{tag}.weights.h5"
     record_file = cache / f"{tag}.json"
     if weights.is_file() and record_file.is_file():
@@ -340,20 +358,20 @@ def train(c: Candidate, data: Data, cache: Path, epochs: int, seed: int) -> tupl
         return weights, json.loads(record_file.read_text())
     keras.utils.set_random_seed(seed)
     model = build(c, data.x_train.shape[1:], len(data.labels))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     counts = np.bincount(data.y_train, minlength=len(data.labels)).astype(np.float64)
     class_weight = {i: float(len(data.y_train) / (len(counts) * n)) for i, n in enumerate(counts) if n > 0}
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True)
     started = time.perf_counter()
     history = model.fit(
-        data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=epochs, batch_size=64,
+        data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=epochs, batch_size=settings.batch_size,
         class_weight=class_weight, callbacks=[stop], verbose=2,
     )
     seconds = time.perf_counter() - started
     cache.mkdir(parents=True, exist_ok=True)
     model.save_weights(str(weights))
     record = {
-        "train_seconds": round(seconds, 1), "epochs_run": len(history.history["loss"]),
+        "train_seconds": round(seconds, 1), "epochs_run": len(history.history["loss"]), "settings": asdict(settings),
         "best_val_loss": float(min(history.history["val_loss"])), "params": int(model.count_params()),
     }
     record_file.write_text(json.dumps(record, indent=2))
@@ -440,6 +458,8 @@ def convert_all(
                 conv.optimizations = [tf.lite.Optimize.DEFAULT]
                 if recipe.dense_per_tensor:
                     conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+                if recipe.all_per_tensor:
+                    conv._experimental_disable_per_channel = True
             if v == "int8":
                 conv.representative_dataset = rep
                 conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -679,10 +699,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edge-har-int8-study-cache",
                         help="trained weights are cached here and reused (default: %(default)s)")
     parser.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names from: " + ", ".join(CANDIDATES) + " (default: all)")
-    parser.add_argument("--recipes", default=",".join(RECIPES),
-                        help="conversion recipes (see Recipe): " + ", ".join(RECIPES) + " (default: all)")
+    parser.add_argument("--recipes", default="fused,unrolled,unrolled_zs,unrolled_zs_pt_sn",
+                        help="conversion recipes (see Recipe): " + ", ".join(RECIPES) + " (default: %(default)s)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="variants (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=10, help="maximum training epochs; early stopping, patience 3 (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=10, help="maximum training epochs (default: %(default)s)")
+    parser.add_argument("--patience", type=int, default=3, help="early-stopping patience on validation loss; the best epoch is kept (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="split, training and calibration seed (default: %(default)s)")
     parser.add_argument("--calibration-size", type=int, default=300, help="representative windows for int8/int16x8 (default: %(default)s)")
     parser.add_argument("--runs", type=int, default=200, help="timed invoke() runs per job and round (default: %(default)s)")
@@ -730,15 +753,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "candidates": {},
     }
 
+    settings = TrainSettings(args.epochs, args.patience, args.batch_size, args.learning_rate, args.seed)
     jobs: list[Timed] = []
     for name in names:
         c = CANDIDATES[name]
         if args.skip_train:
-            tag = f"{c.name}-{c.key()}-{data.fingerprint}-e{args.epochs}-s{args.seed}"
+            tag = settings.tag(c, data)
             if not (args.cache / f"{tag}.weights.h5").is_file():
                 log.warning("%s: no cached weights, skipped", name)
                 continue
-        weights, record = train(c, data, args.cache, args.epochs, args.seed)
+        weights, record = train(c, data, args.cache, settings)
         cand: dict[str, Any] = {**asdict(c), "steps": c.steps(data.pre.window), "training": record,
                                 "keras": keras_accuracy(c, weights, data), "models": {}}
         log.info("%s: Keras test accuracy %.3f", name, cand["keras"]["accuracy"])

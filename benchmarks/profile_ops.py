@@ -10,11 +10,13 @@ and every row says which one produced it:
     the runtime's own op profiler (``enable_profiling`` runtime option,
     ``LiteRtCompiledModelGetProfiler``). It is driven here through ``ctypes``.
     It times every TFLite kernel the interpreter runs and, inside the XNNPACK
-    delegate, every XNNPACK operator. Limits: the runtime reports whole
-    microseconds per event (averaged over many runs; XNNPACK's own per-operator
-    times are truncated, so sub-microsecond operators read low), and it refuses
-    models with variable tensors, which is every model with a fused
-    ``UNIDIRECTIONAL_SEQUENCE_LSTM`` ("Variable tensors not yet supported").
+    delegate, every XNNPACK operator. Each row is the mean over the runs after
+    dropping the slowest 10 % (preemption on a shared CPU). Limits: the runtime
+    reports whole microseconds per event (XNNPACK's own per-operator times are
+    truncated, so sub-microsecond operators read low, and profiling itself adds
+    a little to each operator), and it refuses models with variable tensors,
+    which is every model with a fused ``UNIDIRECTIONAL_SEQUENCE_LSTM``
+    ("Variable tensors not yet supported").
 
 ``isolated`` (a fallback, works with any runtime and model)
     Each op is cut out of the model into a one-op ``.tflite`` file (same
@@ -24,6 +26,10 @@ and every row says which one produced it:
     cost of an empty ``invoke()`` is subtracted. What it cannot see: work
     XNNPACK saves by fusing neighbouring ops and cache effects between ops, so
     the rows are compared with the whole model's own p50 (``coverage``).
+
+``auto`` means ``isolated``: it is the method that resolves every op. Use
+``litert`` to see XNNPACK's own operator names and for ops of several
+microseconds or more.
 
 Usage from Python (the latency suite calls this)::
 
@@ -630,22 +636,31 @@ def profile_litert(
         raise ProfileError(f"{model_path}: the LiteRT profiler recorded no op events")
     reference = [(e[0], e[1], e[3]) for e in per_run[0]]
     usable = [run for run in per_run if [(e[0], e[1], e[3]) for e in run] == reference]
-    sums = np.zeros(len(reference))
-    for run in usable:
-        sums += np.array([e[2] for e in run], dtype=np.float64)
+    times = np.array([[e[2] for e in run] for run in usable], dtype=np.float64)  # (runs, ops), whole us
     rows = []
-    for (tag, event_type, node), total in zip(reference, sums):
+    for k, (tag, event_type, node) in enumerate(reference):
         xnn = event_type != _OPERATOR_EVENT
         rows.append(OpTiming(
             index=node,
             op=f"Delegate/{tag}" if xnn and not tag.startswith("Delegate") else tag,
-            time_us=float(total / len(usable)),
+            time_us=_trimmed_mean(times[:, k]),
             share=0.0,
             calls=1,
             executor="xnnpack" if xnn else "builtin",
             method="litert",
         ))
     return _with_shares(rows)
+
+
+def _trimmed_mean(values: np.ndarray, keep: float = 0.9) -> float:
+    """Mean of the lowest ``keep`` fraction: drops runs hit by preemption on a shared CPU.
+
+    A median would do that too, but the runtime reports whole microseconds, so
+    the median of a 0.4 us op is 0; the mean of the kept runs keeps the
+    fraction.
+    """
+    ordered = np.sort(values)
+    return float(ordered[: max(1, int(np.ceil(keep * len(ordered))))].mean())
 
 
 # ----------------------------------------------------------------- entry point
@@ -669,11 +684,13 @@ def profile_ops(
 ) -> list[OpTiming]:
     """Time per op of one inference, in execution order.
 
-    ``method="auto"`` uses LiteRT's own profiler where it can (ai-edge-litert
-    2.x backend, no variable tensors in the model) and the isolated-op
-    fallback otherwise; each row names its method. ``input_data``: float
-    windows as the model's float variant takes them (normalised), quantized
-    here for integer models; None uses random windows.
+    ``method="auto"`` is the isolated method, which works with every runtime
+    and model and resolves sub-microsecond ops; ``"litert"`` asks LiteRT's own
+    profiler (ai-edge-litert 2.x, models without variable tensors), which
+    names XNNPACK's internal operators but reads whole microseconds. Each row
+    names its method. ``input_data``: float windows as the model's float
+    variant takes them (normalised), quantized here for integer models; None
+    uses random windows.
     """
     if method not in METHODS:
         raise ProfileError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
@@ -683,8 +700,10 @@ def profile_ops(
     if not model_path.is_file():
         raise ProfileError(f"model file not found: {model_path}")
     if method == "auto":
-        chosen = select_backend(backend).name
-        method = "litert" if chosen == "ai_edge_litert" and not has_variable_tensors(model_path, backend) else "isolated"
+        # Isolated sees every op at sub-microsecond resolution on every runtime; LiteRT's
+        # profiler truncates XNNPACK operators to whole microseconds, which hides the
+        # dozens of sub-microsecond operators of an unrolled LSTM (see the module doc).
+        method = "isolated"
     if method == "litert":
         return profile_litert(model_path, input_data, num_threads, runs, warmup, xnnpack)
     return profile_isolated(model_path, input_data, backend, num_threads, runs, warmup, xnnpack)
@@ -722,8 +741,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.profile_ops",
         description="Per-op latency profile of a .tflite model: where one inference spends its time. "
-        "Uses LiteRT's own profiler where the model allows it (ai-edge-litert 2.x, no fused LSTM), "
-        "otherwise times each op cut out on its own (isolated method); the output says which.",
+        "Default (isolated): each op is cut out into its own model, fed its real inputs and timed alone with "
+        "the same runtime, threads and XNNPACK setting. --method litert asks LiteRT's own profiler instead "
+        "(ai-edge-litert 2.x, models without a fused LSTM; whole microseconds per XNNPACK operator). "
+        "The last lines compare the sum of the rows with the whole model's p50.",
     )
     parser.add_argument("model", type=Path, help=".tflite file to profile")
     parser.add_argument("--input", type=Path, default=None,

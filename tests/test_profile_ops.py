@@ -64,7 +64,7 @@ def test_isolated_profile_names_every_op_of_the_fused_int8_model(tiny_models):
 
     assert [r.op for r in rows] == _op_names(path)
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in [r.op for r in rows]
-    assert {r.method for r in rows} == {"isolated"}  # the fused LSTM's variable tensors rule out LiteRT's profiler
+    assert {r.method for r in rows} == {"isolated"}
     assert all(r.time_us >= 0 and r.median_us is not None and r.median_us >= 0 for r in rows)
     lstm = next(r for r in rows if r.op == "UNIDIRECTIONAL_SEQUENCE_LSTM")
     assert lstm.median_us > 0 and lstm.executor == "builtin"  # XNNPACK has no LSTM kernel
@@ -81,7 +81,7 @@ def test_isolated_profile_without_xnnpack_runs_every_op_on_builtin_kernels(tiny_
 
 def test_litert_profiler_times_the_unrolled_model_per_op(tiny_models):
     path = tiny_models["unrolled_float32"]
-    rows = profile_ops.profile_ops(path, None, runs=50, warmup=5)  # auto: no variable tensors -> LiteRT's profiler
+    rows = profile_ops.profile_ops(path, None, runs=50, warmup=5, method="litert")
     assert {r.method for r in rows} == {"litert"}
     names = [r.op for r in rows]
     assert any(n.startswith("Delegate/Fully Connected") for n in names)  # XNNPACK's own operators, one per LSTM step
@@ -92,6 +92,15 @@ def test_litert_profiler_times_the_unrolled_model_per_op(tiny_models):
     assert [r.op for r in builtin] == _op_names(path)  # XNNPACK off: TFLite's own kernels, named as in the model
     assert {r.executor for r in builtin} == {"builtin"}
     assert sum(r.time_us for r in builtin) > 0
+
+
+def test_isolated_profile_of_the_unrolled_model_covers_the_whole_model(tiny_models):
+    path = tiny_models["unrolled_float32"]
+    rows = profile_ops.profile_ops(path, None, runs=50, warmup=5)
+    assert [r.op for r in rows] == _op_names(path)
+    assert {"FULLY_CONNECTED", "LOGISTIC", "TANH", "MUL"} <= {r.op for r in rows}  # one set per unrolled step
+    whole = profile_ops.time_model(path, None, runs=50, warmup=5)
+    assert whole["p50_us"] > 0 and sum(r.median_us for r in rows) > 0
 
 
 def test_litert_method_refuses_the_fused_lstm_with_a_clear_error(tiny_models):
