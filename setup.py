@@ -42,7 +42,7 @@ TRAIN = [
     "opencv-python-headless>=4.8",
 ]
 BENCH = ["scikit-learn>=1.3", "matplotlib>=3.7"]
-DEV = ["pytest>=7.4", "pytest-timeout>=2.2", "cryptography>=41"]  # cryptography: TLS test certificates
+DEV = ["pytest>=7.4", "pytest-timeout>=2.2", "cryptography>=41", "jinja2>=3.1"]  # cryptography: TLS test certificates
 
 setup(
     name="edge-har",
