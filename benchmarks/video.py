@@ -209,6 +209,46 @@ def sustained_fps(bundle_dir: Path, variant: str, clip: Path, threads: int, stri
     }
 
 
+def daemon_fps(bundle_dir: Path, variant: str, clip: Path, frames: int, threads: int, broker: str, work: Path) -> dict[str, Any]:
+    """The real daemon (``edge-har run``, a subprocess) with the clip file as its camera, publishing to ``broker``.
+
+    frames/s = frames in the file / (daemon uptime - time to the first prediction): the
+    stream's duration without the model loading and broker connection before it.
+    """
+    import subprocess
+    import sys
+
+    import yaml
+
+    host, _, port = broker.partition(":")
+    config = {
+        "device_id": "bench-video", "bundle": str(Path(bundle_dir).resolve()), "variant": variant,
+        "interpreter": {"num_threads": threads},
+        "source": {"type": "camera", "device": str(clip.resolve()), "realtime": False, "stop_at_end": True},
+        "smoothing": {"window": 1},
+        "mqtt": {"host": host, "port": int(port or 1883), "stats_interval_s": 3600},
+        "logging": {"level": "WARNING"},
+    }
+    work.mkdir(parents=True, exist_ok=True)
+    cfg, summary = work / f"daemon-{variant}.yaml", work / f"daemon-{variant}-summary.json"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "edge_har", "--log-level", "WARNING", "run", "--config", str(cfg),
+                           "--summary-json", str(summary)], capture_output=True, text=True, timeout=900)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0 or not summary.is_file():
+        return {"variant": variant, "error": proc.stderr[-500:]}
+    s = json.loads(summary.read_text())
+    stream_s = s["uptime_s"] - (s["first_prediction_s"] or 0.0)
+    return {
+        "variant": variant, "threads": threads, "frames": frames, "windows": s["windows_total"],
+        "process_wall_s": round(wall, 2), "first_prediction_s": round(s["first_prediction_s"] or 0.0, 2),
+        "stream_s": round(stream_s, 2), "frames_per_s": round(frames / stream_s, 1),
+        "inference_ms_p50": s["inference_ms"].get("p50"), "e2e_ms_p50": s["e2e_ms"].get("p50"),
+        "rss_mb": s.get("rss_mb"),
+    }
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -237,7 +277,7 @@ def format_fps(rows: list[dict[str, Any]]) -> str:
 
 
 def run(bundle_dir: Path, out: Path, variants: Sequence[str] | None, threads: Sequence[int], strides: Sequence[int],
-        min_seconds: float, fps_seconds: float) -> dict[str, Any]:
+        min_seconds: float, fps_seconds: float, broker: str | None = None) -> dict[str, Any]:
     import platform
 
     from edge_har.bundle import Bundle
@@ -267,6 +307,14 @@ def run(bundle_dir: Path, out: Path, variants: Sequence[str] | None, threads: Se
             result["fps"].append(sustained_fps(bundle_dir, name, clip, t))
     print()
     print(format_fps(result["fps"]))
+    if broker:
+        result["daemon"] = [daemon_fps(bundle_dir, name, clip, int(fps_seconds * spec_fps), threads[0], broker, out / "daemon")
+                            for name in names]
+        print()
+        for row in result["daemon"]:
+            print(f"daemon {row['variant']:<14} " + (f"{row['frames_per_s']:.1f} frames/s over {row['stream_s']} s "
+                  f"(inference p50 {row['inference_ms_p50']} ms, e2e p50 {row['e2e_ms_p50']} ms, rss {row['rss_mb']} MiB)"
+                  if "error" not in row else f"failed: {row['error']}"))
     file = out / f"video-{Path(bundle_dir).name}.json"
     file.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwritten {file}")
@@ -287,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rn.add_argument("--strides", default="1,2,4,8")
     rn.add_argument("--min-seconds", type=float, default=2.0, help="timing per part and variant (default: 2)")
     rn.add_argument("--fps-seconds", type=float, default=30.0, help="length of the 320x240 clip for the fps run")
+    rn.add_argument("--broker", default=None, metavar="HOST[:PORT]",
+                    help="also run the real daemon (edge-har run) on the clip, publishing to this broker")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.cmd == "make-bundles":
@@ -295,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     run(args.bundle, args.out, args.variants.split(",") if args.variants else None,
         [int(t) for t in args.threads.split(",")], [int(s) for s in args.strides.split(",")],
-        args.min_seconds, args.fps_seconds)
+        args.min_seconds, args.fps_seconds, args.broker)
     return 0
 
 
