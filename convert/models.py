@@ -6,6 +6,11 @@ conversion of the ``WHILE`` loop Keras 3 produces crashes the converter. For the
 same reason conversion starts from a copy of the trained model with a static
 batch of 1 (:func:`static_batch_copy`).
 
+The model trains with the ordinary LSTM; the copy that is converted writes the
+LSTM out step by step (``lstm_export="unrolled"``, the default,
+:mod:`convert.unrolled_lstm`) so that XNNPACK runs it in int8, or keeps the fused
+op (``"fused"``), whose int8 kernel is TFLite's slow reference path.
+
 TensorFlow is imported lazily (:func:`import_tf`), never at module import, so
 ``edge-har --help`` stays fast and works on a device without TensorFlow.
 
@@ -63,6 +68,9 @@ def _fraction(text: str) -> float:
     return value
 
 
+LSTM_EXPORTS: tuple[str, ...] = ("unrolled", "fused")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of the CNN-LSTM; every field is a ``--flag`` of ``edge-har convert``.
@@ -70,21 +78,33 @@ class ModelConfig:
     Each entry of ``conv_filters`` is one block: Conv1D(filters, kernel_size,
     "same", ReLU) -> BatchNorm -> MaxPool(pool_size) -> Dropout(conv_dropout).
     The pooling shortens the sequence the LSTM walks by ``pool_size`` per block,
-    which is what sets LSTM cost (the fused LSTM runs step by step). A
+    which is what sets LSTM cost (the LSTM runs step by step). A
     ``pool_size`` of 1 disables pooling.
+
+    ``lstm_export`` only changes the converted graph, never the weights:
+    ``unrolled`` (per-step FULLY_CONNECTED/LOGISTIC/TANH/MUL/ADD, which XNNPACK
+    runs in int8) or ``fused`` (one UNIDIRECTIONAL_SEQUENCE_LSTM op).
+
+    The defaults come from the int8 study (``benchmarks/int8_study.py``,
+    summarised in ``benchmarks/README.md``): wide convolutions that pool the
+    window 4x per block leave the LSTM a short sequence, where the int8 model is
+    both faster than float32 and as accurate as it.
     """
 
-    conv_filters: tuple[int, ...] = (32, 64)
+    conv_filters: tuple[int, ...] = (64, 128)
     kernel_size: int = 5
-    pool_size: int = 2
+    pool_size: int = 4
     conv_dropout: float = 0.1
-    lstm_units: tuple[int, ...] = (64,)
+    lstm_units: tuple[int, ...] = (128,)
     bidirectional: bool = False
     dropout: float = 0.3
     batch_norm: bool = True
     input_noise: float = 0.0  # std of Gaussian noise added to the (normalised) input while training only
+    lstm_export: str = "unrolled"
 
     def __post_init__(self) -> None:
+        if self.lstm_export not in LSTM_EXPORTS:
+            raise ValueError(f"lstm_export must be one of {', '.join(LSTM_EXPORTS)}, got {self.lstm_export!r}")
         if not self.lstm_units:
             raise ValueError("lstm_units must name at least one LSTM layer (this is a CNN-LSTM)")
         for name in ("kernel_size", "pool_size"):
@@ -126,6 +146,7 @@ class ModelConfig:
             dropout=args.dropout,
             batch_norm=not args.no_batch_norm,
             input_noise=args.input_noise,
+            lstm_export=args.lstm_export,
         )
 
     def sequence_length(self, window: int) -> int:
@@ -142,7 +163,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (CNN-LSTM architecture)")
     group.add_argument(
         "--conv-filters", type=_int_tuple, default=d.conv_filters, metavar="N,N,...",
-        help="filters of each Conv1D block, comma-separated; '' for none (default: 32,64)",
+        help="filters of each Conv1D block, comma-separated; '' for none (default: %s)" % ",".join(map(str, d.conv_filters)),
     )
     group.add_argument("--kernel-size", type=int, default=d.kernel_size, help="Conv1D kernel length in samples (default: %(default)s)")
     group.add_argument(
@@ -152,7 +173,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--conv-dropout", type=_fraction, default=d.conv_dropout, help="dropout after each Conv1D block (default: %(default)s)")
     group.add_argument(
         "--lstm-units", type=_int_tuple, default=d.lstm_units, metavar="N,N,...",
-        help="units of each stacked LSTM layer, comma-separated (default: 64)",
+        help="units of each stacked LSTM layer, comma-separated (default: %s)" % ",".join(map(str, d.lstm_units)),
     )
     group.add_argument("--bidirectional", action="store_true", help="wrap every LSTM in Bidirectional (about twice the LSTM cost)")
     group.add_argument("--dropout", type=_fraction, default=d.dropout, help="dropout before the softmax layer (default: %(default)s)")
@@ -162,22 +183,29 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="Gaussian noise (in normalised units) added to training windows only, a cheap augmentation "
         "against memorising recordings; not part of the converted model (default: %(default)s)",
     )
+    group.add_argument(
+        "--lstm-export", choices=LSTM_EXPORTS, default=d.lstm_export,
+        help="how the LSTM is written in the .tflite files (the weights are the same): 'unrolled' writes each step "
+        "as FULLY_CONNECTED/LOGISTIC/TANH/MUL/ADD ops that XNNPACK runs in int8 (fast int8); 'fused' keeps one "
+        "UNIDIRECTIONAL_SEQUENCE_LSTM op, whose int8 kernel is TFLite's slow reference code (default: %(default)s)",
+    )
 
 
 def build_cnn_lstm(
     input_shape: Sequence[int],
     n_classes: int,
     *,
-    conv_filters: Sequence[int] = (32, 64),
+    conv_filters: Sequence[int] = (64, 128),
     kernel_size: int = 5,
-    pool_size: int = 2,
+    pool_size: int = 4,
     conv_dropout: float = 0.1,
-    lstm_units: Sequence[int] = (64,),
+    lstm_units: Sequence[int] = (128,),
     bidirectional: bool = False,
     dropout: float = 0.3,
     batch_norm: bool = True,
     input_noise: float = 0.0,
     batch_size: int | None = None,
+    unrolled_lstm: bool = False,
     name: str = "cnn_lstm",
 ) -> Any:
     """Build (not compile) the CNN-LSTM for windows of ``input_shape = (window, channels)``.
@@ -185,6 +213,9 @@ def build_cnn_lstm(
     The softmax layer is pinned to float32 so that under a ``mixed_float16``
     policy (one GPU) the probabilities and the loss stay in full precision.
     ``batch_size=1`` gives the static-batch model the TFLite converter needs.
+    ``unrolled_lstm`` swaps each LSTM (or Bidirectional LSTM) for
+    :mod:`convert.unrolled_lstm`'s layer of the same name and weights: for
+    conversion only, it does not train.
     """
     _, keras = import_tf()
     layers = keras.layers
@@ -208,8 +239,14 @@ def build_cnn_lstm(
             x = layers.Dropout(conv_dropout, name=f"conv_dropout{i + 1}")(x)
     for i, units in enumerate(lstm_units):
         last = i == len(lstm_units) - 1
+        name_ = f"bilstm{i + 1}" if bidirectional else f"lstm{i + 1}"
+        if unrolled_lstm:
+            from .unrolled_lstm import unrolled_lstm_class
+
+            x = unrolled_lstm_class()(units, return_sequences=not last, bidirectional=bidirectional, name=name_)(x)
+            continue
         lstm = layers.LSTM(units, return_sequences=not last, name=f"lstm{i + 1}")
-        x = layers.Bidirectional(lstm, name=f"bilstm{i + 1}")(x) if bidirectional else lstm(x)
+        x = layers.Bidirectional(lstm, name=name_)(x) if bidirectional else lstm(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(n_classes, name="logits")(x)
@@ -217,7 +254,9 @@ def build_cnn_lstm(
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_from_config(config: ModelConfig, input_shape: Sequence[int], n_classes: int, batch_size: int | None = None) -> Any:
+def build_from_config(
+    config: ModelConfig, input_shape: Sequence[int], n_classes: int, batch_size: int | None = None, unrolled_lstm: bool = False
+) -> Any:
     return build_cnn_lstm(
         input_shape,
         n_classes,
@@ -231,10 +270,11 @@ def build_from_config(config: ModelConfig, input_shape: Sequence[int], n_classes
         batch_norm=config.batch_norm,
         input_noise=config.input_noise,
         batch_size=batch_size,
+        unrolled_lstm=unrolled_lstm,
     )
 
 
-def float32_copy(model: Any, config: ModelConfig, batch_size: int | None = 1) -> Any:
+def float32_copy(model: Any, config: ModelConfig, batch_size: int | None = 1, unrolled_lstm: bool = False) -> Any:
     """The trained model rebuilt in float32 with a fixed batch, weights copied.
 
     Conversion needs ``batch_size=1`` (a dynamic batch breaks the fused LSTM),
@@ -248,7 +288,7 @@ def float32_copy(model: Any, config: ModelConfig, batch_size: int | None = 1) ->
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        copy = build_from_config(config, input_shape, n_classes, batch_size=batch_size)
+        copy = build_from_config(config, input_shape, n_classes, batch_size=batch_size, unrolled_lstm=unrolled_lstm)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     copy.set_weights(model.get_weights())
@@ -256,5 +296,5 @@ def float32_copy(model: Any, config: ModelConfig, batch_size: int | None = 1) ->
 
 
 def static_batch_copy(model: Any, config: ModelConfig) -> Any:
-    """The model the TFLite converter gets: float32, static batch of 1."""
-    return float32_copy(model, config, batch_size=1)
+    """The model the TFLite converter gets: float32, static batch of 1, the LSTM as ``config.lstm_export`` says."""
+    return float32_copy(model, config, batch_size=1, unrolled_lstm=config.lstm_export == "unrolled")

@@ -70,12 +70,21 @@ def _dynamic_range(converter: Any, tf: Any, representative: RepresentativeFn | N
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
 
+# The converter's switch for one weight scale per FULLY_CONNECTED tensor (a private attribute in
+# TF 2.16-2.21, hence the guard). Per-channel FC weights store a float scale and an int64 zero point
+# for every output row, which for the unrolled LSTM's 4*units-row matrices and their per-step int32
+# biases is 10 % of the int8 file; measured on HMP: no accuracy change, same speed (benchmarks/README.md).
+_PER_TENSOR_DENSE = "_experimental_disable_per_channel_quantization_for_dense_layers"
+
+
 def _int8(converter: Any, tf: Any, representative: RepresentativeFn | None) -> None:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    if hasattr(converter, _PER_TENSOR_DENSE):
+        setattr(converter, _PER_TENSOR_DENSE, True)
 
 
 VARIANTS: dict[str, VariantSpec] = {}
@@ -101,9 +110,10 @@ register_variant(VariantSpec(
 ))
 register_variant(VariantSpec(
     "int8", "full_integer_int8",
-    "full integer: int8 weights and activations in every op (int32 biases; the fused LSTM keeps its cell "
-    "state in int16, as TFLite's integer LSTM kernel defines); int8 input and output (scale and zero point "
-    "in the tensor specs)",
+    "full integer: int8 weights and activations in every op (int32 biases; convolution weights per output "
+    "channel, FULLY_CONNECTED weights per tensor; a fused LSTM op keeps its cell state in int16, as TFLite's "
+    "integer LSTM kernel defines, an unrolled one is int8 throughout); int8 input and output (scale and zero "
+    "point in the tensor specs)",
     _int8, needs_calibration=True, full_integer=True,
 ))
 DEFAULT_VARIANTS: tuple[str, ...] = ("float32", "dynamic_range", "int8")
@@ -202,6 +212,7 @@ def converter_settings(converter: Any, tf: Any, calibration_size: int | None) ->
         if converter.representative_dataset is None
         else {"windows": calibration_size, "source": "training split, stratified by class"},
         "experimental_new_quantizer": getattr(converter, "experimental_new_quantizer", None),
+        "per_tensor_dense_weights": bool(getattr(converter, _PER_TENSOR_DENSE, False)),
     }
 
 
@@ -214,8 +225,9 @@ def convert_variants(model: Any, specs: Sequence[VariantSpec], calibration: np.n
     """Convert a static-batch float32 Keras model into each variant of ``specs``.
 
     The model is saved once as a SavedModel and every variant converts from
-    it: tracing the Keras model is the slow part of a conversion, and the
-    fused LSTM survives the SavedModel route unchanged.
+    it: tracing the Keras model is the slow part of a conversion, and both
+    LSTM forms (fused op, or unrolled by :mod:`convert.unrolled_lstm`) survive
+    the SavedModel route unchanged.
     """
     import shutil
     import tempfile

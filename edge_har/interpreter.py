@@ -158,7 +158,7 @@ def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
 class TFLiteModel:
     """A loaded ``.tflite`` file with float-in, float-out ``predict``.
 
-    Models in a bundle have a static batch of 1 (the fused LSTM needs it), so
+    Models in a bundle have a static batch of 1 (both LSTM forms need it), so
     ``predict_batch`` loops; on a device windows arrive one at a time anyway.
     """
 
@@ -230,9 +230,10 @@ class TFLiteModel:
             raise InterpreterError(
                 f"{self.path.name}: input shape {arr.shape} does not match the model's {self.input.shape}"
             )
-        # The fused LSTM keeps its hidden and cell state in variable tensors that
+        # A fused LSTM op keeps its hidden and cell state in variable tensors that
         # survive invoke(); each window must start from zero state, as in Keras
         # (measured: without this, window i's output depends on window i-1's).
+        # The unrolled form (the default) has no variables, and this costs nothing.
         self._interp.reset_all_variables()
         self._interp.set_tensor(self._in_index, quantize(arr, self.input))
         self._interp.invoke()

@@ -26,9 +26,11 @@ def test_default_architecture_is_conv_blocks_then_lstm_then_softmax():
     assert kinds.index("LSTM") > max(i for i, k in enumerate(kinds) if k == "Conv1D")
     assert model.layers[-1].activation.__name__ == "softmax"
     lstm = next(layer for layer in model.layers if type(layer).__name__ == "LSTM")
-    assert lstm.units == 64
-    # 96 samples pooled twice by 2: the LSTM walks 24 steps.
-    assert lstm.input_shape[1] == 24 == ModelConfig().sequence_length(96)
+    assert lstm.units == 128
+    assert [model.get_layer(f"conv{i}").filters for i in (1, 2)] == [64, 128]
+    # 96 samples pooled twice by 4: the LSTM walks 6 steps (the int8 study's choice).
+    assert lstm.input_shape[1] == 6 == ModelConfig().sequence_length(96)
+    assert ModelConfig().lstm_export == "unrolled"
 
 
 @pytest.mark.parametrize(
@@ -47,22 +49,43 @@ def test_pooling_knobs_set_the_lstm_sequence_length(config, steps):
 
 
 def test_stacked_and_bidirectional_lstms():
-    model = build_cnn_lstm((64, 6), 5, conv_filters=(8,), lstm_units=(16, 8), bidirectional=True, batch_norm=False)
+    model = build_cnn_lstm((64, 6), 5, conv_filters=(8,), pool_size=2, lstm_units=(16, 8), bidirectional=True, batch_norm=False)
     kinds = layer_types(model)
     assert kinds.count("Bidirectional") == 2 and "BatchNormalization" not in kinds
     assert model.get_layer("bilstm1").output_shape == (None, 32, 32)  # returns sequences, 2 x 16 units
     assert model.get_layer("bilstm2").output_shape == (None, 16)
 
 
-def test_static_batch_copy_has_batch_one_and_the_same_outputs():
-    config = ModelConfig(conv_filters=(8,), lstm_units=(8,))
+@pytest.mark.parametrize("lstm_export", ["unrolled", "fused"])
+def test_static_batch_copy_has_batch_one_and_the_same_outputs(lstm_export):
+    config = ModelConfig(conv_filters=(8,), pool_size=2, lstm_units=(8,), lstm_export=lstm_export)
     model = build_from_config(config, (32, 3), 3)
     x = np.random.default_rng(0).normal(size=(4, 32, 3)).astype(np.float32)
     static = static_batch_copy(model, config)
     assert static.input_shape == (1, 32, 3)
+    kinds = layer_types(static)
+    assert ("UnrolledLSTM" in kinds) == (lstm_export == "unrolled") and ("LSTM" in kinds) == (lstm_export == "fused")
     expected = model.predict(x, verbose=0)
     got = np.concatenate([static.predict(x[i : i + 1], verbose=0) for i in range(len(x))])
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_unrolled_lstm_computes_what_the_trained_keras_lstm_computes(bidirectional):
+    """Stacked (returning sequences, then the last state), one or both directions, random non-zero weights."""
+    config = ModelConfig(conv_filters=(6,), pool_size=2, lstm_units=(7, 5), bidirectional=bidirectional, batch_norm=False)
+    keras.utils.set_random_seed(3)
+    model = build_from_config(config, (20, 3), 4)
+    rng = np.random.default_rng(1)
+    # Glorot/orthogonal init and zero biases hide gate-order or bias mistakes; make every weight matter.
+    model.set_weights([rng.normal(0, 0.6, w.shape).astype(np.float32) for w in model.get_weights()])
+    x = rng.normal(size=(5, 20, 3)).astype(np.float32)
+    unrolled = float32_copy(model, config, batch_size=None, unrolled_lstm=True)
+    assert "LSTM" not in layer_types(unrolled) and "Bidirectional" not in layer_types(unrolled)
+    assert unrolled.get_layer("bilstm1" if bidirectional else "lstm1").output_shape == (None, 10, 14 if bidirectional else 7)
+    expected = model.predict(x, verbose=0)
+    assert expected.std() > 0.05  # not a saturated, input-independent output
+    np.testing.assert_allclose(unrolled.predict(x, verbose=0), expected, atol=1e-5)
 
 
 def test_mixed_precision_model_keeps_a_float32_softmax_and_copies_back_to_float32():
@@ -85,9 +108,9 @@ def test_config_round_trips_through_json_and_cli_flags():
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
     args = parser.parse_args(["--conv-filters", "16,32,64", "--lstm-units", "32,16", "--pool-size", "3",
-                              "--bidirectional", "--no-batch-norm", "--dropout", "0.2"])
+                              "--bidirectional", "--no-batch-norm", "--dropout", "0.2", "--lstm-export", "fused"])
     config = ModelConfig.from_args(args)
-    assert config.conv_filters == (16, 32, 64) and config.lstm_units == (32, 16)
+    assert config.conv_filters == (16, 32, 64) and config.lstm_units == (32, 16) and config.lstm_export == "fused"
     assert config.pool_size == 3 and config.bidirectional and not config.batch_norm and config.dropout == 0.2
     assert ModelConfig.from_json(config.to_json()) == config
     assert ModelConfig.from_args(parser.parse_args([])) == ModelConfig()
@@ -99,6 +122,7 @@ def test_config_round_trips_through_json_and_cli_flags():
         (["--conv-filters", "16,x"], "comma-separated integers"),
         (["--lstm-units", "0"], ">= 1"),
         (["--dropout", "1.5"], "[0, 1)"),
+        (["--lstm-export", "loop"], "invalid choice"),
     ],
 )
 def test_bad_model_flags_are_rejected_naming_the_value(argv, fragment, capsys):
@@ -113,6 +137,8 @@ def test_bad_model_flags_are_rejected_naming_the_value(argv, fragment, capsys):
 def test_invalid_configs_raise():
     with pytest.raises(ValueError, match="lstm_units"):
         ModelConfig(lstm_units=())
+    with pytest.raises(ValueError, match="lstm_export must be one of unrolled, fused"):
+        ModelConfig(lstm_export="while")
     with pytest.raises(ValueError, match="unknown model config keys: colour"):
         ModelConfig.from_json({"colour": "red"})
     with pytest.raises(ValueError, match="at least 2 classes"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -98,12 +100,12 @@ def trained_small_model():
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
     fit = model.fit(x, y, epochs=6, batch_size=32, verbose=0)
     assert fit.history["accuracy"][-1] > 0.8, fit.history
-    return static_batch_copy(model, config), x, y
+    return static_batch_copy(model, config), x, y, model, config
 
 
 @pytest.fixture(scope="module")
 def converted(trained_small_model):
-    static, x, y = trained_small_model
+    static, x, y, _, _ = trained_small_model
     cal = calibration_windows(x, y, 60)
     return {c.name: c for c in convert_variants(static, [VARIANTS[n] for n in DEFAULT_VARIANTS], cal)}
 
@@ -114,11 +116,28 @@ def load(converted_variant, tmp_path) -> TFLiteModel:
     return TFLiteModel(path)
 
 
-def test_every_variant_keeps_the_fused_lstm(converted):
+def test_every_variant_has_the_lstm_unrolled_into_ops_xnnpack_runs(converted, trained_small_model):
+    """Default lstm_export: one input projection, one recurrent FULLY_CONNECTED per step after the first, the dense."""
+    _, _, _, _, config = trained_small_model
+    steps = config.sequence_length(48)
+    assert config.lstm_export == "unrolled" and steps == 12
     for variant in converted.values():
         ops = variant.extra["ops"]
-        assert ops.get("UNIDIRECTIONAL_SEQUENCE_LSTM") == 1, (variant.name, ops)
-        assert "WHILE" not in ops
+        assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops and "WHILE" not in ops, (variant.name, ops)
+        assert ops["FULLY_CONNECTED"] == 1 + (steps - 1) + 1, (variant.name, ops)
+        assert ops["TANH"] == 2 * steps and ops["UNPACK"] == 1, (variant.name, ops)
+
+
+def test_the_fused_lstm_export_keeps_one_lstm_op_and_converts_to_full_integer(trained_small_model, tmp_path):
+    static, x, y, model, config = trained_small_model
+    fused = static_batch_copy(model, dataclasses.replace(config, lstm_export="fused"))
+    out = {c.name: c for c in convert_variants(fused, [VARIANTS["float32"], VARIANTS["int8"]], calibration_windows(x, y, 60))}
+    for variant in out.values():
+        assert variant.extra["ops"].get("UNIDIRECTIONAL_SEQUENCE_LSTM") == 1 and "WHILE" not in variant.extra["ops"]
+    assert out["int8"].extra["float_ops"] == {}
+    # Same weights as the unrolled form: the same float predictions.
+    np.testing.assert_allclose(load(out["float32"], tmp_path).predict_batch(x[:20]),
+                               static.predict(x[:20], batch_size=1, verbose=0), atol=1e-4)
 
 
 def test_int8_is_full_integer_with_int8_io(converted, tmp_path):
@@ -131,6 +150,7 @@ def test_int8_is_full_integer_with_int8_io(converted, tmp_path):
     assert settings["supported_ops"] == ["TFLITE_BUILTINS_INT8"]
     assert settings["inference_input_type"] == "int8" and settings["inference_output_type"] == "int8"
     assert settings["representative_dataset"]["windows"] == 60
+    assert settings["per_tensor_dense_weights"] is True
 
 
 def test_dynamic_range_quantizes_weights_but_keeps_float_io(converted, tmp_path):
@@ -144,7 +164,7 @@ def test_dynamic_range_quantizes_weights_but_keeps_float_io(converted, tmp_path)
 
 
 def test_quantized_outputs_stay_close_to_float(converted, trained_small_model, tmp_path):
-    static, x, _ = trained_small_model
+    static, x, _, _, _ = trained_small_model
     windows = x[:60]
     keras_probs = static.predict(windows, batch_size=1, verbose=0)
     probs = {name: load(v, tmp_path).predict_batch(windows) for name, v in converted.items()}
@@ -163,7 +183,7 @@ def test_a_dynamic_batch_model_is_refused(trained_small_model):
 
 
 def test_a_variant_that_claims_full_integer_but_is_not_is_refused(trained_small_model):
-    static, x, y = trained_small_model
+    static, x, y, _, _ = trained_small_model
     fake = VariantSpec("fake_int8", "full_integer_int8", "dynamic range pretending", VARIANTS["dynamic_range"].configure,
                        full_integer=True)
     with pytest.raises(ConversionError, match="declared full-integer but these ops still compute in float"):
