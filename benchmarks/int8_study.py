@@ -104,6 +104,7 @@ CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
     Candidate("w_s6_l128", (64, 128), 4, 128),
     Candidate("w_s6_l64_k9", (64, 128), 4, 64, kernel_size=9),
     Candidate("w_s3_l64", (64, 128, 128), 3, 64),
+    Candidate("w_s3_l128", (64, 128, 128), 3, 128),
 )}
 
 
@@ -125,10 +126,15 @@ class Recipe:
     short_names: internal tensor names shortened to "t<index>" (inputs,
         outputs and signatures keep theirs); the converter's fused names are
         long and an unrolled LSTM has hundreds of tensors.
+    projected: the project's own unrolled LSTM (convert.unrolled_lstm, what
+        ``edge-har convert`` writes by default): the input projection of all
+        steps is one FULLY_CONNECTED before the recurrence, and step 0 leaves
+        out the zero-state terms (no zero-state input needed).
     """
 
     name: str
     unroll: bool = False
+    projected: bool = False
     zero_state: bool = False
     dense_per_tensor: bool = False
     all_per_tensor: bool = False
@@ -136,11 +142,14 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe("fused"),  # convert.quantize's recipe today
+    Recipe("fused"),  # ModelConfig(lstm_export="fused")
     Recipe("unrolled", unroll=True),
     Recipe("unrolled_zs", unroll=True, zero_state=True),
     Recipe("unrolled_zs_pt_sn", unroll=True, zero_state=True, dense_per_tensor=True, short_names=True),
     Recipe("unrolled_zs_ptall_sn", unroll=True, zero_state=True, all_per_tensor=True, short_names=True),
+    Recipe("projected", projected=True),  # convert.quantize's recipe today (ModelConfig.lstm_export="unrolled")
+    Recipe("projected_pt", projected=True, dense_per_tensor=True),
+    Recipe("projected_pt_sn", projected=True, dense_per_tensor=True, short_names=True),
 )}
 
 
@@ -297,7 +306,7 @@ def _zero_state_layer(keras: Any) -> Any:
 
 def build(
     c: Candidate, input_shape: tuple[int, int], n_classes: int, batch_size: int | None = None,
-    unroll: bool = False, zero_state: bool = False,
+    unroll: bool = False, zero_state: bool = False, projected: bool = False,
 ) -> Any:
     """The CNN-LSTM exactly as convert.models.build_cnn_lstm lays it out, plus the recipe's knobs.
 
@@ -320,7 +329,11 @@ def build(
         if c.conv_dropout > 0:
             x = layers.Dropout(c.conv_dropout, name=f"conv_dropout{i + 1}")(x)
     lstm = layers.LSTM(c.lstm_units, unroll=unroll, name="lstm1")
-    if zero_state:
+    if projected:
+        from convert.unrolled_lstm import unrolled_lstm_class
+
+        x = unrolled_lstm_class()(c.lstm_units, name="lstm1")(x)
+    elif zero_state:
         zeros = _zero_state_layer(keras)(c.lstm_units, name="lstm1_zero_state")(x)
         x = lstm(x, initial_state=[zeros, zeros])
     else:
@@ -442,8 +455,11 @@ def convert_all(
             todo[v] = path
     if not todo:
         return results
-    model = build(c, data.x_train.shape[1:], len(data.labels), batch_size=1, unroll=recipe.unroll, zero_state=recipe.zero_state)
-    model.load_weights(str(weights))
+    trained = build(c, data.x_train.shape[1:], len(data.labels))
+    trained.load_weights(str(weights))
+    model = build(c, data.x_train.shape[1:], len(data.labels), batch_size=1, unroll=recipe.unroll, zero_state=recipe.zero_state,
+                  projected=recipe.projected)
+    model.set_weights(trained.get_weights())  # the same weights in the same order, whatever the LSTM's form
     saved = Path(tempfile.mkdtemp(prefix="int8-study-"))
     try:
         model.save(str(saved), save_format="tf", include_optimizer=False)
@@ -825,7 +841,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if "file" not in r:
                     continue
                 path = Path(r["file"])
-                for method in ("auto",) if not RECIPES[mode].unroll else ("litert", "isolated"):
+                for method in ("auto",) if mode == "fused" else ("litert", "isolated"):
                     try:
                         rows = profile_ops.profile_ops(path, data.x_test[:8], runs=args.runs, method=method)
                     except profile_ops.ProfileError as exc:
