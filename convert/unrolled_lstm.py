@@ -23,7 +23,11 @@ choices make the converted graph small and fully integer:
   quantizer then keeps that step's ``SPLIT`` in float.
 
 It needs a static sequence length (the bundle's window fixes it) and is never
-trained: training uses the ordinary LSTM.
+trained: training uses the ordinary LSTM. In a full-integer model its cell state
+is int8 between steps (TFLite's fused integer LSTM keeps it in int16), so the
+quantization error grows with the number of steps: fine for the few steps the
+default model walks (3), to be checked (the int8 accuracy gate does) for long
+sequences.
 """
 
 from __future__ import annotations

@@ -108,6 +108,11 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+_INTEGER_RANGES: dict[np.dtype, tuple[int, int]] = {
+    np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max)) for t in (np.int8, np.uint8, np.int16)
+}
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
@@ -118,7 +123,7 @@ class TensorSpec:
 
     @property
     def quantized(self) -> bool:
-        return self.dtype in (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16)) and self.scale > 0
+        return self.dtype in _INTEGER_RANGES and self.scale > 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -142,17 +147,30 @@ def _spec(detail: dict[str, Any]) -> TensorSpec:
 
 
 def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """round(x / scale) + zero_point, clipped to the integer type, as TFLite's QUANTIZE op.
+
+    In place on one float32 temporary: this runs once per window on the device,
+    where each extra numpy call costs a few microseconds, as much as the int8
+    model's own invoke() (measured with the latency suite, issue 5).
+    """
     if not spec.quantized:
         return np.asarray(x, dtype=spec.dtype)
-    info = np.iinfo(spec.dtype)
-    q = np.round(np.asarray(x, np.float32) / spec.scale + spec.zero_point)
-    return np.clip(q, info.min, info.max).astype(spec.dtype)
+    low, high = _INTEGER_RANGES[spec.dtype]
+    q = np.divide(x, spec.scale, dtype=np.float32)
+    q += spec.zero_point
+    np.rint(q, out=q)  # half to even, as np.round
+    np.maximum(q, low, out=q)  # (np.clip's Python wrapper costs more than the two ufuncs)
+    np.minimum(q, high, out=q)
+    return q.astype(spec.dtype)
 
 
 def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
     if not spec.quantized:
         return np.asarray(q, dtype=np.float32)
-    return (np.asarray(q, np.float32) - spec.zero_point) * spec.scale
+    out = np.asarray(q).astype(np.float32)
+    out -= spec.zero_point
+    out *= spec.scale
+    return out
 
 
 class TFLiteModel:
@@ -207,6 +225,7 @@ class TFLiteModel:
         self.outputs = [_spec(d) for d in self._interp.get_output_details()]
         self._in_index = self._interp.get_input_details()[0]["index"]
         self._out_index = self._interp.get_output_details()[0]["index"]
+        self._in_shape = self.inputs[0].shape
 
     @property
     def input(self) -> TensorSpec:
@@ -224,12 +243,12 @@ class TFLiteModel:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """One example (with or without its batch axis of 1) -> float32 output row."""
         arr = np.asarray(x, dtype=np.float32)
-        if arr.shape == self.input.shape[1:]:
+        if arr.shape != self._in_shape:
+            if arr.shape != self._in_shape[1:]:
+                raise InterpreterError(
+                    f"{self.path.name}: input shape {arr.shape} does not match the model's {self._in_shape}"
+                )
             arr = arr[None]
-        if arr.shape != self.input.shape:
-            raise InterpreterError(
-                f"{self.path.name}: input shape {arr.shape} does not match the model's {self.input.shape}"
-            )
         # A fused LSTM op keeps its hidden and cell state in variable tensors that
         # survive invoke(); each window must start from zero state, as in Keras
         # (measured: without this, window i's output depends on window i-1's).

@@ -39,10 +39,10 @@ def test_all_three_variants_are_produced_and_the_bundle_validates(tiny_bundle):
         model = bundle.load_model(name)
         assert model.input.shape == (1, 64, 3)
         ops = bundle.variants[name].meta["ops"]
-        # The default lstm_export: the LSTM unrolled over 64 / 4 = 16 steps (one input projection,
-        # 15 recurrent FULLY_CONNECTED, the dense layer), no fused LSTM op and no WHILE loop.
+        # The default lstm_export: the LSTM unrolled over 64 // 3 = 21 steps (one input projection,
+        # 20 recurrent FULLY_CONNECTED, the dense layer), no fused LSTM op and no WHILE loop.
         assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops and "WHILE" not in ops
-        assert ops["FULLY_CONNECTED"] == 1 + 15 + 1
+        assert ops["FULLY_CONNECTED"] == 1 + 20 + 1
         assert (tiny_bundle / "evaluation" / name / "metrics.json").is_file()
         assert (tiny_bundle / "evaluation" / name / "confusion_matrix.png").is_file()
     assert bundle.variants["int8"].meta["float_ops"] == {}

@@ -21,15 +21,15 @@ def test_default_architecture_is_conv_blocks_then_lstm_then_softmax():
     assert model.input_shape == (None, 96, 3)
     assert model.output_shape == (None, 14)
     kinds = layer_types(model)
-    assert kinds.count("Conv1D") == 2 and kinds.count("MaxPooling1D") == 2
+    assert kinds.count("Conv1D") == 3 and kinds.count("MaxPooling1D") == 3
     assert kinds.count("LSTM") == 1
     assert kinds.index("LSTM") > max(i for i, k in enumerate(kinds) if k == "Conv1D")
     assert model.layers[-1].activation.__name__ == "softmax"
     lstm = next(layer for layer in model.layers if type(layer).__name__ == "LSTM")
     assert lstm.units == 128
-    assert [model.get_layer(f"conv{i}").filters for i in (1, 2)] == [64, 128]
-    # 96 samples pooled twice by 4: the LSTM walks 6 steps (the int8 study's choice).
-    assert lstm.input_shape[1] == 6 == ModelConfig().sequence_length(96)
+    assert [model.get_layer(f"conv{i}").filters for i in (1, 2, 3)] == [64, 128, 128]
+    # 96 samples pooled three times by 3 (96 -> 32 -> 10 -> 3): one step per second of a 3 s window.
+    assert lstm.input_shape[1] == 3 == ModelConfig().sequence_length(96)
     assert ModelConfig().lstm_export == "unrolled"
 
 
