@@ -783,7 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "keras": keras_accuracy(c, weights, data), "models": {}}
         log.info("%s: Keras test accuracy %.3f", name, cand["keras"]["accuracy"])
         for mode in modes:
-            wanted = [v for v in variants if v != "int16x8" or mode == "unrolled"]  # int16x8: fused refuses, one unrolled suffices
+            wanted = [v for v in variants if v != "int16x8" or mode in ("unrolled", "projected")]  # int16x8: fused refuses
             converted = convert_all(c, weights, data, models_dir, calib, RECIPES[mode], wanted)
             cand["models"][mode] = {}
             for v, info in converted.items():
