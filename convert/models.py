@@ -241,14 +241,14 @@ def build_cnn_lstm(
             x = layers.Dropout(conv_dropout, name=f"conv_dropout{i + 1}")(x)
     for i, units in enumerate(lstm_units):
         last = i == len(lstm_units) - 1
-        name_ = f"bilstm{i + 1}" if bidirectional else f"lstm{i + 1}"
+        layer_name = f"bilstm{i + 1}" if bidirectional else f"lstm{i + 1}"
         if unrolled_lstm:
             from .unrolled_lstm import unrolled_lstm_class
 
-            x = unrolled_lstm_class()(units, return_sequences=not last, bidirectional=bidirectional, name=name_)(x)
+            x = unrolled_lstm_class()(units, return_sequences=not last, bidirectional=bidirectional, name=layer_name)(x)
             continue
         lstm = layers.LSTM(units, return_sequences=not last, name=f"lstm{i + 1}")
-        x = layers.Bidirectional(lstm, name=name_)(x) if bidirectional else lstm(x)
+        x = layers.Bidirectional(lstm, name=layer_name)(x) if bidirectional else lstm(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(n_classes, name="logits")(x)

@@ -13,7 +13,9 @@ split would leak it into the model.
 Measured with TF 2.21: int16-activation quantization
 (``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``) refuses the
 fused LSTM ("Quantization to 16x8-bit not yet supported for op
-UNIDIRECTIONAL_SEQUENCE_LSTM"), so there is no int16x8 entry yet.
+UNIDIRECTIONAL_SEQUENCE_LSTM"); the unrolled LSTM converts, but runs about 65x
+slower than int8 at the same accuracy (XNNPACK has no int16 kernels; see
+``benchmarks/README.md``), so there is no int16x8 entry.
 """
 
 from __future__ import annotations
