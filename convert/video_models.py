@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .models import ModelConfig, _fraction, _int_tuple, build_cnn_lstm, import_tf
+from .models import LSTM_EXPORTS, ModelConfig, _fraction, _int_tuple, build_cnn_lstm, import_tf
 
 MODES = ("video", "image-seq")
 BACKBONES = ("mobilenetv2", "plain")
@@ -69,7 +69,9 @@ class VideoModelConfig:
     ``frames`` is T, the frames one prediction looks at (1 in image-seq mode).
     ``feature_dim`` adds a kernel-1 Conv1D (a per-step dense projection, ReLU)
     in front of the LSTM; it shrinks MobileNetV2's 1280 channels before the
-    LSTM, whose cost grows with its input width.
+    LSTM, whose cost grows with its input width. ``lstm_export`` is the sensor
+    model's option (:class:`convert.models.ModelConfig`): how the head's LSTM
+    is written in the ``.tflite`` files, same weights either way.
     """
 
     mode: str = "video"
@@ -84,8 +86,11 @@ class VideoModelConfig:
     bidirectional: bool = False
     dropout: float = 0.3
     train_backbone: str = "auto"  # auto | yes | no
+    lstm_export: str = "unrolled"  # unrolled | fused
 
     def __post_init__(self) -> None:
+        if self.lstm_export not in LSTM_EXPORTS:
+            raise VideoModelError(f"lstm_export {self.lstm_export!r} must be one of {', '.join(LSTM_EXPORTS)}")
         if self.mode not in MODES:
             raise VideoModelError(f"mode {self.mode!r} must be one of {', '.join(MODES)}")
         if self.backbone not in BACKBONES:
@@ -153,6 +158,7 @@ class VideoModelConfig:
             bidirectional=self.bidirectional,
             dropout=self.dropout,
             batch_norm=False,
+            lstm_export=self.lstm_export,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -189,6 +195,7 @@ class VideoModelConfig:
             bidirectional=args.bidirectional,
             dropout=args.dropout,
             train_backbone=args.train_backbone,
+            lstm_export=args.lstm_export,
         )
 
 
@@ -225,6 +232,12 @@ def add_video_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-backbone", choices=("auto", "yes", "no"), default=d.train_backbone,
         help="auto: freeze a pretrained backbone (features computed once, only the head trains) and train a "
         "backbone without weights end to end (default: %(default)s)",
+    )
+    group.add_argument(
+        "--lstm-export", choices=LSTM_EXPORTS, default=d.lstm_export,
+        help="how the head's LSTM is written in the .tflite files (same weights): 'unrolled' as per-step ops that "
+        "XNNPACK runs in int8, 'fused' as one UNIDIRECTIONAL_SEQUENCE_LSTM op, whose int8 kernel is TFLite's slow "
+        "reference code (default: %(default)s)",
     )
 
 
@@ -311,14 +324,17 @@ def head_sequence_shape(config: VideoModelConfig, encoder: Any) -> tuple[int, in
     return (shape[0], shape[1])
 
 
-def build_head(config: VideoModelConfig, sequence_shape: Sequence[int], n_classes: int, batch_size: int | None = None) -> Any:
-    """(steps, width) -> class probabilities, via the sensor CNN-LSTM builder."""
+def build_head(
+    config: VideoModelConfig, sequence_shape: Sequence[int], n_classes: int, batch_size: int | None = None,
+    unrolled_lstm: bool = False,
+) -> Any:
+    """(steps, width) -> class probabilities, via the sensor CNN-LSTM builder (``unrolled_lstm``: for conversion)."""
     hc = config.head_config()
     return build_cnn_lstm(
         tuple(sequence_shape), n_classes,
         conv_filters=hc.conv_filters, kernel_size=hc.kernel_size, pool_size=hc.pool_size, conv_dropout=hc.conv_dropout,
         lstm_units=hc.lstm_units, bidirectional=hc.bidirectional, dropout=hc.dropout, batch_norm=hc.batch_norm,
-        batch_size=batch_size, name="head",
+        batch_size=batch_size, unrolled_lstm=unrolled_lstm, name="head",
     )
 
 
@@ -353,11 +369,14 @@ class VideoModel:
         return encoder_output_shape(self.encoder)
 
 
-def build_video_model(config: VideoModelConfig, n_classes: int, batch_size: int | None = None, load_weights: bool = True) -> VideoModel:
+def build_video_model(
+    config: VideoModelConfig, n_classes: int, batch_size: int | None = None, load_weights: bool = True,
+    unrolled_lstm: bool = False,
+) -> VideoModel:
     if n_classes < 2:
         raise VideoModelError(f"need at least 2 classes, got {n_classes}")
     encoder = build_encoder(config, batch_size, load_weights)
-    head = build_head(config, head_sequence_shape(config, encoder), n_classes, batch_size)
+    head = build_head(config, head_sequence_shape(config, encoder), n_classes, batch_size, unrolled_lstm)
     return VideoModel(config, encoder, head, build_whole(config, encoder, head, batch_size), n_classes)
 
 
@@ -370,16 +389,19 @@ def split_trained(whole: Any, config: VideoModelConfig) -> tuple[Any, Any]:
     return encoder, whole.get_layer("head")
 
 
-def float32_copy(model: VideoModel, batch_size: int | None = 1) -> VideoModel:
+def float32_copy(model: VideoModel, batch_size: int | None = 1, unrolled_lstm: bool = False) -> VideoModel:
     """The model rebuilt in float32 with a fixed batch (1 for the converter), weights copied.
 
     The copy never downloads weights again: the trained ones are copied over.
+    ``unrolled_lstm`` writes the head's LSTM out step by step (the converter's
+    copy when ``lstm_export`` is ``unrolled``).
     """
     _, keras = import_tf()
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        copy = build_video_model(model.config, model.n_classes, batch_size=batch_size, load_weights=False)
+        copy = build_video_model(model.config, model.n_classes, batch_size=batch_size, load_weights=False,
+                                 unrolled_lstm=unrolled_lstm)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     copy.encoder.set_weights(model.encoder.get_weights())

@@ -515,7 +515,7 @@ def run_convert_video(options: VideoConvertOptions, dataset: VideoDataset | None
             log.info("Keras float model: test accuracy %.4f", keras_accuracy)
 
         with stage("quantize", timings):
-            static = float32_copy(model, batch_size=1)
+            static = float32_copy(model, batch_size=1, unrolled_lstm=config.lstm_export == "unrolled")
             if config.mode == "video":
                 variants = quantize_parts(static, specs, staging, dataset, sets, spec, options, frame_calibration, head_picks)
             else:

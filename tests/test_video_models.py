@@ -36,6 +36,9 @@ def test_config_checks_name_the_problem():
         VideoModelConfig(weights="imagenet", input_size=96, alpha=0.6)
     with pytest.raises(VideoModelError, match="mobilenetv2 backbone only"):
         VideoModelConfig(backbone="plain", weights="imagenet")
+    with pytest.raises(VideoModelError, match="lstm_export 'while' must be one of unrolled, fused"):
+        VideoModelConfig(lstm_export="while")
+    assert VideoModelConfig().lstm_export == "unrolled" and TINY.head_config().lstm_export == "unrolled"
     assert VideoModelConfig(mode="image-seq", frames=1).size == 224  # 7x7 map for MobileNetV2
     assert VideoModelConfig().frame_scaling() == (1 / 127.5, -1.0)
     assert TINY.frame_scaling() == (1 / 255, 0.0)
@@ -56,12 +59,14 @@ def test_whole_model_is_exactly_head_over_encoder_features():
     np.testing.assert_allclose(whole.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_static_batch_copy_keeps_the_weights():
+@pytest.mark.parametrize("unrolled", [False, True])
+def test_static_batch_copy_keeps_the_weights(unrolled):
     model = build_video_model(TINY, n_classes=3)
-    copy = float32_copy(model, batch_size=1)
+    copy = float32_copy(model, batch_size=1, unrolled_lstm=unrolled)
     assert copy.encoder.input_shape == (1, 32, 32, 3)
     assert copy.head.input_shape == (1, 6, 16)
     assert copy.whole.input_shape == (1, 6, 32, 32, 3)
+    assert type(copy.head.get_layer("lstm1")).__name__ == ("UnrolledLSTM" if unrolled else "LSTM")
     clip = np.random.default_rng(1).random((1, 6, 32, 32, 3), dtype=np.float32)
     np.testing.assert_allclose(copy.whole.predict(clip, verbose=0), model.whole.predict(clip, verbose=0), atol=1e-6)
 
