@@ -14,8 +14,9 @@ Two modes share one structure, ``head(encoder(frames))``:
 The head is the sensor path's CNN-LSTM (``convert.models.build_cnn_lstm``)
 with no convolutions, or with one kernel-1 Conv1D as a per-step projection
 (``feature_dim``): one LSTM builder for the whole project, and the same
-reasons apply (tf_keras so the LSTM stays the fused TFLite op, a static batch
-of 1 for conversion).
+reasons apply (tf_keras, a static batch of 1 for conversion, and the LSTM
+written out step by step in the converted copy so that XNNPACK runs it in int8;
+``lstm_export`` as in :class:`convert.models.ModelConfig`).
 
 CNN backbones:
 
