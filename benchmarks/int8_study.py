@@ -147,8 +147,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("unrolled_zs", unroll=True, zero_state=True),
     Recipe("unrolled_zs_pt_sn", unroll=True, zero_state=True, dense_per_tensor=True, short_names=True),
     Recipe("unrolled_zs_ptall_sn", unroll=True, zero_state=True, all_per_tensor=True, short_names=True),
-    Recipe("projected", projected=True),  # convert.quantize's recipe today (ModelConfig.lstm_export="unrolled")
-    Recipe("projected_pt", projected=True, dense_per_tensor=True),
+    Recipe("projected", projected=True),  # ModelConfig(lstm_export="unrolled"), per-channel FC weights
+    Recipe("projected_pt", projected=True, dense_per_tensor=True),  # what edge-har convert does by default
     Recipe("projected_pt_sn", projected=True, dense_per_tensor=True, short_names=True),
 )}
 

@@ -74,8 +74,9 @@ def _dynamic_range(converter: Any, tf: Any, representative: RepresentativeFn | N
 
 # The converter's switch for one weight scale per FULLY_CONNECTED tensor (a private attribute in
 # TF 2.16-2.21, hence the guard). Per-channel FC weights store a float scale and an int64 zero point
-# for every output row, which for the unrolled LSTM's 4*units-row matrices and their per-step int32
-# biases is 10 % of the int8 file; measured on HMP: no accuracy change, same speed (benchmarks/README.md).
+# for every output row (and so do their int32 biases), which for the unrolled LSTM's 4*units-row
+# matrices is 6-9 % of the int8 file; measured on HMP: no accuracy change, same speed
+# (benchmarks/README.md).
 _PER_TENSOR_DENSE = "_experimental_disable_per_channel_quantization_for_dense_layers"
 
 
