@@ -1,10 +1,10 @@
 """Accuracy suite: float against every quantized variant, a classical baseline, streaming accuracy.
 
 Everything is scored on the bundle's own test split, re-created from
-``bundle.json`` by ``convert.evaluate`` (the code ``edge-har evaluate`` uses),
+``bundle.json`` by ``edge_har.convert.evaluate`` (the code ``edge-har evaluate`` uses),
 and every variant runs through the device's interpreter wrapper: the figures
 are the ones a Pi would produce. The metrics and the confusion PNGs are
-``edge_har.metrics`` / ``convert.evaluate.write_evaluation``, so this suite,
+``edge_har.core.metrics`` / ``edge_har.convert.evaluate.write_evaluation``, so this suite,
 ``convert`` and ``evaluate`` can never disagree on what "accuracy" means.
 
 Three questions, each in its own guarded step (one failure is reported in its
@@ -13,10 +13,10 @@ row and the others go on):
 1. What does quantization cost? Accuracy, macro-F1 and per-class F1 of each
    variant, and the drop in points from float32.
 2. Is the network worth shipping? A random forest on per-window statistics
-   (``benchmarks.baseline``) trained on the same training recordings, and the
+   (``edge_har.benchmarks.baseline``) trained on the same training recordings, and the
    margin the CNN-LSTM beats it by.
 3. What does a device actually report? Whole test recordings replayed through
-   the daemon's windowing and smoothing (``benchmarks.streaming``), scored
+   the daemon's windowing and smoothing (``edge_har.benchmarks.streaming``), scored
    over time.
 """
 
@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import report
+from edge_har.benchmarks import report
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class AccuracySettings:
     streaming: bool = True
     seed: int = 0
     stream_variant: str | None = None  # None: the bundle's default variant, what the daemon runs
-    smoothing_method: str | None = None  # None: the daemon's default (edge_har.config.SmoothingConfig)
+    smoothing_method: str | None = None  # None: the daemon's default (edge_har.device.config.SmoothingConfig)
     smoothing_window: int | None = None
     threshold: float | None = None
     quick: bool = False
@@ -77,7 +77,7 @@ class SplitData:
 
 def _split_indices(bundle: Any, dataset: Any, test: np.ndarray) -> tuple[np.ndarray, str]:
     """The recordings the network was trained on, when bundle.json names them; else every non-test recording."""
-    from convert.evaluate import relative_source
+    from edge_har.convert.evaluate import relative_source
 
     split = bundle.metrics.get("split") or {}
     wanted = split.get("train_sources_relative")
@@ -93,8 +93,8 @@ def _split_indices(bundle: Any, dataset: Any, test: np.ndarray) -> tuple[np.ndar
 
 
 def load_split(bundle: Any, dataset: Any) -> SplitData:
-    from convert.datasets import make_window_set
-    from convert.evaluate import EvaluationError, bundle_windows, label_indices, test_recording_indices
+    from edge_har.convert.datasets import make_window_set
+    from edge_har.convert.evaluate import EvaluationError, bundle_windows, label_indices, test_recording_indices
 
     x_norm, y, info = bundle_windows(bundle, dataset, "test")
     test = test_recording_indices(bundle, dataset)
@@ -117,7 +117,7 @@ def load_split(bundle: Any, dataset: Any) -> SplitData:
 
 def score_variant(bundle: Any, name: str, split: SplitData, settings: AccuracySettings, out_dir: Path,
                   progress: bool) -> dict[str, Any]:
-    from convert.evaluate import evaluate_model, write_evaluation
+    from edge_har.convert.evaluate import evaluate_model, write_evaluation
 
     variant = bundle.variant(name)
     row: dict[str, Any] = {"name": name, "kind": "variant", "quantization": variant.quantization,
@@ -151,12 +151,12 @@ def _scores(rep: dict[str, Any]) -> dict[str, Any]:
 
 
 def score_baseline(bundle: Any, dataset: Any, split: SplitData, settings: AccuracySettings, out_dir: Path) -> dict[str, Any]:
-    from convert.datasets import make_window_set
-    from convert.evaluate import label_indices
-    from edge_har.metrics import classification_report
-    from edge_har.plots import confusion_matrix_png
+    from edge_har.convert.datasets import make_window_set
+    from edge_har.convert.evaluate import label_indices
+    from edge_har.core.metrics import classification_report
+    from edge_har.convert.plots import confusion_matrix_png
 
-    from .baseline import FEATURES, predict_timed, train_baseline
+    from edge_har.benchmarks.baseline import FEATURES, predict_timed, train_baseline
 
     pre = bundle.preprocessing
     train = make_window_set(dataset, pre, recording_indices=split.train_indices, skip_short=True)
@@ -239,7 +239,7 @@ def run_accuracy(bundle: Any, dataset: Any, settings: AccuracySettings, out_dir:
     section["rows"] = rows
     section["baseline_margin"] = margins(rows, bundle.default_variant)
     if settings.streaming:
-        from .streaming import run_streaming
+        from edge_har.benchmarks.streaming import run_streaming
 
         try:
             section["streaming"] = run_streaming(bundle, dataset, split.test_indices, settings, progress=progress)
@@ -280,7 +280,7 @@ def _pts(value: Any) -> str:
 
 
 def format_accuracy(section: dict[str, Any]) -> str:
-    from .streaming import format_streaming
+    from edge_har.benchmarks.streaming import format_streaming
 
     rows = section["rows"]
     data = section.get("data", {})

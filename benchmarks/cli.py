@@ -89,8 +89,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_data(parser: argparse.ArgumentParser, required: bool, help_text: str) -> None:
-    """``--data`` and the data set loader's options (format, column mapping, ...) from ``convert.datasets``."""
-    from convert.datasets import add_dataset_arguments
+    """``--data`` and the data set loader's options (format, column mapping, ...) from ``edge_har.convert.datasets``."""
+    from edge_har.convert.datasets import add_dataset_arguments
 
     add_dataset_arguments(parser, required=required)
     for action in parser._actions:  # noqa: SLF001 - say what --data means for this suite
@@ -119,7 +119,7 @@ def register(subparsers: Any) -> None:
 
 
 def _register_latency(suites: Any) -> None:
-    from .latency import DEFAULT_RUNS, DEFAULT_WARMUP, RUNTIMES
+    from edge_har.benchmarks.latency import DEFAULT_RUNS, DEFAULT_WARMUP, RUNTIMES
 
     p = suites.add_parser(
         "latency",
@@ -153,7 +153,7 @@ def _register_latency(suites: Any) -> None:
                    help="run all steps in this process: faster, but peak memory cannot be told apart per runtime "
                    "and is left out")
     p.add_argument("--profile", default=None, metavar="VARIANT",
-                   help="also print the per-op profile of this variant (benchmarks.profile_ops), to name a slow op")
+                   help="also print the per-op profile of this variant (edge_har.benchmarks.profile_ops), to name a slow op")
     _add_data(p, required=False, help_text=(
         "time real windows from this data set (the bundle's test split when it is found, normalised with the "
         "bundle's preprocessing); random windows otherwise, since zeros hide data-dependent cost"))
@@ -161,10 +161,10 @@ def _register_latency(suites: Any) -> None:
 
 
 def run_latency_command(args: argparse.Namespace) -> int:
-    from edge_har.bundle import Bundle, BundleError
+    from edge_har.core.bundle import Bundle, BundleError
     from edge_har.cli import CliError
 
-    from .latency import LatencySettings, dataset_inputs, format_latency, random_inputs, run_latency
+    from edge_har.benchmarks.latency import LatencySettings, dataset_inputs, format_latency, random_inputs, run_latency
 
     try:
         bundle = Bundle.load(args.bundle)
@@ -206,7 +206,7 @@ def run_latency_command(args: argparse.Namespace) -> int:
 
 
 def _load_dataset(args: argparse.Namespace) -> Any:
-    from convert.datasets import dataset_from_args
+    from edge_har.convert.datasets import dataset_from_args
     from edge_har.cli import CliError
 
     try:
@@ -219,7 +219,7 @@ def _finish(args: argparse.Namespace, section: dict[str, Any], suite: str, text:
     """Plots, the JSON section, the comparison and the terminal output, in that order."""
     from edge_har.cli import CliError
 
-    from . import report
+    from edge_har.benchmarks import report
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -230,7 +230,7 @@ def _finish(args: argparse.Namespace, section: dict[str, Any], suite: str, text:
             if png:
                 plots["latency"] = str(png)
         elif suite == "accuracy":
-            from .accuracy import accuracy_plot_entries
+            from edge_har.benchmarks.accuracy import accuracy_plot_entries
 
             png = report.accuracy_png(accuracy_plot_entries(section), out / "accuracy.png",
                                       f"Test split: {section['bundle']['model_id']}")
@@ -255,7 +255,7 @@ def _finish(args: argparse.Namespace, section: dict[str, Any], suite: str, text:
 def _comparison(path: Path, section: dict[str, Any], suite: str) -> str:
     from edge_har.cli import CliError
 
-    from . import report
+    from edge_har.benchmarks import report
 
     try:
         previous = report.suite_section(path, suite)
@@ -299,7 +299,7 @@ def _comparison(path: Path, section: dict[str, Any], suite: str) -> str:
 
 
 def _score_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
-    from .accuracy import accuracy_plot_entries
+    from edge_har.benchmarks.accuracy import accuracy_plot_entries
 
     return accuracy_plot_entries(section)
 
@@ -316,7 +316,7 @@ def _register_accuracy(suites: Any) -> None:
             "from bundle.json): accuracy, macro-F1, per-class F1, the drop in points, confusion matrices as PNG. "
             "Train a random forest on per-window statistics of the same training recordings as the user's "
             "alternative to any network, and say by how much the CNN-LSTM beats it. Then replay whole test "
-            "recordings through the daemon's own windowing and smoothing code (edge_har.runtime) and score the "
+            "recordings through the daemon's own windowing and smoothing code (edge_har.device.runtime) and score the "
             "published labels over time against the ground truth."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -344,10 +344,10 @@ def _register_accuracy(suites: Any) -> None:
 
 
 def run_accuracy_command(args: argparse.Namespace) -> int:
-    from edge_har.bundle import Bundle, BundleError
+    from edge_har.core.bundle import Bundle, BundleError
     from edge_har.cli import CliError
 
-    from .accuracy import AccuracySettings, format_accuracy, run_accuracy
+    from edge_har.benchmarks.accuracy import AccuracySettings, format_accuracy, run_accuracy
 
     try:
         bundle = Bundle.load(args.bundle)
@@ -413,10 +413,10 @@ def _register_e2e(suites: Any) -> None:
 
 
 def run_e2e_command(args: argparse.Namespace) -> int:
-    from edge_har.bundle import Bundle, BundleError
+    from edge_har.core.bundle import Bundle, BundleError
     from edge_har.cli import CliError
 
-    from .e2e import E2ESettings, E2EError, format_e2e, run_e2e
+    from edge_har.benchmarks.e2e import E2ESettings, E2EError, format_e2e, run_e2e
 
     try:
         bundle = Bundle.load(args.bundle)

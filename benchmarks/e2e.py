@@ -43,7 +43,7 @@ import numpy as np
 
 from edge_har.mqtt.local_broker import BrokerError, LocalBroker
 
-from . import report
+from edge_har.benchmarks import report
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def write_replay_folder(folder: Path, recordings: Sequence[tuple[str, np.ndarray
 
 def synthetic_recordings(bundle: Any, seconds: float = 20.0, seed: int = 0) -> list[tuple[str, np.ndarray]]:
     """One synthetic wrist recording per label, in the bundle's raw units (its scaling inverted)."""
-    from convert.synthetic import CODES_PER_G, ZERO_G_CODE, pattern_for, synthesize_recording
+    from edge_har.convert.synthetic import CODES_PER_G, ZERO_G_CODE, pattern_for, synthesize_recording
 
     pre = bundle.preprocessing
     rng = np.random.default_rng(seed)
@@ -181,7 +181,7 @@ def synthetic_recordings(bundle: Any, seconds: float = 20.0, seed: int = 0) -> l
 
 def dataset_recordings(bundle: Any, dataset: Any, limit: int) -> tuple[list[tuple[str, np.ndarray]], str]:
     """The bundle's test recordings when they can be found in ``dataset`` (else all), at most ``limit``."""
-    from convert.evaluate import EvaluationError, test_recording_indices
+    from edge_har.convert.evaluate import EvaluationError, test_recording_indices
 
     try:
         indices = list(test_recording_indices(bundle, dataset))

@@ -12,10 +12,10 @@ variants, and measures every file with the real interpreter:
   interleaved in a shuffled order and the whole sweep repeated ``--rounds``
   times, because the machine's CPU is shared; the figures are medians over
   rounds of each round's p50 and mean;
-* accuracy and macro-F1 on the test split through ``edge_har.interpreter.
+* accuracy and macro-F1 on the test split through ``edge_har.core.interpreter.
   TFLiteModel`` (the device's own code path), and the Keras float model's;
 * file size, op list, ops that still compute in float, input/output types;
-* per-op profiles (``benchmarks.profile_ops``) of selected files.
+* per-op profiles (``edge_har.benchmarks.profile_ops``) of selected files.
 
 The split is grouped by recording (no recording on both sides), stratified by
 class, with a fixed seed. Results go to ``--out``: ``int8_study.json`` (every
@@ -50,9 +50,9 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import profile_ops  # noqa: E402
-from edge_har.interpreter import TFLiteModel  # noqa: E402
-from edge_har.preprocessing import Preprocessing, fit_normalisation, normalise, recording_to_windows  # noqa: E402
+from edge_har.benchmarks import profile_ops  # noqa: E402
+from edge_har.core.interpreter import TFLiteModel  # noqa: E402
+from edge_har.core.preprocessing import Preprocessing, fit_normalisation, normalise, recording_to_windows  # noqa: E402
 
 log = logging.getLogger("int8_study")
 
@@ -66,7 +66,7 @@ VARIANTS = ("float32", "dynamic_range", "int8", "int16x8")
 
 @dataclass(frozen=True)
 class Candidate:
-    """One CNN-LSTM architecture; the same fields as convert.models.ModelConfig, plus the study's name."""
+    """One CNN-LSTM architecture; the same fields as edge_har.convert.models.ModelConfig, plus the study's name."""
 
     name: str
     conv_filters: tuple[int, ...]
@@ -90,7 +90,7 @@ class Candidate:
 
 
 # Sequence the LSTM walks: 96 samples -> 48 / 24 / 12 / 6 steps (pool 2 per block, or pool 4);
-# LSTM width 16 / 32 / 64 / 128; conv width. "s24_l64" is convert.models.ModelConfig's default.
+# LSTM width 16 / 32 / 64 / 128; conv width. "s24_l64" is edge_har.convert.models.ModelConfig's default.
 CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
     Candidate("s48_l64", (32,), 2, 64),
     Candidate("s24_l64", (32, 64), 2, 64),
@@ -126,7 +126,7 @@ class Recipe:
     short_names: internal tensor names shortened to "t<index>" (inputs,
         outputs and signatures keep theirs); the converter's fused names are
         long and an unrolled LSTM has hundreds of tensors.
-    projected: the project's own unrolled LSTM (convert.unrolled_lstm, what
+    projected: the project's own unrolled LSTM (edge_har.convert.unrolled_lstm, what
         ``edge-har convert`` writes by default): the input projection of all
         steps is one FULLY_CONNECTED before the recurrence, and step 0 leaves
         out the zero-state terms (no zero-state input needed).
@@ -190,12 +190,12 @@ def _read_hmp_minimal(root: Path) -> tuple[list[str], list[tuple[int, str, np.nd
 
 
 def _project_split(root: Path, pre: Preprocessing, seed: int) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any], list[str]] | None:
-    """The split ``edge-har convert`` makes by default (convert.datasets + convert.splits), when they are there."""
+    """The split ``edge-har convert`` makes by default (edge_har.convert.datasets + edge_har.convert.splits), when they are there."""
     try:
-        from convert.datasets import load_hmp, make_window_set
-        from convert.splits import split_recordings
+        from edge_har.convert.datasets import load_hmp, make_window_set
+        from edge_har.convert.splits import split_recordings
     except ImportError as exc:
-        log.info("convert.datasets/convert.splits not importable (%s); using the study's own reader and split", exc)
+        log.info("edge_har.convert.datasets/convert.splits not importable (%s); using the study's own reader and split", exc)
         return None
     dataset = load_hmp(root)
     split = split_recordings(dataset, seed=seed)
@@ -204,7 +204,7 @@ def _project_split(root: Path, pre: Preprocessing, seed: int) -> tuple[list[str]
         ws = make_window_set(dataset, pre, getattr(split, side), skip_short=True)
         sides[side] = (ws.x.astype(np.float32), ws.y.astype(np.int64))
     files = sorted(r.source for r in dataset.recordings)
-    return list(dataset.labels), sides, {"kind": "convert.splits.split_recordings (default)", **split.describe()}, files
+    return list(dataset.labels), sides, {"kind": "edge_har.convert.splits.split_recordings (default)", **split.describe()}, files
 
 
 def _own_split(root: Path, pre: Preprocessing, seed: int) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any], list[str]]:
@@ -258,7 +258,7 @@ def load_data(root: Path, seed: int, window: int = 96, stride: int = 16) -> Data
         scale=(HMP_SCALE,), offset=(HMP_OFFSET,), units="g",
     )
     found = _project_split(root, pre, seed)
-    loader = "convert.datasets.load_hmp + convert.splits.split_recordings"
+    loader = "edge_har.convert.datasets.load_hmp + edge_har.convert.splits.split_recordings"
     if found is None:
         found = _own_split(root, pre, seed)
         loader = "benchmarks/int8_study.py minimal reader and split"
@@ -308,7 +308,7 @@ def build(
     c: Candidate, input_shape: tuple[int, int], n_classes: int, batch_size: int | None = None,
     unroll: bool = False, zero_state: bool = False, projected: bool = False,
 ) -> Any:
-    """The CNN-LSTM exactly as convert.models.build_cnn_lstm lays it out, plus the recipe's knobs.
+    """The CNN-LSTM exactly as edge_har.convert.models.build_cnn_lstm lays it out, plus the recipe's knobs.
 
     ``unroll`` and ``zero_state`` change how the LSTM is traced, not its
     weights: a model trained fused converts unrolled by loading its weights
@@ -330,7 +330,7 @@ def build(
             x = layers.Dropout(c.conv_dropout, name=f"conv_dropout{i + 1}")(x)
     lstm = layers.LSTM(c.lstm_units, unroll=unroll, name="lstm1")
     if projected:
-        from convert.unrolled_lstm import unrolled_lstm_class
+        from edge_har.convert.unrolled_lstm import unrolled_lstm_class
 
         x = unrolled_lstm_class()(c.lstm_units, name="lstm1")(x)
     elif zero_state:
@@ -413,9 +413,9 @@ def scores(y: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:
 
 
 def calibration(data: Data, size: int, seed: int) -> np.ndarray:
-    """``size`` training windows, stratified by class (as convert.quantize does)."""
+    """``size`` training windows, stratified by class (as edge_har.convert.quantize does)."""
     try:
-        from convert.quantize import calibration_windows
+        from edge_har.convert.quantize import calibration_windows
 
         return calibration_windows(data.x_train, data.y_train, size, seed)
     except ImportError:
@@ -547,7 +547,7 @@ def _timed_runs(t: Timed, inputs: list[np.ndarray], warmup: int, runs: int) -> N
     times = np.empty(runs)
     for i in range(warmup + runs):
         interp.set_tensor(index, inputs[i % len(inputs)])
-        interp.reset_all_variables()  # the fused LSTM's state (see edge_har.interpreter)
+        interp.reset_all_variables()  # the fused LSTM's state (see edge_har.core.interpreter)
         start = time.perf_counter_ns()
         interp.invoke()
         elapsed = time.perf_counter_ns() - start
@@ -559,7 +559,7 @@ def _timed_runs(t: Timed, inputs: list[np.ndarray], warmup: int, runs: int) -> N
 
 def measure_latency(jobs: list[Timed], data: Data, rounds: int, warmup: int, runs: int, seed: int) -> None:
     """Interleaved rounds: every job once per round, in a fresh shuffled order each round."""
-    from edge_har.interpreter import select_backend
+    from edge_har.core.interpreter import select_backend
 
     backend = select_backend("auto")
     module = profile_ops._interpreter_module(backend.name)

@@ -1,7 +1,7 @@
 """Latency suite: every variant x runtime x thread count, and the Keras model, side by side.
 
 Each (variant, runtime, threads) is one *step*. By default every step runs in
-its own fresh Python process (``python -m benchmarks.latency --worker``):
+its own fresh Python process (``python -m edge_har.benchmarks.latency --worker``):
 
 * peak resident memory (``ru_maxrss``) only ever grows within a process, so
   measuring ``ai_edge_litert`` after ``tf.lite`` had imported TensorFlow would
@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import report
+from edge_har.benchmarks import report
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _timing_row(times_ms: np.ndarray) -> dict[str, Any]:
 
 
 def measure_tflite(step: Step, inputs: np.ndarray) -> list[dict[str, Any]]:
-    from edge_har.interpreter import InterpreterError, TFLiteModel, select_backend
+    from edge_har.core.interpreter import InterpreterError, TFLiteModel, select_backend
 
     row: dict[str, Any] = {}
     rss_start = _rss_mb()
@@ -205,7 +205,7 @@ def measure_keras(step: Step, inputs: np.ndarray) -> list[dict[str, Any]]:
     """model.predict and a direct call on one window, in the same process (one TensorFlow import)."""
     rss_start = _rss_mb()
     t0 = time.perf_counter()
-    from convert.models import import_tf
+    from edge_har.convert.models import import_tf
 
     tf, keras = import_tf()
     import_s = time.perf_counter() - t0
@@ -257,7 +257,7 @@ def measure(step: Step) -> list[dict[str, Any]]:
 
 
 def worker_main(argv: Sequence[str]) -> int:
-    """``python -m benchmarks.latency --worker STEP.json``: measure one step, write its rows as JSON."""
+    """``python -m edge_har.benchmarks.latency --worker STEP.json``: measure one step, write its rows as JSON."""
     import faulthandler
 
     faulthandler.enable()  # a runtime that segfaults says where, in the step's error
@@ -293,7 +293,7 @@ def _run_isolated(step: Step, spec_path: Path, timeout_s: float) -> list[dict[st
     Path(step.result_path).unlink(missing_ok=True)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.latency", "--worker", str(spec_path)],
+            [sys.executable, "-m", "edge_har.benchmarks.latency", "--worker", str(spec_path)],
             env=env, capture_output=True, text=True, timeout=timeout_s,
         )
     except subprocess.TimeoutExpired:
@@ -411,7 +411,7 @@ def add_keras_ratios(rows: list[dict[str, Any]]) -> None:
 
 
 def run_profile(bundle: Any, settings: LatencySettings, inputs: np.ndarray) -> dict[str, Any]:
-    """Per-op profile of one variant through ``benchmarks.profile_ops`` (the int8 study's profiler).
+    """Per-op profile of one variant through ``edge_har.benchmarks.profile_ops`` (the int8 study's profiler).
 
     Runs in this process: it is about where the time goes, not about memory.
     """
@@ -421,9 +421,9 @@ def run_profile(bundle: Any, settings: LatencySettings, inputs: np.ndarray) -> d
     threads = settings.threads[0]
     info: dict[str, Any] = {"variant": name, "runtime": runtime, "threads": threads, "runs": settings.profile_runs}
     try:
-        from .profile_ops import profile_ops, summarise_by_op
+        from edge_har.benchmarks.profile_ops import profile_ops, summarise_by_op
     except ImportError as exc:
-        return {**info, "status": "unavailable", "error": f"benchmarks.profile_ops cannot be imported: {exc}"}
+        return {**info, "status": "unavailable", "error": f"edge_har.benchmarks.profile_ops cannot be imported: {exc}"}
     try:
         rows = profile_ops(str(variant.file), inputs, backend=runtime, num_threads=threads, runs=settings.profile_runs)
     except Exception as exc:
@@ -493,7 +493,7 @@ def random_inputs(shape: Sequence[int], n: int = 64, seed: int = 0) -> np.ndarra
 
 def dataset_inputs(bundle: Any, dataset: Any, limit: int = MAX_INPUT_WINDOWS) -> tuple[np.ndarray, dict[str, Any]]:
     """Real normalised windows of ``dataset``: the bundle's test split when it can be found again, else all."""
-    from convert.evaluate import EvaluationError, bundle_windows
+    from edge_har.convert.evaluate import EvaluationError, bundle_windows
 
     try:
         x, _, info = bundle_windows(bundle, dataset, "test")
@@ -503,7 +503,7 @@ def dataset_inputs(bundle: Any, dataset: Any, limit: int = MAX_INPUT_WINDOWS) ->
     if len(x) > limit:  # evenly spread, so every class and recording is represented
         x = x[np.linspace(0, len(x) - 1, limit).round().astype(int)]
     return x, {"source": "data", "path": str(dataset.root), "split": info["split"], "windows": int(len(x)),
-               "normalised": "edge_har.preprocessing with the bundle's preprocessing"}
+               "normalised": "edge_har.core.preprocessing with the bundle's preprocessing"}
 
 
 # ====================================================================== terminal output
@@ -610,5 +610,5 @@ def format_profile(profile: dict[str, Any]) -> str:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         sys.exit(worker_main(sys.argv[2:]))
-    print("usage: python -m benchmarks.latency --worker STEP.json (run by `edge-har bench latency`)", file=sys.stderr)
+    print("usage: python -m edge_har.benchmarks.latency --worker STEP.json (run by `edge-har bench latency`)", file=sys.stderr)
     sys.exit(2)

@@ -37,7 +37,7 @@ Usage from Python (the latency suite calls this)::
 
 and from the shell::
 
-    python -m benchmarks.profile_ops model_int8.tflite --runs 200 [--no-xnnpack] [--method isolated]
+    python -m edge_har.benchmarks.profile_ops model_int8.tflite --runs 200 [--no-xnnpack] [--method isolated]
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_har.interpreter import InterpreterError, TensorSpec, _spec, quantize, select_backend  # noqa: E402
+from edge_har.core.interpreter import InterpreterError, TensorSpec, _spec, quantize, select_backend  # noqa: E402
 
 METHODS = ("auto", "litert", "isolated")
 
@@ -739,7 +739,7 @@ def format_table(rows: Sequence[OpTiming], top: int | None = None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.profile_ops",
+        prog="python -m edge_har.benchmarks.profile_ops",
         description="Per-op latency profile of a .tflite model: where one inference spends its time. "
         "Default (isolated): each op is cut out into its own model, fed its real inputs and timed alone with "
         "the same runtime, threads and XNNPACK setting. --method litert asks LiteRT's own profiler instead "

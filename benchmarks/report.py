@@ -95,13 +95,13 @@ def machine_info() -> dict[str, Any]:
 
 def runtime_versions() -> dict[str, str | None]:
     """Installed versions, read from package metadata (importing TensorFlow would take seconds)."""
-    from convert.export import package_versions
+    from edge_har.convert.export import package_versions
 
     return package_versions(VERSION_PACKAGES)
 
 
 def git_info() -> dict[str, Any] | None:
-    from convert.export import git_revision
+    from edge_har.convert.export import git_revision
 
     return git_revision(Path(__file__).resolve().parent)
 
@@ -119,7 +119,7 @@ def now_iso() -> str:
 
 
 def command_line() -> str:
-    from convert.export import command_line as _command_line
+    from edge_har.convert.export import command_line as _command_line
 
     return _command_line()
 
@@ -332,7 +332,7 @@ def compare_rows(
 
 
 def _pyplot() -> Any:
-    from edge_har.plots import _pyplot as pyplot
+    from edge_har.convert.plots import _pyplot as pyplot
 
     return pyplot()
 

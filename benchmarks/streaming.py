@@ -2,7 +2,7 @@
 
 Whole labelled test recordings are replayed back to back, in chunks, through
 the daemon's own code between its source and its publisher:
-``edge_har.runtime.Windowing`` (the shared ``StreamPreprocessor``: scaling,
+``edge_har.device.runtime.Windowing`` (the shared ``StreamPreprocessor``: scaling,
 resampling, windowing, normalisation; restarted at every recording, as the
 replay source marks each one a new segment) and ``Runtime.predict`` (the
 interpreter and the ``Smoother``). Only MQTT is left out; ``bench e2e`` covers
@@ -34,11 +34,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import report
+from edge_har.benchmarks import report
 
 log = logging.getLogger(__name__)
 
-CHUNK_SAMPLES = 256  # the replay source's as-fast-as-possible chunk (edge_har.sources.replay.FAST_CHUNK)
+CHUNK_SAMPLES = 256  # the replay source's as-fast-as-possible chunk (edge_har.device.sources.replay.FAST_CHUNK)
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ class SmoothingMode:
 
 
 def default_modes(method: str | None = None, window: int | None = None, threshold: float | None = None) -> list[SmoothingMode]:
-    """No smoothing, and the daemon's default smoothing (edge_har.config.SmoothingConfig), with overrides."""
-    from edge_har.config import SmoothingConfig
+    """No smoothing, and the daemon's default smoothing (edge_har.device.config.SmoothingConfig), with overrides."""
+    from edge_har.device.config import SmoothingConfig
 
     d = SmoothingConfig()
     smoothed = SmoothingMode(
@@ -78,7 +78,7 @@ def replay(runtime: Any, recordings: Sequence[Any], rate_hz: float, chunk: int =
     ``offset + k / rate``; the next recording starts one sample period after
     the previous one's last sample.
     """
-    from edge_har.sources.base import Chunk
+    from edge_har.device.sources.base import Chunk
 
     published: list[Published] = []
     timeline: list[tuple[float, float, str]] = []
@@ -103,7 +103,7 @@ def replay(runtime: Any, recordings: Sequence[Any], rate_hz: float, chunk: int =
 def score(published: Sequence[Published], timeline: Sequence[tuple[float, float, str]], labels: Sequence[str],
           unknown_label: str) -> dict[str, Any]:
     """Per-window and time-weighted accuracy, unknown rate, per-class F1 and switch delays."""
-    from edge_har.metrics import per_class_scores
+    from edge_har.core.metrics import per_class_scores
 
     n = len(labels)
     index = {label: i for i, label in enumerate(labels)}
@@ -179,7 +179,7 @@ def _switch_delays(times: np.ndarray, shown: np.ndarray, timeline: Sequence[tupl
 def run_streaming(bundle: Any, dataset: Any, test_indices: np.ndarray, settings: Any, progress: bool = True,
                   modes: Sequence[SmoothingMode] | None = None) -> dict[str, Any]:
     """Score each smoothing mode on the test recordings, replayed through the daemon's runtime."""
-    from edge_har.runtime import Runtime
+    from edge_har.device.runtime import Runtime
 
     variant = getattr(settings, "stream_variant", None) or bundle.default_variant
     modes = list(modes or default_modes(getattr(settings, "smoothing_method", None),
@@ -195,7 +195,7 @@ def run_streaming(bundle: Any, dataset: Any, test_indices: np.ndarray, settings:
         "variant": variant,
         "recordings": len(recordings),
         "seconds_of_data": float(sum(len(r.samples) / float(r.sample_rate_hz or dataset.sample_rate_hz) for r in recordings)),
-        "path": "edge_har.runtime: Windowing (StreamPreprocessor) + Runtime.predict (interpreter + Smoother), "
+        "path": "edge_har.device.runtime: Windowing (StreamPreprocessor) + Runtime.predict (interpreter + Smoother), "
                 f"chunks of {CHUNK_SAMPLES} samples, recordings back to back, each a new segment",
         "modes": [],
     }
@@ -244,5 +244,5 @@ def format_streaming(streaming: dict[str, Any]) -> str:
                       _s(m.get("switch_delay_p50_s")), _s(m.get("switch_delay_p90_s")),
                       f"{m.get('switches_never_correct')}/{m.get('switches')}"])
     title = (f"Streaming accuracy: variant {streaming['variant']}, {streaming['recordings']} test recordings "
-             f"({streaming['seconds_of_data']:.0f} s) replayed back to back through edge_har.runtime")
+             f"({streaming['seconds_of_data']:.0f} s) replayed back to back through edge_har.device.runtime")
     return report.format_table(headers, table, title=title)

@@ -1,13 +1,13 @@
 """Camera-path benchmarks: encoder and head latency, streaming speed-up, sustained frames per second.
 
-    python -m benchmarks.video make-bundles --out bench-results/video/bundles      # workstation (TensorFlow)
-    python -m benchmarks.video run --bundle bench-results/video/bundles/mnv2-a035-128 --out bench-results/video
+    python -m edge_har.benchmarks.video make-bundles --out bench-results/video/bundles      # workstation (TensorFlow)
+    python -m edge_har.benchmarks.video run --bundle bench-results/video/bundles/mnv2-a035-128 --out bench-results/video
 
 Three measurements, each reported as a table on stdout and in ``<out>/video.json``:
 
 * **parts**: per-call latency of each variant's frame encoder (one frame) and
   temporal head (T feature vectors), and of the whole clip model when the
-  bundle has one (``--clip-model``), through ``edge_har.interpreter`` (the
+  bundle has one (``--clip-model``), through ``edge_har.core.interpreter`` (the
   device's wrapper), ``num_threads`` as on the device.
 * **speed-up**: the same frames streamed through ``VideoRuntime`` in ``split``
   mode (encoder once per frame + head every stride) and in ``clip`` mode (the
@@ -39,8 +39,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .latency import time_calls
-from .report import latency_summary
+from edge_har.benchmarks.latency import time_calls
+from edge_har.benchmarks.report import latency_summary
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,10 @@ BENCH_MODELS: dict[str, dict[str, Any]] = {
 
 def make_bundles(out: Path, names: Sequence[str], calibration: int = 64) -> dict[str, Path]:
     """Convert the benchmark models on synthetic clips (random frozen backbones, see the module doc)."""
-    from convert.train import TrainConfig
-    from convert.video_models import VideoModelConfig
-    from convert.video_pipeline import VideoConvertOptions, run_convert_video
-    from convert.video_synthetic import write_synthetic_clip_dataset
+    from edge_har.convert.train import TrainConfig
+    from edge_har.convert.video_models import VideoModelConfig
+    from edge_har.convert.video_pipeline import VideoConvertOptions, run_convert_video
+    from edge_har.convert.video_synthetic import write_synthetic_clip_dataset
 
     data = write_synthetic_clip_dataset(Path(tempfile.mkdtemp(prefix="edge-har-video-bench-")), clips_per_class=6,
                                         seconds=(3.0, 4.0), fps=10, size=(320, 240))
@@ -71,7 +71,7 @@ def make_bundles(out: Path, names: Sequence[str], calibration: int = 64) -> dict
             out=out / name, data=data, fps=10, stride=4, model=config,
             train=TrainConfig(epochs=2, batch_size=16, patience=2, verbose=0),
             calibration_size=calibration, allow_int8_drop=True, max_int8_drop=100.0, clip_model=True,
-            overwrite=True, progress=False, command=f"benchmarks.video make-bundles ({name})",
+            overwrite=True, progress=False, command=f"edge_har.benchmarks.video make-bundles ({name})",
         )
         made[name] = run_convert_video(options)
     return made
@@ -82,15 +82,15 @@ def make_bundles(out: Path, names: Sequence[str], calibration: int = 64) -> dict
 
 def bench_frames(spec: Any, n: int = 64, seed: int = 0) -> np.ndarray:
     """``n`` preprocessed frames of a synthetic 320x240 clip, through the device's frame preprocessing."""
-    from convert.video_synthetic import pattern_for, render_clip
-    from edge_har.frames import preprocess_frame
+    from edge_har.convert.video_synthetic import pattern_for, render_clip
+    from edge_har.core.frames import preprocess_frame
 
     raw = render_clip(pattern_for("orbit"), n, (320, 240), 10.0, np.random.default_rng(seed))
     return np.stack([preprocess_frame(f, spec) for f in raw])
 
 
 def write_bench_clip(path: Path, seconds: float, fps: float, size: tuple[int, int] = (320, 240)) -> Path:
-    from convert.video_synthetic import pattern_for, render_clip, write_clip
+    from edge_har.convert.video_synthetic import pattern_for, render_clip, write_clip
 
     frames = render_clip(pattern_for("sweep"), int(seconds * fps), size, fps, np.random.default_rng(1))
     return write_clip(path, frames, fps)
@@ -101,7 +101,7 @@ def write_bench_clip(path: Path, seconds: float, fps: float, size: tuple[int, in
 
 def part_latency(bundle: Any, variants: Sequence[str], threads: int, min_seconds: float) -> list[dict[str, Any]]:
     """Per-call latency of each part of each variant (ms)."""
-    from edge_har.video_runtime import VideoModels
+    from edge_har.device.video_runtime import VideoModels
 
     rows = []
     frames = None
@@ -134,7 +134,7 @@ def streaming_speedup(bundle: Any, variant: str, strides: Sequence[int], threads
     The two modes run alternately ``repeats`` times over the same frames and
     the median is kept, so a load spike on a shared machine hits both alike.
     """
-    from edge_har.video_runtime import VideoModels, VideoRuntime
+    from edge_har.device.video_runtime import VideoModels, VideoRuntime
 
     models = VideoModels.load(bundle, variant, num_threads=threads, load_clip=True)
     frames = bench_frames(models.spec, n=frames_n)
@@ -158,9 +158,9 @@ def streaming_speedup(bundle: Any, variant: str, strides: Sequence[int], threads
 
 def sustained_fps(bundle_dir: Path, variant: str, clip: Path, threads: int, stride: int | None = None) -> dict[str, Any]:
     """The daemon's two stages on two threads over a clip file read by the camera source, no frame dropped."""
-    from edge_har.sources.camera import CameraStreamSource
-    from edge_har.video_config import CameraSourceConfig
-    from edge_har.video_runtime import VideoStreamRuntime
+    from edge_har.device.sources.camera import CameraStreamSource
+    from edge_har.device.video_config import CameraSourceConfig
+    from edge_har.device.video_runtime import VideoStreamRuntime
 
     rt = VideoStreamRuntime.load(bundle_dir, variant, num_threads=threads, smoothing_window=1, stride=stride)
     windowing = rt.windowing()
@@ -280,7 +280,7 @@ def run(bundle_dir: Path, out: Path, variants: Sequence[str] | None, threads: Se
         min_seconds: float, fps_seconds: float, broker: str | None = None) -> dict[str, Any]:
     import platform
 
-    from edge_har.bundle import Bundle
+    from edge_har.core.bundle import Bundle
 
     bundle = Bundle.load(bundle_dir)
     names = list(variants or bundle.variants)
@@ -322,7 +322,7 @@ def run(bundle_dir: Path, out: Path, variants: Sequence[str] | None, threads: Se
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.video", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m edge_har.benchmarks.video", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     mk = sub.add_parser("make-bundles", help="convert the benchmark models (needs TensorFlow)")
     mk.add_argument("--out", type=Path, default=Path("bench-results/video/bundles"))

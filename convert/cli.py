@@ -41,7 +41,7 @@ def _positive_float(text: str) -> float:
 
 
 def _variant_list(text: str) -> tuple[str, ...]:
-    from .quantize import VARIANTS
+    from edge_har.convert.quantize import VARIANTS
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in VARIANTS]
@@ -56,14 +56,14 @@ def _has_option(parser: argparse.ArgumentParser, option: str) -> bool:
 
 def _input_errors() -> tuple[type[BaseException], ...]:
     """Error types that mean "bad input or options", shown as one line rather than a traceback."""
-    from edge_har.bundle import BundleError
-    from edge_har.preprocessing import PreprocessingError
-    from edge_har.recordings import RecordingError
+    from edge_har.core.bundle import BundleError
+    from edge_har.core.preprocessing import PreprocessingError
+    from edge_har.core.recordings import RecordingError
 
-    from . import datasets, splits
-    from .evaluate import EvaluationError
-    from .export import ExportError
-    from .quantize import CalibrationError
+    from edge_har.convert import datasets, splits
+    from edge_har.convert.evaluate import EvaluationError
+    from edge_har.convert.export import ExportError
+    from edge_har.convert.quantize import CalibrationError
 
     extra = [getattr(datasets, "DatasetError", None), getattr(splits, "SplitError", None)]
     return tuple(
@@ -89,12 +89,12 @@ when int8 accuracy is more than --max-int8-drop points below float32.
 
 
 def register_convert(subparsers: Any) -> argparse.ArgumentParser:
-    from .datasets import add_dataset_arguments
-    from .models import add_model_arguments
-    from .pipeline import DEFAULT_MAX_INT8_DROP, DEFAULT_STRIDE, DEFAULT_WINDOW
-    from .quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, VARIANTS
-    from .splits import add_split_arguments
-    from .train import add_train_arguments
+    from edge_har.convert.datasets import add_dataset_arguments
+    from edge_har.convert.models import add_model_arguments
+    from edge_har.convert.pipeline import DEFAULT_MAX_INT8_DROP, DEFAULT_STRIDE, DEFAULT_WINDOW
+    from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, VARIANTS
+    from edge_har.convert.splits import add_split_arguments
+    from edge_har.convert.train import add_train_arguments
 
     parser = subparsers.add_parser(
         "convert",
@@ -149,11 +149,11 @@ def run_convert_command(args: argparse.Namespace) -> int:
 
     require_tensorflow()  # before any other work: say which extra to install, not a traceback
 
-    from .datasets import dataset_from_args
-    from .models import ModelConfig
-    from .pipeline import AccuracyGateError, ConvertError, ConvertOptions, _slug, run_convert
-    from .splits import split_from_args
-    from .train import TrainingError, train_config_from_args
+    from edge_har.convert.datasets import dataset_from_args
+    from edge_har.convert.models import ModelConfig
+    from edge_har.convert.pipeline import AccuracyGateError, ConvertError, ConvertOptions, _slug, run_convert
+    from edge_har.convert.splits import split_from_args
+    from edge_har.convert.train import TrainingError, train_config_from_args
 
     errors = _input_errors() + (ConvertError, TrainingError)
     try:
@@ -190,7 +190,7 @@ def run_convert_command(args: argparse.Namespace) -> int:
 
 
 def summary_table(bundle_dir: Path) -> str:
-    from edge_har.bundle import Bundle
+    from edge_har.core.bundle import Bundle
 
     bundle = Bundle.load(bundle_dir)
     lines = [f"bundle {bundle.model_id} written to {bundle.root}", "",
@@ -223,7 +223,7 @@ and <out>/<variant>/confusion_matrix.png, plus <out>/summary.json. No TensorFlow
 
 
 def register_evaluate(subparsers: Any) -> argparse.ArgumentParser:
-    from .datasets import add_dataset_arguments
+    from edge_har.convert.datasets import add_dataset_arguments
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -252,11 +252,11 @@ def register_evaluate(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_evaluate_command(args: argparse.Namespace) -> int:
-    from edge_har.interpreter import InterpreterError
-    from edge_har.metrics import format_report
+    from edge_har.core.interpreter import InterpreterError
+    from edge_har.core.metrics import format_report
 
-    from .datasets import dataset_from_args
-    from .evaluate import evaluate_bundle, load_bundle
+    from edge_har.convert.datasets import dataset_from_args
+    from edge_har.convert.evaluate import evaluate_bundle, load_bundle
 
     try:
         bundle = load_bundle(args.bundle)

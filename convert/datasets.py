@@ -12,8 +12,8 @@ Layouts:
   L. Oneto, X. Parra, J. L. Reyes-Ortiz, ESANN 2013), in its original extracted
   layout (``load_uci_har``).
 
-The file readers live in ``edge_har.recordings`` because the device's replay
-source reads the same files. Windows go through ``edge_har.preprocessing``, the
+The file readers live in ``edge_har.core.recordings`` because the device's replay
+source reads the same files. Windows go through ``edge_har.core.preprocessing``, the
 code the device runs. No TensorFlow here (numpy only): ``edge-har evaluate`` and
 the benchmarks use this module on a machine with only the device extra.
 """
@@ -31,8 +31,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_har.preprocessing import Preprocessing, PreprocessingError, recording_to_windows
-from edge_har.recordings import (
+from edge_har.core.preprocessing import Preprocessing, PreprocessingError, recording_to_windows
+from edge_har.core.recordings import (
     MODEL_SUFFIX,
     Recording,
     RecordingError,
@@ -593,7 +593,7 @@ class WindowSet:
     """Training windows: scaled to physical units and resampled, but NOT normalised.
 
     Normalisation statistics must come from the training windows only, so the
-    caller fits them after the split (``edge_har.preprocessing.fit_normalisation``).
+    caller fits them after the split (``edge_har.core.preprocessing.fit_normalisation``).
     """
 
     x: np.ndarray  # (n, window, C) float32

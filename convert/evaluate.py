@@ -1,7 +1,7 @@
 """Evaluate bundle variants through the device's own interpreter code.
 
 Accuracy is measured by running each ``.tflite`` file with
-``edge_har.bundle.Bundle.load_model`` (ai-edge-litert or tflite-runtime, the
+``edge_har.core.bundle.Bundle.load_model`` (ai-edge-litert or tflite-runtime, the
 same wrapper, quantization and sha256 check as the daemon), never with Keras:
 the numbers in ``bundle.json`` are then the numbers the device will see.
 This module imports no TensorFlow, so ``edge-har evaluate`` runs on a machine
@@ -20,10 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_har.bundle import Bundle, BundleError
-from edge_har.interpreter import TFLiteModel
-from edge_har.metrics import classification_report
-from edge_har.preprocessing import Preprocessing, normalise
+from edge_har.core.bundle import Bundle, BundleError
+from edge_har.core.interpreter import TFLiteModel
+from edge_har.core.metrics import classification_report
+from edge_har.core.preprocessing import Preprocessing, normalise
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def write_evaluation(evaluation: VariantEvaluation, out_dir: str | Path, title: 
     metrics_file.write_text(json.dumps(evaluation.report, indent=2))
     written = {"metrics": str(metrics_file)}
     try:
-        from edge_har.plots import confusion_matrix_png
+        from edge_har.convert.plots import confusion_matrix_png
 
         png = confusion_matrix_png(
             evaluation.report["confusion_matrix"],
@@ -154,7 +154,7 @@ def test_recording_indices(bundle: Bundle, dataset: Any) -> np.ndarray:
 
 def bundle_windows(bundle: Bundle, dataset: Any, split: str = "test") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Normalised windows and bundle-label indices of ``dataset`` for ``split`` ("test" or "all")."""
-    from .datasets import make_window_set
+    from edge_har.convert.datasets import make_window_set
 
     if split not in SPLITS:
         raise EvaluationError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")

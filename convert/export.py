@@ -2,7 +2,7 @@
 
 The bundle is assembled in a hidden staging directory next to its final place
 (``.<name>.partial-XXXX``) and renamed into place only after
-``edge_har.bundle.Bundle.load`` and ``verify`` accept it. A conversion that is
+``edge_har.core.bundle.Bundle.load`` and ``verify`` accept it. A conversion that is
 refused by the accuracy gate, interrupted or crashes therefore leaves no half
 bundle; an existing bundle is replaced only when asked (``--overwrite``).
 
@@ -26,10 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from edge_har.bundle import BUNDLE_FILE, SCHEMA_VERSION, Bundle, BundleError
-from edge_har.interpreter import TFLiteModel, sha256_file
+from edge_har.core.bundle import BUNDLE_FILE, SCHEMA_VERSION, Bundle, BundleError
+from edge_har.core.interpreter import TFLiteModel, sha256_file
 
-from .quantize import ConvertedVariant
+from edge_har.convert.quantize import ConvertedVariant
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def bundle_document(
             "shape": list(input_shape),
             "dtype": "float32",
             "layout": "NTC",
-            "note": "float32 windows after edge_har.preprocessing (scaled, resampled, normalised); "
+            "note": "float32 windows after edge_har.core.preprocessing (scaled, resampled, normalised); "
             "quantized variants are fed through their own input scale and zero point",
         },
         "preprocessing": dict(preprocessing),

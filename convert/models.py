@@ -8,7 +8,7 @@ batch of 1 (:func:`static_batch_copy`).
 
 The model trains with the ordinary LSTM; the copy that is converted writes the
 LSTM out step by step (``lstm_export="unrolled"``, the default,
-:mod:`convert.unrolled_lstm`) so that XNNPACK runs it in int8, or keeps the fused
+:mod:`edge_har.convert.unrolled_lstm`) so that XNNPACK runs it in int8, or keeps the fused
 op (``"fused"``), whose int8 kernel is TFLite's slow reference path.
 
 TensorFlow is imported lazily (:func:`import_tf`), never at module import, so
@@ -216,7 +216,7 @@ def build_cnn_lstm(
     policy (one GPU) the probabilities and the loss stay in full precision.
     ``batch_size=1`` gives the static-batch model the TFLite converter needs.
     ``unrolled_lstm`` swaps each LSTM (or Bidirectional LSTM) for
-    :mod:`convert.unrolled_lstm`'s layer of the same name and weights: for
+    :mod:`edge_har.convert.unrolled_lstm`'s layer of the same name and weights: for
     conversion only, it does not train.
     """
     _, keras = import_tf()
@@ -243,7 +243,7 @@ def build_cnn_lstm(
         last = i == len(lstm_units) - 1
         layer_name = f"bilstm{i + 1}" if bidirectional else f"lstm{i + 1}"
         if unrolled_lstm:
-            from .unrolled_lstm import unrolled_lstm_class
+            from edge_har.convert.unrolled_lstm import unrolled_lstm_class
 
             x = unrolled_lstm_class()(units, return_sequences=not last, bidirectional=bidirectional, name=layer_name)(x)
             continue

@@ -6,7 +6,7 @@ Each stage is logged with its duration. Order matters in three places:
 * the calibration set is drawn (and its size checked) before training, so a
   too-large ``--calibration-size`` fails in seconds, not after the training;
 * the accuracy gate runs before anything is published: a refused conversion
-  leaves no bundle behind (see ``convert.export``).
+  leaves no bundle behind (see ``edge_har.convert.export``).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from edge_har.bundle import Bundle
-from edge_har.preprocessing import Preprocessing, fit_normalisation, normalise
+from edge_har.core.bundle import Bundle
+from edge_har.core.preprocessing import Preprocessing, fit_normalisation, normalise
 
-from .models import ModelConfig
-from .quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, calibration_windows, resolve_variants
-from .train import TrainConfig
+from edge_har.convert.models import ModelConfig
+from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, calibration_windows, resolve_variants
+from edge_har.convert.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ class AccuracyGateError(ConvertError):
 class ConvertOptions:
     """Everything ``run_convert`` needs; the CLI fills it from flags, tests build it directly.
 
-    ``data`` with ``dataset_options`` (keywords of ``convert.datasets.load_dataset``)
-    and ``split_options`` (keywords of ``convert.splits.split_recordings``) are used
+    ``data`` with ``dataset_options`` (keywords of ``edge_har.convert.datasets.load_dataset``)
+    and ``split_options`` (keywords of ``edge_har.convert.splits.split_recordings``) are used
     when ``run_convert`` is not handed a loaded data set and split.
     """
 
@@ -108,7 +108,7 @@ def _slug(text: str) -> str:
 
 
 def _duration(text: str | int, rate: float, what: str) -> int:
-    from .datasets import parse_duration
+    from edge_har.convert.datasets import parse_duration
 
     if isinstance(text, int):
         return text
@@ -135,7 +135,7 @@ def build_preprocessing(dataset: Any, options: ConvertOptions) -> Preprocessing:
 
 
 def split_windows(dataset: Any, split: Any, pre: Preprocessing, skip_short: bool) -> dict[str, Windows]:
-    from .datasets import make_window_set
+    from edge_har.convert.datasets import make_window_set
 
     out = {}
     for side in ("train", "val", "test"):
@@ -169,8 +169,8 @@ def run_convert(options: ConvertOptions, dataset: Any | None = None, split: Any 
     ``max_int8_drop`` points below float32 (and ``allow_int8_drop`` is off),
     leaving nothing at ``options.out``.
     """
-    from . import export
-    from .evaluate import evaluate_model, relative_source, write_evaluation
+    from edge_har.convert import export
+    from edge_har.convert.evaluate import evaluate_model, relative_source, write_evaluation
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -178,7 +178,7 @@ def run_convert(options: ConvertOptions, dataset: Any | None = None, split: Any 
     export.check_destination(options.out, options.overwrite)
 
     if dataset is None:  # (the CLI loads and splits before calling, to report bad input first)
-        from .datasets import load_dataset
+        from edge_har.convert.datasets import load_dataset
 
         if options.data is None:
             raise ConvertError("no data set given")
@@ -188,7 +188,7 @@ def run_convert(options: ConvertOptions, dataset: Any | None = None, split: Any 
     log.info("data set %s: %d recordings, %d classes, %s Hz, channels %s",
              dataset.name, len(dataset.recordings), len(labels), dataset.sample_rate_hz, ", ".join(dataset.channels))
     if split is None:
-        from .splits import split_recordings
+        from edge_har.convert.splits import split_recordings
 
         with stage("split", timings):
             split = split_recordings(dataset, **options.split_options)
@@ -207,9 +207,9 @@ def run_convert(options: ConvertOptions, dataset: Any | None = None, split: Any 
             calibration = calibration_windows(sets["train"].x, sets["train"].y, options.calibration_size, options.train.seed)
 
     with export.staging_dir(options.out) as staging:
-        from .models import float32_copy, static_batch_copy
-        from .quantize import convert_variants
-        from .train import train_model
+        from edge_har.convert.models import float32_copy, static_batch_copy
+        from edge_har.convert.quantize import convert_variants
+        from edge_har.convert.train import train_model
 
         with stage("train", timings):
             result = train_model(

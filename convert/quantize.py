@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .models import import_tf
+from edge_har.convert.models import import_tf
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def convert_variants(model: Any, specs: Sequence[VariantSpec], calibration: np.n
 
     The model is saved once as a SavedModel and every variant converts from
     it: tracing the Keras model is the slow part of a conversion, and both
-    LSTM forms (fused op, or unrolled by :mod:`convert.unrolled_lstm`) survive
+    LSTM forms (fused op, or unrolled by :mod:`edge_har.convert.unrolled_lstm`) survive
     the SavedModel route unchanged.
     """
     import shutil
@@ -242,7 +242,7 @@ def convert_variants(model: Any, specs: Sequence[VariantSpec], calibration: np.n
     if any(d is None for d in model.input_shape):
         raise ConversionError(
             f"the model's input shape {model.input_shape} has a dynamic dimension; convert the static-batch "
-            "copy (convert.models.static_batch_copy): a dynamic batch breaks the fused LSTM conversion"
+            "copy (edge_har.convert.models.static_batch_copy): a dynamic batch breaks the fused LSTM conversion"
         )
     saved = Path(tempfile.mkdtemp(prefix="edge-har-savedmodel-"))
     try:
@@ -261,7 +261,7 @@ def inspect_tflite(content: bytes) -> dict[str, Any]:
     float32/float16 (LSTM intermediate placeholders of shape [0] excepted);
     a full-integer variant must have none, or its name would lie.
     """
-    from edge_har.interpreter import select_backend
+    from edge_har.core.interpreter import select_backend
 
     # Not allocated: allocation applies the default XNNPACK delegate, which would
     # replace the model's own ops by DELEGATE nodes in this listing.

@@ -161,7 +161,7 @@ def _stratified(
 
 def _finish(dataset: Any, train: list[int], val: list[int], test: list[int], method: str, seed: int,
             options: dict[str, Any]) -> Split:
-    from .evaluate import relative_source
+    from edge_har.convert.evaluate import relative_source
 
     arrays = {side: np.asarray(sorted(s), dtype=np.int64) for side, s in (("train", train), ("val", val), ("test", test))}
     everything = np.concatenate(list(arrays.values()))

@@ -125,11 +125,11 @@ def write_synthetic_imu_dataset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m convert.synthetic OUT``: write a demo data set (the public ones may not be redistributed)."""
+    """``python -m edge_har.convert.synthetic OUT``: write a demo data set (the public ones may not be redistributed)."""
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m convert.synthetic",
+        prog="python -m edge_har.convert.synthetic",
         description="Write a small synthetic wrist-accelerometer data set in the HMP folder layout, "
         "for trying edge-har convert without downloading a public data set.",
     )

@@ -7,11 +7,11 @@ Strategy, in order:
   runtime, so this must be the first TensorFlow work in the process.
 * several GPUs: ``MirroredStrategy`` over all of them, ``mixed_float16``.
 * one GPU: that GPU, ``mixed_float16`` (the softmax stays float32, see
-  ``convert.models``).
+  ``edge_har.convert.models``).
 * otherwise: the CPU, float32, deterministic ops.
 
 The model that training returns may carry a mixed-precision policy; conversion
-and saving go through ``convert.models.float32_copy``.
+and saving go through ``edge_har.convert.models.float32_copy``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .models import ModelConfig, build_from_config, import_tf
+from edge_har.convert.models import ModelConfig, build_from_config, import_tf
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def train_model(
     history_file.write_text(json.dumps(history, indent=2))
     curves_file: Path | None
     try:
-        from edge_har.plots import training_curves_png
+        from edge_har.convert.plots import training_curves_png
 
         curves_file = training_curves_png(history, work / "training_curves.png", title=f"CNN-LSTM training (best epoch {best_epoch})")
     except Exception as exc:  # a missing matplotlib must not lose a trained model

@@ -39,7 +39,7 @@ from typing import Any
 @functools.lru_cache(maxsize=None)
 def unrolled_lstm_class() -> Any:
     """The Keras layer class, created on first use (TensorFlow is imported lazily in this project)."""
-    from .models import import_tf
+    from edge_har.convert.models import import_tf
 
     tf, keras = import_tf()
 

@@ -5,7 +5,7 @@ model and export share few flags with the sensor ones (frames per second and
 frame size instead of window seconds and channels, a CNN backbone instead of
 Conv1D blocks), and one ``--help`` mixing both would explain neither. The
 training, quantization and bundle flags are the sensor command's own
-(``convert.train.add_train_arguments`` and the same names and defaults), so a
+(``edge_har.convert.train.add_train_arguments`` and the same names and defaults), so a
 user who knows ``convert`` knows these.
 """
 
@@ -51,7 +51,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def add_video_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    from .video_datasets import LAYOUTS, SHORT_POLICIES, VIDEO_EXTENSIONS
+    from edge_har.convert.video_datasets import LAYOUTS, SHORT_POLICIES, VIDEO_EXTENSIONS
 
     group = parser.add_argument_group("data (clip folders or still images)")
     group.add_argument("--data", type=Path, required=required, metavar="DIR",
@@ -92,15 +92,15 @@ def dataset_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _input_errors() -> tuple[type[BaseException], ...]:
-    from edge_har.bundle import BundleError
-    from edge_har.frames import FrameError
-    from edge_har.interpreter import InterpreterError
+    from edge_har.core.bundle import BundleError
+    from edge_har.core.frames import FrameError
+    from edge_har.core.interpreter import InterpreterError
 
-    from .evaluate import EvaluationError
-    from .export import ExportError
-    from .quantize import CalibrationError
-    from .video_datasets import VideoDatasetError
-    from .video_models import VideoModelError
+    from edge_har.convert.evaluate import EvaluationError
+    from edge_har.convert.export import ExportError
+    from edge_har.convert.quantize import CalibrationError
+    from edge_har.convert.video_datasets import VideoDatasetError
+    from edge_har.convert.video_models import VideoModelError
 
     return (BundleError, FrameError, InterpreterError, EvaluationError, ExportError, CalibrationError,
             VideoDatasetError, VideoModelError)
@@ -110,11 +110,11 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 
 
 def register_convert_video(subparsers: Any) -> argparse.ArgumentParser:
-    from .cli import _positive_float, _positive_int, _variant_list
-    from .quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, VARIANTS
-    from .train import add_train_arguments
-    from .video_models import add_video_model_arguments
-    from .video_pipeline import DEFAULT_FPS, DEFAULT_MAX_INT8_DROP, DEFAULT_STRIDE
+    from edge_har.convert.cli import _positive_float, _positive_int, _variant_list
+    from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, VARIANTS
+    from edge_har.convert.train import add_train_arguments
+    from edge_har.convert.video_models import add_video_model_arguments
+    from edge_har.convert.video_pipeline import DEFAULT_FPS, DEFAULT_MAX_INT8_DROP, DEFAULT_STRIDE
 
     parser = subparsers.add_parser(
         "convert-video",
@@ -174,11 +174,11 @@ def run_convert_video_command(args: argparse.Namespace) -> int:
 
     require_tensorflow()
 
-    from .cli import EXIT_GATE_REFUSED, summary_table
-    from .pipeline import AccuracyGateError, ConvertError, _slug
-    from .train import TrainingError, train_config_from_args
-    from .video_models import VideoModelConfig, VideoModelError
-    from .video_pipeline import VideoConvertOptions, run_convert_video
+    from edge_har.convert.cli import EXIT_GATE_REFUSED, summary_table
+    from edge_har.convert.pipeline import AccuracyGateError, ConvertError, _slug
+    from edge_har.convert.train import TrainingError, train_config_from_args
+    from edge_har.convert.video_models import VideoModelConfig, VideoModelError
+    from edge_har.convert.video_pipeline import VideoConvertOptions, run_convert_video
 
     try:
         model = VideoModelConfig.from_args(args)
@@ -210,7 +210,7 @@ def run_convert_video_command(args: argparse.Namespace) -> int:
 
 
 def register_evaluate_video(subparsers: Any) -> argparse.ArgumentParser:
-    from .cli import _positive_int
+    from edge_har.convert.cli import _positive_int
 
     parser = subparsers.add_parser(
         "evaluate-video",
@@ -238,10 +238,10 @@ def register_evaluate_video(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_evaluate_video_command(args: argparse.Namespace) -> int:
-    from edge_har.metrics import format_report
+    from edge_har.core.metrics import format_report
 
-    from .evaluate import load_bundle
-    from .video_pipeline import evaluate_video_bundle
+    from edge_har.convert.evaluate import load_bundle
+    from edge_har.convert.video_pipeline import evaluate_video_bundle
 
     try:
         bundle = load_bundle(args.bundle)

@@ -11,7 +11,7 @@ Two layouts, both taking a path (data sets are never copied into the project):
   image set the MobileNetV2 + LSTM image-sequence classifier was built on).
   Each image becomes a one-frame clip.
 
-Frames go through ``edge_har.frames`` (the device's own code): sampled at the
+Frames go through ``edge_har.core.frames`` (the device's own code): sampled at the
 model's rate by timestamp, cropped or stretched, resized, converted to RGB and
 kept as uint8. Normalisation happens when batches are fed to the model.
 
@@ -35,7 +35,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from edge_har.frames import FrameSampler, FrameSpec, resize_frame, window_starts
+from edge_har.core.frames import FrameSampler, FrameSpec, resize_frame, window_starts
 
 log = logging.getLogger(__name__)
 

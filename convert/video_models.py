@@ -6,17 +6,17 @@ Two modes share one structure, ``head(encoder(frames))``:
   (global average pooling of its last feature map); the head is an LSTM over
   the last T frames' vectors. The device runs the encoder once per frame and
   keeps a ring buffer of T vectors, so a prediction every ``stride`` frames
-  costs one encoder call, not T (``edge_har.video_runtime``).
+  costs one encoder call, not T (``edge_har.device.video_runtime``).
 * ``image-seq``: the still-image mode. The encoder is the same CNN without the
   pooling; its spatial feature map (7x7xC for 224 px MobileNetV2) is read as a
   sequence of 49 vectors by the head's LSTM. One image, one prediction.
 
-The head is the sensor path's CNN-LSTM (``convert.models.build_cnn_lstm``)
+The head is the sensor path's CNN-LSTM (``edge_har.convert.models.build_cnn_lstm``)
 with no convolutions, or with one kernel-1 Conv1D as a per-step projection
 (``feature_dim``): one LSTM builder for the whole project, and the same
 reasons apply (tf_keras, a static batch of 1 for conversion, and the LSTM
 written out step by step in the converted copy so that XNNPACK runs it in int8;
-``lstm_export`` as in :class:`convert.models.ModelConfig`).
+``lstm_export`` as in :class:`edge_har.convert.models.ModelConfig`).
 
 CNN backbones:
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .models import LSTM_EXPORTS, ModelConfig, _fraction, _int_tuple, build_cnn_lstm, import_tf
+from edge_har.convert.models import LSTM_EXPORTS, ModelConfig, _fraction, _int_tuple, build_cnn_lstm, import_tf
 
 MODES = ("video", "image-seq")
 BACKBONES = ("mobilenetv2", "plain")
@@ -71,7 +71,7 @@ class VideoModelConfig:
     ``feature_dim`` adds a kernel-1 Conv1D (a per-step dense projection, ReLU)
     in front of the LSTM; it shrinks MobileNetV2's 1280 channels before the
     LSTM, whose cost grows with its input width. ``lstm_export`` is the sensor
-    model's option (:class:`convert.models.ModelConfig`): how the head's LSTM
+    model's option (:class:`edge_har.convert.models.ModelConfig`): how the head's LSTM
     is written in the ``.tflite`` files, same weights either way.
     """
 

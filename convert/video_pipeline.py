@@ -1,18 +1,18 @@
 """``edge-har convert-video`` end to end: clips -> split -> windows -> train -> quantize -> evaluate -> gate -> bundle.
 
-The sensor pipeline (``convert.pipeline``) with a video model. What is shared
-is reused, not copied: the variant table and converter (``convert.quantize``),
-the stratified calibration draw, ``convert.train.train_model`` (strategy
+The sensor pipeline (``edge_har.convert.pipeline``) with a video model. What is shared
+is reused, not copied: the variant table and converter (``edge_har.convert.quantize``),
+the stratified calibration draw, ``edge_har.convert.train.train_model`` (strategy
 choice, class weights, early stopping, curves), evaluation through the
-device's interpreter wrapper and its reports (``convert.evaluate``), the int8
-accuracy gate's error, and the atomic bundle writer (``convert.export``).
+device's interpreter wrapper and its reports (``edge_har.convert.evaluate``), the int8
+accuracy gate's error, and the atomic bundle writer (``edge_har.convert.export``).
 
 What differs:
 
 * A video variant is exported as **two** ``.tflite`` parts, a frame
   ``encoder`` and a temporal ``head`` (``bundle.json`` ``variants.<v>.parts``),
   because the device runs the encoder once per frame and the head over a ring
-  buffer of features (``edge_har.video_runtime``). ``--clip-model`` adds the
+  buffer of features (``edge_har.device.video_runtime``). ``--clip-model`` adds the
   whole clip model as a third part, for comparisons. The image-seq mode has
   nothing to stream and exports one model per variant.
 * Each part is quantized on its own inputs: the encoder on training frames,
@@ -36,16 +36,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_har.bundle import Bundle
-from edge_har.frames import FrameSpec, normalise_frames
-from edge_har.interpreter import TFLiteModel
-from edge_har.video_runtime import VideoModels
+from edge_har.core.bundle import Bundle
+from edge_har.core.frames import FrameSpec, normalise_frames
+from edge_har.core.interpreter import TFLiteModel
+from edge_har.device.video_runtime import VideoModels
 
-from .pipeline import AccuracyGateError, ConvertError, _slug, class_counts, stage
-from .quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, calibration_windows, resolve_variants
-from .train import TrainConfig
-from .video_datasets import ClipSplit, VideoDataset, WindowIndex, load_video_dataset, split_clips, window_index
-from .video_models import VideoModel, VideoModelConfig
+from edge_har.convert.pipeline import AccuracyGateError, ConvertError, _slug, class_counts, stage
+from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, calibration_windows, resolve_variants
+from edge_har.convert.train import TrainConfig
+from edge_har.convert.video_datasets import ClipSplit, VideoDataset, WindowIndex, load_video_dataset, split_clips, window_index
+from edge_har.convert.video_models import VideoModel, VideoModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ PART_FILE = "{part}_{variant}.tflite"
 class VideoConvertOptions:
     """Everything ``run_convert_video`` needs; the CLI fills it from flags, tests build it directly.
 
-    ``dataset_options`` are keywords of ``convert.video_datasets.load_video_dataset``
+    ``dataset_options`` are keywords of ``edge_har.convert.video_datasets.load_video_dataset``
     and ``split_options`` of ``split_clips``. ``stride`` is in kept frames: the
     device predicts every ``stride`` frames at ``fps``; training windows use
     the same stride.
@@ -170,7 +170,7 @@ def per_clip(arrays: dict[int, np.ndarray], n_clips: int, shape: tuple[int, ...]
 
 
 def stratified_pick(y: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Indices of ``size`` items stratified by class, drawn by ``convert.quantize.calibration_windows``."""
+    """Indices of ``size`` items stratified by class, drawn by ``edge_har.convert.quantize.calibration_windows``."""
     ids = np.arange(len(y), dtype=np.float64)[:, None]
     return calibration_windows(ids, y, size, seed)[:, 0].astype(np.int64)
 
@@ -188,8 +188,8 @@ def train_video(
     options: VideoConvertOptions, dataset: VideoDataset, sets: dict[str, SplitData], spec: FrameSpec, work: Path
 ) -> tuple[VideoModel, Any, dict[str, Any]]:
     """Train and return (model with float weights, TrainResult, extra info)."""
-    from .train import train_model
-    from .video_models import build_video_model, split_trained
+    from edge_har.convert.train import train_model
+    from edge_har.convert.video_models import build_video_model, split_trained
 
     config = options.model
     n_classes = len(dataset.labels)
@@ -239,7 +239,7 @@ def keras_probabilities(model: VideoModel, dataset: VideoDataset, data: SplitDat
 
 def write_part(root: Path, part: str, variant: str, converted: Any) -> dict[str, Any]:
     """One part's ``.tflite`` and its description; tensor specs come from loading it back."""
-    from edge_har.interpreter import TFLiteModel, sha256_file
+    from edge_har.core.interpreter import TFLiteModel, sha256_file
 
     path = root / PART_FILE.format(part=part, variant=variant)
     path.write_bytes(converted.content)
@@ -268,7 +268,7 @@ def _calibration_frames(dataset: VideoDataset, data: SplitData, spec: FrameSpec,
         frame_ref.extend((ci, fi) for fi in range(len(clip) - clip.padded_frames))
         frame_y.extend([label] * (len(clip) - clip.padded_frames))
     if len(frame_y) < size:
-        from .quantize import CalibrationError
+        from edge_har.convert.quantize import CalibrationError
 
         raise CalibrationError(
             f"the encoder's calibration set needs {size} frames but the training clips have only {len(frame_y)}; "
@@ -284,7 +284,7 @@ def quantize_parts(
     spec: FrameSpec, options: VideoConvertOptions, frame_calibration: np.ndarray | None, head_picks: np.ndarray | None,
 ) -> dict[str, dict[str, Any]]:
     """Convert every variant's encoder, head (and clip model); write them; return the variant entries."""
-    from .quantize import convert_variants
+    from edge_har.convert.quantize import convert_variants
 
     variants: dict[str, dict[str, Any]] = {}
     plain = [s for s in specs if not s.needs_calibration]
@@ -330,8 +330,8 @@ def quantize_parts(
 
 def quantize_single(static: VideoModel, specs: Sequence[Any], staging: Path, calibration: np.ndarray | None) -> dict[str, dict[str, Any]]:
     """image-seq: one model per variant (nothing to stream), written by the sensor exporter."""
-    from . import export
-    from .quantize import convert_variants
+    from edge_har.convert import export
+    from edge_har.convert.quantize import convert_variants
 
     plain = [s for s in specs if not s.needs_calibration]
     calibrated = [s for s in specs if s.needs_calibration]
@@ -349,7 +349,7 @@ def evaluate_variant(
     progress: bool = True, num_threads: int | None = 1,
 ) -> Any:
     """Accuracy of one variant on windows, run as the device runs it (encoder per frame, head per window)."""
-    from .evaluate import evaluate_model
+    from edge_har.convert.evaluate import evaluate_model
 
     models = VideoModels.load(bundle, variant, backend=backend, num_threads=num_threads)
     if models.whole is not None:
@@ -376,7 +376,7 @@ def evaluate_video_bundle(
     """``edge-har evaluate-video``: the recorded test clips (``split="test"``) or every clip, per variant."""
     import json
 
-    from .evaluate import EvaluationError, label_indices, relative_source, write_evaluation
+    from edge_har.convert.evaluate import EvaluationError, label_indices, relative_source, write_evaluation
 
     if bundle.kind != "video":
         raise EvaluationError(f"{bundle.root}: a {bundle.kind} bundle; use edge-har evaluate")
@@ -464,8 +464,8 @@ def run_convert_video(options: VideoConvertOptions, dataset: VideoDataset | None
     Raises AccuracyGateError (nothing written at ``options.out``) when a
     full-integer variant falls more than ``max_int8_drop`` points below float32.
     """
-    from . import export
-    from .evaluate import relative_source, write_evaluation
+    from edge_har.convert import export
+    from edge_har.convert.evaluate import relative_source, write_evaluation
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -501,7 +501,7 @@ def run_convert_video(options: VideoConvertOptions, dataset: VideoDataset | None
                                              options.train.seed)
 
     with export.staging_dir(options.out) as staging:
-        from .video_models import float32_copy
+        from edge_har.convert.video_models import float32_copy
 
         with stage("train", timings):
             model, result, train_info = train_video(options, dataset, sets, spec, staging / "training")
@@ -536,7 +536,7 @@ def run_convert_video(options: VideoConvertOptions, dataset: VideoDataset | None
             "shape": in_shape,
             "dtype": "float32",
             "layout": "NTHWC" if config.mode == "video" else "NHWC",
-            "note": "frames after edge_har.frames (sampled at fps, resized, RGB, scaled); a split variant's encoder "
+            "note": "frames after edge_har.core.frames (sampled at fps, resized, RGB, scaled); a split variant's encoder "
             "takes one frame [1, H, W, 3] and its head the last T feature vectors [1, T, D]",
         }
         document["video"] = {

@@ -4,7 +4,7 @@ Tests, benchmarks and the camera demo need labelled clips, and the public
 video data sets (KTH, UCF101) may not be redistributed with the project. This
 writes real video files with ``cv2.VideoWriter`` (Motion-JPEG in AVI by
 default, which every OpenCV build can both write and read), in the layouts the
-loaders of ``convert.video_datasets`` read:
+loaders of ``edge_har.convert.video_datasets`` read:
 
 * clip folders: ``<root>/<class>/<class>_<i>_s<subject>.avi``
 * still images: ``<root>/train/<i>.png`` + ``<root>/train.csv`` (``filename,label``)

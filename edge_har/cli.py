@@ -15,18 +15,18 @@ import logging
 import sys
 from typing import Sequence
 
-from . import __version__
+from edge_har import __version__
 
 # subcommand module -> (its register function). Order is the order in --help.
 SUBCOMMANDS: tuple[str, ...] = (
-    "convert.cli:register_convert",
-    "convert.cli:register_evaluate",
-    "convert.video_cli:register_convert_video",
-    "convert.video_cli:register_evaluate_video",
-    "edge_har.daemon_cli:register_run",
-    "edge_har.daemon_cli:register_validate_config",
+    "edge_har.convert.cli:register_convert",
+    "edge_har.convert.cli:register_evaluate",
+    "edge_har.convert.video_cli:register_convert_video",
+    "edge_har.convert.video_cli:register_evaluate_video",
+    "edge_har.device.daemon_cli:register_run",
+    "edge_har.device.daemon_cli:register_validate_config",
     "edge_har.subscribe:register",
-    "benchmarks.cli:register",
+    "edge_har.benchmarks.cli:register",
     "edge_har.demo:register",
 )
 

@@ -56,11 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def make_bundle(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path]:
     """The bundle and the folder of recordings to replay."""
-    from .cli import CliError, require_tensorflow
+    from edge_har.cli import CliError, require_tensorflow
 
     data = args.data
     if data is None:
-        from convert.synthetic import write_synthetic_imu_dataset
+        from edge_har.convert.synthetic import write_synthetic_imu_dataset
 
         data = workdir / "data"
         if not data.is_dir():
@@ -73,9 +73,9 @@ def make_bundle(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path]:
         log.info("reusing %s (pass --rebuild to convert again)", bundle)
         return bundle, data
     require_tensorflow()
-    from convert.pipeline import AccuracyGateError, ConvertError, ConvertOptions, run_convert
-    from convert.quantize import CalibrationError
-    from convert.train import TrainConfig
+    from edge_har.convert.pipeline import AccuracyGateError, ConvertError, ConvertOptions, run_convert
+    from edge_har.convert.quantize import CalibrationError
+    from edge_har.convert.train import TrainConfig
 
     options = ConvertOptions(
         out=bundle,
@@ -126,10 +126,10 @@ def write_config(path: Path, bundle: Path, data: Path, host: str, port: int, spe
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import CliError
-    from .config import ConfigError, load_config
-    from .mqtt.local_broker import BrokerError, LocalBroker
-    from .subscribe import run as subscribe
+    from edge_har.cli import CliError
+    from edge_har.device.config import ConfigError, load_config
+    from edge_har.mqtt.local_broker import BrokerError, LocalBroker
+    from edge_har.subscribe import run as subscribe
 
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     jsonl = workdir / "predictions.jsonl"
     jsonl.unlink(missing_ok=True)
     try:
-        from .cli import build_parser
+        from edge_har.cli import build_parser
 
         # Through the real command line, so the demo shows exactly what a user would type.
         sub_args = build_parser().parse_args(

@@ -157,8 +157,8 @@ def build_config(args: argparse.Namespace) -> Any:
     """An MqttConfig from the command line, so the client is built exactly as the daemon's."""
     from pydantic import ValidationError
 
-    from .cli import CliError
-    from .mqtt.config import MqttConfig, TlsConfig
+    from edge_har.cli import CliError
+    from edge_har.mqtt.config import MqttConfig, TlsConfig
 
     try:
         host, port, tls_from_url = parse_broker(args.broker)
@@ -227,7 +227,7 @@ class Viewer:
 
     def handle(self, topic: str, payload: bytes) -> bool:
         """Process one message; True when it was a (new) prediction."""
-        from .mqtt.payloads import validate_prediction
+        from edge_har.mqtt.payloads import validate_prediction
 
         text = payload.decode("utf-8", errors="replace").strip()
         if topic.endswith("/status") and not text.startswith("{"):
@@ -384,9 +384,9 @@ def _warn(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import CliError
-    from .mqtt.client import describe_broker, make_client
-    from .mqtt.config import MqttConfigError
+    from edge_har.cli import CliError
+    from edge_har.mqtt.client import describe_broker, make_client
+    from edge_har.mqtt.config import MqttConfigError
 
     cfg = build_config(args)
     filters = args.topic or [DEFAULT_TOPIC]

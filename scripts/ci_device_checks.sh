@@ -14,8 +14,8 @@ echo "== converting a tiny bundle in the workstation environment"
 import sys
 from pathlib import Path
 
-from convert.pipeline import run_convert
-from convert.synthetic import write_synthetic_imu_dataset
+from edge_har.convert.pipeline import run_convert
+from edge_har.convert.synthetic import write_synthetic_imu_dataset
 from tests.plugins.bundle import TINY_CLASSES, tiny_convert_options
 
 work = Path(sys.argv[1])
@@ -39,7 +39,7 @@ python3 -m venv "$WORK/venv-tflite"
 "$WORK/venv-tflite/bin/pip" install -q ".[tflite,dev]"
 "$WORK/venv-tflite/bin/python" -c "
 import numpy, tflite_runtime
-from edge_har.interpreter import select_backend
+from edge_har.core.interpreter import select_backend
 assert select_backend().name == 'tflite_runtime', select_backend()
 print('numpy', numpy.__version__, '- tflite_runtime', tflite_runtime.__version__, 'is the backend')"
 "$WORK/venv-tflite/bin/python" -m pytest -q -p no:cacheprovider \

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.baseline import feature_names, window_features
-from benchmarks.streaming import Published, score
+from edge_har.benchmarks.baseline import feature_names, window_features
+from edge_har.benchmarks.streaming import Published, score
 from edge_har.cli import main
 
 
@@ -102,7 +102,7 @@ def test_broken_variant_is_reported_in_its_row(tiny_bundle_copy, tiny_dataset_di
 
 
 def test_data_without_the_test_recordings_is_a_clear_error(tiny_bundle, tmp_path, capsys):
-    from convert.synthetic import write_synthetic_imu_dataset
+    from edge_har.convert.synthetic import write_synthetic_imu_dataset
 
     other = write_synthetic_imu_dataset(tmp_path / "other", classes=("walk", "sit", "wave"), recordings_per_class=2,
                                         subjects=1, seconds=(4.0, 5.0), seed=9)

@@ -1,4 +1,4 @@
-"""The bundle as written by convert.export: schema, sha256 checks, atomic publishing."""
+"""The bundle as written by edge_har.convert.export: schema, sha256 checks, atomic publishing."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from convert import export
-from edge_har.bundle import BUNDLE_FILE, Bundle, BundleError
-from edge_har.interpreter import InterpreterError, TFLiteModel
+from edge_har.convert import export
+from edge_har.core.bundle import BUNDLE_FILE, Bundle, BundleError
+from edge_har.core.interpreter import InterpreterError, TFLiteModel
 
 
 def flip_byte(path: Path, offset: int = -100) -> None:

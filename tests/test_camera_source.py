@@ -13,9 +13,9 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from convert.video_synthetic import pattern_for, render_clip, write_clip  # noqa: E402
-from edge_har.sources.camera import CameraError, CameraSource, CameraStreamSource, FrameChunk  # noqa: E402
-from edge_har.video_config import CameraSourceConfig  # noqa: E402
+from edge_har.convert.video_synthetic import pattern_for, render_clip, write_clip  # noqa: E402
+from edge_har.device.sources.camera import CameraError, CameraSource, CameraStreamSource, FrameChunk  # noqa: E402
+from edge_har.device.video_config import CameraSourceConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_har.config import (
+from edge_har.device.config import (
     ConfigError,
     I2cImuSourceConfig,
     ReplaySourceConfig,
@@ -19,7 +19,7 @@ from edge_har.config import (
     check_files,
     load_config,
 )
-from edge_har.daemon_cli import validate_files
+from edge_har.device.daemon_cli import validate_files
 
 REPO = Path(__file__).resolve().parents[1]
 

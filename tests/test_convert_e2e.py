@@ -1,7 +1,7 @@
 """A tiny end-to-end conversion on generated data: variants, validation, int8 vs float, the gate.
 
 The bundle itself comes from the session fixture ``tiny_bundle``
-(tests/plugins/bundle.py), built by ``convert.pipeline.run_convert``.
+(tests/plugins/bundle.py), built by ``edge_har.convert.pipeline.run_convert``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from edge_har.bundle import Bundle
+from edge_har.core.bundle import Bundle
 from edge_har.cli import main
 
 # On the same windows, int8 softmax outputs (steps of 1/256, rounding in every
@@ -22,8 +22,8 @@ INT8_ARGMAX_AGREEMENT = 0.9
 
 @pytest.fixture(scope="module")
 def test_windows(tiny_bundle, tiny_dataset_dir):
-    from convert.datasets import load_dataset
-    from convert.evaluate import bundle_windows
+    from edge_har.convert.datasets import load_dataset
+    from edge_har.convert.evaluate import bundle_windows
 
     bundle = Bundle.load(tiny_bundle)
     x, y, _ = bundle_windows(bundle, load_dataset(tiny_dataset_dir), "test")
@@ -67,7 +67,7 @@ def test_int8_outputs_stay_close_to_float_on_the_same_windows(test_windows):
 
 
 def test_the_keras_model_in_the_bundle_is_the_converted_one(test_windows, tiny_bundle):
-    from convert.models import import_tf
+    from edge_har.convert.models import import_tf
 
     _, keras = import_tf()
     bundle, x, _ = test_windows
@@ -77,8 +77,8 @@ def test_the_keras_model_in_the_bundle_is_the_converted_one(test_windows, tiny_b
 
 def test_normalisation_comes_from_the_training_windows(test_windows, tiny_dataset_dir):
     """The stored statistics are not those of all windows (or of the test windows)."""
-    from convert.datasets import load_dataset, make_window_set
-    from edge_har.preprocessing import fit_normalisation
+    from edge_har.convert.datasets import load_dataset, make_window_set
+    from edge_har.core.preprocessing import fit_normalisation
 
     bundle, _, _ = test_windows
     pre = bundle.preprocessing
@@ -113,7 +113,7 @@ def test_too_large_calibration_set_fails_before_training(tiny_dataset_dir, tmp_p
 def test_provenance_names_the_data_and_its_file_list(tiny_bundle, tiny_dataset_dir):
     data = json.loads((tiny_bundle / "bundle.json").read_text())
     dataset = data["provenance"]["dataset"]
-    from convert.datasets import load_dataset
+    from edge_har.convert.datasets import load_dataset
 
     assert dataset["file_list_sha256"] == load_dataset(tiny_dataset_dir).file_list_sha256
     assert data["metrics"]["split"]["windows"]["train"] > data["metrics"]["split"]["windows"]["test"] > 0

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import yaml
 
-from edge_har.config import load_config
-from edge_har.daemon import EXIT_CONFIG, Daemon, run_daemon
+from edge_har.device.config import load_config
+from edge_har.device.daemon import EXIT_CONFIG, Daemon, run_daemon
 from edge_har.mqtt.payloads import validate_prediction
-from edge_har.preprocessing import window_count
-from edge_har.recordings import load_folder_recordings
+from edge_har.core.preprocessing import window_count
+from edge_har.core.recordings import load_folder_recordings
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = {"Sit", "Walk", "Wave"}
@@ -31,7 +31,7 @@ LABELS = {"Sit", "Walk", "Wave"}
 @pytest.fixture(scope="module")
 def heldout_dir(tmp_path_factory) -> Path:
     """Synthetic recordings the tiny model never saw; a few malformed lines in one file."""
-    from convert.synthetic import write_synthetic_imu_dataset
+    from edge_har.convert.synthetic import write_synthetic_imu_dataset
     from tests.plugins.bundle import TINY_CLASSES
 
     root = write_synthetic_imu_dataset(

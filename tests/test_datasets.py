@@ -1,4 +1,4 @@
-"""convert.datasets: loaders, training windows and the data set CLI options, on files the tests write.
+"""edge_har.convert.datasets: loaders, training windows and the data set CLI options, on files the tests write.
 
 None of these tests reads the shared data sets; the HMP-style and UCI HAR
 layouts are rebuilt here in miniature.
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.datasets import (
+from edge_har.convert.datasets import (
     UCI_HAR_SIGNALS,
     Dataset,
     DatasetError,
@@ -28,8 +28,8 @@ from convert.datasets import (
     make_window_set,
     parse_duration,
 )
-from edge_har.preprocessing import Preprocessing, resample, window_count
-from edge_har.recordings import Recording, RecordingError
+from edge_har.core.preprocessing import Preprocessing, resample, window_count
+from edge_har.core.recordings import Recording, RecordingError
 
 
 def write(path: Path, text: str) -> Path:
@@ -76,7 +76,7 @@ def test_hmp_preset_autodetected_with_scaling_subjects_and_provenance(tmp_path):
 
 def test_synthetic_data_in_hmp_layout_is_detected_as_hmp(tmp_path):
     """The project's own synthetic set must load with no options, subjects included, as the convert tests need."""
-    from convert.synthetic import write_synthetic_imu_dataset
+    from edge_har.convert.synthetic import write_synthetic_imu_dataset
 
     root = write_synthetic_imu_dataset(tmp_path / "syn", classes=("walk", "sit"), recordings_per_class=3,
                                        subjects=3, seconds=2.0)

@@ -35,8 +35,8 @@ def test_convert_with_mirrored_strategy_over_two_logical_cpus(tiny_dataset_dir, 
 
 def test_logical_cpus_after_tensorflow_started_is_a_clear_error():
     code = (
-        "from convert.models import import_tf\n"
-        "from convert.train import TrainConfig, TrainingError, select_strategy\n"
+        "from edge_har.convert.models import import_tf\n"
+        "from edge_har.convert.train import TrainConfig, TrainingError, select_strategy\n"
         "tf, _ = import_tf()\n"
         "tf.constant(1.0) + 1.0  # initialises the runtime\n"
         "try:\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_har import metrics
+from edge_har.core import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK_TF = "import sys; sys.modules['tensorflow'] = None; sys.modules['tf_keras'] = None\n"
@@ -70,7 +70,7 @@ def test_labels_outside_the_classes_are_an_error():
 
 def test_plots_write_pngs(tmp_path):
     pytest.importorskip("matplotlib")
-    from edge_har.plots import confusion_matrix_png, training_curves_png
+    from edge_har.convert.plots import confusion_matrix_png, training_curves_png
 
     png = confusion_matrix_png([[3, 1], [0, 4]], ["sit", "walk"], tmp_path / "cm.png")
     curves = training_curves_png({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.4, 0.8]}, tmp_path / "c.png")
@@ -81,7 +81,7 @@ def test_plots_write_pngs(tmp_path):
 def test_plots_without_matplotlib_say_what_to_install(tmp_path):
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
-        "from edge_har.plots import confusion_matrix_png, PlotError\n"
+        "from edge_har.convert.plots import confusion_matrix_png, PlotError\n"
         "try:\n    confusion_matrix_png([[1]], ['a'], 'x.png')\n"
         "except PlotError as exc:\n    print(exc)\n"
     )
@@ -134,7 +134,7 @@ def test_evaluate_names_test_recordings_missing_from_the_data(tiny_bundle, tiny_
 
 
 def test_evaluate_refuses_classes_the_model_does_not_know(tiny_bundle, tiny_dataset_dir, tmp_path):
-    from convert.synthetic import write_synthetic_imu_dataset
+    from edge_har.convert.synthetic import write_synthetic_imu_dataset
 
     data = tmp_path / "data"
     shutil.copytree(tiny_dataset_dir, data)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import yaml
 
-from edge_har.config import check_files, load_config
-from edge_har.daemon import EXIT_CONFIG
-from edge_har.daemon_cli import validate_files
+from edge_har.device.config import check_files, load_config
+from edge_har.device.daemon import EXIT_CONFIG
+from edge_har.device.daemon_cli import validate_files
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware_configs"
@@ -120,8 +120,8 @@ def test_pi5_config_resamples(tiny_bundle, tmp_path):
 def test_gateway_config_runs_end_to_end(tiny_bundle, mosquitto_broker, mqtt_listener, tmp_path):
     """The gateway config, pointed at a test broker and the tiny bundle: a sensor node publishes
     50 Hz samples in g, the daemon (a real process) publishes predictions of the right activity."""
-    from convert.synthetic import PATTERNS, synthesize_recording
-    from edge_har.preprocessing import Preprocessing, resample
+    from edge_har.convert.synthetic import PATTERNS, synthesize_recording
+    from edge_har.core.preprocessing import Preprocessing, resample
 
     data = yaml.safe_load((FIRMWARE / "gateway-mqtt-sensors.yaml").read_text())
     data["bundle"] = str(tiny_bundle)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_har.interpreter import TensorSpec, dequantize, quantize
+from edge_har.core.interpreter import TensorSpec, dequantize, quantize
 
 
 def spec(dtype, scale: float, zero_point: int) -> TensorSpec:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edge_har.preprocessing import (
+from edge_har.core.preprocessing import (
     Preprocessing,
     PreprocessingError,
     StreamPreprocessor,

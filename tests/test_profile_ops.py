@@ -1,4 +1,4 @@
-"""benchmarks.profile_ops on real tiny conversions: the profile names the model's ops and times them.
+"""edge_har.benchmarks.profile_ops on real tiny conversions: the profile names the model's ops and times them.
 
 Two small tf_keras CNN-LSTMs are converted for real: one full-integer int8
 with the fused LSTM (variable tensors: only the isolated method can profile
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import profile_ops
+from edge_har.benchmarks import profile_ops
 
 WINDOW, CHANNELS = 32, 3
 

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from convert.models import ModelConfig, build_from_config, import_tf, static_batch_copy
-from convert.quantize import (
+from edge_har.convert.models import ModelConfig, build_from_config, import_tf, static_batch_copy
+from edge_har.convert.quantize import (
     DEFAULT_VARIANTS,
     VARIANTS,
     CalibrationError,
@@ -20,7 +20,7 @@ from convert.quantize import (
     register_variant,
     resolve_variants,
 )
-from edge_har.interpreter import TFLiteModel
+from edge_har.core.interpreter import TFLiteModel
 
 tf, keras = import_tf()
 

@@ -1,4 +1,4 @@
-"""edge_har.recordings: the readers the workstation loaders and the device's replay share.
+"""edge_har.core.recordings: the readers the workstation loaders and the device's replay share.
 
 Every test writes its own small files; none reads the shared data sets.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_har.recordings import (
+from edge_har.core.recordings import (
     RecordingError,
     list_folder_files,
     load_folder_recordings,
@@ -119,7 +119,7 @@ def test_not_a_text_file_and_missing_file(tmp_path):
 
 def test_skip_bad_drops_counts_and_warns(tmp_path, caplog):
     f = write(tmp_path / "r.txt", "1 2 3\n4 x 6\n7 8\n9 9 9\n1 inf 1\n")
-    with caplog.at_level(logging.WARNING, logger="edge_har.recordings"):
+    with caplog.at_level(logging.WARNING, logger="edge_har.core.recordings"):
         result = read_samples_result(f, skip_bad=True)
     assert result.skipped == 3 and result.bad_lines == [2, 3, 5]
     assert result.samples.tolist() == [[1, 2, 3], [9, 9, 9]]
@@ -187,7 +187,7 @@ def test_subject_regex_and_its_errors(tmp_path, caplog):
     assert [r.subject for r in recs] == ["f1", "f1", "m2", "f1"]
     whole = load_folder_recordings(root, subject_regex=r"[fm]\d+(?=\.)")  # no group: the whole match
     assert [r.subject for r in whole] == ["f1", "f1", "m2"]
-    with caplog.at_level(logging.WARNING, logger="edge_har.recordings"):
+    with caplog.at_level(logging.WARNING, logger="edge_har.core.recordings"):
         partial = load_folder_recordings(root, subject_regex=r"-(m\d+)\.txt$")
     assert [r.subject for r in partial] == [None, None, "m2"]
     assert "matches no subject in 2 of 3 file name(s)" in caplog.text
@@ -301,7 +301,7 @@ def test_long_csv_channel_count_for_the_device(tmp_path):
 
 def test_millisecond_timestamps_warn(tmp_path, caplog):
     f = write(tmp_path / "long.csv", "ms,label,ax\n" + "".join(f"{20 * k},walk,1\n" for k in range(10)))
-    with caplog.at_level(logging.WARNING, logger="edge_har.recordings"):
+    with caplog.at_level(logging.WARNING, logger="edge_har.core.recordings"):
         recs = load_long_csv_recordings(f, label_col="label", timestamp_col="ms")
     assert recs[0].sample_rate_hz == pytest.approx(0.05)
     assert "timestamps are read as seconds" in caplog.text

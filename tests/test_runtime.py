@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_har.bundle import Bundle
-from edge_har.interpreter import InterpreterError
-from edge_har.preprocessing import recording_to_windows, resample, window_count
-from edge_har.recordings import load_folder_recordings
-from edge_har.runtime import Runtime, Windowing
-from edge_har.sources.base import Chunk
+from edge_har.core.bundle import Bundle
+from edge_har.core.interpreter import InterpreterError
+from edge_har.core.preprocessing import recording_to_windows, resample, window_count
+from edge_har.core.recordings import load_folder_recordings
+from edge_har.device.runtime import Runtime, Windowing
+from edge_har.device.sources.base import Chunk
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def heldout(tmp_path_factory):
     """Fresh synthetic recordings of the tiny bundle's classes that the model never saw."""
-    from convert.synthetic import write_synthetic_imu_dataset
+    from edge_har.convert.synthetic import write_synthetic_imu_dataset
     from tests.plugins.bundle import TINY_CLASSES
 
     root = write_synthetic_imu_dataset(
@@ -150,8 +150,8 @@ def test_a_corrupt_model_file_is_refused(tiny_bundle_copy):
 def test_the_device_path_never_imports_tensorflow():
     code = (
         "import sys\n"
-        "import edge_har.daemon, edge_har.daemon_cli, edge_har.runtime, edge_har.config, edge_har.stats\n"
-        "import edge_har.sources.replay, edge_har.sources.serial_source, edge_har.sources.mqtt_input, edge_har.sources.i2c_imu\n"
+        "import edge_har.device.daemon, edge_har.device.daemon_cli, edge_har.device.runtime, edge_har.device.config, edge_har.device.stats\n"
+        "import edge_har.device.sources.replay, edge_har.device.sources.serial_source, edge_har.device.sources.mqtt_input, edge_har.device.sources.i2c_imu\n"
         "import edge_har.mqtt.publisher\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras', 'convert'))\n"
         "assert not bad, bad\n"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edge_har.smoothing import Smoother
+from edge_har.device.smoothing import Smoother
 
 LABELS = ["Sit", "Walk", "Wave"]
 

@@ -14,14 +14,14 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from edge_har.config import (
+from edge_har.device.config import (
     I2cImuSourceConfig,
     MqttSourceConfig,
     ReplaySourceConfig,
     SerialSourceConfig,
 )
-from edge_har.sources.base import Chunk, MalformedCounter, SampleChecker, Source, SourceError
-from edge_har.sources.replay import ReplaySource
+from edge_har.device.sources.base import Chunk, MalformedCounter, SampleChecker, Source, SourceError
+from edge_har.device.sources.replay import ReplaySource
 
 
 def drain(source: Source, until_samples: Optional[int] = None, timeout: float = 10.0, chunks: Optional[list] = None) -> list[Chunk]:
@@ -204,7 +204,7 @@ def mcu(tmp_path):
 
 
 def serial_source(port: Path, **options):
-    from edge_har.sources.serial_source import SerialSource
+    from edge_har.device.sources.serial_source import SerialSource
 
     options.setdefault("reconnect", {"min_s": 0.05, "max_s": 0.2})
     cfg = SerialSourceConfig(type="serial", port=str(port), rate_hz=50.0, **options)
@@ -302,7 +302,7 @@ def test_serial_absent_at_start_is_waited_for(tmp_path):
 
 def mqtt_input(broker, **options):
     from edge_har.mqtt.config import MqttConfig
-    from edge_har.sources.mqtt_input import MqttInputSource
+    from edge_har.device.sources.mqtt_input import MqttInputSource
 
     options.setdefault("rate_hz", 50.0)
     cfg = MqttSourceConfig(type="mqtt", **options)
@@ -395,7 +395,7 @@ def test_mqtt_input_buffer_overflow_drops_oldest_and_counts(mosquitto_broker):
 
 
 def test_mpu6050_decoding_of_real_register_bytes():
-    from edge_har.sources.i2c_imu import decode_block, decode_sample
+    from edge_har.device.sources.i2c_imu import decode_block, decode_sample
 
     # A sensor lying flat, +-2 g and +-250 deg/s: az = 0x4000 = +1 g, temperature 0xF170 = -3728
     # (25.57 C), gyro x = 0xFF7E = -130 (-0.99 deg/s), gyro z = 0x0083 = 131 (+1 deg/s).
@@ -413,7 +413,7 @@ def test_mpu6050_decoding_of_real_register_bytes():
 
 
 def test_mpu6050_setup_registers():
-    from edge_har.sources.i2c_imu import setup_registers
+    from edge_har.device.sources.i2c_imu import setup_registers
 
     regs = dict(setup_registers(rate_hz=50, dlpf=3, accel_range=4, gyro_range=500))
     assert regs == {0x6B: 0x01, 0x1A: 0x03, 0x19: 19, 0x1B: 0x08, 0x1C: 0x08}  # 1 kHz / (1 + 19) = 50 Hz
@@ -428,7 +428,7 @@ def test_mpu6050_setup_registers():
 @pytest.mark.skipif(not glob.glob("/dev/i2c-*"), reason="no I2C bus (/dev/i2c-*) on this machine")
 def test_i2c_imu_reads_a_real_mpu6050_at_rate():
     pytest.importorskip("smbus2", reason="pip install 'edge-har[imu]'")
-    from edge_har.sources.i2c_imu import I2cImuSource
+    from edge_har.device.sources.i2c_imu import I2cImuSource
 
     bus = int(sorted(glob.glob("/dev/i2c-*"))[-1].rsplit("-", 1)[1]) if not os.path.exists("/dev/i2c-1") else 1
     source = I2cImuSource(I2cImuSourceConfig(type="i2c_imu", bus=bus, rate_hz=50), n_channels=3)

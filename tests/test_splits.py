@@ -1,4 +1,4 @@
-"""convert.splits: whole recordings (or subjects, or recording groups) to one side, never windows."""
+"""edge_har.convert.splits: whole recordings (or subjects, or recording groups) to one side, never windows."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.datasets import Dataset, make_window_set
-from convert.splits import SplitError, add_split_arguments, split_from_args, split_recordings
-from edge_har.preprocessing import Preprocessing
-from edge_har.recordings import Recording
+from edge_har.convert.datasets import Dataset, make_window_set
+from edge_har.convert.splits import SplitError, add_split_arguments, split_from_args, split_recordings
+from edge_har.core.preprocessing import Preprocessing
+from edge_har.core.recordings import Recording
 
 ROOT = Path("/data/set")
 
@@ -183,7 +183,7 @@ def test_subject_split_errors_list_what_is_known():
 def test_subject_split_warns_about_untested_classes_and_anonymous_recordings(caplog):
     ds = dataset({"A": 6, "B": 2})  # B only by f1 and m2
     ds.recordings[0].subject = None
-    with caplog.at_level(logging.WARNING, logger="convert.splits"):
+    with caplog.at_level(logging.WARNING, logger="edge_har.convert.splits"):
         split = split_recordings(ds, method="subject", test_subjects=["m3"])
     assert {ds.recordings[i].label for i in split.test} == {"A"}
     assert "have no recordings of B" in caplog.text and "1 recording(s) have no subject id" in caplog.text

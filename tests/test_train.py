@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from convert.models import ModelConfig, import_tf
-from convert.train import TrainConfig, TrainingError, balanced_class_weights, train_model
+from edge_har.convert.models import ModelConfig, import_tf
+from edge_har.convert.train import TrainConfig, TrainingError, balanced_class_weights, train_model
 
 tf, keras = import_tf()
 

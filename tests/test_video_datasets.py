@@ -14,20 +14,20 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from convert.video_datasets import (  # noqa: E402
+from edge_har.convert.video_datasets import (  # noqa: E402
     VideoDatasetError,
     decode_clip,
     load_video_dataset,
     window_index,
 )
-from convert.video_synthetic import (  # noqa: E402
+from edge_har.convert.video_synthetic import (  # noqa: E402
     render_clip,
     pattern_for,
     write_clip,
     write_synthetic_clip_dataset,
     write_synthetic_image_dataset,
 )
-from edge_har.frames import (  # noqa: E402
+from edge_har.core.frames import (  # noqa: E402
     FrameError,
     FrameSampler,
     FrameSpec,
@@ -36,7 +36,7 @@ from edge_har.frames import (  # noqa: E402
     resize_frame,
     sampled_indices,
 )
-from edge_har.preprocessing import Preprocessing  # noqa: E402
+from edge_har.core.preprocessing import Preprocessing  # noqa: E402
 
 KTH = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "kth-partial"
 SPEC = FrameSpec(height=24, width=32, fps=10, window=6, stride=3)

@@ -24,11 +24,11 @@ import yaml
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("tf_keras")
 
-from convert.video_datasets import load_video_dataset, window_index  # noqa: E402
-from convert.video_synthetic import pattern_for, render_clip, write_clip, write_synthetic_clip_dataset  # noqa: E402
-from edge_har.bundle import Bundle, BundleError, validate_data  # noqa: E402
-from edge_har.frames import FrameSpec, normalise_frames  # noqa: E402
-from edge_har.video_runtime import VideoModels, VideoRuntime  # noqa: E402
+from edge_har.convert.video_datasets import load_video_dataset, window_index  # noqa: E402
+from edge_har.convert.video_synthetic import pattern_for, render_clip, write_clip, write_synthetic_clip_dataset  # noqa: E402
+from edge_har.core.bundle import Bundle, BundleError, validate_data  # noqa: E402
+from edge_har.core.frames import FrameSpec, normalise_frames  # noqa: E402
+from edge_har.device.video_runtime import VideoModels, VideoRuntime  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("bounce", "orbit", "sweep")
@@ -188,9 +188,9 @@ def test_streaming_a_clip_file_equals_the_training_windows(video_bundle, clips):
 
 
 def test_gate_refuses_int8_below_the_limit(video_bundle, clips):
-    from convert.pipeline import AccuracyGateError
-    from convert.quantize import resolve_variants
-    from convert.video_pipeline import VideoConvertOptions, evaluate_video_bundle, gate
+    from edge_har.convert.pipeline import AccuracyGateError
+    from edge_har.convert.quantize import resolve_variants
+    from edge_har.convert.video_pipeline import VideoConvertOptions, evaluate_video_bundle, gate
 
     bundle = Bundle.load(video_bundle)
     results = evaluate_video_bundle(bundle, clips, split="test", progress=False)
@@ -271,7 +271,7 @@ def test_daemon_streams_a_clip_file_as_its_camera(video_bundle, mosquitto_broker
 
 
 def test_camera_configs_fit_a_real_video_bundle(video_bundle, tmp_path):
-    from edge_har.config import check_files, load_config
+    from edge_har.device.config import check_files, load_config
 
     for name in ("pi4-camera.yaml", "pi5-camera.yaml", "usb-webcam.yaml"):
         data = yaml.safe_load((REPO / "firmware_configs" / name).read_text())

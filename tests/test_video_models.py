@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("tf_keras")
 pytest.importorskip("cv2")
 
-from convert.video_models import (  # noqa: E402
+from edge_har.convert.video_models import (  # noqa: E402
     VideoModelConfig,
     VideoModelError,
     build_backbone,
@@ -112,12 +112,12 @@ def test_imagenet_weights_unreachable_say_what_to_do(tmp_path, monkeypatch):
 
 def test_image_seq_pipeline_with_a_frozen_backbone(tmp_path):
     """Still images -> image-seq model whose backbone loads from a file and stays frozen -> one model per variant."""
-    from convert.train import TrainConfig
-    from convert.video_pipeline import VideoConvertOptions, run_convert_video
-    from convert.video_synthetic import write_synthetic_image_dataset
-    from edge_har.bundle import Bundle
-    from edge_har.frames import FrameSpec, preprocess_frame
-    from edge_har.video_runtime import VideoModels, VideoRuntime
+    from edge_har.convert.train import TrainConfig
+    from edge_har.convert.video_pipeline import VideoConvertOptions, run_convert_video
+    from edge_har.convert.video_synthetic import write_synthetic_image_dataset
+    from edge_har.core.bundle import Bundle
+    from edge_har.core.frames import FrameSpec, preprocess_frame
+    from edge_har.device.video_runtime import VideoModels, VideoRuntime
 
     data = write_synthetic_image_dataset(tmp_path / "imgs", classes=("sweep", "bounce", "pulse"), images_per_class=24)
     base = VideoModelConfig(mode="image-seq", frames=1, backbone="plain", weights="none", input_size=32,

@@ -10,6 +10,6 @@ Home Assistant discovery. One module per job:
 Importing the package loads only the config models, so a config can be validated cheaply.
 """
 
-from .config import HomeAssistantConfig, MqttConfig, MqttConfigError, QosConfig, TlsConfig
+from edge_har.mqtt.config import HomeAssistantConfig, MqttConfig, MqttConfigError, QosConfig, TlsConfig
 
 __all__ = ["HomeAssistantConfig", "MqttConfig", "MqttConfigError", "QosConfig", "TlsConfig"]

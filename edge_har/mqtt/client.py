@@ -13,7 +13,7 @@ from typing import Optional
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .config import MqttConfig, MqttConfigError
+from edge_har.mqtt.config import MqttConfig, MqttConfigError
 
 __all__ = ["EdgeHarClient", "Topics", "describe_broker", "make_client", "topics"]
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from .. import __version__
-from .client import Topics
-from .config import HomeAssistantConfig
-from .payloads import STATUS_OFFLINE, STATUS_ONLINE, UNKNOWN_LABEL
+from edge_har import __version__
+from edge_har.mqtt.client import Topics
+from edge_har.mqtt.config import HomeAssistantConfig
+from edge_har.mqtt.payloads import STATUS_OFFLINE, STATUS_ONLINE, UNKNOWN_LABEL
 
 __all__ = ["activity_sensor_config", "birth_topic", "discovery_topic", "node_id"]
 

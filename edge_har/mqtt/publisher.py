@@ -48,10 +48,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from . import discovery
-from .client import EdgeHarClient, describe_broker, make_client, topics
-from .config import MqttConfig
-from .payloads import STATUS_OFFLINE, STATUS_ONLINE, encode
+from edge_har.mqtt import discovery
+from edge_har.mqtt.client import EdgeHarClient, describe_broker, make_client, topics
+from edge_har.mqtt.config import MqttConfig
+from edge_har.mqtt.payloads import STATUS_OFFLINE, STATUS_ONLINE, encode
 
 __all__ = ["Publisher"]
 

@@ -4,14 +4,14 @@ Use them in any test that needs a bundle (device daemon, benchmarks, evaluate):
 
 ``tiny_dataset_dir`` -> Path
     A synthetic wrist-accelerometer data set in the HMP folder layout
-    (``convert.synthetic``): classes Sit, Walk, Wave; 6 recordings each, 8-12 s
+    (``edge_har.convert.synthetic``): classes Sit, Walk, Wave; 6 recordings each, 8-12 s
     at 32 Hz, 3 subjects (``f1``, ``m1``, ``f2``); "x y z" integer codes 0..63
     (value = code * 3/63 - 1.5 g), so the HMP preset of the loader reads it.
 ``tiny_bundle`` -> Path
     The bundle converted from it: windows of 64 samples (2 s) with stride 16,
     Conv1D(8) + LSTM(8), a few epochs; variants ``float32``, ``dynamic_range``
     and ``int8`` (the default), every one evaluated on the test split through
-    ``edge_har.interpreter``. Input shape [1, 64, 3]; labels
+    ``edge_har.core.interpreter``. Input shape [1, 64, 3]; labels
     ["Sit", "Walk", "Wave"].
 ``tiny_bundle_copy`` -> Path (function scope)
     A private copy of ``tiny_bundle`` in the test's tmp dir, for tests that
@@ -46,9 +46,9 @@ TINY_STRIDE = 16
 
 def tiny_convert_options(out: Path, **overrides):
     """The ConvertOptions of ``tiny_bundle``; tests that convert again start from these."""
-    from convert.models import ModelConfig
-    from convert.pipeline import ConvertOptions
-    from convert.train import TrainConfig
+    from edge_har.convert.models import ModelConfig
+    from edge_har.convert.pipeline import ConvertOptions
+    from edge_har.convert.train import TrainConfig
 
     options = dict(
         out=out,
@@ -69,7 +69,7 @@ def tiny_convert_options(out: Path, **overrides):
 def tiny_dataset_dir(tmp_path_factory) -> Path:
     if os.environ.get("EDGE_HAR_TEST_DATA"):
         return Path(os.environ["EDGE_HAR_TEST_DATA"])
-    from convert.synthetic import write_synthetic_imu_dataset
+    from edge_har.convert.synthetic import write_synthetic_imu_dataset
 
     root = tmp_path_factory.mktemp("tiny_imu") / "data"
     return write_synthetic_imu_dataset(
@@ -81,7 +81,7 @@ def tiny_dataset_dir(tmp_path_factory) -> Path:
 def tiny_bundle(tiny_dataset_dir, tmp_path_factory) -> Path:
     if os.environ.get("EDGE_HAR_TEST_BUNDLE"):
         return Path(os.environ["EDGE_HAR_TEST_BUNDLE"])
-    from convert.pipeline import run_convert
+    from edge_har.convert.pipeline import run_convert
 
     out = tmp_path_factory.mktemp("tiny_bundle") / "bundle"
     options = tiny_convert_options(out, data=tiny_dataset_dir)

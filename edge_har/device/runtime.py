@@ -5,7 +5,7 @@ or threads, so the daemon, the benchmarks and the tests drive the same code. The
 in two on purpose:
 
 * :class:`Windowing` (cheap numpy, runs in the daemon's source thread) turns chunks into
-  normalised model windows with :class:`~edge_har.preprocessing.StreamPreprocessor`, the code
+  normalised model windows with :class:`~edge_har.core.preprocessing.StreamPreprocessor`, the code
   path training used, resampling when the source's rate differs from the model's;
 * :meth:`Runtime.predict` (the interpreter, the inference thread) runs one window and smooths.
 
@@ -23,11 +23,11 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .bundle import Bundle, BundleError
-from .interpreter import TFLiteModel
-from .preprocessing import Preprocessing, StreamPreprocessor
-from .smoothing import Smoother
-from .sources.base import Chunk
+from edge_har.core.bundle import Bundle, BundleError
+from edge_har.core.interpreter import TFLiteModel
+from edge_har.core.preprocessing import Preprocessing, StreamPreprocessor
+from edge_har.device.smoothing import Smoother
+from edge_har.device.sources.base import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class Runtime:
 
     @classmethod
     def from_config(cls, cfg: Any) -> "Runtime":
-        """From a :class:`~edge_har.config.DeviceConfig`."""
+        """From a :class:`~edge_har.device.config.DeviceConfig`."""
         icfg, scfg = cfg.interpreter, cfg.smoothing
         return cls.load(
             cfg.bundle, cfg.variant, backend=icfg.backend, num_threads=icfg.num_threads, delegate=icfg.delegate,

@@ -6,7 +6,7 @@ loop with a short timeout so it can notice the stop event; a source never blocks
 that timeout and never raises for a bad sample or a lost device: bad samples are dropped and
 counted by reason (:class:`MalformedCounter`), lost devices are reopened with backoff inside
 the source. Values stay raw here: scaling to physical units belongs to
-``edge_har.preprocessing``, the code training used.
+``edge_har.core.preprocessing``, the code training used.
 """
 
 from __future__ import annotations

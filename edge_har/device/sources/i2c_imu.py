@@ -22,8 +22,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..config import I2cImuSourceConfig
-from .base import Backoff, Chunk, SampleChecker, Source, SourceError
+from edge_har.device.config import I2cImuSourceConfig
+from edge_har.device.sources.base import Backoff, Chunk, SampleChecker, Source, SourceError
 
 log = logging.getLogger(__name__)
 

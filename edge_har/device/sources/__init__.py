@@ -1,4 +1,4 @@
-"""Sensor sources behind one interface (:class:`~edge_har.sources.base.Source`), chosen by ``source.type``.
+"""Sensor sources behind one interface (:class:`~edge_har.device.sources.base.Source`), chosen by ``source.type``.
 
 Each source module is imported only when its type is configured, so a Pi reading a serial
 IMU does not need smbus2 and a gateway does not need pyserial.
@@ -6,7 +6,7 @@ IMU does not need smbus2 and a gateway does not need pyserial.
 
 from __future__ import annotations
 
-from ..config import (
+from edge_har.device.config import (
     CameraSourceConfig,
     DeviceConfig,
     I2cImuSourceConfig,
@@ -14,7 +14,7 @@ from ..config import (
     ReplaySourceConfig,
     SerialSourceConfig,
 )
-from .base import Chunk, MalformedCounter, SampleChecker, Source, SourceError
+from edge_har.device.sources.base import Chunk, MalformedCounter, SampleChecker, Source, SourceError
 
 __all__ = ["Chunk", "MalformedCounter", "SampleChecker", "Source", "SourceError", "make_source"]
 
@@ -23,23 +23,23 @@ def make_source(cfg: DeviceConfig, n_channels: int, model_rate_hz: float, client
     """The configured source, not started. ``client_id`` names the MQTT input's connection."""
     source = cfg.source
     if isinstance(source, ReplaySourceConfig):
-        from .replay import ReplaySource
+        from edge_har.device.sources.replay import ReplaySource
 
         return ReplaySource(source, n_channels, default_rate_hz=model_rate_hz)
     if isinstance(source, SerialSourceConfig):
-        from .serial_source import SerialSource
+        from edge_har.device.sources.serial_source import SerialSource
 
         return SerialSource(source, n_channels)
     if isinstance(source, MqttSourceConfig):
-        from .mqtt_input import MqttInputSource
+        from edge_har.device.sources.mqtt_input import MqttInputSource
 
         return MqttInputSource(source, cfg.input_broker(), n_channels, source.client_id or f"{client_id}-input")
     if isinstance(source, I2cImuSourceConfig):
-        from .i2c_imu import I2cImuSource
+        from edge_har.device.sources.i2c_imu import I2cImuSource
 
         return I2cImuSource(source, n_channels)
     if isinstance(source, CameraSourceConfig):
-        from .camera import CameraStreamSource
+        from edge_har.device.sources.camera import CameraStreamSource
 
         return CameraStreamSource(source)
     raise SourceError(f"source.type {getattr(source, 'type', source)!r} is not supported")  # pragma: no cover

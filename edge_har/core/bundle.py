@@ -1,7 +1,7 @@
 """The model bundle: the one contract between the workstation and the device.
 
 A bundle is a directory holding ``bundle.json`` and the ``.tflite`` files it
-names. The workstation writes it (``convert.export``); the device only reads it,
+names. The workstation writes it (``edge_har.convert.export``); the device only reads it,
 through this module, so both sides agree on one schema. Layout of ``bundle.json``
 (schema version 1)::
 
@@ -11,7 +11,7 @@ through this module, so both sides agree on one schema. Layout of ``bundle.json`
       "kind": "sensor",                      # "video" for the camera path
       "labels": ["Brush_teeth", ...],
       "input": {"shape": [1, 96, 3], "dtype": "float32", "layout": "NTC"},
-      "preprocessing": {...},                # edge_har.preprocessing.Preprocessing.to_json()
+      "preprocessing": {...},                # edge_har.core.preprocessing.Preprocessing.to_json()
       "default_variant": "int8",
       "variants": {
         "float32": {"file": "model_float32.tflite", "sha256": "...", "size_bytes": 123,
@@ -25,10 +25,10 @@ through this module, so both sides agree on one schema. Layout of ``bundle.json`
       "provenance": {"dataset": {...}, "command": "...", "packages": {...}, "created": "...", "git": "..."}
     }
 
-A ``"kind": "video"`` bundle (the camera path, ``convert.video_pipeline``) differs
+A ``"kind": "video"`` bundle (the camera path, ``edge_har.convert.video_pipeline``) differs
 in three additive ways; everything else above holds for it too:
 
-* ``preprocessing`` is ``edge_har.frames.FrameSpec.to_json()``: the fields above
+* ``preprocessing`` is ``edge_har.core.frames.FrameSpec.to_json()``: the fields above
   with rate = frames per second, window = T frames, stride in frames, channels
   R, G, B, plus ``"frame": {"height", "width", "fit", "interpolation", ...}``.
 * a variant may be split into ``parts`` instead of one ``file``: the device runs
@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .interpreter import TFLiteModel, sha256_file
-from .preprocessing import Preprocessing, PreprocessingError
+from edge_har.core.interpreter import TFLiteModel, sha256_file
+from edge_har.core.preprocessing import Preprocessing, PreprocessingError
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"

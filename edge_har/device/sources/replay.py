@@ -1,7 +1,7 @@
 """Replay of recorded data as a sensor stream: the demo, the CI smoke test and the benchmarks' input.
 
 Recordings are read with the same readers the workstation loaders use
-(``edge_har.recordings``), so a data set that trains is a data set that replays. Each
+(``edge_har.core.recordings``), so a data set that trains is a data set that replays. Each
 recording starts a new segment (the runtime does not let a window span two recordings, as
 training never did) and carries its label, which the daemon passes on as ground truth.
 
@@ -21,9 +21,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..config import ReplaySourceConfig
-from ..recordings import Recording
-from .base import Chunk, SampleChecker, Source, SourceError
+from edge_har.device.config import ReplaySourceConfig
+from edge_har.core.recordings import Recording
+from edge_har.device.sources.base import Chunk, SampleChecker, Source, SourceError
 
 REASON_BAD_LINE = "bad_line"  # a line of a replayed file that does not parse (text, wrong column count)
 
@@ -33,12 +33,12 @@ FAST_CHUNK = 256
 
 
 def load_recordings(cfg: ReplaySourceConfig, n_channels: int, skipped: Optional[dict[str, int]] = None) -> list[Recording]:
-    """The recordings a replay config names, via edge_har.recordings' readers; SourceError if none.
+    """The recordings a replay config names, via edge_har.core.recordings' readers; SourceError if none.
 
     Malformed lines in the files are skipped (counted per file in ``skipped``), as a live
     source drops malformed samples: a replay is a stand-in for a sensor, not a data set check.
     """
-    from .. import recordings as rec
+    from edge_har.core import recordings as rec
 
     skipped = {} if skipped is None else skipped
 

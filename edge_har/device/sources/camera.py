@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from ..video_config import CameraSourceConfig
-from .base import Chunk, Source, SourceError
+from edge_har.device.video_config import CameraSourceConfig
+from edge_har.device.sources.base import Chunk, Source, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +337,7 @@ _NO_SAMPLES = np.zeros((0, 3), np.float32)
 
 @dataclass
 class FrameChunk(Chunk):
-    """A :class:`~edge_har.sources.base.Chunk` carrying one frame instead of samples.
+    """A :class:`~edge_har.device.sources.base.Chunk` carrying one frame instead of samples.
 
     ``samples`` stays empty (so sample counters are untouched); the video
     runtime's ``FrameWindowing.push`` reads ``frame``.

@@ -11,13 +11,13 @@ plus one head call, instead of T encoder calls plus the LSTM.
 Two stages, so the daemon can run them on two threads (two cores of a Pi):
 
 * :class:`FrameWindowing` (the daemon's source thread): keeps the frames that
-  fall on the model's rate, preprocesses them with ``edge_har.frames`` (the
+  fall on the model's rate, preprocesses them with ``edge_har.core.frames`` (the
   code training used), runs the encoder, fills the ring buffer and emits a
   :class:`FrameWindow` (the head's input) every ``stride`` frames. A new
   camera segment (reconnect, file loop) empties the buffer: a window never
   spans a gap.
 * :class:`VideoStreamRuntime` (the inference thread): the head, smoothing and
-  the same :class:`~edge_har.runtime.Prediction` the sensor runtime makes, so
+  the same :class:`~edge_har.device.runtime.Prediction` the sensor runtime makes, so
   the daemon publishes both kinds alike.
 
 ``mode="clip"`` buffers preprocessed frames and runs the whole clip model at
@@ -38,12 +38,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .bundle import Bundle, BundleError
-from .frames import FrameSampler, FrameSpec, preprocess_frame
-from .interpreter import TFLiteModel
-from .preprocessing import Preprocessing
-from .runtime import Prediction, Window
-from .smoothing import Smoother
+from edge_har.core.bundle import Bundle, BundleError
+from edge_har.core.frames import FrameSampler, FrameSpec, preprocess_frame
+from edge_har.core.interpreter import TFLiteModel
+from edge_har.core.preprocessing import Preprocessing
+from edge_har.device.runtime import Prediction, Window
+from edge_har.device.smoothing import Smoother
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ class FrameWindowing:
         return window
 
     def push(self, chunk: Any) -> list[FrameWindow]:
-        """The daemon's interface: a camera chunk (``edge_har.sources.camera.FrameChunk``) -> windows."""
+        """The daemon's interface: a camera chunk (``edge_har.device.sources.camera.FrameChunk``) -> windows."""
         frame = getattr(chunk, "frame", None)
         if frame is None:
             return []
@@ -307,7 +307,7 @@ class VideoStreamRuntime:
 
     @classmethod
     def from_config(cls, cfg: Any) -> "VideoStreamRuntime":
-        """From a :class:`~edge_har.config.DeviceConfig` (its ``video:`` section sets stride and mode)."""
+        """From a :class:`~edge_har.device.config.DeviceConfig` (its ``video:`` section sets stride and mode)."""
         icfg, scfg = cfg.interpreter, cfg.smoothing
         vcfg = getattr(cfg, "video", None)
         return cls.load(

@@ -1,9 +1,9 @@
 """Labelled recordings and the readers of their file formats.
 
-These readers serve both the workstation loaders (``convert.datasets``) and the
+These readers serve both the workstation loaders (``edge_har.convert.datasets``) and the
 device's replay source, so they live on the device side and import nothing but
 numpy. A ``Recording`` holds raw values exactly as the file has them; scaling to
-physical units happens in ``edge_har.preprocessing``.
+physical units happens in ``edge_har.core.preprocessing``.
 
 Two layouts are read here:
 

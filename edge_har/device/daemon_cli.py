@@ -75,7 +75,7 @@ def register_run(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .daemon import run_daemon
+    from edge_har.device.daemon import run_daemon
 
     return run_daemon(args.config, max_windows=args.max_windows, duration_s=args.duration, summary_json=args.summary_json)
 
@@ -108,7 +108,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def validate_files(files: list[Path], check_paths: bool = True, out: Any = None, err: Any = None) -> int:
     """Print OK or the problems of each file; 0 when all are valid. A CLI tool for people: it prints."""
-    from .config import ConfigError, check_files, load_config
+    from edge_har.device.config import ConfigError, check_files, load_config
 
     out = out or sys.stdout
     err = err or sys.stderr

@@ -27,8 +27,8 @@ from typing import Annotated, Any, Iterable, Literal, Optional, Sequence, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .mqtt.config import MqttConfig
-from .video_config import CameraSourceConfig, VideoRuntimeConfig
+from edge_har.mqtt.config import MqttConfig
+from edge_har.device.video_config import CameraSourceConfig, VideoRuntimeConfig
 
 __all__ = [
     "ConfigError",
@@ -301,7 +301,7 @@ SOURCE_TYPES: dict[str, type[BaseModel]] = {
     "serial": SerialSourceConfig,
     "mqtt": MqttSourceConfig,
     "i2c_imu": I2cImuSourceConfig,
-    "camera": CameraSourceConfig,  # edge_har.video_config: frames for a video bundle
+    "camera": CameraSourceConfig,  # edge_har.device.video_config: frames for a video bundle
 }
 
 
@@ -609,7 +609,7 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
     TLS file or password file is missing. Warnings: a serial port or I2C bus that is absent now
     (USB devices come and go; the daemon waits for them).
     """
-    from .bundle import Bundle, BundleError  # light: no interpreter is loaded
+    from edge_har.core.bundle import Bundle, BundleError  # light: no interpreter is loaded
 
     cfg = loaded.config
     errors: list[str] = []

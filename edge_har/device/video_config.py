@@ -1,7 +1,7 @@
 """Config sections of the camera path: ``source: {type: camera}`` and ``video:``.
 
-They live apart from ``edge_har.sources.camera`` (which needs OpenCV and
-threads) so that ``edge_har.config`` can put the camera into its source union
+They live apart from ``edge_har.device.sources.camera`` (which needs OpenCV and
+threads) so that ``edge_har.device.config`` can put the camera into its source union
 without importing either, and ``validate-config`` works on a machine without
 a camera stack. Same conventions as the rest of the config: ``extra="forbid"``
 and a description on every field.

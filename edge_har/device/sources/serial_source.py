@@ -14,8 +14,8 @@ import logging
 import time
 from typing import Any, Optional
 
-from ..config import SerialSourceConfig
-from .base import Backoff, Chunk, SampleChecker, Source, SourceError
+from edge_har.device.config import SerialSourceConfig
+from edge_har.device.sources.base import Backoff, Chunk, SampleChecker, Source, SourceError
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A video model only works when the device hands it frames prepared exactly as
 the training frames were: the same frames kept (sampling rate), the same crop
 and resize (interpolation included), the same colour order and the same value
 scaling. :class:`FrameSpec` holds those parameters, ``bundle.json`` records
-them, and both ``convert.video_datasets`` and ``edge_har.video_runtime`` call
+them, and both ``edge_har.convert.video_datasets`` and ``edge_har.device.video_runtime`` call
 the functions below, so the two sides cannot disagree. OpenCV is the only
 image library used; nothing here imports TensorFlow.
 
@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .preprocessing import Preprocessing, PreprocessingError
+from edge_har.core.preprocessing import Preprocessing, PreprocessingError
 
 CHANNELS = ("R", "G", "B")
 INTERPOLATIONS = ("area", "linear", "nearest", "cubic")
@@ -132,7 +132,7 @@ class FrameSpec:
             "interpolation": self.interpolation,
             "color": "RGB",
             "sampling": "a frame is kept when its timestamp reaches the next slot of 1/fps seconds "
-            "(edge_har.frames.FrameSampler)",
+            "(edge_har.core.frames.FrameSampler)",
         }
         return data
 

@@ -28,9 +28,9 @@ from typing import Any, Deque, Optional
 
 import numpy as np
 
-from ..config import MqttSourceConfig
-from ..mqtt.config import MqttConfig
-from .base import REASON_COLUMNS, REASON_PAYLOAD, REASON_TEXT, Chunk, SampleChecker, Source
+from edge_har.device.config import MqttSourceConfig
+from edge_har.mqtt.config import MqttConfig
+from edge_har.device.sources.base import REASON_COLUMNS, REASON_PAYLOAD, REASON_TEXT, Chunk, SampleChecker, Source
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class MqttInputSource(Source):
         return self.cfg.rate_hz
 
     def start(self) -> None:
-        from ..mqtt.client import describe_broker, make_client
+        from edge_har.mqtt.client import describe_broker, make_client
 
         client = make_client(self.broker, self.client_id)
         client.on_connect = self._on_connect

@@ -37,10 +37,10 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import ConfigError, LoadedConfig, check_files, source_channel_problems
-from .runtime import Prediction, Runtime, Window, Windowing
-from .sources import Source, SourceError, make_source
-from .stats import DaemonStats, rss_mb
+from edge_har.device.config import ConfigError, LoadedConfig, check_files, source_channel_problems
+from edge_har.device.runtime import Prediction, Runtime, Window, Windowing
+from edge_har.device.sources import Source, SourceError, make_source
+from edge_har.device.stats import DaemonStats, rss_mb
 
 log = logging.getLogger("edge_har.daemon")
 
@@ -120,10 +120,10 @@ class Daemon:
                 signal.signal(sig, handler)
 
     def _setup(self) -> int:
-        from .bundle import BundleError
-        from .interpreter import InterpreterError
-        from .mqtt.config import MqttConfigError
-        from .mqtt.publisher import Publisher
+        from edge_har.core.bundle import BundleError
+        from edge_har.core.interpreter import InterpreterError
+        from edge_har.mqtt.config import MqttConfigError
+        from edge_har.mqtt.publisher import Publisher
 
         cfg = self.cfg
         errors, warnings = check_files(self.loaded)
@@ -134,7 +134,7 @@ class Daemon:
                 log.error("config: %s", line)
             return EXIT_CONFIG
         try:
-            from .video_runtime import VideoStreamRuntime, is_video_bundle
+            from edge_har.device.video_runtime import VideoStreamRuntime, is_video_bundle
 
             # A video bundle (camera source) streams frames through encoder + head; the same Prediction comes out.
             self.runtime = (VideoStreamRuntime if is_video_bundle(cfg.bundle) else Runtime).from_config(cfg)  # type: ignore[assignment]
@@ -294,7 +294,7 @@ class Daemon:
         return EXIT_OK
 
     def _publish(self, p: Prediction) -> None:
-        from .mqtt.payloads import prediction_payload
+        from edge_har.mqtt.payloads import prediction_payload
 
         rt = self.runtime
         assert rt is not None
@@ -330,7 +330,7 @@ class Daemon:
                 log.exception("stats: could not publish")
 
     def stats_payload(self) -> dict[str, Any]:
-        from .mqtt.payloads import stats_payload
+        from edge_har.mqtt.payloads import stats_payload
 
         rt, source = self.runtime, self.source
         assert rt is not None and source is not None
@@ -423,7 +423,7 @@ def _since_process_start() -> float:
 
 def run_daemon(config_path: str | Path, **options: Any) -> int:
     """Load the config and run; the CLI's entry point (also usable from Python)."""
-    from .config import load_config
+    from edge_har.device.config import load_config
 
     try:
         loaded = load_config(config_path)
