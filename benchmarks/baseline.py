@@ -16,6 +16,8 @@ so the comparison is between models, not between treatments of imbalance.
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import pickle
 import time
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ import numpy as np
 FEATURES = ("mean", "std", "min", "max", "mean_abs_diff")
 
 
-class BaselineError(RuntimeError):
+class BaselineError(EdgeHarError, RuntimeError):
     """scikit-learn is missing, or the training windows cannot train a forest."""
 
 

@@ -102,7 +102,6 @@ def _add_data(parser: argparse.ArgumentParser, required: bool, help_text: str) -
 def register(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench",
-        help="benchmark a bundle: latency, accuracy, end to end",
         description=(
             "Benchmark suites that run unchanged on a workstation and on a Raspberry Pi. Each prints a table, "
             "writes every figure with the machine, runtime versions, git commit and date to a JSON results file, "
@@ -162,14 +161,14 @@ def _register_latency(suites: Any) -> None:
 
 def run_latency_command(args: argparse.Namespace) -> int:
     from edge_har.core.bundle import Bundle, BundleError
-    from edge_har.cli import CliError
+    from edge_har.core.errors import CommandError
 
     from edge_har.benchmarks.latency import LatencySettings, dataset_inputs, format_latency, random_inputs, run_latency
 
     try:
         bundle = Bundle.load(args.bundle)
     except BundleError as exc:
-        raise CliError(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     settings = LatencySettings.quick_settings() if args.quick else LatencySettings()
     overrides = {
         "variants": args.variants, "runtimes": args.runtimes, "threads": args.threads, "warmup": args.warmup,
@@ -188,10 +187,10 @@ def run_latency_command(args: argparse.Namespace) -> int:
         try:
             bundle.variant(name)
         except BundleError as exc:
-            raise CliError(str(exc)) from exc
+            raise CommandError(str(exc)) from exc
     bad = [r for r in settings.runtimes if r not in ("ai_edge_litert", "tflite_runtime", "tf_lite")]
     if bad:
-        raise CliError(f"--runtimes: unknown runtime(s) {', '.join(bad)}; choose from ai_edge_litert, tflite_runtime, tf_lite")
+        raise CommandError(f"--runtimes: unknown runtime(s) {', '.join(bad)}; choose from ai_edge_litert, tflite_runtime, tf_lite")
 
     shape = tuple(bundle.input_shape[1:])
     if getattr(args, "data", None):
@@ -207,17 +206,17 @@ def run_latency_command(args: argparse.Namespace) -> int:
 
 def _load_dataset(args: argparse.Namespace) -> Any:
     from edge_har.convert.datasets import dataset_from_args
-    from edge_har.cli import CliError
+    from edge_har.core.errors import CommandError
 
     try:
         return dataset_from_args(args)
     except (OSError, ValueError) as exc:
-        raise CliError(f"--data {args.data}: {exc}") from exc
+        raise CommandError(f"--data {args.data}: {exc}") from exc
 
 
 def _finish(args: argparse.Namespace, section: dict[str, Any], suite: str, text: str) -> None:
     """Plots, the JSON section, the comparison and the terminal output, in that order."""
-    from edge_har.cli import CliError
+    from edge_har.core.errors import CommandError
 
     from edge_har.benchmarks import report
 
@@ -244,7 +243,7 @@ def _finish(args: argparse.Namespace, section: dict[str, Any], suite: str, text:
     try:
         written = report.write_section(json_path, section)
     except report.ReportError as exc:
-        raise CliError(f"{exc}; choose another --out or --json") from exc
+        raise CommandError(f"{exc}; choose another --out or --json") from exc
     print(text)
     if comparison:
         print()
@@ -253,14 +252,14 @@ def _finish(args: argparse.Namespace, section: dict[str, Any], suite: str, text:
 
 
 def _comparison(path: Path, section: dict[str, Any], suite: str) -> str:
-    from edge_har.cli import CliError
+    from edge_har.core.errors import CommandError
 
     from edge_har.benchmarks import report
 
     try:
         previous = report.suite_section(path, suite)
     except report.ReportError as exc:
-        raise CliError(f"--compare: {exc}") from exc
+        raise CommandError(f"--compare: {exc}") from exc
     m = previous.get("machine", {})
     title = (f"Compared with {path} ({previous.get('date')}, {m.get('cpu_model')}, "
              f"commit {((previous.get('git') or {}).get('commit') or '?')[:10]})")
@@ -345,7 +344,7 @@ def _register_accuracy(suites: Any) -> None:
 
 def run_accuracy_command(args: argparse.Namespace) -> int:
     from edge_har.core.bundle import Bundle, BundleError
-    from edge_har.cli import CliError
+    from edge_har.core.errors import CommandError
 
     from edge_har.benchmarks.accuracy import AccuracySettings, format_accuracy, run_accuracy
 
@@ -354,7 +353,7 @@ def run_accuracy_command(args: argparse.Namespace) -> int:
         for name in args.variants or []:
             bundle.variant(name)
     except BundleError as exc:
-        raise CliError(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     settings = AccuracySettings.quick_settings() if args.quick else AccuracySettings()
     if args.variants:
         settings.variants = list(dict.fromkeys(["float32"] + args.variants)) if "float32" in bundle.variants else args.variants
@@ -368,9 +367,9 @@ def run_accuracy_command(args: argparse.Namespace) -> int:
         try:
             bundle.variant(args.stream_variant)
         except BundleError as exc:
-            raise CliError(str(exc)) from exc
+            raise CommandError(str(exc)) from exc
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise CliError(f"--threshold must be in [0, 1], got {args.threshold}")
+        raise CommandError(f"--threshold must be in [0, 1], got {args.threshold}")
     settings.stream_variant = args.stream_variant
     settings.smoothing_method = args.smoothing_method
     settings.smoothing_window = args.smoothing_window
@@ -379,7 +378,7 @@ def run_accuracy_command(args: argparse.Namespace) -> int:
     try:
         section = run_accuracy(bundle, dataset, settings, out_dir=args.out, progress=not args.no_progress)
     except ValueError as exc:  # EvaluationError and friends name the data and the key
-        raise CliError(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     _finish(args, section, "accuracy", format_accuracy(section))
     return 0
 
@@ -414,7 +413,7 @@ def _register_e2e(suites: Any) -> None:
 
 def run_e2e_command(args: argparse.Namespace) -> int:
     from edge_har.core.bundle import Bundle, BundleError
-    from edge_har.cli import CliError
+    from edge_har.core.errors import CommandError
 
     from edge_har.benchmarks.e2e import E2ESettings, E2EError, format_e2e, run_e2e
 
@@ -423,7 +422,7 @@ def run_e2e_command(args: argparse.Namespace) -> int:
         if args.variant:
             bundle.variant(args.variant)
     except BundleError as exc:
-        raise CliError(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     settings = E2ESettings.quick_settings() if args.quick else E2ESettings()
     if args.seconds:
         settings.seconds = args.seconds
@@ -436,7 +435,7 @@ def run_e2e_command(args: argparse.Namespace) -> int:
     try:
         section = run_e2e(bundle, settings, dataset=dataset, work_dir=args.out, progress=not args.no_progress)
     except E2EError as exc:
-        raise CliError(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     log.debug("e2e suite took %.1f s", time.perf_counter() - started)
     _finish(args, section, "e2e", format_e2e(section))
     return 0

@@ -26,6 +26,8 @@ subscriber's thread) is in its CPU or memory figures.
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import json
 import logging
 import os
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 DEVICE_ID = "bench-e2e"
 
 
-class E2EError(RuntimeError):
+class E2EError(EdgeHarError, RuntimeError):
     """The suite cannot run here (no mosquitto, a daemon that does not start); the message says why."""
 
 

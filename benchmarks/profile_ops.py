@@ -42,6 +42,8 @@ and from the shell::
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import argparse
 import copy
 import ctypes
@@ -65,7 +67,7 @@ from edge_har.core.interpreter import InterpreterError, TensorSpec, _spec, quant
 METHODS = ("auto", "litert", "isolated")
 
 
-class ProfileError(RuntimeError):
+class ProfileError(EdgeHarError, RuntimeError):
     """The model cannot be profiled with the requested method; the message says why."""
 
 

@@ -14,6 +14,8 @@ unchanged into an issue or a README.
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import datetime as _dt
 import json
 import math
@@ -40,7 +42,7 @@ VERSION_PACKAGES = (
 )
 
 
-class ReportError(RuntimeError):
+class ReportError(EdgeHarError, RuntimeError):
     """A results file that cannot be read or merged into."""
 
 

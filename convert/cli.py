@@ -1,7 +1,7 @@
 """``edge-har convert`` and ``edge-har evaluate``.
 
 Registration imports nothing heavy: TensorFlow is imported only when
-``convert`` runs (after ``require_tensorflow`` has checked it is there), and
+``convert`` runs (``edge_har.cli`` has checked the train extra is installed), and
 ``evaluate`` never imports it.
 """
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge_har.cli import CliError
+from edge_har.core.errors import CommandError
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,6 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
 
     parser = subparsers.add_parser(
         "convert",
-        help="train the CNN-LSTM on a data set and write an int8 TFLite model bundle (workstation; needs TensorFlow)",
         description=(
             "Load a labelled IMU data set, split it by recording, train the CNN-LSTM (GPU when present, "
             "MirroredStrategy on several), quantize it to TFLite float32 / dynamic-range / full-integer int8, "
@@ -145,10 +144,6 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_convert_command(args: argparse.Namespace) -> int:
-    from edge_har.cli import require_tensorflow
-
-    require_tensorflow()  # before any other work: say which extra to install, not a traceback
-
     from edge_har.convert.datasets import dataset_from_args
     from edge_har.convert.models import ModelConfig
     from edge_har.convert.pipeline import AccuracyGateError, ConvertError, ConvertOptions, _slug, run_convert
@@ -159,7 +154,7 @@ def run_convert_command(args: argparse.Namespace) -> int:
     try:
         model_config = ModelConfig.from_args(args)
     except ValueError as exc:
-        raise CliError(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     try:
         dataset = dataset_from_args(args)
         split = split_from_args(args, dataset)
@@ -182,9 +177,9 @@ def run_convert_command(args: argparse.Namespace) -> int:
         )
         out = run_convert(options, dataset=dataset, split=split)
     except AccuracyGateError as exc:
-        raise CliError(str(exc), code=EXIT_GATE_REFUSED) from exc
+        raise CommandError(str(exc), code=EXIT_GATE_REFUSED) from exc
     except errors as exc:
-        raise CliError(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     print(summary_table(out))
     return 0
 
@@ -227,7 +222,6 @@ def register_evaluate(subparsers: Any) -> argparse.ArgumentParser:
 
     parser = subparsers.add_parser(
         "evaluate",
-        help="accuracy, macro-F1, per-class scores and confusion matrices of a bundle's variants on a data set",
         description=(
             "Run a bundle's .tflite variants with the device's interpreter over a data set's windows, prepared "
             "with the bundle's own preprocessing, and report the scores."
@@ -261,7 +255,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     try:
         bundle = load_bundle(args.bundle)
         if bundle.kind == "video":
-            raise CliError(f"{bundle.root} is a video bundle: use edge-har evaluate-video {args.bundle} --data CLIPS")
+            raise CommandError(f"{bundle.root} is a video bundle: use edge-har evaluate-video {args.bundle} --data CLIPS")
         dataset = dataset_from_args(args)
         out = args.out or Path("runs") / "evaluate" / f"{bundle.root.resolve().name}-{args.split}"
         variants = None if args.variant == "all" else [args.variant]
@@ -270,7 +264,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
             backend=args.backend, num_threads=args.threads, progress=not args.no_progress,
         )
     except _input_errors() + (InterpreterError,) as exc:
-        raise CliError(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     import json
 
     for name, entry in results["variants"].items():

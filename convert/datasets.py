@@ -20,6 +20,8 @@ the benchmarks use this module on a machine with only the device extra.
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import argparse
 import hashlib
 import logging
@@ -96,7 +98,7 @@ OPTIONS = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(EdgeHarError, ValueError):
     """A data set that cannot be used as given; the message names the file or the option."""
 
 

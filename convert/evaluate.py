@@ -10,6 +10,8 @@ with only the device extra (plus matplotlib for the PNGs).
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import json
 import logging
 import os
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("test", "all")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(EdgeHarError, ValueError):
     """The data does not fit the bundle (labels, channels, test recordings missing)."""
 
 

@@ -12,6 +12,8 @@ through that module.
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import contextlib
 import datetime as _dt
 import json
@@ -37,7 +39,7 @@ KERAS_MODEL_FILE = "keras_model.h5"
 PACKAGES = ("edge-har", "tensorflow", "tf-keras", "numpy", "ai-edge-litert", "tflite-runtime", "matplotlib")
 
 
-class ExportError(RuntimeError):
+class ExportError(EdgeHarError, RuntimeError):
     """The bundle cannot be written where asked, or failed its own validation."""
 
 

@@ -11,6 +11,8 @@ Each stage is logged with its duration. Order matters in three places:
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import contextlib
 import datetime as _dt
 import logging
@@ -37,7 +39,7 @@ DEFAULT_STRIDE = "0.5s"
 DEFAULT_MAX_INT8_DROP = 1.0
 
 
-class ConvertError(RuntimeError):
+class ConvertError(EdgeHarError, RuntimeError):
     """A conversion that cannot go on; the message says why and what to change."""
 
 

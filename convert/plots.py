@@ -7,13 +7,15 @@ naming the extra to install, not an ImportError deep in a stack.
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 
-class PlotError(RuntimeError):
+class PlotError(EdgeHarError, RuntimeError):
     """matplotlib is missing or a plot cannot be written."""
 
 

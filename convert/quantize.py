@@ -20,6 +20,8 @@ slower than int8 at the same accuracy (XNNPACK has no int16 kernels; see
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import logging
 import time
 import warnings
@@ -36,11 +38,11 @@ log = logging.getLogger(__name__)
 DEFAULT_CALIBRATION_SIZE = 300
 
 
-class CalibrationError(ValueError):
+class CalibrationError(EdgeHarError, ValueError):
     """The calibration set cannot be drawn as asked."""
 
 
-class ConversionError(RuntimeError):
+class ConversionError(EdgeHarError, RuntimeError):
     """The TFLite converter failed for one variant; the message names it."""
 
 

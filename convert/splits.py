@@ -23,6 +23,8 @@ or removing a class does not reshuffle the others.
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import argparse
 import logging
 import zlib
@@ -40,7 +42,7 @@ DEFAULT_VAL_FRACTION = 0.15
 DEFAULT_SEED = 42
 
 
-class SplitError(ValueError):
+class SplitError(EdgeHarError, ValueError):
     """A split that cannot be made as asked; the message names the class or subject."""
 
 

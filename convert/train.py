@@ -16,6 +16,8 @@ and saving go through ``edge_har.convert.models.float32_copy``.
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import argparse
 import json
 import logging
@@ -32,7 +34,7 @@ from edge_har.convert.models import ModelConfig, build_from_config, import_tf
 log = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(EdgeHarError, RuntimeError):
     """Training cannot start (bad data shapes, devices already initialised, ...)."""
 
 

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edge_har.cli import CliError
+from edge_har.core.errors import CommandError
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,6 @@ def register_convert_video(subparsers: Any) -> argparse.ArgumentParser:
 
     parser = subparsers.add_parser(
         "convert-video",
-        help="train a video CNN-LSTM on clips (or images) and write a bundle with a frame encoder and a temporal head "
-        "(workstation; needs TensorFlow)",
         description=(
             "Load labelled clips (or still images), sample and resize their frames, split by clip or subject, train "
             "a per-frame CNN (MobileNetV2 or a small Conv2D stack) with an LSTM over the last T frames, quantize the "
@@ -170,10 +168,6 @@ def register_convert_video(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_convert_video_command(args: argparse.Namespace) -> int:
-    from edge_har.cli import require_tensorflow
-
-    require_tensorflow()
-
     from edge_har.convert.cli import EXIT_GATE_REFUSED, summary_table
     from edge_har.convert.pipeline import AccuracyGateError, ConvertError, _slug
     from edge_har.convert.train import TrainingError, train_config_from_args
@@ -183,7 +177,7 @@ def run_convert_video_command(args: argparse.Namespace) -> int:
     try:
         model = VideoModelConfig.from_args(args)
     except VideoModelError as exc:
-        raise CliError(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     try:
         options = VideoConvertOptions(
             out=args.out or Path("bundles") / f"{_slug(args.data.resolve().name)}-video",
@@ -199,9 +193,9 @@ def run_convert_video_command(args: argparse.Namespace) -> int:
         )
         out = run_convert_video(options)
     except AccuracyGateError as exc:
-        raise CliError(str(exc), code=EXIT_GATE_REFUSED) from exc
+        raise CommandError(str(exc), code=EXIT_GATE_REFUSED) from exc
     except _input_errors() + (ConvertError, TrainingError) as exc:
-        raise CliError(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     print(summary_table(out))
     return 0
 
@@ -214,7 +208,6 @@ def register_evaluate_video(subparsers: Any) -> argparse.ArgumentParser:
 
     parser = subparsers.add_parser(
         "evaluate-video",
-        help="accuracy, macro-F1, per-class scores and confusion matrices of a video bundle on clips (no TensorFlow)",
         description=(
             "Run a video bundle's variants as the device streams them (encoder per frame, head per window) over a "
             "data set's clips, prepared with the bundle's own frame preprocessing, and report the scores."
@@ -252,7 +245,7 @@ def run_evaluate_video_command(args: argparse.Namespace) -> int:
             backend=args.backend, num_threads=args.threads, progress=not args.no_progress,
         )
     except _input_errors() as exc:
-        raise CliError(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     for name, entry in results["variants"].items():
         report = json.loads(Path(entry["files"]["metrics"]).read_text())
         print(format_report(report, title=f"\n== {name} ({args.split}: {results['data']['windows']} windows)"))

@@ -24,6 +24,8 @@ counted either way.
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import csv
 import hashlib
 import logging
@@ -48,11 +50,11 @@ LAYOUTS = ("auto", "clips", "images")
 DEFAULT_FPS_WHEN_UNKNOWN = 25.0
 
 
-class VideoDatasetError(ValueError):
+class VideoDatasetError(EdgeHarError, ValueError):
     """A data set that cannot be used as given; the message names the file, line or folder."""
 
 
-class ClipError(ValueError):
+class ClipError(EdgeHarError, ValueError):
     """One clip or image cannot be decoded; the loader turns this into a warning."""
 
 

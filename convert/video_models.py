@@ -35,6 +35,8 @@ trained end to end.
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import argparse
 import dataclasses
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 DEFAULT_INPUT_SIZE = {"video": 128, "image-seq": 224}
 
 
-class VideoModelError(ValueError):
+class VideoModelError(EdgeHarError, ValueError):
     """An impossible model configuration, or backbone weights that cannot be loaded."""
 
 

@@ -1,10 +1,12 @@
-"""``edge-har``: one command line, one subcommand per job.
+"""``edge-har``: one command line, one subcommand per job, each imported only when it runs.
 
-Each subcommand lives in the module that owns the job and registers itself via
-a ``register(subparsers)`` function that sets ``func`` on its parser. Those
-modules import nothing heavy at import time, so ``edge-har --help`` is fast on
-a Pi and works without TensorFlow; workstation subcommands import TensorFlow
-only when they run, and say which extra to install when it is missing.
+The table below is the only place that lists the subcommands. ``edge-har --help``
+is built from it alone, so it is fast on a Pi and shows every subcommand whatever
+extras are installed; ``edge-har X`` imports X's module and nothing else. Before X
+runs, the packages of its extra are looked up (not imported), so a missing extra is
+one line naming ``pip install 'edge-har[...]'``; an import error inside a module is
+a bug and is never swallowed. Every :class:`~edge_har.core.errors.EdgeHarError` that
+reaches here becomes one line on stderr and its exit status.
 """
 
 from __future__ import annotations
@@ -13,49 +15,66 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 from edge_har import __version__
+from edge_har.core.errors import EdgeHarError, require_modules
 
-# subcommand module -> (its register function). Order is the order in --help.
-SUBCOMMANDS: tuple[str, ...] = (
-    "edge_har.convert.cli:register_convert",
-    "edge_har.convert.cli:register_evaluate",
-    "edge_har.convert.video_cli:register_convert_video",
-    "edge_har.convert.video_cli:register_evaluate_video",
-    "edge_har.device.daemon_cli:register_run",
-    "edge_har.device.daemon_cli:register_validate_config",
-    "edge_har.subscribe:register",
-    "edge_har.benchmarks.cli:register",
-    "edge_har.demo:register",
+INTERPRETERS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``edge-har`` subcommand: where its parser lives and what it needs installed."""
+
+    name: str
+    help: str
+    target: str  # "module:function" that adds the subcommand's parser to the subparsers
+    extra: str = ""  # the install extra whose packages it needs ("" for none)
+    requires: tuple[str, ...] = ()  # import names looked up before it runs
+    any_of: bool = False  # one of ``requires`` is enough (the interpreter backends)
+    needs: str = ""  # how the missing-extra message describes the need
+
+    def check_installed(self) -> None:
+        if self.requires:
+            require_modules(self.requires, self.extra, f"edge-har {self.name} {self.needs}", any_of=self.any_of)
+
+
+_TF = dict(extra="train", requires=("tensorflow", "tf_keras"), needs="runs on the workstation and needs TensorFlow")
+_RT = dict(extra="device", requires=INTERPRETERS, any_of=True, needs="needs a TFLite interpreter")
+
+# Order is the order in --help.
+SUBCOMMANDS: tuple[Subcommand, ...] = (
+    Subcommand("convert", "train the CNN-LSTM on a data set and write an int8 TFLite model bundle "
+               "(workstation; needs TensorFlow)", "edge_har.convert.cli:register_convert", **_TF),  # type: ignore[arg-type]
+    Subcommand("evaluate", "accuracy, macro-F1, per-class scores and confusion matrices of a bundle's "
+               "variants on a data set", "edge_har.convert.cli:register_evaluate", **_RT),  # type: ignore[arg-type]
+    Subcommand("convert-video", "train a video CNN-LSTM on clips (or images) and write a bundle with a frame "
+               "encoder and a temporal head (workstation; needs TensorFlow)",
+               "edge_har.convert.video_cli:register_convert_video", **_TF),  # type: ignore[arg-type]
+    Subcommand("evaluate-video", "accuracy, macro-F1, per-class scores and confusion matrices of a video "
+               "bundle on clips (no TensorFlow)", "edge_har.convert.video_cli:register_evaluate_video", **_RT),  # type: ignore[arg-type]
+    Subcommand("run", "run the edge daemon: a sensor source through a model bundle, predictions published "
+               "over MQTT", "edge_har.device.daemon_cli:register_run", **_RT),  # type: ignore[arg-type]
+    Subcommand("validate-config", "check device configs: unknown keys, wrong types, missing files; exit 0 or 1",
+               "edge_har.device.daemon_cli:register_validate_config"),
+    Subcommand("subscribe", "show predictions arriving over MQTT, live (lines or a table); optionally append "
+               "them to JSONL", "edge_har.subscribe:register"),
+    Subcommand("bench", "benchmark a bundle: latency, accuracy, end to end", "edge_har.benchmarks.cli:register",
+               **_RT),  # type: ignore[arg-type]
+    Subcommand("demo", "end to end on this machine: make a bundle, start mosquitto, run the daemon on a "
+               "replay, show the predictions over MQTT", "edge_har.demo:register", **_RT),  # type: ignore[arg-type]
 )
+BY_NAME = {s.name: s for s in SUBCOMMANDS}
 
 log = logging.getLogger("edge_har")
 
 
-class CliError(Exception):
-    """An error to show the user as one line, with exit status ``code``."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def require_tensorflow() -> None:
-    """Fail with the install hint instead of a traceback when TensorFlow is absent."""
-    try:
-        importlib.import_module("tensorflow")
-        importlib.import_module("tf_keras")
-    except ImportError as exc:
-        raise CliError(
-            f"this subcommand runs on the workstation and needs TensorFlow ({exc.name} is missing). "
-            "Install the workstation extra: pip install 'edge-har[train]'"
-        ) from exc
-
-
-def build_parser() -> argparse.ArgumentParser:
+def _top_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-har",
+        add_help=add_help,
         description=(
             "Human activity recognition from a workstation to a Raspberry Pi: train and quantize a "
             "CNN-LSTM into a model bundle (convert, evaluate), run it on a device and publish over "
@@ -70,23 +89,55 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.upper,
         help="logging verbosity (default: INFO)",
     )
+    return parser
+
+
+def selected_command(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names, found without importing any subcommand module."""
+    parser = _top_parser(add_help=False)
+    sub = parser.add_subparsers(dest="command")
+    for s in SUBCOMMANDS:
+        sub.add_parser(s.name, add_help=False)
+    known, _ = parser.parse_known_args(argv)
+    return known.command
+
+
+class _OneSubcommand:
+    """What a module's ``register`` function is given: ``add_parser`` for its own subcommand only.
+
+    The one-line help comes from :data:`SUBCOMMANDS`, so it has one source whether or not the
+    module is imported.
+    """
+
+    def __init__(self, subparsers: argparse._SubParsersAction, spec: Subcommand) -> None:  # type: ignore[type-arg]
+        self._subparsers = subparsers
+        self._spec = spec
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if name != self._spec.name:
+            raise ValueError(f"{self._spec.target} registers {name!r}, but the table names it {self._spec.name!r}")
+        kwargs.pop("help", None)
+        return self._subparsers.add_parser(name, help=self._spec.help, **kwargs)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with ``command``'s full options (its module imported) and a one-line entry for the rest."""
+    parser = _top_parser()
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for spec in SUBCOMMANDS:
-        module_name, func_name = spec.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # A subcommand whose module is not part of this install (or not written yet)
-            # is left out rather than breaking the others.
-            if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-                continue
-            raise
-        getattr(module, func_name)(subparsers)
+    for s in SUBCOMMANDS:
+        if s.name == command:
+            module_name, func_name = s.target.split(":")
+            register: Callable[[_OneSubcommand], object] = getattr(importlib.import_module(module_name), func_name)
+            register(_OneSubcommand(subparsers, s))
+        else:
+            subparsers.add_parser(s.name, help=s.help)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = selected_command(argv)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level),
@@ -96,10 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        BY_NAME[args.command].check_installed()
         result = args.func(args)
-    except CliError as exc:
+    except EdgeHarError as exc:
         print(f"edge-har {args.command}: error: {exc}", file=sys.stderr)
-        return exc.code
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     return int(result or 0)

@@ -29,8 +29,6 @@ DEVICE_ID = "demo-pi"
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "demo",
-        help="end to end on this machine: make a bundle, start mosquitto, run the daemon on a replay, "
-        "show the predictions over MQTT",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
@@ -56,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def make_bundle(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path]:
     """The bundle and the folder of recordings to replay."""
-    from edge_har.cli import CliError, require_tensorflow
+    from edge_har.core.errors import CommandError, require_modules
 
     data = args.data
     if data is None:
@@ -72,7 +70,7 @@ def make_bundle(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path]:
     if (bundle / "bundle.json").is_file() and not args.rebuild:
         log.info("reusing %s (pass --rebuild to convert again)", bundle)
         return bundle, data
-    require_tensorflow()
+    require_modules(("tensorflow", "tf_keras"), "train", "the demo converts a bundle on this machine and needs TensorFlow")
     from edge_har.convert.pipeline import AccuracyGateError, ConvertError, ConvertOptions, run_convert
     from edge_har.convert.quantize import CalibrationError
     from edge_har.convert.train import TrainConfig
@@ -88,7 +86,7 @@ def make_bundle(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path]:
     try:
         return run_convert(options), data
     except (ConvertError, AccuracyGateError, CalibrationError) as exc:
-        raise CliError(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
 
 
 def replay_folder(data: Path, workdir: Path, per_class: int = 1) -> Path:
@@ -126,7 +124,7 @@ def write_config(path: Path, bundle: Path, data: Path, host: str, port: int, spe
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_har.cli import CliError
+    from edge_har.core.errors import CommandError
     from edge_har.device.config import ConfigError, load_config
     from edge_har.mqtt.local_broker import BrokerError, LocalBroker
     from edge_har.subscribe import run as subscribe
@@ -139,13 +137,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         broker = LocalBroker(workdir / "broker").start()
     except BrokerError as exc:
-        raise CliError(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     config = write_config(workdir / "device.yaml", bundle, replay_folder(data, workdir), broker.host, broker.port, args.speed)
     try:
         load_config(config)
     except ConfigError as exc:
         broker.stop()
-        raise CliError(f"the demo's own config is invalid: {exc}") from exc
+        raise CommandError(f"the demo's own config is invalid: {exc}") from exc
     print(f"== broker: mosquitto on {broker.address}; daemon config: {config}")
     daemon_log = workdir / "daemon.log"
     summary = workdir / "daemon-summary.json"
@@ -190,5 +188,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"== daemon summary: {summary}\n{json.dumps(totals, indent=1)[:1200]}")
     print(f"== done in {time.monotonic() - started:.0f} s; everything is in {workdir}/")
     if not predictions:
-        raise CliError(f"no predictions arrived; see {daemon_log} and {broker.log_path}", code=1)
+        raise CommandError(f"no predictions arrived; see {daemon_log} and {broker.log_path}", code=1)
     return 0 if code == 0 else 1

@@ -39,7 +39,6 @@ refused the connection, 2 for bad arguments.
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "subscribe",
-        help="show predictions arriving over MQTT, live (lines or a table); optionally append them to JSONL",
         description=(
             "Subscribe to edge-har predictions on an MQTT broker and show them live: one line per "
             "prediction, or a table of each device's current activity. Same TLS and auth options as "
@@ -157,13 +156,13 @@ def build_config(args: argparse.Namespace) -> Any:
     """An MqttConfig from the command line, so the client is built exactly as the daemon's."""
     from pydantic import ValidationError
 
-    from edge_har.cli import CliError
+    from edge_har.core.errors import CommandError
     from edge_har.mqtt.config import MqttConfig, TlsConfig
 
     try:
         host, port, tls_from_url = parse_broker(args.broker)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CommandError(str(exc)) from None
     use_tls = bool(tls_from_url or args.tls or args.ca_file or args.cert_file or args.key_file or args.tls_insecure)
     try:
         tls = (
@@ -189,7 +188,7 @@ def build_config(args: argparse.Namespace) -> Any:
             message = err["msg"].removeprefix("Value error, ")
             option = "-".join(str(part) for part in err["loc"]).replace("_", "-")
             problems.append(f"--{option}: {message}" if option else message)
-        raise CliError("; ".join(problems)) from None
+        raise CommandError("; ".join(problems)) from None
 
 
 # ====================================================================== what we show
@@ -384,7 +383,7 @@ def _warn(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_har.cli import CliError
+    from edge_har.core.errors import CommandError
     from edge_har.mqtt.client import describe_broker, make_client
     from edge_har.mqtt.config import MqttConfigError
 
@@ -403,7 +402,7 @@ def run(args: argparse.Namespace) -> int:
             if message.startswith(key + ":"):
                 message = option + message[len(key):]
                 break
-        raise CliError(message) from None
+        raise CommandError(message) from None
 
     events: "queue.Queue[tuple[str, Any]]" = queue.Queue()
 

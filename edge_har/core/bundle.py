@@ -48,6 +48,8 @@ in three additive ways; everything else above holds for it too:
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +66,7 @@ VARIANT_KEYS = ("file", "sha256", "size_bytes", "quantization", "input", "output
 PART_KEYS = ("file", "sha256", "size_bytes", "input", "output")  # each entry of a split variant's "parts"
 
 
-class BundleError(ValueError):
+class BundleError(EdgeHarError, ValueError):
     """A bundle that is missing, malformed or inconsistent; the message names file and key."""
 
 

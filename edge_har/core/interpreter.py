@@ -9,6 +9,8 @@ details, never assumed.
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import hashlib
 import importlib
 import logging
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 BACKENDS: tuple[str, ...] = ("ai_edge_litert", "tflite_runtime", "tf_lite")
 
 
-class InterpreterError(RuntimeError):
+class InterpreterError(EdgeHarError, RuntimeError):
     """No usable runtime, a model that fails to load, or a checksum mismatch."""
 
 

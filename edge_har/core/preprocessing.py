@@ -14,13 +14,15 @@ Order of operations, everywhere:
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 
-class PreprocessingError(ValueError):
+class PreprocessingError(EdgeHarError, ValueError):
     """Raised for inconsistent preprocessing parameters or input shapes."""
 
 

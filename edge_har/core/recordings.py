@@ -21,6 +21,8 @@ dictionaries).
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import csv
 import io
 import logging
@@ -38,7 +40,7 @@ MODEL_SUFFIX = "_MODEL"
 SEMICOLON, COMMA, WHITESPACE = ";", ",", "whitespace"
 
 
-class RecordingError(ValueError):
+class RecordingError(EdgeHarError, ValueError):
     """Bad input data; the message names the file (and line, where there is one)."""
 
 

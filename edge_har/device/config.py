@@ -17,6 +17,8 @@ answer (the bundle exists and fits the source, TLS files exist) and is what the 
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import difflib
 import socket
 import typing
@@ -49,7 +51,7 @@ __all__ = [
 UNKNOWN_LABEL = "unknown"  # the payload schema's label for "below the confidence threshold"
 
 
-class ConfigError(ValueError):
+class ConfigError(EdgeHarError, ValueError):
     """A config that cannot be used; ``problems`` holds one line per problem, each naming the file."""
 
     def __init__(self, problems: Sequence[str]) -> None:

@@ -48,7 +48,6 @@ def _positive_float(text: str) -> float:
 def register_run(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "run",
-        help="run the edge daemon: a sensor source through a model bundle, predictions published over MQTT",
         description=(
             "Run the edge daemon: read samples from the configured source (replay, serial, MQTT topic, I2C IMU), "
             "window and normalise them as in training, infer with the bundle's TFLite model, smooth, and publish "
@@ -83,7 +82,6 @@ def _run(args: argparse.Namespace) -> int:
 def register_validate_config(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "validate-config",
-        help="check device configs: unknown keys, wrong types, missing files; exit 0 or 1",
         description=(
             "Validate device config files. Every problem is reported as FILE:LINE: key.path: message, with the "
             "nearest valid key for an unknown one. Without --no-files the files the config names are checked too "

@@ -14,6 +14,8 @@ to report, and :func:`edge_har.mqtt.client.make_client` fails naming the field.
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import os
 import re
 from pathlib import Path
@@ -33,7 +35,7 @@ __all__ = [
 _BAD_TOPIC_CHARS = re.compile(r"[+#\x00]")
 
 
-class MqttConfigError(ValueError):
+class MqttConfigError(EdgeHarError, ValueError):
     """A setting that cannot work at run time (missing password variable or file, unreadable TLS file)."""
 
 

@@ -7,6 +7,8 @@ like the one the tests assert against. Needs only the ``mosquitto`` binary
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import shutil
 import signal
 import socket
@@ -18,7 +20,7 @@ from typing import Sequence
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
 
 
-class BrokerError(RuntimeError):
+class BrokerError(EdgeHarError, RuntimeError):
     """mosquitto missing, or not accepting connections; the message says why."""
 
 

@@ -11,6 +11,8 @@ the source. Values stay raw here: scaling to physical units belongs to
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import logging
 import math
 import re
@@ -35,7 +37,7 @@ REASONS = (REASON_COLUMNS, REASON_TEXT, REASON_NON_FINITE, REASON_RANGE, REASON_
 _SPLIT = re.compile(r"[,;\s]+")
 
 
-class SourceError(RuntimeError):
+class SourceError(EdgeHarError, RuntimeError):
     """A source that cannot work at all (missing recording file, unknown format); raised at start."""
 
 

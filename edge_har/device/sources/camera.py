@@ -28,6 +28,8 @@ what it actually granted is logged (cameras round to their own modes).
 
 from __future__ import annotations
 
+from edge_har.core.errors import EdgeHarError
+
 import logging
 import math
 import threading
@@ -44,7 +46,7 @@ from edge_har.device.sources.base import Chunk, Source, SourceError
 
 log = logging.getLogger(__name__)
 
-class CameraError(RuntimeError):
+class CameraError(EdgeHarError, RuntimeError):
     """A camera that cannot be used as configured (bad target, missing file, OpenCV missing)."""
 
 
