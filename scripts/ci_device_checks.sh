@@ -36,7 +36,8 @@ fi
 
 echo "== .[tflite]: fresh venv, tflite-runtime 2.14 on numpy<2, runtime tests"
 python3 -m venv "$WORK/venv-tflite"
-"$WORK/venv-tflite/bin/pip" install -q ".[tflite,dev]"
+# editable: the tests run from the checkout, where edge_har.convert maps to convert/ (pyproject package-dir)
+"$WORK/venv-tflite/bin/pip" install -q -e ".[tflite,dev]"
 "$WORK/venv-tflite/bin/python" -c "
 import numpy, tflite_runtime
 from edge_har.core.interpreter import select_backend
