@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from edge_har.core.interpreter import TFLiteModel, sha256_file
+from edge_har.core.interpreter import InterpreterOptions, TFLiteModel, sha256_file
 from edge_har.core.preprocessing import Preprocessing, PreprocessingError
 
 SCHEMA_VERSION = 1
@@ -203,8 +203,16 @@ class Bundle:
         delegate: str | None = None,
         verify_sha256: bool = True,
         part: str | None = None,
+        *,
+        options: InterpreterOptions | None = None,
     ) -> TFLiteModel:
-        """Load a variant's model, or with ``part`` one part of a split (video) variant."""
+        """Load a variant's model, or with ``part`` one part of a split (video) variant.
+
+        ``options`` (the device's path) replaces ``backend``, ``num_threads``, ``delegate``
+        and ``verify_sha256``; the keywords stay for workstation tools.
+        """
+        if options is None:
+            options = InterpreterOptions(backend, num_threads, delegate, verify_sha256=verify_sha256)
         v = self.variant(variant)
         file, sha = v.file, v.sha256
         if v.parts or part is not None:
@@ -213,13 +221,7 @@ class Bundle:
                 raise BundleError(f"{self.root / BUNDLE_FILE}: variant '{v.name}' has no part {part!r}; its parts: {have}")
             file, sha = v.parts[part].file, v.parts[part].sha256
         assert file is not None
-        return TFLiteModel(
-            file,
-            backend=backend,
-            num_threads=num_threads,
-            delegate=delegate,
-            expected_sha256=sha if verify_sha256 else None,
-        )
+        return TFLiteModel(file, expected_sha256=sha if options.verify_sha256 else None, options=options)
 
 
 def validate_data(data: Any, where: str = BUNDLE_FILE) -> None:

@@ -15,9 +15,10 @@ import hashlib
 import importlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -102,6 +103,28 @@ def select_backend(preference: str = "auto") -> Backend:
     )
 
 
+@dataclass(frozen=True)
+class InterpreterOptions:
+    """How every ``.tflite`` of a bundle is loaded: one object, built once from the config.
+
+    It travels whole from the config (``InterpreterConfig.options()``) through
+    both runtimes and ``Bundle.load_model`` to :class:`TFLiteModel`, so a path
+    cannot forget a field: the video runtime once passed backend, threads and
+    delegate one by one and dropped ``delegate_options``, so a camera bundle on
+    an Edge TPU config silently ran without the options the delegate needs.
+    """
+
+    backend: str = "auto"
+    num_threads: int | None = 1
+    delegate: str | None = None  # external delegate library, e.g. libedgetpu.so.1
+    delegate_options: Mapping[str, Any] = field(default_factory=dict)
+    verify_sha256: bool = True  # read by Bundle.load_model, which knows the expected digests
+
+    def __post_init__(self) -> None:
+        # Read-only, so the one object shared by every model of a bundle cannot be changed by one of them.
+        object.__setattr__(self, "delegate_options", MappingProxyType(dict(self.delegate_options or {})))
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -180,6 +203,10 @@ class TFLiteModel:
 
     Models in a bundle have a static batch of 1 (both LSTM forms need it), so
     ``predict_batch`` loops; on a device windows arrive one at a time anyway.
+
+    ``options`` (an :class:`InterpreterOptions`) is how the device loads models; when
+    given it replaces ``backend``, ``num_threads``, ``delegate`` and ``delegate_options``,
+    which stay for the workstation tools that load one file by hand.
     """
 
     def __init__(
@@ -189,8 +216,14 @@ class TFLiteModel:
         num_threads: int | None = 1,
         delegate: str | None = None,
         expected_sha256: str | None = None,
-        delegate_options: dict[str, Any] | None = None,
+        delegate_options: Mapping[str, Any] | None = None,
+        *,
+        options: InterpreterOptions | None = None,
     ) -> None:
+        if options is None:
+            options = InterpreterOptions(backend, num_threads, delegate, delegate_options or {})
+        self.options = options
+        backend, num_threads, delegate = options.backend, options.num_threads, options.delegate
         self.path = Path(path)
         if not self.path.is_file():
             raise InterpreterError(f"model file not found: {self.path}")
@@ -207,7 +240,7 @@ class TFLiteModel:
             if self.backend.load_delegate is None:
                 raise InterpreterError(f"backend {self.backend.name} cannot load external delegates")
             try:
-                delegates.append(self.backend.load_delegate(delegate, delegate_options or {}))
+                delegates.append(self.backend.load_delegate(delegate, dict(options.delegate_options)))
             except Exception as exc:
                 raise InterpreterError(f"cannot load delegate '{delegate}': {exc}") from exc
         started = time.perf_counter()

@@ -101,6 +101,17 @@ class InterpreterConfig(_Model):
         description="Check the .tflite file's sha256 against bundle.json before loading (catches a corrupt SD card).",
     )
 
+    def options(self) -> Any:
+        """The :class:`edge_har.core.interpreter.InterpreterOptions` both runtimes pass whole down to
+        every TFLiteModel (delegate options included). Imported here, not at the top, so reading a
+        config loads no numpy; typed ``Any`` so that the module needs no import of it at all."""
+        from edge_har.core.interpreter import InterpreterOptions
+
+        return InterpreterOptions(
+            backend=self.backend, num_threads=self.num_threads, delegate=self.delegate,
+            delegate_options=dict(self.delegate_options), verify_sha256=self.verify_sha256,
+        )
+
 
 class _SourceBase(_Model):
     """Fields every sensor source shares: value scaling and the valid range."""

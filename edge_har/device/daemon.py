@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edge_har.device.config import ConfigError, LoadedConfig, check_files, source_channel_problems
-from edge_har.device.runtime import Prediction, Runtime, Window, Windowing
+from edge_har.device.runtime import Prediction, Window
+from edge_har.device.runtime_api import StreamRuntime, WindowStage, load_runtime
 from edge_har.device.sources import Source, SourceError, make_source
 from edge_har.device.stats import DaemonStats, rss_mb
 
@@ -75,7 +76,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.stats = DaemonStats()
         self.stop_reason = ""
-        self.runtime: Optional[Runtime] = None
+        self.runtime: Optional[StreamRuntime] = None
         self.source: Optional[Source] = None
         self.publisher: Any = None
         self.windows: "queue.Queue[Window]" = queue.Queue(maxsize=self.cfg.queues.windows)
@@ -134,10 +135,8 @@ class Daemon:
                 log.error("config: %s", line)
             return EXIT_CONFIG
         try:
-            from edge_har.device.video_runtime import VideoStreamRuntime, is_video_bundle
-
             # A video bundle (camera source) streams frames through encoder + head; the same Prediction comes out.
-            self.runtime = (VideoStreamRuntime if is_video_bundle(cfg.bundle) else Runtime).from_config(cfg)  # type: ignore[assignment]
+            self.runtime = load_runtime(cfg)
         except (BundleError, InterpreterError, ValueError) as exc:
             log.error("cannot load the model: %s", exc)
             return EXIT_CONFIG
@@ -172,7 +171,7 @@ class Daemon:
         self._stats_thread.start()
         return EXIT_OK
 
-    def _windowing(self, source: Source) -> Windowing:
+    def _windowing(self, source: Source) -> WindowStage:
         assert self.runtime is not None
         scfg = self.cfg.source
         scale, offset = getattr(scfg, "scale", None), getattr(scfg, "offset", None)  # none for a camera
@@ -186,7 +185,7 @@ class Daemon:
 
     # ================================================================ source thread
 
-    def _source_loop(self, windowing: Windowing) -> None:
+    def _source_loop(self, windowing: WindowStage) -> None:
         source = self.source
         assert source is not None
         errors_in_a_row = 0
@@ -341,8 +340,9 @@ class Daemon:
             "windows_dropped": self.stats.windows_dropped,
             "source": source.status(),
         }
-        if hasattr(rt, "counters"):  # video: frames in, kept at the model's rate, mean encoder time
-            extra["frames"] = rt.counters()
+        counters = rt.counters()
+        if counters:  # video: frames in, kept at the model's rate, mean encoder time (a sensor runtime has none)
+            extra["frames"] = counters
         accuracy = self.stats.accuracy()
         if accuracy:
             extra["replay_accuracy"] = accuracy

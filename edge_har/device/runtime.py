@@ -24,9 +24,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from edge_har.core.bundle import Bundle, BundleError
-from edge_har.core.interpreter import TFLiteModel
+from edge_har.core.interpreter import InterpreterOptions, TFLiteModel
 from edge_har.core.preprocessing import Preprocessing, StreamPreprocessor
-from edge_har.device.smoothing import Smoother
+from edge_har.device.smoothing import Smoothed, Smoother
 from edge_har.device.sources.base import Chunk
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,31 @@ class Prediction:
         """Set e2e_ms to now (the hand-off); returns it."""
         self.e2e_ms = (time.perf_counter() - self.arrival) * 1000.0
         return self.e2e_ms
+
+
+def build_prediction(
+    seq: int, window: Window, probs: np.ndarray, smoother: Smoother, labels: Sequence[str], inference_ms: float,
+) -> Prediction:
+    """Smooth one window's class probabilities into the :class:`Prediction` both runtimes publish.
+
+    One function for the sensor and the video runtime, so the published fields (label,
+    confidence, probabilities, raw label, latency) cannot drift apart between them.
+    """
+    probs = np.clip(np.nan_to_num(probs, nan=0.0), 0.0, 1.0)  # int8 dequantization can stray past [0, 1]
+    s: Smoothed = smoother.update(probs)
+    return Prediction(
+        seq=seq,
+        window_end_ts=window.end_ts,
+        label=s.label,
+        confidence=float(min(1.0, max(0.0, s.confidence))),
+        probabilities={label: float(p) for label, p in zip(labels, s.probabilities)},
+        raw_label=s.raw_label,
+        raw_confidence=s.raw_confidence,
+        inference_ms=inference_ms,
+        e2e_ms=(time.perf_counter() - window.arrival) * 1000.0,
+        truth=window.truth,
+        arrival=window.arrival,
+    )
 
 
 class Windowing:
@@ -131,6 +156,7 @@ class Runtime:
         bundle_path: Any,
         variant: Optional[str] = None,
         *,
+        options: Optional[InterpreterOptions] = None,
         backend: str = "auto",
         num_threads: Optional[int] = 1,
         delegate: Optional[str] = None,
@@ -141,19 +167,16 @@ class Runtime:
         threshold: float = 0.0,
         unknown_label: str = "unknown",
     ) -> "Runtime":
+        """Load a sensor bundle. ``options`` (what ``from_config`` passes) replaces the
+        interpreter keywords, which stay for benchmarks and tests that set one or two."""
+        if options is None:
+            options = InterpreterOptions(backend, num_threads, delegate, delegate_options or {}, verify_sha256)
         bundle = Bundle.load(bundle_path)
         if bundle.kind != "sensor":
             raise BundleError(f"{bundle.root}: a {bundle.kind} bundle; this runtime runs sensor bundles")
         v = bundle.variant(variant)
         started = time.perf_counter()
-        if delegate_options:
-            assert v.file is not None
-            model = TFLiteModel(
-                v.file, backend=backend, num_threads=num_threads, delegate=delegate,
-                expected_sha256=v.sha256 if verify_sha256 else None, delegate_options=dict(delegate_options),
-            )
-        else:
-            model = bundle.load_model(v.name, backend=backend, num_threads=num_threads, delegate=delegate, verify_sha256=verify_sha256)
+        model = bundle.load_model(v.name, options=options)
         smoother = Smoother(bundle.labels, smoothing, smoothing_window, threshold, unknown_label)
         runtime = cls(bundle, v.name, model, smoother)
         log.info(
@@ -166,10 +189,9 @@ class Runtime:
     @classmethod
     def from_config(cls, cfg: Any) -> "Runtime":
         """From a :class:`~edge_har.device.config.DeviceConfig`."""
-        icfg, scfg = cfg.interpreter, cfg.smoothing
+        scfg = cfg.smoothing
         return cls.load(
-            cfg.bundle, cfg.variant, backend=icfg.backend, num_threads=icfg.num_threads, delegate=icfg.delegate,
-            delegate_options=icfg.delegate_options, verify_sha256=icfg.verify_sha256, smoothing=scfg.method,
+            cfg.bundle, cfg.variant, options=cfg.interpreter.options(), smoothing=scfg.method,
             smoothing_window=scfg.window, threshold=scfg.threshold, unknown_label=scfg.unknown_label,
         )
 
@@ -189,29 +211,19 @@ class Runtime:
             log.info("resampling the source's %g Hz to the model's %g Hz", w.source_rate_hz, self.pre.sample_rate_hz)
         return w
 
+    def counters(self) -> dict[str, Any]:
+        """Runtime-specific stats counters; a sensor runtime has none (the video runtime counts frames)."""
+        return {}
+
     def predict(self, window: Window) -> Prediction:
         if window.segment_start:
             self.smoother.reset()
         started = time.perf_counter()
         probs = self.model.predict(window.data)
         inference_ms = (time.perf_counter() - started) * 1000.0
-        probs = np.clip(np.nan_to_num(probs, nan=0.0), 0.0, 1.0)  # int8 dequantization can stray past [0, 1]
-        s = self.smoother.update(probs)
         seq = self._seq
         self._seq += 1
-        return Prediction(
-            seq=seq,
-            window_end_ts=window.end_ts,
-            label=s.label,
-            confidence=float(min(1.0, max(0.0, s.confidence))),
-            probabilities={label: float(p) for label, p in zip(self.labels, s.probabilities)},
-            raw_label=s.raw_label,
-            raw_confidence=s.raw_confidence,
-            inference_ms=inference_ms,
-            e2e_ms=(time.perf_counter() - window.arrival) * 1000.0,
-            truth=window.truth,
-            arrival=window.arrival,
-        )
+        return build_prediction(seq, window, probs, self.smoother, self.labels, inference_ms)
 
     def run_samples(self, samples: np.ndarray, source_rate_hz: Optional[float] = None, label: Optional[str] = None) -> list[Prediction]:
         """A whole recording through the streaming path (tests, quick checks): one chunk, one segment."""

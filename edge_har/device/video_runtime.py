@@ -34,15 +34,15 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from edge_har.core.bundle import Bundle, BundleError
 from edge_har.core.frames import FrameSampler, FrameSpec, preprocess_frame
-from edge_har.core.interpreter import TFLiteModel
+from edge_har.core.interpreter import InterpreterOptions, TFLiteModel
 from edge_har.core.preprocessing import Preprocessing
-from edge_har.device.runtime import Prediction, Window
+from edge_har.device.runtime import Prediction, Window, build_prediction
 from edge_har.device.smoothing import Smoother
 
 log = logging.getLogger(__name__)
@@ -81,20 +81,24 @@ class VideoModels:
         bundle: Bundle,
         variant: Optional[str] = None,
         *,
+        options: Optional[InterpreterOptions] = None,
         backend: str = "auto",
         num_threads: Optional[int] = 1,
         delegate: Optional[str] = None,
         verify_sha256: bool = True,
         load_clip: bool = False,
     ) -> "VideoModels":
+        """Every model of the variant, each loaded with the same ``options`` (the keywords build
+        them when ``options`` is not given: benchmarks and tests)."""
+        if options is None:
+            options = InterpreterOptions(backend, num_threads, delegate, verify_sha256=verify_sha256)
         if bundle.kind != "video":
             raise BundleError(f"{bundle.root}: a {bundle.kind!r} bundle, not a video bundle")
         v = bundle.variant(variant)
         spec = FrameSpec.from_json(bundle.data["preprocessing"], where=f"{bundle.root}/bundle.json: preprocessing")
         info = bundle.data.get("video") or {}
         models = cls(bundle, v.name, spec, str(info.get("mode", "video")))
-        kwargs: dict[str, Any] = {"backend": backend, "num_threads": num_threads, "delegate": delegate,
-                                  "verify_sha256": verify_sha256}
+        kwargs: dict[str, Any] = {"options": options}
         if v.parts:
             for part in ("encoder", "head"):
                 if part not in v.parts:
@@ -255,9 +259,8 @@ class FrameWindowing:
 class VideoStreamRuntime:
     """The inference-thread stage: head (or clip / whole model), smoothing, ``Prediction``.
 
-    Exposes what the daemon uses of the sensor ``Runtime``: ``model_id``,
-    ``labels``, ``variant``, ``pre``, ``smoother``, ``predict(window)`` and
-    ``windowing(...)``.
+    Implements :class:`~edge_har.device.runtime_api.StreamRuntime`, as the sensor
+    ``Runtime`` does, so the daemon drives both through one interface.
     """
 
     def __init__(self, models: VideoModels, smoother: Smoother, stride: Optional[int] = None, mode: str = "split") -> None:
@@ -279,9 +282,11 @@ class VideoStreamRuntime:
         bundle_path: Any,
         variant: Optional[str] = None,
         *,
+        options: Optional[InterpreterOptions] = None,
         backend: str = "auto",
         num_threads: Optional[int] = 1,
         delegate: Optional[str] = None,
+        delegate_options: Optional[dict[str, Any]] = None,
         verify_sha256: bool = True,
         smoothing: str = "mean_prob",
         smoothing_window: int = 5,
@@ -290,10 +295,13 @@ class VideoStreamRuntime:
         stride: Optional[int] = None,
         mode: str = "split",
     ) -> "VideoStreamRuntime":
+        """Load a video bundle. ``options`` (what ``from_config`` passes) replaces the
+        interpreter keywords, which stay for benchmarks and tests that set one or two."""
+        if options is None:
+            options = InterpreterOptions(backend, num_threads, delegate, delegate_options or {}, verify_sha256)
         bundle = Bundle.load(bundle_path)
         started = time.perf_counter()
-        models = VideoModels.load(bundle, variant, backend=backend, num_threads=num_threads, delegate=delegate,
-                                  verify_sha256=verify_sha256, load_clip=mode == "clip")
+        models = VideoModels.load(bundle, variant, options=options, load_clip=mode == "clip")
         smoother = Smoother(bundle.labels, smoothing, smoothing_window, threshold, unknown_label)
         rt = cls(models, smoother, stride, mode)
         v = bundle.variant(models.variant)
@@ -308,12 +316,11 @@ class VideoStreamRuntime:
     @classmethod
     def from_config(cls, cfg: Any) -> "VideoStreamRuntime":
         """From a :class:`~edge_har.device.config.DeviceConfig` (its ``video:`` section sets stride and mode)."""
-        icfg, scfg = cfg.interpreter, cfg.smoothing
+        scfg = cfg.smoothing
         vcfg = getattr(cfg, "video", None)
         return cls.load(
-            cfg.bundle, cfg.variant, backend=icfg.backend, num_threads=icfg.num_threads, delegate=icfg.delegate,
-            verify_sha256=icfg.verify_sha256, smoothing=scfg.method, smoothing_window=scfg.window,
-            threshold=scfg.threshold, unknown_label=scfg.unknown_label,
+            cfg.bundle, cfg.variant, options=cfg.interpreter.options(), smoothing=scfg.method,
+            smoothing_window=scfg.window, threshold=scfg.threshold, unknown_label=scfg.unknown_label,
             stride=getattr(vcfg, "stride", None), mode=getattr(vcfg, "mode", "split"),
         )
 
@@ -321,8 +328,17 @@ class VideoStreamRuntime:
     def model_id(self) -> str:
         return self.bundle.model_id
 
-    def windowing(self, *_: Any, **__: Any) -> FrameWindowing:
-        """The source-thread stage for this runtime (the sensor signature's rate and scaling do not apply)."""
+    def windowing(
+        self,
+        source_rate_hz: Optional[float] = None,
+        scale: Optional[Sequence[float]] = None,
+        offset: Optional[Sequence[float]] = None,
+    ) -> FrameWindowing:
+        """The source-thread stage for this runtime.
+
+        The arguments are the StreamRuntime signature; a camera's rate and value scaling do not
+        apply (frames are kept at the bundle's fps and scaled by its FrameSpec), so they are ignored.
+        """
         self._windowing = FrameWindowing(self.models, self.stride, self.mode)
         return self._windowing
 
@@ -343,23 +359,10 @@ class VideoStreamRuntime:
             probs = m.classify_features(window.data)
         model_ms = (time.perf_counter() - started) * 1000.0
         encoder_ms = float(getattr(window, "encoder_ms", 0.0))
-        probs = np.clip(np.nan_to_num(probs, nan=0.0), 0.0, 1.0)  # int8 dequantization can stray past [0, 1]
-        s = self.smoother.update(probs)
         seq = self._seq
         self._seq += 1
-        return Prediction(
-            seq=seq,
-            window_end_ts=window.end_ts,
-            label=s.label,
-            confidence=float(min(1.0, max(0.0, s.confidence))),
-            probabilities={label: float(p) for label, p in zip(self.labels, s.probabilities)},
-            raw_label=s.raw_label,
-            raw_confidence=s.raw_confidence,
-            inference_ms=encoder_ms + model_ms,  # the encoders of the frames since the last window, and the head
-            e2e_ms=(time.perf_counter() - window.arrival) * 1000.0,
-            truth=window.truth,
-            arrival=window.arrival,
-        )
+        # inference_ms: the encoders of the frames since the last window, and the head
+        return build_prediction(seq, window, probs, self.smoother, self.labels, encoder_ms + model_ms)
 
 
 class VideoRuntime:
