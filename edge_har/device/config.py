@@ -24,28 +24,47 @@ import socket
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Annotated, Any, Iterable, Literal, Optional, Sequence, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 
+from edge_har.device.sources import registry as source_registry
+
+# The built-in sources' config models, re-exported for existing imports. Each is owned by its
+# source plugin module; a new source is registered in edge_har.device.sources.registry, not here.
+from edge_har.device.sources.camera import CameraSourceConfig
+from edge_har.device.sources.config_base import ReconnectConfig, SourceConfigBase, resolve_mqtt_paths, resolve_path
+from edge_har.device.sources.i2c_imu import ACCEL_CHANNELS, GYRO_CHANNELS, I2cImuSourceConfig, ImuChannel
+from edge_har.device.sources.mqtt_input import MqttSourceConfig
+from edge_har.device.sources.replay import ReplaySourceConfig
+from edge_har.device.sources.serial_source import SerialSourceConfig
+from edge_har.device.video_config import VideoRuntimeConfig
 from edge_har.mqtt.config import MqttConfig
-from edge_har.device.video_config import CameraSourceConfig, VideoRuntimeConfig
 
 __all__ = [
+    "ACCEL_CHANNELS",
+    "GYRO_CHANNELS",
+    "CameraSourceConfig",
     "ConfigError",
     "DeviceConfig",
     "I2cImuSourceConfig",
+    "ImuChannel",
     "InterpreterConfig",
     "LoggingConfig",
     "MqttSourceConfig",
     "QueuesConfig",
+    "ReconnectConfig",
     "ReplaySourceConfig",
     "SerialSourceConfig",
     "SmoothingConfig",
     "SourceConfig",
+    "SourceConfigBase",
     "check_files",
     "load_config",
+    "source_channel_problems",
+    "source_types",
 ]
 
 UNKNOWN_LABEL = "unknown"  # the payload schema's label for "below the confidence threshold"
@@ -113,209 +132,22 @@ class InterpreterConfig(_Model):
         )
 
 
-class _SourceBase(_Model):
-    """Fields every sensor source shares: value scaling and the valid range."""
-
-    scale: Optional[list[float]] = Field(
-        None,
-        min_length=1,
-        description=(
-            "value = raw * scale + offset, one value for all channels or one per channel. Leave empty to use the "
-            "bundle's scaling (right when the source delivers the same raw codes as the training data); set it when "
-            "the source delivers other units, e.g. [1.0] with offset [0.0] for a sensor already in g."
-        ),
-    )
-    offset: Optional[list[float]] = Field(
-        None, min_length=1, description="See scale: one value for all channels or one per channel."
-    )
-    valid_range: Optional[tuple[float, float]] = Field(
-        None,
-        description=(
-            "[low, high] in raw units, inclusive: samples with a value outside are dropped and counted as "
-            "'range' in stats (a saturated or garbled sensor). Leave empty to accept any finite value."
-        ),
-    )
-
-    @field_validator("valid_range")
-    @classmethod
-    def _ordered(cls, value: Optional[tuple[float, float]]) -> Optional[tuple[float, float]]:
-        if value is not None and value[0] > value[1]:
-            raise ValueError(f"low ({value[0]}) must be <= high ({value[1]})")
-        return value
+def source_types() -> dict[str, type[SourceConfigBase]]:
+    """``type`` key -> config model of every registered source (error messages list them in this order)."""
+    return {key: plugin.config for key, plugin in source_registry.plugins().items()}
 
 
-class ReplaySourceConfig(_SourceBase):
-    """Replays recorded data as if it came from a sensor; emits each recording's ground-truth label,
-    so the predictions can be scored (``extra.truth`` in the prediction payload)."""
-
-    type: Literal["replay"] = Field(description="Source type.")
-    path: Path = Field(description="Recording(s): a folder (format folder), a CSV file (csv) or one sample file (file).")
-    format: Literal["folder", "csv", "file"] = Field(
-        "folder",
-        description=(
-            "'folder': <path>/<Label>/<recording files> (the HMP layout); 'csv': one long CSV with a label column; "
-            "'file': one recording of whitespace/comma separated samples (set label for its ground truth)."
-        ),
-    )
-    label_col: Optional[str] = Field(None, description="csv: the column holding the activity label (required for csv).")
-    channel_cols: Optional[list[str]] = Field(
-        None, min_length=1, description="csv: the columns holding the channels, in the model's channel order (default: the rest)."
-    )
-    subject_col: Optional[str] = Field(None, description="csv: the column naming the subject, if any.")
-    timestamp_col: Optional[str] = Field(None, description="csv: a timestamp column to leave out of the channels, if any.")
-    label: Optional[str] = Field(None, description="file: the ground-truth label of the recording (optional).")
-    rate_hz: Optional[float] = Field(
-        None, gt=0, description="Rate the recordings were made at (default: the bundle's sample rate)."
-    )
-    realtime: bool = Field(
-        True,
-        description=(
-            "true: deliver samples at rate_hz (x speed), like a live sensor; false: as fast as possible (benchmarks). "
-            "When false, the window queue waits instead of dropping, so every window is inferred."
-        ),
-    )
-    speed: float = Field(1.0, gt=0, description="realtime pacing factor: 2.0 replays twice as fast as recorded.")
-    loop: bool = Field(False, description="Start again from the first recording after the last one.")
-    stop_at_end: bool = Field(
-        False,
-        description=(
-            "At the end (without loop): true makes the daemon process what is left, publish 'offline' and exit 0; "
-            "false keeps it running (status online, stats published) until it is stopped."
-        ),
-    )
-    chunk_samples: Optional[int] = Field(
-        None, ge=1, description="Samples per chunk handed to the runtime (default: 1 when realtime, 256 otherwise)."
-    )
-
-    @model_validator(mode="after")
-    def _format_keys(self) -> "ReplaySourceConfig":
-        if self.format == "csv" and not self.label_col:
-            raise ValueError("format csv needs label_col (the column holding the activity label)")
-        csv_only = [k for k in ("label_col", "channel_cols", "subject_col", "timestamp_col") if getattr(self, k) is not None]
-        if self.format != "csv" and csv_only:
-            raise ValueError(f"{', '.join(csv_only)}: only for format csv (format is {self.format})")
-        if self.label is not None and self.format != "file":
-            raise ValueError(f"label only applies to format file (format {self.format} reads labels from the data)")
-        return self
+def _source_union() -> Any:
+    """The discriminated union on ``type`` over the registered sources' config models."""
+    models = tuple(source_types().values())
+    return Annotated[Union[models], Field(discriminator="type")]
 
 
-class ReconnectConfig(_Model):
-    min_s: float = Field(0.5, gt=0, description="First delay before reopening a lost port, in seconds; doubles after each failure.")
-    max_s: float = Field(30.0, gt=0, description="Longest delay between attempts to reopen the port.")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "ReconnectConfig":
-        if self.max_s < self.min_s:
-            raise ValueError(f"max_s ({self.max_s}) must be >= min_s ({self.min_s})")
-        return self
-
-
-class SerialSourceConfig(_SourceBase):
-    """A microcontroller sending one text line per sample, e.g. ``0.01,-0.98,0.12``."""
-
-    type: Literal["serial"] = Field(description="Source type.")
-    port: str = Field(
-        min_length=1,
-        description=(
-            "Serial device, e.g. /dev/ttyACM0, /dev/ttyUSB0, /dev/serial0. Prefer a stable /dev/serial/by-id/... "
-            "name: a USB device re-plugged may come back under another ttyACM number."
-        ),
-    )
-    baudrate: int = Field(115200, gt=0, description="Line speed; must match the microcontroller's.")
-    rate_hz: float = Field(gt=0, description="Samples per second the microcontroller sends.")
-    columns: Optional[list[int]] = Field(
-        None,
-        min_length=1,
-        description=(
-            "Zero-based fields of each line to use, in the model's channel order, e.g. [1, 2, 3] for 't,ax,ay,az'. "
-            "Default: every field; a line must then have exactly one field per channel. Fields are separated by "
-            "commas, semicolons or whitespace."
-        ),
-    )
-    timeout: float = Field(
-        5.0,
-        ge=0,
-        description="Seconds without a single byte after which the port is closed and reopened (a hung adapter); 0 = never.",
-    )
-    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="Backoff for reopening a lost port.")
-
-    @field_validator("columns")
-    @classmethod
-    def _columns(cls, value: Optional[list[int]]) -> Optional[list[int]]:
-        if value is not None and any(c < 0 for c in value):
-            raise ValueError("column indices are zero-based and must be >= 0")
-        return value
-
-
-class MqttSourceConfig(_SourceBase):
-    """Samples published by remote sensor nodes on an MQTT topic, one or many per message.
-
-    JSON payloads: ``{"samples": [[ax, ay, az], ...]}``, ``{"samples": [{"ax": ..}, ...]}``,
-    ``{"ax": .., "ay": .., "az": ..}`` (keys from ``fields``), ``[[..], ..]`` or ``[ax, ay, az]``.
-    CSV payloads: one sample per line, ``ax,ay,az``."""
-
-    type: Literal["mqtt"] = Field(description="Source type.")
-    topic: str = Field(min_length=1, description="Topic to subscribe to; wildcards allowed (e.g. sensors/+/imu).")
-    format: Literal["json", "csv"] = Field("json", description="Payload format.")
-    fields: Optional[list[str]] = Field(
-        None,
-        min_length=1,
-        description="JSON: keys of object samples, in the model's channel order, e.g. [ax, ay, az].",
-    )
-    rate_hz: float = Field(gt=0, description="Samples per second the sensor nodes sample at.")
-    qos: int = Field(1, ge=0, le=2, description="Subscription QoS.")
-    client_id: Optional[str] = Field(None, description="Client id of the input connection (default: the publisher's id + '-input').")
-    buffer_samples: int = Field(
-        10000,
-        ge=1,
-        description="Samples held between reads; beyond it the oldest are dropped and counted as 'overflow'.",
-    )
-    broker: Optional[MqttConfig] = Field(
-        None,
-        description="Broker to read from when it is not the one the predictions go to (default: the mqtt section).",
-    )
-
-
-ACCEL_CHANNELS = ("accel_x", "accel_y", "accel_z")
-GYRO_CHANNELS = ("gyro_x", "gyro_y", "gyro_z")
-ImuChannel = Literal["accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z"]
-
-
-class I2cImuSourceConfig(_SourceBase):
-    """An MPU-6050 class IMU on an I2C bus (needs the ``imu`` extra: smbus2). Delivers g and deg/s,
-    so the bundle's raw-code scaling is replaced by scale 1, offset 0 unless scale/offset are set."""
-
-    type: Literal["i2c_imu"] = Field(description="Source type.")
-    chip: Literal["mpu6050"] = Field("mpu6050", description="IMU model (MPU-6050 / MPU-6000 / MPU-9250 register map).")
-    bus: int = Field(1, ge=0, description="I2C bus number: 1 is /dev/i2c-1, the header pins of every Pi since the B+.")
-    address: int = Field(0x68, ge=0x03, le=0x77, description="7-bit I2C address: 0x68, or 0x69 with AD0 pulled high.")
-    rate_hz: float = Field(50.0, gt=0, le=1000, description="Samples per second to read (the chip is set to this rate).")
-    accel_range: Literal[2, 4, 8, 16] = Field(4, description="Accelerometer full scale in g (+-).")
-    gyro_range: Literal[250, 500, 1000, 2000] = Field(500, description="Gyroscope full scale in deg/s (+-).")
-    dlpf: int = Field(
-        3, ge=0, le=6, description="Digital low-pass filter setting 0..6 (3: ~44 Hz bandwidth; keep below rate_hz / 2)."
-    )
-    channels: list[ImuChannel] = Field(
-        default_factory=lambda: list(ACCEL_CHANNELS),
-        min_length=1,
-        description=(
-            "Values read per sample, in the model's channel order, e.g. [accel_x, accel_y, accel_z]. Reorder them "
-            "(and use a negative scale) to match how the sensor sits relative to the training data's axes."
-        ),
-    )
-
-
-SourceConfig = Annotated[
-    Union[ReplaySourceConfig, SerialSourceConfig, MqttSourceConfig, I2cImuSourceConfig, CameraSourceConfig],
-    Field(discriminator="type"),
-]
-SOURCE_TYPES: dict[str, type[BaseModel]] = {
-    "replay": ReplaySourceConfig,
-    "serial": SerialSourceConfig,
-    "mqtt": MqttSourceConfig,
-    "i2c_imu": I2cImuSourceConfig,
-    "camera": CameraSourceConfig,  # edge_har.device.video_config: frames for a video bundle
-}
+if TYPE_CHECKING:
+    SourceConfig = SourceConfigBase  # what type checkers see; pydantic sees the registry's union
+else:
+    SourceConfig = _source_union()
+SOURCE_TYPES: dict[str, type[BaseModel]] = dict(source_types())  # a snapshot kept for existing imports
 
 
 class SmoothingConfig(_Model):
@@ -407,26 +239,12 @@ class DeviceConfig(_Model):
         """A copy whose relative paths are taken relative to ``base`` (the config file's folder)."""
 
         def fix(p: Optional[Path]) -> Optional[Path]:
-            if p is None:
-                return None
-            p = Path(p).expanduser()
-            return p if p.is_absolute() else (base / p)
+            return resolve_path(p, base)
 
         def fix_mqtt(m: MqttConfig) -> MqttConfig:
-            update: dict[str, Any] = {"password_file": fix(m.password_file)}
-            if m.tls is not None:
-                update["tls"] = m.tls.model_copy(
-                    update={k: fix(getattr(m.tls, k)) for k in ("ca_file", "cert_file", "key_file")}
-                )
-            return m.model_copy(update=update)
+            return resolve_mqtt_paths(m, base)
 
-        source = self.source
-        if isinstance(source, ReplaySourceConfig):
-            source = source.model_copy(update={"path": fix(source.path)})
-        elif isinstance(source, CameraSourceConfig) and source.target_kind() == "file":
-            source = source.model_copy(update={"device": str(fix(Path(str(source.device))))})
-        elif isinstance(source, MqttSourceConfig) and source.broker is not None:
-            source = source.model_copy(update={"broker": fix_mqtt(source.broker)})
+        source = self.source.resolve_paths(base)
         return self.model_copy(update={"bundle": fix(self.bundle), "source": source, "mqtt": fix_mqtt(self.mqtt)})
 
     def input_broker(self) -> MqttConfig:
@@ -499,10 +317,10 @@ def _format_errors(file: Path, exc: ValidationError, data: Any, lines: dict[tupl
         elif etype == "union_tag_invalid":
             tag = str(err.get("ctx", {}).get("tag", ""))
             key = f"{key}.type" if key else "type"
-            msg = f"{tag!r} is not a source type" + _suggest(tag, list(SOURCE_TYPES))
+            msg = f"{tag!r} is not a source type" + _suggest(tag, list(source_types()))
         elif etype == "union_tag_not_found":
             key = f"{key}.type" if key else "type"
-            msg = f"required key is missing: one of {', '.join(SOURCE_TYPES)}"
+            msg = f"required key is missing: one of {', '.join(source_types())}"
         else:
             text = str(err["msg"]).removeprefix("Value error, ")
             msg = f"{text} (got {_short(err.get('input'))})" if _is_leaf(err.get("input")) else text
@@ -636,11 +454,14 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
         except BundleError as exc:
             errors.append(f"{loaded.where('bundle')}: {exc}")
     if bundle is not None:
-        camera = isinstance(cfg.source, CameraSourceConfig)
-        if bundle.kind == "video" and not camera:
-            errors.append(f"{loaded.where('source.type')}: {cfg.bundle} is a video bundle; it needs source type camera")
-        elif bundle.kind != "video" and camera:
-            errors.append(f"{loaded.where('bundle')}: source type camera needs a video bundle; {cfg.bundle} is a {bundle.kind} bundle")
+        frames = cfg.source.needs_video_bundle
+        if bundle.kind == "video" and not frames:
+            video_types = " or ".join(k for k, m in source_types().items() if m.needs_video_bundle)
+            errors.append(f"{loaded.where('source.type')}: {cfg.bundle} is a video bundle; it needs source type {video_types}")
+        elif bundle.kind != "video" and frames:
+            errors.append(
+                f"{loaded.where('bundle')}: source type {cfg.source.type} needs a video bundle; {cfg.bundle} is a {bundle.kind} bundle"
+            )
         try:
             variant = bundle.variant(cfg.variant)
             for _key, file, _size, _sha in variant.files():
@@ -656,37 +477,10 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
                 f"{loaded.where('smoothing.unknown_label')}: {unknown!r} must be '{UNKNOWN_LABEL}' or one of the "
                 f"model's labels ({', '.join(bundle.labels)}); subscribers rely on it"
             )
-    source = cfg.source
-    if isinstance(source, ReplaySourceConfig):
-        want_dir = source.format == "folder"
-        if not source.path.exists():
-            errors.append(f"{loaded.where('source.path')}: {source.path} does not exist")
-        elif want_dir and not source.path.is_dir():
-            errors.append(f"{loaded.where('source.path')}: {source.path} is not a folder (format folder)")
-        elif not want_dir and not source.path.is_file():
-            errors.append(f"{loaded.where('source.path')}: {source.path} is not a file (format {source.format})")
-    elif isinstance(source, SerialSourceConfig):
-        if not Path(source.port).exists():
-            warnings.append(f"{loaded.where('source.port')}: {source.port} does not exist now; the daemon will wait for it")
-    elif isinstance(source, I2cImuSourceConfig):
-        dev = Path(f"/dev/i2c-{source.bus}")
-        if not dev.exists():
-            warnings.append(
-                f"{loaded.where('source.bus')}: {dev} does not exist; enable I2C (raspi-config nonint do_i2c 0) and reboot"
-            )
-    elif isinstance(source, CameraSourceConfig):
-        kind = source.target_kind()
-        node = Path(str(source.device)) if kind != "index" else Path(f"/dev/video{int(source.device)}")
-        if kind == "file" and not node.is_file():
-            errors.append(f"{loaded.where('source.device')}: video file {node} does not exist")
-        elif kind in ("index", "v4l2") and not node.exists():
-            warnings.append(f"{loaded.where('source.device')}: {node} does not exist now; the daemon will wait for the camera")
+    source_errors, source_warnings = cfg.source.check_files(lambda key: loaded.where(f"source.{key}"))
+    errors += source_errors
+    warnings += source_warnings
     errors += [f"{loaded.where(_mqtt_key(line))}: {line.split(': ', 1)[1]}" for line in cfg.mqtt.missing_files()]
-    if isinstance(source, MqttSourceConfig) and source.broker is not None:
-        errors += [
-            f"{loaded.where('source.broker.' + _mqtt_key(line)[5:])}: {line.split(': ', 1)[1]}"
-            for line in source.broker.missing_files()
-        ]
     return errors, warnings
 
 
@@ -698,19 +492,23 @@ def source_channel_problems(cfg: DeviceConfig, n_channels: int) -> list[tuple[st
     """(key, message) for source settings that do not give ``n_channels`` values per sample."""
     source = cfg.source
     out: list[tuple[str, str]] = []
-    for key in ("scale", "offset"):
-        value = getattr(source, key, None)  # a camera source has no value scaling
+    for key, value in zip(("scale", "offset"), source.value_scaling()):  # a camera source has no value scaling
         if value is not None and len(value) not in (1, n_channels):
             out.append((f"source.{key}", f"has {len(value)} values; the model has {n_channels} channels (give 1 or {n_channels})"))
-    counted: Optional[tuple[str, int]] = None
-    if isinstance(source, SerialSourceConfig) and source.columns is not None:
-        counted = ("source.columns", len(source.columns))
-    elif isinstance(source, MqttSourceConfig) and source.fields is not None:
-        counted = ("source.fields", len(source.fields))
-    elif isinstance(source, I2cImuSourceConfig):
-        counted = ("source.channels", len(source.channels))
-    elif isinstance(source, ReplaySourceConfig) and source.channel_cols is not None:
-        counted = ("source.channel_cols", len(source.channel_cols))
+    counted = source.channel_count()
     if counted and counted[1] != n_channels:
-        out.append((counted[0], f"lists {counted[1]} channels; the model takes {n_channels}"))
+        out.append((f"source.{counted[0]}", f"lists {counted[1]} channels; the model takes {n_channels}"))
     return out
+
+
+def _rebuild_source_union() -> None:
+    """Rebuild ``DeviceConfig.source`` after a source is (un)registered, so load_config accepts it."""
+    global SourceConfig
+    SourceConfig = _source_union()
+    old = DeviceConfig.model_fields["source"]
+    DeviceConfig.model_fields["source"] = FieldInfo.from_annotation(SourceConfig)
+    DeviceConfig.model_fields["source"].description = old.description
+    DeviceConfig.model_rebuild(force=True)
+
+
+source_registry.on_change(_rebuild_source_union)

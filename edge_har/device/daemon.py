@@ -83,9 +83,7 @@ class Daemon:
         self._source_thread: Optional[threading.Thread] = None
         self._stats_thread: Optional[threading.Thread] = None
         self._source_done = threading.Event()  # the source will deliver nothing more
-        self._lossless = bool(
-            getattr(self.cfg.source, "type", "") in ("replay", "camera") and not getattr(self.cfg.source, "realtime", True)
-        )
+        self._lossless = self.cfg.source.lossless()  # the source's plugin says whether it can wait for us
 
     # ================================================================ control
 
@@ -174,7 +172,7 @@ class Daemon:
     def _windowing(self, source: Source) -> WindowStage:
         assert self.runtime is not None
         scfg = self.cfg.source
-        scale, offset = getattr(scfg, "scale", None), getattr(scfg, "offset", None)  # none for a camera
+        scale, offset = scfg.value_scaling()  # (None, None) for a camera
         if scale is None and offset is None and source.delivers_physical_units:
             scale, offset = [1.0], [0.0]
             log.info(
@@ -216,7 +214,7 @@ class Daemon:
             self._source_done.set()
 
     def _source_finished(self) -> None:
-        if getattr(self.cfg.source, "stop_at_end", False):
+        if self.cfg.source.stops_at_end():
             log.info("source finished; source.stop_at_end is set: stopping after the queued windows")
         else:
             log.info("source finished; staying up (status online, stats continue) until stopped")
@@ -256,7 +254,7 @@ class Daemon:
         started = time.monotonic()
         failures = 0
         drain_deadline: Optional[float] = None
-        stop_at_end = bool(getattr(self.cfg.source, "stop_at_end", False))
+        stop_at_end = self.cfg.source.stops_at_end()
         while True:
             if self.stop_event.is_set():
                 if drain_deadline is None:

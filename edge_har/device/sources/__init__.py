@@ -1,45 +1,50 @@
 """Sensor sources behind one interface (:class:`~edge_har.device.sources.base.Source`), chosen by ``source.type``.
 
-Each source module is imported only when its type is configured, so a Pi reading a serial
-IMU does not need smbus2 and a gateway does not need pyserial.
+Each source is a plugin: one module holding its config model and its class, registered by its
+``type`` key in :mod:`edge_har.device.sources.registry`. Source modules import their device
+libraries (pyserial, smbus2, OpenCV, paho) only when a source is built, so a Pi reading a serial
+IMU does not need smbus2, a gateway does not need pyserial, and configs validate anywhere.
 """
 
 from __future__ import annotations
 
-from edge_har.device.config import (
-    CameraSourceConfig,
-    DeviceConfig,
-    I2cImuSourceConfig,
-    MqttSourceConfig,
-    ReplaySourceConfig,
-    SerialSourceConfig,
-)
-from edge_har.device.sources.base import Chunk, MalformedCounter, SampleChecker, Source, SourceError
+from typing import TYPE_CHECKING
 
-__all__ = ["Chunk", "MalformedCounter", "SampleChecker", "Source", "SourceError", "make_source"]
+from edge_har.device.sources.base import (
+    Chunk,
+    MalformedCounter,
+    ReopeningSource,
+    SampleChecker,
+    Source,
+    SourceContext,
+    SourceError,
+)
+from edge_har.device.sources.registry import SourcePlugin, plugins, register, unregister
+
+if TYPE_CHECKING:
+    from edge_har.device.config import DeviceConfig
+
+__all__ = [
+    "Chunk",
+    "MalformedCounter",
+    "ReopeningSource",
+    "SampleChecker",
+    "Source",
+    "SourceContext",
+    "SourceError",
+    "SourcePlugin",
+    "make_source",
+    "plugins",
+    "register",
+    "unregister",
+]
 
 
 def make_source(cfg: DeviceConfig, n_channels: int, model_rate_hz: float, client_id: str) -> Source:
     """The configured source, not started. ``client_id`` names the MQTT input's connection."""
     source = cfg.source
-    if isinstance(source, ReplaySourceConfig):
-        from edge_har.device.sources.replay import ReplaySource
-
-        return ReplaySource(source, n_channels, default_rate_hz=model_rate_hz)
-    if isinstance(source, SerialSourceConfig):
-        from edge_har.device.sources.serial_source import SerialSource
-
-        return SerialSource(source, n_channels)
-    if isinstance(source, MqttSourceConfig):
-        from edge_har.device.sources.mqtt_input import MqttInputSource
-
-        return MqttInputSource(source, cfg.input_broker(), n_channels, source.client_id or f"{client_id}-input")
-    if isinstance(source, I2cImuSourceConfig):
-        from edge_har.device.sources.i2c_imu import I2cImuSource
-
-        return I2cImuSource(source, n_channels)
-    if isinstance(source, CameraSourceConfig):
-        from edge_har.device.sources.camera import CameraStreamSource
-
-        return CameraStreamSource(source)
-    raise SourceError(f"source.type {getattr(source, 'type', source)!r} is not supported")  # pragma: no cover
+    plugin = plugins().get(getattr(source, "type", ""))
+    if plugin is None or not isinstance(source, plugin.config):
+        raise SourceError(f"source.type {getattr(source, 'type', source)!r} is not supported")
+    ctx = SourceContext(n_channels=n_channels, model_rate_hz=model_rate_hz, client_id=client_id, device=cfg)
+    return plugin.source.from_config(source, ctx)

@@ -20,9 +20,13 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edge_har.device.config import DeviceConfig
+    from edge_har.device.sources.config_base import SourceConfigBase
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +202,20 @@ class SampleChecker:
         return np.asarray(good, dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class SourceContext:
+    """What a source may need from outside its own config section to be built.
+
+    One object instead of per-source constructor arguments, so :func:`make_source` builds any
+    registered source the same way (:meth:`Source.from_config`).
+    """
+
+    n_channels: int  # the model's channels per sample
+    model_rate_hz: float  # the bundle's sample rate (a replay's default rate)
+    client_id: str  # the publisher's MQTT client id (the MQTT input derives its own from it)
+    device: Optional[DeviceConfig] = None  # the whole config (the MQTT input's default broker)
+
+
 @dataclass
 class SourceStatus:
     """What the stats message says about a source besides its malformed counts."""
@@ -226,6 +244,15 @@ class Source(ABC):
     """
 
     kind: str = "source"
+
+    @classmethod
+    def from_config(cls, cfg: SourceConfigBase, ctx: SourceContext) -> Source:
+        """Build from the config section; the default suits sources taking ``(cfg, n_channels)``.
+
+        Override when a source needs more of ``ctx`` (a replay's default rate, the MQTT broker).
+        """
+        factory: Any = cls  # subclasses take (cfg, n_channels); the base's own signature differs
+        return factory(cfg, ctx.n_channels)
 
     def __init__(self, n_channels: int, name: Optional[str] = None) -> None:
         self.n_channels = n_channels
@@ -267,7 +294,7 @@ class Source(ABC):
         self.samples_read += len(samples)
         return Chunk(samples, time.perf_counter(), time.time(), label=label, segment_start=segment_start)
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         self.start()
         return self
 
@@ -296,3 +323,127 @@ class Backoff:
         self.next_try = time.monotonic() + delay
         self.delay = min(self.delay * 2, self.max_s)
         return delay
+
+
+class ReopeningSource(Source):
+    """A source on a device that comes and goes (a USB serial port, an I2C bus), reopened with backoff.
+
+    Subclasses say how to open and close the device (:meth:`_open_device`, :meth:`_close_device`)
+    and read from ``self._device`` in :meth:`read`, starting with ``if not self._ensure_open(timeout):
+    return None`` and calling :meth:`_lost` when the device fails. This base owns the rest, once
+    for all of them: the backoff (``min_s`` doubling to ``max_s``, reset after a success), one
+    warning per outage instead of one per attempt, the reconnect count and the new segment after
+    every (re)opening, so no window spans the gap.
+    """
+
+    device_noun = "device"  # for log lines: "cannot open the <noun>", "<noun> is back"
+
+    def __init__(self, n_channels: int, name: Optional[str], min_s: float, max_s: float) -> None:
+        super().__init__(n_channels, name=name)
+        self._backoff = Backoff(min_s, max_s)
+        self._device: Any = None
+        self._new_segment = True
+        self._opened_once = False
+        self._logged_failure = False
+        self._stopped = False
+        self._status.connected = False
+
+    # ---------------------------------------------------------------- for subclasses
+
+    @abstractmethod
+    def _open_device(self) -> Any:
+        """Open and set up the device; raise one of :meth:`_open_errors` when it is not available."""
+
+    def _close_device(self, device: Any) -> None:
+        """Release the device; errors are ignored (a vanished device fails to close in odd ways)."""
+        device.close()
+
+    def _open_errors(self) -> tuple[type[BaseException], ...]:
+        """Exceptions of :meth:`_open_device` that mean "not available now, try again later"."""
+        return (OSError, ValueError)
+
+    def _open_failure(self, exc: BaseException) -> str:
+        """``status.last_error`` after a failed attempt."""
+        return f"cannot open: {exc}"
+
+    def _open_failure_hint(self, exc: BaseException) -> str:
+        """Extra text for the outage warning (e.g. a permission hint)."""
+        return ""
+
+    def _opened(self, first: bool) -> None:
+        """Called after every successful opening, e.g. to reset parse buffers; logs the first one."""
+        if first:
+            log.info("%s: opened", self.name)
+
+    # ---------------------------------------------------------------- life cycle
+
+    def start(self) -> None:
+        self._stopped = False
+        self._try_open()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._close()
+
+    def _try_open(self) -> bool:
+        """One attempt when the backoff allows it; True when the device is open now."""
+        if not self._backoff.due():
+            return False
+        try:
+            device = self._open_device()
+        except self._open_errors() as exc:
+            delay = self._backoff.failed()
+            self._status.last_error = self._open_failure(exc)
+            if not self._logged_failure:
+                log.warning(
+                    "%s: cannot open the %s (%s)%s; retrying every %.1f..%g s",
+                    self.name, self.device_noun, exc, self._open_failure_hint(exc), delay, self._backoff.max_s,
+                )
+                self._logged_failure = True
+            return False
+        self._device = device
+        self._new_segment = True
+        self._logged_failure = False
+        self._backoff.reset()
+        self._status.connected = True
+        first = not self._opened_once
+        if not first:
+            self._status.reconnects += 1
+            log.info("%s: %s is back (reconnect #%d); resuming", self.name, self.device_noun, self._status.reconnects)
+        self._opened_once = True
+        self._opened(first)
+        return True
+
+    def _close(self) -> None:
+        device, self._device = self._device, None
+        self._status.connected = False
+        if device is not None:
+            try:
+                self._close_device(device)
+            except Exception:  # closing a vanished device can fail in odd ways; it is gone either way
+                pass
+
+    def _lost(self, why: str) -> None:
+        """The open device failed: close it and schedule the first reopening after ``min_s``."""
+        self._status.last_error = why
+        log.warning("%s: %s; reopening with backoff (%g..%g s)", self.name, why, self._backoff.min_s, self._backoff.max_s)
+        self._close()
+        self._backoff.reset()
+        self._backoff.failed()
+
+    def _ensure_open(self, timeout: float) -> bool:
+        """For :meth:`read`: True when the device is open; otherwise waits (at most ``timeout``) and is False."""
+        if self._stopped:
+            time.sleep(timeout)
+            return False
+        if self._device is None and not self._try_open():
+            time.sleep(max(0.0, min(timeout, self._backoff.next_try - time.monotonic())))
+            return False
+        return True
+
+    def _segment_chunk(self, samples: np.ndarray) -> Optional[Chunk]:
+        """A chunk of ``samples``, flagged as a segment start when it is the first since an opening."""
+        segment_start = self._new_segment and len(samples) > 0
+        if segment_start:
+            self._new_segment = False
+        return self._chunk(samples, segment_start=segment_start)

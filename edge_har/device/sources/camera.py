@@ -37,14 +37,112 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, Optional, Union
 
 import numpy as np
+from pydantic import Field, field_validator
 
-from edge_har.device.video_config import CameraSourceConfig
-from edge_har.device.sources.base import Chunk, Source, SourceError
+from edge_har.device.sources.base import Backoff, Chunk, Source, SourceContext, SourceError
+from edge_har.device.sources.config_base import SourceConfigBase, Where, resolve_path
 
 log = logging.getLogger(__name__)
+
+
+class CameraSourceConfig(SourceConfigBase):
+    """``source: {type: camera, ...}`` in a device config."""
+
+    needs_video_bundle: ClassVar[bool] = True
+
+    type: Literal["camera"] = "camera"
+    device: Union[int, str] = Field(
+        0,
+        description=(
+            "What to open: a camera index (0 = /dev/video0), a V4L2 node such as /dev/video0, a video file path, "
+            "or a network stream URL (rtsp://user@host:554/stream, http://host:8080/video)."
+        ),
+    )
+    width: Optional[int] = Field(None, ge=16, le=7680, description="Requested frame width in pixels (the driver may round it).")
+    height: Optional[int] = Field(None, ge=16, le=4320, description="Requested frame height in pixels.")
+    fps: Optional[float] = Field(None, gt=0, le=240, description="Requested camera frame rate; the model samples its own rate from it.")
+    fourcc: Optional[str] = Field(
+        None,
+        description="Requested pixel format, e.g. MJPG: USB webcams deliver higher rates and sizes in MJPG than in raw YUYV.",
+    )
+    backend: Literal["auto", "v4l2", "ffmpeg", "gstreamer"] = Field(
+        "auto", description="OpenCV capture backend; auto lets OpenCV choose (V4L2 for /dev/video*, FFmpeg for files and URLs)."
+    )
+    realtime: bool = Field(
+        True,
+        description=(
+            "Files only: true plays at the file's own frame rate and drops frames the consumer does not take, "
+            "like a camera; false hands over every frame as fast as the consumer takes them (benchmarks)."
+        ),
+    )
+    loop: bool = Field(False, description="Files only: start again at the end instead of stopping.")
+    stop_at_end: bool = Field(
+        False,
+        description=(
+            "Files only: when the file ends (without loop), infer what is queued, publish offline and exit 0. "
+            "Otherwise the daemon stays up with an idle source."
+        ),
+    )
+    buffer_frames: int = Field(
+        1, ge=1, le=30, description="Newest frames kept for the consumer; older ones are dropped and counted in stats."
+    )
+    read_timeout_s: float = Field(
+        5.0, gt=0, description="A live camera that delivers no frame for this long is treated as lost and reopened."
+    )
+    reconnect_initial_s: float = Field(1.0, gt=0, description="First wait before reopening a lost camera; doubles each failure.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reopening attempts.")
+
+    @field_validator("fourcc")
+    @classmethod
+    def _fourcc(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and len(value) != 4:
+            raise ValueError(f"fourcc must be 4 characters such as MJPG or YUYV, got {value!r}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: Union[int, str]) -> Union[int, str]:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("device must be a camera index, a /dev/video* path, a file or a URL")
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"a camera index must be >= 0, got {value}")
+        return value
+
+    def lossless(self) -> bool:
+        return not self.realtime
+
+    def stops_at_end(self) -> bool:
+        return self.stop_at_end
+
+    def resolve_paths(self, base: Path) -> SourceConfigBase:
+        if self.target_kind() != "file":
+            return self
+        return self.model_copy(update={"device": str(resolve_path(Path(str(self.device)), base))})
+
+    def check_files(self, where: Where) -> tuple[list[str], list[str]]:
+        kind = self.target_kind()
+        node = Path(str(self.device)) if kind != "index" else Path(f"/dev/video{int(self.device)}")
+        if kind == "file" and not node.is_file():
+            return [f"{where('device')}: video file {node} does not exist"], []
+        if kind in ("index", "v4l2") and not node.exists():
+            return [], [f"{where('device')}: {node} does not exist now; the daemon will wait for the camera"]
+        return [], []
+
+    def target_kind(self) -> str:
+        """``index``, ``v4l2``, ``url`` or ``file``."""
+        if isinstance(self.device, int) or str(self.device).isdigit():
+            return "index"
+        text = str(self.device)
+        if "://" in text:
+            return "url"
+        if text.startswith("/dev/"):
+            return "v4l2"
+        return "file"
+
+
 
 class CameraError(EdgeHarError, RuntimeError):
     """A camera that cannot be used as configured (bad target, missing file, OpenCV missing)."""
@@ -112,7 +210,7 @@ class CameraSource:
     def is_live(self) -> bool:
         return self.kind != "file"
 
-    def start(self) -> "CameraSource":
+    def start(self) -> CameraSource:
         _cv2()
         self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
         self._thread.start()
@@ -151,7 +249,7 @@ class CameraSource:
             self._thread.join(timeout=5.0)
         self._release()
 
-    def __enter__(self) -> "CameraSource":
+    def __enter__(self) -> CameraSource:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -237,7 +335,9 @@ class CameraSource:
             self._cond.notify_all()
 
     def _run(self) -> None:
-        delay = self.config.reconnect_initial_s
+        # The same backoff policy as ReopeningSource (serial, I2C); the camera reopens in its own
+        # capture thread, so it waits here instead of between read() calls.
+        backoff = Backoff(self.config.reconnect_initial_s, self.config.reconnect_max_s)
         while not self._stopping():
             if self._cap is None:
                 if not self._open():
@@ -247,14 +347,14 @@ class CameraSource:
                         log.error("camera: cannot decode video file %s; the source stops", self.config.device)
                         self._finish()
                         return
+                    delay = backoff.failed()
                     log.warning("camera %s unavailable; retrying in %.1f s", self.config.device, delay)
                     self._wait(delay)
-                    delay = min(delay * 2, self.config.reconnect_max_s)
                     continue
                 if self.stats.segment > 1:
                     self.stats.reconnects += 1
                     log.info("camera %s reconnected (reconnect %d)", self.config.device, self.stats.reconnects)
-                delay = self.config.reconnect_initial_s
+                backoff.reset()
             self._read_segment()
             if self.stats.finished:
                 return
@@ -357,6 +457,11 @@ class CameraStreamSource(Source):
     """
 
     kind = "camera"
+
+    @classmethod
+    def from_config(cls, cfg: SourceConfigBase, ctx: SourceContext) -> CameraStreamSource:
+        assert isinstance(cfg, CameraSourceConfig)
+        return cls(cfg)  # frames, not samples: the model's channel count does not apply
 
     def __init__(self, config: CameraSourceConfig, stop_event: threading.Event | None = None) -> None:
         super().__init__(n_channels=3, name=f"camera {config.device}")

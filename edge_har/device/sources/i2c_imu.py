@@ -18,12 +18,14 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from typing import Any, Optional, Sequence
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
+from pydantic import Field
 
-from edge_har.device.config import I2cImuSourceConfig
-from edge_har.device.sources.base import Backoff, Chunk, SampleChecker, Source, SourceError
+from edge_har.device.sources.base import Chunk, ReopeningSource, SampleChecker, SourceError
+from edge_har.device.sources.config_base import SensorSourceConfig, Where
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,44 @@ ACCEL_LSB_PER_G = {2: 16384.0, 4: 8192.0, 8: 4096.0, 16: 2048.0}
 GYRO_LSB_PER_DPS = {250: 131.0, 500: 65.5, 1000: 32.8, 2000: 16.4}
 _FS_SEL = {2: 0, 4: 1, 8: 2, 16: 3, 250: 0, 500: 1, 1000: 2, 2000: 3}
 CHANNEL_INDEX = {"accel_x": 0, "accel_y": 1, "accel_z": 2, "gyro_x": 4, "gyro_y": 5, "gyro_z": 6}  # 3 is temperature
+
+
+ImuChannel = Literal["accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z"]
+ACCEL_CHANNELS: tuple[ImuChannel, ...] = ("accel_x", "accel_y", "accel_z")
+GYRO_CHANNELS: tuple[ImuChannel, ...] = ("gyro_x", "gyro_y", "gyro_z")
+
+
+class I2cImuSourceConfig(SensorSourceConfig):
+    """An MPU-6050 class IMU on an I2C bus (needs the ``imu`` extra: smbus2). Delivers g and deg/s,
+    so the bundle's raw-code scaling is replaced by scale 1, offset 0 unless scale/offset are set."""
+
+    type: Literal["i2c_imu"] = Field(description="Source type.")
+    chip: Literal["mpu6050"] = Field("mpu6050", description="IMU model (MPU-6050 / MPU-6000 / MPU-9250 register map).")
+    bus: int = Field(1, ge=0, description="I2C bus number: 1 is /dev/i2c-1, the header pins of every Pi since the B+.")
+    address: int = Field(0x68, ge=0x03, le=0x77, description="7-bit I2C address: 0x68, or 0x69 with AD0 pulled high.")
+    rate_hz: float = Field(50.0, gt=0, le=1000, description="Samples per second to read (the chip is set to this rate).")
+    accel_range: Literal[2, 4, 8, 16] = Field(4, description="Accelerometer full scale in g (+-).")
+    gyro_range: Literal[250, 500, 1000, 2000] = Field(500, description="Gyroscope full scale in deg/s (+-).")
+    dlpf: int = Field(
+        3, ge=0, le=6, description="Digital low-pass filter setting 0..6 (3: ~44 Hz bandwidth; keep below rate_hz / 2)."
+    )
+    channels: list[ImuChannel] = Field(
+        default_factory=lambda: list[ImuChannel](ACCEL_CHANNELS),
+        min_length=1,
+        description=(
+            "Values read per sample, in the model's channel order, e.g. [accel_x, accel_y, accel_z]. Reorder them "
+            "(and use a negative scale) to match how the sensor sits relative to the training data's axes."
+        ),
+    )
+
+    def channel_count(self) -> Optional[tuple[str, int]]:
+        return ("channels", len(self.channels))
+
+    def check_files(self, where: Where) -> tuple[list[str], list[str]]:
+        dev = Path(f"/dev/i2c-{self.bus}")
+        if not dev.exists():
+            return [], [f"{where('bus')}: {dev} does not exist; enable I2C (raspi-config nonint do_i2c 0) and reboot"]
+        return [], []
 
 
 def setup_registers(rate_hz: float, dlpf: int, accel_range: int, gyro_range: int) -> list[tuple[int, int]]:
@@ -90,11 +130,12 @@ def decode_sample(block: bytes | Sequence[int], channels: Sequence[str], accel_r
     return [float(values[CHANNEL_INDEX[c]]) for c in channels]
 
 
-class I2cImuSource(Source):
+class I2cImuSource(ReopeningSource):
     kind = "i2c_imu"
+    device_noun = "IMU"
 
     def __init__(self, cfg: I2cImuSourceConfig, n_channels: int) -> None:
-        super().__init__(n_channels, name=f"i2c imu bus {cfg.bus} 0x{cfg.address:02x}")
+        super().__init__(n_channels, f"i2c imu bus {cfg.bus} 0x{cfg.address:02x}", 0.5, 30.0)
         if len(cfg.channels) != n_channels:
             raise SourceError(f"source.channels lists {len(cfg.channels)} channels; the model takes {n_channels}")
         try:
@@ -103,15 +144,9 @@ class I2cImuSource(Source):
             raise SourceError("the i2c_imu source needs smbus2: pip install 'edge-har[imu]'") from exc
         self.cfg = cfg
         self.checker = SampleChecker(n_channels, self.malformed, cfg.valid_range)
-        self._bus: Any = None
-        self._backoff = Backoff(0.5, 30.0)
         self._period = 1.0 / cfg.rate_hz
         self._next_due = 0.0
-        self._new_segment = True
-        self._opened_once = False
-        self._logged_failure = False
-        self._stopped = False
-        self._status.connected = False
+        self._who: Optional[int] = None
 
     @property
     def rate_hz(self) -> float:
@@ -121,19 +156,11 @@ class I2cImuSource(Source):
     def delivers_physical_units(self) -> bool:
         return True
 
-    def start(self) -> None:
-        self._stopped = False
-        self._try_open()
+    # ---------------------------------------------------------------- bus handling (ReopeningSource)
 
-    def stop(self) -> None:
-        self._stopped = True
-        self._close()
-
-    def _try_open(self) -> bool:
+    def _open_device(self) -> Any:
         from smbus2 import SMBus
 
-        if not self._backoff.due():
-            return False
         bus = None
         try:
             bus = SMBus(self.cfg.bus)
@@ -145,49 +172,33 @@ class I2cImuSource(Source):
             for reg, value in setup_registers(self.cfg.rate_hz, self.cfg.dlpf, self.cfg.accel_range, self.cfg.gyro_range):
                 bus.write_byte_data(self.cfg.address, reg, value)
             time.sleep(0.05)  # gyro PLL settles
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError):
             if bus is not None:
                 bus.close()
-            delay = self._backoff.failed()
-            self._status.last_error = f"cannot set up the IMU: {exc}"
-            if not self._logged_failure:
-                hint = " (is I2C enabled and is the user in group i2c?)" if isinstance(exc, (FileNotFoundError, PermissionError)) else ""
-                log.warning("%s: cannot set up the IMU (%s)%s; retrying every %.1f..30 s", self.name, exc, hint, delay)
-                self._logged_failure = True
-            return False
-        self._bus = bus
-        self._backoff.reset()
-        self._logged_failure = False
+            raise
+        self._who = who
+        return bus
+
+    def _open_failure(self, exc: BaseException) -> str:
+        return f"cannot set up the IMU: {exc}"
+
+    def _open_failure_hint(self, exc: BaseException) -> str:
+        return " (is I2C enabled and is the user in group i2c?)" if isinstance(exc, (FileNotFoundError, PermissionError)) else ""
+
+    def _opened(self, first: bool) -> None:
         self._next_due = time.monotonic()
-        self._new_segment = True
-        self._status.connected = True
-        if self._opened_once:
-            self._status.reconnects += 1
-            log.info("%s: IMU is back (reconnect #%d)", self.name, self._status.reconnects)
-        else:
+        if first:
+            who = self._who if self._who is not None else 0
             log.info(
                 "%s: %s, +-%d g, +-%d deg/s, %g Hz, channels %s",
                 self.name, KNOWN_CHIPS.get(who, f"chip 0x{who:02x}"), self.cfg.accel_range, self.cfg.gyro_range,
                 self.cfg.rate_hz, ", ".join(self.cfg.channels),
             )
-        self._opened_once = True
-        return True
 
-    def _close(self) -> None:
-        bus, self._bus = self._bus, None
-        self._status.connected = False
-        if bus is not None:
-            try:
-                bus.close()
-            except OSError:
-                pass
+    # ---------------------------------------------------------------- reading
 
     def read(self, timeout: float) -> Optional[Chunk]:
-        if self._stopped:
-            time.sleep(timeout)
-            return None
-        if self._bus is None and not self._try_open():
-            time.sleep(max(0.0, min(timeout, self._backoff.next_try - time.monotonic())))
+        if not self._ensure_open(timeout):
             return None
         wait = self._next_due - time.monotonic()
         if wait > timeout:
@@ -199,16 +210,9 @@ class I2cImuSource(Source):
         # rather than firing a burst of reads that would all return the same sample.
         self._next_due = max(self._next_due + self._period, time.monotonic())
         try:
-            block = self._bus.read_i2c_block_data(self.cfg.address, REG_ACCEL_XOUT_H, BLOCK_LEN)
+            block = self._device.read_i2c_block_data(self.cfg.address, REG_ACCEL_XOUT_H, BLOCK_LEN)
         except OSError as exc:
-            self._status.last_error = f"bus error: {exc}"
-            log.warning("%s: bus error (%s); setting the IMU up again with backoff", self.name, exc)
-            self._close()
-            self._backoff.failed()
+            self._lost(f"bus error: {exc}")
             return None
         row = self.checker.check_values(decode_sample(block, self.cfg.channels, self.cfg.accel_range, self.cfg.gyro_range))
-        samples = self.checker.rows([row])
-        segment_start = self._new_segment and len(samples) > 0
-        if segment_start:
-            self._new_segment = False
-        return self._chunk(samples, segment_start=segment_start)
+        return self._segment_chunk(self.checker.rows([row]))

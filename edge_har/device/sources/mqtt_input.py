@@ -24,17 +24,73 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Deque, Optional
+from pathlib import Path
+from typing import Any, Deque, Literal, Optional
 
 import numpy as np
+from pydantic import Field
 
-from edge_har.device.config import MqttSourceConfig
 from edge_har.mqtt.config import MqttConfig
-from edge_har.device.sources.base import REASON_COLUMNS, REASON_PAYLOAD, REASON_TEXT, Chunk, SampleChecker, Source
+from edge_har.device.sources.base import (
+    REASON_COLUMNS,
+    REASON_PAYLOAD,
+    REASON_TEXT,
+    Chunk,
+    SampleChecker,
+    Source,
+    SourceContext,
+)
+from edge_har.device.sources.config_base import SensorSourceConfig, SourceConfigBase, Where, resolve_mqtt_paths
 
 log = logging.getLogger(__name__)
 
 REASON_OVERFLOW = "overflow"  # samples dropped because the daemon did not read them in time
+
+
+class MqttSourceConfig(SensorSourceConfig):
+    """Samples published by remote sensor nodes on an MQTT topic, one or many per message.
+
+    JSON payloads: ``{"samples": [[ax, ay, az], ...]}``, ``{"samples": [{"ax": ..}, ...]}``,
+    ``{"ax": .., "ay": .., "az": ..}`` (keys from ``fields``), ``[[..], ..]`` or ``[ax, ay, az]``.
+    CSV payloads: one sample per line, ``ax,ay,az``."""
+
+    type: Literal["mqtt"] = Field(description="Source type.")
+    topic: str = Field(min_length=1, description="Topic to subscribe to; wildcards allowed (e.g. sensors/+/imu).")
+    format: Literal["json", "csv"] = Field("json", description="Payload format.")
+    fields: Optional[list[str]] = Field(
+        None,
+        min_length=1,
+        description="JSON: keys of object samples, in the model's channel order, e.g. [ax, ay, az].",
+    )
+    rate_hz: float = Field(gt=0, description="Samples per second the sensor nodes sample at.")
+    qos: int = Field(1, ge=0, le=2, description="Subscription QoS.")
+    client_id: Optional[str] = Field(None, description="Client id of the input connection (default: the publisher's id + '-input').")
+    buffer_samples: int = Field(
+        10000,
+        ge=1,
+        description="Samples held between reads; beyond it the oldest are dropped and counted as 'overflow'.",
+    )
+    broker: Optional[MqttConfig] = Field(
+        None,
+        description="Broker to read from when it is not the one the predictions go to (default: the mqtt section).",
+    )
+
+    def channel_count(self) -> Optional[tuple[str, int]]:
+        return ("fields", len(self.fields)) if self.fields is not None else None
+
+    def resolve_paths(self, base: Path) -> SourceConfigBase:
+        if self.broker is None:
+            return self
+        return self.model_copy(update={"broker": resolve_mqtt_paths(self.broker, base)})
+
+    def check_files(self, where: Where) -> tuple[list[str], list[str]]:
+        if self.broker is None:
+            return [], []
+        # missing_files() lines read "mqtt.tls.ca_file: ...": re-root the key under source.broker.
+        errors = [
+            f"{where('broker.' + line.split(':', 1)[0][5:])}: {line.split(': ', 1)[1]}" for line in self.broker.missing_files()
+        ]
+        return errors, []
 
 
 def parse_payload(payload: bytes, cfg: MqttSourceConfig, checker: SampleChecker) -> np.ndarray:
@@ -89,6 +145,12 @@ def _sample(item: Any, cfg: MqttSourceConfig, checker: SampleChecker) -> Optiona
 
 class MqttInputSource(Source):
     kind = "mqtt"
+
+    @classmethod
+    def from_config(cls, cfg: SourceConfigBase, ctx: SourceContext) -> MqttInputSource:
+        assert isinstance(cfg, MqttSourceConfig)
+        broker = cfg.broker if cfg.broker is not None else (ctx.device.mqtt if ctx.device is not None else MqttConfig())
+        return cls(cfg, broker, ctx.n_channels, cfg.client_id or f"{ctx.client_id}-input")
 
     def __init__(self, cfg: MqttSourceConfig, broker: MqttConfig, n_channels: int, client_id: str) -> None:
         super().__init__(n_channels, name=f"mqtt input {cfg.topic}")

@@ -17,19 +17,97 @@ import inspect
 import logging
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from edge_har.device.config import ReplaySourceConfig
 from edge_har.core.recordings import Recording
-from edge_har.device.sources.base import Chunk, SampleChecker, Source, SourceError
+from edge_har.device.sources.base import Chunk, SampleChecker, Source, SourceContext, SourceError
+from edge_har.device.sources.config_base import SensorSourceConfig, SourceConfigBase, Where, resolve_path
 
 REASON_BAD_LINE = "bad_line"  # a line of a replayed file that does not parse (text, wrong column count)
 
 log = logging.getLogger(__name__)
 
 FAST_CHUNK = 256
+
+
+class ReplaySourceConfig(SensorSourceConfig):
+    """Replays recorded data as if it came from a sensor; emits each recording's ground-truth label,
+    so the predictions can be scored (``extra.truth`` in the prediction payload)."""
+
+    type: Literal["replay"] = Field(description="Source type.")
+    path: Path = Field(description="Recording(s): a folder (format folder), a CSV file (csv) or one sample file (file).")
+    format: Literal["folder", "csv", "file"] = Field(
+        "folder",
+        description=(
+            "'folder': <path>/<Label>/<recording files> (the HMP layout); 'csv': one long CSV with a label column; "
+            "'file': one recording of whitespace/comma separated samples (set label for its ground truth)."
+        ),
+    )
+    label_col: Optional[str] = Field(None, description="csv: the column holding the activity label (required for csv).")
+    channel_cols: Optional[list[str]] = Field(
+        None, min_length=1, description="csv: the columns holding the channels, in the model's channel order (default: the rest)."
+    )
+    subject_col: Optional[str] = Field(None, description="csv: the column naming the subject, if any.")
+    timestamp_col: Optional[str] = Field(None, description="csv: a timestamp column to leave out of the channels, if any.")
+    label: Optional[str] = Field(None, description="file: the ground-truth label of the recording (optional).")
+    rate_hz: Optional[float] = Field(
+        None, gt=0, description="Rate the recordings were made at (default: the bundle's sample rate)."
+    )
+    realtime: bool = Field(
+        True,
+        description=(
+            "true: deliver samples at rate_hz (x speed), like a live sensor; false: as fast as possible (benchmarks). "
+            "When false, the window queue waits instead of dropping, so every window is inferred."
+        ),
+    )
+    speed: float = Field(1.0, gt=0, description="realtime pacing factor: 2.0 replays twice as fast as recorded.")
+    loop: bool = Field(False, description="Start again from the first recording after the last one.")
+    stop_at_end: bool = Field(
+        False,
+        description=(
+            "At the end (without loop): true makes the daemon process what is left, publish 'offline' and exit 0; "
+            "false keeps it running (status online, stats published) until it is stopped."
+        ),
+    )
+    chunk_samples: Optional[int] = Field(
+        None, ge=1, description="Samples per chunk handed to the runtime (default: 1 when realtime, 256 otherwise)."
+    )
+
+    @model_validator(mode="after")
+    def _format_keys(self) -> ReplaySourceConfig:
+        if self.format == "csv" and not self.label_col:
+            raise ValueError("format csv needs label_col (the column holding the activity label)")
+        csv_only = [k for k in ("label_col", "channel_cols", "subject_col", "timestamp_col") if getattr(self, k) is not None]
+        if self.format != "csv" and csv_only:
+            raise ValueError(f"{', '.join(csv_only)}: only for format csv (format is {self.format})")
+        if self.label is not None and self.format != "file":
+            raise ValueError(f"label only applies to format file (format {self.format} reads labels from the data)")
+        return self
+
+    def lossless(self) -> bool:
+        return not self.realtime
+
+    def stops_at_end(self) -> bool:
+        return self.stop_at_end
+
+    def channel_count(self) -> Optional[tuple[str, int]]:
+        return ("channel_cols", len(self.channel_cols)) if self.channel_cols is not None else None
+
+    def resolve_paths(self, base: Path) -> SourceConfigBase:
+        return self.model_copy(update={"path": resolve_path(self.path, base)})
+
+    def check_files(self, where: Where) -> tuple[list[str], list[str]]:
+        want_dir = self.format == "folder"
+        if not self.path.exists():
+            return [f"{where('path')}: {self.path} does not exist"], []
+        if want_dir and not self.path.is_dir():
+            return [f"{where('path')}: {self.path} is not a folder (format folder)"], []
+        if not want_dir and not self.path.is_file():
+            return [f"{where('path')}: {self.path} is not a file (format {self.format})"], []
+        return [], []
 
 
 def load_recordings(cfg: ReplaySourceConfig, n_channels: int, skipped: Optional[dict[str, int]] = None) -> list[Recording]:
@@ -91,6 +169,11 @@ def _call(func: Any, *args: Any, **kwargs: Any) -> Any:
 
 class ReplaySource(Source):
     kind = "replay"
+
+    @classmethod
+    def from_config(cls, cfg: SourceConfigBase, ctx: SourceContext) -> ReplaySource:
+        assert isinstance(cfg, ReplaySourceConfig)
+        return cls(cfg, ctx.n_channels, default_rate_hz=ctx.model_rate_hz)
 
     def __init__(self, cfg: ReplaySourceConfig, n_channels: int, default_rate_hz: float) -> None:
         super().__init__(n_channels, name=f"replay {cfg.path}")

@@ -12,21 +12,71 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Literal, Optional
 
-from edge_har.device.config import SerialSourceConfig
-from edge_har.device.sources.base import Backoff, Chunk, SampleChecker, Source, SourceError
+from pydantic import Field, field_validator
+
+from edge_har.device.sources.base import Chunk, ReopeningSource, SampleChecker, SourceError
+from edge_har.device.sources.config_base import ReconnectConfig, SensorSourceConfig, Where
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 4096  # bytes; a longer "line" is noise on the wire (wrong baud rate)
 
 
-class SerialSource(Source):
+class SerialSourceConfig(SensorSourceConfig):
+    """A microcontroller sending one text line per sample, e.g. ``0.01,-0.98,0.12``."""
+
+    type: Literal["serial"] = Field(description="Source type.")
+    port: str = Field(
+        min_length=1,
+        description=(
+            "Serial device, e.g. /dev/ttyACM0, /dev/ttyUSB0, /dev/serial0. Prefer a stable /dev/serial/by-id/... "
+            "name: a USB device re-plugged may come back under another ttyACM number."
+        ),
+    )
+    baudrate: int = Field(115200, gt=0, description="Line speed; must match the microcontroller's.")
+    rate_hz: float = Field(gt=0, description="Samples per second the microcontroller sends.")
+    columns: Optional[list[int]] = Field(
+        None,
+        min_length=1,
+        description=(
+            "Zero-based fields of each line to use, in the model's channel order, e.g. [1, 2, 3] for 't,ax,ay,az'. "
+            "Default: every field; a line must then have exactly one field per channel. Fields are separated by "
+            "commas, semicolons or whitespace."
+        ),
+    )
+    timeout: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds without a single byte after which the port is closed and reopened (a hung adapter); 0 = never.",
+    )
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="Backoff for reopening a lost port.")
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: Optional[list[int]]) -> Optional[list[int]]:
+        if value is not None and any(c < 0 for c in value):
+            raise ValueError("column indices are zero-based and must be >= 0")
+        return value
+
+    def channel_count(self) -> Optional[tuple[str, int]]:
+        return ("columns", len(self.columns)) if self.columns is not None else None
+
+    def check_files(self, where: Where) -> tuple[list[str], list[str]]:
+        # A warning, not an error: USB serial devices come and go, and the daemon waits for them.
+        if not Path(self.port).exists():
+            return [], [f"{where('port')}: {self.port} does not exist now; the daemon will wait for it"]
+        return [], []
+
+
+class SerialSource(ReopeningSource):
     kind = "serial"
+    device_noun = "port"
 
     def __init__(self, cfg: SerialSourceConfig, n_channels: int) -> None:
-        super().__init__(n_channels, name=f"serial {cfg.port}")
+        super().__init__(n_channels, f"serial {cfg.port}", cfg.reconnect.min_s, cfg.reconnect.max_s)
         try:
             import serial  # noqa: F401  (pyserial)
         except ImportError as exc:
@@ -35,95 +85,47 @@ class SerialSource(Source):
             ) from exc
         self.cfg = cfg
         self.checker = SampleChecker(n_channels, self.malformed, cfg.valid_range, cfg.columns)
-        self._serial: Any = None
         self._buffer = b""
         self._skip_partial = True
-        self._backoff = Backoff(cfg.reconnect.min_s, cfg.reconnect.max_s)
         self._last_byte = 0.0
-        self._new_segment = True
-        self._opened_once = False
-        self._logged_absent = False
-        self._stopped = False
-        self._status.connected = False
 
     @property
     def rate_hz(self) -> float:
         return self.cfg.rate_hz
 
-    def start(self) -> None:
-        self._stopped = False
-        self._try_open()
+    # ---------------------------------------------------------------- port handling (ReopeningSource)
 
-    def stop(self) -> None:
-        self._stopped = True
-        self._close()
-
-    # ---------------------------------------------------------------- port handling
-
-    def _try_open(self) -> bool:
+    def _open_errors(self) -> tuple[type[BaseException], ...]:
         import serial
 
-        if not self._backoff.due():
-            return False
-        try:
-            port = serial.Serial(self.cfg.port, self.cfg.baudrate, timeout=0, exclusive=True)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            delay = self._backoff.failed()
-            self._status.last_error = f"cannot open: {exc}"
-            if not self._logged_absent:
-                log.warning("%s: cannot open the port (%s); retrying every %.1f..%g s", self.name, exc, delay, self.cfg.reconnect.max_s)
-                self._logged_absent = True
-            return False
+        return (serial.SerialException, OSError, ValueError)
+
+    def _open_device(self) -> Any:
+        import serial
+
+        port = serial.Serial(self.cfg.port, self.cfg.baudrate, timeout=0, exclusive=True)
         try:
             port.reset_input_buffer()  # bytes from before we opened belong to no sample we can time
         except (serial.SerialException, OSError):
             pass
-        self._serial = port
+        return port
+
+    def _opened(self, first: bool) -> None:
         self._buffer = b""
         self._skip_partial = True
         self._last_byte = time.monotonic()
-        self._new_segment = True
-        self._logged_absent = False
-        self._backoff.reset()
-        self._status.connected = True
-        if self._opened_once:
-            self._status.reconnects += 1
-            log.info("%s: port is back (reconnect #%d); resuming", self.name, self._status.reconnects)
-        else:
+        if first:
             log.info("%s: opened at %d baud, expecting %g samples/s", self.name, self.cfg.baudrate, self.cfg.rate_hz)
-        self._opened_once = True
-        return True
-
-    def _close(self) -> None:
-        port, self._serial = self._serial, None
-        self._status.connected = False
-        if port is not None:
-            try:
-                port.close()
-            except Exception:  # closing a vanished device can fail in odd ways; it is gone either way
-                pass
-
-    def _lost(self, why: str) -> None:
-        self._status.last_error = why
-        log.warning("%s: %s; reopening with backoff (%g..%g s)", self.name, why, self.cfg.reconnect.min_s, self.cfg.reconnect.max_s)
-        self._close()
-        self._backoff.reset()
-        self._backoff.failed()
 
     # ---------------------------------------------------------------- reading
 
     def read(self, timeout: float) -> Optional[Chunk]:
         import serial
 
-        if self._stopped:
-            time.sleep(timeout)
-            return None
         deadline = time.monotonic() + timeout
-        if self._serial is None:
-            if not self._try_open():
-                time.sleep(max(0.0, min(timeout, self._backoff.next_try - time.monotonic())))
-                return None
-        port = self._serial
+        if not self._ensure_open(timeout):
+            return None
+        port = self._device
         try:
             port.timeout = max(0.0, deadline - time.monotonic())
             data = port.read(max(1, port.in_waiting))
@@ -161,11 +163,7 @@ class SerialSource(Source):
                 self.malformed.add("text", example=raw[:60].decode("ascii", "replace"))
                 continue
             rows.append(self.checker.parse_line(text))
-        samples = self.checker.rows(rows)
-        segment_start = self._new_segment and len(samples) > 0
-        if segment_start:
-            self._new_segment = False
-        return self._chunk(samples, segment_start=segment_start)
+        return self._segment_chunk(self.checker.rows(rows))
 
     def status(self) -> dict[str, Any]:
         out = super().status()
