@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         from edge_har.cli import build_parser
 
         # Through the real command line, so the demo shows exactly what a user would type.
-        sub_args = build_parser().parse_args(
+        sub_args = build_parser("subscribe").parse_args(
             ["subscribe", "--broker", broker.address, "--mode", args.mode, "--jsonl", str(jsonl),
              "--timeout", str(args.seconds)]
         )
