@@ -146,7 +146,7 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
 def run_convert_command(args: argparse.Namespace) -> int:
     from edge_har.convert.datasets import dataset_from_args
     from edge_har.convert.models import ModelConfig
-    from edge_har.convert.pipeline import AccuracyGateError, ConvertError, ConvertOptions, _slug, run_convert
+    from edge_har.convert.pipeline import AccuracyGateError, ConvertError, ConvertOptions, run_convert, slug
     from edge_har.convert.splits import split_from_args
     from edge_har.convert.train import TrainingError, train_config_from_args
 
@@ -159,7 +159,7 @@ def run_convert_command(args: argparse.Namespace) -> int:
         dataset = dataset_from_args(args)
         split = split_from_args(args, dataset)
         options = ConvertOptions(
-            out=args.out or Path("bundles") / _slug(dataset.name),
+            out=args.out or Path("bundles") / slug(dataset.name),
             data=Path(dataset.root),
             window=args.window,
             stride=args.stride,

@@ -166,24 +166,38 @@ def variant_file_name(name: str) -> str:
 
 
 def write_variant(root: Path, converted: ConvertedVariant) -> dict[str, Any]:
-    """Write one ``.tflite`` and describe it; tensor specs come from loading it, not from assumptions."""
-    path = root / variant_file_name(converted.name)
+    """Write one variant's ``model_<name>.tflite`` and describe it (a sensor or image-seq variant)."""
+    return write_tflite(root, variant_file_name(converted.name), converted, description=True)
+
+
+def write_tflite(root: Path, file_name: str, converted: ConvertedVariant, *, description: bool = True) -> dict[str, Any]:
+    """Write one ``.tflite`` as ``root/file_name`` and describe it for ``bundle.json``.
+
+    Tensor specs come from loading the file back with the device's wrapper, not
+    from assumptions. ``description`` is off for a video variant's parts, whose
+    variant entry carries the description once.
+    """
+    path = root / file_name
     path.write_bytes(converted.content)
     model = TFLiteModel(path, num_threads=1)
-    return {
+    entry: dict[str, Any] = {
         "file": path.name,
         "sha256": sha256_file(path),
         "size_bytes": path.stat().st_size,
         "quantization": converted.spec.quantization,
         "full_integer": converted.spec.full_integer,
-        "description": converted.spec.description,
+    }
+    if description:
+        entry["description"] = converted.spec.description
+    entry.update({
         "input": model.input.to_json(),
         "output": model.output.to_json(),
         "converter": converted.settings,
         "ops": converted.extra.get("ops"),
         "float_ops": converted.extra.get("float_ops"),
         "conversion_seconds": round(converted.seconds, 2),
-    }
+    })
+    return entry
 
 
 def json_ready(value: Any) -> Any:

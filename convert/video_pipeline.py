@@ -4,8 +4,10 @@ The sensor pipeline (``edge_har.convert.pipeline``) with a video model. What is 
 is reused, not copied: the variant table and converter (``edge_har.convert.quantize``),
 the stratified calibration draw, ``edge_har.convert.train.train_model`` (strategy
 choice, class weights, early stopping, curves), evaluation through the
-device's interpreter wrapper and its reports (``edge_har.convert.evaluate``), the int8
-accuracy gate's error, and the atomic bundle writer (``edge_har.convert.export``).
+device's interpreter wrapper and its reports (``edge_har.convert.evaluate``), and the
+whole stage sequence with its int8 accuracy gate, metrics, training and provenance
+sections and the atomic bundle writer (``edge_har.convert.skeleton.run_skeleton``,
+``edge_har.convert.export``). ``VideoPath`` supplies what is video-specific.
 
 What differs:
 
@@ -27,12 +29,10 @@ What differs:
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -41,8 +41,19 @@ from edge_har.core.frames import FrameSpec, normalise_frames
 from edge_har.core.interpreter import TFLiteModel
 from edge_har.device.video_runtime import VideoModels
 
-from edge_har.convert.pipeline import AccuracyGateError, ConvertError, _slug, class_counts, stage
-from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, calibration_windows, resolve_variants
+from edge_har.convert.export import KERAS_MODEL_FILE, bundle_document, write_tflite, write_variant
+from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, calibration_windows
+from edge_har.convert.skeleton import (  # noqa: F401  (AccuracyGateError re-exported for callers of this module)
+    AccuracyGateError,
+    ConvertError,
+    Trained,
+    check_default_variant,
+    class_counts,
+    int8_gate,
+    model_id,
+    run_skeleton,
+    stage,
+)
 from edge_har.convert.train import TrainConfig
 from edge_har.convert.video_datasets import ClipSplit, VideoDataset, WindowIndex, load_video_dataset, split_clips, window_index
 from edge_har.convert.video_models import VideoModel, VideoModelConfig
@@ -88,10 +99,7 @@ class VideoConvertOptions:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        if self.default_variant not in self.variants:
-            raise ConvertError(
-                f"--default-variant {self.default_variant!r} is not among the variants produced ({', '.join(self.variants)})"
-            )
+        check_default_variant(self.default_variant, self.variants)
         if self.stride < 1:
             raise ConvertError(f"--stride must be >= 1 frame, got {self.stride}")
 
@@ -238,30 +246,14 @@ def keras_probabilities(model: VideoModel, dataset: VideoDataset, data: SplitDat
 
 
 def write_part(root: Path, part: str, variant: str, converted: Any) -> dict[str, Any]:
-    """One part's ``.tflite`` and its description; tensor specs come from loading it back."""
-    from edge_har.core.interpreter import TFLiteModel, sha256_file
-
-    path = root / PART_FILE.format(part=part, variant=variant)
-    path.write_bytes(converted.content)
-    model = TFLiteModel(path, num_threads=1)
-    return {
-        "file": path.name,
-        "sha256": sha256_file(path),
-        "size_bytes": path.stat().st_size,
-        "quantization": converted.spec.quantization,
-        "full_integer": converted.spec.full_integer,
-        "input": model.input.to_json(),
-        "output": model.output.to_json(),
-        "converter": converted.settings,
-        "ops": converted.extra.get("ops"),
-        "float_ops": converted.extra.get("float_ops"),
-        "conversion_seconds": round(converted.seconds, 2),
-    }
+    """One part's ``.tflite`` and its description (the variant entry holds the description text)."""
+    return write_tflite(root, PART_FILE.format(part=part, variant=variant), converted, description=False)
 
 
-def _calibration_frames(dataset: VideoDataset, data: SplitData, spec: FrameSpec, size: int, seed: int) -> np.ndarray:
+def calibration_frames(dataset: VideoDataset, data: SplitData, spec: FrameSpec, size: int, seed: int) -> np.ndarray:
     """``size`` training frames, stratified by class, normalised (the encoder's calibration set)."""
-    frame_y, frame_ref = [], []
+    frame_y: list[int] = []
+    frame_ref: list[tuple[int, int]] = []
     for ci in sorted(set(data.clips)):
         clip = dataset.clips[ci]
         label = dataset.labels.index(clip.label)
@@ -330,7 +322,6 @@ def quantize_parts(
 
 def quantize_single(static: VideoModel, specs: Sequence[Any], staging: Path, calibration: np.ndarray | None) -> dict[str, dict[str, Any]]:
     """image-seq: one model per variant (nothing to stream), written by the sensor exporter."""
-    from edge_har.convert import export
     from edge_har.convert.quantize import convert_variants
 
     plain = [s for s in specs if not s.needs_calibration]
@@ -338,7 +329,7 @@ def quantize_single(static: VideoModel, specs: Sequence[Any], staging: Path, cal
     converted = convert_variants(static.whole, plain)
     if calibrated:
         converted += convert_variants(static.whole, calibrated, calibration)
-    return {c.name: export.write_variant(staging, c) for c in converted}
+    return {c.name: write_variant(staging, c) for c in converted}
 
 
 # ---------------------------------------------------------------- evaluation
@@ -422,23 +413,8 @@ def evaluate_video_bundle(
 
 
 def gate(evaluations: dict[str, Any], specs: Sequence[Any], options: VideoConvertOptions) -> tuple[dict[str, float], bool]:
-    """The sensor pipeline's int8 gate: full-integer variants may lose at most ``max_int8_drop`` points."""
-    float_acc = evaluations["float32"].report["accuracy"]
-    drops = {name: round(100.0 * (float_acc - ev.report["accuracy"]), 3) for name, ev in evaluations.items() if name != "float32"}
-    over = {s.name: drops[s.name] for s in specs if s.full_integer and drops[s.name] > options.max_int8_drop}
-    if over:
-        text = "; ".join(
-            f"{name} test accuracy {100 * evaluations[name].report['accuracy']:.2f}% is {d:.2f} points below "
-            f"float32's {100 * float_acc:.2f}%" for name, d in over.items()
-        )
-        if not options.allow_int8_drop:
-            raise AccuracyGateError(
-                f"refusing to write the bundle: {text} (limit --max-int8-drop {options.max_int8_drop:g}). "
-                "Use a larger --calibration-size, retrain, or pass --allow-int8-drop to accept it.",
-                float_acc, {n: evaluations[n].report["accuracy"] for n in over},
-            )
-        log.warning("accepting the accuracy drop as asked (--allow-int8-drop): %s", text)
-    return drops, bool(over)
+    """The shared int8 gate (``edge_har.convert.skeleton.int8_gate``) with this conversion's limits."""
+    return int8_gate(evaluations, specs, options.max_int8_drop, options.allow_int8_drop)
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -458,84 +434,99 @@ def make_sets(dataset: VideoDataset, split: ClipSplit, spec: FrameSpec) -> dict[
     return sets
 
 
-def run_convert_video(options: VideoConvertOptions, dataset: VideoDataset | None = None, split: ClipSplit | None = None) -> Path:
-    """Run the whole video conversion and return the bundle directory.
+class VideoPath:
+    """The video conversion's pieces for ``edge_har.convert.skeleton.run_skeleton``.
 
-    Raises AccuracyGateError (nothing written at ``options.out``) when a
-    full-integer variant falls more than ``max_int8_drop`` points below float32.
+    Windows are indices into the clips' frames (never materialised as float for
+    the whole split), variants are exported as encoder and head parts (or one
+    model in image-seq mode), and evaluation streams them as the device does.
     """
-    from edge_har.convert import export
-    from edge_har.convert.evaluate import relative_source, write_evaluation
 
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    specs = resolve_variants(options.variants)
-    export.check_destination(options.out, options.overwrite)
-    spec = options.frame_spec()
-    config = options.model
+    what = "video conversion"
+    keras_model_note = KERAS_MODEL_FILE + " (the whole clip model, float32, dynamic batch)"
 
-    with stage("load data", timings):
-        if dataset is None:
-            if options.data is None:
-                raise ConvertError("no data set given")
-            dataset = load_video_dataset(options.data, spec, progress=options.progress, **options.dataset_options)
-        elif (dataset.spec.height, dataset.spec.width, dataset.spec.fps) != (spec.height, spec.width, spec.fps):
-            raise ConvertError(f"the data set was loaded at {dataset.spec.width}x{dataset.spec.height} px, "
-                               f"{dataset.spec.fps} fps; the model needs {spec.width}x{spec.height} px, {spec.fps} fps")
-        labels = list(dataset.labels)
-        log.info("data set %s: %d clips, %d classes, %d frames at %g fps, %dx%d px", dataset.name, len(dataset.clips),
-                 len(labels), sum(len(c) for c in dataset.clips), spec.fps, spec.width, spec.height)
-    with stage("split", timings):
-        if split is None:
-            split = split_clips(dataset, **options.split_options)
-        sets = make_sets(dataset, split, spec)
-        log.info("split by %s: %d/%d/%d clips, %d/%d/%d windows of %d frames (train/val/test)", split.by,
-                 len(split.train), len(split.val), len(split.test),
-                 len(sets["train"].index), len(sets["val"].index), len(sets["test"].index), spec.window)
-        frame_calibration = head_picks = None
-        if any(s.needs_calibration for s in specs):
-            # Drawn before training, so a too-large --calibration-size fails in seconds.
-            frame_calibration = _calibration_frames(dataset, sets["train"], spec, options.calibration_size, options.train.seed)
-            if config.mode == "video":
-                head_picks = stratified_pick(sets["train"].y, min(options.calibration_size, len(sets["train"].index)),
-                                             options.train.seed)
+    def __init__(self, options: VideoConvertOptions, dataset: VideoDataset | None = None,
+                 split: ClipSplit | None = None) -> None:
+        self.options = options
+        self.dataset = dataset
+        self.split = split
+        self.spec = options.frame_spec()
+        self.frame_calibration: np.ndarray | None = None
+        self.head_picks: np.ndarray | None = None
 
-    with export.staging_dir(options.out) as staging:
+    def prepare(self, specs: Sequence[Any], timings: dict[str, float]) -> None:
+        options, spec, config = self.options, self.spec, self.options.model
+        with stage("load data", timings):
+            if self.dataset is None:
+                if options.data is None:
+                    raise ConvertError("no data set given")
+                self.dataset = load_video_dataset(options.data, spec, progress=options.progress, **options.dataset_options)
+            elif (self.dataset.spec.height, self.dataset.spec.width, self.dataset.spec.fps) != (spec.height, spec.width, spec.fps):
+                d = self.dataset.spec
+                raise ConvertError(f"the data set was loaded at {d.width}x{d.height} px, "
+                                   f"{d.fps} fps; the model needs {spec.width}x{spec.height} px, {spec.fps} fps")
+            dataset = self.dataset
+            self.labels = list(dataset.labels)
+            log.info("data set %s: %d clips, %d classes, %d frames at %g fps, %dx%d px", dataset.name, len(dataset.clips),
+                     len(self.labels), sum(len(c) for c in dataset.clips), spec.fps, spec.width, spec.height)
+        with stage("split", timings):
+            if self.split is None:
+                self.split = split_clips(dataset, **options.split_options)
+            split = self.split
+            sets = self.sets = make_sets(dataset, split, spec)
+            log.info("split by %s: %d/%d/%d clips, %d/%d/%d windows of %d frames (train/val/test)", split.by,
+                     len(split.train), len(split.val), len(split.test),
+                     len(sets["train"].index), len(sets["val"].index), len(sets["test"].index), spec.window)
+            if any(s.needs_calibration for s in specs):
+                # Drawn before training, so a too-large --calibration-size fails in seconds.
+                self.frame_calibration = calibration_frames(dataset, sets["train"], spec, options.calibration_size,
+                                                            options.train.seed)
+                if config.mode == "video":
+                    self.head_picks = stratified_pick(
+                        sets["train"].y, min(options.calibration_size, len(sets["train"].index)), options.train.seed)
+
+    def train(self, work: Path) -> Trained:
+        assert self.dataset is not None
+        self.model, result, info = train_video(self.options, self.dataset, self.sets, self.spec, work)
+        return Trained(result, {"model": self.options.model.to_json(), **info})
+
+    def keras_reference(self, staging: Path) -> np.ndarray:
         from edge_har.convert.video_models import float32_copy
 
-        with stage("train", timings):
-            model, result, train_info = train_video(options, dataset, sets, spec, staging / "training")
-            checkpoint = staging / "training" / "best.weights.h5"
-            if checkpoint.exists():
-                checkpoint.unlink()
-            keras_float = float32_copy(model, batch_size=None)
-            keras_float.whole.save(staging / export.KERAS_MODEL_FILE, include_optimizer=False, save_format="h5")
-            keras_probs = keras_probabilities(keras_float, dataset, sets["test"], spec, options.progress)
-            keras_accuracy = float((keras_probs.argmax(axis=1) == sets["test"].y).mean())
-            log.info("Keras float model: test accuracy %.4f", keras_accuracy)
+        assert self.dataset is not None
+        keras_float = float32_copy(self.model, batch_size=None)
+        keras_float.whole.save(staging / KERAS_MODEL_FILE, include_optimizer=False, save_format="h5")
+        return keras_probabilities(keras_float, self.dataset, self.sets["test"], self.spec, self.options.progress)
 
-        with stage("quantize", timings):
-            static = float32_copy(model, batch_size=1, unrolled_lstm=config.lstm_export == "unrolled")
-            if config.mode == "video":
-                variants = quantize_parts(static, specs, staging, dataset, sets, spec, options, frame_calibration, head_picks)
-            else:
-                variants = quantize_single(static, specs, staging, frame_calibration)
+    def test_labels(self) -> np.ndarray:
+        return self.sets["test"].y
 
-        model_id = "{}-{}-cnn-lstm-{}-{}".format(
-            _slug(dataset.name), "video" if config.mode == "video" else "imageseq",
-            _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d"),
-            (variants["float32"].get("sha256") or variants["float32"]["parts"]["encoder"]["sha256"])[:8],
-        )
-        in_shape = [1, spec.window, spec.height, spec.width, 3] if config.mode == "video" else [1, spec.height, spec.width, 3]
-        document = export.bundle_document(
-            model_id=model_id, labels=labels, input_shape=in_shape, preprocessing=spec.to_json(),
-            variants=variants, default_variant=options.default_variant,
+    def quantize(self, staging: Path, specs: Sequence[Any]) -> dict[str, dict[str, Any]]:
+        from edge_har.convert.video_models import float32_copy
+
+        assert self.dataset is not None
+        config = self.options.model
+        self.static = float32_copy(self.model, batch_size=1, unrolled_lstm=config.lstm_export == "unrolled")
+        if config.mode == "video":
+            return quantize_parts(self.static, specs, staging, self.dataset, self.sets, self.spec, self.options,
+                                  self.frame_calibration, self.head_picks)
+        return quantize_single(self.static, specs, staging, self.frame_calibration)
+
+    def document(self, variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        assert self.dataset is not None
+        spec, config, video = self.spec, self.options.model, self.options.model.mode == "video"
+        sha = variants["float32"].get("sha256") or variants["float32"]["parts"]["encoder"]["sha256"]
+        in_shape = [1, spec.window, spec.height, spec.width, 3] if video else [1, spec.height, spec.width, 3]
+        document = bundle_document(
+            model_id=model_id(self.dataset.name, "video-cnn-lstm" if video else "imageseq-cnn-lstm", sha),
+            labels=self.labels, input_shape=in_shape, preprocessing=spec.to_json(),
+            variants=variants, default_variant=self.options.default_variant,
         )
         document["kind"] = "video"
         document["input"] = {
             "shape": in_shape,
             "dtype": "float32",
-            "layout": "NTHWC" if config.mode == "video" else "NHWC",
+            "layout": "NTHWC" if video else "NHWC",
             "note": "frames after edge_har.core.frames (sampled at fps, resized, RGB, scaled); a split variant's encoder "
             "takes one frame [1, H, W, 3] and its head the last T feature vectors [1, T, D]",
         }
@@ -544,83 +535,51 @@ def run_convert_video(options: VideoConvertOptions, dataset: VideoDataset | None
             "frames": spec.window,
             "stride": spec.stride,
             "fps": spec.fps,
-            "feature_shape": list(static.feature_shape),
-            "head_sequence_shape": list(static.sequence_shape),
+            "feature_shape": list(self.static.feature_shape),
+            "head_sequence_shape": list(self.static.sequence_shape),
             "backbone": config.backbone,
             "streaming": "encoder once per kept frame; head every stride frames over the last T features"
-            if config.mode == "video" else "one model per image: the CNN's feature map read as a sequence by the LSTM",
+            if video else "one model per image: the CNN's feature map read as a sequence by the LSTM",
         }
-        export.write_json(staging, document)
+        return document
 
-        with stage("evaluate", timings):
-            bundle = Bundle.load(staging)
-            evaluations = {}
-            for s in specs:
-                ev = evaluate_variant(bundle, s.name, dataset, sets["test"], spec, options.evaluate_backend, options.progress)
-                files = write_evaluation(ev, staging / "evaluation")
-                evaluations[s.name] = ev
-                summary = ev.summary()
-                summary["report"] = str(Path(files["metrics"]).relative_to(staging))
-                if "confusion_png" in files:
-                    summary["confusion_png"] = str(Path(files["confusion_png"]).relative_to(staging))
-                document["variants"][s.name]["metrics"] = summary
-                log.info("%-14s test accuracy %.4f  macro-F1 %.4f  (%d windows, %s)", s.name,
-                         ev.report["accuracy"], ev.report["macro_f1"], ev.report["n_windows"], ev.backend)
-            float_probs = evaluations["float32"].probabilities
-            split_vs_keras = float(np.abs(float_probs - keras_probs).max())
-            log.info("float32 TFLite (as streamed) vs Keras whole model: max |probability difference| %.2e", split_vs_keras)
+    def evaluate(self, bundle: Bundle, variant: str) -> Any:
+        assert self.dataset is not None
+        return evaluate_variant(bundle, variant, self.dataset, self.sets["test"], self.spec,
+                                self.options.evaluate_backend, self.options.progress)
 
-        drops, over = gate(evaluations, specs, options)
-        split_info = dict(split.describe())
-        split_info["test_sources_relative"] = [relative_source(dataset.clips[i].source, dataset.root) for i in split.test]
-        split_info["windows"] = {side: len(d.index) for side, d in sets.items()}
-        split_info["windows_per_class"] = {side: class_counts(d.y, labels) for side, d in sets.items()}
-        document["metrics"] = {
-            "evaluated_on": "test split",
-            "split": split_info,
-            "reference_variant": "float32",
-            "variants": {name: {k: ev.report[k] for k in ("accuracy", "macro_f1")} for name, ev in evaluations.items()},
-            "keras_float_accuracy": keras_accuracy,
-            "float32_vs_keras_max_abs_diff": split_vs_keras,
-            "drop_points": drops,
-            "int8_drop_points": drops.get("int8"),
-            "max_int8_drop_points": options.max_int8_drop,
-            "int8_drop_allowed": over and options.allow_int8_drop,
-            "backend": evaluations["float32"].backend,
+    def check_evaluations(self, evaluations: Mapping[str, Any], keras_probs: np.ndarray) -> dict[str, Any]:
+        """float32 streamed part by part must match the whole Keras clip model; the bundle records how closely."""
+        split_vs_keras = float(np.abs(evaluations["float32"].probabilities - keras_probs).max())
+        log.info("float32 TFLite (as streamed) vs Keras whole model: max |probability difference| %.2e", split_vs_keras)
+        return {"float32_vs_keras_max_abs_diff": split_vs_keras}
+
+    def split_section(self) -> dict[str, Any]:
+        from edge_har.convert.evaluate import relative_source
+
+        dataset, split = self.dataset, self.split
+        assert dataset is not None and split is not None
+        info = dict(split.describe())
+        info["test_sources_relative"] = [relative_source(dataset.clips[i].source, dataset.root) for i in split.test]
+        info["windows"] = {side: len(d.index) for side, d in self.sets.items()}
+        info["windows_per_class"] = {side: class_counts(d.y, self.labels) for side, d in self.sets.items()}
+        return info
+
+    def calibration_info(self) -> dict[str, Any]:
+        return {
+            "calibration_frames": None if self.frame_calibration is None else len(self.frame_calibration),
+            "calibration_head_windows": None if self.head_picks is None else len(self.head_picks),
         }
-        document["training"] = {
-            "model": config.to_json(),
-            "trained": train_info["trained"],
-            "config": options.train.to_json(),
-            "strategy": result.strategy.to_json(),
-            "epochs_run": result.epochs_run,
-            "best_epoch": result.best_epoch,
-            "seconds": round(result.seconds, 2),
-            "class_weights": None if result.class_weights is None
-            else {labels[i]: round(w, 6) for i, w in result.class_weights.items()},
-            "calibration_frames": None if frame_calibration is None else len(frame_calibration),
-            "calibration_head_windows": None if head_picks is None else len(head_picks),
-            "history_file": str(result.history_file.relative_to(staging)),
-            "curves_file": None if result.curves_file is None else str(result.curves_file.relative_to(staging)),
-            "keras_model": export.KERAS_MODEL_FILE,
-            "final": {k: v[-1] for k, v in result.history.items() if isinstance(v, list) and v},
-            "stage_seconds": timings,
-        }
-        document["provenance"] = {
-            "dataset": dataset.describe(),
-            "command": options.command or export.command_line(),
-            "packages": export.package_versions(),
-            "created": export.utc_now(),
-            "git": export.git_revision(),
-        }
-        document["files"] = {
-            "keras_model": export.KERAS_MODEL_FILE + " (the whole clip model, float32, dynamic batch)",
-            "history": document["training"]["history_file"],
-            "training_curves": document["training"]["curves_file"],
-            "evaluation": "evaluation/<variant>/metrics.json, confusion_matrix.png",
-        }
-        timings["total"] = round(time.perf_counter() - started, 2)
-        export.write_json(staging, document)
-        out = export.publish(staging, options.out, options.overwrite)
-    log.info("video conversion finished in %.1f s: %s", time.perf_counter() - started, out)
-    return out
+
+    def dataset_info(self) -> dict[str, Any]:
+        assert self.dataset is not None
+        return self.dataset.describe()
+
+
+def run_convert_video(options: VideoConvertOptions, dataset: VideoDataset | None = None, split: ClipSplit | None = None) -> Path:
+    """Run the whole video conversion and return the bundle directory.
+
+    Raises AccuracyGateError (nothing written at ``options.out``) when a
+    full-integer variant falls more than ``max_int8_drop`` points below float32.
+    """
+    return run_skeleton(VideoPath(options, dataset, split), options)
