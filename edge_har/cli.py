@@ -109,7 +109,7 @@ class _OneSubcommand:
     module is imported.
     """
 
-    def __init__(self, subparsers: argparse._SubParsersAction, spec: Subcommand) -> None:  # type: ignore[type-arg]
+    def __init__(self, subparsers: Any, spec: Subcommand) -> None:
         self._subparsers = subparsers
         self._spec = spec
 

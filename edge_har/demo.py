@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 DEVICE_ID = "demo-pi"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "demo",
         description=__doc__,

@@ -36,7 +36,7 @@ refused the connection, 2 for bad arguments.
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "subscribe",
         description=(
@@ -349,7 +349,8 @@ def _prediction_line(device: str, data: dict[str, Any]) -> str:
 
 
 def _stats_line(topic: str, data: dict[str, Any]) -> str:
-    mqtt = data.get("mqtt") if isinstance(data.get("mqtt"), dict) else {}
+    raw = data.get("mqtt")
+    mqtt: dict[str, Any] = raw if isinstance(raw, dict) else {}
     return (
         f"{time.strftime('%H:%M:%S')}  {str(data.get('device_id', topic))[:16]:<16} stats: "
         f"{_fmt(_number(data.get('windows_per_s')), '.1f')} windows/s, "

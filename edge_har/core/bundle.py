@@ -216,7 +216,7 @@ class Bundle:
         v = self.variant(variant)
         file, sha = v.file, v.sha256
         if v.parts or part is not None:
-            if part not in v.parts:
+            if part is None or part not in v.parts:
                 have = ", ".join(v.parts) or "none (it is one model)"
                 raise BundleError(f"{self.root / BUNDLE_FILE}: variant '{v.name}' has no part {part!r}; its parts: {have}")
             file, sha = v.parts[part].file, v.parts[part].sha256

@@ -223,7 +223,7 @@ def normalise_frames(frames: np.ndarray, spec: FrameSpec) -> np.ndarray:
     arr = np.asarray(frames)
     if arr.shape[-3:] != spec.shape:
         raise FrameError(f"frames must end in shape {spec.shape} (H, W, RGB); got {arr.shape}")
-    out = arr.astype(np.float32) * np.float32(spec.scale) + np.float32(spec.offset)
+    out: np.ndarray = arr.astype(np.float32) * np.float32(spec.scale) + np.float32(spec.offset)
     if spec.mean is not None and spec.std is not None:
         out = (out - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     return out

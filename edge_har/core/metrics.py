@@ -79,7 +79,7 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: 
         "macro_f1": float(scores["f1"][scored].mean()) if scored.any() else float("nan"),
         "macro_precision": float(scores["precision"][scored].mean()) if scored.any() else float("nan"),
         "macro_recall": float(scores["recall"][scored].mean()) if scored.any() else float("nan"),
-        "classes_absent": [labels[i] for i in np.flatnonzero(~present)],
+        "classes_absent": [labels[int(i)] for i in np.flatnonzero(~present)],
         "per_class": {
             label: {
                 "precision": float(scores["precision"][i]),

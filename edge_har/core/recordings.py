@@ -395,18 +395,19 @@ def read_long_csv(
     if not body:
         raise RecordingError(f"{path}: a header but no data rows")
 
-    def col(name: str | None, what: str) -> int | None:
-        if name is None:
-            return None
+    def index(name: str, what: str) -> int:
         if name not in header:
             raise RecordingError(f"{path}: no {what} column {name!r}; the header has {', '.join(header)}")
         return header.index(name)
 
-    i_label = col(label_col, "label")
+    def col(name: str | None, what: str) -> int | None:
+        return None if name is None else index(name, what)
+
+    i_label = index(label_col, "label")
     i_subject = col(subject_col, "subject")
     i_time = col(timestamp_col, "timestamp")
     if channel_cols:
-        i_channels = [col(c, "channel") for c in channel_cols]
+        i_channels = [index(c, "channel") for c in channel_cols]
     else:
         used = {i_label, i_subject, i_time}
         sample = body[:20]

@@ -67,7 +67,7 @@ class EdgeHarClient(mqtt.Client):
         return result
 
 
-class _PahoLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _PahoLog(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
     """paho's logger: everything at DEBUG, except exceptions caught in our callbacks (a bug: ERROR).
 
     paho logs a dropped socket at ERROR on every reconnect attempt; during a long outage that
