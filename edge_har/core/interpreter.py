@@ -295,3 +295,23 @@ class TFLiteModel:
 
     def predict_batch(self, xs: np.ndarray) -> np.ndarray:
         return np.stack([self.predict(x) for x in xs]) if len(xs) else np.empty((0,) + self.output.shape[1:], np.float32)
+
+
+# The Python module each backend is imported from: a tool can ask "is it installed?"
+# (importlib.util.find_spec) without importing it, which for tf_lite costs seconds.
+BACKEND_MODULES: dict[str, str] = {"ai_edge_litert": "ai_edge_litert", "tflite_runtime": "tflite_runtime", "tf_lite": "tensorflow"}
+
+
+def backend_module(name: str) -> Any:
+    """The module holding ``name``'s ``Interpreter`` and ``OpResolverType`` (for benchmarks that build raw interpreters).
+
+    TFLiteModel hides these, but the benchmarks need the raw interpreter to
+    switch XNNPACK off or keep every tensor, and must pick the same backend.
+    """
+    if name == "ai_edge_litert":
+        return importlib.import_module("ai_edge_litert.interpreter")
+    if name == "tflite_runtime":
+        return importlib.import_module("tflite_runtime.interpreter")
+    if name == "tf_lite":
+        return importlib.import_module("tensorflow").lite.experimental
+    raise InterpreterError(f"unknown interpreter backend '{name}'; choose one of {', '.join(BACKENDS)}")
