@@ -25,6 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edge_har.benchmarks.timing import time_calls
+
 FEATURES = ("mean", "std", "min", "max", "mean_abs_diff")
 
 
@@ -86,8 +88,7 @@ def predict_timed(baseline: Baseline, windows: np.ndarray) -> tuple[np.ndarray, 
     """Predictions, and the mean milliseconds per window when windows arrive one at a time (as on a device)."""
     pred = baseline.predict(windows)
     sample = windows[: min(len(windows), 50)]
-    started = time.perf_counter()
-    for w in sample:
-        baseline.predict(w[None])
-    per_window_ms = 1000 * (time.perf_counter() - started) / max(1, len(sample))
-    return pred, per_window_ms
+    if not len(sample):
+        return pred, 0.0
+    times = time_calls(lambda w: baseline.predict(w[None]), sample, warmup=0, runs=len(sample))
+    return pred, 1000 * float(times.mean())

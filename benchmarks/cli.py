@@ -118,14 +118,15 @@ def register(subparsers: Any) -> None:
 
 
 def _register_latency(suites: Any) -> None:
-    from edge_har.benchmarks.latency import DEFAULT_RUNS, DEFAULT_WARMUP, RUNTIMES
+    from edge_har.benchmarks.latency import DEFAULT_RUNS, DEFAULT_WARMUP
+    from edge_har.core.interpreter import BACKENDS
 
     p = suites.add_parser(
         "latency",
         help="inference latency of every variant x runtime x thread count, and of the Keras model",
         description=(
-            "Time every variant of the bundle on every installed TFLite runtime (ai_edge_litert, tflite_runtime, "
-            "tf_lite) at each thread count: init time, first inference, mean, std, p50/p90/p95/p99, throughput, "
+            f"Time every variant of the bundle on every installed TFLite runtime ({', '.join(BACKENDS)}) "
+            "at each thread count: init time, first inference, mean, std, p50/p90/p95/p99, throughput, "
             "peak resident memory and model size; and the bundle's Keras float model (keras_model.h5, when "
             "TensorFlow is installed) via model.predict on one window and via a direct call, with the ratio of "
             "TFLite to Keras. Each step runs in its own process so that memory is per runtime and a crash "
@@ -136,7 +137,7 @@ def _register_latency(suites: Any) -> None:
     _add_common(p)
     p.add_argument("--variants", type=_name_list, default=None, metavar="A,B",
                    help="variants to time, comma-separated (default: all of the bundle's)")
-    p.add_argument("--runtimes", type=_name_list, default=list(RUNTIMES), metavar="A,B",
+    p.add_argument("--runtimes", type=_name_list, default=list(BACKENDS), metavar="A,B",
                    help="TFLite runtimes to try; those not installed get a 'not installed' row")
     p.add_argument("--threads", type=_int_list, default=None, metavar="1,2,4",
                    help="interpreter thread counts (default: 1, 2, 4 up to the number of cores)")
@@ -188,9 +189,11 @@ def run_latency_command(args: argparse.Namespace) -> int:
             bundle.variant(name)
         except BundleError as exc:
             raise CommandError(str(exc)) from exc
-    bad = [r for r in settings.runtimes if r not in ("ai_edge_litert", "tflite_runtime", "tf_lite")]
+    from edge_har.core.interpreter import BACKENDS
+
+    bad = [r for r in settings.runtimes if r not in BACKENDS]
     if bad:
-        raise CommandError(f"--runtimes: unknown runtime(s) {', '.join(bad)}; choose from ai_edge_litert, tflite_runtime, tf_lite")
+        raise CommandError(f"--runtimes: unknown runtime(s) {', '.join(bad)}; choose from {', '.join(BACKENDS)}")
 
     shape = tuple(bundle.input_shape[1:])
     if getattr(args, "data", None):

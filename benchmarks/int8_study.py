@@ -1,11 +1,19 @@
 """Why the full-integer CNN-LSTM is slow, and which architecture and recipe make it fast (issue 5).
 
-A reproducible study on the real HMP wrist-accelerometer data: for each
-candidate architecture it trains the CNN-LSTM once (tf_keras, short, cached),
-converts it with the fused LSTM (``UNIDIRECTIONAL_SEQUENCE_LSTM``) and
-unrolled (``LSTM(unroll=True)``: plain FULLY_CONNECTED/ADD/MUL/LOGISTIC/TANH
-ops, same weights), into float32, dynamic-range, full-integer int8 and int16x8
-variants, and measures every file with the real interpreter:
+A reproducible study on the real HMP wrist-accelerometer data, run on the
+product's own code so its findings hold for what ``edge-har convert`` writes:
+the data come from ``edge_har.convert.datasets.load_hmp`` and the product's
+default split (``edge_har.convert.splits.split_recordings``), the model from
+``edge_har.convert.models.build_from_config`` (a :class:`ModelConfig` per
+candidate), the files from ``edge_har.convert.quantize``'s converter (the
+product's variant specs, plus per-recipe converter flags), the scores from
+``edge_har.core.metrics`` and every timing from ``edge_har.benchmarks.timing``.
+
+For each candidate architecture it trains the CNN-LSTM once (tf_keras, short,
+cached), converts it with each recipe (fused ``UNIDIRECTIONAL_SEQUENCE_LSTM``;
+Keras ``LSTM(unroll=True)``; the project's projected unrolled LSTM; same
+weights in all) into float32, dynamic-range, full-integer int8 (and, if asked,
+int16x8) files, and measures every file with the real interpreter:
 
 * latency: one thread (and two), XNNPACK on (and off), ``invoke()`` only,
   warm-up then ``--runs`` timed runs on real test windows; candidates are
@@ -17,48 +25,66 @@ variants, and measures every file with the real interpreter:
 * file size, op list, ops that still compute in float, input/output types;
 * per-op profiles (``edge_har.benchmarks.profile_ops``) of selected files.
 
-The split is grouped by recording (no recording on both sides), stratified by
-class, with a fixed seed. Results go to ``--out``: ``int8_study.json`` (every
-figure) and ``int8_study.md`` (tables).
+Results go to ``--out``: ``int8_study.json`` (every figure) and
+``int8_study.md`` (tables).
 
-Example (about 30-60 min on 2 shared cores, most of it training; trained
-models are cached in ``--cache`` and reused)::
+The defaults are the run kept in ``benchmarks/results/int8_study-x86_64-20261201.md``
+(about 30-60 min on 2 shared cores, most of it training; trained models are
+cached in ``--cache`` and reused)::
 
-    TF_USE_LEGACY_KERAS=1 python benchmarks/int8_study.py --data ../shared/data/hmp/HMP --out /tmp/int8-study
+    python -m edge_har.benchmarks.int8_study --data ../shared/data/hmp/HMP --out /tmp/int8-study
+
+``--quick`` runs the same code end to end on one candidate, one epoch, few
+timed runs, for a smoke test on a tiny (e.g. ``edge_har.convert.synthetic``) data set.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import platform
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from edge_har.benchmarks import profile_ops  # noqa: E402
-from edge_har.core.interpreter import TFLiteModel  # noqa: E402
-from edge_har.core.preprocessing import Preprocessing, fit_normalisation, normalise, recording_to_windows  # noqa: E402
+from edge_har.benchmarks import profile_ops
+from edge_har.benchmarks.timing import input_feeds, time_calls, time_invokes
+from edge_har.convert import datasets
+from edge_har.convert.models import ModelConfig, build_from_config, import_tf
+from edge_har.convert.quantize import (
+    INT16X8,
+    PER_TENSOR_ALL,
+    PER_TENSOR_DENSE,
+    VARIANTS as PRODUCT_VARIANTS,
+    ConversionError,
+    VariantSpec,
+    calibration_windows,
+    convert_saved,
+    saved_for_conversion,
+)
+from edge_har.convert.splits import split_recordings
+from edge_har.core.interpreter import TFLiteModel, backend_module, select_backend
+from edge_har.core.metrics import accuracy, macro_f1
+from edge_har.core.preprocessing import Preprocessing, fit_normalisation, normalise
 
 log = logging.getLogger("int8_study")
 
-HMP_SCALE = 3.0 / 63.0
-HMP_OFFSET = -1.5
 VARIANTS = ("float32", "dynamic_range", "int8", "int16x8")
+# The product's specs, and int16x8, which the product does not offer (too slow; see convert/quantize.py).
+SPECS: dict[str, VariantSpec] = {**{v: PRODUCT_VARIANTS[v] for v in VARIANTS[:3]}, "int16x8": INT16X8}
+WINDOW = 96
+STRIDE = 16
 
 
 # ----------------------------------------------------------------- candidates
@@ -66,45 +92,52 @@ VARIANTS = ("float32", "dynamic_range", "int8", "int16x8")
 
 @dataclass(frozen=True)
 class Candidate:
-    """One CNN-LSTM architecture; the same fields as edge_har.convert.models.ModelConfig, plus the study's name."""
+    """One CNN-LSTM architecture: a name and the product's own ModelConfig."""
 
     name: str
-    conv_filters: tuple[int, ...]
-    pool_size: int
-    lstm_units: int
-    kernel_size: int = 5
-    conv_dropout: float = 0.1
-    dropout: float = 0.3
+    config: ModelConfig
+
+    @property
+    def lstm_units(self) -> int:
+        return self.config.lstm_units[0]
 
     def steps(self, window: int) -> int:
-        steps = window
-        for _ in self.conv_filters:
-            if self.pool_size > 1 and steps // self.pool_size >= 1:
-                steps //= self.pool_size
-        return steps
+        return self.config.sequence_length(window)
+
+    def describe(self) -> dict[str, Any]:
+        """The fields the study has always recorded per candidate (the JSON and markdown read them)."""
+        c = self.config
+        return {"name": self.name, "conv_filters": list(c.conv_filters), "pool_size": c.pool_size, "lstm_units": self.lstm_units,
+                "kernel_size": c.kernel_size, "conv_dropout": c.conv_dropout, "dropout": c.dropout, "model_config": c.to_json()}
 
     def key(self) -> str:
-        d = asdict(self)
-        d.pop("name")
+        """Cache key of the architecture; hashes the same fields as before, so weights trained earlier stay valid."""
+        d = {k: v for k, v in self.describe().items() if k not in ("name", "model_config")}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
-# Sequence the LSTM walks: 96 samples -> 48 / 24 / 12 / 6 steps (pool 2 per block, or pool 4);
-# LSTM width 16 / 32 / 64 / 128; conv width. "s24_l64" is edge_har.convert.models.ModelConfig's default.
+def candidate(name: str, conv_filters: tuple[int, ...], pool_size: int, lstm_units: int, kernel_size: int = 5) -> Candidate:
+    """A candidate with the product's defaults for everything the study does not vary (dropouts, batch norm)."""
+    return Candidate(name, ModelConfig(conv_filters=conv_filters, pool_size=pool_size, lstm_units=(lstm_units,), kernel_size=kernel_size))
+
+
+# Sequence the LSTM walks: 96 samples -> 48 / 24 / 12 / 6 / 3 steps; LSTM width 16 / 32 / 64 / 128; conv width.
+# "w_s3_l128" is edge_har.convert.models.ModelConfig's default architecture (tests/test_int8_study.py checks);
+# "s24_l64" was the default before the study.
 CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
-    Candidate("s48_l64", (32,), 2, 64),
-    Candidate("s24_l64", (32, 64), 2, 64),
-    Candidate("s24_l32", (32, 64), 2, 32),
-    Candidate("s12_l64", (32, 64, 64), 2, 64),
-    Candidate("s12_l32", (32, 64, 64), 2, 32),
-    Candidate("s12_l16", (32, 64, 64), 2, 16),
-    Candidate("s6_l32", (32, 64), 4, 32),
-    Candidate("s6_l64", (32, 64), 4, 64),
-    Candidate("w_s6_l64", (64, 128), 4, 64),
-    Candidate("w_s6_l128", (64, 128), 4, 128),
-    Candidate("w_s6_l64_k9", (64, 128), 4, 64, kernel_size=9),
-    Candidate("w_s3_l64", (64, 128, 128), 3, 64),
-    Candidate("w_s3_l128", (64, 128, 128), 3, 128),
+    candidate("s48_l64", (32,), 2, 64),
+    candidate("s24_l64", (32, 64), 2, 64),
+    candidate("s24_l32", (32, 64), 2, 32),
+    candidate("s12_l64", (32, 64, 64), 2, 64),
+    candidate("s12_l32", (32, 64, 64), 2, 32),
+    candidate("s12_l16", (32, 64, 64), 2, 16),
+    candidate("s6_l32", (32, 64), 4, 32),
+    candidate("s6_l64", (32, 64), 4, 64),
+    candidate("w_s6_l64", (64, 128), 4, 64),
+    candidate("w_s6_l128", (64, 128), 4, 128),
+    candidate("w_s6_l64_k9", (64, 128), 4, 64, kernel_size=9),
+    candidate("w_s3_l64", (64, 128, 128), 3, 64),
+    candidate("w_s3_l128", (64, 128, 128), 3, 128),
 )}
 
 
@@ -112,7 +145,7 @@ CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
 class Recipe:
     """How a trained model becomes .tflite files (the weights are the same for every recipe).
 
-    unroll: LSTM(unroll=True): per-step FULLY_CONNECTED/ADD/MUL/LOGISTIC/TANH
+    unroll: Keras' LSTM(unroll=True): per-step FULLY_CONNECTED/ADD/MUL/LOGISTIC/TANH
         ops, which XNNPACK runs in int8, instead of the fused
         UNIDIRECTIONAL_SEQUENCE_LSTM, which XNNPACK cannot take.
     zero_state: the LSTM's zero initial state computed from the input (x * 0)
@@ -121,15 +154,16 @@ class Recipe:
         quantizer then keeps that step's SPLIT in float).
     dense_per_tensor: one scale per FULLY_CONNECTED weight tensor instead of
         one per output channel (convolutions stay per channel); saves the
-        per-channel scale/zero-point tables of the LSTM's 4*units rows.
+        per-channel scale/zero-point tables of the LSTM's 4*units rows. The
+        product's int8 variant sets it; a recipe without it turns it off.
     all_per_tensor: one scale per weight tensor everywhere, convolutions too.
     short_names: internal tensor names shortened to "t<index>" (inputs,
         outputs and signatures keep theirs); the converter's fused names are
         long and an unrolled LSTM has hundreds of tensors.
-    projected: the project's own unrolled LSTM (edge_har.convert.unrolled_lstm, what
-        ``edge-har convert`` writes by default): the input projection of all
-        steps is one FULLY_CONNECTED before the recurrence, and step 0 leaves
-        out the zero-state terms (no zero-state input needed).
+    projected: the project's own unrolled LSTM (edge_har.convert.unrolled_lstm,
+        ModelConfig(lstm_export="unrolled"), the default): the input projection
+        of all steps is one FULLY_CONNECTED before the recurrence, and step 0
+        leaves out the zero-state terms (no zero-state input needed).
     """
 
     name: str
@@ -140,15 +174,24 @@ class Recipe:
     all_per_tensor: bool = False
     short_names: bool = False
 
+    def converter_flags(self, variant: str) -> dict[str, Any]:
+        """The converter attributes this recipe sets on top of the product's variant spec."""
+        if variant == "float32":
+            return {}
+        flags: dict[str, Any] = {PER_TENSOR_DENSE: self.dense_per_tensor}
+        if self.all_per_tensor:
+            flags[PER_TENSOR_ALL] = True
+        return flags
+
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe("fused"),  # ModelConfig(lstm_export="fused")
+    Recipe("fused"),  # ModelConfig(lstm_export="fused"), per-channel FC weights
     Recipe("unrolled", unroll=True),
     Recipe("unrolled_zs", unroll=True, zero_state=True),
     Recipe("unrolled_zs_pt_sn", unroll=True, zero_state=True, dense_per_tensor=True, short_names=True),
     Recipe("unrolled_zs_ptall_sn", unroll=True, zero_state=True, all_per_tensor=True, short_names=True),
     Recipe("projected", projected=True),  # ModelConfig(lstm_export="unrolled"), per-channel FC weights
-    Recipe("projected_pt", projected=True, dense_per_tensor=True),  # what edge-har convert does by default
+    Recipe("projected_pt", projected=True, dense_per_tensor=True),  # edge-har convert's default int8 file
     Recipe("projected_pt_sn", projected=True, dense_per_tensor=True, short_names=True),
 )}
 
@@ -171,98 +214,20 @@ class Data:
     loader: str
 
 
-def _read_hmp_minimal(root: Path) -> tuple[list[str], list[tuple[int, str, np.ndarray]]]:
-    """HMP's layout: <root>/<Class>/<recording>.txt, "x y z" integer codes; *_MODEL folders skipped."""
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.endswith("_MODEL"))
-    if not classes:
-        raise SystemExit(f"error: {root}: no class folders (expected <root>/<Class>/<recording>.txt)")
-    recordings = []
-    for label, name in enumerate(classes):
-        for f in sorted((root / name).glob("*.txt")):
-            try:
-                raw = np.loadtxt(f, dtype=np.float32, ndmin=2)
-            except ValueError as exc:
-                raise SystemExit(f"error: {f}: {exc}") from exc
-            if raw.shape[1] != 3:
-                raise SystemExit(f"error: {f}: expected 3 columns (x y z), found {raw.shape[1]}")
-            recordings.append((label, str(f.relative_to(root)), raw))
-    return classes, recordings
-
-
-def _project_split(root: Path, pre: Preprocessing, seed: int) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any], list[str]] | None:
-    """The split ``edge-har convert`` makes by default (edge_har.convert.datasets + edge_har.convert.splits), when they are there."""
-    try:
-        from edge_har.convert.datasets import load_hmp, make_window_set
-        from edge_har.convert.splits import split_recordings
-    except ImportError as exc:
-        log.info("edge_har.convert.datasets/convert.splits not importable (%s); using the study's own reader and split", exc)
-        return None
-    dataset = load_hmp(root)
-    split = split_recordings(dataset, seed=seed)
+def load_data(root: Path, seed: int, window: int = WINDOW, stride: int = STRIDE) -> Data:
+    """Windows of the HMP data in ``edge-har convert``'s default split, normalised with the training windows' statistics."""
+    pre = Preprocessing(
+        sample_rate_hz=datasets.HMP_RATE_HZ, window=window, stride=stride, channels=datasets.HMP_CHANNELS,
+        scale=datasets.HMP_SCALE, offset=datasets.HMP_OFFSET, units=datasets.HMP_UNITS,
+    )
+    dataset = datasets.load_hmp(root)
+    split_ = split_recordings(dataset, seed=seed)
     sides = {}
     for side in ("train", "val", "test"):
-        ws = make_window_set(dataset, pre, getattr(split, side), skip_short=True)
+        ws = datasets.make_window_set(dataset, pre, getattr(split_, side), skip_short=True)
         sides[side] = (ws.x.astype(np.float32), ws.y.astype(np.int64))
     files = sorted(r.source for r in dataset.recordings)
-    return list(dataset.labels), sides, {"kind": "edge_har.convert.splits.split_recordings (default)", **split.describe()}, files
-
-
-def _own_split(root: Path, pre: Preprocessing, seed: int) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any], list[str]]:
-    labels, recs = _read_hmp_minimal(root)
-    windows = [recording_to_windows(raw, pre, normalised=False) for _, _, raw in recs]
-    keep = [i for i, w in enumerate(windows) if len(w)]
-    tr, va, te = grouped_split([recs[i][0] for i in keep], len(labels), seed, test=0.2, val=0.15)
-
-    def gather(ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        xs = [windows[keep[i]] for i in ids]
-        ys = [np.full(len(windows[keep[i]]), recs[keep[i]][0]) for i in ids]
-        return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64)
-
-    sides = {"train": gather(tr), "val": gather(va), "test": gather(te)}
-    split = {"kind": "study's own: grouped by recording, stratified by class", "seed": seed, "test_fraction": 0.2,
-             "val_fraction": 0.15, "recordings": {"train": len(tr), "val": len(va), "test": len(te)},
-             "test_sources": sorted(recs[keep[i]][1] for i in te)}
-    return labels, sides, split, sorted(r[1] for r in recs)
-
-
-def grouped_split(labels_of_recordings: Sequence[int], n_classes: int, seed: int, test: float, val: float) -> tuple[list[int], list[int], list[int]]:
-    """Recordings (not windows) to train/val/test, per class, so no recording is on two sides.
-
-    Per class: round(test * n) recordings (at least 1) to test and round(val *
-    rest) (at least 1 when 3+ recordings) to validation; the rest train.
-    """
-    rng = np.random.default_rng(seed)
-    train, val_, test_ = [], [], []
-    by_class: dict[int, list[int]] = {c: [] for c in range(n_classes)}
-    for i, c in enumerate(labels_of_recordings):
-        by_class[c].append(i)
-    for c, idx in by_class.items():
-        idx = list(rng.permutation(idx))
-        n = len(idx)
-        if n < 2:
-            train += idx
-            continue
-        n_test = max(1, int(round(test * n)))
-        rest = idx[n_test:]
-        n_val = max(1 if len(rest) >= 2 else 0, int(round(val * len(rest))))
-        test_ += idx[:n_test]
-        val_ += rest[:n_val]
-        train += rest[n_val:]
-    return sorted(train), sorted(val_), sorted(test_)
-
-
-def load_data(root: Path, seed: int, window: int = 96, stride: int = 16) -> Data:
-    """Windows of the HMP data, split by recording, normalised with the training windows' statistics."""
-    pre = Preprocessing(
-        sample_rate_hz=32.0, window=window, stride=stride, channels=("x", "y", "z"),
-        scale=(HMP_SCALE,), offset=(HMP_OFFSET,), units="g",
-    )
-    found = _project_split(root, pre, seed)
-    loader = "edge_har.convert.datasets.load_hmp + edge_har.convert.splits.split_recordings"
-    if found is None:
-        found = _own_split(root, pre, seed)
-        loader = "benchmarks/int8_study.py minimal reader and split"
-    labels, sides, split, files = found
+    split = {"kind": "edge_har.convert.splits.split_recordings (default)", **split_.describe()}
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = sides["train"], sides["val"], sides["test"]
     mean, std = fit_normalisation(x_tr)
     pre = pre.with_normalisation(mean, std)
@@ -271,78 +236,23 @@ def load_data(root: Path, seed: int, window: int = 96, stride: int = 16) -> Data
         json.dumps({"files": files, "split": split.get("test_sources"), "seed": seed, "window": window, "stride": stride,
                     "windows": split["windows"]}).encode()
     ).hexdigest()[:12]
-    return Data(labels, pre, normalise(x_tr, pre), y_tr, normalise(x_va, pre), y_va, normalise(x_te, pre), y_te, split, fingerprint, loader)
+    loader = "edge_har.convert.datasets.load_hmp + edge_har.convert.splits.split_recordings"
+    return Data(list(dataset.labels), pre, normalise(x_tr, pre), y_tr, normalise(x_va, pre), y_va, normalise(x_te, pre), y_te,
+                split, fingerprint, loader)
 
 
 # ----------------------------------------------------------------- model, training
 
 
-def import_tf() -> tuple[Any, Any]:
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    import tf_keras
+def build(c: Candidate, input_shape: tuple[int, ...], n_classes: int, batch_size: int | None = None, recipe: Recipe | None = None) -> Any:
+    """The product's CNN-LSTM for ``c``, with the recipe's LSTM form (which never changes the weights).
 
-    return tf, tf_keras
-
-
-def _zero_state_layer(keras: Any) -> Any:
-    """A layer giving (batch, units) zeros computed from its input, so the converter cannot fold them."""
-    import tensorflow as tf
-
-    class ZeroState(keras.layers.Layer):
-        def __init__(self, units: int, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.units = units
-
-        def call(self, x: Any) -> Any:
-            return tf.tile(x[:, 0, :1] * 0.0, [1, self.units])
-
-        def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "units": self.units}
-
-    return ZeroState
-
-
-def build(
-    c: Candidate, input_shape: tuple[int, int], n_classes: int, batch_size: int | None = None,
-    unroll: bool = False, zero_state: bool = False, projected: bool = False,
-) -> Any:
-    """The CNN-LSTM exactly as edge_har.convert.models.build_cnn_lstm lays it out, plus the recipe's knobs.
-
-    ``unroll`` and ``zero_state`` change how the LSTM is traced, not its
-    weights: a model trained fused converts unrolled by loading its weights
-    into this graph.
+    A model trained in the plain form converts in any other by loading its
+    weights into this graph.
     """
-    tf, keras = import_tf()
-    layers = keras.layers
-    inputs = keras.Input(shape=input_shape, batch_size=batch_size, name="window")
-    x = inputs
-    steps = input_shape[0]
-    for i, filters in enumerate(c.conv_filters):
-        x = layers.Conv1D(filters, c.kernel_size, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
-        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
-        x = layers.Activation("relu", name=f"relu{i + 1}")(x)
-        if c.pool_size > 1 and steps // c.pool_size >= 1:
-            x = layers.MaxPooling1D(c.pool_size, name=f"pool{i + 1}")(x)
-            steps //= c.pool_size
-        if c.conv_dropout > 0:
-            x = layers.Dropout(c.conv_dropout, name=f"conv_dropout{i + 1}")(x)
-    lstm = layers.LSTM(c.lstm_units, unroll=unroll, name="lstm1")
-    if projected:
-        from edge_har.convert.unrolled_lstm import unrolled_lstm_class
-
-        x = unrolled_lstm_class()(c.lstm_units, name="lstm1")(x)
-    elif zero_state:
-        zeros = _zero_state_layer(keras)(c.lstm_units, name="lstm1_zero_state")(x)
-        x = lstm(x, initial_state=[zeros, zeros])
-    else:
-        x = lstm(x)
-    if c.dropout > 0:
-        x = layers.Dropout(c.dropout, name="dropout")(x)
-    x = layers.Dense(n_classes, name="logits")(x)
-    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="cnn_lstm")
+    r = recipe or Recipe("train")
+    return build_from_config(c.config, input_shape, n_classes, batch_size=batch_size, unrolled_lstm=r.projected,
+                             keras_unroll=r.unroll, zero_state=r.zero_state)
 
 
 @dataclass(frozen=True)
@@ -384,11 +294,16 @@ def train(c: Candidate, data: Data, cache: Path, settings: TrainSettings) -> tup
     cache.mkdir(parents=True, exist_ok=True)
     model.save_weights(str(weights))
     record = {
-        "train_seconds": round(seconds, 1), "epochs_run": len(history.history["loss"]), "settings": asdict(settings),
+        "train_seconds": round(seconds, 1), "epochs_run": len(history.history["loss"]), "settings": dataclasses.asdict(settings),
         "best_val_loss": float(min(history.history["val_loss"])), "params": int(model.count_params()),
     }
     record_file.write_text(json.dumps(record, indent=2))
     return weights, record
+
+
+def scores(y: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Accuracy and macro-F1 by the product's metrics, so the study's figures match ``edge-har evaluate``'s."""
+    return {"accuracy": accuracy(y, pred), "macro_f1": macro_f1(y, pred, n_classes)}
 
 
 def keras_accuracy(c: Candidate, weights: Path, data: Data) -> dict[str, float]:
@@ -398,34 +313,12 @@ def keras_accuracy(c: Candidate, weights: Path, data: Data) -> dict[str, float]:
     return scores(data.y_test, probs.argmax(-1), len(data.labels))
 
 
-def scores(y: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:
-    f1s = []
-    for k in range(n_classes):
-        tp = int(np.sum((pred == k) & (y == k)))
-        fp = int(np.sum((pred == k) & (y != k)))
-        fn = int(np.sum((pred != k) & (y == k)))
-        if tp + fp + fn:
-            f1s.append(2 * tp / (2 * tp + fp + fn))
-    return {"accuracy": float(np.mean(pred == y)), "macro_f1": float(np.mean(f1s)) if f1s else 0.0}
-
-
 # ----------------------------------------------------------------- conversion
 
 
 def calibration(data: Data, size: int, seed: int) -> np.ndarray:
-    """``size`` training windows, stratified by class (as edge_har.convert.quantize does)."""
-    try:
-        from edge_har.convert.quantize import calibration_windows
-
-        return calibration_windows(data.x_train, data.y_train, size, seed)
-    except ImportError:
-        rng = np.random.default_rng(seed)
-        picks = []
-        for k in np.unique(data.y_train):
-            idx = np.flatnonzero(data.y_train == k)
-            n = max(1, int(round(size * len(idx) / len(data.y_train))))
-            picks.append(rng.choice(idx, size=min(n, len(idx)), replace=False))
-        return data.x_train[np.sort(np.concatenate(picks))[:size]]
+    """``size`` training windows, stratified by class: the product's calibration set."""
+    return calibration_windows(data.x_train, data.y_train, size, seed)
 
 
 def shorten_names(content: bytes) -> bytes:
@@ -439,11 +332,18 @@ def shorten_names(content: bytes) -> bytes:
     return profile_ops._write_model(model)
 
 
+def _conversion_error(exc: ConversionError) -> str:
+    """The converter's own message, cut around "not yet supported" when it says so (int16x8 on the fused LSTM)."""
+    cause = exc.__cause__ or exc
+    msg = " ".join(str(cause).split())
+    at = msg.find("not yet supported")
+    return f"{type(cause).__name__}: " + (msg[max(0, at - 80) : at + 120] if at >= 0 else msg[-300:])
+
+
 def convert_all(
     c: Candidate, weights: Path, data: Data, out: Path, calib: np.ndarray, recipe: Recipe, variants: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
-    """Convert one trained candidate with one recipe into each variant; records failures too."""
-    tf, keras = import_tf()
+    """Convert one trained candidate with one recipe into each variant, with the product's converter; records failures too."""
     results: dict[str, dict[str, Any]] = {}
     todo = {}
     for v in variants:
@@ -457,51 +357,21 @@ def convert_all(
         return results
     trained = build(c, data.x_train.shape[1:], len(data.labels))
     trained.load_weights(str(weights))
-    model = build(c, data.x_train.shape[1:], len(data.labels), batch_size=1, unroll=recipe.unroll, zero_state=recipe.zero_state,
-                  projected=recipe.projected)
+    model = build(c, data.x_train.shape[1:], len(data.labels), batch_size=1, recipe=recipe)
     model.set_weights(trained.get_weights())  # the same weights in the same order, whatever the LSTM's form
-    saved = Path(tempfile.mkdtemp(prefix="int8-study-"))
-    try:
-        model.save(str(saved), save_format="tf", include_optimizer=False)
-
-        def rep() -> Iterable[list[np.ndarray]]:
-            for w in calib:
-                yield [w[None].astype(np.float32)]
-
+    with saved_for_conversion(model) as saved:
         for v, path in todo.items():
-            conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-            if v != "float32":
-                conv.optimizations = [tf.lite.Optimize.DEFAULT]
-                if recipe.dense_per_tensor:
-                    conv._experimental_disable_per_channel_quantization_for_dense_layers = True
-                if recipe.all_per_tensor:
-                    conv._experimental_disable_per_channel = True
-            if v == "int8":
-                conv.representative_dataset = rep
-                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                conv.inference_input_type = tf.int8
-                conv.inference_output_type = tf.int8
-            elif v == "int16x8":
-                conv.representative_dataset = rep
-                conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-                conv.inference_input_type = tf.int16
-                conv.inference_output_type = tf.int16
-            started = time.perf_counter()
             try:
-                content = conv.convert()
-            except Exception as exc:  # e.g. int16x8 refuses the fused LSTM: a finding, not a crash
-                msg = " ".join(str(exc).split())
-                at = msg.find("not yet supported")
-                results[v] = {"error": f"{type(exc).__name__}: " + (msg[max(0, at - 80) : at + 120] if at >= 0 else msg[-300:])}
+                # Float ops left in an "int8" file are one of the study's findings, so they are recorded, not refused.
+                converted = convert_saved(saved, SPECS[v], calib, flags=recipe.converter_flags(v), check_full_integer=False)
+            except ConversionError as exc:  # e.g. int16x8 refuses the fused LSTM: a finding, not a crash
+                results[v] = {"error": _conversion_error(exc)}
                 log.warning("%s %s %s: conversion failed: %s", c.name, recipe.name, v, results[v]["error"])
                 continue
-            if recipe.short_names:
-                content = shorten_names(content)
+            content = shorten_names(converted.content) if recipe.short_names else converted.content
             path.write_bytes(content)
             path.with_suffix(".src").write_text(weights.name)
-            results[v] = {"file": str(path), "convert_seconds": round(time.perf_counter() - started, 1)}
-    finally:
-        shutil.rmtree(saved, ignore_errors=True)
+            results[v] = {"file": str(path), "convert_seconds": round(converted.seconds, 1)}
     return results
 
 
@@ -541,28 +411,10 @@ class Timed:
     interp: Any = None
 
 
-def _timed_runs(t: Timed, inputs: list[np.ndarray], warmup: int, runs: int) -> None:
-    interp = t.interp
-    index = interp.get_input_details()[0]["index"]
-    times = np.empty(runs)
-    for i in range(warmup + runs):
-        interp.set_tensor(index, inputs[i % len(inputs)])
-        interp.reset_all_variables()  # the fused LSTM's state (see edge_har.core.interpreter)
-        start = time.perf_counter_ns()
-        interp.invoke()
-        elapsed = time.perf_counter_ns() - start
-        if i >= warmup:
-            times[i - warmup] = elapsed / 1000.0
-    t.p50.append(float(np.percentile(times, 50)))
-    t.mean.append(float(times.mean()))
-
-
 def measure_latency(jobs: list[Timed], data: Data, rounds: int, warmup: int, runs: int, seed: int) -> None:
     """Interleaved rounds: every job once per round, in a fresh shuffled order each round."""
-    from edge_har.core.interpreter import select_backend
-
     backend = select_backend("auto")
-    module = profile_ops._interpreter_module(backend.name)
+    module = backend_module(backend.name)
     cache: dict[Path, list[np.ndarray]] = {}
     for t in jobs:
         kwargs: dict[str, Any] = {"model_path": str(t.path), "num_threads": t.threads}
@@ -580,25 +432,19 @@ def measure_latency(jobs: list[Timed], data: Data, rounds: int, warmup: int, run
         rng.shuffle(order)
         started = time.perf_counter()
         for t in order:
-            _timed_runs(t, cache[t.path], warmup, runs)
+            us = 1e6 * time_invokes(t.interp, input_feeds(t.interp, cache[t.path]), warmup, runs)
+            t.p50.append(float(np.percentile(us, 50)))
+            t.mean.append(float(us.mean()))
         log.info("latency round %d/%d: %d jobs in %.1f s", r + 1, rounds, len(jobs), time.perf_counter() - started)
     for t in jobs:
         t.interp = None
 
 
-def predict_latency(path: Path, data: Data, runs: int) -> float:
-    """p50 of TFLiteModel.predict (quantize, reset, set, invoke, get, dequantize): the device's call."""
+def predict_latency(path: Path, data: Data, runs: int, warmup: int = 20) -> float:
+    """p50 in us of TFLiteModel.predict (quantize, reset, set, invoke, get, dequantize): the device's call."""
     model = TFLiteModel(path, num_threads=1)
     xs = data.x_test[: min(len(data.x_test), 64)]
-    for x in xs[:20]:
-        model.predict(x)
-    times = []
-    for i in range(runs):
-        x = xs[i % len(xs)]
-        start = time.perf_counter_ns()
-        model.predict(x)
-        times.append((time.perf_counter_ns() - start) / 1000.0)
-    return float(np.percentile(times, 50))
+    return float(np.percentile(1e6 * time_calls(model.predict, xs, warmup, runs), 50))
 
 
 # ----------------------------------------------------------------- report
@@ -640,6 +486,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"ai-edge-litert {results['machine'].get('ai-edge-litert')}, TF {results['machine'].get('tensorflow')}; "
         f"commit {results['machine'].get('git')}; {results['created']}.",
         f"Data: HMP, {results['data']['split']['windows']} windows, split {results['data']['split']['kind']}, seed {results['data']['split']['seed']}.",
+        f"Command: `{results['command']}`.",
         f"Latency: invoke() only, {results['settings']['runs']} runs after {results['settings']['warmup']} warm-up, "
         f"{results['settings']['rounds']} interleaved rounds; median over rounds of p50 (and of mean).",
         "",
@@ -702,22 +549,38 @@ def markdown(results: dict[str, Any]) -> str:
 # ----------------------------------------------------------------- main
 
 
+KEPT_CANDIDATES = "s24_l64,s6_l64,w_s6_l64,w_s6_l128,w_s3_l64,w_s3_l128"
+REPRODUCE = "python -m edge_har.benchmarks.int8_study --data ../shared/data/hmp/HMP --out /tmp/int8-study"
+# --quick: the whole study on the product's default architecture, once, with few runs: a smoke test
+# that every step (data, build, train, convert, time, score, report) still works, not a measurement.
+QUICK: dict[str, Any] = {
+    "candidates": "w_s3_l128", "recipes": "fused,projected_pt", "variants": "float32,int8", "epochs": 1, "patience": 1,
+    "calibration_size": 32, "runs": 10, "warmup": 2, "rounds": 1, "no_extra_settings": True, "profile": "",
+}
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python benchmarks/int8_study.py",
+        prog="python -m edge_har.benchmarks.int8_study",
         description="Study what makes the full-integer int8 CNN-LSTM fast on the real HMP data: sequence length "
         "before the LSTM, LSTM width, fused vs unrolled LSTM, int8 vs int16x8, threads, XNNPACK. Trains each "
-        "candidate briefly (cached), converts every variant, and measures latency (interleaved, repeated), "
-        "accuracy (through edge_har's TFLiteModel) and size. Writes int8_study.json and int8_study.md to --out.",
+        "candidate briefly (cached) with the product's model builder, converts every variant with the product's "
+        "converter, and measures latency (interleaved, repeated), accuracy (through edge_har's TFLiteModel) and "
+        "size. Writes int8_study.json and int8_study.md to --out.",
+        epilog=f"The defaults reproduce benchmarks/results/int8_study-x86_64-20261201.md: {REPRODUCE}  "
+        "(30-60 min on 2 cores; add --quick for a one-minute smoke run on any HMP-layout folder).",
     )
     parser.add_argument("--data", type=Path, required=True, help="HMP root (<root>/<Class>/<recording>.txt), e.g. ../shared/data/hmp/HMP")
     parser.add_argument("--out", type=Path, required=True, help="output folder for the .tflite files, JSON and markdown")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edge-har-int8-study-cache",
                         help="trained weights are cached here and reused (default: %(default)s)")
-    parser.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names from: " + ", ".join(CANDIDATES) + " (default: all)")
-    parser.add_argument("--recipes", default="fused,unrolled,unrolled_zs,unrolled_zs_pt_sn",
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items() if not isinstance(v, bool))
+                        + ", --no-extra-settings, unless given explicitly")
+    parser.add_argument("--candidates", default=KEPT_CANDIDATES, help="comma-separated names from: " + ", ".join(CANDIDATES) + " (default: %(default)s)")
+    parser.add_argument("--recipes", default="fused,unrolled_zs,projected,projected_pt",
                         help="conversion recipes (see Recipe): " + ", ".join(RECIPES) + " (default: %(default)s)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="variants (default: %(default)s)")
+    parser.add_argument("--variants", default="float32,dynamic_range,int8", help="variants, from " + ",".join(VARIANTS) + " (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=10, help="maximum training epochs (default: %(default)s)")
     parser.add_argument("--patience", type=int, default=3, help="early-stopping patience on validation loss; the best epoch is kept (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size (default: %(default)s)")
@@ -728,11 +591,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20, help="untimed runs before each job's timed runs (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions of the whole latency sweep (default: %(default)s)")
     parser.add_argument("--no-extra-settings", action="store_true", help="time only 1 thread with XNNPACK on (skip 2 threads, XNNPACK off, latest features)")
-    parser.add_argument("--extra-recipes", default="fused,unrolled_zs_pt_sn",
+    parser.add_argument("--extra-recipes", default="fused,projected_pt",
                         help="recipes whose files are also timed with 2 threads, XNNPACK off and latest features (default: %(default)s)")
-    parser.add_argument("--profile", default="s24_l64,w_s6_l64", help="candidates whose float32/int8 files get per-op profiles ('' for none; default: %(default)s)")
+    parser.add_argument("--profile", default="w_s6_l128", help="candidates whose float32/int8 files get per-op profiles ('' for none; default: %(default)s)")
     parser.add_argument("--skip-train", action="store_true", help="only use cached weights; fail for candidates without them")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -762,7 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     calib = calibration(data, args.calibration_size, args.seed)
     results: dict[str, Any] = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "command": " ".join([Path(sys.argv[0]).name] + list(argv if argv is not None else sys.argv[1:])),
+        "command": " ".join(["python -m edge_har.benchmarks.int8_study"] + list(argv if argv is not None else sys.argv[1:])),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "data": {"root": str(args.data), "labels": data.labels, "split": data.split, "fingerprint": data.fingerprint, "loader": data.loader,
                  "preprocessing": data.pre.to_json()},
@@ -779,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log.warning("%s: no cached weights, skipped", name)
                 continue
         weights, record = train(c, data, args.cache, settings)
-        cand: dict[str, Any] = {**asdict(c), "steps": c.steps(data.pre.window), "training": record,
+        cand: dict[str, Any] = {**c.describe(), "steps": c.steps(data.pre.window), "training": record,
                                 "keras": keras_accuracy(c, weights, data), "models": {}}
         log.info("%s: Keras test accuracy %.3f", name, cand["keras"]["accuracy"])
         for mode in modes:

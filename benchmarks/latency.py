@@ -42,16 +42,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edge_har.benchmarks import report
+from edge_har.benchmarks.timing import time_calls
+from edge_har.core.interpreter import BACKEND_MODULES, BACKENDS
 
 log = logging.getLogger(__name__)
 
-RUNTIMES: tuple[str, ...] = ("ai_edge_litert", "tflite_runtime", "tf_lite")
-RUNTIME_MODULES = {"ai_edge_litert": "ai_edge_litert", "tflite_runtime": "tflite_runtime", "tf_lite": "tensorflow"}
 KERAS_RUNTIMES = ("keras.predict", "keras.call")
 DEFAULT_WARMUP = 20
 DEFAULT_RUNS = 500
 KERAS_MAX_RUNS = 100  # model.predict costs tens of ms a call; 100 calls give stable percentiles
-MIN_TIMED_RUNS = 10
 QUICK = {"warmup": 3, "runs": 30, "threads": [1], "keras_runs": 10}
 MAX_INPUT_WINDOWS = 256
 
@@ -65,7 +64,7 @@ def default_threads() -> list[int]:
 @dataclass
 class LatencySettings:
     variants: list[str] | None = None  # None: every variant of the bundle
-    runtimes: list[str] = field(default_factory=lambda: list(RUNTIMES))
+    runtimes: list[str] = field(default_factory=lambda: list(BACKENDS))
     threads: list[int] = field(default_factory=default_threads)
     runs: int | None = DEFAULT_RUNS
     min_seconds: float | None = None
@@ -138,38 +137,6 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
-def time_calls(
-    fn: Callable[[np.ndarray], Any],
-    inputs: np.ndarray,
-    warmup: int,
-    runs: int | None,
-    min_seconds: float | None,
-) -> np.ndarray:
-    """Per-call latencies in ms over ``runs`` calls, or for at least ``min_seconds`` (and MIN_TIMED_RUNS calls).
-
-    Inputs cycle through ``inputs`` so data-dependent cost (e.g. a delegate's
-    fast path on zeros) is measured as the device meets it.
-    """
-    n = len(inputs)
-    for i in range(warmup):
-        fn(inputs[i % n])
-    times: list[int] = []
-    clock = time.perf_counter_ns
-    started = time.perf_counter()
-    i = 0
-    while True:
-        x = inputs[(warmup + i) % n]
-        t0 = clock()
-        fn(x)
-        times.append(clock() - t0)
-        i += 1
-        if runs is not None and i >= runs:
-            break
-        if min_seconds is not None and i >= MIN_TIMED_RUNS and time.perf_counter() - started >= min_seconds:
-            break
-    return np.asarray(times, dtype=np.float64) / 1e6
-
-
 def _timing_row(times_ms: np.ndarray) -> dict[str, Any]:
     row: dict[str, Any] = dict(report.latency_summary(times_ms))
     row["runs"] = row.pop("n")
@@ -195,7 +162,7 @@ def measure_tflite(step: Step, inputs: np.ndarray) -> list[dict[str, Any]]:
     t0 = time.perf_counter()
     model.predict(inputs[0])
     row["first_ms"] = 1000 * (time.perf_counter() - t0)
-    row.update(_timing_row(time_calls(model.predict, inputs, step.warmup, step.runs, step.min_seconds)))
+    row.update(_timing_row(1000 * time_calls(model.predict, inputs, step.warmup, step.runs, step.min_seconds)))
     row.update(_memory(rss_start, rss_runtime))
     row["input_dtype"] = model.input.dtype.name
     return [{"status": "ok", **row}]
@@ -226,7 +193,7 @@ def measure_keras(step: Step, inputs: np.ndarray) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         fn(inputs[0])
         row["first_ms"] = 1000 * (time.perf_counter() - t0)
-        row.update(_timing_row(time_calls(fn, inputs, step.warmup, step.runs, step.min_seconds)))
+        row.update(_timing_row(1000 * time_calls(fn, inputs, step.warmup, step.runs, step.min_seconds)))
         rows.append(row)
     memory = _memory(rss_start, rss_runtime)
     memory["rss_note"] = "one process for keras.predict and keras.call"
@@ -274,7 +241,7 @@ def worker_main(argv: Sequence[str]) -> int:
 
 
 def runtime_installed(runtime: str) -> bool:
-    return importlib.util.find_spec(RUNTIME_MODULES[runtime]) is not None
+    return importlib.util.find_spec(BACKEND_MODULES[runtime]) is not None
 
 
 def keras_model_path(bundle: Any) -> Path | None:
@@ -344,11 +311,11 @@ def plan_steps(bundle: Any, settings: LatencySettings, work: Path) -> tuple[list
     steps: list[Step] = []
     inputs = str(work / "inputs.npy")
     for runtime in settings.runtimes:
-        if runtime not in RUNTIMES:
-            raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+        if runtime not in BACKENDS:
+            raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(BACKENDS)}")
         if not runtime_installed(runtime):
             skipped.append({"variant": "-", "runtime": runtime, "threads": None, "status": "not installed",
-                            "error": f"python module {RUNTIME_MODULES[runtime]} is not installed"})
+                            "error": f"python module {BACKEND_MODULES[runtime]} is not installed"})
             continue
         for name in names:
             variant = bundle.variant(name)
@@ -417,7 +384,7 @@ def run_profile(bundle: Any, settings: LatencySettings, inputs: np.ndarray) -> d
     """
     name = settings.profile
     variant = bundle.variant(name)
-    runtime = next((r for r in settings.runtimes if runtime_installed(r)), "ai_edge_litert")
+    runtime = next((r for r in settings.runtimes if runtime_installed(r)), BACKENDS[0])
     threads = settings.threads[0]
     info: dict[str, Any] = {"variant": name, "runtime": runtime, "threads": threads, "runs": settings.profile_runs}
     try:

@@ -49,11 +49,8 @@ import copy
 import ctypes
 import importlib
 import json
-import os
-import statistics
 import sys
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -62,7 +59,8 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_har.core.interpreter import InterpreterError, TensorSpec, _spec, quantize, select_backend  # noqa: E402
+from edge_har.benchmarks.timing import input_feeds, p50_mean_us, time_invokes  # noqa: E402
+from edge_har.core.interpreter import BACKENDS, InterpreterError, TensorSpec, _spec, backend_module, quantize, select_backend  # noqa: E402
 
 METHODS = ("auto", "litert", "isolated")
 
@@ -92,15 +90,6 @@ class OpTiming:
 # ----------------------------------------------------------------- model inspection
 
 
-def _interpreter_module(backend_name: str) -> Any:
-    if backend_name == "ai_edge_litert":
-        return importlib.import_module("ai_edge_litert.interpreter")
-    if backend_name == "tflite_runtime":
-        return importlib.import_module("tflite_runtime.interpreter")
-    tf = importlib.import_module("tensorflow")
-    return tf.lite.experimental
-
-
 def make_interpreter(
     backend: str = "auto",
     *,
@@ -117,7 +106,7 @@ def make_interpreter(
     TFLite's own kernels.
     """
     chosen = select_backend(backend)
-    module = _interpreter_module(chosen.name)
+    module = backend_module(chosen.name)
     kwargs: dict[str, Any] = {"num_threads": int(num_threads)}
     if model_content is not None:
         kwargs["model_content"] = model_content
@@ -213,18 +202,8 @@ def time_model(
     """p50 and mean of ``invoke()`` for the whole model (state reset before each run, untimed)."""
     interp = make_interpreter(backend, model_path=model_path, num_threads=num_threads, xnnpack=xnnpack)
     interp.allocate_tensors()
-    index = interp.get_input_details()[0]["index"]
-    inputs = model_inputs(model_path, input_data)
-    times = []
-    for i in range(warmup + runs):
-        interp.set_tensor(index, inputs[i % len(inputs)])
-        interp.reset_all_variables()
-        start = time.perf_counter_ns()
-        interp.invoke()
-        elapsed = time.perf_counter_ns() - start
-        if i >= warmup:
-            times.append(elapsed / 1000.0)
-    return {"p50_us": float(np.percentile(times, 50)), "mean_us": float(np.mean(times)), "runs": runs}
+    times = time_invokes(interp, input_feeds(interp, model_inputs(model_path, input_data)), warmup, runs)
+    return {**p50_mean_us(times), "runs": runs}
 
 
 # ----------------------------------------------------------------- method: isolated ops
@@ -327,20 +306,6 @@ def _capture(model_path: str | Path, inputs: Sequence[np.ndarray], backend: str)
     return captured
 
 
-def _time_invokes(interp: Any, feeds: list[list[tuple[int, np.ndarray]]], runs: int, warmup: int) -> list[float]:
-    times = []
-    for i in range(warmup + runs):
-        for index, value in feeds[i % len(feeds)]:
-            interp.set_tensor(index, value)
-        interp.reset_all_variables()
-        start = time.perf_counter_ns()
-        interp.invoke()
-        elapsed = time.perf_counter_ns() - start
-        if i >= warmup:
-            times.append(elapsed / 1000.0)
-    return times
-
-
 def _uses_delegate(interp: Any, n_ops: int) -> bool:
     return any(str(op["op_name"]) == "DELEGATE" for op in interp._get_ops_details()[n_ops:])  # noqa: SLF001
 
@@ -365,7 +330,7 @@ def profile_isolated(
     empty = make_interpreter(backend, model_content=_empty_model(model), num_threads=num_threads, xnnpack=xnnpack)
     empty.allocate_tensors()
     empty_index = empty.get_input_details()[0]["index"]
-    overhead_times = _time_invokes(empty, [[(empty_index, x)] for x in inputs], runs, warmup)
+    overhead_times = list(1e6 * time_invokes(empty, [[(empty_index, x)] for x in inputs], warmup, runs))
     overhead = float(np.median(overhead_times))
 
     rows = []
@@ -378,7 +343,7 @@ def profile_isolated(
             raise ProfileError(f"{model_path}: op {info['index']} ({info['op']}) cannot be isolated: {exc}") from exc
         in_details = interp.get_input_details()
         feeds = [[(int(d["index"]), values[old]) for d, old in zip(in_details, feed)] for values in captured]
-        times = _time_invokes(interp, feeds, runs, warmup)
+        times = list(1e6 * time_invokes(interp, feeds, warmup, runs))
         delegated = _uses_delegate(interp, 1)
         rows.append(OpTiming(
             index=info["index"],
@@ -668,12 +633,6 @@ def _trimmed_mean(values: np.ndarray, keep: float = 0.9) -> float:
 # ----------------------------------------------------------------- entry point
 
 
-def has_variable_tensors(model_path: str | Path, backend: str = "auto") -> bool:
-    interp = make_interpreter(backend, model_path=model_path, xnnpack=False)
-    ops = {str(op["op_name"]) for op in interp._get_ops_details()}  # noqa: SLF001
-    return bool(ops & {"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "VAR_HANDLE", "UNIDIRECTIONAL_SEQUENCE_RNN"})
-
-
 def profile_ops(
     model_path: str | Path,
     input_data: np.ndarray | None = None,
@@ -751,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("model", type=Path, help=".tflite file to profile")
     parser.add_argument("--input", type=Path, default=None,
                         help=".npy of float windows (n, window, channels), normalised as for the float model; default: random")
-    parser.add_argument("--backend", default="auto", choices=("auto", "ai_edge_litert", "tflite_runtime", "tf_lite"),
+    parser.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
                         help="interpreter runtime (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default: %(default)s)")
     parser.add_argument("--runs", type=int, default=200, help="timed runs (default: %(default)s)")

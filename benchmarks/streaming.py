@@ -129,7 +129,7 @@ def score(published: Sequence[Published], timeline: Sequence[tuple[float, float,
     times = np.array([p.t for p in published])
     order = np.argsort(times, kind="stable")
     times, shown = times[order], pred[order]
-    span_start, span_end = float(times[0]), float(timeline[-1][1])
+    span_start = float(times[0])
     right = wrong = unknown = 0.0
     for start, end, label in timeline:
         lo, hi = max(start, span_start), end

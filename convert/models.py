@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 
@@ -193,6 +193,29 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _zero_state_layer(keras: Any) -> Any:
+    """A layer giving (batch, units) zeros computed from its (batch, steps, features) input.
+
+    A constant zero state leaves step 0's forget gate unused, and the int8
+    quantizer then keeps that step's SPLIT in float; zeros derived from the
+    input (``x * 0``) cannot be folded, so every step quantizes alike.
+    """
+    import tensorflow as tf
+
+    class ZeroState(keras.layers.Layer):
+        def __init__(self, units: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.units = units
+
+        def call(self, x: Any) -> Any:
+            return tf.tile(x[:, 0, :1] * 0.0, [1, self.units])
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "units": self.units}
+
+    return ZeroState
+
+
 def build_cnn_lstm(
     input_shape: Sequence[int],
     n_classes: int,
@@ -208,6 +231,8 @@ def build_cnn_lstm(
     input_noise: float = 0.0,
     batch_size: int | None = None,
     unrolled_lstm: bool = False,
+    keras_unroll: bool = False,
+    zero_state: bool = False,
     name: str = "cnn_lstm",
 ) -> Any:
     """Build (not compile) the CNN-LSTM for windows of ``input_shape = (window, channels)``.
@@ -218,12 +243,23 @@ def build_cnn_lstm(
     ``unrolled_lstm`` swaps each LSTM (or Bidirectional LSTM) for
     :mod:`edge_har.convert.unrolled_lstm`'s layer of the same name and weights: for
     conversion only, it does not train.
+
+    ``keras_unroll`` and ``zero_state`` are the int8 study's alternatives to
+    ``unrolled_lstm`` (``benchmarks/int8_study.py`` compares them; the product
+    never sets them): ``keras_unroll`` is Keras' own ``LSTM(unroll=True)``, and
+    ``zero_state`` feeds each LSTM an initial state of zeros computed from its
+    input, so the converter cannot fold it away and traces step 0 like every
+    other step. Neither changes the weights or their order.
     """
     _, keras = import_tf()
     layers = keras.layers
     window, channels = int(input_shape[0]), int(input_shape[1])
     if n_classes < 2:
         raise ValueError(f"need at least 2 classes, got {n_classes}")
+    if unrolled_lstm and (keras_unroll or zero_state):
+        raise ValueError("unrolled_lstm writes its own recurrence; keras_unroll and zero_state apply to the Keras LSTM only")
+    if zero_state and bidirectional:
+        raise ValueError("zero_state is not supported with bidirectional LSTMs")
     inputs = keras.Input(shape=(window, channels), batch_size=batch_size, name="window")
     x = inputs
     if input_noise > 0:
@@ -247,8 +283,12 @@ def build_cnn_lstm(
 
             x = unrolled_lstm_class()(units, return_sequences=not last, bidirectional=bidirectional, name=layer_name)(x)
             continue
-        lstm = layers.LSTM(units, return_sequences=not last, name=f"lstm{i + 1}")
-        x = layers.Bidirectional(lstm, name=layer_name)(x) if bidirectional else lstm(x)
+        lstm = layers.LSTM(units, return_sequences=not last, unroll=keras_unroll, name=f"lstm{i + 1}")
+        if zero_state:
+            zeros = _zero_state_layer(keras)(units, name=f"lstm{i + 1}_zero_state")(x)
+            x = lstm(x, initial_state=[zeros, zeros])
+        else:
+            x = layers.Bidirectional(lstm, name=layer_name)(x) if bidirectional else lstm(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(n_classes, name="logits")(x)
@@ -257,8 +297,16 @@ def build_cnn_lstm(
 
 
 def build_from_config(
-    config: ModelConfig, input_shape: Sequence[int], n_classes: int, batch_size: int | None = None, unrolled_lstm: bool = False
+    config: ModelConfig,
+    input_shape: Sequence[int],
+    n_classes: int,
+    batch_size: int | None = None,
+    unrolled_lstm: bool = False,
+    *,
+    keras_unroll: bool = False,
+    zero_state: bool = False,
 ) -> Any:
+    """:func:`build_cnn_lstm` with ``config``'s architecture; the keyword hooks are the int8 study's (see there)."""
     return build_cnn_lstm(
         input_shape,
         n_classes,
@@ -273,6 +321,8 @@ def build_from_config(
         input_noise=config.input_noise,
         batch_size=batch_size,
         unrolled_lstm=unrolled_lstm,
+        keras_unroll=keras_unroll,
+        zero_state=zero_state,
     )
 
 

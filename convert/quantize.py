@@ -15,19 +15,23 @@ Measured with TF 2.21: int16-activation quantization
 fused LSTM ("Quantization to 16x8-bit not yet supported for op
 UNIDIRECTIONAL_SEQUENCE_LSTM"); the unrolled LSTM converts, but runs about 65x
 slower than int8 at the same accuracy (XNNPACK has no int16 kernels; see
-``benchmarks/README.md``), so there is no int16x8 entry.
+``benchmarks/README.md``), so there is no int16x8 entry; :data:`INT16X8` is
+its spec, unregistered, for the int8 study, which converts every file with
+:func:`saved_for_conversion` and :func:`convert_saved` (the functions
+:func:`convert_variants` uses) plus per-recipe converter flags.
 """
 
 from __future__ import annotations
 
 from edge_har.core.errors import EdgeHarError
 
+import contextlib
 import logging
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -80,6 +84,10 @@ def _dynamic_range(converter: Any, tf: Any, representative: RepresentativeFn | N
 # matrices is 6-9 % of the int8 file; measured on HMP: no accuracy change, same speed
 # (benchmarks/README.md).
 _PER_TENSOR_DENSE = "_experimental_disable_per_channel_quantization_for_dense_layers"
+PER_TENSOR_DENSE = _PER_TENSOR_DENSE
+# One weight scale per tensor everywhere, convolutions too (also private in TF 2.16-2.21). The product never
+# sets it; the int8 study measures what it costs (benchmarks/int8_study.py, recipe unrolled_zs_ptall_sn).
+PER_TENSOR_ALL = "_experimental_disable_per_channel"
 
 
 def _int8(converter: Any, tf: Any, representative: RepresentativeFn | None) -> None:
@@ -122,6 +130,23 @@ register_variant(VariantSpec(
     _int8, needs_calibration=True, full_integer=True,
 ))
 DEFAULT_VARIANTS: tuple[str, ...] = ("float32", "dynamic_range", "int8")
+
+
+def _int16x8(converter: Any, tf: Any, representative: RepresentativeFn | None) -> None:
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    converter.inference_input_type = tf.int16
+    converter.inference_output_type = tf.int16
+
+
+# Not registered (see the module docstring: about 65x slower than int8 at the same accuracy), so the
+# product never writes it; kept here so the int8 study converts it with the product's converter.
+INT16X8 = VariantSpec(
+    "int16x8", "full_integer_int16_activations_int8_weights",
+    "int16 activations, int8 weights; int16 input and output (the fused LSTM refuses this mode)",
+    _int16x8, needs_calibration=True, full_integer=True,
+)
 
 
 def resolve_variants(names: Sequence[str]) -> list[VariantSpec]:
@@ -234,13 +259,24 @@ def convert_variants(model: Any, specs: Sequence[VariantSpec], calibration: np.n
     LSTM forms (fused op, or unrolled by :mod:`edge_har.convert.unrolled_lstm`) survive
     the SavedModel route unchanged.
     """
-    import shutil
-    import tempfile
-
-    tf, _ = import_tf()
     for spec in specs:
         if spec.needs_calibration and (calibration is None or len(calibration) == 0):
             raise CalibrationError(f"variant '{spec.name}' needs calibration windows")
+    with saved_for_conversion(model) as saved:
+        return [convert_saved(saved, spec, calibration) for spec in specs]
+
+
+@contextlib.contextmanager
+def saved_for_conversion(model: Any) -> Iterator[Path]:
+    """The static-batch model saved once as a SavedModel, removed on exit.
+
+    Public so that a caller converting many variants or recipes of one model
+    (the int8 study, which records each failure instead of stopping) pays the
+    slow tracing once, as :func:`convert_variants` does.
+    """
+    import shutil
+    import tempfile
+
     if any(d is None for d in model.input_shape):
         raise ConversionError(
             f"the model's input shape {model.input_shape} has a dynamic dimension; convert the static-batch "
@@ -251,7 +287,7 @@ def convert_variants(model: Any, specs: Sequence[VariantSpec], calibration: np.n
         started = time.perf_counter()
         model.save(str(saved), save_format="tf", include_optimizer=False)
         log.debug("saved the static-batch model for conversion in %.1f s", time.perf_counter() - started)
-        return [_convert_one(tf, saved, spec, calibration) for spec in specs]
+        yield saved
     finally:
         shutil.rmtree(saved, ignore_errors=True)
 
@@ -284,10 +320,30 @@ def inspect_tflite(content: bytes) -> dict[str, Any]:
     return {"ops": dict(sorted(ops.items())), "float_ops": dict(sorted(float_ops.items()))}
 
 
-def _convert_one(tf: Any, saved: Path, spec: VariantSpec, calibration: np.ndarray | None) -> ConvertedVariant:
+def convert_saved(
+    saved: Path,
+    spec: VariantSpec,
+    calibration: np.ndarray | None = None,
+    flags: Mapping[str, Any] | None = None,
+    check_full_integer: bool = True,
+) -> ConvertedVariant:
+    """Convert one variant from a SavedModel of :func:`saved_for_conversion`.
+
+    ``flags`` are converter attributes set after the variant's own
+    configuration (the int8 study's per-recipe switches, e.g.
+    ``{PER_TENSOR_DENSE: False}``); one the converter does not have raises
+    ConversionError, since silently ignoring it would mislabel the file.
+    ``check_full_integer=False`` lets a full-integer variant keep float ops:
+    the study reports them as a finding, the product refuses them.
+    """
+    tf, _ = import_tf()
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
     rep = representative_dataset(calibration) if spec.needs_calibration and calibration is not None else None
     spec.configure(converter, tf, rep)
+    for key, value in (flags or {}).items():
+        if not hasattr(converter, key):
+            raise ConversionError(f"variant '{spec.name}': this TensorFlow's converter has no attribute {key!r}")
+        setattr(converter, key, value)
     settings = converter_settings(converter, tf, len(calibration) if rep is not None and calibration is not None else None)
     started = time.perf_counter()
     try:
@@ -299,7 +355,7 @@ def _convert_one(tf: Any, saved: Path, spec: VariantSpec, calibration: np.ndarra
         raise ConversionError(f"TFLite conversion of variant '{spec.name}' failed: {type(exc).__name__}: {exc}") from exc
     seconds = time.perf_counter() - started
     info = inspect_tflite(content)
-    if spec.full_integer and info["float_ops"]:
+    if check_full_integer and spec.full_integer and info["float_ops"]:
         raise ConversionError(
             f"variant '{spec.name}' is declared full-integer but these ops still compute in float: "
             + ", ".join(f"{op} x{n}" for op, n in info["float_ops"].items())

@@ -155,3 +155,17 @@ def test_input_noise_acts_in_training_only():
     assert ModelConfig.from_json(config.to_json()).input_noise == 0.5
     with pytest.raises(ValueError, match="input_noise"):
         ModelConfig(input_noise=-1.0)
+
+
+def test_study_hooks_change_the_lstm_graph_not_the_weights():
+    """keras_unroll / zero_state (the int8 study's LSTM forms) load the plain model's weights and compute the same."""
+    config = ModelConfig(conv_filters=(8,), pool_size=4, lstm_units=(8,))
+    plain = build_from_config(config, (32, 3), 3, batch_size=1)
+    x = np.random.default_rng(0).normal(size=(1, 32, 3)).astype(np.float32)
+    for hooks in ({"keras_unroll": True}, {"zero_state": True}, {"keras_unroll": True, "zero_state": True}):
+        other = build_from_config(config, (32, 3), 3, batch_size=1, **hooks)
+        other.set_weights(plain.get_weights())
+        np.testing.assert_allclose(other(x, training=False).numpy(), plain(x, training=False).numpy(), atol=1e-5)
+    assert "lstm1_zero_state" in [layer.name for layer in build_from_config(config, (32, 3), 3, zero_state=True).layers]
+    with pytest.raises(ValueError, match="unrolled_lstm"):
+        build_from_config(config, (32, 3), 3, unrolled_lstm=True, zero_state=True)
