@@ -53,7 +53,7 @@ class AccuracySettings:
     quick: bool = False
 
     @classmethod
-    def quick_settings(cls, **overrides: Any) -> "AccuracySettings":
+    def quick_settings(cls, **overrides: Any) -> AccuracySettings:
         base: dict[str, Any] = dict(trees=QUICK_TREES, quick=True)
         base.update(overrides)
         return cls(**base)
@@ -151,12 +151,11 @@ def _scores(rep: dict[str, Any]) -> dict[str, Any]:
 
 
 def score_baseline(bundle: Any, dataset: Any, split: SplitData, settings: AccuracySettings, out_dir: Path) -> dict[str, Any]:
+    from edge_har.benchmarks.baseline import FEATURES, predict_timed, train_baseline
     from edge_har.convert.datasets import make_window_set
     from edge_har.convert.evaluate import label_indices
-    from edge_har.core.metrics import classification_report
     from edge_har.convert.plots import confusion_matrix_png
-
-    from edge_har.benchmarks.baseline import FEATURES, predict_timed, train_baseline
+    from edge_har.core.metrics import classification_report
 
     pre = bundle.preprocessing
     train = make_window_set(dataset, pre, recording_indices=split.train_indices, skip_short=True)

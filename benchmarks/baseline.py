@@ -16,8 +16,6 @@ so the comparison is between models, not between treatments of imbalance.
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import pickle
 import time
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_har.benchmarks.timing import time_calls
+from edge_har.core.errors import EdgeHarError
 
 FEATURES = ("mean", "std", "min", "max", "mean_abs_diff")
 

@@ -161,10 +161,9 @@ def _register_latency(suites: Any) -> None:
 
 
 def run_latency_command(args: argparse.Namespace) -> int:
+    from edge_har.benchmarks.latency import LatencySettings, dataset_inputs, format_latency, random_inputs, run_latency
     from edge_har.core.bundle import Bundle, BundleError
     from edge_har.core.errors import CommandError
-
-    from edge_har.benchmarks.latency import LatencySettings, dataset_inputs, format_latency, random_inputs, run_latency
 
     try:
         bundle = Bundle.load(args.bundle)
@@ -219,9 +218,8 @@ def _load_dataset(args: argparse.Namespace) -> Any:
 
 def _finish(args: argparse.Namespace, section: dict[str, Any], suite: str, text: str) -> None:
     """Plots, the JSON section, the comparison and the terminal output, in that order."""
-    from edge_har.core.errors import CommandError
-
     from edge_har.benchmarks import report
+    from edge_har.core.errors import CommandError
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -255,9 +253,8 @@ def _finish(args: argparse.Namespace, section: dict[str, Any], suite: str, text:
 
 
 def _comparison(path: Path, section: dict[str, Any], suite: str) -> str:
-    from edge_har.core.errors import CommandError
-
     from edge_har.benchmarks import report
+    from edge_har.core.errors import CommandError
 
     try:
         previous = report.suite_section(path, suite)
@@ -346,10 +343,9 @@ def _register_accuracy(suites: Any) -> None:
 
 
 def run_accuracy_command(args: argparse.Namespace) -> int:
+    from edge_har.benchmarks.accuracy import AccuracySettings, format_accuracy, run_accuracy
     from edge_har.core.bundle import Bundle, BundleError
     from edge_har.core.errors import CommandError
-
-    from edge_har.benchmarks.accuracy import AccuracySettings, format_accuracy, run_accuracy
 
     try:
         bundle = Bundle.load(args.bundle)
@@ -415,10 +411,9 @@ def _register_e2e(suites: Any) -> None:
 
 
 def run_e2e_command(args: argparse.Namespace) -> int:
+    from edge_har.benchmarks.e2e import E2EError, E2ESettings, format_e2e, run_e2e
     from edge_har.core.bundle import Bundle, BundleError
     from edge_har.core.errors import CommandError
-
-    from edge_har.benchmarks.e2e import E2ESettings, E2EError, format_e2e, run_e2e
 
     try:
         bundle = Bundle.load(args.bundle)

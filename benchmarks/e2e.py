@@ -26,8 +26,6 @@ subscriber's thread) is in its CPU or memory figures.
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import json
 import logging
 import os
@@ -43,9 +41,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_har.mqtt.local_broker import BrokerError, LocalBroker
-
 from edge_har.benchmarks import report
+from edge_har.core.errors import EdgeHarError
+from edge_har.mqtt.local_broker import BrokerError, LocalBroker
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +69,7 @@ class E2ESettings:
     quick: bool = False
 
     @classmethod
-    def quick_settings(cls, **overrides: Any) -> "E2ESettings":
+    def quick_settings(cls, **overrides: Any) -> E2ESettings:
         base: dict[str, Any] = dict(seconds=6.0, throughput_seconds=3.0, settle_seconds=0.5, quick=True,
                                     startup_timeout_s=60.0, max_recordings=6)
         base.update(overrides)

@@ -66,12 +66,14 @@ from edge_har.convert.quantize import (
     INT16X8,
     PER_TENSOR_ALL,
     PER_TENSOR_DENSE,
-    VARIANTS as PRODUCT_VARIANTS,
     ConversionError,
     VariantSpec,
     calibration_windows,
     convert_saved,
     saved_for_conversion,
+)
+from edge_har.convert.quantize import (
+    VARIANTS as PRODUCT_VARIANTS,
 )
 from edge_har.convert.splits import split_recordings
 from edge_har.core.interpreter import TFLiteModel, backend_module, select_backend

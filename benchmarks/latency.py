@@ -78,7 +78,7 @@ class LatencySettings:
     quick: bool = False
 
     @classmethod
-    def quick_settings(cls, **overrides: Any) -> "LatencySettings":
+    def quick_settings(cls, **overrides: Any) -> LatencySettings:
         base = dict(warmup=QUICK["warmup"], runs=QUICK["runs"], threads=list(QUICK["threads"]),
                     keras_runs=QUICK["keras_runs"], quick=True, step_timeout_s=120.0, profile_runs=10)
         base.update(overrides)

@@ -42,8 +42,6 @@ and from the shell::
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import argparse
 import copy
 import ctypes
@@ -56,11 +54,21 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from edge_har.core.errors import EdgeHarError
+
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_har.benchmarks.timing import input_feeds, p50_mean_us, time_invokes  # noqa: E402
-from edge_har.core.interpreter import BACKENDS, InterpreterError, TensorSpec, _spec, backend_module, quantize, select_backend  # noqa: E402
+from edge_har.core.interpreter import (  # noqa: E402
+    BACKENDS,
+    InterpreterError,
+    TensorSpec,
+    _spec,
+    backend_module,
+    quantize,
+    select_backend,
+)
 
 METHODS = ("auto", "litert", "isolated")
 

@@ -14,8 +14,6 @@ unchanged into an issue or a README.
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import datetime as _dt
 import json
 import math
@@ -26,6 +24,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from edge_har.core.errors import EdgeHarError
 
 RESULTS_SCHEMA = "edge-har-bench/1"
 RESULTS_FILE = "results.json"

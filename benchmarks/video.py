@@ -39,8 +39,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_har.benchmarks.timing import time_calls
 from edge_har.benchmarks.report import latency_summary
+from edge_har.benchmarks.timing import time_calls
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def sustained_fps(bundle_dir: Path, variant: str, clip: Path, threads: int, stri
     rt = VideoStreamRuntime.load(bundle_dir, variant, num_threads=threads, smoothing_window=1, stride=stride)
     windowing = rt.windowing()
     source = CameraStreamSource(CameraSourceConfig(device=str(clip), realtime=False))
-    windows: "queue.Queue[Any]" = queue.Queue(maxsize=64)
+    windows: queue.Queue[Any] = queue.Queue(maxsize=64)
     done = threading.Event()
     predictions: list[Any] = []
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
@@ -34,7 +33,7 @@ def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
@@ -56,14 +55,13 @@ def _has_option(parser: argparse.ArgumentParser, option: str) -> bool:
 
 def _input_errors() -> tuple[type[BaseException], ...]:
     """Error types that mean "bad input or options", shown as one line rather than a traceback."""
-    from edge_har.core.bundle import BundleError
-    from edge_har.core.preprocessing import PreprocessingError
-    from edge_har.core.recordings import RecordingError
-
     from edge_har.convert import datasets, splits
     from edge_har.convert.evaluate import EvaluationError
     from edge_har.convert.export import ExportError
     from edge_har.convert.quantize import CalibrationError
+    from edge_har.core.bundle import BundleError
+    from edge_har.core.preprocessing import PreprocessingError
+    from edge_har.core.recordings import RecordingError
 
     extra = [getattr(datasets, "DatasetError", None), getattr(splits, "SplitError", None)]
     return tuple(
@@ -246,11 +244,10 @@ def register_evaluate(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_evaluate_command(args: argparse.Namespace) -> int:
-    from edge_har.core.interpreter import InterpreterError
-    from edge_har.core.metrics import format_report
-
     from edge_har.convert.datasets import dataset_from_args
     from edge_har.convert.evaluate import evaluate_bundle, load_bundle
+    from edge_har.core.interpreter import InterpreterError
+    from edge_har.core.metrics import format_report
 
     try:
         bundle = load_bundle(args.bundle)

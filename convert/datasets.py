@@ -20,8 +20,6 @@ the benchmarks use this module on a machine with only the device extra.
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import argparse
 import hashlib
 import logging
@@ -33,6 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edge_har.core.errors import EdgeHarError
 from edge_har.core.preprocessing import Preprocessing, PreprocessingError, recording_to_windows
 from edge_har.core.recordings import (
     MODEL_SUFFIX,

@@ -10,8 +10,6 @@ with only the device extra (plus matplotlib for the PNGs).
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import json
 import logging
 import os
@@ -23,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_har.core.bundle import Bundle, BundleError
+from edge_har.core.errors import EdgeHarError
 from edge_har.core.interpreter import TFLiteModel
 from edge_har.core.metrics import classification_report
 from edge_har.core.preprocessing import Preprocessing, normalise

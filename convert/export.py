@@ -12,8 +12,6 @@ through that module.
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import contextlib
 import datetime as _dt
 import json
@@ -28,10 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from edge_har.core.bundle import BUNDLE_FILE, SCHEMA_VERSION, Bundle, BundleError
-from edge_har.core.interpreter import TFLiteModel, sha256_file
-
 from edge_har.convert.quantize import ConvertedVariant
+from edge_har.core.bundle import BUNDLE_FILE, SCHEMA_VERSION, Bundle, BundleError
+from edge_har.core.errors import EdgeHarError
+from edge_har.core.interpreter import TFLiteModel, sha256_file
 
 log = logging.getLogger(__name__)
 

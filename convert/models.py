@@ -52,7 +52,7 @@ def _int_tuple(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 32,64; got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 32,64; got {text!r}") from None
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"every value must be >= 1; got {text!r}")
     return values
@@ -62,7 +62,7 @@ def _fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1); got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1); got {text!r}") from None
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1); got {text!r}")
     return value
@@ -125,7 +125,7 @@ class ModelConfig:
         return data
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "ModelConfig":
+    def from_json(cls, data: Mapping[str, Any]) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -137,7 +137,7 @@ class ModelConfig:
         return cls(**kwargs)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "ModelConfig":
+    def from_args(cls, args: argparse.Namespace) -> ModelConfig:
         return cls(
             conv_filters=tuple(args.conv_filters),
             kernel_size=args.kernel_size,
@@ -165,7 +165,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (CNN-LSTM architecture)")
     group.add_argument(
         "--conv-filters", type=_int_tuple, default=d.conv_filters, metavar="N,N,...",
-        help="filters of each Conv1D block, comma-separated; '' for none (default: %s)" % ",".join(map(str, d.conv_filters)),
+        help="filters of each Conv1D block, comma-separated; '' for none (default: {})".format(",".join(map(str, d.conv_filters))),
     )
     group.add_argument("--kernel-size", type=int, default=d.kernel_size, help="Conv1D kernel length in samples (default: %(default)s)")
     group.add_argument(
@@ -175,7 +175,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--conv-dropout", type=_fraction, default=d.conv_dropout, help="dropout after each Conv1D block (default: %(default)s)")
     group.add_argument(
         "--lstm-units", type=_int_tuple, default=d.lstm_units, metavar="N,N,...",
-        help="units of each stacked LSTM layer, comma-separated (default: %s)" % ",".join(map(str, d.lstm_units)),
+        help="units of each stacked LSTM layer, comma-separated (default: {})".format(",".join(map(str, d.lstm_units))),
     )
     group.add_argument("--bidirectional", action="store_true", help="wrap every LSTM in Bidirectional (about twice the LSTM cost)")
     group.add_argument("--dropout", type=_fraction, default=d.dropout, help="dropout before the softmax layer (default: %(default)s)")

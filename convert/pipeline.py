@@ -24,9 +24,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edge_har.core.bundle import Bundle
-from edge_har.core.preprocessing import Preprocessing, fit_normalisation, normalise
-
 from edge_har.convert.export import KERAS_MODEL_FILE
 from edge_har.convert.models import ModelConfig
 from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, calibration_windows
@@ -42,6 +39,8 @@ from edge_har.convert.skeleton import (  # noqa: F401  (AccuracyGateError, slug,
     stage,
 )
 from edge_har.convert.train import TrainConfig
+from edge_har.core.bundle import Bundle
+from edge_har.core.preprocessing import Preprocessing, fit_normalisation, normalise
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,12 @@ naming the extra to install, not an ImportError deep in a stack.
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from edge_har.core.errors import EdgeHarError
 
 
 class PlotError(EdgeHarError, RuntimeError):

@@ -23,8 +23,6 @@ its spec, unregistered, for the int8 study, which converts every file with
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import contextlib
 import logging
 import time
@@ -36,6 +34,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from edge_har.convert.models import import_tf
+from edge_har.core.errors import EdgeHarError
 
 log = logging.getLogger(__name__)
 

@@ -211,8 +211,8 @@ def evaluate_variants(
     schema check and sha256 check in the loop, so the recorded numbers are the
     device's.
     """
-    from edge_har.core.bundle import Bundle
     from edge_har.convert.evaluate import write_evaluation
+    from edge_har.core.bundle import Bundle
 
     bundle = Bundle.load(staging)
     evaluations: dict[str, Any] = {}

@@ -23,8 +23,6 @@ or removing a class does not reshuffle the others.
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import argparse
 import logging
 import zlib
@@ -33,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+
+from edge_har.core.errors import EdgeHarError
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,6 @@ and saving go through ``edge_har.convert.models.float32_copy``.
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import argparse
 import json
 import logging
@@ -30,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edge_har.convert.models import ModelConfig, build_from_config, import_tf
+from edge_har.core.errors import EdgeHarError
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ import functools
 from typing import Any
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def unrolled_lstm_class() -> Any:
     """The Keras layer class, created on first use (TensorFlow is imported lazily in this project)."""
     from edge_har.convert.models import import_tf

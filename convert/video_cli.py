@@ -92,15 +92,14 @@ def dataset_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _input_errors() -> tuple[type[BaseException], ...]:
-    from edge_har.core.bundle import BundleError
-    from edge_har.core.frames import FrameError
-    from edge_har.core.interpreter import InterpreterError
-
     from edge_har.convert.evaluate import EvaluationError
     from edge_har.convert.export import ExportError
     from edge_har.convert.quantize import CalibrationError
     from edge_har.convert.video_datasets import VideoDatasetError
     from edge_har.convert.video_models import VideoModelError
+    from edge_har.core.bundle import BundleError
+    from edge_har.core.frames import FrameError
+    from edge_har.core.interpreter import InterpreterError
 
     return (BundleError, FrameError, InterpreterError, EvaluationError, ExportError, CalibrationError,
             VideoDatasetError, VideoModelError)
@@ -231,10 +230,9 @@ def register_evaluate_video(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_evaluate_video_command(args: argparse.Namespace) -> int:
-    from edge_har.core.metrics import format_report
-
     from edge_har.convert.evaluate import load_bundle
     from edge_har.convert.video_pipeline import evaluate_video_bundle
+    from edge_har.core.metrics import format_report
 
     try:
         bundle = load_bundle(args.bundle)

@@ -24,8 +24,6 @@ counted either way.
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import csv
 import hashlib
 import logging
@@ -37,6 +35,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from edge_har.core.errors import EdgeHarError
 from edge_har.core.frames import FrameSampler, FrameSpec, resize_frame, window_starts
 
 log = logging.getLogger(__name__)
@@ -440,7 +439,7 @@ class WindowIndex:
     def __len__(self) -> int:
         return len(self.clip)
 
-    def subset(self, picks: np.ndarray) -> "WindowIndex":
+    def subset(self, picks: np.ndarray) -> WindowIndex:
         return WindowIndex(self.clip[picks], self.start[picks], self.y[picks], self.window)
 
     def gather(self, per_clip: Sequence[np.ndarray]) -> np.ndarray:

@@ -35,8 +35,6 @@ trained end to end.
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import argparse
 import dataclasses
 from dataclasses import dataclass
@@ -44,6 +42,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from edge_har.convert.models import LSTM_EXPORTS, ModelConfig, _fraction, _int_tuple, build_cnn_lstm, import_tf
+from edge_har.core.errors import EdgeHarError
 
 MODES = ("video", "image-seq")
 BACKBONES = ("mobilenetv2", "plain")
@@ -173,7 +172,7 @@ class VideoModelConfig:
         return data
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "VideoModelConfig":
+    def from_json(cls, data: Mapping[str, Any]) -> VideoModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         for key in ("conv_filters", "lstm_units"):
@@ -182,7 +181,7 @@ class VideoModelConfig:
         return cls(**kwargs)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "VideoModelConfig":
+    def from_args(cls, args: argparse.Namespace) -> VideoModelConfig:
         mode = args.mode
         weights = args.weights or ("imagenet" if args.backbone == "mobilenetv2" else "none")
         return cls(

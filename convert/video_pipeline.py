@@ -36,11 +36,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edge_har.core.bundle import Bundle
-from edge_har.core.frames import FrameSpec, normalise_frames
-from edge_har.core.interpreter import TFLiteModel
-from edge_har.device.video_runtime import VideoModels
-
 from edge_har.convert.export import KERAS_MODEL_FILE, bundle_document, write_tflite, write_variant
 from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, calibration_windows
 from edge_har.convert.skeleton import (  # noqa: F401  (AccuracyGateError re-exported for callers of this module)
@@ -55,8 +50,19 @@ from edge_har.convert.skeleton import (  # noqa: F401  (AccuracyGateError re-exp
     stage,
 )
 from edge_har.convert.train import TrainConfig
-from edge_har.convert.video_datasets import ClipSplit, VideoDataset, WindowIndex, load_video_dataset, split_clips, window_index
+from edge_har.convert.video_datasets import (
+    ClipSplit,
+    VideoDataset,
+    WindowIndex,
+    load_video_dataset,
+    split_clips,
+    window_index,
+)
 from edge_har.convert.video_models import VideoModel, VideoModelConfig
+from edge_har.core.bundle import Bundle
+from edge_har.core.frames import FrameSpec, normalise_frames
+from edge_har.core.interpreter import TFLiteModel
+from edge_har.device.video_runtime import VideoModels
 
 log = logging.getLogger(__name__)
 

@@ -220,7 +220,7 @@ class Viewer:
     predictions: int = 0
     duplicates: int = 0
     invalid: int = 0
-    _seen: "OrderedDict[tuple[Any, ...], None]" = field(default_factory=OrderedDict)
+    _seen: OrderedDict[tuple[Any, ...], None] = field(default_factory=OrderedDict)
     _dirty: bool = False
     _last_draw: float = 0.0
 
@@ -405,7 +405,7 @@ def run(args: argparse.Namespace) -> int:
                 break
         raise CommandError(message) from None
 
-    events: "queue.Queue[tuple[str, Any]]" = queue.Queue()
+    events: queue.Queue[tuple[str, Any]] = queue.Queue()
 
     def on_connect(client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:

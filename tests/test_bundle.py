@@ -134,20 +134,18 @@ def test_publish_replaces_an_old_bundle_in_one_rename(tiny_bundle, tmp_path):
 
 def test_staging_is_removed_when_anything_fails(tmp_path):
     dest = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="boom"):
-        with export.staging_dir(dest) as staging:
-            (staging / "model_float32.tflite").write_bytes(b"half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), export.staging_dir(dest) as staging:
+        (staging / "model_float32.tflite").write_bytes(b"half")
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_an_invalid_staged_bundle_is_not_published(tiny_bundle, tmp_path):
     dest = tmp_path / "out"
-    with pytest.raises(export.ExportError, match="does not verify"):
-        with export.staging_dir(dest) as staging:
-            shutil.copytree(tiny_bundle, staging, dirs_exist_ok=True)
-            flip_byte(staging / "model_int8.tflite")
-            export.publish(staging, dest, overwrite=False)
+    with pytest.raises(export.ExportError, match="does not verify"), export.staging_dir(dest) as staging:
+        shutil.copytree(tiny_bundle, staging, dirs_exist_ok=True)
+        flip_byte(staging / "model_int8.tflite")
+        export.publish(staging, dest, overwrite=False)
     assert list(tmp_path.iterdir()) == []
 
 

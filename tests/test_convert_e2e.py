@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from edge_har.core.bundle import Bundle
 from edge_har.cli import main
+from edge_har.core.bundle import Bundle
 
 # On the same windows, int8 softmax outputs (steps of 1/256, rounding in every
 # layer) stay within this distance of float32's, and pick the same class almost always.

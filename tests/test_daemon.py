@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -18,11 +17,11 @@ import numpy as np
 import pytest
 import yaml
 
+from edge_har.core.preprocessing import window_count
+from edge_har.core.recordings import load_folder_recordings
 from edge_har.device.config import load_config
 from edge_har.device.daemon import EXIT_CONFIG, Daemon, run_daemon
 from edge_har.mqtt.payloads import validate_prediction
-from edge_har.core.preprocessing import window_count
-from edge_har.core.recordings import load_folder_recordings
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = {"Sit", "Walk", "Wave"}

@@ -7,7 +7,15 @@ import argparse
 import numpy as np
 import pytest
 
-from edge_har.convert.models import ModelConfig, add_model_arguments, build_cnn_lstm, build_from_config, float32_copy, import_tf, static_batch_copy
+from edge_har.convert.models import (
+    ModelConfig,
+    add_model_arguments,
+    build_cnn_lstm,
+    build_from_config,
+    float32_copy,
+    import_tf,
+    static_batch_copy,
+)
 
 tf, keras = import_tf()
 

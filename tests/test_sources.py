@@ -301,8 +301,8 @@ def test_serial_absent_at_start_is_waited_for(tmp_path):
 
 
 def mqtt_input(broker, **options):
-    from edge_har.mqtt.config import MqttConfig
     from edge_har.device.sources.mqtt_input import MqttInputSource
+    from edge_har.mqtt.config import MqttConfig
 
     options.setdefault("rate_hz", 50.0)
     cfg = MqttSourceConfig(type="mqtt", **options)

@@ -71,7 +71,7 @@ class Subscribe:
             self.proc.wait()
             raise AssertionError(
                 f"edge-har subscribe did not exit; stdout:\n{''.join(self.out_lines)}\nstderr:\n{''.join(self.err_lines)}"
-            )
+            ) from None
         for reader in self._readers:
             reader.join(5)
         return self.proc.returncode, "".join(self.out_lines), "".join(self.err_lines)

@@ -21,8 +21,8 @@ from edge_har.convert.video_datasets import (  # noqa: E402
     window_index,
 )
 from edge_har.convert.video_synthetic import (  # noqa: E402
-    render_clip,
     pattern_for,
+    render_clip,
     write_clip,
     write_synthetic_clip_dataset,
     write_synthetic_image_dataset,

@@ -8,7 +8,6 @@ through the same ``keras.applications`` loading code as a downloaded file.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

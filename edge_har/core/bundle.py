@@ -48,13 +48,12 @@ in three additive ways; everything else above holds for it too:
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from edge_har.core.errors import EdgeHarError
 from edge_har.core.interpreter import InterpreterOptions, TFLiteModel, sha256_file
 from edge_har.core.preprocessing import Preprocessing, PreprocessingError
 
@@ -140,7 +139,7 @@ class Bundle:
     # ----------------------------------------------------------- loading
 
     @classmethod
-    def load(cls, path: str | Path) -> "Bundle":
+    def load(cls, path: str | Path) -> Bundle:
         root = Path(path)
         if root.is_file() and root.name == BUNDLE_FILE:
             root = root.parent

@@ -101,7 +101,7 @@ class FrameSpec:
     def window_seconds(self) -> float:
         return self.window / self.fps
 
-    def replace(self, **changes: Any) -> "FrameSpec":
+    def replace(self, **changes: Any) -> FrameSpec:
         data = {f: getattr(self, f) for f in self.__dataclass_fields__}
         data.update(changes)
         return FrameSpec(**data)
@@ -137,7 +137,7 @@ class FrameSpec:
         return data
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], where: str = "preprocessing") -> "FrameSpec":
+    def from_json(cls, data: Mapping[str, Any], where: str = "preprocessing") -> FrameSpec:
         pre = Preprocessing.from_json(data, where=where)
         frame = data.get("frame")
         if not isinstance(frame, Mapping):

@@ -9,8 +9,6 @@ details, never assumed.
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import hashlib
 import importlib
 import logging
@@ -21,6 +19,8 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+
+from edge_har.core.errors import EdgeHarError
 
 log = logging.getLogger(__name__)
 

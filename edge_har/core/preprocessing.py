@@ -14,12 +14,12 @@ Order of operations, everywhere:
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from edge_har.core.errors import EdgeHarError
 
 
 class PreprocessingError(EdgeHarError, ValueError):
@@ -78,7 +78,7 @@ class Preprocessing:
     def stride_seconds(self) -> float:
         return self.stride / self.sample_rate_hz
 
-    def with_normalisation(self, mean: Sequence[float], std: Sequence[float]) -> "Preprocessing":
+    def with_normalisation(self, mean: Sequence[float], std: Sequence[float]) -> Preprocessing:
         return Preprocessing(
             sample_rate_hz=self.sample_rate_hz,
             window=self.window,
@@ -116,7 +116,7 @@ class Preprocessing:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], where: str = "preprocessing") -> "Preprocessing":
+    def from_json(cls, data: Mapping[str, Any], where: str = "preprocessing") -> Preprocessing:
         """Build from the ``preprocessing`` object of ``bundle.json``, naming the bad key."""
 
         def need(mapping: Any, key: str, path: str) -> Any:

@@ -21,8 +21,6 @@ dictionaries).
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import csv
 import io
 import logging
@@ -33,6 +31,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from edge_har.core.errors import EdgeHarError
 
 log = logging.getLogger(__name__)
 

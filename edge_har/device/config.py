@@ -17,8 +17,6 @@ answer (the bundle exists and fits the source, TLS files exist) and is what the 
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import difflib
 import socket
 import typing
@@ -30,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
+from edge_har.core.errors import EdgeHarError
 from edge_har.device.sources import registry as source_registry
 
 # The built-in sources' config models, re-exported for existing imports. Each is owned by its
@@ -235,7 +234,7 @@ class DeviceConfig(_Model):
         name = socket.gethostname() or "edge-har"
         return "".join("-" if (c in "/+#" or c.isspace()) else c for c in name)
 
-    def resolve_paths(self, base: Path) -> "DeviceConfig":
+    def resolve_paths(self, base: Path) -> DeviceConfig:
         """A copy whose relative paths are taken relative to ``base`` (the config file's folder)."""
 
         def fix(p: Optional[Path]) -> Optional[Path]:
@@ -354,10 +353,7 @@ def _data_loc(raw_loc: tuple[Any, ...], data: Any, keep_last: bool) -> tuple[Any
     node = data
     for i, part in enumerate(raw_loc):
         last = i == len(raw_loc) - 1
-        if isinstance(node, dict) and part in node:
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             out.append(part)
             node = node[part]
         elif last and keep_last:

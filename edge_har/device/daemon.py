@@ -79,7 +79,7 @@ class Daemon:
         self.runtime: Optional[StreamRuntime] = None
         self.source: Optional[Source] = None
         self.publisher: Any = None
-        self.windows: "queue.Queue[Window]" = queue.Queue(maxsize=self.cfg.queues.windows)
+        self.windows: queue.Queue[Window] = queue.Queue(maxsize=self.cfg.queues.windows)
         self._source_thread: Optional[threading.Thread] = None
         self._stats_thread: Optional[threading.Thread] = None
         self._source_done = threading.Event()  # the source will deliver nothing more

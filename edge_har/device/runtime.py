@@ -166,7 +166,7 @@ class Runtime:
         smoothing_window: int = 5,
         threshold: float = 0.0,
         unknown_label: str = "unknown",
-    ) -> "Runtime":
+    ) -> Runtime:
         """Load a sensor bundle. ``options`` (what ``from_config`` passes) replaces the
         interpreter keywords, which stay for benchmarks and tests that set one or two."""
         if options is None:
@@ -187,7 +187,7 @@ class Runtime:
         return runtime
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "Runtime":
+    def from_config(cls, cfg: Any) -> Runtime:
         """From a :class:`~edge_har.device.config.DeviceConfig`."""
         scfg = cfg.smoothing
         return cls.load(

@@ -87,7 +87,7 @@ class VideoModels:
         delegate: Optional[str] = None,
         verify_sha256: bool = True,
         load_clip: bool = False,
-    ) -> "VideoModels":
+    ) -> VideoModels:
         """Every model of the variant, each loaded with the same ``options`` (the keywords build
         them when ``options`` is not given: benchmarks and tests)."""
         if options is None:
@@ -294,7 +294,7 @@ class VideoStreamRuntime:
         unknown_label: str = "unknown",
         stride: Optional[int] = None,
         mode: str = "split",
-    ) -> "VideoStreamRuntime":
+    ) -> VideoStreamRuntime:
         """Load a video bundle. ``options`` (what ``from_config`` passes) replaces the
         interpreter keywords, which stay for benchmarks and tests that set one or two."""
         if options is None:
@@ -314,7 +314,7 @@ class VideoStreamRuntime:
         return rt
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "VideoStreamRuntime":
+    def from_config(cls, cfg: Any) -> VideoStreamRuntime:
         """From a :class:`~edge_har.device.config.DeviceConfig` (its ``video:`` section sets stride and mode)."""
         scfg = cfg.smoothing
         vcfg = getattr(cfg, "video", None)

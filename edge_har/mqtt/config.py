@@ -14,14 +14,14 @@ to report, and :func:`edge_har.mqtt.client.make_client` fails naming the field.
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edge_har.core.errors import EdgeHarError
 
 __all__ = [
     "HomeAssistantConfig",
@@ -71,7 +71,7 @@ class TlsConfig(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _key_needs_cert(self) -> "TlsConfig":
+    def _key_needs_cert(self) -> TlsConfig:
         if self.key_file is not None and self.cert_file is None:
             raise ValueError("key_file is set but cert_file is not; mutual TLS needs both (or cert_file alone holding both)")
         return self
@@ -199,7 +199,7 @@ class MqttConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "MqttConfig":
+    def _consistent(self) -> MqttConfig:
         if self.password_env and self.password_file:
             raise ValueError("set either password_env or password_file, not both")
         if (self.password_env or self.password_file) and not self.username:

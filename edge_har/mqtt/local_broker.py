@@ -7,8 +7,6 @@ like the one the tests assert against. Needs only the ``mosquitto`` binary
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import shutil
 import signal
 import socket
@@ -16,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Sequence
+
+from edge_har.core.errors import EdgeHarError
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
 
@@ -97,7 +97,7 @@ class LocalBroker:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = 10.0) -> "LocalBroker":
+    def start(self, timeout: float = 10.0) -> LocalBroker:
         if self.running:
             return self
         self.conf.write_text(self.config_text())
@@ -141,7 +141,7 @@ class LocalBroker:
         except OSError:
             return ""
 
-    def __enter__(self) -> "LocalBroker":
+    def __enter__(self) -> LocalBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

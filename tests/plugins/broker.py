@@ -323,7 +323,7 @@ class MosquittoBroker(LocalBroker):
 
     # ------------------------------------------------------------------ process control
 
-    def start(self, timeout: float = 10.0) -> "MosquittoBroker":
+    def start(self, timeout: float = 10.0) -> MosquittoBroker:
         """Start mosquitto (on the same port as before, after stop()/kill()) and wait until it accepts TCP."""
         if self.running:
             return self

@@ -11,8 +11,6 @@ the source. Values stay raw here: scaling to physical units belongs to
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import logging
 import math
 import re
@@ -23,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 import numpy as np
+
+from edge_har.core.errors import EdgeHarError
 
 if TYPE_CHECKING:
     from edge_har.device.config import DeviceConfig

@@ -28,8 +28,6 @@ what it actually granted is logged (cameras round to their own modes).
 
 from __future__ import annotations
 
-from edge_har.core.errors import EdgeHarError
-
 import logging
 import math
 import threading
@@ -42,6 +40,7 @@ from typing import Any, ClassVar, Literal, Optional, Union
 import numpy as np
 from pydantic import Field, field_validator
 
+from edge_har.core.errors import EdgeHarError
 from edge_har.device.sources.base import Backoff, Chunk, Source, SourceContext, SourceError
 from edge_har.device.sources.config_base import SourceConfigBase, Where, resolve_path
 

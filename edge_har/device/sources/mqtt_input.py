@@ -30,7 +30,6 @@ from typing import Any, Deque, Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from edge_har.mqtt.config import MqttConfig
 from edge_har.device.sources.base import (
     REASON_COLUMNS,
     REASON_PAYLOAD,
@@ -41,6 +40,7 @@ from edge_har.device.sources.base import (
     SourceContext,
 )
 from edge_har.device.sources.config_base import SensorSourceConfig, SourceConfigBase, Where, resolve_mqtt_paths
+from edge_har.mqtt.config import MqttConfig
 
 log = logging.getLogger(__name__)
 
