@@ -86,8 +86,11 @@ def _split_indices(bundle: Any, dataset: Any, test: np.ndarray) -> tuple[np.ndar
         found = [by_source[s] for s in wanted if s in by_source]
         if len(found) == len(wanted):
             return np.asarray(found, dtype=np.int64), "the bundle's training recordings (bundle.json)"
-        log.warning("%d of the bundle's training recordings are not in the data; the baseline trains on every "
-                    "non-test recording instead", len(wanted) - len(found))
+        log.warning(
+            "%d of the bundle's training recordings are not in the data; the baseline trains on every "
+            "non-test recording instead",
+            len(wanted) - len(found),
+        )
     rest = np.setdiff1d(np.arange(len(dataset.recordings)), test)
     return rest.astype(np.int64), "every recording outside the test split (training and validation)"
 
@@ -102,8 +105,9 @@ def load_split(bundle: Any, dataset: Any) -> SplitData:
     scaled = make_window_set(dataset, pre, recording_indices=test)
     x_scaled = np.asarray(scaled.x, dtype=np.float32)
     if len(x_scaled) != len(x_norm):
-        raise EvaluationError(f"{dataset.root}: the baseline's test windows ({len(x_scaled)}) differ from the "
-                              f"networks' ({len(x_norm)})")
+        raise EvaluationError(
+            f"{dataset.root}: the baseline's test windows ({len(x_scaled)}) differ from the networks' ({len(x_norm)})"
+        )
     remap = label_indices(dataset.labels, bundle.labels, str(dataset.root))
     if not np.array_equal(remap[np.asarray(scaled.y, dtype=np.int64)], y):
         raise EvaluationError(f"{dataset.root}: the baseline's test labels differ from the networks'")
@@ -115,13 +119,18 @@ def load_split(bundle: Any, dataset: Any) -> SplitData:
 # ---------------------------------------------------------------- variants
 
 
-def score_variant(bundle: Any, name: str, split: SplitData, settings: AccuracySettings, out_dir: Path,
-                  progress: bool) -> dict[str, Any]:
+def score_variant(
+    bundle: Any, name: str, split: SplitData, settings: AccuracySettings, out_dir: Path, progress: bool
+) -> dict[str, Any]:
     from edge_har.convert.evaluate import evaluate_model, write_evaluation
 
     variant = bundle.variant(name)
-    row: dict[str, Any] = {"name": name, "kind": "variant", "quantization": variant.quantization,
-                           "size_bytes": variant.size_bytes}
+    row: dict[str, Any] = {
+        "name": name,
+        "kind": "variant",
+        "quantization": variant.quantization,
+        "size_bytes": variant.size_bytes,
+    }
     model = bundle.load_model(name, backend=settings.runtime, num_threads=1)
     evaluation = evaluate_model(model, split.x_norm, split.y, bundle.labels, name, progress=progress)
     files = write_evaluation(evaluation, out_dir / "confusion")
@@ -150,7 +159,9 @@ def _scores(rep: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- baseline
 
 
-def score_baseline(bundle: Any, dataset: Any, split: SplitData, settings: AccuracySettings, out_dir: Path) -> dict[str, Any]:
+def score_baseline(
+    bundle: Any, dataset: Any, split: SplitData, settings: AccuracySettings, out_dir: Path
+) -> dict[str, Any]:
     from edge_har.benchmarks.baseline import FEATURES, predict_timed, train_baseline
     from edge_har.convert.datasets import make_window_set
     from edge_har.convert.evaluate import label_indices
@@ -166,19 +177,25 @@ def score_baseline(bundle: Any, dataset: Any, split: SplitData, settings: Accura
     rep = classification_report(split.y, pred, bundle.labels)
     row: dict[str, Any] = {"name": "random_forest", "kind": "baseline"}
     row.update(_scores(rep))
-    row.update({
-        "features": f"{', '.join(FEATURES)} per channel ({len(FEATURES) * pre.n_channels} features) of the scaled window",
-        "trees": settings.trees,
-        "class_weight": "balanced",
-        "train_windows": int(len(y_train)),
-        "train_recordings": split.train_source,
-        "fit_seconds": model.fit_seconds,
-        "mean_inference_ms": per_window_ms,
-        "size_bytes": model.size_bytes(),
-    })
+    row.update(
+        {
+            "features": f"{', '.join(FEATURES)} per channel ({len(FEATURES) * pre.n_channels} features) of the scaled window",
+            "trees": settings.trees,
+            "class_weight": "balanced",
+            "train_windows": int(len(y_train)),
+            "train_recordings": split.train_source,
+            "fit_seconds": model.fit_seconds,
+            "mean_inference_ms": per_window_ms,
+            "size_bytes": model.size_bytes(),
+        }
+    )
     try:
-        png = confusion_matrix_png(rep["confusion_matrix"], bundle.labels, out_dir / "confusion" / "random_forest" / "confusion_matrix.png",
-                                   title=f"random forest: accuracy {rep['accuracy']:.3f}, macro-F1 {rep['macro_f1']:.3f}")
+        png = confusion_matrix_png(
+            rep["confusion_matrix"],
+            bundle.labels,
+            out_dir / "confusion" / "random_forest" / "confusion_matrix.png",
+            title=f"random forest: accuracy {rep['accuracy']:.3f}, macro-F1 {rep['macro_f1']:.3f}",
+        )
         row["files"] = {"confusion_png": str(png)}
     except Exception as exc:  # the matrix is in the JSON; a missing matplotlib loses nothing
         log.warning("baseline confusion PNG not written: %s", exc)
@@ -215,8 +232,9 @@ def _guarded(name: str, fn: Any, kind: str) -> dict[str, Any]:
     return row
 
 
-def run_accuracy(bundle: Any, dataset: Any, settings: AccuracySettings, out_dir: str | Path,
-                 progress: bool = True) -> dict[str, Any]:
+def run_accuracy(
+    bundle: Any, dataset: Any, settings: AccuracySettings, out_dir: str | Path, progress: bool = True
+) -> dict[str, Any]:
     """Run the three parts of the suite and return its results section."""
     started = time.perf_counter()
     out = Path(out_dir)
@@ -234,7 +252,9 @@ def run_accuracy(bundle: Any, dataset: Any, settings: AccuracySettings, out_dir:
             r["drop_points"] = 100 * (reference["accuracy"] - r["accuracy"])
             r["macro_f1_drop_points"] = 100 * (reference["macro_f1"] - r["macro_f1"])
     if settings.baseline:
-        rows.append(_guarded("random_forest", lambda: score_baseline(bundle, dataset, split, settings, out), "baseline"))
+        rows.append(
+            _guarded("random_forest", lambda: score_baseline(bundle, dataset, split, settings, out), "baseline")
+        )
     section["rows"] = rows
     section["baseline_margin"] = margins(rows, bundle.default_variant)
     if settings.streaming:
@@ -254,13 +274,21 @@ def run_accuracy(bundle: Any, dataset: Any, settings: AccuracySettings, out_dir:
 
 def accuracy_plot_entries(section: dict[str, Any]) -> list[dict[str, Any]]:
     """(name, accuracy, macro-F1) per variant, the baseline and each streaming mode, for the plot and --compare."""
-    entries = [{"name": r["name"], "accuracy": r.get("accuracy"), "macro_f1": r.get("macro_f1")}
-               for r in section.get("rows", []) if r.get("status") == "ok"]
+    entries = [
+        {"name": r["name"], "accuracy": r.get("accuracy"), "macro_f1": r.get("macro_f1")}
+        for r in section.get("rows", [])
+        if r.get("status") == "ok"
+    ]
     streaming = section.get("streaming") or {}
     for mode in streaming.get("modes", []):
         if mode.get("status") == "ok":
-            entries.append({"name": f"streaming {mode['name']}", "accuracy": mode.get("window_accuracy"),
-                            "macro_f1": mode.get("macro_f1")})
+            entries.append(
+                {
+                    "name": f"streaming {mode['name']}",
+                    "accuracy": mode.get("window_accuracy"),
+                    "macro_f1": mode.get("macro_f1"),
+                }
+            )
     return entries
 
 
@@ -295,7 +323,9 @@ def format_accuracy(section: dict[str, Any]) -> str:
         if r.get("status") != "ok":
             notes.append(f"[{len(notes) + 1}] {r['name']}: {r.get('error')}")
             status = f"error [{len(notes)}]"
-        quant = r.get("quantization") or (f"{r.get('trees')} trees, per-window stats" if r.get("kind") == "baseline" else "-")
+        quant = r.get("quantization") or (
+            f"{r.get('trees')} trees, per-window stats" if r.get("kind") == "baseline" else "-"
+        )
         size = r.get("size_bytes")
         change = "-"
         if r["name"] == "float32" and r.get("status") == "ok":
@@ -303,23 +333,32 @@ def format_accuracy(section: dict[str, Any]) -> str:
         elif r.get("drop_points") is not None:
             change = _pts(0.0 - r["drop_points"] + 0.0)
         table.append([r["name"], quant, status, _pct(r.get("accuracy")), _pct(r.get("macro_f1")), change, _size(size)])
-    parts.append(report.format_table(headers, table, title=f"Accuracy on the test split: {section['bundle']['model_id']}"))
+    parts.append(
+        report.format_table(headers, table, title=f"Accuracy on the test split: {section['bundle']['model_id']}")
+    )
     if notes:
         parts.append("\n".join(notes))
     ok = [r for r in rows if r.get("status") == "ok"]
     if ok:
         labels = section["bundle"]["labels"]
-        per_class = [[label] + [f"{r['per_class_f1'].get(label, float('nan')):.3f}" for r in ok]
-                     + [str(ok[0]["per_class"][label]["support"])] for label in labels]
-        parts.append(report.format_table(["class"] + [r["name"] for r in ok] + ["support"], per_class,
-                                         title="Per-class F1"))
+        per_class = [
+            [label]
+            + [f"{r['per_class_f1'].get(label, float('nan')):.3f}" for r in ok]
+            + [str(ok[0]["per_class"][label]["support"])]
+            for label in labels
+        ]
+        parts.append(
+            report.format_table(["class"] + [r["name"] for r in ok] + ["support"], per_class, title="Per-class F1")
+        )
     margin = section.get("baseline_margin")
     if margin:
         default = margin["default_variant"]
         base = next(r for r in rows if r.get("kind") == "baseline" and r.get("status") == "ok")
-        lines = [f"CNN-LSTM over the random-forest baseline (points of accuracy / macro-F1); the forest: "
-                 f"{base['train_windows']} training windows, {base['fit_seconds']:.1f} s to fit, "
-                 f"{base['mean_inference_ms']:.2f} ms per window one at a time, {_size(base['size_bytes'])} pickled:"]
+        lines = [
+            f"CNN-LSTM over the random-forest baseline (points of accuracy / macro-F1); the forest: "
+            f"{base['train_windows']} training windows, {base['fit_seconds']:.1f} s to fit, "
+            f"{base['mean_inference_ms']:.2f} ms per window one at a time, {_size(base['size_bytes'])} pickled:"
+        ]
         for name, m in margin["variants"].items():
             tag = " (default variant)" if name == default else ""
             lines.append(f"  {name:<14} {m['accuracy_points']:+.2f} / {m['macro_f1_points']:+.2f}{tag}")

@@ -63,7 +63,9 @@ class Baseline:
         return len(pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def train_baseline(x_train: np.ndarray, y_train: np.ndarray, trees: int = 200, seed: int = 0, jobs: int = 1) -> Baseline:
+def train_baseline(
+    x_train: np.ndarray, y_train: np.ndarray, trees: int = 200, seed: int = 0, jobs: int = 1
+) -> Baseline:
     """Fit the forest on scaled training windows; ``jobs=1`` so timings stay comparable on a shared machine."""
     try:
         from sklearn.ensemble import RandomForestClassifier
@@ -76,7 +78,11 @@ def train_baseline(x_train: np.ndarray, y_train: np.ndarray, trees: int = 200, s
     if len(np.unique(y_train)) < 2:
         raise BaselineError("the baseline's training windows hold a single class")
     model = RandomForestClassifier(
-        n_estimators=trees, class_weight="balanced", random_state=seed, n_jobs=jobs, min_samples_leaf=1,
+        n_estimators=trees,
+        class_weight="balanced",
+        random_state=seed,
+        n_jobs=jobs,
+        min_samples_leaf=1,
     )
     started = time.perf_counter()
     model.fit(window_features(x_train), np.asarray(y_train, dtype=np.int64))

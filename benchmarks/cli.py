@@ -53,7 +53,9 @@ def _int_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated thread counts such as 1,2,4; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated thread counts such as 1,2,4; got {text!r}"
+        ) from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"thread counts must be >= 1; got {text!r}")
     return list(dict.fromkeys(values))
@@ -69,20 +71,30 @@ def _name_list(text: str) -> list[str]:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", type=Path, metavar="BUNDLE", help="model bundle directory (holding bundle.json)")
     parser.add_argument(
-        "--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR",
+        "--out",
+        type=Path,
+        default=Path(DEFAULT_OUT),
+        metavar="DIR",
         help=f"where results.json and the PNG plots go (default: ./{DEFAULT_OUT}); a results.json already there "
         "keeps the other suites' sections",
     )
     parser.add_argument(
-        "--json", type=Path, default=None, metavar="FILE",
+        "--json",
+        type=Path,
+        default=None,
+        metavar="FILE",
         help="write the results to this file instead of <out>/results.json (e.g. a kept file under benchmarks/results/)",
     )
     parser.add_argument(
-        "--compare", type=Path, default=None, metavar="FILE",
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="FILE",
         help="a results file from an earlier run (or another machine): print this run's figures beside it",
     )
     parser.add_argument(
-        "--quick", action="store_true",
+        "--quick",
+        action="store_true",
         help="a short run for CI and smoke tests (under two minutes on the test bundle): fewer runs, one thread",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
@@ -135,28 +147,69 @@ def _register_latency(suites: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_common(p)
-    p.add_argument("--variants", type=_name_list, default=None, metavar="A,B",
-                   help="variants to time, comma-separated (default: all of the bundle's)")
-    p.add_argument("--runtimes", type=_name_list, default=list(BACKENDS), metavar="A,B",
-                   help="TFLite runtimes to try; those not installed get a 'not installed' row")
-    p.add_argument("--threads", type=_int_list, default=None, metavar="1,2,4",
-                   help="interpreter thread counts (default: 1, 2, 4 up to the number of cores)")
+    p.add_argument(
+        "--variants",
+        type=_name_list,
+        default=None,
+        metavar="A,B",
+        help="variants to time, comma-separated (default: all of the bundle's)",
+    )
+    p.add_argument(
+        "--runtimes",
+        type=_name_list,
+        default=list(BACKENDS),
+        metavar="A,B",
+        help="TFLite runtimes to try; those not installed get a 'not installed' row",
+    )
+    p.add_argument(
+        "--threads",
+        type=_int_list,
+        default=None,
+        metavar="1,2,4",
+        help="interpreter thread counts (default: 1, 2, 4 up to the number of cores)",
+    )
     count = p.add_mutually_exclusive_group()
-    count.add_argument("--runs", type=_positive_int, default=None, help=f"timed runs per step (default: {DEFAULT_RUNS})")
-    count.add_argument("--min-seconds", type=_positive_float, default=None, metavar="S",
-                       help="time each step for at least S seconds instead of a fixed count")
-    p.add_argument("--warmup", type=_non_negative_int, default=None, help=f"untimed runs first (default: {DEFAULT_WARMUP})")
-    p.add_argument("--keras-runs", type=_positive_int, default=None,
-                   help="cap on timed Keras calls per step (model.predict costs tens of ms; default: 100)")
-    p.add_argument("--no-keras", action="store_true", help="do not time the Keras model even when TensorFlow is installed")
-    p.add_argument("--in-process", action="store_true",
-                   help="run all steps in this process: faster, but peak memory cannot be told apart per runtime "
-                   "and is left out")
-    p.add_argument("--profile", default=None, metavar="VARIANT",
-                   help="also print the per-op profile of this variant (edge_har.benchmarks.profile_ops), to name a slow op")
-    _add_data(p, required=False, help_text=(
-        "time real windows from this data set (the bundle's test split when it is found, normalised with the "
-        "bundle's preprocessing); random windows otherwise, since zeros hide data-dependent cost"))
+    count.add_argument(
+        "--runs", type=_positive_int, default=None, help=f"timed runs per step (default: {DEFAULT_RUNS})"
+    )
+    count.add_argument(
+        "--min-seconds",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="time each step for at least S seconds instead of a fixed count",
+    )
+    p.add_argument(
+        "--warmup", type=_non_negative_int, default=None, help=f"untimed runs first (default: {DEFAULT_WARMUP})"
+    )
+    p.add_argument(
+        "--keras-runs",
+        type=_positive_int,
+        default=None,
+        help="cap on timed Keras calls per step (model.predict costs tens of ms; default: 100)",
+    )
+    p.add_argument(
+        "--no-keras", action="store_true", help="do not time the Keras model even when TensorFlow is installed"
+    )
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run all steps in this process: faster, but peak memory cannot be told apart per runtime and is left out",
+    )
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="VARIANT",
+        help="also print the per-op profile of this variant (edge_har.benchmarks.profile_ops), to name a slow op",
+    )
+    _add_data(
+        p,
+        required=False,
+        help_text=(
+            "time real windows from this data set (the bundle's test split when it is found, normalised with the "
+            "bundle's preprocessing); random windows otherwise, since zeros hide data-dependent cost"
+        ),
+    )
     p.set_defaults(func=run_latency_command)
 
 
@@ -171,8 +224,12 @@ def run_latency_command(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     settings = LatencySettings.quick_settings() if args.quick else LatencySettings()
     overrides = {
-        "variants": args.variants, "runtimes": args.runtimes, "threads": args.threads, "warmup": args.warmup,
-        "keras_runs": args.keras_runs, "profile": args.profile,
+        "variants": args.variants,
+        "runtimes": args.runtimes,
+        "threads": args.threads,
+        "warmup": args.warmup,
+        "keras_runs": args.keras_runs,
+        "profile": args.profile,
     }
     for key, value in overrides.items():
         if value is not None:
@@ -226,14 +283,17 @@ def _finish(args: argparse.Namespace, section: dict[str, Any], suite: str, text:
     plots = section.setdefault("plots", {})
     try:
         if suite == "latency":
-            png = report.latency_png(section["rows"], out / "latency.png", f"Latency per window: {section['bundle']['model_id']}")
+            png = report.latency_png(
+                section["rows"], out / "latency.png", f"Latency per window: {section['bundle']['model_id']}"
+            )
             if png:
                 plots["latency"] = str(png)
         elif suite == "accuracy":
             from edge_har.benchmarks.accuracy import accuracy_plot_entries
 
-            png = report.accuracy_png(accuracy_plot_entries(section), out / "accuracy.png",
-                                      f"Test split: {section['bundle']['model_id']}")
+            png = report.accuracy_png(
+                accuracy_plot_entries(section), out / "accuracy.png", f"Test split: {section['bundle']['model_id']}"
+            )
             if png:
                 plots["accuracy"] = str(png)
     except Exception as exc:  # a missing matplotlib must not lose the figures
@@ -261,24 +321,39 @@ def _comparison(path: Path, section: dict[str, Any], suite: str) -> str:
     except report.ReportError as exc:
         raise CommandError(f"--compare: {exc}") from exc
     m = previous.get("machine", {})
-    title = (f"Compared with {path} ({previous.get('date')}, {m.get('cpu_model')}, "
-             f"commit {((previous.get('git') or {}).get('commit') or '?')[:10]})")
+    title = (
+        f"Compared with {path} ({previous.get('date')}, {m.get('cpu_model')}, "
+        f"commit {((previous.get('git') or {}).get('commit') or '?')[:10]})"
+    )
     if suite == "latency":
-        rows = report.compare_rows(section["rows"], previous.get("rows", []), ("variant", "runtime", "threads"), "p50_ms")
+        rows = report.compare_rows(
+            section["rows"], previous.get("rows", []), ("variant", "runtime", "threads"), "p50_ms"
+        )
         headers = ["variant", "runtime", "thr", "p50 ms then", "p50 ms now", "now/then"]
-        table = [[r["variant"], r["runtime"], r["threads"], r["previous"], r["current"],
-                  "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"] for r in rows]
+        table = [
+            [
+                r["variant"],
+                r["runtime"],
+                r["threads"],
+                r["previous"],
+                r["current"],
+                "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
+            ]
+            for r in rows
+        ]
     elif suite == "e2e":
         then = {p["phase"]: p for p in previous.get("phases", [])}
         headers = ["phase", "figure", "then", "now", "now/then"]
         table = []
         for phase in section.get("phases", []):
             old = then.get(phase["phase"], {})
-            for figure, get in (("latency p50 ms", lambda p: (p.get("latency_ms") or {}).get("p50_ms")),
-                                ("latency p99 ms", lambda p: (p.get("latency_ms") or {}).get("p99_ms")),
-                                ("windows/s", lambda p: p.get("windows_per_s")),
-                                ("CPU % of a core", lambda p: p.get("cpu_percent_of_one_core")),
-                                ("RSS MB peak", lambda p: p.get("rss_mb_peak"))):
+            for figure, get in (
+                ("latency p50 ms", lambda p: (p.get("latency_ms") or {}).get("p50_ms")),
+                ("latency p99 ms", lambda p: (p.get("latency_ms") or {}).get("p99_ms")),
+                ("windows/s", lambda p: p.get("windows_per_s")),
+                ("CPU % of a core", lambda p: p.get("cpu_percent_of_one_core")),
+                ("RSS MB peak", lambda p: p.get("rss_mb_peak")),
+            ):
                 a, b = get(old), get(phase)
                 if a is None and b is None:
                     continue
@@ -321,24 +396,49 @@ def _register_accuracy(suites: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_common(p)
-    p.add_argument("--variants", type=_name_list, default=None, metavar="A,B",
-                   help="variants to score (default: all; float32 is always scored, it is the reference)")
+    p.add_argument(
+        "--variants",
+        type=_name_list,
+        default=None,
+        metavar="A,B",
+        help="variants to score (default: all; float32 is always scored, it is the reference)",
+    )
     p.add_argument("--runtime", default="auto", help="TFLite runtime for the variants (auto: the device's choice)")
     p.add_argument("--trees", type=_positive_int, default=None, help="random-forest trees (default: 200, --quick 50)")
     p.add_argument("--no-baseline", action="store_true", help="skip the random-forest baseline")
     p.add_argument("--no-streaming", action="store_true", help="skip streaming accuracy")
     p.add_argument("--seed", type=int, default=0, help="random seed of the baseline")
     stream = p.add_argument_group("streaming accuracy (scored without smoothing and with the smoothing below)")
-    stream.add_argument("--stream-variant", default=None, metavar="VARIANT",
-                        help="variant replayed (default: the bundle's default variant, what the daemon runs)")
-    stream.add_argument("--smoothing-method", choices=["mean_prob", "majority"], default=None,
-                        help="smoothing method (default: the daemon's default, mean_prob)")
-    stream.add_argument("--smoothing-window", type=_positive_int, default=None, metavar="N",
-                        help="windows smoothed over (default: the daemon's default, 5)")
-    stream.add_argument("--threshold", type=float, default=None,
-                        help="confidence under which the label is 'unknown' (default: the daemon's default, 0)")
-    _add_data(p, required=True, help_text="the data set the bundle was converted from (its test split is re-created "
-              "from bundle.json)")
+    stream.add_argument(
+        "--stream-variant",
+        default=None,
+        metavar="VARIANT",
+        help="variant replayed (default: the bundle's default variant, what the daemon runs)",
+    )
+    stream.add_argument(
+        "--smoothing-method",
+        choices=["mean_prob", "majority"],
+        default=None,
+        help="smoothing method (default: the daemon's default, mean_prob)",
+    )
+    stream.add_argument(
+        "--smoothing-window",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="windows smoothed over (default: the daemon's default, 5)",
+    )
+    stream.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="confidence under which the label is 'unknown' (default: the daemon's default, 0)",
+    )
+    _add_data(
+        p,
+        required=True,
+        help_text="the data set the bundle was converted from (its test split is re-created from bundle.json)",
+    )
     p.set_defaults(func=run_accuracy_command)
 
 
@@ -355,7 +455,9 @@ def run_accuracy_command(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     settings = AccuracySettings.quick_settings() if args.quick else AccuracySettings()
     if args.variants:
-        settings.variants = list(dict.fromkeys(["float32"] + args.variants)) if "float32" in bundle.variants else args.variants
+        settings.variants = (
+            list(dict.fromkeys(["float32"] + args.variants)) if "float32" in bundle.variants else args.variants
+        )
     if args.trees:
         settings.trees = args.trees
     settings.runtime = args.runtime
@@ -399,12 +501,21 @@ def _register_e2e(suites: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_common(p)
-    p.add_argument("--seconds", type=_positive_float, default=None, metavar="S",
-                   help="how long to measure after the first prediction (default: 30, --quick 8)")
+    p.add_argument(
+        "--seconds",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="how long to measure after the first prediction (default: 30, --quick 8)",
+    )
     p.add_argument("--variant", default=None, help="variant the daemon runs (default: the bundle's default)")
-    p.add_argument("--speed", type=_positive_float, default=None,
-                   help="replay speed as a multiple of real time (default: 1, what a sensor delivers); "
-                   "higher speeds measure the sustainable throughput")
+    p.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=None,
+        help="replay speed as a multiple of real time (default: 1, what a sensor delivers); "
+        "higher speeds measure the sustainable throughput",
+    )
     p.add_argument("--mosquitto", default=None, metavar="PATH", help="mosquitto binary (default: found on PATH)")
     _add_data(p, required=False, help_text="replay recordings of this data set (default: synthetic recordings)")
     p.set_defaults(func=run_e2e_command)

@@ -70,8 +70,14 @@ class E2ESettings:
 
     @classmethod
     def quick_settings(cls, **overrides: Any) -> E2ESettings:
-        base: dict[str, Any] = dict(seconds=6.0, throughput_seconds=3.0, settle_seconds=0.5, quick=True,
-                                    startup_timeout_s=60.0, max_recordings=6)
+        base: dict[str, Any] = dict(
+            seconds=6.0,
+            throughput_seconds=3.0,
+            settle_seconds=0.5,
+            quick=True,
+            startup_timeout_s=60.0,
+            max_recordings=6,
+        )
         base.update(overrides)
         return cls(**base)
 
@@ -86,8 +92,10 @@ def start_broker(work: Path, binary: str | None) -> LocalBroker:
     try:
         return LocalBroker(work, binary=binary).start()
     except BrokerError as exc:
-        raise E2EError(f"{exc} (the e2e suite starts its own broker on a free loopback port; "
-                       "a running system broker is left alone)") from exc
+        raise E2EError(
+            f"{exc} (the e2e suite starts its own broker on a free loopback port; "
+            "a running system broker is left alone)"
+        ) from exc
 
 
 # ====================================================================== the subscriber
@@ -111,8 +119,11 @@ class Subscriber:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self.topic = topic
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=f"edge-har-bench-{os.getpid()}", protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"edge-har-bench-{os.getpid()}",
+            protocol=mqtt.MQTTv311,
+        )
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self._ready.set()
         self.client.on_message = self._on_message
@@ -192,7 +203,11 @@ def dataset_recordings(bundle: Any, dataset: Any, limit: int) -> tuple[list[tupl
     if len(indices) > limit:
         indices = [indices[int(i)] for i in np.linspace(0, len(indices) - 1, limit).round()]
     known = set(bundle.labels)
-    recs = [(dataset.recordings[i].label, dataset.recordings[i].samples) for i in indices if dataset.recordings[i].label in known]
+    recs = [
+        (dataset.recordings[i].label, dataset.recordings[i].samples)
+        for i in indices
+        if dataset.recordings[i].label in known
+    ]
     if not recs:
         raise E2EError(f"{dataset.root}: no recordings with the bundle's labels to replay")
     return recs, f"{len(recs)} recordings of {dataset.root} ({what})"
@@ -201,12 +216,20 @@ def dataset_recordings(bundle: Any, dataset: Any, limit: int) -> tuple[list[tupl
 # ====================================================================== the daemon
 
 
-def daemon_config(bundle: Any, settings: E2ESettings, broker: LocalBroker, replay: Path, rate_hz: float, realtime: bool) -> str:
+def daemon_config(
+    bundle: Any, settings: E2ESettings, broker: LocalBroker, replay: Path, rate_hz: float, realtime: bool
+) -> str:
     """A device config (YAML) for the daemon: the replay, the private broker, fast stats."""
     import yaml
 
-    source: dict[str, Any] = {"type": "replay", "path": str(replay), "format": "folder", "rate_hz": float(rate_hz),
-                              "realtime": realtime, "loop": True}
+    source: dict[str, Any] = {
+        "type": "replay",
+        "path": str(replay),
+        "format": "folder",
+        "rate_hz": float(rate_hz),
+        "realtime": realtime,
+        "loop": True,
+    }
     if realtime:
         source["speed"] = float(settings.speed)
     config = {
@@ -214,8 +237,13 @@ def daemon_config(bundle: Any, settings: E2ESettings, broker: LocalBroker, repla
         "bundle": str(Path(bundle.root).resolve()),
         "interpreter": {"backend": "auto", "num_threads": settings.num_threads},
         "source": source,
-        "mqtt": {"host": broker.host, "port": broker.port, "client_id": f"{DEVICE_ID}-{os.getpid()}",
-                 "stats_interval_s": 1.0, "queue_size": 100000},
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "client_id": f"{DEVICE_ID}-{os.getpid()}",
+            "stats_interval_s": 1.0,
+            "queue_size": 100000,
+        },
         "logging": {"level": "INFO"},
     }
     if settings.variant:
@@ -236,9 +264,21 @@ class DaemonProcess:
         self.started = time.time()
         with open(log_path, "wb") as log_file:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "edge_har", "run", "--config", str(config_path), "--duration", f"{max_seconds:.0f}",
-                 "--summary-json", str(summary_path)],
-                env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "edge_har",
+                    "run",
+                    "--config",
+                    str(config_path),
+                    "--duration",
+                    f"{max_seconds:.0f}",
+                    "--summary-json",
+                    str(summary_path),
+                ],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
         import psutil
 
@@ -312,8 +352,10 @@ def _wait_first_prediction(sub: Subscriber, daemon: DaemonProcess, timeout: floa
         if got:
             return got[0].at
         if not daemon.alive():
-            raise E2EError(f"the daemon exited with status {daemon.proc.returncode} before its first prediction; "
-                           f"its log:\n{daemon.log_tail()}")
+            raise E2EError(
+                f"the daemon exited with status {daemon.proc.returncode} before its first prediction; "
+                f"its log:\n{daemon.log_tail()}"
+            )
         time.sleep(0.02)
     raise E2EError(f"no prediction within {timeout:g} s of starting the daemon; its log:\n{daemon.log_tail()}")
 
@@ -334,8 +376,17 @@ def _cpu_memory(samples: Sequence[tuple[float, float, float]]) -> dict[str, Any]
     }
 
 
-def run_phase(name: str, bundle: Any, settings: E2ESettings, broker: LocalBroker, replay: Path, rate_hz: float,
-              realtime: bool, seconds: float, work: Path) -> dict[str, Any]:
+def run_phase(
+    name: str,
+    bundle: Any,
+    settings: E2ESettings,
+    broker: LocalBroker,
+    replay: Path,
+    rate_hz: float,
+    realtime: bool,
+    seconds: float,
+    work: Path,
+) -> dict[str, Any]:
     """Start the daemon, wait for its first prediction, measure for ``seconds``, stop it with SIGTERM."""
     config = work / f"{name}.yaml"
     config.write_text(daemon_config(bundle, settings, broker, replay, rate_hz, realtime))
@@ -345,8 +396,12 @@ def run_phase(name: str, bundle: Any, settings: E2ESettings, broker: LocalBroker
     sub = Subscriber(broker.host, broker.port, topic)
     row: dict[str, Any] = {"phase": name, "realtime": realtime, "speed": settings.speed if realtime else None}
     launched = time.time()
-    daemon = DaemonProcess(config, work / f"{name}-daemon.log", work / f"{name}-summary.json",
-                           max_seconds=settings.startup_timeout_s + seconds + settings.settle_seconds + 60)
+    daemon = DaemonProcess(
+        config,
+        work / f"{name}-daemon.log",
+        work / f"{name}-summary.json",
+        max_seconds=settings.startup_timeout_s + seconds + settings.settle_seconds + 60,
+    )
     try:
         first = _wait_first_prediction(sub, daemon, settings.startup_timeout_s)
         row["startup_s"] = first - launched  # process start to first prediction received
@@ -385,8 +440,9 @@ def run_phase(name: str, bundle: Any, settings: E2ESettings, broker: LocalBroker
     stats = [m.payload for m in sub.on("/stats")]
     if stats:
         last = stats[-1]
-        row["daemon_stats"] = {k: last.get(k) for k in ("windows_total", "samples_total", "samples_dropped",
-                                                         "queue_depth", "rss_mb")}
+        row["daemon_stats"] = {
+            k: last.get(k) for k in ("windows_total", "samples_total", "samples_dropped", "queue_depth", "rss_mb")
+        }
         row["daemon_stats"]["windows_dropped"] = (last.get("extra") or {}).get("windows_dropped")
         row["daemon_stats"]["mqtt"] = last.get("mqtt")
     row["daemon_summary"] = daemon.summary()
@@ -398,28 +454,38 @@ def _summary(values_ms: np.ndarray) -> dict[str, Any]:
     return report.latency_summary(values)
 
 
-def run_e2e(bundle: Any, settings: E2ESettings, dataset: Any | None = None, work_dir: str | Path | None = None,
-            progress: bool = True) -> dict[str, Any]:
+def run_e2e(
+    bundle: Any,
+    settings: E2ESettings,
+    dataset: Any | None = None,
+    work_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Both phases against one private broker; returns the suite's results section."""
     started = time.perf_counter()
     section = report.suite_header("e2e", bundle)
     section["settings"] = asdict(settings)
     section["definition"] = {
         "latency_ms": "subscriber's time.time() at arrival minus the payload's window_end_ts (the replay's "
-                      "emission time of the window's last sample); same machine, same clock",
+        "emission time of the window's last sample); same machine, same clock",
         "daemon_e2e_ms": "the daemon's own figure: last sample's arrival to the hand-off to MQTT",
         "windows_per_s": "predictions received per second of measurement",
         "startup_s": "daemon process start to its first prediction received; in real time this includes one "
-                     "window of samples arriving",
+        "window of samples arriving",
         "cpu": "psutil cpu_percent of the daemon process (all threads): 100 = one core busy",
     }
     if bundle.kind != "sensor":
         section["phases"] = []
-        section["camera"] = {"status": "not measured", "detail": f"a {bundle.kind} bundle: the daemon runs sensor "
-                             "bundles only so far; frames/s will be measured when it has a camera source"}
+        section["camera"] = {
+            "status": "not measured",
+            "detail": f"a {bundle.kind} bundle: the daemon runs sensor "
+            "bundles only so far; frames/s will be measured when it has a camera source",
+        }
         return report.finish_section(section, started)
-    section["camera"] = {"status": "not applicable", "detail": "not a camera bundle (kind sensor): frames/s applies "
-                         "to camera bundles"}
+    section["camera"] = {
+        "status": "not applicable",
+        "detail": "not a camera bundle (kind sensor): frames/s applies to camera bundles",
+    }
     with tempfile.TemporaryDirectory(prefix="edge-har-e2e-") as tmp:
         work = Path(tmp)
         if dataset is not None:
@@ -435,8 +501,10 @@ def run_e2e(bundle: Any, settings: E2ESettings, dataset: Any | None = None, work
         section["broker"] = {"binary": broker.binary, "port": broker.port, "version": _mosquitto_version(broker.binary)}
         phases = []
         try:
-            for name, realtime, seconds in (("realtime", True, settings.seconds),
-                                            ("max_throughput", False, settings.throughput_seconds)):
+            for name, realtime, seconds in (
+                ("realtime", True, settings.seconds),
+                ("max_throughput", False, settings.throughput_seconds),
+            ):
                 if progress:
                     report.stderr(f"e2e: phase {name}: measuring {seconds:g} s after the first prediction ...")
                 try:
@@ -472,10 +540,24 @@ def format_e2e(section: dict[str, Any]) -> str:
     parts = [report.context_lines(section)]
     replay = section.get("replay") or {}
     if replay:
-        parts.append(f"replay: {replay.get('data')} at {replay.get('rate_hz'):g} Hz; broker: "
-                     f"{(section.get('broker') or {}).get('version')} on 127.0.0.1")
-    headers = ["phase", "status", "first prediction s", "windows/s", "expected/s", "latency p50 ms", "latency p99 ms",
-               "daemon e2e p50 ms", "inference p50 ms", "CPU % of a core", "RSS MB peak", "lost"]
+        parts.append(
+            f"replay: {replay.get('data')} at {replay.get('rate_hz'):g} Hz; broker: "
+            f"{(section.get('broker') or {}).get('version')} on 127.0.0.1"
+        )
+    headers = [
+        "phase",
+        "status",
+        "first prediction s",
+        "windows/s",
+        "expected/s",
+        "latency p50 ms",
+        "latency p99 ms",
+        "daemon e2e p50 ms",
+        "inference p50 ms",
+        "CPU % of a core",
+        "RSS MB peak",
+        "lost",
+    ]
     table = []
     for p in section.get("phases", []):
         if p.get("status") != "ok":
@@ -484,14 +566,29 @@ def format_e2e(section: dict[str, Any]) -> str:
         lat = p.get("latency_ms") or {}
         d = p.get("daemon_e2e_ms") or {}
         inf = p.get("inference_ms") or {}
-        table.append([
-            p["phase"] + (f" x{p['speed']:g}" if p.get("speed") else ""), "ok", _f(p.get("startup_s")),
-            _f(p.get("windows_per_s")), _f(p.get("windows_per_s_expected")),
-            _f(lat.get("p50_ms"), 3), _f(lat.get("p99_ms"), 3), _f(d.get("p50_ms"), 3), _f(inf.get("p50_ms"), 3),
-            _f(p.get("cpu_percent_of_one_core"), 1), _f(p.get("rss_mb_peak"), 1), str(p.get("seq_gaps", "-")),
-        ])
-    parts.append(report.format_table(headers, table, title=f"End to end (daemon + mosquitto on loopback): "
-                                                           f"{section['bundle']['model_id']}"))
+        table.append(
+            [
+                p["phase"] + (f" x{p['speed']:g}" if p.get("speed") else ""),
+                "ok",
+                _f(p.get("startup_s")),
+                _f(p.get("windows_per_s")),
+                _f(p.get("windows_per_s_expected")),
+                _f(lat.get("p50_ms"), 3),
+                _f(lat.get("p99_ms"), 3),
+                _f(d.get("p50_ms"), 3),
+                _f(inf.get("p50_ms"), 3),
+                _f(p.get("cpu_percent_of_one_core"), 1),
+                _f(p.get("rss_mb_peak"), 1),
+                str(p.get("seq_gaps", "-")),
+            ]
+        )
+    parts.append(
+        report.format_table(
+            headers, table, title=f"End to end (daemon + mosquitto on loopback): {section['bundle']['model_id']}"
+        )
+    )
     camera = section.get("camera") or {}
-    parts.append(report.format_table(["camera frames/s", "detail"], [[camera.get("status", "-"), camera.get("detail", "")]]))
+    parts.append(
+        report.format_table(["camera frames/s", "detail"], [[camera.get("status", "-"), camera.get("detail", "")]])
+    )
     return "\n\n".join(parts)

@@ -109,8 +109,16 @@ class Candidate:
     def describe(self) -> dict[str, Any]:
         """The fields the study has always recorded per candidate (the JSON and markdown read them)."""
         c = self.config
-        return {"name": self.name, "conv_filters": list(c.conv_filters), "pool_size": c.pool_size, "lstm_units": self.lstm_units,
-                "kernel_size": c.kernel_size, "conv_dropout": c.conv_dropout, "dropout": c.dropout, "model_config": c.to_json()}
+        return {
+            "name": self.name,
+            "conv_filters": list(c.conv_filters),
+            "pool_size": c.pool_size,
+            "lstm_units": self.lstm_units,
+            "kernel_size": c.kernel_size,
+            "conv_dropout": c.conv_dropout,
+            "dropout": c.dropout,
+            "model_config": c.to_json(),
+        }
 
     def key(self) -> str:
         """Cache key of the architecture; hashes the same fields as before, so weights trained earlier stay valid."""
@@ -118,29 +126,37 @@ class Candidate:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def candidate(name: str, conv_filters: tuple[int, ...], pool_size: int, lstm_units: int, kernel_size: int = 5) -> Candidate:
+def candidate(
+    name: str, conv_filters: tuple[int, ...], pool_size: int, lstm_units: int, kernel_size: int = 5
+) -> Candidate:
     """A candidate with the product's defaults for everything the study does not vary (dropouts, batch norm)."""
-    return Candidate(name, ModelConfig(conv_filters=conv_filters, pool_size=pool_size, lstm_units=(lstm_units,), kernel_size=kernel_size))
+    return Candidate(
+        name,
+        ModelConfig(conv_filters=conv_filters, pool_size=pool_size, lstm_units=(lstm_units,), kernel_size=kernel_size),
+    )
 
 
 # Sequence the LSTM walks: 96 samples -> 48 / 24 / 12 / 6 / 3 steps; LSTM width 16 / 32 / 64 / 128; conv width.
 # "w_s3_l128" is edge_har.convert.models.ModelConfig's default architecture (tests/test_int8_study.py checks);
 # "s24_l64" was the default before the study.
-CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
-    candidate("s48_l64", (32,), 2, 64),
-    candidate("s24_l64", (32, 64), 2, 64),
-    candidate("s24_l32", (32, 64), 2, 32),
-    candidate("s12_l64", (32, 64, 64), 2, 64),
-    candidate("s12_l32", (32, 64, 64), 2, 32),
-    candidate("s12_l16", (32, 64, 64), 2, 16),
-    candidate("s6_l32", (32, 64), 4, 32),
-    candidate("s6_l64", (32, 64), 4, 64),
-    candidate("w_s6_l64", (64, 128), 4, 64),
-    candidate("w_s6_l128", (64, 128), 4, 128),
-    candidate("w_s6_l64_k9", (64, 128), 4, 64, kernel_size=9),
-    candidate("w_s3_l64", (64, 128, 128), 3, 64),
-    candidate("w_s3_l128", (64, 128, 128), 3, 128),
-)}
+CANDIDATES: dict[str, Candidate] = {
+    c.name: c
+    for c in (
+        candidate("s48_l64", (32,), 2, 64),
+        candidate("s24_l64", (32, 64), 2, 64),
+        candidate("s24_l32", (32, 64), 2, 32),
+        candidate("s12_l64", (32, 64, 64), 2, 64),
+        candidate("s12_l32", (32, 64, 64), 2, 32),
+        candidate("s12_l16", (32, 64, 64), 2, 16),
+        candidate("s6_l32", (32, 64), 4, 32),
+        candidate("s6_l64", (32, 64), 4, 64),
+        candidate("w_s6_l64", (64, 128), 4, 64),
+        candidate("w_s6_l128", (64, 128), 4, 128),
+        candidate("w_s6_l64_k9", (64, 128), 4, 64, kernel_size=9),
+        candidate("w_s3_l64", (64, 128, 128), 3, 64),
+        candidate("w_s3_l128", (64, 128, 128), 3, 128),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -186,16 +202,19 @@ class Recipe:
         return flags
 
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe("fused"),  # ModelConfig(lstm_export="fused"), per-channel FC weights
-    Recipe("unrolled", unroll=True),
-    Recipe("unrolled_zs", unroll=True, zero_state=True),
-    Recipe("unrolled_zs_pt_sn", unroll=True, zero_state=True, dense_per_tensor=True, short_names=True),
-    Recipe("unrolled_zs_ptall_sn", unroll=True, zero_state=True, all_per_tensor=True, short_names=True),
-    Recipe("projected", projected=True),  # ModelConfig(lstm_export="unrolled"), per-channel FC weights
-    Recipe("projected_pt", projected=True, dense_per_tensor=True),  # edge-har convert's default int8 file
-    Recipe("projected_pt_sn", projected=True, dense_per_tensor=True, short_names=True),
-)}
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe("fused"),  # ModelConfig(lstm_export="fused"), per-channel FC weights
+        Recipe("unrolled", unroll=True),
+        Recipe("unrolled_zs", unroll=True, zero_state=True),
+        Recipe("unrolled_zs_pt_sn", unroll=True, zero_state=True, dense_per_tensor=True, short_names=True),
+        Recipe("unrolled_zs_ptall_sn", unroll=True, zero_state=True, all_per_tensor=True, short_names=True),
+        Recipe("projected", projected=True),  # ModelConfig(lstm_export="unrolled"), per-channel FC weights
+        Recipe("projected_pt", projected=True, dense_per_tensor=True),  # edge-har convert's default int8 file
+        Recipe("projected_pt_sn", projected=True, dense_per_tensor=True, short_names=True),
+    )
+}
 
 
 # ----------------------------------------------------------------- data
@@ -219,8 +238,13 @@ class Data:
 def load_data(root: Path, seed: int, window: int = WINDOW, stride: int = STRIDE) -> Data:
     """Windows of the HMP data in ``edge-har convert``'s default split, normalised with the training windows' statistics."""
     pre = Preprocessing(
-        sample_rate_hz=datasets.HMP_RATE_HZ, window=window, stride=stride, channels=datasets.HMP_CHANNELS,
-        scale=datasets.HMP_SCALE, offset=datasets.HMP_OFFSET, units=datasets.HMP_UNITS,
+        sample_rate_hz=datasets.HMP_RATE_HZ,
+        window=window,
+        stride=stride,
+        channels=datasets.HMP_CHANNELS,
+        scale=datasets.HMP_SCALE,
+        offset=datasets.HMP_OFFSET,
+        units=datasets.HMP_UNITS,
     )
     dataset = datasets.load_hmp(root)
     split_ = split_recordings(dataset, seed=seed)
@@ -235,26 +259,58 @@ def load_data(root: Path, seed: int, window: int = WINDOW, stride: int = STRIDE)
     pre = pre.with_normalisation(mean, std)
     split["windows"] = {"train": int(len(y_tr)), "val": int(len(y_va)), "test": int(len(y_te))}
     fingerprint = hashlib.sha256(
-        json.dumps({"files": files, "split": split.get("test_sources"), "seed": seed, "window": window, "stride": stride,
-                    "windows": split["windows"]}).encode()
+        json.dumps(
+            {
+                "files": files,
+                "split": split.get("test_sources"),
+                "seed": seed,
+                "window": window,
+                "stride": stride,
+                "windows": split["windows"],
+            }
+        ).encode()
     ).hexdigest()[:12]
     loader = "edge_har.convert.datasets.load_hmp + edge_har.convert.splits.split_recordings"
-    return Data(list(dataset.labels), pre, normalise(x_tr, pre), y_tr, normalise(x_va, pre), y_va, normalise(x_te, pre), y_te,
-                split, fingerprint, loader)
+    return Data(
+        list(dataset.labels),
+        pre,
+        normalise(x_tr, pre),
+        y_tr,
+        normalise(x_va, pre),
+        y_va,
+        normalise(x_te, pre),
+        y_te,
+        split,
+        fingerprint,
+        loader,
+    )
 
 
 # ----------------------------------------------------------------- model, training
 
 
-def build(c: Candidate, input_shape: tuple[int, ...], n_classes: int, batch_size: int | None = None, recipe: Recipe | None = None) -> Any:
+def build(
+    c: Candidate,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    batch_size: int | None = None,
+    recipe: Recipe | None = None,
+) -> Any:
     """The product's CNN-LSTM for ``c``, with the recipe's LSTM form (which never changes the weights).
 
     A model trained in the plain form converts in any other by loading its
     weights into this graph.
     """
     r = recipe or Recipe("train")
-    return build_from_config(c.config, input_shape, n_classes, batch_size=batch_size, unrolled_lstm=r.projected,
-                             keras_unroll=r.unroll, zero_state=r.zero_state)
+    return build_from_config(
+        c.config,
+        input_shape,
+        n_classes,
+        batch_size=batch_size,
+        unrolled_lstm=r.projected,
+        keras_unroll=r.unroll,
+        zero_state=r.zero_state,
+    )
 
 
 @dataclass(frozen=True)
@@ -266,8 +322,11 @@ class TrainSettings:
     seed: int = 42
 
     def tag(self, c: Candidate, data: Data) -> str:
-        extra = "" if (self.patience, self.batch_size, self.learning_rate) == (3, 64, 1e-3) else (
-            f"-p{self.patience}-b{self.batch_size}-lr{self.learning_rate:g}")
+        extra = (
+            ""
+            if (self.patience, self.batch_size, self.learning_rate) == (3, 64, 1e-3)
+            else (f"-p{self.patience}-b{self.batch_size}-lr{self.learning_rate:g}")
+        )
         return f"{c.name}-{c.key()}-{data.fingerprint}-e{self.epochs}-s{self.seed}{extra}"
 
 
@@ -283,21 +342,34 @@ def train(c: Candidate, data: Data, cache: Path, settings: TrainSettings) -> tup
         return weights, json.loads(record_file.read_text())
     keras.utils.set_random_seed(seed)
     model = build(c, data.x_train.shape[1:], len(data.labels))
-    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(settings.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     counts = np.bincount(data.y_train, minlength=len(data.labels)).astype(np.float64)
     class_weight = {i: float(len(data.y_train) / (len(counts) * n)) for i, n in enumerate(counts) if n > 0}
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True)
     started = time.perf_counter()
     history = model.fit(
-        data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=epochs, batch_size=settings.batch_size,
-        class_weight=class_weight, callbacks=[stop], verbose=2,
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=epochs,
+        batch_size=settings.batch_size,
+        class_weight=class_weight,
+        callbacks=[stop],
+        verbose=2,
     )
     seconds = time.perf_counter() - started
     cache.mkdir(parents=True, exist_ok=True)
     model.save_weights(str(weights))
     record = {
-        "train_seconds": round(seconds, 1), "epochs_run": len(history.history["loss"]), "settings": dataclasses.asdict(settings),
-        "best_val_loss": float(min(history.history["val_loss"])), "params": int(model.count_params()),
+        "train_seconds": round(seconds, 1),
+        "epochs_run": len(history.history["loss"]),
+        "settings": dataclasses.asdict(settings),
+        "best_val_loss": float(min(history.history["val_loss"])),
+        "params": int(model.count_params()),
     }
     record_file.write_text(json.dumps(record, indent=2))
     return weights, record
@@ -365,7 +437,9 @@ def convert_all(
         for v, path in todo.items():
             try:
                 # Float ops left in an "int8" file are one of the study's findings, so they are recorded, not refused.
-                converted = convert_saved(saved, SPECS[v], calib, flags=recipe.converter_flags(v), check_full_integer=False)
+                converted = convert_saved(
+                    saved, SPECS[v], calib, flags=recipe.converter_flags(v), check_full_integer=False
+                )
             except ConversionError as exc:  # e.g. int16x8 refuses the fused LSTM: a finding, not a crash
                 results[v] = {"error": _conversion_error(exc)}
                 log.warning("%s %s %s: conversion failed: %s", c.name, recipe.name, v, results[v]["error"])
@@ -453,7 +527,11 @@ def predict_latency(path: Path, data: Data, runs: int, warmup: int = 20) -> floa
 
 
 def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -472,8 +550,12 @@ def machine() -> dict[str, Any]:
     except ImportError:
         pass
     try:
-        info["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                     cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+        info["git"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        ).stdout.strip()
     except OSError:
         info["git"] = None
     info["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -514,14 +596,25 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{100 * r['accuracy']:.1f} | {100 * r['macro_f1']:.1f} | {fo if v in ('int8', 'int16x8') else '-'} | "
                     f"{r['input_dtype']}/{r['output_dtype']} |"
                 )
-    lines += ["", "## Against issue 5's targets (int8 vs float32 TFLite, one thread)", "",
-              "| candidate | recipe | int8/f32 p50 | int8/f32 size | acc drop (pts) | all three met |", "|---|---|---:|---:|---:|---|"]
+    lines += [
+        "",
+        "## Against issue 5's targets (int8 vs float32 TFLite, one thread)",
+        "",
+        "| candidate | recipe | int8/f32 p50 | int8/f32 size | acc drop (pts) | all three met |",
+        "|---|---|---:|---:|---:|---|",
+    ]
     for name, cand in results["candidates"].items():
         for mode in cand["models"]:
             g = cand.get("targets", {}).get(mode)
             if g:
-                lines.append(f"| {name} | {mode} | {g['p50_ratio']:.2f} | {g['size_ratio']:.2f} | {g['acc_drop_points']:+.2f} | {'yes' if g['met'] else 'no'} |")
-    other = [("t2_xnn", "two threads, XNNPACK on"), ("t1_noxnn", "one thread, XNNPACK off"), ("t1_latest", "one thread, XNNPACK latest features")]
+                lines.append(
+                    f"| {name} | {mode} | {g['p50_ratio']:.2f} | {g['size_ratio']:.2f} | {g['acc_drop_points']:+.2f} | {'yes' if g['met'] else 'no'} |"
+                )
+    other = [
+        ("t2_xnn", "two threads, XNNPACK on"),
+        ("t1_noxnn", "one thread, XNNPACK off"),
+        ("t1_latest", "one thread, XNNPACK latest features"),
+    ]
     for key, title in other:
         rows = []
         for name, cand in results["candidates"].items():
@@ -533,17 +626,35 @@ def markdown(results: dict[str, Any]) -> str:
                         base = r["latency"].get("t1_xnn", {}).get("p50_us")
                         rows.append(f"| {name} | {mode} | {v} | {lat['p50_us']:.1f} | {base:.1f} |")
         if rows:
-            lines += ["", f"## {title}", "", "| candidate | recipe | variant | p50 us | p50 us (1 thread, XNNPACK on) |", "|---|---|---|---:|---:|"] + rows
+            lines += [
+                "",
+                f"## {title}",
+                "",
+                "| candidate | recipe | variant | p50 us | p50 us (1 thread, XNNPACK on) |",
+                "|---|---|---|---:|---:|",
+            ] + rows
     if results.get("predict_latency"):
-        lines += ["", "## TFLiteModel.predict() p50 (quantize + reset + invoke + dequantize, one thread)", "",
-                  "| model | p50 us |", "|---|---:|"]
+        lines += [
+            "",
+            "## TFLiteModel.predict() p50 (quantize + reset + invoke + dequantize, one thread)",
+            "",
+            "| model | p50 us |",
+            "|---|---:|",
+        ]
         lines += [f"| {k} | {v:.1f} |" for k, v in results["predict_latency"].items()]
     if results.get("profiles"):
         lines += ["", "## Per-op profiles (by op type)", ""]
         for key, prof in results["profiles"].items():
-            lines += [f"### {key} (method {prof['method']}, whole model p50 {prof['whole_p50_us']:.1f} us, sum of rows {prof['sum_us']:.1f} us)", "",
-                      "| op | executor | count | us | share |", "|---|---|---:|---:|---:|"]
-            lines += [f"| {e['op']} | {e['executor']} | {e['count']} | {e['time_us']:.2f} | {100 * e['share']:.1f}% |" for e in prof["by_op"][:12]]
+            lines += [
+                f"### {key} (method {prof['method']}, whole model p50 {prof['whole_p50_us']:.1f} us, sum of rows {prof['sum_us']:.1f} us)",
+                "",
+                "| op | executor | count | us | share |",
+                "|---|---|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {e['op']} | {e['executor']} | {e['count']} | {e['time_us']:.2f} | {100 * e['share']:.1f}% |"
+                for e in prof["by_op"][:12]
+            ]
             lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -556,8 +667,17 @@ REPRODUCE = "python -m edge_har.benchmarks.int8_study --data ../shared/data/hmp/
 # --quick: the whole study on the product's default architecture, once, with few runs: a smoke test
 # that every step (data, build, train, convert, time, score, report) still works, not a measurement.
 QUICK: dict[str, Any] = {
-    "candidates": "w_s3_l128", "recipes": "fused,projected_pt", "variants": "float32,int8", "epochs": 1, "patience": 1,
-    "calibration_size": 32, "runs": 10, "warmup": 2, "rounds": 1, "no_extra_settings": True, "profile": "",
+    "candidates": "w_s3_l128",
+    "recipes": "fused,projected_pt",
+    "variants": "float32,int8",
+    "epochs": 1,
+    "patience": 1,
+    "calibration_size": 32,
+    "runs": 10,
+    "warmup": 2,
+    "rounds": 1,
+    "no_extra_settings": True,
+    "profile": "",
 }
 
 
@@ -572,31 +692,91 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog=f"The defaults reproduce benchmarks/results/int8_study-x86_64-20261201.md: {REPRODUCE}  "
         "(30-60 min on 2 cores; add --quick for a one-minute smoke run on any HMP-layout folder).",
     )
-    parser.add_argument("--data", type=Path, required=True, help="HMP root (<root>/<Class>/<recording>.txt), e.g. ../shared/data/hmp/HMP")
-    parser.add_argument("--out", type=Path, required=True, help="output folder for the .tflite files, JSON and markdown")
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edge-har-int8-study-cache",
-                        help="trained weights are cached here and reused (default: %(default)s)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items() if not isinstance(v, bool))
-                        + ", --no-extra-settings, unless given explicitly")
-    parser.add_argument("--candidates", default=KEPT_CANDIDATES, help="comma-separated names from: " + ", ".join(CANDIDATES) + " (default: %(default)s)")
-    parser.add_argument("--recipes", default="fused,unrolled_zs,projected,projected_pt",
-                        help="conversion recipes (see Recipe): " + ", ".join(RECIPES) + " (default: %(default)s)")
-    parser.add_argument("--variants", default="float32,dynamic_range,int8", help="variants, from " + ",".join(VARIANTS) + " (default: %(default)s)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="HMP root (<root>/<Class>/<recording>.txt), e.g. ../shared/data/hmp/HMP",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output folder for the .tflite files, JSON and markdown"
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "edge-har-int8-study-cache",
+        help="trained weights are cached here and reused (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: "
+        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items() if not isinstance(v, bool))
+        + ", --no-extra-settings, unless given explicitly",
+    )
+    parser.add_argument(
+        "--candidates",
+        default=KEPT_CANDIDATES,
+        help="comma-separated names from: " + ", ".join(CANDIDATES) + " (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--recipes",
+        default="fused,unrolled_zs,projected,projected_pt",
+        help="conversion recipes (see Recipe): " + ", ".join(RECIPES) + " (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--variants",
+        default="float32,dynamic_range,int8",
+        help="variants, from " + ",".join(VARIANTS) + " (default: %(default)s)",
+    )
     parser.add_argument("--epochs", type=int, default=10, help="maximum training epochs (default: %(default)s)")
-    parser.add_argument("--patience", type=int, default=3, help="early-stopping patience on validation loss; the best epoch is kept (default: %(default)s)")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=3,
+        help="early-stopping patience on validation loss; the best epoch is kept (default: %(default)s)",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size (default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=42, help="split, training and calibration seed (default: %(default)s)")
-    parser.add_argument("--calibration-size", type=int, default=300, help="representative windows for int8/int16x8 (default: %(default)s)")
-    parser.add_argument("--runs", type=int, default=200, help="timed invoke() runs per job and round (default: %(default)s)")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed runs before each job's timed runs (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions of the whole latency sweep (default: %(default)s)")
-    parser.add_argument("--no-extra-settings", action="store_true", help="time only 1 thread with XNNPACK on (skip 2 threads, XNNPACK off, latest features)")
-    parser.add_argument("--extra-recipes", default="fused,projected_pt",
-                        help="recipes whose files are also timed with 2 threads, XNNPACK off and latest features (default: %(default)s)")
-    parser.add_argument("--profile", default="w_s6_l128", help="candidates whose float32/int8 files get per-op profiles ('' for none; default: %(default)s)")
-    parser.add_argument("--skip-train", action="store_true", help="only use cached weights; fail for candidates without them")
+    parser.add_argument(
+        "--seed", type=int, default=42, help="split, training and calibration seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--calibration-size",
+        type=int,
+        default=300,
+        help="representative windows for int8/int16x8 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=200, help="timed invoke() runs per job and round (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=20, help="untimed runs before each job's timed runs (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="interleaved repetitions of the whole latency sweep (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-extra-settings",
+        action="store_true",
+        help="time only 1 thread with XNNPACK on (skip 2 threads, XNNPACK off, latest features)",
+    )
+    parser.add_argument(
+        "--extra-recipes",
+        default="fused,projected_pt",
+        help="recipes whose files are also timed with 2 threads, XNNPACK off and latest features (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--profile",
+        default="w_s6_l128",
+        help="candidates whose float32/int8 files get per-op profiles ('' for none; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--skip-train", action="store_true", help="only use cached weights; fail for candidates without them"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         for key, value in QUICK.items():
@@ -616,8 +796,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = [m for m in args.recipes.split(",") if m]
     variants = [v for v in args.variants.split(",") if v]
     if not set(modes) <= set(RECIPES) or not set(variants) <= set(VARIANTS) or "float32" not in variants:
-        print("error: --recipes takes " + ",".join(RECIPES) + "; --variants takes " + ",".join(VARIANTS)
-              + " and must include float32", file=sys.stderr)
+        print(
+            "error: --recipes takes "
+            + ",".join(RECIPES)
+            + "; --variants takes "
+            + ",".join(VARIANTS)
+            + " and must include float32",
+            file=sys.stderr,
+        )
         return 2
     extra = {m for m in args.extra_recipes.split(",") if m}
     if not args.data.is_dir():
@@ -628,14 +814,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     models_dir.mkdir(exist_ok=True)
 
     data = load_data(args.data, args.seed)
-    log.info("data: %s windows (%s), %d classes, loader %s", data.split["windows"], data.split["recordings"], len(data.labels), data.loader)
+    log.info(
+        "data: %s windows (%s), %d classes, loader %s",
+        data.split["windows"],
+        data.split["recordings"],
+        len(data.labels),
+        data.loader,
+    )
     calib = calibration(data, args.calibration_size, args.seed)
     results: dict[str, Any] = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "command": " ".join(["python -m edge_har.benchmarks.int8_study"] + list(argv if argv is not None else sys.argv[1:])),
+        "command": " ".join(
+            ["python -m edge_har.benchmarks.int8_study"] + list(argv if argv is not None else sys.argv[1:])
+        ),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "data": {"root": str(args.data), "labels": data.labels, "split": data.split, "fingerprint": data.fingerprint, "loader": data.loader,
-                 "preprocessing": data.pre.to_json()},
+        "data": {
+            "root": str(args.data),
+            "labels": data.labels,
+            "split": data.split,
+            "fingerprint": data.fingerprint,
+            "loader": data.loader,
+            "preprocessing": data.pre.to_json(),
+        },
         "candidates": {},
     }
 
@@ -649,11 +849,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log.warning("%s: no cached weights, skipped", name)
                 continue
         weights, record = train(c, data, args.cache, settings)
-        cand: dict[str, Any] = {**c.describe(), "steps": c.steps(data.pre.window), "training": record,
-                                "keras": keras_accuracy(c, weights, data), "models": {}}
+        cand: dict[str, Any] = {
+            **c.describe(),
+            "steps": c.steps(data.pre.window),
+            "training": record,
+            "keras": keras_accuracy(c, weights, data),
+            "models": {},
+        }
         log.info("%s: Keras test accuracy %.3f", name, cand["keras"]["accuracy"])
         for mode in modes:
-            wanted = [v for v in variants if v != "int16x8" or mode in ("unrolled", "projected")]  # int16x8: fused refuses
+            wanted = [
+                v for v in variants if v != "int16x8" or mode in ("unrolled", "projected")
+            ]  # int16x8: fused refuses
             converted = convert_all(c, weights, data, models_dir, calib, RECIPES[mode], wanted)
             cand["models"][mode] = {}
             for v, info in converted.items():
@@ -670,7 +877,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     jobs.append(Timed(key, path, 1, False))
                     if v in ("float32", "int8"):
                         jobs.append(Timed(key, path, 1, True, latest=True))
-                log.info("%s: %d bytes, acc %.3f, float ops %s", key, entry["size_bytes"], entry["accuracy"], entry["float_ops"] or "none")
+                log.info(
+                    "%s: %d bytes, acc %.3f, float ops %s",
+                    key,
+                    entry["size_bytes"],
+                    entry["accuracy"],
+                    entry["float_ops"] or "none",
+                )
         results["candidates"][name] = cand
 
     log.info("latency: %d jobs x %d rounds", len(jobs), args.rounds)
@@ -679,8 +892,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         name, mode, v = t.key.split("/")
         slot = "t1_latest" if t.latest else f"t{t.threads}_{'xnn' if t.xnnpack else 'noxnn'}"
         results["candidates"][name]["models"][mode][v].setdefault("latency", {})[slot] = {
-            "p50_us": float(np.median(t.p50)), "mean_us": float(np.median(t.mean)),
-            "p50_rounds": [round(x, 2) for x in t.p50], "mean_rounds": [round(x, 2) for x in t.mean],
+            "p50_us": float(np.median(t.p50)),
+            "mean_us": float(np.median(t.mean)),
+            "p50_rounds": [round(x, 2) for x in t.p50],
+            "mean_rounds": [round(x, 2) for x in t.mean],
         }
 
     for name, cand in results["candidates"].items():
@@ -692,8 +907,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 s = i8["size_bytes"] / f32["size_bytes"]
                 d = 100 * (f32["accuracy"] - i8["accuracy"])
                 full = not i8["float_ops"] and i8["input_dtype"] == "int8" and i8["output_dtype"] == "int8"
-                cand["targets"][mode] = {"p50_ratio": p, "size_ratio": s, "acc_drop_points": d, "full_integer": full,
-                                         "met": p <= 0.5 and s <= 0.30 and d <= 1.0 and full}
+                cand["targets"][mode] = {
+                    "p50_ratio": p,
+                    "size_ratio": s,
+                    "acc_drop_points": d,
+                    "full_integer": full,
+                    "met": p <= 0.5 and s <= 0.30 and d <= 1.0 and full,
+                }
 
     results["predict_latency"] = {}
     for name in names:
@@ -719,9 +939,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         continue
                     whole = profile_ops.time_model(path, data.x_test[:8], runs=args.runs)
                     results["profiles"][f"{name}/{mode}/{v}/{rows[0].method}"] = {
-                        "method": rows[0].method, "whole_p50_us": whole["p50_us"],
+                        "method": rows[0].method,
+                        "whole_p50_us": whole["p50_us"],
                         "sum_us": sum(profile_ops._row_us(r_) for r_ in rows),
-                        "by_op": profile_ops.summarise_by_op(rows), "rows": [r_.to_json() for r_ in rows],
+                        "by_op": profile_ops.summarise_by_op(rows),
+                        "rows": [r_.to_json() for r_ in rows],
                     }
 
     results["machine"] = machine()

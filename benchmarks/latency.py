@@ -79,8 +79,15 @@ class LatencySettings:
 
     @classmethod
     def quick_settings(cls, **overrides: Any) -> LatencySettings:
-        base = dict(warmup=QUICK["warmup"], runs=QUICK["runs"], threads=list(QUICK["threads"]),
-                    keras_runs=QUICK["keras_runs"], quick=True, step_timeout_s=120.0, profile_runs=10)
+        base = dict(
+            warmup=QUICK["warmup"],
+            runs=QUICK["runs"],
+            threads=list(QUICK["threads"]),
+            keras_runs=QUICK["keras_runs"],
+            quick=True,
+            step_timeout_s=120.0,
+            profile_runs=10,
+        )
         base.update(overrides)
         return cls(**base)
 
@@ -188,8 +195,13 @@ def measure_keras(step: Step, inputs: np.ndarray) -> list[dict[str, Any]]:
     }
     rows = []
     for name, fn in calls.items():
-        row: dict[str, Any] = {"status": "ok", "runtime": name, "import_s": import_s, "init_ms": init_ms,
-                               "runtime_version": f"tensorflow {tf.__version__}"}
+        row: dict[str, Any] = {
+            "status": "ok",
+            "runtime": name,
+            "import_s": import_s,
+            "init_ms": init_ms,
+            "runtime_version": f"tensorflow {tf.__version__}",
+        }
         t0 = time.perf_counter()
         fn(inputs[0])
         row["first_ms"] = 1000 * (time.perf_counter() - t0)
@@ -261,7 +273,10 @@ def _run_isolated(step: Step, spec_path: Path, timeout_s: float) -> list[dict[st
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "edge_har.benchmarks.latency", "--worker", str(spec_path)],
-            env=env, capture_output=True, text=True, timeout=timeout_s,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
         )
     except subprocess.TimeoutExpired:
         return [{"status": "error", "error": f"timed out after {timeout_s:.0f} s"}]
@@ -314,46 +329,96 @@ def plan_steps(bundle: Any, settings: LatencySettings, work: Path) -> tuple[list
         if runtime not in BACKENDS:
             raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(BACKENDS)}")
         if not runtime_installed(runtime):
-            skipped.append({"variant": "-", "runtime": runtime, "threads": None, "status": "not installed",
-                            "error": f"python module {BACKEND_MODULES[runtime]} is not installed"})
+            skipped.append(
+                {
+                    "variant": "-",
+                    "runtime": runtime,
+                    "threads": None,
+                    "status": "not installed",
+                    "error": f"python module {BACKEND_MODULES[runtime]} is not installed",
+                }
+            )
             continue
         for name in names:
             variant = bundle.variant(name)
             # A split (video) variant is timed part by part: "int8:encoder" runs once per frame,
             # "int8:head" once per window; each part gets random inputs of its own shape.
-            files = ([(f"{name}:{p.name}", p.file, p.sha256, p.size_bytes, str(work / f"inputs-{name}-{p.name}.npy"))
-                      for p in variant.parts.values()] if variant.parts
-                     else [(name, variant.file, variant.sha256, variant.size_bytes, inputs)])
+            files = (
+                [
+                    (f"{name}:{p.name}", p.file, p.sha256, p.size_bytes, str(work / f"inputs-{name}-{p.name}.npy"))
+                    for p in variant.parts.values()
+                ]
+                if variant.parts
+                else [(name, variant.file, variant.sha256, variant.size_bytes, inputs)]
+            )
             for label, file, sha, size, inputs_path in files:
                 for threads in settings.threads:
-                    steps.append(Step(
-                        kind="tflite", variant=label, runtime=runtime, threads=threads, model_path=str(file),
-                        sha256=sha, bundle_size_bytes=size, warmup=settings.warmup,
-                        runs=settings.runs, min_seconds=settings.min_seconds, inputs_path=inputs_path,
-                        result_path=str(work / f"result-{len(steps)}.json"),
-                    ))
+                    steps.append(
+                        Step(
+                            kind="tflite",
+                            variant=label,
+                            runtime=runtime,
+                            threads=threads,
+                            model_path=str(file),
+                            sha256=sha,
+                            bundle_size_bytes=size,
+                            warmup=settings.warmup,
+                            runs=settings.runs,
+                            min_seconds=settings.min_seconds,
+                            inputs_path=inputs_path,
+                            result_path=str(work / f"result-{len(steps)}.json"),
+                        )
+                    )
     if settings.keras:
         keras_file = keras_model_path(bundle)
         if keras_file is None:
-            skipped.append({"variant": "keras", "runtime": "keras", "threads": None, "status": "skipped",
-                            "error": "the bundle keeps no keras_model.h5"})
+            skipped.append(
+                {
+                    "variant": "keras",
+                    "runtime": "keras",
+                    "threads": None,
+                    "status": "skipped",
+                    "error": "the bundle keeps no keras_model.h5",
+                }
+            )
         elif importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf_keras") is None:
-            skipped.append({"variant": "keras", "runtime": "keras", "threads": None, "status": "not installed",
-                            "error": "TensorFlow and tf-keras are not installed (pip install 'edge-har[train]')"})
+            skipped.append(
+                {
+                    "variant": "keras",
+                    "runtime": "keras",
+                    "threads": None,
+                    "status": "not installed",
+                    "error": "TensorFlow and tf-keras are not installed (pip install 'edge-har[train]')",
+                }
+            )
         else:
             runs = None if settings.runs is None else min(settings.runs, settings.keras_runs)
             for threads in settings.threads:
-                steps.append(Step(
-                    kind="keras", variant="keras_float", runtime="keras", threads=threads,
-                    model_path=str(keras_file), sha256=None, bundle_size_bytes=None,
-                    warmup=min(settings.warmup, 5), runs=runs, min_seconds=settings.min_seconds,
-                    inputs_path=inputs, result_path=str(work / f"result-{len(steps)}.json"),
-                ))
+                steps.append(
+                    Step(
+                        kind="keras",
+                        variant="keras_float",
+                        runtime="keras",
+                        threads=threads,
+                        model_path=str(keras_file),
+                        sha256=None,
+                        bundle_size_bytes=None,
+                        warmup=min(settings.warmup, 5),
+                        runs=runs,
+                        min_seconds=settings.min_seconds,
+                        inputs_path=inputs,
+                        result_path=str(work / f"result-{len(steps)}.json"),
+                    )
+                )
     return steps, skipped
 
 
 def _complete_row(step: Step, raw: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"variant": step.variant, "runtime": raw.pop("runtime", step.runtime), "threads": step.threads}
+    row: dict[str, Any] = {
+        "variant": step.variant,
+        "runtime": raw.pop("runtime", step.runtime),
+        "threads": step.threads,
+    }
     row.update(raw)
     path = Path(step.model_path)
     row["model_file"] = path.name
@@ -395,8 +460,13 @@ def run_profile(bundle: Any, settings: LatencySettings, inputs: np.ndarray) -> d
         rows = profile_ops(str(variant.file), inputs, backend=runtime, num_threads=threads, runs=settings.profile_runs)
     except Exception as exc:
         return {**info, "status": "error", "error": f"{type(exc).__name__}: {exc}"}
-    return {**info, "status": "ok", "method": rows[0].method if rows else None,
-            "ops": [r.to_json() for r in rows], "by_op_type": summarise_by_op(rows)}
+    return {
+        **info,
+        "status": "ok",
+        "method": rows[0].method if rows else None,
+        "ops": [r.to_json() for r in rows],
+        "by_op_type": summarise_by_op(rows),
+    }
 
 
 def run_latency(
@@ -438,8 +508,14 @@ def run_latency(
                 row = _complete_row(step, raw)
                 rows.append(row)
                 if row["status"] == "ok":
-                    log.info("%s/%s/%dt: p50 %.3f ms, p99 %.3f ms", row["variant"], row["runtime"], row["threads"],
-                             row["p50_ms"], row["p99_ms"])
+                    log.info(
+                        "%s/%s/%dt: p50 %.3f ms, p99 %.3f ms",
+                        row["variant"],
+                        row["runtime"],
+                        row["threads"],
+                        row["p50_ms"],
+                        row["p99_ms"],
+                    )
                 else:
                     log.warning("%s: %s: %s", step.label, row["status"], row.get("error"))
     rows.extend(skipped)
@@ -469,8 +545,13 @@ def dataset_inputs(bundle: Any, dataset: Any, limit: int = MAX_INPUT_WINDOWS) ->
         x, _, info = bundle_windows(bundle, dataset, "all")
     if len(x) > limit:  # evenly spread, so every class and recording is represented
         x = x[np.linspace(0, len(x) - 1, limit).round().astype(int)]
-    return x, {"source": "data", "path": str(dataset.root), "split": info["split"], "windows": int(len(x)),
-               "normalised": "edge_har.core.preprocessing with the bundle's preprocessing"}
+    return x, {
+        "source": "data",
+        "path": str(dataset.root),
+        "split": info["split"],
+        "windows": int(len(x)),
+        "normalised": "edge_har.core.preprocessing with the bundle's preprocessing",
+    }
 
 
 # ====================================================================== terminal output
@@ -496,28 +577,61 @@ def _ms(value: Any) -> str:
 def format_latency(section: dict[str, Any]) -> str:
     rows = section["rows"]
     inputs = section.get("inputs", {})
-    source = (f"real windows: {inputs.get('windows')} from {inputs.get('path')} ({inputs.get('split')} split)"
-              if inputs.get("source") == "data" else f"random inputs ({inputs.get('detail', 'standard normal')}); "
-              "pass --data to time real windows")
+    source = (
+        f"real windows: {inputs.get('windows')} from {inputs.get('path')} ({inputs.get('split')} split)"
+        if inputs.get("source") == "data"
+        else f"random inputs ({inputs.get('detail', 'standard normal')}); pass --data to time real windows"
+    )
     iso = section["settings"]["isolation"]
-    headers = ["variant", "runtime", "thr", "status", "init ms", "first ms", "mean ms", "std ms", "p50 ms", "p90 ms",
-               "p95 ms", "p99 ms", "win/s", "peak RSS MB", "size KB", "/ keras.predict"]
+    headers = [
+        "variant",
+        "runtime",
+        "thr",
+        "status",
+        "init ms",
+        "first ms",
+        "mean ms",
+        "std ms",
+        "p50 ms",
+        "p90 ms",
+        "p95 ms",
+        "p99 ms",
+        "win/s",
+        "peak RSS MB",
+        "size KB",
+        "/ keras.predict",
+    ]
     table = []
     notes = []
     for r in rows:
         ok = r.get("status") == "ok"
         status = "ok"
         if not ok:
-            notes.append(f"[{len(notes) + 1}] {r.get('variant')}/{r.get('runtime')}: {r.get('status')}: {r.get('error', '')}")
+            notes.append(
+                f"[{len(notes) + 1}] {r.get('variant')}/{r.get('runtime')}: {r.get('status')}: {r.get('error', '')}"
+            )
             status = f"{r.get('status')} [{len(notes)}]"
         size = r.get("size_bytes")
-        table.append([
-            str(r.get("variant")), str(r.get("runtime")), "-" if r.get("threads") is None else str(r["threads"]), status,
-            _ms(r.get("init_ms")), _ms(r.get("first_ms")), _ms(r.get("mean_ms")), _ms(r.get("std_ms")),
-            _ms(r.get("p50_ms")), _ms(r.get("p90_ms")), _ms(r.get("p95_ms")), _ms(r.get("p99_ms")),
-            _num(r.get("throughput_per_s"), 0), _num(r.get("rss_peak_mb"), 1),
-            "-" if size is None else f"{size / 1024:.1f}", _ratio_cell(r.get("ratio_to_keras_predict")),
-        ])
+        table.append(
+            [
+                str(r.get("variant")),
+                str(r.get("runtime")),
+                "-" if r.get("threads") is None else str(r["threads"]),
+                status,
+                _ms(r.get("init_ms")),
+                _ms(r.get("first_ms")),
+                _ms(r.get("mean_ms")),
+                _ms(r.get("std_ms")),
+                _ms(r.get("p50_ms")),
+                _ms(r.get("p90_ms")),
+                _ms(r.get("p95_ms")),
+                _ms(r.get("p99_ms")),
+                _num(r.get("throughput_per_s"), 0),
+                _num(r.get("rss_peak_mb"), 1),
+                "-" if size is None else f"{size / 1024:.1f}",
+                _ratio_cell(r.get("ratio_to_keras_predict")),
+            ]
+        )
     parts = [
         report.context_lines(section),
         f"inputs: {source}\nmeasurement: {iso}; timed call: TFLiteModel.predict (float window in, float "
@@ -549,8 +663,10 @@ def keras_summary(section: dict[str, Any]) -> str:
         if ref is None:
             continue
         ratio = r["ratio_to_keras_predict"]
-        lines.append(f"  {r['variant']:<14} {r['runtime']:<15} {r['threads']}t: {r['p50_ms']:.4g} ms / "
-                     f"{ref['p50_ms']:.4g} ms = {ratio:.4g} ({1 / ratio:.0f}x faster)")
+        lines.append(
+            f"  {r['variant']:<14} {r['runtime']:<15} {r['threads']}t: {r['p50_ms']:.4g} ms / "
+            f"{ref['p50_ms']:.4g} ms = {ratio:.4g} ({1 / ratio:.0f}x faster)"
+        )
     call = next((r for r in rows if r.get("runtime") == "keras.call" and r.get("status") == "ok"), None)
     if call:
         lines.append(f"  (Keras direct call model(x): p50 {call['p50_ms']:.4g} ms at {call['threads']}t)")
@@ -558,24 +674,44 @@ def keras_summary(section: dict[str, Any]) -> str:
 
 
 def format_profile(profile: dict[str, Any]) -> str:
-    head = (f"Per-op profile of {profile['variant']} ({profile['runtime']}, {profile['threads']} thread(s), "
-            f"{profile['runs']} runs, method {profile.get('method')})")
+    head = (
+        f"Per-op profile of {profile['variant']} ({profile['runtime']}, {profile['threads']} thread(s), "
+        f"{profile['runs']} runs, method {profile.get('method')})"
+    )
     if profile.get("status") != "ok":
         return f"{head}: {profile.get('status')}: {profile.get('error')}"
     ops = sorted(profile["ops"], key=lambda r: -r["share"])[:15]
-    rows = [[str(r["index"]), r["op"][:48], r["executor"], f"{(r['median_us'] if r['median_us'] is not None else r['time_us']):.2f}",
-             f"{100 * r['share']:.1f}%", str(r["calls"]), r.get("dtypes") or ""] for r in ops]
-    by_type = [[e["op"][:48], e["executor"], str(e["count"]), f"{e['time_us']:.2f}", f"{100 * e['share']:.1f}%"]
-               for e in profile["by_op_type"]]
-    return "\n\n".join([
-        report.format_table(["idx", "op", "executor", "us", "share", "calls", "dtypes"], rows,
-                            title=head + ", most expensive first"),
-        report.format_table(["op type", "executor", "calls", "us", "share"], by_type, title="By op type"),
-    ])
+    rows = [
+        [
+            str(r["index"]),
+            r["op"][:48],
+            r["executor"],
+            f"{(r['median_us'] if r['median_us'] is not None else r['time_us']):.2f}",
+            f"{100 * r['share']:.1f}%",
+            str(r["calls"]),
+            r.get("dtypes") or "",
+        ]
+        for r in ops
+    ]
+    by_type = [
+        [e["op"][:48], e["executor"], str(e["count"]), f"{e['time_us']:.2f}", f"{100 * e['share']:.1f}%"]
+        for e in profile["by_op_type"]
+    ]
+    return "\n\n".join(
+        [
+            report.format_table(
+                ["idx", "op", "executor", "us", "share", "calls", "dtypes"], rows, title=head + ", most expensive first"
+            ),
+            report.format_table(["op type", "executor", "calls", "us", "share"], by_type, title="By op type"),
+        ]
+    )
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         sys.exit(worker_main(sys.argv[2:]))
-    print("usage: python -m edge_har.benchmarks.latency --worker STEP.json (run by `edge-har bench latency`)", file=sys.stderr)
+    print(
+        "usage: python -m edge_har.benchmarks.latency --worker STEP.json (run by `edge-har bench latency`)",
+        file=sys.stderr,
+    )
     sys.exit(2)

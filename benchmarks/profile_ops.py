@@ -137,6 +137,7 @@ def list_ops(model_path: str | Path, backend: str = "auto") -> list[dict[str, An
     tensors = {int(t["index"]): t for t in interp.get_tensor_details()}
     rows = []
     for op in interp._get_ops_details():  # noqa: SLF001 - the only per-op view the runtimes offer
+
         def types(indices: Iterable[int]) -> list[str]:
             out = []
             for i in indices:
@@ -145,14 +146,16 @@ def list_ops(model_path: str | Path, backend: str = "auto") -> list[dict[str, An
                     out.append(np.dtype(t["dtype"]).name)
             return out
 
-        rows.append({
-            "index": int(op["index"]),
-            "op": str(op["op_name"]),
-            "inputs": [int(i) for i in op["inputs"]],
-            "outputs": [int(i) for i in op["outputs"]],
-            "input_types": types(op["inputs"]),
-            "output_types": types(op["outputs"]),
-        })
+        rows.append(
+            {
+                "index": int(op["index"]),
+                "op": str(op["op_name"]),
+                "inputs": [int(i) for i in op["inputs"]],
+                "outputs": [int(i) for i in op["outputs"]],
+                "input_types": types(op["inputs"]),
+                "output_types": types(op["outputs"]),
+            }
+        )
     return rows
 
 
@@ -173,7 +176,9 @@ def io_specs(model_path: str | Path, backend: str = "auto") -> tuple[list[Tensor
     return [_spec(d) for d in interp.get_input_details()], [_spec(d) for d in interp.get_output_details()]
 
 
-def model_inputs(model_path: str | Path, input_data: np.ndarray | None, count: int = 8, seed: int = 0) -> list[np.ndarray]:
+def model_inputs(
+    model_path: str | Path, input_data: np.ndarray | None, count: int = 8, seed: int = 0
+) -> list[np.ndarray]:
     """Up to ``count`` model-ready inputs (batch axis of 1, model dtype) from float windows.
 
     ``input_data`` is one window, a batch of windows, or None (random normal
@@ -268,7 +273,9 @@ def single_op_model(model: Any, op_index: int) -> tuple[bytes, list[int], list[i
     if op.intermediates is not None and len(op.intermediates):
         new_op.intermediates = [remap[int(t)] for t in op.intermediates]
     new_sub.operators = [new_op]
-    feed = [int(t) for t in op.inputs if t >= 0 and not _has_data(model, sub.tensors[t]) and not sub.tensors[t].isVariable]
+    feed = [
+        int(t) for t in op.inputs if t >= 0 and not _has_data(model, sub.tensors[t]) and not sub.tensors[t].isVariable
+    ]
     feed = list(dict.fromkeys(feed))
     new_sub.inputs = [remap[t] for t in feed]
     new_sub.outputs = [remap[int(t)] for t in op.outputs]
@@ -353,17 +360,19 @@ def profile_isolated(
         feeds = [[(int(d["index"]), values[old]) for d, old in zip(in_details, feed)] for values in captured]
         times = list(1e6 * time_invokes(interp, feeds, warmup, runs))
         delegated = _uses_delegate(interp, 1)
-        rows.append(OpTiming(
-            index=info["index"],
-            op=info["op"],
-            time_us=max(float(np.mean(times)) - overhead, 0.0),
-            median_us=max(float(np.median(times)) - overhead, 0.0),
-            share=0.0,
-            calls=1,
-            executor="xnnpack" if delegated else "builtin",
-            method="isolated",
-            dtypes=",".join(info["input_types"]) + " -> " + ",".join(info["output_types"]),
-        ))
+        rows.append(
+            OpTiming(
+                index=info["index"],
+                op=info["op"],
+                time_us=max(float(np.mean(times)) - overhead, 0.0),
+                median_us=max(float(np.median(times)) - overhead, 0.0),
+                share=0.0,
+                calls=1,
+                executor="xnnpack" if delegated else "builtin",
+                method="isolated",
+                dtypes=",".join(info["input_types"]) + " -> " + ",".join(info["output_types"]),
+            )
+        )
     return _with_shares(rows, key="median_us")
 
 
@@ -495,17 +504,23 @@ class _LiteRtSession:
         out = []
         for i in range(count.value):
             tensor = ctypes.c_void_p()
-            self._check(getattr(lib, f"LiteRtGetSignature{kind}TensorByIndex")(signature, i, ctypes.byref(tensor)), "tensor")
+            self._check(
+                getattr(lib, f"LiteRtGetSignature{kind}TensorByIndex")(signature, i, ctypes.byref(tensor)), "tensor"
+            )
             tensor_type = ctypes.create_string_buffer(512)  # LiteRtRankedTensorType, passed back opaquely
             self._check(lib.LiteRtGetRankedTensorType(tensor, tensor_type), "tensor type")
             requirements = ctypes.c_void_p()
             self._check(
-                getattr(lib, f"LiteRtGetCompiledModel{kind}BufferRequirements")(self.compiled, 0, i, ctypes.byref(requirements)),
+                getattr(lib, f"LiteRtGetCompiledModel{kind}BufferRequirements")(
+                    self.compiled, 0, i, ctypes.byref(requirements)
+                ),
                 "buffer requirements",
             )
             buffer = ctypes.c_void_p()
             self._check(
-                lib.LiteRtCreateManagedTensorBufferFromRequirements(self.env, tensor_type, requirements, ctypes.byref(buffer)),
+                lib.LiteRtCreateManagedTensorBufferFromRequirements(
+                    self.env, tensor_type, requirements, ctypes.byref(buffer)
+                ),
                 "create a tensor buffer",
             )
             self.buffers.append(buffer)
@@ -563,8 +578,12 @@ class _LiteRtSession:
         for b in getattr(self, "buffers", []):
             lib.LiteRtDestroyTensorBuffer(b)
         self.buffers = []
-        for attr, fn in (("compiled", "LiteRtDestroyCompiledModel"), ("options", "LiteRtDestroyOptions"),
-                         ("model", "LiteRtDestroyModel"), ("env", "LiteRtDestroyEnvironment")):
+        for attr, fn in (
+            ("compiled", "LiteRtDestroyCompiledModel"),
+            ("options", "LiteRtDestroyOptions"),
+            ("model", "LiteRtDestroyModel"),
+            ("env", "LiteRtDestroyEnvironment"),
+        ):
             handle = getattr(self, attr, None)
             if handle:
                 getattr(lib, fn)(handle)
@@ -615,15 +634,17 @@ def profile_litert(
     rows = []
     for k, (tag, event_type, node) in enumerate(reference):
         xnn = event_type != _OPERATOR_EVENT
-        rows.append(OpTiming(
-            index=node,
-            op=f"Delegate/{tag}" if xnn and not tag.startswith("Delegate") else tag,
-            time_us=_trimmed_mean(times[:, k]),
-            share=0.0,
-            calls=1,
-            executor="xnnpack" if xnn else "builtin",
-            method="litert",
-        ))
+        rows.append(
+            OpTiming(
+                index=node,
+                op=f"Delegate/{tag}" if xnn and not tag.startswith("Delegate") else tag,
+                time_us=_trimmed_mean(times[:, k]),
+                share=0.0,
+                calls=1,
+                executor="xnnpack" if xnn else "builtin",
+                method="litert",
+            )
+        )
     return _with_shares(rows)
 
 
@@ -702,7 +723,9 @@ def format_table(rows: Sequence[OpTiming], top: int | None = None) -> str:
     lines = [f"{'idx':>4}  {'op':<48} {'executor':<8} {'us':>9} {'share':>7} {'calls':>5}  dtypes"]
     for r in shown:
         us = _row_us(r)
-        lines.append(f"{r.index:>4}  {r.op[:48]:<48} {r.executor:<8} {us:>9.2f} {100 * r.share:>6.1f}% {r.calls:>5}  {r.dtypes}")
+        lines.append(
+            f"{r.index:>4}  {r.op[:48]:<48} {r.executor:<8} {us:>9.2f} {100 * r.share:>6.1f}% {r.calls:>5}  {r.dtypes}"
+        )
     return "\n".join(lines)
 
 
@@ -716,10 +739,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "The last lines compare the sum of the rows with the whole model's p50.",
     )
     parser.add_argument("model", type=Path, help=".tflite file to profile")
-    parser.add_argument("--input", type=Path, default=None,
-                        help=".npy of float windows (n, window, channels), normalised as for the float model; default: random")
-    parser.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
-                        help="interpreter runtime (default: %(default)s)")
+    parser.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        help=".npy of float windows (n, window, channels), normalised as for the float model; default: random",
+    )
+    parser.add_argument(
+        "--backend", default="auto", choices=("auto", *BACKENDS), help="interpreter runtime (default: %(default)s)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default: %(default)s)")
     parser.add_argument("--runs", type=int, default=200, help="timed runs (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed warm-up runs (default: %(default)s)")
@@ -730,22 +758,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = np.load(args.input) if args.input else None
     try:
-        rows = profile_ops(args.model, data, args.backend, args.threads, args.runs, args.warmup, not args.no_xnnpack, args.method)
+        rows = profile_ops(
+            args.model, data, args.backend, args.threads, args.runs, args.warmup, not args.no_xnnpack, args.method
+        )
         whole = time_model(args.model, data, args.backend, args.threads, args.runs, args.warmup, not args.no_xnnpack)
     except (ProfileError, InterpreterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(rows, args.top))
     total = sum(_row_us(r) for r in rows)
-    print(f"\nmethod {rows[0].method if rows else '-'}; sum of rows {total:.1f} us; "
-          f"whole model p50 {whole['p50_us']:.1f} us, mean {whole['mean_us']:.1f} us "
-          f"({args.threads} thread(s), XNNPACK {'off' if args.no_xnnpack else 'on'})")
+    print(
+        f"\nmethod {rows[0].method if rows else '-'}; sum of rows {total:.1f} us; "
+        f"whole model p50 {whole['p50_us']:.1f} us, mean {whole['mean_us']:.1f} us "
+        f"({args.threads} thread(s), XNNPACK {'off' if args.no_xnnpack else 'on'})"
+    )
     print("\nby op type:")
     for entry in summarise_by_op(rows):
-        print(f"  {entry['op'][:48]:<48} {entry['executor']:<8} x{entry['count']:<4} {entry['time_us']:>9.2f} us {100 * entry['share']:>6.1f}%")
+        print(
+            f"  {entry['op'][:48]:<48} {entry['executor']:<8} x{entry['count']:<4} {entry['time_us']:>9.2f} us {100 * entry['share']:>6.1f}%"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"model": str(args.model), "rows": [r.to_json() for r in rows], "whole_model": whole,
-                                         "threads": args.threads, "xnnpack": not args.no_xnnpack}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "model": str(args.model),
+                    "rows": [r.to_json() for r in rows],
+                    "whole_model": whole,
+                    "threads": args.threads,
+                    "xnnpack": not args.no_xnnpack,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

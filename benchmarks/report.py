@@ -134,7 +134,9 @@ def bundle_info(bundle: Any) -> dict[str, Any]:
         "input_shape": list(bundle.input_shape),
         "labels": list(bundle.labels),
         "default_variant": bundle.default_variant,
-        "variants": {name: {"quantization": v.quantization, "size_bytes": v.size_bytes} for name, v in bundle.variants.items()},
+        "variants": {
+            name: {"quantization": v.quantization, "size_bytes": v.size_bytes} for name, v in bundle.variants.items()
+        },
     }
 
 
@@ -174,8 +176,17 @@ def latency_summary(values_ms: Sequence[float] | np.ndarray) -> dict[str, float 
     arr = np.asarray(values_ms, dtype=np.float64)
     if arr.size == 0:
         nan = float("nan")
-        return {"n": 0, "mean_ms": nan, "std_ms": nan, "min_ms": nan, "p50_ms": nan, "p90_ms": nan,
-                "p95_ms": nan, "p99_ms": nan, "max_ms": nan}
+        return {
+            "n": 0,
+            "mean_ms": nan,
+            "std_ms": nan,
+            "min_ms": nan,
+            "p50_ms": nan,
+            "p90_ms": nan,
+            "p95_ms": nan,
+            "p99_ms": nan,
+            "max_ms": nan,
+        }
     p50, p90, p95, p99 = np.percentile(arr, [50, 90, 95, 99])
     return {
         "n": int(arr.size),
@@ -204,7 +215,7 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, (float, np.floating)):
         if not math.isfinite(value):
             return "-"
-        if value != 0 and abs(value) < 10 ** -digits:
+        if value != 0 and abs(value) < 10**-digits:
             return f"{value:.{digits}g}"
         return f"{value:.{digits}f}"
     return str(value)
@@ -359,8 +370,14 @@ def latency_png(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str)
     fig, ax = plt.subplots(figsize=(9, max(2.5, 0.38 * len(ok) + 1.2)))
     try:
         y = np.arange(len(ok))
-        ax.barh(y, p50, color=colours, xerr=[np.zeros_like(p50), np.maximum(p99 - p50, 0)], capsize=3,
-                error_kw={"elinewidth": 1, "ecolor": "black"})
+        ax.barh(
+            y,
+            p50,
+            color=colours,
+            xerr=[np.zeros_like(p50), np.maximum(p99 - p50, 0)],
+            capsize=3,
+            error_kw={"elinewidth": 1, "ecolor": "black"},
+        )
         for yi, value, top in zip(y, p50, p99):
             ax.text(max(value, top), yi, f"  p50 {value:.3g}", va="center", ha="left", fontsize=7)
         ax.set_yticks(y, labels=labels, fontsize=8)

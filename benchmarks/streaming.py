@@ -49,7 +49,9 @@ class SmoothingMode:
     threshold: float
 
 
-def default_modes(method: str | None = None, window: int | None = None, threshold: float | None = None) -> list[SmoothingMode]:
+def default_modes(
+    method: str | None = None, window: int | None = None, threshold: float | None = None
+) -> list[SmoothingMode]:
     """No smoothing, and the daemon's default smoothing (edge_har.device.config.SmoothingConfig), with overrides."""
     from edge_har.device.config import SmoothingConfig
 
@@ -70,7 +72,9 @@ class Published:
     recording: int
 
 
-def replay(runtime: Any, recordings: Sequence[Any], rate_hz: float, chunk: int = CHUNK_SAMPLES) -> tuple[list[Published], list[tuple[float, float, str]]]:
+def replay(
+    runtime: Any, recordings: Sequence[Any], rate_hz: float, chunk: int = CHUNK_SAMPLES
+) -> tuple[list[Published], list[tuple[float, float, str]]]:
     """Push recordings back to back through Windowing + Runtime.predict.
 
     Returns the published predictions and the stream's timeline as
@@ -88,7 +92,7 @@ def replay(runtime: Any, recordings: Sequence[Any], rate_hz: float, chunk: int =
         windowing = runtime.windowing(rate)
         samples = np.asarray(rec.samples, dtype=np.float32)
         for start in range(0, len(samples), chunk):
-            part = samples[start:start + chunk]
+            part = samples[start : start + chunk]
             last_t = offset + (start + len(part) - 1) / rate
             c = Chunk(part, time.perf_counter(), last_t, label=rec.label, segment_start=start == 0)
             for window in windowing.push(c):
@@ -100,8 +104,12 @@ def replay(runtime: Any, recordings: Sequence[Any], rate_hz: float, chunk: int =
     return published, timeline
 
 
-def score(published: Sequence[Published], timeline: Sequence[tuple[float, float, str]], labels: Sequence[str],
-          unknown_label: str) -> dict[str, Any]:
+def score(
+    published: Sequence[Published],
+    timeline: Sequence[tuple[float, float, str]],
+    labels: Sequence[str],
+    unknown_label: str,
+) -> dict[str, Any]:
     """Per-window and time-weighted accuracy, unknown rate, per-class F1 and switch delays."""
     from edge_har.core.metrics import per_class_scores
 
@@ -118,13 +126,15 @@ def score(published: Sequence[Published], timeline: Sequence[tuple[float, float,
     np.add.at(cm, (truth, pred), 1)
     scores = per_class_scores(cm)
     scored = (cm[:n].sum(axis=1) + cm[:, :n].sum(axis=0)[:n]) > 0
-    out.update({
-        "window_accuracy": float(correct.mean()),
-        "window_accuracy_known": float(correct[known].mean()) if known.any() else None,
-        "unknown_rate": float((~known).mean()),
-        "macro_f1": float(scores["f1"][:n][scored].mean()) if scored.any() else None,
-        "per_class_f1": {label: float(scores["f1"][i]) for i, label in enumerate(labels)},
-    })
+    out.update(
+        {
+            "window_accuracy": float(correct.mean()),
+            "window_accuracy_known": float(correct[known].mean()) if known.any() else None,
+            "unknown_rate": float((~known).mean()),
+            "macro_f1": float(scores["f1"][:n][scored].mean()) if scored.any() else None,
+            "per_class_f1": {label: float(scores["f1"][i]) for i, label in enumerate(labels)},
+        }
+    )
     # Over time: the displayed label is the last published one; score every instant from the first prediction.
     times = np.array([p.t for p in published])
     order = np.argsort(times, kind="stable")
@@ -153,8 +163,9 @@ def score(published: Sequence[Published], timeline: Sequence[tuple[float, float,
     return out
 
 
-def _switch_delays(times: np.ndarray, shown: np.ndarray, timeline: Sequence[tuple[float, float, str]],
-                   index: dict[str, int]) -> dict[str, Any]:
+def _switch_delays(
+    times: np.ndarray, shown: np.ndarray, timeline: Sequence[tuple[float, float, str]], index: dict[str, int]
+) -> dict[str, Any]:
     delays: list[float] = []
     never = 0
     switches = 0
@@ -176,37 +187,64 @@ def _switch_delays(times: np.ndarray, shown: np.ndarray, timeline: Sequence[tupl
     }
 
 
-def run_streaming(bundle: Any, dataset: Any, test_indices: np.ndarray, settings: Any, progress: bool = True,
-                  modes: Sequence[SmoothingMode] | None = None) -> dict[str, Any]:
+def run_streaming(
+    bundle: Any,
+    dataset: Any,
+    test_indices: np.ndarray,
+    settings: Any,
+    progress: bool = True,
+    modes: Sequence[SmoothingMode] | None = None,
+) -> dict[str, Any]:
     """Score each smoothing mode on the test recordings, replayed through the daemon's runtime."""
     from edge_har.device.runtime import Runtime
 
     variant = getattr(settings, "stream_variant", None) or bundle.default_variant
-    modes = list(modes or default_modes(getattr(settings, "smoothing_method", None),
-                                        getattr(settings, "smoothing_window", None),
-                                        getattr(settings, "threshold", None)))
+    modes = list(
+        modes
+        or default_modes(
+            getattr(settings, "smoothing_method", None),
+            getattr(settings, "smoothing_window", None),
+            getattr(settings, "threshold", None),
+        )
+    )
     recordings = [dataset.recordings[int(i)] for i in test_indices]
     bundle_labels = set(bundle.labels)
     unknown = [r.label for r in recordings if r.label not in bundle_labels]
     if unknown:
-        raise ValueError(f"{dataset.root}: test recordings labelled {sorted(set(unknown))}, which the model does not know")
+        raise ValueError(
+            f"{dataset.root}: test recordings labelled {sorted(set(unknown))}, which the model does not know"
+        )
     out: dict[str, Any] = {
         "status": "ok",
         "variant": variant,
         "recordings": len(recordings),
-        "seconds_of_data": float(sum(len(r.samples) / float(r.sample_rate_hz or dataset.sample_rate_hz) for r in recordings)),
+        "seconds_of_data": float(
+            sum(len(r.samples) / float(r.sample_rate_hz or dataset.sample_rate_hz) for r in recordings)
+        ),
         "path": "edge_har.device.runtime: Windowing (StreamPreprocessor) + Runtime.predict (interpreter + Smoother), "
-                f"chunks of {CHUNK_SAMPLES} samples, recordings back to back, each a new segment",
+        f"chunks of {CHUNK_SAMPLES} samples, recordings back to back, each a new segment",
         "modes": [],
     }
     for mode in modes:
         started = time.perf_counter()
         try:
-            runtime = Runtime.load(bundle.root, variant, backend=getattr(settings, "runtime", "auto"), num_threads=1,
-                                   smoothing=mode.method, smoothing_window=mode.window, threshold=mode.threshold)
+            runtime = Runtime.load(
+                bundle.root,
+                variant,
+                backend=getattr(settings, "runtime", "auto"),
+                num_threads=1,
+                smoothing=mode.method,
+                smoothing_window=mode.window,
+                threshold=mode.threshold,
+            )
             published, timeline = replay(runtime, recordings, float(dataset.sample_rate_hz))
-            row = {"name": mode.name, "status": "ok", "method": mode.method, "smoothing_window": mode.window,
-                   "threshold": mode.threshold}
+            row = {
+                "name": mode.name,
+                "status": "ok",
+                "method": mode.method,
+                "smoothing_window": mode.window,
+                "threshold": mode.threshold,
+            }
             row.update(score(published, timeline, bundle.labels, runtime.smoother.unknown_label))
         except Exception as exc:
             log.warning("streaming mode %s failed: %s: %s", mode.name, type(exc).__name__, exc)
@@ -228,8 +266,19 @@ def _s(value: Any) -> str:
 def format_streaming(streaming: dict[str, Any]) -> str:
     if streaming.get("status") != "ok":
         return f"Streaming accuracy: {streaming.get('status')}: {streaming.get('error')}"
-    headers = ["mode", "smoothing", "windows", "per-window acc", "acc (known only)", "unknown", "time-weighted acc",
-               "macro-F1", "switch delay p50 s", "p90 s", "never right"]
+    headers = [
+        "mode",
+        "smoothing",
+        "windows",
+        "per-window acc",
+        "acc (known only)",
+        "unknown",
+        "time-weighted acc",
+        "macro-F1",
+        "switch delay p50 s",
+        "p90 s",
+        "never right",
+    ]
     table = []
     for m in streaming["modes"]:
         if m.get("status") != "ok":
@@ -238,11 +287,23 @@ def format_streaming(streaming: dict[str, Any]) -> str:
         smoothing = "none" if m["smoothing_window"] == 1 else f"{m['method']} over {m['smoothing_window']}"
         if m.get("threshold"):
             smoothing += f", threshold {m['threshold']:g}"
-        table.append([m["name"], smoothing, str(m["windows"]), _pct(m.get("window_accuracy")),
-                      _pct(m.get("window_accuracy_known")), _pct(m.get("unknown_rate")), _pct(m.get("time_accuracy")),
-                      "-" if m.get("macro_f1") is None else f"{m['macro_f1']:.4f}",
-                      _s(m.get("switch_delay_p50_s")), _s(m.get("switch_delay_p90_s")),
-                      f"{m.get('switches_never_correct')}/{m.get('switches')}"])
-    title = (f"Streaming accuracy: variant {streaming['variant']}, {streaming['recordings']} test recordings "
-             f"({streaming['seconds_of_data']:.0f} s) replayed back to back through edge_har.device.runtime")
+        table.append(
+            [
+                m["name"],
+                smoothing,
+                str(m["windows"]),
+                _pct(m.get("window_accuracy")),
+                _pct(m.get("window_accuracy_known")),
+                _pct(m.get("unknown_rate")),
+                _pct(m.get("time_accuracy")),
+                "-" if m.get("macro_f1") is None else f"{m['macro_f1']:.4f}",
+                _s(m.get("switch_delay_p50_s")),
+                _s(m.get("switch_delay_p90_s")),
+                f"{m.get('switches_never_correct')}/{m.get('switches')}",
+            ]
+        )
+    title = (
+        f"Streaming accuracy: variant {streaming['variant']}, {streaming['recordings']} test recordings "
+        f"({streaming['seconds_of_data']:.0f} s) replayed back to back through edge_har.device.runtime"
+    )
     return report.format_table(headers, table, title=title)

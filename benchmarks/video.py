@@ -61,17 +61,31 @@ def make_bundles(out: Path, names: Sequence[str], calibration: int = 64) -> dict
     from edge_har.convert.video_pipeline import VideoConvertOptions, run_convert_video
     from edge_har.convert.video_synthetic import write_synthetic_clip_dataset
 
-    data = write_synthetic_clip_dataset(Path(tempfile.mkdtemp(prefix="edge-har-video-bench-")), clips_per_class=6,
-                                        seconds=(3.0, 4.0), fps=10, size=(320, 240))
+    data = write_synthetic_clip_dataset(
+        Path(tempfile.mkdtemp(prefix="edge-har-video-bench-")),
+        clips_per_class=6,
+        seconds=(3.0, 4.0),
+        fps=10,
+        size=(320, 240),
+    )
     made = {}
     for name in names:
         spec = BENCH_MODELS[name]
         config = VideoModelConfig(mode="video", weights="none", train_backbone="no", dropout=0.0, **spec)
         options = VideoConvertOptions(
-            out=out / name, data=data, fps=10, stride=4, model=config,
+            out=out / name,
+            data=data,
+            fps=10,
+            stride=4,
+            model=config,
             train=TrainConfig(epochs=2, batch_size=16, patience=2, verbose=0),
-            calibration_size=calibration, allow_int8_drop=True, max_int8_drop=100.0, clip_model=True,
-            overwrite=True, progress=False, command=f"edge_har.benchmarks.video make-bundles ({name})",
+            calibration_size=calibration,
+            allow_int8_drop=True,
+            max_int8_drop=100.0,
+            clip_model=True,
+            overwrite=True,
+            progress=False,
+            command=f"edge_har.benchmarks.video make-bundles ({name})",
         )
         made[name] = run_convert_video(options)
     return made
@@ -114,21 +128,30 @@ def part_latency(bundle: Any, variants: Sequence[str], threads: int, min_seconds
         windows = np.stack([feats[i : i + models.spec.window] for i in range(len(feats) - models.spec.window)])
         parts = [("encoder", models.encoder, frames), ("head", models.head, windows)]
         if models.clip is not None:
-            clips = np.stack([frames[i : i + models.spec.window] for i in range(0, len(frames) - models.spec.window, 4)])
+            clips = np.stack(
+                [frames[i : i + models.spec.window] for i in range(0, len(frames) - models.spec.window, 4)]
+            )
             parts.append(("clip", models.clip, clips))
         for part, model, inputs in parts:
             times = 1000 * time_calls(model.predict, inputs, warmup=5, runs=None, min_seconds=min_seconds)  # ms
             summary = latency_summary(times)
-            rows.append({
-                "variant": name, "part": part, "threads": threads, "size_kib": round(model.path.stat().st_size / 1024, 1),
-                "input": list(model.input.shape), "input_dtype": model.input.dtype.name,
-                **{k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()},
-            })
+            rows.append(
+                {
+                    "variant": name,
+                    "part": part,
+                    "threads": threads,
+                    "size_kib": round(model.path.stat().st_size / 1024, 1),
+                    "input": list(model.input.shape),
+                    "input_dtype": model.input.dtype.name,
+                    **{k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()},
+                }
+            )
     return rows
 
 
-def streaming_speedup(bundle: Any, variant: str, strides: Sequence[int], threads: int, frames_n: int = 120,
-                      repeats: int = 5) -> list[dict[str, Any]]:
+def streaming_speedup(
+    bundle: Any, variant: str, strides: Sequence[int], threads: int, frames_n: int = 120, repeats: int = 5
+) -> list[dict[str, Any]]:
     """Wall time per prediction: split streaming vs recomputing the whole clip model at every stride.
 
     The two modes run alternately ``repeats`` times over the same frames and
@@ -140,7 +163,12 @@ def streaming_speedup(bundle: Any, variant: str, strides: Sequence[int], threads
     frames = bench_frames(models.spec, n=frames_n)
     rows = []
     for stride in strides:
-        result: dict[str, Any] = {"variant": variant, "stride": stride, "window": models.spec.window, "threads": threads}
+        result: dict[str, Any] = {
+            "variant": variant,
+            "stride": stride,
+            "window": models.spec.window,
+            "threads": threads,
+        }
         per: dict[str, list[float]] = {"split": [], "clip": []}
         runtime: dict[str, Any] = {}
         predictions: dict[str, int] = {}
@@ -163,7 +191,9 @@ def streaming_speedup(bundle: Any, variant: str, strides: Sequence[int], threads
     return rows
 
 
-def sustained_fps(bundle_dir: Path, variant: str, clip: Path, threads: int, stride: int | None = None) -> dict[str, Any]:
+def sustained_fps(
+    bundle_dir: Path, variant: str, clip: Path, threads: int, stride: int | None = None
+) -> dict[str, Any]:
     """The daemon's two stages on two threads over a clip file read by the camera source, no frame dropped."""
     from edge_har.device.sources.camera import CameraStreamSource
     from edge_har.device.video_config import CameraSourceConfig
@@ -204,11 +234,20 @@ def sustained_fps(bundle_dir: Path, variant: str, clip: Path, threads: int, stri
     inf = [p.inference_ms for p in predictions]
     e2e = [p.e2e_ms for p in predictions]
     return {
-        "variant": variant, "threads": threads, "clip": clip.name, "frame_size": status["frame_size"],
-        "clip_fps": status["camera_fps"], "model_fps": rt.spec.fps, "stride": windowing.stride,
-        "frames_read": frames, "frames_encoded": windowing.frames_kept, "frames_dropped": status["frames_dropped"],
-        "predictions": len(predictions), "seconds": round(seconds, 3),
-        "frames_per_s": round(frames / seconds, 1), "encoded_frames_per_s": round(windowing.frames_kept / seconds, 1),
+        "variant": variant,
+        "threads": threads,
+        "clip": clip.name,
+        "frame_size": status["frame_size"],
+        "clip_fps": status["camera_fps"],
+        "model_fps": rt.spec.fps,
+        "stride": windowing.stride,
+        "frames_read": frames,
+        "frames_encoded": windowing.frames_kept,
+        "frames_dropped": status["frames_dropped"],
+        "predictions": len(predictions),
+        "seconds": round(seconds, 3),
+        "frames_per_s": round(frames / seconds, 1),
+        "encoded_frames_per_s": round(windowing.frames_kept / seconds, 1),
         "predictions_per_s": round(len(predictions) / seconds, 2),
         "inference_ms_p50": round(float(np.median(inf)), 3) if inf else None,
         "e2e_ms_p50": round(float(np.median(e2e)), 3) if e2e else None,
@@ -216,7 +255,9 @@ def sustained_fps(bundle_dir: Path, variant: str, clip: Path, threads: int, stri
     }
 
 
-def daemon_fps(bundle_dir: Path, variant: str, clip: Path, frames: int, threads: int, broker: str, work: Path) -> dict[str, Any]:
+def daemon_fps(
+    bundle_dir: Path, variant: str, clip: Path, frames: int, threads: int, broker: str, work: Path
+) -> dict[str, Any]:
     """The real daemon (``edge-har run``, a subprocess) with the clip file as its camera, publishing to ``broker``.
 
     frames/s = frames in the file / (daemon uptime - time to the first prediction): the
@@ -229,7 +270,9 @@ def daemon_fps(bundle_dir: Path, variant: str, clip: Path, frames: int, threads:
 
     host, _, port = broker.partition(":")
     config = {
-        "device_id": "bench-video", "bundle": str(Path(bundle_dir).resolve()), "variant": variant,
+        "device_id": "bench-video",
+        "bundle": str(Path(bundle_dir).resolve()),
+        "variant": variant,
         "interpreter": {"num_threads": threads},
         "source": {"type": "camera", "device": str(clip.resolve()), "realtime": False, "stop_at_end": True},
         "smoothing": {"window": 1},
@@ -240,18 +283,39 @@ def daemon_fps(bundle_dir: Path, variant: str, clip: Path, frames: int, threads:
     cfg, summary = work / f"daemon-{variant}.yaml", work / f"daemon-{variant}-summary.json"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "edge_har", "--log-level", "WARNING", "run", "--config", str(cfg),
-                           "--summary-json", str(summary)], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_har",
+            "--log-level",
+            "WARNING",
+            "run",
+            "--config",
+            str(cfg),
+            "--summary-json",
+            str(summary),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     wall = time.perf_counter() - started
     if proc.returncode != 0 or not summary.is_file():
         return {"variant": variant, "error": proc.stderr[-500:]}
     s = json.loads(summary.read_text())
     stream_s = s["uptime_s"] - (s["first_prediction_s"] or 0.0)
     return {
-        "variant": variant, "threads": threads, "frames": frames, "windows": s["windows_total"],
-        "process_wall_s": round(wall, 2), "first_prediction_s": round(s["first_prediction_s"] or 0.0, 2),
-        "stream_s": round(stream_s, 2), "frames_per_s": round(frames / stream_s, 1),
-        "inference_ms_p50": s["inference_ms"].get("p50"), "e2e_ms_p50": s["e2e_ms"].get("p50"),
+        "variant": variant,
+        "threads": threads,
+        "frames": frames,
+        "windows": s["windows_total"],
+        "process_wall_s": round(wall, 2),
+        "first_prediction_s": round(s["first_prediction_s"] or 0.0, 2),
+        "stream_s": round(stream_s, 2),
+        "frames_per_s": round(frames / stream_s, 1),
+        "inference_ms_p50": s["inference_ms"].get("p50"),
+        "e2e_ms_p50": s["e2e_ms"].get("p50"),
         "rss_mb": s.get("rss_mb"),
     }
 
@@ -262,29 +326,45 @@ def daemon_fps(bundle_dir: Path, variant: str, clip: Path, frames: int, threads:
 def format_parts(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'variant':<14} {'part':<8} {'thr':>3} {'KiB':>8} {'p50 ms':>8} {'p90 ms':>8} {'mean ms':>8}  input"]
     for r in rows:
-        lines.append(f"{r['variant']:<14} {r['part']:<8} {r['threads']:>3} {r['size_kib']:>8.1f} {r['p50_ms']:>8.3f} "
-                     f"{r['p90_ms']:>8.3f} {r['mean_ms']:>8.3f}  {r['input']} {r['input_dtype']}")
+        lines.append(
+            f"{r['variant']:<14} {r['part']:<8} {r['threads']:>3} {r['size_kib']:>8.1f} {r['p50_ms']:>8.3f} "
+            f"{r['p90_ms']:>8.3f} {r['mean_ms']:>8.3f}  {r['input']} {r['input_dtype']}"
+        )
     return "\n".join(lines)
 
 
 def format_speedup(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'variant':<14} {'T':>3} {'stride':>6} {'split ms/pred':>14} {'clip ms/pred':>13} {'speed-up':>9}"]
     for r in rows:
-        lines.append(f"{r['variant']:<14} {r['window']:>3} {r['stride']:>6} {r['split_ms_per_prediction']:>14.3f} "
-                     f"{r['clip_ms_per_prediction']:>13.3f} {r['speedup']:>8.2f}x")
+        lines.append(
+            f"{r['variant']:<14} {r['window']:>3} {r['stride']:>6} {r['split_ms_per_prediction']:>14.3f} "
+            f"{r['clip_ms_per_prediction']:>13.3f} {r['speedup']:>8.2f}x"
+        )
     return "\n".join(lines)
 
 
 def format_fps(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'variant':<14} {'thr':>3} {'frames/s':>9} {'encoded/s':>10} {'pred/s':>7} {'dropped':>8} {'e2e p50 ms':>11}"]
+    lines = [
+        f"{'variant':<14} {'thr':>3} {'frames/s':>9} {'encoded/s':>10} {'pred/s':>7} {'dropped':>8} {'e2e p50 ms':>11}"
+    ]
     for r in rows:
-        lines.append(f"{r['variant']:<14} {r['threads']:>3} {r['frames_per_s']:>9.1f} {r['encoded_frames_per_s']:>10.1f} "
-                     f"{r['predictions_per_s']:>7.2f} {r['frames_dropped']:>8} {r['e2e_ms_p50'] or float('nan'):>11.2f}")
+        lines.append(
+            f"{r['variant']:<14} {r['threads']:>3} {r['frames_per_s']:>9.1f} {r['encoded_frames_per_s']:>10.1f} "
+            f"{r['predictions_per_s']:>7.2f} {r['frames_dropped']:>8} {r['e2e_ms_p50'] or float('nan'):>11.2f}"
+        )
     return "\n".join(lines)
 
 
-def run(bundle_dir: Path, out: Path, variants: Sequence[str] | None, threads: Sequence[int], strides: Sequence[int],
-        min_seconds: float, fps_seconds: float, broker: str | None = None) -> dict[str, Any]:
+def run(
+    bundle_dir: Path,
+    out: Path,
+    variants: Sequence[str] | None,
+    threads: Sequence[int],
+    strides: Sequence[int],
+    min_seconds: float,
+    fps_seconds: float,
+    broker: str | None = None,
+) -> dict[str, Any]:
     import platform
 
     from edge_har.core.bundle import Bundle
@@ -293,10 +373,17 @@ def run(bundle_dir: Path, out: Path, variants: Sequence[str] | None, threads: Se
     names = list(variants or bundle.variants)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
-        "bundle": str(bundle_dir), "model_id": bundle.model_id, "machine": platform.machine(),
-        "processor": platform.processor(), "video": bundle.data.get("video"),
-        "training": {k: bundle.data["training"]["model"].get(k) for k in ("backbone", "alpha", "input_size", "weights", "frames")},
-        "parts": [], "speedup": [], "fps": [],
+        "bundle": str(bundle_dir),
+        "model_id": bundle.model_id,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "video": bundle.data.get("video"),
+        "training": {
+            k: bundle.data["training"]["model"].get(k) for k in ("backbone", "alpha", "input_size", "weights", "frames")
+        },
+        "parts": [],
+        "speedup": [],
+        "fps": [],
     }
     for t in threads:
         result["parts"] += part_latency(bundle, names, t, min_seconds)
@@ -315,13 +402,21 @@ def run(bundle_dir: Path, out: Path, variants: Sequence[str] | None, threads: Se
     print()
     print(format_fps(result["fps"]))
     if broker:
-        result["daemon"] = [daemon_fps(bundle_dir, name, clip, int(fps_seconds * spec_fps), threads[0], broker, out / "daemon")
-                            for name in names]
+        result["daemon"] = [
+            daemon_fps(bundle_dir, name, clip, int(fps_seconds * spec_fps), threads[0], broker, out / "daemon")
+            for name in names
+        ]
         print()
         for row in result["daemon"]:
-            print(f"daemon {row['variant']:<14} " + (f"{row['frames_per_s']:.1f} frames/s over {row['stream_s']} s "
-                  f"(inference p50 {row['inference_ms_p50']} ms, e2e p50 {row['e2e_ms_p50']} ms, rss {row['rss_mb']} MiB)"
-                  if "error" not in row else f"failed: {row['error']}"))
+            print(
+                f"daemon {row['variant']:<14} "
+                + (
+                    f"{row['frames_per_s']:.1f} frames/s over {row['stream_s']} s "
+                    f"(inference p50 {row['inference_ms_p50']} ms, e2e p50 {row['e2e_ms_p50']} ms, rss {row['rss_mb']} MiB)"
+                    if "error" not in row
+                    else f"failed: {row['error']}"
+                )
+            )
     file = out / f"video-{Path(bundle_dir).name}.json"
     file.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwritten {file}")
@@ -342,17 +437,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     rn.add_argument("--strides", default="1,2,4,8")
     rn.add_argument("--min-seconds", type=float, default=2.0, help="timing per part and variant (default: 2)")
     rn.add_argument("--fps-seconds", type=float, default=30.0, help="length of the 320x240 clip for the fps run")
-    rn.add_argument("--broker", default=None, metavar="HOST[:PORT]",
-                    help="also run the real daemon (edge-har run) on the clip, publishing to this broker")
+    rn.add_argument(
+        "--broker",
+        default=None,
+        metavar="HOST[:PORT]",
+        help="also run the real daemon (edge-har run) on the clip, publishing to this broker",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.cmd == "make-bundles":
         for name, path in make_bundles(args.out, [m.strip() for m in args.models.split(",") if m.strip()]).items():
             print(f"{name}: {path}")
         return 0
-    run(args.bundle, args.out, args.variants.split(",") if args.variants else None,
-        [int(t) for t in args.threads.split(",")], [int(s) for s in args.strides.split(",")],
-        args.min_seconds, args.fps_seconds, args.broker)
+    run(
+        args.bundle,
+        args.out,
+        args.variants.split(",") if args.variants else None,
+        [int(t) for t in args.threads.split(",")],
+        [int(s) for s in args.strides.split(",")],
+        args.min_seconds,
+        args.fps_seconds,
+        args.broker,
+    )
     return 0
 
 

@@ -107,36 +107,74 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
     add_dataset_arguments(parser)
     add_split_arguments(parser)
     group = parser.add_argument_group("windows")
-    group.add_argument("--window", default=DEFAULT_WINDOW,
-                       help="window length, in samples ('96') or seconds ('3s') (default: %(default)s)")
-    group.add_argument("--stride", default=DEFAULT_STRIDE,
-                       help="step between windows, in samples or seconds (default: %(default)s)")
-    group.add_argument("--target-rate", type=_positive_float, default=None, metavar="HZ",
-                       help="resample recordings to this rate before windowing (default: the data set's rate)")
-    group.add_argument("--skip-short", action="store_true",
-                       help="skip recordings shorter than one window (with a warning and a count) instead of failing")
+    group.add_argument(
+        "--window",
+        default=DEFAULT_WINDOW,
+        help="window length, in samples ('96') or seconds ('3s') (default: %(default)s)",
+    )
+    group.add_argument(
+        "--stride", default=DEFAULT_STRIDE, help="step between windows, in samples or seconds (default: %(default)s)"
+    )
+    group.add_argument(
+        "--target-rate",
+        type=_positive_float,
+        default=None,
+        metavar="HZ",
+        help="resample recordings to this rate before windowing (default: the data set's rate)",
+    )
+    group.add_argument(
+        "--skip-short",
+        action="store_true",
+        help="skip recordings shorter than one window (with a warning and a count) instead of failing",
+    )
     add_model_arguments(parser)
     add_train_arguments(parser)
     group = parser.add_argument_group("quantization and the bundle")
-    group.add_argument("--variants", type=_variant_list, default=DEFAULT_VARIANTS, metavar="NAME,...",
-                       help=f"variants to produce, from {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)})")
-    group.add_argument("--default-variant", default="int8",
-                       help="the variant a device runs unless told otherwise (default: %(default)s)")
-    group.add_argument("--calibration-size", type=_positive_int, default=DEFAULT_CALIBRATION_SIZE, metavar="N",
-                       help="training windows (stratified by class) used to calibrate full-integer quantization; "
-                       "an error if the training split has fewer (default: %(default)s)")
-    group.add_argument("--max-int8-drop", type=float, default=DEFAULT_MAX_INT8_DROP, metavar="POINTS",
-                       help="refuse the bundle when int8 test accuracy is more than this many percentage points "
-                       "below float32 (default: %(default)s)")
-    group.add_argument("--allow-int8-drop", action="store_true",
-                       help="write the bundle even when int8 falls below the --max-int8-drop limit (recorded in bundle.json)")
-    group.add_argument("--out", type=Path, default=None,
-                       help="bundle directory to write (default: bundles/<data set name>)")
+    group.add_argument(
+        "--variants",
+        type=_variant_list,
+        default=DEFAULT_VARIANTS,
+        metavar="NAME,...",
+        help=f"variants to produce, from {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)})",
+    )
+    group.add_argument(
+        "--default-variant",
+        default="int8",
+        help="the variant a device runs unless told otherwise (default: %(default)s)",
+    )
+    group.add_argument(
+        "--calibration-size",
+        type=_positive_int,
+        default=DEFAULT_CALIBRATION_SIZE,
+        metavar="N",
+        help="training windows (stratified by class) used to calibrate full-integer quantization; "
+        "an error if the training split has fewer (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-int8-drop",
+        type=float,
+        default=DEFAULT_MAX_INT8_DROP,
+        metavar="POINTS",
+        help="refuse the bundle when int8 test accuracy is more than this many percentage points "
+        "below float32 (default: %(default)s)",
+    )
+    group.add_argument(
+        "--allow-int8-drop",
+        action="store_true",
+        help="write the bundle even when int8 falls below the --max-int8-drop limit (recorded in bundle.json)",
+    )
+    group.add_argument(
+        "--out", type=Path, default=None, help="bundle directory to write (default: bundles/<data set name>)"
+    )
     group.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     group.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     if not _has_option(parser, "--seed"):
-        parser.add_argument("--seed", type=int, default=42,
-                            help="seed for the split, weight initialisation, shuffling and calibration (default: %(default)s)")
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=42,
+            help="seed for the split, weight initialisation, shuffling and calibration (default: %(default)s)",
+        )
     parser.set_defaults(func=run_convert_command)
     return parser
 
@@ -186,16 +224,24 @@ def summary_table(bundle_dir: Path) -> str:
     from edge_har.core.bundle import Bundle
 
     bundle = Bundle.load(bundle_dir)
-    lines = [f"bundle {bundle.model_id} written to {bundle.root}", "",
-             f"{'variant':<15} {'size':>10} {'accuracy':>9} {'macro-F1':>9}  quantization"]
+    lines = [
+        f"bundle {bundle.model_id} written to {bundle.root}",
+        "",
+        f"{'variant':<15} {'size':>10} {'accuracy':>9} {'macro-F1':>9}  quantization",
+    ]
     for name, v in bundle.variants.items():
         m = v.metrics
-        lines.append(f"{name + ('*' if name == bundle.default_variant else ''):<15} {v.size_bytes / 1024:>8.1f}kB "
-                     f"{m.get('accuracy', float('nan')):>9.4f} {m.get('macro_f1', float('nan')):>9.4f}  {v.quantization}")
+        lines.append(
+            f"{name + ('*' if name == bundle.default_variant else ''):<15} {v.size_bytes / 1024:>8.1f}kB "
+            f"{m.get('accuracy', float('nan')):>9.4f} {m.get('macro_f1', float('nan')):>9.4f}  {v.quantization}"
+        )
     split = bundle.metrics.get("split", {})
-    lines += ["", f"* default variant. Test split: {split.get('windows', {}).get('test', '?')} windows; "
-              f"training {bundle.data.get('training', {}).get('seconds', '?')} s, "
-              f"{bundle.data.get('training', {}).get('epochs_run', '?')} epochs."]
+    lines += [
+        "",
+        f"* default variant. Test split: {split.get('windows', {}).get('test', '?')} windows; "
+        f"training {bundle.data.get('training', {}).get('seconds', '?')} s, "
+        f"{bundle.data.get('training', {}).get('epochs_run', '?')} epochs.",
+    ]
     return "\n".join(lines)
 
 
@@ -231,12 +277,21 @@ def register_evaluate(subparsers: Any) -> argparse.ArgumentParser:
     add_dataset_arguments(parser)
     group = parser.add_argument_group("evaluation")
     group.add_argument("--variant", default="all", help="variant name, or 'all' (default: %(default)s)")
-    group.add_argument("--split", choices=("test", "all"), default="test",
-                       help="the bundle's recorded test split, or every window of the data (default: %(default)s)")
-    group.add_argument("--out", type=Path, default=None,
-                       help="report directory (default: runs/evaluate/<bundle name>-<split>)")
-    group.add_argument("--backend", default="auto", choices=("auto", "ai_edge_litert", "tflite_runtime", "tf_lite"),
-                       help="TFLite runtime (default: %(default)s, the first of ai_edge_litert, tflite_runtime, tf_lite)")
+    group.add_argument(
+        "--split",
+        choices=("test", "all"),
+        default="test",
+        help="the bundle's recorded test split, or every window of the data (default: %(default)s)",
+    )
+    group.add_argument(
+        "--out", type=Path, default=None, help="report directory (default: runs/evaluate/<bundle name>-<split>)"
+    )
+    group.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "ai_edge_litert", "tflite_runtime", "tf_lite"),
+        help="TFLite runtime (default: %(default)s, the first of ai_edge_litert, tflite_runtime, tf_lite)",
+    )
     group.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads (default: %(default)s)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_evaluate_command)
@@ -252,13 +307,21 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     try:
         bundle = load_bundle(args.bundle)
         if bundle.kind == "video":
-            raise CommandError(f"{bundle.root} is a video bundle: use edge-har evaluate-video {args.bundle} --data CLIPS")
+            raise CommandError(
+                f"{bundle.root} is a video bundle: use edge-har evaluate-video {args.bundle} --data CLIPS"
+            )
         dataset = dataset_from_args(args)
         out = args.out or Path("runs") / "evaluate" / f"{bundle.root.resolve().name}-{args.split}"
         variants = None if args.variant == "all" else [args.variant]
         results = evaluate_bundle(
-            bundle, dataset, variants=variants, split=args.split, out_dir=out,
-            backend=args.backend, num_threads=args.threads, progress=not args.no_progress,
+            bundle,
+            dataset,
+            variants=variants,
+            split=args.split,
+            out_dir=out,
+            backend=args.backend,
+            num_threads=args.threads,
+            progress=not args.no_progress,
         )
     except _input_errors() + (InterpreterError,) as exc:
         raise CommandError(str(exc)) from exc

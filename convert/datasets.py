@@ -91,8 +91,28 @@ FLAGS = {
 }
 OPTIONS = {
     "hmp": ("include_model", "skip_bad", "subject_regex"),
-    "folder": ("sample_rate_hz", "subject_regex", "channels", "scale", "offset", "units", "include_model", "skip_bad", "name"),
-    "csv": ("label_col", "channel_cols", "subject_col", "timestamp_col", "sample_rate_hz", "scale", "offset", "units", "skip_bad"),
+    "folder": (
+        "sample_rate_hz",
+        "subject_regex",
+        "channels",
+        "scale",
+        "offset",
+        "units",
+        "include_model",
+        "skip_bad",
+        "name",
+    ),
+    "csv": (
+        "label_col",
+        "channel_cols",
+        "subject_col",
+        "timestamp_col",
+        "sample_rate_hz",
+        "scale",
+        "offset",
+        "units",
+        "skip_bad",
+    ),
     "uci-har": ("skip_bad",),
 }
 
@@ -287,8 +307,11 @@ def _model_trial_groups(recordings: list[Recording]) -> list[str] | None:
     ``Walk/...-walk-f1.txt``); letting them fall on different sides would put
     test data into training.
     """
-    regular = {(r.label, Path(r.source).name): r.source for r in recordings
-               if not Path(r.source).parent.name.endswith(MODEL_SUFFIX)}
+    regular = {
+        (r.label, Path(r.source).name): r.source
+        for r in recordings
+        if not Path(r.source).parent.name.endswith(MODEL_SUFFIX)
+    }
     groups, tied = [], 0
     for r in recordings:
         path = Path(r.source)
@@ -299,7 +322,9 @@ def _model_trial_groups(recordings: list[Recording]) -> list[str] | None:
                 key, tied = regular[(r.label, base)], tied + 1
         groups.append(key)
     if tied:
-        log.info("%d model trial(s) repeat or excerpt a regular trial; each stays on its trial's side of the split", tied)
+        log.info(
+            "%d model trial(s) repeat or excerpt a regular trial; each stays on its trial's side of the split", tied
+        )
     return groups if tied else None
 
 
@@ -474,8 +499,13 @@ def load_uci_har(root: str | Path, *, skip_bad: bool = False) -> Dataset:
         if not skip_bad:
             counts = {len(lines) for lines in line_sets}
             if len(counts) != 1:
-                detail = ", ".join(f"{n}: {len(lines)}" for n, lines in zip(
-                    [f"y_{side}.txt", f"subject_{side}.txt"] + [f"{s}_{side}.txt" for s in UCI_HAR_SIGNALS], line_sets))
+                detail = ", ".join(
+                    f"{n}: {len(lines)}"
+                    for n, lines in zip(
+                        [f"y_{side}.txt", f"subject_{side}.txt"] + [f"{s}_{side}.txt" for s in UCI_HAR_SIGNALS],
+                        line_sets,
+                    )
+                )
                 raise DatasetError(f"{root / side}: the files differ in row count ({detail}); each row is one window")
         common = line_sets[0]
         for lines in line_sets[1:]:
@@ -483,7 +513,9 @@ def load_uci_har(root: str | Path, *, skip_bad: bool = False) -> Dataset:
         dropped = int(max(len(lines) for lines in line_sets) - len(common))
         if dropped:
             skipped[f"{side}/Inertial Signals"] = dropped
-            log.warning("%s: %d window(s) dropped: a line of theirs was malformed in at least one file", root / side, dropped)
+            log.warning(
+                "%s: %d window(s) dropped: a line of theirs was malformed in at least one file", root / side, dropped
+            )
 
         def pick(values: np.ndarray, lines: np.ndarray) -> np.ndarray:
             return values[np.searchsorted(lines, common)]
@@ -492,8 +524,10 @@ def load_uci_har(root: str | Path, *, skip_bad: bool = False) -> Dataset:
         unknown = sorted(set(y_c.tolist()) - set(names)) if names else []
         if unknown:
             line = int(common[np.flatnonzero(y_c == unknown[0])[0]])
-            raise DatasetError(f"{root / side / f'y_{side}.txt'}:{line}: activity {unknown[0]} is not in activity_labels.txt "
-                               f"(ids {', '.join(map(str, sorted(names)))})")
+            raise DatasetError(
+                f"{root / side / f'y_{side}.txt'}:{line}: activity {unknown[0]} is not in activity_labels.txt "
+                f"(ids {', '.join(map(str, sorted(names)))})"
+            )
         windows = np.stack([pick(values, lines) for values, lines in signals], axis=-1)  # (n, 128, 9)
         run = 0
         for k, line in enumerate(common):
@@ -634,8 +668,11 @@ def make_window_set(
                 if rate != pre.sample_rate_hz:
                     n_model = int(np.floor((len(rec) - 1) * pre.sample_rate_hz / rate + 1e-9)) + 1
                     resampled = f", {n_model} after resampling to the model's {pre.sample_rate_hz:g} Hz"
-                hint = (f"; this data set comes in windows of {dataset.native_window} samples"
-                        if dataset.native_window else "")
+                hint = (
+                    f"; this data set comes in windows of {dataset.native_window} samples"
+                    if dataset.native_window
+                    else ""
+                )
                 raise RecordingError(
                     f"{rec.source}: {len(rec)} samples at {rate:g} Hz{resampled}, shorter than one window of "
                     f"{pre.window} samples ({pre.window_seconds:g} s){hint}; use a shorter --window, or --skip-short "
@@ -648,7 +685,9 @@ def make_window_set(
         gs.append(np.full(len(windows), i, np.int64))
         ss.append(np.full(len(windows), rec.subject, dtype=object))
     if short:
-        log.warning("skipped %d recording(s) shorter than one window of %d samples (e.g. %s)", len(short), pre.window, short[0])
+        log.warning(
+            "skipped %d recording(s) shorter than one window of %d samples (e.g. %s)", len(short), pre.window, short[0]
+        )
     if not xs:
         empty = np.empty((0, pre.window, pre.n_channels), np.float32)
         return WindowSet(empty, np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, object), short)
@@ -713,38 +752,89 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = True
         "--data is a folder <root>/<Class>/<recording>.txt|.csv (UCI HMP is auto-detected and needs no other "
         "option), one long CSV with a header (needs --label-column), or an extracted 'UCI HAR Dataset' folder.",
     )
-    g.add_argument("--data", type=Path, required=required, metavar="PATH",
-                   help="the data set (a folder, a CSV file, or 'UCI HAR Dataset'); it is read in place, never copied")
-    g.add_argument("--format", type=str, default="auto", choices=FORMATS,
-                   help="layout of --data. auto: a file is csv, a folder with train/Inertial Signals is uci-har, "
-                        "a folder of Accelerometer-*-<id>.txt files is hmp (32 Hz, x/y/z, code*3/63-1.5 g), "
-                        "any other folder is folder (default: %(default)s)")
-    g.add_argument("--subject-regex", type=str, default=None, metavar="REGEX",
-                   help="folder layouts: regex searched in each file name; its first group (or whole match) is the "
-                        r"subject id, e.g. '(s\d+)\.txt$' (write --subject-regex=-... for one that starts with '-'; "
-                        "hmp default: the volunteer id at the end, f1, m3, ...)")
-    g.add_argument("--sample-rate", type=_rate_arg, default=None, metavar="HZ",
-                   help="rate the recordings were made at; required for format folder, and for csv unless "
-                        "--timestamp-column gives it")
-    g.add_argument("--channels", type=_names, default=None, metavar="A,B,C",
-                   help="folder: names of the file's columns, in order (default ch0, ch1, ...); csv: the channel "
-                        "columns to use, in this order (default: every numeric column but label/subject/timestamp)")
-    g.add_argument("--scale", type=_floats, default=None, metavar="S[,S...]",
-                   help="value scaling, physical = raw * scale + offset: one value or one per channel (default 1)")
-    g.add_argument("--offset", type=_floats, default=None, metavar="O[,O...]",
-                   help="value offset, see --scale (default 0)")
-    g.add_argument("--units", type=str, default=None, help="unit of the scaled values, recorded in the bundle (e.g. g, m/s^2)")
-    g.add_argument("--label-column", type=str, default=None, metavar="NAME", help="csv: the column holding the activity label")
-    g.add_argument("--subject-column", type=str, default=None, metavar="NAME",
-                   help="csv: the column holding the subject id (a new subject starts a new recording)")
-    g.add_argument("--timestamp-column", type=str, default=None, metavar="NAME",
-                   help="csv: a time column in seconds; without --sample-rate the rate is 1 / its median step")
-    g.add_argument("--include-model-trials", action="store_true",
-                   help="folder/hmp: also read the *_MODEL folders as their class (HMP's model trials repeat "
-                        "regular trials and are kept on their trial's side of the split)")
-    g.add_argument("--skip-bad", action="store_true",
-                   help="skip malformed lines (text in a number column, wrong column count) with a warning and a "
-                        "count, instead of stopping at the first with its file and line")
+    g.add_argument(
+        "--data",
+        type=Path,
+        required=required,
+        metavar="PATH",
+        help="the data set (a folder, a CSV file, or 'UCI HAR Dataset'); it is read in place, never copied",
+    )
+    g.add_argument(
+        "--format",
+        type=str,
+        default="auto",
+        choices=FORMATS,
+        help="layout of --data. auto: a file is csv, a folder with train/Inertial Signals is uci-har, "
+        "a folder of Accelerometer-*-<id>.txt files is hmp (32 Hz, x/y/z, code*3/63-1.5 g), "
+        "any other folder is folder (default: %(default)s)",
+    )
+    g.add_argument(
+        "--subject-regex",
+        type=str,
+        default=None,
+        metavar="REGEX",
+        help="folder layouts: regex searched in each file name; its first group (or whole match) is the "
+        r"subject id, e.g. '(s\d+)\.txt$' (write --subject-regex=-... for one that starts with '-'; "
+        "hmp default: the volunteer id at the end, f1, m3, ...)",
+    )
+    g.add_argument(
+        "--sample-rate",
+        type=_rate_arg,
+        default=None,
+        metavar="HZ",
+        help="rate the recordings were made at; required for format folder, and for csv unless "
+        "--timestamp-column gives it",
+    )
+    g.add_argument(
+        "--channels",
+        type=_names,
+        default=None,
+        metavar="A,B,C",
+        help="folder: names of the file's columns, in order (default ch0, ch1, ...); csv: the channel "
+        "columns to use, in this order (default: every numeric column but label/subject/timestamp)",
+    )
+    g.add_argument(
+        "--scale",
+        type=_floats,
+        default=None,
+        metavar="S[,S...]",
+        help="value scaling, physical = raw * scale + offset: one value or one per channel (default 1)",
+    )
+    g.add_argument(
+        "--offset", type=_floats, default=None, metavar="O[,O...]", help="value offset, see --scale (default 0)"
+    )
+    g.add_argument(
+        "--units", type=str, default=None, help="unit of the scaled values, recorded in the bundle (e.g. g, m/s^2)"
+    )
+    g.add_argument(
+        "--label-column", type=str, default=None, metavar="NAME", help="csv: the column holding the activity label"
+    )
+    g.add_argument(
+        "--subject-column",
+        type=str,
+        default=None,
+        metavar="NAME",
+        help="csv: the column holding the subject id (a new subject starts a new recording)",
+    )
+    g.add_argument(
+        "--timestamp-column",
+        type=str,
+        default=None,
+        metavar="NAME",
+        help="csv: a time column in seconds; without --sample-rate the rate is 1 / its median step",
+    )
+    g.add_argument(
+        "--include-model-trials",
+        action="store_true",
+        help="folder/hmp: also read the *_MODEL folders as their class (HMP's model trials repeat "
+        "regular trials and are kept on their trial's side of the split)",
+    )
+    g.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip malformed lines (text in a number column, wrong column count) with a warning and a "
+        "count, instead of stopping at the first with its file and line",
+    )
 
 
 def dataset_from_args(args: argparse.Namespace) -> Dataset:

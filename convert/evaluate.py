@@ -87,7 +87,8 @@ def write_evaluation(evaluation: VariantEvaluation, out_dir: str | Path, title: 
             evaluation.report["confusion_matrix"],
             evaluation.report["labels"],
             folder / "confusion_matrix.png",
-            title=title or f"{evaluation.variant}: accuracy {evaluation.report['accuracy']:.3f}, "
+            title=title
+            or f"{evaluation.variant}: accuracy {evaluation.report['accuracy']:.3f}, "
             f"macro-F1 {evaluation.report['macro_f1']:.3f}",
         )
         written["confusion_png"] = str(png)
@@ -148,7 +149,8 @@ def test_recording_indices(bundle: Bundle, dataset: Any) -> np.ndarray:
     if recorded_hash and getattr(dataset, "file_list_sha256", None) and recorded_hash != dataset.file_list_sha256:
         log.warning(
             "%s: the data set's file list differs from the one the bundle was trained on; "
-            "the test recordings are all present, so evaluating them anyway", dataset.root,
+            "the test recordings are all present, so evaluating them anyway",
+            dataset.root,
         )
     return np.asarray([by_source[s] for s in wanted], dtype=np.int64)
 
@@ -188,12 +190,23 @@ def evaluate_bundle(
     for name in names:
         bundle.variant(name)  # raises BundleError naming the known variants
     x, y, data_info = bundle_windows(bundle, dataset, split)
-    results: dict[str, Any] = {"bundle": str(bundle.root), "model_id": bundle.model_id, "data": data_info, "variants": {}}
+    results: dict[str, Any] = {
+        "bundle": str(bundle.root),
+        "model_id": bundle.model_id,
+        "data": data_info,
+        "variants": {},
+    }
     for name in names:
         model = bundle.load_model(name, backend=backend, num_threads=num_threads)
         evaluation = evaluate_model(model, x, y, bundle.labels, name, progress=progress)
-        log.info("%s: accuracy %.4f, macro-F1 %.4f on %d %s windows", name, evaluation.report["accuracy"],
-                 evaluation.report["macro_f1"], len(x), split)
+        log.info(
+            "%s: accuracy %.4f, macro-F1 %.4f on %d %s windows",
+            name,
+            evaluation.report["accuracy"],
+            evaluation.report["macro_f1"],
+            len(x),
+            split,
+        )
         entry: dict[str, Any] = evaluation.summary()
         if out_dir is not None:
             entry["files"] = write_evaluation(evaluation, out_dir)

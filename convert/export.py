@@ -69,7 +69,9 @@ def git_revision(path: str | Path | None = None) -> dict[str, Any] | None:
             return None
         status = subprocess.run(
             ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return {"commit": rev.stdout.strip(), "dirty": bool(status.stdout.strip()) if status.returncode == 0 else None}
     except (OSError, subprocess.SubprocessError):
@@ -102,7 +104,9 @@ def check_destination(out: str | Path, overwrite: bool) -> Path:
             if not (dest / BUNDLE_FILE).is_file():
                 raise ExportError(f"{dest} exists, is not empty and is not a model bundle; choose another --out")
             if not overwrite:
-                raise ExportError(f"{dest} already holds a bundle; pass --overwrite to replace it, or choose another --out")
+                raise ExportError(
+                    f"{dest} already holds a bundle; pass --overwrite to replace it, or choose another --out"
+                )
     if not dest.parent.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(dest.parent, os.W_OK):
@@ -168,7 +172,9 @@ def write_variant(root: Path, converted: ConvertedVariant) -> dict[str, Any]:
     return write_tflite(root, variant_file_name(converted.name), converted, description=True)
 
 
-def write_tflite(root: Path, file_name: str, converted: ConvertedVariant, *, description: bool = True) -> dict[str, Any]:
+def write_tflite(
+    root: Path, file_name: str, converted: ConvertedVariant, *, description: bool = True
+) -> dict[str, Any]:
     """Write one ``.tflite`` as ``root/file_name`` and describe it for ``bundle.json``.
 
     Tensor specs come from loading the file back with the device's wrapper, not
@@ -187,14 +193,16 @@ def write_tflite(root: Path, file_name: str, converted: ConvertedVariant, *, des
     }
     if description:
         entry["description"] = converted.spec.description
-    entry.update({
-        "input": model.input.to_json(),
-        "output": model.output.to_json(),
-        "converter": converted.settings,
-        "ops": converted.extra.get("ops"),
-        "float_ops": converted.extra.get("float_ops"),
-        "conversion_seconds": round(converted.seconds, 2),
-    })
+    entry.update(
+        {
+            "input": model.input.to_json(),
+            "output": model.output.to_json(),
+            "converter": converted.settings,
+            "ops": converted.extra.get("ops"),
+            "float_ops": converted.extra.get("float_ops"),
+            "conversion_seconds": round(converted.seconds, 2),
+        }
+    )
     return entry
 
 

@@ -164,29 +164,57 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     d = ModelConfig()
     group = parser.add_argument_group("model (CNN-LSTM architecture)")
     group.add_argument(
-        "--conv-filters", type=_int_tuple, default=d.conv_filters, metavar="N,N,...",
-        help="filters of each Conv1D block, comma-separated; '' for none (default: {})".format(",".join(map(str, d.conv_filters))),
+        "--conv-filters",
+        type=_int_tuple,
+        default=d.conv_filters,
+        metavar="N,N,...",
+        help="filters of each Conv1D block, comma-separated; '' for none (default: {})".format(
+            ",".join(map(str, d.conv_filters))
+        ),
     )
-    group.add_argument("--kernel-size", type=int, default=d.kernel_size, help="Conv1D kernel length in samples (default: %(default)s)")
     group.add_argument(
-        "--pool-size", type=int, default=d.pool_size,
+        "--kernel-size", type=int, default=d.kernel_size, help="Conv1D kernel length in samples (default: %(default)s)"
+    )
+    group.add_argument(
+        "--pool-size",
+        type=int,
+        default=d.pool_size,
         help="max-pool factor after each Conv1D block; it shortens the sequence the LSTM walks (default: %(default)s)",
     )
-    group.add_argument("--conv-dropout", type=_fraction, default=d.conv_dropout, help="dropout after each Conv1D block (default: %(default)s)")
     group.add_argument(
-        "--lstm-units", type=_int_tuple, default=d.lstm_units, metavar="N,N,...",
+        "--conv-dropout",
+        type=_fraction,
+        default=d.conv_dropout,
+        help="dropout after each Conv1D block (default: %(default)s)",
+    )
+    group.add_argument(
+        "--lstm-units",
+        type=_int_tuple,
+        default=d.lstm_units,
+        metavar="N,N,...",
         help="units of each stacked LSTM layer, comma-separated (default: {})".format(",".join(map(str, d.lstm_units))),
     )
-    group.add_argument("--bidirectional", action="store_true", help="wrap every LSTM in Bidirectional (about twice the LSTM cost)")
-    group.add_argument("--dropout", type=_fraction, default=d.dropout, help="dropout before the softmax layer (default: %(default)s)")
-    group.add_argument("--no-batch-norm", action="store_true", help="leave out BatchNormalization after the convolutions")
     group.add_argument(
-        "--input-noise", type=float, default=d.input_noise, metavar="STD",
+        "--bidirectional", action="store_true", help="wrap every LSTM in Bidirectional (about twice the LSTM cost)"
+    )
+    group.add_argument(
+        "--dropout", type=_fraction, default=d.dropout, help="dropout before the softmax layer (default: %(default)s)"
+    )
+    group.add_argument(
+        "--no-batch-norm", action="store_true", help="leave out BatchNormalization after the convolutions"
+    )
+    group.add_argument(
+        "--input-noise",
+        type=float,
+        default=d.input_noise,
+        metavar="STD",
         help="Gaussian noise (in normalised units) added to training windows only, a cheap augmentation "
         "against memorising recordings; not part of the converted model (default: %(default)s)",
     )
     group.add_argument(
-        "--lstm-export", choices=LSTM_EXPORTS, default=d.lstm_export,
+        "--lstm-export",
+        choices=LSTM_EXPORTS,
+        default=d.lstm_export,
         help="how the LSTM is written in the .tflite files (the weights are the same): 'unrolled' writes each step "
         "as FULLY_CONNECTED/LOGISTIC/TANH/MUL/ADD ops that XNNPACK runs in int8 (fast int8); 'fused' keeps one "
         "UNIDIRECTIONAL_SEQUENCE_LSTM op, whose int8 kernel is TFLite's slow reference code (default: %(default)s)",
@@ -257,7 +285,9 @@ def build_cnn_lstm(
     if n_classes < 2:
         raise ValueError(f"need at least 2 classes, got {n_classes}")
     if unrolled_lstm and (keras_unroll or zero_state):
-        raise ValueError("unrolled_lstm writes its own recurrence; keras_unroll and zero_state apply to the Keras LSTM only")
+        raise ValueError(
+            "unrolled_lstm writes its own recurrence; keras_unroll and zero_state apply to the Keras LSTM only"
+        )
     if zero_state and bidirectional:
         raise ValueError("zero_state is not supported with bidirectional LSTMs")
     inputs = keras.Input(shape=(window, channels), batch_size=batch_size, name="window")

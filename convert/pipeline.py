@@ -131,8 +131,10 @@ def split_windows(dataset: Any, split: Any, pre: Preprocessing, skip_short: bool
     train_classes = set(np.unique(out["train"].y).tolist())
     missing = [labels[i] for i in range(len(labels)) if i not in train_classes]
     if missing:
-        raise ConvertError(f"the training split has no windows of class(es) {', '.join(missing)}; "
-                           "they need more (or longer) recordings, or a different split")
+        raise ConvertError(
+            f"the training split has no windows of class(es) {', '.join(missing)}; "
+            "they need more (or longer) recordings, or a different split"
+        )
     if len(out["test"].x) == 0:
         raise ConvertError("the test split has no windows; the quantized variants cannot be checked against float")
     for side in ("val", "test"):
@@ -169,15 +171,23 @@ class SensorPath:
                 self.dataset = load_dataset(options.data, **options.dataset_options)
         dataset = self.dataset
         self.labels = list(dataset.labels)
-        log.info("data set %s: %d recordings, %d classes, %s Hz, channels %s", dataset.name, len(dataset.recordings),
-                 len(self.labels), dataset.sample_rate_hz, ", ".join(dataset.channels))
+        log.info(
+            "data set %s: %d recordings, %d classes, %s Hz, channels %s",
+            dataset.name,
+            len(dataset.recordings),
+            len(self.labels),
+            dataset.sample_rate_hz,
+            ", ".join(dataset.channels),
+        )
         if self.split is None:
             from edge_har.convert.splits import split_recordings
 
             with stage("split", timings):
                 self.split = split_recordings(dataset, **options.split_options)
         split = self.split
-        log.info("split: %d train / %d validation / %d test recordings", len(split.train), len(split.val), len(split.test))
+        log.info(
+            "split: %d train / %d validation / %d test recordings", len(split.train), len(split.val), len(split.test)
+        )
         with stage("windows", timings):
             pre = build_preprocessing(dataset, options)
             sets = split_windows(dataset, split, pre, options.skip_short)
@@ -185,19 +195,35 @@ class SensorPath:
             pre = pre.with_normalisation(mean, std)
             for w in sets.values():
                 w.x = normalise(w.x, pre)
-            log.info("windows of %d samples (%.2f s), stride %d: %d train / %d validation / %d test", pre.window,
-                     pre.window_seconds, pre.stride, len(sets["train"].x), len(sets["val"].x), len(sets["test"].x))
+            log.info(
+                "windows of %d samples (%.2f s), stride %d: %d train / %d validation / %d test",
+                pre.window,
+                pre.window_seconds,
+                pre.stride,
+                len(sets["train"].x),
+                len(sets["val"].x),
+                len(sets["test"].x),
+            )
             if any(s.needs_calibration for s in specs):
-                self.calibration = calibration_windows(sets["train"].x, sets["train"].y, options.calibration_size,
-                                                       options.train.seed)
+                self.calibration = calibration_windows(
+                    sets["train"].x, sets["train"].y, options.calibration_size, options.train.seed
+                )
         self.pre, self.sets = pre, sets
 
     def train(self, work: Path) -> Trained:
         from edge_har.convert.train import train_model
 
         sets, options = self.sets, self.options
-        self.result = train_model(sets["train"].x, sets["train"].y, sets["val"].x, sets["val"].y,
-                                  len(self.labels), options.model, options.train, work)
+        self.result = train_model(
+            sets["train"].x,
+            sets["train"].y,
+            sets["val"].x,
+            sets["val"].y,
+            len(self.labels),
+            options.model,
+            options.train,
+            work,
+        )
         return Trained(self.result, {"model": options.model.to_json()})
 
     def keras_reference(self, staging: Path) -> np.ndarray:

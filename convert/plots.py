@@ -24,8 +24,7 @@ def _pyplot() -> Any:
         import matplotlib
     except ImportError as exc:
         raise PlotError(
-            "plots need matplotlib, which is not installed: pip install matplotlib "
-            "(or pip install 'edge-har[train]')"
+            "plots need matplotlib, which is not installed: pip install matplotlib (or pip install 'edge-har[train]')"
         ) from exc
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -57,8 +56,15 @@ def confusion_matrix_png(
         for i in range(n):
             for j in range(n):
                 if counts[i, j]:
-                    ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=font,
-                            color="white" if frac[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(counts[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=font,
+                        color="white" if frac[i, j] > 0.5 else "black",
+                    )
         fig.tight_layout()
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -77,8 +83,14 @@ def training_curves_png(history: Mapping[str, Sequence[float]], path: str | Path
             for key, style in ((metric, "-"), (f"val_{metric}", "--")):
                 values = history.get(key)
                 if values:
-                    ax.plot(range(1, len(values) + 1), values, style, marker="o", markersize=3,
-                            label="validation" if key.startswith("val_") else "training")
+                    ax.plot(
+                        range(1, len(values) + 1),
+                        values,
+                        style,
+                        marker="o",
+                        markersize=3,
+                        label="validation" if key.startswith("val_") else "training",
+                    )
             ax.set_xlabel("epoch")
             ax.set_ylabel(metric)
             ax.grid(True, alpha=0.3)

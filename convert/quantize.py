@@ -109,25 +109,36 @@ def register_variant(spec: VariantSpec) -> VariantSpec:
     return spec
 
 
-register_variant(VariantSpec(
-    "float32", "none",
-    "float32 weights and activations; float32 input and output",
-    _float32,
-))
-register_variant(VariantSpec(
-    "dynamic_range", "dynamic_range_int8_weights",
-    "int8 weights of the large tensors (1024+ elements; smaller ones stay float32), float32 activations "
-    "(quantized on the fly inside the kernels); float32 input and output",
-    _dynamic_range,
-))
-register_variant(VariantSpec(
-    "int8", "full_integer_int8",
-    "full integer: int8 weights and activations in every op (int32 biases; convolution weights per output "
-    "channel, FULLY_CONNECTED weights per tensor; a fused LSTM op keeps its cell state in int16, as TFLite's "
-    "integer LSTM kernel defines, an unrolled one is int8 throughout); int8 input and output (scale and zero "
-    "point in the tensor specs)",
-    _int8, needs_calibration=True, full_integer=True,
-))
+register_variant(
+    VariantSpec(
+        "float32",
+        "none",
+        "float32 weights and activations; float32 input and output",
+        _float32,
+    )
+)
+register_variant(
+    VariantSpec(
+        "dynamic_range",
+        "dynamic_range_int8_weights",
+        "int8 weights of the large tensors (1024+ elements; smaller ones stay float32), float32 activations "
+        "(quantized on the fly inside the kernels); float32 input and output",
+        _dynamic_range,
+    )
+)
+register_variant(
+    VariantSpec(
+        "int8",
+        "full_integer_int8",
+        "full integer: int8 weights and activations in every op (int32 biases; convolution weights per output "
+        "channel, FULLY_CONNECTED weights per tensor; a fused LSTM op keeps its cell state in int16, as TFLite's "
+        "integer LSTM kernel defines, an unrolled one is int8 throughout); int8 input and output (scale and zero "
+        "point in the tensor specs)",
+        _int8,
+        needs_calibration=True,
+        full_integer=True,
+    )
+)
 DEFAULT_VARIANTS: tuple[str, ...] = ("float32", "dynamic_range", "int8")
 
 
@@ -142,9 +153,12 @@ def _int16x8(converter: Any, tf: Any, representative: RepresentativeFn | None) -
 # Not registered (see the module docstring: about 65x slower than int8 at the same accuracy), so the
 # product never writes it; kept here so the int8 study converts it with the product's converter.
 INT16X8 = VariantSpec(
-    "int16x8", "full_integer_int16_activations_int8_weights",
+    "int16x8",
+    "full_integer_int16_activations_int8_weights",
     "int16 activations, int8 weights; int16 input and output (the fused LSTM refuses this mode)",
-    _int16x8, needs_calibration=True, full_integer=True,
+    _int16x8,
+    needs_calibration=True,
+    full_integer=True,
 )
 
 
@@ -153,7 +167,9 @@ def resolve_variants(names: Sequence[str]) -> list[VariantSpec]:
     if unknown:
         raise ValueError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     if "float32" not in names:
-        raise ValueError("the float32 variant is required: it is the reference the quantized variants are checked against")
+        raise ValueError(
+            "the float32 variant is required: it is the reference the quantized variants are checked against"
+        )
     return [VARIANTS[n] for n in dict.fromkeys(names)]
 
 
@@ -250,7 +266,9 @@ def convert_variant(model: Any, spec: VariantSpec, calibration: np.ndarray | Non
     return convert_variants(model, [spec], calibration)[0]
 
 
-def convert_variants(model: Any, specs: Sequence[VariantSpec], calibration: np.ndarray | None = None) -> list[ConvertedVariant]:
+def convert_variants(
+    model: Any, specs: Sequence[VariantSpec], calibration: np.ndarray | None = None
+) -> list[ConvertedVariant]:
     """Convert a static-batch float32 Keras model into each variant of ``specs``.
 
     The model is saved once as a SavedModel and every variant converts from
@@ -343,7 +361,9 @@ def convert_saved(
         if not hasattr(converter, key):
             raise ConversionError(f"variant '{spec.name}': this TensorFlow's converter has no attribute {key!r}")
         setattr(converter, key, value)
-    settings = converter_settings(converter, tf, len(calibration) if rep is not None and calibration is not None else None)
+    settings = converter_settings(
+        converter, tf, len(calibration) if rep is not None and calibration is not None else None
+    )
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -351,7 +371,9 @@ def convert_saved(
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
             content = converter.convert()
     except Exception as exc:
-        raise ConversionError(f"TFLite conversion of variant '{spec.name}' failed: {type(exc).__name__}: {exc}") from exc
+        raise ConversionError(
+            f"TFLite conversion of variant '{spec.name}' failed: {type(exc).__name__}: {exc}"
+        ) from exc
     seconds = time.perf_counter() - started
     info = inspect_tflite(content)
     if check_full_integer and spec.full_integer and info["float_ops"]:

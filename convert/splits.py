@@ -156,16 +156,21 @@ def _stratified(
         val += [i for u in units[n_test : n_test + n_val] for i in u]
         train += [i for u in units[n_test + n_val :] for i in u]
     if short:
-        log.warning("class(es) %s have too few recordings for a validation share; all of theirs stay in training",
-                    ", ".join(short))
+        log.warning(
+            "class(es) %s have too few recordings for a validation share; all of theirs stay in training",
+            ", ".join(short),
+        )
     return train, val, test
 
 
-def _finish(dataset: Any, train: list[int], val: list[int], test: list[int], method: str, seed: int,
-            options: dict[str, Any]) -> Split:
+def _finish(
+    dataset: Any, train: list[int], val: list[int], test: list[int], method: str, seed: int, options: dict[str, Any]
+) -> Split:
     from edge_har.convert.evaluate import relative_source
 
-    arrays = {side: np.asarray(sorted(s), dtype=np.int64) for side, s in (("train", train), ("val", val), ("test", test))}
+    arrays = {
+        side: np.asarray(sorted(s), dtype=np.int64) for side, s in (("train", train), ("val", val), ("test", test))
+    }
     everything = np.concatenate(list(arrays.values()))
     if len(np.unique(everything)) != len(everything):  # an invariant; cheap to check, fatal to get wrong
         raise AssertionError("a recording landed on two sides of the split")
@@ -176,10 +181,16 @@ def _finish(dataset: Any, train: list[int], val: list[int], test: list[int], met
         counts = Counter(dataset.recordings[i].label for i in idx)
         per_class[side] = {label: counts.get(label, 0) for label in labels}
     return Split(
-        arrays["train"], arrays["val"], arrays["test"], method=method, seed=seed, options=options,
+        arrays["train"],
+        arrays["val"],
+        arrays["test"],
+        method=method,
+        seed=seed,
+        options=options,
         test_sources=[dataset.recordings[i].source for i in arrays["test"]],
-        sources_relative={side: [relative_source(dataset.recordings[i].source, root) for i in idx]
-                          for side, idx in arrays.items()},
+        sources_relative={
+            side: [relative_source(dataset.recordings[i].source, root) for i in idx] for side, idx in arrays.items()
+        },
         per_class=per_class,
     )
 
@@ -228,23 +239,42 @@ def split_recordings(
         if test_fraction + val_fraction >= 1:
             raise SplitError(f"--test-fraction + --val-fraction must be < 1, got {test_fraction + val_fraction:g}")
         train, val, test = _stratified(dataset, everything, test_fraction, val_fraction, seed)
-        return _finish(dataset, train, val, test, method, seed, {
-            "test_fraction": test_fraction, "val_fraction": val_fraction,
-            "stratified_by": "class", "grouped_by": "recording" if getattr(dataset, "split_groups", None) is None
-            else "recording group (Dataset.split_groups)",
-        })
+        return _finish(
+            dataset,
+            train,
+            val,
+            test,
+            method,
+            seed,
+            {
+                "test_fraction": test_fraction,
+                "val_fraction": val_fraction,
+                "stratified_by": "class",
+                "grouped_by": "recording"
+                if getattr(dataset, "split_groups", None) is None
+                else "recording group (Dataset.split_groups)",
+            },
+        )
     if method == "subject":
         return _subject_split(dataset, everything, test_subjects, val_subjects, val_fraction, seed)
     return _predefined_split(dataset, everything, val_fraction, seed)
 
 
-def _subject_split(dataset: Any, everything: list[int], test_subjects: Sequence[str] | None,
-                   val_subjects: Sequence[str] | None, val_fraction: float, seed: int) -> Split:
+def _subject_split(
+    dataset: Any,
+    everything: list[int],
+    test_subjects: Sequence[str] | None,
+    val_subjects: Sequence[str] | None,
+    val_fraction: float,
+    seed: int,
+) -> Split:
     recs = dataset.recordings
     known = sorted({r.subject for r in recs if r.subject})
     if not known:
-        raise SplitError("--split subject: the recordings carry no subject ids (give --subject-regex for a folder, "
-                         "--subject-column for a CSV)")
+        raise SplitError(
+            "--split subject: the recordings carry no subject ids (give --subject-regex for a folder, "
+            "--subject-column for a CSV)"
+        )
     if not test_subjects:
         raise SplitError(f"--split subject needs --test-subjects (known subjects: {', '.join(known)})")
     test_set, val_set = set(test_subjects), set(val_subjects or ())
@@ -257,8 +287,11 @@ def _subject_split(dataset: Any, everything: list[int], test_subjects: Sequence[
         raise SplitError(f"subject(s) {', '.join(sorted(overlap))} named in both --test-subjects and --val-subjects")
     anonymous = [r.source for r in recs if not r.subject]
     if anonymous:
-        log.warning("%d recording(s) have no subject id (e.g. %s); they are used for training/validation only",
-                    len(anonymous), anonymous[0])
+        log.warning(
+            "%d recording(s) have no subject id (e.g. %s); they are used for training/validation only",
+            len(anonymous),
+            anonymous[0],
+        )
     test = [i for i in everything if recs[i].subject in test_set]
     rest = [i for i in everything if recs[i].subject not in test_set]
     if val_set:
@@ -270,29 +303,47 @@ def _subject_split(dataset: Any, everything: list[int], test_subjects: Sequence[
     missing = [c for c in all_labels if c not in {recs[i].label for i in train}]
     if missing:
         held = ", ".join(sorted(test_set | val_set))
-        raise SplitError(f"--split subject: no training recordings of class(es) {', '.join(missing)} remain after "
-                         f"holding out subject(s) {held}; choose other subjects")
+        raise SplitError(
+            f"--split subject: no training recordings of class(es) {', '.join(missing)} remain after "
+            f"holding out subject(s) {held}; choose other subjects"
+        )
     absent = [c for c in all_labels if c not in {recs[i].label for i in test}]
     if absent:
-        log.warning("the test subjects (%s) have no recordings of %s; those classes go untested",
-                    ", ".join(test_subjects), ", ".join(absent))
-    return _finish(dataset, train, val, test, "subject", seed, {
-        "test_subjects": list(test_subjects), "val_subjects": list(val_subjects or []),
-        "val_fraction": None if val_set else val_fraction,
-        "train_subjects": sorted({recs[i].subject for i in train if recs[i].subject}),
-    })
+        log.warning(
+            "the test subjects (%s) have no recordings of %s; those classes go untested",
+            ", ".join(test_subjects),
+            ", ".join(absent),
+        )
+    return _finish(
+        dataset,
+        train,
+        val,
+        test,
+        "subject",
+        seed,
+        {
+            "test_subjects": list(test_subjects),
+            "val_subjects": list(val_subjects or []),
+            "val_fraction": None if val_set else val_fraction,
+            "train_subjects": sorted({recs[i].subject for i in train if recs[i].subject}),
+        },
+    )
 
 
 def _predefined_split(dataset: Any, everything: list[int], val_fraction: float, seed: int) -> Split:
     recs = dataset.recordings
     predefined = getattr(dataset, "predefined_split", None)
     if not predefined:
-        raise SplitError(f"--split predefined: data set {getattr(dataset, 'name', '?')} has no predefined split "
-                         "(only UCI HAR has one); use --split recording or subject")
+        raise SplitError(
+            f"--split predefined: data set {getattr(dataset, 'name', '?')} has no predefined split "
+            "(only UCI HAR has one); use --split recording or subject"
+        )
     outside = [recs[i].source for i in everything if predefined.get(recs[i].source) not in ("train", "test")]
     if outside:
-        raise SplitError(f"--split predefined: {len(outside)} recording(s) are in neither side of the predefined "
-                         f"split, e.g. {outside[0]}")
+        raise SplitError(
+            f"--split predefined: {len(outside)} recording(s) are in neither side of the predefined "
+            f"split, e.g. {outside[0]}"
+        )
     test = [i for i in everything if predefined[recs[i].source] == "test"]
     pool = [i for i in everything if predefined[recs[i].source] == "train"]
     options: dict[str, Any] = {"val_fraction": val_fraction}
@@ -342,23 +393,51 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> None:
         "Whole recordings (or subjects) go to one side, never single windows: overlapping windows of one "
         "recording on both sides would measure memory, not recognition.",
     )
-    g.add_argument("--split", type=str, default=None, choices=METHODS,
-                   help="recording: per class, recordings shuffled with --seed and cut by the fractions (default); "
-                        "subject: --test-subjects form the test split (subject-independent evaluation); "
-                        "predefined: the data set's own train/test partition (UCI HAR, where it is the default)")
-    g.add_argument("--test-subjects", type=_names, default=None, metavar="ID,...",
-                   help="subject ids held out for testing (implies --split subject); the error lists the known ids")
-    g.add_argument("--val-subjects", type=_names, default=None, metavar="ID,...",
-                   help="--split subject: subject ids for validation (default: --val-fraction of the other "
-                        "subjects' recordings)")
-    g.add_argument("--test-fraction", type=_fraction, default=None, metavar="F",
-                   help=f"--split recording: share of each class's recordings for testing (default {DEFAULT_TEST_FRACTION})")
-    g.add_argument("--val-fraction", type=_fraction, default=None, metavar="F",
-                   help="share of each class's remaining recordings for validation / early stopping; 0 for none "
-                        f"(default {DEFAULT_VAL_FRACTION})")
-    g.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                   help="random seed of the split (and, in convert, of weight initialisation, shuffling and "
-                        "calibration) (default: %(default)s)")
+    g.add_argument(
+        "--split",
+        type=str,
+        default=None,
+        choices=METHODS,
+        help="recording: per class, recordings shuffled with --seed and cut by the fractions (default); "
+        "subject: --test-subjects form the test split (subject-independent evaluation); "
+        "predefined: the data set's own train/test partition (UCI HAR, where it is the default)",
+    )
+    g.add_argument(
+        "--test-subjects",
+        type=_names,
+        default=None,
+        metavar="ID,...",
+        help="subject ids held out for testing (implies --split subject); the error lists the known ids",
+    )
+    g.add_argument(
+        "--val-subjects",
+        type=_names,
+        default=None,
+        metavar="ID,...",
+        help="--split subject: subject ids for validation (default: --val-fraction of the other subjects' recordings)",
+    )
+    g.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        default=None,
+        metavar="F",
+        help=f"--split recording: share of each class's recordings for testing (default {DEFAULT_TEST_FRACTION})",
+    )
+    g.add_argument(
+        "--val-fraction",
+        type=_fraction,
+        default=None,
+        metavar="F",
+        help="share of each class's remaining recordings for validation / early stopping; 0 for none "
+        f"(default {DEFAULT_VAL_FRACTION})",
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="random seed of the split (and, in convert, of weight initialisation, shuffling and "
+        "calibration) (default: %(default)s)",
+    )
 
 
 def split_from_args(args: argparse.Namespace, dataset: Any) -> Split:

@@ -63,7 +63,9 @@ def pattern_for(name: str) -> MotionPattern:
     )
 
 
-def synthesize_recording(pattern: MotionPattern, n_samples: int, rate_hz: float, rng: np.random.Generator) -> np.ndarray:
+def synthesize_recording(
+    pattern: MotionPattern, n_samples: int, rate_hz: float, rng: np.random.Generator
+) -> np.ndarray:
     """(n_samples, 3) integer codes 0..63 of one jittered recording of ``pattern``."""
     t = np.arange(n_samples) / rate_hz
     freq = pattern.freq_hz * rng.uniform(0.85, 1.15)
@@ -137,14 +139,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--classes", default="walk,sit,wave", help="comma-separated class names (default: %(default)s)")
     parser.add_argument("--recordings-per-class", type=int, default=12, help="(default: %(default)s)")
     parser.add_argument("--subjects", type=int, default=4, help="(default: %(default)s)")
-    parser.add_argument("--seconds", type=float, nargs=2, default=(10.0, 20.0), metavar=("MIN", "MAX"),
-                        help="recording length range in seconds (default: 10 20)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        nargs=2,
+        default=(10.0, 20.0),
+        metavar=("MIN", "MAX"),
+        help="recording length range in seconds (default: 10 20)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     args = parser.parse_args(argv)
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
     root = write_synthetic_imu_dataset(
-        args.out, classes=classes, recordings_per_class=args.recordings_per_class,
-        subjects=args.subjects, seconds=tuple(args.seconds), seed=args.seed,
+        args.out,
+        classes=classes,
+        recordings_per_class=args.recordings_per_class,
+        subjects=args.subjects,
+        seconds=tuple(args.seconds),
+        seed=args.seed,
     )
     print(f"wrote {len(classes) * args.recordings_per_class} recordings of {', '.join(classes)} to {root}")
     return 0

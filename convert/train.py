@@ -64,17 +64,26 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs (default: %(default)s)")
     group.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size (default: %(default)s)")
     group.add_argument(
-        "--patience", type=int, default=d.patience,
+        "--patience",
+        type=int,
+        default=d.patience,
         help="stop after this many epochs without a lower validation loss; the best epoch's weights are kept (default: %(default)s)",
     )
-    group.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate (default: %(default)s)")
+    group.add_argument(
+        "--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate (default: %(default)s)"
+    )
     group.add_argument("--no-class-weights", action="store_true", help="do not weight classes by inverse frequency")
     group.add_argument(
-        "--mixed-precision", choices=("auto", "on", "off"), default=d.mixed_precision,
+        "--mixed-precision",
+        choices=("auto", "on", "off"),
+        default=d.mixed_precision,
         help="mixed_float16 training: auto uses it on GPUs only (default: %(default)s)",
     )
     group.add_argument(
-        "--logical-cpus", type=int, default=None, metavar="N",
+        "--logical-cpus",
+        type=int,
+        default=None,
+        metavar="N",
         help="split the CPU into N logical devices and train with MirroredStrategy across them "
         "(exercises the multi-device path on a machine without GPUs; slower than plain CPU)",
     )
@@ -224,12 +233,21 @@ def train_model(
     keras.utils.set_random_seed(config.seed)
     log.info(
         "training on %s (%d replica%s: %s)%s; %d training / %d validation windows",
-        info.name, info.replicas, "" if info.replicas == 1 else "s", ", ".join(info.devices),
-        ", mixed_float16" if info.mixed_precision else "", len(x_train), len(x_val),
+        info.name,
+        info.replicas,
+        "" if info.replicas == 1 else "s",
+        ", ".join(info.devices),
+        ", mixed_float16" if info.mixed_precision else "",
+        len(x_train),
+        len(x_val),
     )
     try:
         with strategy.scope():
-            model = build_model() if build_model is not None else build_from_config(model_config, x_train.shape[1:], n_classes)
+            model = (
+                build_model()
+                if build_model is not None
+                else build_from_config(model_config, x_train.shape[1:], n_classes)
+            )
             model.compile(
                 optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
                 loss="sparse_categorical_crossentropy",
@@ -243,12 +261,16 @@ def train_model(
     if monitor == "loss":
         log.warning("no validation windows: early stopping and the best checkpoint watch the training loss")
     checkpoint = work / "best.weights.h5"
-    early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True, verbose=1)
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor=monitor, patience=config.patience, restore_best_weights=True, verbose=1
+    )
     callbacks = [
         early_stopping,
         # The best weights on disk too, so a crash late in a long run keeps them.
         keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=monitor, save_best_only=True, save_weights_only=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(2, config.patience // 2), min_lr=1e-5),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=0.5, patience=max(2, config.patience // 2), min_lr=1e-5
+        ),
     ]
     weights = balanced_class_weights(y_train, n_classes) if config.class_weights else None
     verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
@@ -285,12 +307,20 @@ def train_model(
     try:
         from edge_har.convert.plots import training_curves_png
 
-        curves_file = training_curves_png(history, work / "training_curves.png", title=f"CNN-LSTM training (best epoch {best_epoch})")
+        curves_file = training_curves_png(
+            history, work / "training_curves.png", title=f"CNN-LSTM training (best epoch {best_epoch})"
+        )
     except Exception as exc:  # a missing matplotlib must not lose a trained model
         log.warning("training curves not plotted: %s", exc)
         curves_file = None
-    log.info("trained %d epochs in %.1f s; best epoch %d (%s %.4f)", epochs_run, seconds, best_epoch, monitor,
-             min(watched) if watched else float("nan"))
+    log.info(
+        "trained %d epochs in %.1f s; best epoch %d (%s %.4f)",
+        epochs_run,
+        seconds,
+        best_epoch,
+        monitor,
+        min(watched) if watched else float("nan"),
+    )
     return TrainResult(
         model=model,
         history=history,

@@ -51,7 +51,9 @@ def unrolled_lstm_class() -> Any:
         with the trained layer's ``get_weights()`` copies them one to one.
         """
 
-        def __init__(self, units: int, return_sequences: bool = False, bidirectional: bool = False, **kwargs: Any) -> None:
+        def __init__(
+            self, units: int, return_sequences: bool = False, bidirectional: bool = False, **kwargs: Any
+        ) -> None:
             super().__init__(**kwargs)
             self.units = int(units)
             self.return_sequences = bool(return_sequences)
@@ -61,11 +63,13 @@ def unrolled_lstm_class() -> Any:
             features = int(input_shape[-1])
             self.directions = []
             for direction in ("forward", "backward") if self.bidirectional else ("forward",):
-                self.directions.append((
-                    self.add_weight(name=f"{direction}_kernel", shape=(features, 4 * self.units)),
-                    self.add_weight(name=f"{direction}_recurrent_kernel", shape=(self.units, 4 * self.units)),
-                    self.add_weight(name=f"{direction}_bias", shape=(4 * self.units,)),
-                ))
+                self.directions.append(
+                    (
+                        self.add_weight(name=f"{direction}_kernel", shape=(features, 4 * self.units)),
+                        self.add_weight(name=f"{direction}_recurrent_kernel", shape=(self.units, 4 * self.units)),
+                        self.add_weight(name=f"{direction}_bias", shape=(4 * self.units,)),
+                    )
+                )
             super().build(input_shape)
 
         def _run(self, x: Any, weights: tuple[Any, Any, Any], backwards: bool) -> tuple[Any, list[Any]]:
@@ -105,7 +109,11 @@ def unrolled_lstm_class() -> Any:
             return per_direction[0] if len(per_direction) == 1 else tf.concat(per_direction, axis=-1)
 
         def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "units": self.units, "return_sequences": self.return_sequences,
-                    "bidirectional": self.bidirectional}
+            return {
+                **super().get_config(),
+                "units": self.units,
+                "return_sequences": self.return_sequences,
+                "bidirectional": self.bidirectional,
+            }
 
     return UnrolledLSTM

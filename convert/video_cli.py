@@ -54,25 +54,66 @@ def add_video_data_arguments(parser: argparse.ArgumentParser, required: bool = T
     from edge_har.convert.video_datasets import LAYOUTS, SHORT_POLICIES, VIDEO_EXTENSIONS
 
     group = parser.add_argument_group("data (clip folders or still images)")
-    group.add_argument("--data", type=Path, required=required, metavar="DIR",
-                       help="<DIR>/<class>/<clip>.avi|.mp4|... or <DIR>/train/ + <DIR>/train.csv (filename,label)")
-    group.add_argument("--layout", choices=LAYOUTS, default="auto",
-                       help="auto: images when a CSV lists them, clip folders otherwise (default: %(default)s)")
-    group.add_argument("--short-clips", choices=SHORT_POLICIES, default="pad",
-                       help="clips with fewer frames than one window: pad (repeat the last frame) or skip; both are "
-                       "counted (default: %(default)s)")
-    group.add_argument("--subject-regex", default=None, metavar="REGEX",
-                       help="regex whose first group is the subject id in a clip's file name, e.g. 'person(\\d+)' for KTH")
-    group.add_argument("--extensions", type=_extensions, default=VIDEO_EXTENSIONS, metavar="EXT,...|any",
-                       help="clip file extensions to read, or 'any' to try every file (default: common video formats)")
-    group.add_argument("--classes", type=_names, default=None, metavar="NAME,...",
-                       help="only these class folders, in this order (default: all)")
-    group.add_argument("--max-frames", type=int, default=None, metavar="N",
-                       help="keep at most N sampled frames per clip (long clips of one action add little)")
-    group.add_argument("--csv", dest="csv_name", default=None, metavar="FILE",
-                       help="image layout: the CSV listing the images (default: train.csv, or the one CSV naming both columns)")
-    group.add_argument("--images-dir", default="train", help="image layout: folder of the images (default: %(default)s)")
-    group.add_argument("--filename-column", default="filename", help="image layout: column of file names (default: %(default)s)")
+    group.add_argument(
+        "--data",
+        type=Path,
+        required=required,
+        metavar="DIR",
+        help="<DIR>/<class>/<clip>.avi|.mp4|... or <DIR>/train/ + <DIR>/train.csv (filename,label)",
+    )
+    group.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="auto",
+        help="auto: images when a CSV lists them, clip folders otherwise (default: %(default)s)",
+    )
+    group.add_argument(
+        "--short-clips",
+        choices=SHORT_POLICIES,
+        default="pad",
+        help="clips with fewer frames than one window: pad (repeat the last frame) or skip; both are "
+        "counted (default: %(default)s)",
+    )
+    group.add_argument(
+        "--subject-regex",
+        default=None,
+        metavar="REGEX",
+        help="regex whose first group is the subject id in a clip's file name, e.g. 'person(\\d+)' for KTH",
+    )
+    group.add_argument(
+        "--extensions",
+        type=_extensions,
+        default=VIDEO_EXTENSIONS,
+        metavar="EXT,...|any",
+        help="clip file extensions to read, or 'any' to try every file (default: common video formats)",
+    )
+    group.add_argument(
+        "--classes",
+        type=_names,
+        default=None,
+        metavar="NAME,...",
+        help="only these class folders, in this order (default: all)",
+    )
+    group.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep at most N sampled frames per clip (long clips of one action add little)",
+    )
+    group.add_argument(
+        "--csv",
+        dest="csv_name",
+        default=None,
+        metavar="FILE",
+        help="image layout: the CSV listing the images (default: train.csv, or the one CSV naming both columns)",
+    )
+    group.add_argument(
+        "--images-dir", default="train", help="image layout: folder of the images (default: %(default)s)"
+    )
+    group.add_argument(
+        "--filename-column", default="filename", help="image layout: column of file names (default: %(default)s)"
+    )
     group.add_argument("--label-column", default="label", help="image layout: column of labels (default: %(default)s)")
 
 
@@ -101,8 +142,16 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     from edge_har.core.frames import FrameError
     from edge_har.core.interpreter import InterpreterError
 
-    return (BundleError, FrameError, InterpreterError, EvaluationError, ExportError, CalibrationError,
-            VideoDatasetError, VideoModelError)
+    return (
+        BundleError,
+        FrameError,
+        InterpreterError,
+        EvaluationError,
+        ExportError,
+        CalibrationError,
+        VideoDatasetError,
+        VideoModelError,
+    )
 
 
 # ---------------------------------------------------------------- convert-video
@@ -128,40 +177,97 @@ def register_convert_video(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_video_data_arguments(parser)
     group = parser.add_argument_group("split")
-    group.add_argument("--split", dest="split_by", choices=("clip", "subject"), default="clip",
-                       help="clip: stratified by class, a clip on one side only; subject: --test-subjects form the test "
-                       "split (default: %(default)s)")
-    group.add_argument("--test-subjects", type=_names, default=None, metavar="ID,...", help="subject ids for the test split")
-    group.add_argument("--test-fraction", type=float, default=0.2, help="share of each class's clips for testing (default: %(default)s)")
+    group.add_argument(
+        "--split",
+        dest="split_by",
+        choices=("clip", "subject"),
+        default="clip",
+        help="clip: stratified by class, a clip on one side only; subject: --test-subjects form the test "
+        "split (default: %(default)s)",
+    )
+    group.add_argument(
+        "--test-subjects", type=_names, default=None, metavar="ID,...", help="subject ids for the test split"
+    )
+    group.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="share of each class's clips for testing (default: %(default)s)",
+    )
     group.add_argument("--val-fraction", type=float, default=0.15, help="share for validation (default: %(default)s)")
     group = parser.add_argument_group("frames")
-    group.add_argument("--fps", type=_positive_float, default=DEFAULT_FPS,
-                       help="frames per second the model sees; faster sources are sampled down (default: %(default)s)")
-    group.add_argument("--stride", type=_positive_int, default=DEFAULT_STRIDE, metavar="FRAMES",
-                       help="frames between predictions on the device, and between training windows (default: %(default)s)")
-    group.add_argument("--fit", choices=("stretch", "crop"), default="stretch",
-                       help="stretch the whole frame to the model's square, or crop its centre first (default: %(default)s)")
-    group.add_argument("--interpolation", choices=("area", "linear", "nearest", "cubic"), default="area",
-                       help="OpenCV resize interpolation, the same on the device (default: %(default)s)")
+    group.add_argument(
+        "--fps",
+        type=_positive_float,
+        default=DEFAULT_FPS,
+        help="frames per second the model sees; faster sources are sampled down (default: %(default)s)",
+    )
+    group.add_argument(
+        "--stride",
+        type=_positive_int,
+        default=DEFAULT_STRIDE,
+        metavar="FRAMES",
+        help="frames between predictions on the device, and between training windows (default: %(default)s)",
+    )
+    group.add_argument(
+        "--fit",
+        choices=("stretch", "crop"),
+        default="stretch",
+        help="stretch the whole frame to the model's square, or crop its centre first (default: %(default)s)",
+    )
+    group.add_argument(
+        "--interpolation",
+        choices=("area", "linear", "nearest", "cubic"),
+        default="area",
+        help="OpenCV resize interpolation, the same on the device (default: %(default)s)",
+    )
     add_video_model_arguments(parser)
     add_train_arguments(parser)
     group = parser.add_argument_group("quantization and the bundle")
-    group.add_argument("--variants", type=_variant_list, default=DEFAULT_VARIANTS, metavar="NAME,...",
-                       help=f"variants to produce, from {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)})")
-    group.add_argument("--default-variant", default="int8", help="the variant a device runs unless told otherwise (default: %(default)s)")
-    group.add_argument("--calibration-size", type=_positive_int, default=DEFAULT_CALIBRATION_SIZE, metavar="N",
-                       help="training frames (encoder) and windows (head), stratified by class, for int8 calibration "
-                       "(default: %(default)s)")
-    group.add_argument("--max-int8-drop", type=float, default=DEFAULT_MAX_INT8_DROP, metavar="POINTS",
-                       help="refuse the bundle when int8 test accuracy is more than this many points below float32 "
-                       "(default: %(default)s)")
-    group.add_argument("--allow-int8-drop", action="store_true", help="write the bundle even past --max-int8-drop (recorded)")
-    group.add_argument("--clip-model", action="store_true",
-                       help="also export the whole clip model per variant (clip_<variant>.tflite), to compare against")
-    group.add_argument("--out", type=Path, default=None, help="bundle directory (default: bundles/<data set name>-video)")
+    group.add_argument(
+        "--variants",
+        type=_variant_list,
+        default=DEFAULT_VARIANTS,
+        metavar="NAME,...",
+        help=f"variants to produce, from {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)})",
+    )
+    group.add_argument(
+        "--default-variant",
+        default="int8",
+        help="the variant a device runs unless told otherwise (default: %(default)s)",
+    )
+    group.add_argument(
+        "--calibration-size",
+        type=_positive_int,
+        default=DEFAULT_CALIBRATION_SIZE,
+        metavar="N",
+        help="training frames (encoder) and windows (head), stratified by class, for int8 calibration "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-int8-drop",
+        type=float,
+        default=DEFAULT_MAX_INT8_DROP,
+        metavar="POINTS",
+        help="refuse the bundle when int8 test accuracy is more than this many points below float32 "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--allow-int8-drop", action="store_true", help="write the bundle even past --max-int8-drop (recorded)"
+    )
+    group.add_argument(
+        "--clip-model",
+        action="store_true",
+        help="also export the whole clip model per variant (clip_<variant>.tflite), to compare against",
+    )
+    group.add_argument(
+        "--out", type=Path, default=None, help="bundle directory (default: bundles/<data set name>-video)"
+    )
     group.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     group.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-    group.add_argument("--seed", type=int, default=42, help="seed for the split, initialisation and calibration (default: %(default)s)")
+    group.add_argument(
+        "--seed", type=int, default=42, help="seed for the split, initialisation and calibration (default: %(default)s)"
+    )
     parser.set_defaults(func=run_convert_video_command)
     return parser
 
@@ -182,13 +288,27 @@ def run_convert_video_command(args: argparse.Namespace) -> int:
             out=args.out or Path("bundles") / f"{_slug(args.data.resolve().name)}-video",
             data=args.data,
             dataset_options=dataset_options_from_args(args),
-            split_options={"by": args.split_by, "test_subjects": args.test_subjects, "test_fraction": args.test_fraction,
-                           "val_fraction": args.val_fraction, "seed": args.seed},
-            fps=args.fps, stride=args.stride, fit=args.fit, interpolation=args.interpolation,
-            model=model, train=train_config_from_args(args),
-            variants=args.variants, default_variant=args.default_variant, calibration_size=args.calibration_size,
-            max_int8_drop=args.max_int8_drop, allow_int8_drop=args.allow_int8_drop, clip_model=args.clip_model,
-            overwrite=args.overwrite, progress=not args.no_progress,
+            split_options={
+                "by": args.split_by,
+                "test_subjects": args.test_subjects,
+                "test_fraction": args.test_fraction,
+                "val_fraction": args.val_fraction,
+                "seed": args.seed,
+            },
+            fps=args.fps,
+            stride=args.stride,
+            fit=args.fit,
+            interpolation=args.interpolation,
+            model=model,
+            train=train_config_from_args(args),
+            variants=args.variants,
+            default_variant=args.default_variant,
+            calibration_size=args.calibration_size,
+            max_int8_drop=args.max_int8_drop,
+            allow_int8_drop=args.allow_int8_drop,
+            clip_model=args.clip_model,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
         )
         out = run_convert_video(options)
     except AccuracyGateError as exc:
@@ -218,11 +338,21 @@ def register_evaluate_video(subparsers: Any) -> argparse.ArgumentParser:
     add_video_data_arguments(parser)
     group = parser.add_argument_group("evaluation")
     group.add_argument("--variant", default="all", help="variant name, or 'all' (default: %(default)s)")
-    group.add_argument("--split", choices=("test", "all"), default="test",
-                       help="the bundle's recorded test clips, or every clip given (default: %(default)s)")
-    group.add_argument("--out", type=Path, default=None, help="report directory (default: runs/evaluate/<bundle>-<split>)")
-    group.add_argument("--backend", default="auto", choices=("auto", "ai_edge_litert", "tflite_runtime", "tf_lite"),
-                       help="TFLite runtime (default: %(default)s)")
+    group.add_argument(
+        "--split",
+        choices=("test", "all"),
+        default="test",
+        help="the bundle's recorded test clips, or every clip given (default: %(default)s)",
+    )
+    group.add_argument(
+        "--out", type=Path, default=None, help="report directory (default: runs/evaluate/<bundle>-<split>)"
+    )
+    group.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "ai_edge_litert", "tflite_runtime", "tf_lite"),
+        help="TFLite runtime (default: %(default)s)",
+    )
     group.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads (default: %(default)s)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_evaluate_video_command)
@@ -238,9 +368,15 @@ def run_evaluate_video_command(args: argparse.Namespace) -> int:
         bundle = load_bundle(args.bundle)
         out = args.out or Path("runs") / "evaluate" / f"{bundle.root.resolve().name}-{args.split}"
         results = evaluate_video_bundle(
-            bundle, args.data, dataset_options=dataset_options_from_args(args),
-            variants=None if args.variant == "all" else [args.variant], split=args.split, out_dir=out,
-            backend=args.backend, num_threads=args.threads, progress=not args.no_progress,
+            bundle,
+            args.data,
+            dataset_options=dataset_options_from_args(args),
+            variants=None if args.variant == "all" else [args.variant],
+            split=args.split,
+            out_dir=out,
+            backend=args.backend,
+            num_threads=args.threads,
+            progress=not args.no_progress,
         )
     except _input_errors() as exc:
         raise CommandError(str(exc)) from exc

@@ -41,7 +41,20 @@ from edge_har.core.frames import FrameSampler, FrameSpec, resize_frame, window_s
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (
-    ".avi", ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv", ".mjpeg", ".mjpg",
+    ".avi",
+    ".mp4",
+    ".m4v",
+    ".mkv",
+    ".mov",
+    ".webm",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".flv",
+    ".3gp",
+    ".ogv",
+    ".mjpeg",
+    ".mjpg",
 )
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SHORT_POLICIES = ("pad", "skip")
@@ -194,9 +207,7 @@ def _subject(pattern: re.Pattern[str] | None, name: str) -> str | None:
     return match.group(1) if match.groups() else match.group(0)
 
 
-def _apply_short_policy(
-    frames: np.ndarray, window: int, policy: str
-) -> tuple[np.ndarray | None, int]:
+def _apply_short_policy(frames: np.ndarray, window: int, policy: str) -> tuple[np.ndarray | None, int]:
     """(frames, padded count), or (None, 0) when the clip is skipped."""
     if len(frames) >= window:
         return frames, 0
@@ -228,7 +239,9 @@ def find_csv(root: Path, csv_name: str | None, filename_column: str, label_colum
     return found[0] if found else None
 
 
-def detect_layout(root: Path, csv_name: str | None = None, filename_column: str = "filename", label_column: str = "label") -> str:
+def detect_layout(
+    root: Path, csv_name: str | None = None, filename_column: str = "filename", label_column: str = "label"
+) -> str:
     if csv_name or find_csv(root, None, filename_column, label_column) is not None:
         return "images"
     return "clips"
@@ -268,7 +281,9 @@ def load_clip_folders(
         by_name = {p.name: p for p in folders}
         missing = [c for c in classes if c not in by_name]
         if missing:
-            raise VideoDatasetError(f"{base}: no class folder(s) {', '.join(missing)} (found: {', '.join(by_name) or 'none'})")
+            raise VideoDatasetError(
+                f"{base}: no class folder(s) {', '.join(missing)} (found: {', '.join(by_name) or 'none'})"
+            )
         folders = [by_name[c] for c in classes]
     if not folders:
         raise VideoDatasetError(f"{base}: no class folders (expected <root>/<class>/<clip>.avi|.mp4|...)")
@@ -276,7 +291,8 @@ def load_clip_folders(
     files: list[tuple[Path, str]] = []
     for folder in folders:
         found = sorted(
-            f for f in folder.iterdir()
+            f
+            for f in folder.iterdir()
             if f.is_file() and not f.name.startswith(".") and (wanted is None or f.suffix.lower() in wanted)
         )
         if not found:
@@ -304,8 +320,16 @@ def load_clip_folders(
     labels = [folder.name for folder in folders]
     _check_classes(base, labels, clips, skipped)
     return VideoDataset(
-        root=base, name=base.name, layout="clips", labels=labels, clips=clips, spec=spec,
-        skipped_files=skipped, short_policy=short, short_padded=padded, short_skipped=short_skipped,
+        root=base,
+        name=base.name,
+        layout="clips",
+        labels=labels,
+        clips=clips,
+        spec=spec,
+        skipped_files=skipped,
+        short_policy=short,
+        short_padded=padded,
+        short_skipped=short_skipped,
         file_list_sha256=_file_list_hash([f for f, _ in files], base),
     )
 
@@ -326,7 +350,9 @@ def load_image_csv(
         raise VideoDatasetError(f"{base}: the data set folder does not exist")
     table = find_csv(base, csv_name, filename_column, label_column)
     if table is None:
-        raise VideoDatasetError(f"{base}: no train.csv (or other CSV with '{filename_column}' and '{label_column}' columns)")
+        raise VideoDatasetError(
+            f"{base}: no train.csv (or other CSV with '{filename_column}' and '{label_column}' columns)"
+        )
     folder = base / images_dir
     if not folder.is_dir():
         raise VideoDatasetError(f"{folder}: the image folder named by --images-dir does not exist")
@@ -345,7 +371,9 @@ def load_image_csv(
                 raise VideoDatasetError(f"{table}, line {line_no}: {len(row)} columns, the header has {len(header)}")
             name, label = row[fi].strip(), row[li].strip()
             if not name or not label:
-                raise VideoDatasetError(f"{table}, line {line_no}: empty {filename_column if not name else label_column}")
+                raise VideoDatasetError(
+                    f"{table}, line {line_no}: empty {filename_column if not name else label_column}"
+                )
             rows.append((folder / name, label, line_no))
     if not rows:
         raise VideoDatasetError(f"{table}: lists no images")
@@ -364,23 +392,38 @@ def load_image_csv(
     _check_classes(base, labels, clips, skipped)
     present = [p for p, _, _ in rows if p.is_file()]
     return VideoDataset(
-        root=base, name=base.name, layout="images", labels=labels, clips=clips, spec=spec,
-        skipped_files=skipped, short_policy="pad", short_padded=sum(c.padded_frames > 0 for c in clips),
+        root=base,
+        name=base.name,
+        layout="images",
+        labels=labels,
+        clips=clips,
+        spec=spec,
+        skipped_files=skipped,
+        short_policy="pad",
+        short_padded=sum(c.padded_frames > 0 for c in clips),
         file_list_sha256=_file_list_hash(present + [table], base),
     )
 
 
 def _report_short(window: int, policy: str, padded: int, skipped: int) -> None:
     if padded:
-        log.warning("%d clip(s) had fewer than %d sampled frames and were padded by repeating their last frame", padded, window)
+        log.warning(
+            "%d clip(s) had fewer than %d sampled frames and were padded by repeating their last frame", padded, window
+        )
     if skipped:
-        log.warning("%d clip(s) had fewer than %d sampled frames and were skipped (--short-clips skip)", skipped, window)
+        log.warning(
+            "%d clip(s) had fewer than %d sampled frames and were skipped (--short-clips skip)", skipped, window
+        )
 
 
 def _check_classes(root: Path, labels: list[str], clips: list[Clip], skipped: list[tuple[str, str]]) -> None:
     if skipped:
-        log.warning("%s: %d unreadable file(s) skipped: %s", root, len(skipped),
-                    ", ".join(Path(f).name for f, _ in skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
+        log.warning(
+            "%s: %d unreadable file(s) skipped: %s",
+            root,
+            len(skipped),
+            ", ".join(Path(f).name for f, _ in skipped[:10]) + (" ..." if len(skipped) > 10 else ""),
+        )
     have = {c.label for c in clips}
     empty = [label for label in labels if label not in have]
     if empty:
@@ -415,12 +458,23 @@ def load_video_dataset(
         layout = detect_layout(base, csv_name, filename_column, label_column)
     if layout == "images":
         return load_image_csv(
-            base, spec, csv_name=csv_name, images_dir=images_dir,
-            filename_column=filename_column, label_column=label_column, progress=progress,
+            base,
+            spec,
+            csv_name=csv_name,
+            images_dir=images_dir,
+            filename_column=filename_column,
+            label_column=label_column,
+            progress=progress,
         )
     return load_clip_folders(
-        base, spec, short=short, subject_regex=subject_regex, extensions=extensions,
-        classes=classes, max_frames=max_frames, progress=progress,
+        base,
+        spec,
+        short=short,
+        subject_regex=subject_regex,
+        extensions=extensions,
+        classes=classes,
+        max_frames=max_frames,
+        progress=progress,
     )
 
 
@@ -486,8 +540,9 @@ class ClipSplit:
         }
 
 
-def _stratified(indices_by_class: dict[str, list[int]], fraction: float, rng: np.random.Generator,
-                keep_one: bool) -> tuple[list[int], list[int]]:
+def _stratified(
+    indices_by_class: dict[str, list[int]], fraction: float, rng: np.random.Generator, keep_one: bool
+) -> tuple[list[int], list[int]]:
     """(taken, rest): ``fraction`` of each class's clips (at least one where ``keep_one`` and 2+ clips)."""
     taken: list[int] = []
     rest: list[int] = []
@@ -530,7 +585,9 @@ def split_clips(
         by_class.setdefault(clip.label, []).append(i)
     lonely = [label for label, items in by_class.items() if len(items) < 2]
     if lonely:
-        log.warning("class(es) %s have a single clip: it goes to training and the class is not tested", ", ".join(lonely))
+        log.warning(
+            "class(es) %s have a single clip: it goes to training and the class is not tested", ", ".join(lonely)
+        )
     chosen_subjects: list[str] = []
     if by == "subject":
         if not test_subjects:
@@ -541,10 +598,15 @@ def split_clips(
             raise VideoDatasetError(f"no subject id in {', '.join(missing)}: check --subject-regex")
         unknown = [s for s in test_subjects if s not in known]
         if unknown:
-            raise VideoDatasetError(f"test subject(s) {', '.join(unknown)} not in the data (subjects: {', '.join(sorted(known))})")
+            raise VideoDatasetError(
+                f"test subject(s) {', '.join(unknown)} not in the data (subjects: {', '.join(sorted(known))})"
+            )
         chosen_subjects = list(test_subjects)
         test = sorted(i for i, c in enumerate(dataset.clips) if c.subject in chosen_subjects)
-        remaining = {label: [i for i in items if dataset.clips[i].subject not in chosen_subjects] for label, items in by_class.items()}
+        remaining = {
+            label: [i for i in items if dataset.clips[i].subject not in chosen_subjects]
+            for label, items in by_class.items()
+        }
     else:
         test, rest = _stratified(by_class, test_fraction, rng, keep_one=True)
         rest_set = set(rest)

@@ -122,7 +122,9 @@ class VideoModelConfig:
                     f"ImageNet weights exist for input sizes {', '.join(map(str, IMAGENET_SIZES))}; got {self.size}"
                 )
         if self.backbone == "plain" and self.weights == "imagenet":
-            raise VideoModelError("ImageNet weights exist for the mobilenetv2 backbone only; use --weights none or PATH")
+            raise VideoModelError(
+                "ImageNet weights exist for the mobilenetv2 backbone only; use --weights none or PATH"
+            )
         if self.feature_dim is not None and self.feature_dim < 1:
             raise VideoModelError(f"feature_dim must be >= 1, got {self.feature_dim}")
         if not 0.0 <= self.dropout < 1.0:
@@ -205,38 +207,82 @@ def add_video_model_arguments(parser: argparse.ArgumentParser) -> None:
     d = VideoModelConfig()
     group = parser.add_argument_group("model (per-frame CNN, then LSTM)")
     group.add_argument(
-        "--mode", choices=MODES, default=d.mode,
+        "--mode",
+        choices=MODES,
+        default=d.mode,
         help="video: CNN per frame, LSTM over the last --frames frames' features; image-seq: one image, the "
         "CNN's spatial feature map read as a sequence (e.g. 7x7 = 49 steps) by the LSTM (default: %(default)s)",
     )
-    group.add_argument("--backbone", choices=BACKBONES, default=d.backbone,
-                       help="per-frame CNN: MobileNetV2 or a small plain Conv2D stack (default: %(default)s)")
-    group.add_argument("--input-size", type=int, default=None, metavar="PX",
-                       help="square frame size fed to the CNN (default: 128 for video, 224 for image-seq)")
-    group.add_argument("--alpha", type=float, default=d.alpha,
-                       help="MobileNetV2 width multiplier; ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3, 1.4 (default: %(default)s)")
     group.add_argument(
-        "--weights", type=_weights, default=None, metavar="imagenet|none|PATH",
+        "--backbone",
+        choices=BACKBONES,
+        default=d.backbone,
+        help="per-frame CNN: MobileNetV2 or a small plain Conv2D stack (default: %(default)s)",
+    )
+    group.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="square frame size fed to the CNN (default: 128 for video, 224 for image-seq)",
+    )
+    group.add_argument(
+        "--alpha",
+        type=float,
+        default=d.alpha,
+        help="MobileNetV2 width multiplier; ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3, 1.4 (default: %(default)s)",
+    )
+    group.add_argument(
+        "--weights",
+        type=_weights,
+        default=None,
+        metavar="imagenet|none|PATH",
         help="backbone weights: ImageNet (MobileNetV2 only; downloaded by Keras on first use, then cached), none "
         "(train from scratch), or the path of a local weights file (default: imagenet for mobilenetv2, none for plain)",
     )
-    group.add_argument("--conv-filters", type=_int_tuple, default=d.conv_filters, metavar="N,N,...",
-                       help="filters of each Conv2D block of the plain backbone (default: 16,32,64)")
-    group.add_argument("--frames", type=int, default=d.frames, metavar="T",
-                       help="frames per prediction window, sampled at --fps (video mode; default: %(default)s)")
-    group.add_argument("--feature-dim", type=int, default=0, metavar="N",
-                       help="project each frame's (or map position's) features to N values before the LSTM; 0: no projection")
-    group.add_argument("--lstm-units", type=_int_tuple, default=d.lstm_units, metavar="N,N,...",
-                       help="units of each stacked LSTM layer (default: 64)")
-    group.add_argument("--bidirectional", action="store_true", help="wrap every LSTM in Bidirectional")
-    group.add_argument("--dropout", type=_fraction, default=d.dropout, help="dropout before the softmax (default: %(default)s)")
     group.add_argument(
-        "--train-backbone", choices=("auto", "yes", "no"), default=d.train_backbone,
+        "--conv-filters",
+        type=_int_tuple,
+        default=d.conv_filters,
+        metavar="N,N,...",
+        help="filters of each Conv2D block of the plain backbone (default: 16,32,64)",
+    )
+    group.add_argument(
+        "--frames",
+        type=int,
+        default=d.frames,
+        metavar="T",
+        help="frames per prediction window, sampled at --fps (video mode; default: %(default)s)",
+    )
+    group.add_argument(
+        "--feature-dim",
+        type=int,
+        default=0,
+        metavar="N",
+        help="project each frame's (or map position's) features to N values before the LSTM; 0: no projection",
+    )
+    group.add_argument(
+        "--lstm-units",
+        type=_int_tuple,
+        default=d.lstm_units,
+        metavar="N,N,...",
+        help="units of each stacked LSTM layer (default: 64)",
+    )
+    group.add_argument("--bidirectional", action="store_true", help="wrap every LSTM in Bidirectional")
+    group.add_argument(
+        "--dropout", type=_fraction, default=d.dropout, help="dropout before the softmax (default: %(default)s)"
+    )
+    group.add_argument(
+        "--train-backbone",
+        choices=("auto", "yes", "no"),
+        default=d.train_backbone,
         help="auto: freeze a pretrained backbone (features computed once, only the head trains) and train a "
         "backbone without weights end to end (default: %(default)s)",
     )
     group.add_argument(
-        "--lstm-export", choices=LSTM_EXPORTS, default=d.lstm_export,
+        "--lstm-export",
+        choices=LSTM_EXPORTS,
+        default=d.lstm_export,
         help="how the head's LSTM is written in the .tflite files (same weights): 'unrolled' as per-step ops that "
         "XNNPACK runs in int8, 'fused' as one UNIDIRECTIONAL_SEQUENCE_LSTM op, whose int8 kernel is TFLite's slow "
         "reference code (default: %(default)s)",
@@ -251,7 +297,12 @@ def _mobilenetv2(config: VideoModelConfig, batch_size: int | None, weights: str 
     inputs = keras.Input(shape=(config.size, config.size, 3), batch_size=batch_size, name="frame")
     try:
         return keras.applications.MobileNetV2(
-            input_shape=(config.size, config.size, 3), input_tensor=inputs, alpha=config.alpha, include_top=False, weights=weights, pooling=None
+            input_shape=(config.size, config.size, 3),
+            input_tensor=inputs,
+            alpha=config.alpha,
+            include_top=False,
+            weights=weights,
+            pooling=None,
         )
     except Exception as exc:
         if weights == "imagenet":
@@ -262,8 +313,9 @@ def _mobilenetv2(config: VideoModelConfig, batch_size: int | None, weights: str 
                 "--weights PATH to a local copy, or --weights none to train from scratch"
             ) from exc
         if weights:
-            raise VideoModelError(f"--weights {weights}: cannot load it into MobileNetV2 alpha {config.alpha} at "
-                                  f"{config.size} px: {exc}") from exc
+            raise VideoModelError(
+                f"--weights {weights}: cannot load it into MobileNetV2 alpha {config.alpha} at {config.size} px: {exc}"
+            ) from exc
         raise
 
 
@@ -327,16 +379,28 @@ def head_sequence_shape(config: VideoModelConfig, encoder: Any) -> tuple[int, in
 
 
 def build_head(
-    config: VideoModelConfig, sequence_shape: Sequence[int], n_classes: int, batch_size: int | None = None,
+    config: VideoModelConfig,
+    sequence_shape: Sequence[int],
+    n_classes: int,
+    batch_size: int | None = None,
     unrolled_lstm: bool = False,
 ) -> Any:
     """(steps, width) -> class probabilities, via the sensor CNN-LSTM builder (``unrolled_lstm``: for conversion)."""
     hc = config.head_config()
     return build_cnn_lstm(
-        tuple(sequence_shape), n_classes,
-        conv_filters=hc.conv_filters, kernel_size=hc.kernel_size, pool_size=hc.pool_size, conv_dropout=hc.conv_dropout,
-        lstm_units=hc.lstm_units, bidirectional=hc.bidirectional, dropout=hc.dropout, batch_norm=hc.batch_norm,
-        batch_size=batch_size, unrolled_lstm=unrolled_lstm, name="head",
+        tuple(sequence_shape),
+        n_classes,
+        conv_filters=hc.conv_filters,
+        kernel_size=hc.kernel_size,
+        pool_size=hc.pool_size,
+        conv_dropout=hc.conv_dropout,
+        lstm_units=hc.lstm_units,
+        bidirectional=hc.bidirectional,
+        dropout=hc.dropout,
+        batch_norm=hc.batch_norm,
+        batch_size=batch_size,
+        unrolled_lstm=unrolled_lstm,
+        name="head",
     )
 
 
@@ -349,7 +413,9 @@ def build_whole(config: VideoModelConfig, encoder: Any, head: Any, batch_size: i
     else:
         inputs = keras.Input(shape=(config.size, config.size, 3), batch_size=batch_size, name="image")
         features = encoder(inputs)
-    return keras.Model(inputs, head(features), name="video_cnn_lstm" if config.mode == "video" else "image_seq_cnn_lstm")
+    return keras.Model(
+        inputs, head(features), name="video_cnn_lstm" if config.mode == "video" else "image_seq_cnn_lstm"
+    )
 
 
 @dataclass
@@ -372,7 +438,10 @@ class VideoModel:
 
 
 def build_video_model(
-    config: VideoModelConfig, n_classes: int, batch_size: int | None = None, load_weights: bool = True,
+    config: VideoModelConfig,
+    n_classes: int,
+    batch_size: int | None = None,
+    load_weights: bool = True,
     unrolled_lstm: bool = False,
 ) -> VideoModel:
     if n_classes < 2:
@@ -402,8 +471,9 @@ def float32_copy(model: VideoModel, batch_size: int | None = 1, unrolled_lstm: b
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        copy = build_video_model(model.config, model.n_classes, batch_size=batch_size, load_weights=False,
-                                 unrolled_lstm=unrolled_lstm)
+        copy = build_video_model(
+            model.config, model.n_classes, batch_size=batch_size, load_weights=False, unrolled_lstm=unrolled_lstm
+        )
     finally:
         keras.mixed_precision.set_global_policy(previous)
     copy.encoder.set_weights(model.encoder.get_weights())

@@ -113,9 +113,15 @@ class VideoConvertOptions:
         scale, offset = self.model.frame_scaling()
         video = self.model.mode == "video"
         return FrameSpec(
-            height=self.model.size, width=self.model.size, fps=self.fps,
-            window=self.model.frames if video else 1, stride=self.stride if video else 1,
-            scale=scale, offset=offset, interpolation=self.interpolation, fit=self.fit,
+            height=self.model.size,
+            width=self.model.size,
+            fps=self.fps,
+            window=self.model.frames if video else 1,
+            stride=self.stride if video else 1,
+            scale=scale,
+            offset=offset,
+            interpolation=self.interpolation,
+            fit=self.fit,
         )
 
 
@@ -134,8 +140,14 @@ class SplitData:
 # ---------------------------------------------------------------- features
 
 
-def keras_features(encoder: Any, dataset: VideoDataset, clip_ids: Sequence[int], spec: FrameSpec,
-                   batch_size: int = 64, progress: bool = True) -> dict[int, np.ndarray]:
+def keras_features(
+    encoder: Any,
+    dataset: VideoDataset,
+    clip_ids: Sequence[int],
+    spec: FrameSpec,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict[int, np.ndarray]:
     """Float Keras encoder features of every frame of the given clips (frozen-backbone training)."""
     from tqdm import tqdm
 
@@ -146,8 +158,14 @@ def keras_features(encoder: Any, dataset: VideoDataset, clip_ids: Sequence[int],
     return out
 
 
-def tflite_features(encoder: TFLiteModel, dataset: VideoDataset, clip_ids: Sequence[int], spec: FrameSpec,
-                    frames_needed: dict[int, set[int]] | None = None, progress: bool = True) -> dict[int, np.ndarray]:
+def tflite_features(
+    encoder: TFLiteModel,
+    dataset: VideoDataset,
+    clip_ids: Sequence[int],
+    spec: FrameSpec,
+    frames_needed: dict[int, set[int]] | None = None,
+    progress: bool = True,
+) -> dict[int, np.ndarray]:
     """Features of the clips' frames from a ``.tflite`` encoder, one frame per call, as on the device.
 
     ``frames_needed`` restricts the work to some frames per clip (the others stay zero).
@@ -157,7 +175,9 @@ def tflite_features(encoder: TFLiteModel, dataset: VideoDataset, clip_ids: Seque
     out: dict[int, np.ndarray] = {}
     shape = tuple(encoder.output.shape[1:])
     total = sum(len(dataset.clips[c]) if frames_needed is None else len(frames_needed.get(c, ())) for c in clip_ids)
-    with tqdm(total=total, desc=f"encode {encoder.path.name}", unit="frame", leave=False, disable=not progress or total < 200) as bar:
+    with tqdm(
+        total=total, desc=f"encode {encoder.path.name}", unit="frame", leave=False, disable=not progress or total < 200
+    ) as bar:
         for ci in clip_ids:
             clip = dataset.clips[ci]
             feats = np.zeros((len(clip),) + shape, np.float32)
@@ -193,7 +213,11 @@ def stratified_pick(y: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 
 def _normalised_windows(dataset: VideoDataset, data: SplitData, spec: FrameSpec) -> np.ndarray:
-    frames = data.index.gather([c.frames for c in dataset.clips]) if len(data.index) else np.empty((0, spec.window) + spec.shape, np.uint8)
+    frames = (
+        data.index.gather([c.frames for c in dataset.clips])
+        if len(data.index)
+        else np.empty((0, spec.window) + spec.shape, np.uint8)
+    )
     x = normalise_frames(frames, spec) if len(frames) else frames.astype(np.float32)
     return x if spec.window > 1 else x[:, 0]
 
@@ -214,8 +238,9 @@ def train_video(
         x = {side: d.index.gather(per_clip(feats, len(dataset.clips), model.feature_shape)) for side, d in sets.items()}
         if config.mode == "image-seq":
             x = {side: arr[:, 0] for side, arr in x.items()}
-        result = train_model(x["train"], sets["train"].y, x["val"], sets["val"].y, n_classes,
-                             config.head_config(), options.train, work)
+        result = train_model(
+            x["train"], sets["train"].y, x["val"], sets["val"].y, n_classes, config.head_config(), options.train, work
+        )
         model.head.set_weights(result.model.get_weights())  # model.whole shares these layers
         return model, result, {"trained": "head only (frozen backbone, features computed once per frame)"}
     x_train = _normalised_windows(dataset, sets["train"], spec)
@@ -227,15 +252,25 @@ def train_video(
         return built["model"].whole
 
     log.info("end-to-end training on %.1f MB of frames", (x_train.nbytes + x_val.nbytes) / 1e6)
-    result = train_model(x_train, sets["train"].y, x_val, sets["val"].y, n_classes, config.head_config(),
-                         options.train, work, build_model=build)
+    result = train_model(
+        x_train,
+        sets["train"].y,
+        x_val,
+        sets["val"].y,
+        n_classes,
+        config.head_config(),
+        options.train,
+        work,
+        build_model=build,
+    )
     encoder, head = split_trained(result.model, config)
     model = VideoModel(config, encoder, head, result.model, n_classes)
     return model, result, {"trained": "end to end (backbone and head)"}
 
 
-def keras_probabilities(model: VideoModel, dataset: VideoDataset, data: SplitData, spec: FrameSpec,
-                        progress: bool = True) -> np.ndarray:
+def keras_probabilities(
+    model: VideoModel, dataset: VideoDataset, data: SplitData, spec: FrameSpec, progress: bool = True
+) -> np.ndarray:
     """The float Keras model's probabilities on ``data``'s windows: encoder per frame, head per window.
 
     The same numbers as the whole clip model (tests/test_video_models.py proves the identity), without
@@ -278,8 +313,15 @@ def calibration_frames(dataset: VideoDataset, data: SplitData, spec: FrameSpec, 
 
 
 def quantize_parts(
-    static: VideoModel, specs: Sequence[Any], staging: Path, dataset: VideoDataset, sets: dict[str, SplitData],
-    spec: FrameSpec, options: VideoConvertOptions, frame_calibration: np.ndarray | None, head_picks: np.ndarray | None,
+    static: VideoModel,
+    specs: Sequence[Any],
+    staging: Path,
+    dataset: VideoDataset,
+    sets: dict[str, SplitData],
+    spec: FrameSpec,
+    options: VideoConvertOptions,
+    frame_calibration: np.ndarray | None,
+    head_picks: np.ndarray | None,
 ) -> dict[str, dict[str, Any]]:
     """Convert every variant's encoder, head (and clip model); write them; return the variant entries."""
     from edge_har.convert.quantize import convert_variants
@@ -326,7 +368,9 @@ def quantize_parts(
     return variants
 
 
-def quantize_single(static: VideoModel, specs: Sequence[Any], staging: Path, calibration: np.ndarray | None) -> dict[str, dict[str, Any]]:
+def quantize_single(
+    static: VideoModel, specs: Sequence[Any], staging: Path, calibration: np.ndarray | None
+) -> dict[str, dict[str, Any]]:
     """image-seq: one model per variant (nothing to stream), written by the sensor exporter."""
     from edge_har.convert.quantize import convert_variants
 
@@ -342,8 +386,14 @@ def quantize_single(static: VideoModel, specs: Sequence[Any], staging: Path, cal
 
 
 def evaluate_variant(
-    bundle: Bundle, variant: str, dataset: VideoDataset, data: SplitData, spec: FrameSpec, backend: str = "auto",
-    progress: bool = True, num_threads: int | None = 1,
+    bundle: Bundle,
+    variant: str,
+    dataset: VideoDataset,
+    data: SplitData,
+    spec: FrameSpec,
+    backend: str = "auto",
+    progress: bool = True,
+    num_threads: int | None = 1,
 ) -> Any:
     """Accuracy of one variant on windows, run as the device runs it (encoder per frame, head per window)."""
     from edge_har.convert.evaluate import evaluate_model
@@ -388,7 +438,9 @@ def evaluate_video_bundle(
     if split == "test":
         wanted = (bundle.metrics.get("split") or {}).get("test_sources_relative")
         if not wanted:
-            raise EvaluationError(f"{bundle.root}/bundle.json: metrics.split.test_sources_relative is missing; use --split all")
+            raise EvaluationError(
+                f"{bundle.root}/bundle.json: metrics.split.test_sources_relative is missing; use --split all"
+            )
         by_source = {relative_source(c.source, dataset.root): i for i, c in enumerate(dataset.clips)}
         missing = [w for w in wanted if w not in by_source]
         if missing:
@@ -404,8 +456,12 @@ def evaluate_video_bundle(
         raise EvaluationError(f"{dataset.root}: no windows of {spec.window} frames in the {split} clips")
     index.y = remap[index.y]
     data_split = SplitData(index, clip_ids)
-    results: dict[str, Any] = {"bundle": str(bundle.root), "model_id": bundle.model_id,
-                               "data": {"split": split, "clips": len(clip_ids), "windows": len(index)}, "variants": {}}
+    results: dict[str, Any] = {
+        "bundle": str(bundle.root),
+        "model_id": bundle.model_id,
+        "data": {"split": split, "clips": len(clip_ids), "windows": len(index)},
+        "variants": {},
+    }
     for name in names:
         ev = evaluate_variant(bundle, name, dataset, data_split, spec, backend, progress, num_threads)
         entry: dict[str, Any] = ev.summary()
@@ -418,7 +474,9 @@ def evaluate_video_bundle(
     return results
 
 
-def gate(evaluations: dict[str, Any], specs: Sequence[Any], options: VideoConvertOptions) -> tuple[dict[str, float], bool]:
+def gate(
+    evaluations: dict[str, Any], specs: Sequence[Any], options: VideoConvertOptions
+) -> tuple[dict[str, float], bool]:
     """The shared int8 gate (``edge_har.convert.skeleton.int8_gate``) with this conversion's limits."""
     return int8_gate(evaluations, specs, options.max_int8_drop, options.allow_int8_drop)
 
@@ -427,14 +485,20 @@ def gate(evaluations: dict[str, Any], specs: Sequence[Any], options: VideoConver
 
 
 def make_sets(dataset: VideoDataset, split: ClipSplit, spec: FrameSpec) -> dict[str, SplitData]:
-    sets = {side: SplitData(window_index(dataset, getattr(split, side), spec.window, spec.stride), list(getattr(split, side)))
-            for side in ("train", "val", "test")}
+    sets = {
+        side: SplitData(
+            window_index(dataset, getattr(split, side), spec.window, spec.stride), list(getattr(split, side))
+        )
+        for side in ("train", "val", "test")
+    }
     labels = dataset.labels
     present = set(np.unique(sets["train"].y).tolist())
     missing = [labels[i] for i in range(len(labels)) if i not in present]
     if missing:
-        raise ConvertError(f"the training split has no windows of class(es) {', '.join(missing)}; "
-                           "they need more clips, or a different split")
+        raise ConvertError(
+            f"the training split has no windows of class(es) {', '.join(missing)}; "
+            "they need more clips, or a different split"
+        )
     if len(sets["test"].index) == 0:
         raise ConvertError("the test split has no windows; the quantized variants cannot be checked against float")
     return sets
@@ -451,8 +515,9 @@ class VideoPath:
     what = "video conversion"
     keras_model_note = KERAS_MODEL_FILE + " (the whole clip model, float32, dynamic batch)"
 
-    def __init__(self, options: VideoConvertOptions, dataset: VideoDataset | None = None,
-                 split: ClipSplit | None = None) -> None:
+    def __init__(
+        self, options: VideoConvertOptions, dataset: VideoDataset | None = None, split: ClipSplit | None = None
+    ) -> None:
         self.options = options
         self.dataset = dataset
         self.split = split
@@ -466,30 +531,56 @@ class VideoPath:
             if self.dataset is None:
                 if options.data is None:
                     raise ConvertError("no data set given")
-                self.dataset = load_video_dataset(options.data, spec, progress=options.progress, **options.dataset_options)
-            elif (self.dataset.spec.height, self.dataset.spec.width, self.dataset.spec.fps) != (spec.height, spec.width, spec.fps):
+                self.dataset = load_video_dataset(
+                    options.data, spec, progress=options.progress, **options.dataset_options
+                )
+            elif (self.dataset.spec.height, self.dataset.spec.width, self.dataset.spec.fps) != (
+                spec.height,
+                spec.width,
+                spec.fps,
+            ):
                 d = self.dataset.spec
-                raise ConvertError(f"the data set was loaded at {d.width}x{d.height} px, "
-                                   f"{d.fps} fps; the model needs {spec.width}x{spec.height} px, {spec.fps} fps")
+                raise ConvertError(
+                    f"the data set was loaded at {d.width}x{d.height} px, "
+                    f"{d.fps} fps; the model needs {spec.width}x{spec.height} px, {spec.fps} fps"
+                )
             dataset = self.dataset
             self.labels = list(dataset.labels)
-            log.info("data set %s: %d clips, %d classes, %d frames at %g fps, %dx%d px", dataset.name, len(dataset.clips),
-                     len(self.labels), sum(len(c) for c in dataset.clips), spec.fps, spec.width, spec.height)
+            log.info(
+                "data set %s: %d clips, %d classes, %d frames at %g fps, %dx%d px",
+                dataset.name,
+                len(dataset.clips),
+                len(self.labels),
+                sum(len(c) for c in dataset.clips),
+                spec.fps,
+                spec.width,
+                spec.height,
+            )
         with stage("split", timings):
             if self.split is None:
                 self.split = split_clips(dataset, **options.split_options)
             split = self.split
             sets = self.sets = make_sets(dataset, split, spec)
-            log.info("split by %s: %d/%d/%d clips, %d/%d/%d windows of %d frames (train/val/test)", split.by,
-                     len(split.train), len(split.val), len(split.test),
-                     len(sets["train"].index), len(sets["val"].index), len(sets["test"].index), spec.window)
+            log.info(
+                "split by %s: %d/%d/%d clips, %d/%d/%d windows of %d frames (train/val/test)",
+                split.by,
+                len(split.train),
+                len(split.val),
+                len(split.test),
+                len(sets["train"].index),
+                len(sets["val"].index),
+                len(sets["test"].index),
+                spec.window,
+            )
             if any(s.needs_calibration for s in specs):
                 # Drawn before training, so a too-large --calibration-size fails in seconds.
-                self.frame_calibration = calibration_frames(dataset, sets["train"], spec, options.calibration_size,
-                                                            options.train.seed)
+                self.frame_calibration = calibration_frames(
+                    dataset, sets["train"], spec, options.calibration_size, options.train.seed
+                )
                 if config.mode == "video":
                     self.head_picks = stratified_pick(
-                        sets["train"].y, min(options.calibration_size, len(sets["train"].index)), options.train.seed)
+                        sets["train"].y, min(options.calibration_size, len(sets["train"].index)), options.train.seed
+                    )
 
     def train(self, work: Path) -> Trained:
         assert self.dataset is not None
@@ -514,8 +605,17 @@ class VideoPath:
         config = self.options.model
         self.static = float32_copy(self.model, batch_size=1, unrolled_lstm=config.lstm_export == "unrolled")
         if config.mode == "video":
-            return quantize_parts(self.static, specs, staging, self.dataset, self.sets, self.spec, self.options,
-                                  self.frame_calibration, self.head_picks)
+            return quantize_parts(
+                self.static,
+                specs,
+                staging,
+                self.dataset,
+                self.sets,
+                self.spec,
+                self.options,
+                self.frame_calibration,
+                self.head_picks,
+            )
         return quantize_single(self.static, specs, staging, self.frame_calibration)
 
     def document(self, variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -525,8 +625,11 @@ class VideoPath:
         in_shape = [1, spec.window, spec.height, spec.width, 3] if video else [1, spec.height, spec.width, 3]
         document = bundle_document(
             model_id=model_id(self.dataset.name, "video-cnn-lstm" if video else "imageseq-cnn-lstm", sha),
-            labels=self.labels, input_shape=in_shape, preprocessing=spec.to_json(),
-            variants=variants, default_variant=self.options.default_variant,
+            labels=self.labels,
+            input_shape=in_shape,
+            preprocessing=spec.to_json(),
+            variants=variants,
+            default_variant=self.options.default_variant,
         )
         document["kind"] = "video"
         document["input"] = {
@@ -545,14 +648,22 @@ class VideoPath:
             "head_sequence_shape": list(self.static.sequence_shape),
             "backbone": config.backbone,
             "streaming": "encoder once per kept frame; head every stride frames over the last T features"
-            if video else "one model per image: the CNN's feature map read as a sequence by the LSTM",
+            if video
+            else "one model per image: the CNN's feature map read as a sequence by the LSTM",
         }
         return document
 
     def evaluate(self, bundle: Bundle, variant: str) -> Any:
         assert self.dataset is not None
-        return evaluate_variant(bundle, variant, self.dataset, self.sets["test"], self.spec,
-                                self.options.evaluate_backend, self.options.progress)
+        return evaluate_variant(
+            bundle,
+            variant,
+            self.dataset,
+            self.sets["test"],
+            self.spec,
+            self.options.evaluate_backend,
+            self.options.progress,
+        )
 
     def check_evaluations(self, evaluations: Mapping[str, Any], keras_probs: np.ndarray) -> dict[str, Any]:
         """float32 streamed part by part must match the whole Keras clip model; the bundle records how closely."""
@@ -582,7 +693,9 @@ class VideoPath:
         return self.dataset.describe()
 
 
-def run_convert_video(options: VideoConvertOptions, dataset: VideoDataset | None = None, split: ClipSplit | None = None) -> Path:
+def run_convert_video(
+    options: VideoConvertOptions, dataset: VideoDataset | None = None, split: ClipSplit | None = None
+) -> Path:
     """Run the whole video conversion and return the bundle directory.
 
     Raises AccuracyGateError (nothing written at ``options.out``) when a

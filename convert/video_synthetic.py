@@ -55,7 +55,9 @@ def pattern_for(name: str) -> ShapeMotion:
     )
 
 
-def _draw(canvas: np.ndarray, shape: str, center: tuple[float, float], radius: float, color: tuple[int, int, int]) -> None:
+def _draw(
+    canvas: np.ndarray, shape: str, center: tuple[float, float], radius: float, color: tuple[int, int, int]
+) -> None:
     import cv2
 
     cx, cy, r = int(round(center[0])), int(round(center[1])), max(2, int(round(radius)))

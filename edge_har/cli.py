@@ -41,30 +41,61 @@ class Subcommand:
             require_modules(self.requires, self.extra, f"edge-har {self.name} {self.needs}", any_of=self.any_of)
 
 
-_TF = dict(extra="train", requires=("tensorflow", "tf_keras"), needs="runs on the workstation and needs TensorFlow")
-_RT = dict(extra="device", requires=INTERPRETERS, any_of=True, needs="needs a TFLite interpreter")
+def _workstation(name: str, help: str, target: str) -> Subcommand:
+    return Subcommand(
+        name, help, target, "train", ("tensorflow", "tf_keras"), False, "runs on the workstation and needs TensorFlow"
+    )
+
+
+def _interpreter(name: str, help: str, target: str) -> Subcommand:
+    return Subcommand(name, help, target, "device", INTERPRETERS, True, "needs a TFLite interpreter")
+
 
 # Order is the order in --help.
 SUBCOMMANDS: tuple[Subcommand, ...] = (
-    Subcommand("convert", "train the CNN-LSTM on a data set and write an int8 TFLite model bundle "
-               "(workstation; needs TensorFlow)", "edge_har.convert.cli:register_convert", **_TF),  # type: ignore[arg-type]
-    Subcommand("evaluate", "accuracy, macro-F1, per-class scores and confusion matrices of a bundle's "
-               "variants on a data set", "edge_har.convert.cli:register_evaluate", **_RT),  # type: ignore[arg-type]
-    Subcommand("convert-video", "train a video CNN-LSTM on clips (or images) and write a bundle with a frame "
-               "encoder and a temporal head (workstation; needs TensorFlow)",
-               "edge_har.convert.video_cli:register_convert_video", **_TF),  # type: ignore[arg-type]
-    Subcommand("evaluate-video", "accuracy, macro-F1, per-class scores and confusion matrices of a video "
-               "bundle on clips (no TensorFlow)", "edge_har.convert.video_cli:register_evaluate_video", **_RT),  # type: ignore[arg-type]
-    Subcommand("run", "run the edge daemon: a sensor source through a model bundle, predictions published "
-               "over MQTT", "edge_har.device.daemon_cli:register_run", **_RT),  # type: ignore[arg-type]
-    Subcommand("validate-config", "check device configs: unknown keys, wrong types, missing files; exit 0 or 1",
-               "edge_har.device.daemon_cli:register_validate_config"),
-    Subcommand("subscribe", "show predictions arriving over MQTT, live (lines or a table); optionally append "
-               "them to JSONL", "edge_har.subscribe:register"),
-    Subcommand("bench", "benchmark a bundle: latency, accuracy, end to end", "edge_har.benchmarks.cli:register",
-               **_RT),  # type: ignore[arg-type]
-    Subcommand("demo", "end to end on this machine: make a bundle, start mosquitto, run the daemon on a "
-               "replay, show the predictions over MQTT", "edge_har.demo:register", **_RT),  # type: ignore[arg-type]
+    _workstation(
+        "convert",
+        "train the CNN-LSTM on a data set and write an int8 TFLite model bundle (workstation; needs TensorFlow)",
+        "edge_har.convert.cli:register_convert",
+    ),
+    _interpreter(
+        "evaluate",
+        "accuracy, macro-F1, per-class scores and confusion matrices of a bundle's variants on a data set",
+        "edge_har.convert.cli:register_evaluate",
+    ),
+    _workstation(
+        "convert-video",
+        "train a video CNN-LSTM on clips (or images) and write a bundle with a frame "
+        "encoder and a temporal head (workstation; needs TensorFlow)",
+        "edge_har.convert.video_cli:register_convert_video",
+    ),
+    _interpreter(
+        "evaluate-video",
+        "accuracy, macro-F1, per-class scores and confusion matrices of a video bundle on clips (no TensorFlow)",
+        "edge_har.convert.video_cli:register_evaluate_video",
+    ),
+    _interpreter(
+        "run",
+        "run the edge daemon: a sensor source through a model bundle, predictions published over MQTT",
+        "edge_har.device.daemon_cli:register_run",
+    ),
+    Subcommand(
+        "validate-config",
+        "check device configs: unknown keys, wrong types, missing files; exit 0 or 1",
+        "edge_har.device.daemon_cli:register_validate_config",
+    ),
+    Subcommand(
+        "subscribe",
+        "show predictions arriving over MQTT, live (lines or a table); optionally append them to JSONL",
+        "edge_har.subscribe:register",
+    ),
+    _interpreter("bench", "benchmark a bundle: latency, accuracy, end to end", "edge_har.benchmarks.cli:register"),
+    _interpreter(
+        "demo",
+        "end to end on this machine: make a bundle, start mosquitto, run the daemon on a "
+        "replay, show the predictions over MQTT",
+        "edge_har.demo:register",
+    ),
 )
 BY_NAME = {s.name: s for s in SUBCOMMANDS}
 

@@ -38,17 +38,34 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("--workdir", type=Path, default=Path("demo-run"), help="where everything goes (default: ./demo-run)")
-    p.add_argument("--bundle", type=Path, default=None,
-                   help="use this bundle instead of converting one (default: convert one in WORKDIR/bundle)")
-    p.add_argument("--data", type=Path, default=None,
-                   help="recordings in the folder layout to convert and replay (default: synthetic data in WORKDIR/data)")
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        default=None,
+        help="use this bundle instead of converting one (default: convert one in WORKDIR/bundle)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="recordings in the folder layout to convert and replay (default: synthetic data in WORKDIR/data)",
+    )
     p.add_argument("--rebuild", action="store_true", help="convert again even if WORKDIR/bundle exists")
     p.add_argument("--epochs", type=int, default=25, help="training epochs for the demo bundle (default 25)")
     p.add_argument("--seconds", type=float, default=20.0, help="how long to show predictions (default 20)")
-    p.add_argument("--speed", type=float, default=4.0,
-                   help="replay speed: 4 replays four seconds of recording per second (default 4)")
-    p.add_argument("--mode", choices=["lines", "table"], default="lines", type=str,
-                   help="how the subscriber shows predictions (default: lines)")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=4.0,
+        help="replay speed: 4 replays four seconds of recording per second (default 4)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["lines", "table"],
+        default="lines",
+        type=str,
+        help="how the subscriber shows predictions (default: lines)",
+    )
     p.set_defaults(func=run)
 
 
@@ -70,7 +87,9 @@ def make_bundle(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path]:
     if (bundle / "bundle.json").is_file() and not args.rebuild:
         log.info("reusing %s (pass --rebuild to convert again)", bundle)
         return bundle, data
-    require_modules(("tensorflow", "tf_keras"), "train", "the demo converts a bundle on this machine and needs TensorFlow")
+    require_modules(
+        ("tensorflow", "tf_keras"), "train", "the demo converts a bundle on this machine and needs TensorFlow"
+    )
     from edge_har.convert.pipeline import AccuracyGateError, ConvertError, ConvertOptions, run_convert
     from edge_har.convert.quantize import CalibrationError
     from edge_har.convert.train import TrainConfig
@@ -113,8 +132,14 @@ def write_config(path: Path, bundle: Path, data: Path, host: str, port: int, spe
         "device_id": DEVICE_ID,
         "bundle": str(bundle.resolve()),
         "interpreter": {"backend": "auto", "num_threads": 1},
-        "source": {"type": "replay", "path": str(data.resolve()), "format": "folder",
-                   "realtime": True, "speed": speed, "loop": True},
+        "source": {
+            "type": "replay",
+            "path": str(data.resolve()),
+            "format": "folder",
+            "realtime": True,
+            "speed": speed,
+            "loop": True,
+        },
         "smoothing": {"method": "mean_prob", "window": 3, "threshold": 0.5},
         "mqtt": {"host": host, "port": port, "stats_interval_s": 5.0},
         "logging": {"level": "INFO"},
@@ -138,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
         broker = LocalBroker(workdir / "broker").start()
     except BrokerError as exc:
         raise CommandError(str(exc)) from exc
-    config = write_config(workdir / "device.yaml", bundle, replay_folder(data, workdir), broker.host, broker.port, args.speed)
+    config = write_config(
+        workdir / "device.yaml", bundle, replay_folder(data, workdir), broker.host, broker.port, args.speed
+    )
     try:
         load_config(config)
     except ConfigError as exc:
@@ -151,11 +178,16 @@ def run(args: argparse.Namespace) -> int:
     with open(daemon_log, "wb") as out:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "edge_har", "run", "--config", str(config), "--summary-json", str(summary)],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     print(f"== daemon: pid {daemon.pid}, log {daemon_log}")
-    print(f"== predictions on edge-har/{DEVICE_ID}/prediction for {args.seconds:g} s "
-          f"(edge-har subscribe --broker {broker.address}):\n", flush=True)
+    print(
+        f"== predictions on edge-har/{DEVICE_ID}/prediction for {args.seconds:g} s "
+        f"(edge-har subscribe --broker {broker.address}):\n",
+        flush=True,
+    )
     jsonl = workdir / "predictions.jsonl"
     jsonl.unlink(missing_ok=True)
     try:
@@ -163,8 +195,17 @@ def run(args: argparse.Namespace) -> int:
 
         # Through the real command line, so the demo shows exactly what a user would type.
         sub_args = build_parser("subscribe").parse_args(
-            ["subscribe", "--broker", broker.address, "--mode", args.mode, "--jsonl", str(jsonl),
-             "--timeout", str(args.seconds)]
+            [
+                "subscribe",
+                "--broker",
+                broker.address,
+                "--mode",
+                args.mode,
+                "--jsonl",
+                str(jsonl),
+                "--timeout",
+                str(args.seconds),
+            ]
         )
         subscribe(sub_args)
     finally:
@@ -182,7 +223,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n== {len(predictions)} predictions received; daemon exited with status {code} after SIGTERM")
     if scored:
         right = sum(p["label"] == p["extra"]["truth"] for p in scored)
-        print(f"== labels matching the replayed recording's truth: {right}/{len(scored)} ({100 * right / len(scored):.0f}%)")
+        print(
+            f"== labels matching the replayed recording's truth: {right}/{len(scored)} ({100 * right / len(scored):.0f}%)"
+        )
     if summary.exists():
         totals = json.loads(summary.read_text())
         print(f"== daemon summary: {summary}\n{json.dumps(totals, indent=1)[:1200]}")

@@ -62,12 +62,18 @@ def register(subparsers: Any) -> None:
         metavar="FILTER",
         help=f"MQTT topic filter, repeatable (default: {DEFAULT_TOPIC}; + matches one device, # everything)",
     )
-    parser.add_argument("--mode", choices=["lines", "table"], default="lines", type=str, help="output style (default: lines)")
-    parser.add_argument("--jsonl", type=Path, metavar="FILE", help="append every JSON payload received to FILE, one per line")
+    parser.add_argument(
+        "--mode", choices=["lines", "table"], default="lines", type=str, help="output style (default: lines)"
+    )
+    parser.add_argument(
+        "--jsonl", type=Path, metavar="FILE", help="append every JSON payload received to FILE, one per line"
+    )
     parser.add_argument("--count", type=_positive_int, metavar="N", help="exit after N predictions")
     parser.add_argument("--timeout", type=_positive_float, metavar="S", help="exit after S seconds")
     parser.add_argument("--qos", type=int, choices=[0, 1, 2], default=1, help="subscription QoS (default: 1)")
-    parser.add_argument("--client-id", type=str, metavar="ID", help="MQTT client id (default: edge-har-subscribe-<pid>)")
+    parser.add_argument(
+        "--client-id", type=str, metavar="ID", help="MQTT client id (default: edge-har-subscribe-<pid>)"
+    )
     parser.add_argument(
         "--protocol", choices=["3.1.1", "5"], default="3.1.1", type=str, help="MQTT protocol version (default: 3.1.1)"
     )
@@ -77,8 +83,12 @@ def register(subparsers: Any) -> None:
     pw.add_argument("--password-env", type=str, metavar="VAR", help="environment variable holding the password")
     pw.add_argument("--password-file", type=Path, metavar="FILE", help="file whose first line is the password")
     tls = parser.add_argument_group("TLS")
-    tls.add_argument("--tls", action="store_true", help="use TLS, trusting the system CA store (implied by the options below)")
-    tls.add_argument("--ca-file", type=Path, metavar="FILE", help="CA certificate (PEM) that signed the broker's certificate")
+    tls.add_argument(
+        "--tls", action="store_true", help="use TLS, trusting the system CA store (implied by the options below)"
+    )
+    tls.add_argument(
+        "--ca-file", type=Path, metavar="FILE", help="CA certificate (PEM) that signed the broker's certificate"
+    )
     tls.add_argument("--cert-file", type=Path, metavar="FILE", help="client certificate (PEM) for mutual TLS")
     tls.add_argument("--key-file", type=Path, metavar="FILE", help="client private key (PEM) for --cert-file")
     tls.add_argument(
@@ -166,7 +176,9 @@ def build_config(args: argparse.Namespace) -> Any:
     use_tls = bool(tls_from_url or args.tls or args.ca_file or args.cert_file or args.key_file or args.tls_insecure)
     try:
         tls = (
-            TlsConfig(ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file, insecure=args.tls_insecure)
+            TlsConfig(
+                ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file, insecure=args.tls_insecure
+            )
             if use_tls
             else None
         )
@@ -307,7 +319,9 @@ class Viewer:
 
     def render_table(self) -> str:
         now = time.monotonic()
-        header = f"{'DEVICE':<18} {'STATUS':<8} {'ACTIVITY':<18} {'CONF':>5} {'FOR':>7} {'E2E ms':>7} {'SEEN':>8}  MODEL"
+        header = (
+            f"{'DEVICE':<18} {'STATUS':<8} {'ACTIVITY':<18} {'CONF':>5} {'FOR':>7} {'E2E ms':>7} {'SEEN':>8}  MODEL"
+        )
         rows = [header]
         for device in sorted(self.devices):
             s = self.devices[device]
@@ -339,7 +353,9 @@ class Viewer:
 
 def _prediction_line(device: str, data: dict[str, Any]) -> str:
     ts = _number(data.get("window_end_ts"))
-    when = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int((ts % 1) * 1000):03d}" if ts is not None else "--:--:--"
+    when = (
+        time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int((ts % 1) * 1000):03d}" if ts is not None else "--:--:--"
+    )
     return (
         f"{when}  {device[:16]:<16} {str(data.get('label', '?'))[:20]:<20} "
         f"{_fmt(_number(data.get('confidence')), '.3f'):>5}  "
@@ -392,7 +408,11 @@ def run(args: argparse.Namespace) -> int:
     filters = args.topic or [DEFAULT_TOPIC]
     if args.mode == "table":
         # Also follow the devices' retained online/offline status next to their predictions.
-        filters = list(dict.fromkeys([*filters, *(f[: -len("prediction")] + "status" for f in filters if f.endswith("/prediction"))]))
+        filters = list(
+            dict.fromkeys(
+                [*filters, *(f[: -len("prediction")] + "status" for f in filters if f.endswith("/prediction"))]
+            )
+        )
     client_id = args.client_id or f"edge-har-subscribe-{os.getpid()}"
     try:
         client = make_client(cfg, client_id)
@@ -401,7 +421,7 @@ def run(args: argparse.Namespace) -> int:
         message = str(exc)
         for key, option in _OPTION_FOR_KEY.items():
             if message.startswith(key + ":"):
-                message = option + message[len(key):]
+                message = option + message[len(key) :]
                 break
         raise CommandError(message) from None
 
@@ -448,7 +468,9 @@ def run(args: argparse.Namespace) -> int:
                 wait = min(wait, deadline - time.monotonic())
                 if wait <= 0:
                     if args.count:
-                        _warn(f"timeout: {viewer.predictions} of {args.count} predictions arrived in {args.timeout:g} s")
+                        _warn(
+                            f"timeout: {viewer.predictions} of {args.count} predictions arrived in {args.timeout:g} s"
+                        )
                         status = 1
                     break
             try:

@@ -19,8 +19,22 @@ def _results(out: Path) -> dict:
 
 def test_quick_run_scores_variants_baseline_and_stream(tiny_bundle, tiny_dataset_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["bench", "accuracy", str(tiny_bundle), "--data", str(tiny_dataset_dir), "--quick", "--out", str(out),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "accuracy",
+                str(tiny_bundle),
+                "--data",
+                str(tiny_dataset_dir),
+                "--quick",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     section = _results(out)["suites"]["accuracy"]
     for key in ("date", "git", "machine", "runtimes", "bundle", "data", "rows", "baseline_margin", "streaming"):
@@ -90,8 +104,25 @@ def test_broken_variant_is_reported_in_its_row(tiny_bundle_copy, tiny_dataset_di
     with open(tiny_bundle_copy / "model_int8.tflite", "r+b") as fh:
         fh.seek(100)
         fh.write(b"\x00" * 64)
-    assert main(["bench", "accuracy", str(tiny_bundle_copy), "--data", str(tiny_dataset_dir), "--quick",
-                 "--out", str(out), "--no-progress", "--no-baseline", "--stream-variant", "float32"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "accuracy",
+                str(tiny_bundle_copy),
+                "--data",
+                str(tiny_dataset_dir),
+                "--quick",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--no-baseline",
+                "--stream-variant",
+                "float32",
+            ]
+        )
+        == 0
+    )
     data = _results(out)
     assert set(data["suites"]) == {"latency", "accuracy"}
     rows = {r["name"]: r for r in data["suites"]["accuracy"]["rows"]}
@@ -104,9 +135,18 @@ def test_broken_variant_is_reported_in_its_row(tiny_bundle_copy, tiny_dataset_di
 def test_data_without_the_test_recordings_is_a_clear_error(tiny_bundle, tmp_path, capsys):
     from edge_har.convert.synthetic import write_synthetic_imu_dataset
 
-    other = write_synthetic_imu_dataset(tmp_path / "other", classes=("walk", "sit", "wave"), recordings_per_class=2,
-                                        subjects=1, seconds=(4.0, 5.0), seed=9)
-    assert main(["bench", "accuracy", str(tiny_bundle), "--data", str(other), "--quick", "--out", str(tmp_path / "o")]) == 2
+    other = write_synthetic_imu_dataset(
+        tmp_path / "other",
+        classes=("walk", "sit", "wave"),
+        recordings_per_class=2,
+        subjects=1,
+        seconds=(4.0, 5.0),
+        seed=9,
+    )
+    assert (
+        main(["bench", "accuracy", str(tiny_bundle), "--data", str(other), "--quick", "--out", str(tmp_path / "o")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "test recordings are not in this data" in err
 
@@ -119,8 +159,12 @@ def test_time_weighted_accuracy_charges_the_lag_after_a_change():
     for the first 3 s of the second until its first prediction (t=13) is right."""
     timeline = [(0.0, 10.0, "Sit"), (10.0, 20.0, "Walk")]
     published = [Published(t, "Sit", "Sit", 0) for t in (2.0, 4.0, 6.0, 8.0)]
-    published += [Published(13.0, "Walk", "Walk", 1), Published(15.0, "unknown", "Walk", 1),
-                  Published(17.0, "Walk", "Walk", 1), Published(19.0, "Sit", "Walk", 1)]
+    published += [
+        Published(13.0, "Walk", "Walk", 1),
+        Published(15.0, "unknown", "Walk", 1),
+        Published(17.0, "Walk", "Walk", 1),
+        Published(19.0, "Sit", "Walk", 1),
+    ]
     s = score(published, timeline, ["Sit", "Walk"], "unknown")
     assert s["windows"] == 8
     assert s["window_accuracy"] == pytest.approx(6 / 8)

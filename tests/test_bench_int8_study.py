@@ -23,7 +23,16 @@ def test_default_candidate_is_the_products_default_architecture() -> None:
     """The comment and the README call w_s3_l128 the product's default; keep that true."""
     ours = int8_study.CANDIDATES["w_s3_l128"].config
     d = ModelConfig()
-    fields = ("conv_filters", "kernel_size", "pool_size", "conv_dropout", "lstm_units", "dropout", "batch_norm", "bidirectional")
+    fields = (
+        "conv_filters",
+        "kernel_size",
+        "pool_size",
+        "conv_dropout",
+        "lstm_units",
+        "dropout",
+        "batch_norm",
+        "bidirectional",
+    )
     assert {f: getattr(ours, f) for f in fields} == {f: getattr(d, f) for f in fields}
 
 
@@ -45,7 +54,9 @@ def test_recipe_flags_follow_the_product_converter() -> None:
 
 def test_quick_study_runs_end_to_end(tiny_dataset_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "study"
-    rc = int8_study.main(["--data", str(tiny_dataset_dir), "--out", str(out), "--cache", str(tmp_path / "cache"), "--quick"])
+    rc = int8_study.main(
+        ["--data", str(tiny_dataset_dir), "--out", str(out), "--cache", str(tmp_path / "cache"), "--quick"]
+    )
     assert rc == 0
     results = json.loads((out / "int8_study.json").read_text())
     assert results["data"]["loader"].startswith("edge_har.convert.datasets.load_hmp")
@@ -64,6 +75,8 @@ def test_quick_study_runs_end_to_end(tiny_dataset_dir: Path, tmp_path: Path) -> 
     assert (default_int8["input_dtype"], default_int8["output_dtype"]) == ("int8", "int8")
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in cand["models"]["fused"]["float32"]["ops"]
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in default_int8["ops"]
-    assert set(results["predict_latency"]) == {f"w_s3_l128/{r}/{v}" for r in ("fused", "projected_pt") for v in ("float32", "int8")}
+    assert set(results["predict_latency"]) == {
+        f"w_s3_l128/{r}/{v}" for r in ("fused", "projected_pt") for v in ("float32", "int8")
+    }
     md = (out / "int8_study.md").read_text()
     assert "## One thread, XNNPACK on" in md and "--quick" in md

@@ -59,7 +59,10 @@ def test_quick_run_reports_every_step_and_isolates_a_broken_variant(tiny_bundle_
 
     ok = [r for r in rows if r["status"] == "ok"]
     tflite_ok = [r for r in ok if r["runtime"] in ("ai_edge_litert", "tflite_runtime", "tf_lite")]
-    assert {(r["variant"], r["runtime"]) for r in tflite_ok} >= {("float32", "ai_edge_litert"), ("int8", "ai_edge_litert")}
+    assert {(r["variant"], r["runtime"]) for r in tflite_ok} >= {
+        ("float32", "ai_edge_litert"),
+        ("int8", "ai_edge_litert"),
+    }
     for r in ok:
         assert r["runs"] == (30 if r["runtime"] not in ("keras.predict", "keras.call") else 10)
         assert 0 < r["min_ms"] <= r["p50_ms"] <= r["p90_ms"] <= r["p95_ms"] <= r["p99_ms"] <= r["max_ms"]
@@ -97,8 +100,19 @@ def test_quick_run_reports_every_step_and_isolates_a_broken_variant(tiny_bundle_
 def test_real_windows_profile_and_compare(tiny_bundle, tiny_dataset_dir, tmp_path, capsys):
     """--data times the test split's real windows; --profile names the ops; --compare reads a kept file."""
     first = tmp_path / "first"
-    args = ["bench", "latency", str(tiny_bundle), "--quick", "--runtimes", "ai_edge_litert", "--no-keras",
-            "--in-process", "--no-progress", "--data", str(tiny_dataset_dir)]
+    args = [
+        "bench",
+        "latency",
+        str(tiny_bundle),
+        "--quick",
+        "--runtimes",
+        "ai_edge_litert",
+        "--no-keras",
+        "--in-process",
+        "--no-progress",
+        "--data",
+        str(tiny_dataset_dir),
+    ]
     assert main(args + ["--out", str(first), "--profile", "int8", "--variants", "float32,int8"]) == 0
     section = _section(first)
     assert section["inputs"]["source"] == "data"

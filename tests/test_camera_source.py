@@ -107,7 +107,9 @@ class _MjpegHandler(BaseHTTPRequestHandler):
             while not self.server.stopping:  # type: ignore[attr-defined]
                 jpeg = self.server.jpegs[i % len(self.server.jpegs)]  # type: ignore[attr-defined]
                 i += 1
-                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg) + jpeg + b"\r\n")
+                self.wfile.write(
+                    b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg) + jpeg + b"\r\n"
+                )
                 time.sleep(1 / 30)
         except (BrokenPipeError, ConnectionResetError):
             pass

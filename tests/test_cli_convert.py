@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def python(code: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_top_level_help_lists_convert_and_evaluate_without_importing_tensorflow():
@@ -36,9 +38,25 @@ def test_convert_help_explains_the_options(capsys):
         main(["convert", "--help"])
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines anywhere
-    for flag in ("--data", "--out", "--window", "--stride", "--target-rate", "--conv-filters", "--lstm-units",
-                 "--bidirectional", "--epochs", "--batch-size", "--patience", "--calibration-size",
-                 "--max-int8-drop", "--allow-int8-drop", "--seed", "--logical-cpus", "--overwrite"):
+    for flag in (
+        "--data",
+        "--out",
+        "--window",
+        "--stride",
+        "--target-rate",
+        "--conv-filters",
+        "--lstm-units",
+        "--bidirectional",
+        "--epochs",
+        "--batch-size",
+        "--patience",
+        "--calibration-size",
+        "--max-int8-drop",
+        "--allow-int8-drop",
+        "--seed",
+        "--logical-cpus",
+        "--overwrite",
+    ):
         assert flag in text, flag
     assert "default: 3s" in text and "default: 0.5s" in text and "default: 300" in text
     assert "/work/shared/data/hmp/HMP" in text  # the worked example
@@ -55,8 +73,10 @@ def test_evaluate_help_explains_the_options(capsys):
 
 
 def test_convert_without_tensorflow_says_which_extra_to_install(tmp_path):
-    code = "import sys; sys.modules['tensorflow'] = None; sys.modules['tf_keras'] = None\n" \
-           "from edge_har.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    code = (
+        "import sys; sys.modules['tensorflow'] = None; sys.modules['tf_keras'] = None\n"
+        "from edge_har.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
     result = python(code, "convert", "--data", str(tmp_path), "--out", str(tmp_path / "b"))
     assert result.returncode == 2
     assert "needs TensorFlow" in result.stderr and "pip install 'edge-har[train]'" in result.stderr

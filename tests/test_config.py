@@ -60,14 +60,20 @@ def test_minimal_config_defaults_and_relative_paths(tmp_path):
 
 
 def test_every_source_type_and_its_defaults(tmp_path):
-    serial = load_config(write(tmp_path, "bundle: b\nsource: {type: serial, port: /dev/ttyACM0, rate_hz: 50}\n", "s.yaml")).config
+    serial = load_config(
+        write(tmp_path, "bundle: b\nsource: {type: serial, port: /dev/ttyACM0, rate_hz: 50}\n", "s.yaml")
+    ).config
     assert isinstance(serial.source, SerialSourceConfig)
     assert serial.source.baudrate == 115200 and serial.source.reconnect.max_s == 30
     imu = load_config(write(tmp_path, "bundle: b\nsource: {type: i2c_imu, address: 0x69}\n", "i.yaml")).config
     assert isinstance(imu.source, I2cImuSourceConfig)
     assert imu.source.address == 0x69 and imu.source.channels == ["accel_x", "accel_y", "accel_z"]
     mq = load_config(
-        write(tmp_path, "bundle: b\nsource: {type: mqtt, topic: s/+/imu, rate_hz: 25, broker: {host: other, port: 1884}}\n", "m.yaml")
+        write(
+            tmp_path,
+            "bundle: b\nsource: {type: mqtt, topic: s/+/imu, rate_hz: 25, broker: {host: other, port: 1884}}\n",
+            "m.yaml",
+        )
     ).config
     assert mq.input_broker().host == "other" and mq.mqtt.host == "127.0.0.1"
 
@@ -114,8 +120,13 @@ def test_wrong_type_names_key_and_value(tmp_path):
         """,
     )
     lines = problems(path)
-    assert any(line.startswith(f"{path}:5: source.rate_hz: Input should be a valid number") and "'fast'" in line for line in lines)
-    assert any(line.startswith(f"{path}:6: smoothing.threshold: ") and "less than or equal to 1" in line for line in lines)
+    assert any(
+        line.startswith(f"{path}:5: source.rate_hz: Input should be a valid number") and "'fast'" in line
+        for line in lines
+    )
+    assert any(
+        line.startswith(f"{path}:6: smoothing.threshold: ") and "less than or equal to 1" in line for line in lines
+    )
     assert any(line.startswith(f"{path}:6: smoothing.window: ") for line in lines)
 
 
@@ -130,7 +141,9 @@ def test_missing_required_keys(tmp_path):
     assert f"{path}: bundle: required key is missing" in lines
     assert f"{path}:1: source.rate_hz: required key is missing" in lines
     lines = problems(write(tmp_path, "bundle: b\nsource: {port: x}\n", "notype.yaml"))
-    assert lines == [f"{tmp_path / 'notype.yaml'}:2: source.type: required key is missing: one of replay, serial, mqtt, i2c_imu, camera"]
+    assert lines == [
+        f"{tmp_path / 'notype.yaml'}:2: source.type: required key is missing: one of replay, serial, mqtt, i2c_imu, camera"
+    ]
 
 
 def test_cross_field_rules_name_the_section(tmp_path):
@@ -249,7 +262,11 @@ def test_validate_config_command_exit_codes(tmp_path):
     good = write(tmp_path, "bundle: /opt/b\nsource: {type: i2c_imu}\n", "good.yaml")
     bad = write(tmp_path, "bundle: /opt/b\nsource: {type: i2c_imu, adress: 0x68}\n", "bad.yaml")
     run = lambda *args: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "edge_har", "validate-config", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "edge_har", "validate-config", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     result = run("--no-files", good)
     assert result.returncode == 0, result.stderr

@@ -34,7 +34,11 @@ def test_all_three_variants_are_produced_and_the_bundle_validates(tiny_bundle):
     bundle = Bundle.load(tiny_bundle)
     assert bundle.verify() == []
     assert list(bundle.variants) == ["float32", "dynamic_range", "int8"]
-    assert {v.quantization for v in bundle.variants.values()} == {"none", "dynamic_range_int8_weights", "full_integer_int8"}
+    assert {v.quantization for v in bundle.variants.values()} == {
+        "none",
+        "dynamic_range_int8_weights",
+        "full_integer_int8",
+    }
     for name in bundle.variants:
         model = bundle.load_model(name)
         assert model.input.shape == (1, 64, 3)
@@ -72,7 +76,9 @@ def test_the_keras_model_in_the_bundle_is_the_converted_one(test_windows, tiny_b
     _, keras = import_tf()
     bundle, x, _ = test_windows
     keras_model = keras.models.load_model(tiny_bundle / "keras_model.h5", compile=False)
-    np.testing.assert_allclose(keras_model.predict(x, verbose=0), bundle.load_model("float32").predict_batch(x), atol=1e-3)
+    np.testing.assert_allclose(
+        keras_model.predict(x, verbose=0), bundle.load_model("float32").predict_batch(x), atol=1e-3
+    )
 
 
 def test_normalisation_comes_from_the_training_windows(test_windows, tiny_dataset_dir):
@@ -90,11 +96,32 @@ def test_normalisation_comes_from_the_training_windows(test_windows, tiny_datase
 
 def test_accuracy_gate_refuses_and_writes_nothing(tiny_dataset_dir, tmp_path, capsys):
     out = tmp_path / "bundle"
-    code = main([
-        "convert", "--data", str(tiny_dataset_dir), "--out", str(out), "--window", "64", "--stride", "16",
-        "--conv-filters", "4", "--lstm-units", "4", "--epochs", "1", "--calibration-size", "30",
-        "--variants", "float32,int8", "--max-int8-drop", "-100", "--no-progress",
-    ])
+    code = main(
+        [
+            "convert",
+            "--data",
+            str(tiny_dataset_dir),
+            "--out",
+            str(out),
+            "--window",
+            "64",
+            "--stride",
+            "16",
+            "--conv-filters",
+            "4",
+            "--lstm-units",
+            "4",
+            "--epochs",
+            "1",
+            "--calibration-size",
+            "30",
+            "--variants",
+            "float32,int8",
+            "--max-int8-drop",
+            "-100",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 3
     assert "refusing to write the bundle" in err and "float32's" in err and "int8 test accuracy" in err
@@ -103,8 +130,20 @@ def test_accuracy_gate_refuses_and_writes_nothing(tiny_dataset_dir, tmp_path, ca
 
 
 def test_too_large_calibration_set_fails_before_training(tiny_dataset_dir, tmp_path, capsys):
-    code = main(["convert", "--data", str(tiny_dataset_dir), "--out", str(tmp_path / "b"), "--window", "64",
-                 "--calibration-size", "100000", "--no-progress"])
+    code = main(
+        [
+            "convert",
+            "--data",
+            str(tiny_dataset_dir),
+            "--out",
+            str(tmp_path / "b"),
+            "--window",
+            "64",
+            "--calibration-size",
+            "100000",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "calibration set needs 100000 windows" in err
     assert list(tmp_path.iterdir()) == []

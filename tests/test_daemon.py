@@ -34,8 +34,12 @@ def heldout_dir(tmp_path_factory) -> Path:
     from tests.plugins.bundle import TINY_CLASSES
 
     root = write_synthetic_imu_dataset(
-        tmp_path_factory.mktemp("daemon") / "data", classes=TINY_CLASSES, recordings_per_class=1, subjects=1,
-        seconds=6.0, seed=5,
+        tmp_path_factory.mktemp("daemon") / "data",
+        classes=TINY_CLASSES,
+        recordings_per_class=1,
+        subjects=1,
+        seconds=6.0,
+        seed=5,
     )
     victim = sorted((root / "Walk").iterdir())[0]
     lines = victim.read_text().splitlines()
@@ -45,7 +49,13 @@ def heldout_dir(tmp_path_factory) -> Path:
 
 
 def write_config(path: Path, bundle: Path, broker: Any, source: dict, **top: Any) -> Path:
-    mqtt = {"host": broker.host, "port": broker.port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5, "stats_interval_s": 0.5}
+    mqtt = {
+        "host": broker.host,
+        "port": broker.port,
+        "reconnect_min_s": 0.1,
+        "reconnect_max_s": 0.5,
+        "stats_interval_s": 0.5,
+    }
     mqtt.update(top.pop("mqtt", {}))
     data = {"device_id": "pi-test", "bundle": str(bundle), "source": source, "mqtt": mqtt, "smoothing": {"window": 3}}
     data.update(top)
@@ -91,7 +101,9 @@ def check_predictions(preds: list[dict], min_accuracy: float = 0.8) -> None:
 def test_replay_through_the_bundle_to_a_subscriber(tiny_bundle, heldout_dir, mosquitto_broker, mqtt_listener, tmp_path):
     listener = mqtt_listener(mosquitto_broker, ["edge-har/#"])
     cfg = write_config(
-        tmp_path / "replay.yaml", tiny_bundle, mosquitto_broker,
+        tmp_path / "replay.yaml",
+        tiny_bundle,
+        mosquitto_broker,
         {"type": "replay", "path": str(heldout_dir), "realtime": False, "stop_at_end": True},
     )
     summary = tmp_path / "summary.json"
@@ -131,7 +143,9 @@ def test_broker_down_at_start_then_up(tiny_bundle, heldout_dir, mosquitto_broker
     mosquitto_broker.stop()  # SIGTERM: mosquitto saves the session (and its subscription) on the way out
     rec = sorted((heldout_dir / "Sit").iterdir())[0]
     cfg = write_config(
-        tmp_path / "down.yaml", tiny_bundle, mosquitto_broker,
+        tmp_path / "down.yaml",
+        tiny_bundle,
+        mosquitto_broker,
         {"type": "replay", "path": str(rec), "format": "file", "label": "Sit", "realtime": True, "speed": 8.0},
     )
     run = DaemonThread(cfg)
@@ -163,24 +177,34 @@ def test_broker_down_at_start_then_up(tiny_bundle, heldout_dir, mosquitto_broker
         mosquitto_broker.start()
         listener.wait_for(
             lambda ms: sum(m.topic.endswith("/status") and m.payload == b"online" for m in ms) > onlines,
-            timeout=10, what="online again after the broker restart",
+            timeout=10,
+            what="online again after the broker restart",
         )
     finally:
         code = run.stop()
     assert code == 0
-    listener.wait_for(lambda ms: ms[-1].topic.endswith("/status") and ms[-1].payload == b"offline", timeout=5, what="offline")
+    listener.wait_for(
+        lambda ms: ms[-1].topic.endswith("/status") and ms[-1].payload == b"offline", timeout=5, what="offline"
+    )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_stops_the_process_cleanly_leaving_retained_offline(signum, tiny_bundle, heldout_dir, mosquitto_broker, mqtt_listener, tmp_path):
+def test_signal_stops_the_process_cleanly_leaving_retained_offline(
+    signum, tiny_bundle, heldout_dir, mosquitto_broker, mqtt_listener, tmp_path
+):
     listener = mqtt_listener(mosquitto_broker, ["edge-har/pi-test/prediction"])
     cfg = write_config(
-        tmp_path / "forever.yaml", tiny_bundle, mosquitto_broker,
+        tmp_path / "forever.yaml",
+        tiny_bundle,
+        mosquitto_broker,
         {"type": "replay", "path": str(heldout_dir), "realtime": True, "speed": 4.0, "loop": True},
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_har", "run", "--config", str(cfg)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         listener.wait_count("edge-har/pi-test/prediction", 3, timeout=30)
@@ -198,14 +222,18 @@ def test_signal_stops_the_process_cleanly_leaving_retained_offline(signum, tiny_
     assert msgs[0].retain and msgs[0].payload == b"offline"
 
 
-def test_serial_source_in_the_daemon_counts_malformed_samples_in_stats(tiny_bundle, heldout_dir, mosquitto_broker, mqtt_listener, tmp_path):
+def test_serial_source_in_the_daemon_counts_malformed_samples_in_stats(
+    tiny_bundle, heldout_dir, mosquitto_broker, mqtt_listener, tmp_path
+):
     pytest.importorskip("serial")
     from tests.test_sources import FakeMicrocontroller
 
     mcu = FakeMicrocontroller(tmp_path)
     listener = mqtt_listener(mosquitto_broker, ["edge-har/#"])
     cfg = write_config(
-        tmp_path / "serial.yaml", tiny_bundle, mosquitto_broker,
+        tmp_path / "serial.yaml",
+        tiny_bundle,
+        mosquitto_broker,
         {"type": "serial", "port": str(mcu.port), "rate_hz": 32, "valid_range": [0, 63], "timeout": 0},
     )
     run = DaemonThread(cfg, max_windows=5)

@@ -78,8 +78,9 @@ def test_synthetic_data_in_hmp_layout_is_detected_as_hmp(tmp_path):
     """The project's own synthetic set must load with no options, subjects included, as the convert tests need."""
     from edge_har.convert.synthetic import write_synthetic_imu_dataset
 
-    root = write_synthetic_imu_dataset(tmp_path / "syn", classes=("walk", "sit"), recordings_per_class=3,
-                                       subjects=3, seconds=2.0)
+    root = write_synthetic_imu_dataset(
+        tmp_path / "syn", classes=("walk", "sit"), recordings_per_class=3, subjects=3, seconds=2.0
+    )
     ds = load_dataset(root)
     assert ds.format == "hmp" and ds.labels == ["Sit", "Walk"]
     assert all(r.subject and Path(r.source).stem.endswith("-" + r.subject) for r in ds.recordings)
@@ -191,7 +192,11 @@ def test_long_csv_dataset(tmp_path):
     assert ds.format == "csv" and ds.name == "session" and ds.root == path.parent
     assert ds.channels == ("acc x", "acc y", "acc z")
     assert ds.sample_rate_hz == pytest.approx(25.0, rel=1e-3)
-    assert [(r.label, r.subject, len(r)) for r in ds.recordings] == [("walk", "u1", 40), ("sit", "u1", 30), ("walk", "u2", 35)]
+    assert [(r.label, r.subject, len(r)) for r in ds.recordings] == [
+        ("walk", "u1", 40),
+        ("sit", "u1", 30),
+        ("walk", "u2", 35),
+    ]
     assert ds.recordings[1].source == f"{path}:rows 42-71"
     assert ds.describe()["path"] == str(path.resolve()) and ds.n_files == 1
     fixed = load_long_csv(path, label_col="activity", channel_cols=["acc z", "acc x"], sample_rate_hz=50.0)
@@ -214,7 +219,9 @@ def test_long_csv_needs_a_label_and_a_rate(tmp_path):
 # ------------------------------------------------------------------ UCI HAR
 
 
-def make_uci_har(root: Path, runs=(("train", [(1, 1, 3), (1, 2, 2), (3, 1, 2)]), ("test", [(2, 1, 2), (2, 2, 2)]))) -> Path:
+def make_uci_har(
+    root: Path, runs=(("train", [(1, 1, 3), (1, 2, 2), (3, 1, 2)]), ("test", [(2, 1, 2), (2, 2, 2)]))
+) -> Path:
     """The extracted layout; ``runs`` per side: (subject, activity id, consecutive windows).
 
     Every value of signal file k is k + window/1000, so the channel order and
@@ -261,8 +268,11 @@ def test_uci_har_windows_are_the_recordings(tmp_path):
     pre = Preprocessing(50.0, 128, 64, UCI_HAR_SIGNALS)
     ws = make_window_set(ds, pre)
     assert ws.x.shape == (11, 128, 9) and ws.groups.tolist() == list(range(11))
-    with pytest.raises(RecordingError, match=r"line 1: 128 samples at 50 Hz, shorter than one window of 256 samples "
-                                             r"\(5.12 s\); this data set comes in windows of 128 samples"):
+    with pytest.raises(
+        RecordingError,
+        match=r"line 1: 128 samples at 50 Hz, shorter than one window of 256 samples "
+        r"\(5.12 s\); this data set comes in windows of 128 samples",
+    ):
         make_window_set(ds, Preprocessing(50.0, 256, 64, UCI_HAR_SIGNALS))
 
 
@@ -342,8 +352,11 @@ def test_short_recording_is_an_error_or_skipped_with_a_count(tmp_path, caplog):
     root = hmp_like(tmp_path / "d", {"Walk": 2}, n=40)
     short = write(root / "Walk" / "Accelerometer-2011-03-24-12-00-00-walk-f1.txt", "1 2 3\n" * 12)
     ds = load_dataset(root)
-    with pytest.raises(RecordingError, match=r"12-00-00-walk-f1\.txt: 12 samples at 32 Hz, shorter than one window of "
-                                             r"16 samples \(0.5 s\); use a shorter --window, or --skip-short"):
+    with pytest.raises(
+        RecordingError,
+        match=r"12-00-00-walk-f1\.txt: 12 samples at 32 Hz, shorter than one window of "
+        r"16 samples \(0.5 s\); use a shorter --window, or --skip-short",
+    ):
         make_window_set(ds, pre32())
     with pytest.raises(RecordingError, match=r"12 samples at 32 Hz, 18 after resampling to the model's 50 Hz"):
         make_window_set(ds, pre32(window=20, rate=50.0))
@@ -370,8 +383,18 @@ def test_in_memory_dataset_works_with_the_window_code():
 
 @pytest.mark.parametrize(
     "text, rate, expected",
-    [("96", 32, 96), ("96 samples", 32, 96), ("3s", 32, 96), ("3.0s", 32, 96), ("3 S", 32, 96), ("0.5s", 32, 16),
-     ("500ms", 50, 25), ("2.56s", 50, 128), ("10ms", 32, 0.32), (96, 32, 96)],
+    [
+        ("96", 32, 96),
+        ("96 samples", 32, 96),
+        ("3s", 32, 96),
+        ("3.0s", 32, 96),
+        ("3 S", 32, 96),
+        ("0.5s", 32, 16),
+        ("500ms", 50, 25),
+        ("2.56s", 50, 128),
+        ("10ms", 32, 0.32),
+        (96, 32, 96),
+    ],
 )
 def test_parse_duration(text, rate, expected):
     if expected < 1:
@@ -381,9 +404,16 @@ def test_parse_duration(text, rate, expected):
         assert parse_duration(text, rate) == expected
 
 
-@pytest.mark.parametrize("text, message", [("3 minutes", "expected a number of samples"), ("-1", "expected"),
-                                           ("1.5", r"must be whole \(for seconds write 1.5s\)"), ("0", "less than one"),
-                                           ("", "expected")])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("3 minutes", "expected a number of samples"),
+        ("-1", "expected"),
+        ("1.5", r"must be whole \(for seconds write 1.5s\)"),
+        ("0", "less than one"),
+        ("", "expected"),
+    ],
+)
 def test_parse_duration_rejects(text, message):
     with pytest.raises(ValueError, match=message):
         parse_duration(text, 32)
@@ -402,15 +432,46 @@ def test_cli_hmp_folder_and_csv(tmp_path):
     root = hmp_like(tmp_path / "d", {"A": 3})
     ds = dataset_from_args(parser().parse_args(["--data", str(root), "--skip-bad", "--include-model-trials"]))
     assert ds.format == "hmp" and len(ds.recordings) == 3
-    ds = dataset_from_args(parser().parse_args([
-        "--data", str(root), "--format", "folder", "--sample-rate", "25", "--channels", "a,b,c",
-        "--scale", "0.5", "--offset", "1,2,3", "--units", "g", r"--subject-regex=-(\w\d)\.txt$"]))
+    ds = dataset_from_args(
+        parser().parse_args(
+            [
+                "--data",
+                str(root),
+                "--format",
+                "folder",
+                "--sample-rate",
+                "25",
+                "--channels",
+                "a,b,c",
+                "--scale",
+                "0.5",
+                "--offset",
+                "1,2,3",
+                "--units",
+                "g",
+                r"--subject-regex=-(\w\d)\.txt$",
+            ]
+        )
+    )
     assert (ds.sample_rate_hz, ds.channels, ds.scale, ds.offset) == (25.0, ("a", "b", "c"), (0.5,), (1.0, 2.0, 3.0))
     assert {r.subject for r in ds.recordings} == {"f1", "m2", "m3"}
     csv_path = long_csv(tmp_path / "s.csv")
-    ds = dataset_from_args(parser().parse_args([
-        "--data", str(csv_path), "--label-column", "activity", "--subject-column", "user",
-        "--timestamp-column", "time", "--channels", "acc y,acc x"]))
+    ds = dataset_from_args(
+        parser().parse_args(
+            [
+                "--data",
+                str(csv_path),
+                "--label-column",
+                "activity",
+                "--subject-column",
+                "user",
+                "--timestamp-column",
+                "time",
+                "--channels",
+                "acc y,acc x",
+            ]
+        )
+    )
     assert ds.format == "csv" and ds.channels == ("acc y", "acc x") and ds.sample_rate_hz == pytest.approx(25.0)
 
 
@@ -431,15 +492,38 @@ def test_cli_bad_values_and_combinations(tmp_path, capsys):
     with pytest.raises(DatasetError, match=r"--sample-rate does not apply to format hmp \(given\)"):
         dataset_from_args(parser().parse_args(["--data", str(root), "--format", "hmp", "--sample-rate", "50"]))
     with pytest.raises(DatasetError, match=r"--include-model-trials does not apply to format csv"):
-        dataset_from_args(parser().parse_args(["--data", str(long_csv(tmp_path / "s.csv")), "--label-column",
-                                               "activity", "--sample-rate", "25", "--include-model-trials"]))
+        dataset_from_args(
+            parser().parse_args(
+                [
+                    "--data",
+                    str(long_csv(tmp_path / "s.csv")),
+                    "--label-column",
+                    "activity",
+                    "--sample-rate",
+                    "25",
+                    "--include-model-trials",
+                ]
+            )
+        )
 
 
 def test_cli_help_explains_every_option():
     text = parser().format_help()
-    for flag in ("--data", "--format", "--subject-regex", "--sample-rate", "--channels", "--scale", "--offset",
-                 "--units", "--label-column", "--subject-column", "--timestamp-column", "--include-model-trials",
-                 "--skip-bad"):
+    for flag in (
+        "--data",
+        "--format",
+        "--subject-regex",
+        "--sample-rate",
+        "--channels",
+        "--scale",
+        "--offset",
+        "--units",
+        "--label-column",
+        "--subject-column",
+        "--timestamp-column",
+        "--include-model-trials",
+        "--skip-bad",
+    ):
         assert flag in text
     for action in parser()._actions:  # noqa: SLF001 - every option has help text and, where it takes a value, a type
         if action.option_strings and action.dest != "help":

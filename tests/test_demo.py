@@ -10,9 +10,25 @@ import sys
 def test_demo_shows_predictions_from_the_daemon(tiny_bundle, tiny_dataset_dir, tmp_path):
     work = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "edge_har", "demo", "--workdir", str(work), "--bundle", str(tiny_bundle),
-         "--data", str(tiny_dataset_dir), "--seconds", "6", "--speed", "8"],
-        capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "edge_har",
+            "demo",
+            "--workdir",
+            str(work),
+            "--bundle",
+            str(tiny_bundle),
+            "--data",
+            str(tiny_dataset_dir),
+            "--seconds",
+            "6",
+            "--speed",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "predictions received; daemon exited with status 0 after SIGTERM" in proc.stdout

@@ -23,7 +23,11 @@ CONFIG_TOPIC = f"homeassistant/sensor/{DEVICE}/activity/config"
 @pytest.fixture
 def ha_publisher(mosquitto_broker):
     cfg = MqttConfig(
-        host=mosquitto_broker.host, port=mosquitto_broker.port, keepalive=5, reconnect_min_s=0.1, reconnect_max_s=0.5,
+        host=mosquitto_broker.host,
+        port=mosquitto_broker.port,
+        keepalive=5,
+        reconnect_min_s=0.1,
+        reconnect_max_s=0.5,
         home_assistant={"enabled": True},
     )
     publisher = Publisher(cfg, DEVICE, "hmp-cnn-lstm-test", LABELS)
@@ -57,7 +61,9 @@ def test_discovery_is_retained_describes_the_sensor_and_is_resent_when_ha_starts
     assert config["state_topic"] == t.prediction and config["json_attributes_topic"] == t.prediction
     assert config["availability_topic"] == t.status
     assert (config["payload_available"], config["payload_not_available"]) == ("online", "offline")
-    assert config["device"]["model"] == "hmp-cnn-lstm-test" and config["device"]["identifiers"] == [f"edge_har_{DEVICE}"]
+    assert config["device"]["model"] == "hmp-cnn-lstm-test" and config["device"]["identifiers"] == [
+        f"edge_har_{DEVICE}"
+    ]
     assert config["device_class"] == "enum" and config["options"] == LABELS + ["unknown"]
     assert config["unique_id"] == f"edge_har_{DEVICE}_activity"
 
@@ -80,7 +86,11 @@ def test_discovery_is_retained_describes_the_sensor_and_is_resent_when_ha_starts
 def test_discovery_is_resent_after_a_broker_restart_without_persistence(mosquitto_factory, mqtt_listener):
     broker = mosquitto_factory(persistence=False)
     cfg = MqttConfig(
-        host=broker.host, port=broker.port, keepalive=5, reconnect_min_s=0.1, reconnect_max_s=0.3,
+        host=broker.host,
+        port=broker.port,
+        keepalive=5,
+        reconnect_min_s=0.1,
+        reconnect_max_s=0.3,
         home_assistant={"enabled": True},
     )
     publisher = Publisher(cfg, DEVICE, "m", LABELS)
@@ -107,8 +117,15 @@ def test_templates_render_a_prediction_as_home_assistant_would():
         cfg.home_assistant, topics(cfg, DEVICE), device_id=DEVICE, model_id="m", labels=LABELS
     )
     payload = prediction_payload(
-        device_id=DEVICE, model_id="m", seq=7, window_end_ts=1.7e9, label="Sit", confidence=0.8,
-        probabilities={"Walk": 0.1, "Sit": 0.8, "Climb_stairs": 0.1}, inference_ms=0.9, e2e_ms=3.0,
+        device_id=DEVICE,
+        model_id="m",
+        seq=7,
+        window_end_ts=1.7e9,
+        label="Sit",
+        confidence=0.8,
+        probabilities={"Walk": 0.1, "Sit": 0.8, "Climb_stairs": 0.1},
+        inference_ms=0.9,
+        e2e_ms=3.0,
     )
     env = jinja2.Environment()
     env.filters["tojson"] = json.dumps  # HA's tojson

@@ -25,7 +25,10 @@ RUN_CLI = "import sys\nfrom edge_har.cli import main\nsys.exit(main(sys.argv[1:]
 def run_cli(*args: str, block: str = BLOCK_TF, timeout: int = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", block + RUN_CLI, *map(str, args)],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -49,14 +52,21 @@ def test_metrics_match_scikit_learn_on_random_labels():
             assert report["per_class"][label]["recall"] == pytest.approx(r[i])
             assert report["per_class"][label]["f1"] == pytest.approx(f[i])
             assert report["per_class"][label]["support"] == s[i]
-        np.testing.assert_array_equal(report["confusion_matrix"], sk.confusion_matrix(y_true, y_pred, labels=range(n_classes)))
+        np.testing.assert_array_equal(
+            report["confusion_matrix"], sk.confusion_matrix(y_true, y_pred, labels=range(n_classes))
+        )
 
 
 def test_hand_checked_report():
     report = metrics.classification_report([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], ["a", "b", "c"])
     assert report["accuracy"] == pytest.approx(0.6)
     assert report["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
-    assert report["per_class"]["b"] == {"precision": pytest.approx(2 / 3), "recall": 1.0, "f1": pytest.approx(0.8), "support": 2}
+    assert report["per_class"]["b"] == {
+        "precision": pytest.approx(2 / 3),
+        "recall": 1.0,
+        "f1": pytest.approx(0.8),
+        "support": 2,
+    }
     assert report["per_class"]["c"]["f1"] == 0.0
     assert report["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
     table = metrics.format_report(report)
@@ -73,7 +83,9 @@ def test_plots_write_pngs(tmp_path):
     from edge_har.convert.plots import confusion_matrix_png, training_curves_png
 
     png = confusion_matrix_png([[3, 1], [0, 4]], ["sit", "walk"], tmp_path / "cm.png")
-    curves = training_curves_png({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.4, 0.8]}, tmp_path / "c.png")
+    curves = training_curves_png(
+        {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.4, 0.8]}, tmp_path / "c.png"
+    )
     for path in (png, curves):
         assert path.read_bytes()[:4] == b"\x89PNG"
 
@@ -112,8 +124,19 @@ def test_evaluate_recreates_the_test_split_without_tensorflow(tiny_bundle, tiny_
 
 def test_evaluate_all_windows_of_one_variant(tiny_bundle, tiny_dataset_dir, tmp_path):
     out = tmp_path / "report"
-    result = run_cli("evaluate", tiny_bundle, "--data", tiny_dataset_dir, "--split", "all", "--variant", "int8",
-                     "--out", out, "--no-progress")
+    result = run_cli(
+        "evaluate",
+        tiny_bundle,
+        "--data",
+        tiny_dataset_dir,
+        "--split",
+        "all",
+        "--variant",
+        "int8",
+        "--out",
+        out,
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     bundle = json.loads((tiny_bundle / "bundle.json").read_text())
@@ -140,7 +163,9 @@ def test_evaluate_refuses_classes_the_model_does_not_know(tiny_bundle, tiny_data
     shutil.copytree(tiny_dataset_dir, data)
     write_synthetic_imu_dataset(tmp_path / "extra", classes=("jump",), recordings_per_class=1, seconds=5.0)
     shutil.copytree(tmp_path / "extra" / "Jump", data / "Jump")
-    result = run_cli("evaluate", tiny_bundle, "--data", data, "--split", "all", "--out", tmp_path / "r", "--no-progress")
+    result = run_cli(
+        "evaluate", tiny_bundle, "--data", data, "--split", "all", "--out", tmp_path / "r", "--no-progress"
+    )
     assert result.returncode == 2
     assert "classes the model does not know: Jump" in result.stderr
 

@@ -57,7 +57,10 @@ def test_validate_config_no_files_accepts_every_config(capsys):
     assert out.count(": OK") == len(CONFIGS)
     result = subprocess.run(
         [sys.executable, "-m", "edge_har", "validate-config", "--no-files", *map(str, CONFIGS)],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
 
@@ -114,7 +117,9 @@ def test_coral_config_uses_the_edge_tpu_delegate_on_int8():
 
 def test_pi5_config_resamples(tiny_bundle, tmp_path):
     cfg = load_config(FIRMWARE / "pi5-imu-i2c.yaml").config
-    assert cfg.source.rate_hz != json.loads((tiny_bundle / "bundle.json").read_text())["preprocessing"]["sample_rate_hz"]
+    assert (
+        cfg.source.rate_hz != json.loads((tiny_bundle / "bundle.json").read_text())["preprocessing"]["sample_rate_hz"]
+    )
 
 
 def test_gateway_config_runs_end_to_end(tiny_bundle, mosquitto_broker, mqtt_listener, tmp_path):
@@ -140,11 +145,16 @@ def test_gateway_config_runs_end_to_end(tiny_bundle, mosquitto_broker, mqtt_list
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_har", "run", "--config", str(cfg), "--max-windows", "6"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         listener.wait_for(
-            lambda ms: any(m.topic == f"edge-har/{device}/status" and m.payload == b"online" for m in ms), timeout=30, what="online"
+            lambda ms: any(m.topic == f"edge-har/{device}/status" and m.payload == b"online" for m in ms),
+            timeout=30,
+            what="online",
         )
         time.sleep(0.3)  # the input connection subscribes right after the publisher's
         import paho.mqtt.publish as publish
@@ -175,7 +185,10 @@ def test_gateway_config_runs_end_to_end(tiny_bundle, mosquitto_broker, mqtt_list
 def test_a_missing_bundle_exits_78_so_systemd_does_not_restart(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "edge_har", "run", "--config", str(FIRMWARE / "pi4-imu-i2c.yaml")],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == EXIT_CONFIG
     assert "bundle: /opt/edge-har/bundles/hmp does not exist" in result.stderr
@@ -210,9 +223,16 @@ def test_systemd_unit_is_hardened_and_stops_cleanly():
     assert one["Service.RestartPreventExitStatus"] == str(EXIT_CONFIG)
     assert one["Service.KillSignal"] == "SIGTERM" and int(one["Service.TimeoutStopSec"]) >= 10
     for key, value in {
-        "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
-        "DevicePolicy": "closed", "CapabilityBoundingSet": "", "RestrictSUIDSGID": "yes",
-        "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectControlGroups": "yes",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "DevicePolicy": "closed",
+        "CapabilityBoundingSet": "",
+        "RestrictSUIDSGID": "yes",
+        "ProtectKernelTunables": "yes",
+        "ProtectKernelModules": "yes",
+        "ProtectControlGroups": "yes",
         "StateDirectory": "edge-har",
     }.items():
         assert one[f"Service.{key}"] == value, key

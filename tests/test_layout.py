@@ -132,24 +132,29 @@ def test_help_lists_every_subcommand_beside_a_stray_convert_py(stray_cwd, argv):
 
 def _replay_config(cwd: Path, bundle: Path, data: Path, port: int) -> Path:
     cfg = cwd / "config.yaml"
-    cfg.write_text(textwrap.dedent(f"""\
+    cfg.write_text(
+        textwrap.dedent(f"""\
         device_id: stray-test
         bundle: {bundle}
         source: {{type: replay, path: {data}, realtime: false, stop_at_end: true}}
         mqtt: {{host: 127.0.0.1, port: {port}}}
-        """))
+        """)
+    )
     return cfg
 
 
-def test_the_daemon_ignores_a_stray_convert_py_as_systemd_starts_it(stray_cwd, tiny_bundle, tiny_dataset_dir,
-                                                                    mosquitto_broker):
+def test_the_daemon_ignores_a_stray_convert_py_as_systemd_starts_it(
+    stray_cwd, tiny_bundle, tiny_dataset_dir, mosquitto_broker
+):
     """``ExecStart=.../edge-har run --config ...`` and ``python -m edge_har run``, from a folder of strays."""
     cwd, marker = stray_cwd
     cfg = _replay_config(cwd, tiny_bundle, tiny_dataset_dir, mosquitto_broker.port)
     unit = (REPO / "firmware_configs" / "edge-har.service").read_text()
     assert "ExecStart=/opt/edge-har/venv/bin/edge-har run --config" in unit
-    for argv in ([str(BIN / "edge-har"), "run", "--config", str(cfg), "--max-windows", "3"],
-                 [sys.executable, "-m", "edge_har", "run", "--config", str(cfg), "--max-windows", "3"]):
+    for argv in (
+        [str(BIN / "edge-har"), "run", "--config", str(cfg), "--max-windows", "3"],
+        [sys.executable, "-m", "edge_har", "run", "--config", str(cfg), "--max-windows", "3"],
+    ):
         result = _run(argv, cwd)
         assert result.returncode == 0, result.stderr[-2000:]
         assert not marker.exists(), marker.read_text()
@@ -168,7 +173,9 @@ def _imported_after(argv: list[str]) -> set[str]:
 
 def test_help_imports_no_subcommand_module():
     loaded = _imported_after(["--help"])
-    assert not {m for m in loaded if m.startswith(("edge_har.convert", "edge_har.benchmarks", "edge_har.device"))}, loaded
+    assert not {m for m in loaded if m.startswith(("edge_har.convert", "edge_har.benchmarks", "edge_har.device"))}, (
+        loaded
+    )
 
 
 def test_a_subcommand_imports_only_its_own_module():
@@ -184,8 +191,12 @@ def test_a_missing_extra_is_named_when_the_subcommand_runs(tmp_path):
     code = hide + "from edge_har.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     shown = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and "    run " in shown.stdout
-    result = subprocess.run([sys.executable, "-c", code, "run", "--config", str(tmp_path / "c.yaml")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code, "run", "--config", str(tmp_path / "c.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2, result.stderr
     assert "needs a TFLite interpreter" in result.stderr and "pip install 'edge-har[device]'" in result.stderr
     assert "Traceback" not in result.stderr

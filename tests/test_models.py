@@ -57,7 +57,9 @@ def test_pooling_knobs_set_the_lstm_sequence_length(config, steps):
 
 
 def test_stacked_and_bidirectional_lstms():
-    model = build_cnn_lstm((64, 6), 5, conv_filters=(8,), pool_size=2, lstm_units=(16, 8), bidirectional=True, batch_norm=False)
+    model = build_cnn_lstm(
+        (64, 6), 5, conv_filters=(8,), pool_size=2, lstm_units=(16, 8), bidirectional=True, batch_norm=False
+    )
     kinds = layer_types(model)
     assert kinds.count("Bidirectional") == 2 and "BatchNormalization" not in kinds
     assert model.get_layer("bilstm1").output_shape == (None, 32, 32)  # returns sequences, 2 x 16 units
@@ -81,7 +83,9 @@ def test_static_batch_copy_has_batch_one_and_the_same_outputs(lstm_export):
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_unrolled_lstm_computes_what_the_trained_keras_lstm_computes(bidirectional):
     """Stacked (returning sequences, then the last state), one or both directions, random non-zero weights."""
-    config = ModelConfig(conv_filters=(6,), pool_size=2, lstm_units=(7, 5), bidirectional=bidirectional, batch_norm=False)
+    config = ModelConfig(
+        conv_filters=(6,), pool_size=2, lstm_units=(7, 5), bidirectional=bidirectional, batch_norm=False
+    )
     keras.utils.set_random_seed(3)
     model = build_from_config(config, (20, 3), 4)
     rng = np.random.default_rng(1)
@@ -90,7 +94,11 @@ def test_unrolled_lstm_computes_what_the_trained_keras_lstm_computes(bidirection
     x = rng.normal(size=(5, 20, 3)).astype(np.float32)
     unrolled = float32_copy(model, config, batch_size=None, unrolled_lstm=True)
     assert "LSTM" not in layer_types(unrolled) and "Bidirectional" not in layer_types(unrolled)
-    assert unrolled.get_layer("bilstm1" if bidirectional else "lstm1").output_shape == (None, 10, 14 if bidirectional else 7)
+    assert unrolled.get_layer("bilstm1" if bidirectional else "lstm1").output_shape == (
+        None,
+        10,
+        14 if bidirectional else 7,
+    )
     expected = model.predict(x, verbose=0)
     assert expected.std() > 0.05  # not a saturated, input-independent output
     np.testing.assert_allclose(unrolled.predict(x, verbose=0), expected, atol=1e-5)
@@ -115,8 +123,22 @@ def test_mixed_precision_model_keeps_a_float32_softmax_and_copies_back_to_float3
 def test_config_round_trips_through_json_and_cli_flags():
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
-    args = parser.parse_args(["--conv-filters", "16,32,64", "--lstm-units", "32,16", "--pool-size", "3",
-                              "--bidirectional", "--no-batch-norm", "--dropout", "0.2", "--lstm-export", "fused"])
+    args = parser.parse_args(
+        [
+            "--conv-filters",
+            "16,32,64",
+            "--lstm-units",
+            "32,16",
+            "--pool-size",
+            "3",
+            "--bidirectional",
+            "--no-batch-norm",
+            "--dropout",
+            "0.2",
+            "--lstm-export",
+            "fused",
+        ]
+    )
     config = ModelConfig.from_args(args)
     assert config.conv_filters == (16, 32, 64) and config.lstm_units == (32, 16) and config.lstm_export == "fused"
     assert config.pool_size == 3 and config.bidirectional and not config.batch_norm and config.dropout == 0.2

@@ -216,7 +216,9 @@ def test_unacknowledged_predictions_are_taken_back_and_resent_in_order(mosquitto
     assert counters["requeued"] == 5 and counters["inflight"] == 0 and counters["queued"] == 0
 
 
-def test_concurrent_publishers_through_a_dropped_link_lose_nothing_and_keep_order(mosquitto_broker, mqtt_listener, publishers):
+def test_concurrent_publishers_through_a_dropped_link_lose_nothing_and_keep_order(
+    mosquitto_broker, mqtt_listener, publishers
+):
     """Two daemon-side threads publish flat out while paho's thread loses and regains the link.
 
     The broker drops the connection by session takeover (another client connects with the same
@@ -322,13 +324,25 @@ def test_status_online_retained_then_offline_after_stop(mosquitto_broker, mqtt_l
 def test_stats_published_with_counters(mosquitto_broker, mqtt_listener, publishers):
     listener = mqtt_listener(mosquitto_broker, [f"edge-har/{DEVICE}/stats"])
     publisher = publishers(fast_cfg(mosquitto_broker))
-    assert publisher.publish_stats(stats_payload(device_id=DEVICE, model_id="m", uptime_s=1, windows_total=0, windows_per_s=0)) is False
+    assert (
+        publisher.publish_stats(
+            stats_payload(device_id=DEVICE, model_id="m", uptime_s=1, windows_total=0, windows_per_s=0)
+        )
+        is False
+    )
     publisher.start()
     assert publisher.wait_connected(10)
     payload = stats_payload(
-        device_id=DEVICE, model_id="m", uptime_s=12.5, windows_total=40, windows_per_s=3.2,
-        inference_ms={"p50": 0.8, "p99": 2.0}, e2e_ms={"p50": 3.0, "p99": 9.0}, samples_dropped={"nan": 2},
-        queue_depth=1, rss_mb=55.0,
+        device_id=DEVICE,
+        model_id="m",
+        uptime_s=12.5,
+        windows_total=40,
+        windows_per_s=3.2,
+        inference_ms={"p50": 0.8, "p99": 2.0},
+        e2e_ms={"p50": 3.0, "p99": 9.0},
+        samples_dropped={"nan": 2},
+        queue_depth=1,
+        rss_mb=55.0,
     )
     assert publisher.publish_stats(payload) is True
     got = listener.wait_count(f"edge-har/{DEVICE}/stats", 1)[0].json()
@@ -416,5 +430,7 @@ def test_documented_examples_follow_the_schema():
     assert set(docs["stats"]) <= set(STATS_FIELDS) and docs["status"] == "online"
     problems = validate_prediction({**docs["prediction"], "seq": -1, "confidence": 2.0, "label": "Fly", "colour": 1})
     assert any(p.startswith("seq:") for p in problems) and any(p.startswith("confidence:") for p in problems)
-    assert any(p.startswith("label:") for p in problems) and any(p.startswith("colour: unknown field") for p in problems)
+    assert any(p.startswith("label:") for p in problems) and any(
+        p.startswith("colour: unknown field") for p in problems
+    )
     assert validate_prediction({**docs["prediction"], "label": "unknown"}) == []

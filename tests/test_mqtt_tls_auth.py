@@ -32,8 +32,15 @@ def cfg_for(broker, **overrides) -> MqttConfig:
 
 def pred(seq: int, device: str = DEVICE) -> dict:
     return prediction_payload(
-        device_id=device, model_id="m", seq=seq, window_end_ts=1.7e9 + seq, label="Sit", confidence=0.9,
-        probabilities={"Sit": 0.9, "Walk": 0.1}, inference_ms=1.0, e2e_ms=2.0,
+        device_id=device,
+        model_id="m",
+        seq=seq,
+        window_end_ts=1.7e9 + seq,
+        label="Sit",
+        confidence=0.9,
+        probabilities={"Sit": 0.9, "Walk": 0.1},
+        inference_ms=1.0,
+        e2e_ms=2.0,
     )
 
 
@@ -180,7 +187,10 @@ def test_mutual_tls_needs_the_client_certificate(mosquitto_factory, tls_files, p
     without = publishers(cfg_for(broker, tls={"ca_file": tls_files.ca_file}), device="pi-nocert")
     without.start()
     with_cert = publishers(
-        cfg_for(broker, tls={"ca_file": tls_files.ca_file, "cert_file": tls_files.client_cert, "key_file": tls_files.client_key})
+        cfg_for(
+            broker,
+            tls={"ca_file": tls_files.ca_file, "cert_file": tls_files.client_cert, "key_file": tls_files.client_key},
+        )
     )
     with_cert.start()
     assert with_cert.wait_connected(10), with_cert.counters()
@@ -248,7 +258,10 @@ def test_example_broker_config_enforces_passwords_tls_and_the_acl(
 
         # a device over TLS on the second listener, with its own username: allowed
         device_cfg = cfg_for(
-            broker, port=broker.tls_port, username="pi-test", password_env="EDGE_HAR_EXAMPLE_PW",
+            broker,
+            port=broker.tls_port,
+            username="pi-test",
+            password_env="EDGE_HAR_EXAMPLE_PW",
             tls={"ca_file": tls_files.ca_file},
         )
         monkeypatch.setenv("EDGE_HAR_EXAMPLE_PW", PASSWORD)

@@ -97,7 +97,7 @@ def test_stream_windower_at_fixed_chunk_sizes_and_reset(chunk):
     np.testing.assert_array_equal(np.stack(got), make_windows(x, 96, 16))
     w.reset()  # a gap in the source: nothing of before reaches a later window
     assert w.samples_seen == 0 and w.push(x[:95]) == []
-    (win, end), = w.push(x[200:201])
+    ((win, end),) = w.push(x[200:201])
     assert end == 96 and win[-1, 0] == 200 and win[0, 0] == 0
 
 
@@ -121,13 +121,16 @@ def test_scaling_is_per_channel_or_shared_and_checks_the_shape():
         scale_values(np.zeros((4, 3)), pre)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"sample_rate_hz": 0}, "sample_rate_hz must be > 0"),
-    ({"window": 0}, "window must be >= 1"),
-    ({"stride": 0}, "stride must be >= 1"),
-    ({"channels": ()}, "channels must name at least one channel"),
-    ({"offset": (1.0, 2.0)}, "offset has 2 values; expected 1 or one per channel"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sample_rate_hz": 0}, "sample_rate_hz must be > 0"),
+        ({"window": 0}, "window must be >= 1"),
+        ({"stride": 0}, "stride must be >= 1"),
+        ({"channels": ()}, "channels must name at least one channel"),
+        ({"offset": (1.0, 2.0)}, "offset has 2 values; expected 1 or one per channel"),
+    ],
+)
 def test_bad_parameters_are_named(kwargs, message):
     args = dict(sample_rate_hz=32.0, window=96, stride=16, channels=("x", "y", "z"))
     args.update(kwargs)
@@ -138,7 +141,9 @@ def test_bad_parameters_are_named(kwargs, message):
 def test_json_round_trip_through_text():
     for pre in (
         Preprocessing(50.0, 128, 64, ("ax", "ay"), (9.81, 1.0), (0.0, -1.0), units="m/s^2"),
-        Preprocessing(32.0, 96, 16, ("x", "y", "z"), (3 / 63,), (-1.5,), mean=(0.1, 0.2, 0.3), std=(1, 2, 3), units="g"),
+        Preprocessing(
+            32.0, 96, 16, ("x", "y", "z"), (3 / 63,), (-1.5,), mean=(0.1, 0.2, 0.3), std=(1, 2, 3), units="g"
+        ),
     ):
         data = json.loads(json.dumps(pre.to_json()))
         assert Preprocessing.from_json(data) == pre
@@ -147,20 +152,35 @@ def test_json_round_trip_through_text():
         assert (data["normalisation"] is None) == (pre.mean is None)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.pop("sample_rate_hz"), "missing key 'sample_rate_hz'"),
-    (lambda d: d.pop("channels"), "missing key 'channels'"),
-    (lambda d: d["value_scaling"].pop("scale"), "missing key 'value_scaling.scale'"),
-    (lambda d: d["normalisation"].pop("std"), "missing key 'normalisation.std'"),
-    (lambda d: d.update(window="abc"), "'window' must be a whole number, got 'abc'"),
-    (lambda d: d.update(window=96.5), "'window' must be a whole number, got 96.5"),
-    (lambda d: d.update(channels="xyz"), "'channels' must be a list of channel names, got 'xyz'"),
-    (lambda d: d["value_scaling"].update(scale=0.5), "'value_scaling.scale' must be a list of numbers, got 0.5"),
-    (lambda d: d["normalisation"].update(mean=[0, "a", 0]), r"'normalisation.mean\[1\]' must be a number"),
-    (lambda d: d.update(value_scaling=[1.0]), "'value_scaling' must be an object"),
-    (lambda d: d.update(sample_rate_hz=None), "'sample_rate_hz' must be a number, got None"),
-], ids=["rate", "channels", "scale", "std", "window-text", "window-fraction", "channels-string", "scale-number",
-        "mean-item", "scaling-list", "rate-null"])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.pop("sample_rate_hz"), "missing key 'sample_rate_hz'"),
+        (lambda d: d.pop("channels"), "missing key 'channels'"),
+        (lambda d: d["value_scaling"].pop("scale"), "missing key 'value_scaling.scale'"),
+        (lambda d: d["normalisation"].pop("std"), "missing key 'normalisation.std'"),
+        (lambda d: d.update(window="abc"), "'window' must be a whole number, got 'abc'"),
+        (lambda d: d.update(window=96.5), "'window' must be a whole number, got 96.5"),
+        (lambda d: d.update(channels="xyz"), "'channels' must be a list of channel names, got 'xyz'"),
+        (lambda d: d["value_scaling"].update(scale=0.5), "'value_scaling.scale' must be a list of numbers, got 0.5"),
+        (lambda d: d["normalisation"].update(mean=[0, "a", 0]), r"'normalisation.mean\[1\]' must be a number"),
+        (lambda d: d.update(value_scaling=[1.0]), "'value_scaling' must be an object"),
+        (lambda d: d.update(sample_rate_hz=None), "'sample_rate_hz' must be a number, got None"),
+    ],
+    ids=[
+        "rate",
+        "channels",
+        "scale",
+        "std",
+        "window-text",
+        "window-fraction",
+        "channels-string",
+        "scale-number",
+        "mean-item",
+        "scaling-list",
+        "rate-null",
+    ],
+)
 def test_from_json_errors_name_the_key(edit, message):
     data = Preprocessing(32.0, 96, 16, ("x", "y", "z"), (3 / 63,), (-1.5,), mean=(0, 0, 1), std=(1, 1, 2)).to_json()
     edit(data)

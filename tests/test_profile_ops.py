@@ -24,7 +24,9 @@ def _convert(model, tf, int8: bool) -> bytes:
     if int8:
         rng = np.random.default_rng(0)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([rng.standard_normal((1, WINDOW, CHANNELS)).astype(np.float32)] for _ in range(16))
+        converter.representative_dataset = lambda: (
+            [rng.standard_normal((1, WINDOW, CHANNELS)).astype(np.float32)] for _ in range(16)
+        )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
@@ -126,7 +128,12 @@ def test_cli_prints_the_table_and_writes_json(tiny_models, tmp_path, capsys):
     out = tmp_path / "profile.json"
     data = tmp_path / "windows.npy"
     np.save(data, np.zeros((2, WINDOW, CHANNELS), np.float32))
-    assert profile_ops.main([str(tiny_models["fused_int8"]), "--input", str(data), "--runs", "10", "--warmup", "2", "--json", str(out)]) == 0
+    assert (
+        profile_ops.main(
+            [str(tiny_models["fused_int8"]), "--input", str(data), "--runs", "10", "--warmup", "2", "--json", str(out)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in printed and "method isolated" in printed
     saved = json.loads(out.read_text())

@@ -133,13 +133,17 @@ def test_every_variant_has_the_lstm_unrolled_into_ops_xnnpack_runs(converted, tr
 def test_the_fused_lstm_export_keeps_one_lstm_op_and_converts_to_full_integer(trained_small_model, tmp_path):
     static, x, y, model, config = trained_small_model
     fused = static_batch_copy(model, dataclasses.replace(config, lstm_export="fused"))
-    out = {c.name: c for c in convert_variants(fused, [VARIANTS["float32"], VARIANTS["int8"]], calibration_windows(x, y, 60))}
+    out = {
+        c.name: c
+        for c in convert_variants(fused, [VARIANTS["float32"], VARIANTS["int8"]], calibration_windows(x, y, 60))
+    }
     for variant in out.values():
         assert variant.extra["ops"].get("UNIDIRECTIONAL_SEQUENCE_LSTM") == 1 and "WHILE" not in variant.extra["ops"]
     assert out["int8"].extra["float_ops"] == {}
     # Same weights as the unrolled form: the same float predictions.
-    np.testing.assert_allclose(load(out["float32"], tmp_path).predict_batch(x[:20]),
-                               static.predict(x[:20], batch_size=1, verbose=0), atol=1e-4)
+    np.testing.assert_allclose(
+        load(out["float32"], tmp_path).predict_batch(x[:20]), static.predict(x[:20], batch_size=1, verbose=0), atol=1e-4
+    )
 
 
 def test_int8_is_full_integer_with_int8_io(converted, tmp_path):
@@ -186,8 +190,13 @@ def test_a_dynamic_batch_model_is_refused(trained_small_model):
 
 def test_a_variant_that_claims_full_integer_but_is_not_is_refused(trained_small_model):
     static, x, y, _, _ = trained_small_model
-    fake = VariantSpec("fake_int8", "full_integer_int8", "dynamic range pretending", VARIANTS["dynamic_range"].configure,
-                       full_integer=True)
+    fake = VariantSpec(
+        "fake_int8",
+        "full_integer_int8",
+        "dynamic range pretending",
+        VARIANTS["dynamic_range"].configure,
+        full_integer=True,
+    )
     with pytest.raises(ConversionError, match="declared full-integer but these ops still compute in float"):
         convert_variants(static, [fake])
 

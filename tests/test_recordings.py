@@ -87,7 +87,18 @@ def test_header_line_is_kept_apart_and_line_numbers_count_it(tmp_path):
         ("a b c\n", r"r\.txt: a header line \(a, b, c\) but no samples"),
         ("1 b c\n2 3 4\n", r"r\.txt:1: text 'b' in a number column"),
     ],
-    ids=["ragged", "text", "nan", "empty-field", "late-header", "too-many", "empty", "blank", "header-only", "half-header"],
+    ids=[
+        "ragged",
+        "text",
+        "nan",
+        "empty-field",
+        "late-header",
+        "too-many",
+        "empty",
+        "blank",
+        "header-only",
+        "half-header",
+    ],
 )
 def test_bad_lines_are_named_by_file_and_line(tmp_path, body, expected):
     f = write(tmp_path / "r.txt", body)
@@ -174,7 +185,11 @@ def test_folder_classes_files_and_model_trials(tmp_path):
         ("Walk", "Accelerometer-2011-01-01-00-00-02-walk-m2.txt"),
     ]
     recs = load_folder_recordings(root, sample_rate_hz=32.0)
-    assert [(r.label, len(r), r.sample_rate_hz) for r in recs] == [("Sit", 2, 32.0), ("Walk", 4, 32.0), ("Walk", 5, 32.0)]
+    assert [(r.label, len(r), r.sample_rate_hz) for r in recs] == [
+        ("Sit", 2, 32.0),
+        ("Walk", 4, 32.0),
+        ("Walk", 5, 32.0),
+    ]
     assert recs[0].source == str(root / "Sit" / "Accelerometer-2011-01-01-00-00-03-sit-f1.csv")
     with_model = load_folder_recordings(root, include_model=True)
     assert [r.label for r in with_model] == ["Sit", "Walk", "Walk", "Walk"]
@@ -244,14 +259,27 @@ def long_csv(tmp_path: Path, delimiter: str = ",", decimal: str = ".") -> Path:
     return write(tmp_path / "long.csv", "\n".join(rows) + "\n")
 
 
-@pytest.mark.parametrize("delimiter, decimal", [(",", "."), (";", ","), ("\t", "."), (" ", ".")],
-                         ids=["comma", "semicolon-decimal-comma", "tab", "space"])
+@pytest.mark.parametrize(
+    "delimiter, decimal",
+    [(",", "."), (";", ","), ("\t", "."), (" ", ".")],
+    ids=["comma", "semicolon-decimal-comma", "tab", "space"],
+)
 def test_long_csv_groups_consecutive_label_and_subject(tmp_path, delimiter, decimal):
     path = long_csv(tmp_path, delimiter, decimal)
     table = read_long_csv(path, label_col="label", subject_col="subject", timestamp_col="t")
     recs = table.recordings
-    assert [(r.label, r.subject, len(r)) for r in recs] == [("walk", "a", 5), ("sit", "a", 4), ("walk", "a", 3), ("walk", "b", 2)]
-    assert [r.source for r in recs] == [f"{path}:rows 2-6", f"{path}:rows 7-10", f"{path}:rows 11-13", f"{path}:rows 14-15"]
+    assert [(r.label, r.subject, len(r)) for r in recs] == [
+        ("walk", "a", 5),
+        ("sit", "a", 4),
+        ("walk", "a", 3),
+        ("walk", "b", 2),
+    ]
+    assert [r.source for r in recs] == [
+        f"{path}:rows 2-6",
+        f"{path}:rows 7-10",
+        f"{path}:rows 11-13",
+        f"{path}:rows 14-15",
+    ]
     assert table.channels == ("ax", "ay")  # "note" is not numeric, t/label/subject are taken
     assert recs[0].samples[:, 0].tolist() == [0.5, 1.5, 2.5, 3.5, 4.5]
     assert recs[0].samples[:, 1].tolist() == [-0.25, -1.25, -2.25, -3.25, -4.25]
@@ -296,7 +324,9 @@ def test_long_csv_structure_errors(tmp_path, text, expected):
 
 def test_long_csv_channel_count_for_the_device(tmp_path):
     with pytest.raises(RecordingError, match="2 channel columns, the model takes 3"):
-        load_long_csv_recordings(long_csv(tmp_path), label_col="label", subject_col="subject", timestamp_col="t", n_channels=3)
+        load_long_csv_recordings(
+            long_csv(tmp_path), label_col="label", subject_col="subject", timestamp_col="t", n_channels=3
+        )
 
 
 def test_millisecond_timestamps_warn(tmp_path, caplog):

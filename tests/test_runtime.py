@@ -27,8 +27,12 @@ def heldout(tmp_path_factory):
     from tests.plugins.bundle import TINY_CLASSES
 
     root = write_synthetic_imu_dataset(
-        tmp_path_factory.mktemp("heldout") / "data", classes=TINY_CLASSES, recordings_per_class=2, subjects=2,
-        seconds=(5.0, 7.0), seed=77,
+        tmp_path_factory.mktemp("heldout") / "data",
+        classes=TINY_CLASSES,
+        recordings_per_class=2,
+        subjects=2,
+        seconds=(5.0, 7.0),
+        seed=77,
     )
     return load_folder_recordings(root)
 
@@ -117,7 +121,9 @@ def test_physical_units_with_scale_override_match_raw_codes(runtime, heldout):
     pre = runtime.pre
     in_g = rec.samples * np.float32(pre.scale[0]) + np.float32(pre.offset[0])  # what an IMU driver delivers
     raw = [w.data for w in runtime.windowing().push(Chunk(rec.samples, 0.0, 0.0, segment_start=True))]
-    phys = [w.data for w in runtime.windowing(scale=[1.0], offset=[0.0]).push(Chunk(in_g, 0.0, 0.0, segment_start=True))]
+    phys = [
+        w.data for w in runtime.windowing(scale=[1.0], offset=[0.0]).push(Chunk(in_g, 0.0, 0.0, segment_start=True))
+    ]
     np.testing.assert_allclose(np.stack(phys), np.stack(raw), atol=1e-4)
 
 

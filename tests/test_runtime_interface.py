@@ -39,16 +39,29 @@ def tiny_video_bundle(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("iface-video")
     clips = write_synthetic_clip_dataset(
-        root / "clips", classes=("bounce", "orbit", "sweep"), clips_per_class=4, seconds=(2.0, 2.5), fps=10,
-        size=(48, 36), seed=5,
+        root / "clips",
+        classes=("bounce", "orbit", "sweep"),
+        clips_per_class=4,
+        seconds=(2.0, 2.5),
+        fps=10,
+        size=(48, 36),
+        seed=5,
     )
     options = VideoConvertOptions(
-        out=root / "bundle", data=clips, fps=10, stride=2,
-        model=VideoModelConfig(backbone="plain", weights="none", input_size=32, conv_filters=(4,), frames=4,
-                               lstm_units=(4,), dropout=0.0),
+        out=root / "bundle",
+        data=clips,
+        fps=10,
+        stride=2,
+        model=VideoModelConfig(
+            backbone="plain", weights="none", input_size=32, conv_filters=(4,), frames=4, lstm_units=(4,), dropout=0.0
+        ),
         train=TrainConfig(epochs=1, batch_size=16, patience=1, verbose=0),
-        variants=("float32",), default_variant="float32", calibration_size=10, allow_int8_drop=True,
-        progress=False, command="pytest tiny_video_bundle",
+        variants=("float32",),
+        default_variant="float32",
+        calibration_size=10,
+        allow_int8_drop=True,
+        progress=False,
+        command="pytest tiny_video_bundle",
     )
     return run_convert_video(options)
 
@@ -58,7 +71,8 @@ def _config(tmp_path: Path, bundle: Path, interpreter: dict[str, Any], camera: b
         "device_id": "iface-test",
         "bundle": str(bundle),
         "interpreter": interpreter,
-        "source": {"type": "camera", "device": "/dev/video0"} if camera
+        "source": {"type": "camera", "device": "/dev/video0"}
+        if camera
         else {"type": "replay", "path": str(tmp_path), "format": "folder"},
         "smoothing": {"window": 1},
     }
@@ -87,14 +101,20 @@ def recording_backend(monkeypatch) -> list[tuple[str, list[_RecordedDelegate]]]:
         loaded.append((Path(kwargs["model_path"]).name, delegates))
         return real.interpreter_cls(**kwargs)
 
-    spy = Backend("recording", real.version, interpreter_cls, lambda library, options: _RecordedDelegate(library, options))
+    spy = Backend(
+        "recording", real.version, interpreter_cls, lambda library, options: _RecordedDelegate(library, options)
+    )
     monkeypatch.setattr(interp, "select_backend", lambda preference="auto": spy)
     return loaded
 
 
 def test_interpreter_config_builds_one_options_object(tmp_path, tiny_video_bundle):
-    cfg = _config(tmp_path, tiny_video_bundle, {"num_threads": 2, "delegate": DELEGATE,
-                                                "delegate_options": DELEGATE_OPTIONS, "verify_sha256": False}, True)
+    cfg = _config(
+        tmp_path,
+        tiny_video_bundle,
+        {"num_threads": 2, "delegate": DELEGATE, "delegate_options": DELEGATE_OPTIONS, "verify_sha256": False},
+        True,
+    )
     options = cfg.interpreter.options()
     assert options == InterpreterOptions("auto", 2, DELEGATE, DELEGATE_OPTIONS, False)
     with pytest.raises(TypeError):
@@ -138,9 +158,13 @@ def test_sensor_bundle_receives_the_configured_delegate_options(tmp_path, tiny_b
     ]
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # litert Delegate.__del__ on a failed load
+@pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnraisableExceptionWarning"
+)  # litert Delegate.__del__ on a failed load
 def test_a_missing_delegate_library_fails_the_video_bundle_loudly(tmp_path, tiny_video_bundle):
     """With the real backend: the delegate is really opened, and its absence is an error naming it."""
-    cfg = _config(tmp_path, tiny_video_bundle, {"delegate": "libedgetpu-absent.so.1", "delegate_options": DELEGATE_OPTIONS}, True)
+    cfg = _config(
+        tmp_path, tiny_video_bundle, {"delegate": "libedgetpu-absent.so.1", "delegate_options": DELEGATE_OPTIONS}, True
+    )
     with pytest.raises(InterpreterError, match="cannot load delegate 'libedgetpu-absent.so.1'"):
         load_runtime(cfg)

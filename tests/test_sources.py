@@ -24,7 +24,9 @@ from edge_har.device.sources.base import Chunk, MalformedCounter, SampleChecker,
 from edge_har.device.sources.replay import ReplaySource
 
 
-def drain(source: Source, until_samples: Optional[int] = None, timeout: float = 10.0, chunks: Optional[list] = None) -> list[Chunk]:
+def drain(
+    source: Source, until_samples: Optional[int] = None, timeout: float = 10.0, chunks: Optional[list] = None
+) -> list[Chunk]:
     """Read chunks until the source finishes, ``until_samples`` arrived, or ``timeout`` passes."""
     out = [] if chunks is None else chunks
     deadline = time.monotonic() + timeout
@@ -145,7 +147,9 @@ def test_replay_csv_format_and_valid_range(tmp_path):
     rows += [f"{i / 50:.2f},Sit,0,0,{i}" for i in range(5)]
     rows += [f"{(5 + i) / 50:.2f},Walk,1,1,{60 * i}" for i in range(4)]  # 120 and 180 are out of range
     data.write_text("\n".join(rows) + "\n")
-    source = replay(data, format="csv", label_col="activity", timestamp_col="t", realtime=False, valid_range=(-100, 100))
+    source = replay(
+        data, format="csv", label_col="activity", timestamp_col="t", realtime=False, valid_range=(-100, 100)
+    )
     assert source.rate_hz == pytest.approx(50.0)  # from the timestamp column
     chunks = drain(source)
     assert [(c.label, len(c)) for c in chunks] == [("Sit", 5), ("Walk", 2)]
@@ -161,6 +165,7 @@ def test_replay_of_a_missing_or_empty_path_is_a_source_error(tmp_path):
 
 
 # ====================================================================== serial over a pty pair
+
 
 class FakeMicrocontroller:
     """The master side of a pty standing in for a microcontroller on USB serial.

@@ -24,8 +24,15 @@ def dataset(counts: dict[str, int], subjects=("f1", "m2", "m3"), n: int = 40, **
         for k in range(count):
             i = len(recs)
             samples = np.full((n, 2), i, np.float32)
-            recs.append(Recording(samples, label, str(ROOT / label / f"r{k:02d}-{subjects[k % len(subjects)]}.txt"),
-                                  subjects[k % len(subjects)], None))
+            recs.append(
+                Recording(
+                    samples,
+                    label,
+                    str(ROOT / label / f"r{k:02d}-{subjects[k % len(subjects)]}.txt"),
+                    subjects[k % len(subjects)],
+                    None,
+                )
+            )
     return Dataset("mem", ROOT, recs, sorted(counts), ("a", "b"), 10.0, **extra)
 
 
@@ -100,12 +107,17 @@ def test_describe_lets_a_bundle_recreate_the_test_split():
 
 def test_class_with_too_few_recordings_is_named():
     ds = dataset({"A": 5, "Rare": 2})
-    with pytest.raises(SplitError, match=r"class 'Rare' has 2 recording\(s\); a split into train/validation/test needs "
-                                         r"at least 3, one per side.*--val-fraction 0"):
+    with pytest.raises(
+        SplitError,
+        match=r"class 'Rare' has 2 recording\(s\); a split into train/validation/test needs "
+        r"at least 3, one per side.*--val-fraction 0",
+    ):
         split_recordings(ds)
     split = split_recordings(ds, val_fraction=0.0)
     assert len(split.val) == 0 and {ds.recordings[i].label for i in split.test} == {"A", "Rare"}
-    with pytest.raises(SplitError, match=r"class 'Lone' has 1 recording\(s\); a split into train/test needs at least 2"):
+    with pytest.raises(
+        SplitError, match=r"class 'Lone' has 1 recording\(s\); a split into train/test needs at least 2"
+    ):
         split_recordings(dataset({"A": 5, "Lone": 1}), val_fraction=0.0)
 
 
@@ -116,14 +128,17 @@ def test_small_classes_keep_one_recording_for_training():
     assert all(per_class["train"][c] >= 1 and per_class["test"][c] >= 1 and per_class["val"][c] >= 1 for c in "AB")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"test_fraction": 0.0}, r"--test-fraction must be in \(0, 1\)"),
-    ({"test_fraction": 1.0}, r"--test-fraction must be in \(0, 1\)"),
-    ({"val_fraction": -0.1}, r"--val-fraction must be in \[0, 1\)"),
-    ({"test_fraction": 0.6, "val_fraction": 0.5}, r"must be < 1, got 1.1"),
-    ({"method": "random"}, r"--split 'random': unknown; choose one of recording, subject, predefined"),
-    ({"test_subjects": ["f1"]}, r"--test-subjects / --val-subjects need --split subject"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"test_fraction": 0.0}, r"--test-fraction must be in \(0, 1\)"),
+        ({"test_fraction": 1.0}, r"--test-fraction must be in \(0, 1\)"),
+        ({"val_fraction": -0.1}, r"--val-fraction must be in \[0, 1\)"),
+        ({"test_fraction": 0.6, "val_fraction": 0.5}, r"must be < 1, got 1.1"),
+        ({"method": "random"}, r"--split 'random': unknown; choose one of recording, subject, predefined"),
+        ({"test_subjects": ["f1"]}, r"--test-subjects / --val-subjects need --split subject"),
+    ],
+)
 def test_bad_split_options(kwargs, message):
     with pytest.raises(SplitError, match=message):
         split_recordings(dataset({"A": 6}), **kwargs)
@@ -203,8 +218,17 @@ def predefined_dataset(train_subjects=("s1", "s3", "s5", "s6"), test_subjects=("
                     recs.append(Recording(np.zeros((128, 2), np.float32), label, source, s, 50.0))
                     split[source] = side
                     groups.append(f"{side}:{s}:{label}")
-    return Dataset("uci-har", ROOT, recs, ["SITTING", "WALKING"], ("a", "b"), 50.0, native_window=128,
-                   predefined_split=split, split_groups=groups)
+    return Dataset(
+        "uci-har",
+        ROOT,
+        recs,
+        ["SITTING", "WALKING"],
+        ("a", "b"),
+        50.0,
+        native_window=128,
+        predefined_split=split,
+        split_groups=groups,
+    )
 
 
 def test_predefined_split_is_the_default_where_there_is_one():
@@ -256,10 +280,12 @@ def test_cli_bad_combinations(capsys):
         split_from_args(parse(["--test-subjects", "f1", "--test-fraction", "0.3"]), ds)
     with pytest.raises(SplitError, match=r"--test-subjects / --val-subjects need --split subject \(not recording\)"):
         split_from_args(parse(["--split", "recording", "--test-subjects", "f1"]), ds)
-    for argv, message in [(["--test-fraction", "1.5"], "expected a fraction in [0, 1)"),
-                          (["--val-fraction", "x"], "expected a fraction between 0 and 1"),
-                          (["--split", "random"], "invalid choice"),
-                          (["--test-subjects", "a,,b"], "without empty entries")]:
+    for argv, message in [
+        (["--test-fraction", "1.5"], "expected a fraction in [0, 1)"),
+        (["--val-fraction", "x"], "expected a fraction between 0 and 1"),
+        (["--split", "random"], "invalid choice"),
+        (["--test-subjects", "a,,b"], "without empty entries"),
+    ]:
         with pytest.raises(SystemExit):
             parse(argv)
         assert message in capsys.readouterr().err

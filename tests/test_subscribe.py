@@ -25,8 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 def pred(seq: int, device: str, label: str = "Walk") -> dict:
     other = "Sit" if label != "Sit" else "Walk"
     return prediction_payload(
-        device_id=device, model_id="test-model", seq=seq, window_end_ts=time.time(), label=label, confidence=0.875,
-        probabilities={label: 0.875, other: 0.125}, inference_ms=0.61, e2e_ms=4.25,
+        device_id=device,
+        model_id="test-model",
+        seq=seq,
+        window_end_ts=time.time(),
+        label=label,
+        confidence=0.875,
+        probabilities={label: 0.875, other: 0.125},
+        inference_ms=0.61,
+        e2e_ms=4.25,
     )
 
 
@@ -98,8 +105,14 @@ def test_lines_mode_with_count_and_jsonl(mosquitto_broker, publisher_for, tmp_pa
     jsonl = tmp_path / "predictions.jsonl"
     jsonl.write_text('{"earlier": "line kept"}\n')  # --jsonl appends
     sub = Subscribe(
-        "--broker", f"{mosquitto_broker.host}:{mosquitto_broker.port}", "--count", "4", "--jsonl", str(jsonl),
-        "--timeout", "20",
+        "--broker",
+        f"{mosquitto_broker.host}:{mosquitto_broker.port}",
+        "--count",
+        "4",
+        "--jsonl",
+        str(jsonl),
+        "--timeout",
+        "20",
     )
     sub.wait_listening()
     kitchen, hall = publisher_for("pi-kitchen"), publisher_for("pi-hall")
@@ -121,12 +134,26 @@ def test_lines_mode_with_count_and_jsonl(mosquitto_broker, publisher_for, tmp_pa
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert records[0] == {"earlier": "line kept"}
     assert len(records) == 5 and all(validate_prediction(r) == [] for r in records[1:])
-    assert {(r["device_id"], r["seq"]) for r in records[1:]} == {("pi-kitchen", 0), ("pi-kitchen", 1), ("pi-hall", 0), ("pi-hall", 1)}
+    assert {(r["device_id"], r["seq"]) for r in records[1:]} == {
+        ("pi-kitchen", 0),
+        ("pi-kitchen", 1),
+        ("pi-hall", 0),
+        ("pi-hall", 1),
+    }
 
 
 def test_table_mode_shows_each_devices_current_activity(mosquitto_broker, publisher_for):
     kitchen = publisher_for("pi-kitchen")  # its retained "online" is there before the viewer starts
-    sub = Subscribe("--broker", f"{mosquitto_broker.host}:{mosquitto_broker.port}", "--mode", "table", "--count", "3", "--timeout", "20")
+    sub = Subscribe(
+        "--broker",
+        f"{mosquitto_broker.host}:{mosquitto_broker.port}",
+        "--mode",
+        "table",
+        "--count",
+        "3",
+        "--timeout",
+        "20",
+    )
     sub.wait_listening()
     hall = publisher_for("pi-hall")
     kitchen.publish_prediction(pred(0, "pi-kitchen", "Walk"))
@@ -152,7 +179,9 @@ def edge_har(*args: str) -> int:
 
 
 def test_timeout_before_count_exits_1(mosquitto_broker, capsys):
-    code = edge_har("subscribe", "--broker", f"{mosquitto_broker.host}:{mosquitto_broker.port}", "--count", "2", "--timeout", "1")
+    code = edge_har(
+        "subscribe", "--broker", f"{mosquitto_broker.host}:{mosquitto_broker.port}", "--count", "2", "--timeout", "1"
+    )
     assert code == 1 and "timeout: 0 of 2 predictions arrived in 1 s" in capsys.readouterr().err
 
 
@@ -160,18 +189,28 @@ def test_auth_options_and_a_refused_login(mosquitto_auth_broker, tmp_path, monke
     good = tmp_path / "viewer.pass"
     good.write_text(TEST_USERS["viewer"] + "\n")
     broker = f"{mosquitto_auth_broker.host}:{mosquitto_auth_broker.port}"
-    code = edge_har("subscribe", "--broker", broker, "--username", "viewer", "--password-file", str(good), "--timeout", "0.5")
+    code = edge_har(
+        "subscribe", "--broker", broker, "--username", "viewer", "--password-file", str(good), "--timeout", "0.5"
+    )
     assert code == 0 and "listening on" in capsys.readouterr().err
 
     monkeypatch.setenv("EDGE_HAR_SUB_PW", "wrong-pw")
-    code = edge_har("subscribe", "--broker", broker, "--username", "viewer", "--password-env", "EDGE_HAR_SUB_PW", "--timeout", "10")
+    code = edge_har(
+        "subscribe", "--broker", broker, "--username", "viewer", "--password-env", "EDGE_HAR_SUB_PW", "--timeout", "10"
+    )
     err = capsys.readouterr().err
     assert code == 1 and "refused the connection" in err and "wrong-pw" not in err
 
 
 def test_tls_options(mosquitto_tls_broker, tls_files, capsys):
     code = edge_har(
-        "subscribe", "--broker", f"localhost:{mosquitto_tls_broker.port}", "--ca-file", str(tls_files.ca_file), "--timeout", "0.5"
+        "subscribe",
+        "--broker",
+        f"localhost:{mosquitto_tls_broker.port}",
+        "--ca-file",
+        str(tls_files.ca_file),
+        "--timeout",
+        "0.5",
     )
     err = capsys.readouterr().err
     assert code == 0 and "TLS" in err and "listening on" in err
@@ -183,7 +222,10 @@ def test_bad_arguments_exit_2_naming_the_option(capsys):
         (["--password-env", "X"], "needs a username"),
         (["--count", "0"], "--count"),
         (["--ca-file", "/no/such_ca.crt"], "--ca-file: /no/such_ca.crt does not exist"),
-        (["--username", "u", "--password-env", "EDGE_HAR_UNSET_VAR"], "--password-env: environment variable EDGE_HAR_UNSET_VAR"),
+        (
+            ["--username", "u", "--password-env", "EDGE_HAR_UNSET_VAR"],
+            "--password-env: environment variable EDGE_HAR_UNSET_VAR",
+        ),
     ):
         code = edge_har("subscribe", *args, "--timeout", "1")
         err = capsys.readouterr().err

@@ -46,7 +46,9 @@ SPEC = FrameSpec(height=24, width=32, fps=10, window=6, stride=3)
 
 
 def test_frame_spec_round_trips_through_bundle_preprocessing():
-    spec = FrameSpec(96, 128, fps=12.5, window=8, stride=2, scale=1 / 127.5, offset=-1.0, fit="crop", interpolation="linear")
+    spec = FrameSpec(
+        96, 128, fps=12.5, window=8, stride=2, scale=1 / 127.5, offset=-1.0, fit="crop", interpolation="linear"
+    )
     data = spec.to_json()
     # The generic reader (sensor Preprocessing) understands a video bundle's preprocessing.
     pre = Preprocessing.from_json(data)
@@ -263,6 +265,8 @@ def test_real_kth_clips_decode_avi_and_h264_mp4():
         assert fps == pytest.approx(25.0)
         assert decoded == declared and len(frames) == decoded, path  # every frame decodes
         assert frames.std() > 5  # real picture content, not a blank stream
-    ds = load_video_dataset(KTH, FrameSpec(32, 32, fps=10, window=8, stride=4), subject_regex=r"person(\d+)", progress=False)
+    ds = load_video_dataset(
+        KTH, FrameSpec(32, 32, fps=10, window=8, stride=4), subject_regex=r"person(\d+)", progress=False
+    )
     assert set(ds.labels) <= {"boxing", "handclapping", "handwaving", "jogging", "running", "walking"}
     assert not ds.skipped_files and all(c.subject for c in ds.clips)

@@ -39,8 +39,13 @@ INT8_TOL = 0.05
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> Path:
     return write_synthetic_clip_dataset(
-        tmp_path_factory.mktemp("video-data") / "shapes", classes=CLASSES, clips_per_class=8,
-        seconds=(2.5, 3.5), fps=10, size=(64, 48), seed=3,
+        tmp_path_factory.mktemp("video-data") / "shapes",
+        classes=CLASSES,
+        clips_per_class=8,
+        seconds=(2.5, 3.5),
+        fps=10,
+        size=(64, 48),
+        seed=3,
     )
 
 
@@ -50,13 +55,47 @@ def video_bundle(clips, tmp_path_factory) -> Path:
     from edge_har.cli import main
 
     out = tmp_path_factory.mktemp("video-bundle") / "shapes-video"
-    code = main([
-        "--log-level", "WARNING", "convert-video", "--data", str(clips), "--fps", "10", "--stride", "2",
-        "--backbone", "plain", "--input-size", "32", "--conv-filters", "8,16", "--frames", "8",
-        "--lstm-units", "16", "--dropout", "0.1", "--epochs", "15", "--batch-size", "16", "--patience", "15",
-        "--learning-rate", "1e-3",
-        "--variants", "float32,int8", "--calibration-size", "50", "--clip-model", "--no-progress", "--out", str(out),
-    ])
+    code = main(
+        [
+            "--log-level",
+            "WARNING",
+            "convert-video",
+            "--data",
+            str(clips),
+            "--fps",
+            "10",
+            "--stride",
+            "2",
+            "--backbone",
+            "plain",
+            "--input-size",
+            "32",
+            "--conv-filters",
+            "8,16",
+            "--frames",
+            "8",
+            "--lstm-units",
+            "16",
+            "--dropout",
+            "0.1",
+            "--epochs",
+            "15",
+            "--batch-size",
+            "16",
+            "--patience",
+            "15",
+            "--learning-rate",
+            "1e-3",
+            "--variants",
+            "float32,int8",
+            "--calibration-size",
+            "50",
+            "--clip-model",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     return out
 
@@ -99,7 +138,11 @@ def test_bundle_holds_an_encoder_and_a_head_per_variant(video_bundle):
     assert int8["encoder"].meta["input"]["dtype"] == "int8" and int8["head"].meta["input"]["dtype"] == "int8"
     # The head's LSTM unrolled (the default lstm_export), like the sensor model's: 8 steps, no fused op.
     head_ops = int8["head"].meta["ops"]
-    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in head_ops and head_ops["TANH"] == 2 * 8 and not int8["head"].meta["float_ops"]
+    assert (
+        "UNIDIRECTIONAL_SEQUENCE_LSTM" not in head_ops
+        and head_ops["TANH"] == 2 * 8
+        and not int8["head"].meta["float_ops"]
+    )
     assert doc["variants"]["int8"]["head_calibration"].endswith("encoded by encoder_int8.tflite")
     # accuracy of every variant, measured as the device streams it, and the gate's record
     assert doc["metrics"]["variants"]["float32"]["accuracy"] >= 0.9
@@ -184,7 +227,9 @@ def test_streaming_a_clip_file_equals_the_training_windows(video_bundle, clips):
     tripled = [f for f in raw for _ in range(3)]
     got30 = [p for i, frame in enumerate(tripled) if (p := fast.push(frame, i / 30.0)) is not None]
     assert fast.windowing.frames_skipped_rate == 2 * len(raw)
-    np.testing.assert_allclose(np.stack([[p.probabilities[lb] for lb in bundle.labels] for p in got30]), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        np.stack([[p.probabilities[lb] for lb in bundle.labels] for p in got30]), expected, atol=1e-5
+    )
 
 
 def test_gate_refuses_int8_below_the_limit(video_bundle, clips):
@@ -242,8 +287,13 @@ def test_daemon_streams_a_clip_file_as_its_camera(video_bundle, mosquitto_broker
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     listener = mqtt_listener(mosquitto_broker, ["edge-har/cam-test/#"])
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "edge_har", "run", "--config", str(cfg)], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_har", "run", "--config", str(cfg)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     preds = listener.wait_count("edge-har/cam-test/prediction", 55, timeout=10)
     payloads = [m.json() for m in preds]

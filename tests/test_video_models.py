@@ -23,7 +23,9 @@ from edge_har.convert.video_models import (  # noqa: E402
     float32_copy,
 )
 
-TINY = VideoModelConfig(backbone="plain", weights="none", input_size=32, conv_filters=(8, 16), frames=6, lstm_units=(12,))
+TINY = VideoModelConfig(
+    backbone="plain", weights="none", input_size=32, conv_filters=(8, 16), frames=6, lstm_units=(12,)
+)
 
 
 def test_config_checks_name_the_problem():
@@ -74,8 +76,18 @@ def test_image_seq_reads_the_feature_map_as_a_sequence():
     mobile = build_video_model(VideoModelConfig(mode="image-seq", frames=1, weights="none", alpha=0.35), n_classes=4)
     assert mobile.feature_shape == (49, 1280)  # 224 px -> 7x7 positions of 1280 channels
     assert mobile.head.get_layer("lstm1").input_shape == (None, 49, 1280)
-    plain = build_video_model(VideoModelConfig(mode="image-seq", frames=1, backbone="plain", weights="none",
-                                               input_size=32, conv_filters=(8, 16), feature_dim=8), n_classes=2)
+    plain = build_video_model(
+        VideoModelConfig(
+            mode="image-seq",
+            frames=1,
+            backbone="plain",
+            weights="none",
+            input_size=32,
+            conv_filters=(8, 16),
+            feature_dim=8,
+        ),
+        n_classes=2,
+    )
     assert plain.feature_shape == (64, 16)  # 32 px after two 2x2 pools -> 8x8 positions
     assert plain.head.get_layer("lstm1").input_shape == (None, 64, 8)  # after the kernel-1 projection
 
@@ -88,7 +100,9 @@ def test_mobilenetv2_weights_from_a_file(tmp_path):
     loaded = build_backbone(VideoModelConfig(weights=str(path), alpha=0.35, input_size=96))
     for a, b in zip(source.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
-    pretrained = build_video_model(VideoModelConfig(weights=str(path), alpha=0.35, input_size=96, frames=4), n_classes=2)
+    pretrained = build_video_model(
+        VideoModelConfig(weights=str(path), alpha=0.35, input_size=96, frames=4), n_classes=2
+    )
     # A pretrained backbone is frozen: only the head (and nothing of MobileNetV2) trains.
     trainable = {w.name.split("/")[0] for w in pretrained.whole.trainable_weights}
     assert trainable and all(not n.startswith(("Conv", "block", "expanded", "bn_Conv")) for n in trainable)
@@ -119,8 +133,17 @@ def test_image_seq_pipeline_with_a_frozen_backbone(tmp_path):
     from edge_har.device.video_runtime import VideoModels, VideoRuntime
 
     data = write_synthetic_image_dataset(tmp_path / "imgs", classes=("sweep", "bounce", "pulse"), images_per_class=24)
-    base = VideoModelConfig(mode="image-seq", frames=1, backbone="plain", weights="none", input_size=32,
-                            conv_filters=(8, 16), feature_dim=8, lstm_units=(12,), dropout=0.0)
+    base = VideoModelConfig(
+        mode="image-seq",
+        frames=1,
+        backbone="plain",
+        weights="none",
+        input_size=32,
+        conv_filters=(8, 16),
+        feature_dim=8,
+        lstm_units=(12,),
+        dropout=0.0,
+    )
     weights = tmp_path / "plain.h5"
     import tf_keras
 
@@ -129,9 +152,15 @@ def test_image_seq_pipeline_with_a_frozen_backbone(tmp_path):
     config = VideoModelConfig(**{**base.__dict__, "weights": str(weights)})
     assert config.freeze_backbone
     options = VideoConvertOptions(
-        out=tmp_path / "bundle", data=data, model=config, variants=("float32",), default_variant="float32",
+        out=tmp_path / "bundle",
+        data=data,
+        model=config,
+        variants=("float32",),
+        default_variant="float32",
         train=TrainConfig(epochs=25, batch_size=8, patience=25, learning_rate=5e-3, verbose=0),
-        calibration_size=10, progress=False, command="test",
+        calibration_size=10,
+        progress=False,
+        command="test",
     )
     out = run_convert_video(options)
     bundle = Bundle.load(out)

@@ -60,7 +60,16 @@ from edge_har.core.preprocessing import Preprocessing, PreprocessingError
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
 KINDS = ("sensor", "video")
-REQUIRED_KEYS = ("schema_version", "model_id", "kind", "labels", "input", "preprocessing", "variants", "default_variant")
+REQUIRED_KEYS = (
+    "schema_version",
+    "model_id",
+    "kind",
+    "labels",
+    "input",
+    "preprocessing",
+    "variants",
+    "default_variant",
+)
 VARIANT_KEYS = ("file", "sha256", "size_bytes", "quantization", "input", "output")
 PART_KEYS = ("file", "sha256", "size_bytes", "input", "output")  # each entry of a split variant's "parts"
 
@@ -97,7 +106,9 @@ class Variant:
     def files(self) -> list[tuple[str, Path, int, str]]:
         """(bundle.json key, path, size, sha256) of every file the variant needs."""
         if self.parts:
-            return [(f"variants.{self.name}.parts.{p.name}", p.file, p.size_bytes, p.sha256) for p in self.parts.values()]
+            return [
+                (f"variants.{self.name}.parts.{p.name}", p.file, p.size_bytes, p.sha256) for p in self.parts.values()
+            ]
         assert self.file is not None and self.sha256 is not None
         return [(f"variants.{self.name}", self.file, self.size_bytes, self.sha256)]
 
@@ -123,8 +134,13 @@ class Bundle:
                     for part, pm in meta["parts"].items()
                 }
                 self.variants[name] = Variant(
-                    name=name, file=None, sha256=None, size_bytes=sum(p.size_bytes for p in parts.values()),
-                    quantization=str(meta["quantization"]), meta=meta, parts=parts,
+                    name=name,
+                    file=None,
+                    sha256=None,
+                    size_bytes=sum(p.size_bytes for p in parts.values()),
+                    quantization=str(meta["quantization"]),
+                    meta=meta,
+                    parts=parts,
                 )
                 continue
             self.variants[name] = Variant(
@@ -217,7 +233,9 @@ class Bundle:
         if v.parts or part is not None:
             if part is None or part not in v.parts:
                 have = ", ".join(v.parts) or "none (it is one model)"
-                raise BundleError(f"{self.root / BUNDLE_FILE}: variant '{v.name}' has no part {part!r}; its parts: {have}")
+                raise BundleError(
+                    f"{self.root / BUNDLE_FILE}: variant '{v.name}' has no part {part!r}; its parts: {have}"
+                )
             file, sha = v.parts[part].file, v.parts[part].sha256
         assert file is not None
         return TFLiteModel(file, expected_sha256=sha if options.verify_sha256 else None, options=options)

@@ -280,4 +280,3 @@ def window_starts(n_frames: int, window: int, stride: int) -> list[int]:
     if n_frames < window:
         return []
     return list(range(0, n_frames - window + 1, stride))
-

@@ -98,8 +98,7 @@ def select_backend(preference: str = "auto") -> Backend:
         return backend
     raise InterpreterError(
         "no TFLite runtime is installed. Install one with `pip install edge-har[device]` "
-        "(ai-edge-litert) or `pip install edge-har[tflite]` (tflite-runtime, numpy<2). Tried: "
-        + "; ".join(reasons)
+        "(ai-edge-litert) or `pip install edge-har[tflite]` (tflite-runtime, numpy<2). Tried: " + "; ".join(reasons)
     )
 
 
@@ -294,12 +293,18 @@ class TFLiteModel:
         return dequantize(self._interp.get_tensor(self._out_index), self.output)[0]
 
     def predict_batch(self, xs: np.ndarray) -> np.ndarray:
-        return np.stack([self.predict(x) for x in xs]) if len(xs) else np.empty((0,) + self.output.shape[1:], np.float32)
+        return (
+            np.stack([self.predict(x) for x in xs]) if len(xs) else np.empty((0,) + self.output.shape[1:], np.float32)
+        )
 
 
 # The Python module each backend is imported from: a tool can ask "is it installed?"
 # (importlib.util.find_spec) without importing it, which for tf_lite costs seconds.
-BACKEND_MODULES: dict[str, str] = {"ai_edge_litert": "ai_edge_litert", "tflite_runtime": "tflite_runtime", "tf_lite": "tensorflow"}
+BACKEND_MODULES: dict[str, str] = {
+    "ai_edge_litert": "ai_edge_litert",
+    "tflite_runtime": "tflite_runtime",
+    "tf_lite": "tensorflow",
+}
 
 
 def backend_module(name: str) -> Any:

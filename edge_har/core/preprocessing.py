@@ -60,9 +60,7 @@ class Preprocessing:
         for name in ("scale", "offset", "mean", "std"):
             value = getattr(self, name)
             if value is not None and len(value) not in (1, n):
-                raise PreprocessingError(
-                    f"{name} has {len(value)} values; expected 1 or one per channel ({n})"
-                )
+                raise PreprocessingError(f"{name} has {len(value)} values; expected 1 or one per channel ({n})")
         if self.std is not None and any(s <= 0 for s in self.std):
             raise PreprocessingError(f"std must be > 0 for every channel, got {list(self.std)}")
 
@@ -170,9 +168,7 @@ def _as_2d(samples: np.ndarray, n_channels: int, what: str = "samples") -> np.nd
     if arr.ndim == 1 and n_channels == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[1] != n_channels:
-        raise PreprocessingError(
-            f"{what} must have shape (n, {n_channels}) for channels; got {arr.shape}"
-        )
+        raise PreprocessingError(f"{what} must have shape (n, {n_channels}) for channels; got {arr.shape}")
     return arr
 
 

@@ -259,8 +259,14 @@ def list_folder_files(
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in exts]
-        hint = (f"; it holds {len(loose)} recording file(s) itself: point at the folder above it, "
-                "whose sub-folders are the classes") if loose else ""
+        hint = (
+            (
+                f"; it holds {len(loose)} recording file(s) itself: point at the folder above it, "
+                "whose sub-folders are the classes"
+            )
+            if loose
+            else ""
+        )
         raise RecordingError(f"{root}: no class folders (expected <root>/<Class>/<recording>{exts[0]}){hint}")
     pairs: list[tuple[str, Path]] = []
     for folder in class_dirs:
@@ -327,14 +333,22 @@ def load_folder_recordings(
         if first is None:
             first = (file, width)
         elif width != first[1]:
-            raise RecordingError(f"{file}: {width} columns, but {first[0]} has {first[1]}; every recording needs the same channels")
+            raise RecordingError(
+                f"{file}: {width} columns, but {first[0]} has {first[1]}; every recording needs the same channels"
+            )
         subject = subject_from_name(pattern, file.name)
         if pattern is not None and subject is None:
             unmatched.append(file.name)
         out.append(Recording(result.samples, label, str(file), subject, sample_rate_hz))
     if unmatched:
-        log.warning("%s: subject regex %r matches no subject in %d of %d file name(s), e.g. %s; they have no subject",
-                    root, subject_regex, len(unmatched), len(out), unmatched[0])
+        log.warning(
+            "%s: subject regex %r matches no subject in %d of %d file name(s), e.g. %s; they have no subject",
+            root,
+            subject_regex,
+            len(unmatched),
+            len(out),
+            unmatched[0],
+        )
     return out
 
 
@@ -373,7 +387,9 @@ def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], str]:
         header = [h.strip() for h in parsed[0]]
         body = [(n, row) for n, row in enumerate(parsed[1:], start=first + 2)]
     if any(_is_number(h) for h in header if h):
-        raise RecordingError(f"{path}:{first + 1}: expected a header line of column names, got {lines[first].strip()[:80]!r}")
+        raise RecordingError(
+            f"{path}:{first + 1}: expected a header line of column names, got {lines[first].strip()[:80]!r}"
+        )
     body = [(n, [c.strip() for c in row]) for n, row in body if row and any(c.strip() for c in row)]
     return header, body, delimiter
 
@@ -412,14 +428,17 @@ def read_long_csv(
         used = {i_label, i_subject, i_time}
         sample = body[:20]
         i_channels = [
-            i for i in range(len(header))
+            i
+            for i in range(len(header))
             if i not in used and sum(i < len(r) and _is_number(r[i], delimiter) for _, r in sample) * 2 > len(sample)
         ]
         dropped = [header[i] for i in range(len(header)) if i not in used and i not in i_channels]
         if dropped:
             log.info("%s: non-numeric column(s) %s are not channels", path, ", ".join(dropped))
         if not i_channels:
-            raise RecordingError(f"{path}: no numeric channel columns besides {label_col!r}; the header has {', '.join(header)}")
+            raise RecordingError(
+                f"{path}: no numeric channel columns besides {label_col!r}; the header has {', '.join(header)}"
+            )
     if n_channels is not None and len(i_channels) != n_channels:
         raise RecordingError(f"{path}: {len(i_channels)} channel columns, the model takes {n_channels}")
 
@@ -494,8 +513,13 @@ def rate_from_timestamps(steps: np.ndarray, path: Path | str, column: str) -> fl
         return None
     rate = float(1.0 / np.median(steps))
     if rate < 1.0 or rate > 10_000.0:
-        log.warning("%s: timestamp column %r gives %.6g Hz; timestamps are read as seconds (milliseconds? "
-                    "then pass --sample-rate)", path, column, rate)
+        log.warning(
+            "%s: timestamp column %r gives %.6g Hz; timestamps are read as seconds (milliseconds? "
+            "then pass --sample-rate)",
+            path,
+            column,
+            rate,
+        )
     return rate
 
 
@@ -521,8 +545,14 @@ def load_long_csv_recordings(
     step. ``skipped`` (if given) receives the count of rows ``skip_bad`` dropped.
     """
     result = read_long_csv(
-        path, label_col=label_col, channel_cols=channel_cols, subject_col=subject_col, timestamp_col=timestamp_col,
-        skip_bad=skip_bad, sample_rate_hz=sample_rate_hz, n_channels=n_channels,
+        path,
+        label_col=label_col,
+        channel_cols=channel_cols,
+        subject_col=subject_col,
+        timestamp_col=timestamp_col,
+        skip_bad=skip_bad,
+        sample_rate_hz=sample_rate_hz,
+        n_channels=n_channels,
     )
     if result.skipped and skipped is not None:
         skipped[str(path)] = result.skipped

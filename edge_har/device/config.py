@@ -126,8 +126,11 @@ class InterpreterConfig(_Model):
         from edge_har.core.interpreter import InterpreterOptions
 
         return InterpreterOptions(
-            backend=self.backend, num_threads=self.num_threads, delegate=self.delegate,
-            delegate_options=dict(self.delegate_options), verify_sha256=self.verify_sha256,
+            backend=self.backend,
+            num_threads=self.num_threads,
+            delegate=self.delegate,
+            delegate_options=dict(self.delegate_options),
+            verify_sha256=self.verify_sha256,
         )
 
 
@@ -208,16 +211,24 @@ class DeviceConfig(_Model):
     )
     bundle: Path = Field(description="Model bundle directory (holding bundle.json), made by `edge-har convert`.")
     variant: Optional[str] = Field(
-        None, description="Bundle variant to run (float32, dynamic_range, int8, ...). Default: the bundle's default_variant."
+        None,
+        description="Bundle variant to run (float32, dynamic_range, int8, ...). Default: the bundle's default_variant.",
     )
     interpreter: InterpreterConfig = Field(default_factory=InterpreterConfig, description="TFLite runtime settings.")
-    source: SourceConfig = Field(description="Where samples come from; `type` picks replay, serial, mqtt, i2c_imu or camera (video bundles).")
-    smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig, description="Smoothing of the prediction stream.")
-    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker and topics the predictions are published to.")
+    source: SourceConfig = Field(
+        description="Where samples come from; `type` picks replay, serial, mqtt, i2c_imu or camera (video bundles)."
+    )
+    smoothing: SmoothingConfig = Field(
+        default_factory=SmoothingConfig, description="Smoothing of the prediction stream."
+    )
+    mqtt: MqttConfig = Field(
+        default_factory=MqttConfig, description="Broker and topics the predictions are published to."
+    )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     queues: QueuesConfig = Field(default_factory=QueuesConfig, description="Bounded queues between the threads.")
     video: VideoRuntimeConfig = Field(
-        default_factory=VideoRuntimeConfig, description="How a video bundle is streamed (camera source); ignored for sensor bundles."
+        default_factory=VideoRuntimeConfig,
+        description="How a video bundle is streamed (camera source); ignored for sensor bundles.",
     )
 
     @field_validator("device_id")
@@ -291,7 +302,9 @@ def load_config(path: str | Path) -> LoadedConfig:
     if data is None:
         raise ConfigError([f"{file}: the config file is empty; it needs at least 'bundle' and 'source'"])
     if not isinstance(data, dict):
-        raise ConfigError([f"{file}: the top level must be a mapping of keys (bundle:, source:, ...), got {type(data).__name__}"])
+        raise ConfigError(
+            [f"{file}: the top level must be a mapping of keys (bundle:, source:, ...), got {type(data).__name__}"]
+        )
     try:
         config = DeviceConfig.model_validate(data)
     except ValidationError as exc:
@@ -353,7 +366,13 @@ def _data_loc(raw_loc: tuple[Any, ...], data: Any, keep_last: bool) -> tuple[Any
     node = data
     for i, part in enumerate(raw_loc):
         last = i == len(raw_loc) - 1
-        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (
+            isinstance(node, dict)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and 0 <= part < len(node)
+        ):
             out.append(part)
             node = node[part]
         elif last and keep_last:
@@ -389,7 +408,9 @@ def _valid_keys(model: type[BaseModel], raw_loc: Iterable[Any]) -> Optional[list
             return None
         if len(candidates) > 1:  # a discriminated union: the next part is the tag
             tag = parts[i + 1] if i + 1 < len(parts) else None
-            by_tag = {typing.get_args(m.model_fields["type"].annotation)[0]: m for m in candidates if "type" in m.model_fields}
+            by_tag = {
+                typing.get_args(m.model_fields["type"].annotation)[0]: m for m in candidates if "type" in m.model_fields
+            }
             if tag not in by_tag:
                 return None
             model = by_tag[tag]
@@ -453,7 +474,9 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
         frames = cfg.source.needs_video_bundle
         if bundle.kind == "video" and not frames:
             video_types = " or ".join(k for k, m in source_types().items() if m.needs_video_bundle)
-            errors.append(f"{loaded.where('source.type')}: {cfg.bundle} is a video bundle; it needs source type {video_types}")
+            errors.append(
+                f"{loaded.where('source.type')}: {cfg.bundle} is a video bundle; it needs source type {video_types}"
+            )
         elif bundle.kind != "video" and frames:
             errors.append(
                 f"{loaded.where('bundle')}: source type {cfg.source.type} needs a video bundle; {cfg.bundle} is a {bundle.kind} bundle"
@@ -462,7 +485,9 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
             variant = bundle.variant(cfg.variant)
             for _key, file, _size, _sha in variant.files():
                 if not file.is_file():
-                    errors.append(f"{loaded.where('variant' if cfg.variant else 'bundle')}: model file {file} does not exist")
+                    errors.append(
+                        f"{loaded.where('variant' if cfg.variant else 'bundle')}: model file {file} does not exist"
+                    )
         except BundleError as exc:
             errors.append(f"{loaded.where('variant')}: {exc}")
         n = bundle.preprocessing.n_channels
@@ -490,7 +515,12 @@ def source_channel_problems(cfg: DeviceConfig, n_channels: int) -> list[tuple[st
     out: list[tuple[str, str]] = []
     for key, value in zip(("scale", "offset"), source.value_scaling()):  # a camera source has no value scaling
         if value is not None and len(value) not in (1, n_channels):
-            out.append((f"source.{key}", f"has {len(value)} values; the model has {n_channels} channels (give 1 or {n_channels})"))
+            out.append(
+                (
+                    f"source.{key}",
+                    f"has {len(value)} values; the model has {n_channels} channels (give 1 or {n_channels})",
+                )
+            )
     counted = source.channel_count()
     if counted and counted[1] != n_channels:
         out.append((f"source.{counted[0]}", f"lists {counted[1]} channels; the model takes {n_channels}"))

@@ -160,10 +160,17 @@ class Daemon:
             return EXIT_CONFIG
         log.info(
             "edge-har daemon up: device %s, model %s/%s, source %s (%s Hz), %d windows queue%s",
-            self.device_id, rt.model_id, rt.variant, self.source.name, f"{windowing.source_rate_hz:g}",
-            cfg.queues.windows, " (lossless replay)" if self._lossless else "",
+            self.device_id,
+            rt.model_id,
+            rt.variant,
+            self.source.name,
+            f"{windowing.source_rate_hz:g}",
+            cfg.queues.windows,
+            " (lossless replay)" if self._lossless else "",
         )
-        self._source_thread = threading.Thread(target=self._source_loop, args=(windowing,), name="edge-har-source", daemon=True)
+        self._source_thread = threading.Thread(
+            target=self._source_loop, args=(windowing,), name="edge-har-source", daemon=True
+        )
         self._stats_thread = threading.Thread(target=self._stats_loop, name="edge-har-stats", daemon=True)
         self._source_thread.start()
         self._stats_thread.start()
@@ -177,7 +184,9 @@ class Daemon:
             scale, offset = [1.0], [0.0]
             log.info(
                 "source delivers physical units: value scaling set to scale 1, offset 0 (the bundle's is %s / %s %s)",
-                list(self.runtime.pre.scale), list(self.runtime.pre.offset), self.runtime.pre.units,
+                list(self.runtime.pre.scale),
+                list(self.runtime.pre.offset),
+                self.runtime.pre.units,
             )
         return self.runtime.windowing(source.rate_hz, scale, offset)
 
@@ -196,7 +205,9 @@ class Daemon:
                     # A source bug or an odd device error must not end the stream: log, back off, go on.
                     errors_in_a_row += 1
                     delay = min(30.0, 0.5 * 2 ** min(errors_in_a_row, 6))
-                    log.exception("source %s: read failed (%d in a row); retrying in %.1f s", source.name, errors_in_a_row, delay)
+                    log.exception(
+                        "source %s: read failed (%d in a row); retrying in %.1f s", source.name, errors_in_a_row, delay
+                    )
                     self.stop_event.wait(delay)
                     continue
                 if chunk is None:
@@ -237,7 +248,8 @@ class Daemon:
                 if self.stats.windows_dropped == 1 or self.stats.windows_dropped % 1000 == 0:
                     log.warning(
                         "inference is behind the source: dropped the oldest queued window (%d so far; queues.windows=%d)",
-                        self.stats.windows_dropped, self.cfg.queues.windows,
+                        self.stats.windows_dropped,
+                        self.cfg.queues.windows,
                     )
             except queue.Empty:
                 pass
@@ -262,7 +274,9 @@ class Daemon:
                 if self._source_done.is_set() and self.windows.empty():
                     break
                 if time.monotonic() > drain_deadline:
-                    log.warning("stop: %d queued window(s) left uninferred after %g s", self.windows.qsize(), DRAIN_TIMEOUT_S)
+                    log.warning(
+                        "stop: %d queued window(s) left uninferred after %g s", self.windows.qsize(), DRAIN_TIMEOUT_S
+                    )
                     break
             elif self.duration_s is not None and time.monotonic() - started >= self.duration_s:
                 self.request_stop(f"--duration {self.duration_s:g} s reached")
@@ -281,7 +295,9 @@ class Daemon:
                 failures += 1
                 log.exception("inference failed (%d in a row)", failures)
                 if failures >= MAX_FAILURES_IN_A_ROW:
-                    log.error("inference failed %d times in a row; exiting so the service manager restarts it", failures)
+                    log.error(
+                        "inference failed %d times in a row; exiting so the service manager restarts it", failures
+                    )
                     self.request_stop("inference keeps failing")
                     return EXIT_FAILURE
                 continue
@@ -302,9 +318,17 @@ class Daemon:
             extra["raw_label"] = p.raw_label
         p.stamp_e2e()
         payload = prediction_payload(
-            device_id=self.device_id, model_id=rt.model_id, seq=p.seq, window_end_ts=p.window_end_ts,
-            label=p.label, confidence=p.confidence, probabilities=p.probabilities,
-            inference_ms=p.inference_ms, e2e_ms=p.e2e_ms, variant=rt.variant, extra=extra or None,
+            device_id=self.device_id,
+            model_id=rt.model_id,
+            seq=p.seq,
+            window_end_ts=p.window_end_ts,
+            label=p.label,
+            confidence=p.confidence,
+            probabilities=p.probabilities,
+            inference_ms=p.inference_ms,
+            e2e_ms=p.e2e_ms,
+            variant=rt.variant,
+            extra=extra or None,
         )
         self.publisher.publish_prediction(payload)
         first = self.stats.windows_total == 0
@@ -312,9 +336,22 @@ class Daemon:
         if first:
             log.info(
                 "first prediction: %s (%.2f) after %.2f s (%.2f s since process start); inference %.2f ms, e2e %.2f ms",
-                p.label, p.confidence, self.stats.uptime_s(), _since_process_start(), p.inference_ms, p.e2e_ms,
+                p.label,
+                p.confidence,
+                self.stats.uptime_s(),
+                _since_process_start(),
+                p.inference_ms,
+                p.e2e_ms,
             )
-        log.debug("prediction %d: %s %.3f (raw %s) inference %.2f ms e2e %.2f ms", p.seq, p.label, p.confidence, p.raw_label, p.inference_ms, p.e2e_ms)
+        log.debug(
+            "prediction %d: %s %.3f (raw %s) inference %.2f ms e2e %.2f ms",
+            p.seq,
+            p.label,
+            p.confidence,
+            p.raw_label,
+            p.inference_ms,
+            p.e2e_ms,
+        )
 
     # ================================================================ stats
 
@@ -345,11 +382,19 @@ class Daemon:
         if accuracy:
             extra["replay_accuracy"] = accuracy
         return stats_payload(
-            device_id=self.device_id, model_id=rt.model_id, uptime_s=self.stats.uptime_s(),
-            windows_total=self.stats.windows_total, windows_per_s=interval["windows_per_s"],
-            inference_ms=interval["inference_ms"], e2e_ms=interval["e2e_ms"],
-            samples_total=source.samples_read + sum(dropped.values()), samples_dropped=dropped,
-            queue_depth=self.windows.qsize(), rss_mb=rss_mb(), mqtt=self.publisher.counters(), extra=extra,
+            device_id=self.device_id,
+            model_id=rt.model_id,
+            uptime_s=self.stats.uptime_s(),
+            windows_total=self.stats.windows_total,
+            windows_per_s=interval["windows_per_s"],
+            inference_ms=interval["inference_ms"],
+            e2e_ms=interval["e2e_ms"],
+            samples_total=source.samples_read + sum(dropped.values()),
+            samples_dropped=dropped,
+            queue_depth=self.windows.qsize(),
+            rss_mb=rss_mb(),
+            mqtt=self.publisher.counters(),
+            extra=extra,
         )
 
     def publish_stats(self) -> dict[str, Any]:
@@ -359,10 +404,19 @@ class Daemon:
         log.info(
             "stats: %.1f windows/s, inference p50 %s p99 %s ms, e2e p50 %s p99 %s ms, %d windows, dropped samples %s, "
             "dropped windows %d, queue %d, rss %s MiB, mqtt %s (queued %d, dropped %d)",
-            payload["windows_per_s"], inf.get("p50"), inf.get("p99"), e2e.get("p50"), e2e.get("p99"),
-            payload["windows_total"], payload["samples_dropped"] or 0, payload["extra"]["windows_dropped"],
-            payload["queue_depth"], payload["rss_mb"], "up" if m.get("connected") else "DOWN",
-            m.get("queued", 0), m.get("dropped_offline", 0),
+            payload["windows_per_s"],
+            inf.get("p50"),
+            inf.get("p99"),
+            e2e.get("p50"),
+            e2e.get("p99"),
+            payload["windows_total"],
+            payload["samples_dropped"] or 0,
+            payload["extra"]["windows_dropped"],
+            payload["queue_depth"],
+            payload["rss_mb"],
+            "up" if m.get("connected") else "DOWN",
+            m.get("queued", 0),
+            m.get("dropped_offline", 0),
         )
         return payload
 
@@ -388,10 +442,16 @@ class Daemon:
         inf, e2e = summary["inference_ms"] or {}, summary["e2e_ms"] or {}
         log.info(
             "stopped (%s): %d windows in %.1f s; inference p50 %.3f p99 %.3f ms; e2e p50 %.3f p99 %.3f ms%s",
-            self.stop_reason or "no reason", summary["windows_total"], summary["uptime_s"],
-            inf.get("p50", float("nan")), inf.get("p99", float("nan")), e2e.get("p50", float("nan")), e2e.get("p99", float("nan")),
+            self.stop_reason or "no reason",
+            summary["windows_total"],
+            summary["uptime_s"],
+            inf.get("p50", float("nan")),
+            inf.get("p99", float("nan")),
+            e2e.get("p50", float("nan")),
+            e2e.get("p99", float("nan")),
             f"; replay accuracy raw {summary['accuracy']['raw']:.3f}, smoothed {summary['accuracy']['smoothed']:.3f}"
-            if summary["accuracy"] else "",
+            if summary["accuracy"]
+            else "",
         )
         if self.summary_json is not None:
             try:

@@ -56,17 +56,28 @@ def register_run(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", required=True, type=Path, metavar="FILE", help="device config (YAML); see firmware_configs/")
     parser.add_argument(
-        "--max-windows", type=_positive_int, default=None, metavar="N",
+        "--config", required=True, type=Path, metavar="FILE", help="device config (YAML); see firmware_configs/"
+    )
+    parser.add_argument(
+        "--max-windows",
+        type=_positive_int,
+        default=None,
+        metavar="N",
         help="stop cleanly after N predictions (tests, benchmarks)",
     )
     parser.add_argument(
-        "--duration", type=_positive_float, default=None, metavar="SECONDS",
+        "--duration",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
         help="stop cleanly after this many seconds (tests, benchmarks)",
     )
     parser.add_argument(
-        "--summary-json", type=Path, default=None, metavar="PATH",
+        "--summary-json",
+        type=Path,
+        default=None,
+        metavar="PATH",
         help="at exit, write the run's totals and latency percentiles (and replay accuracy) as JSON",
     )
     parser.set_defaults(func=_run)
@@ -76,7 +87,9 @@ def register_run(subparsers: Any) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from edge_har.device.daemon import run_daemon
 
-    return run_daemon(args.config, max_windows=args.max_windows, duration_s=args.duration, summary_json=args.summary_json)
+    return run_daemon(
+        args.config, max_windows=args.max_windows, duration_s=args.duration, summary_json=args.summary_json
+    )
 
 
 def register_validate_config(subparsers: Any) -> argparse.ArgumentParser:
@@ -92,7 +105,8 @@ def register_validate_config(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="config file(s) to check")
     parser.add_argument(
-        "--no-files", action="store_true",
+        "--no-files",
+        action="store_true",
         help="structure only: do not check that the bundle, recordings, TLS or password files exist "
         "(for configs written for another machine, e.g. bundles under /opt/edge-har on a Pi)",
     )

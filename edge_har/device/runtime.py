@@ -64,7 +64,12 @@ class Prediction:
 
 
 def build_prediction(
-    seq: int, window: Window, probs: np.ndarray, smoother: Smoother, labels: Sequence[str], inference_ms: float,
+    seq: int,
+    window: Window,
+    probs: np.ndarray,
+    smoother: Smoother,
+    labels: Sequence[str],
+    inference_ms: float,
 ) -> Prediction:
     """Smooth one window's class probabilities into the :class:`Prediction` both runtimes publish.
 
@@ -181,8 +186,15 @@ class Runtime:
         runtime = cls(bundle, v.name, model, smoother)
         log.info(
             "model %s variant %s (%s, %.1f KiB) loaded with %s %s in %.0f ms; input %s, %d labels",
-            bundle.model_id, v.name, v.quantization, v.size_bytes / 1024, model.backend.name, model.backend.version,
-            (time.perf_counter() - started) * 1000, list(model.input.shape), len(bundle.labels),
+            bundle.model_id,
+            v.name,
+            v.quantization,
+            v.size_bytes / 1024,
+            model.backend.name,
+            model.backend.version,
+            (time.perf_counter() - started) * 1000,
+            list(model.input.shape),
+            len(bundle.labels),
         )
         return runtime
 
@@ -191,8 +203,13 @@ class Runtime:
         """From a :class:`~edge_har.device.config.DeviceConfig`."""
         scfg = cfg.smoothing
         return cls.load(
-            cfg.bundle, cfg.variant, options=cfg.interpreter.options(), smoothing=scfg.method,
-            smoothing_window=scfg.window, threshold=scfg.threshold, unknown_label=scfg.unknown_label,
+            cfg.bundle,
+            cfg.variant,
+            options=cfg.interpreter.options(),
+            smoothing=scfg.method,
+            smoothing_window=scfg.window,
+            threshold=scfg.threshold,
+            unknown_label=scfg.unknown_label,
         )
 
     @property
@@ -225,7 +242,9 @@ class Runtime:
         self._seq += 1
         return build_prediction(seq, window, probs, self.smoother, self.labels, inference_ms)
 
-    def run_samples(self, samples: np.ndarray, source_rate_hz: Optional[float] = None, label: Optional[str] = None) -> list[Prediction]:
+    def run_samples(
+        self, samples: np.ndarray, source_rate_hz: Optional[float] = None, label: Optional[str] = None
+    ) -> list[Prediction]:
         """A whole recording through the streaming path (tests, quick checks): one chunk, one segment."""
         now = time.perf_counter()
         windowing = self.windowing(source_rate_hz)

@@ -183,8 +183,13 @@ class FrameWindowing:
         return np.concatenate([self._buffer[self._pos :], self._buffer[: self._pos]])
 
     def push_frame(
-        self, image_bgr: np.ndarray, timestamp: float, *, wall_time: Optional[float] = None,
-        arrival: Optional[float] = None, segment: Any = None,
+        self,
+        image_bgr: np.ndarray,
+        timestamp: float,
+        *,
+        wall_time: Optional[float] = None,
+        arrival: Optional[float] = None,
+        segment: Any = None,
     ) -> Optional[FrameWindow]:
         """Offer one decoded frame; returns a window when this frame completes a stride."""
         self.frames_in += 1
@@ -197,10 +202,15 @@ class FrameWindowing:
             return None
         self.frames_kept += 1
         frame = preprocess_frame(image_bgr, self.spec)
-        return self.push_preprocessed(frame, wall_time if wall_time is not None else time.time(),
-                                      arrival if arrival is not None else time.perf_counter())
+        return self.push_preprocessed(
+            frame,
+            wall_time if wall_time is not None else time.time(),
+            arrival if arrival is not None else time.perf_counter(),
+        )
 
-    def push_preprocessed(self, frame: np.ndarray, wall_time: float = 0.0, arrival: float = 0.0) -> Optional[FrameWindow]:
+    def push_preprocessed(
+        self, frame: np.ndarray, wall_time: float = 0.0, arrival: float = 0.0
+    ) -> Optional[FrameWindow]:
         """The same for a frame already through ``preprocess_frame`` (no rate sampling)."""
         index = self._index
         self._index += 1
@@ -227,8 +237,16 @@ class FrameWindowing:
             return None
         if data is None:
             data = self._ordered()
-        window = FrameWindow(data, wall_time, arrival, None, self._pending_segment,
-                             encoder_ms=self._enc_ms, frames_encoded=self._enc_n, frame_index=index)
+        window = FrameWindow(
+            data,
+            wall_time,
+            arrival,
+            None,
+            self._pending_segment,
+            encoder_ms=self._enc_ms,
+            frames_encoded=self._enc_n,
+            frame_index=index,
+        )
         self._first = self._pending_segment = False
         self._since = 0
         self._enc_ms, self._enc_n = 0.0, 0
@@ -239,8 +257,9 @@ class FrameWindowing:
         frame = getattr(chunk, "frame", None)
         if frame is None:
             return []
-        w = self.push_frame(frame.image, frame.timestamp, wall_time=frame.wall_time, arrival=frame.arrival,
-                            segment=frame.segment)
+        w = self.push_frame(
+            frame.image, frame.timestamp, wall_time=frame.wall_time, arrival=frame.arrival, segment=frame.segment
+        )
         return [w] if w is not None else []
 
     @property
@@ -252,7 +271,9 @@ class FrameWindowing:
             "frames_in": self.frames_in,
             "frames_kept": self.frames_kept,
             "frames_skipped_rate": self.frames_skipped_rate,
-            "encoder_ms_mean": round(self.encoder_ms_total / self.frames_kept, 3) if self.frames_kept and self.mode == "split" else None,
+            "encoder_ms_mean": round(self.encoder_ms_total / self.frames_kept, 3)
+            if self.frames_kept and self.mode == "split"
+            else None,
         }
 
 
@@ -263,7 +284,9 @@ class VideoStreamRuntime:
     ``Runtime`` does, so the daemon drives both through one interface.
     """
 
-    def __init__(self, models: VideoModels, smoother: Smoother, stride: Optional[int] = None, mode: str = "split") -> None:
+    def __init__(
+        self, models: VideoModels, smoother: Smoother, stride: Optional[int] = None, mode: str = "split"
+    ) -> None:
         self.models = models
         self.bundle = models.bundle
         self.variant = models.variant
@@ -307,9 +330,19 @@ class VideoStreamRuntime:
         v = bundle.variant(models.variant)
         log.info(
             "video model %s variant %s (%s, %.1f KiB, %s) loaded in %.0f ms; %dx%d px at %g fps, window %d frames, "
-            "stride %d, %d labels", bundle.model_id, v.name, v.quantization, v.size_bytes / 1024,
-            "encoder + head" if models.split else "one model", (time.perf_counter() - started) * 1000,
-            rt.spec.width, rt.spec.height, rt.spec.fps, rt.spec.window, stride or rt.spec.stride, len(rt.labels),
+            "stride %d, %d labels",
+            bundle.model_id,
+            v.name,
+            v.quantization,
+            v.size_bytes / 1024,
+            "encoder + head" if models.split else "one model",
+            (time.perf_counter() - started) * 1000,
+            rt.spec.width,
+            rt.spec.height,
+            rt.spec.fps,
+            rt.spec.window,
+            stride or rt.spec.stride,
+            len(rt.labels),
         )
         return rt
 
@@ -319,9 +352,15 @@ class VideoStreamRuntime:
         scfg = cfg.smoothing
         vcfg = getattr(cfg, "video", None)
         return cls.load(
-            cfg.bundle, cfg.variant, options=cfg.interpreter.options(), smoothing=scfg.method,
-            smoothing_window=scfg.window, threshold=scfg.threshold, unknown_label=scfg.unknown_label,
-            stride=getattr(vcfg, "stride", None), mode=getattr(vcfg, "mode", "split"),
+            cfg.bundle,
+            cfg.variant,
+            options=cfg.interpreter.options(),
+            smoothing=scfg.method,
+            smoothing_window=scfg.window,
+            threshold=scfg.threshold,
+            unknown_label=scfg.unknown_label,
+            stride=getattr(vcfg, "stride", None),
+            mode=getattr(vcfg, "mode", "split"),
         )
 
     @property
@@ -371,9 +410,16 @@ class VideoRuntime:
     For tests, evaluation and benchmarks; the daemon runs the stages on two threads.
     """
 
-    def __init__(self, models: VideoModels, stride: Optional[int] = None, mode: str = "split",
-                 smoother: Optional[Smoother] = None) -> None:
-        self.stream = VideoStreamRuntime(models, smoother or Smoother(models.bundle.labels, "mean_prob", 1), stride, mode)
+    def __init__(
+        self,
+        models: VideoModels,
+        stride: Optional[int] = None,
+        mode: str = "split",
+        smoother: Optional[Smoother] = None,
+    ) -> None:
+        self.stream = VideoStreamRuntime(
+            models, smoother or Smoother(models.bundle.labels, "mean_prob", 1), stride, mode
+        )
         self.windowing = self.stream.windowing()
         self.models = models
         self.head_ms_total = 0.0

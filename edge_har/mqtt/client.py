@@ -37,9 +37,7 @@ def topics(cfg: MqttConfig, device_id: str) -> Topics:
     """Topics for ``device_id`` under ``cfg.topic_prefix``; raises ValueError for an id that
     cannot be one topic level (contains '/', '+', '#' or whitespace)."""
     if not device_id or not _DEVICE_ID.match(device_id):
-        raise ValueError(
-            f"device_id {device_id!r} cannot be an MQTT topic level (no '/', '+', '#', spaces; not empty)"
-        )
+        raise ValueError(f"device_id {device_id!r} cannot be an MQTT topic level (no '/', '+', '#', spaces; not empty)")
     base = f"{cfg.topic_prefix}/{device_id}"
     return Topics(base=base, prediction=f"{base}/prediction", status=f"{base}/status", stats=f"{base}/stats")
 

@@ -73,7 +73,9 @@ class TlsConfig(BaseModel):
     @model_validator(mode="after")
     def _key_needs_cert(self) -> TlsConfig:
         if self.key_file is not None and self.cert_file is None:
-            raise ValueError("key_file is set but cert_file is not; mutual TLS needs both (or cert_file alone holding both)")
+            raise ValueError(
+                "key_file is set but cert_file is not; mutual TLS needs both (or cert_file alone holding both)"
+            )
         return self
 
 
@@ -87,7 +89,9 @@ class QosConfig(BaseModel):
         1, ge=0, le=2, description="QoS of prediction messages (1: at least once; subscribers de-duplicate on seq)."
     )
     status: int = Field(1, ge=0, le=2, description="QoS of the retained online/offline status and the Last Will.")
-    stats: int = Field(0, ge=0, le=2, description="QoS of periodic stats messages (0: a lost one is replaced by the next).")
+    stats: int = Field(
+        0, ge=0, le=2, description="QoS of periodic stats messages (0: a lost one is replaced by the next)."
+    )
 
 
 class HomeAssistantConfig(BaseModel):
@@ -95,7 +99,9 @@ class HomeAssistantConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = Field(False, description="Publish a retained Home Assistant discovery config for the activity sensor.")
+    enabled: bool = Field(
+        False, description="Publish a retained Home Assistant discovery config for the activity sensor."
+    )
     discovery_prefix: str = Field(
         "homeassistant",
         description=(
@@ -147,7 +153,8 @@ class MqttConfig(BaseModel):
     )
     username: Optional[str] = Field(None, description="Username for broker authentication (often the device id).")
     password_env: Optional[str] = Field(
-        None, description="Name of the environment variable holding the password (e.g. set by systemd's EnvironmentFile)."
+        None,
+        description="Name of the environment variable holding the password (e.g. set by systemd's EnvironmentFile).",
     )
     password_file: Optional[Path] = Field(
         None, description="File whose first line is the password (readable by the daemon's user only)."
@@ -166,7 +173,9 @@ class MqttConfig(BaseModel):
             "oldest are dropped and counted (dropped_offline in stats). 0 keeps none."
         ),
     )
-    reconnect_min_s: float = Field(1.0, gt=0, description="First reconnect delay in seconds; doubles after each failure.")
+    reconnect_min_s: float = Field(
+        1.0, gt=0, description="First reconnect delay in seconds; doubles after each failure."
+    )
     reconnect_max_s: float = Field(60.0, gt=0, description="Longest reconnect delay in seconds.")
     stats_interval_s: float = Field(30.0, gt=0, description="Seconds between stats messages.")
     home_assistant: HomeAssistantConfig = Field(

@@ -106,7 +106,9 @@ class LocalBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BrokerError(f"mosquitto exited at start (status {self.proc.returncode}): {self.log_text()[-800:]}")
+                raise BrokerError(
+                    f"mosquitto exited at start (status {self.proc.returncode}): {self.log_text()[-800:]}"
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
                     return self

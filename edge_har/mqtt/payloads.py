@@ -203,7 +203,9 @@ def validate_prediction(payload: Any) -> list[str]:
     allowed = set(PREDICTION_FIELDS)
     for key in payload:
         if key not in allowed:
-            problems.append(f"{key}: unknown field (schema {PREDICTION_SCHEMA_VERSION} has {', '.join(PREDICTION_FIELDS)})")
+            problems.append(
+                f"{key}: unknown field (schema {PREDICTION_SCHEMA_VERSION} has {', '.join(PREDICTION_FIELDS)})"
+            )
     required = [k for k in PREDICTION_FIELDS if k != "extra"]
     for key in required:
         if key not in payload:
@@ -250,16 +252,41 @@ def examples(device_id: str = "pi-kitchen") -> dict[str, Any]:
     labels = ["Walk", "Climb_stairs", "Sit_down", "Drink_glass"]
     probabilities = dict(zip(labels, [0.913, 0.061, 0.018, 0.008]))
     prediction = prediction_payload(
-        device_id=device_id, model_id="hmp-cnn-lstm-20261121-1a2b3c4d", variant="int8", seq=4211,
-        window_end_ts=1763731200.52, label="Walk", confidence=0.913, probabilities=probabilities,
-        inference_ms=0.82, e2e_ms=3.4,
+        device_id=device_id,
+        model_id="hmp-cnn-lstm-20261121-1a2b3c4d",
+        variant="int8",
+        seq=4211,
+        window_end_ts=1763731200.52,
+        label="Walk",
+        confidence=0.913,
+        probabilities=probabilities,
+        inference_ms=0.82,
+        e2e_ms=3.4,
     )
     stats = stats_payload(
-        device_id=device_id, model_id="hmp-cnn-lstm-20261121-1a2b3c4d", ts=1763731230.0, uptime_s=3600.2,
-        windows_total=112000, windows_per_s=31.1, inference_ms={"p50": 0.8, "p90": 1.1, "p99": 2.3, "max": 7.9},
-        e2e_ms={"p50": 3.1, "p90": 4.0, "p99": 6.2, "max": 15.0}, samples_total=3584000,
-        samples_dropped={"nan": 2, "columns": 1}, queue_depth=0, rss_mb=61.5,
-        mqtt={"connected": True, "queued": 0, "inflight": 1, "dropped_offline": 0, "published": 111990,
-              "reconnects": 2, "requeued": 3, "stats_skipped": 0, "refused_by_broker": 0, "last_error": None},
+        device_id=device_id,
+        model_id="hmp-cnn-lstm-20261121-1a2b3c4d",
+        ts=1763731230.0,
+        uptime_s=3600.2,
+        windows_total=112000,
+        windows_per_s=31.1,
+        inference_ms={"p50": 0.8, "p90": 1.1, "p99": 2.3, "max": 7.9},
+        e2e_ms={"p50": 3.1, "p90": 4.0, "p99": 6.2, "max": 15.0},
+        samples_total=3584000,
+        samples_dropped={"nan": 2, "columns": 1},
+        queue_depth=0,
+        rss_mb=61.5,
+        mqtt={
+            "connected": True,
+            "queued": 0,
+            "inflight": 1,
+            "dropped_offline": 0,
+            "published": 111990,
+            "reconnects": 2,
+            "requeued": 3,
+            "stats_skipped": 0,
+            "refused_by_broker": 0,
+            "last_error": None,
+        },
     )
     return {"prediction": prediction, "stats": stats, "status": STATUS_ONLINE}

@@ -65,7 +65,10 @@ _CONN_LOST = mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
 _REFUSAL_HINTS = (
     ("user name or password", "check mqtt.username and the password in mqtt.password_env / mqtt.password_file"),
     ("not authori", "check mqtt.username, the password, and that the broker's password file / ACL has this user"),
-    ("identifier", "the broker rejects mqtt.client_id (in use or malformed) or mqtt.keepalive (above its max_keepalive, or 0)"),
+    (
+        "identifier",
+        "the broker rejects mqtt.client_id (in use or malformed) or mqtt.keepalive (above its max_keepalive, or 0)",
+    ),
     ("protocol", "the broker does not speak this mqtt.protocol; try '3.1.1'"),
     ("unavailable", "the broker is up but not accepting clients right now"),
 )
@@ -164,7 +167,9 @@ class Publisher:
         with self._lock:
             self._client = client
             self._started = True
-        self._sender = threading.Thread(target=self._send_loop, name=f"edge-har-mqtt-send-{self.device_id}", daemon=True)
+        self._sender = threading.Thread(
+            target=self._send_loop, name=f"edge-har-mqtt-send-{self.device_id}", daemon=True
+        )
         self._sender.start()
         log.info(
             "MQTT: publishing as %s to %s under %s/ (QoS prediction %d, status %d, stats %d; offline queue %d)",
@@ -496,7 +501,9 @@ class Publisher:
                 )
             self._notify_link(False)
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any) -> None:
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any
+    ) -> None:
         # paho holds its message mutex here: only take our lock, never call paho.
         warn = False
         with self._cond:
@@ -526,7 +533,11 @@ class Publisher:
             ha, self.topics, device_id=self.device_id, model_id=self.model_id, labels=self.labels
         )
         client.publish(
-            discovery.discovery_topic(ha, self.device_id), encode(config), qos=1, retain=True, properties=self._json_props
+            discovery.discovery_topic(ha, self.device_id),
+            encode(config),
+            qos=1,
+            retain=True,
+            properties=self._json_props,
         )
 
     def _note_problem(self, message: str, level: int) -> None:

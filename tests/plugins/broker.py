@@ -126,9 +126,15 @@ def _make_tls_files_cryptography(d: Path, client_cn: str) -> TlsFiles:
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                    encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -152,9 +158,7 @@ def _make_tls_files_cryptography(d: Path, client_cn: str) -> TlsFiles:
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
                 critical=False,
             )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-            )
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         )
         if server:
             builder = builder.add_extension(
@@ -200,25 +204,61 @@ def _make_tls_files_openssl(d: Path, client_cn: str) -> TlsFiles:
 
     def ca(stem: str, cn: str) -> None:
         run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{stem}.key")
-        run("req", "-x509", "-new", "-key", f"{stem}.key", "-sha256", "-days", "2", "-subj", f"/CN={cn}",
-            "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", "-out", f"{stem}.crt")
+        run(
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            f"{stem}.key",
+            "-sha256",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={cn}",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE,pathlen:0",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+            "-out",
+            f"{stem}.crt",
+        )
 
     def leaf(stem: str, cn: str, ext: str) -> None:
         (d / f"{stem}.ext").write_text(ext)
         run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{stem}.key")
         run("req", "-new", "-key", f"{stem}.key", "-subj", f"/CN={cn}", "-out", f"{stem}.csr")
-        run("x509", "-req", "-in", f"{stem}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-sha256", "-extfile", f"{stem}.ext", "-out", f"{stem}.crt")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{stem}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-sha256",
+            "-extfile",
+            f"{stem}.ext",
+            "-out",
+            f"{stem}.crt",
+        )
 
     ca("ca", "edge-har test CA")
     ca("other-ca", "edge-har unrelated CA")
-    leaf("server", "localhost",
-         "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    leaf(
+        "server",
+        "localhost",
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
     leaf("client", client_cn, "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n")
     for key_file in ("server.key", "client.key"):
         (d / key_file).chmod(0o600)
-    return TlsFiles(d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key", d / "other-ca.crt")
+    return TlsFiles(
+        d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key", d / "other-ca.crt"
+    )
 
 
 # ====================================================================== the broker
@@ -350,7 +390,9 @@ class MosquittoBroker(LocalBroker):
                 self.conf_path.write_text(text)
                 self.starts = 0
                 continue
-            raise RuntimeError(f"mosquitto did not start on {self.host}:{self.port}; its log:\n{self.log_text()[-4000:]}")
+            raise RuntimeError(
+                f"mosquitto did not start on {self.host}:{self.port}; its log:\n{self.log_text()[-4000:]}"
+            )
         raise AssertionError("unreachable")
 
     def _wait_accepting(self, timeout: float) -> bool:
@@ -454,7 +496,9 @@ class Listener:
         self.client.loop_start()
         if not self._subscribed.wait(connect_timeout):
             self.close()
-            raise AssertionError(f"test listener could not subscribe to {self.topics} on {broker}:\n{broker.log_text()[-3000:]}")
+            raise AssertionError(
+                f"test listener could not subscribe to {self.topics} on {broker}:\n{broker.log_text()[-3000:]}"
+            )
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
@@ -478,7 +522,9 @@ class Listener:
     def payloads(self, topic: str) -> list[Any]:
         return [m.json() for m in self.on(topic)]
 
-    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float = 10.0, what: str = "") -> list[Received]:
+    def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout: float = 10.0, what: str = ""
+    ) -> list[Received]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate(self.messages):

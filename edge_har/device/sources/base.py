@@ -227,7 +227,12 @@ class SourceStatus:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        out = {"connected": self.connected, "finished": self.finished, "reconnects": self.reconnects, "last_error": self.last_error}
+        out = {
+            "connected": self.connected,
+            "finished": self.finished,
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+        }
         out.update(self.extra)
         return out
 
@@ -288,7 +293,9 @@ class Source(ABC):
     @abstractmethod
     def stop(self) -> None: ...
 
-    def _chunk(self, samples: np.ndarray, *, label: Optional[str] = None, segment_start: bool = False) -> Optional[Chunk]:
+    def _chunk(
+        self, samples: np.ndarray, *, label: Optional[str] = None, segment_start: bool = False
+    ) -> Optional[Chunk]:
         if len(samples) == 0 and not segment_start:
             return None
         self.samples_read += len(samples)
@@ -397,7 +404,12 @@ class ReopeningSource(Source):
             if not self._logged_failure:
                 log.warning(
                     "%s: cannot open the %s (%s)%s; retrying every %.1f..%g s",
-                    self.name, self.device_noun, exc, self._open_failure_hint(exc), delay, self._backoff.max_s,
+                    self.name,
+                    self.device_noun,
+                    exc,
+                    self._open_failure_hint(exc),
+                    delay,
+                    self._backoff.max_s,
                 )
                 self._logged_failure = True
             return False
@@ -426,7 +438,9 @@ class ReopeningSource(Source):
     def _lost(self, why: str) -> None:
         """The open device failed: close it and schedule the first reopening after ``min_s``."""
         self._status.last_error = why
-        log.warning("%s: %s; reopening with backoff (%g..%g s)", self.name, why, self._backoff.min_s, self._backoff.max_s)
+        log.warning(
+            "%s: %s; reopening with backoff (%g..%g s)", self.name, why, self._backoff.min_s, self._backoff.max_s
+        )
         self._close()
         self._backoff.reset()
         self._backoff.failed()

@@ -60,15 +60,20 @@ class CameraSourceConfig(SourceConfigBase):
             "or a network stream URL (rtsp://user@host:554/stream, http://host:8080/video)."
         ),
     )
-    width: Optional[int] = Field(None, ge=16, le=7680, description="Requested frame width in pixels (the driver may round it).")
+    width: Optional[int] = Field(
+        None, ge=16, le=7680, description="Requested frame width in pixels (the driver may round it)."
+    )
     height: Optional[int] = Field(None, ge=16, le=4320, description="Requested frame height in pixels.")
-    fps: Optional[float] = Field(None, gt=0, le=240, description="Requested camera frame rate; the model samples its own rate from it.")
+    fps: Optional[float] = Field(
+        None, gt=0, le=240, description="Requested camera frame rate; the model samples its own rate from it."
+    )
     fourcc: Optional[str] = Field(
         None,
         description="Requested pixel format, e.g. MJPG: USB webcams deliver higher rates and sizes in MJPG than in raw YUYV.",
     )
     backend: Literal["auto", "v4l2", "ffmpeg", "gstreamer"] = Field(
-        "auto", description="OpenCV capture backend; auto lets OpenCV choose (V4L2 for /dev/video*, FFmpeg for files and URLs)."
+        "auto",
+        description="OpenCV capture backend; auto lets OpenCV choose (V4L2 for /dev/video*, FFmpeg for files and URLs).",
     )
     realtime: bool = Field(
         True,
@@ -91,7 +96,9 @@ class CameraSourceConfig(SourceConfigBase):
     read_timeout_s: float = Field(
         5.0, gt=0, description="A live camera that delivers no frame for this long is treated as lost and reopened."
     )
-    reconnect_initial_s: float = Field(1.0, gt=0, description="First wait before reopening a lost camera; doubles each failure.")
+    reconnect_initial_s: float = Field(
+        1.0, gt=0, description="First wait before reopening a lost camera; doubles each failure."
+    )
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reopening attempts.")
 
     @field_validator("fourcc")
@@ -140,7 +147,6 @@ class CameraSourceConfig(SourceConfigBase):
         if text.startswith("/dev/"):
             return "v4l2"
         return "file"
-
 
 
 class CameraError(EdgeHarError, RuntimeError):
@@ -262,7 +268,9 @@ class CameraSource:
     def _open(self) -> bool:
         cv2 = _cv2()
         cfg = self.config
-        api = {"auto": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "ffmpeg": cv2.CAP_FFMPEG, "gstreamer": cv2.CAP_GSTREAMER}[cfg.backend]
+        api = {"auto": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "ffmpeg": cv2.CAP_FFMPEG, "gstreamer": cv2.CAP_GSTREAMER}[
+            cfg.backend
+        ]
         target: Any = int(cfg.device) if self.kind == "index" else str(cfg.device)
         params: list[int] = []
         if self.kind == "url":
@@ -294,8 +302,13 @@ class CameraSource:
         self.stats.connected = True
         self.stats.segment += 1
         log.info(
-            "camera %s opened (%s): %sx%s at %.3g fps%s", cfg.device, self.kind, self.stats.width, self.stats.height,
-            self._file_fps, "" if self.kind == "file" else self._granted_note(),
+            "camera %s opened (%s): %sx%s at %.3g fps%s",
+            cfg.device,
+            self.kind,
+            self.stats.width,
+            self.stats.height,
+            self._file_fps,
+            "" if self.kind == "file" else self._granted_note(),
         )
         return True
 
@@ -381,8 +394,9 @@ class CameraSource:
                     log.info("camera: end of %s after %d frames", cfg.device, index)
                     self._finish()
                     return
-                self.stats.last_error = "read failed" if not (watchdog and watchdog.fired) else \
-                    f"no frame for {cfg.read_timeout_s:g} s"
+                self.stats.last_error = (
+                    "read failed" if not (watchdog and watchdog.fired) else f"no frame for {cfg.read_timeout_s:g} s"
+                )
                 log.warning("camera %s lost (%s); reconnecting", cfg.device, self.stats.last_error)
                 self._release()
                 return

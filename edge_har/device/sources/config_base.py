@@ -134,7 +134,9 @@ class ReconnectConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_s: float = Field(0.5, gt=0, description="First delay before reopening a lost port, in seconds; doubles after each failure.")
+    min_s: float = Field(
+        0.5, gt=0, description="First delay before reopening a lost port, in seconds; doubles after each failure."
+    )
     max_s: float = Field(30.0, gt=0, description="Longest delay between attempts to reopen the port.")
 
     @model_validator(mode="after")

@@ -63,7 +63,9 @@ class I2cImuSourceConfig(SensorSourceConfig):
     chip: Literal["mpu6050"] = Field("mpu6050", description="IMU model (MPU-6050 / MPU-6000 / MPU-9250 register map).")
     bus: int = Field(1, ge=0, description="I2C bus number: 1 is /dev/i2c-1, the header pins of every Pi since the B+.")
     address: int = Field(0x68, ge=0x03, le=0x77, description="7-bit I2C address: 0x68, or 0x69 with AD0 pulled high.")
-    rate_hz: float = Field(50.0, gt=0, le=1000, description="Samples per second to read (the chip is set to this rate).")
+    rate_hz: float = Field(
+        50.0, gt=0, le=1000, description="Samples per second to read (the chip is set to this rate)."
+    )
     accel_range: Literal[2, 4, 8, 16] = Field(4, description="Accelerometer full scale in g (+-).")
     gyro_range: Literal[250, 500, 1000, 2000] = Field(500, description="Gyroscope full scale in deg/s (+-).")
     dlpf: int = Field(
@@ -124,7 +126,9 @@ def decode_block(block: bytes | Sequence[int], accel_range: int, gyro_range: int
     return np.array([ax / a, ay / a, az / a, temp / 340.0 + 36.53, gx / g, gy / g, gz / g], dtype=np.float64)
 
 
-def decode_sample(block: bytes | Sequence[int], channels: Sequence[str], accel_range: int, gyro_range: int) -> list[float]:
+def decode_sample(
+    block: bytes | Sequence[int], channels: Sequence[str], accel_range: int, gyro_range: int
+) -> list[float]:
     """The configured channels of one block, in order (g and deg/s)."""
     values = decode_block(block, accel_range, gyro_range)
     return [float(values[CHANNEL_INDEX[c]]) for c in channels]
@@ -169,7 +173,9 @@ class I2cImuSource(ReopeningSource):
                 log.warning("%s: WHO_AM_I is 0x%02x, not a known MPU-6050 class chip; trying anyway", self.name, who)
             bus.write_byte_data(self.cfg.address, REG_PWR_MGMT_1, PWR_RESET)
             time.sleep(0.1)  # the reset takes up to 100 ms
-            for reg, value in setup_registers(self.cfg.rate_hz, self.cfg.dlpf, self.cfg.accel_range, self.cfg.gyro_range):
+            for reg, value in setup_registers(
+                self.cfg.rate_hz, self.cfg.dlpf, self.cfg.accel_range, self.cfg.gyro_range
+            ):
                 bus.write_byte_data(self.cfg.address, reg, value)
             time.sleep(0.05)  # gyro PLL settles
         except (OSError, ValueError):
@@ -183,7 +189,11 @@ class I2cImuSource(ReopeningSource):
         return f"cannot set up the IMU: {exc}"
 
     def _open_failure_hint(self, exc: BaseException) -> str:
-        return " (is I2C enabled and is the user in group i2c?)" if isinstance(exc, (FileNotFoundError, PermissionError)) else ""
+        return (
+            " (is I2C enabled and is the user in group i2c?)"
+            if isinstance(exc, (FileNotFoundError, PermissionError))
+            else ""
+        )
 
     def _opened(self, first: bool) -> None:
         self._next_due = time.monotonic()
@@ -191,8 +201,12 @@ class I2cImuSource(ReopeningSource):
             who = self._who if self._who is not None else 0
             log.info(
                 "%s: %s, +-%d g, +-%d deg/s, %g Hz, channels %s",
-                self.name, KNOWN_CHIPS.get(who, f"chip 0x{who:02x}"), self.cfg.accel_range, self.cfg.gyro_range,
-                self.cfg.rate_hz, ", ".join(self.cfg.channels),
+                self.name,
+                KNOWN_CHIPS.get(who, f"chip 0x{who:02x}"),
+                self.cfg.accel_range,
+                self.cfg.gyro_range,
+                self.cfg.rate_hz,
+                ", ".join(self.cfg.channels),
             )
 
     # ---------------------------------------------------------------- reading
@@ -214,5 +228,7 @@ class I2cImuSource(ReopeningSource):
         except OSError as exc:
             self._lost(f"bus error: {exc}")
             return None
-        row = self.checker.check_values(decode_sample(block, self.cfg.channels, self.cfg.accel_range, self.cfg.gyro_range))
+        row = self.checker.check_values(
+            decode_sample(block, self.cfg.channels, self.cfg.accel_range, self.cfg.gyro_range)
+        )
         return self._segment_chunk(self.checker.rows([row]))

@@ -64,7 +64,9 @@ class MqttSourceConfig(SensorSourceConfig):
     )
     rate_hz: float = Field(gt=0, description="Samples per second the sensor nodes sample at.")
     qos: int = Field(1, ge=0, le=2, description="Subscription QoS.")
-    client_id: Optional[str] = Field(None, description="Client id of the input connection (default: the publisher's id + '-input').")
+    client_id: Optional[str] = Field(
+        None, description="Client id of the input connection (default: the publisher's id + '-input')."
+    )
     buffer_samples: int = Field(
         10000,
         ge=1,
@@ -88,7 +90,8 @@ class MqttSourceConfig(SensorSourceConfig):
             return [], []
         # missing_files() lines read "mqtt.tls.ca_file: ...": re-root the key under source.broker.
         errors = [
-            f"{where('broker.' + line.split(':', 1)[0][5:])}: {line.split(': ', 1)[1]}" for line in self.broker.missing_files()
+            f"{where('broker.' + line.split(':', 1)[0][5:])}: {line.split(': ', 1)[1]}"
+            for line in self.broker.missing_files()
         ]
         return errors, []
 
@@ -182,7 +185,13 @@ class MqttInputSource(Source):
         client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive, **extra)
         self._client = client
         client.loop_start()
-        log.info("%s: reading samples from %s as %s (%s payloads)", self.name, describe_broker(self.broker), self.client_id, self.cfg.format)
+        log.info(
+            "%s: reading samples from %s as %s (%s payloads)",
+            self.name,
+            describe_broker(self.broker),
+            self.client_id,
+            self.cfg.format,
+        )
 
     def stop(self) -> None:
         client, self._client = self._client, None

@@ -38,7 +38,9 @@ class ReplaySourceConfig(SensorSourceConfig):
     so the predictions can be scored (``extra.truth`` in the prediction payload)."""
 
     type: Literal["replay"] = Field(description="Source type.")
-    path: Path = Field(description="Recording(s): a folder (format folder), a CSV file (csv) or one sample file (file).")
+    path: Path = Field(
+        description="Recording(s): a folder (format folder), a CSV file (csv) or one sample file (file)."
+    )
     format: Literal["folder", "csv", "file"] = Field(
         "folder",
         description=(
@@ -48,10 +50,14 @@ class ReplaySourceConfig(SensorSourceConfig):
     )
     label_col: Optional[str] = Field(None, description="csv: the column holding the activity label (required for csv).")
     channel_cols: Optional[list[str]] = Field(
-        None, min_length=1, description="csv: the columns holding the channels, in the model's channel order (default: the rest)."
+        None,
+        min_length=1,
+        description="csv: the columns holding the channels, in the model's channel order (default: the rest).",
     )
     subject_col: Optional[str] = Field(None, description="csv: the column naming the subject, if any.")
-    timestamp_col: Optional[str] = Field(None, description="csv: a timestamp column to leave out of the channels, if any.")
+    timestamp_col: Optional[str] = Field(
+        None, description="csv: a timestamp column to leave out of the channels, if any."
+    )
     label: Optional[str] = Field(None, description="file: the ground-truth label of the recording (optional).")
     rate_hz: Optional[float] = Field(
         None, gt=0, description="Rate the recordings were made at (default: the bundle's sample rate)."
@@ -80,7 +86,9 @@ class ReplaySourceConfig(SensorSourceConfig):
     def _format_keys(self) -> ReplaySourceConfig:
         if self.format == "csv" and not self.label_col:
             raise ValueError("format csv needs label_col (the column holding the activity label)")
-        csv_only = [k for k in ("label_col", "channel_cols", "subject_col", "timestamp_col") if getattr(self, k) is not None]
+        csv_only = [
+            k for k in ("label_col", "channel_cols", "subject_col", "timestamp_col") if getattr(self, k) is not None
+        ]
         if self.format != "csv" and csv_only:
             raise ValueError(f"{', '.join(csv_only)}: only for format csv (format is {self.format})")
         if self.label is not None and self.format != "file":
@@ -110,7 +118,9 @@ class ReplaySourceConfig(SensorSourceConfig):
         return [], []
 
 
-def load_recordings(cfg: ReplaySourceConfig, n_channels: int, skipped: Optional[dict[str, int]] = None) -> list[Recording]:
+def load_recordings(
+    cfg: ReplaySourceConfig, n_channels: int, skipped: Optional[dict[str, int]] = None
+) -> list[Recording]:
     """The recordings a replay config names, via edge_har.core.recordings' readers; SourceError if none.
 
     Malformed lines in the files are skipped (counted per file in ``skipped``), as a live
@@ -206,7 +216,11 @@ class ReplaySource(Source):
             self.malformed.add(REASON_BAD_LINE, n, example=f"{n} line(s) in {file}")
         rates = {r.sample_rate_hz for r in self.recordings if r.sample_rate_hz}
         if not self.cfg.rate_hz and len(rates) > 1:
-            log.warning("replay: recordings have different rates %s; replaying all at %g Hz (set source.rate_hz)", sorted(rates), self.rate_hz)
+            log.warning(
+                "replay: recordings have different rates %s; replaying all at %g Hz (set source.rate_hz)",
+                sorted(rates),
+                self.rate_hz,
+            )
         total = sum(len(r) for r in self.recordings)
         log.info(
             "replay: %d recording(s), %d samples (%.0f s at %g Hz) from %s, %s%s",
@@ -267,5 +281,11 @@ class ReplaySource(Source):
 
     def status(self) -> dict[str, Any]:
         out = super().status()
-        out.update({"recording": min(self._rec, len(self.recordings)), "recordings": len(self.recordings), "passes": self._passes})
+        out.update(
+            {
+                "recording": min(self._rec, len(self.recordings)),
+                "recordings": len(self.recordings),
+                "passes": self._passes,
+            }
+        )
         return out

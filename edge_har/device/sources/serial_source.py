@@ -52,7 +52,9 @@ class SerialSourceConfig(SensorSourceConfig):
         ge=0,
         description="Seconds without a single byte after which the port is closed and reopened (a hung adapter); 0 = never.",
     )
-    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="Backoff for reopening a lost port.")
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig, description="Backoff for reopening a lost port."
+    )
 
     @field_validator("columns")
     @classmethod
