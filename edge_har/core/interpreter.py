@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -58,17 +58,6 @@ def _import_backend(name: str) -> Backend:
         tf = importlib.import_module("tensorflow")
         return Backend(name, tf.__version__, tf.lite.Interpreter, tf.lite.experimental.load_delegate)
     raise InterpreterError(f"unknown interpreter backend '{name}'; choose one of {', '.join(BACKENDS)} or 'auto'")
-
-
-def available_backends(candidates: Sequence[str] = BACKENDS) -> dict[str, Backend | str]:
-    """Each backend mapped to a Backend, or to the reason it cannot be used."""
-    out: dict[str, Backend | str] = {}
-    for name in candidates:
-        try:
-            out[name] = _import_backend(name)
-        except Exception as exc:  # a broken runtime (e.g. tflite-runtime on numpy 2) raises odd errors
-            out[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return out
 
 
 def select_backend(preference: str = "auto") -> Backend:
