@@ -345,9 +345,15 @@ def compare_rows(
 
 
 def _pyplot() -> Any:
-    from edge_har.convert.plots import _pyplot as pyplot
+    from edge_har.convert.plots import pyplot
 
     return pyplot()
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    from edge_har.convert.plots import save_figure as save
+
+    return save(fig, path)
 
 
 def latency_png(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str) -> Path | None:
@@ -393,13 +399,9 @@ def latency_png(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str)
         ax.grid(True, axis="x", which="both", alpha=0.3)
         handles = [plt.Rectangle((0, 0), 1, 1, color=palette(i % 10)) for i in range(len(runtimes))]
         ax.legend(handles, runtimes, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-        fig.tight_layout()
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120)
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
-    return out
 
 
 def accuracy_png(entries: Sequence[Mapping[str, Any]], path: str | Path, title: str) -> Path | None:
@@ -426,13 +428,9 @@ def accuracy_png(entries: Sequence[Mapping[str, Any]], path: str | Path, title: 
         ax.set_title(title, fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120)
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
-    return out
 
 
 def stderr(text: str) -> None:

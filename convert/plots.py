@@ -19,7 +19,7 @@ class PlotError(EdgeHarError, RuntimeError):
     """matplotlib is missing or a plot cannot be written."""
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as exc:
@@ -36,7 +36,7 @@ def confusion_matrix_png(
     cm: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str = "Confusion matrix"
 ) -> Path:
     """Row-normalised colours (recall per true class) with the raw counts written in each cell."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(cm, dtype=np.int64)
     with np.errstate(divide="ignore", invalid="ignore"):
         rows = counts.sum(axis=1, keepdims=True)
@@ -65,18 +65,14 @@ def confusion_matrix_png(
                         fontsize=font,
                         color="white" if frac[i, j] > 0.5 else "black",
                     )
-        fig.tight_layout()
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120)
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
-    return out
 
 
 def training_curves_png(history: Mapping[str, Sequence[float]], path: str | Path, title: str = "Training") -> Path:
     """Loss and accuracy per epoch, training and validation, side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     try:
         for ax, metric in zip(axes, ("loss", "accuracy")):
@@ -100,10 +96,15 @@ def training_curves_png(history: Mapping[str, Sequence[float]], path: str | Path
             for ax in axes:
                 ax.axvline(best, color="grey", linewidth=1, linestyle=":")
         fig.suptitle(title)
-        fig.tight_layout()
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120)
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Lay out and write ``fig`` as a PNG at ``path`` (folders made): every plot edge-har draws is saved alike."""
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
     return out
