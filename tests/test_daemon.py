@@ -274,3 +274,28 @@ def test_a_config_problem_exits_78_naming_file_and_key(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="edge_har.daemon"):
         assert run_daemon(typo) == EXIT_CONFIG
     assert f"{typo}:2: source.lop: unknown key; did you mean 'loop'?" in caplog.text
+
+
+def test_each_run_has_its_own_run_id_in_predictions_stats_and_summary(
+    tiny_bundle, heldout_dir, mosquitto_broker, mqtt_listener, tmp_path
+):
+    """Two runs of one device both start at seq 0; only the run id tells them apart."""
+    listener = mqtt_listener(mosquitto_broker, ["edge-har/pi-test/#"])
+    rec = sorted((heldout_dir / "Sit").iterdir())[0]
+    cfg = write_config(
+        tmp_path / "runs.yaml",
+        tiny_bundle,
+        mosquitto_broker,
+        {"type": "replay", "path": str(rec), "format": "file", "label": "Sit", "realtime": False},
+    )
+    run_ids = []
+    for i in range(2):
+        summary = tmp_path / f"summary-{i}.json"
+        assert Daemon(load_config(cfg), max_windows=3, summary_json=summary, install_signal_handlers=False).run() == 0
+        run_ids.append(json.loads(summary.read_text())["run_id"])
+    listener.wait_count("edge-har/pi-test/prediction", 6)
+    preds = predictions(listener)
+    assert run_ids[0] != run_ids[1] and all(len(r) == 12 for r in run_ids)
+    assert [(p["run_id"], p["seq"]) for p in preds] == [(r, s) for r in run_ids for s in range(3)]
+    stats = listener.payloads("edge-har/pi-test/stats")
+    assert stats and {s["run_id"] for s in stats} <= set(run_ids) and stats[-1]["run_id"] == run_ids[1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -434,3 +435,41 @@ def test_documented_examples_follow_the_schema():
         p.startswith("colour: unknown field") for p in problems
     )
     assert validate_prediction({**docs["prediction"], "label": "unknown"}) == []
+
+
+def test_every_payload_carries_the_publishers_run_id(mosquitto_broker, mqtt_listener, publishers):
+    """seq restarts at 0 with each run: the run id is what tells two runs of a device apart."""
+    listener = mqtt_listener(mosquitto_broker, [f"edge-har/{DEVICE}/#"])
+    first = publishers(fast_cfg(mosquitto_broker))
+    second = publishers(fast_cfg(mosquitto_broker, client_id="second-run"), run_id="given-run-1")
+    assert re.fullmatch(r"[0-9a-f]{12}", first.run_id) and second.run_id == "given-run-1"
+    assert first.run_id != publishers(fast_cfg(mosquitto_broker)).run_id
+    first.start()
+    assert first.wait_connected(10)
+    first.publish_prediction(pred(0))  # built without run_id: the publisher adds its own
+    first.publish_stats(stats_payload(device_id=DEVICE, model_id="m", uptime_s=1, windows_total=1, windows_per_s=1))
+    first.stop(timeout=5)
+    second.start()
+    assert second.wait_connected(10)
+    second.publish_prediction({**pred(0), "run_id": "kept-as-given"})  # one already in the payload is kept
+    second.publish_prediction(pred(1))
+    got = [p for p in listener.wait_count(PRED_TOPIC, 3)]
+    payloads = [m.json() for m in got]
+    assert [(p["run_id"], p["seq"]) for p in payloads] == [(first.run_id, 0), ("kept-as-given", 0), ("given-run-1", 1)]
+    assert all(validate_prediction(p) == [] for p in payloads)
+    assert list(payloads[0])[:6] == ["schema_version", "device_id", "model_id", "variant", "run_id", "seq"]
+    stats = listener.wait_count(f"edge-har/{DEVICE}/stats", 1)[0].json()
+    assert stats["run_id"] == first.run_id and list(stats).index("run_id") < list(stats).index("ts")
+
+
+def test_run_id_is_optional_for_old_devices_but_checked_when_present():
+    old = pred(3)  # what a device from before the run id sends
+    assert "run_id" not in old and validate_prediction(old) == []
+    assert validate_prediction({**old, "run_id": "a1b2c3d4e5f6"}) == []
+    for bad in ("", "has space", "x" * 65, 12, None):
+        problems = validate_prediction({**old, "run_id": bad})
+        assert len(problems) == 1 and problems[0].startswith("run_id:"), (bad, problems)
+    built = prediction_payload(**{k: v for k, v in old.items() if k not in ("schema_version", "extra")}, run_id="r1")
+    assert built["run_id"] == "r1"
+    with pytest.raises(ValueError, match="run_id"):
+        prediction_payload(**{k: v for k, v in old.items() if k not in ("schema_version", "extra")}, run_id="a/b")

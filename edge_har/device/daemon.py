@@ -329,6 +329,7 @@ class Daemon:
             e2e_ms=p.e2e_ms,
             variant=rt.variant,
             extra=extra or None,
+            run_id=self.publisher.run_id,
         )
         self.publisher.publish_prediction(payload)
         first = self.stats.windows_total == 0
@@ -395,6 +396,7 @@ class Daemon:
             rss_mb=rss_mb(),
             mqtt=self.publisher.counters(),
             extra=extra,
+            run_id=self.publisher.run_id,
         )
 
     def publish_stats(self) -> dict[str, Any]:
@@ -438,6 +440,7 @@ class Daemon:
         summary = self.stats.run_summary()
         summary["accuracy"] = self.stats.accuracy()
         summary["stop_reason"] = self.stop_reason
+        summary["run_id"] = getattr(self.publisher, "run_id", None)
         summary["samples_dropped"] = self.source.malformed.counts() if self.source else {}
         inf, e2e = summary["inference_ms"] or {}, summary["e2e_ms"] or {}
         log.info(

@@ -7,19 +7,28 @@ depend on these field names, so they are versioned: a change that breaks a subsc
 ``prediction`` (topic ``<prefix>/<device_id>/prediction``, QoS 1, not retained)::
 
     {"schema_version": 1, "device_id": "pi-kitchen", "model_id": "hmp-cnn-lstm-20261121-1a2b3c4d",
-     "variant": "int8", "seq": 4211, "window_end_ts": 1763731200.52, "label": "Walk",
+     "variant": "int8", "run_id": "3f9c2a71b0de", "seq": 4211, "window_end_ts": 1763731200.52, "label": "Walk",
      "confidence": 0.913, "probabilities": {"Walk": 0.913, "Climb_stairs": 0.061, ...},
      "inference_ms": 0.82, "e2e_ms": 3.4}
 
 ``stats`` (topic ``<prefix>/<device_id>/stats``, every ``stats_interval_s``, QoS 0)::
 
-    {"schema_version": 1, "device_id": "pi-kitchen", "model_id": "...", "ts": 1763731230.0,
+    {"schema_version": 1, "device_id": "pi-kitchen", "model_id": "...", "run_id": "3f9c2a71b0de",
+     "ts": 1763731230.0,
      "uptime_s": 3600.2, "windows_total": 112000, "windows_per_s": 31.1,
      "inference_ms": {"p50": 0.8, "p90": 1.1, "p99": 2.3, "max": 7.9},
      "e2e_ms": {"p50": 3.1, "p90": 4.0, "p99": 6.2, "max": 15.0},
      "samples_total": 3584000, "samples_dropped": {"nan": 2, "columns": 1},
      "queue_depth": 0, "rss_mb": 61.5,
      "mqtt": {"connected": true, "queued": 0, "dropped_offline": 0, "published": 111990, ...}}
+
+Run id: every prediction and stats payload carries ``run_id``, a short random id (12 hex digits,
+:func:`new_run_id`) made once per daemon run. ``seq`` restarts at 0 when the daemon restarts
+(systemd after a crash, a SIGKILL, a reboot), so ``seq`` alone cannot tell two runs apart: a
+subscriber keys on ``(device_id, run_id, seq)``. A new ``run_id`` for a device means it restarted;
+the same ``(device_id, run_id, seq)`` twice is a QoS 1 re-delivery. Payloads from devices older than
+the run id have no ``run_id``; they still validate (adding a field does not bump the schema), and a
+subscriber falls back to ``(device_id, seq, window_end_ts)`` for them.
 
 ``status`` (topic ``<prefix>/<device_id>/status``, retained) is the plain text ``online`` or
 ``offline`` (the Last Will), not JSON, so Home Assistant availability works without templates.
@@ -29,7 +38,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
+import uuid
 from typing import Any, Mapping, Optional
 
 __all__ = [
@@ -42,6 +53,7 @@ __all__ = [
     "UNKNOWN_LABEL",
     "encode",
     "examples",
+    "new_run_id",
     "prediction_payload",
     "stats_payload",
     "validate_prediction",
@@ -54,15 +66,22 @@ STATUS_OFFLINE = "offline"
 # The label published when the smoothed confidence is under the configured threshold.
 UNKNOWN_LABEL = "unknown"
 
+# A run id: what new_run_id makes; validation accepts any short id of letters, digits, '-' and '_'
+# so other publishers (a bench's simulated devices, a future firmware) can use their own scheme.
+RUN_ID_LENGTH = 12
+_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
 # Field -> meaning. The README's payload table and the tests are generated from / checked against these.
 PREDICTION_FIELDS: dict[str, str] = {
     "schema_version": f"int, {PREDICTION_SCHEMA_VERSION}; bumped only for changes that break subscribers",
     "device_id": "str, the publishing device (also the second topic level)",
     "model_id": "str, bundle.json model_id of the model that made the prediction",
     "variant": "str or null, bundle variant that ran (float32, dynamic_range, int8, ...)",
-    "seq": "int >= 0, per-run sequence number of the window; restarts at 0 when the daemon restarts. "
-    "QoS 1 is at-least-once, so a subscriber may see a seq twice after a reconnect: de-duplicate on "
-    "(device_id, seq, window_end_ts)",
+    "run_id": "str, 12 hex digits made once per daemon run; a new one means the device restarted "
+    "(absent from devices older than the run id)",
+    "seq": "int >= 0, per-run sequence number of the window; restarts at 0 when the daemon restarts (with a new "
+    "run_id). QoS 1 is at-least-once, so a subscriber may see a seq twice after a reconnect: de-duplicate on "
+    "(device_id, run_id, seq)",
     "window_end_ts": "float, Unix time (seconds, UTC) of the last sample in the window",
     "label": f"str, the (smoothed) activity, or '{UNKNOWN_LABEL}' under the confidence threshold",
     "confidence": "float in [0, 1], the probability behind label (after smoothing)",
@@ -76,6 +95,7 @@ STATS_FIELDS: dict[str, str] = {
     "schema_version": f"int, {STATS_SCHEMA_VERSION}",
     "device_id": "str, the publishing device",
     "model_id": "str, the model running",
+    "run_id": "str, the daemon run's id, the same as in its predictions",
     "ts": "float, Unix time the stats were taken",
     "uptime_s": "float, seconds since the daemon started",
     "windows_total": "int, windows inferred since start",
@@ -92,6 +112,11 @@ STATS_FIELDS: dict[str, str] = {
 
 _LATENCY_DIGITS = 3
 _PROBABILITY_DIGITS = 6
+
+
+def new_run_id() -> str:
+    """A fresh run id: 12 random hex digits (48 bits; two runs of one device collide about once in 10^14)."""
+    return uuid.uuid4().hex[:RUN_ID_LENGTH]
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:
@@ -112,8 +137,12 @@ def prediction_payload(
     e2e_ms: float,
     variant: Optional[str] = None,
     extra: Optional[Mapping[str, Any]] = None,
+    run_id: Optional[str] = None,
 ) -> dict[str, Any]:
     """Build a prediction payload (see module docstring and PREDICTION_FIELDS).
+
+    ``run_id`` is normally the publisher's (``Publisher.run_id``); when it is None the field is left
+    out here and :meth:`Publisher.publish_prediction` adds its own, so every published payload has one.
 
     Numbers are converted to plain Python types (numpy scalars are not JSON) and rounded
     (probabilities to 6 digits, latencies to 3) to keep messages small. Raises ValueError naming
@@ -125,6 +154,10 @@ def prediction_payload(
         "device_id": str(device_id),
         "model_id": str(model_id),
         "variant": None if variant is None else str(variant),
+    }
+    if run_id is not None:
+        payload["run_id"] = str(run_id)
+    payload |= {
         "seq": int(seq),
         "window_end_ts": float(window_end_ts),
         "label": str(label),
@@ -157,13 +190,18 @@ def stats_payload(
     mqtt: Optional[Mapping[str, Any]] = None,
     ts: Optional[float] = None,
     extra: Optional[Mapping[str, Any]] = None,
+    run_id: Optional[str] = None,
 ) -> dict[str, Any]:
     """Build a stats payload (see STATS_FIELDS). ``mqtt`` is normally ``Publisher.counters()``;
-    :meth:`Publisher.publish_stats` fills it in when left out."""
+    :meth:`Publisher.publish_stats` fills it in when left out, and ``run_id`` likewise."""
     payload: dict[str, Any] = {
         "schema_version": STATS_SCHEMA_VERSION,
         "device_id": str(device_id),
         "model_id": str(model_id),
+    }
+    if run_id is not None:
+        payload["run_id"] = str(run_id)
+    payload |= {
         "ts": float(time.time() if ts is None else ts),
         "uptime_s": round(float(uptime_s), 3),
         "windows_total": int(windows_total),
@@ -195,8 +233,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# Absent in a valid payload: extra when empty; run_id from devices older than it (see the module docstring).
+_OPTIONAL_PREDICTION_FIELDS = ("extra", "run_id")
+
+
 def validate_prediction(payload: Any) -> list[str]:
-    """Problems with a prediction payload, one line per field; empty when it follows schema 1."""
+    """Problems with a prediction payload, one line per field; empty when it follows schema 1.
+
+    ``run_id`` may be absent (a device older than it), but when present must be a short id."""
     if not isinstance(payload, Mapping):
         return [f"payload must be a JSON object, got {type(payload).__name__}"]
     problems: list[str] = []
@@ -206,7 +250,7 @@ def validate_prediction(payload: Any) -> list[str]:
             problems.append(
                 f"{key}: unknown field (schema {PREDICTION_SCHEMA_VERSION} has {', '.join(PREDICTION_FIELDS)})"
             )
-    required = [k for k in PREDICTION_FIELDS if k != "extra"]
+    required = [k for k in PREDICTION_FIELDS if k not in _OPTIONAL_PREDICTION_FIELDS]
     for key in required:
         if key not in payload:
             problems.append(f"{key}: missing")
@@ -218,6 +262,8 @@ def validate_prediction(payload: Any) -> list[str]:
     for key in ("device_id", "model_id", "label"):
         if not isinstance(payload[key], str) or not payload[key]:
             problems.append(f"{key}: must be a non-empty string, got {payload[key]!r}")
+    if "run_id" in payload and not (isinstance(payload["run_id"], str) and _RUN_ID.match(payload["run_id"])):
+        problems.append(f"run_id: must be 1-64 letters, digits, '-' or '_', got {payload['run_id']!r}")
     if payload["variant"] is not None and not isinstance(payload["variant"], str):
         problems.append(f"variant: must be a string or null, got {payload['variant']!r}")
     seq = payload["seq"]
@@ -255,6 +301,7 @@ def examples(device_id: str = "pi-kitchen") -> dict[str, Any]:
         device_id=device_id,
         model_id="hmp-cnn-lstm-20261121-1a2b3c4d",
         variant="int8",
+        run_id="3f9c2a71b0de",
         seq=4211,
         window_end_ts=1763731200.52,
         label="Walk",
@@ -266,6 +313,7 @@ def examples(device_id: str = "pi-kitchen") -> dict[str, Any]:
     stats = stats_payload(
         device_id=device_id,
         model_id="hmp-cnn-lstm-20261121-1a2b3c4d",
+        run_id="3f9c2a71b0de",
         ts=1763731230.0,
         uptime_s=3600.2,
         windows_total=112000,

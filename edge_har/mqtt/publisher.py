@@ -51,7 +51,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_har.mqtt import discovery
 from edge_har.mqtt.client import EdgeHarClient, describe_broker, make_client, topics
 from edge_har.mqtt.config import MqttConfig
-from edge_har.mqtt.payloads import STATUS_OFFLINE, STATUS_ONLINE, encode
+from edge_har.mqtt.payloads import STATUS_OFFLINE, STATUS_ONLINE, encode, new_run_id
 
 __all__ = ["Publisher"]
 
@@ -92,8 +92,12 @@ class Publisher:
         labels: Sequence[str],
         *,
         on_link_change: Optional[Callable[[bool], None]] = None,
+        run_id: Optional[str] = None,
     ) -> None:
         self.cfg = cfg
+        # One id per run of the device (see payloads' module docstring): added to every prediction
+        # and stats payload that does not carry one, so a subscriber can tell a restart from a repeat.
+        self.run_id = run_id or new_run_id()
         self.device_id = device_id
         self.model_id = model_id
         self.labels = [str(label) for label in labels]
@@ -172,8 +176,9 @@ class Publisher:
         )
         self._sender.start()
         log.info(
-            "MQTT: publishing as %s to %s under %s/ (QoS prediction %d, status %d, stats %d; offline queue %d)",
+            "MQTT: publishing as %s (run %s) to %s under %s/ (QoS prediction %d, status %d, stats %d; offline queue %d)",
             self.client_id,
+            self.run_id,
             self._broker,
             self.topics.base,
             self.cfg.qos.prediction,
@@ -246,9 +251,12 @@ class Publisher:
     def publish_prediction(self, payload: Mapping[str, Any]) -> None:
         """Publish a prediction now if the link is up and nothing older waits, else queue it.
 
-        Never blocks on the network. Raises ValueError only for a payload that is not valid JSON
-        (NaN, infinity, unserialisable objects): see :func:`~edge_har.mqtt.payloads.prediction_payload`.
+        Never blocks on the network. Adds ``run_id`` = :attr:`run_id` when the payload has none.
+        Raises ValueError only for a payload that is not valid JSON (NaN, infinity, unserialisable
+        objects): see :func:`~edge_har.mqtt.payloads.prediction_payload`.
         """
+        if "run_id" not in payload:
+            payload = _with_run_id(payload, self.run_id)
         item = _Item(next(self._order), encode(payload))
         with self._cond:
             if not self._can_send_now_locked() or self._queue:
@@ -264,8 +272,10 @@ class Publisher:
 
     def publish_stats(self, payload: Mapping[str, Any]) -> bool:
         """Publish a stats payload if the link is up; stats are not queued (the next one
-        supersedes it). Adds ``mqtt`` = :meth:`counters` when the payload has none.
+        supersedes it). Adds ``mqtt`` = :meth:`counters` and ``run_id`` when the payload has none.
         Returns whether it was handed to the broker connection."""
+        if "run_id" not in payload:
+            payload = _with_run_id(payload, self.run_id)
         if "mqtt" not in payload:
             payload = {**payload, "mqtt": self.counters()}
         data = encode(payload)
@@ -556,6 +566,17 @@ class Publisher:
             self._on_link_change(up)
         except Exception:  # a faulty callback must not kill paho's network thread
             log.exception("MQTT: on_link_change callback failed")
+
+
+def _with_run_id(payload: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    """A copy with ``run_id`` next to the identifying fields (before ``seq``/``ts``), for readability."""
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        if key in ("seq", "ts") and "run_id" not in out:
+            out["run_id"] = run_id
+        out[key] = value
+    out.setdefault("run_id", run_id)
+    return out
 
 
 def _refusal_message(broker: str, reason_code: ReasonCode) -> str:
