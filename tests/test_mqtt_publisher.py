@@ -473,3 +473,27 @@ def test_run_id_is_optional_for_old_devices_but_checked_when_present():
     assert built["run_id"] == "r1"
     with pytest.raises(ValueError, match="run_id"):
         prediction_payload(**{k: v for k, v in old.items() if k not in ("schema_version", "extra")}, run_id="a/b")
+
+
+def test_last_error_is_cleared_when_the_link_is_back(mosquitto_factory, publishers):
+    """A stats message saying connected with the outage's error next to it reads as a live problem."""
+    broker = mosquitto_factory(persistence=False)
+    publisher = publishers(fast_cfg(broker))
+    publisher.start()
+    assert publisher.wait_connected(10)
+    assert publisher.counters()["last_error"] is None and publisher.counters()["last_error_ts"] is None
+    broker.kill()
+    deadline = time.monotonic() + 10
+    while publisher.counters()["last_error"] is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    before = time.time()
+    down = publisher.counters()
+    assert down["connected"] is False and down["last_error"], down
+    assert down["last_error_ts"] is not None and before - 10 < down["last_error_ts"] <= before
+    broker.start()
+    assert publisher.wait_connected(10)
+    up = publisher.counters()
+    assert up["connected"] is True and up["reconnects"] == 1
+    assert up["last_error"] is None and up["last_error_ts"] is None, up
+    # what went wrong is still there, marked as resolved
+    assert up["last_resolved_error"] == down["last_error"] or up["last_resolved_error"].startswith("cannot reach")

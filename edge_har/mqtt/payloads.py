@@ -106,7 +106,8 @@ STATS_FIELDS: dict[str, str] = {
     "samples_dropped": "object reason -> count of malformed samples dropped since start (or an int total)",
     "queue_depth": "int, windows waiting for inference",
     "rss_mb": "float or null, resident memory of the daemon in MiB",
-    "mqtt": "object, the publisher's counters: connected, queued, dropped_offline, published, reconnects, last_error, ...",
+    "mqtt": "object, the publisher's counters: connected, queued, dropped_offline, published, reconnects, "
+    "last_error (the current problem, null once connected again) with last_error_ts, last_resolved_error, ...",
     "extra": "object, optional additions",
 }
 
@@ -335,6 +336,8 @@ def examples(device_id: str = "pi-kitchen") -> dict[str, Any]:
             "stats_skipped": 0,
             "refused_by_broker": 0,
             "last_error": None,
+            "last_error_ts": None,
+            "last_resolved_error": "connection lost: keepalive timeout",
         },
     )
     return {"prediction": prediction, "stats": stats, "status": STATUS_ONLINE}

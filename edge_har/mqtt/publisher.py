@@ -129,7 +129,9 @@ class Publisher:
         self._requeued = 0
         self._stats_skipped = 0
         self._failures_in_a_row = 0
-        self._last_error: Optional[str] = None
+        self._last_error: Optional[str] = None  # the current problem; cleared when a connection is accepted
+        self._last_error_ts: Optional[float] = None
+        self._last_resolved_error: Optional[str] = None  # the one a successful connect cleared
         self._last_logged_problem: Optional[str] = None
         self._drop_warned = False
         self._refused = False  # the current attempt got a refusing CONNACK (already logged)
@@ -296,7 +298,10 @@ class Publisher:
         ``reconnects``: successful connections after the first. ``requeued``: predictions taken back
         from paho after a link died unacknowledged. ``stats_skipped``: stats not sent while offline.
         ``refused_by_broker``: messages an MQTT 5 broker acknowledged with an error (ACL); they count
-        as published too, since the broker will not take them. ``last_error``: the last problem, or None.
+        as published too, since the broker will not take them. ``last_error``: the current problem
+        (an outage, a refused message since the link came up), None once a connection is accepted;
+        ``last_error_ts``: its Unix time. ``last_resolved_error``: the problem the last successful
+        connect cleared, for the record (how the last outage looked).
         """
         with self._cond:
             self._prune_locked()
@@ -311,6 +316,8 @@ class Publisher:
                 "stats_skipped": self._stats_skipped,
                 "refused_by_broker": self._refused_messages,
                 "last_error": self._last_error,
+                "last_error_ts": self._last_error_ts,
+                "last_resolved_error": self._last_resolved_error,
             }
 
     @property
@@ -393,7 +400,7 @@ class Publisher:
         except ValueError as exc:  # e.g. payload over the MQTT size limit: it can never be sent
             with self._cond:
                 self._sending = False
-                self._last_error = f"prediction not publishable: {exc}"
+                self._set_error_locked(f"prediction not publishable: {exc}")
             log.error("MQTT: dropping a prediction paho refuses: %s", exc)
             return True
         with self._cond:
@@ -463,6 +470,10 @@ class Publisher:
                 self._connections += 1
                 self._failures_in_a_row = 0
                 self._last_logged_problem = None
+                # The link is up: what kept it down is history, not a current problem (stats would
+                # otherwise show connected together with the outage's error).
+                if self._last_error is not None:
+                    self._last_resolved_error, self._last_error, self._last_error_ts = self._last_error, None, None
                 self._drop_warned = False
                 self._refusal_warned = False
                 self._cond.notify_all()
@@ -492,7 +503,7 @@ class Publisher:
             closing = self._closing
             refused, self._refused = self._refused, False
             if was_up and not closing:
-                self._last_error = f"connection lost: {getattr(client, 'last_paho_error', None) or reason_code}"
+                self._set_error_locked(f"connection lost: {getattr(client, 'last_paho_error', None) or reason_code}")
             self._cond.notify_all()
         if not was_up and not refused and not closing:
             # Closed after TCP (and TLS) but before a CONNACK, e.g. a client certificate the broker
@@ -520,7 +531,7 @@ class Publisher:
             if reason_code.is_failure:  # an MQTT 5 broker refused a message (ACL, quota, topic)
                 self._refused_messages += 1
                 warn, self._refusal_warned = not self._refusal_warned, True
-                self._last_error = f"broker refused a message: {reason_code}"
+                self._set_error_locked(f"broker refused a message: {reason_code}")
             self._cond.notify_all()
         if warn:
             log.warning(
@@ -554,10 +565,14 @@ class Publisher:
         """Log a connection problem once (at ``level``), repeats of the same one at DEBUG."""
         with self._cond:
             self._failures_in_a_row += 1
-            self._last_error = message
+            self._set_error_locked(message)
             repeat = message == self._last_logged_problem
             self._last_logged_problem = message
         log.log(logging.DEBUG if repeat else level, "MQTT: %s", message)
+
+    def _set_error_locked(self, message: str) -> None:
+        self._last_error = message
+        self._last_error_ts = time.time()
 
     def _notify_link(self, up: bool) -> None:
         if self._on_link_change is None:
