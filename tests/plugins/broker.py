@@ -444,6 +444,7 @@ class Received:
     retain: bool
     qos: int
     at: float = field(default_factory=time.monotonic)
+    properties: Any = None  # MQTT 5 PUBLISH properties (MessageExpiryInterval, ...); None under 3.1.1
 
     def json(self) -> Any:
         return json.loads(self.payload)
@@ -512,7 +513,15 @@ class Listener:
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         with self._cond:
-            self.messages.append(Received(message.topic, bytes(message.payload), bool(message.retain), message.qos))
+            self.messages.append(
+                Received(
+                    message.topic,
+                    bytes(message.payload),
+                    bool(message.retain),
+                    message.qos,
+                    properties=getattr(message, "properties", None),
+                )
+            )
             self._cond.notify_all()
 
     def on(self, topic: str) -> list[Received]:
