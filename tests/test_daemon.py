@@ -117,9 +117,9 @@ def test_replay_through_the_bundle_to_a_subscriber(tiny_bundle, heldout_dir, mos
     check_predictions(preds)
     ts = [p["window_end_ts"] for p in preds]
     assert ts == sorted(ts) and abs(ts[-1] - time.time()) < 60
-    # status: online at start, the retained offline last
+    # status: online at start, the retained stopped last (a clean stop)
     status = [m for m in listener.on("edge-har/pi-test/status")]
-    assert status[0].payload == b"online" and status[-1].payload == b"offline"
+    assert status[0].payload == b"online" and status[-1].payload == b"stopped"
     # the final stats message counts the malformed lines, and what was inferred
     stats = listener.payloads("edge-har/pi-test/stats")[-1]
     assert stats["windows_total"] == expected
@@ -184,12 +184,12 @@ def test_broker_down_at_start_then_up(tiny_bundle, heldout_dir, mosquitto_broker
         code = run.stop()
     assert code == 0
     listener.wait_for(
-        lambda ms: ms[-1].topic.endswith("/status") and ms[-1].payload == b"offline", timeout=5, what="offline"
+        lambda ms: ms[-1].topic.endswith("/status") and ms[-1].payload == b"stopped", timeout=5, what="stopped"
     )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_stops_the_process_cleanly_leaving_retained_offline(
+def test_signal_stops_the_process_cleanly_leaving_retained_stopped(
     signum, tiny_bundle, heldout_dir, mosquitto_broker, mqtt_listener, tmp_path
 ):
     listener = mqtt_listener(mosquitto_broker, ["edge-har/pi-test/prediction"])
@@ -215,11 +215,11 @@ def test_signal_stops_the_process_cleanly_leaving_retained_offline(
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err[-3000:]
-    assert f"{signal.Signals(signum).name} received" in err and "retained offline sent" in err
+    assert f"{signal.Signals(signum).name} received" in err and "retained stopped sent" in err
     assert "Traceback" not in err
     late = mqtt_listener(mosquitto_broker, ["edge-har/pi-test/status"])
     msgs = late.wait_count("edge-har/pi-test/status", 1, timeout=5)
-    assert msgs[0].retain and msgs[0].payload == b"offline"
+    assert msgs[0].retain and msgs[0].payload == b"stopped"
 
 
 def test_serial_source_in_the_daemon_counts_malformed_samples_in_stats(

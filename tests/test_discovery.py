@@ -134,6 +134,13 @@ def test_templates_render_a_prediction_as_home_assistant_would():
     attributes = json.loads(env.from_string(config["json_attributes_template"]).render(value_json=value_json))
     assert attributes["confidence"] == 0.8 and attributes["probabilities"]["Sit"] == 0.8 and attributes["seq"] == 7
     assert config["device"]["name"] == "Kitchen Pi"
+    # Availability as HA decides it: the template's result against payload_available / _not_available.
+    available = env.from_string(config["availability_template"])
+    for status, shown in (("online", "available"), ("stopped", "unavailable"), ("offline", "unavailable")):
+        result = available.render(value=status)
+        assert result in (config["payload_available"], config["payload_not_available"]), (status, result)
+        assert ("available" if result == config["payload_available"] else "unavailable") == shown, status
+    assert available.render(value="rebooting") == config["payload_not_available"]
     assert node_id(cfg.home_assistant, DEVICE) == "Kitchen_Pi"
     assert discovery_topic(cfg.home_assistant, DEVICE) == "homeassistant/sensor/Kitchen_Pi/activity/config"
 
@@ -143,3 +150,19 @@ def test_discovery_prefix_is_configurable():
     assert discovery_topic(ha, "pi-1") == "ha-test/sensor/pi-1/activity/config"
     with pytest.raises(ValueError):
         HomeAssistantConfig(discovery_prefix="home/#")
+
+
+def test_a_clean_stop_makes_the_entity_unavailable(mosquitto_broker, mqtt_listener, ha_publisher):
+    """The retained status after Publisher.stop() is "stopped", which HA must read as unavailable."""
+    jinja2 = pytest.importorskip("jinja2")
+    ha_publisher.start()
+    assert ha_publisher.wait_connected(10)
+    listener = mqtt_listener(mosquitto_broker, ["homeassistant/sensor/#"])
+    config = listener.wait_count(CONFIG_TOPIC, 1)[0].json()
+    ha_publisher.stop(timeout=5)
+    status = mqtt_listener(mosquitto_broker, [config["availability_topic"]]).wait_count(config["availability_topic"], 1)
+    assert status[0].retain and status[0].payload == b"stopped"
+    rendered = (
+        jinja2.Environment().from_string(config["availability_template"]).render(value=status[0].payload.decode())
+    )
+    assert rendered == config["payload_not_available"]

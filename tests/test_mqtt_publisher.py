@@ -294,7 +294,7 @@ def test_queue_bound_drops_oldest_and_counts(mosquitto_factory, mqtt_listener, p
     assert publisher.counters()["dropped_offline"] == 7
 
 
-def test_status_online_retained_then_offline_after_stop(mosquitto_broker, mqtt_listener, publishers):
+def test_status_online_retained_then_stopped_after_stop(mosquitto_broker, mqtt_listener, publishers):
     publisher = publishers(fast_cfg(mosquitto_broker, qos={"prediction": 1, "status": 1, "stats": 0}))
     publisher.start()
     assert publisher.wait_connected(10)
@@ -305,9 +305,9 @@ def test_status_online_retained_then_offline_after_stop(mosquitto_broker, mqtt_l
     watcher = mqtt_listener(mosquitto_broker, [f"edge-har/{DEVICE}/#"])
     for seq in range(50):
         publisher.publish_prediction(pred(seq))
-    publisher.stop(timeout=5.0)  # flushes the 50 predictions before "offline"
+    publisher.stop(timeout=5.0)  # flushes the 50 predictions before "stopped"
     messages = watcher.wait_for(
-        lambda ms: any(m.topic == STATUS_TOPIC and m.payload == b"offline" for m in ms), what="offline"
+        lambda ms: any(m.topic == STATUS_TOPIC and m.payload == b"stopped" for m in ms), what="stopped"
     )
     topics = [m.topic for m in messages]
     assert topics.count(PRED_TOPIC) == 50
@@ -315,9 +315,9 @@ def test_status_online_retained_then_offline_after_stop(mosquitto_broker, mqtt_l
 
     after = mqtt_listener(mosquitto_broker, [STATUS_TOPIC])
     retained = after.wait_count(STATUS_TOPIC, 1)[0]
-    assert retained.payload == b"offline" and retained.retain
+    assert retained.payload == b"stopped" and retained.retain
     publisher.stop()  # idempotent
-    publisher.publish_prediction(pred(99))  # after stop(): kept and counted, never sent after "offline"
+    publisher.publish_prediction(pred(99))  # after stop(): kept and counted, never sent after "stopped"
     time.sleep(0.2)
     assert publisher.counters()["queued"] == 1 and len(watcher.on(PRED_TOPIC)) == 50
 
@@ -497,3 +497,62 @@ def test_last_error_is_cleared_when_the_link_is_back(mosquitto_factory, publishe
     assert up["last_error"] is None and up["last_error_ts"] is None, up
     # what went wrong is still there, marked as resolved
     assert up["last_resolved_error"] == down["last_error"] or up["last_resolved_error"].startswith("cannot reach")
+
+
+def test_mqtt5_online_carries_an_expiry_and_is_refreshed_every_stats_interval(
+    mosquitto_broker, mqtt_listener, publishers
+):
+    publisher = publishers(fast_cfg(mosquitto_broker, protocol="5", stats_interval_s=0.5))
+    publisher.start()
+    assert publisher.wait_connected(10)
+    watcher = mqtt_listener(mosquitto_broker, [STATUS_TOPIC], protocol="5")
+    onlines = watcher.wait_for(
+        lambda ms: sum(m.payload == b"online" for m in ms) >= 4, timeout=10, what="online refreshed"
+    )
+    assert all(m.properties.MessageExpiryInterval <= 2 for m in onlines)  # ceil(3 x 0.5 s), minus time on the way
+    # Longer than the expiry has passed since the first "online": the refreshes kept it retained.
+    late = mqtt_listener(mosquitto_broker, [STATUS_TOPIC], protocol="5")
+    first = late.wait_count(STATUS_TOPIC, 1)[0]
+    assert first.retain and first.payload == b"online"
+    publisher.stop(timeout=5)
+    final = mqtt_listener(mosquitto_broker, [STATUS_TOPIC], protocol="5").wait_count(STATUS_TOPIC, 1)[0]
+    assert final.payload == b"stopped" and final.retain
+    assert not hasattr(final.properties, "MessageExpiryInterval"), "stopped does not expire"
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_a_persistent_broker_killed_during_the_stop_keeps_no_stale_online(
+    protocol, mosquitto_factory, mqtt_listener, publishers
+):
+    """The broker saved "online", hangs while the device stops (so "stopped" never lands), dies and
+    comes back from its persistence file: without an expiry it restores the dead device's "online"."""
+    from edge_har.mqtt.liveness import LIVENESS_STALE, device_liveness, stale_after_s
+
+    broker = mosquitto_factory()
+    publisher = publishers(fast_cfg(broker, protocol=protocol, stats_interval_s=1.0))
+    publisher.start()
+    assert publisher.wait_connected(10)
+    assert mqtt_listener(broker, [STATUS_TOPIC]).wait_count(STATUS_TOPIC, 1)[0].payload == b"online"
+    broker.wait_autosaved(time.time())
+    online_at = time.monotonic()  # the last "online" the broker took (refreshed each second) is older
+    broker.freeze()
+    publisher.stop(timeout=1.0)  # "stopped" goes into a socket nobody reads
+    broker.kill()
+    broker.start()
+    watching_since = time.monotonic()
+    if protocol == "5":
+        time.sleep(max(0.0, online_at + stale_after_s(1.0) + 0.5 - time.monotonic()))
+        late = mqtt_listener(broker, [STATUS_TOPIC], protocol="5")
+        time.sleep(0.5)
+        assert late.on(STATUS_TOPIC) == [], "the restored online expired"
+    else:
+        # MQTT 3.1.1 has no expiry: the broker does restore "online"; the stats rule is what catches it.
+        late = mqtt_listener(broker, [STATUS_TOPIC, f"edge-har/{DEVICE}/stats"])
+        status = late.wait_count(STATUS_TOPIC, 1)[0]
+        assert status.payload == b"online" and status.retain
+        time.sleep(0.5)
+        assert late.on(f"edge-har/{DEVICE}/stats") == []
+        judged = device_liveness(
+            "online", now=watching_since + 3.1, last_stats_at=None, stats_interval_s=1.0, watching_since=watching_since
+        )
+        assert judged == LIVENESS_STALE

@@ -10,7 +10,9 @@ Threads, and what each owns::
 One ``threading.Event`` stops them all. SIGTERM (systemd) and SIGINT (Ctrl-C) only set it;
 the shutdown order is then: stop the source; infer the windows already queued (bounded by
 ``DRAIN_TIMEOUT_S``); publish a last stats message; ``Publisher.stop`` sends what the broker
-can still take, publishes the retained ``offline`` and disconnects; exit 0.
+can still take, publishes the retained ``stopped`` and disconnects; exit 0. The retained
+``offline`` is only the Last Will (a crash, a SIGKILL, power or network lost), so a consumer
+can tell a device that was stopped from one that died (see :mod:`edge_har.mqtt.liveness`).
 
 What never stops the daemon: malformed samples (dropped, counted by reason in stats), a lost
 serial port or IMU (the source reopens it with backoff), a broker that is down at start or
@@ -19,7 +21,7 @@ window is dropped and counted, so predictions stay current; a non-realtime repla
 instead so benchmarks infer every window). A replay that reaches its end without ``loop``
 leaves the daemon running (status stays ``online``, stats keep coming, so a dashboard sees a
 live device with an idle source) unless ``source.stop_at_end`` is set: then it drains,
-publishes ``offline`` and exits 0.
+publishes ``stopped`` and exits 0.
 
 Exit status: 0 after a clean stop; 78 (EX_CONFIG) when the config, bundle or runtime cannot
 work, which the systemd unit excludes from restarts (RestartPreventExitStatus=78); 1 when
@@ -397,6 +399,7 @@ class Daemon:
             mqtt=self.publisher.counters(),
             extra=extra,
             run_id=self.publisher.run_id,
+            stats_interval_s=self.cfg.mqtt.stats_interval_s,
         )
 
     def publish_stats(self) -> dict[str, Any]:

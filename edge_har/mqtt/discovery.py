@@ -3,7 +3,11 @@
 Home Assistant creates an entity from a retained JSON config on
 ``<discovery_prefix>/sensor/<node_id>/activity/config``. The entity's state is the ``label``
 of each prediction, its attributes carry confidence and probabilities, and it is shown as
-unavailable whenever the device's retained status (or its Last Will) says ``offline``.
+unavailable whenever the device's retained status is not ``online``: ``stopped`` (a clean stop),
+``offline`` (its Last Will), or anything else. HA compares the status only with
+``payload_available``/``payload_not_available`` and ignores other values (the entity would stay
+available after a clean stop), so an ``availability_template`` maps every status but ``online``
+to ``offline`` first.
 The config is retained so HA finds it after a restart of HA or of the broker (with
 persistence); it is also re-sent when HA announces ``online`` on ``<discovery_prefix>/status``,
 which covers brokers without persistence.
@@ -29,6 +33,9 @@ _ATTRIBUTES_TEMPLATE = (
     "'seq': value_json.seq, 'inference_ms': value_json.inference_ms, 'e2e_ms': value_json.e2e_ms, "
     "'model_id': value_json.model_id, 'variant': value_json.variant} | tojson }}"
 )
+
+# Availability: online stays online; stopped, offline and any other status become unavailable.
+AVAILABILITY_TEMPLATE = f"{{{{ '{STATUS_ONLINE}' if value == '{STATUS_ONLINE}' else '{STATUS_OFFLINE}' }}}}"
 
 
 def node_id(ha: HomeAssistantConfig, device_id: str) -> str:
@@ -67,6 +74,7 @@ def activity_sensor_config(
         "json_attributes_topic": topics.prediction,
         "json_attributes_template": _ATTRIBUTES_TEMPLATE,
         "availability_topic": topics.status,
+        "availability_template": AVAILABILITY_TEMPLATE,
         "payload_available": STATUS_ONLINE,
         "payload_not_available": STATUS_OFFLINE,
         "device": {

@@ -30,8 +30,12 @@ the same ``(device_id, run_id, seq)`` twice is a QoS 1 re-delivery. Payloads fro
 the run id have no ``run_id``; they still validate (adding a field does not bump the schema), and a
 subscriber falls back to ``(device_id, seq, window_end_ts)`` for them.
 
-``status`` (topic ``<prefix>/<device_id>/status``, retained) is the plain text ``online`` or
-``offline`` (the Last Will), not JSON, so Home Assistant availability works without templates.
+``status`` (topic ``<prefix>/<device_id>/status``, retained) is plain text, not JSON, so Home
+Assistant availability and simple scripts need no parsing: ``online`` while running (MQTT 5: with a
+Message Expiry Interval, refreshed every stats interval), ``stopped`` after a clean stop, ``offline``
+(the Last Will) when the device died or lost its link. How a consumer decides that an ``online``
+device is really gone (stale) is :mod:`edge_har.mqtt.liveness`; stats carry ``stats_interval_s``
+for it.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ __all__ = [
     "STATS_SCHEMA_VERSION",
     "STATUS_OFFLINE",
     "STATUS_ONLINE",
+    "STATUS_STOPPED",
+    "STATUSES",
     "UNKNOWN_LABEL",
     "encode",
     "examples",
@@ -62,7 +68,9 @@ __all__ = [
 PREDICTION_SCHEMA_VERSION = 1
 STATS_SCHEMA_VERSION = 1
 STATUS_ONLINE = "online"
-STATUS_OFFLINE = "offline"
+STATUS_OFFLINE = "offline"  # the Last Will: crashed, powered off, network lost
+STATUS_STOPPED = "stopped"  # a clean stop (Frigate's word for it)
+STATUSES = (STATUS_ONLINE, STATUS_STOPPED, STATUS_OFFLINE)
 # The label published when the smoothed confidence is under the configured threshold.
 UNKNOWN_LABEL = "unknown"
 
@@ -97,6 +105,8 @@ STATS_FIELDS: dict[str, str] = {
     "model_id": "str, the model running",
     "run_id": "str, the daemon run's id, the same as in its predictions",
     "ts": "float, Unix time the stats were taken",
+    "stats_interval_s": "float, seconds between stats messages: a consumer calls an online device stale after "
+    "3 intervals without stats (edge_har.mqtt.liveness)",
     "uptime_s": "float, seconds since the daemon started",
     "windows_total": "int, windows inferred since start",
     "windows_per_s": "float, windows inferred per second over the last interval",
@@ -192,9 +202,11 @@ def stats_payload(
     ts: Optional[float] = None,
     extra: Optional[Mapping[str, Any]] = None,
     run_id: Optional[str] = None,
+    stats_interval_s: Optional[float] = None,
 ) -> dict[str, Any]:
     """Build a stats payload (see STATS_FIELDS). ``mqtt`` is normally ``Publisher.counters()``;
-    :meth:`Publisher.publish_stats` fills it in when left out, and ``run_id`` likewise."""
+    :meth:`Publisher.publish_stats` fills it in when left out, and ``run_id`` and ``stats_interval_s``
+    (its ``mqtt.stats_interval_s``) likewise."""
     payload: dict[str, Any] = {
         "schema_version": STATS_SCHEMA_VERSION,
         "device_id": str(device_id),
@@ -202,8 +214,10 @@ def stats_payload(
     }
     if run_id is not None:
         payload["run_id"] = str(run_id)
+    payload["ts"] = float(time.time() if ts is None else ts)
+    if stats_interval_s is not None:
+        payload["stats_interval_s"] = float(stats_interval_s)
     payload |= {
-        "ts": float(time.time() if ts is None else ts),
         "uptime_s": round(float(uptime_s), 3),
         "windows_total": int(windows_total),
         "windows_per_s": round(float(windows_per_s), 3),
@@ -316,6 +330,7 @@ def examples(device_id: str = "pi-kitchen") -> dict[str, Any]:
         model_id="hmp-cnn-lstm-20261121-1a2b3c4d",
         run_id="3f9c2a71b0de",
         ts=1763731230.0,
+        stats_interval_s=30.0,
         uptime_s=3600.2,
         windows_total=112000,
         windows_per_s=31.1,

@@ -51,7 +51,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_har.mqtt import discovery
 from edge_har.mqtt.client import EdgeHarClient, describe_broker, make_client, topics
 from edge_har.mqtt.config import MqttConfig
-from edge_har.mqtt.payloads import STATUS_OFFLINE, STATUS_ONLINE, encode, new_run_id
+from edge_har.mqtt.liveness import online_expiry_s
+from edge_har.mqtt.payloads import STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED, encode, new_run_id
 
 __all__ = ["Publisher"]
 
@@ -81,8 +82,9 @@ class _Item(NamedTuple):
 
 class Publisher:
     """Publishes one device's predictions (``<prefix>/<device_id>/prediction``), its retained
-    ``online``/``offline`` status with a matching Last Will, periodic stats, and optionally
-    Home Assistant discovery. See the module docstring for delivery guarantees."""
+    status (``online``; ``stopped`` after :meth:`stop`; the Last Will ``offline``), periodic stats,
+    and optionally Home Assistant discovery. See the module docstring for delivery guarantees and
+    :mod:`edge_har.mqtt.liveness` for the status protocol."""
 
     def __init__(
         self,
@@ -121,7 +123,7 @@ class Publisher:
         self._connected = False
         self._started = False
         self._closing = False
-        self._halted = False  # set by stop() just before "offline": nothing is sent after it
+        self._halted = False  # set by stop() just before "stopped": nothing is sent after it
         self._sending = False  # a prediction is between the queue and the pending list
         self._connections = 0
         self._published = 0
@@ -139,11 +141,18 @@ class Publisher:
         self._refusal_warned = False
 
         self._json_props: Optional[Properties] = None
+        # MQTT 5: the retained "online" expires unless refreshed (see edge_har.mqtt.liveness), so a
+        # broker restored from its persistence file cannot keep a dead device online.
+        self._online_props: Optional[Properties] = None
+        self._online_at = 0.0  # monotonic time "online" was last published
         if cfg.protocol == "5":
             props = Properties(PacketTypes.PUBLISH)
             props.PayloadFormatIndicator = 1
             props.ContentType = "application/json"
             self._json_props = props
+            online = Properties(PacketTypes.PUBLISH)
+            online.MessageExpiryInterval = online_expiry_s(cfg.stats_interval_s)
+            self._online_props = online
 
     # ================================================================ lifecycle
 
@@ -194,8 +203,9 @@ class Publisher:
         """Stop cleanly within about ``timeout`` seconds.
 
         In order: if the link is up, send what is queued and wait until the broker acknowledged
-        every prediction; publish the retained ``offline`` status and wait for it; disconnect
-        (a clean disconnect, so the broker does not also fire the Last Will); stop paho's thread.
+        every prediction; publish the retained ``stopped`` status and wait for it; disconnect
+        (a clean disconnect, so the broker does not also fire the Last Will ``offline``, which
+        stays the sign of a crash); stop paho's thread.
         If the broker is unreachable, queued predictions cannot be delivered: their number is
         logged, and the broker publishes the Last Will ``offline`` once it notices. Idempotent.
         """
@@ -219,10 +229,11 @@ class Publisher:
             self._halted = True
             self._cond.notify_all()
 
-        offline_sent = False
+        stopped_sent = False
         if connected:
-            info = client.publish(self.topics.status, STATUS_OFFLINE, qos=self.cfg.qos.status, retain=True)
-            offline_sent = _wait_published(info, deadline)
+            with self._send_lock:  # after any "online" refresh in progress, never before one
+                info = client.publish(self.topics.status, STATUS_STOPPED, qos=self.cfg.qos.status, retain=True)
+            stopped_sent = _wait_published(info, deadline)
         client.disconnect()
         _join(client.loop_stop, deadline, "paho network thread")
         if self._sender is not None:
@@ -245,7 +256,7 @@ class Publisher:
                 "MQTT: stopped (%d published, %d dropped while offline%s)",
                 published,
                 dropped,
-                ", retained offline sent" if offline_sent else "",
+                ", retained stopped sent" if stopped_sent else "",
             )
 
     # ================================================================ publishing
@@ -274,10 +285,13 @@ class Publisher:
 
     def publish_stats(self, payload: Mapping[str, Any]) -> bool:
         """Publish a stats payload if the link is up; stats are not queued (the next one
-        supersedes it). Adds ``mqtt`` = :meth:`counters` and ``run_id`` when the payload has none.
+        supersedes it). Adds ``mqtt`` = :meth:`counters`, ``run_id`` and ``stats_interval_s`` when the
+        payload has none.
         Returns whether it was handed to the broker connection."""
         if "run_id" not in payload:
             payload = _with_run_id(payload, self.run_id)
+        if "stats_interval_s" not in payload:
+            payload = {**payload, "stats_interval_s": float(self.cfg.stats_interval_s)}
         if "mqtt" not in payload:
             payload = {**payload, "mqtt": self.counters()}
         data = encode(payload)
@@ -414,12 +428,17 @@ class Publisher:
             return False
 
     def _send_loop(self) -> None:
-        """Sender thread: drains the queue, oldest first, whenever the link is up."""
+        """Sender thread: drains the queue, oldest first, whenever the link is up; refreshes the
+        MQTT 5 retained ``online`` every stats interval."""
         while True:
+            if self._online_props is not None:
+                self._refresh_online()
             with self._cond:
                 while not (self._can_send_now_locked() and self._queue):
                     if self._closing and not self._can_send_now_locked():
                         return
+                    if self._online_due_locked():
+                        break
                     self._cond.wait(0.5)
             with self._send_lock:
                 with self._cond:
@@ -432,6 +451,26 @@ class Publisher:
                 # paho says there is no connection although on_disconnect has not run yet.
                 with self._cond:
                     self._cond.wait(0.05)
+
+    def _online_due_locked(self) -> bool:
+        return (
+            self._online_props is not None
+            and self._can_send_now_locked()
+            and time.monotonic() - self._online_at >= self.cfg.stats_interval_s
+        )
+
+    def _refresh_online(self) -> None:
+        """Re-publish the retained ``online`` (MQTT 5, with its expiry) when a stats interval passed."""
+        with self._send_lock:  # stop() publishes "stopped" under it: no "online" can follow that
+            with self._cond:
+                if not self._online_due_locked():
+                    return
+                client = self._client
+                self._online_at = time.monotonic()
+            assert client is not None
+            client.publish(
+                self.topics.status, STATUS_ONLINE, qos=self.cfg.qos.status, retain=True, properties=self._online_props
+            )
 
     # ================================================================ paho callbacks (network thread)
 
@@ -461,7 +500,10 @@ class Publisher:
                 self._requeue_front_locked(back)
                 queued = len(self._queue)
                 failures = self._failures_in_a_row
-            client.publish(self.topics.status, STATUS_ONLINE, qos=self.cfg.qos.status, retain=True)
+            client.publish(
+                self.topics.status, STATUS_ONLINE, qos=self.cfg.qos.status, retain=True, properties=self._online_props
+            )
+            self._online_at = time.monotonic()
             if self.cfg.home_assistant.enabled:
                 client.subscribe(discovery.birth_topic(self.cfg.home_assistant), qos=1)
                 self._publish_discovery(client)
