@@ -175,7 +175,7 @@ def test_gateway_config_runs_end_to_end(tiny_bundle, mosquitto_broker, mqtt_list
     assert len(preds) == 6
     assert sum(p["extra"]["raw_label"] == "Walk" for p in preds) >= 5, [p["extra"]["raw_label"] for p in preds]
     assert listener.payloads(f"edge-har/{device}/stats")[-1]["samples_dropped"] == {"columns": 1}
-    assert listener.on(f"edge-har/{device}/status")[-1].payload == b"offline"
+    assert listener.on(f"edge-har/{device}/status")[-1].payload == b"stopped"
     # home_assistant.enabled: a retained discovery config for the activity sensor
     late = mqtt_listener(mosquitto_broker, ["homeassistant/sensor/#"])
     found = late.wait_count(f"homeassistant/sensor/{device}/activity/config", 1, timeout=5)

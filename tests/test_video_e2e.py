@@ -316,7 +316,7 @@ def test_daemon_streams_a_clip_file_as_its_camera(video_bundle, mosquitto_broker
     source = stats["extra"]["source"]
     assert source["frames_read"] == 120 and source["frames_dropped"] == 0 and source["frame_size"] == [320, 240]
     assert stats["extra"]["frames"]["frames_kept"] == 120 and stats["windows_total"] == 57
-    assert listener.on("edge-har/cam-test/status")[-1].payload == b"offline"
+    assert listener.on("edge-har/cam-test/status")[-1].payload == b"stopped"
     assert time.monotonic() - started < 60
 
 
