@@ -299,3 +299,76 @@ def test_each_run_has_its_own_run_id_in_predictions_stats_and_summary(
     assert [(p["run_id"], p["seq"]) for p in preds] == [(r, s) for r in run_ids for s in range(3)]
     stats = listener.payloads("edge-har/pi-test/stats")
     assert stats and {s["run_id"] for s in stats} <= set(run_ids) and stats[-1]["run_id"] == run_ids[1]
+
+
+def _start_daemon(cfg: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_har", "run", "--config", str(cfg)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _signal_and_wait(proc: subprocess.Popen, signum: int) -> str:
+    try:
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return err
+
+
+def test_sighup_stops_cleanly_and_exits_for_a_restart(
+    tiny_bundle, heldout_dir, mosquitto_broker, mqtt_listener, tmp_path
+):
+    """SIGHUP used to kill the daemon (exit 129, no status); now: clean stop, 'stopped', exit 75, and
+    the restarted process (as systemd's RestartForceExitStatus=75 would start it) comes back online
+    as a new run."""
+    from edge_har.device.daemon import EXIT_RESTART
+
+    topic = "edge-har/pi-test/prediction"
+    listener = mqtt_listener(mosquitto_broker, ["edge-har/pi-test/#"])
+    cfg = write_config(
+        tmp_path / "hup.yaml",
+        tiny_bundle,
+        mosquitto_broker,
+        {"type": "replay", "path": str(heldout_dir), "realtime": True, "speed": 4.0, "loop": True},
+    )
+    proc = _start_daemon(cfg)
+    listener.wait_count(topic, 3, timeout=30)
+    err = _signal_and_wait(proc, signal.SIGHUP)
+    assert proc.returncode == EXIT_RESTART == 75, err[-3000:]
+    assert "SIGHUP received" in err and "retained stopped sent" in err and "Traceback" not in err
+    statuses = [m.payload for m in listener.on("edge-har/pi-test/status")]
+    assert statuses[0] == b"online" and statuses[-1] == b"stopped" and b"offline" not in statuses
+    first_run = {p["run_id"] for p in predictions(listener)}
+    assert len(first_run) == 1
+    seen = len(predictions(listener))
+
+    proc = _start_daemon(cfg)  # what systemd does next
+    listener.wait_count(topic, seen + 3, timeout=30)
+    err = _signal_and_wait(proc, signal.SIGTERM)
+    assert proc.returncode == 0, err[-3000:]
+    second = predictions(listener)[seen:]
+    assert {p["run_id"] for p in second}.isdisjoint(first_run) and second[0]["seq"] == 0
+    statuses = [m.payload for m in listener.on("edge-har/pi-test/status")]
+    assert statuses.count(b"stopped") == 2 and statuses[-1] == b"stopped"
+
+
+def test_the_unit_restarts_the_daemon_after_sighup_without_counting_a_failure():
+    from edge_har.device.daemon import EXIT_CONFIG, EXIT_RESTART
+
+    settings: dict[str, list[str]] = {}
+    for line in (REPO / "firmware_configs" / "edge-har.service").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            settings.setdefault(key.strip(), []).append(value.strip())
+    assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert str(EXIT_RESTART) in " ".join(settings["RestartForceExitStatus"]).split()
+    assert str(EXIT_RESTART) in " ".join(settings["SuccessExitStatus"]).split()
+    assert str(EXIT_RESTART) not in " ".join(settings["RestartPreventExitStatus"]).split()
+    assert str(EXIT_CONFIG) in " ".join(settings["RestartPreventExitStatus"]).split()

@@ -7,8 +7,8 @@ Threads, and what each owns::
     stats thread       every mqtt.stats_interval_s: Publisher.publish_stats + one log line
     paho threads       owned by the Publisher (and by the MQTT input source)
 
-One ``threading.Event`` stops them all. SIGTERM (systemd) and SIGINT (Ctrl-C) only set it;
-the shutdown order is then: stop the source; infer the windows already queued (bounded by
+One ``threading.Event`` stops them all. SIGTERM (systemd), SIGINT (Ctrl-C) and SIGHUP only set
+it; the shutdown order is then: stop the source; infer the windows already queued (bounded by
 ``DRAIN_TIMEOUT_S``); publish a last stats message; ``Publisher.stop`` sends what the broker
 can still take, publishes the retained ``stopped`` and disconnects; exit 0. The retained
 ``offline`` is only the Last Will (a crash, a SIGKILL, power or network lost), so a consumer
@@ -23,7 +23,16 @@ leaves the daemon running (status stays ``online``, stats keep coming, so a dash
 live device with an idle source) unless ``source.stop_at_end`` is set: then it drains,
 publishes ``stopped`` and exits 0.
 
-Exit status: 0 after a clean stop; 78 (EX_CONFIG) when the config, bundle or runtime cannot
+SIGHUP (``systemctl reload``, a closed terminal) is a *restart*, not an in-process reload: the
+same clean stop (drain, last stats, retained ``stopped``, disconnect), then exit status 75
+(``EXIT_RESTART``, EX_TEMPFAIL), which the systemd unit restarts at once
+(``RestartForceExitStatus=75``) without counting it as a failure (``SuccessExitStatus=75``). The
+new process reads the config and the bundle afresh and publishes ``online`` with a new run id.
+A clean restart was chosen over reloading in place because a changed config can change
+anything (bundle, broker, source, queues): starting over is the one path that is already tested
+for all of them, and it costs a second or two of downtime.
+
+Exit status: 0 after a clean stop; 75 after a SIGHUP's clean stop (restart me); 78 (EX_CONFIG) when the config, bundle or runtime cannot
 work, which the systemd unit excludes from restarts (RestartPreventExitStatus=78); 1 when
 inference keeps failing (systemd restarts the service).
 """
@@ -50,6 +59,7 @@ log = logging.getLogger("edge_har.daemon")
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG
+EXIT_RESTART = 75  # sysexits.h EX_TEMPFAIL: stopped cleanly on SIGHUP, to be started again (see the docstring)
 
 READ_TIMEOUT_S = 0.2  # how long the source thread may block before it looks at the stop event
 DRAIN_TIMEOUT_S = 5.0  # at most this long inferring queued windows after a stop
@@ -78,6 +88,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.stats = DaemonStats()
         self.stop_reason = ""
+        self.restart_requested = False  # SIGHUP: exit EXIT_RESTART after the clean stop
         self.runtime: Optional[StreamRuntime] = None
         self.source: Optional[Source] = None
         self.publisher: Any = None
@@ -97,17 +108,22 @@ class Daemon:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            self.restart_requested = True  # also when already stopping: exit so that it is started again
         if self.stop_event.is_set():
             log.info("%s received again; already stopping", name)
             return
-        self.request_stop(f"{name} received")
+        if signum == signal.SIGHUP:
+            self.request_stop(f"{name} received: clean stop, then exit {EXIT_RESTART} to be restarted")
+        else:
+            self.request_stop(f"{name} received")
 
     # ================================================================ run
 
     def run(self) -> int:
         previous = {}
         if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 previous[sig] = signal.signal(sig, self._on_signal)
         try:
             code = self._setup()
@@ -115,6 +131,9 @@ class Daemon:
                 return code
             code = self._loop()
             self._shutdown()
+            if code == EXIT_OK and self.restart_requested:
+                log.info("exiting with status %d so the service manager starts the daemon again", EXIT_RESTART)
+                return EXIT_RESTART
             return code
         finally:
             for sig, handler in previous.items():

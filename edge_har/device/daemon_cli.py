@@ -17,7 +17,9 @@ examples:
   edge-har run --config demo.yaml --max-windows 200 --summary-json run.json   # benchmarks, tests
 
 Stops cleanly on SIGTERM (systemctl stop) or SIGINT (Ctrl-C): queued windows are inferred, the
-retained status 'offline' is published, exit status 0. Exit status 78 means the config, bundle or
+retained status 'stopped' is published, exit status 0 ('offline' is the Last Will of a crash).
+SIGHUP (systemctl reload) is a restart: the same clean stop, then exit status 75, which the shipped
+unit restarts at once with the config read afresh. Exit status 78 means the config, bundle or
 runtime cannot work (check with `edge-har validate-config FILE`); 1 means inference kept failing.
 """
 
