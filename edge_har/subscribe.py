@@ -24,13 +24,23 @@ examples:
   edge-har subscribe                                   # every device on the local broker, one line each
   edge-har subscribe --broker pi-gateway.local --mode table
   edge-har subscribe --broker 127.0.0.1:1883 --count 10 --timeout 60 --jsonl predictions.jsonl
+  edge-har subscribe --share archivers --jsonl part-$HOSTNAME.jsonl   # N of these split a fleet
   edge-har subscribe --broker mqtts://broker.example.org --username viewer \\
       --password-file ~/.config/edge-har/viewer.pass --ca-file ca.crt
 
 Lines mode prints, per prediction: the window's end time, device, label, confidence, inference
 and end-to-end latency, and the sequence number. Table mode shows each device's current activity,
 how long it has lasted and whether the device is online (its retained status topic).
-A prediction seen twice (QoS 1 re-delivery after a reconnect) is shown once.
+A prediction seen twice (same device, run_id and seq: a QoS 1 re-delivery) is shown once and
+counted; a new run_id for a device is reported as a restart. Table mode also follows status and
+stats: a device whose status says online but that sent no stats for 3 stats intervals is shown as
+'stale' (edge_har/mqtt/liveness.py).
+
+--share GROUP (MQTT 5) subscribes to the prediction filters as $share/GROUP/<filter>: every
+consumer started with the same GROUP gets its own part of the traffic, each message goes to one
+of them. Status and stats filters stay plain subscriptions (every consumer needs every device's
+status, and a broker sends no retained messages to a shared subscription).
+
 Exit status: 0, or 1 when --count predictions did not arrive before --timeout or the broker
 refused the connection, 2 for bad arguments.
 """
@@ -75,7 +85,17 @@ def register(subparsers: Any) -> None:
         "--client-id", type=str, metavar="ID", help="MQTT client id (default: edge-har-subscribe-<pid>)"
     )
     parser.add_argument(
-        "--protocol", choices=["3.1.1", "5"], default="3.1.1", type=str, help="MQTT protocol version (default: 3.1.1)"
+        "--protocol",
+        choices=["3.1.1", "5"],
+        default=None,
+        type=str,
+        help="MQTT protocol version (default: 3.1.1; 5 with --share)",
+    )
+    parser.add_argument(
+        "--share",
+        type=str,
+        metavar="GROUP",
+        help="MQTT 5 shared subscription: consumers with the same GROUP split the predictions between them",
     )
     auth = parser.add_argument_group("authentication (the password is never taken on the command line)")
     auth.add_argument("--username", type=str, help="broker username")
@@ -173,6 +193,12 @@ def build_config(args: argparse.Namespace) -> Any:
         host, port, tls_from_url = parse_broker(args.broker)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    protocol = args.protocol or ("5" if args.share is not None else "3.1.1")
+    if args.share is not None:
+        if protocol != "5":
+            raise CommandError("--share needs MQTT 5 (shared subscriptions): drop --protocol 3.1.1")
+        if not args.share or any(c in args.share for c in "/+#") or args.share.strip() != args.share:
+            raise CommandError(f"--share {args.share!r}: a group name cannot be empty or contain '/', '+', '#', spaces")
     use_tls = bool(tls_from_url or args.tls or args.ca_file or args.cert_file or args.key_file or args.tls_insecure)
     try:
         tls = (
@@ -185,7 +211,7 @@ def build_config(args: argparse.Namespace) -> Any:
         return MqttConfig(
             host=host,
             port=port or (8883 if use_tls else 1883),
-            protocol=args.protocol,
+            protocol=protocol,
             username=args.username,
             password_env=args.password_env,
             password_file=args.password_file,
@@ -218,6 +244,12 @@ class DeviceState:
     model_id: str = "-"
     seen_at: Optional[float] = None  # our clock when the last prediction arrived
     predictions: int = 0
+    run_id: Optional[str] = None  # the newest run seen (predictions or stats)
+    runs: set[str] = field(default_factory=set)  # every run seen, so a late re-delivery is not a "restart"
+    restarts: int = 0
+    stats_at: Optional[float] = None  # our monotonic clock when the last stats message arrived
+    stats_interval_s: Optional[float] = None
+    liveness: str = "?"  # what was last shown: online, stale, stopped, offline
 
 
 @dataclass
@@ -232,6 +264,8 @@ class Viewer:
     predictions: int = 0
     duplicates: int = 0
     invalid: int = 0
+    restarts: int = 0
+    started_at: float = field(default_factory=time.monotonic)  # when we started watching (for staleness)
     _seen: OrderedDict[tuple[Any, ...], None] = field(default_factory=OrderedDict)
     _dirty: bool = False
     _last_draw: float = 0.0
@@ -257,10 +291,18 @@ class Viewer:
         is_prediction = topic.endswith("/prediction") or "label" in data
         if not is_prediction:
             self._write_jsonl(text)
-            if self.mode == "lines" and topic.endswith("/stats"):
-                self._print(_stats_line(topic, data))
+            if topic.endswith("/stats"):
+                self._stats(str(data.get("device_id") or _device_from_topic(topic)), data)
+                if self.mode == "lines":
+                    self._print(_stats_line(topic, data))
             return False
-        key = (data.get("device_id"), data.get("seq"), data.get("window_end_ts"))
+        run_id = data.get("run_id")
+        # (device, run, seq) is unique per prediction; devices older than the run id: (device, seq, window end)
+        key = (
+            (data.get("device_id"), run_id, data.get("seq"))
+            if isinstance(run_id, str)
+            else (data.get("device_id"), None, data.get("seq"), data.get("window_end_ts"))
+        )
         if key in self._seen:
             self.duplicates += 1
             return False
@@ -273,7 +315,8 @@ class Viewer:
             _warn(f"{topic}: prediction does not follow the schema: {'; '.join(problems[:3])}")
         self._write_jsonl(text)
         self.predictions += 1
-        device = str(data.get("device_id") or (topic.split("/")[-2] if "/" in topic else topic))
+        device = str(data.get("device_id") or _device_from_topic(topic))
+        self._run(device, run_id)
         if self.mode == "lines":
             self._print(_prediction_line(device, data))
         else:
@@ -295,8 +338,55 @@ class Viewer:
         if state.status != text:
             state.status = text
             self._dirty = True
+        self.check_liveness()
+
+    def _stats(self, device: str, data: dict[str, Any]) -> None:
+        state = self.devices.setdefault(device, DeviceState(device))
+        state.stats_at = time.monotonic()
+        interval = _number(data.get("stats_interval_s"))
+        if interval is not None:
+            state.stats_interval_s = interval
+        run_id = data.get("run_id")
+        self._run(device, run_id)
+        self.check_liveness()
+
+    def _run(self, device: str, run_id: Any) -> None:
+        """Note the run a payload came from; a run id never seen before for a known device is a restart."""
+        if not isinstance(run_id, str):
+            return
+        state = self.devices.setdefault(device, DeviceState(device))
+        if run_id in state.runs:
+            return
+        if state.runs:
+            state.restarts += 1
+            self.restarts += 1
+            message = f"{device} restarted: run {state.run_id} -> {run_id} (seq starts again at 0)"
             if self.mode == "lines":
-                self._print(f"{time.strftime('%H:%M:%S')}  {device:<16} is {text}")
+                self._print(f"{time.strftime('%H:%M:%S')}  {message}")
+            self._dirty = True
+        state.runs.add(run_id)
+        state.run_id = run_id
+
+    def check_liveness(self, now: Optional[float] = None) -> None:
+        """Re-judge each device's liveness (edge_har.mqtt.liveness); lines mode prints each change."""
+        from edge_har.mqtt.liveness import device_liveness
+
+        now = time.monotonic() if now is None else now
+        for device, state in self.devices.items():
+            if state.status == "?":
+                continue  # no status followed for it (lines mode without a status filter)
+            shown = device_liveness(
+                state.status,
+                now=now,
+                last_stats_at=state.stats_at,
+                stats_interval_s=state.stats_interval_s,
+                watching_since=self.started_at,
+            )
+            if shown != state.liveness:
+                state.liveness = shown
+                self._dirty = True
+                if self.mode == "lines":
+                    self._print(f"{time.strftime('%H:%M:%S')}  {device:<16} is {shown}")
 
     # ------------------------------------------------------------------ table
 
@@ -313,8 +403,6 @@ class Viewer:
         state.model_id = str(data.get("model_id", "-"))
         state.seen_at = time.monotonic()
         state.predictions += 1
-        if state.status == "?":
-            state.status = "online"
         self._dirty = True
 
     def render_table(self) -> str:
@@ -327,8 +415,9 @@ class Viewer:
             s = self.devices[device]
             lasted = _duration(s.last_ts - s.since) if s.since is not None and s.last_ts is not None else "-"
             seen = f"{now - s.seen_at:.0f}s ago" if s.seen_at is not None else "-"
+            status = s.liveness if s.liveness != "?" else ("online" if s.predictions else "?")
             rows.append(
-                f"{device[:18]:<18} {s.status[:8]:<8} {s.label[:18]:<18} "
+                f"{device[:18]:<18} {status[:8]:<8} {s.label[:18]:<18} "
                 f"{_fmt(s.confidence, '.2f'):>5} {lasted:>7} {_fmt(s.e2e_ms, '.1f'):>7} {seen:>8}  {s.model_id}"
             )
         if not self.devices:
@@ -375,6 +464,10 @@ def _stats_line(topic: str, data: dict[str, Any]) -> str:
     )
 
 
+def _device_from_topic(topic: str) -> str:
+    return topic.split("/")[-2] if "/" in topic else topic
+
+
 def _number(value: Any) -> Optional[float]:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -405,14 +498,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_har.mqtt.config import MqttConfigError
 
     cfg = build_config(args)
-    filters = args.topic or [DEFAULT_TOPIC]
-    if args.mode == "table":
-        # Also follow the devices' retained online/offline status next to their predictions.
-        filters = list(
-            dict.fromkeys(
-                [*filters, *(f[: -len("prediction")] + "status" for f in filters if f.endswith("/prediction"))]
-            )
-        )
+    filters = subscription_filters(args.topic or [DEFAULT_TOPIC], mode=args.mode, share=args.share)
     client_id = args.client_id or f"edge-har-subscribe-{os.getpid()}"
     try:
         client = make_client(cfg, client_id)
@@ -457,6 +543,7 @@ def run(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout if args.timeout else None
     status = 0
     last_problem = None
+    last_liveness = time.monotonic()
     client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
     client.loop_start()
     try:
@@ -476,11 +563,16 @@ def run(args: argparse.Namespace) -> int:
             try:
                 kind, value = events.get(timeout=wait)
             except queue.Empty:
+                viewer.check_liveness()
+                last_liveness = time.monotonic()
                 viewer.maybe_draw()
                 continue
             if kind == "message":
                 viewer.handle(*value)
                 viewer.maybe_draw()
+            if time.monotonic() - last_liveness >= 1.0:
+                viewer.check_liveness()
+                last_liveness = time.monotonic()
             elif kind == "subscribed":
                 for refused in value:
                     _warn(f"the broker refused the subscription to {refused} (ACL?)")
@@ -505,5 +597,28 @@ def run(args: argparse.Namespace) -> int:
             jsonl.close()
     viewer.maybe_draw(force=True)
     if viewer.duplicates:
-        _warn(f"{viewer.duplicates} duplicate prediction(s) (QoS 1 re-delivery) were shown once")
+        _warn(
+            f"{viewer.duplicates} duplicate prediction(s) (same device, run_id, seq: QoS 1 re-delivery) were shown once"
+        )
+    if viewer.restarts:
+        _warn(f"{viewer.restarts} device restart(s) seen (a new run_id)")
     return status
+
+
+def subscription_filters(topics: list[str], *, mode: str, share: Optional[str]) -> list[str]:
+    """The filters to subscribe to: ``topics``; in table mode also each prediction filter's status
+    and stats (for the STATUS column and staleness); with ``share``, ``$share/GROUP/`` before
+    every filter except status and stats, which every consumer needs whole (and a shared
+    subscription gets no retained status)."""
+    filters = list(topics)
+    if mode == "table":
+        for f in topics:
+            if f.endswith("/prediction"):
+                base = f[: -len("prediction")]
+                filters += [base + "status", base + "stats"]
+    filters = list(dict.fromkeys(filters))
+    if share is None:
+        return filters
+    return [
+        f if f.endswith(("/status", "/stats")) or f.startswith("$share/") else f"$share/{share}/{f}" for f in filters
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -224,7 +225,7 @@ def test_bad_arguments_exit_2_naming_the_option(capsys):
         (["--ca-file", "/no/such_ca.crt"], "--ca-file: /no/such_ca.crt does not exist"),
         (
             ["--username", "u", "--password-env", "EDGE_HAR_UNSET_VAR"],
-            "--password-env: environment variable EDGE_HAR_UNSET_VAR",
+            "--password-env: the environment variable named in mqtt.password_env is not set",
         ),
     ):
         code = edge_har("subscribe", *args, "--timeout", "1")
@@ -250,3 +251,105 @@ def test_viewer_reports_payloads_that_break_the_schema(capsys):
     assert viewer.handle("edge-har/pi/prediction", b"not json") is False
     assert viewer.handle("edge-har/pi/status", b"offline") is False
     assert "pi" in out.getvalue() and "is offline" in out.getvalue()
+
+
+def test_viewer_reports_restarts_and_duplicates_by_run_id(capsys):
+    out = io.StringIO()
+    viewer = Viewer(mode="lines", out=out)
+    first, second = {**pred(0, "pi-a"), "run_id": "run-one"}, {**pred(0, "pi-a"), "run_id": "run-two"}
+    assert viewer.handle("edge-har/pi-a/prediction", json.dumps(first).encode())
+    assert not viewer.handle("edge-har/pi-a/prediction", json.dumps(first).encode())  # same run, same seq
+    # the device restarted: seq 0 again, with a new window time and a new run id: new, and a restart
+    assert viewer.handle("edge-har/pi-a/prediction", json.dumps({**second, "window_end_ts": 5.0}).encode())
+    # the same seq and window time under another run is not a duplicate either
+    assert viewer.handle("edge-har/pi-a/prediction", json.dumps({**first, "run_id": "run-three"}).encode())
+    # a late re-delivery from an older run is a duplicate, not another restart
+    assert not viewer.handle("edge-har/pi-a/prediction", json.dumps(second | {"window_end_ts": 5.0}).encode())
+    assert viewer.duplicates == 2 and viewer.restarts == 2 and viewer.predictions == 3
+    assert "pi-a restarted: run run-one -> run-two" in out.getvalue()
+    # a device older than the run id: de-duplicated on (device, seq, window_end_ts), never a "restart"
+    old = pred(7, "pi-old")
+    assert viewer.handle("edge-har/pi-old/prediction", json.dumps(old).encode())
+    assert not viewer.handle("edge-har/pi-old/prediction", json.dumps(old).encode())
+    assert viewer.duplicates == 3 and viewer.restarts == 2
+    assert capsys.readouterr().err == ""  # all of them valid
+
+
+def test_viewer_marks_an_online_device_without_stats_as_stale():
+    out = io.StringIO()
+    viewer = Viewer(mode="lines", out=out)
+    viewer.handle("edge-har/pi-a/status", b"online")
+    stats = {"device_id": "pi-a", "run_id": "r1", "ts": time.time(), "stats_interval_s": 2.0}
+    viewer.handle("edge-har/pi-a/stats", json.dumps(stats).encode())
+    at = viewer.devices["pi-a"].stats_at
+    viewer.check_liveness(now=at + 5.9)  # under 3 x 2 s
+    assert viewer.devices["pi-a"].liveness == "online"
+    viewer.check_liveness(now=at + 6.1)
+    assert viewer.devices["pi-a"].liveness == "stale" and "pi-a             is stale" in out.getvalue()
+    viewer.handle("edge-har/pi-a/stats", json.dumps(stats).encode())  # stats again: online again
+    assert viewer.devices["pi-a"].liveness == "online"
+    viewer.handle("edge-har/pi-a/status", b"stopped")
+    viewer.check_liveness(now=at + 1000)
+    assert viewer.devices["pi-a"].liveness == "stopped"
+    table = Viewer(mode="table", out=io.StringIO())
+    table.handle("edge-har/pi-b/status", b"online")
+    table.check_liveness(now=table.started_at + 91)  # no stats at all: the default 30 s interval
+    assert table.render_table().splitlines()[1].split()[:2] == ["pi-b", "stale"]
+
+
+def test_subscription_filters_share_predictions_but_not_status_or_stats():
+    from edge_har.subscribe import subscription_filters
+
+    assert subscription_filters(["edge-har/+/prediction"], mode="lines", share=None) == ["edge-har/+/prediction"]
+    assert subscription_filters(["edge-har/+/prediction"], mode="table", share="g1") == [
+        "$share/g1/edge-har/+/prediction",
+        "edge-har/+/status",
+        "edge-har/+/stats",
+    ]
+
+
+def test_share_needs_mqtt5_and_a_plain_group_name(capsys):
+    for args, expected in (
+        (["--share", "g", "--protocol", "3.1.1"], "--share needs MQTT 5"),
+        (["--share", "a/b"], "--share 'a/b'"),
+        (["--share", ""], "--share ''"),
+    ):
+        assert edge_har("subscribe", *args, "--timeout", "1") == 2, args
+        assert expected in capsys.readouterr().err, args
+
+
+def test_two_shared_consumers_together_get_every_prediction_exactly_once(mosquitto_broker, publisher_for, tmp_path):
+    """--share: a fleet's predictions split between consumers, none lost, none given to both."""
+    broker = f"{mosquitto_broker.host}:{mosquitto_broker.port}"
+    parts = [tmp_path / f"part-{i}.jsonl" for i in range(2)]
+    subs = [Subscribe("--broker", broker, "--share", "archive", "--jsonl", str(p), "--timeout", "60") for p in parts]
+    for sub in subs:
+        sub.wait_listening()
+    devices = [f"pi-{i}" for i in range(4)]
+    per_device = 100
+    publishers = [publisher_for(d, protocol="5") for d in devices]
+    for seq in range(per_device):
+        for device, publisher in zip(devices, publishers):
+            publisher.publish_prediction(pred(seq, device))
+    expected = {(d, p.run_id, s) for d, p in zip(devices, publishers) for s in range(per_device)}
+
+    def received() -> list[list[tuple]]:
+        got = []
+        for path in parts:
+            lines = path.read_text().splitlines() if path.exists() else []
+            got.append([(r["device_id"], r["run_id"], r["seq"]) for r in map(json.loads, lines)])
+        return got
+
+    deadline = time.monotonic() + 20
+    while sum(map(len, received())) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)  # nothing more may come
+    for sub in subs:
+        sub.proc.send_signal(signal.SIGINT)
+        code, _, err = sub.finish()
+        assert code == 0, err
+    a, b = received()
+    assert len(a) + len(b) == len(expected), (len(a), len(b))
+    assert set(a) | set(b) == expected and not set(a) & set(b), "each message to exactly one consumer"
+    assert len(set(a)) == len(a) and len(set(b)) == len(b)
+    assert a and b, "both consumers took part"
