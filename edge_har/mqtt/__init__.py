@@ -6,6 +6,7 @@ Home Assistant discovery. One module per job:
 * :mod:`.payloads`   - prediction / stats payloads and their validation.
 * :mod:`.publisher`  - ``Publisher``: link state, bounded offline queue, Last Will, stats.
 * :mod:`.discovery`  - Home Assistant discovery config of the activity sensor.
+* :mod:`.liveness`   - the status protocol's staleness rule (online / stale / stopped / offline).
 
 Importing the package loads only the config models, so a config can be validated cheaply.
 """
