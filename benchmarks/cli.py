@@ -1,4 +1,4 @@
-"""``edge-har bench latency|accuracy|e2e``: the benchmark suites on the command line.
+"""``edge-har bench latency|accuracy|e2e|fleet|soak``: the benchmark suites on the command line.
 
 Registration imports nothing heavier than numpy, so ``edge-har --help`` stays fast
 on a Pi; each suite imports what it needs when it runs. Every suite prints its
@@ -124,6 +124,8 @@ def register(subparsers: Any) -> None:
     _register_latency(suites)
     _register_accuracy(suites)
     _register_e2e(suites)
+    _register_fleet(suites)
+    _register_soak(suites)
 
 
 # ---------------------------------------------------------------- latency
@@ -547,4 +549,205 @@ def run_e2e_command(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     log.debug("e2e suite took %.1f s", time.perf_counter() - started)
     _finish(args, section, "e2e", format_e2e(section))
+    return 0
+
+
+# ---------------------------------------------------------------- fleet
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    """--out, --json and --no-progress for the suites that take no bundle."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(DEFAULT_OUT),
+        metavar="DIR",
+        help=f"where results.json and the PNG plots go (default: ./{DEFAULT_OUT}); other suites' sections are kept",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="write the results to this file instead"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    parser.set_defaults(compare=None)
+
+
+def _qos(text: str) -> int:
+    if text not in ("0", "1", "2"):
+        raise argparse.ArgumentTypeError(f"QoS is 0, 1 or 2; got {text!r}")
+    return int(text)
+
+
+def _register_fleet(suites: Any) -> None:
+    p = suites.add_parser(
+        "fleet",
+        help="N simulated devices (the daemon's Publisher) against a real broker: loss, duplicates, latency, CPU",
+        description=(
+            "Start a private mosquitto on a free loopback port (or use --broker), run N simulated devices, each the "
+            "daemon's own Publisher with its own client id, topics and Last Will, spread over a few processes, each "
+            "publishing real prediction payloads at --rate with --qos; subscribers count every message by device, "
+            "run_id and seq. Prints sent, received, lost, duplicated, out of order, delivery latency p50/p99 and the "
+            "CPU of the broker, the publishers and the subscribers. --search then finds the largest device count this "
+            "machine sustains without loss (step up, then bisect, within --search-budget-s). Needs mosquitto."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--devices", type=_positive_int, default=100, help="simulated devices in the main run")
+    p.add_argument("--rate", type=_positive_float, default=10.0, help="predictions per second per device")
+    p.add_argument("--duration", type=_positive_float, default=60.0, metavar="S", help="seconds of publishing")
+    p.add_argument("--qos", type=_qos, default=1, help="QoS of the predictions and the subscriptions")
+    p.add_argument(
+        "--broker",
+        default=None,
+        metavar="HOST:PORT",
+        help="an existing broker (anonymous access) instead of a private mosquitto; its CPU is then not measured",
+    )
+    p.add_argument("--mosquitto", default=None, metavar="PATH", help="mosquitto binary (default: found on PATH)")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="publisher processes (default: one per core, more when a process would hold over 250 devices)",
+    )
+    p.add_argument("--subscribers", type=_positive_int, default=1, help="subscriber processes splitting the devices")
+    p.add_argument(
+        "--max-p99-ms",
+        type=_positive_float,
+        default=1000.0,
+        metavar="MS",
+        help="a trial whose delivery p99 exceeds this is not sustained",
+    )
+    search = p.add_argument_group("capacity search")
+    search.add_argument("--search", action="store_true", help="after the main run, find the largest sustained count")
+    search.add_argument("--search-rate", type=_positive_float, default=10.0, help="predictions/s per device")
+    search.add_argument("--search-start", type=_positive_int, default=50, help="devices in the first trial")
+    search.add_argument("--search-trial-s", type=_positive_float, default=15.0, metavar="S", help="seconds per trial")
+    search.add_argument(
+        "--search-budget-s",
+        type=_positive_float,
+        default=300.0,
+        metavar="S",
+        help="no new trial starts once the previous trial's length would overrun this total",
+    )
+    _add_output(p)
+    p.set_defaults(func=run_fleet_command)
+
+
+def run_fleet_command(args: argparse.Namespace) -> int:
+    from edge_har.benchmarks.fleet import FleetError, FleetSettings, fleet_png, format_fleet, run_fleet
+    from edge_har.core.errors import CommandError
+
+    settings = FleetSettings(
+        devices=args.devices,
+        rate_hz=args.rate,
+        duration_s=args.duration,
+        qos=args.qos,
+        broker=args.broker,
+        mosquitto=args.mosquitto,
+        workers=args.workers,
+        subscribers=args.subscribers,
+        max_p99_ms=args.max_p99_ms,
+        search=args.search,
+        search_rate_hz=args.search_rate,
+        search_start=args.search_start,
+        search_trial_s=args.search_trial_s,
+        search_budget_s=args.search_budget_s,
+        progress=not args.no_progress,
+    )
+    try:
+        section = run_fleet(settings)
+    except FleetError as exc:
+        raise CommandError(str(exc)) from exc
+    _plot(section, "fleet", lambda path: fleet_png(section, path), args.out / "fleet.png")
+    _finish(args, section, "fleet", format_fleet(section))
+    return 0
+
+
+def _plot(section: dict[str, Any], name: str, draw: Any, path: Path) -> None:
+    """Draw one optional plot into section["plots"]; without matplotlib the figures still stand."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        png = draw(path)
+    except Exception as exc:  # noqa: BLE001 - a missing matplotlib (a train/bench extra) must not lose the figures
+        log.warning("%s plot not drawn: %s", name, exc)
+        return
+    if png:
+        section.setdefault("plots", {})[name] = str(png)
+
+
+# ---------------------------------------------------------------- soak
+
+
+def _register_soak(suites: Any) -> None:
+    p = suites.add_parser(
+        "soak",
+        help="the daemon for a long time at a high window rate: resident memory each second, its slope in MB/h",
+        description=(
+            "Start a private mosquitto, run the edge-har daemon (edge-har run, as systemd does) on a looping replay "
+            "of synthetic recordings at --speed x real time (or --unpaced, as fast as it goes) for --duration "
+            "seconds, sample its resident memory every second, and report windows/s, the start, end and peak RSS and "
+            "the least-squares slope of RSS after the warm-up, in MB per hour, with a plot of RSS over time. "
+            "Needs mosquitto."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("bundle", type=Path, metavar="BUNDLE", help="model bundle directory (holding bundle.json)")
+    p.add_argument("--duration", type=_positive_float, default=600.0, metavar="S", help="seconds of soak")
+    p.add_argument(
+        "--warmup",
+        type=_non_negative_float,
+        default=60.0,
+        metavar="S",
+        help="seconds left out of the slope's fit (at most 40%% of --duration)",
+    )
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=_positive_float, default=50.0, help="replay speed, a multiple of real time")
+    pace.add_argument("--unpaced", action="store_true", help="replay as fast as the daemon takes it (lossless)")
+    p.add_argument("--variant", default=None, help="variant the daemon runs (default: the bundle's default)")
+    p.add_argument(
+        "--flat-mb-per-h", type=_positive_float, default=1.0, metavar="MB", help="largest slope still called flat"
+    )
+    p.add_argument("--mosquitto", default=None, metavar="PATH", help="mosquitto binary (default: found on PATH)")
+    _add_output(p)
+    p.set_defaults(func=run_soak_command)
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def run_soak_command(args: argparse.Namespace) -> int:
+    from edge_har.benchmarks.soak import SoakError, SoakSettings, format_soak, run_soak, soak_png
+    from edge_har.core.bundle import Bundle, BundleError
+    from edge_har.core.errors import CommandError
+
+    try:
+        bundle = Bundle.load(args.bundle)
+        if args.variant:
+            bundle.variant(args.variant)
+    except BundleError as exc:
+        raise CommandError(str(exc)) from exc
+    if bundle.kind != "sensor":
+        raise CommandError(f"{args.bundle}: a {bundle.kind} bundle; the soak replays sensor data (a sensor bundle)")
+    settings = SoakSettings(
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        speed=args.speed,
+        unpaced=args.unpaced,
+        variant=args.variant,
+        mosquitto=args.mosquitto,
+        flat_mb_per_h=args.flat_mb_per_h,
+        progress=not args.no_progress,
+    )
+    try:
+        section = run_soak(bundle, settings)
+    except SoakError as exc:
+        raise CommandError(str(exc)) from exc
+    _plot(section, "soak", lambda path: soak_png(section, path), args.out / "soak.png")
+    _finish(args, section, "soak", format_soak(section))
     return 0
