@@ -40,7 +40,7 @@ from edge_har.device.sources.mqtt_input import MqttSourceConfig
 from edge_har.device.sources.replay import ReplaySourceConfig
 from edge_har.device.sources.serial_source import SerialSourceConfig
 from edge_har.device.video_config import VideoRuntimeConfig
-from edge_har.mqtt.config import MqttConfig
+from edge_har.mqtt.config import CREDENTIAL_KEYS, MqttConfig, security_warnings
 
 __all__ = [
     "ACCEL_CHANNELS",
@@ -195,9 +195,10 @@ class QueuesConfig(_Model):
     windows: int = Field(
         64,
         ge=1,
+        le=10_000,
         description=(
-            "Windows waiting for inference. When inference falls behind a live source, the oldest waiting window "
-            "is dropped (counted in stats) so predictions stay current."
+            "Windows waiting for inference (1..10000). When inference falls behind a live source, the oldest "
+            "waiting window is dropped (counted in stats) so predictions stay current."
         ),
     )
 
@@ -333,11 +334,50 @@ def _format_errors(file: Path, exc: ValidationError, data: Any, lines: dict[tupl
         elif etype == "union_tag_not_found":
             key = f"{key}.type" if key else "type"
             msg = f"required key is missing: one of {', '.join(source_types())}"
+        elif etype in _BOUND_ERRORS and _range_text(raw_loc):
+            msg = f"must be {_range_text(raw_loc)}"
+            if not _is_credential(raw_loc):
+                msg += f" (got {_short(err.get('input'))})"
         else:
             text = str(err["msg"]).removeprefix("Value error, ")
-            msg = f"{text} (got {_short(err.get('input'))})" if _is_leaf(err.get("input")) else text
+            shown = _is_leaf(err.get("input")) and not _is_credential(raw_loc)
+            msg = f"{text} (got {_short(err.get('input'))})" if shown else text
         out.append((line or 0, f"{where}: {key or '(top level)'}: {msg}"))
     return [text for _line, text in sorted(out, key=lambda item: item[0])]
+
+
+_BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def _is_credential(raw_loc: Sequence[Any]) -> bool:
+    """True when the error is about a credential key, whose value must never be echoed (see CREDENTIAL_KEYS)."""
+    return any(part in CREDENTIAL_KEYS for part in raw_loc)
+
+
+def _range_text(raw_loc: Sequence[Any]) -> str:
+    """``between 0.1 and 86400`` (or ``> 0 and <= 1000``) for the field at a pydantic location; '' if unknown.
+
+    Pydantic's own message names only the bound that was crossed; a user fixing a config wants both."""
+    model = _model_at(DeviceConfig, raw_loc[:-1]) if raw_loc else None
+    field = model.model_fields.get(str(raw_loc[-1])) if model is not None else None
+    if field is None:
+        return ""
+    bounds: dict[str, Any] = {}
+    for item in field.metadata:
+        for name in ("ge", "gt", "le", "lt"):
+            value = getattr(item, name, None)
+            if value is not None:
+                bounds[name] = value
+    low = ("ge", bounds["ge"]) if "ge" in bounds else ("gt", bounds["gt"]) if "gt" in bounds else None
+    high = ("le", bounds["le"]) if "le" in bounds else ("lt", bounds["lt"]) if "lt" in bounds else None
+    if low and high and low[0] == "ge" and high[0] == "le":
+        return f"between {_num(low[1])} and {_num(high[1])}"
+    symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    return " and ".join(f"{symbols[b[0]]} {_num(b[1])}" for b in (low, high) if b is not None)
+
+
+def _num(value: Any) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.12g}"
 
 
 def _is_leaf(value: Any) -> bool:
@@ -393,6 +433,12 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 def _valid_keys(model: type[BaseModel], raw_loc: Iterable[Any]) -> Optional[list[str]]:
     """The keys allowed at a raw pydantic location (which includes union tags)."""
+    found = _model_at(model, raw_loc)
+    return list(found.model_fields) if found is not None else None
+
+
+def _model_at(model: type[BaseModel], raw_loc: Iterable[Any]) -> Optional[type[BaseModel]]:
+    """The model whose fields are the keys at a raw pydantic location (which includes union tags)."""
     parts = list(raw_loc)
     i = 0
     while i < len(parts):
@@ -418,7 +464,7 @@ def _valid_keys(model: type[BaseModel], raw_loc: Iterable[Any]) -> Optional[list
             continue
         model = candidates[0]
         i += 1
-    return list(model.model_fields)
+    return model
 
 
 def _key_lines(node: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
@@ -455,7 +501,8 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
     Errors: the bundle is missing or unreadable, its variant does not exist or its file is missing,
     the source does not fit the model's channels, unknown_label cannot be published, a recording,
     TLS file or password file is missing. Warnings: a serial port or I2C bus that is absent now
-    (USB devices come and go; the daemon waits for them).
+    (USB devices come and go; the daemon waits for them); a password file readable by others or a
+    password going over plain TCP to another machine (:func:`edge_har.mqtt.config.security_warnings`).
     """
     from edge_har.core.bundle import Bundle, BundleError  # light: no interpreter is loaded
 
@@ -502,6 +549,7 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
     errors += source_errors
     warnings += source_warnings
     errors += [f"{loaded.where(_mqtt_key(line))}: {line.split(': ', 1)[1]}" for line in cfg.mqtt.missing_files()]
+    warnings += [f"{loaded.where('mqtt.' + key)}: {msg}" for key, msg in security_warnings(cfg.mqtt)]
     return errors, warnings
 
 

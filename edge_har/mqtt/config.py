@@ -14,8 +14,10 @@ to report, and :func:`edge_har.mqtt.client.make_client` fails naming the field.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -24,15 +26,33 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from edge_har.core.errors import EdgeHarError
 
 __all__ = [
+    "CREDENTIAL_KEYS",
     "HomeAssistantConfig",
     "MqttConfig",
     "MqttConfigError",
     "QosConfig",
     "TlsConfig",
+    "is_loopback_host",
+    "security_warnings",
 ]
 
 # MQTT topic levels we build from a prefix must not contain wildcards or NUL.
 _BAD_TOPIC_CHARS = re.compile(r"[+#\x00]")
+
+# What an environment variable name may look like (POSIX portable names). A value that is not
+# one is most likely the password itself, typed into the wrong key: refused without echoing it.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+CREDENTIAL_KEYS = ("password_env", "password_file")
+"""Keys whose values are never echoed (logs, validate-config, exceptions): a password typed into the
+wrong key would otherwise be printed. Error messages name the key, never its value."""
+
+# Bounds of the timing and size settings: outside them a setting does harm (a stats interval of
+# 1e-6 s floods the broker at 100 % CPU; 1e300 s overflows the stats thread's wait), so it is an
+# error that names the key and the range.
+RECONNECT_S = (0.01, 3600.0)
+STATS_INTERVAL_S = (0.1, 86400.0)
+QUEUE_SIZE_MAX = 200_000  # a queued prediction is ~0.5 kB: 100 MB at the bound (the unit's MemoryMax is 300M)
 
 
 class MqttConfigError(EdgeHarError, ValueError):
@@ -154,10 +174,19 @@ class MqttConfig(BaseModel):
     username: Optional[str] = Field(None, description="Username for broker authentication (often the device id).")
     password_env: Optional[str] = Field(
         None,
-        description="Name of the environment variable holding the password (e.g. set by systemd's EnvironmentFile).",
+        repr=False,
+        description=(
+            "Name of the environment variable holding the password (e.g. set by systemd's EnvironmentFile). "
+            "Never the password itself: the value of this key is never printed."
+        ),
     )
     password_file: Optional[Path] = Field(
-        None, description="File whose first line is the password (readable by the daemon's user only)."
+        None,
+        repr=False,
+        description=(
+            "File whose first line is the password (readable by the daemon's user only: a file readable by group "
+            "or others is warned about). Its path is never printed."
+        ),
     )
     tls: Optional[TlsConfig] = Field(None, description="TLS settings; leave out for plain TCP.")
     qos: QosConfig = Field(default_factory=QosConfig, description="QoS per topic.")
@@ -168,16 +197,28 @@ class MqttConfig(BaseModel):
     queue_size: int = Field(
         1000,
         ge=0,
+        le=QUEUE_SIZE_MAX,
         description=(
             "Predictions kept while the broker is unreachable, published in order on reconnect. Beyond this the "
-            "oldest are dropped and counted (dropped_offline in stats). 0 keeps none."
+            f"oldest are dropped and counted (dropped_offline in stats). 0 keeps none; at most {QUEUE_SIZE_MAX} "
+            "(about 0.5 kB of memory each)."
         ),
     )
     reconnect_min_s: float = Field(
-        1.0, gt=0, description="First reconnect delay in seconds; doubles after each failure."
+        1.0,
+        ge=RECONNECT_S[0],
+        le=RECONNECT_S[1],
+        description="First reconnect delay in seconds (0.01..3600); doubles after each failure.",
     )
-    reconnect_max_s: float = Field(60.0, gt=0, description="Longest reconnect delay in seconds.")
-    stats_interval_s: float = Field(30.0, gt=0, description="Seconds between stats messages.")
+    reconnect_max_s: float = Field(
+        60.0, ge=RECONNECT_S[0], le=RECONNECT_S[1], description="Longest reconnect delay in seconds (0.01..3600)."
+    )
+    stats_interval_s: float = Field(
+        30.0,
+        ge=STATS_INTERVAL_S[0],
+        le=STATS_INTERVAL_S[1],
+        description="Seconds between stats messages (0.1..86400).",
+    )
     home_assistant: HomeAssistantConfig = Field(
         default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery."
     )
@@ -199,6 +240,17 @@ class MqttConfig(BaseModel):
     @classmethod
     def _prefix_is_topic(cls, value: str) -> str:
         return _check_topic_prefix(value)
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, value: Optional[str]) -> Optional[str]:
+        # The message must not contain the value: it may be the password typed into the wrong key.
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError(
+                "must be the NAME of an environment variable (letters, digits and '_', not starting with a digit), "
+                "not the password itself; the value given is not shown"
+            )
+        return value
 
     @field_validator("client_id")
     @classmethod
@@ -232,37 +284,43 @@ class MqttConfig(BaseModel):
         """
         if self.password_env:
             value = os.environ.get(self.password_env)
+            # The variable's name is not printed: it may be the password typed into the wrong key.
             if value is None:
                 raise MqttConfigError(
-                    f"mqtt.password_env: environment variable {self.password_env} is not set "
+                    "mqtt.password_env: the environment variable named in mqtt.password_env is not set "
                     "(under systemd, set it with EnvironmentFile= or LoadCredential=)"
                 )
             if value == "":
-                raise MqttConfigError(f"mqtt.password_env: environment variable {self.password_env} is empty")
+                raise MqttConfigError("mqtt.password_env: the environment variable named in mqtt.password_env is empty")
             return value
         if self.password_file:
-            path = Path(self.password_file).expanduser()
+            # The path is not printed: it may be the password typed into the wrong key.
+            named = "mqtt.password_file: the file named in mqtt.password_file"
             try:
-                text = path.read_text(encoding="utf-8")
+                text = _expand(self.password_file).read_text(encoding="utf-8")
             except FileNotFoundError:
-                raise MqttConfigError(f"mqtt.password_file: {path} does not exist") from None
+                raise MqttConfigError(f"{named} does not exist") from None
             except PermissionError:
-                raise MqttConfigError(
-                    f"mqtt.password_file: {path} is not readable by this user (uid {os.getuid()})"
-                ) from None
+                raise MqttConfigError(f"{named} is not readable by this user (uid {os.getuid()})") from None
             except UnicodeDecodeError:
-                raise MqttConfigError(f"mqtt.password_file: {path} is not UTF-8 text") from None
+                raise MqttConfigError(f"{named} is not UTF-8 text") from None
+            except (OSError, ValueError):  # a folder, a name too long, a NUL byte: no path, no errno text
+                raise MqttConfigError(f"{named} cannot be read as a file") from None
             lines = text.splitlines()
             password = lines[0].rstrip("\r") if lines else ""
             if not password:
-                raise MqttConfigError(f"mqtt.password_file: {path} is empty (the password is its first line)")
+                raise MqttConfigError(f"{named} is empty (the password is its first line)")
             return password
         return None
 
     def missing_files(self) -> list[str]:
-        """Configured files that do not exist, as ``"mqtt.<key>: <path> does not exist"`` lines."""
+        """Configured files that do not exist, as ``"mqtt.<key>: <path> does not exist"`` lines.
+
+        The password file's path is not shown (it may be the password in the wrong key)."""
         problems = []
-        candidates: list[tuple[str, Optional[Path]]] = [("password_file", self.password_file)]
+        if self.password_file is not None and not _is_file(self.password_file):
+            problems.append("mqtt.password_file: the file named in mqtt.password_file does not exist")
+        candidates: list[tuple[str, Optional[Path]]] = []
         if self.tls is not None:
             candidates += [
                 ("tls.ca_file", self.tls.ca_file),
@@ -270,9 +328,70 @@ class MqttConfig(BaseModel):
                 ("tls.key_file", self.tls.key_file),
             ]
         for key, path in candidates:
-            if path is not None and not Path(path).expanduser().is_file():
+            if path is not None and not _is_file(path):
                 problems.append(f"mqtt.{key}: {path} does not exist")
         return problems
+
+
+def _expand(path: Path) -> Path:
+    """``~`` expanded where it can be (``~nosuchuser`` stays as written instead of raising)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        return Path(path)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return _expand(path).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        return False
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1): traffic that never leaves the machine.
+
+    Names are not resolved (no DNS lookup while validating a config): any other name counts as remote."""
+    name = host.strip().rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def security_warnings(cfg: MqttConfig) -> list[tuple[str, str]]:
+    """(key under the section, message) for credentials at risk; none of them shows a credential.
+
+    * a password file readable by group or others (``mode & 0o077``): other local users can read it;
+    * a password sent over plain TCP (no ``tls``) to a broker that is not on this machine: anyone on the
+      network path can read it.
+    Warnings, not errors: a lab network may accept both knowingly.
+    """
+    out: list[tuple[str, str]] = []
+    if cfg.password_file is not None:
+        try:
+            mode = _expand(cfg.password_file).stat().st_mode
+        except (OSError, ValueError):
+            mode = None  # missing: missing_files() reports it
+        if mode is not None and stat.S_ISREG(mode) and mode & 0o077:
+            out.append(
+                (
+                    "password_file",
+                    f"the file named in password_file is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
+                    "make it readable by the daemon's user only (chmod 600)",
+                )
+            )
+    if (cfg.password_env or cfg.password_file) and cfg.tls is None and not is_loopback_host(cfg.host):
+        out.append(
+            (
+                "host",
+                f"the password goes to {cfg.host} over plain TCP (no tls section): anyone on the network path can "
+                "read it; add tls (port 8883) or use a broker on this machine",
+            )
+        )
+    return out
 
 
 def _check_topic_prefix(value: str) -> str:

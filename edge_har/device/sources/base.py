@@ -173,7 +173,10 @@ class SampleChecker:
                 else:
                     self.malformed.add(REASON_TEXT, example=example or repr(list(values)))
                     return None
-            f = float(v)
+            try:
+                f = float(v)
+            except OverflowError:  # an integer beyond float range (JSON allows 400-digit integers)
+                f = math.inf
             if not math.isfinite(f):
                 self.malformed.add(REASON_NON_FINITE, example=example or repr(list(values)))
                 return None

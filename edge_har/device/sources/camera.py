@@ -94,12 +94,20 @@ class CameraSourceConfig(SourceConfigBase):
         1, ge=1, le=30, description="Newest frames kept for the consumer; older ones are dropped and counted in stats."
     )
     read_timeout_s: float = Field(
-        5.0, gt=0, description="A live camera that delivers no frame for this long is treated as lost and reopened."
+        5.0,
+        ge=0.1,
+        le=3600,
+        description="A live camera that delivers no frame for this long (0.1..3600 s) is treated as lost and reopened.",
     )
     reconnect_initial_s: float = Field(
-        1.0, gt=0, description="First wait before reopening a lost camera; doubles each failure."
+        1.0,
+        ge=0.01,
+        le=3600,
+        description="First wait before reopening a lost camera (0.01..3600 s); doubles each failure.",
     )
-    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reopening attempts.")
+    reconnect_max_s: float = Field(
+        30.0, ge=0.01, le=3600, description="Longest wait between reopening attempts (0.01..3600 s)."
+    )
 
     @field_validator("fourcc")
     @classmethod

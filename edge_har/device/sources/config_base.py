@@ -13,6 +13,7 @@ on workstations without OpenCV, pyserial or smbus2.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
@@ -37,7 +38,10 @@ def resolve_path(p: Optional[Path], base: Path) -> Optional[Path]:
     """``p`` taken relative to ``base`` (the config file's folder) unless it is absolute; ``~`` expanded."""
     if p is None:
         return None
-    p = Path(p).expanduser()
+    try:
+        p = Path(p).expanduser()
+    except RuntimeError:  # "~nosuchuser/...": no such home; kept as written (then reported as missing)
+        p = Path(p)
     return p if p.is_absolute() else (base / p)
 
 
@@ -121,8 +125,17 @@ class SensorSourceConfig(SourceConfigBase):
     @field_validator("valid_range")
     @classmethod
     def _ordered(cls, value: Optional[tuple[float, float]]) -> Optional[tuple[float, float]]:
+        if value is not None and any(math.isnan(v) for v in value):
+            raise ValueError("low and high must be numbers, not NaN (NaN would let every value through)")
         if value is not None and value[0] > value[1]:
             raise ValueError(f"low ({value[0]}) must be <= high ({value[1]})")
+        return value
+
+    @field_validator("scale", "offset")
+    @classmethod
+    def _finite(cls, value: Optional[list[float]]) -> Optional[list[float]]:
+        if value is not None and not all(math.isfinite(v) for v in value):
+            raise ValueError("must be finite numbers (NaN or inf would turn every sample into NaN)")
         return value
 
     def value_scaling(self) -> tuple[Optional[list[float]], Optional[list[float]]]:
@@ -135,9 +148,14 @@ class ReconnectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_s: float = Field(
-        0.5, gt=0, description="First delay before reopening a lost port, in seconds; doubles after each failure."
+        0.5,
+        ge=0.01,
+        le=3600,
+        description="First delay before reopening a lost port, in seconds (0.01..3600); doubles after each failure.",
     )
-    max_s: float = Field(30.0, gt=0, description="Longest delay between attempts to reopen the port.")
+    max_s: float = Field(
+        30.0, ge=0.01, le=3600, description="Longest delay between attempts to reopen the port (0.01..3600 s)."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> ReconnectConfig:

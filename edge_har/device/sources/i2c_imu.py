@@ -61,10 +61,12 @@ class I2cImuSourceConfig(SensorSourceConfig):
 
     type: Literal["i2c_imu"] = Field(description="Source type.")
     chip: Literal["mpu6050"] = Field("mpu6050", description="IMU model (MPU-6050 / MPU-6000 / MPU-9250 register map).")
-    bus: int = Field(1, ge=0, description="I2C bus number: 1 is /dev/i2c-1, the header pins of every Pi since the B+.")
+    bus: int = Field(
+        1, ge=0, le=255, description="I2C bus number: 1 is /dev/i2c-1, the header pins of every Pi since the B+."
+    )
     address: int = Field(0x68, ge=0x03, le=0x77, description="7-bit I2C address: 0x68, or 0x69 with AD0 pulled high.")
     rate_hz: float = Field(
-        50.0, gt=0, le=1000, description="Samples per second to read (the chip is set to this rate)."
+        50.0, ge=0.1, le=1000, description="Samples per second to read, 0.1..1000 (the chip is set to this rate)."
     )
     accel_range: Literal[2, 4, 8, 16] = Field(4, description="Accelerometer full scale in g (+-).")
     gyro_range: Literal[250, 500, 1000, 2000] = Field(500, description="Gyroscope full scale in deg/s (+-).")

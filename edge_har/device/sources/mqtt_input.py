@@ -11,6 +11,14 @@ and ``format: csv``: one sample per line, ``0.01,-0.98,0.12``. A message that is
 JSON is dropped and counted as ``payload``; inside a valid message each bad sample is dropped
 and counted by reason, the good ones are kept.
 
+Hostile or broken senders are bounded twice: a message over ``max_payload_bytes`` (default
+256 KiB) is dropped before it is decoded or parsed (counted once as ``too_large``), and at
+most ``max_samples_per_message`` samples (default: 10 s at ``rate_hz``) are taken from one
+message, the rest counted as ``too_many``. Without these one 10 MB message of JSON samples
+took the daemon past its unit's ``MemoryMax=300M`` and injected hundreds of windows of
+fabricated data. (The payload still crosses the network first: for a hard cap at the broker,
+set mosquitto's ``max_packet_size``.)
+
 The subscription is made in ``on_connect`` (after checking the CONNACK reason code), so it is
 restored after every reconnect: a broker restarted without persistence forgets it. Samples
 are treated as one continuous stream, so all nodes matching ``topic`` must be one sensor;
@@ -21,6 +29,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import reprlib
 import threading
 import time
 from collections import deque
@@ -40,11 +50,21 @@ from edge_har.device.sources.base import (
     SourceContext,
 )
 from edge_har.device.sources.config_base import SensorSourceConfig, SourceConfigBase, Where, resolve_mqtt_paths
-from edge_har.mqtt.config import MqttConfig
+from edge_har.mqtt.config import MqttConfig, security_warnings
 
 log = logging.getLogger(__name__)
 
 REASON_OVERFLOW = "overflow"  # samples dropped because the daemon did not read them in time
+REASON_TOO_LARGE = "too_large"  # a message over max_payload_bytes, dropped unparsed (counted once per message)
+REASON_TOO_MANY = "too_many"  # samples of one message past max_samples_per_message (counted per sample)
+
+DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_PAYLOAD_BYTES_LIMIT = 16 * 1024 * 1024
+MESSAGE_SECONDS = 10.0  # default max_samples_per_message: this many seconds of samples at rate_hz
+
+# Examples in warnings are built with bounded cost: str() of a hostile nested value is as large as the value.
+_EXAMPLE = reprlib.Repr()
+_EXAMPLE.maxlevel, _EXAMPLE.maxlist, _EXAMPLE.maxdict, _EXAMPLE.maxstring, _EXAMPLE.maxother = 3, 8, 8, 40, 40
 
 
 class MqttSourceConfig(SensorSourceConfig):
@@ -62,7 +82,7 @@ class MqttSourceConfig(SensorSourceConfig):
         min_length=1,
         description="JSON: keys of object samples, in the model's channel order, e.g. [ax, ay, az].",
     )
-    rate_hz: float = Field(gt=0, description="Samples per second the sensor nodes sample at.")
+    rate_hz: float = Field(ge=0.1, le=10_000, description="Samples per second the sensor nodes sample at (0.1..10000).")
     qos: int = Field(1, ge=0, le=2, description="Subscription QoS.")
     client_id: Optional[str] = Field(
         None, description="Client id of the input connection (default: the publisher's id + '-input')."
@@ -70,7 +90,27 @@ class MqttSourceConfig(SensorSourceConfig):
     buffer_samples: int = Field(
         10000,
         ge=1,
-        description="Samples held between reads; beyond it the oldest are dropped and counted as 'overflow'.",
+        le=1_000_000,
+        description="Samples held between reads (1..1000000); beyond it the oldest are dropped and counted as 'overflow'.",
+    )
+    max_payload_bytes: int = Field(
+        DEFAULT_MAX_PAYLOAD_BYTES,
+        ge=64,
+        le=MAX_PAYLOAD_BYTES_LIMIT,
+        description=(
+            f"Largest message accepted, in bytes (64..{MAX_PAYLOAD_BYTES_LIMIT}); a larger one is dropped unparsed "
+            "and counted as 'too_large'. The default, 256 KiB, holds thousands of samples."
+        ),
+    )
+    max_samples_per_message: Optional[int] = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description=(
+            "Most samples taken from one message (1..100000); the rest are dropped and counted as 'too_many'. "
+            f"Default: {MESSAGE_SECONDS:g} s of samples at rate_hz. A node batching more than that per message "
+            "is sending a backlog, not a live stream."
+        ),
     )
     broker: Optional[MqttConfig] = Field(
         None,
@@ -79,6 +119,12 @@ class MqttSourceConfig(SensorSourceConfig):
 
     def channel_count(self) -> Optional[tuple[str, int]]:
         return ("fields", len(self.fields)) if self.fields is not None else None
+
+    def samples_per_message(self) -> int:
+        """``max_samples_per_message``, else :data:`MESSAGE_SECONDS` of samples at ``rate_hz`` (at least 1)."""
+        if self.max_samples_per_message is not None:
+            return self.max_samples_per_message
+        return max(1, math.ceil(MESSAGE_SECONDS * self.rate_hz))
 
     def resolve_paths(self, base: Path) -> SourceConfigBase:
         if self.broker is None:
@@ -93,22 +139,36 @@ class MqttSourceConfig(SensorSourceConfig):
             f"{where('broker.' + line.split(':', 1)[0][5:])}: {line.split(': ', 1)[1]}"
             for line in self.broker.missing_files()
         ]
-        return errors, []
+        warnings = [f"{where('broker.' + key)}: {msg}" for key, msg in security_warnings(self.broker)]
+        return errors, warnings
 
 
 def parse_payload(payload: bytes, cfg: MqttSourceConfig, checker: SampleChecker) -> np.ndarray:
-    """One message -> (n, C) checked samples; bad samples and bad messages are counted in ``checker``."""
+    """One message -> (n, C) checked samples; bad samples and bad messages are counted in ``checker``.
+
+    Never raises for any payload: every message or sample it rejects is counted by reason
+    (``too_large``, ``payload``, ``too_many``, and the per-sample reasons of :class:`SampleChecker`).
+    """
     counter = checker.malformed
+    if len(payload) > cfg.max_payload_bytes:
+        counter.add(
+            REASON_TOO_LARGE,
+            example=f"a message of {len(payload)} bytes (source.max_payload_bytes is {cfg.max_payload_bytes})",
+        )
+        return checker.rows([])
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         counter.add(REASON_PAYLOAD, example=repr(payload[:60]))
         return checker.rows([])
+    limit = cfg.samples_per_message()
     if cfg.format == "csv":
-        return checker.rows(checker.parse_line(line) for line in text.splitlines())
+        lines = [line for line in text.splitlines() if line.strip()]
+        counter.add(REASON_TOO_MANY, len(lines) - limit, example=_too_many(len(lines), limit))
+        return checker.rows(checker.parse_line(line) for line in lines[:limit])
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, and an integer of more than 4300 digits
         counter.add(REASON_PAYLOAD, example=text[:80])
         return checker.rows([])
     if isinstance(data, dict) and "samples" in data:
@@ -127,22 +187,37 @@ def parse_payload(payload: bytes, cfg: MqttSourceConfig, checker: SampleChecker)
     else:
         counter.add(REASON_PAYLOAD, example=text[:80])
         return checker.rows([])
-    return checker.rows(_sample(item, cfg, checker) for item in items)
+    counter.add(REASON_TOO_MANY, len(items) - limit, example=_too_many(len(items), limit))
+    return checker.rows(_sample(item, cfg, checker) for item in items[:limit])
+
+
+def _too_many(n: int, limit: int) -> str:
+    return f"a message of {n} samples (at most {limit} are taken from one; source.max_samples_per_message)"
+
+
+def _example(item: Any) -> str:
+    try:
+        return _EXAMPLE.repr(item)
+    except (RecursionError, ValueError):  # ValueError: an int too long to print
+        return f"<{type(item).__name__}>"
 
 
 def _sample(item: Any, cfg: MqttSourceConfig, checker: SampleChecker) -> Optional[list[float]]:
     if isinstance(item, dict):
         if not cfg.fields:
-            checker.malformed.add(REASON_COLUMNS, example=f"{str(item)[:60]} (object samples need source.fields)")
+            checker.malformed.add(REASON_COLUMNS, example=f"{_example(item)} (object samples need source.fields)")
             return None
         missing = [f for f in cfg.fields if f not in item]
         if missing:
-            checker.malformed.add(REASON_COLUMNS, example=f"{str(item)[:60]} (missing {', '.join(missing)})")
+            checker.malformed.add(REASON_COLUMNS, example=f"{_example(item)} (missing {', '.join(missing)})")
             return None
-        return checker.check_values([item[f] for f in cfg.fields], example=str(item)[:80])
+        return checker.check_values([item[f] for f in cfg.fields], example=_example(item))
     if isinstance(item, list):
-        return checker.check_values(item, example=str(item)[:80])
-    checker.malformed.add(REASON_TEXT, example=str(item)[:80])
+        if len(item) != checker.n_channels:  # before building an example of a long list
+            checker.malformed.add(REASON_COLUMNS, example=_example(item))
+            return None
+        return checker.check_values(item, example=_example(item))
+    checker.malformed.add(REASON_TEXT, example=_example(item))
     return None
 
 

@@ -60,7 +60,10 @@ class ReplaySourceConfig(SensorSourceConfig):
     )
     label: Optional[str] = Field(None, description="file: the ground-truth label of the recording (optional).")
     rate_hz: Optional[float] = Field(
-        None, gt=0, description="Rate the recordings were made at (default: the bundle's sample rate)."
+        None,
+        ge=0.1,
+        le=100_000,
+        description="Rate the recordings were made at, 0.1..100000 Hz (default: the bundle's sample rate).",
     )
     realtime: bool = Field(
         True,
@@ -69,7 +72,12 @@ class ReplaySourceConfig(SensorSourceConfig):
             "When false, the window queue waits instead of dropping, so every window is inferred."
         ),
     )
-    speed: float = Field(1.0, gt=0, description="realtime pacing factor: 2.0 replays twice as fast as recorded.")
+    speed: float = Field(
+        1.0,
+        ge=0.01,
+        le=10_000,
+        description="realtime pacing factor (0.01..10000): 2.0 replays twice as fast as recorded.",
+    )
     loop: bool = Field(False, description="Start again from the first recording after the last one.")
     stop_at_end: bool = Field(
         False,
@@ -79,7 +87,10 @@ class ReplaySourceConfig(SensorSourceConfig):
         ),
     )
     chunk_samples: Optional[int] = Field(
-        None, ge=1, description="Samples per chunk handed to the runtime (default: 1 when realtime, 256 otherwise)."
+        None,
+        ge=1,
+        le=100_000,
+        description="Samples per chunk handed to the runtime, 1..100000 (default: 1 when realtime, 256 otherwise).",
     )
 
     @model_validator(mode="after")

@@ -36,8 +36,10 @@ class SerialSourceConfig(SensorSourceConfig):
             "name: a USB device re-plugged may come back under another ttyACM number."
         ),
     )
-    baudrate: int = Field(115200, gt=0, description="Line speed; must match the microcontroller's.")
-    rate_hz: float = Field(gt=0, description="Samples per second the microcontroller sends.")
+    baudrate: int = Field(
+        115200, ge=50, le=12_000_000, description="Line speed (50..12000000); must match the microcontroller's."
+    )
+    rate_hz: float = Field(ge=0.1, le=10_000, description="Samples per second the microcontroller sends (0.1..10000).")
     columns: Optional[list[int]] = Field(
         None,
         min_length=1,
@@ -50,7 +52,11 @@ class SerialSourceConfig(SensorSourceConfig):
     timeout: float = Field(
         5.0,
         ge=0,
-        description="Seconds without a single byte after which the port is closed and reopened (a hung adapter); 0 = never.",
+        le=3600,
+        description=(
+            "Seconds (0..3600) without a single byte after which the port is closed and reopened (a hung adapter); "
+            "0 = never."
+        ),
     )
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig, description="Backoff for reopening a lost port."
