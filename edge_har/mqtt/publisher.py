@@ -431,7 +431,8 @@ class Publisher:
         """Sender thread: drains the queue, oldest first, whenever the link is up; refreshes the
         MQTT 5 retained ``online`` every stats interval."""
         while True:
-            if self._online_props is not None:
+            # (a lock-free look first: this runs once per prediction sent)
+            if self._online_props is not None and time.monotonic() - self._online_at >= self.cfg.stats_interval_s:
                 self._refresh_online()
             with self._cond:
                 while not (self._can_send_now_locked() and self._queue):
