@@ -105,9 +105,47 @@ def test_replay_fast_delivers_every_sample_with_labels_segments_and_bad_lines_co
     starts = [(c.label, float(c.samples[0, 0])) for c in chunks if c.segment_start]
     assert starts == [("Sit", 0.0), ("Walk", 100.0), ("Walk", 200.0)]
     assert [len(c) for c in chunks] == [4, 4, 2, 4, 1, 4, 2]
-    assert source.malformed.counts() == {"bad_line": 1}
+    assert source.malformed.counts() == {"text": 1}  # by reason, as the live sources count
     assert source.rate_hz == 32.0  # no rate in the files or config: the model's
     assert source.read(0.01) is None  # finished stays finished
+
+
+def test_replay_counts_bad_lines_by_reason_and_one_bad_byte_costs_one_line(tmp_path):
+    """Issue 11: a replay counted every bad line as one 'bad_line', and one byte that is not UTF-8
+    refused the whole file. Now: the live sources' reasons, and 'encoding' for that one line."""
+    root = tmp_path / "data"
+    (root / "Walk").mkdir(parents=True)
+    good = b"".join(f"{i} 0 1\n".encode() for i in range(8))
+    (root / "Walk" / "a.txt").write_bytes(
+        good + b"1 2\n" + b"1 x 2\n" + b"nan 1 2\n" + b"3 \xff 4\n" + b"inf 0 0\n" + good
+    )
+    source = replay(root, realtime=False)
+    data = samples_of(drain(source))
+    assert len(data) == 16
+    assert source.malformed.counts() == {"columns": 1, "text": 1, "nan": 2, "encoding": 1}
+    # a single-file replay and a long CSV count the same way
+    one = tmp_path / "one.txt"
+    one.write_bytes(good + b"\xc3\x28 1 2\n")
+    source = ReplaySource(ReplaySourceConfig(type="replay", path=one, format="file", realtime=False), 3, 32.0)
+    source.start()
+    assert len(samples_of(drain(source))) == 8 and source.malformed.counts() == {"encoding": 1}
+    csv = tmp_path / "long.csv"
+    csv.write_bytes(
+        b"label,x,y,z\n" + b"".join(f"Walk,{i},0,1\n".encode() for i in range(8)) + b"Walk,\xff,0,1\nWalk,1,2\n"
+    )
+    cfg = ReplaySourceConfig(type="replay", path=csv, format="csv", label_col="label", realtime=False)
+    source = ReplaySource(cfg, 3, 32.0)
+    source.start()
+    assert len(samples_of(drain(source))) == 8 and source.malformed.counts() == {"encoding": 1, "columns": 1}
+
+
+def test_training_readers_stay_strict_about_encoding(tmp_path):
+    from edge_har.core.recordings import RecordingError, read_samples_result
+
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"1 2 3\n4 \xff 6\n")
+    with pytest.raises(RecordingError, match="not a UTF-8 text file"):
+        read_samples_result(path)
 
 
 def test_replay_realtime_paces_at_rate_and_speed(tmp_path):

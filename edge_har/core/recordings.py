@@ -16,7 +16,12 @@ Every reader error is a ``RecordingError`` whose message starts with
 ``file:line`` where a line is at fault, so a user can open the file there.
 With ``skip_bad`` the bad lines are dropped instead, with one warning per file
 and a count the caller can report (``ReadResult.skipped``, the ``skipped``
-dictionaries).
+dictionaries), also by reason (``ReadResult.reasons``, the ``reasons``
+dictionaries): the same reason names the device's live sources count dropped
+samples by (``columns``, ``text``, ``nan``, plus ``encoding`` for a line that is
+not UTF-8), so a replay's stats read like a sensor's. Only with ``skip_bad`` is
+a line of invalid UTF-8 one bad line; without it (the training loaders'
+default) the whole file is refused, naming the byte.
 """
 
 from __future__ import annotations
@@ -37,6 +42,12 @@ from edge_har.core.errors import EdgeHarError
 log = logging.getLogger(__name__)
 
 MODEL_SUFFIX = "_MODEL"
+
+# Why a line was skipped (skip_bad); the same names as the device sources' REASON_* constants.
+BAD_COLUMNS = "columns"  # wrong number of fields, or an empty one
+BAD_TEXT = "text"  # a field that is not a number
+BAD_NON_FINITE = "nan"  # NaN or +-inf
+BAD_ENCODING = "encoding"  # bytes that are not UTF-8
 SEMICOLON, COMMA, WHITESPACE = ";", ",", "whitespace"
 
 
@@ -75,10 +86,15 @@ class ReadResult:
     delimiter: str = WHITESPACE  # ";", "," or "whitespace"
     line_numbers: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     bad_lines: list[int] = field(default_factory=list)  # line numbers skip_bad dropped
+    reasons: dict[str, int] = field(default_factory=dict)  # skipped lines by reason (BAD_*)
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, skip_bad: bool = False) -> str:
+    """The file as text. With ``skip_bad`` bytes that are not UTF-8 become lone surrogates
+    (``surrogateescape``), so only the lines holding them are bad (:func:`_bad_encoding`)."""
     try:
+        if skip_bad:
+            return path.read_bytes().decode("utf-8", errors="surrogateescape")
         return path.read_text(encoding="utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         raise RecordingError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
@@ -123,22 +139,33 @@ def _is_number(token: str, delimiter: str = WHITESPACE) -> bool:
     return True
 
 
-def _problem(fields: list[str], delimiter: str, width: int | None, width_why: str) -> tuple[str | None, list[float]]:
-    """Why a line is bad (None if it is not) and its values."""
+def _bad_encoding(line: str) -> bool:
+    """True for a line read with ``surrogateescape`` that held bytes which are not UTF-8."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _problem(
+    fields: list[str], delimiter: str, width: int | None, width_why: str
+) -> tuple[str | None, str | None, list[float]]:
+    """(reason, why the line is bad, values); reason and why are None for a good line."""
     values = []
     for col, token in enumerate(fields, start=1):
         if token == "":
-            return f"empty field in column {col}", []
+            return BAD_COLUMNS, f"empty field in column {col}", []
         try:
             v = _to_float(token, delimiter)
         except ValueError:
-            return f"text {token!r} in a number column (column {col})", []
+            return BAD_TEXT, f"text {token!r} in a number column (column {col})", []
         if not np.isfinite(v):
-            return f"a non-finite value {token!r} (column {col})", []
+            return BAD_NON_FINITE, f"a non-finite value {token!r} (column {col})", []
         values.append(v)
     if width is not None and len(values) != width:
-        return f"{len(values)} columns where {width_why}", []
-    return None, values
+        return BAD_COLUMNS, f"{len(values)} columns where {width_why}", []
+    return None, None, values
 
 
 def read_samples_result(
@@ -156,7 +183,7 @@ def read_samples_result(
     file's first line in messages (for text cut out of a larger file).
     """
     path = Path(path)
-    text = _read_text(path)
+    text = _read_text(path, skip_bad)
     lines = text.splitlines()
     data_idx = [i for i, line in enumerate(lines) if line.strip()]
     if not data_idx:
@@ -185,24 +212,30 @@ def read_samples_result(
     values: list[list[float]] = []
     kept: list[int] = []
     bad: list[int] = []
+    reasons: Counter[str] = Counter()
     first_problem = ""
     for lineno, line, fields in rows:
-        problem, row = _problem(fields, delimiter, width, why)
+        if _bad_encoding(line):  # only read so with skip_bad
+            reason, problem, row = BAD_ENCODING, "bytes that are not UTF-8", []
+        else:
+            reason, problem, row = _problem(fields, delimiter, width, why)
         if problem is None:
             values.append(row)
             kept.append(lineno)
             continue
-        message = f"{path}:{lineno}: {problem}: {line.strip()[:80]!r}"
+        shown = line.strip()[:80].encode("utf-8", "backslashreplace").decode("utf-8")
+        message = f"{path}:{lineno}: {problem}: {shown!r}"
         if not skip_bad:
             raise RecordingError(message)
         bad.append(lineno)
+        reasons[reason or BAD_COLUMNS] += 1
         first_problem = first_problem or message
     if bad:
         log.warning("%s: skipped %d malformed line(s) of %d; the first: %s", path, len(bad), len(rows), first_problem)
     if not values:
         raise RecordingError(f"{path}: no valid samples (all {len(rows)} lines malformed; the first: {first_problem})")
     samples = np.asarray(values, dtype=np.float32).reshape(len(values), width)
-    return ReadResult(samples, len(bad), header, delimiter, np.asarray(kept, np.int64), bad)
+    return ReadResult(samples, len(bad), header, delimiter, np.asarray(kept, np.int64), bad, dict(reasons))
 
 
 def _fast_parse(lines: list[str], delimiter: str, n_channels: int | None) -> np.ndarray | None:
@@ -220,7 +253,7 @@ def _fast_parse(lines: list[str], delimiter: str, n_channels: int | None) -> np.
             dtype=np.float64,
             ndmin=2,
         )
-    except ValueError:
+    except (ValueError, UnicodeError):
         return None
     if arr.shape[0] != len(lines) or (n_channels is not None and arr.shape[1] != n_channels):
         return None
@@ -313,12 +346,14 @@ def load_folder_recordings(
     sample_rate_hz: float | None = None,
     n_channels: int | None = None,
     skipped: dict[str, int] | None = None,
+    reasons: dict[str, int] | None = None,
 ) -> list[Recording]:
     """``<root>/<Class>/<recording>`` files as recordings, class = folder name.
 
     Every file must have the same number of columns (``n_channels`` when
     given, else the first file's). ``skipped`` (if given) receives the count of
-    lines ``skip_bad`` dropped, per file. Files the subject regex does not
+    lines ``skip_bad`` dropped, per file; ``reasons`` (if given) adds them up by
+    reason (``BAD_*``) over all files. Files the subject regex does not
     match get no subject, with one warning.
     """
     pattern = compile_subject_regex(subject_regex)
@@ -329,6 +364,9 @@ def load_folder_recordings(
         result = read_samples_result(file, n_channels=n_channels, skip_bad=skip_bad)
         if result.skipped and skipped is not None:
             skipped[str(file)] = result.skipped
+        if reasons is not None:
+            for reason, n in result.reasons.items():
+                reasons[reason] = reasons.get(reason, 0) + n
         width = result.samples.shape[1]
         if first is None:
             first = (file, width)
@@ -363,11 +401,12 @@ class LongCsv:
     channels: tuple[str, ...]
     skipped: int = 0
     rows: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # skipped rows by reason (BAD_*)
 
 
-def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], str]:
+def _csv_rows(path: Path, skip_bad: bool = False) -> tuple[list[str], list[tuple[int, list[str]]], str]:
     """Header, (line number, fields) of the data rows, and the delimiter."""
-    text = _read_text(path)
+    text = _read_text(path, skip_bad)
     lines = text.splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
@@ -407,7 +446,7 @@ def read_long_csv(
 ) -> LongCsv:
     """Cut one long CSV into recordings; see :func:`load_long_csv_recordings`."""
     path = Path(path)
-    header, body, delimiter = _csv_rows(path)
+    header, body, delimiter = _csv_rows(path, skip_bad)
     if not body:
         raise RecordingError(f"{path}: a header but no data rows")
 
@@ -449,6 +488,7 @@ def read_long_csv(
     key: tuple[str, str | None] | None = None
     first_row = last_row = 0
     bad: list[str] = []
+    reasons: Counter[str] = Counter()
 
     def flush() -> None:
         if current and key is not None:
@@ -459,7 +499,10 @@ def read_long_csv(
 
     for lineno, row in body:
         problem = None
-        if len(row) != len(header):
+        reason = BAD_COLUMNS
+        if any(_bad_encoding(c) for c in row):  # only read so with skip_bad
+            problem, reason = "bytes that are not UTF-8", BAD_ENCODING
+        elif len(row) != len(header):
             problem = f"{len(row)} fields where the header has {len(header)}"
         elif not row[i_label]:
             problem = f"empty label (column {label_col!r})"
@@ -469,16 +512,17 @@ def read_long_csv(
                 try:
                     v = _to_float(row[i], delimiter)
                 except ValueError:
-                    problem = f"text {row[i]!r} in a number column ({header[i]!r})"
+                    problem, reason = f"text {row[i]!r} in a number column ({header[i]!r})", BAD_TEXT
                     break
                 if not np.isfinite(v):
-                    problem = f"a non-finite value {row[i]!r} (column {header[i]!r})"
+                    problem, reason = f"a non-finite value {row[i]!r} (column {header[i]!r})", BAD_NON_FINITE
                     break
                 values.append(v)
         if problem is not None:
             if not skip_bad:
                 raise RecordingError(f"{path}:{lineno}: {problem}")
             bad.append(f"{path}:{lineno}: {problem}")
+            reasons[reason] += 1
             continue
         row_key = (row[i_label], row[i_subject] if i_subject is not None else None)
         if row_key != key:
@@ -497,7 +541,7 @@ def read_long_csv(
         rate = rate_from_timestamps(np.concatenate(all_steps), path, timestamp_col or "")
         for r in recordings:
             r.sample_rate_hz = rate
-    return LongCsv(recordings, tuple(header[i] for i in i_channels), len(bad), len(body))
+    return LongCsv(recordings, tuple(header[i] for i in i_channels), len(bad), len(body), dict(reasons))
 
 
 def rate_from_timestamps(steps: np.ndarray, path: Path | str, column: str) -> float | None:
@@ -534,6 +578,7 @@ def load_long_csv_recordings(
     sample_rate_hz: float | None = None,
     n_channels: int | None = None,
     skipped: dict[str, int] | None = None,
+    reasons: dict[str, int] | None = None,
 ) -> list[Recording]:
     """One long CSV with a header; consecutive rows of one (label, subject) form a recording.
 
@@ -542,7 +587,8 @@ def load_long_csv_recordings(
     channel. ``Recording.source`` is ``"<path>:rows A-B"``, A and B being the
     file's line numbers (the header is line 1). With ``timestamp_col`` (in
     seconds) and no ``sample_rate_hz``, the rate is 1 / the median timestamp
-    step. ``skipped`` (if given) receives the count of rows ``skip_bad`` dropped.
+    step. ``skipped`` (if given) receives the count of rows ``skip_bad`` dropped;
+    ``reasons`` (if given) adds them up by reason (``BAD_*``).
     """
     result = read_long_csv(
         path,
@@ -556,4 +602,7 @@ def load_long_csv_recordings(
     )
     if result.skipped and skipped is not None:
         skipped[str(path)] = result.skipped
+    if reasons is not None:
+        for reason, n in result.reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + n
     return result.recordings

@@ -26,7 +26,8 @@ from edge_har.core.recordings import Recording
 from edge_har.device.sources.base import Chunk, SampleChecker, Source, SourceContext, SourceError
 from edge_har.device.sources.config_base import SensorSourceConfig, SourceConfigBase, Where, resolve_path
 
-REASON_BAD_LINE = "bad_line"  # a line of a replayed file that does not parse (text, wrong column count)
+# A replayed file's bad lines are counted by the reasons every source uses (columns, text, nan), plus
+# ``encoding`` for a line that is not UTF-8 (edge_har.core.recordings.BAD_*); one bad byte costs one line.
 
 log = logging.getLogger(__name__)
 
@@ -130,16 +131,21 @@ class ReplaySourceConfig(SensorSourceConfig):
 
 
 def load_recordings(
-    cfg: ReplaySourceConfig, n_channels: int, skipped: Optional[dict[str, int]] = None
+    cfg: ReplaySourceConfig,
+    n_channels: int,
+    skipped: Optional[dict[str, int]] = None,
+    reasons: Optional[dict[str, int]] = None,
 ) -> list[Recording]:
     """The recordings a replay config names, via edge_har.core.recordings' readers; SourceError if none.
 
-    Malformed lines in the files are skipped (counted per file in ``skipped``), as a live
-    source drops malformed samples: a replay is a stand-in for a sensor, not a data set check.
+    Malformed lines in the files are skipped (counted per file in ``skipped``, by reason in
+    ``reasons``), as a live source drops malformed samples: a replay is a stand-in for a
+    sensor, not a data set check.
     """
     from edge_har.core import recordings as rec
 
     skipped = {} if skipped is None else skipped
+    reasons = {} if reasons is None else reasons
 
     path = Path(cfg.path)
     if not path.exists():
@@ -148,7 +154,9 @@ def load_recordings(
         if cfg.format == "folder":
             if not path.is_dir():
                 raise SourceError(f"source.path: {path} is not a folder (format folder)")
-            out = _call(rec.load_folder_recordings, path, n_channels=n_channels, skip_bad=True, skipped=skipped)
+            out = _call(
+                rec.load_folder_recordings, path, n_channels=n_channels, skip_bad=True, skipped=skipped, reasons=reasons
+            )
         elif cfg.format == "csv":
             out = _call(
                 rec.load_long_csv_recordings,
@@ -160,11 +168,14 @@ def load_recordings(
                 n_channels=n_channels,
                 skip_bad=True,
                 skipped=skipped,
+                reasons=reasons,
             )
         else:
             result = rec.read_samples_result(path, n_channels=n_channels, skip_bad=True)
             if result.skipped:
                 skipped[str(path)] = result.skipped
+            for reason, n in result.reasons.items():
+                reasons[reason] = reasons.get(reason, 0) + n
             out = [Recording(samples=result.samples, label=cfg.label or "", source=str(path))]
     except rec.RecordingError as exc:
         raise SourceError(f"source.path: {exc}") from exc
@@ -222,9 +233,11 @@ class ReplaySource(Source):
 
     def start(self) -> None:
         skipped: dict[str, int] = {}
-        self.recordings = load_recordings(self.cfg, self.n_channels, skipped)
-        for file, n in skipped.items():
-            self.malformed.add(REASON_BAD_LINE, n, example=f"{n} line(s) in {file}")
+        reasons: dict[str, int] = {}
+        self.recordings = load_recordings(self.cfg, self.n_channels, skipped, reasons)
+        files = ", ".join(f"{n} in {file}" for file, n in list(skipped.items())[:3])
+        for reason, n in sorted(reasons.items()):
+            self.malformed.add(reason, n, example=f"{n} line(s) of the recordings ({files})")
         rates = {r.sample_rate_hz for r in self.recordings if r.sample_rate_hz}
         if not self.cfg.rate_hz and len(rates) > 1:
             log.warning(
