@@ -215,6 +215,9 @@ def read_samples_result(
     reasons: Counter[str] = Counter()
     first_problem = ""
     for lineno, line, fields in rows:
+        reason: str | None
+        problem: str | None
+        row: list[float]
         if _bad_encoding(line):  # only read so with skip_bad
             reason, problem, row = BAD_ENCODING, "bytes that are not UTF-8", []
         else:
