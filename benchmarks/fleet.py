@@ -25,8 +25,10 @@ What a trial does, precisely:
 The **search** (``--search``) steps the device count up (doubling) at ``--search-rate`` (10/s by
 default) until a trial is not sustained, then bisects between the last sustained count and the
 first failure, within ``--search-budget-s``. A trial is *sustained* when nothing was lost or
-dropped, every device connected, the devices kept at least 98% of their schedule, and the delivery
-p99 stayed under ``--max-p99-ms``. The result is the largest sustained count found.
+dropped, every device connected, the devices published at least 98% on time and ran at most
+``--max-p99-ms`` behind their schedule (p99; the simulated devices share the machine's cores with
+the broker, and a late load generator offers less than asked), and the delivery p99 stayed under
+``--max-p99-ms``. The result is the largest sustained count found.
 """
 
 from __future__ import annotations
@@ -305,6 +307,7 @@ def publisher_main(spec: dict[str, Any], conn: Any) -> None:
         t0, t_end, rate = message[1], message[2], spec["rate_hz"]
         n = len(publishers)
         sent = [0] * n
+        in_window = 0  # published before t_end: a late generator sends the rest after it
         lateness = array("d")
         k = 0
         running = True
@@ -334,6 +337,8 @@ def publisher_main(spec: dict[str, Any], conn: Any) -> None:
                 )
                 publisher.publish_prediction(payload)
                 sent[i] += 1
+                if payload["window_end_ts"] < t_end:
+                    in_window += 1
             k += 1
         scheduled = sum(max(0, math.ceil((t_end - t0) * rate - i / n)) for i in range(n))
         with ThreadPoolExecutor(max_workers=16) as pool:
@@ -349,6 +354,7 @@ def publisher_main(spec: dict[str, Any], conn: Any) -> None:
                         for d, p, s, c in zip(devices, publishers, sent, counters)
                     ],
                     "scheduled": scheduled,
+                    "sent_in_window": in_window,
                     "late_publishes": int(late.size),
                     "lateness_ms_p99": float(np.percentile(late, 99)) if late.size else 0.0,
                     "lateness_ms_max": float(late.max()) if late.size else 0.0,
@@ -546,7 +552,7 @@ def run_trial(
             "measured_s": measured,
             "scheduled": scheduled,
             "sent": sent,
-            "achieved_rate": sent / scheduled if scheduled else None,
+            "achieved_rate": sum(r["sent_in_window"] for r in reports) / scheduled if scheduled else None,
             "received": sum(t["received"] for t in tallies),
             "distinct": unique,
             "lost": sent - unique,
@@ -588,7 +594,13 @@ def _verdict(row: dict[str, Any], max_p99_ms: float) -> tuple[bool, str]:
     if row["publisher"]["dropped_offline"]:
         return False, f"{row['publisher']['dropped_offline']} dropped by the publishers' queues"
     if row["achieved_rate"] is not None and row["achieved_rate"] < ACHIEVED_RATE_MIN:
-        return False, f"the devices kept only {100 * row['achieved_rate']:.1f}% of their schedule (CPU-bound)"
+        return (
+            False,
+            f"the devices sent only {100 * row['achieved_rate']:.1f}% on time (the load generator is CPU-bound)",
+        )
+    late = row["publisher"]["lateness_ms_p99_worst"]
+    if late > max_p99_ms:
+        return False, f"the devices ran {late:.0f} ms behind their schedule (p99; the load generator is CPU-bound)"
     if p99 is None or not math.isfinite(p99) or p99 > max_p99_ms:
         return False, f"delivery p99 {p99:.0f} ms > {max_p99_ms:g} ms" if p99 is not None else "nothing received"
     return True, "sustained"
@@ -688,8 +700,11 @@ def run_fleet(settings: FleetSettings, work_dir: str | Path | None = None) -> di
         "latency_ms": "subscriber's time.time() at arrival minus the payload's window_end_ts, the time the "
         "payload was made; same machine, same clock",
         "cpu_percent_of_one_core": "psutil CPU time over the publishing period / its length: 100 = one core",
-        "sustained": f"nothing lost or dropped, every device connected, >= {100 * ACHIEVED_RATE_MIN:g}% of the "
-        f"schedule kept, delivery p99 <= max_p99_ms ({settings.max_p99_ms:g} ms)",
+        "achieved_rate": "predictions published before the end of the period / scheduled",
+        "devices_late_p99_ms": "how far behind its schedule a device published (p99 of the worst publisher process): "
+        "the load generator's own lag, not the broker's",
+        "sustained": f"nothing lost or dropped, every device connected, >= {100 * ACHIEVED_RATE_MIN:g}% published on "
+        f"time, devices' lateness p99 and delivery p99 <= max_p99_ms ({settings.max_p99_ms:g} ms)",
     }
     section["fd_limit"] = raise_fd_limit()
     broker: Optional[LocalBroker] = None
@@ -793,6 +808,7 @@ def _table_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
                 _f(lat.get("p50_ms"), 2),
                 _f(lat.get("p99_ms"), 2),
                 _f(r.get("messages_per_s"), 0),
+                _f(r["publisher"].get("lateness_ms_p99_worst"), 1),
                 _f(cpu.get("broker")),
                 _f(cpu.get("publishers")),
                 _f(cpu.get("subscribers")),
@@ -814,6 +830,7 @@ HEADERS = [
     "latency p50 ms",
     "latency p99 ms",
     "msg/s",
+    "devices late p99 ms",
     "broker CPU %",
     "publishers CPU %",
     "subscribers CPU %",

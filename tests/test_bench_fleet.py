@@ -25,7 +25,7 @@ def test_five_devices_deliver_every_prediction_once_and_in_order(tmp_path, capsy
         assert key in section, key
     assert section["broker"]["private"] and section["broker"]["address"] != "127.0.0.1:1883"
     (run,) = section["runs"]
-    assert run["devices"] == run["connected"] == 5 and run["publisher_processes"] == 2
+    assert run["devices"] == run["connected"] == 5 and run["publisher_processes"] == workers_for(5)
     # 5 devices x 10/s x 3 s, each device's phase spread over the period: all 150 made and sent
     assert run["scheduled"] == run["sent"] == 150
     assert run["received"] == run["distinct"] == run["sent"]
