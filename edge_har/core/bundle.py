@@ -44,14 +44,30 @@ in three additive ways; everything else above holds for it too:
   A variant without ``parts`` (the still-image mode) has ``file`` as above.
 * ``"video": {"mode": "video" | "image-seq", "frames": T, "feature_shape": [...], ...}``
   describes the model for the video runtime.
+
+Every key the device reads is validated with pydantic (:class:`BundleDoc`) before anything
+uses it, so a damaged file gives one :class:`BundleError` naming the file and each key path
+(``/x/bundle.json: variants.int8.file: must be a string (got None)``), never a traceback.
+A ``schema_version`` newer than :data:`SCHEMA_VERSION` is refused with that reason alone.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Dict, List, Literal, Mapping, Optional, Sequence, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 from edge_har.core.errors import EdgeHarError
 from edge_har.core.interpreter import InterpreterOptions, TFLiteModel, sha256_file
@@ -73,9 +89,160 @@ REQUIRED_KEYS = (
 VARIANT_KEYS = ("file", "sha256", "size_bytes", "quantization", "input", "output")
 PART_KEYS = ("file", "sha256", "size_bytes", "input", "output")  # each entry of a split variant's "parts"
 
+# Bounds that no real bundle comes near, so a damaged number fails here and not as an
+# overflow or a giant allocation later (a window of 10**30 samples, a 1e300 Hz rate).
+MAX_BUNDLE_JSON_BYTES = 16 * 1024 * 1024  # a real bundle.json is a few kB
+MAX_DIM = 1_000_000  # tensor dimensions, window and stride, channel and label counts
+MAX_RATE_HZ = 1_000_000.0
+MAX_MODEL_BYTES = 1 << 40
+MAX_PROBLEMS_SHOWN = 8
+
 
 class BundleError(EdgeHarError, ValueError):
-    """A bundle that is missing, malformed or inconsistent; the message names file and key."""
+    """A bundle that is missing, malformed or inconsistent; the message names file and key.
+
+    ``problems`` holds one ``key.path: message`` line per problem (the message shows the first
+    few after the file name); the daemon exits 78 (EX_CONFIG) on it.
+    """
+
+    def __init__(self, message: str, problems: Optional[Sequence[str]] = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems) if problems is not None else [message]
+
+
+# ----------------------------------------------------------------------------- the schema
+#
+# pydantic models of what the device reads. ``extra="allow"``: the workstation records much
+# more (converter settings, metrics, provenance) that the device ignores, and a bundle with an
+# extra key must stay loadable by an older reader. ``strict=True``: bundle.json is written by a
+# program, so "123" where a number belongs is damage, not a convenience to coerce.
+
+_FileName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+_Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+_Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+_Dim = Annotated[int, Field(ge=1, le=MAX_DIM)]
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class TensorDoc(_Doc):
+    """A model tensor as ``TensorSpec.to_json`` records it (what the writer read back from the file)."""
+
+    shape: Annotated[List[_Dim], Field(min_length=1, max_length=8)]
+    dtype: _Name
+    name: str = ""
+    scale: Optional[_Finite] = None
+    zero_point: Optional[int] = None
+
+
+class ModelFileDoc(_Doc):
+    """One ``.tflite`` file: a one-file variant, or a part of a split (video) variant."""
+
+    file: _FileName
+    sha256: _Sha256
+    size_bytes: Annotated[int, Field(ge=0, le=MAX_MODEL_BYTES)]
+    input: TensorDoc
+    output: TensorDoc
+    quantization: Optional[str] = None
+
+    @field_validator("file")
+    @classmethod
+    def _inside_the_bundle(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if "\x00" in value or "\\" in value or path.is_absolute() or ".." in path.parts:
+            raise ValueError("must be a file name inside the bundle folder (relative, no '..')")
+        return value
+
+
+class VariantDoc(ModelFileDoc):
+    """A one-file variant (sensor, and the still-image video mode)."""
+
+    quantization: str
+    description: str = ""
+    metrics: Dict[str, Any] = Field(default_factory=dict)
+
+
+class SplitVariantDoc(_Doc):
+    """A video variant split into ``parts`` (encoder, head, optional clip)."""
+
+    quantization: str
+    parts: Annotated[Dict[_Name, ModelFileDoc], Field(min_length=1)]
+    size_bytes: Optional[Annotated[int, Field(ge=0)]] = None
+    description: str = ""
+    metrics: Dict[str, Any] = Field(default_factory=dict)
+
+
+def _variant_form(value: Any) -> str:
+    return _SPLIT if isinstance(value, dict) and "parts" in value else _ONE_FILE
+
+
+_SPLIT, _ONE_FILE = "<split variant>", "<one-file variant>"  # union tags: not keys in the file
+_AnyVariant = Annotated[
+    Union[Annotated[VariantDoc, Tag(_ONE_FILE)], Annotated[SplitVariantDoc, Tag(_SPLIT)]],
+    Discriminator(_variant_form),
+]
+
+
+class InputDoc(_Doc):
+    shape: Annotated[List[_Dim], Field(min_length=1, max_length=8)]
+    dtype: Optional[str] = None
+    layout: Optional[str] = None
+
+
+class ValueScalingDoc(_Doc):
+    scale: Annotated[List[_Finite], Field(min_length=1)]
+    offset: Annotated[List[_Finite], Field(min_length=1)]
+    units: str = ""
+
+
+class NormalisationDoc(_Doc):
+    mean: Annotated[List[_Finite], Field(min_length=1)]
+    std: Annotated[List[Annotated[float, Field(gt=0, allow_inf_nan=False)]], Field(min_length=1)]
+
+
+class FrameDoc(_Doc):
+    height: _Dim
+    width: _Dim
+    fit: str = "stretch"
+    interpolation: str = "area"
+
+
+class PreprocessingDoc(_Doc):
+    """The shared preprocessing (``Preprocessing.to_json``; a video bundle adds ``frame``)."""
+
+    sample_rate_hz: Annotated[float, Field(gt=0, le=MAX_RATE_HZ, allow_inf_nan=False)]
+    window: _Dim
+    stride: _Dim
+    channels: Annotated[List[_Name], Field(min_length=1, max_length=MAX_DIM)]
+    value_scaling: ValueScalingDoc
+    normalisation: Optional[NormalisationDoc] = None
+    frame: Optional[FrameDoc] = None
+
+
+class VideoDoc(_Doc):
+    mode: Literal["video", "image-seq"] = "video"
+    frames: Optional[_Dim] = None
+
+
+class BundleDoc(_Doc):
+    """``bundle.json`` as the device reads it (schema version 1)."""
+
+    schema_version: int
+    model_id: _Name
+    kind: Literal["sensor", "video"]
+    labels: Annotated[List[_Name], Field(min_length=1, max_length=MAX_DIM)]
+    input: InputDoc
+    preprocessing: PreprocessingDoc
+    default_variant: _Name
+    variants: Annotated[Dict[_Name, _AnyVariant], Field(min_length=1)]
+    video: Optional[VideoDoc] = None
+    metrics: Dict[str, Any] = Field(default_factory=dict)
+    training: Dict[str, Any] = Field(default_factory=dict)
+    provenance: Dict[str, Any] = Field(default_factory=dict)
+    files: Dict[str, str] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -120,10 +287,15 @@ class Bundle:
         self.root = root
         self.data = data
         where = f"{root / BUNDLE_FILE}"
-        self.labels: list[str] = [str(label) for label in data["labels"]]
+        validate_data(data, where=where)  # every key below is then present and of its type
+        self.labels: list[str] = list(data["labels"])
         self.kind: str = data["kind"]
         try:
             self.preprocessing = Preprocessing.from_json(data["preprocessing"], where=f"{where}: preprocessing")
+            if self.kind == "video":  # the frame geometry too, so a bad one fails here and not at the first frame
+                from edge_har.core.frames import FrameSpec
+
+                FrameSpec.from_json(data["preprocessing"], where=f"{where}: preprocessing")
         except PreprocessingError as exc:
             raise BundleError(str(exc)) from exc
         self.variants: dict[str, Variant] = {}
@@ -156,18 +328,17 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | Path) -> Bundle:
+        """Read and validate ``bundle.json`` (raises :class:`BundleError` naming file and keys).
+
+        No model is loaded: this is cheap enough for ``validate-config`` and ``check_files``.
+        """
         root = Path(path)
         if root.is_file() and root.name == BUNDLE_FILE:
             root = root.parent
         file = root / BUNDLE_FILE
         if not file.is_file():
             raise BundleError(f"{root}: not a model bundle (no {BUNDLE_FILE})")
-        try:
-            data = json.loads(file.read_text())
-        except json.JSONDecodeError as exc:
-            raise BundleError(f"{file}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-        validate_data(data, where=str(file))
-        return cls(root, data)
+        return cls(root, read_json(file))
 
     # ----------------------------------------------------------- access
 
@@ -241,59 +412,134 @@ class Bundle:
         return TFLiteModel(file, expected_sha256=sha if options.verify_sha256 else None, options=options)
 
 
-def validate_data(data: Any, where: str = BUNDLE_FILE) -> None:
-    """Structural checks of a ``bundle.json`` object, raising BundleError naming the key."""
+def read_json(file: Path) -> Any:
+    """The parsed ``bundle.json``; anything that is not strict, UTF-8, sane-sized JSON is a BundleError."""
+    try:
+        size = file.stat().st_size
+        if size > MAX_BUNDLE_JSON_BYTES:
+            raise BundleError(
+                f"{file}: {size} bytes; a bundle.json is a few kB (at most {MAX_BUNDLE_JSON_BYTES} accepted)"
+            )
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError(
+            f"{file}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "a damaged file, or not a bundle.json"
+        ) from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{file}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # NaN / Infinity, a 5000-digit integer, [[[[... nested too deep
+        raise BundleError(f"{file}: invalid JSON: {str(exc) or type(exc).__name__}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (the writer stores a missing number as null)")
+
+
+def validate_data(data: Any, where: str = BUNDLE_FILE) -> BundleDoc:
+    """Validate a parsed ``bundle.json`` object; raises BundleError naming ``where`` and every bad key.
+
+    Structure and types come from :class:`BundleDoc`; what one key alone cannot say (the
+    default variant exists, only a video bundle splits variants, the preprocessing builds)
+    is checked after it.
+    """
     if not isinstance(data, dict):
-        raise BundleError(f"{where}: top level must be an object")
-    for key in REQUIRED_KEYS:
-        if key not in data:
-            raise BundleError(f"{where}: missing key '{key}'")
-    if data["schema_version"] != SCHEMA_VERSION:
+        raise BundleError(f"{where}: top level must be an object, got {_json_type(data)}")
+    version = data.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version != SCHEMA_VERSION:
+        newer = version > SCHEMA_VERSION
         raise BundleError(
-            f"{where}: schema_version {data['schema_version']!r} is not supported (this edge-har reads {SCHEMA_VERSION})"
+            f"{where}: schema_version {version} is "
+            + ("newer than" if newer else "not")
+            + f" the bundle schema this edge-har reads ({SCHEMA_VERSION})"
+            + ("; upgrade edge-har on the device or convert with the version it runs" if newer else "")
         )
-    if data["kind"] not in KINDS:
-        raise BundleError(f"{where}: kind {data['kind']!r} must be one of {', '.join(KINDS)}")
-    labels = data["labels"]
-    if not isinstance(labels, list) or not labels or len(set(map(str, labels))) != len(labels):
-        raise BundleError(f"{where}: labels must be a non-empty list of unique names")
-    shape = data["input"].get("shape") if isinstance(data["input"], dict) else None
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise BundleError(f"{where}: input.shape must be a list of positive integers")
-    variants = data["variants"]
-    if not isinstance(variants, dict) or not variants:
-        raise BundleError(f"{where}: variants must be a non-empty object")
-    for name, meta in variants.items():
-        if not isinstance(meta, dict):
-            raise BundleError(f"{where}: variants.{name} must be an object")
-        if "parts" in meta:
-            _validate_parts(data, name, meta, where)
-            continue
-        for key in VARIANT_KEYS:
-            if key not in meta:
-                raise BundleError(f"{where}: missing key 'variants.{name}.{key}'")
-    if data["default_variant"] not in variants:
-        raise BundleError(
-            f"{where}: default_variant {data['default_variant']!r} is not one of the variants ({', '.join(variants)})"
-        )
-    if data["kind"] == "video":
-        frame = data["preprocessing"].get("frame") if isinstance(data["preprocessing"], dict) else None
-        if not isinstance(frame, dict) or not all(isinstance(frame.get(k), int) for k in ("height", "width")):
-            raise BundleError(f"{where}: a video bundle needs 'preprocessing.frame' with integer height and width")
+    try:
+        doc = BundleDoc.model_validate(data)
+    except ValidationError as exc:
+        _raise(where, [_describe(err) for err in exc.errors()])
+    _raise(where, _consistency_problems(doc))
+    return doc
 
 
-def _validate_parts(data: dict[str, Any], name: str, meta: dict[str, Any], where: str) -> None:
-    """A split variant (video only): ``quantization`` and a non-empty ``parts`` object of PART_KEYS each."""
-    if data["kind"] != "video":
-        raise BundleError(f"{where}: variants.{name}.parts: only a video bundle may split a variant into parts")
-    if "quantization" not in meta:
-        raise BundleError(f"{where}: missing key 'variants.{name}.quantization'")
-    parts = meta["parts"]
-    if not isinstance(parts, dict) or not parts:
-        raise BundleError(f"{where}: variants.{name}.parts must be a non-empty object")
-    for part, pm in parts.items():
-        if not isinstance(pm, dict):
-            raise BundleError(f"{where}: variants.{name}.parts.{part} must be an object")
-        for key in PART_KEYS:
-            if key not in pm:
-                raise BundleError(f"{where}: missing key 'variants.{name}.parts.{part}.{key}'")
+def _consistency_problems(doc: BundleDoc) -> list[str]:
+    problems = []
+    if len(set(doc.labels)) != len(doc.labels):
+        dupes = sorted({label for label in doc.labels if doc.labels.count(label) > 1})
+        problems.append(f"labels: must be unique names; repeated: {', '.join(dupes)}")
+    if doc.default_variant not in doc.variants:
+        problems.append(
+            f"default_variant: {doc.default_variant!r} is not one of the variants ({', '.join(doc.variants)})"
+        )
+    for name, variant in doc.variants.items():
+        if isinstance(variant, SplitVariantDoc) and doc.kind != "video":
+            problems.append(f"variants.{name}.parts: only a video bundle may split a variant into parts")
+    pre = doc.preprocessing
+    if doc.kind == "video" and pre.frame is None:
+        problems.append("preprocessing.frame: a video bundle needs 'preprocessing.frame' with integer height and width")
+    n = len(pre.channels)
+    for key, values in (
+        ("value_scaling.scale", pre.value_scaling.scale),
+        ("value_scaling.offset", pre.value_scaling.offset),
+        ("normalisation.mean", pre.normalisation.mean if pre.normalisation else None),
+        ("normalisation.std", pre.normalisation.std if pre.normalisation else None),
+    ):
+        if values is not None and len(values) not in (1, n):
+            problems.append(f"preprocessing.{key}: has {len(values)} values; expected 1 or one per channel ({n})")
+    return problems
+
+
+def _raise(where: str, problems: list[str]) -> None:
+    if not problems:
+        return
+    shown = problems[:MAX_PROBLEMS_SHOWN]
+    more = len(problems) - len(shown)
+    raise BundleError(f"{where}: " + "; ".join(shown) + (f"; and {more} more" if more else ""), problems)
+
+
+_TYPE_WORDS = {
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "list_type": "must be a list",
+}
+
+
+def _describe(err: Any) -> str:
+    """One pydantic error as ``key.path: message (got value)``."""
+    loc = [str(p) for p in err["loc"] if p not in (_SPLIT, _ONE_FILE)]
+    key = ".".join(loc)
+    if err["type"] == "missing":
+        return f"missing key '{key}'"
+    msg = _TYPE_WORDS.get(err["type"]) or str(err["msg"]).removeprefix("Value error, ").replace("Input should", "must")
+    value = err.get("input")
+    if not isinstance(value, (dict, list)):
+        text = repr(value)
+        msg += f" (got {text if len(text) <= 60 else text[:57] + '...'})"
+    elif err["type"] in _TYPE_WORDS:
+        msg += f" (got {_json_type(value)})"
+    return f"{key or '(top level)'}: {msg}"
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a string" if isinstance(value, str) else type(value).__name__
