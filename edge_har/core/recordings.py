@@ -237,7 +237,8 @@ def read_samples_result(
         log.warning("%s: skipped %d malformed line(s) of %d; the first: %s", path, len(bad), len(rows), first_problem)
     if not values:
         raise RecordingError(f"{path}: no valid samples (all {len(rows)} lines malformed; the first: {first_problem})")
-    samples = np.asarray(values, dtype=np.float32).reshape(len(values), width)
+    with np.errstate(over="ignore"):  # beyond float32: inf, which the consumer's finite check drops (counted)
+        samples = np.asarray(values, dtype=np.float32).reshape(len(values), width)
     return ReadResult(samples, len(bad), header, delimiter, np.asarray(kept, np.int64), bad, dict(reasons))
 
 
@@ -262,7 +263,8 @@ def _fast_parse(lines: list[str], delimiter: str, n_channels: int | None) -> np.
         return None
     if not np.isfinite(arr).all():
         return None
-    return arr.astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: inf, which the consumer's finite check drops (counted)
+        return arr.astype(np.float32)
 
 
 def read_samples(
