@@ -695,9 +695,10 @@ def _register_soak(suites: Any) -> None:
     p.add_argument(
         "--warmup",
         type=_non_negative_float,
-        default=60.0,
+        default=240.0,
         metavar="S",
-        help="seconds left out of the slope's fit (at most 40%% of --duration)",
+        help="seconds left out of the slope's fit (at most 40%% of --duration): the daemon's latency reservoirs "
+        "(20,000 windows) fill in the first minutes",
     )
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=_positive_float, default=50.0, help="replay speed, a multiple of real time")
