@@ -381,6 +381,59 @@ class Bundle:
                     problems.append(f"{key}.sha256: {file.name} hashes to {digest}, bundle says {sha}")
         return problems
 
+    def model_problems(
+        self,
+        model: TFLiteModel,
+        variant: str,
+        part: Optional[str] = None,
+        *,
+        expect_input: Optional[Sequence[int]] = None,
+    ) -> list[str]:
+        """What makes a loaded model unusable with this bundle, one ``key.path: reason`` line each.
+
+        Checked at start so that a mismatch is one clear error (the daemon exits 78) instead of
+        every window failing: the file's tensors against what bundle.json records for it (a
+        swapped or foreign file when verify_sha256 is off), its input against ``expect_input``
+        (what the preprocessing makes), and, for a model that classifies (not an encoder), its
+        output against the labels.
+        """
+        v = self.variant(variant)
+        meta = v.parts[part].meta if part is not None else v.meta
+        key = f"variants.{v.name}" + (f".parts.{part}" if part is not None else "")
+        name = model.path.name
+        problems = []
+        for side in ("input", "output"):
+            recorded, actual = meta[side], getattr(model, side)
+            if tuple(recorded["shape"]) != actual.shape or recorded["dtype"] != actual.dtype.name:
+                problems.append(
+                    f"{key}.{side}: bundle.json records {list(recorded['shape'])} {recorded['dtype']}, but {name} "
+                    f"has {list(actual.shape)} {actual.dtype.name}; the file is not the model this bundle describes"
+                )
+        if expect_input is not None and model.input.shape != tuple(expect_input):
+            problems.append(
+                f"{key}: {name} takes input {list(model.input.shape)}, but the bundle's preprocessing makes "
+                f"{list(expect_input)}"
+            )
+        if part in (None, "head", "clip"):
+            out = model.output.shape
+            if len(out) != 2 or out[0] != 1 or out[1] != len(self.labels):
+                problems.append(
+                    f"labels: {len(self.labels)} labels ({', '.join(self.labels)}), but {name} ({key}) outputs "
+                    f"{list(out)}, {out[-1] if out else 0} classes; labels and model must come from one conversion"
+                )
+        return problems
+
+    def check_model(
+        self,
+        model: TFLiteModel,
+        variant: str,
+        part: Optional[str] = None,
+        *,
+        expect_input: Optional[Sequence[int]] = None,
+    ) -> None:
+        """:meth:`model_problems` as one BundleError naming bundle.json (raised when there is any)."""
+        _raise(str(self.root / BUNDLE_FILE), self.model_problems(model, variant, part, expect_input=expect_input))
+
     def load_model(
         self,
         variant: str | None = None,

@@ -48,9 +48,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from edge_har.device.config import ConfigError, LoadedConfig, check_files, source_channel_problems
+from edge_har.device.config import ConfigError, LoadedConfig
 from edge_har.device.runtime import Prediction, Window
-from edge_har.device.runtime_api import StreamRuntime, WindowStage, load_runtime
+from edge_har.device.runtime_api import StreamRuntime, WindowStage
 from edge_har.device.sources import Source, SourceError, make_source
 from edge_har.device.stats import DaemonStats, rss_mb
 
@@ -140,31 +140,22 @@ class Daemon:
                 signal.signal(sig, handler)
 
     def _setup(self) -> int:
-        from edge_har.core.bundle import BundleError
-        from edge_har.core.interpreter import InterpreterError
+        from edge_har.device.startup import run_startup_checks
         from edge_har.mqtt.config import MqttConfigError
         from edge_har.mqtt.publisher import Publisher
 
         cfg = self.cfg
-        errors, warnings = check_files(self.loaded)
-        for line in warnings:
+        # The same checks as `edge-har validate-config` (files, bundle.json, every model loaded and
+        # checked against bundle, labels and source): a problem here exits 78, never restarted.
+        # A video bundle (camera source) streams frames through encoder + head; the same Prediction comes out.
+        checked = run_startup_checks(self.loaded)
+        for line in checked.warnings:
             log.warning("config: %s", line)
-        if errors:
-            for line in errors:
+        if checked.runtime is None:
+            for line in checked.errors:
                 log.error("config: %s", line)
             return EXIT_CONFIG
-        try:
-            # A video bundle (camera source) streams frames through encoder + head; the same Prediction comes out.
-            self.runtime = load_runtime(cfg)
-        except (BundleError, InterpreterError, ValueError) as exc:
-            log.error("cannot load the model: %s", exc)
-            return EXIT_CONFIG
-        rt = self.runtime
-        problems = source_channel_problems(cfg, rt.pre.n_channels)
-        if problems:
-            for key, msg in problems:
-                log.error("config: %s: %s", self.loaded.where(key), msg)
-            return EXIT_CONFIG
+        self.runtime = rt = checked.runtime
         try:
             self.publisher = Publisher(cfg.mqtt, self.device_id, rt.model_id, rt.labels)
             self.publisher.start()
@@ -464,6 +455,9 @@ class Daemon:
         summary["stop_reason"] = self.stop_reason
         summary["run_id"] = getattr(self.publisher, "run_id", None)
         summary["samples_dropped"] = self.source.malformed.counts() if self.source else {}
+        # The publisher's final counters, after its last flush: windows_total == published +
+        # dropped_offline + queued + inflight (queued/inflight: never delivered, the broker was gone).
+        summary["mqtt"] = self.publisher.counters()
         inf, e2e = summary["inference_ms"] or {}, summary["e2e_ms"] or {}
         log.info(
             "stopped (%s): %d windows in %.1f s; inference p50 %.3f p99 %.3f ms; e2e p50 %.3f p99 %.3f ms%s",

@@ -30,6 +30,10 @@ examples:
 
 Prints 'FILE: OK' per valid file; otherwise one line per problem, FILE:LINE: key.path: message,
 with the nearest valid key for a misspelt one. Exit status 0 when every file is valid, else 1.
+Without --no-files it runs the daemon's own start-up checks: bundle.json validated whole, every
+model of the variant loaded (sha256, a corrupt or foreign file, input shape, label count against
+the outputs) and the source's channels against the model; what passes here passes `run`'s start.
+A config with an accelerator delegate opens it too: stop the service first if it holds a Coral.
 """
 
 
@@ -100,7 +104,8 @@ def register_validate_config(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Validate device config files. Every problem is reported as FILE:LINE: key.path: message, with the "
             "nearest valid key for an unknown one. Without --no-files the files the config names are checked too "
-            "(bundle and its model, recordings, TLS and password files), as on the device."
+            "(bundle and its model, recordings, TLS and password files) and the model is loaded and checked against "
+            "the bundle and the source: the same start-up checks as `edge-har run`."
         ),
         epilog=_VALIDATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -122,7 +127,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def validate_files(files: list[Path], check_paths: bool = True, out: Any = None, err: Any = None) -> int:
     """Print OK or the problems of each file; 0 when all are valid. A CLI tool for people: it prints."""
-    from edge_har.device.config import ConfigError, check_files, load_config
+    from edge_har.device.config import ConfigError, load_config
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -138,7 +143,10 @@ def validate_files(files: list[Path], check_paths: bool = True, out: Any = None,
         errors: list[str] = []
         warnings: list[str] = []
         if check_paths:
-            errors, warnings = check_files(loaded)
+            from edge_har.device.startup import run_startup_checks  # loads the interpreter: only when asked
+
+            checked = run_startup_checks(loaded)  # exactly what `edge-har run` checks before it starts
+            errors, warnings = checked.errors, checked.warnings
         for line in warnings:
             print(f"warning: {line}", file=err)
         if errors:

@@ -147,12 +147,9 @@ class Runtime:
         self.smoother = smoother
         self.labels = list(bundle.labels)
         self.pre = bundle.preprocessing
-        expected = (1, self.pre.window, self.pre.n_channels)
-        if tuple(model.input.shape) != expected:
-            raise BundleError(
-                f"{bundle.root}: variant {variant} takes input {tuple(model.input.shape)}, but the bundle's "
-                f"preprocessing makes windows of {expected}"
-            )
+        # Shapes and label count checked once here: a mismatch would otherwise fail every window
+        # (and exit 1, which systemd restarts) instead of stopping the start with exit 78.
+        bundle.check_model(model, variant, expect_input=(1, self.pre.window, self.pre.n_channels))
         self._seq = 0
 
     @classmethod

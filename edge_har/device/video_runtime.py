@@ -109,7 +109,29 @@ class VideoModels:
                 models.clip = bundle.load_model(v.name, part="clip", **kwargs)
         else:
             models.whole = bundle.load_model(v.name, **kwargs)
+        models.check()
         return models
+
+    def check(self) -> None:
+        """Every model's tensors against the bundle and each other (raises one BundleError naming them all).
+
+        The encoder takes one frame, the head the last T of the encoder's feature vectors, the
+        head (clip, whole model) outputs one probability per label: a mismatch found here stops
+        the start (exit 78) instead of failing every window.
+        """
+        b, v, frame = self.bundle, self.variant, (1,) + self.spec.shape
+        problems: list[str] = []
+        if self.whole is not None:
+            problems += b.model_problems(self.whole, v, expect_input=frame)
+        if self.encoder is not None:
+            problems += b.model_problems(self.encoder, v, "encoder", expect_input=frame)
+        if self.head is not None:
+            expect = (1, self.spec.window) + tuple(self.encoder.output.shape[1:]) if self.encoder is not None else None
+            problems += b.model_problems(self.head, v, "head", expect_input=expect)
+        if self.clip is not None:
+            problems += b.model_problems(self.clip, v, "clip", expect_input=(1, self.spec.window) + self.spec.shape)
+        if problems:
+            raise BundleError(f"{b.root / 'bundle.json'}: " + "; ".join(problems), problems)
 
     @property
     def split(self) -> bool:

@@ -1,0 +1,69 @@
+"""The daemon's start-up checks, in one function that ``edge-har run`` and ``validate-config`` share.
+
+``validate-config`` used to stop at :func:`~edge_har.device.config.check_files` (the files exist,
+bundle.json parses), so it said OK for what the daemon's start then refused: a ``.tflite``
+whose sha256 does not match, a model whose outputs do not match the labels, a source whose
+channel count does not fit the model. Now both call :func:`run_startup_checks`, which does
+everything the daemon does before it connects to MQTT or opens the source:
+
+1. :func:`~edge_har.device.config.check_files` (bundle.json validated whole, the variant's files,
+   source channels and ``unknown_label`` against the bundle, recordings, TLS and password files);
+2. :func:`~edge_har.device.runtime_api.load_runtime`: every model of the variant loaded with
+   the config's interpreter options (sha256 checked unless ``verify_sha256: false``; a corrupt,
+   truncated or foreign file refused by the interpreter), each model's tensors checked against
+   bundle.json, the preprocessing and the labels (``Bundle.model_problems``);
+3. the source's channel settings against the loaded runtime's channels.
+
+Each problem is one line naming the config file and key, then the bundle file and its key, so
+the daemon's journal and ``validate-config`` print the same words. The daemon exits 78
+(EX_CONFIG) on any of them, which the systemd unit does not restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+from edge_har.core.errors import EdgeHarError
+from edge_har.device.config import LoadedConfig, check_files, source_channel_problems
+from edge_har.device.runtime_api import StreamRuntime, load_runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StartupResult:
+    """What the checks found; ``runtime`` is the loaded model when there were no errors."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    runtime: Optional[StreamRuntime] = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def run_startup_checks(loaded: LoadedConfig) -> StartupResult:
+    """Every check the daemon runs before it starts MQTT and the source (see the module doc).
+
+    Stops at the first stage with errors: a bundle that does not validate is not loaded.
+    Only an error meant for the user (an :class:`EdgeHarError`, a ``ValueError`` from a
+    runtime's own checks, an ``OSError`` reading a model) becomes a problem line; anything
+    else is a bug and propagates.
+    """
+    errors, warnings = check_files(loaded)
+    result = StartupResult(errors, warnings)
+    if errors:
+        return result
+    cfg = loaded.config
+    try:
+        runtime = load_runtime(cfg)
+    except (EdgeHarError, ValueError, OSError) as exc:
+        result.errors.append(f"{loaded.where('variant' if cfg.variant else 'bundle')}: cannot load the model: {exc}")
+        return result
+    result.errors += [f"{loaded.where(k)}: {m}" for k, m in source_channel_problems(cfg, runtime.pre.n_channels)]
+    if not result.errors:
+        result.runtime = runtime
+    return result
