@@ -880,6 +880,7 @@ def fleet_png(section: dict[str, Any], path: str | Path) -> Optional[Path]:
         ax.plot(x, loss, "o-", color="tab:red", label="lost %")
         ax.set_xlabel("devices")
         ax.set_ylabel("lost, % of sent", color="tab:red")
+        ax.set_ylim(0, max(1.0, float(loss.max()) * 1.2))  # zero loss sits on the axis, not mid-chart
         ax.set_xscale("log")
         ax2 = ax.twinx()
         ax2.plot(x, p99, "s--", color="tab:blue", label="delivery p99 ms")
