@@ -114,3 +114,18 @@ def test_workers_and_broker_address():
     for bad in ("broker.lan", ":1883", "h:x", "h:70000"):
         with pytest.raises(FleetError):
             parse_broker(bad)
+
+
+@needs_mosquitto
+@pytest.mark.slow
+def test_search_through_the_command_line_steps_up_through_a_real_broker(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["bench", "fleet", "--devices", "2", "--duration", "1", "--search", "--search-start", "2"]
+    args += ["--search-trial-s", "1", "--search-budget-s", "6", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    search = json.loads((out / "results.json").read_text())["suites"]["fleet"]["search"]
+    counts = [s["devices"] for s in search["steps"]]
+    assert counts[:2] == [2, 4] and search["largest_sustained"] >= 4  # a few devices at 10/s: sustained
+    for step in search["steps"]:
+        assert step["lost"] == 0 and step["sent"] == step["distinct"] == step["devices"] * 10
+    assert "largest device count sustained without loss" in capsys.readouterr().out
