@@ -145,3 +145,14 @@ def test_every_numeric_setting_has_a_lower_and_an_upper_bound():
         missing += _unbounded(model, f"source[{key}].", seen)
     # camera `device` is an index or a path (int | str); its index is checked to be >= 0 by a validator
     assert missing == ["source.device"]
+
+
+def test_a_number_python_cannot_build_is_a_config_error(tmp_path):
+    """An integer of 5000 digits made yaml.safe_load raise a bare ValueError out of load_config."""
+    path = write(tmp_path, "bundle: b\n" + REPLAY + "mqtt:\n  stats_interval_s: " + "9" * 5000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems[0].startswith(f"{path}: a value in the file cannot be read: ValueError")
+    deep = write(tmp_path, "bundle: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError):
+        load_config(deep)

@@ -300,6 +300,10 @@ def load_config(path: str | Path) -> LoadedConfig:
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}: YAML syntax error: {problem}"]) from None
+    except (ValueError, RecursionError) as exc:
+        # A scalar YAML reads but Python cannot build (an integer of more than 4300 digits, a
+        # date such as 2024-13-45), or nesting deeper than the parser's stack.
+        raise ConfigError([f"{file}: a value in the file cannot be read: {type(exc).__name__}: {exc}"]) from None
     if data is None:
         raise ConfigError([f"{file}: the config file is empty; it needs at least 'bundle' and 'source'"])
     if not isinstance(data, dict):
