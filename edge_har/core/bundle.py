@@ -76,18 +76,6 @@ from edge_har.core.preprocessing import Preprocessing, PreprocessingError
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
 KINDS = ("sensor", "video")
-REQUIRED_KEYS = (
-    "schema_version",
-    "model_id",
-    "kind",
-    "labels",
-    "input",
-    "preprocessing",
-    "variants",
-    "default_variant",
-)
-VARIANT_KEYS = ("file", "sha256", "size_bytes", "quantization", "input", "output")
-PART_KEYS = ("file", "sha256", "size_bytes", "input", "output")  # each entry of a split variant's "parts"
 
 # Bounds that no real bundle comes near, so a damaged number fails here and not as an
 # overflow or a giant allocation later (a window of 10**30 samples, a 1e300 Hz rate).
@@ -243,6 +231,16 @@ class BundleDoc(_Doc):
     training: Dict[str, Any] = Field(default_factory=dict)
     provenance: Dict[str, Any] = Field(default_factory=dict)
     files: Dict[str, str] = Field(default_factory=dict)
+
+
+def _required(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(name for name, f in model.model_fields.items() if f.is_required())
+
+
+# The keys a bundle.json must have, from the schema above (kept for callers that list them).
+REQUIRED_KEYS = _required(BundleDoc)
+VARIANT_KEYS = _required(VariantDoc)
+PART_KEYS = _required(ModelFileDoc)  # each entry of a split variant's "parts"
 
 
 @dataclass(frozen=True)
