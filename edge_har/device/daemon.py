@@ -26,7 +26,8 @@ publishes ``stopped`` and exits 0.
 SIGHUP (``systemctl reload``, a closed terminal) is a *restart*, not an in-process reload: the
 same clean stop (drain, last stats, retained ``stopped``, disconnect), then exit status 75
 (``EXIT_RESTART``, EX_TEMPFAIL), which the systemd unit restarts at once
-(``RestartForceExitStatus=75``) without counting it as a failure (``SuccessExitStatus=75``). The
+(``RestartForceExitStatus=75``) without marking the unit failed (``SuccessExitStatus=75``; it
+still counts toward ``StartLimitBurst``, 10 starts an hour). The
 new process reads the config and the bundle afresh and publishes ``online`` with a new run id.
 A clean restart was chosen over reloading in place because a changed config can change
 anything (bundle, broker, source, queues): starting over is the one path that is already tested
