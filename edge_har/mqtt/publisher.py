@@ -62,6 +62,11 @@ _SUCCESS = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 _NO_CONN = mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
 _CONN_LOST = mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
 
+# Predictions handed to paho and not yet acknowledged, at most (paho's own default in-flight window).
+# Beyond it they wait in the bounded offline queue, so a broker that keeps TCP open but acknowledges
+# nothing (hung, SIGSTOPped) cannot make paho hold an unbounded backlog until the keepalive gives up.
+MAX_INFLIGHT = 20
+
 # Hints appended to a refused CONNACK, keyed by words of paho's reason string.
 _REFUSAL_HINTS = (
     ("user name or password", "check mqtt.username and the password in mqtt.password_env / mqtt.password_file"),
@@ -107,6 +112,7 @@ class Publisher:
         self.client_id = cfg.client_id_for(device_id)
         self._on_link_change = on_link_change
         self._broker = describe_broker(cfg)
+        self.max_inflight = MAX_INFLIGHT  # bound of ``inflight`` in counters(); queued <= cfg.queue_size
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -352,8 +358,16 @@ class Publisher:
 
     # ================================================================ queue internals (hold _lock)
 
-    def _can_send_now_locked(self) -> bool:
+    def _link_up_locked(self) -> bool:
         return self._connected and not self._halted
+
+    def _can_send_now_locked(self) -> bool:
+        """Link up and room in the in-flight window (acknowledged hand-offs are retired first)."""
+        if not self._link_up_locked():
+            return False
+        if len(self._pending) >= self.max_inflight:
+            self._prune_locked()
+        return len(self._pending) < self.max_inflight
 
     def _enqueue_locked(self, item: _Item) -> None:
         if self.cfg.queue_size == 0:
@@ -390,7 +404,7 @@ class Publisher:
     def _prune_locked(self) -> None:
         """Retire finished hand-offs from the left of the pending list (they finish in order)."""
         lost: list[_Item] = []
-        while self._pending and self._pending[0][1].is_published():
+        while self._pending and _finished(self._pending[0][1]):
             item, info = self._pending.popleft()
             if info.rc == _CONN_LOST:  # QoS 0 buffered in paho when the link died: never written
                 lost.append(item)
@@ -436,11 +450,14 @@ class Publisher:
                 self._refresh_online()
             with self._cond:
                 while not (self._can_send_now_locked() and self._queue):
-                    if self._closing and not self._can_send_now_locked():
+                    if self._closing and not self._link_up_locked():
                         return
                     if self._online_due_locked():
                         break
-                    self._cond.wait(0.5)
+                    # In-flight window full: paho marks a message published only after on_publish
+                    # (which wakes us) returns, so look again soon instead of at the next ack.
+                    window_full = self._link_up_locked() and bool(self._queue)
+                    self._cond.wait(0.002 if window_full else 0.5)
             with self._send_lock:
                 with self._cond:
                     if not (self._can_send_now_locked() and self._queue):
@@ -456,7 +473,7 @@ class Publisher:
     def _online_due_locked(self) -> bool:
         return (
             self._online_props is not None
-            and self._can_send_now_locked()
+            and self._link_up_locked()
             and time.monotonic() - self._online_at >= self.cfg.stats_interval_s
         )
 
@@ -491,9 +508,9 @@ class Publisher:
                 back: list[_Item] = []
                 keep: Deque[tuple[_Item, mqtt.MQTTMessageInfo]] = deque()
                 for item, info in self._pending:
-                    if id(info) in taken or (info.is_published() and info.rc == _CONN_LOST):
+                    if id(info) in taken or (_finished(info) and info.rc == _CONN_LOST):
                         back.append(item)
-                    elif info.is_published():
+                    elif _finished(info):
                         self._published += 1
                     else:
                         keep.append((item, info))
@@ -643,8 +660,18 @@ def _refusal_message(broker: str, reason_code: ReasonCode) -> str:
     return f"broker {broker} refused the connection: {reason}" + (f" ({hint})" if hint else "")
 
 
+def _finished(info: mqtt.MQTTMessageInfo) -> bool:
+    """paho's ``is_published``, without its exceptions: a hand-off paho took while it had no
+    connection (``MQTT_ERR_NO_CONN``, the link died after our connected check) makes it raise
+    RuntimeError, yet paho keeps such a QoS>0 message and ``on_connect`` takes it back: not finished."""
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return False
+
+
 def _wait_published(info: mqtt.MQTTMessageInfo, deadline: float) -> bool:
-    while not info.is_published():
+    while not _finished(info):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.005)
