@@ -24,6 +24,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -351,3 +352,101 @@ def test_publishing_through_a_broker_kill_never_raises_and_accounts_every_predic
     assert errors == []
     counters = publisher.counters()
     assert accounted(counters) == made and counters["published"] == made, counters
+
+
+# ====================================================================== a broker that is not there
+
+
+class SilentServer:
+    """Accepts TCP connections and never sends a byte: a hung broker, or a wrong service on the port."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.conns: list[socket.socket] = []
+        self.accepted = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            self.conns.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(2)
+        for conn in self.conns:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("fault", ["silent_server", "unresolvable_host", "wrong_port"])
+def test_unreachable_broker_daemon_keeps_inferring_reports_why_and_stops_in_time(
+    fault, tiny_bundle, tiny_dataset_dir, mosquitto_factory, mqtt_listener, tmp_path
+):
+    """The daemon starts without a broker, infers, keeps the newest ``queue_size`` predictions
+    (the rest dropped and counted), says why once (no traceback, no line per retry), stops on
+    SIGTERM within the unit's TimeoutStopSec, and delivers its queue when the broker appears."""
+    queue_size = 30
+    broker = mosquitto_factory()
+    listener = persistent_listener(broker, mqtt_listener, fault)
+    broker.stop()  # SIGTERM: the session is saved; the port stays ours
+    host, port, silent = broker.host, broker.port, None
+    if fault == "silent_server":
+        silent = SilentServer(port)
+    elif fault == "unresolvable_host":
+        host = "nonexistent.invalid"
+    cfg = write_config(
+        tmp_path / f"{fault}.yaml",
+        tiny_bundle,
+        host,
+        port,
+        fast_replay(tiny_dataset_dir, 20),
+        queue_size=queue_size,
+        keepalive=2,
+    )
+    proc = DaemonProcess(cfg, tmp_path)
+    try:
+        proc.wait_log("first prediction")
+        proc.wait_log("dropping the oldest", timeout=20)  # 40 windows/s: the 30-queue overflows within a second
+        time.sleep(2 * 2 + 1.0)  # two keepalives: a silent server has been given up on at least once
+        if silent is not None:
+            assert silent.accepted >= 1
+            silent.close()
+        if fault != "unresolvable_host":
+            broker.start()
+            listener.wait_count(PRED_TOPIC, queue_size + 10, timeout=20)
+        code, stop_s = proc.sigterm(timeout_stop_s())
+    finally:
+        proc.close()
+        if silent is not None:
+            silent.close()
+    log = proc.log()
+    assert code == 0 and "Traceback" not in log, log[-3000:]
+    assert stop_s < timeout_stop_s()
+    summary = proc.summary()
+    m, made = summary["mqtt"], summary["windows_total"]
+    assert accounted(m) == made and m["dropped_offline"] > 0
+    problems = [line for line in log.splitlines() if "MQTT:" in line and ("WARNING" in line or "ERROR" in line)]
+    assert len(problems) <= 6, "one line per problem, not one per retry:\n" + "\n".join(problems)
+    if fault == "unresolvable_host":
+        assert not m["connected"] and m["queued"] == queue_size and m["published"] == 0
+        assert "nonexistent.invalid" in (m["last_error"] or ""), m
+        assert any("nonexistent.invalid" in line for line in problems)
+        return
+    reason = {"silent_server": "closed the connection before accepting it", "wrong_port": "Connection refused"}[fault]
+    assert any(reason in line for line in problems), problems
+    assert m["connected"] is False and m["queued"] == 0 and m["inflight"] == 0  # drained, then stopped
+    assert m["published"] == made - m["dropped_offline"]
+    ledger = Ledger(listener.payloads(PRED_TOPIC))
+    assert ledger.unique == m["published"] and ledger.out_of_order == 0
+    assert ledger.missing(made) == list(range(m["dropped_offline"])), "the oldest were dropped, the rest arrived"
