@@ -126,6 +126,7 @@ def register(subparsers: Any) -> None:
     _register_e2e(suites)
     _register_fleet(suites)
     _register_soak(suites)
+    _register_faults(suites)
 
 
 # ---------------------------------------------------------------- latency
@@ -751,4 +752,88 @@ def run_soak_command(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     _plot(section, "soak", lambda path: soak_png(section, path), args.out / "soak.png")
     _finish(args, section, "soak", format_soak(section))
+    return 0
+
+
+# ---------------------------------------------------------------- faults
+
+
+def _register_faults(suites: Any) -> None:
+    from edge_har.benchmarks.faults import SCENARIOS
+
+    p = suites.add_parser(
+        "faults",
+        help="the daemon through broker faults (kill -9 x K, SIGTERM restarts, frozen, unresolvable host, wrong "
+        "port): made / delivered / dropped / duplicated / out of order / still queued / stop time",
+        description=(
+            "For each fault scenario start a private mosquitto with persistence and a persistent QoS 1 subscriber, "
+            "run the edge-har daemon (edge-har run, as systemd does) on a looping replay, apply the fault, stop the "
+            "daemon with SIGTERM (timed) and count per fault what it made, what arrived once, what was dropped by "
+            "the offline queue's bound, repeated, out of order, still queued, and lost by the broker in a SIGKILL. "
+            "See benchmarks/faults.py for the definitions. Needs mosquitto."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_common(p)
+    p.add_argument(
+        "--seconds",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="run length per scenario (default: 15, --quick 6)",
+    )
+    p.add_argument(
+        "--kills",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="broker deaths per kill/restart scenario (default: 3, --quick 2)",
+    )
+    p.add_argument(
+        "--down",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="seconds the broker stays away each time (default: 1.5, --quick 1)",
+    )
+    p.add_argument(
+        "--queue-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="the daemon's mqtt.queue_size (default: 1000)",
+    )
+    p.add_argument(
+        "--scenarios", type=_name_list, default=None, metavar="A,B", help=f"subset of: {', '.join(SCENARIOS)}"
+    )
+    p.add_argument("--mosquitto", default=None, metavar="PATH", help="mosquitto binary (default: found on PATH)")
+    p.set_defaults(func=run_faults_command)
+
+
+def run_faults_command(args: argparse.Namespace) -> int:
+    from edge_har.benchmarks.faults import SCENARIOS, FaultSettings, format_faults, run_faults
+    from edge_har.core.bundle import Bundle, BundleError
+    from edge_har.core.errors import CommandError
+
+    try:
+        bundle = Bundle.load(args.bundle)
+    except BundleError as exc:
+        raise CommandError(str(exc)) from exc
+    settings = FaultSettings.quick_settings() if args.quick else FaultSettings()
+    for name, value in (
+        ("seconds", args.seconds),
+        ("kills", args.kills),
+        ("down_s", args.down),
+        ("queue_size", args.queue_size),
+        ("mosquitto", args.mosquitto),
+    ):
+        if value is not None:
+            setattr(settings, name, value)
+    if args.scenarios:
+        unknown = sorted(set(args.scenarios) - set(SCENARIOS))
+        if unknown:
+            raise CommandError(f"--scenarios: unknown {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+        settings.scenarios = tuple(args.scenarios)
+    section = run_faults(bundle, settings, progress=not args.no_progress)
+    _finish(args, section, "faults", format_faults(section))
     return 0
