@@ -9,6 +9,7 @@ The example counts are module constants so the issue's closing note can state th
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -130,7 +131,8 @@ def mutated_configs(draw: st.DrawFn) -> tuple[Any, bool]:
         elif action == "secret":
             section = data.setdefault("mqtt", {}) if isinstance(data, dict) else None
             if isinstance(section, dict):
-                section[draw(st.sampled_from(["password_env", "password_file"]))] = draw(secret_values)
+                # a copy: sampled_from hands out the same list/dict object, and a later mutation must not change it
+                section[draw(st.sampled_from(["password_env", "password_file"]))] = copy.deepcopy(draw(secret_values))
                 planted = True
     return data, planted
 
