@@ -147,8 +147,9 @@ class FakePath:
                 "size_bytes": len(content),
                 "quantization": s.name,
                 "full_integer": s.full_integer,
-                "input": {},
-                "output": {},
+                # what a real quantizer records; bundle.json's schema requires shape and dtype
+                "input": {"shape": [1, 4, 3], "dtype": "int8" if s.full_integer else "float32"},
+                "output": {"shape": [1, len(LABELS)], "dtype": "int8" if s.full_integer else "float32"},
             }
         return out
 

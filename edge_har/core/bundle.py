@@ -230,7 +230,8 @@ class BundleDoc(_Doc):
     metrics: Dict[str, Any] = Field(default_factory=dict)
     training: Dict[str, Any] = Field(default_factory=dict)
     provenance: Dict[str, Any] = Field(default_factory=dict)
-    files: Dict[str, str] = Field(default_factory=dict)
+    # A file entry is None when it was not made (training curves without matplotlib): the model still ships.
+    files: Dict[str, Optional[str]] = Field(default_factory=dict)
 
 
 def _required(model: type[BaseModel]) -> tuple[str, ...]:
