@@ -7,15 +7,18 @@ applies its fault during the run, stops the daemon with SIGTERM and counts, from
 
 ``made``         predictions the daemon made (``windows_total``)
 ``delivered``    distinct (run_id, seq) the subscriber received
-``dropped``      ``dropped_offline``: the offline queue (``mqtt.queue_size``) was full
+``dropped``      ``dropped_offline``: the offline queue (``mqtt.queue_size``) was full; never sent
+``unconfirmed``  ``dropped_unconfirmed``: dropped when the queue was full after the link died before
+                 the broker acknowledged them: each may or may not have been delivered
 ``duplicated``   repeats of a (run_id, seq) already received (QoS 1 after a reconnect)
 ``out_of_order`` first arrivals with a lower seq than one before
 ``queued``       still queued or in flight at the stop (the broker was gone)
-``broker_lost``  made - delivered - dropped - queued: acknowledged by the broker (counted
+``broker_lost``  made - delivered - dropped - queued - unconfirmed, between -unconfirmed and 0 when the
+                 broker lost nothing; above 0: acknowledged by the broker (counted
                  ``published`` by the daemon) and lost when it was SIGKILLed with them in memory,
                  e.g. queued for a subscriber slower than the daemon since its last autosave. No
                  publisher can prevent that; at a rate the subscriber keeps up with it is 0.
-``accounted``    whether made == published + dropped + queued + inflight, the daemon's own books
+``accounted``    whether made == published + dropped + unconfirmed + queued + inflight, the daemon's own books
 ``stop_s``       SIGTERM to exit (the unit's TimeoutStopSec is 20 s)
 """
 
@@ -224,15 +227,17 @@ def run_scenario(name: str, bundle: Any, settings: FaultSettings, replay: Path, 
     ledger = sub.ledger()
     queued = int(m.get("queued", 0)) + int(m.get("inflight", 0))
     dropped = int(m.get("dropped_offline", 0))
+    unconfirmed = int(m.get("dropped_unconfirmed", 0))
     row.update(
         made=made,
         delivered=ledger["delivered"],
         dropped=dropped,
+        unconfirmed=unconfirmed,
         duplicated=ledger["duplicated"],
         out_of_order=ledger["out_of_order"],
         queued=queued,
-        broker_lost=made - ledger["delivered"] - dropped - queued,
-        accounted=bool(m) and made == int(m.get("published", -1)) + dropped + queued,
+        broker_lost=made - ledger["delivered"] - dropped - queued - unconfirmed,
+        accounted=bool(m) and made == int(m.get("published", -1)) + dropped + unconfirmed + queued,
         reconnects=m.get("reconnects"),
         last_error=m.get("last_error"),
         events=events,
@@ -321,12 +326,14 @@ def run_faults(bundle: Any, settings: FaultSettings, progress: bool = True) -> d
 _DEFINITIONS = dict(
     made="predictions the daemon made (summary windows_total)",
     delivered="distinct (run_id, seq) received by a persistent QoS 1 subscriber",
-    dropped="dropped_offline: the offline queue was full",
+    dropped="dropped_offline: the offline queue was full (never sent)",
+    unconfirmed="dropped_unconfirmed: dropped after a link died unacknowledged; may have been delivered",
     duplicated="repeats of a (run_id, seq) already received",
     out_of_order="first arrivals with a lower seq than an earlier one",
     queued="queued + inflight at the stop (undeliverable: no broker)",
-    broker_lost="made - delivered - dropped - queued: acknowledged by the broker, lost in its SIGKILL",
-    accounted="made == published + dropped_offline + queued + inflight (the daemon's books)",
+    broker_lost="made - delivered - dropped - queued - unconfirmed: > 0 is acknowledged by the broker, lost in its "
+    "SIGKILL; between -unconfirmed and 0 the broker lost nothing",
+    accounted="made == published + dropped_offline + dropped_unconfirmed + queued + inflight (the daemon's books)",
     stop_s="SIGTERM to process exit",
 )
 
@@ -338,6 +345,7 @@ def format_faults(section: dict[str, Any]) -> str:
         "made",
         "delivered",
         "dropped",
+        "unconfirmed",
         "duplicated",
         "out of order",
         "still queued",
@@ -357,6 +365,7 @@ def format_faults(section: dict[str, Any]) -> str:
                 r["made"],
                 r["delivered"],
                 r["dropped"],
+                r.get("unconfirmed", 0),
                 r["duplicated"],
                 r["out_of_order"],
                 r["queued"],

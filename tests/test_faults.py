@@ -93,7 +93,13 @@ class Ledger:
 
 
 def accounted(counters: dict[str, Any]) -> int:
-    return int(counters["published"] + counters["dropped_offline"] + counters["queued"] + counters["inflight"])
+    return int(
+        counters["published"]
+        + counters["dropped_offline"]
+        + counters["dropped_unconfirmed"]
+        + counters["queued"]
+        + counters["inflight"]
+    )
 
 
 class DaemonThread:
@@ -213,7 +219,7 @@ def kill_restart_run(
     made = run.daemon.stats.windows_total
     assert accounted(counters) == made, (made, counters)
     assert counters["queued"] == 0 and counters["inflight"] == 0, "the stop flushes what a live broker takes"
-    expected = made - counters["dropped_offline"]
+    expected = made - counters["dropped_offline"] - counters["dropped_unconfirmed"]
     listener.wait_for(
         lambda ms: len({json.loads(m.payload)["seq"] for m in ms}) >= expected, timeout=15, what=f"{expected} seqs"
     )
@@ -227,7 +233,7 @@ def test_broker_killed_once_mid_run_every_prediction_arrives_once_in_order(
     made, counters, ledger, run_id = kill_restart_run(
         tiny_bundle, tiny_dataset_dir, mosquitto_factory, mqtt_listener, tmp_path, kills=1, down_s=1.0
     )
-    assert counters["dropped_offline"] == 0 and counters["reconnects"] == 1
+    assert counters["dropped_offline"] == counters["dropped_unconfirmed"] == 0 and counters["reconnects"] == 1
     assert ledger.runs == {run_id}
     assert ledger.missing(made) == [] and ledger.unknown(made) == []
     assert ledger.out_of_order == 0
@@ -243,11 +249,13 @@ def test_broker_killed_repeatedly_with_a_small_queue_counts_every_drop(
     made, counters, ledger, run_id = kill_restart_run(
         tiny_bundle, tiny_dataset_dir, mosquitto_factory, mqtt_listener, tmp_path, kills=4, down_s=1.5, queue_size=40
     )
-    assert counters["reconnects"] == 4 and counters["dropped_offline"] >= 4 * 40
+    dropped, unconfirmed = counters["dropped_offline"], counters["dropped_unconfirmed"]
+    assert counters["reconnects"] == 4 and dropped + unconfirmed >= 4 * 40
     assert ledger.runs == {run_id} and ledger.unknown(made) == [] and ledger.out_of_order == 0
     missing = ledger.missing(made)
-    assert len(missing) == counters["dropped_offline"], "what is missing is exactly what the daemon counted dropped"
-    assert ledger.unique + counters["dropped_offline"] == made
+    # every never-sent drop is missing; of the unconfirmed (sent, unacknowledged, then dropped) some may have arrived
+    assert dropped <= len(missing) <= dropped + unconfirmed, (len(missing), counters)
+    assert ledger.unique + len(missing) == made
 
 
 def test_frozen_broker_keeps_the_offline_queue_bound(
@@ -289,13 +297,16 @@ def test_frozen_broker_keeps_the_offline_queue_bound(
     counters = run.daemon.publisher.counters()
     made = run.daemon.stats.windows_total
     assert accounted(counters) == made and counters["queued"] == counters["inflight"] == 0
-    expected = made - counters["dropped_offline"]
+    dropped, unconfirmed = counters["dropped_offline"], counters["dropped_unconfirmed"]
+    expected = made - dropped - unconfirmed
     listener.wait_for(
         lambda ms: len({json.loads(m.payload)["seq"] for m in ms}) >= expected, timeout=15, what=f"{expected} seqs"
     )
+    time.sleep(0.3)
     ledger = Ledger(listener.payloads(PRED_TOPIC))
     assert ledger.out_of_order == 0 and ledger.unknown(made) == []
-    assert len(ledger.missing(made)) == counters["dropped_offline"]
+    # the in-flight predictions taken back when the frozen link died were written: they may have arrived
+    assert dropped <= len(ledger.missing(made)) <= dropped + unconfirmed, counters
 
 
 KILLS_FOR_THE_RACE = 5  # the race hit about one run in four with 3 kills (before the fix)
@@ -446,6 +457,7 @@ def test_unreachable_broker_daemon_keeps_inferring_reports_why_and_stops_in_time
     reason = {"silent_server": "closed the connection before accepting it", "wrong_port": "Connection refused"}[fault]
     assert any(reason in line for line in problems), problems
     assert m["connected"] is False and m["queued"] == 0 and m["inflight"] == 0  # drained, then stopped
+    assert m["dropped_unconfirmed"] == 0, "nothing reached a broker that never accepted the connection"
     assert m["published"] == made - m["dropped_offline"]
     ledger = Ledger(listener.payloads(PRED_TOPIC))
     assert ledger.unique == m["published"] and ledger.out_of_order == 0

@@ -83,6 +83,9 @@ _REFUSAL_HINTS = (
 class _Item(NamedTuple):
     order: int  # publish order, so predictions taken back from paho can be re-sorted
     data: bytes
+    # Written to a link that died before the broker acknowledged it: the broker may have delivered it,
+    # so dropping it later is counted apart (dropped_unconfirmed), not as a certain loss.
+    sent: bool = False
 
 
 class Publisher:
@@ -134,6 +137,7 @@ class Publisher:
         self._connections = 0
         self._published = 0
         self._dropped = 0
+        self._dropped_unconfirmed = 0
         self._requeued = 0
         self._stats_skipped = 0
         self._failures_in_a_row = 0
@@ -248,7 +252,7 @@ class Publisher:
         with self._cond:
             self._prune_locked()
             left = len(self._queue) + len(self._pending)
-            published, dropped = self._published, self._dropped
+            published, dropped = self._published, self._dropped + self._dropped_unconfirmed
         if left:
             log.warning(
                 "MQTT: stopped with %d prediction(s) not delivered (broker %s); %d published, %d dropped while offline",
@@ -314,7 +318,11 @@ class Publisher:
 
         ``connected``: link up (CONNACK accepted). ``queued``: predictions waiting in the offline
         queue. ``inflight``: handed to paho, not yet acknowledged. ``dropped_offline``: dropped
-        because the queue was full. ``published``: acknowledged by the broker (QoS 0: written).
+        because the queue was full, never written to the broker (certainly lost).
+        ``dropped_unconfirmed``: dropped because the queue was full after a link died before the
+        broker acknowledged it: it may or may not have been delivered (QoS 1 cannot tell). The books:
+        predictions made = published + dropped_offline + dropped_unconfirmed + queued + inflight.
+        ``published``: acknowledged by the broker (QoS 0: written).
         ``reconnects``: successful connections after the first. ``requeued``: predictions taken back
         from paho after a link died unacknowledged. ``stats_skipped``: stats not sent while offline.
         ``refused_by_broker``: messages an MQTT 5 broker acknowledged with an error (ACL); they count
@@ -330,6 +338,7 @@ class Publisher:
                 "queued": len(self._queue),
                 "inflight": len(self._pending),
                 "dropped_offline": self._dropped,
+                "dropped_unconfirmed": self._dropped_unconfirmed,
                 "published": self._published,
                 "reconnects": max(0, self._connections - 1),
                 "requeued": self._requeued,
@@ -371,11 +380,10 @@ class Publisher:
 
     def _enqueue_locked(self, item: _Item) -> None:
         if self.cfg.queue_size == 0:
-            self._count_drops_locked(1)
+            self._count_drops_locked([item])
         else:
             if len(self._queue) >= self.cfg.queue_size:
-                self._queue.popleft()
-                self._count_drops_locked(1)
+                self._count_drops_locked([self._queue.popleft()])
             self._queue.append(item)
         self._cond.notify_all()
 
@@ -387,13 +395,15 @@ class Publisher:
         self._requeued += len(items)
         room = max(0, self.cfg.queue_size - len(self._queue))
         if len(items) > room:
-            self._count_drops_locked(len(items) - room)
+            self._count_drops_locked(items[: len(items) - room])
             items = items[len(items) - room :]
         self._queue.extendleft(reversed(items))
         self._cond.notify_all()
 
-    def _count_drops_locked(self, n: int) -> None:
-        self._dropped += n
+    def _count_drops_locked(self, items: list[_Item]) -> None:
+        unconfirmed = sum(1 for it in items if it.sent)
+        self._dropped_unconfirmed += unconfirmed
+        self._dropped += len(items) - unconfirmed
         if not self._drop_warned:
             self._drop_warned = True
             log.warning(
@@ -407,7 +417,7 @@ class Publisher:
         while self._pending and _finished(self._pending[0][1]):
             item, info = self._pending.popleft()
             if info.rc == _CONN_LOST:  # QoS 0 buffered in paho when the link died: never written
-                lost.append(item)
+                lost.append(item._replace(sent=False))
             else:
                 self._published += 1
         self._requeue_front_locked(lost)
@@ -435,7 +445,8 @@ class Publisher:
             self._sending = False
             if info.rc == _SUCCESS or (qos > 0 and info.rc == _NO_CONN):
                 # QoS>0 with NO_CONN: paho keeps it and on_connect takes it back; either way it is pending.
-                self._pending.append((item, info))
+                # rc SUCCESS: paho wrote it or will; NO_CONN: it waits in paho and has not left
+                self._pending.append((item._replace(sent=info.rc == _SUCCESS), info))
                 self._prune_locked()
                 return True
             self._requeue_front_locked([item])
@@ -509,7 +520,8 @@ class Publisher:
                 keep: Deque[tuple[_Item, mqtt.MQTTMessageInfo]] = deque()
                 for item, info in self._pending:
                     if id(info) in taken or (_finished(info) and info.rc == _CONN_LOST):
-                        back.append(item)
+                        # taken from paho: it may have reached the broker (if it was written); a CONN_LOST one never left
+                        back.append(item if id(info) in taken else item._replace(sent=False))
                     elif _finished(info):
                         self._published += 1
                     else:
