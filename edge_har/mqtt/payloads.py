@@ -116,7 +116,8 @@ STATS_FIELDS: dict[str, str] = {
     "samples_dropped": "object reason -> count of malformed samples dropped since start (or an int total)",
     "queue_depth": "int, windows waiting for inference",
     "rss_mb": "float or null, resident memory of the daemon in MiB",
-    "mqtt": "object, the publisher's counters: connected, queued, dropped_offline, published, reconnects, "
+    "mqtt": "object, the publisher's counters: connected, queued, dropped_offline, dropped_unconfirmed "
+    "(dropped after the link died unacknowledged: may have arrived), published, reconnects, "
     "last_error (the current problem, null once connected again) with last_error_ts, last_resolved_error, ...",
     "extra": "object, optional additions",
 }
@@ -345,6 +346,7 @@ def examples(device_id: str = "pi-kitchen") -> dict[str, Any]:
             "queued": 0,
             "inflight": 1,
             "dropped_offline": 0,
+            "dropped_unconfirmed": 0,
             "published": 111990,
             "reconnects": 2,
             "requeued": 3,
