@@ -39,6 +39,30 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _load_bundle(path: Path, variants: list[str] | tuple[str, ...] = ()) -> Any:
+    """The bundle and the variants asked for, or a CommandError naming the file: every suite starts so."""
+    from edge_har.core.bundle import Bundle, BundleError
+    from edge_har.core.errors import CommandError
+
+    try:
+        bundle = Bundle.load(path)
+    except BundleError as exc:
+        raise CommandError(str(exc)) from exc
+    _check_variants(bundle, variants)
+    return bundle
+
+
+def _check_variants(bundle: Any, names: list[str] | tuple[str, ...]) -> None:
+    from edge_har.core.bundle import BundleError
+    from edge_har.core.errors import CommandError
+
+    for name in names:
+        try:
+            bundle.variant(name)
+        except BundleError as exc:
+            raise CommandError(str(exc)) from exc
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -218,13 +242,9 @@ def _register_latency(suites: Any) -> None:
 
 def run_latency_command(args: argparse.Namespace) -> int:
     from edge_har.benchmarks.latency import LatencySettings, dataset_inputs, format_latency, random_inputs, run_latency
-    from edge_har.core.bundle import Bundle, BundleError
     from edge_har.core.errors import CommandError
 
-    try:
-        bundle = Bundle.load(args.bundle)
-    except BundleError as exc:
-        raise CommandError(str(exc)) from exc
+    bundle = _load_bundle(args.bundle)
     settings = LatencySettings.quick_settings() if args.quick else LatencySettings()
     overrides = {
         "variants": args.variants,
@@ -243,11 +263,7 @@ def run_latency_command(args: argparse.Namespace) -> int:
         settings.runs = args.runs
     settings.keras = not args.no_keras
     settings.isolate = not args.in_process
-    for name in (settings.variants or []) + ([settings.profile] if settings.profile else []):
-        try:
-            bundle.variant(name)
-        except BundleError as exc:
-            raise CommandError(str(exc)) from exc
+    _check_variants(bundle, (settings.variants or []) + ([settings.profile] if settings.profile else []))
     from edge_har.core.interpreter import BACKENDS
 
     bad = [r for r in settings.runtimes if r not in BACKENDS]
@@ -447,15 +463,9 @@ def _register_accuracy(suites: Any) -> None:
 
 def run_accuracy_command(args: argparse.Namespace) -> int:
     from edge_har.benchmarks.accuracy import AccuracySettings, format_accuracy, run_accuracy
-    from edge_har.core.bundle import Bundle, BundleError
     from edge_har.core.errors import CommandError
 
-    try:
-        bundle = Bundle.load(args.bundle)
-        for name in args.variants or []:
-            bundle.variant(name)
-    except BundleError as exc:
-        raise CommandError(str(exc)) from exc
+    bundle = _load_bundle(args.bundle, args.variants or [])
     settings = AccuracySettings.quick_settings() if args.quick else AccuracySettings()
     if args.variants:
         settings.variants = (
@@ -467,11 +477,7 @@ def run_accuracy_command(args: argparse.Namespace) -> int:
     settings.baseline = not args.no_baseline
     settings.streaming = not args.no_streaming
     settings.seed = args.seed
-    if args.stream_variant:
-        try:
-            bundle.variant(args.stream_variant)
-        except BundleError as exc:
-            raise CommandError(str(exc)) from exc
+    _check_variants(bundle, [args.stream_variant] if args.stream_variant else [])
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise CommandError(f"--threshold must be in [0, 1], got {args.threshold}")
     settings.stream_variant = args.stream_variant
@@ -526,15 +532,9 @@ def _register_e2e(suites: Any) -> None:
 
 def run_e2e_command(args: argparse.Namespace) -> int:
     from edge_har.benchmarks.e2e import E2EError, E2ESettings, format_e2e, run_e2e
-    from edge_har.core.bundle import Bundle, BundleError
     from edge_har.core.errors import CommandError
 
-    try:
-        bundle = Bundle.load(args.bundle)
-        if args.variant:
-            bundle.variant(args.variant)
-    except BundleError as exc:
-        raise CommandError(str(exc)) from exc
+    bundle = _load_bundle(args.bundle, [args.variant] if args.variant else [])
     settings = E2ESettings.quick_settings() if args.quick else E2ESettings()
     if args.seconds:
         settings.seconds = args.seconds
@@ -725,15 +725,9 @@ def _non_negative_float(text: str) -> float:
 
 def run_soak_command(args: argparse.Namespace) -> int:
     from edge_har.benchmarks.soak import SoakError, SoakSettings, format_soak, run_soak, soak_png
-    from edge_har.core.bundle import Bundle, BundleError
     from edge_har.core.errors import CommandError
 
-    try:
-        bundle = Bundle.load(args.bundle)
-        if args.variant:
-            bundle.variant(args.variant)
-    except BundleError as exc:
-        raise CommandError(str(exc)) from exc
+    bundle = _load_bundle(args.bundle, [args.variant] if args.variant else [])
     if bundle.kind != "sensor":
         raise CommandError(f"{args.bundle}: a {bundle.kind} bundle; the soak replays sensor data (a sensor bundle)")
     settings = SoakSettings(
@@ -812,13 +806,9 @@ def _register_faults(suites: Any) -> None:
 
 def run_faults_command(args: argparse.Namespace) -> int:
     from edge_har.benchmarks.faults import SCENARIOS, FaultSettings, format_faults, run_faults
-    from edge_har.core.bundle import Bundle, BundleError
     from edge_har.core.errors import CommandError
 
-    try:
-        bundle = Bundle.load(args.bundle)
-    except BundleError as exc:
-        raise CommandError(str(exc)) from exc
+    bundle = _load_bundle(args.bundle)
     settings = FaultSettings.quick_settings() if args.quick else FaultSettings()
     for name, value in (
         ("seconds", args.seconds),
