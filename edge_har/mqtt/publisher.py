@@ -336,7 +336,8 @@ class Publisher:
             return {
                 "connected": self._connected,
                 "queued": len(self._queue),
-                "inflight": len(self._pending),
+                # plus the one the sender holds between the queue and paho, so the books add up at any moment
+                "inflight": len(self._pending) + int(self._sending),
                 "dropped_offline": self._dropped,
                 "dropped_unconfirmed": self._dropped_unconfirmed,
                 "published": self._published,
