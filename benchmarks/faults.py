@@ -248,24 +248,26 @@ def run_scenario(name: str, bundle: Any, settings: FaultSettings, replay: Path, 
     return row
 
 
-def _kill_restart(broker: LocalBroker, settings: FaultSettings, events: list[str]) -> None:
+def _outages(broker: LocalBroker, settings: FaultSettings, events: list[str], *, kill: bool) -> None:
+    """``settings.kills`` outages of ``down_s`` spread over the run: SIGKILL (``kill``) or a clean SIGTERM."""
     gap = max(0.5, settings.seconds / (settings.kills + 1) - settings.down_s)
     for _ in range(settings.kills):
         time.sleep(gap)
-        broker.kill()
-        events.append("kill -9")
+        if kill:
+            broker.kill()
+        else:
+            broker.stop()
+        events.append("kill -9" if kill else "SIGTERM")
         time.sleep(settings.down_s)
         broker.start()
+
+
+def _kill_restart(broker: LocalBroker, settings: FaultSettings, events: list[str]) -> None:
+    _outages(broker, settings, events, kill=True)
 
 
 def _sigterm_restart(broker: LocalBroker, settings: FaultSettings, events: list[str]) -> None:
-    gap = max(0.5, settings.seconds / (settings.kills + 1) - settings.down_s)
-    for _ in range(settings.kills):
-        time.sleep(gap)
-        broker.stop()
-        events.append("SIGTERM")
-        time.sleep(settings.down_s)
-        broker.start()
+    _outages(broker, settings, events, kill=False)
 
 
 def _frozen(broker: LocalBroker, settings: FaultSettings, events: list[str]) -> None:

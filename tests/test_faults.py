@@ -92,6 +92,17 @@ class Ledger:
         return sorted(s for s in self.seqs if not 0 <= s < made)
 
 
+def settled_ledger(listener: Any, made: int, counters: dict[str, Any]) -> Ledger:
+    """The subscriber's ledger once at least every prediction that was not dropped has arrived
+    (the unconfirmed may or may not have), plus a moment for late QoS 1 repeats."""
+    expected = made - counters["dropped_offline"] - counters["dropped_unconfirmed"]
+    listener.wait_for(
+        lambda ms: len({json.loads(m.payload)["seq"] for m in ms}) >= expected, timeout=15, what=f"{expected} seqs"
+    )
+    time.sleep(0.3)
+    return Ledger(listener.payloads(PRED_TOPIC))
+
+
 def accounted(counters: dict[str, Any]) -> int:
     return int(
         counters["published"]
@@ -219,12 +230,7 @@ def kill_restart_run(
     made = run.daemon.stats.windows_total
     assert accounted(counters) == made, (made, counters)
     assert counters["queued"] == 0 and counters["inflight"] == 0, "the stop flushes what a live broker takes"
-    expected = made - counters["dropped_offline"] - counters["dropped_unconfirmed"]
-    listener.wait_for(
-        lambda ms: len({json.loads(m.payload)["seq"] for m in ms}) >= expected, timeout=15, what=f"{expected} seqs"
-    )
-    time.sleep(0.3)
-    return made, counters, Ledger(listener.payloads(PRED_TOPIC)), run.daemon.publisher.run_id
+    return made, counters, settled_ledger(listener, made, counters), run.daemon.publisher.run_id
 
 
 def test_broker_killed_once_mid_run_every_prediction_arrives_once_in_order(
@@ -298,12 +304,7 @@ def test_frozen_broker_keeps_the_offline_queue_bound(
     made = run.daemon.stats.windows_total
     assert accounted(counters) == made and counters["queued"] == counters["inflight"] == 0
     dropped, unconfirmed = counters["dropped_offline"], counters["dropped_unconfirmed"]
-    expected = made - dropped - unconfirmed
-    listener.wait_for(
-        lambda ms: len({json.loads(m.payload)["seq"] for m in ms}) >= expected, timeout=15, what=f"{expected} seqs"
-    )
-    time.sleep(0.3)
-    ledger = Ledger(listener.payloads(PRED_TOPIC))
+    ledger = settled_ledger(listener, made, counters)
     assert ledger.out_of_order == 0 and ledger.unknown(made) == []
     # the in-flight predictions taken back when the frozen link died were written: they may have arrived
     assert dropped <= len(ledger.missing(made)) <= dropped + unconfirmed, counters
