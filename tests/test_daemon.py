@@ -112,6 +112,7 @@ def test_replay_through_the_bundle_to_a_subscriber(tiny_bundle, heldout_dir, mos
     recordings = load_folder_recordings(heldout_dir, skip_bad=True)
     expected = sum(window_count(len(r), 64, 16) for r in recordings)
     listener.wait_count("edge-har/pi-test/prediction", expected, timeout=10)
+    listener.wait_last("edge-har/pi-test/status", b"stopped")  # the last thing sent; the broker may still hold it
     preds = predictions(listener)
     assert len(preds) == expected
     check_predictions(preds)
@@ -293,7 +294,7 @@ def test_each_run_has_its_own_run_id_in_predictions_stats_and_summary(
         summary = tmp_path / f"summary-{i}.json"
         assert Daemon(load_config(cfg), max_windows=3, summary_json=summary, install_signal_handlers=False).run() == 0
         run_ids.append(json.loads(summary.read_text())["run_id"])
-    listener.wait_count("edge-har/pi-test/prediction", 6)
+    listener.wait_last("edge-har/pi-test/status", b"stopped", count=2)  # each run's last message
     preds = predictions(listener)
     assert run_ids[0] != run_ids[1] and all(len(r) == 12 for r in run_ids)
     assert [(p["run_id"], p["seq"]) for p in preds] == [(r, s) for r in run_ids for s in range(3)]
@@ -343,6 +344,7 @@ def test_sighup_stops_cleanly_and_exits_for_a_restart(
     err = _signal_and_wait(proc, signal.SIGHUP)
     assert proc.returncode == EXIT_RESTART == 75, err[-3000:]
     assert "SIGHUP received" in err and "retained stopped sent" in err and "Traceback" not in err
+    listener.wait_last("edge-har/pi-test/status", b"stopped")
     statuses = [m.payload for m in listener.on("edge-har/pi-test/status")]
     assert statuses[0] == b"online" and statuses[-1] == b"stopped" and b"offline" not in statuses
     first_run = {p["run_id"] for p in predictions(listener)}
@@ -353,6 +355,7 @@ def test_sighup_stops_cleanly_and_exits_for_a_restart(
     listener.wait_count(topic, seen + 3, timeout=30)
     err = _signal_and_wait(proc, signal.SIGTERM)
     assert proc.returncode == 0, err[-3000:]
+    listener.wait_last("edge-har/pi-test/status", b"stopped", count=2)
     second = predictions(listener)[seen:]
     assert {p["run_id"] for p in second}.isdisjoint(first_run) and second[0]["seq"] == 0
     statuses = [m.payload for m in listener.on("edge-har/pi-test/status")]

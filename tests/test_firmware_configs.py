@@ -172,6 +172,7 @@ def test_gateway_config_runs_end_to_end(tiny_bundle, mosquitto_broker, mqtt_list
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err[-3000:]
+    listener.wait_last(f"edge-har/{device}/status", b"stopped")  # sent last: everything before it has arrived
     preds = listener.payloads(f"edge-har/{device}/prediction")
     assert len(preds) == 6
     assert sum(p["extra"]["raw_label"] == "Walk" for p in preds) >= 5, [p["extra"]["raw_label"] for p in preds]

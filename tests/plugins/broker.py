@@ -551,6 +551,20 @@ class Listener:
         self.wait_for(lambda ms: sum(m.topic == topic for m in ms) >= n, timeout, f"{n} messages on {topic}")
         return self.on(topic)
 
+    def wait_last(self, topic: str, payload: bytes, count: int = 1, timeout: float = 10.0) -> list[Received]:
+        """Wait until ``payload`` is the latest message on ``topic`` and has arrived ``count`` times.
+
+        A process that has exited has handed its last message to the broker, not to this listener:
+        the broker's delivery to us runs behind, so a check straight after a stop must wait for it.
+        """
+
+        def done(ms: list[Received]) -> bool:
+            mine = [m.payload for m in ms if m.topic == topic]
+            return bool(mine) and mine[-1] == payload and mine.count(payload) >= count
+
+        self.wait_for(done, timeout, f"{payload!r} x{count} last on {topic}")
+        return self.on(topic)
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
