@@ -1,0 +1,41 @@
+"""What ``edge-har serve`` was asked to do, parsed once from the command line and passed down.
+
+The prediction side (``predict.py``) and the live side (``live.py``, ``store.py``) both read this one
+object, so neither re-parses options and the tests can build an app without a command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # the MQTT client stack is only needed when --broker is given
+    from edge_har.mqtt.config import MqttConfig
+
+DEFAULT_PORT = 8321
+DEFAULT_DB_PATH = Path("edge-har-web.sqlite3")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Every option of ``edge-har serve``.
+
+    ``mqtt`` is None when no broker was given: the app then serves prediction only and the live page
+    says so. ``db_url`` (an SQLAlchemy URL, e.g. ``postgresql+psycopg://user@host/db``) wins over
+    ``db_path`` (SQLite, the default). ``password`` is the shared secret for HTTP basic auth or a
+    bearer token; None means no auth, which ``serve_cli`` allows only on loopback or with
+    ``--insecure-no-auth``.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    bundles: tuple[Path, ...] = ()
+    variant: str = "int8"
+    max_upload_bytes: int = 20 * 1024 * 1024
+    password: Optional[str] = field(default=None, repr=False)
+    mqtt: Optional[MqttConfig] = None
+    topic_prefix: str = "edge-har"
+    db_url: Optional[str] = None
+    db_path: Path = DEFAULT_DB_PATH
+    retention_days: float = 30.0
