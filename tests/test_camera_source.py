@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 cv2 = pytest.importorskip("cv2")
+REPO = Path(__file__).resolve().parents[1]
 
 from edge_har.convert.video_synthetic import pattern_for, render_clip, write_clip  # noqa: E402
 from edge_har.device.sources.camera import CameraError, CameraSource, CameraStreamSource, FrameChunk  # noqa: E402
@@ -48,6 +50,30 @@ def test_config_targets_and_checks():
         CameraSourceConfig(device=0, widht=640)
     with pytest.raises(CameraError, match="does not exist"):
         CameraSource(CameraSourceConfig(device="/nowhere/clip.avi"))
+
+
+def test_backend_must_fit_the_device_kind(clip, tmp_path, capsys):
+    """A shipped camera config (backend v4l2) pointed at a file used to pass validate-config and idle at run time."""
+    from edge_har.device.daemon_cli import validate_files
+
+    with pytest.raises(ValueError, match=r"backend v4l2 cannot open a video file .* use backend auto or ffmpeg"):
+        CameraSourceConfig(device=str(clip), backend="v4l2")
+    with pytest.raises(ValueError, match="backend ffmpeg cannot open a camera index"):
+        CameraSourceConfig(device=0, backend="ffmpeg")
+    with pytest.raises(ValueError, match="backend v4l2 cannot open a network stream"):
+        CameraSourceConfig(device="rtsp://cam.local/stream", backend="v4l2")
+    for device, backend in ((str(clip), "ffmpeg"), (str(clip), "auto"), ("/dev/video0", "v4l2"), (1, "gstreamer")):
+        CameraSourceConfig(device=device, backend=backend)
+    shipped = yaml.safe_load((REPO / "firmware_configs" / "pi4-camera.yaml").read_text())
+    assert shipped["source"]["backend"] == "v4l2"
+    shipped["source"]["device"] = str(clip)
+    shipped["mqtt"].pop("password_file", None)
+    shipped["mqtt"].pop("username", None)
+    cfg = tmp_path / "file.yaml"
+    cfg.write_text(yaml.safe_dump(shipped, sort_keys=False))
+    assert validate_files([cfg], check_paths=False) == 1
+    out = capsys.readouterr()
+    assert "source.backend: backend v4l2 cannot open a video file" in out.out + out.err
 
 
 def test_file_without_pacing_hands_over_every_frame(clip):

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional, Union
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from edge_har.core.errors import EdgeHarError
 from edge_har.device.sources.base import Backoff, Chunk, Source, SourceContext, SourceError
@@ -73,7 +73,10 @@ class CameraSourceConfig(SourceConfigBase):
     )
     backend: Literal["auto", "v4l2", "ffmpeg", "gstreamer"] = Field(
         "auto",
-        description="OpenCV capture backend; auto lets OpenCV choose (V4L2 for /dev/video*, FFmpeg for files and URLs).",
+        description=(
+            "OpenCV capture backend; auto lets OpenCV choose (V4L2 for /dev/video*, FFmpeg for files and URLs). "
+            "v4l2 opens camera nodes and indexes only, ffmpeg files and network streams only."
+        ),
     )
     realtime: bool = Field(
         True,
@@ -125,6 +128,26 @@ class CameraSourceConfig(SourceConfigBase):
             raise ValueError(f"a camera index must be >= 0, got {value}")
         return value
 
+    @field_validator("backend")
+    @classmethod
+    def _backend_fits_device(cls, value: str, info: ValidationInfo) -> str:
+        """A backend that cannot open this kind of device fails here, not as an idle daemon that exits 0.
+
+        OpenCV's V4L2 backend opens only camera nodes and indexes (a file given to it "cannot be
+        decoded"); its FFmpeg backend opens files and network streams, not camera indexes.
+        """
+        if "device" not in info.data:  # the device itself was invalid: that error is reported
+            return value
+        kind = target_kind_of(info.data["device"])
+        allowed = BACKEND_KINDS.get(value)
+        if allowed is not None and kind not in allowed:
+            fits = [b for b, kinds in BACKEND_KINDS.items() if kinds is None or kind in kinds]
+            raise ValueError(
+                f"backend {value} cannot open a {KIND_NAMES[kind]} (source.device {info.data['device']!r}); "
+                f"use backend {' or '.join(fits)}"
+            )
+        return value
+
     def lossless(self) -> bool:
         return not self.realtime
 
@@ -147,14 +170,29 @@ class CameraSourceConfig(SourceConfigBase):
 
     def target_kind(self) -> str:
         """``index``, ``v4l2``, ``url`` or ``file``."""
-        if isinstance(self.device, int) or str(self.device).isdigit():
-            return "index"
-        text = str(self.device)
-        if "://" in text:
-            return "url"
-        if text.startswith("/dev/"):
-            return "v4l2"
-        return "file"
+        return target_kind_of(self.device)
+
+
+# Which device kinds each OpenCV backend opens (None: any). auto lets OpenCV pick per kind.
+BACKEND_KINDS: dict[str, Optional[tuple[str, ...]]] = {
+    "auto": None,
+    "v4l2": ("index", "v4l2"),
+    "ffmpeg": ("file", "url"),
+    "gstreamer": None,
+}
+KIND_NAMES = {"index": "camera index", "v4l2": "V4L2 camera node", "url": "network stream", "file": "video file"}
+
+
+def target_kind_of(device: Union[int, str]) -> str:
+    """``index``, ``v4l2``, ``url`` or ``file``: what ``source.device`` names."""
+    if isinstance(device, int) or str(device).isdigit():
+        return "index"
+    text = str(device)
+    if "://" in text:
+        return "url"
+    if text.startswith("/dev/"):
+        return "v4l2"
+    return "file"
 
 
 class CameraError(EdgeHarError, RuntimeError):
