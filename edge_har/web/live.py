@@ -1,0 +1,235 @@
+"""The Live half of ``edge-har serve``: the fleet page, its JSON API and the push stream.
+
+:class:`LiveService` owns the store, the MQTT ingest (when a broker is configured) and the
+:class:`~edge_har.web.ingest.Hub` of connected browsers, and exposes them as one FastAPI router so
+:func:`edge_har.web.app.create_app` only includes it and calls :meth:`~LiveService.start` /
+:meth:`~LiveService.stop` from its lifespan. Without a broker the API still serves what the store holds
+(a restarted server shows yesterday's history) and the page says no broker is configured.
+
+Push is **server-sent events**: one-way is all the page needs, it is plain HTTP (proxies, basic
+auth and the TestClient handle it), and the browser's ``EventSource`` reconnects by itself after the
+server restarts, after the ``retry:`` delay the stream sets. The page re-reads ``/api/devices`` on every
+(re)connect, so nothing published while it was away is missing from what it shows.
+
+The routes are plain ``def`` functions: FastAPI runs them in its thread pool, so a slow database query
+never holds the event loop that feeds the streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse, StreamingResponse
+
+from edge_har.mqtt.liveness import device_liveness
+from edge_har.web.config import ServeConfig
+from edge_har.web.ingest import Hub, Ingest, stats_brief
+from edge_har.web.store import DeviceRecord, Store
+
+__all__ = ["LiveService", "RETRY_MS"]
+
+log = logging.getLogger("edge_har.web.live")
+
+STATIC = Path(__file__).resolve().parent / "static"
+RETRY_MS = 2000  # EventSource's reconnect delay after the stream drops (server restart)
+KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
+HISTORY_DEFAULT_S = 3600.0
+_DEVICE_ID = re.compile(r"^[^/+#\x00\s]{1,128}$")  # one MQTT topic level, as edge_har.mqtt.client.topics
+
+
+class LiveService:
+    """Store + ingest + push stream behind one router; see the module docstring."""
+
+    def __init__(self, cfg: ServeConfig, store: Store) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.hub = Hub()
+        self.ingest: Optional[Ingest] = Ingest(cfg, store, self.hub) if cfg.mqtt is not None else None
+        self.started_at = time.time()
+        self.router = APIRouter()
+        self._routes()
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        self.started_at = time.time()
+        if self.ingest is not None:
+            self.ingest.start()
+
+    def stop(self) -> None:
+        """Stop ingest (what was received is written first), end the streams, close the database."""
+        if self.ingest is not None:
+            self.ingest.stop()
+        self.hub.close()
+        self.store.close()
+
+    # ------------------------------------------------------------------ what the API returns
+
+    def broker_state(self) -> dict[str, Any]:
+        if self.ingest is None:
+            return {"configured": False, "address": None, "connected": False, "last_problem": None}
+        return self.ingest.broker_state()
+
+    def liveness(self, record: DeviceRecord, now: float) -> str:
+        if self.ingest is not None:
+            return self.ingest.liveness(record.device_id, now)
+        return device_liveness(
+            record.status,
+            now=now,
+            last_stats_at=record.stats_at,
+            stats_interval_s=record.stats_interval_s,
+            watching_since=self.started_at,
+        )
+
+    def device_view(self, record: DeviceRecord, now: float) -> dict[str, Any]:
+        activity = record.activity
+        return {
+            "device_id": record.device_id,
+            "status": record.status,
+            "liveness": self.liveness(record, now),
+            "status_at": record.status_at,
+            "last_seen": record.last_seen,
+            "run_id": record.run_id,
+            "model_id": record.model_id,
+            "stats": stats_brief(record.stats),
+            "stats_at": record.stats_at,
+            "activity": None
+            if activity is None
+            else {
+                "label": activity.label,
+                "confidence": activity.confidence,
+                "ts": activity.ts,
+                "received_at": activity.received_at,
+                "probabilities": activity.probabilities,
+            },
+        }
+
+    # ------------------------------------------------------------------ routes
+
+    def _routes(self) -> None:
+        r = self.router
+
+        @r.get("/live", include_in_schema=False)
+        def live_page() -> FileResponse:
+            return FileResponse(STATIC / "live.html", media_type="text/html")
+
+        @r.get("/api/devices", tags=["live"], summary="Every device seen: activity, liveness, last stats")
+        def api_devices() -> dict[str, Any]:
+            now = time.time()
+            records = self.store.devices()
+            body: dict[str, Any] = {
+                "now": now,
+                "broker": self.broker_state(),
+                "devices": [self.device_view(rec, now) for rec in records],
+            }
+            if self.ingest is not None:
+                body["ingest"] = self.ingest.counters.as_dict()
+            return body
+
+        @r.get("/api/devices/{device_id}/history", tags=["live"], summary="Predictions and status changes since a time")
+        def api_history(
+            device_id: str,
+            since: Optional[str] = Query(
+                None, description="Unix seconds or ISO 8601 (2026-12-02T14:00:00Z); default: an hour ago"
+            ),
+        ) -> dict[str, Any]:
+            self._known(device_id)
+            start = time.time() - HISTORY_DEFAULT_S if since is None else _parse_since(since)
+            return {
+                "device_id": device_id,
+                "since": start,
+                "predictions": self.store.history(device_id, start),
+                "status": self.store.status_history(device_id, start),
+            }
+
+        @r.get("/api/devices/{device_id}/summary", tags=["live"], summary="Time per activity on one day")
+        def api_summary(
+            device_id: str,
+            day: Optional[str] = Query(None, description="YYYY-MM-DD (default: today at utc_offset_min)"),
+            utc_offset_min: int = Query(0, description="the viewer's offset from UTC in minutes (CET: 60)"),
+        ) -> dict[str, Any]:
+            self._known(device_id)
+            if not -16 * 60 <= utc_offset_min <= 16 * 60:
+                raise HTTPException(400, f"utc_offset_min: {utc_offset_min} is not within -960..960 minutes")
+            tz = dt.timezone(dt.timedelta(minutes=utc_offset_min))
+            date = dt.datetime.now(tz).date() if day is None else _parse_day(day)
+            start = dt.datetime.combine(date, dt.time(), tz).timestamp()
+            end = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), tz).timestamp()
+            seconds = self.store.summary(device_id, start, end)
+            return {
+                "device_id": device_id,
+                "day": date.isoformat(),
+                "utc_offset_min": utc_offset_min,
+                "start": start,
+                "end": end,
+                "seconds": seconds,
+                "total_s": sum(seconds.values()),
+            }
+
+        @r.get("/api/stream", tags=["live"], summary="Server-sent events: predictions, status, stats, liveness")
+        async def api_stream() -> StreamingResponse:
+            return StreamingResponse(
+                self._events(),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+
+    def _known(self, device_id: str) -> None:
+        if not _DEVICE_ID.match(device_id):
+            raise HTTPException(400, f"device_id: {device_id[:60]!r} is not a device id (one MQTT topic level)")
+        if not self.store.has_device(device_id):
+            raise HTTPException(404, f"device_id: no device {device_id!r} has been seen")
+
+    async def _events(self) -> AsyncIterator[str]:
+        q = self.hub.subscribe()
+        try:
+            hello = {"type": "hello", "now": time.time(), "broker": self.broker_state()}
+            yield f"retry: {RETRY_MS}\nevent: hello\ndata: {json.dumps(hello)}\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(q.get(), KEEPALIVE_S)
+                except asyncio.TimeoutError:
+                    yield ": keepalive\n\n"
+                    continue
+                if event is None:
+                    return  # the server is stopping; the browser reconnects after RETRY_MS
+                yield f"event: {event['type']}\ndata: {json.dumps(event, default=str)}\n\n"
+        finally:
+            self.hub.unsubscribe(q)
+
+
+def _parse_since(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            parsed = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise HTTPException(
+                400, f"since: {text[:60]!r} is neither Unix seconds nor an ISO 8601 time (2026-12-02T14:00:00Z)"
+            ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed.timestamp()
+    if not math.isfinite(value) or value < 0:
+        raise HTTPException(400, f"since: {text[:60]!r} must be a finite Unix time >= 0")
+    return value
+
+
+def _parse_day(text: str) -> dt.date:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise HTTPException(400, f"day: {text[:40]!r} is not a date YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise HTTPException(400, f"day: {text!r} is not a calendar date ({exc})") from None
