@@ -45,7 +45,7 @@ from edge_har.core.recordings import (
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("auto", "hmp", "folder", "csv", "uci-har")
+FORMATS = ("auto", "hmp", "folder", "csv", "uci-har", "intervals", "hapt")
 
 # UCI HMP: 3-axis wrist accelerometer, 32 Hz, codes 0..63 for -1.5 g..+1.5 g
 # (MANUAL.txt 4.2: real_val = -1.5g + (coded_val/63)*3g). File names end in the
@@ -88,7 +88,16 @@ FLAGS = {
     "include_model": "--include-model-trials",
     "skip_bad": "--skip-bad",
     "name": "name",
+    "annotations": "--intervals",
+    "files": "--recording-files",
+    "interval_units": "--interval-units",
+    "first_sample": "--first-sample",
+    "unlabelled_class": "--unlabelled-class",
+    "interval_overlap": "--interval-overlap",
+    "label_names": "--label-names",
 }
+# Options every layout takes: applied to the loaded data set (see ``refine``).
+COMMON_OPTIONS = ("columns", "classes")
 OPTIONS = {
     "hmp": ("include_model", "skip_bad", "subject_regex"),
     "folder": (
@@ -114,6 +123,23 @@ OPTIONS = {
         "skip_bad",
     ),
     "uci-har": ("skip_bad",),
+    "intervals": (
+        "annotations",
+        "sample_rate_hz",
+        "files",
+        "interval_units",
+        "first_sample",
+        "unlabelled_class",
+        "interval_overlap",
+        "label_names",
+        "subject_regex",
+        "channels",
+        "scale",
+        "offset",
+        "units",
+        "name",
+    ),
+    "hapt": ("unlabelled_class",),
 }
 
 
@@ -148,6 +174,8 @@ class Dataset:
     format: str = "folder"
     path: Path | None = None  # what the user pointed at (the CSV file itself for a long CSV)
     split_groups: list[str] | None = None
+    columns: list[int] | None = None  # the file columns --columns picked, in channel order
+    kept_classes: list[str] | None = None  # --classes
 
     def label_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
@@ -187,6 +215,10 @@ class Dataset:
             out["predefined_split"] = dict(sorted(Counter(self.predefined_split.values()).items()))
         if self.split_groups is not None:
             out["split_groups"] = len(set(self.split_groups))
+        if self.columns is not None:
+            out["columns"] = list(self.columns)
+        if self.kept_classes is not None:
+            out["classes"] = list(self.kept_classes)
         return out
 
 
@@ -562,7 +594,10 @@ def load_uci_har(root: str | Path, *, skip_bad: bool = False) -> Dataset:
 
 
 def detect_format(path: str | Path) -> str:
-    """csv for a file; uci-har for a folder with train/Inertial Signals; hmp for HMP-named files; else folder."""
+    """csv for a file; uci-har for a folder with train/Inertial Signals; hapt for HAPT's RawData/labels.txt;
+    hmp for HMP-named files; else folder."""
+    from edge_har.convert.intervals import hapt_root
+
     path = Path(path)
     if path.is_file():
         return "csv"
@@ -570,6 +605,8 @@ def detect_format(path: str | Path) -> str:
         raise DatasetError(f"{path}: no such file or folder")
     if (_uci_har_root(path) / "train" / "Inertial Signals").is_dir():
         return "uci-har"
+    if hapt_root(path) is not None:
+        return "hapt"
     for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if any(HMP_FILE_PATTERN.match(f.name) for f in sub.iterdir() if f.is_file()):
             return "hmp"
@@ -588,9 +625,30 @@ def load_dataset(path: str | Path, *, format: str = "auto", **options: Any) -> D
         raise DatasetError(f"--format {format!r}: unknown; choose one of {', '.join(FORMATS)}")
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
-    fmt = detect_format(path) if format == "auto" else format
-    how = "detected" if format == "auto" else "given"
     options = {k: v for k, v in options.items() if v is not None and v is not False}
+    if format == "auto" and "annotations" in options:
+        fmt = "intervals"
+    else:
+        fmt = detect_format(path) if format == "auto" else format
+    how = "detected" if format == "auto" else "given"
+    common = {k: options.pop(k) for k in COMMON_OPTIONS if k in options}
+    rename = None
+    if "columns" in common and fmt == "csv":
+        # A long CSV picks its channel columns by header name already: --columns is that, --channels renames.
+        rename = options.pop("channels", None)
+        options["channels"] = tuple(common.pop("columns"))
+    elif "columns" in common:
+        # The loader reads every column under its default names; ``refine`` picks and names them.
+        for key in ("channels", "scale", "offset"):
+            if key in options:
+                common[key] = options.pop(key)
+    ds = _load(path, fmt, how, options)
+    if rename is not None:
+        ds.channels = _channels(rename, len(ds.channels), path)
+    return refine(ds, **common)
+
+
+def _load(path: Path, fmt: str, how: str, options: dict[str, Any]) -> Dataset:
     if fmt == "csv" and "channels" in options:
         options["channel_cols"] = options.pop("channels")
     extra = [k for k in options if k not in OPTIONS[fmt]]
@@ -601,9 +659,11 @@ def load_dataset(path: str | Path, *, format: str = "auto", **options: Any) -> D
             "uci-har": "; UCI HAR's rate, channels and labels come from its own files",
             "folder": "; --label-column, --subject-column and --timestamp-column are for a long CSV",
             "csv": "; --subject-regex and --include-model-trials are for a folder of recordings",
+            "intervals": "; --intervals and its --interval-* options describe the segments",
+            "hapt": "; the HAPT preset fixes rate, channels and labels (use --format intervals to set them)",
         }[fmt]
         raise DatasetError(f"{path}: {flags} does not apply to format {fmt} ({how}){hint}")
-    if fmt in ("hmp", "folder", "uci-har") and not path.is_dir():
+    if fmt in ("hmp", "folder", "uci-har", "intervals", "hapt") and not path.is_dir():
         raise DatasetError(f"{path}: format {fmt} needs a folder, this is a file")
     if fmt == "csv" and not path.is_file():
         raise DatasetError(f"{path}: format csv needs a file, this is a folder")
@@ -617,7 +677,98 @@ def load_dataset(path: str | Path, *, format: str = "auto", **options: Any) -> D
         if "label_col" not in options:
             raise DatasetError(f"{path}: a long CSV needs --label-column (and --sample-rate or --timestamp-column)")
         return load_long_csv(path, **options)
+    if fmt == "intervals":
+        from edge_har.convert.intervals import load_intervals
+
+        if "annotations" not in options:
+            raise DatasetError(f"{path}: interval labels (format intervals) need --intervals FILE, the segments")
+        if "sample_rate_hz" not in options:
+            raise DatasetError(f"{path}: interval labels (format intervals) need --sample-rate (Hz)")
+        return load_intervals(path, **options)
+    if fmt == "hapt":
+        from edge_har.convert.intervals import load_hapt
+
+        return load_hapt(path, **options)
     return load_uci_har(path, **options)
+
+
+def _column_index(token: str, names: Sequence[str], where: Path) -> int:
+    if token in names:
+        return list(names).index(token)
+    if token.isdigit():
+        if int(token) >= len(names):
+            raise DatasetError(
+                f"{where}: --columns {token}: the recordings have {len(names)} columns (0..{len(names) - 1})"
+            )
+        return int(token)
+    raise DatasetError(f"{where}: --columns {token!r}: no such column; the columns are {', '.join(names)} (or 0..)")
+
+
+def refine(
+    ds: Dataset,
+    *,
+    columns: Sequence[str] | None = None,
+    channels: Sequence[str] | None = None,
+    scale: Sequence[float] | None = None,
+    offset: Sequence[float] | None = None,
+    classes: Sequence[str] | None = None,
+) -> Dataset:
+    """Options any layout takes, applied to the loaded data set.
+
+    ``columns`` picks columns by 0-based index or by name (the layout's channel
+    names, or ``channels`` when it names every column); ``channels`` then names
+    either every column of the file or just the chosen ones, and ``scale`` /
+    ``offset`` are per chosen column. ``classes`` keeps only those classes.
+    """
+    where = Path(ds.path or ds.root)
+    if columns:
+        width = len(ds.channels)
+        names = tuple(ds.channels)
+        if channels is not None and len(channels) == width:
+            names = _channels(channels, width, where)
+        idx = [_column_index(str(c), names, where) for c in columns]
+        if len(set(idx)) != len(idx):
+            raise DatasetError(f"{where}: --columns picks a column twice: {', '.join(map(str, columns))}")
+        chosen = tuple(names[i] for i in idx)
+        if channels is not None and len(channels) != width:
+            if len(channels) != len(idx):
+                raise DatasetError(
+                    f"{where}: --channels names {len(channels)} channel(s); give one per column of the file ({width}) "
+                    f"or one per --columns entry ({len(idx)})"
+                )
+            chosen = _channels(channels, len(idx), where)
+        if scale is None:
+            scale = [ds.scale[i] for i in idx] if len(ds.scale) == width > 1 else ds.scale
+        if offset is None:
+            offset = [ds.offset[i] for i in idx] if len(ds.offset) == width > 1 else ds.offset
+        for r in ds.recordings:
+            r.samples = np.ascontiguousarray(r.samples[:, idx])
+        ds.channels = chosen
+        ds.scale = _per_channel(scale, len(idx), "--scale", where)
+        ds.offset = _per_channel(offset, len(idx), "--offset", where)
+        ds.columns = [int(i) for i in idx]
+    if classes:
+        known = set(ds.labels)
+        unknown = [c for c in classes if c not in known]
+        if unknown:
+            raise DatasetError(
+                f"{where}: --classes {', '.join(unknown)}: not a class of this data set ({', '.join(ds.labels)})"
+            )
+        keep = [i for i, r in enumerate(ds.recordings) if r.label in set(classes)]
+        _keep_recordings(ds, keep)
+        ds.labels = sorted(set(classes))
+        ds.kept_classes = list(ds.labels)
+    return ds
+
+
+def _keep_recordings(ds: Dataset, keep: Sequence[int]) -> None:
+    """Keep only these recordings, with their split groups and predefined sides."""
+    if ds.split_groups is not None:
+        ds.split_groups = [ds.split_groups[i] for i in keep]
+    ds.recordings = [ds.recordings[i] for i in keep]
+    if ds.predefined_split is not None:
+        sources = {r.source for r in ds.recordings}
+        ds.predefined_split = {k: v for k, v in ds.predefined_split.items() if k in sources}
 
 
 # ------------------------------------------------------------------ windows
@@ -830,6 +981,85 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = True
         "regular trials and are kept on their trial's side of the split)",
     )
     g.add_argument(
+        "--columns",
+        type=_names,
+        default=None,
+        metavar="C,...",
+        help="any layout: the columns to use, in this order, by 0-based index or name, e.g. --columns 0,1,2 or "
+        "--columns acc_x,acc_y,acc_z (HAPT's accelerometer alone); --channels then names every column of the "
+        "file or just these, and --scale/--offset are per chosen column",
+    )
+    g.add_argument(
+        "--classes",
+        type=_names,
+        default=None,
+        metavar="NAME,...",
+        help="any layout: keep only these classes, e.g. HAPT's six basic activities "
+        "--classes WALKING,WALKING_UPSTAIRS,WALKING_DOWNSTAIRS,SITTING,STANDING,LAYING",
+    )
+    i = parser.add_argument_group(
+        "interval labels",
+        "Recordings under --data plus an annotation file of labelled segments (recording, label, start, end "
+        "[, subject]; a header names the columns, or they come in that order). Each labelled stretch becomes "
+        "one recording; unlabelled samples are left out. Example: --data logs/ --intervals logs/labels.csv "
+        "--recording-files '{recording}_acc.csv,{recording}_gyro.csv' --sample-rate 50 --interval-units seconds. "
+        "UCI HAPT (RawData/labels.txt, acc_expXX_userYY.txt, gyro_...) is detected and needs none of these.",
+    )
+    i.add_argument(
+        "--intervals",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the annotation file of segments (implies --format intervals), e.g. --intervals labels.csv",
+    )
+    i.add_argument(
+        "--recording-files",
+        type=_names,
+        default=None,
+        metavar="PATTERN,...",
+        help="the file(s) of one recording relative to --data, {recording} standing for the annotation's "
+        "recording column; several (one per sensor) are joined by row, e.g. "
+        "'RawData/acc_{recording}.txt,RawData/gyro_{recording}.txt' (default: {recording}, the column is the file)",
+    )
+    i.add_argument(
+        "--interval-units",
+        type=str,
+        choices=("samples", "seconds"),
+        default=None,
+        help="segment bounds are sample indices, both inclusive (default), or seconds, start <= t < end; "
+        "e.g. --interval-units seconds",
+    )
+    i.add_argument(
+        "--first-sample",
+        type=int,
+        choices=(0, 1),
+        default=None,
+        help="index of a recording's first sample in the annotation file (default 0; HAPT's is 1), e.g. --first-sample 1",
+    )
+    i.add_argument(
+        "--unlabelled-class",
+        type=str,
+        default=None,
+        metavar="NAME",
+        help="make the samples outside every segment a class of this name instead of leaving them out, "
+        "e.g. --unlabelled-class other",
+    )
+    i.add_argument(
+        "--interval-overlap",
+        type=str,
+        choices=("error", "drop"),
+        default=None,
+        help="segments of different labels that overlap: an error naming both lines (default), or drop: "
+        "the contested samples belong to neither, e.g. --interval-overlap drop",
+    )
+    i.add_argument(
+        "--label-names",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="'<id> <name>' lines naming the annotation's numeric labels, e.g. --label-names activity_labels.txt",
+    )
+    g.add_argument(
         "--skip-bad",
         action="store_true",
         help="skip malformed lines (text in a number column, wrong column count) with a warning and a "
@@ -851,5 +1081,14 @@ def dataset_from_args(args: argparse.Namespace) -> Dataset:
         "timestamp_col": getattr(args, "timestamp_column", None),
         "include_model": getattr(args, "include_model_trials", False),
         "skip_bad": getattr(args, "skip_bad", False),
+        "columns": getattr(args, "columns", None),
+        "classes": getattr(args, "classes", None),
+        "annotations": getattr(args, "intervals", None),
+        "files": getattr(args, "recording_files", None),
+        "interval_units": getattr(args, "interval_units", None),
+        "first_sample": getattr(args, "first_sample", None),
+        "unlabelled_class": getattr(args, "unlabelled_class", None),
+        "interval_overlap": getattr(args, "interval_overlap", None),
+        "label_names": getattr(args, "label_names", None),
     }
     return load_dataset(args.data, format=getattr(args, "format", "auto") or "auto", **options)
