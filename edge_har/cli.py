@@ -89,6 +89,16 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "show predictions arriving over MQTT, live (lines or a table); optionally append them to JSONL",
         "edge_har.subscribe:register",
     ),
+    Subcommand(
+        "serve",
+        "a web app: drop a recording, clip or image and see the prediction; a live view and history "
+        "of every device on a broker (loopback by default)",
+        "edge_har.web.serve_cli:register",
+        "web",
+        ("fastapi", "uvicorn", "multipart", "sqlalchemy"),
+        False,
+        "needs the web extra",
+    ),
     _interpreter("bench", "benchmark a bundle: latency, accuracy, end to end", "edge_har.benchmarks.cli:register"),
     _interpreter(
         "demo",

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
+from edge_har.mqtt.cli_options import add_broker_options, build_config, option_message
+from edge_har.mqtt.cli_options import parse_broker as parse_broker  # re-exported: callers and tests import it here
+
 DEFAULT_TOPIC = "edge-har/+/prediction"
 _EPILOG = """\
 examples:
@@ -57,14 +60,7 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--broker",
-        default="127.0.0.1",
-        type=str,
-        metavar="HOST[:PORT]",
-        help="broker address; mqtt://HOST[:PORT] and mqtts://HOST[:PORT] (TLS) work too; IPv6 as [::1]:1883 "
-        "(default: 127.0.0.1, port 1883, or 8883 with TLS)",
-    )
+    add_broker_options(parser)
     parser.add_argument(
         "--topic",
         action="append",
@@ -97,34 +93,7 @@ def register(subparsers: Any) -> None:
         metavar="GROUP",
         help="MQTT 5 shared subscription: consumers with the same GROUP split the predictions between them",
     )
-    auth = parser.add_argument_group("authentication (the password is never taken on the command line)")
-    auth.add_argument("--username", type=str, help="broker username")
-    pw = auth.add_mutually_exclusive_group()
-    pw.add_argument("--password-env", type=str, metavar="VAR", help="environment variable holding the password")
-    pw.add_argument("--password-file", type=Path, metavar="FILE", help="file whose first line is the password")
-    tls = parser.add_argument_group("TLS")
-    tls.add_argument(
-        "--tls", action="store_true", help="use TLS, trusting the system CA store (implied by the options below)"
-    )
-    tls.add_argument(
-        "--ca-file", type=Path, metavar="FILE", help="CA certificate (PEM) that signed the broker's certificate"
-    )
-    tls.add_argument("--cert-file", type=Path, metavar="FILE", help="client certificate (PEM) for mutual TLS")
-    tls.add_argument("--key-file", type=Path, metavar="FILE", help="client private key (PEM) for --cert-file")
-    tls.add_argument(
-        "--tls-insecure", action="store_true", help="do not check the broker certificate's host name (lab use only)"
-    )
     parser.set_defaults(func=run)
-
-
-_OPTION_FOR_KEY = {
-    "mqtt.tls.ca_file": "--ca-file",
-    "mqtt.tls.cert_file": "--cert-file",
-    "mqtt.tls.key_file": "--key-file",
-    "mqtt.tls": "TLS options",
-    "mqtt.password_env": "--password-env",
-    "mqtt.password_file": "--password-file",
-}
 
 
 def _positive_int(text: str) -> int:
@@ -139,94 +108,6 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
-
-
-def parse_broker(text: str) -> tuple[str, Optional[int], bool]:
-    """``HOST[:PORT]`` (or ``mqtt[s]://HOST[:PORT]``, ``[v6]:PORT``) -> (host, port or None, TLS implied).
-
-    Raises ValueError with a message naming what is wrong.
-    """
-    from urllib.parse import urlsplit
-
-    raw = text.strip()
-    tls = False
-    if "://" in raw:
-        parts = urlsplit(raw)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"--broker {text!r}: scheme must be mqtt:// or mqtts://")
-        tls = parts.scheme in ("mqtts", "ssl")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError(f"--broker {text!r}: the port must be a number 1-65535") from None
-        if not parts.hostname:
-            raise ValueError(f"--broker {text!r}: no host")
-        return parts.hostname, port, tls
-    if raw.startswith("["):
-        host, sep, rest = raw[1:].partition("]")
-        if not sep:
-            raise ValueError(f"--broker {text!r}: missing ']' after the IPv6 address")
-        port_text = rest[1:] if rest.startswith(":") else ""
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"--broker {text!r}: expected [IPv6]:PORT")
-    elif raw.count(":") == 1:
-        host, port_text = raw.split(":")
-    else:
-        host, port_text = raw, ""  # a bare host, or a bare IPv6 address
-    if not host:
-        raise ValueError(f"--broker {text!r}: no host")
-    if not port_text:
-        return host, None, tls
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"--broker {text!r}: the port must be a number 1-65535, got {port_text!r}")
-    return host, int(port_text), tls
-
-
-def build_config(args: argparse.Namespace) -> Any:
-    """An MqttConfig from the command line, so the client is built exactly as the daemon's."""
-    from pydantic import ValidationError
-
-    from edge_har.core.errors import CommandError
-    from edge_har.mqtt.config import MqttConfig, TlsConfig
-
-    try:
-        host, port, tls_from_url = parse_broker(args.broker)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
-    protocol = args.protocol or ("5" if args.share is not None else "3.1.1")
-    if args.share is not None:
-        if protocol != "5":
-            raise CommandError("--share needs MQTT 5 (shared subscriptions): drop --protocol 3.1.1")
-        if not args.share or any(c in args.share for c in "/+#") or args.share.strip() != args.share:
-            raise CommandError(f"--share {args.share!r}: a group name cannot be empty or contain '/', '+', '#', spaces")
-    use_tls = bool(tls_from_url or args.tls or args.ca_file or args.cert_file or args.key_file or args.tls_insecure)
-    try:
-        tls = (
-            TlsConfig(
-                ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file, insecure=args.tls_insecure
-            )
-            if use_tls
-            else None
-        )
-        return MqttConfig(
-            host=host,
-            port=port or (8883 if use_tls else 1883),
-            protocol=protocol,
-            username=args.username,
-            password_env=args.password_env,
-            password_file=args.password_file,
-            tls=tls,
-            keepalive=30,
-            reconnect_min_s=0.5,
-            reconnect_max_s=10.0,
-        )
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            message = err["msg"].removeprefix("Value error, ")
-            option = "-".join(str(part) for part in err["loc"]).replace("_", "-")
-            problems.append(f"--{option}: {message}" if option else message)
-        raise CommandError("; ".join(problems)) from None
 
 
 # ====================================================================== what we show
@@ -504,12 +385,7 @@ def run(args: argparse.Namespace) -> int:
         client = make_client(cfg, client_id)
     except MqttConfigError as exc:
         # The message names the config key (mqtt.tls.ca_file); here the user typed an option.
-        message = str(exc)
-        for key, option in _OPTION_FOR_KEY.items():
-            if message.startswith(key + ":"):
-                message = option + message[len(key) :]
-                break
-        raise CommandError(message) from None
+        raise CommandError(option_message(str(exc))) from None
 
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian / Ubuntu / Raspberry Pi OS machine for edge-har.
 #
-#   scripts/bootstrap.sh                  # workstation: train + device + test extras in .venv
+#   scripts/bootstrap.sh                  # workstation: train + device + web + test extras in .venv
 #   EDGE_HAR_EXTRAS=device scripts/bootstrap.sh   # a Pi: the runtime only, no TensorFlow
 #
 # Installs mosquitto (the tests and the demo start their own broker) when it is
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-EXTRAS="${EDGE_HAR_EXTRAS:-train,device,dev}"
+EXTRAS="${EDGE_HAR_EXTRAS:-train,device,web,dev}"
 VENV="${EDGE_HAR_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 
@@ -17,6 +17,11 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 "$PYTHON" -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
+# The web pages' browser tests (issue 14) drive Debian's chromium through Playwright; Playwright's
+# own browser download (`playwright install`) needs the internet and is never used.
+if [[ ",$EXTRAS," == *",dev,"* ]] && [ ! -x /usr/bin/chromium ]; then
+  need_apt+=(chromium)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -27,12 +27,16 @@ PACKAGES = {
     "edge_har.core": (REPO / "edge_har" / "core", 0),
     "edge_har.mqtt": (REPO / "edge_har" / "mqtt", 1),
     "edge_har.device": (REPO / "edge_har" / "device", 2),
-    "edge_har.convert": (REPO / "convert", 3),
-    "edge_har.benchmarks": (REPO / "benchmarks", 4),
+    "edge_har.web": (REPO / "edge_har" / "web", 3),
+    "edge_har.convert": (REPO / "convert", 4),
+    "edge_har.benchmarks": (REPO / "benchmarks", 5),
 }
 TOP = {"edge_har.cli", "edge_har.demo", "edge_har.subscribe", "edge_har.__main__", "edge_har"}
-TOP_LAYER = 5
-NO_TENSORFLOW = ("edge_har.core", "edge_har.mqtt", "edge_har.device", "edge_har.subscribe")
+TOP_LAYER = 6
+NO_TENSORFLOW = ("edge_har.core", "edge_har.mqtt", "edge_har.device", "edge_har.subscribe", "edge_har.web")
+# edge-har serve sits on the device side (core, mqtt, device); the workstation's convert never
+# reaches into it, only its own modules, the command line and the web benchmark import it.
+WEB_IMPORTERS = ("edge_har.web", "edge_har.cli", "edge_har.benchmarks")
 NO_PAHO = ("edge_har.core",)
 
 
@@ -84,6 +88,10 @@ def test_imports_go_one_way_only():
                 problems.append(f"{where} (the command line sits above every package)")
             if module.startswith(NO_TENSORFLOW) and top in ("tensorflow", "tf_keras", "keras"):
                 problems.append(f"{where} (the device side never imports TensorFlow)")
+            if (target == "edge_har.web" or target.startswith("edge_har.web.")) and not (
+                module in WEB_IMPORTERS or module.startswith(tuple(p + "." for p in WEB_IMPORTERS))
+            ):
+                problems.append(f"{where} (only the command line and the benchmarks import edge_har.web)")
             if module.startswith(NO_PAHO) and top == "paho":
                 problems.append(f"{where} (the core imports no MQTT client)")
     assert not problems, "\n".join(problems)
@@ -94,6 +102,7 @@ def test_the_direction_check_sees_a_wrong_import(tmp_path):
     bad.write_text("def f():\n    from edge_har.convert.pipeline import run_convert\n")
     assert _imports(bad) == [(2, "edge_har.convert.pipeline")]
     assert _layer("edge_har.convert.pipeline") > _layer("edge_har.device.daemon") > _layer("edge_har.core.bundle")
+    assert _layer("edge_har.convert.pipeline") > _layer("edge_har.web.app") > _layer("edge_har.device.runtime")
 
 
 STRAY = """\
@@ -173,9 +182,11 @@ def _imported_after(argv: list[str]) -> set[str]:
 
 def test_help_imports_no_subcommand_module():
     loaded = _imported_after(["--help"])
-    assert not {m for m in loaded if m.startswith(("edge_har.convert", "edge_har.benchmarks", "edge_har.device"))}, (
-        loaded
-    )
+    assert not {
+        m
+        for m in loaded
+        if m.startswith(("edge_har.convert", "edge_har.benchmarks", "edge_har.device", "edge_har.web"))
+    }, loaded
 
 
 def test_a_subcommand_imports_only_its_own_module():

@@ -1,0 +1,625 @@
+"""Predictions from an uploaded file: ``GET /api/info``, ``POST /api/predict`` and the Predict page.
+
+Every upload goes through the code the device runs, so a prediction here is the one the Pi would
+make on the same data:
+
+* a **sensor** bundle takes a recording (CSV, semicolon or white-space columns, read by
+  :func:`edge_har.core.recordings.read_samples_result`, the reader training and the replay source
+  use) or a JSON array of samples; the samples go through the device's
+  :class:`~edge_har.device.runtime.Windowing` (value scaling, resampling, windows, normalisation
+  from ``edge_har.core.preprocessing``) and every window through the interpreter;
+* a **video** bundle takes a short clip: frames are kept at the bundle's rate and run through the
+  encoder and the temporal head exactly as the camera daemon does
+  (:class:`~edge_har.device.video_runtime.VideoRuntime`);
+* a **still-image** bundle (a video bundle in ``image-seq`` mode, one frame per prediction) takes
+  one image, decoded by OpenCV as the camera's frames are.
+
+Smoothing is off (a window of one): the reply shows what each window alone says, and the summary
+says what most windows said. Interpreter calls run in the thread pool, one request at a time per
+loaded model (a TFLite interpreter is not thread-safe), so the event loop keeps serving the
+pages, the live stream and other models meanwhile.
+
+Everything a user can get wrong is a 4xx with one line naming it: the wrong kind of file (415),
+an upload over ``--max-upload-mb`` (413, counted while the body streams in, so a huge upload is
+cut off at the limit instead of being read first), a recording too short for one window or with
+the wrong number of columns, an unreadable image or clip (422).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from edge_har.core.bundle import Bundle, BundleError
+from edge_har.core.errors import EdgeHarError
+from edge_har.core.interpreter import InterpreterOptions, TFLiteModel
+from edge_har.core.preprocessing import PreprocessingError
+from edge_har.core.recordings import RecordingError, read_samples_result
+from edge_har.device.runtime import Runtime
+from edge_har.device.smoothing import Smoother
+from edge_har.web.config import ServeConfig
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+RECORDING_SUFFIXES = (".csv", ".txt", ".tsv", ".dat")
+JSON_SUFFIXES = (".json",)
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+KIND_ACCEPTS = {
+    "sensor": RECORDING_SUFFIXES + JSON_SUFFIXES,
+    "video": VIDEO_SUFFIXES,
+    "still-image": IMAGE_SUFFIXES,
+}
+KIND_DESCRIBES = {
+    "sensor": "a CSV/whitespace recording (.csv, .txt) or a JSON array of samples (.json)",
+    "video": "a short video clip (" + ", ".join(VIDEO_SUFFIXES) + ")",
+    "still-image": "an image (" + ", ".join(IMAGE_SUFFIXES) + ")",
+}
+MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file, on top of the file limit
+MAX_CLIP_FRAMES = 20_000  # frames decoded from one clip: a "short clip", whatever its byte size
+
+
+# ---------------------------------------------------------------------------- response models
+
+
+class TensorInfo(BaseModel):
+    shape: List[int]
+    dtype: Optional[str] = None
+    layout: Optional[str] = None
+
+
+class InterpreterInfo(BaseModel):
+    backend: str = Field(description="ai_edge_litert, tflite_runtime or tf_lite")
+    version: str
+
+
+class BundleInfo(BaseModel):
+    """One loaded bundle, as the device would run it."""
+
+    model_id: str
+    kind: str = Field(description="sensor, video or still-image")
+    labels: List[str]
+    input: TensorInfo
+    preprocessing: Dict[str, Any] = Field(description="bundle.json's preprocessing (rate, window, stride, scaling...)")
+    variant: str = Field(description="the variant loaded")
+    variants: List[str] = Field(description="every variant the bundle has")
+    quantization: str
+    interpreter: InterpreterInfo
+    accepts: List[str] = Field(description="file name endings POST /api/predict takes for this bundle")
+    window_seconds: float
+
+
+class InfoResponse(BaseModel):
+    bundles: List[BundleInfo]
+    max_upload_bytes: int
+    auth: bool = Field(description="whether every route needs the shared secret")
+
+
+class WindowPrediction(BaseModel):
+    """What one window (or one image) alone says."""
+
+    index: int
+    start_s: float = Field(description="window start, seconds from the start of the upload")
+    end_s: float
+    label: str
+    confidence: float
+    probabilities: Dict[str, float]
+    latency_ms: float = Field(description="interpreter time for this window (encoder frames + head for video)")
+
+
+class Summary(BaseModel):
+    windows: int
+    majority_label: str
+    majority_share: float = Field(description="share of windows whose label is the majority label")
+    shares: Dict[str, float] = Field(description="share of windows per label")
+    mean_latency_ms: float
+    p50_latency_ms: float
+
+
+class PredictResponse(BaseModel):
+    """Every window's prediction and what most of them said.
+
+    ``label`` is the majority label; ``confidence`` and ``probabilities`` are the means over the
+    windows (for an image, the one prediction).
+    """
+
+    model_id: str
+    kind: str
+    variant: str
+    input: str = Field(description="recording, samples, clip or image")
+    filename: str
+    label: str
+    confidence: float
+    probabilities: Dict[str, float]
+    windows: List[WindowPrediction]
+    summary: Summary
+    total_ms: float = Field(description="server time for the whole request after the upload arrived")
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+# ---------------------------------------------------------------------------- loaded models
+
+
+class InputError(EdgeHarError):
+    """An upload the server cannot use; ``status`` is the HTTP status of the one-line reply."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def bundle_kind(bundle: Bundle) -> str:
+    """sensor, video or still-image (a video bundle in image-seq mode predicts from one frame)."""
+    if bundle.kind == "sensor":
+        return "sensor"
+    mode = (bundle.data.get("video") or {}).get("mode", "video")
+    return "still-image" if mode == "image-seq" else "video"
+
+
+@dataclass
+class LoadedModel:
+    """One bundle variant loaded for the server; ``lock`` serialises its interpreters."""
+
+    bundle: Bundle
+    kind: str
+    variant: str
+    backend: str
+    backend_version: str
+    sensor_model: Optional[TFLiteModel] = None
+    video_models: Any = None  # edge_har.device.video_runtime.VideoModels (OpenCV imported only for video)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def model_id(self) -> str:
+        return self.bundle.model_id
+
+    @classmethod
+    def load(cls, path: Path, variant: str, options: Optional[InterpreterOptions] = None) -> LoadedModel:
+        """Load ``variant`` of the bundle at ``path`` (its default variant when it has no such one)."""
+        options = options or InterpreterOptions()
+        bundle = Bundle.load(path)
+        name = variant if variant in bundle.variants else bundle.default_variant
+        if name != variant:
+            log.warning("%s has no variant %r; serving its default, %r", bundle.root, variant, name)
+        kind = bundle_kind(bundle)
+        if kind == "sensor":
+            model = bundle.load_model(name, options=options)
+            pre = bundle.preprocessing
+            bundle.check_model(model, name, expect_input=(1, pre.window, pre.n_channels))
+            loaded = cls(bundle, kind, name, model.backend.name, model.backend.version, sensor_model=model)
+        else:
+            from edge_har.device.video_runtime import VideoModels
+
+            models = VideoModels.load(bundle, name, options=options)
+            first = models.whole or models.encoder
+            assert first is not None
+            loaded = cls(bundle, kind, name, first.backend.name, first.backend.version, video_models=models)
+        log.info("serving %s (%s, variant %s, %s)", bundle.model_id, kind, name, loaded.backend)
+        return loaded
+
+    def info(self) -> BundleInfo:
+        data = self.bundle.data
+        return BundleInfo(
+            model_id=self.model_id,
+            kind=self.kind,
+            labels=list(self.bundle.labels),
+            input=TensorInfo(**{k: data["input"].get(k) for k in ("shape", "dtype", "layout")}),
+            preprocessing=dict(data["preprocessing"]),
+            variant=self.variant,
+            variants=list(self.bundle.variants),
+            quantization=self.bundle.variant(self.variant).quantization,
+            interpreter=InterpreterInfo(backend=self.backend, version=self.backend_version),
+            accepts=list(KIND_ACCEPTS[self.kind]),
+            window_seconds=self.bundle.preprocessing.window_seconds,
+        )
+
+    # ------------------------------------------------------------------ the predictions
+
+    def predict_samples(
+        self, samples: np.ndarray, source_rate_hz: Optional[float], what: str = "samples"
+    ) -> list[WindowPrediction]:
+        """Raw samples -> every window, through the device's Windowing and interpreter call.
+
+        ``what`` (the file name) starts every error message.
+        """
+        pre = self.bundle.preprocessing
+        rate = source_rate_hz or pre.sample_rate_hz
+        if samples.ndim != 2 or samples.shape[1] != pre.n_channels:
+            got = samples.shape[1] if samples.ndim == 2 else samples.ndim
+            raise InputError(
+                f"{what}: {got} columns per sample, but the bundle's channels are {', '.join(pre.channels)} ({pre.n_channels})"
+            )
+        needed = math.ceil(pre.window * rate / pre.sample_rate_hz)
+        if len(samples) < needed:
+            raise InputError(
+                f"{what}: {len(samples)} samples at {rate:g} Hz ({len(samples) / rate:.2f} s) are too short for one "
+                f"window of {pre.window} samples at {pre.sample_rate_hz:g} Hz ({pre.window_seconds:g} s)"
+            )
+        assert self.sensor_model is not None
+        with self.lock:
+            runtime = Runtime(self.bundle, self.variant, self.sensor_model, Smoother(self.bundle.labels, window=1))
+            try:
+                predictions = runtime.run_samples(samples, source_rate_hz=rate)
+            except PreprocessingError as exc:
+                raise InputError(f"{what}: {exc}") from exc
+        out = []
+        for i, p in enumerate(predictions):
+            start = i * pre.stride / pre.sample_rate_hz
+            out.append(
+                WindowPrediction(
+                    index=i,
+                    start_s=round(start, 6),
+                    end_s=round(start + pre.window_seconds, 6),
+                    label=p.raw_label,
+                    confidence=p.raw_confidence,
+                    probabilities=p.probabilities,
+                    latency_ms=p.inference_ms,
+                )
+            )
+        return out
+
+    def predict_frames(self, frames: Any, fps: float) -> list[WindowPrediction]:
+        """Decoded BGR frames at ``fps`` -> every window (video) or the one prediction (still image)."""
+        from edge_har.core.frames import FrameError
+        from edge_har.device.video_runtime import VideoRuntime
+
+        models = self.video_models
+        spec = models.spec
+        out: list[WindowPrediction] = []
+        with self.lock:
+            runtime = VideoRuntime(models, smoother=Smoother(self.bundle.labels, window=1))
+            for i, frame in enumerate(frames):
+                try:
+                    p = runtime.push(frame, i / fps)
+                except FrameError as exc:
+                    raise InputError(f"frame {i}: {exc}") from exc
+                if p is None:
+                    continue
+                end = (runtime.windowing.frames_kept) / spec.fps
+                out.append(
+                    WindowPrediction(
+                        index=len(out),
+                        start_s=round(max(0.0, end - spec.window_seconds), 6),
+                        end_s=round(end, 6),
+                        label=p.raw_label,
+                        confidence=p.raw_confidence,
+                        probabilities=p.probabilities,
+                        latency_ms=p.inference_ms,
+                    )
+                )
+        return out
+
+
+# ---------------------------------------------------------------------------- reading uploads
+
+
+def read_recording(path: Path, filename: str, n_channels: int) -> np.ndarray:
+    """A recording file through the project's reader (the one training and the replay source use)."""
+    try:
+        result = read_samples_result(path)
+    except RecordingError as exc:
+        raise InputError(str(exc).replace(str(path), filename)) from exc
+    if result.samples.shape[1] != n_channels:
+        raise InputError(
+            f"{filename}: {result.samples.shape[1]} columns, but the bundle takes {n_channels} channels per sample"
+        )
+    return result.samples
+
+
+def read_json_samples(raw: bytes, filename: str) -> tuple[np.ndarray, Optional[float]]:
+    """``[[x, y, z], ...]`` or ``{"samples": [[...]], "sample_rate_hz": 50}`` -> (samples, rate)."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{filename}: not valid JSON ({exc})") from exc
+    rate = None
+    if isinstance(doc, dict):
+        if "samples" not in doc:
+            raise InputError(f"{filename}: a JSON object needs a 'samples' key (an array of samples)")
+        rate = doc.get("sample_rate_hz")
+        if rate is not None and (not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0):
+            raise InputError(f"{filename}: sample_rate_hz must be a positive number, got {rate!r}")
+        doc = doc["samples"]
+    if not isinstance(doc, list) or not doc:
+        raise InputError(f"{filename}: expected a non-empty JSON array of samples (each an array of numbers)")
+    widths = {len(row) if isinstance(row, list) else -1 for row in doc}
+    if -1 in widths:
+        raise InputError(f"{filename}: every sample must be an array of numbers, e.g. [[0.1, 0.2, 9.8], ...]")
+    if len(widths) != 1:
+        raise InputError(f"{filename}: samples have different lengths ({', '.join(map(str, sorted(widths)))})")
+    try:
+        arr = np.asarray(doc, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{filename}: a sample holds something that is not a number") from exc
+    if not np.isfinite(arr).all():
+        raise InputError(f"{filename}: samples must be finite numbers (no NaN or infinity)")
+    return arr.reshape(len(doc), -1), float(rate) if rate is not None else None
+
+
+def read_image(raw: bytes, filename: str) -> np.ndarray:
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
+    if image is None:
+        raise InputError(f"{filename}: not an image OpenCV can read (damaged, or not PNG/JPEG/BMP/WebP/TIFF)")
+    return image
+
+
+def read_clip(path: Path, filename: str, fallback_fps: float) -> tuple[list[np.ndarray], float]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise InputError(f"{filename}: not a video OpenCV can read (damaged, or an unsupported codec)")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        frames: list[np.ndarray] = []
+        while len(frames) < MAX_CLIP_FRAMES:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(frame)
+    finally:
+        cap.release()
+    if not frames:
+        raise InputError(f"{filename}: no frame could be decoded")
+    return frames, fps if 0 < fps < 1000 else fallback_fps
+
+
+def _suffix(filename: str) -> str:
+    return Path(filename).suffix.lower()
+
+
+def _summary(windows: list[WindowPrediction], labels: list[str]) -> tuple[Summary, Dict[str, float], float]:
+    counts = Counter(w.label for w in windows)
+    majority, n = max(counts.items(), key=lambda kv: (kv[1], -labels.index(kv[0]) if kv[0] in labels else 0))
+    lat = [w.latency_ms for w in windows]
+    summary = Summary(
+        windows=len(windows),
+        majority_label=majority,
+        majority_share=n / len(windows),
+        shares={label: counts.get(label, 0) / len(windows) for label in labels},
+        mean_latency_ms=float(np.mean(lat)),
+        p50_latency_ms=float(np.median(lat)),
+    )
+    probabilities = {label: float(np.mean([w.probabilities.get(label, 0.0) for w in windows])) for label in labels}
+    confidence = float(np.mean([w.confidence for w in windows if w.label == majority]))
+    return summary, probabilities, confidence
+
+
+class _TooLarge(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------- the service
+
+
+class PredictService:
+    """The loaded bundles and the router serving the Predict page and its API."""
+
+    def __init__(self, cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> None:
+        self.cfg = cfg
+        self.models = models if models is not None else [LoadedModel.load(Path(p), cfg.variant) for p in cfg.bundles]
+        self.by_id = {m.model_id: m for m in self.models}
+        self.router = APIRouter()
+        self.router.add_api_route("/", self.page, methods=["GET"], include_in_schema=False)
+        self.router.add_api_route(
+            "/api/info",
+            self.info,
+            methods=["GET"],
+            response_model=InfoResponse,
+            summary="The loaded bundles: model id, kind, labels, input, preprocessing, variant, interpreter",
+            tags=["predict"],
+        )
+        self.router.add_api_route(
+            "/api/predict",
+            self.predict,
+            methods=["POST"],
+            response_model=PredictResponse,
+            summary="Predict from an uploaded recording, JSON samples, clip or image",
+            tags=["predict"],
+            responses={
+                400: {"model": ErrorResponse, "description": "no file, or an unknown model_id"},
+                413: {"model": ErrorResponse, "description": "the upload is over the size limit"},
+                415: {"model": ErrorResponse, "description": "a kind of file this bundle does not take"},
+                422: {"model": ErrorResponse, "description": "unreadable, wrong columns, or too short for a window"},
+            },
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "file": {"type": "string", "format": "binary"},
+                                    "model_id": {
+                                        "type": "string",
+                                        "description": "which loaded bundle (default: the first)",
+                                    },
+                                    "sample_rate_hz": {
+                                        "type": "number",
+                                        "description": "rate of an uploaded recording (default: the model's)",
+                                    },
+                                },
+                            }
+                        }
+                    },
+                }
+            },
+        )
+
+    async def page(self) -> FileResponse:
+        return FileResponse(STATIC / "predict.html", media_type="text/html")
+
+    async def info(self) -> InfoResponse:
+        return InfoResponse(
+            bundles=[m.info() for m in self.models],
+            max_upload_bytes=self.cfg.max_upload_bytes,
+            auth=self.cfg.password is not None,
+        )
+
+    def _limited(self, request: Request) -> Request:
+        """The request with its body counted as it streams in: over the limit, reading it fails."""
+        limit = self.cfg.max_upload_bytes + MULTIPART_SLACK
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise _TooLarge()
+        receive = request.receive
+        seen = 0
+
+        async def counting_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _TooLarge()
+            return message
+
+        return Request(request.scope, counting_receive)
+
+    def _too_large(self) -> HTTPException:
+        mb = self.cfg.max_upload_bytes / (1024 * 1024)
+        return HTTPException(413, f"the upload is over the {mb:g} MiB limit (edge-har serve --max-upload-mb)")
+
+    async def predict(self, request: Request) -> PredictResponse:
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise HTTPException(415, "send the file as multipart/form-data in a field named 'file'")
+        try:
+            form = await self._limited(request).form(max_files=1, max_fields=10)
+        except _TooLarge:
+            raise self._too_large() from None
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(400, "no file: send it in a multipart field named 'file'")
+            model = self._model(form.get("model_id"))
+            rate = self._rate(form.get("sample_rate_hz"))
+            filename = Path(upload.filename or "upload").name
+            if (upload.size or 0) > self.cfg.max_upload_bytes:
+                raise self._too_large()
+            started = time.perf_counter()
+            try:
+                input_kind, windows = await run_in_threadpool(self._run, model, upload, filename, rate)
+            except InputError as exc:
+                raise HTTPException(exc.status, str(exc).splitlines()[0]) from None
+            if not windows:
+                raise HTTPException(422, f"{filename}: too short for one window of the model")
+            summary, probabilities, confidence = _summary(windows, list(model.bundle.labels))
+            return PredictResponse(
+                model_id=model.model_id,
+                kind=model.kind,
+                variant=model.variant,
+                input=input_kind,
+                filename=filename,
+                label=summary.majority_label,
+                confidence=confidence,
+                probabilities=probabilities,
+                windows=windows,
+                summary=summary,
+                total_ms=(time.perf_counter() - started) * 1000.0,
+            )
+        finally:
+            await form.close()
+
+    def _model(self, model_id: Any) -> LoadedModel:
+        if not self.models:
+            raise HTTPException(400, "no bundle is loaded (edge-har serve --bundle DIR)")
+        if model_id in (None, ""):
+            return self.models[0]
+        if model_id not in self.by_id:
+            raise HTTPException(400, f"model_id {model_id!r} is not loaded; loaded: {', '.join(self.by_id)}")
+        return self.by_id[str(model_id)]
+
+    @staticmethod
+    def _rate(text: Any) -> Optional[float]:
+        if text in (None, ""):
+            return None
+        try:
+            rate = float(str(text))
+        except ValueError:
+            rate = float("nan")
+        if not (rate > 0 and math.isfinite(rate)):
+            raise HTTPException(422, f"sample_rate_hz must be a positive number of Hz, got {text!r}")
+        return rate
+
+    def _run(
+        self, model: LoadedModel, upload: UploadFile, filename: str, rate: Optional[float]
+    ) -> tuple[str, list[WindowPrediction]]:
+        """In the thread pool: read the upload the way its kind needs, then predict."""
+        suffix = _suffix(filename)
+        content_type = (upload.content_type or "").split(";")[0].strip().lower()
+        accepts = KIND_ACCEPTS[model.kind]
+        if suffix not in accepts:
+            raise InputError(
+                f"{filename} ({content_type or 'no content type'}): {model.model_id} is a {model.kind} bundle and "
+                f"takes {KIND_DESCRIBES[model.kind]}",
+                415,
+            )
+        upload.file.seek(0)
+        try:
+            if model.kind == "sensor":
+                if suffix in JSON_SUFFIXES:
+                    samples, json_rate = read_json_samples(upload.file.read(), filename)
+                    return "samples", model.predict_samples(samples, rate or json_rate, filename)
+                with _as_file(upload, suffix) as path:
+                    samples = read_recording(path, filename, model.bundle.preprocessing.n_channels)
+                return "recording", model.predict_samples(samples, rate, filename)
+            if model.kind == "still-image":
+                return "image", model.predict_frames([read_image(upload.file.read(), filename)], fps=1.0)
+            with _as_file(upload, suffix) as path:
+                frames, fps = read_clip(path, filename, model.video_models.spec.fps)
+            windows = model.predict_frames(frames, fps)
+            if not windows:
+                spec = model.video_models.spec
+                raise InputError(
+                    f"{filename}: {len(frames)} frames at {fps:g} fps are too short for one window of "
+                    f"{spec.window} frames at {spec.fps:g} fps ({spec.window_seconds:g} s)"
+                )
+            return "clip", windows
+        except (BundleError, PreprocessingError) as exc:
+            raise InputError(f"{filename}: {exc}") from exc
+
+
+class _as_file:
+    """The upload as a named file on disk (the recording reader and OpenCV's decoder take paths)."""
+
+    def __init__(self, upload: UploadFile, suffix: str) -> None:
+        self.upload = upload
+        self.suffix = suffix
+        self.path: Optional[Path] = None
+
+    def __enter__(self) -> Path:
+        fd, name = tempfile.mkstemp(prefix="edge-har-upload-", suffix=self.suffix)
+        self.path = Path(name)
+        with os.fdopen(fd, "wb") as out:
+            self.upload.file.seek(0)
+            while chunk := self.upload.file.read(1 << 20):
+                out.write(chunk)
+        return self.path
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)

@@ -1,0 +1,216 @@
+"""``edge-har serve``: the command line of the web app (options -> :class:`ServeConfig` -> uvicorn).
+
+The loopback rule lives here: the server binds 127.0.0.1 unless told otherwise, and another
+address needs ``--password-file`` (HTTP basic auth or a bearer token) or an explicit
+``--insecure-no-auth``, which logs a warning at every start. A mistake is one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+from edge_har.core.errors import CommandError
+from edge_har.web.config import DEFAULT_DB_PATH, DEFAULT_PORT, ServeConfig
+
+log = logging.getLogger("edge_har.web")
+
+_EPILOG = """\
+examples:
+  edge-har serve --bundle bundles/hmp                       # http://127.0.0.1:8321, prediction only
+  edge-har serve --bundle bundles/hmp --broker 127.0.0.1:1883   # + the live view of every device
+  edge-har serve --bundle bundles/hmp --bundle bundles/kth-video --variant float32
+  edge-har serve --host 0.0.0.0 --password-file ~/.config/edge-har/web.pass --bundle bundles/hmp \\
+      --broker mqtts://broker.lan --broker-username viewer --broker-password-file viewer.pass --ca-file ca.crt
+  edge-har serve --bundle bundles/hmp --db-url postgresql+psycopg://edge@127.0.0.1:5432/edge_har
+
+Pages: / (Predict: drop a recording, JSON samples, a clip or an image) and /live (every device seen
+on the broker). API: /api/info, /api/predict, /api/devices, /api/stream; the schema is at /docs.
+
+Auth: on 127.0.0.1 (the default) none is needed. Any other --host needs --password-file FILE (its
+first line is the shared secret: the browser asks for it, any user name; scripts send
+'Authorization: Bearer SECRET' or basic auth) or --insecure-no-auth (anyone on the network can use it).
+History: every prediction received over MQTT is stored in SQLite (--db-path) or PostgreSQL
+(--db-url) and kept --retention-days days.
+"""
+
+
+def register(subparsers: Any) -> None:
+    from edge_har.mqtt.cli_options import add_broker_options
+
+    parser = subparsers.add_parser(
+        "serve",
+        description=(
+            "Serve a web app: upload a recording, clip or image and see the prediction with a bar per class "
+            "(the device's preprocessing and interpreter), and a live view of every device on an MQTT broker "
+            "with today's activity history. Loopback by default; no TensorFlow."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    web = parser.add_argument_group("web server")
+    web.add_argument("--host", default="127.0.0.1", type=str, help="address to bind (default: 127.0.0.1, loopback)")
+    web.add_argument("--port", default=DEFAULT_PORT, type=_port, help=f"TCP port (default: {DEFAULT_PORT})")
+    web.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="file whose first line is the web app's shared secret (basic auth or bearer token); "
+        "required for a non-loopback --host",
+    )
+    web.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow a non-loopback --host without a password (anyone who can reach it can use it)",
+    )
+    web.add_argument(
+        "--max-upload-mb", default=20.0, type=_positive_float, metavar="MB", help="largest upload (default: 20)"
+    )
+    models = parser.add_argument_group("models")
+    models.add_argument(
+        "--bundle",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        default=[],
+        help="a model bundle to predict with; repeatable (the Predict page offers each)",
+    )
+    models.add_argument(
+        "--variant",
+        default="int8",
+        type=str,
+        help="bundle variant to load (default: int8; a bundle without it serves its default variant)",
+    )
+    live = add_broker_options(parser, prefix="broker-", default=None, title="live view (MQTT)")
+    live.add_argument(
+        "--topic-prefix", default="edge-har", type=str, help="the devices' topic prefix (default: edge-har)"
+    )
+    store = parser.add_argument_group("history")
+    store.add_argument(
+        "--db-path",
+        default=DEFAULT_DB_PATH,
+        type=Path,
+        metavar="FILE",
+        help=f"SQLite file for the prediction history (default: ./{DEFAULT_DB_PATH})",
+    )
+    store.add_argument(
+        "--db-url",
+        type=str,
+        metavar="URL",
+        help="SQLAlchemy URL of a PostgreSQL database instead (postgresql+psycopg://USER@HOST:PORT/DB)",
+    )
+    store.add_argument(
+        "--retention-days",
+        default=30.0,
+        type=_positive_float,
+        metavar="DAYS",
+        help="delete stored predictions older than this (default: 30)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and 'localhost' only reach this machine; anything else may reach a network."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any address
+
+
+def read_password(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"--password-file {path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"--password-file {path}: not UTF-8 text") from None
+    password = text.splitlines()[0].strip() if text.strip() else ""
+    if not password:
+        raise CommandError(f"--password-file {path}: the first line is empty (it holds the password)")
+    return password
+
+
+def build_serve_config(args: argparse.Namespace) -> ServeConfig:
+    """The :class:`ServeConfig` of the parsed options; :class:`CommandError` (exit 2) for a mistake."""
+    password: Optional[str] = read_password(args.password_file) if args.password_file else None
+    if password is None and not is_loopback(args.host) and not args.insecure_no_auth:
+        raise CommandError(
+            f"--host {args.host} is reachable from the network: give --password-file FILE, or --insecure-no-auth"
+        )
+    if password is not None and args.insecure_no_auth:
+        raise CommandError("--password-file and --insecure-no-auth contradict each other; choose one")
+    for bundle in args.bundle:
+        if not (bundle / "bundle.json").is_file():
+            raise CommandError(f"--bundle {bundle}: not a model bundle (no bundle.json)")
+    mqtt = None
+    if args.broker:
+        from edge_har.mqtt.cli_options import build_config
+
+        mqtt = build_config(args, prefix="broker-")
+    elif args.broker_username or args.broker_password_env or args.broker_password_file or args.ca_file:
+        raise CommandError("broker options without --broker: give --broker HOST[:PORT] for the live view")
+    return ServeConfig(
+        host=args.host,
+        port=args.port,
+        bundles=tuple(args.bundle),
+        variant=args.variant,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        password=password,
+        mqtt=mqtt,
+        topic_prefix=args.topic_prefix,
+        db_url=args.db_url,
+        db_path=args.db_path,
+        retention_days=args.retention_days,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = build_serve_config(args)
+    if cfg.password is None and not is_loopback(cfg.host):
+        log.warning(
+            "NO AUTHENTICATION on %s:%d (--insecure-no-auth): anyone who can reach this address can upload "
+            "files and read every device's history",
+            cfg.host,
+            cfg.port,
+        )
+    import uvicorn
+
+    from edge_har.web.app import create_app
+
+    app = create_app(cfg)
+    where = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+    log.info(
+        "edge-har serve on http://%s:%d/ (%s; %d bundle(s); live: %s)",
+        where,
+        cfg.port,
+        "password required" if cfg.password else "no auth",
+        len(cfg.bundles),
+        f"{cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt else "no broker",
+    )
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
+    return 0
