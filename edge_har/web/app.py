@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Optional
+from typing import AsyncIterator, Optional
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -17,7 +17,9 @@ from fastapi.staticfiles import StaticFiles
 from edge_har import __version__
 from edge_har.web.auth import SharedSecretAuth
 from edge_har.web.config import ServeConfig
+from edge_har.web.live import LiveService
 from edge_har.web.predict import STATIC, LoadedModel, PredictService
+from edge_har.web.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -31,35 +33,22 @@ def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> 
     """The app for ``cfg``; ``models`` (already loaded bundles) lets tests and benchmarks share them."""
     predict = PredictService(cfg, models)
 
-    # TEMPORARY GUARD (issue 14, WEB-APP): the live half (edge_har/web/live.py, store.py) is being
-    # written in parallel; until it lands the app serves prediction only. Removed once live.py exists.
-    try:
-        from edge_har.web.live import LiveService
-        from edge_har.web.store import open_store
-    except ImportError:  # pragma: no cover - temporary
-        LiveService = None  # type: ignore[assignment,misc]
-        open_store = None  # type: ignore[assignment]
-    live: Any = None
-    if LiveService is not None and open_store is not None:
-        live = LiveService(cfg, open_store(cfg))
+    live = LiveService(cfg, open_store(cfg))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if live is not None:
-            live.start()
+        live.start()
         try:
             yield
         finally:
-            if live is not None:
-                live.stop()
+            live.stop()
 
     app = FastAPI(title="edge-har serve", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.cfg = cfg
     app.state.predict = predict
     app.state.live = live
     app.include_router(predict.router)
-    if live is not None:
-        app.include_router(live.router)
+    app.include_router(live.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if cfg.password is not None:
         app.add_middleware(SharedSecretAuth, password=cfg.password)

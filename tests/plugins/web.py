@@ -5,7 +5,8 @@
     background thread, and returns once the server answers HTTP. ``WebServer.url`` is its base URL
     (``http://127.0.0.1:PORT``); ``WebServer.stop()`` shuts it down cleanly (the app's lifespan
     runs its shutdown), and every server still running is stopped at the end of the test.
-    ``cfg.port`` is ignored (a free port is picked); ``WebServer.cfg`` has the one used.
+    ``cfg.port`` is ignored (a free port is picked); ``WebServer.cfg`` has the one used. A
+    ``cfg.db_path`` left at its default becomes a file in the test's tmp_path.
 ``browser_page`` -> callable ``new_page(**context_options) -> playwright Page``
     Debian's ``/usr/bin/chromium`` driven by Playwright's sync API, headless, with a fresh
     user-data dir per page under the test's tmp_path (no state leaks between tests). Keyword
@@ -113,14 +114,17 @@ class WebServer:
 
 
 @pytest.fixture
-def web_server() -> Any:
+def web_server(tmp_path) -> Any:
     from edge_har.web.app import create_app
+    from edge_har.web.config import DEFAULT_DB_PATH
 
     running: list[WebServer] = []
 
     def start(cfg: Any, app: Any = None) -> WebServer:
         port = free_port()
         cfg = replace(cfg, port=port)
+        if cfg.db_url is None and cfg.db_path == DEFAULT_DB_PATH:  # never the working directory's file
+            cfg = replace(cfg, db_path=tmp_path / f"web-{port}.sqlite3")
         server = WebServer(cfg, app if app is not None else create_app(cfg), port).start()
         running.append(server)
         return server
