@@ -326,7 +326,7 @@ class Store:
         query = (
             sa.select(durations.c.label, sa.func.sum(durations.c.seconds).label("seconds"))
             .group_by(durations.c.label)
-            .order_by(sa.func.sum(durations.c.seconds).desc())
+            .order_by(sa.func.sum(durations.c.seconds).desc(), durations.c.label)
         )
         with self.engine.connect() as conn:
             return {label: float(seconds or 0.0) for label, seconds in conn.execute(query)}
@@ -377,6 +377,10 @@ def open_store_url(url: str, *, retention_days: float = 30.0) -> Store:
         raise StoreError(f"--db-url {url!r}: not a database URL (sqlite:///FILE or postgresql+psycopg://...)") from None
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg2", "psycopg2cffi"):
         raise StoreError("--db-url: use the psycopg 3 driver, postgresql+psycopg://...")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"--db-url {parsed.render_as_string(hide_password=True)}: only SQLite and PostgreSQL are supported"
+        )
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 (the web extra), not psycopg2
     shown = parsed.render_as_string(hide_password=True)
