@@ -115,6 +115,33 @@ def detect_delimiter(line: str) -> str:
     return WHITESPACE
 
 
+TERMINATORS = (";", ",")
+
+
+def detect_terminator(line: str) -> str | None:
+    """The character that ends every line of a file (``1,2,3;``), from its first non-empty line, or None.
+
+    Some loggers end each line with ``;`` (or ``,``). Left in place, ``1,2,3;``
+    makes ``;`` look like the delimiter and the whole line one field; it is
+    stripped before the delimiter is detected and before each line is split.
+    """
+    stripped = line.rstrip()
+    return stripped[-1] if stripped and stripped[-1] in TERMINATORS else None
+
+
+def strip_terminator(line: str, terminator: str | None) -> str:
+    """``line`` without one trailing ``terminator`` (and the white space around it)."""
+    if terminator is None:
+        return line
+    stripped = line.rstrip()
+    return stripped[:-1] if stripped.endswith(terminator) else line
+
+
+def _delimiter_inside(fields: list[str]) -> bool:
+    """One field that holds a delimiter character (``'1,2,3'``): a mis-split sample line, never a header."""
+    return len(fields) == 1 and any(d in fields[0] for d in (SEMICOLON, COMMA))
+
+
 def split_fields(line: str, delimiter: str) -> list[str]:
     """Fields of one line; one trailing delimiter (``1,2,3,``) is tolerated, inner empty fields are kept."""
     if delimiter == WHITESPACE:
@@ -174,8 +201,11 @@ def read_samples_result(
     """Read one file of numeric columns separated by white space, commas or semicolons.
 
     The delimiter is detected per file from its first non-empty line (see
-    :func:`detect_delimiter`). A first line whose fields are all non-numeric
-    is a header (kept in ``ReadResult.header``, not a sample). Blank lines are
+    :func:`detect_delimiter`), after a line terminator that line ends with
+    (``1,2,3;``, see :func:`detect_terminator`) is stripped from every line. A
+    first line whose fields are all non-numeric is a header (kept in
+    ``ReadResult.header``, not a sample), unless it is one field holding a
+    delimiter character (a sample line split wrongly, which then fails there). Blank lines are
     ignored. Every other line must hold the same number of finite numbers:
     ``n_channels`` when given, else the count most lines of the file have.
     A line that does not is a ``RecordingError`` naming ``file:line``, or with
@@ -184,15 +214,17 @@ def read_samples_result(
     """
     path = Path(path)
     text = _read_text(path, skip_bad)
-    lines = text.splitlines()
-    data_idx = [i for i, line in enumerate(lines) if line.strip()]
+    raw_lines = text.splitlines()
+    data_idx = [i for i, line in enumerate(raw_lines) if line.strip()]
     if not data_idx:
         raise RecordingError(f"{path}: empty file (no samples)")
+    terminator = detect_terminator(raw_lines[data_idx[0]])
+    lines = [strip_terminator(line, terminator) for line in raw_lines] if terminator else raw_lines
     delimiter = detect_delimiter(lines[data_idx[0]])
 
     header = None
     first_fields = split_fields(lines[data_idx[0]], delimiter)
-    if not any(_is_number(t, delimiter) for t in first_fields):
+    if not any(_is_number(t, delimiter) for t in first_fields) and not _delimiter_inside(first_fields):
         header = tuple(first_fields)
         data_idx = data_idx[1:]
         if not data_idx:
@@ -202,7 +234,7 @@ def read_samples_result(
     if fast is not None:
         return ReadResult(fast, 0, header, delimiter, np.asarray(data_idx, np.int64) + start_line)
 
-    rows = [(i + start_line, lines[i], split_fields(lines[i], delimiter)) for i in data_idx]
+    rows = [(i + start_line, raw_lines[i], split_fields(lines[i], delimiter)) for i in data_idx]
     if n_channels is not None:
         width, why = n_channels, f"{n_channels} are expected"
     else:
