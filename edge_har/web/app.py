@@ -42,6 +42,7 @@ def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> 
             yield
         finally:
             live.stop()
+            log.info("edge-har serve stopped")
 
     app = FastAPI(title="edge-har serve", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.cfg = cfg
