@@ -184,6 +184,9 @@ class Ingest:
         self.prefix = cfg.topic_prefix
         self._inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue(queue_max)
         self._stop = threading.Event()
+        # Set once the broker acknowledged the subscriptions (cleared while disconnected): what a test or
+        # the benchmark waits for before publishing, since a broker keeps no non-retained message for later.
+        self.ready = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._client: Any = None
         self._devices: dict[str, _Device] = {}
@@ -204,6 +207,7 @@ class Ingest:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self._client = client
         self._thread = threading.Thread(target=self._run, name="edge-har-web-ingest", daemon=True)
         self._thread.start()
@@ -247,7 +251,15 @@ class Ingest:
         self.hub.publish({"type": "broker", **self.broker_state()})
         log.info("ingest: connected to the broker")
 
+    def _on_subscribe(self, _client: Any, _userdata: Any, _mid: Any, reasons: Any, _props: Any = None) -> None:
+        refused = [r for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            self._problem(f"broker refused the subscription to {self.prefix}/+/...: {refused[0]} (check its ACL)")
+            return
+        self.ready.set()
+
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
+        self.ready.clear()
         if self.counters.connected:
             log.warning("ingest: lost the broker (%s); paho reconnects", reason)
         self.counters.connected = False
