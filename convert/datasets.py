@@ -97,7 +97,7 @@ FLAGS = {
     "label_names": "--label-names",
 }
 # Options every layout takes: applied to the loaded data set (see ``refine``).
-COMMON_OPTIONS = ("columns", "classes")
+COMMON_OPTIONS = ("columns", "label_map", "classes")
 OPTIONS = {
     "hmp": ("include_model", "skip_bad", "subject_regex"),
     "folder": (
@@ -176,6 +176,7 @@ class Dataset:
     split_groups: list[str] | None = None
     columns: list[int] | None = None  # the file columns --columns picked, in channel order
     kept_classes: list[str] | None = None  # --classes
+    label_map: dict[str, str | None] | None = None  # --label-map: original class -> label (None: left out)
 
     def label_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
@@ -219,6 +220,8 @@ class Dataset:
             out["columns"] = list(self.columns)
         if self.kept_classes is not None:
             out["classes"] = list(self.kept_classes)
+        if self.label_map is not None:
+            out["label_map"] = dict(self.label_map)
         return out
 
 
@@ -711,6 +714,7 @@ def refine(
     channels: Sequence[str] | None = None,
     scale: Sequence[float] | None = None,
     offset: Sequence[float] | None = None,
+    label_map: str | Path | Sequence[tuple[str, str]] | None = None,
     classes: Sequence[str] | None = None,
 ) -> Dataset:
     """Options any layout takes, applied to the loaded data set.
@@ -718,7 +722,8 @@ def refine(
     ``columns`` picks columns by 0-based index or by name (the layout's channel
     names, or ``channels`` when it names every column); ``channels`` then names
     either every column of the file or just the chosen ones, and ``scale`` /
-    ``offset`` are per chosen column. ``classes`` keeps only those classes.
+    ``offset`` are per chosen column. ``label_map`` (see :func:`parse_label_map`)
+    renames and merges classes, then ``classes`` keeps only those (mapped) classes.
     """
     where = Path(ds.path or ds.root)
     if columns:
@@ -747,6 +752,9 @@ def refine(
         ds.scale = _per_channel(scale, len(idx), "--scale", where)
         ds.offset = _per_channel(offset, len(idx), "--offset", where)
         ds.columns = [int(i) for i in idx]
+    if label_map is not None:
+        rules = parse_label_map(label_map) if isinstance(label_map, (str, Path)) else list(label_map)
+        apply_label_map(ds, rules, where)
     if classes:
         known = set(ds.labels)
         unknown = [c for c in classes if c not in known]
@@ -759,6 +767,73 @@ def refine(
         ds.labels = sorted(set(classes))
         ds.kept_classes = list(ds.labels)
     return ds
+
+
+DROP = "-"
+
+
+def parse_label_map(spec: str | Path) -> list[tuple[str, str]]:
+    """(pattern, label) rules from a file of ``PATTERN=LABEL`` lines (``#`` comments) or from
+    ``'F*=fall,D*=adl'``. Patterns are shell-style (``*``, ``?``, ``[..]``), matched to the whole,
+    case-sensitive class name; the first matching rule wins; label ``-`` leaves the class out."""
+    path = Path(spec)
+    if path.is_file():
+        where = str(path)
+        try:
+            lines = list(enumerate(path.read_text(encoding="utf-8").splitlines(), start=1))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{path}: cannot read the label map: {exc}") from exc
+        entries = [(f"{where}:{n}", line.split("#", 1)[0].strip()) for n, line in lines]
+    else:
+        where = f"--label-map {str(spec)!r}"
+        entries = [(where, part.strip()) for part in str(spec).split(",")]
+    rules: list[tuple[str, str]] = []
+    for at, text in entries:
+        if not text:
+            continue
+        pattern, sep, label = (t.strip() for t in text.partition("="))
+        if not sep or not pattern or not label:
+            raise DatasetError(
+                f"{at}: expected PATTERN=LABEL (e.g. F*=fall, or Walk*=- to leave classes out), got {text!r}"
+            )
+        rules.append((pattern, label))
+    if not rules:
+        raise DatasetError(f"{where}: no PATTERN=LABEL rules")
+    return rules
+
+
+def apply_label_map(ds: Dataset, rules: Sequence[tuple[str, str]], where: Path | str) -> None:
+    """Rename / merge / leave out classes by ``rules``; records the mapping in ``ds.label_map``."""
+    from fnmatch import fnmatchcase
+
+    mapping: dict[str, str | None] = {}
+    used: set[int] = set()
+    for original in ds.labels:
+        target: str | None = original
+        for k, (pattern, label) in enumerate(rules):
+            if fnmatchcase(original, pattern):
+                target = None if label == DROP else label
+                used.add(k)
+                break
+        mapping[original] = target
+    unused = [f"{p}={lbl}" for k, (p, lbl) in enumerate(rules) if k not in used]
+    if unused:
+        log.warning(
+            "%s: label map rule(s) %s match no class (classes: %s)", where, ", ".join(unused), ", ".join(ds.labels)
+        )
+    keep = [i for i, r in enumerate(ds.recordings) if mapping[r.label] is not None]
+    if not keep:
+        raise DatasetError(
+            f"{where}: the label map leaves no class ({', '.join(f'{k}->{v}' for k, v in mapping.items())})"
+        )
+    _keep_recordings(ds, keep)
+    for r in ds.recordings:
+        r.label = str(mapping[r.label])
+    ds.labels = sorted({str(v) for v in mapping.values() if v is not None})
+    ds.label_map = mapping
+    merged = [f"{v} <- {', '.join(k for k, t in mapping.items() if t == v)}" for v in ds.labels]
+    dropped = [k for k, v in mapping.items() if v is None]
+    log.info("label map: %s%s", "; ".join(merged), f"; left out: {', '.join(dropped)}" if dropped else "")
 
 
 def _keep_recordings(ds: Dataset, keep: Sequence[int]) -> None:
@@ -997,6 +1072,15 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = True
         help="any layout: keep only these classes, e.g. HAPT's six basic activities "
         "--classes WALKING,WALKING_UPSTAIRS,WALKING_DOWNSTAIRS,SITTING,STANDING,LAYING",
     )
+    g.add_argument(
+        "--label-map",
+        type=str,
+        default=None,
+        metavar="RULES|FILE",
+        help="any layout: rename or merge classes before training, e.g. --label-map 'F*=fall,D*=adl' "
+        "(shell patterns, first match wins, '-' leaves a class out: --label-map '*_TO_*=-'), or a file of "
+        "PATTERN=LABEL lines; the model predicts the merged names and bundle.json records the map",
+    )
     i = parser.add_argument_group(
         "interval labels",
         "Recordings under --data plus an annotation file of labelled segments (recording, label, start, end "
@@ -1083,6 +1167,7 @@ def dataset_from_args(args: argparse.Namespace) -> Dataset:
         "skip_bad": getattr(args, "skip_bad", False),
         "columns": getattr(args, "columns", None),
         "classes": getattr(args, "classes", None),
+        "label_map": getattr(args, "label_map", None),
         "annotations": getattr(args, "intervals", None),
         "files": getattr(args, "recording_files", None),
         "interval_units": getattr(args, "interval_units", None),

@@ -42,7 +42,7 @@ in three additive ways; everything else above holds for it too:
                          "clip":    {...optional: the whole clip model, T frames in, for comparisons}}}
 
   A variant without ``parts`` (the still-image mode) has ``file`` as above.
-* ``"video": {"mode": "video" | "image-seq", "frames": T, "feature_shape": [...], ...}``
+* ``"video": {"mode": "video" | "image-seq" | "pose", "frames": T, "feature_shape": [...], ...}``
   describes the model for the video runtime.
 
 Every key the device reads is validated with pydantic (:class:`BundleDoc`) before anything
@@ -211,8 +211,31 @@ class PreprocessingDoc(_Doc):
 
 
 class VideoDoc(_Doc):
-    mode: Literal["video", "image-seq"] = "video"
+    mode: Literal["video", "image-seq", "pose"] = "video"  # pose: BlazePose parts + head (edge_har.device.pose_encoder)
     frames: Optional[_Dim] = None
+
+
+class GateDoc(_Doc):
+    """``metrics.gate``: the int8 accuracy gate's verdict, in words (written since issue 15).
+
+    ``verdict``: ``pass`` (every full-integer variant within ``allowed_drop_points`` of
+    float32, no degenerate variant), ``accepted`` (over the limit or degenerate, written
+    because the user said so) or ``refused`` (only in a refused conversion's
+    ``refused.json``). ``drop_points``: the worst full-integer drop below float32.
+    Bundles of older writers lack it; :attr:`Bundle.gate` derives it from their flat keys.
+    """
+
+    verdict: Literal["pass", "accepted", "refused"]
+    drop_points: Optional[_Finite] = None
+    allowed_drop_points: Optional[_Finite] = None
+    reasons: List[str] = Field(default_factory=list)
+    degenerate: Dict[str, Any] = Field(default_factory=dict)
+
+
+class MetricsDoc(_Doc):
+    """``metrics``: free-form test figures; only the gate's verdict is typed."""
+
+    gate: Optional[GateDoc] = None
 
 
 class BundleDoc(_Doc):
@@ -227,11 +250,25 @@ class BundleDoc(_Doc):
     default_variant: _Name
     variants: Annotated[Dict[_Name, _AnyVariant], Field(min_length=1)]
     video: Optional[VideoDoc] = None
-    metrics: Dict[str, Any] = Field(default_factory=dict)
+    metrics: MetricsDoc = Field(default_factory=MetricsDoc)
     training: Dict[str, Any] = Field(default_factory=dict)
     provenance: Dict[str, Any] = Field(default_factory=dict)
     # A file entry is None when it was not made (training curves without matplotlib): the model still ships.
     files: Dict[str, Optional[str]] = Field(default_factory=dict)
+    # ``--label-map``: each class name of the data set -> the label the model predicts for it (None:
+    # left out of training). Absent in bundles made without one, and in those of older writers.
+    label_map: Optional[Dict[_Name, Optional[_Name]]] = None
+
+
+def _provenance_label_map(data: Mapping[str, Any]) -> dict[str, str | None]:
+    """``provenance.dataset.label_map`` (where a converter records it without the top-level key), if well-formed."""
+    dataset = (data.get("provenance") or {}).get("dataset")
+    found = dataset.get("label_map") if isinstance(dataset, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    labels = set(data.get("labels") or ())
+    ok = all(isinstance(k, str) and (v is None or (isinstance(v, str) and v in labels)) for k, v in found.items())
+    return dict(found) if ok else {}
 
 
 def _required(model: type[BaseModel]) -> tuple[str, ...]:
@@ -289,6 +326,8 @@ class Bundle:
         validate_data(data, where=where)  # every key below is then present and of its type
         self.labels: list[str] = list(data["labels"])
         self.kind: str = data["kind"]
+        # the data set's class names -> the model's labels (``--label-map``); empty when there was none
+        self.label_map: dict[str, str | None] = dict(data.get("label_map") or _provenance_label_map(data))
         try:
             self.preprocessing = Preprocessing.from_json(data["preprocessing"], where=f"{where}: preprocessing")
             if self.kind == "video":  # the frame geometry too, so a bad one fails here and not at the first frame
@@ -323,6 +362,11 @@ class Bundle:
                 meta=meta,
             )
 
+    def model_label(self, name: str) -> str | None:
+        """The label this model predicts for a data set class ``name`` (a replay's truth): through
+        ``label_map`` when the bundle has one (None for a class left out), else ``name`` itself."""
+        return self.label_map.get(name, name) if self.label_map else name
+
     # ----------------------------------------------------------- loading
 
     @classmethod
@@ -356,6 +400,21 @@ class Bundle:
     @property
     def metrics(self) -> Mapping[str, Any]:
         return self.data.get("metrics", {})
+
+    @property
+    def gate(self) -> dict[str, Any]:
+        """``metrics.gate`` (verdict, drop_points, allowed_drop_points, ...); derived for older bundles."""
+        metrics = self.metrics
+        if isinstance(metrics.get("gate"), dict):
+            return dict(metrics["gate"])
+        accepted = bool(metrics.get("int8_drop_allowed"))
+        return {
+            "verdict": "accepted" if accepted else "pass",
+            "drop_points": metrics.get("int8_drop_points"),
+            "allowed_drop_points": metrics.get("max_int8_drop_points"),
+            "reasons": ["int8 drop over the limit"] if accepted else [],
+            "degenerate": {},
+        }
 
     def variant(self, name: str | None = None) -> Variant:
         key = name or self.default_variant
@@ -532,6 +591,9 @@ def _consistency_problems(doc: BundleDoc) -> list[str]:
     for name, variant in doc.variants.items():
         if isinstance(variant, SplitVariantDoc) and doc.kind != "video":
             problems.append(f"variants.{name}.parts: only a video bundle may split a variant into parts")
+    for original, label in (doc.label_map or {}).items():
+        if label is not None and label not in doc.labels:
+            problems.append(f"label_map.{original}: {label!r} is not one of the labels ({', '.join(doc.labels)})")
     pre = doc.preprocessing
     if doc.kind == "video" and pre.frame is None:
         problems.append("preprocessing.frame: a video bundle needs 'preprocessing.frame' with integer height and width")
