@@ -411,7 +411,8 @@ class Ingest:
         if batch.rows:
             for row in batch.rows:
                 self._devices.setdefault(row["device_id"], _Device())
-            items = [{k: r[k] for k in ("device_id", "run_id", "seq", "ts", "label", "confidence")} for r in batch.rows]
+            keys = ("device_id", "run_id", "seq", "ts", "label", "confidence", "model_id")
+            items = [{k: r[k] for k in keys} for r in batch.rows]
             self.hub.publish({"type": "predictions", "items": items})
         return True
 

@@ -227,6 +227,7 @@ function connect() {
       if (!device.view.activity || p.ts >= device.view.activity.ts) {
         device.view.activity = { label: p.label, confidence: p.confidence, ts: p.ts };
         device.view.run_id = p.run_id;
+        device.view.model_id = p.model_id;
       }
       touched.add(device);
     }

@@ -1,0 +1,193 @@
+"""The Live page in a real headless Chromium, against a real uvicorn, a real mosquitto and SQLite.
+
+Devices publish the daemon's payloads with paho; the page must follow them without a reload (a marker
+set in the page's window survives every step), show a device going offline when its Last Will fires,
+and come back by itself after the server restarts on the same port. Screenshots go to the test's
+tmp_path/screenshots/ (``live-fleet.png`` is the README's docs/img/web-live.png).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("playwright")
+
+import paho.mqtt.client as paho  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+from edge_har.mqtt.config import MqttConfig  # noqa: E402
+from edge_har.mqtt.payloads import prediction_payload, stats_payload  # noqa: E402
+from edge_har.web.app import create_app  # noqa: E402
+from edge_har.web.config import ServeConfig  # noqa: E402
+from tests.plugins.web import WebServer  # noqa: E402
+from tests.test_web_live import WILLING_DEVICE, wait_until  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+LABELS = ["Sit", "Walk", "Wave"]
+STRIDE_S = 1.0
+
+
+def payload(device: str, seq: int, ts: float, label: str, run_id: str = "a1b2c3d4e5f6") -> str:
+    probs = {name: (0.86 if name == label else 0.07) for name in LABELS}
+    return json.dumps(
+        prediction_payload(
+            device_id=device,
+            model_id="tiny-cnn-lstm",
+            variant="int8",
+            run_id=run_id,
+            seq=seq,
+            window_end_ts=ts,
+            label=label,
+            confidence=0.86,
+            probabilities=probs,
+            inference_ms=0.6,
+            e2e_ms=1.9,
+        )
+    )
+
+
+def stats(device: str, wps: float, reconnects: int) -> str:
+    return json.dumps(
+        stats_payload(
+            device_id=device,
+            model_id="tiny-cnn-lstm",
+            run_id="a1b2c3d4e5f6",
+            uptime_s=2400.0,
+            windows_total=2400,
+            windows_per_s=wps,
+            inference_ms={"p50": 0.62, "p90": 0.9, "p99": 1.4, "max": 3.0},
+            queue_depth=0,
+            mqtt={"connected": True, "reconnects": reconnects},
+            ts=time.time(),
+            stats_interval_s=30.0,
+        )
+    )
+
+
+def publish_history(client: paho.Client, device: str, plan: list[tuple[str, float]], end: float) -> int:
+    """Windows every STRIDE_S ending at ``end``: ``plan`` is (label, minutes) oldest first. Returns the next seq."""
+    total = sum(minutes for _, minutes in plan) * 60
+    ts = end - total
+    seq = 0
+    infos = []
+    for label, minutes in plan:
+        for _ in range(int(minutes * 60 / STRIDE_S)):
+            infos.append(client.publish(f"edge-har/{device}/prediction", payload(device, seq, ts, label), qos=1))
+            seq += 1
+            ts += STRIDE_S
+    for info in infos:
+        info.wait_for_publish(10)
+    return seq
+
+
+def text(page, device: str, selector: str) -> str:
+    return page.locator(f'section.device[data-device="{device}"] {selector}').inner_text()
+
+
+def test_the_live_page_follows_the_fleet_without_reloading(
+    web_server, browser_page, screenshot, mosquitto_broker, tmp_path
+):
+    mqtt = MqttConfig(host=mosquitto_broker.host, port=mosquitto_broker.port, reconnect_min_s=0.1, reconnect_max_s=1)
+    cfg = ServeConfig(mqtt=mqtt, db_path=tmp_path / "live.sqlite3")
+    server = web_server(cfg)
+    assert server.app.state.live.ingest.ready.wait(10)
+
+    fleet = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="browser-test-fleet")
+    fleet.connect(mosquitto_broker.host, mosquitto_broker.port)
+    fleet.loop_start()
+    now = time.time()
+    plans = {
+        "pi-kitchen": [("Sit", 12), ("Walk", 6), ("Wave", 3), ("Walk", 9)],
+        "pi-hall": [("Walk", 4), ("Sit", 20), ("Walk", 6)],
+    }
+    next_seq = {}
+    for device, plan in plans.items():
+        fleet.publish(f"edge-har/{device}/status", "online", qos=1, retain=True).wait_for_publish(5)
+        fleet.publish(f"edge-har/{device}/stats", stats(device, 1.0, 1), qos=1).wait_for_publish(5)
+        next_seq[device] = publish_history(fleet, device, plan, now)
+    wait_until(lambda: server.app.state.live.ingest.counters.stored >= sum(next_seq.values()), timeout=30)
+
+    page = browser_page()
+    page.goto(server.url + "/live")
+    page.wait_for_function("document.getElementById('stream-state').textContent === 'live'")
+    page.evaluate("window.__noReload = 'still the same page'")
+    for device in plans:
+        page.locator(f'section.device[data-device="{device}"] .today .bar').first.wait_for()
+    assert text(page, "pi-kitchen", ".now .label") == "Walk"
+    assert text(page, "pi-kitchen", ".liveness") == "online"
+    assert text(page, "pi-kitchen", ".wps") == "1.0" and text(page, "pi-kitchen", ".reconnects") == "1"
+    assert page.locator('section.device[data-device="pi-hall"] svg.hour rect').count() >= 3
+    kitchen_today = page.locator('section.device[data-device="pi-kitchen"] .today .bar .name').all_inner_texts()
+    assert sorted(kitchen_today) == ["Sit", "Walk", "Wave"]
+
+    # a new activity, new stats and a clean stop arrive while the page is open
+    seq = next_seq["pi-kitchen"]
+    fleet.publish("edge-har/pi-kitchen/prediction", payload("pi-kitchen", seq, time.time(), "Wave"), qos=1)
+    fleet.publish("edge-har/pi-kitchen/stats", stats("pi-kitchen", 2.5, 4), qos=1)
+    page.wait_for_function(
+        "document.querySelector('section.device[data-device=\"pi-kitchen\"] .now .label').textContent === 'Wave'"
+    )
+    page.wait_for_function(
+        "document.querySelector('section.device[data-device=\"pi-kitchen\"] .reconnects').textContent === '4'"
+    )
+    fleet.publish("edge-har/pi-hall/status", "stopped", qos=1, retain=True)
+    page.wait_for_function(
+        "document.querySelector('section.device[data-device=\"pi-hall\"] .liveness').textContent === 'stopped'"
+    )
+
+    # a third device appears, then dies: the broker publishes its Last Will
+    garage = subprocess.Popen(
+        [sys.executable, "-c", WILLING_DEVICE.replace("willing-pi", "pi-garage"), mqtt.host, str(mqtt.port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert garage.stdout.readline().strip() == "online"
+        fleet.publish(
+            "edge-har/pi-garage/prediction", payload("pi-garage", 0, time.time(), "Sit", "0f0f0f0f0f0f"), qos=1
+        )
+        page.wait_for_function(
+            "document.querySelector('section.device[data-device=\"pi-garage\"] .liveness')?.textContent === 'online'"
+        )
+        screenshot(page, "live-fleet-before-will")
+        garage.send_signal(signal.SIGKILL)
+        garage.wait(10)
+        page.wait_for_function(
+            "document.querySelector('section.device[data-device=\"pi-garage\"] .liveness').textContent === 'offline'"
+        )
+    finally:
+        if garage.poll() is None:
+            garage.kill()
+            garage.wait(10)
+    assert page.evaluate("window.__noReload") == "still the same page"
+    shot = screenshot(page, "live-fleet")
+    assert shot.stat().st_size > 10_000
+
+    # the server restarts on the same port: the page says so, then reconnects by itself
+    server.server.config.timeout_graceful_shutdown = 1  # an open event stream never ends by itself
+    server.stop()
+    page.wait_for_function("document.getElementById('stream-state').textContent === 'reconnecting…'")
+    screenshot(page, "live-reconnecting")
+    again = WebServer(server.cfg, create_app(server.cfg), server.port).start()
+    try:
+        page.wait_for_function("document.getElementById('stream-state').textContent === 'live'", timeout=20_000)
+        fleet.publish("edge-har/pi-hall/prediction", payload("pi-hall", next_seq["pi-hall"], time.time(), "Sit"), qos=1)
+        page.wait_for_function(
+            "document.querySelector('section.device[data-device=\"pi-hall\"] .now .label').textContent === 'Sit'"
+        )
+        assert page.evaluate("window.__noReload") == "still the same page"
+        assert text(page, "pi-garage", ".liveness") == "offline"  # from the store and the retained Last Will
+    finally:
+        again.server.config.timeout_graceful_shutdown = 1
+        fleet.disconnect()
+        fleet.loop_stop()
+        page.close()
+        again.stop()
