@@ -30,6 +30,32 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
+# --- PostgreSQL for the web store's tests (issue 14) -------------------------------------------
+# tests/test_web_store.py and tests/test_web_live.py run on SQLite and on PostgreSQL: the server on
+# 127.0.0.1:5432, user postgres, trust auth (tests/plugins/db.py makes and drops its own database).
+# Where none answers: Debian's postgresql, its cluster trusting local TCP, started without systemd.
+pg_answers() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+if [[ ",$EXTRAS," == *",dev,"* ]] && ! pg_answers; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  if [ -z "$(ls -A /etc/postgresql 2>/dev/null)" ]; then
+    echo "bootstrap: installing PostgreSQL (the web store tests)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql
+  fi
+  pg_version="$(ls /etc/postgresql | sort -V | tail -1)"
+  pg_hba="/etc/postgresql/$pg_version/main/pg_hba.conf"
+  if ! $SUDO grep -q "edge-har: trust local TCP" "$pg_hba"; then  # first matching line wins: prepend
+    $SUDO sed -i '1i # edge-har: trust local TCP (scripts/bootstrap.sh, a test machine)\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$pg_hba"
+  fi
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start 2>/dev/null ||
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$pg_version" main reload
+  for _ in $(seq 30); do pg_answers && break; sleep 1; done
+  pg_answers || { echo "bootstrap: PostgreSQL $pg_version did not start on 127.0.0.1:5432" >&2; exit 1; }
+  echo "bootstrap: PostgreSQL $pg_version on 127.0.0.1:5432 (trust for local TCP)"
+fi
+# -----------------------------------------------------------------------------------------------
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "bootstrap: creating $VENV"
   "$PYTHON" -m venv "$VENV"
