@@ -68,6 +68,9 @@ function render(result) {
     : `${result.windows[0].latency_ms.toFixed(2)} ms`;
   $("source").textContent = `${result.filename} · ${result.input} · ${result.windows.length} window(s) · ${result.model_id} (${result.variant})`;
 
+  $("bars-title").textContent = result.windows.length > 1
+    ? `class probabilities, mean over ${result.windows.length} windows`
+    : "class probabilities";
   const bars = $("bars");
   bars.replaceChildren();
   for (const label of labels) {
