@@ -235,6 +235,7 @@ class Ingest:
             "configured": True,
             "address": describe_broker(self.mqtt_cfg),
             "connected": self.counters.connected,
+            "subscribed": self.ready.is_set(),
             "last_problem": self.counters.last_problem,
         }
 

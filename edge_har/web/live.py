@@ -77,7 +77,7 @@ class LiveService:
 
     def broker_state(self) -> dict[str, Any]:
         if self.ingest is None:
-            return {"configured": False, "address": None, "connected": False, "last_problem": None}
+            return {"configured": False, "address": None, "connected": False, "subscribed": False, "last_problem": None}
         return self.ingest.broker_state()
 
     def liveness(self, record: DeviceRecord, now: float) -> str:
