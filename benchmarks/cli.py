@@ -151,6 +151,7 @@ def register(subparsers: Any) -> None:
     _register_fleet(suites)
     _register_soak(suites)
     _register_faults(suites)
+    _register_web_predict(suites)
 
 
 # ---------------------------------------------------------------- latency
@@ -826,4 +827,51 @@ def run_faults_command(args: argparse.Namespace) -> int:
         settings.scenarios = tuple(args.scenarios)
     section = run_faults(bundle, settings, progress=not args.no_progress)
     _finish(args, section, "faults", format_faults(section))
+    return 0
+
+
+# ---------------------------------------------------------------- web-predict (edge-har serve, issue 14)
+
+
+def _register_web_predict(suites: Any) -> None:
+    p = suites.add_parser(
+        "web-predict",
+        help="edge-har serve's POST /api/predict over HTTP on loopback: p50/p95 for a 3 s sensor recording",
+        description=(
+            "Serve the bundle with edge-har serve's app on a real uvicorn (a free loopback port, in this process) "
+            "and upload the same white-space recording N times on one keep-alive connection, as the Predict page "
+            "does. Reports the client's round trip, the server's time after the upload and the interpreter's time "
+            "per window (p50, p95). Needs the web extra."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_common(p)
+    p.add_argument("--requests", type=_positive_int, default=None, help="measured requests (default: 300, --quick 40)")
+    p.add_argument("--warmup", type=_non_negative_int, default=None, help="requests not counted (default: 20)")
+    p.add_argument("--seconds", type=_positive_float, default=3.0, help="length of the uploaded recording")
+    p.add_argument("--variant", default=None, help="variant the server loads (default: the bundle's default)")
+    p.add_argument(
+        "--recording", type=Path, default=None, metavar="FILE", help="upload the start of this recording file"
+    )
+    p.set_defaults(func=run_web_predict_command)
+
+
+def run_web_predict_command(args: argparse.Namespace) -> int:
+    from edge_har.core.errors import CommandError, require_modules
+
+    require_modules(("fastapi", "uvicorn", "multipart"), "web", "edge-har bench web-predict needs the web extra")
+    from edge_har.benchmarks.web_predict import WebPredictError, WebPredictSettings, format_web_predict, run_web_predict
+
+    bundle = _load_bundle(args.bundle, [args.variant] if args.variant else [])
+    settings = WebPredictSettings.quick_settings() if args.quick else WebPredictSettings()
+    settings.seconds, settings.variant, settings.recording = args.seconds, args.variant, args.recording
+    if args.requests:
+        settings.requests = args.requests
+    if args.warmup is not None:
+        settings.warmup = args.warmup
+    try:
+        section = run_web_predict(bundle, settings, progress=not args.no_progress)
+    except WebPredictError as exc:
+        raise CommandError(str(exc)) from exc
+    _finish(args, section, "web-predict", format_web_predict(section))
     return 0

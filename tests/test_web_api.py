@@ -34,10 +34,10 @@ from edge_har.cli import main  # noqa: E402
 from edge_har.core.recordings import read_samples  # noqa: E402
 from edge_har.device.runtime import Runtime  # noqa: E402
 from edge_har.web.app import create_app  # noqa: E402
+from edge_har.web.background import free_port  # noqa: E402
 from edge_har.web.config import ServeConfig  # noqa: E402
 from edge_har.web.predict import LoadedModel  # noqa: E402
 from tests.plugins.bundle import TINY_LABELS, TINY_STRIDE, TINY_WINDOW  # noqa: E402
-from tests.plugins.web import free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SECRET = "s3cret-for-tests"

@@ -2,7 +2,8 @@
 
 ``web_server`` -> callable ``start(cfg: ServeConfig, app=None) -> WebServer``
     Serves ``create_app(cfg)`` (or ``app``) with uvicorn on 127.0.0.1 and a free port, in a
-    background thread, and returns once the server answers HTTP. ``WebServer.url`` is its base URL
+    background thread (:class:`edge_har.web.background.BackgroundServer`, which the benchmarks
+    use too), and returns once the server answers HTTP. ``WebServer.url`` is its base URL
     (``http://127.0.0.1:PORT``); ``WebServer.stop()`` shuts it down cleanly (the app's lifespan
     runs its shutdown), and every server still running is stopped at the end of the test.
     ``cfg.port`` is ignored (a free port is picked); ``WebServer.cfg`` has the one used. A
@@ -21,16 +22,13 @@ that one line rather than skip, so CI cannot pass without having run them.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import pytest
+
+from edge_har.web.background import BackgroundServer, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -46,71 +44,27 @@ CHROMIUM_FLAGS = [
 START_TIMEOUT_S = 30.0
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class WebServer:
-    """A uvicorn server running an edge-har app in a background thread."""
+    """What ``web_server`` returns: the running server, its config and URL."""
 
     cfg: Any
-    app: Any
-    port: int
-    server: Any = None
-    thread: Optional[threading.Thread] = None
-    errors: list[BaseException] = field(default_factory=list)
+    background: BackgroundServer
+
+    @property
+    def port(self) -> int:
+        return self.background.port
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.background.url
 
-    def start(self) -> WebServer:
-        import uvicorn
+    @property
+    def app(self) -> Any:
+        return self.background.app
 
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-
-        def run() -> None:
-            try:
-                self.server.run()
-            except BaseException as exc:  # noqa: BLE001 - reported by start()/stop()
-                self.errors.append(exc)
-
-        self.thread = threading.Thread(target=run, name=f"uvicorn-{self.port}", daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.errors or not self.thread.is_alive():
-                raise RuntimeError(f"the web server on port {self.port} did not start: {self.errors!r}")
-            if self.server.started and self._answers():
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the web server on port {self.port} did not answer within {START_TIMEOUT_S:g} s")
-
-    def _answers(self) -> bool:
-        try:
-            urllib.request.urlopen(self.url + "/static/app.css", timeout=2).close()
-        except urllib.error.HTTPError:
-            return True  # it answered (401 behind auth is an answer)
-        except OSError:
-            return False
-        return True
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.server is not None:
-            self.server.should_exit = True
-        if self.thread is not None:
-            self.thread.join(timeout)
-            if self.thread.is_alive():
-                self.server.force_exit = True
-                self.thread.join(5)
-            assert not self.thread.is_alive(), f"the web server on port {self.port} did not stop"
+    def stop(self) -> None:
+        self.background.stop()
 
 
 @pytest.fixture
@@ -125,7 +79,8 @@ def web_server(tmp_path) -> Any:
         cfg = replace(cfg, port=port)
         if cfg.db_url is None and cfg.db_path == DEFAULT_DB_PATH:  # never the working directory's file
             cfg = replace(cfg, db_path=tmp_path / f"web-{port}.sqlite3")
-        server = WebServer(cfg, app if app is not None else create_app(cfg), port).start()
+        server = WebServer(cfg, BackgroundServer(app if app is not None else create_app(cfg), port))
+        server.background.start(START_TIMEOUT_S)
         running.append(server)
         return server
 
