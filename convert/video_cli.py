@@ -29,6 +29,8 @@ examples:
   edge-har convert-video --data clips/ --backbone plain --input-size 64 --frames 8 --stride 2 --out bundles/clips
   # still images listed in train.csv (filename,label): the CNN's 7x7 map read as 49 steps by the LSTM
   edge-har convert-video --data har_images/ --mode image-seq --weights PATH/to/no_top.h5 --out bundles/images
+  # BlazePose keypoints per frame (pretrained, offline) + the CNN-LSTM head over them
+  scripts/get_pose_models.sh ~/pose && edge-har convert-video --data clips/ --backbone pose --pose-models ~/pose --out bundles/pose
 
 The bundle holds, per variant, encoder_<variant>.tflite (one frame -> a feature vector) and
 head_<variant>.tflite (the last T feature vectors -> class probabilities): the device runs the encoder
@@ -157,6 +159,61 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 # ---------------------------------------------------------------- convert-video
 
 
+def add_pose_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backbone pose`` and its flags (edge_har.convert.pose_pipeline): BlazePose keypoints per frame."""
+    for action in parser._actions:  # the backbone choices live in video_models.BACKBONES (Keras CNNs)
+        if action.dest == "backbone" and action.choices is not None and "pose" not in action.choices:
+            action.choices = (*action.choices, "pose")
+            action.help = (action.help or "") + "; pose: MediaPipe BlazePose keypoints (needs --pose-models)"
+    group = parser.add_argument_group("pose backbone (--backbone pose)")
+    group.add_argument(
+        "--pose-models",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder made by scripts/get_pose_models.sh DIR (BlazePose detector + landmark_full .tflite, licence)",
+    )
+    group.add_argument(
+        "--pose-frame",
+        default="320x240",
+        metavar="WxH",
+        help="frame size the pose models see, whole picture resized (default: %(default)s)",
+    )
+    group.add_argument(
+        "--keypoint-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keypoints per clip (default: $EDGE_HAR_KEYPOINT_CACHE or ~/.cache/edge-har/keypoints)",
+    )
+    group.add_argument("--no-pose-tracking", action="store_true", help="run the detector on every frame")
+
+
+def pose_options_from_args(args: argparse.Namespace) -> Any:
+    """PoseOptions for --backbone pose (None otherwise); a bad --pose-frame or a missing DIR fails here, before TF."""
+    if getattr(args, "backbone", None) != "pose":
+        if getattr(args, "pose_models", None) is not None:
+            raise CommandError("--pose-models is for --backbone pose")
+        return None
+    from edge_har.convert.pose_pipeline import PoseOptions, pose_models
+
+    if args.pose_models is None:
+        raise CommandError("--backbone pose needs --pose-models DIR (make it with scripts/get_pose_models.sh DIR)")
+    try:
+        w, h = (int(v) for v in str(args.pose_frame).lower().split("x"))
+    except ValueError:
+        raise CommandError(f"--pose-frame {args.pose_frame!r}: expected WIDTHxHEIGHT, e.g. 320x240") from None
+    if w < 32 or h < 32:
+        raise CommandError(f"--pose-frame {args.pose_frame!r}: at least 32x32 pixels")
+    try:
+        pose_models(args.pose_models)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    return PoseOptions(
+        args.pose_models, height=h, width=w, cache_dir=args.keypoint_cache, track=not args.no_pose_tracking
+    )
+
+
 def register_convert_video(subparsers: Any) -> argparse.ArgumentParser:
     from edge_har.convert.cli import _positive_float, _positive_int, _variant_list
     from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, VARIANTS
@@ -222,6 +279,7 @@ def register_convert_video(subparsers: Any) -> argparse.ArgumentParser:
         help="OpenCV resize interpolation, the same on the device (default: %(default)s)",
     )
     add_video_model_arguments(parser)
+    add_pose_arguments(parser)
     add_train_arguments(parser)
     group = parser.add_argument_group("quantization and the bundle")
     group.add_argument(
@@ -280,7 +338,10 @@ def run_convert_video_command(args: argparse.Namespace) -> int:
     from edge_har.convert.video_pipeline import VideoConvertOptions, run_convert_video
 
     try:
-        model = VideoModelConfig.from_args(args)
+        pose = pose_options_from_args(args)  # --backbone pose: the head's config, backbone-free
+        model = VideoModelConfig.from_args(
+            args if pose is None else argparse.Namespace(**{**vars(args), "backbone": "plain", "weights": "none"})
+        )
     except VideoModelError as exc:
         raise CommandError(str(exc)) from exc
     try:
@@ -309,6 +370,7 @@ def run_convert_video_command(args: argparse.Namespace) -> int:
             clip_model=args.clip_model,
             overwrite=args.overwrite,
             progress=not args.no_progress,
+            pose=pose,
         )
         out = run_convert_video(options)
     except AccuracyGateError as exc:

@@ -102,6 +102,7 @@ class VideoConvertOptions:
     evaluate_backend: str = "auto"
     progress: bool = True
     command: str | None = None
+    pose: Any = None  # edge_har.convert.pose_pipeline.PoseOptions: --backbone pose (BlazePose keypoints + head)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -701,4 +702,8 @@ def run_convert_video(
     Raises AccuracyGateError (nothing written at ``options.out``) when a
     full-integer variant falls more than ``max_int8_drop`` points below float32.
     """
+    if options.pose is not None:
+        from edge_har.convert.pose_pipeline import run_convert_pose
+
+        return run_convert_pose(options, options.pose, dataset, split)
     return run_skeleton(VideoPath(options, dataset, split), options)

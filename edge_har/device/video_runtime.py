@@ -41,6 +41,7 @@ import numpy as np
 from edge_har.core.bundle import Bundle, BundleError
 from edge_har.core.frames import FrameSampler, FrameSpec, preprocess_frame
 from edge_har.core.interpreter import InterpreterOptions, TFLiteModel
+from edge_har.core.pose import person_present
 from edge_har.core.preprocessing import Preprocessing
 from edge_har.device.runtime import Prediction, Window, build_prediction
 from edge_har.device.smoothing import Smoother
@@ -74,6 +75,7 @@ class VideoModels:
     head: Optional[TFLiteModel] = None
     clip: Optional[TFLiteModel] = None  # whole clip model, T frames in
     whole: Optional[TFLiteModel] = None  # one-model variant (image-seq)
+    pose: Optional[Any] = None  # edge_har.device.pose_encoder.PoseEncoder (video mode "pose")
 
     @classmethod
     def load(
@@ -99,7 +101,22 @@ class VideoModels:
         info = bundle.data.get("video") or {}
         models = cls(bundle, v.name, spec, str(info.get("mode", "video")))
         kwargs: dict[str, Any] = {"options": options}
-        if v.parts:
+        if models.video_mode == "pose":
+            # BlazePose detector + landmarks as the encoder (edge_har.device.pose_encoder), then the head
+            from edge_har.device.pose_encoder import POSE_PARTS, PoseEncoder
+
+            for part in POSE_PARTS + ("head",):
+                if part not in v.parts:
+                    raise BundleError(f"{bundle.root}/bundle.json: variants.{v.name}.parts has no '{part}'")
+            detector, landmarks = (bundle.load_model(v.name, part=p, **kwargs) for p in POSE_PARTS)
+            try:
+                models.pose = PoseEncoder(
+                    detector, landmarks, track=bool((bundle.data.get("pose") or {}).get("tracking", True))
+                )
+            except ValueError as exc:
+                raise BundleError(f"{bundle.root}/bundle.json: variants.{v.name}.parts: {exc}") from exc
+            models.head = bundle.load_model(v.name, part="head", **kwargs)
+        elif v.parts:
             for part in ("encoder", "head"):
                 if part not in v.parts:
                     raise BundleError(f"{bundle.root}/bundle.json: variants.{v.name}.parts has no '{part}'")
@@ -126,7 +143,7 @@ class VideoModels:
         if self.encoder is not None:
             problems += b.model_problems(self.encoder, v, "encoder", expect_input=frame)
         if self.head is not None:
-            expect = (1, self.spec.window) + tuple(self.encoder.output.shape[1:]) if self.encoder is not None else None
+            expect = (1, self.spec.window) + self.feature_shape if self.split else None
             problems += b.model_problems(self.head, v, "head", expect_input=expect)
         if self.clip is not None:
             problems += b.model_problems(self.clip, v, "clip", expect_input=(1, self.spec.window) + self.spec.shape)
@@ -139,11 +156,15 @@ class VideoModels:
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
+        if self.pose is not None:
+            return tuple(self.pose.feature_shape)
         assert self.encoder is not None
         return tuple(self.encoder.output.shape[1:])
 
     def encode(self, frame: np.ndarray) -> np.ndarray:
         """One preprocessed float32 frame (H, W, 3) -> its float32 feature vector."""
+        if self.pose is not None:
+            return np.asarray(self.pose.encode(frame), np.float32)
         assert self.encoder is not None
         return self.encoder.predict(frame)
 
@@ -187,6 +208,7 @@ class FrameWindowing:
         self.frames_kept = 0
         self.frames_skipped_rate = 0
         self.encoder_ms_total = 0.0
+        self.windows_no_person = 0  # pose bundles: windows skipped, no person in any of their frames
         self._segment: Any = object()
         self.reset()
 
@@ -198,6 +220,8 @@ class FrameWindowing:
         self._enc_n = 0
         self._first = True
         self._pending_segment = True
+        if self.models.pose is not None:
+            self.models.pose.reset()  # a new segment: find the person again
 
     def _ordered(self) -> np.ndarray:
         if self._pos == 0:
@@ -259,6 +283,10 @@ class FrameWindowing:
             return None
         if data is None:
             data = self._ordered()
+        if self.models.pose is not None and not person_present(data).any():
+            self.windows_no_person += 1  # nothing to classify: skipped and counted (stats: windows_no_person)
+            self._since, self._enc_ms, self._enc_n = 0, 0.0, 0
+            return None
         window = FrameWindow(
             data,
             wall_time,
@@ -296,7 +324,13 @@ class FrameWindowing:
             "encoder_ms_mean": round(self.encoder_ms_total / self.frames_kept, 3)
             if self.frames_kept and self.mode == "split"
             else None,
+            **(self._pose_counters() if self.models.pose is not None else {}),
         }
+
+    def _pose_counters(self) -> dict[str, Any]:
+        assert self.models.pose is not None
+        c = self.models.pose.counters.to_json()
+        return {"frames_no_person": c["frames_no_person"], "windows_no_person": self.windows_no_person, "pose": c}
 
 
 class VideoStreamRuntime:
