@@ -45,7 +45,7 @@ from edge_har.core.recordings import (
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("auto", "hmp", "folder", "csv", "uci-har", "intervals", "hapt")
+FORMATS = ("auto", "hmp", "folder", "csv", "uci-har", "intervals", "hapt", "names", "ts")
 
 # UCI HMP: 3-axis wrist accelerometer, 32 Hz, codes 0..63 for -1.5 g..+1.5 g
 # (MANUAL.txt 4.2: real_val = -1.5g + (coded_val/63)*3g). File names end in the
@@ -85,6 +85,7 @@ FLAGS = {
     "label_col": "--label-column",
     "subject_col": "--subject-column",
     "timestamp_col": "--timestamp-column",
+    "trial_col": "--trial-column",
     "include_model": "--include-model-trials",
     "skip_bad": "--skip-bad",
     "name": "name",
@@ -95,6 +96,7 @@ FLAGS = {
     "unlabelled_class": "--unlabelled-class",
     "interval_overlap": "--interval-overlap",
     "label_names": "--label-names",
+    "name_regex": "--name-regex",
 }
 # Options every layout takes: applied to the loaded data set (see ``refine``).
 COMMON_OPTIONS = ("columns", "label_map", "classes")
@@ -116,6 +118,7 @@ OPTIONS = {
         "channel_cols",
         "subject_col",
         "timestamp_col",
+        "trial_col",
         "sample_rate_hz",
         "scale",
         "offset",
@@ -140,6 +143,8 @@ OPTIONS = {
         "name",
     ),
     "hapt": ("unlabelled_class",),
+    "names": ("name_regex", "sample_rate_hz", "channels", "scale", "offset", "units", "skip_bad", "name"),
+    "ts": ("sample_rate_hz", "channels", "scale", "offset", "units", "name"),
 }
 
 
@@ -294,6 +299,7 @@ def load_folder(
     """
     root = Path(root)
     rate = _rate(sample_rate_hz, root, "a folder of recordings needs --sample-rate (Hz)")
+    warn_folder_shape(root)
     skipped: dict[str, int] = {}
     try:
         files = [f for _, f in list_folder_files(root, include_model=include_model)]
@@ -325,6 +331,49 @@ def load_folder(
         path=root,
         split_groups=_model_trial_groups(recordings) if include_model else None,
     )
+
+
+# A folder name that reads as a person rather than an activity: s01, subject_3, user12, P7, 104.
+SUBJECT_LIKE = re.compile(
+    r"^(?:s|sub|subj|subject|u|usr|user|p|part|participant|person|id|v|vol|volunteer)?[-_ ]?\d+$", re.IGNORECASE
+)
+NAMES_HINT = (
+    "for one folder per subject with the activity in each file name, use --name-regex, e.g. "
+    r"'(?P<subject>[^/]+)/(?P<label>[A-Za-z]+)[^/]*\.(txt|csv)$'"
+)
+
+
+def warn_folder_shape(root: Path) -> None:
+    """Warn when a folder of class folders looks like something else: classes named like subject ids
+    (a folder of subject folders silently becomes a data set whose classes are people), or class
+    folders holding sub-folders (whose files this layout does not read)."""
+    if not root.is_dir():
+        return
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        return
+    subject_like = [p.name for p in folders if SUBJECT_LIKE.match(p.name)]
+    if len(subject_like) * 2 >= len(folders):
+        log.warning(
+            "%s: %d of %d class folder name(s) look like subject ids (%s); each would be a class. %s",
+            root,
+            len(subject_like),
+            len(folders),
+            ", ".join(subject_like[:4]) + (", ..." if len(subject_like) > 4 else ""),
+            NAMES_HINT,
+        )
+    nested = [(p, sorted(q.name for q in p.iterdir() if q.is_dir() and not q.name.startswith("."))) for p in folders]
+    nested = [(p, subs) for p, subs in nested if subs]
+    if nested:
+        folder, subs = nested[0]
+        log.warning(
+            "%s: %d class folder(s) hold sub-folders (e.g. %s/: %s) whose files are not read; %s",
+            root,
+            len(nested),
+            folder.name,
+            ", ".join(subs[:3]) + (", ..." if len(subs) > 3 else ""),
+            NAMES_HINT,
+        )
 
 
 def _relative(path: str, root: Path) -> str:
@@ -399,13 +448,14 @@ def load_long_csv(
     channel_cols: Sequence[str] | None = None,
     subject_col: str | None = None,
     timestamp_col: str | None = None,
+    trial_col: str | None = None,
     sample_rate_hz: float | None = None,
     scale: Sequence[float] = (1.0,),
     offset: Sequence[float] = (0.0,),
     units: str = "",
     skip_bad: bool = False,
 ) -> Dataset:
-    """One CSV with a header; consecutive rows with the same (label, subject) form one recording.
+    """One CSV with a header; consecutive rows with the same (label, subject, trial) form one recording.
 
     Channels are ``channel_cols`` in that order, or every other numeric column
     in file order. The rate is ``sample_rate_hz``, else 1 / the median step of
@@ -425,6 +475,7 @@ def load_long_csv(
             timestamp_col=timestamp_col,
             skip_bad=skip_bad,
             sample_rate_hz=sample_rate_hz,
+            trial_col=trial_col,
         )
     except RecordingError as exc:
         raise DatasetError(str(exc)) from exc
@@ -597,11 +648,14 @@ def load_uci_har(root: str | Path, *, skip_bad: bool = False) -> Dataset:
 
 
 def detect_format(path: str | Path) -> str:
-    """csv for a file; uci-har for a folder with train/Inertial Signals; hapt for HAPT's RawData/labels.txt;
-    hmp for HMP-named files; else folder."""
+    """ts for a .ts file or a folder of *_TRAIN.ts; csv for another file; uci-har for a folder with
+    train/Inertial Signals; hapt for HAPT's RawData/labels.txt; hmp for HMP-named files; else folder."""
     from edge_har.convert.intervals import hapt_root
+    from edge_har.convert.ts_format import is_ts
 
     path = Path(path)
+    if path.exists() and is_ts(path):
+        return "ts"
     if path.is_file():
         return "csv"
     if not path.is_dir():
@@ -631,6 +685,8 @@ def load_dataset(path: str | Path, *, format: str = "auto", **options: Any) -> D
     options = {k: v for k, v in options.items() if v is not None and v is not False}
     if format == "auto" and "annotations" in options:
         fmt = "intervals"
+    elif format == "auto" and "name_regex" in options:
+        fmt = "names"
     else:
         fmt = detect_format(path) if format == "auto" else format
     how = "detected" if format == "auto" else "given"
@@ -664,9 +720,11 @@ def _load(path: Path, fmt: str, how: str, options: dict[str, Any]) -> Dataset:
             "csv": "; --subject-regex and --include-model-trials are for a folder of recordings",
             "intervals": "; --intervals and its --interval-* options describe the segments",
             "hapt": "; the HAPT preset fixes rate, channels and labels (use --format intervals to set them)",
+            "names": "; labels, subjects and trials come from --name-regex",
+            "ts": "; a .ts file holds labelled windows, one case a line",
         }[fmt]
         raise DatasetError(f"{path}: {flags} does not apply to format {fmt} ({how}){hint}")
-    if fmt in ("hmp", "folder", "uci-har", "intervals", "hapt") and not path.is_dir():
+    if fmt in ("hmp", "folder", "uci-har", "intervals", "hapt", "names") and not path.is_dir():
         raise DatasetError(f"{path}: format {fmt} needs a folder, this is a file")
     if fmt == "csv" and not path.is_file():
         raise DatasetError(f"{path}: format csv needs a file, this is a folder")
@@ -692,6 +750,19 @@ def _load(path: Path, fmt: str, how: str, options: dict[str, Any]) -> Dataset:
         from edge_har.convert.intervals import load_hapt
 
         return load_hapt(path, **options)
+    if fmt in ("names", "ts") and "sample_rate_hz" not in options:
+        what = "labels from file names need" if fmt == "names" else ".ts files record no rate; they need"
+        raise DatasetError(f"{path}: {what} --sample-rate (Hz) (format {fmt}, {how})")
+    if fmt == "names":
+        from edge_har.convert.filenames import load_named_files
+
+        if "name_regex" not in options:
+            raise DatasetError(f"{path}: format names needs --name-regex with a (?P<label>...) group")
+        return load_named_files(path, **options)
+    if fmt == "ts":
+        from edge_har.convert.ts_format import load_ts
+
+        return load_ts(path, **options)
     return load_uci_har(path, **options)
 
 
@@ -995,6 +1066,15 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = True
         "any other folder is folder (default: %(default)s)",
     )
     g.add_argument(
+        "--name-regex",
+        type=str,
+        default=None,
+        metavar="REGEX",
+        help="labels from file names (implies --format names): searched in each file's path under --data, "
+        "with named groups label (required), subject and trial, for one folder per subject, e.g. "
+        r"--name-regex '(?P<subject>s\d+)/(?P<label>[a-z]+)_(?P<trial>\d+)\.csv$'",
+    )
+    g.add_argument(
         "--subject-regex",
         type=str,
         default=None,
@@ -1048,6 +1128,14 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = True
         default=None,
         metavar="NAME",
         help="csv: a time column in seconds; without --sample-rate the rate is 1 / its median step",
+    )
+    g.add_argument(
+        "--trial-column",
+        type=str,
+        default=None,
+        metavar="NAME",
+        help="csv: a recording / trial id column; a new value starts a new recording, so back-to-back trials "
+        "of one label and subject do not merge (and no window spans two), e.g. --trial-column trial",
     )
     g.add_argument(
         "--include-model-trials",
@@ -1163,6 +1251,7 @@ def dataset_from_args(args: argparse.Namespace) -> Dataset:
         "label_col": getattr(args, "label_column", None),
         "subject_col": getattr(args, "subject_column", None),
         "timestamp_col": getattr(args, "timestamp_column", None),
+        "trial_col": getattr(args, "trial_column", None),
         "include_model": getattr(args, "include_model_trials", False),
         "skip_bad": getattr(args, "skip_bad", False),
         "columns": getattr(args, "columns", None),
@@ -1175,5 +1264,6 @@ def dataset_from_args(args: argparse.Namespace) -> Dataset:
         "unlabelled_class": getattr(args, "unlabelled_class", None),
         "interval_overlap": getattr(args, "interval_overlap", None),
         "label_names": getattr(args, "label_names", None),
+        "name_regex": getattr(args, "name_regex", None),
     }
     return load_dataset(args.data, format=getattr(args, "format", "auto") or "auto", **options)

@@ -10,7 +10,7 @@ Two layouts are read here:
 * one recording per file, numeric columns (``read_samples``), gathered as
   ``<root>/<Class>/<recording>.txt|.csv`` by ``load_folder_recordings``;
 * one long CSV with a header, cut into recordings wherever the (label,
-  subject) pair changes (``load_long_csv_recordings``).
+  subject, trial) triple changes (``load_long_csv_recordings``).
 
 Every reader error is a ``RecordingError`` whose message starts with
 ``file:line`` where a line is at fault, so a user can open the file there.
@@ -480,6 +480,7 @@ def read_long_csv(
     skip_bad: bool = False,
     sample_rate_hz: float | None = None,
     n_channels: int | None = None,
+    trial_col: str | None = None,
 ) -> LongCsv:
     """Cut one long CSV into recordings; see :func:`load_long_csv_recordings`."""
     path = Path(path)
@@ -498,10 +499,11 @@ def read_long_csv(
     i_label = index(label_col, "label")
     i_subject = col(subject_col, "subject")
     i_time = col(timestamp_col, "timestamp")
+    i_trial = col(trial_col, "trial")
     if channel_cols:
         i_channels = [index(c, "channel") for c in channel_cols]
     else:
-        used = {i_label, i_subject, i_time}
+        used = {i_label, i_subject, i_time, i_trial}
         sample = body[:20]
         i_channels = [
             i
@@ -522,7 +524,7 @@ def read_long_csv(
     all_steps: list[np.ndarray] = []
     current: list[list[float]] = []
     times: list[float] = []
-    key: tuple[str, str | None] | None = None
+    key: tuple[str, str | None, str | None] | None = None
     first_row = last_row = 0
     bad: list[str] = []
     reasons: Counter[str] = Counter()
@@ -561,7 +563,11 @@ def read_long_csv(
             bad.append(f"{path}:{lineno}: {problem}")
             reasons[reason] += 1
             continue
-        row_key = (row[i_label], row[i_subject] if i_subject is not None else None)
+        row_key = (
+            row[i_label],
+            row[i_subject] if i_subject is not None else None,
+            row[i_trial] if i_trial is not None else None,
+        )
         if row_key != key:
             flush()
             current, times, key, first_row = [], [], row_key, lineno
@@ -616,8 +622,9 @@ def load_long_csv_recordings(
     n_channels: int | None = None,
     skipped: dict[str, int] | None = None,
     reasons: dict[str, int] | None = None,
+    trial_col: str | None = None,
 ) -> list[Recording]:
-    """One long CSV with a header; consecutive rows of one (label, subject) form a recording.
+    """One long CSV with a header; consecutive rows of one (label, subject, trial) form a recording.
 
     The delimiter (comma, semicolon, tab or white space) is the one the header
     line uses most. Without ``channel_cols`` every other numeric column is a
@@ -625,7 +632,9 @@ def load_long_csv_recordings(
     file's line numbers (the header is line 1). With ``timestamp_col`` (in
     seconds) and no ``sample_rate_hz``, the rate is 1 / the median timestamp
     step. ``skipped`` (if given) receives the count of rows ``skip_bad`` dropped;
-    ``reasons`` (if given) adds them up by reason (``BAD_*``).
+    ``reasons`` (if given) adds them up by reason (``BAD_*``). ``trial_col`` names a
+    recording / trial column: a new value starts a new recording even where label
+    and subject stay the same (without it, back-to-back trials merge into one).
     """
     result = read_long_csv(
         path,
@@ -636,6 +645,7 @@ def load_long_csv_recordings(
         skip_bad=skip_bad,
         sample_rate_hz=sample_rate_hz,
         n_channels=n_channels,
+        trial_col=trial_col,
     )
     if result.skipped and skipped is not None:
         skipped[str(path)] = result.skipped
