@@ -259,9 +259,11 @@ def run_accuracy(
     section["baseline_margin"] = margins(rows, bundle.default_variant)
     if settings.streaming:
         from edge_har.benchmarks.streaming import run_streaming
+        from edge_har.convert.quiet import collapse_repeats
 
         try:
-            section["streaming"] = run_streaming(bundle, dataset, split.test_indices, settings, progress=progress)
+            with collapse_repeats("edge_har"):  # one "resampling ..." line per recording otherwise
+                section["streaming"] = run_streaming(bundle, dataset, split.test_indices, settings, progress=progress)
         except Exception as exc:
             log.warning("streaming accuracy failed: %s: %s", type(exc).__name__, exc)
             log.debug("streaming accuracy failed", exc_info=True)

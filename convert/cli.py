@@ -81,8 +81,13 @@ examples:
 The bundle (a directory) holds model_float32.tflite, model_dynamic_range.tflite, model_int8.tflite,
 keras_model.h5, bundle.json (labels, input spec, preprocessing, metrics, provenance), the training
 history and curves, and per-variant test metrics with confusion matrices. Every variant is evaluated
-on the test split with the device's interpreter; the bundle is refused (exit status 3, nothing written)
-when int8 accuracy is more than --max-int8-drop points below float32.
+on the test split with the device's interpreter; the bundle is refused (exit status 3, no bundle written)
+when int8 accuracy is more than --max-int8-drop points below float32, or when a variant predicts one
+class for (nearly) every test window (a degenerate model). A refused conversion keeps the trained
+Keras model, its training record and reports in <out>.refused/; re-quantize and re-gate it without
+retraining (data, split and preprocessing come from what it records):
+  edge-har convert --from-keras bundles/hmp.refused --out bundles/hmp --calibration-size 2000
+  edge-har convert --from-keras bundles/hmp/keras_model.h5 --out bundles/hmp-again --max-int8-drop 2
 """
 
 
@@ -104,7 +109,7 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
         epilog=CONVERT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_dataset_arguments(parser)
+    add_dataset_arguments(parser, required=False)  # required unless --from-keras (checked when run)
     add_split_arguments(parser)
     group = parser.add_argument_group("windows")
     group.add_argument(
@@ -164,6 +169,21 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
         help="write the bundle even when int8 falls below the --max-int8-drop limit (recorded in bundle.json)",
     )
     group.add_argument(
+        "--allow-degenerate",
+        action="store_true",
+        help="write the bundle even when a variant predicts one class for (nearly) every test window "
+        "(recorded in bundle.json's metrics.gate)",
+    )
+    group.add_argument(
+        "--from-keras",
+        type=Path,
+        default=None,
+        metavar="BUNDLE_OR_H5",
+        help="no training: re-quantize, evaluate and gate the float Keras model of a bundle, of a refused "
+        "conversion (<out>.refused) or its keras_model.h5; data flags, split, window and model come from "
+        "its bundle.json / refused.json (--data and data flags given here win)",
+    )
+    group.add_argument(
         "--out", type=Path, default=None, help="bundle directory to write (default: bundles/<data set name>)"
     )
     group.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
@@ -181,16 +201,23 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_convert_command(args: argparse.Namespace) -> int:
     from edge_har.convert.datasets import dataset_from_args
+    from edge_har.convert.evaluate import given_data_flags
     from edge_har.convert.models import ModelConfig
     from edge_har.convert.pipeline import AccuracyGateError, ConvertError, ConvertOptions, run_convert, slug
+    from edge_har.convert.quiet import quiet_tensorflow
     from edge_har.convert.splits import split_from_args
     from edge_har.convert.train import TrainingError, train_config_from_args
 
+    quiet_tensorflow(getattr(args, "log_level", None))  # before anything imports TensorFlow
     errors = _input_errors() + (ConvertError, TrainingError)
     try:
         model_config = ModelConfig.from_args(args)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    if args.from_keras is not None:
+        return _run_from_keras(args)
+    if args.data is None:
+        raise CommandError("convert needs --data (the labelled data set), or --from-keras BUNDLE_OR_H5")
     try:
         dataset = dataset_from_args(args)
         split = split_from_args(args, dataset)
@@ -208,8 +235,10 @@ def run_convert_command(args: argparse.Namespace) -> int:
             calibration_size=args.calibration_size,
             max_int8_drop=args.max_int8_drop,
             allow_int8_drop=args.allow_int8_drop,
+            allow_degenerate=args.allow_degenerate,
             overwrite=args.overwrite,
             progress=not args.no_progress,
+            data_flags=given_data_flags(args, dataset),
         )
         out = run_convert(options, dataset=dataset, split=split)
     except AccuracyGateError as exc:
@@ -220,6 +249,72 @@ def run_convert_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_from_keras(args: argparse.Namespace) -> int:
+    """``convert --from-keras``: the data flags the source records, unless given, then re-quantize and re-gate."""
+    from edge_har.convert.datasets import dataset_from_args
+    from edge_har.convert.evaluate import fill_data_flags, given_data_flags
+    from edge_har.convert.pipeline import (
+        AccuracyGateError,
+        ConvertError,
+        ConvertOptions,
+        load_source_document,
+        run_from_keras,
+    )
+    from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE
+
+    try:
+        folder, document, _ = load_source_document(args.from_keras)
+        fill_data_flags(args, document, where=str(folder))
+        dataset = dataset_from_args(args)
+        default_out = folder.with_name(folder.name[: -len(".refused")]) if folder.name.endswith(".refused") else None
+        out = args.out or default_out
+        if out is None:
+            raise CommandError(f"--from-keras {args.from_keras}: give --out (the source is a published bundle)")
+        calibration_size = args.calibration_size
+        recorded = (document.get("training") or {}).get("calibration_size")
+        if calibration_size == DEFAULT_CALIBRATION_SIZE and isinstance(recorded, int):
+            calibration_size = recorded  # not given: the source's own (a larger one is the usual fix)
+        options = ConvertOptions(
+            out=out,
+            variants=args.variants,
+            default_variant=args.default_variant,
+            calibration_size=calibration_size,
+            max_int8_drop=args.max_int8_drop,
+            allow_int8_drop=args.allow_int8_drop,
+            allow_degenerate=args.allow_degenerate,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            data_flags=given_data_flags(args, dataset),
+        )
+        result = run_from_keras(args.from_keras, options, dataset)
+    except AccuracyGateError as exc:
+        raise CommandError(str(exc), code=EXIT_GATE_REFUSED) from exc
+    except _input_errors() + (ConvertError,) as exc:
+        raise CommandError(str(exc)) from exc
+    print(summary_table(result))
+    return 0
+
+
+def gate_line(metrics: Any) -> str:
+    """The int8 gate's verdict in one line (older bundles: derived from their flat keys)."""
+    gate = metrics.get("gate") or {}
+    drop = gate.get("drop_points", metrics.get("int8_drop_points"))
+    limit = gate.get("allowed_drop_points", metrics.get("max_int8_drop_points"))
+    verdict = gate.get("verdict") or ("accepted" if metrics.get("int8_drop_allowed") else "pass")
+    reasons = ", ".join(gate.get("reasons") or ["int8 drop over the limit"])
+    text = {"pass": "PASS", "accepted": f"ACCEPTED as asked ({reasons})", "refused": f"REFUSED ({reasons})"}.get(
+        verdict, verdict
+    )
+    parts = [f"int8 gate: {text}"]
+    if drop is not None:
+        side = "below" if drop >= 0 else "above"
+        allowed = f" (allowed: {limit:g} below)" if limit is not None else ""
+        parts.append(f"int8 {abs(drop):.2f} points {side} float32{allowed}")
+    if gate.get("degenerate"):
+        parts.append("degenerate: " + ", ".join(f"{n} predicts {d['class']!r}" for n, d in gate["degenerate"].items()))
+    return "; ".join(parts)
+
+
 def summary_table(bundle_dir: Path) -> str:
     from edge_har.core.bundle import Bundle
 
@@ -227,17 +322,21 @@ def summary_table(bundle_dir: Path) -> str:
     lines = [
         f"bundle {bundle.model_id} written to {bundle.root}",
         "",
-        f"{'variant':<15} {'size':>10} {'accuracy':>9} {'macro-F1':>9}  quantization",
+        f"{'variant':<15} {'size':>10} {'accuracy':>9} {'macro-F1':>9} {'vs float32':>11}  quantization",
     ]
+    drops = bundle.metrics.get("drop_points") or {}
     for name, v in bundle.variants.items():
         m = v.metrics
+        drop = "reference" if name == "float32" else ("-" if name not in drops else f"{0.0 - drops[name]:+.2f} pt")
         lines.append(
             f"{name + ('*' if name == bundle.default_variant else ''):<15} {v.size_bytes / 1024:>8.1f}kB "
-            f"{m.get('accuracy', float('nan')):>9.4f} {m.get('macro_f1', float('nan')):>9.4f}  {v.quantization}"
+            f"{m.get('accuracy', float('nan')):>9.4f} {m.get('macro_f1', float('nan')):>9.4f} {drop:>11}  "
+            f"{v.quantization}"
         )
     split = bundle.metrics.get("split", {})
     lines += [
         "",
+        gate_line(bundle.metrics),
         f"* default variant. Test split: {split.get('windows', {}).get('test', '?')} windows; "
         f"training {bundle.data.get('training', {}).get('seconds', '?')} s, "
         f"{bundle.data.get('training', {}).get('epochs_run', '?')} epochs.",
@@ -252,10 +351,16 @@ examples:
   edge-har evaluate bundles/hmp --data /work/shared/data/hmp/HMP
   edge-har evaluate bundles/hmp --data other_recordings/ --split all --variant int8 --out runs/eval-other
 
+  edge-har evaluate bundles/falls --positive-class fall --detect-k 2 --thresholds 0.3,0.5,0.7,0.9
+
 --split test re-creates the exact test split recorded in bundle.json (the data set must hold those
-recordings); --split all evaluates every window of the data given. Give the same data-set flags
-as for convert (--format, --sample-rate, ...); value scaling, resampling, windowing and
-normalisation always come from the bundle. For each variant it writes
+recordings); --split all evaluates every window of the data given. --data and the data-set flags
+convert was given (--format, --sample-rate, --channels, --scale, ...) are taken from bundle.json
+unless given here; value scaling, resampling, windowing and normalisation always come from the
+bundle. --positive-class adds, for an event-like class, sensitivity and specificity of every class
+against the rest, recording-level detection (a recording counts as detected when at least
+--detect-k of its windows are the positive class) and a sweep over the positive class's probability
+threshold (<out>/<variant>/events.json). For each variant it writes
 <out>/<variant>/metrics.json (accuracy, macro-F1, per-class precision/recall/F1, confusion matrix)
 and <out>/<variant>/confusion_matrix.png, plus <out>/summary.json. No TensorFlow needed.
 """
@@ -274,7 +379,8 @@ def register_evaluate(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle directory (or its bundle.json)")
-    add_dataset_arguments(parser)
+    add_dataset_arguments(parser, required=False)  # default: the data set and flags bundle.json records
+    add_event_arguments(parser)
     group = parser.add_argument_group("evaluation")
     group.add_argument("--variant", default="all", help="variant name, or 'all' (default: %(default)s)")
     group.add_argument(
@@ -298,9 +404,55 @@ def register_evaluate(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _thresholds(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in [0, 1], got {text!r}") from None
+    if not values or any(not 0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in [0, 1], got {text!r}")
+    return values
+
+
+def add_event_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--positive-class``, ``--detect-k``, ``--thresholds``: shared by ``evaluate`` and ``bench accuracy``."""
+    from edge_har.convert.evaluate import DEFAULT_THRESHOLDS
+
+    group = parser.add_argument_group("event-like classes (a fall, a cough: catch them, without false alarms)")
+    group.add_argument(
+        "--positive-class",
+        default=None,
+        metavar="CLASS",
+        help="report sensitivity/specificity of every class against the rest, recording-level detection and "
+        "a threshold sweep for this class",
+    )
+    group.add_argument(
+        "--detect-k",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="a recording counts as detected when at least K of its windows are the positive class (default: 1)",
+    )
+    group.add_argument(
+        "--thresholds",
+        type=_thresholds,
+        default=DEFAULT_THRESHOLDS,
+        metavar="T,T,...",
+        help="probability thresholds of the positive class to sweep (default: "
+        + ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS)
+        + ")",
+    )
+
+
+def event_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not getattr(args, "positive_class", None):
+        return None
+    return {"positive": args.positive_class, "k": args.detect_k, "thresholds": tuple(args.thresholds)}
+
+
 def run_evaluate_command(args: argparse.Namespace) -> int:
     from edge_har.convert.datasets import dataset_from_args
-    from edge_har.convert.evaluate import evaluate_bundle, load_bundle
+    from edge_har.convert.evaluate import evaluate_bundle, fill_data_flags, format_event_report, load_bundle
     from edge_har.core.interpreter import InterpreterError
     from edge_har.core.metrics import format_report
 
@@ -310,6 +462,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
             raise CommandError(
                 f"{bundle.root} is a video bundle: use edge-har evaluate-video {args.bundle} --data CLIPS"
             )
+        fill_data_flags(args, bundle.data, where=str(bundle.root / "bundle.json"))
         dataset = dataset_from_args(args)
         out = args.out or Path("runs") / "evaluate" / f"{bundle.root.resolve().name}-{args.split}"
         variants = None if args.variant == "all" else [args.variant]
@@ -322,6 +475,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
             backend=args.backend,
             num_threads=args.threads,
             progress=not args.no_progress,
+            events=event_options(args),
         )
     except _input_errors() + (InterpreterError,) as exc:
         raise CommandError(str(exc)) from exc
@@ -330,5 +484,8 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     for name, entry in results["variants"].items():
         report = json.loads(Path(entry["files"]["metrics"]).read_text())
         print(format_report(report, title=f"\n== {name} ({args.split}: {results['data']['windows']} windows)"))
+        if "events" in entry["files"]:
+            event = json.loads(Path(entry["files"]["events"]).read_text())
+            print(format_event_report(event, title=f"-- {name}: event class {event['positive_class']!r}"))
     print(f"\nreports written to {out}")
     return 0

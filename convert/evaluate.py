@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -157,6 +157,14 @@ def test_recording_indices(bundle: Bundle, dataset: Any) -> np.ndarray:
 
 def bundle_windows(bundle: Bundle, dataset: Any, split: str = "test") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Normalised windows and bundle-label indices of ``dataset`` for ``split`` ("test" or "all")."""
+    x, y, _, info = bundle_windows_grouped(bundle, dataset, split)
+    return x, y, info
+
+
+def bundle_windows_grouped(
+    bundle: Bundle, dataset: Any, split: str = "test"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """``bundle_windows`` plus each window's recording index (for recording-level event metrics)."""
     from edge_har.convert.datasets import make_window_set
 
     if split not in SPLITS:
@@ -171,7 +179,8 @@ def bundle_windows(bundle: Bundle, dataset: Any, split: str = "test") -> tuple[n
     x = normalise(windows.x, pre)
     y = remap[np.asarray(windows.y, dtype=np.int64)]
     n_recordings = len(dataset.recordings) if indices is None else len(indices)
-    return x, y, {"split": split, "recordings": n_recordings, "windows": int(len(x))}
+    groups = np.asarray(windows.groups, dtype=np.int64)
+    return x, y, groups, {"split": split, "recordings": n_recordings, "windows": int(len(x))}
 
 
 def evaluate_bundle(
@@ -184,12 +193,21 @@ def evaluate_bundle(
     backend: str = "auto",
     num_threads: int | None = 1,
     progress: bool = True,
+    events: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``variants`` (default: all) of ``bundle`` on ``dataset``; write reports to ``out_dir``."""
+    """Evaluate ``variants`` (default: all) of ``bundle`` on ``dataset``; write reports to ``out_dir``.
+
+    ``events`` (keywords of ``event_report``: ``positive``, ``k``, ``thresholds``) adds
+    the event-class report per variant (``<out>/<variant>/events.json``).
+    """
     names = list(variants) if variants else list(bundle.variants)
     for name in names:
         bundle.variant(name)  # raises BundleError naming the known variants
-    x, y, data_info = bundle_windows(bundle, dataset, split)
+    if events is not None and events.get("positive") not in bundle.labels:
+        raise EvaluationError(
+            f"--positive-class {events.get('positive')!r}: not a class of the model ({', '.join(bundle.labels)})"
+        )
+    x, y, groups, data_info = bundle_windows_grouped(bundle, dataset, split)
     results: dict[str, Any] = {
         "bundle": str(bundle.root),
         "model_id": bundle.model_id,
@@ -210,6 +228,13 @@ def evaluate_bundle(
         entry: dict[str, Any] = evaluation.summary()
         if out_dir is not None:
             entry["files"] = write_evaluation(evaluation, out_dir)
+        if events is not None:
+            event = event_report(y, evaluation.probabilities, groups, bundle.labels, **events)
+            entry["events"] = {"argmax": event["argmax"], "positive_class": event["positive_class"], "k": event["k"]}
+            if out_dir is not None:
+                events_file = Path(out_dir) / name / "events.json"
+                events_file.write_text(json.dumps(event, indent=2))
+                entry.setdefault("files", {})["events"] = str(events_file)
         results["variants"][name] = entry
     if out_dir is not None:
         out = Path(out_dir)
@@ -224,3 +249,247 @@ def load_bundle(path: str | Path) -> Bundle:
     if problems:
         raise BundleError(f"{bundle.root}: " + "; ".join(problems))
     return bundle
+
+
+# ---------------------------------------------------------------- data flags recorded in the bundle
+#
+# ``convert`` records the data-set flags it was given (argparse dest -> value) as
+# ``provenance.dataset.data_flags``; ``evaluate``, ``bench`` and ``convert --from-keras`` fill in
+# every flag the user leaves out from there, so nobody repeats ``--sample-rate 50 --channels ...``.
+
+# What an older bundle's provenance.dataset records, by data-set flag dest (no data_flags there).
+_DESCRIBED = {"sample_rate": "sample_rate_hz", "channels": "channels", "scale": "scale", "offset": "offset"}
+
+
+def data_flag_defaults() -> dict[str, Any]:
+    """Every data-set flag's argparse dest and default (``add_dataset_arguments``' own, so new flags come along)."""
+    import argparse
+
+    from edge_har.convert.datasets import add_dataset_arguments
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_dataset_arguments(parser, required=False)
+    return {a.dest: a.default for a in parser._actions if a.dest != "data"}  # noqa: SLF001
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value.absolute())
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def given_data_flags(args: Any, dataset: Any | None = None) -> dict[str, Any]:
+    """The data-set flags ``args`` sets away from their defaults, JSON-ready; plus the layout actually read."""
+    out = {}
+    for dest, default in data_flag_defaults().items():
+        value = getattr(args, dest, default)
+        if value != default:
+            out[dest] = _jsonable(value)
+    if dataset is not None and getattr(dataset, "format", None):
+        out["format"] = str(dataset.format)
+    return out
+
+
+def recorded_data_flags(document: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """(data path, data-set flags) a bundle document records; older bundles: what provenance.dataset describes."""
+    from edge_har.convert.datasets import OPTIONS
+
+    info = ((document.get("provenance") or {}).get("dataset")) or {}
+    path = info.get("path")
+    if "data_flags" in info:
+        return path, dict(info["data_flags"])
+    flags: dict[str, Any] = {}
+    fmt = info.get("format")
+    if fmt:
+        flags["format"] = fmt
+        accepted = set(OPTIONS.get(fmt, ()))
+        for dest, key in _DESCRIBED.items():
+            keyword = {"sample_rate": "sample_rate_hz", "channels": "channel_cols" if fmt == "csv" else "channels"}
+            if keyword.get(dest, dest) in accepted and info.get(key) is not None:
+                flags[dest] = info[key]
+    return path, flags
+
+
+def fill_data_flags(args: Any, document: Mapping[str, Any], where: str = "bundle.json") -> list[str]:
+    """Set every data-set flag of ``args`` the user left at its default from the bundle; return those set.
+
+    ``--data`` too, when not given (the bundle records the data set's path). A flag the
+    user gives always wins; a flag the bundle records under a name this version lacks is
+    ignored with a warning, not an error.
+    """
+    defaults = data_flag_defaults()
+    path, flags = recorded_data_flags(document)
+    taken = []
+    if getattr(args, "data", None) is None:
+        if not path:
+            raise EvaluationError(f"{where}: records no data set path; give --data")
+        args.data = Path(path)
+        taken.append(f"--data {path}")
+    for dest, value in flags.items():
+        if dest not in defaults:
+            log.warning("%s: data flag %r is not known to this version; ignored", where, dest)
+            continue
+        if getattr(args, dest, defaults[dest]) != defaults[dest]:
+            continue  # given on the command line
+        if isinstance(value, list):
+            value = tuple(value)
+        setattr(args, dest, value)
+        taken.append(
+            f"--{dest.replace('_', '-')} {value if not isinstance(value, tuple) else ','.join(map(str, value))}"
+        )
+    if taken:
+        log.info("data flags from %s: %s", where, "; ".join(taken))
+    return taken
+
+
+# ---------------------------------------------------------------- event-like classes
+#
+# For a class that is an event to catch (a fall, a seizure, a cough) accuracy and macro-F1
+# say little: what matters is how many of the events were caught (sensitivity), how often
+# anything else raised an alarm (specificity), per recording as an alert would fire, and how
+# both move with the decision threshold.
+
+DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def _rates(tp: int, fn: int, tn: int, fp: int) -> dict[str, Any]:
+    def ratio(a: int, b: int) -> float | None:
+        return None if b == 0 else a / b
+
+    precision = ratio(tp, tp + fp)
+    sensitivity = ratio(tp, tp + fn)
+    f1 = None
+    if precision is not None and sensitivity is not None and precision + sensitivity > 0:
+        f1 = 2 * precision * sensitivity / (precision + sensitivity)
+    return {
+        "tp": tp,
+        "fn": fn,
+        "tn": tn,
+        "fp": fp,
+        "sensitivity": sensitivity,
+        "specificity": ratio(tn, tn + fp),
+        "precision": precision,
+        "f1": f1,
+    }
+
+
+def one_vs_rest(y: np.ndarray, predicted_positive: np.ndarray, positive: int) -> dict[str, Any]:
+    """Window-level sensitivity, specificity, precision and F1 of class ``positive`` against all others."""
+    truth = np.asarray(y) == positive
+    pred = np.asarray(predicted_positive, dtype=bool)
+    return _rates(
+        int((truth & pred).sum()), int((truth & ~pred).sum()), int((~truth & ~pred).sum()), int((~truth & pred).sum())
+    )
+
+
+def recording_detection(
+    y: np.ndarray, predicted_positive: np.ndarray, groups: np.ndarray, positive: int, k: int
+) -> dict[str, Any]:
+    """Recording-level rates: a recording is *detected* when at least ``k`` of its windows are called positive.
+
+    A positive recording (its windows are of class ``positive``) detected is a true
+    positive, one missed a false negative; any other recording detected is a false
+    alarm (false positive).
+    """
+    y, pred, groups = np.asarray(y), np.asarray(predicted_positive, dtype=bool), np.asarray(groups)
+    tp = fn = tn = fp = 0
+    for g in np.unique(groups):
+        member = groups == g
+        truth = bool((y[member] == positive).any())
+        detected = int(pred[member].sum()) >= k
+        if truth:
+            tp, fn = tp + detected, fn + (not detected)
+        else:
+            fp, tn = fp + detected, tn + (not detected)
+    out = _rates(tp, fn, tn, fp)
+    out["k"] = k
+    out["recordings"] = tp + fn + tn + fp
+    return out
+
+
+def event_report(
+    y: np.ndarray,
+    probabilities: np.ndarray,
+    groups: np.ndarray,
+    labels: Sequence[str],
+    positive: str,
+    *,
+    k: int = 1,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> dict[str, Any]:
+    """Sensitivity/specificity per class (one against the rest), and for ``positive`` per recording and per threshold.
+
+    At the ``argmax`` operating point a window is positive when ``positive`` is its
+    most probable class (what the daemon publishes); in the sweep when its
+    probability is at least the threshold, whatever the other classes score.
+    """
+    if positive not in labels:
+        raise EvaluationError(f"--positive-class {positive!r}: not a class of the model ({', '.join(labels)})")
+    if k < 1:
+        raise EvaluationError(f"--detect-k must be >= 1, got {k}")
+    bad = [t for t in thresholds if not 0.0 <= float(t) <= 1.0]
+    if bad:
+        raise EvaluationError(f"--thresholds must lie in [0, 1], got {bad}")
+    probs = np.asarray(probabilities, dtype=np.float64)
+    pred = probs.argmax(axis=1)
+    index = list(labels).index(positive)
+    per_class = {label: one_vs_rest(y, pred == i, i) for i, label in enumerate(labels)}
+    sweep = []
+    for t in thresholds:
+        called = probs[:, index] >= float(t)
+        sweep.append(
+            {
+                "threshold": float(t),
+                "windows": one_vs_rest(y, called, index),
+                "recordings": recording_detection(y, called, groups, index, k),
+            }
+        )
+    return {
+        "positive_class": positive,
+        "k": k,
+        "windows": int(len(y)),
+        "recordings": int(len(np.unique(groups))),
+        "per_class": per_class,
+        "argmax": {
+            "windows": per_class[positive],
+            "recordings": recording_detection(y, pred == index, groups, index, k),
+        },
+        "threshold_sweep": sweep,
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "    -" if value is None else f"{100 * value:5.1f}"
+
+
+def format_event_report(report: Mapping[str, Any], title: str = "") -> str:
+    """The event report as three small fixed-width tables."""
+    pos, k = report["positive_class"], report["k"]
+    lines = [title] if title else []
+    width = max([len(c) for c in report["per_class"]] + [5])
+    lines.append(f"one class against the rest (windows): {'class':<{width}}  sens%  spec%  prec%")
+    for label, r in report["per_class"].items():
+        mark = " <- positive" if label == pos else ""
+        lines.append(
+            f"{'':<38}{label:<{width}}  {_pct(r['sensitivity'])}  {_pct(r['specificity'])}  {_pct(r['precision'])}{mark}"
+        )
+    rec = report["argmax"]["recordings"]
+    lines.append(
+        f"recordings ({rec['recordings']}; detected when >= {k} window(s) are {pos!r}, argmax): "
+        f"sensitivity {_pct(rec['sensitivity']).strip()}% ({rec['tp']}/{rec['tp'] + rec['fn']}), "
+        f"specificity {_pct(rec['specificity']).strip()}% ({rec['fp']} false alarm(s) in {rec['tn'] + rec['fp']})"
+    )
+    lines.append(
+        f"threshold sweep on p({pos}): threshold  win sens%  win spec%  win prec%  rec sens%  rec false alarms"
+    )
+    for row in report["threshold_sweep"]:
+        w, r = row["windows"], row["recordings"]
+        lines.append(
+            f"{'':<30}{row['threshold']:9.2f}  {_pct(w['sensitivity']):>9}  {_pct(w['specificity']):>9}  "
+            f"{_pct(w['precision']):>9}  {_pct(r['sensitivity']):>9}  {r['fp']:>4} of {r['tn'] + r['fp']}"
+        )
+    return "\n".join(lines)

@@ -27,6 +27,7 @@ import numpy as np
 from edge_har.convert.export import KERAS_MODEL_FILE
 from edge_har.convert.models import ModelConfig
 from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, calibration_windows
+from edge_har.convert.quiet import collapse_repeats
 from edge_har.convert.skeleton import (  # noqa: F401  (AccuracyGateError, slug, stage: re-exported for the CLIs)
     AccuracyGateError,
     ConvertError,
@@ -75,10 +76,15 @@ class ConvertOptions:
     calibration_size: int = DEFAULT_CALIBRATION_SIZE
     max_int8_drop: float = DEFAULT_MAX_INT8_DROP
     allow_int8_drop: bool = False
+    allow_degenerate: bool = False
     overwrite: bool = False
     evaluate_backend: str = "auto"
     progress: bool = True
     command: str | None = None
+    # The data-set flags as given (``--sample-rate``, ``--channels``, ...; argparse dest -> value),
+    # recorded as ``provenance.dataset.data_flags`` so that ``evaluate``, ``bench`` and
+    # ``convert --from-keras`` can read the data again without the user repeating them.
+    data_flags: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -188,7 +194,7 @@ class SensorPath:
         log.info(
             "split: %d train / %d validation / %d test recordings", len(split.train), len(split.val), len(split.test)
         )
-        with stage("windows", timings):
+        with stage("windows", timings), collapse_repeats("edge_har"):  # per-recording lines: once, with a count
             pre = build_preprocessing(dataset, options)
             sets = split_windows(dataset, split, pre, options.skip_short)
             mean, std = fit_normalisation(sets["train"].x)  # training windows only
@@ -287,6 +293,8 @@ class SensorPath:
     def dataset_info(self) -> dict[str, Any]:
         info = dict(self.dataset.describe())
         info.setdefault("path", str(Path(self.dataset.root).resolve()))
+        if self.options.data_flags:
+            info["data_flags"] = dict(self.options.data_flags)
         return info
 
 
@@ -298,3 +306,198 @@ def run_convert(options: ConvertOptions, dataset: Any | None = None, split: Any 
     leaving nothing at ``options.out``.
     """
     return run_skeleton(SensorPath(options, dataset, split), options)
+
+
+# ---------------------------------------------------------------- re-quantize a kept Keras model
+
+
+def load_source_document(source: str | Path) -> tuple[Path, dict[str, Any], Path]:
+    """(folder, bundle document, Keras file) of ``--from-keras``: a bundle, a kept refused conversion, or its .h5.
+
+    A refused conversion (``<out>.refused``) holds ``refused.json`` instead of
+    ``bundle.json``; either records what re-quantizing needs.
+    """
+    import json
+
+    from edge_har.convert.skeleton import REFUSED_FILE
+    from edge_har.core.bundle import BUNDLE_FILE
+
+    path = Path(source)
+    folder = path.parent if path.is_file() else path
+    if not folder.is_dir():
+        raise ConvertError(f"--from-keras {source}: no such bundle folder or .h5 file")
+    doc_file = next((folder / n for n in (BUNDLE_FILE, REFUSED_FILE) if (folder / n).is_file()), None)
+    if doc_file is None:
+        raise ConvertError(
+            f"--from-keras {source}: {folder} has neither {BUNDLE_FILE} nor {REFUSED_FILE}, so the data, split, "
+            "preprocessing and model config that made the model are unknown"
+        )
+    try:
+        document = json.loads(doc_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConvertError(f"{doc_file}: cannot be read as JSON: {exc}") from exc
+    if document.get("kind", "sensor") != "sensor":
+        raise ConvertError(
+            f"{doc_file}: --from-keras re-quantizes sensor models only (this is a {document['kind']} one)"
+        )
+    keras_file = (
+        path if path.is_file() else folder / str((document.get("files") or {}).get("keras_model") or KERAS_MODEL_FILE)
+    )
+    if not keras_file.is_file():
+        raise ConvertError(f"--from-keras {source}: {keras_file} is missing (the float Keras model to re-quantize)")
+    for key in ("preprocessing", "labels", "training", "metrics"):
+        if not isinstance(document.get(key), dict if key != "labels" else list):
+            raise ConvertError(f"{doc_file}: {key} is missing or malformed")
+    return folder, document, keras_file
+
+
+def _recording_indices(dataset: Any, wanted: Sequence[str], what: str, where: str) -> np.ndarray:
+    from edge_har.convert.evaluate import relative_source
+
+    by_source = {relative_source(r.source, dataset.root): i for i, r in enumerate(dataset.recordings)}
+    missing = [s for s in wanted if s not in by_source]
+    if missing:
+        raise ConvertError(
+            f"{where}: {len(missing)} of the {len(wanted)} {what} recordings it records are not in {dataset.root} "
+            f"(e.g. {missing[0]}); pass the data set the model was trained on (--data and its flags)"
+        )
+    return np.asarray([by_source[s] for s in wanted], dtype=np.int64)
+
+
+class _RecordedTraining:
+    """The original training's record, standing in for a TrainResult in ``training_section``."""
+
+    def __init__(self, training: Mapping[str, Any], labels: list[str], work: Path) -> None:
+        import json
+
+        self.strategy = _Jsonable(training.get("strategy") or {})
+        self.epochs_run = training.get("epochs_run")
+        self.best_epoch = training.get("best_epoch")
+        self.seconds = float(training.get("seconds") or 0.0)
+        weights = training.get("class_weights")
+        self.class_weights = None if weights is None else {labels.index(k): float(v) for k, v in weights.items()}
+        self.history_file = work / "history.json"
+        self.history = json.loads(self.history_file.read_text()) if self.history_file.is_file() else {}
+        if not self.history_file.is_file():
+            self.history_file.write_text("{}")
+        curves = work / "training_curves.png"
+        self.curves_file = curves if curves.is_file() else None
+
+
+class _Jsonable:
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = dict(data)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+class RequantizePath(SensorPath):
+    """``convert --from-keras``: the kept float Keras model, re-quantized and re-gated; no training.
+
+    Preprocessing (normalisation included), labels, model config and the split come
+    from the source's document; the data set is read again (its flags from the same
+    document) for the calibration windows (the recorded training recordings) and the
+    test windows (the recorded test recordings).
+    """
+
+    def __init__(self, options: ConvertOptions, dataset: Any, source: Path, document: dict[str, Any], keras_file: Path):
+        super().__init__(options, dataset, None)
+        self.source, self.source_doc, self.keras_file = source, document, keras_file
+        self.model_config = ModelConfig.from_json(document["training"].get("model") or {})
+
+    def prepare(self, specs: Sequence[Any], timings: dict[str, float]) -> None:
+        from edge_har.convert.datasets import make_window_set
+        from edge_har.convert.evaluate import label_indices
+
+        doc, dataset = self.source_doc, self.dataset
+        where = str(self.source)
+        self.labels = list(doc["labels"])
+        self.pre = Preprocessing.from_json(doc["preprocessing"], where=f"{where}: preprocessing")
+        split = doc["metrics"].get("split") or {}
+        if not split.get("test_sources_relative"):
+            raise ConvertError(f"{where}: metrics.split.test_sources_relative is missing; the test split is unknown")
+        with stage("windows", timings):
+            test = _recording_indices(dataset, split["test_sources_relative"], "test", where)
+            if split.get("train_sources_relative"):
+                train = _recording_indices(dataset, split["train_sources_relative"], "training", where)
+            else:
+                log.warning("%s records no training recordings; calibrating on every non-test recording", where)
+                train = np.setdiff1d(np.arange(len(dataset.recordings)), test)
+            remap = label_indices(dataset.labels, self.labels, str(dataset.root))
+            self.sets = {}
+            for side, indices in (("train", train), ("test", test)):
+                ws = make_window_set(dataset, self.pre, recording_indices=indices, skip_short=True)
+                x = normalise(np.asarray(ws.x, np.float32), self.pre)
+                self.sets[side] = Windows(x, remap[np.asarray(ws.y, np.int64)], len(indices))
+            if any(s.needs_calibration for s in specs):
+                self.calibration = calibration_windows(
+                    self.sets["train"].x, self.sets["train"].y, self.options.calibration_size, self.options.train.seed
+                )
+        log.info(
+            "re-quantizing %s: %d calibration candidates, %d test windows",
+            self.keras_file,
+            len(self.sets["train"].x),
+            len(self.sets["test"].x),
+        )
+
+    def train(self, work: Path) -> Trained:
+        import shutil
+
+        from edge_har.convert.models import build_from_config
+
+        original = self.source / "training"
+        if original.is_dir():
+            shutil.copytree(original, work)
+        else:
+            work.mkdir(parents=True)
+        self.model = build_from_config(self.model_config, (self.pre.window, self.pre.n_channels), len(self.labels))
+        self.model.load_weights(str(self.keras_file))
+        training = self.source_doc["training"]
+        self.result = _RecordedTraining(training, self.labels, work)
+        info = {"model": self.model_config.to_json(), "requantized_from": str(self.keras_file.absolute())}
+        return Trained(self.result, info)
+
+    def keras_reference(self, staging: Path) -> np.ndarray:
+        import shutil
+
+        shutil.copyfile(self.keras_file, staging / KERAS_MODEL_FILE)
+        return self.model.predict(self.sets["test"].x, batch_size=256, verbose=0)
+
+    def quantize(self, staging: Path, specs: Sequence[Any]) -> dict[str, dict[str, Any]]:
+        from edge_har.convert import export
+        from edge_har.convert.models import static_batch_copy
+        from edge_har.convert.quantize import convert_variants
+
+        static = static_batch_copy(self.model, self.model_config)
+        return {c.name: export.write_variant(staging, c) for c in convert_variants(static, specs, self.calibration)}
+
+    def split_section(self) -> dict[str, Any]:
+        info = dict(self.source_doc["metrics"].get("split") or {})
+        info.setdefault("windows", {})["test"] = len(self.sets["test"].x)
+        return info
+
+    def dataset_info(self) -> dict[str, Any]:
+        info = super().dataset_info()
+        recorded = ((self.source_doc.get("provenance") or {}).get("dataset")) or {}
+        if "data_flags" in recorded and "data_flags" not in info:
+            info["data_flags"] = recorded["data_flags"]
+        return info
+
+
+def run_from_keras(source: str | Path, options: ConvertOptions, dataset: Any) -> Path:
+    """Re-quantize, re-evaluate and re-gate the float Keras model at ``source``; return the new bundle.
+
+    ``options`` supplies the output, variants, calibration size and gate limits; the
+    window, model and training options are the source's. Raises AccuracyGateError as
+    ``run_convert`` does (keeping the model again in ``<out>.refused``).
+    """
+    from dataclasses import replace
+
+    folder, document, keras_file = load_source_document(source)
+    train = TrainConfig(**{k: v for k, v in (document["training"].get("config") or {}).items() if k in _TRAIN_FIELDS})
+    options = replace(options, train=train)
+    return run_skeleton(RequantizePath(options, dataset, folder, document, keras_file), options)
+
+
+_TRAIN_FIELDS = set(TrainConfig.__dataclass_fields__)

@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from edge_har.convert.models import import_tf
+from edge_har.convert.quiet import stderr_to_log
 from edge_har.core.errors import EdgeHarError
 
 log = logging.getLogger(__name__)
@@ -369,7 +370,8 @@ def convert_saved(
         with warnings.catch_warnings():
             # Harmless for a model whose float input is quantized by its first op.
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-            content = converter.convert()
+            with stderr_to_log(f"the TFLite converter ({spec.name})"):  # its MLIR passes print to fd 2
+                content = converter.convert()
     except Exception as exc:
         raise ConversionError(
             f"TFLite conversion of variant '{spec.name}' failed: {type(exc).__name__}: {exc}"

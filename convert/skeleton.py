@@ -95,6 +95,19 @@ def check_default_variant(default_variant: str, variants: Sequence[str]) -> None
 # ---------------------------------------------------------------- the int8 gate
 
 
+def gate_drops(
+    evaluations: Mapping[str, Any], specs: Sequence[Any], max_int8_drop: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(drop in points vs float32 of every variant, the full-integer ones over ``max_int8_drop``); no verdict."""
+    float_acc = evaluations["float32"].report["accuracy"]
+    drops = {
+        name: round(100.0 * (float_acc - ev.report["accuracy"]), 3)
+        for name, ev in evaluations.items()
+        if name != "float32"
+    }
+    return drops, {s.name: drops[s.name] for s in specs if s.full_integer and drops[s.name] > max_int8_drop}
+
+
 def int8_gate(
     evaluations: Mapping[str, Any], specs: Sequence[Any], max_int8_drop: float, allow_int8_drop: bool
 ) -> tuple[dict[str, float], bool]:
@@ -106,12 +119,7 @@ def int8_gate(
     recorded (``metrics.int8_drop_allowed``).
     """
     float_acc = evaluations["float32"].report["accuracy"]
-    drops = {
-        name: round(100.0 * (float_acc - ev.report["accuracy"]), 3)
-        for name, ev in evaluations.items()
-        if name != "float32"
-    }
-    over = {s.name: drops[s.name] for s in specs if s.full_integer and drops[s.name] > max_int8_drop}
+    drops, over = gate_drops(evaluations, specs, max_int8_drop)
     if over:
         text = "; ".join(
             f"{name} test accuracy {100 * evaluations[name].report['accuracy']:.2f}% is {d:.2f} points below "
@@ -127,6 +135,103 @@ def int8_gate(
             )
         log.warning("accepting the accuracy drop as asked (--allow-int8-drop): %s", text)
     return drops, bool(over)
+
+
+# A model that answers one class for (nearly) every test window has learnt nothing, whatever its
+# accuracy says (on a test split dominated by one class it can even pass the int8 gate).
+DEGENERATE_SHARE = 0.95  # that class takes at least this share of the predictions ...
+DEGENERATE_MARGIN = 0.10  # ... and at least this much more than its share of the true labels
+
+
+class DegenerateModelError(AccuracyGateError):
+    """A variant predicts one class for (nearly) every test window; no bundle was written."""
+
+
+def degenerate_variants(evaluations: Mapping[str, Any], labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The variants whose test predictions collapse onto one class, from each report's confusion matrix.
+
+    Only meaningful with at least two classes in the test split; a test split that
+    really is 97% one class is not flagged for predicting that class 97% of the time
+    (the margin over the true share), only a model that ignores its input.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, ev in evaluations.items():
+        cm = np.asarray(ev.report.get("confusion_matrix") or [], dtype=np.float64)
+        if cm.ndim != 2 or cm.size == 0 or cm.sum() <= 0 or int((cm.sum(axis=1) > 0).sum()) < 2:
+            continue
+        predicted, true = cm.sum(axis=0) / cm.sum(), cm.sum(axis=1) / cm.sum()
+        top = int(predicted.argmax())
+        if predicted[top] >= DEGENERATE_SHARE and predicted[top] - true[top] >= DEGENERATE_MARGIN:
+            name_of = labels[top] if top < len(labels) else str(top)
+            out[name] = {
+                "class": name_of,
+                "predicted_share": round(float(predicted[top]), 4),
+                "true_share": round(float(true[top]), 4),
+            }
+    return out
+
+
+def degenerate_check(evaluations: Mapping[str, Any], labels: Sequence[str], allow: bool) -> dict[str, dict[str, Any]]:
+    """Raise DegenerateModelError when any variant predicts one class for (nearly) everything, unless ``allow``."""
+    flagged = degenerate_variants(evaluations, labels)
+    if not flagged:
+        return flagged
+    text = "; ".join(
+        f"{name} predicts {d['class']!r} for {100 * d['predicted_share']:.1f}% of the test windows "
+        f"({100 * d['true_share']:.1f}% are {d['class']!r})"
+        for name, d in flagged.items()
+    )
+    if not allow:
+        evaluations_float = evaluations.get("float32")
+        float_acc = float(evaluations_float.report["accuracy"]) if evaluations_float is not None else float("nan")
+        raise DegenerateModelError(
+            f"refusing to write the bundle: the model is degenerate: {text}. It has learnt (almost) nothing "
+            "from its input: check the labels and the normalisation, train longer (--epochs, --patience), "
+            "or give more data; --allow-degenerate writes it anyway.",
+            float_acc,
+            {n: float(evaluations[n].report["accuracy"]) for n in flagged},
+        )
+    log.warning("writing a degenerate model as asked (--allow-degenerate): %s", text)
+    return flagged
+
+
+def gate_section(
+    drops: Mapping[str, float],
+    specs: Sequence[Any],
+    over: bool,
+    degenerate: Mapping[str, Any],
+    refusal: BaseException | None,
+    options: Any,
+) -> dict[str, Any]:
+    """``metrics.gate``: the gate's verdict in words, beside the older flat keys it replaces for readers.
+
+    ``verdict`` is ``pass`` (every full-integer variant within the limit, no degenerate
+    variant), ``accepted`` (over the limit or degenerate, written because
+    ``--allow-int8-drop`` / ``--allow-degenerate`` said so) or ``refused`` (only in the
+    ``refused.json`` of a kept refused conversion: no bundle is written).
+    """
+    gated = [s.name for s in specs if s.full_integer]
+    worst = max((drops[n] for n in gated if n in drops), default=None)
+    if refusal is not None:
+        verdict = "refused"
+    elif over or degenerate:
+        verdict = "accepted"
+    else:
+        verdict = "pass"
+    reasons = []
+    if over:
+        reasons.append("int8 drop over the limit")
+    if degenerate:
+        reasons.append("degenerate model")
+    return {
+        "verdict": verdict,
+        "drop_points": worst,
+        "allowed_drop_points": float(options.max_int8_drop),
+        "gated_variants": gated,
+        "reasons": reasons,
+        "degenerate": dict(degenerate),
+        "message": None if refusal is None else str(refusal),
+    }
 
 
 # ---------------------------------------------------------------- the interface
@@ -244,6 +349,7 @@ def metrics_section(
     drops: dict[str, float],
     over: bool,
     options: ConvertOptionsLike,
+    gate: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "evaluated_on": "test split",
@@ -255,7 +361,8 @@ def metrics_section(
         "drop_points": drops,
         "int8_drop_points": drops.get("int8"),
         "max_int8_drop_points": options.max_int8_drop,
-        "int8_drop_allowed": over and options.allow_int8_drop,
+        "int8_drop_allowed": over and options.allow_int8_drop,  # kept for older readers; see "gate"
+        "gate": dict(gate) if gate is not None else None,
         "backend": evaluations["float32"].backend,
     }
 
@@ -302,6 +409,44 @@ def provenance_section(dataset_info: dict[str, Any], command: str | None) -> dic
     }
 
 
+REFUSED_SUFFIX = ".refused"
+REFUSED_FILE = "refused.json"
+
+
+def refused_dir(out: str | Path) -> Path:
+    """Where a refused conversion keeps its trained model: ``<out>.refused`` beside ``--out``."""
+    dest = Path(out).absolute()
+    return dest.with_name(dest.name + REFUSED_SUFFIX)
+
+
+def keep_refused(staging: Path, document: Mapping[str, Any], out: str | Path) -> Path:
+    """Move a refused conversion's staging to ``<out>.refused``: Keras model, training, reports; no bundle.
+
+    The ``.tflite`` files go (they are what was refused, and ``--from-keras`` makes new
+    ones); ``bundle.json`` is written as ``refused.json``, so nothing there loads as a
+    bundle, yet it records everything ``edge-har convert --from-keras`` needs (data and
+    split flags, preprocessing, model config) to re-quantize without retraining.
+    """
+    import json
+    import os
+    import shutil
+
+    from edge_har.core.bundle import BUNDLE_FILE
+
+    for f in [*staging.glob("*.tflite"), staging / BUNDLE_FILE]:  # bundle.json: the one evaluation read
+        f.unlink(missing_ok=True)
+    (staging / REFUSED_FILE).write_text(json.dumps(document, indent=2))
+    dest = refused_dir(out)
+    if dest.exists():
+        shutil.rmtree(dest)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)
+    staging.rename(dest)  # the staging context's clean-up then finds nothing to remove
+    log.warning("refused conversion: the trained model and its reports are kept in %s", dest)
+    return dest
+
+
 # ---------------------------------------------------------------- the skeleton
 
 
@@ -341,10 +486,22 @@ def run_skeleton(path: ConversionPath, options: ConvertOptionsLike) -> Path:
             evaluations = evaluate_variants(staging, specs, path, document)
             extra = path.check_evaluations(evaluations, keras_probs)
 
-        drops, over = int8_gate(evaluations, specs, options.max_int8_drop, options.allow_int8_drop)
         labels = list(document["labels"])
+        refusal: AccuracyGateError | None = None
+        degenerate: dict[str, Any] = {}
+        try:
+            degenerate = degenerate_check(evaluations, labels, bool(getattr(options, "allow_degenerate", False)))
+        except DegenerateModelError as exc:
+            refusal, degenerate = exc, degenerate_variants(evaluations, labels)
+        try:
+            drops, over = int8_gate(evaluations, specs, options.max_int8_drop, options.allow_int8_drop)
+        except AccuracyGateError as exc:
+            refusal = refusal or exc
+            drops, over_limit = gate_drops(evaluations, specs, options.max_int8_drop)
+            over = bool(over_limit)
+        gate = gate_section(drops, specs, over, degenerate, refusal, options)
         document["metrics"] = metrics_section(
-            path.split_section(), evaluations, keras_accuracy, extra, drops, over, options
+            path.split_section(), evaluations, keras_accuracy, extra, drops, over, options, gate
         )
         document["training"] = training_section(
             trained, options, labels, path.calibration_info(), staging, timings, export.KERAS_MODEL_FILE
@@ -357,6 +514,14 @@ def run_skeleton(path: ConversionPath, options: ConvertOptionsLike) -> Path:
             "evaluation": f"{EVALUATION_DIR}/<variant>/metrics.json, confusion_matrix.png",
         }
         timings["total"] = round(time.perf_counter() - started, 2)
+        if refusal is not None:
+            kept = keep_refused(staging, document, options.out)
+            raise type(refusal)(
+                f"{refusal} The trained model is kept in {kept} (no bundle there); re-quantize and re-gate it "
+                f"without retraining: edge-har convert --from-keras {kept} --out {options.out}",
+                refusal.float_accuracy,
+                refusal.quantized,
+            ) from None
         export.write_json(staging, document)
         out = export.publish(staging, options.out, options.overwrite)
     log.info("%s finished in %.1f s: %s", path.what, time.perf_counter() - started, out)

@@ -212,11 +212,16 @@ def test_publishes_the_bundle_with_the_shared_sections(tmp_path, monkeypatch):
     assert doc["files"]["keras_model"] == "keras_model.h5"
 
 
-def test_a_refused_conversion_leaves_nothing_behind(tmp_path):
+def test_a_refused_conversion_leaves_no_bundle_but_keeps_the_keras_model(tmp_path):
     path = FakePath({"float32": 1.0, "int8": 0.9})
-    with pytest.raises(AccuracyGateError):
+    with pytest.raises(AccuracyGateError, match="kept in .*bundle.refused.*--from-keras"):
         run_skeleton(path, FakeOptions(out=tmp_path / "bundle"))
-    assert leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == ["bundle.refused"]  # no bundle at --out, no staging left
+    kept = tmp_path / "bundle.refused"
+    assert (kept / "keras_model.h5").read_bytes() == b"keras"
+    assert not (kept / "bundle.json").exists() and not list(kept.glob("*.tflite"))  # nothing there loads
+    gate = json.loads((kept / "refused.json").read_text())["metrics"]["gate"]
+    assert gate["verdict"] == "refused" and gate["drop_points"] == 10.0 and gate["allowed_drop_points"] == 1.0
     assert path.calls[-1] == "evaluate"  # refused after evaluating, before anything was published
 
 
