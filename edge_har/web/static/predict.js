@@ -62,6 +62,10 @@ function render(result) {
   const labels = b ? b.labels : Object.keys(result.probabilities);
   $("label").textContent = result.label;
   $("confidence").textContent = `${(100 * result.confidence).toFixed(1)} %`;
+  const mine = result.windows.filter((w) => w.label === result.label).length;
+  $("confidence").title = result.windows.length > 1
+    ? `mean confidence of the ${mine} windows labelled ${result.label}`
+    : "confidence";
   const lat = result.summary;
   $("latency").textContent = result.windows.length > 1
     ? `${lat.p50_latency_ms.toFixed(2)} ms per window (p50) · ${result.total_ms.toFixed(0)} ms in all`
