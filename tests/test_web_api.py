@@ -13,6 +13,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -134,6 +135,12 @@ def test_the_predict_page_and_static_files_are_served(client):
     assert '<input type="file"' in page.text and 'href="/live"' in page.text
     for name in ("predict.js", "app.css"):
         assert client.get(f"/static/{name}").status_code == 200
+    # Nothing the pages need comes from elsewhere (no CDN): an offline Pi serves them whole.
+    for name in ("predict.html", "predict.js", "app.css"):
+        assert not re.search(
+            r"(?:src|href)=[\"']?(?:https?:)?//|url\(\s*['\"]?(?:https?:)?//", client.get(f"/static/{name}").text
+        )
+    assert client.get("/docs").status_code == 404  # FastAPI's CDN-loaded page is off
 
 
 # ---------------------------------------------------------------------------- each input kind
@@ -322,7 +329,7 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 def test_every_route_needs_the_password_when_one_is_set(make_client, recording):
     client = make_client(host="0.0.0.0", password=SECRET)
-    for path in ("/", "/api/info", "/static/app.css", "/openapi.json", "/docs", "/live", "/api/devices", "/api/stream"):
+    for path in ("/", "/api/info", "/static/app.css", "/openapi.json", "/live", "/api/devices", "/api/stream"):
         reply = client.get(path)
         assert reply.status_code == 401, path
         assert reply.headers["www-authenticate"].startswith("Basic realm=")

@@ -44,7 +44,15 @@ def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> 
             live.stop()
             log.info("edge-har serve stopped")
 
-    app = FastAPI(title="edge-har serve", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, and a Pi may be offline.
+    app = FastAPI(
+        title="edge-har serve",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.cfg = cfg
     app.state.predict = predict
     app.state.live = live

@@ -28,7 +28,7 @@ examples:
   edge-har serve --bundle bundles/hmp --db-url postgresql+psycopg://edge@127.0.0.1:5432/edge_har
 
 Pages: / (Predict: drop a recording, JSON samples, a clip or an image) and /live (every device seen
-on the broker). API: /api/info, /api/predict, /api/devices, /api/stream; the schema is at /docs.
+on the broker). API: /api/info, /api/predict, /api/devices, /api/stream; its schema: /openapi.json.
 
 Auth: on 127.0.0.1 (the default) none is needed. Any other --host needs --password-file FILE (its
 first line is the shared secret: the browser asks for it, any user name; scripts send
