@@ -78,6 +78,29 @@ examples:
   edge-har convert --data my_recordings/ --window 2s --stride 0.25s --epochs 50 --out bundles/mine
   edge-har convert --data data.csv --format csv ... --split subject --test-subjects s3,s7 --out bundles/subj
 
+layouts (README's table; each data-set option's help shows an example of it):
+  --data recs/ --sample-rate 50 --channels ax,ay,az --subject-regex '(s\\d+)'      class folders
+  --data log.csv --label-column activity --subject-column user --trial-column trial --timestamp-column t
+  --data "UCI HAR Dataset" --window 128 --stride 64                                 UCI HAR's windows
+  --data ../shared/data/hapt --classes WALKING,WALKING_UPSTAIRS,WALKING_DOWNSTAIRS,SITTING,STANDING,LAYING
+         --window 128 --stride 64 [--columns acc_x,acc_y,acc_z]                     UCI HAPT, UCI HAR protocol
+  --data logs/ --intervals logs/labels.csv --recording-files '{recording}_acc.csv,{recording}_gyro.csv'
+         --sample-rate 50 --interval-units seconds --unlabelled-class other         interval labels
+  --data subjects/ --name-regex '(?P<subject>s\\d+)/(?P<label>[a-z]+)_(?P<trial>\\d+)\\.csv$' --sample-rate 50
+  --data BasicMotions/ --sample-rate 10 --window 100 --stride 100                   UEA/UCR .ts (_TRAIN/_TEST)
+  --label-map 'F*=fall,D*=adl' --columns 3,4,5 --channels ax,ay,az --scale 0.000598 --classes fall,adl
+
+the other options, by example:
+  split:    --split subject --test-subjects s2,s4 --val-subjects s9   --split predefined
+            --split recording --test-fraction 0.2 --val-fraction 0.15 --seed 7
+  windows:  --window 2.56s --stride 64 --target-rate 25 --skip-short
+  model:    --conv-filters 32,64 --kernel-size 5 --pool-size 2 --conv-dropout 0.1 --lstm-units 64
+            --bidirectional --dropout 0.3 --no-batch-norm --input-noise 0.05 --lstm-export fused
+  training: --epochs 100 --batch-size 128 --patience 10 --learning-rate 0.0005 --no-class-weights
+            --mixed-precision off --logical-cpus 2
+  bundle:   --variants float32,int8 --default-variant float32 --calibration-size 1000 --max-int8-drop 2
+            --allow-int8-drop --allow-degenerate --out bundles/x --overwrite --no-progress
+
 The bundle (a directory) holds model_float32.tflite, model_dynamic_range.tflite, model_int8.tflite,
 keras_model.h5, bundle.json (labels, input spec, preprocessing, metrics, provenance), the training
 history and curves, and per-variant test metrics with confusion matrices. Every variant is evaluated

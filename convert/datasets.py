@@ -1047,23 +1047,30 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = True
     g = parser.add_argument_group(
         "data set",
         "--data is a folder <root>/<Class>/<recording>.txt|.csv (UCI HMP is auto-detected and needs no other "
-        "option), one long CSV with a header (needs --label-column), or an extracted 'UCI HAR Dataset' folder.",
+        "option), one long CSV with a header (needs --label-column), an extracted 'UCI HAR Dataset' folder, "
+        "recordings plus an annotation file of labelled segments (--intervals; UCI HAPT is auto-detected), "
+        "a folder tree whose file names carry the labels (--name-regex), or a UEA/UCR .ts file.",
     )
     g.add_argument(
         "--data",
         type=Path,
         required=required,
         metavar="PATH",
-        help="the data set (a folder, a CSV file, or 'UCI HAR Dataset'); it is read in place, never copied",
+        help="the data set (a folder, a CSV or .ts file, 'UCI HAR Dataset', the HAPT folder); it is read in "
+        "place, never copied, e.g. --data ../shared/data/hmp/HMP",
     )
     g.add_argument(
         "--format",
+        "--layout",
+        dest="format",
         type=str,
         default="auto",
         choices=FORMATS,
-        help="layout of --data. auto: a file is csv, a folder with train/Inertial Signals is uci-har, "
-        "a folder of Accelerometer-*-<id>.txt files is hmp (32 Hz, x/y/z, code*3/63-1.5 g), "
-        "any other folder is folder (default: %(default)s)",
+        help="layout of --data. auto: a .ts file (or a folder of *_TRAIN.ts) is ts, another file is csv, "
+        "a folder with train/Inertial Signals is uci-har, one with RawData/labels.txt and acc_expXX_userYY.txt is "
+        "hapt (50 Hz, acc + gyro, 12 activities), a folder of Accelerometer-*-<id>.txt files is hmp (32 Hz, "
+        "x/y/z, code*3/63-1.5 g), --intervals makes it intervals and --name-regex names, any other folder is "
+        "folder (default: %(default)s), e.g. --format folder to set HMP's rate and scaling yourself",
     )
     g.add_argument(
         "--name-regex",
@@ -1088,46 +1095,60 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = True
         type=_rate_arg,
         default=None,
         metavar="HZ",
-        help="rate the recordings were made at; required for format folder, and for csv unless "
-        "--timestamp-column gives it",
+        help="rate the recordings were made at; required for formats folder, intervals, names and ts, and for "
+        "csv unless --timestamp-column gives it, e.g. --sample-rate 50",
     )
     g.add_argument(
         "--channels",
         type=_names,
         default=None,
         metavar="A,B,C",
-        help="folder: names of the file's columns, in order (default ch0, ch1, ...); csv: the channel "
-        "columns to use, in this order (default: every numeric column but label/subject/timestamp)",
+        help="folder, intervals, names, ts: names of the file's columns, in order (default ch0, ch1, ...; with "
+        "--columns: of every column or of the chosen ones); csv: the channel columns to use, in this order "
+        "(default: every numeric column but label/subject/timestamp/trial), e.g. --channels ax,ay,az",
     )
     g.add_argument(
         "--scale",
         type=_floats,
         default=None,
         metavar="S[,S...]",
-        help="value scaling, physical = raw * scale + offset: one value or one per channel (default 1)",
+        help="value scaling, physical = raw * scale + offset: one value or one per channel (default 1), "
+        "e.g. --scale 0.000598 (an MPU-6050's 16-bit counts at +-2 g to g)",
     )
     g.add_argument(
-        "--offset", type=_floats, default=None, metavar="O[,O...]", help="value offset, see --scale (default 0)"
+        "--offset",
+        type=_floats,
+        default=None,
+        metavar="O[,O...]",
+        help="value offset, see --scale (default 0), e.g. --scale 0.047619 --offset -1.5 (HMP's 0..63 codes)",
     )
     g.add_argument(
-        "--units", type=str, default=None, help="unit of the scaled values, recorded in the bundle (e.g. g, m/s^2)"
+        "--units",
+        type=str,
+        default=None,
+        help="unit of the scaled values, recorded in the bundle, e.g. --units g (or m/s^2)",
     )
     g.add_argument(
-        "--label-column", type=str, default=None, metavar="NAME", help="csv: the column holding the activity label"
+        "--label-column",
+        type=str,
+        default=None,
+        metavar="NAME",
+        help="csv: the column holding the activity label, e.g. --label-column activity",
     )
     g.add_argument(
         "--subject-column",
         type=str,
         default=None,
         metavar="NAME",
-        help="csv: the column holding the subject id (a new subject starts a new recording)",
+        help="csv: the column holding the subject id (a new subject starts a new recording), e.g. --subject-column user",
     )
     g.add_argument(
         "--timestamp-column",
         type=str,
         default=None,
         metavar="NAME",
-        help="csv: a time column in seconds; without --sample-rate the rate is 1 / its median step",
+        help="csv: a time column in seconds; without --sample-rate the rate is 1 / its median step, "
+        "e.g. --timestamp-column t",
     )
     g.add_argument(
         "--trial-column",
@@ -1141,7 +1162,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = True
         "--include-model-trials",
         action="store_true",
         help="folder/hmp: also read the *_MODEL folders as their class (HMP's model trials repeat "
-        "regular trials and are kept on their trial's side of the split)",
+        "regular trials and are kept on their trial's side of the split), e.g. --data HMP --include-model-trials",
     )
     g.add_argument(
         "--columns",
@@ -1235,7 +1256,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = True
         "--skip-bad",
         action="store_true",
         help="skip malformed lines (text in a number column, wrong column count) with a warning and a "
-        "count, instead of stopping at the first with its file and line",
+        "count (recorded in bundle.json), instead of stopping at the first with its file and line; not for "
+        "intervals, whose segments index rows, e.g. --data logs/ --sample-rate 50 --skip-bad",
     )
 
 
