@@ -195,7 +195,7 @@ def pose_options_from_args(args: argparse.Namespace) -> Any:
         if getattr(args, "pose_models", None) is not None:
             raise CommandError("--pose-models is for --backbone pose")
         return None
-    from edge_har.convert.pose_pipeline import PoseOptions, pose_models
+    from edge_har.convert.pose_pipeline import PoseModelsError, PoseOptions, pose_models
 
     if args.pose_models is None:
         raise CommandError("--backbone pose needs --pose-models DIR (make it with scripts/get_pose_models.sh DIR)")
@@ -207,7 +207,7 @@ def pose_options_from_args(args: argparse.Namespace) -> Any:
         raise CommandError(f"--pose-frame {args.pose_frame!r}: at least 32x32 pixels")
     try:
         pose_models(args.pose_models)
-    except ValueError as exc:
+    except PoseModelsError as exc:
         raise CommandError(str(exc)) from exc
     return PoseOptions(
         args.pose_models, height=h, width=w, cache_dir=args.keypoint_cache, track=not args.no_pose_tracking

@@ -1,0 +1,145 @@
+"""The pose encoder with the real BlazePose models, and a real pose conversion streamed as the device does.
+
+Marked ``pose``: the models come from the mediapipe wheel through scripts/get_pose_models.sh
+(PyPI), into $EDGE_HAR_POSE_MODELS or ~/.cache/edge-har/pose. Without them a test is
+skipped, except in CI (CI=true), where a missing model is a failure: .ci/run fetches
+them and runs ``pytest -m pose``. The frames are a drawn person (convert/pose_synthetic.py),
+never real footage.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_har.convert.pose_synthetic import draw_person, write_pose_dataset
+from edge_har.core import pose
+
+pytestmark = pytest.mark.pose
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def pose_models_dir() -> Path:
+    """The BlazePose models, fetched once with the project's own script."""
+    target = Path(os.environ.get("EDGE_HAR_POSE_MODELS") or Path.home() / ".cache" / "edge-har" / "pose")
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "get_pose_models.sh"), str(target)], capture_output=True, text=True, timeout=600
+    )
+    if result.returncode != 0:
+        message = f"scripts/get_pose_models.sh {target} failed ({result.returncode}): {result.stderr[-800:]}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return target
+
+
+@pytest.fixture(scope="module")
+def encoder(pose_models_dir):
+    from edge_har.core.interpreter import TFLiteModel
+    from edge_har.device.pose_encoder import PoseEncoder
+
+    return PoseEncoder(
+        TFLiteModel(pose_models_dir / "pose_detection.tflite"),
+        TFLiteModel(pose_models_dir / "pose_landmark_full.tflite"),
+    )
+
+
+def rgb01(bgr: np.ndarray) -> np.ndarray:
+    return bgr[..., ::-1].astype(np.float32) / 255.0
+
+
+def test_the_script_records_what_it_extracted(pose_models_dir):
+    import json
+
+    from edge_har.core.interpreter import sha256_file
+
+    meta = json.loads((pose_models_dir / "pose_models.json").read_text())
+    assert meta["licence"] == "Apache-2.0" and "mediapipe==0.10.14" in meta["source"]
+    for entry in meta["files"].values():
+        assert sha256_file(pose_models_dir / entry["file"]) == entry["sha256"]
+    assert "Apache License" in (pose_models_dir / "LICENSE.mediapipe").read_text()
+
+
+def test_encoder_finds_the_drawn_person_and_follows_the_arms(encoder):
+    encoder.reset()
+    wrists_y = []
+    for arm in (0.0, 0.5, 1.0):
+        encoder.reset()
+        result = encoder.process(rgb01(draw_person(arm)))
+        assert result.keypoints is not None and result.score > 0.9
+        nose = result.keypoints[0, :2]
+        assert abs(nose[0] - 160) < 15 and abs(nose[1] - 50) < 15  # the drawn head is at (160, 50)
+        wrists_y.append(result.keypoints[[15, 16], 1].mean())
+        assert pose.person_present(result.features)
+    assert wrists_y[0] > wrists_y[1] + 10 > wrists_y[2] + 20  # image y grows downwards: arms up, wrists up
+
+
+def test_tracking_skips_the_detector_and_no_person_is_counted(encoder):
+    encoder.reset()
+    before = encoder.counters.to_json()
+    frames = [draw_person(0.2 * i) for i in range(4)]
+    for f in frames:
+        encoder.process(rgb01(f))
+    mid = encoder.counters.to_json()
+    assert mid["detector_runs"] - before["detector_runs"] == 1  # the first frame only; then the track
+    assert mid["landmark_runs"] - before["landmark_runs"] == 4
+    blank = encoder.process(rgb01(np.full_like(frames[0], 170)))
+    assert blank.keypoints is None and not blank.features.any()
+    assert encoder.counters.frames_no_person == mid["frames_no_person"] + 1
+
+
+@pytest.mark.slow
+def test_pose_conversion_bundle_and_device_stream(pose_models_dir, tmp_path):
+    """A real --backbone pose conversion on drawn clips (wave vs still), then the bundle streamed frame by frame."""
+    from edge_har.convert.pose_pipeline import PoseOptions
+    from edge_har.convert.train import TrainConfig
+    from edge_har.convert.video_models import VideoModelConfig
+    from edge_har.convert.video_pipeline import VideoConvertOptions, run_convert_video
+    from edge_har.core.bundle import Bundle
+    from edge_har.core.interpreter import sha256_file
+    from edge_har.device.video_runtime import VideoModels, VideoRuntime
+
+    data = write_pose_dataset(tmp_path / "data", {"wave": 3, "still": 3}, frames=40, fps=10.0)
+    options = VideoConvertOptions(
+        out=tmp_path / "bundle",
+        data=data,
+        split_options={"by": "clip", "test_fraction": 0.34, "val_fraction": 0.0, "seed": 1},
+        fps=10.0,
+        stride=4,
+        model=VideoModelConfig(backbone="plain", weights="none", frames=8, lstm_units=(16,)),
+        train=TrainConfig(epochs=40, batch_size=16, patience=40, verbose=0),
+        calibration_size=32,
+        progress=False,
+        pose=PoseOptions(pose_models_dir, height=120, width=160, cache_dir=tmp_path / "cache"),
+    )
+    out = run_convert_video(options)
+    bundle = Bundle.load(out)
+    assert bundle.data["video"]["mode"] == "pose" and bundle.data["video"]["feature_shape"] == [133]
+    for name in bundle.variants:
+        parts = bundle.variant(name).parts
+        assert set(parts) == {"pose_detector", "pose_landmarks", "head"}
+        for part in ("pose_detector", "pose_landmarks"):
+            assert parts[part].sha256 == sha256_file(pose_models_dir / Path(parts[part].file).name)
+    assert (out / "LICENSE.mediapipe").is_file() and bundle.data["pose"]["licence"]["name"] == "Apache-2.0"
+    kp = bundle.data["pose"]["keypoints"]
+    assert kp["frames_with_person"] == kp["frames"]  # the drawn person is found in every frame
+    assert bundle.variant("int8").metrics["accuracy"] >= 0.9  # two test clips: wave and still told apart
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 6  # one keypoint file per clip
+
+    # the device path: frames in, predictions out; a stretch without the person is masked, then skipped
+    models = VideoModels.load(bundle, "int8")
+    rt = VideoRuntime(models)
+    labels = []
+    for i, arm in enumerate(np.concatenate([np.zeros(12), 0.5 + 0.5 * np.sin(np.arange(40) * 2 * np.pi / 10)])):
+        frame = draw_person(arm, 160, 120) if i >= 12 else np.full((120, 160, 3), 170, np.uint8)
+        p = rt.push(frame, i / 10.0)
+        if p is not None:
+            labels.append(p.raw_label)
+    counters = rt.windowing.counters()
+    assert counters["frames_no_person"] >= 12 and counters["windows_no_person"] >= 1
+    assert labels and labels[-1] == "wave"
