@@ -51,6 +51,8 @@ class AccuracySettings:
     smoothing_window: int | None = None
     threshold: float | None = None
     quick: bool = False
+    # event-like class report (keywords of edge_har.convert.evaluate.event_report: positive, k, thresholds)
+    events: dict[str, Any] | None = None
 
     @classmethod
     def quick_settings(cls, **overrides: Any) -> AccuracySettings:
@@ -69,6 +71,7 @@ class SplitData:
     x_norm: np.ndarray
     x_scaled: np.ndarray
     y: np.ndarray  # bundle label indices
+    groups: np.ndarray  # each test window's recording index (recording-level event metrics)
     test_indices: np.ndarray
     train_indices: np.ndarray
     train_source: str  # which recordings the baseline trains on, in words
@@ -97,9 +100,14 @@ def _split_indices(bundle: Any, dataset: Any, test: np.ndarray) -> tuple[np.ndar
 
 def load_split(bundle: Any, dataset: Any) -> SplitData:
     from edge_har.convert.datasets import make_window_set
-    from edge_har.convert.evaluate import EvaluationError, bundle_windows, label_indices, test_recording_indices
+    from edge_har.convert.evaluate import (
+        EvaluationError,
+        bundle_windows_grouped,
+        label_indices,
+        test_recording_indices,
+    )
 
-    x_norm, y, info = bundle_windows(bundle, dataset, "test")
+    x_norm, y, groups, info = bundle_windows_grouped(bundle, dataset, "test")
     test = test_recording_indices(bundle, dataset)
     pre = bundle.preprocessing
     scaled = make_window_set(dataset, pre, recording_indices=test)
@@ -113,7 +121,7 @@ def load_split(bundle: Any, dataset: Any) -> SplitData:
         raise EvaluationError(f"{dataset.root}: the baseline's test labels differ from the networks'")
     train, train_source = _split_indices(bundle, dataset, test)
     info = dict(info, path=str(dataset.root), test_recordings=int(len(test)), train_recordings=int(len(train)))
-    return SplitData(x_norm, x_scaled, y, test, train, train_source, info)
+    return SplitData(x_norm, x_scaled, y, groups, test, train, train_source, info)
 
 
 # ---------------------------------------------------------------- variants
@@ -138,6 +146,10 @@ def score_variant(
     row["backend"] = evaluation.backend
     row["mean_inference_ms"] = 1000 * evaluation.seconds / max(1, len(split.y))
     row["files"] = files
+    if settings.events:
+        from edge_har.convert.evaluate import event_report
+
+        row["events"] = event_report(split.y, evaluation.probabilities, split.groups, bundle.labels, **settings.events)
     return row
 
 
@@ -364,6 +376,20 @@ def format_accuracy(section: dict[str, Any]) -> str:
         for name, m in margin["variants"].items():
             tag = " (default variant)" if name == default else ""
             lines.append(f"  {name:<14} {m['accuracy_points']:+.2f} / {m['macro_f1_points']:+.2f}{tag}")
+        parts.append("\n".join(lines))
+    with_events = [r for r in rows if r.get("status") == "ok" and r.get("events")]
+    if with_events:
+        from edge_har.convert.evaluate import format_event_report
+
+        shown = next((r for r in with_events if r["name"] == section["bundle"].get("default_variant")), with_events[-1])
+        lines = [format_event_report(shown["events"], title=f"Event class, {shown['name']}:")]
+        for r in with_events:
+            w, rec = r["events"]["argmax"]["windows"], r["events"]["argmax"]["recordings"]
+            lines.append(
+                f"  {r['name']:<14} windows: sensitivity {_pct(w['sensitivity'])}, specificity "
+                f"{_pct(w['specificity'])}; recordings (k={rec['k']}): sensitivity {_pct(rec['sensitivity'])}, "
+                f"{rec['fp']} false alarm(s)"
+            )
         parts.append("\n".join(lines))
     if section.get("streaming"):
         parts.append(format_streaming(section["streaming"]))

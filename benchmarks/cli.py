@@ -152,6 +152,7 @@ def register(subparsers: Any) -> None:
     _register_soak(suites)
     _register_faults(suites)
     _register_web_predict(suites)
+    _register_web_ingest(suites)
 
 
 # ---------------------------------------------------------------- latency
@@ -273,7 +274,7 @@ def run_latency_command(args: argparse.Namespace) -> int:
 
     shape = tuple(bundle.input_shape[1:])
     if getattr(args, "data", None):
-        dataset = _load_dataset(args)
+        dataset = _load_dataset(args, bundle)
         inputs, info = dataset_inputs(bundle, dataset, limit=64 if args.quick else 256)
     else:
         inputs = random_inputs(shape)
@@ -283,11 +284,15 @@ def run_latency_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_dataset(args: argparse.Namespace) -> Any:
+def _load_dataset(args: argparse.Namespace, bundle: Any = None) -> Any:
+    """The data set of ``--data``; data-set flags not given (and ``--data`` itself) come from the bundle."""
     from edge_har.convert.datasets import dataset_from_args
+    from edge_har.convert.evaluate import fill_data_flags
     from edge_har.core.errors import CommandError
 
     try:
+        if bundle is not None:
+            fill_data_flags(args, bundle.data, where=str(bundle.root / "bundle.json"))
         return dataset_from_args(args)
     except (OSError, ValueError) as exc:
         raise CommandError(f"--data {args.data}: {exc}") from exc
@@ -456,9 +461,13 @@ def _register_accuracy(suites: Any) -> None:
     )
     _add_data(
         p,
-        required=True,
-        help_text="the data set the bundle was converted from (its test split is re-created from bundle.json)",
+        required=False,
+        help_text="the data set the bundle was converted from (its test split is re-created from bundle.json; "
+        "default: the path bundle.json records, read with the data-set flags convert was given)",
     )
+    from edge_har.convert.cli import add_event_arguments
+
+    add_event_arguments(p)
     p.set_defaults(func=run_accuracy_command)
 
 
@@ -485,7 +494,14 @@ def run_accuracy_command(args: argparse.Namespace) -> int:
     settings.smoothing_method = args.smoothing_method
     settings.smoothing_window = args.smoothing_window
     settings.threshold = args.threshold
-    dataset = _load_dataset(args)
+    from edge_har.convert.cli import event_options
+
+    settings.events = event_options(args)
+    if settings.events and settings.events["positive"] not in bundle.labels:
+        raise CommandError(
+            f"--positive-class {args.positive_class!r}: not a class of the model ({', '.join(bundle.labels)})"
+        )
+    dataset = _load_dataset(args, bundle)
     try:
         section = run_accuracy(bundle, dataset, settings, out_dir=args.out, progress=not args.no_progress)
     except ValueError as exc:  # EvaluationError and friends name the data and the key
@@ -874,4 +890,101 @@ def run_web_predict_command(args: argparse.Namespace) -> int:
     except WebPredictError as exc:
         raise CommandError(str(exc)) from exc
     _finish(args, section, "web-predict", format_web_predict(section))
+    return 0
+
+
+# ---------------------------------------------------------------- web-ingest (edge-har serve, issue 14)
+
+
+def _rate_list(text: str) -> list[int]:
+    try:
+        rates = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected predictions/s such as 500,1000,2000; got {text!r}") from None
+    if not rates or any(r < 1 for r in rates):
+        raise argparse.ArgumentTypeError(f"rates must be >= 1 prediction per second; got {text!r}")
+    return sorted(set(rates))
+
+
+def _register_web_ingest(suites: Any) -> None:
+    from edge_har.benchmarks.web_ingest import DEFAULT_POSTGRES, DEFAULT_RATES
+
+    p = suites.add_parser(
+        "web-ingest",
+        help="edge-har serve's MQTT ingest into SQLite and PostgreSQL: predictions stored per second, page latency",
+        description=(
+            "Start a private mosquitto and the real `edge-har serve --broker` (its own process) on a fresh SQLite "
+            "file and a fresh PostgreSQL database, publish QoS 1 prediction payloads for --devices devices at each "
+            "of --rates (predictions per second in total) for --trial-s seconds, and report the rows stored per "
+            "second, how long the store took to catch up after publishing stopped, and the response time of "
+            "GET /api/devices (the Live page's load) polled every 100 ms meanwhile. Stepping stops at the first "
+            "rate not kept up. Needs mosquitto and the web extra; PostgreSQL only for that backend."
+        ),
+        epilog=(
+            "examples:\n"
+            "  edge-har bench web-ingest\n"
+            "  edge-har bench web-ingest --backends sqlite --rates 500,1000,2000 --trial-s 20\n"
+            "  edge-har bench web-ingest --postgres-url postgresql+psycopg://bench@db.lan:5432/postgres\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--rates",
+        type=_rate_list,
+        default=list(DEFAULT_RATES),
+        metavar="N,N,...",
+        help=f"predictions per second in total, stepped up (default: {','.join(map(str, DEFAULT_RATES))})",
+    )
+    p.add_argument("--devices", type=_positive_int, default=20, help="device ids the predictions cycle through (20)")
+    p.add_argument("--trial-s", type=_positive_float, default=10.0, metavar="S", help="seconds per rate (10)")
+    p.add_argument(
+        "--max-drain-s",
+        type=_positive_float,
+        default=1.0,
+        metavar="S",
+        help="a rate is kept up when the store holds everything within S after publishing stops (1)",
+    )
+    p.add_argument(
+        "--backends",
+        type=_name_list,
+        default=["sqlite", "postgresql"],
+        metavar="LIST",
+        help="sqlite, postgresql or both (default: sqlite,postgresql)",
+    )
+    p.add_argument(
+        "--postgres-url",
+        default=DEFAULT_POSTGRES,
+        metavar="URL",
+        help=f"a PostgreSQL server where a database edge_har_bench_<random> may be created and dropped "
+        f"(default: {DEFAULT_POSTGRES})",
+    )
+    p.add_argument("--mosquitto", default=None, metavar="PATH", help="mosquitto binary (default: found on PATH)")
+    _add_output(p)
+    p.set_defaults(func=run_web_ingest_command)
+
+
+def run_web_ingest_command(args: argparse.Namespace) -> int:
+    from edge_har.core.errors import CommandError, require_modules
+
+    require_modules(("fastapi", "uvicorn", "sqlalchemy"), "web", "edge-har bench web-ingest needs the web extra")
+    from edge_har.benchmarks.web_ingest import WebIngestError, WebIngestSettings, format_web_ingest, run_web_ingest
+
+    unknown = sorted(set(args.backends) - {"sqlite", "postgresql"})
+    if unknown:
+        raise CommandError(f"--backends: unknown {', '.join(unknown)}; choose sqlite, postgresql or both")
+    settings = WebIngestSettings(
+        rates=tuple(args.rates),
+        devices=args.devices,
+        trial_s=args.trial_s,
+        max_drain_s=args.max_drain_s,
+        backends=tuple(args.backends),
+        postgres_url=args.postgres_url,
+        mosquitto=args.mosquitto,
+        progress=not args.no_progress,
+    )
+    try:
+        section = run_web_ingest(settings)
+    except WebIngestError as exc:
+        raise CommandError(str(exc)) from exc
+    _finish(args, section, "web-ingest", format_web_ingest(section))
     return 0

@@ -275,3 +275,19 @@ def test_refused_then_from_keras_then_evaluate_with_the_bundles_flags(tmp_path, 
     assert events["k"] == 2 and events["recordings"] == len(bundle.metrics["split"]["test_sources_relative"])
     metrics = json.loads((report_dir / "int8" / "metrics.json").read_text())
     assert metrics["accuracy"] == bundle.variants["int8"].metrics["accuracy"]  # same test split, same numbers
+
+
+def test_bench_accuracy_reads_the_bundles_data_and_reports_an_event_class(tiny_bundle, tmp_path, capsys):
+    from edge_har.cli import main
+
+    out = tmp_path / "bench"
+    argv = ["bench", "accuracy", str(tiny_bundle), "--quick", "--no-baseline", "--no-streaming", "--no-progress"]
+    assert main(argv + ["--positive-class", "Walk", "--detect-k", "1", "--out", str(out)]) == 0  # no --data
+    printed = capsys.readouterr().out
+    assert "Event class, int8:" in printed and "threshold sweep on p(Walk)" in printed
+    section = json.loads((out / "results.json").read_text())["suites"]["accuracy"]
+    int8 = next(r for r in section["rows"] if r["name"] == "int8")
+    recordings = int8["events"]["argmax"]["recordings"]
+    assert recordings["recordings"] == section["data"]["test_recordings"]
+    walk = int8["per_class"]["Walk"]
+    assert int8["events"]["per_class"]["Walk"]["sensitivity"] == pytest.approx(walk["recall"])  # one definition
