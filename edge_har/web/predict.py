@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request
@@ -74,7 +74,7 @@ KIND_DESCRIBES = {
     "still-image": "an image (" + ", ".join(IMAGE_SUFFIXES) + ")",
 }
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file, on top of the file limit
-MAX_CLIP_FRAMES = 20_000  # frames decoded from one clip: a "short clip", whatever its byte size
+MAX_CLIP_FRAMES = 20_000  # frames decoded from one clip (13 min at 25 fps): a "short clip", whatever its byte size
 
 
 # ---------------------------------------------------------------------------- response models
@@ -279,7 +279,7 @@ class LoadedModel:
             )
         return out
 
-    def predict_frames(self, frames: Any, fps: float) -> list[WindowPrediction]:
+    def predict_frames(self, frames: Iterable[np.ndarray], fps: float) -> list[WindowPrediction]:
         """Decoded BGR frames at ``fps`` -> every window (video) or the one prediction (still image)."""
         from edge_har.core.frames import FrameError
         from edge_har.device.video_runtime import VideoRuntime
@@ -366,25 +366,42 @@ def read_image(raw: bytes, filename: str) -> np.ndarray:
     return image
 
 
-def read_clip(path: Path, filename: str, fallback_fps: float) -> tuple[list[np.ndarray], float]:
-    import cv2
+class Clip:
+    """A video file's frames, decoded one at a time as they are consumed (never all held at once).
 
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
+    A 20 MB upload of a well-compressed clip can decode to gigabytes of frames; the camera runtime
+    only ever needs the current one. ``frames`` counts what was decoded; more than
+    :data:`MAX_CLIP_FRAMES` is refused (this is for short clips).
+    """
+
+    def __init__(self, path: Path, filename: str, fallback_fps: float) -> None:
+        import cv2
+
+        self.filename = filename
+        self.frames = 0
+        self._cap = cv2.VideoCapture(str(path))
+        if not self._cap.isOpened():
+            self._cap.release()
             raise InputError(f"{filename}: not a video OpenCV can read (damaged, or an unsupported codec)")
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        frames: list[np.ndarray] = []
-        while len(frames) < MAX_CLIP_FRAMES:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
-    finally:
-        cap.release()
-    if not frames:
-        raise InputError(f"{filename}: no frame could be decoded")
-    return frames, fps if 0 < fps < 1000 else fallback_fps
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 0 < fps < 1000 else fallback_fps
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            while True:
+                ok, frame = self._cap.read()
+                if not ok:
+                    break
+                self.frames += 1
+                if self.frames > MAX_CLIP_FRAMES:
+                    raise InputError(
+                        f"{self.filename}: more than {MAX_CLIP_FRAMES} frames; send a shorter clip", status=413
+                    )
+                yield frame
+        finally:
+            self._cap.release()
+        if not self.frames:
+            raise InputError(f"{self.filename}: no frame could be decoded")
 
 
 def _suffix(filename: str) -> str:
@@ -441,7 +458,10 @@ class PredictService:
             tags=["predict"],
             responses={
                 400: {"model": ErrorResponse, "description": "no file, or an unknown model_id"},
-                413: {"model": ErrorResponse, "description": "the upload is over the size limit"},
+                413: {
+                    "model": ErrorResponse,
+                    "description": "over the upload size limit, or a clip of too many frames",
+                },
                 415: {"model": ErrorResponse, "description": "a kind of file this bundle does not take"},
                 422: {"model": ErrorResponse, "description": "unreadable, wrong columns, or too short for a window"},
             },
@@ -590,12 +610,12 @@ class PredictService:
             if model.kind == "still-image":
                 return "image", model.predict_frames([read_image(upload.file.read(), filename)], fps=1.0)
             with _as_file(upload, suffix) as path:
-                frames, fps = read_clip(path, filename, model.video_models.spec.fps)
-            windows = model.predict_frames(frames, fps)
+                clip = Clip(path, filename, model.video_models.spec.fps)
+                windows = model.predict_frames(clip, clip.fps)
             if not windows:
                 spec = model.video_models.spec
                 raise InputError(
-                    f"{filename}: {len(frames)} frames at {fps:g} fps are too short for one window of "
+                    f"{filename}: {clip.frames} frames at {clip.fps:g} fps are too short for one window of "
                     f"{spec.window} frames at {spec.fps:g} fps ({spec.window_seconds:g} s)"
                 )
             return "clip", windows
