@@ -182,6 +182,7 @@ class Dataset:
     columns: list[int] | None = None  # the file columns --columns picked, in channel order
     kept_classes: list[str] | None = None  # --classes
     label_map: dict[str, str | None] | None = None  # --label-map: original class -> label (None: left out)
+    header: tuple[str, ...] | None = None  # the column names every file's header line gives (folder layout)
 
     def label_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
@@ -301,6 +302,7 @@ def load_folder(
     rate = _rate(sample_rate_hz, root, "a folder of recordings needs --sample-rate (Hz)")
     warn_folder_shape(root)
     skipped: dict[str, int] = {}
+    headers: dict[str, tuple[str, ...] | None] = {}
     try:
         files = [f for _, f in list_folder_files(root, include_model=include_model)]
         recordings = load_folder_recordings(
@@ -310,10 +312,13 @@ def load_folder(
             skip_bad=skip_bad,
             sample_rate_hz=rate,
             skipped=skipped,
+            headers=headers,
         )
     except RecordingError as exc:
         raise DatasetError(str(exc)) from exc
     names = _channels(channels, recordings[0].samples.shape[1], root)
+    found = set(headers.values())
+    header = found.pop() if len(found) == 1 else None
     return Dataset(
         name=name or root.resolve().name,
         root=root,
@@ -330,6 +335,7 @@ def load_folder(
         format="folder",
         path=root,
         split_groups=_model_trial_groups(recordings) if include_model else None,
+        header=header if header is not None and len(header) == len(names) else None,
     )
 
 
@@ -699,7 +705,7 @@ def load_dataset(path: str | Path, *, format: str = "auto", **options: Any) -> D
     elif "columns" in common:
         # The loader reads every column under its default names; ``refine`` picks and names them.
         for key in ("channels", "scale", "offset"):
-            if key in options:
+            if key in options and key in OPTIONS.get(fmt, ()):  # (a preset that fixes them still refuses them)
                 common[key] = options.pop(key)
     ds = _load(path, fmt, how, options)
     if rename is not None:
@@ -791,7 +797,7 @@ def refine(
     """Options any layout takes, applied to the loaded data set.
 
     ``columns`` picks columns by 0-based index or by name (the layout's channel
-    names, or ``channels`` when it names every column); ``channels`` then names
+    names, the files' header line, or ``channels`` when it names every column); ``channels`` then names
     either every column of the file or just the chosen ones, and ``scale`` /
     ``offset`` are per chosen column. ``label_map`` (see :func:`parse_label_map`)
     renames and merges classes, then ``classes`` keeps only those (mapped) classes.
@@ -802,6 +808,8 @@ def refine(
         names = tuple(ds.channels)
         if channels is not None and len(channels) == width:
             names = _channels(channels, width, where)
+        elif channels is None and ds.header is not None and len(set(ds.header)) == width:
+            names = ds.header  # the files' own header line names the columns --columns picks from
         idx = [_column_index(str(c), names, where) for c in columns]
         if len(set(idx)) != len(idx):
             raise DatasetError(f"{where}: --columns picks a column twice: {', '.join(map(str, columns))}")

@@ -141,3 +141,20 @@ def test_hmp_style_scaling_survives_column_choice(tmp_path):
     ds = load_dataset(nine_columns(tmp_path), sample_rate_hz=10.0, columns=("0",), scale=(0.5,), offset=(-1.0,))
     assert ds.scale == (0.5,) and ds.offset == (-1.0,)
     assert np.allclose(ds.recordings[0].samples[:, 0], np.arange(20))
+
+
+def test_a_preset_still_refuses_scaling_when_columns_are_picked(tmp_path):
+    for label in ("Walk", "Sit"):
+        write(tmp_path / label / f"Accelerometer-2011-03-24-10-00-00-{label.lower()}-f1.txt", "1 2 3\n" * 40)
+    ds = load_dataset(tmp_path, columns=("z", "x"))
+    assert ds.format == "hmp" and ds.channels == ("z", "x") and ds.scale == (3 / 63,)
+    with pytest.raises(DatasetError, match="--scale does not apply to format hmp"):
+        load_dataset(tmp_path, columns=("x",), scale=(1.0,))
+
+
+def test_columns_by_the_files_own_header_names(tmp_path):
+    for label in ("walk", "sit"):
+        write(tmp_path / label / "r1.csv", "t,ax,ay,az,gx;\n" + "".join(f"{i},1,2,3,4;\n" for i in range(20)))
+    ds = load_dataset(tmp_path, sample_rate_hz=10.0, columns=("ax", "gx"))
+    assert ds.channels == ("ax", "gx") and ds.recordings[0].samples[0].tolist() == [1, 4]
+    assert load_dataset(tmp_path, sample_rate_hz=10.0).channels == ("ch0", "ch1", "ch2", "ch3", "ch4")  # as before

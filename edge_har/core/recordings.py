@@ -384,13 +384,15 @@ def load_folder_recordings(
     n_channels: int | None = None,
     skipped: dict[str, int] | None = None,
     reasons: dict[str, int] | None = None,
+    headers: dict[str, tuple[str, ...] | None] | None = None,
 ) -> list[Recording]:
     """``<root>/<Class>/<recording>`` files as recordings, class = folder name.
 
     Every file must have the same number of columns (``n_channels`` when
     given, else the first file's). ``skipped`` (if given) receives the count of
     lines ``skip_bad`` dropped, per file; ``reasons`` (if given) adds them up by
-    reason (``BAD_*``) over all files. Files the subject regex does not
+    reason (``BAD_*``) over all files. ``headers`` (if given) receives each file's
+    header line (column names) or None. Files the subject regex does not
     match get no subject, with one warning.
     """
     pattern = compile_subject_regex(subject_regex)
@@ -401,6 +403,8 @@ def load_folder_recordings(
         result = read_samples_result(file, n_channels=n_channels, skip_bad=skip_bad)
         if result.skipped and skipped is not None:
             skipped[str(file)] = result.skipped
+        if headers is not None:
+            headers[str(file)] = result.header
         if reasons is not None:
             for reason, n in result.reasons.items():
                 reasons[reason] = reasons.get(reason, 0) + n
