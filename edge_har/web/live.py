@@ -64,7 +64,11 @@ class LiveService:
     def start(self) -> None:
         self.started_at = time.time()
         if self.ingest is not None:
-            self.ingest.start()
+            self.ingest.start()  # prunes old rows now and every hour
+        else:
+            deleted = self.store.prune()  # no broker: nothing new arrives, so once at start is enough
+            if deleted:
+                log.info("retention: deleted %d rows older than %g days", deleted, self.store.retention_days)
 
     def stop(self) -> None:
         """Stop ingest (what was received is written first), end the streams, close the database."""

@@ -189,12 +189,21 @@ class Store:
                 added = len(conn.execute(stmt.returning(predictions.c.id), [dict(r) for r in rows]).all())
             else:  # SQLite older than 3.35: no RETURNING; sqlite3 sums executemany's rowcount
                 added = max(0, conn.execute(stmt, [dict(r) for r in rows]).rowcount)
-            for device_id, row in newest.items():
-                self._upsert_device(
-                    conn,
-                    device_id,
-                    {"run_id": row["run_id"] or None, "model_id": row["model_id"], "last_seen": row["received_at"]},
-                )
+            # every device of the batch in one executemany, not a statement per device
+            upsert = self._insert(devices)
+            keep = {name: upsert.excluded[name] for name in ("run_id", "model_id", "last_seen")}
+            conn.execute(
+                upsert.on_conflict_do_update(index_elements=[devices.c.device_id], set_=keep),
+                [
+                    {
+                        "device_id": device_id,
+                        "run_id": row["run_id"] or None,
+                        "model_id": row["model_id"],
+                        "last_seen": row["received_at"],
+                    }
+                    for device_id, row in newest.items()
+                ],
+            )
         return added
 
     def set_status(self, device_id: str, status: str, received_at: float) -> bool:
