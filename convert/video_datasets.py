@@ -81,6 +81,7 @@ class Clip:
     source_fps: float | None = None
     decoded_frames: int = 0  # frames read from the file before sampling
     padded_frames: int = 0  # frames added to reach one window
+    group: str | None = None  # images cut from one recording (--subject-regex): kept on one side of a split
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -342,10 +343,18 @@ def load_image_csv(
     images_dir: str = "train",
     filename_column: str = "filename",
     label_column: str = "label",
+    subject_regex: str | None = None,
     progress: bool = True,
 ) -> VideoDataset:
-    """The still-image layout to a VideoDataset of one-frame clips (see the module doc)."""
+    """The still-image layout to a VideoDataset of one-frame clips (see the module doc).
+
+    ``subject_regex`` pulls an id from each image's file name (frames of one clip, or one person):
+    images sharing it are one group, which a clip split keeps on one side and a subject split
+    selects by ``test_subjects``. Without it every image is split on its own, so frames cut from one
+    clip land on both sides and the test score measures memory, not recognition.
+    """
     base = Path(root)
+    pattern = re.compile(subject_regex) if subject_regex else None
     if not base.is_dir():
         raise VideoDatasetError(f"{base}: the data set folder does not exist")
     table = find_csv(base, csv_name, filename_column, label_column)
@@ -388,7 +397,8 @@ def load_image_csv(
             skipped.append((str(path), str(exc).split(": ", 1)[-1]))
             continue
         padded_frames, pad = _apply_short_policy(frames, spec.window, "pad")
-        clips.append(Clip(padded_frames, label, str(path), None, spec.fps, 1, pad))
+        subject = _subject(pattern, path.stem)
+        clips.append(Clip(padded_frames, label, str(path), subject, spec.fps, 1, pad, group=subject))
     _check_classes(base, labels, clips, skipped)
     present = [p for p, _, _ in rows if p.is_file()]
     return VideoDataset(
@@ -464,6 +474,7 @@ def load_video_dataset(
             images_dir=images_dir,
             filename_column=filename_column,
             label_column=label_column,
+            subject_regex=subject_regex,
             progress=progress,
         )
     return load_clip_folders(
@@ -572,7 +583,8 @@ def split_clips(
     ``by="subject"`` puts every clip of ``test_subjects`` in the test split
     (subject-independent evaluation); validation clips are then drawn from
     the other subjects' clips. A class with a single clip can only train, and
-    a warning says so.
+    a warning says so. Images sharing a ``Clip.group`` (the image layout with
+    ``--subject-regex``) are drawn together, so one clip's frames stay on one side.
     """
     if by not in ("clip", "subject"):
         raise VideoDatasetError(f"split by {by!r} must be clip or subject")
@@ -580,13 +592,26 @@ def split_clips(
         if not 0.0 <= value < 1.0:
             raise VideoDatasetError(f"{name} must be in [0, 1), got {value}")
     rng = np.random.default_rng(seed)
-    by_class: dict[str, list[int]] = {}
+    # The units drawn are groups (images of one recording, Clip.group) or single clips: a group is
+    # represented by its first clip and counted under its most frequent label.
+    members: dict[int, list[int]] = {}
+    first_of: dict[str, int] = {}
     for i, clip in enumerate(dataset.clips):
-        by_class.setdefault(clip.label, []).append(i)
+        rep = i if clip.group is None else first_of.setdefault(clip.group, i)
+        members.setdefault(rep, []).append(i)
+    by_class: dict[str, list[int]] = {}
+    for rep, items in members.items():
+        labels = [dataset.clips[i].label for i in items]
+        by_class.setdefault(max(sorted(set(labels)), key=labels.count), []).append(rep)
+
+    def expand(reps: Iterable[int]) -> list[int]:
+        return sorted(i for r in reps for i in members[r])
+
     lonely = [label for label, items in by_class.items() if len(items) < 2]
     if lonely:
         log.warning(
-            "class(es) %s have a single clip: it goes to training and the class is not tested", ", ".join(lonely)
+            "class(es) %s have a single clip (or image group): it goes to training and the class is not tested",
+            ", ".join(lonely),
         )
     chosen_subjects: list[str] = []
     if by == "subject":
@@ -604,13 +629,15 @@ def split_clips(
         chosen_subjects = list(test_subjects)
         test = sorted(i for i, c in enumerate(dataset.clips) if c.subject in chosen_subjects)
         remaining = {
-            label: [i for i in items if dataset.clips[i].subject not in chosen_subjects]
-            for label, items in by_class.items()
+            label: [r for r in reps if dataset.clips[r].subject not in chosen_subjects]
+            for label, reps in by_class.items()
         }
     else:
-        test, rest = _stratified(by_class, test_fraction, rng, keep_one=True)
+        test_reps, rest = _stratified(by_class, test_fraction, rng, keep_one=True)
+        test = expand(test_reps)
         rest_set = set(rest)
-        remaining = {label: [i for i in items if i in rest_set] for label, items in by_class.items()}
-    remaining = {label: items for label, items in remaining.items() if items}
-    val, train = _stratified(remaining, val_fraction, rng, keep_one=val_fraction > 0)
+        remaining = {label: [r for r in reps if r in rest_set] for label, reps in by_class.items()}
+    remaining = {label: reps for label, reps in remaining.items() if reps}
+    val_reps, train_reps = _stratified(remaining, val_fraction, rng, keep_one=val_fraction > 0)
+    val, train = expand(val_reps), expand(train_reps)
     return ClipSplit(train, val, test, by, seed, chosen_subjects)

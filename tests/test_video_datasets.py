@@ -270,3 +270,47 @@ def test_real_kth_clips_decode_avi_and_h264_mp4():
     )
     assert set(ds.labels) <= {"boxing", "handclapping", "handwaving", "jogging", "running", "walking"}
     assert not ds.skipped_files and all(c.subject for c in ds.clips)
+
+
+def _frames_of_clips_as_images(root: Path, clips_per_class: int = 5, frames_per_clip: int = 4) -> Path:
+    """The image layout as people make it from video: several frames cut from each clip, named after it."""
+    (root / "train").mkdir(parents=True)
+    rows = ["filename,label"]
+    rng = np.random.default_rng(5)
+    for label in ("sweep", "pulse", "orbit"):
+        for c in range(clips_per_class):
+            for f, frame in enumerate(render_clip(pattern_for(label), frames_per_clip, (40, 30), 10.0, rng)):
+                name = f"{label}{c:02d}_f{f:03d}.png"
+                assert cv2.imwrite(str(root / "train" / name), frame)
+                rows.append(f"{name},{label}")
+    (root / "train.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_subject_regex_keeps_the_frames_of_one_clip_on_one_side_of_an_image_split(tmp_path):
+    """--subject-regex used to be ignored for train.csv, so a clip's frames were split across train and test."""
+    from edge_har.convert.video_datasets import split_clips
+
+    root = _frames_of_clips_as_images(tmp_path / "frames")
+    spec = FrameSpec(32, 32, fps=1, window=1)
+    ds = load_video_dataset(root, spec, subject_regex=r"^([a-z]+\d+)_f", progress=False)
+    assert ds.layout == "images" and len(ds.clips) == 60
+    assert {c.subject for c in ds.clips} == {
+        f"{label}{c:02d}" for label in ("sweep", "pulse", "orbit") for c in range(5)
+    }
+    assert ds.describe()["subjects"][:2] == ["orbit00", "orbit01"]
+    for seed in range(5):
+        split = split_clips(ds, test_fraction=0.2, val_fraction=0.2, seed=seed)
+        sides = {name: {ds.clips[i].subject for i in getattr(split, name)} for name in ("train", "val", "test")}
+        assert not (sides["train"] & sides["test"]) and not (sides["train"] & sides["val"])
+        assert not (sides["val"] & sides["test"])
+        assert sorted(split.train + split.val + split.test) == list(range(60))
+        assert {ds.clips[i].label for i in split.test} == {"sweep", "pulse", "orbit"}  # still stratified
+        assert all(len(getattr(split, name)) % 4 == 0 for name in ("train", "val", "test"))  # whole clips
+    by_subject = split_clips(ds, by="subject", test_subjects=["pulse03", "orbit01"], val_fraction=0.2)
+    assert {ds.clips[i].subject for i in by_subject.test} == {"pulse03", "orbit01"} and len(by_subject.test) == 8
+    # without the regex each image is its own unit: the frames of one clip do land on both sides
+    plain = load_video_dataset(root, spec, progress=False)
+    split = split_clips(plain, test_fraction=0.2, val_fraction=0.2, seed=0)
+    stem = lambda i: Path(plain.clips[i].source).name.split("_f")[0]  # noqa: E731
+    assert {stem(i) for i in split.train} & {stem(i) for i in split.test}
