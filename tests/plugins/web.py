@@ -22,7 +22,7 @@ that one line rather than skip, so CI cannot pass without having run them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,12 +44,16 @@ CHROMIUM_FLAGS = [
 START_TIMEOUT_S = 30.0
 
 
-@dataclass
 class WebServer:
-    """What ``web_server`` returns: the running server, its config and URL."""
+    """What ``web_server`` returns: ``cfg``, ``app``, ``port``, ``url``, ``server`` (the uvicorn.Server), ``stop()``.
 
-    cfg: Any
-    background: BackgroundServer
+    ``WebServer(cfg, app, port).start()`` starts another server by hand (a restart on the same
+    port); stop it yourself.
+    """
+
+    def __init__(self, cfg: Any, app: Any, port: int) -> None:
+        self.cfg = cfg
+        self.background = BackgroundServer(app, port)
 
     @property
     def port(self) -> int:
@@ -62,6 +66,14 @@ class WebServer:
     @property
     def app(self) -> Any:
         return self.background.app
+
+    @property
+    def server(self) -> Any:
+        return self.background.server
+
+    def start(self) -> WebServer:
+        self.background.start(START_TIMEOUT_S)
+        return self
 
     def stop(self) -> None:
         self.background.stop()
@@ -79,8 +91,7 @@ def web_server(tmp_path) -> Any:
         cfg = replace(cfg, port=port)
         if cfg.db_url is None and cfg.db_path == DEFAULT_DB_PATH:  # never the working directory's file
             cfg = replace(cfg, db_path=tmp_path / f"web-{port}.sqlite3")
-        server = WebServer(cfg, BackgroundServer(app if app is not None else create_app(cfg), port))
-        server.background.start(START_TIMEOUT_S)
+        server = WebServer(cfg, app if app is not None else create_app(cfg), port).start()
         running.append(server)
         return server
 
