@@ -101,6 +101,23 @@ def test_slow_consumer_drops_frames_instead_of_falling_behind(clip):
     assert indices == sorted(indices) and indices[-1] >= 35  # the newest frames, not a queue's oldest
 
 
+def _arrival_to_read_ms(realtime: bool, clip: Path) -> float:
+    """Median ms from a frame's ``arrival`` (where e2e latency starts) to a waiting consumer getting it."""
+    delays = []
+    with CameraSource(CameraSourceConfig(device=str(clip), realtime=realtime)) as src:
+        while (frame := src.read(timeout=3.0)) is not None:
+            delays.append(1000 * (time.perf_counter() - frame.arrival))
+    assert len(delays) >= 30
+    return float(np.median(delays))
+
+
+def test_paced_playback_latency_starts_after_the_pacing_wait(clip):
+    """Real-time playback waits 1/fps before handing a frame over; that wait is not latency (was 50 ms here)."""
+    paced, unpaced = _arrival_to_read_ms(True, clip), _arrival_to_read_ms(False, clip)
+    # a consumer already waiting gets each frame within scheduling noise, paced or not (1/fps is 50 ms)
+    assert paced < 10.0 and abs(paced - unpaced) < 10.0, (paced, unpaced)
+
+
 def test_looping_file_starts_a_new_segment(clip):
     with CameraSource(CameraSourceConfig(device=str(clip), realtime=False, loop=True)) as src:
         frames = drain(src, limit=100)
@@ -115,6 +132,22 @@ def test_a_file_opencv_cannot_decode_ends_the_source(tmp_path):
     with CameraSource(CameraSourceConfig(device=str(bad))) as src:
         assert src.read(timeout=3.0) is None
         assert src.finished and src.stats.open_failures == 1 and "cannot open" in src.stats.last_error
+        assert src.stats.file_errors == 1 and "cannot decode it" in src.stats.last_error
+
+
+def test_a_clip_truncated_mid_stream_is_counted_and_reported(clip, tmp_path):
+    """Cut in half, the AVI still opens and plays 19 of the 40 frames its header states, then ends."""
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    with CameraSource(CameraSourceConfig(device=str(cut), realtime=False)) as src:
+        frames = drain(src)
+    assert 0 < len(frames) < 40 and src.finished
+    assert src.stats.file_errors == 1
+    assert f"ended after {len(frames)} of its 40 frames (truncated or damaged)" in src.stats.last_error
+    with CameraSource(CameraSourceConfig(device=str(clip), realtime=False)) as src:  # the whole file: no error
+        assert len(drain(src)) == 40
+    assert src.stats.file_errors == 0 and src.stats.last_error is None
 
 
 # ---------------------------------------------------------------- a live network stream

@@ -321,6 +321,52 @@ def test_daemon_streams_a_clip_file_as_its_camera(video_bundle, mosquitto_broker
     assert time.monotonic() - started < 60
 
 
+def _run_daemon_on(video_bundle, broker, listener_factory, tmp_path, clip, **source):
+    device = f"cam-{clip.stem}"
+    config = {
+        "device_id": device,
+        "bundle": str(video_bundle),
+        "source": {"type": "camera", "device": str(clip), "realtime": False, **source},
+        "mqtt": {"host": broker.host, "port": broker.port, "stats_interval_s": 60},
+    }
+    cfg = tmp_path / f"{device}.yaml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    listener = listener_factory(broker, [f"edge-har/{device}/#"])
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_har", "run", "--config", str(cfg)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    listener.wait_last(f"edge-har/{device}/status", b"stopped")
+    return result, listener.payloads(f"edge-har/{device}/stats")[-1]["extra"]["source"]
+
+
+@pytest.mark.slow  # two daemon runs, ~15 s
+def test_daemon_on_an_undecodable_or_truncated_file(video_bundle, mosquitto_broker, mqtt_listener, tmp_path):
+    """Both used to end the source silently with exit 0 (or, without stop_at_end, an online daemon idling)."""
+    from edge_har.device.daemon import EXIT_CONFIG
+
+    bad = tmp_path / "bad.avi"
+    bad.write_bytes(b"not a video" * 100)
+    # no stop_at_end: nothing was ever read, so it stops (retained "stopped", last stats) and exits 78
+    result, source = _run_daemon_on(video_bundle, mosquitto_broker, mqtt_listener, tmp_path, bad)
+    assert result.returncode == EXIT_CONFIG, result.stderr[-2000:]
+    assert "ended without delivering anything" in result.stderr
+    assert source["file_errors"] == 1 and "cannot decode it" in source["last_error"] and source["frames_read"] == 0
+    # a clip cut mid-stream: what it held is inferred, the cut is counted and reported, exit 0 (stop_at_end)
+    whole = tmp_path / "whole.avi"
+    write_mixed_clip(whole)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    result, source = _run_daemon_on(video_bundle, mosquitto_broker, mqtt_listener, tmp_path, cut, stop_at_end=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert source["file_errors"] == 1 and 0 < source["frames_read"] < 120
+    assert f"ended after {source['frames_read']} of its 120 frames" in source["last_error"]
+
+
 def test_camera_configs_fit_a_real_video_bundle(video_bundle, tmp_path):
     from edge_har.device.config import check_files, load_config
 

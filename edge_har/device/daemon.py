@@ -35,7 +35,10 @@ for all of them, and it costs a second or two of downtime.
 
 Exit status: 0 after a clean stop; 75 after a SIGHUP's clean stop (restart me); 78 (EX_CONFIG) when the config, bundle or runtime cannot
 work, which the systemd unit excludes from restarts (RestartPreventExitStatus=78); 1 when
-inference keeps failing (systemd restarts the service).
+inference keeps failing (systemd restarts the service). A source that ends having delivered
+nothing at all (a video file OpenCV cannot decode, an empty replay) also exits 78 after the clean
+stop, with or without ``stop_at_end``: staying ``online`` with nothing to read hid it, and a
+restart reads the same file again.
 """
 
 from __future__ import annotations
@@ -90,7 +93,9 @@ class Daemon:
         self.stats = DaemonStats()
         self.stop_reason = ""
         self.restart_requested = False  # SIGHUP: exit EXIT_RESTART after the clean stop
+        self.nothing_read = False  # the source ended without delivering anything: exit EXIT_CONFIG
         self.runtime: Optional[StreamRuntime] = None
+        self._variant_choice: Any = None  # a VariantChoice until the first stats message carried it
         self.source: Optional[Source] = None
         self.publisher: Any = None
         self.windows: queue.Queue[Window] = queue.Queue(maxsize=self.cfg.queues.windows)
@@ -132,6 +137,8 @@ class Daemon:
                 return code
             code = self._loop()
             self._shutdown()
+            if code == EXIT_OK and self.nothing_read:
+                return EXIT_CONFIG
             if code == EXIT_OK and self.restart_requested:
                 log.info("exiting with status %d so the service manager starts the daemon again", EXIT_RESTART)
                 return EXIT_RESTART
@@ -157,6 +164,9 @@ class Daemon:
                 log.error("config: %s", line)
             return EXIT_CONFIG
         self.runtime = rt = checked.runtime
+        # variant auto's choice (figures, CPU, cached or measured) goes into the first stats
+        # message only: it does not change while the daemon runs. The video runtime has none.
+        self._variant_choice = getattr(rt, "variant_choice", None)
         try:
             self.publisher = Publisher(cfg.mqtt, self.device_id, rt.model_id, rt.labels)
             self.publisher.start()
@@ -238,7 +248,13 @@ class Daemon:
             self._source_done.set()
 
     def _source_finished(self) -> None:
-        if self.cfg.source.stops_at_end():
+        source = self.source
+        if source is not None and source.samples_read == 0:
+            self.nothing_read = True
+            why = source.status().get("last_error") or "it delivered no data"
+            log.error("source %s ended without delivering anything (%s); exiting %d", source.name, why, EXIT_CONFIG)
+            self.request_stop(f"source ended with nothing read: {why}")
+        elif self.cfg.source.stops_at_end():
             log.info("source finished; source.stop_at_end is set: stopping after the queued windows")
         else:
             log.info("source finished; staying up (status online, stats continue) until stopped")
@@ -389,6 +405,8 @@ class Daemon:
             "windows_dropped": self.stats.windows_dropped,
             "source": source.status(),
         }
+        if self._variant_choice is not None:  # until a stats message carrying it reached the broker
+            extra["variant_choice"] = self._variant_choice.to_json()
         counters = rt.counters()
         if counters:  # video: frames in, kept at the model's rate, mean encoder time (a sensor runtime has none)
             extra["frames"] = counters
@@ -415,7 +433,8 @@ class Daemon:
 
     def publish_stats(self) -> dict[str, Any]:
         payload = self.stats_payload()
-        self.publisher.publish_stats(payload)
+        if self.publisher.publish_stats(payload) and "variant_choice" in payload.get("extra", {}):
+            self._variant_choice = None  # published once
         inf, e2e, m = payload.get("inference_ms") or {}, payload.get("e2e_ms") or {}, payload["mqtt"]
         log.info(
             "stats: %.1f windows/s, inference p50 %s p99 %s ms, e2e p50 %s p99 %s ms, %d windows, dropped samples %s, "
