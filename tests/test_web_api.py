@@ -456,3 +456,17 @@ def test_serve_runs_warns_without_auth_and_stops_on_sigterm(tiny_bundle, tmp_pat
     warning = [line for line in err.splitlines() if "NO AUTHENTICATION" in line]
     assert warning and "WARNING" in warning[0] and "0.0.0.0" in warning[0], err
     assert "Traceback" not in err
+
+
+def test_without_the_web_extra_serve_names_it(tmp_path):
+    """fastapi and uvicorn hidden: ``serve --help`` still works, ``serve`` names the extra to install."""
+    hide = "import sys\nfor m in ('fastapi', 'uvicorn', 'starlette'): sys.modules[m] = None\n"
+    code = hide + "from edge_har.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    shown = subprocess.run([sys.executable, "-c", code, "serve", "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "--password-file" in shown.stdout, shown.stderr
+    result = subprocess.run(
+        [sys.executable, "-c", code, *_serve_args(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert "needs the web extra" in result.stderr and "pip install 'edge-har[web]'" in result.stderr
+    assert "Traceback" not in result.stderr
