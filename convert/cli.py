@@ -72,9 +72,41 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 
 # ---------------------------------------------------------------- convert
 
+UCI_HAR_BASIC = ("WALKING", "WALKING_UPSTAIRS", "WALKING_DOWNSTAIRS", "SITTING", "STANDING", "LAYING")
+
+# Published protocols as flag sets; a preset fills only the flags left at their defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    # UCI HAR (Anguita et al., ESANN 2013) on HAPT's raw signals: the six basic activities, 2.56 s windows
+    # (128 samples at 50 Hz) with 50% overlap; the test subjects are HAPT's predefined split.
+    "uci-har": {"window": "128", "stride": "64", "classes": UCI_HAR_BASIC},
+    # the same windows over all twelve HAPT classes, the postural transitions included
+    "hapt-12": {"window": "128", "stride": "64"},
+}
+
+
+def apply_preset(args: argparse.Namespace) -> list[str]:
+    """Fill the flags ``--preset`` names that were left at their defaults; return what was set."""
+    from edge_har.convert.pipeline import DEFAULT_STRIDE, DEFAULT_WINDOW
+
+    preset = getattr(args, "preset", None)
+    if not preset:
+        return []
+    defaults = {"window": DEFAULT_WINDOW, "stride": DEFAULT_STRIDE, "classes": None}
+    taken = []
+    for key, value in PRESETS[preset].items():
+        if getattr(args, key, defaults[key]) == defaults[key]:
+            setattr(args, key, value)
+            taken.append(f"--{key} {','.join(value) if isinstance(value, tuple) else value}")
+    log.info("preset %s: %s", preset, "; ".join(taken) or "every flag given explicitly")
+    return taken
+
+
 CONVERT_EPILOG = """\
 examples:
   edge-har convert --data /work/shared/data/hmp/HMP --out bundles/hmp
+  edge-har convert --data /work/shared/data/hapt --preset uci-har --out bundles/hapt6       # UCI HAR protocol
+  edge-har convert --data /work/shared/data/hapt --preset uci-har --columns acc_x,acc_y,acc_z --out bundles/hapt6-acc
+  edge-har convert --data /work/shared/data/hapt --preset hapt-12 --out bundles/hapt12     # + postural transitions
   edge-har convert --data my_recordings/ --window 2s --stride 0.25s --epochs 50 --out bundles/mine
   edge-har convert --data data.csv --format csv ... --split subject --test-subjects s3,s7 --out bundles/subj
 
@@ -135,6 +167,15 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
     add_dataset_arguments(parser, required=False)  # required unless --from-keras (checked when run)
     add_split_arguments(parser)
     group = parser.add_argument_group("windows")
+    group.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="a published protocol's flags, for those not given: uci-har = --window 128 --stride 64 --classes "
+        "the six basic activities (UCI HAR on HAPT's raw signals; HAPT's own split: test subjects 2, 4, 9, 10, "
+        "12, 13, 18, 20, 24, validation by subject from the other 21); hapt-12 = the same windows, all 12 "
+        "classes with the postural transitions",
+    )
     group.add_argument(
         "--window",
         default=DEFAULT_WINDOW,
@@ -241,6 +282,7 @@ def run_convert_command(args: argparse.Namespace) -> int:
         return _run_from_keras(args)
     if args.data is None:
         raise CommandError("convert needs --data (the labelled data set), or --from-keras BUNDLE_OR_H5")
+    apply_preset(args)
     try:
         dataset = dataset_from_args(args)
         split = split_from_args(args, dataset)
