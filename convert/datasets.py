@@ -1160,6 +1160,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = True
     )
     g.add_argument(
         "--trial-column",
+        "--recording-column",
+        dest="trial_column",
         type=str,
         default=None,
         metavar="NAME",

@@ -239,3 +239,24 @@ def test_hapt_subject_split_from_the_cli(tmp_path):
     split = split_recordings(ds, method="subject", test_subjects=["s3"], seed=0, val_fraction=0)
     assert {ds.recordings[i].subject for i in split.test} == {"s3"}
     assert np.all([ds.recordings[i].subject != "s3" for i in split.train])
+
+
+@pytest.mark.slow
+def test_a_hapt_like_set_converts_and_evaluate_recreates_its_test_split(tmp_path):
+    """The whole path the HAPT benchmark takes: preset, --classes, --columns, predefined split, bundle, evaluate."""
+    from edge_har.convert.evaluate import evaluate_bundle, load_bundle
+    from edge_har.convert.pipeline import run_convert
+    from tests.plugins.bundle import tiny_convert_options
+
+    root = hapt_like(tmp_path / "hapt", users=(1, 2, 3, 4, 5, 6, 7, 8), n=400)
+    flags = {"classes": ("WALKING", "SITTING"), "columns": ("acc_x", "acc_y", "acc_z")}
+    options = tiny_convert_options(tmp_path / "b", data=root, dataset_options=flags, window=32, stride=16)
+    bundle = load_bundle(run_convert(options))
+    assert bundle.labels == ["SITTING", "WALKING"]
+    assert bundle.preprocessing.channels == ("acc_x", "acc_y", "acc_z")
+    split = bundle.metrics["split"]
+    assert split["method"] == "predefined"
+    assert all("user02" in s or "user04" in s for s in split["test_sources_relative"])
+    ds = load_dataset(root, **flags)
+    results = evaluate_bundle(bundle, ds, variants=["int8"], split="test", out_dir=tmp_path / "eval", progress=False)
+    assert results["data"]["windows"] == split["windows"]["test"]
