@@ -25,8 +25,8 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from edge_har.mqtt.config import MqttConfig  # noqa: E402
 from edge_har.mqtt.payloads import prediction_payload, stats_payload  # noqa: E402
 from edge_har.web.app import create_app  # noqa: E402
+from edge_har.web.background import BackgroundServer  # noqa: E402
 from edge_har.web.config import ServeConfig  # noqa: E402
-from tests.plugins.web import WebServer  # noqa: E402
 from tests.test_web_live import WILLING_DEVICE, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -172,11 +172,11 @@ def test_the_live_page_follows_the_fleet_without_reloading(
     assert shot.stat().st_size > 10_000
 
     # the server restarts on the same port: the page says so, then reconnects by itself
-    server.server.config.timeout_graceful_shutdown = 1  # an open event stream never ends by itself
+    server.background.server.config.timeout_graceful_shutdown = 1  # an open event stream never ends by itself
     server.stop()
     page.wait_for_function("document.getElementById('stream-state').textContent === 'reconnecting…'")
     screenshot(page, "live-reconnecting")
-    again = WebServer(server.cfg, create_app(server.cfg), server.port).start()
+    again = BackgroundServer(create_app(server.cfg), server.port).start()
     try:
         page.wait_for_function("document.getElementById('stream-state').textContent === 'live'", timeout=20_000)
         fleet.publish("edge-har/pi-hall/prediction", payload("pi-hall", next_seq["pi-hall"], time.time(), "Sit"), qos=1)
