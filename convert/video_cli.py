@@ -281,6 +281,7 @@ def register_convert_video(subparsers: Any) -> argparse.ArgumentParser:
     add_video_model_arguments(parser)
     add_pose_arguments(parser)
     add_train_arguments(parser)
+    _batch_size_from_data(parser)
     group = parser.add_argument_group("quantization and the bundle")
     group.add_argument(
         "--variants",
@@ -297,10 +298,10 @@ def register_convert_video(subparsers: Any) -> argparse.ArgumentParser:
     group.add_argument(
         "--calibration-size",
         type=_positive_int,
-        default=DEFAULT_CALIBRATION_SIZE,
+        default=None,
         metavar="N",
         help="training frames (encoder) and windows (head), stratified by class, for int8 calibration "
-        "(default: %(default)s)",
+        f"(default: {DEFAULT_CALIBRATION_SIZE}, or every training frame when there are fewer)",
     )
     group.add_argument(
         "--max-int8-drop",
@@ -328,6 +329,19 @@ def register_convert_video(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.set_defaults(func=run_convert_video_command)
     return parser
+
+
+def _batch_size_from_data(parser: argparse.ArgumentParser) -> None:
+    """--batch-size defaults to a size picked from the data (a fixed 128 gave 1-2 steps per epoch on small sets)."""
+    from edge_har.convert.video_pipeline import AUTO_BATCH_STEPS, MAX_AUTO_BATCH, MIN_AUTO_BATCH
+
+    parser.set_defaults(batch_size=None)
+    for action in parser._actions:  # noqa: SLF001 - the shared training flag, with this command's default
+        if "--batch-size" in action.option_strings:
+            action.help = (
+                f"global batch size (default: from the data: the largest power of two in {MIN_AUTO_BATCH}.."
+                f"{MAX_AUTO_BATCH} leaving >= {AUTO_BATCH_STEPS} steps per epoch)"
+            )
 
 
 def run_convert_video_command(args: argparse.Namespace) -> int:

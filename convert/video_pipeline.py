@@ -68,6 +68,28 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 10.0
 DEFAULT_STRIDE = 4
+MAX_AUTO_BATCH = 128
+MIN_AUTO_BATCH = 8
+AUTO_BATCH_STEPS = 16  # an automatic batch size leaves at least this many steps per epoch (above 8)
+
+
+def auto_batch_size(n_train: int) -> int:
+    """The batch size when none is given: the largest power of two with >= 16 steps per epoch, in 8..128.
+
+    128 (the sensor default) from 2048 training windows up; 8 below 256, so a handful of clips still
+    gets tens of steps per epoch instead of the one or two a fixed 128 gave.
+    """
+    size = MAX_AUTO_BATCH
+    while size > MIN_AUTO_BATCH and n_train < size * AUTO_BATCH_STEPS:
+        size //= 2
+    return size
+
+
+def auto_calibration_size(available: int) -> int:
+    """The calibration set when none is given: DEFAULT_CALIBRATION_SIZE items, or all there are."""
+    return min(DEFAULT_CALIBRATION_SIZE, available)
+
+
 DEFAULT_MAX_INT8_DROP = 1.0
 PART_FILE = "{part}_{variant}.tflite"
 
@@ -94,7 +116,7 @@ class VideoConvertOptions:
     train: TrainConfig = field(default_factory=TrainConfig)
     variants: tuple[str, ...] = DEFAULT_VARIANTS
     default_variant: str = "int8"
-    calibration_size: int = DEFAULT_CALIBRATION_SIZE
+    calibration_size: int | None = None  # None: auto_calibration_size of the training frames
     max_int8_drop: float = DEFAULT_MAX_INT8_DROP
     allow_int8_drop: bool = False
     clip_model: bool = False
@@ -109,6 +131,16 @@ class VideoConvertOptions:
         check_default_variant(self.default_variant, self.variants)
         if self.stride < 1:
             raise ConvertError(f"--stride must be >= 1 frame, got {self.stride}")
+        # Argument mistakes fail here, before any clip is decoded or TensorFlow imported.
+        by, subjects = self.split_options.get("by", "clip"), self.split_options.get("test_subjects")
+        if by == "subject" and not subjects:
+            raise ConvertError("--split subject needs --test-subjects (ids from --subject-regex)")
+        if by != "subject" and subjects:
+            raise ConvertError(f"--test-subjects applies to --split subject only (the split is by {by})")
+        if self.calibration_size is not None and self.calibration_size < 1:
+            raise ConvertError(f"--calibration-size must be >= 1, got {self.calibration_size}")
+        if self.train.batch_size is not None and self.train.batch_size < 1:
+            raise ConvertError(f"--batch-size must be >= 1, got {self.train.batch_size}")
 
     def frame_spec(self) -> FrameSpec:
         scale, offset = self.model.frame_scaling()
@@ -290,6 +322,11 @@ def keras_probabilities(
 def write_part(root: Path, part: str, variant: str, converted: Any) -> dict[str, Any]:
     """One part's ``.tflite`` and its description (the variant entry holds the description text)."""
     return write_tflite(root, PART_FILE.format(part=part, variant=variant), converted, description=False)
+
+
+def training_frames(dataset: VideoDataset, data: SplitData) -> int:
+    """Decoded (not padded) frames of ``data``'s clips: what the encoder can be calibrated on."""
+    return sum(len(dataset.clips[ci]) - dataset.clips[ci].padded_frames for ci in sorted(set(data.clips)))
 
 
 def calibration_frames(dataset: VideoDataset, data: SplitData, spec: FrameSpec, size: int, seed: int) -> np.ndarray:
@@ -573,19 +610,53 @@ class VideoPath:
                 len(sets["test"].index),
                 spec.window,
             )
+            self._sizes_from_data(len(sets["train"].index))
             if any(s.needs_calibration for s in specs):
-                # Drawn before training, so a too-large --calibration-size fails in seconds.
-                self.frame_calibration = calibration_frames(
-                    dataset, sets["train"], spec, options.calibration_size, options.train.seed
-                )
+                # Drawn before training (and before TensorFlow is imported), so a too-large
+                # --calibration-size fails in seconds.
+                size = options.calibration_size
+                if size is None:
+                    size = auto_calibration_size(training_frames(dataset, sets["train"]))
+                self.frame_calibration = calibration_frames(dataset, sets["train"], spec, size, options.train.seed)
                 if config.mode == "video":
                     self.head_picks = stratified_pick(
-                        sets["train"].y, min(options.calibration_size, len(sets["train"].index)), options.train.seed
+                        sets["train"].y, min(size, len(sets["train"].index)), options.train.seed
                     )
 
+    def _sizes_from_data(self, n_train: int) -> None:
+        """The batch size from the data when none was given, and the from-scratch step count checked."""
+        from dataclasses import replace
+
+        from edge_har.convert.train import steps_per_epoch, warn_few_scratch_steps
+
+        options, config = self.options, self.options.model
+        if options.train.batch_size is None:
+            options.train = replace(options.train, batch_size=auto_batch_size(n_train))
+            log.info(
+                "batch size %d, chosen from %d training windows (%d steps per epoch)",
+                options.train.batch_size,
+                n_train,
+                steps_per_epoch(n_train, options.train.batch_size),
+            )
+        batch = int(options.train.batch_size or 1)
+        self.from_scratch = not config.pretrained and not config.freeze_backbone
+        if self.from_scratch:
+            planned = options.train.epochs * steps_per_epoch(n_train, batch)
+            warn_few_scratch_steps(planned, n_train, batch, f"at most (--epochs {options.train.epochs})")
+
     def train(self, work: Path) -> Trained:
+        from edge_har.convert.train import MIN_SCRATCH_STEPS, warn_few_scratch_steps
+
         assert self.dataset is not None
         self.model, result, info = train_video(self.options, self.dataset, self.sets, self.spec, work)
+        steps = int(result.history.get("steps_run", 0))
+        info["steps_run"] = steps
+        if getattr(self, "from_scratch", False):
+            n_train, batch = len(self.sets["train"].index), int(self.options.train.batch_size or 1)
+            info["few_scratch_steps"] = warn_few_scratch_steps(
+                steps, n_train, batch, "in all (early stopping included)"
+            )
+            info["min_scratch_steps"] = MIN_SCRATCH_STEPS
         return Trained(result, {"model": self.options.model.to_json(), **info})
 
     def keras_reference(self, staging: Path) -> np.ndarray:
