@@ -185,6 +185,14 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
         "--stride", default=DEFAULT_STRIDE, help="step between windows, in samples or seconds (default: %(default)s)"
     )
     group.add_argument(
+        "--train-stride",
+        default=None,
+        metavar="STEP",
+        help="step between training windows only, in samples or seconds, e.g. --train-stride 16: more "
+        "overlapping training windows, a cheap augmentation; validation, test and the device keep --stride "
+        "(default: --stride)",
+    )
+    group.add_argument(
         "--target-rate",
         type=_positive_float,
         default=None,
@@ -291,6 +299,7 @@ def run_convert_command(args: argparse.Namespace) -> int:
             data=Path(dataset.root),
             window=args.window,
             stride=args.stride,
+            train_stride=args.train_stride,
             target_rate=args.target_rate,
             skip_short=args.skip_short,
             model=model_config,

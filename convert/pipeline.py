@@ -67,6 +67,9 @@ class ConvertOptions:
     split_options: dict[str, Any] = field(default_factory=dict)
     window: str | int = DEFAULT_WINDOW
     stride: str | int = DEFAULT_STRIDE
+    # Step between *training* windows only (None: ``stride``): more overlapping training windows are a
+    # cheap augmentation; validation and test windows, and the device, keep ``stride``.
+    train_stride: str | int | None = None
     target_rate: float | None = None
     skip_short: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -125,13 +128,18 @@ def build_preprocessing(dataset: Any, options: ConvertOptions) -> Preprocessing:
     )
 
 
-def split_windows(dataset: Any, split: Any, pre: Preprocessing, skip_short: bool) -> dict[str, Windows]:
+def split_windows(
+    dataset: Any, split: Any, pre: Preprocessing, skip_short: bool, train_stride: int | None = None
+) -> dict[str, Windows]:
+    import dataclasses
+
     from edge_har.convert.datasets import make_window_set
 
     out = {}
     for side in ("train", "val", "test"):
         indices = np.asarray(getattr(split, side), dtype=np.int64)
-        ws = make_window_set(dataset, pre, recording_indices=indices, skip_short=skip_short)
+        side_pre = pre if side != "train" or not train_stride else dataclasses.replace(pre, stride=train_stride)
+        ws = make_window_set(dataset, side_pre, recording_indices=indices, skip_short=skip_short)
         out[side] = Windows(np.asarray(ws.x, np.float32), np.asarray(ws.y, np.int64), len(indices))
     labels = list(dataset.labels)
     train_classes = set(np.unique(out["train"].y).tolist())
@@ -196,16 +204,22 @@ class SensorPath:
         )
         with stage("windows", timings), collapse_repeats("edge_har"):  # per-recording lines: once, with a count
             pre = build_preprocessing(dataset, options)
-            sets = split_windows(dataset, split, pre, options.skip_short)
+            train_stride = (
+                None
+                if options.train_stride is None
+                else _duration(options.train_stride, pre.sample_rate_hz, "train-stride")
+            )
+            sets = split_windows(dataset, split, pre, options.skip_short, train_stride)
             mean, std = fit_normalisation(sets["train"].x)  # training windows only
             pre = pre.with_normalisation(mean, std)
             for w in sets.values():
                 w.x = normalise(w.x, pre)
             log.info(
-                "windows of %d samples (%.2f s), stride %d: %d train / %d validation / %d test",
+                "windows of %d samples (%.2f s), stride %d%s: %d train / %d validation / %d test",
                 pre.window,
                 pre.window_seconds,
                 pre.stride,
+                "" if train_stride is None else f" ({train_stride} between training windows)",
                 len(sets["train"].x),
                 len(sets["val"].x),
                 len(sets["test"].x),

@@ -291,3 +291,73 @@ def test_bench_accuracy_reads_the_bundles_data_and_reports_an_event_class(tiny_b
     assert recordings["recordings"] == section["data"]["test_recordings"]
     walk = int8["per_class"]["Walk"]
     assert int8["events"]["per_class"]["Walk"]["sensitivity"] == pytest.approx(walk["recall"])  # one definition
+
+
+# ---------------------------------------------------------------- the HAPT preset and its benchmark tables
+
+
+def test_the_uci_har_preset_fills_only_the_flags_left_at_their_defaults():
+    from edge_har.convert.cli import UCI_HAR_BASIC, apply_preset
+
+    args = argparse.Namespace(preset="uci-har", window="3s", stride="0.5s", classes=None)
+    assert apply_preset(args) == ["--window 128", "--stride 64", "--classes " + ",".join(UCI_HAR_BASIC)]
+    assert (args.window, args.stride, args.classes) == ("128", "64", UCI_HAR_BASIC)
+    mine = argparse.Namespace(preset="hapt-12", window="256", stride="0.5s", classes=("SITTING", "LAYING"))
+    apply_preset(mine)
+    assert (mine.window, mine.stride, mine.classes) == ("256", "64", ("SITTING", "LAYING"))
+
+
+def test_train_stride_cuts_more_training_windows_and_leaves_the_others(tmp_path):
+    from edge_har.convert.datasets import load_dataset
+    from edge_har.convert.pipeline import ConvertOptions, build_preprocessing, split_windows
+    from edge_har.convert.splits import split_recordings
+    from edge_har.convert.synthetic import write_synthetic_imu_dataset
+
+    data = write_synthetic_imu_dataset(tmp_path / "d", recordings_per_class=4, subjects=2, seconds=10.0)
+    dataset = load_dataset(data)
+    split = split_recordings(dataset, seed=1)
+    pre = build_preprocessing(dataset, ConvertOptions(out=tmp_path / "b", window=64, stride=32))
+    plain = split_windows(dataset, split, pre, False)
+    dense = split_windows(dataset, split, pre, False, train_stride=8)
+    # 10 s at 32 Hz = 320 samples: (320 - 64) // 32 + 1 = 9 windows per recording at stride 32, 33 at 8
+    assert len(plain["train"].x) == 9 * len(split.train) and len(dense["train"].x) == 33 * len(split.train)
+    assert len(dense["test"].x) == len(plain["test"].x) and len(dense["val"].x) == len(plain["val"].x)
+
+
+def test_the_hapt_tables():
+    from edge_har.benchmarks.hapt import format_tables
+
+    per_class = {"WALKING": 0.95, "SITTING": 0.8}
+    row = {
+        "config": "basic6",
+        "what": "6 basic activities",
+        "status": "ok",
+        "labels": ["WALKING", "SITTING"],
+        "gate": {"verdict": "pass"},
+        "training_seconds": 61.0,
+        "epochs_run": 20,
+        "best_epoch": 10,
+        "latency_p50_ms": {"int8": 0.0312},
+        "confusion_png": "basic6-int8-confusion.png",
+        "accuracy": {
+            "float32": {
+                "accuracy": 0.92,
+                "macro_f1": 0.91,
+                "drop_points": 0.0,
+                "size_bytes": 1024000,
+                "per_class_f1": per_class,
+            },
+            "int8": {
+                "accuracy": 0.9195,
+                "macro_f1": 0.91,
+                "drop_points": 0.05,
+                "size_bytes": 280000,
+                "per_class_f1": per_class,
+            },
+        },
+    }
+    refused = {"config": "basic3", "what": "acc alone", "status": "refused", "error": "int8 2 points below"}
+    text = format_tables([row, refused])
+    assert "| basic6: 6 basic activities | 92.00% | 91.95% | 91.00% | -0.05 | pass | - | 273.4 KB | 0.031 ms |" in text
+    assert "| basic3: acc alone | refused: int8 2 points below |" in text
+    assert "| SITTING | 0.800 | 0.800 |" in text and "`basic6-int8-confusion.png`" in text
