@@ -470,3 +470,10 @@ def test_without_the_web_extra_serve_names_it(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "needs the web extra" in result.stderr and "pip install 'edge-har[web]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_same_bundle_twice_is_one_line_at_start(tiny_bundle, tmp_path, capsys):
+    args = _serve_args(tmp_path, "--bundle", str(tiny_bundle), "--bundle", str(tiny_bundle), "--port", str(free_port()))
+    assert main(args) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edge-har serve: error:") and "already served" in err and "\n" not in err

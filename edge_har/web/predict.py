@@ -212,7 +212,7 @@ class LoadedModel:
             from edge_har.device.video_runtime import VideoModels
 
             models = VideoModels.load(bundle, name, options=options)
-            first = models.whole or models.encoder
+            first = models.whole or models.encoder or models.head  # a pose bundle's encoder is BlazePose
             assert first is not None
             loaded = cls(bundle, kind, name, first.backend.name, first.backend.version, video_models=models)
         log.info("serving %s (%s, variant %s, %s)", bundle.model_id, kind, name, loaded.backend)
@@ -438,7 +438,14 @@ class PredictService:
     def __init__(self, cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> None:
         self.cfg = cfg
         self.models = models if models is not None else [LoadedModel.load(Path(p), cfg.variant) for p in cfg.bundles]
-        self.by_id = {m.model_id: m for m in self.models}
+        self.by_id: dict[str, LoadedModel] = {}
+        for m in self.models:
+            if m.model_id in self.by_id:
+                raise BundleError(
+                    f"{m.bundle.root}: model id {m.model_id} is already served from {self.by_id[m.model_id].bundle.root}"
+                    " (the Predict page and model_id tell bundles apart by it); give each --bundle once"
+                )
+            self.by_id[m.model_id] = m
         self.router = APIRouter()
         self.router.add_api_route("/", self.page, methods=["GET"], include_in_schema=False)
         self.router.add_api_route(
