@@ -32,7 +32,8 @@ examples:
       --password-file ~/.config/edge-har/viewer.pass --ca-file ca.crt
 
 Lines mode prints, per prediction: the window's end time, device, label, confidence, inference
-and end-to-end latency, and the sequence number. Table mode shows each device's current activity,
+and end-to-end latency, and the sequence number; --probabilities adds every class's probability
+(in the model's label order), in both modes, e.g. to see how close a second class came. Table mode shows each device's current activity,
 how long it has lasted and whether the device is online (its retained status topic).
 A prediction seen twice (same device, run_id and seq: a QoS 1 re-delivery) is shown once and
 counted; a new run_id for a device is reported as a restart. Table mode also follows status and
@@ -73,6 +74,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--jsonl", type=Path, metavar="FILE", help="append every JSON payload received to FILE, one per line"
+    )
+    parser.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="show every class's probability, not only the top label (lines: after each line; table: a column)",
     )
     parser.add_argument("--count", type=_positive_int, metavar="N", help="exit after N predictions")
     parser.add_argument("--timeout", type=_positive_float, metavar="S", help="exit after S seconds")
@@ -123,6 +129,7 @@ class DeviceState:
     last_ts: Optional[float] = None
     e2e_ms: Optional[float] = None
     model_id: str = "-"
+    probabilities: Optional[dict[str, float]] = None
     seen_at: Optional[float] = None  # our clock when the last prediction arrived
     predictions: int = 0
     run_id: Optional[str] = None  # the newest run seen (predictions or stats)
@@ -141,6 +148,7 @@ class Viewer:
     out: TextIO
     jsonl: Optional[TextIO] = None
     tty: bool = False
+    probabilities: bool = False  # show every class's probability (--probabilities)
     devices: dict[str, DeviceState] = field(default_factory=dict)
     predictions: int = 0
     duplicates: int = 0
@@ -199,7 +207,8 @@ class Viewer:
         device = str(data.get("device_id") or _device_from_topic(topic))
         self._run(device, run_id)
         if self.mode == "lines":
-            self._print(_prediction_line(device, data))
+            line = _prediction_line(device, data)
+            self._print(f"{line}  {_probabilities_text(data)}" if self.probabilities else line)
         else:
             self._update(device, data)
         return True
@@ -282,6 +291,7 @@ class Viewer:
         state.last_ts = ts
         state.e2e_ms = _number(data.get("e2e_ms"))
         state.model_id = str(data.get("model_id", "-"))
+        state.probabilities = _probabilities(data)
         state.seen_at = time.monotonic()
         state.predictions += 1
         self._dirty = True
@@ -290,6 +300,7 @@ class Viewer:
         now = time.monotonic()
         header = (
             f"{'DEVICE':<18} {'STATUS':<8} {'ACTIVITY':<18} {'CONF':>5} {'FOR':>7} {'E2E ms':>7} {'SEEN':>8}  MODEL"
+            + ("  PROBABILITIES" if self.probabilities else "")
         )
         rows = [header]
         for device in sorted(self.devices):
@@ -300,6 +311,7 @@ class Viewer:
             rows.append(
                 f"{device[:18]:<18} {status[:8]:<8} {s.label[:18]:<18} "
                 f"{_fmt(s.confidence, '.2f'):>5} {lasted:>7} {_fmt(s.e2e_ms, '.1f'):>7} {seen:>8}  {s.model_id}"
+                + (f"  {_probabilities_text({'probabilities': s.probabilities})}" if self.probabilities else "")
             )
         if not self.devices:
             rows.append("(waiting for predictions)")
@@ -332,6 +344,22 @@ def _prediction_line(device: str, data: dict[str, Any]) -> str:
         f"inf {_fmt(_number(data.get('inference_ms')), '.2f')} ms  e2e {_fmt(_number(data.get('e2e_ms')), '.2f')} ms  "
         f"#{data.get('seq', '?')}"
     )
+
+
+def _probabilities(data: dict[str, Any]) -> Optional[dict[str, float]]:
+    """The payload's class -> probability map (numbers only), in the order the device sent it."""
+    raw = data.get("probabilities")
+    if not isinstance(raw, dict):
+        return None
+    return {str(k): v for k, v in ((k, _number(v)) for k, v in raw.items()) if v is not None}
+
+
+def _probabilities_text(data: dict[str, Any]) -> str:
+    """``Walk 0.875 Sit 0.125``, or ``-`` when the payload has none."""
+    probs = _probabilities(data)
+    if not probs:
+        return "-"
+    return " ".join(f"{label} {p:.3f}" for label, p in probs.items())
 
 
 def _stats_line(topic: str, data: dict[str, Any]) -> str:
@@ -415,7 +443,9 @@ def run(args: argparse.Namespace) -> int:
     client.on_message = on_message
 
     jsonl = open(args.jsonl, "a", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 - closed below
-    viewer = Viewer(mode=args.mode, out=sys.stdout, jsonl=jsonl, tty=sys.stdout.isatty())
+    viewer = Viewer(
+        mode=args.mode, out=sys.stdout, jsonl=jsonl, tty=sys.stdout.isatty(), probabilities=args.probabilities
+    )
     deadline = time.monotonic() + args.timeout if args.timeout else None
     status = 0
     last_problem = None

@@ -169,6 +169,40 @@ def test_table_mode_shows_each_devices_current_activity(mosquitto_broker, publis
     assert "\x1b[" not in out
 
 
+def test_probabilities_option_shows_every_class_in_lines_and_table(mosquitto_broker, publisher_for):
+    """Without it only the top label showed, so a near tie (0.51 vs 0.49) looked like a sure answer."""
+    publisher = publisher_for("pi-prob")
+    close = {**pred(0, "pi-prob", "Walk"), "confidence": 0.51, "probabilities": {"Walk": 0.51, "Sit": 0.49}}
+    for mode in ("lines", "table"):
+        sub = Subscribe(
+            "--broker",
+            f"{mosquitto_broker.host}:{mosquitto_broker.port}",
+            "--mode",
+            mode,
+            "--probabilities",
+            "--count",
+            "1",
+            "--timeout",
+            "20",
+        )
+        sub.wait_listening()
+        publisher.publish_prediction({**close, "seq": 0 if mode == "lines" else 1})
+        code, out, err = sub.finish()
+        assert code == 0, err
+        if mode == "lines":
+            (line,) = out.strip().splitlines()
+            assert line.endswith("#0  Walk 0.510 Sit 0.490"), line
+        else:
+            final = out.strip().split("\n\n")[-1].splitlines()
+            assert final[0].endswith("MODEL  PROBABILITIES")
+            row = next(r for r in final[1:] if r.startswith("pi-prob"))
+            assert row.endswith("test-model  Walk 0.510 Sit 0.490"), row
+    # and without the option, lines stay as they were (no probabilities)
+    plain = io.StringIO()
+    Viewer(mode="lines", out=plain).handle("edge-har/pi-prob/prediction", json.dumps(close).encode())
+    assert plain.getvalue().rstrip().endswith("#0") and "0.490" not in plain.getvalue()
+
+
 def edge_har(*args: str) -> int:
     """The same command in this process (no interpreter start-up): for the quick cases."""
     from edge_har.cli import main
