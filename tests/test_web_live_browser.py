@@ -191,3 +191,43 @@ def test_the_live_page_follows_the_fleet_without_reloading(
         fleet.loop_stop()
         page.close()
         again.stop()
+
+
+def test_without_a_broker_the_page_says_so_and_shows_the_stored_history(web_server, browser_page, screenshot, tmp_path):
+    from edge_har.web.store import open_store_url
+
+    db = tmp_path / "history.sqlite3"
+    store = open_store_url(f"sqlite:///{db}")
+    now = time.time()
+    rows = [json.loads(payload("pi-attic", seq, now - 600 + seq, "Sit" if seq < 300 else "Walk")) for seq in range(400)]
+    store.add_predictions(
+        [
+            {
+                "device_id": p["device_id"],
+                "run_id": p["run_id"],
+                "seq": p["seq"],
+                "ts": p["window_end_ts"],
+                "label": p["label"],
+                "confidence": p["confidence"],
+                "probabilities": p["probabilities"],
+                "model_id": p["model_id"],
+                "variant": p["variant"],
+                "inference_ms": p["inference_ms"],
+                "received_at": p["window_end_ts"],
+            }
+            for p in rows
+        ]
+    )
+    store.set_status("pi-attic", "stopped", now - 200)
+    store.close()
+    server = web_server(ServeConfig(db_path=db))
+    page = browser_page()
+    page.goto(server.url + "/live")
+    page.get_by_text("No broker is configured.").wait_for()
+    page.locator('section.device[data-device="pi-attic"] .today .bar').first.wait_for()
+    assert text(page, "pi-attic", ".now .label") == "Walk"
+    assert text(page, "pi-attic", ".liveness") == "stopped"
+    bars = page.locator('section.device[data-device="pi-attic"] .today .bar .name').all_inner_texts()
+    if time.gmtime(now - 600).tm_yday == time.gmtime(now).tm_yday:  # (headless Chromium's day is UTC here)
+        assert bars == ["Sit", "Walk"]  # 300 s of Sit, 100 s of Walk: most first
+    screenshot(page, "live-no-broker")
