@@ -143,3 +143,20 @@ def test_pose_conversion_bundle_and_device_stream(pose_models_dir, tmp_path):
     counters = rt.windowing.counters()
     assert counters["frames_no_person"] >= 12 and counters["windows_no_person"] >= 1
     assert labels and labels[-1] == "wave"
+
+    # video.publish_keypoints: each prediction carries its window's keypoints (off by default)
+    from edge_har.device.smoothing import Smoother
+    from edge_har.device.video_runtime import VideoStreamRuntime
+
+    stream = VideoStreamRuntime(models, Smoother(bundle.labels, "mean_prob", 1))
+    assert stream.publish_keypoints is False
+    stream.publish_keypoints = True
+    windowing = stream.windowing()
+    published = []
+    for i in range(16):
+        w = windowing.push_frame(draw_person(0.5, 160, 120), 100.0 + i / 10.0)
+        if w is not None:
+            published.append(stream.predict(w))
+    kp = published[-1].extra["keypoints"]
+    assert len(kp) == 8 and len(kp[-1]) == 33 and all(0 <= v <= 1.5 for v in kp[-1][0])
+    assert abs(kp[-1][0][0] - 0.5) < 0.1  # the nose near the middle of the frame

@@ -345,6 +345,7 @@ class Daemon:
             extra["truth"] = p.truth
         if rt.smoother.window > 1:
             extra["raw_label"] = p.raw_label
+        extra.update(getattr(p, "extra", None) or {})  # a runtime's additions (a pose window's keypoints)
         p.stamp_e2e()
         payload = prediction_payload(
             device_id=self.device_id,

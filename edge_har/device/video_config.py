@@ -39,3 +39,11 @@ class VideoRuntimeConfig(BaseModel):
             "for comparisons only)."
         ),
     )
+    publish_keypoints: bool = Field(
+        False,
+        description=(
+            "Pose bundles only: add each window's keypoints to its prediction (extra.keypoints: per frame, oldest "
+            "first, 33 x [x, y, visibility] with x and y as fractions of the frame, null without a person); "
+            "skeletons without images. Off by default: about 3 kB more per prediction."
+        ),
+    )

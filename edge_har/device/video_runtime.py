@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -181,12 +181,30 @@ class FrameWindow(Window):
     encoder_ms: float = 0.0  # encoder time spent since the previous window (all its frames)
     frames_encoded: int = 0
     frame_index: int = 0  # kept frames since the start of the segment
+    keypoints: Optional[list[Any]] = None  # pose bundles with video.publish_keypoints: per frame, oldest first
+
+
+@dataclass
+class VideoPrediction(Prediction):
+    """A :class:`Prediction` with payload additions (``extra``: the window's keypoints when published)."""
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def keypoints_json(keypoints: Optional[np.ndarray], width: int, height: int) -> Optional[list[list[float]]]:
+    """(33, 4) keypoints in frame pixels -> [[x, y, visibility], ...] with x, y as fractions of the frame (None: no person)."""
+    if keypoints is None:
+        return None
+    kp = np.asarray(keypoints, np.float64)
+    return [[round(float(x / width), 4), round(float(y / height), 4), round(float(v), 3)] for x, y, _, v in kp]
 
 
 class FrameWindowing:
     """The source-thread stage (see the module doc)."""
 
-    def __init__(self, models: VideoModels, stride: Optional[int] = None, mode: str = "split") -> None:
+    def __init__(
+        self, models: VideoModels, stride: Optional[int] = None, mode: str = "split", keypoints: bool = False
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"video mode {mode!r} must be one of {', '.join(MODES)}")
         self.models = models
@@ -209,6 +227,7 @@ class FrameWindowing:
         self.frames_skipped_rate = 0
         self.encoder_ms_total = 0.0
         self.windows_no_person = 0  # pose bundles: windows skipped, no person in any of their frames
+        self._keypoints: Optional[list[Any]] = [None] * self.window if keypoints and models.pose is not None else None
         self._segment: Any = object()
         self.reset()
 
@@ -266,6 +285,9 @@ class FrameWindowing:
             if self.mode == "split":
                 started = time.perf_counter()
                 self._buffer[self._pos] = self.models.encode(frame)
+                if self._keypoints is not None and self.models.pose is not None and self.models.pose.last is not None:
+                    kp = self.models.pose.last.keypoints
+                    self._keypoints[self._pos] = keypoints_json(kp, self.spec.width, self.spec.height)
                 ms = 1000.0 * (time.perf_counter() - started)
                 self._enc_ms += ms
                 self._enc_n += 1
@@ -296,6 +318,7 @@ class FrameWindowing:
             encoder_ms=self._enc_ms,
             frames_encoded=self._enc_n,
             frame_index=index,
+            keypoints=None if self._keypoints is None else self._keypoints[self._pos :] + self._keypoints[: self._pos],
         )
         self._first = self._pending_segment = False
         self._since = 0
@@ -354,6 +377,7 @@ class VideoStreamRuntime:
         self.mode = mode
         self._seq = 0
         self._windowing: Optional[FrameWindowing] = None
+        self.publish_keypoints = False  # video.publish_keypoints (pose bundles): each window's keypoints in extra
 
     @classmethod
     def load(
@@ -407,7 +431,7 @@ class VideoStreamRuntime:
         """From a :class:`~edge_har.device.config.DeviceConfig` (its ``video:`` section sets stride and mode)."""
         scfg = cfg.smoothing
         vcfg = getattr(cfg, "video", None)
-        return cls.load(
+        rt = cls.load(
             cfg.bundle,
             cfg.variant,
             options=cfg.interpreter.options(),
@@ -418,6 +442,8 @@ class VideoStreamRuntime:
             stride=getattr(vcfg, "stride", None),
             mode=getattr(vcfg, "mode", "split"),
         )
+        rt.publish_keypoints = bool(getattr(vcfg, "publish_keypoints", False))
+        return rt
 
     @property
     def model_id(self) -> str:
@@ -434,7 +460,7 @@ class VideoStreamRuntime:
         The arguments are the StreamRuntime signature; a camera's rate and value scaling do not
         apply (frames are kept at the bundle's fps and scaled by its FrameSpec), so they are ignored.
         """
-        self._windowing = FrameWindowing(self.models, self.stride, self.mode)
+        self._windowing = FrameWindowing(self.models, self.stride, self.mode, keypoints=self.publish_keypoints)
         return self._windowing
 
     def counters(self) -> dict[str, Any]:
@@ -457,7 +483,11 @@ class VideoStreamRuntime:
         seq = self._seq
         self._seq += 1
         # inference_ms: the encoders of the frames since the last window, and the head
-        return build_prediction(seq, window, probs, self.smoother, self.labels, encoder_ms + model_ms)
+        p = build_prediction(seq, window, probs, self.smoother, self.labels, encoder_ms + model_ms)
+        keypoints = getattr(window, "keypoints", None)
+        if keypoints is None:
+            return p
+        return VideoPrediction(**vars(p), extra={"keypoints": keypoints})
 
 
 class VideoRuntime:
