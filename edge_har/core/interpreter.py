@@ -121,6 +121,11 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+try:  # the clip ufunc itself (numpy 2 moved it); np.clip is a Python wrapper around it
+    _clip: Any = importlib.import_module("numpy._core.umath").clip
+except (ImportError, AttributeError):  # numpy 1
+    _clip = importlib.import_module("numpy.core.umath").clip
+
 _INTEGER_RANGES: dict[np.dtype, tuple[int, int]] = {
     np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max)) for t in (np.int8, np.uint8, np.int16)
 }
@@ -159,31 +164,85 @@ def _spec(detail: dict[str, Any]) -> TensorSpec:
     )
 
 
-def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """round(x / scale) + zero_point, clipped to the integer type, as TFLite's QUANTIZE op.
+def quantize(
+    x: np.ndarray, spec: TensorSpec, out: np.ndarray | None = None, scratch: np.ndarray | None = None
+) -> np.ndarray:
+    """round(x / scale) + zero_point, ties to even, clipped to the integer type, as TFLite's QUANTIZE op.
 
-    In place on one float32 temporary: this runs once per window on the device,
-    where each extra numpy call costs a few microseconds, as much as the int8
-    model's own invoke() (measured with the latency suite, issue 5).
+    Four ufunc calls on one float32 array: divide, round, clip (the ufunc: ``np.clip``'s Python
+    wrapper costs more) and the zero point added while casting into the integer result. With
+    ``out`` (the integer destination, e.g. the interpreter's input buffer) and ``scratch`` (a
+    float32 array of its shape) it allocates nothing; x may lack out's leading batch axis
+    (broadcast). Each numpy call costs a few microseconds on a device, and several times that
+    when a window meets cold caches, as much as an int8 model's own invoke() (issues 5 and 13).
     """
     if not spec.quantized:
-        return np.asarray(x, dtype=spec.dtype)
+        if out is None:
+            return np.asarray(x, dtype=spec.dtype)
+        np.copyto(out, x, casting="unsafe")
+        return out
     low, high = _INTEGER_RANGES[spec.dtype]
-    q = np.divide(x, spec.scale, dtype=np.float32)
-    q += spec.zero_point
+    zp = spec.zero_point
+    q = np.divide(x, spec.scale, dtype=np.float32, out=scratch)
     np.rint(q, out=q)  # half to even, as np.round
-    np.maximum(q, low, out=q)  # (np.clip's Python wrapper costs more than the two ufuncs)
-    np.minimum(q, high, out=q)
-    return q.astype(spec.dtype)
+    _clip(q, low - zp, high - zp, out=q)  # so that q + zero_point fits the type
+    if out is None:
+        out = np.empty(q.shape, dtype=spec.dtype)
+    np.add(q, zp, out=out, casting="unsafe")  # exact: q holds integers in range
+    return out
 
 
 def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """(q - zero_point) * scale as a new float32 array (two ufunc calls, one allocation: the result)."""
     if not spec.quantized:
         return np.asarray(q, dtype=np.float32)
-    out = np.asarray(q).astype(np.float32)
-    out -= spec.zero_point
+    out = np.subtract(q, spec.zero_point, dtype=np.float32)
     out *= spec.scale
     return out
+
+
+# Ops that keep state in variable tensors across invoke() (reset_all_variables zeroes them):
+# the fused recurrent ops, SVDF, and resource variables. A model without any of them, in a
+# single subgraph, starts every invoke() from the same state, so the reset can be skipped.
+STATEFUL_OPS = frozenset(
+    {
+        "UNIDIRECTIONAL_SEQUENCE_LSTM",
+        "BIDIRECTIONAL_SEQUENCE_LSTM",
+        "UNIDIRECTIONAL_SEQUENCE_RNN",
+        "BIDIRECTIONAL_SEQUENCE_RNN",
+        "LSTM",
+        "RNN",
+        "SVDF",
+        "VAR_HANDLE",
+        "READ_VARIABLE",
+        "ASSIGN_VARIABLE",
+        "CALL_ONCE",
+    }
+)
+
+
+def op_names(interp: Any) -> list[str] | None:
+    """The op names of the primary subgraph, or None where the runtime cannot list them."""
+    try:
+        return [str(d.get("op_name", "")) for d in interp._get_ops_details()]  # noqa: SLF001 - no public API
+    except Exception:  # an old runtime without _get_ops_details, or a delegate that hides the nodes
+        return None
+
+
+def has_state(interp: Any) -> bool:
+    """Whether ``invoke()`` can depend on earlier calls (so the wrapper must reset variables).
+
+    Conservative: True unless the ops can be listed, none of them is in :data:`STATEFUL_OPS`,
+    and the model has one subgraph (a WHILE/IF body is not listed by ``_get_ops_details``).
+    """
+    names = op_names(interp)
+    if names is None:
+        return True
+    try:
+        subgraphs = int(interp.num_subgraphs())
+    except Exception:  # tflite-runtime before num_subgraphs: unknown, so assume state
+        return True
+    return subgraphs != 1 or any(name in STATEFUL_OPS for name in names)
 
 
 class TFLiteModel:
@@ -249,6 +308,13 @@ class TFLiteModel:
         self._in_index = self._interp.get_input_details()[0]["index"]
         self._out_index = self._interp.get_output_details()[0]["index"]
         self._in_shape = self.inputs[0].shape
+        # Per-window glue set up once (predict): the buffers' view functions, the quantize
+        # scratch array, and whether the state reset is needed at all.
+        self.stateful = has_state(self._interp)
+        self._in_view = self._interp.tensor(self._in_index)
+        self._out_view = self._interp.tensor(self._out_index)
+        self._out_quantized = self.output.quantized
+        self._scratch = np.empty(self._in_shape, dtype=np.float32)
 
     @property
     def input(self) -> TensorSpec:
@@ -264,22 +330,36 @@ class TFLiteModel:
         return self._interp
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """One example (with or without its batch axis of 1) -> float32 output row."""
-        arr = np.asarray(x, dtype=np.float32)
-        if arr.shape != self._in_shape:
-            if arr.shape != self._in_shape[1:]:
-                raise InterpreterError(
-                    f"{self.path.name}: input shape {arr.shape} does not match the model's {self._in_shape}"
-                )
-            arr = arr[None]
-        # A fused LSTM op keeps its hidden and cell state in variable tensors that
-        # survive invoke(); each window must start from zero state, as in Keras
-        # (measured: without this, window i's output depends on window i-1's).
-        # The unrolled form (the default) has no variables, and this costs nothing.
-        self._interp.reset_all_variables()
-        self._interp.set_tensor(self._in_index, quantize(arr, self.input))
+        """One example (with or without its batch axis of 1) -> float32 output row (a new array).
+
+        The glue around ``invoke()`` is kept to the few numpy calls it needs, because on a
+        device a window arrives every half second and meets cold caches: measured on the HMP
+        bundle (issue 13), the old glue (reset, quantize into a temporary, ``set_tensor``'s copy,
+        ``get_tensor``'s copy, dequantize into another) cost more than the model's own invoke in
+        the paced case. Now the input is written straight into the interpreter's input buffer
+        (quantized through one pre-allocated scratch array), the LSTM state reset runs only for a
+        model that has state, and the output is dequantized from the output buffer into the one
+        array returned.
+        """
+        arr = x if type(x) is np.ndarray and x.dtype == np.float32 else np.asarray(x, dtype=np.float32)
+        if arr.shape != self._in_shape and arr.shape != self._in_shape[1:]:  # without the batch axis: broadcast
+            raise InterpreterError(
+                f"{self.path.name}: input shape {arr.shape} does not match the model's {self._in_shape}"
+            )
+        if self.stateful:
+            # A fused LSTM op keeps its hidden and cell state in variable tensors that survive
+            # invoke(); each window must start from zero state, as in Keras (measured: without
+            # this, window i's output depends on window i-1's). The unrolled form (the default)
+            # has none, so the call is skipped (issue 13).
+            self._interp.reset_all_variables()
+        view = self._in_view()  # a numpy view of the input buffer: dropped before invoke()
+        quantize(arr, self.input, out=view, scratch=self._scratch)
+        del view
         self._interp.invoke()
-        return dequantize(self._interp.get_tensor(self._out_index), self.output)[0]
+        out = self._out_view()
+        result = dequantize(out[0], self.output) if self._out_quantized else out[0].copy()
+        del out
+        return result
 
     def predict_batch(self, xs: np.ndarray) -> np.ndarray:
         return (
