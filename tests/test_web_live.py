@@ -400,3 +400,34 @@ def test_a_slow_browser_gets_a_resync_instead_of_holding_anyone_up():
     assert got["fast"] == list(range(20))
     assert got["slow"][0] == {"type": "resync"} and len(got["slow"]) <= 5  # its backlog replaced, bounded
     assert hub.resyncs >= 1 and got["end"] is None and got["publish_s"] < 2
+
+
+def test_ingest_survives_a_broker_restart_and_says_when_it_is_away(live_client, mosquitto_broker, caplog):
+    caplog.set_level(logging.INFO, logger="edge_har.web.ingest")
+    ingest = live_client.live.ingest
+    first = Devices(mosquitto_broker)
+    first.send("edge-har/pi-k/prediction", prediction("pi-k", 0))
+    wait_until(lambda: ingest.counters.stored == 1, what="the first prediction")
+    first.client.loop_stop()
+    mosquitto_broker.kill()
+    wait_until(lambda: not live_client.get("/api/devices").json()["broker"]["connected"], what="broker shown away")
+    assert any("lost the broker" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    mosquitto_broker.start()
+    assert wait_until(lambda: ingest.ready.is_set(), timeout=15, what="re-subscribed after the restart")
+    again = Devices(mosquitto_broker)
+    try:
+        again.send("edge-har/pi-k/prediction", prediction("pi-k", 1))
+        wait_until(lambda: ingest.counters.stored == 2, what="a prediction after the restart")
+    finally:
+        again.close()
+    assert live_client.get("/api/devices").json()["broker"]["connected"] is True
+
+
+def test_a_clean_stop_is_not_reported_as_a_lost_broker(mosquitto_broker, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="edge_har.web.ingest")
+    app = create_app(serve_config(mosquitto_broker, f"sqlite:///{tmp_path / 'c.sqlite3'}"))
+    with TestClient(app):
+        assert app.state.live.ingest.ready.wait(10)
+    messages = [r.getMessage() for r in caplog.records if r.name == "edge_har.web.ingest"]
+    assert "ingest: disconnected from the broker" in messages
+    assert not any(r.levelno >= logging.WARNING for r in caplog.records if r.name == "edge_har.web.ingest"), messages

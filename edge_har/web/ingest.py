@@ -192,6 +192,7 @@ class Ingest:
         self._devices: dict[str, _Device] = {}
         self._last_log = 0.0
         self._unlogged = 0
+        self._stopping = False
 
     # ------------------------------------------------------------------ life cycle
 
@@ -202,6 +203,7 @@ class Ingest:
             self._devices[record.device_id] = _Device(record.status, record.stats_at, record.stats_interval_s)
         self.started_at = self.clock()
         self._stop.clear()
+        self._stopping = False
         client_id = f"edge-har-serve-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         client = make_client(self.mqtt_cfg, client_id)
         client.on_connect = self._on_connect
@@ -219,6 +221,7 @@ class Ingest:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Disconnect, then write what was already received before returning."""
+        self._stopping = True  # the disconnect that follows is ours, not a lost broker
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -261,7 +264,9 @@ class Ingest:
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
         self.ready.clear()
-        if self.counters.connected:
+        if self._stopping:
+            log.info("ingest: disconnected from the broker")
+        elif self.counters.connected:
             log.warning("ingest: lost the broker (%s); paho reconnects", reason)
         self.counters.connected = False
         self.hub.publish({"type": "broker", **self.broker_state()})
