@@ -151,6 +151,7 @@ def register(subparsers: Any) -> None:
     _register_fleet(suites)
     _register_soak(suites)
     _register_faults(suites)
+    _register_video(suites)
     _register_web_predict(suites)
     _register_web_ingest(suites)
 
@@ -226,6 +227,36 @@ def _register_latency(suites: Any) -> None:
         help="run all steps in this process: faster, but peak memory cannot be told apart per runtime and is left out",
     )
     p.add_argument(
+        "--paced-runs",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="also time N calls spaced --pace apart in real time, as the daemon meets windows (cold caches); "
+        "0: back to back only (default: 20; --quick: 3 at most 0.1 s apart)",
+    )
+    p.add_argument(
+        "--pace",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="seconds between paced calls (default: the bundle's stride, e.g. 0.5 s for HMP)",
+    )
+    p.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="leave out the floor (MACs per window from the .tflite graph, and their time at this CPU's "
+        "one-thread peak, measured with TensorFlow-built probe models)",
+    )
+    p.add_argument(
+        "--peers",
+        type=_name_list,
+        default=None,
+        metavar="onnxruntime",
+        help="also time other runtimes on the same windows: onnxruntime (the float model converted with tf2onnx, "
+        "ONNX Runtime float32 and its dynamic/static int8 quantizations, agreement with LiteRT float32); needs "
+        "the bench and train extras",
+    )
+    p.add_argument(
         "--profile",
         default=None,
         metavar="VARIANT",
@@ -265,6 +296,18 @@ def run_latency_command(args: argparse.Namespace) -> int:
         settings.runs = args.runs
     settings.keras = not args.no_keras
     settings.isolate = not args.in_process
+    if args.paced_runs is not None:
+        settings.paced_runs = args.paced_runs
+    if args.pace is not None:
+        settings.pace_s, settings.max_pace_s = args.pace, None
+    settings.floor = not args.no_floor
+    if args.peers:
+        from edge_har.benchmarks.peers import PEERS
+
+        unknown = [peer for peer in args.peers if peer not in PEERS]
+        if unknown:
+            raise CommandError(f"--peers: unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEERS)}")
+        settings.peers = list(args.peers)
     _check_variants(bundle, (settings.variants or []) + ([settings.profile] if settings.profile else []))
     from edge_har.core.interpreter import BACKENDS
 
@@ -384,6 +427,11 @@ def _comparison(path: Path, section: dict[str, Any], suite: str) -> str:
                     continue
                 ratio = f"{b / a:.2f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else "-"
                 table.append([phase["phase"], figure, a, b, ratio])
+    elif suite == "web-predict":
+        from edge_har.benchmarks.web_predict import comparison_rows
+
+        headers = ["time", "figure", "then", "now", "now/then"]
+        table = comparison_rows(section, previous)
     else:
         now = {e["name"]: e for e in _score_rows(section)}
         then = {e["name"]: e for e in _score_rows(previous)}
@@ -987,4 +1035,61 @@ def run_web_ingest_command(args: argparse.Namespace) -> int:
     except WebIngestError as exc:
         raise CommandError(str(exc)) from exc
     _finish(args, section, "web-ingest", format_web_ingest(section))
+    return 0
+
+
+# ---------------------------------------------------------------- video
+
+
+def _register_video(suites: Any) -> None:
+    p = suites.add_parser(
+        "video",
+        help="a video bundle: encoder/head latency per part, streaming speed-up over the whole clip model, frames/s "
+        "sustained on a clip file (--clip: yours)",
+        description=(
+            "Measure a video bundle (edge-har convert-video) as the device runs it: per-call latency of each "
+            "variant's frame encoder and temporal head, split streaming against the whole clip model, and frames per "
+            "second sustained by the daemon's two stages on a clip file read by the camera source. With --clip the "
+            "fps run and the part latencies use your clip (your camera's size, codec and rate), otherwise a "
+            "synthetic 320x240 one. See benchmarks/video.py.\n\nexamples:\n"
+            "  edge-har bench video bundles/kth-video --clip ../shared/data/video/kth-partial/boxing/"
+            "person01_boxing_d2_uncomp.mp4 --quick\n"
+            "  edge-har bench video bundles/kth-video --threads 1,2,4 --broker 127.0.0.1:1883"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(p)
+    p.add_argument(
+        "--clip", type=Path, default=None, metavar="FILE", help="clip file for the fps run (default: synthetic)"
+    )
+    p.add_argument("--variants", type=_name_list, default=None, metavar="A,B", help="variants (default: all)")
+    p.add_argument("--threads", type=_int_list, default=None, metavar="N,N", help="interpreter threads (default: 1)")
+    p.add_argument(
+        "--strides",
+        type=_int_list,
+        default=None,
+        metavar="N,N",
+        help="speed-up strides (default: 1,2,4,8; --quick 1,4)",
+    )
+    p.add_argument(
+        "--broker", default=None, metavar="HOST[:PORT]", help="also run the real daemon on the clip, publishing here"
+    )
+    p.set_defaults(func=run_video_command)
+
+
+def run_video_command(args: argparse.Namespace) -> int:
+    from edge_har.benchmarks.video import VideoBenchError, VideoSettings, format_video, run_video
+    from edge_har.core.bundle import BundleError
+    from edge_har.core.errors import CommandError
+
+    _load_bundle(args.bundle, args.variants or [])
+    settings = VideoSettings.quick_settings() if args.quick else VideoSettings()
+    for name in ("variants", "threads", "strides", "clip", "broker"):
+        if getattr(args, name) is not None:
+            setattr(settings, name, getattr(args, name))
+    try:
+        section = run_video(args.bundle, settings, args.out)
+    except (VideoBenchError, BundleError) as exc:
+        raise CommandError(str(exc)) from exc
+    _finish(args, section, "video", format_video(section))
     return 0

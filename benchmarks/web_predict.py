@@ -181,3 +181,15 @@ def format_web_predict(section: dict[str, Any]) -> str:
     table = report.format_table(["time", "n", "p50 ms", "p95 ms", "mean ms", "max ms"], rows, title)
     rate = section.get("requests_per_s")
     return f"{report.context_lines(section)}\n\n{table}\n\nsequential requests per second: {report.fmt(rate, 1)}"
+
+
+def comparison_rows(section: dict[str, Any], previous: dict[str, Any]) -> list[list[Any]]:
+    """Rows of ``--compare``: p50 and p95 of each time, then and now, and requests per second."""
+    rows: list[list[Any]] = []
+    for key, name in (("http", "HTTP round trip"), ("server", "server"), ("interpreter_per_window", "interpreter")):
+        for figure in ("p50_ms", "p95_ms"):
+            a, b = (previous.get(key) or {}).get(figure), (section.get(key) or {}).get(figure)
+            rows.append([name, figure.replace("_ms", " ms"), a, b, f"{b / a:.2f}x" if a and b else "-"])
+    a, b = previous.get("requests_per_s"), section.get("requests_per_s")
+    rows.append(["sequential", "requests/s", a, b, f"{b / a:.2f}x" if a and b else "-"])
+    return rows

@@ -25,6 +25,10 @@ def test_the_web_predict_suite_measures_real_requests(tiny_bundle, tiny_dataset_
     # the round trip holds the server's time, which holds the interpreter's
     assert section["http"]["p50_ms"] > section["server"]["p50_ms"] > section["interpreter_per_window"]["p50_ms"] > 0
     assert section["requests_per_s"] > 0 and section["interpreter"]["backend"]
+    again = [*argv[:3], "--quick", "--requests", "5", "--warmup", "0", "--out", str(tmp_path / "again")]
+    assert main([*again, "--compare", str(tmp_path / "results.json"), "--no-progress"]) == 0
+    compared = capsys.readouterr().out
+    assert "Compared with" in compared and "| HTTP round trip | p50 ms" in compared and "requests/s" in compared
 
 
 def test_a_recording_shorter_than_a_window_is_refused(tiny_bundle, tmp_path, capsys):
