@@ -299,12 +299,13 @@ def test_bench_accuracy_reads_the_bundles_data_and_reports_an_event_class(tiny_b
 def test_the_uci_har_preset_fills_only_the_flags_left_at_their_defaults():
     from edge_har.convert.cli import UCI_HAR_BASIC, apply_preset
 
-    args = argparse.Namespace(preset="uci-har", window="3s", stride="0.5s", classes=None)
-    assert apply_preset(args) == ["--window 128", "--stride 64", "--classes " + ",".join(UCI_HAR_BASIC)]
-    assert (args.window, args.stride, args.classes) == ("128", "64", UCI_HAR_BASIC)
-    mine = argparse.Namespace(preset="hapt-12", window="256", stride="0.5s", classes=("SITTING", "LAYING"))
+    args = argparse.Namespace(preset="uci-har", window="3s", stride="0.5s", train_stride=None, classes=None)
+    taken = apply_preset(args)
+    assert taken == ["--window 128", "--stride 64", "--train-stride 16", "--classes " + ",".join(UCI_HAR_BASIC)]
+    assert (args.window, args.stride, args.train_stride, args.classes) == ("128", "64", "16", UCI_HAR_BASIC)
+    mine = argparse.Namespace(preset="hapt-12", window="256", stride="0.5s", train_stride="8", classes=("SITTING",))
     apply_preset(mine)
-    assert (mine.window, mine.stride, mine.classes) == ("256", "64", ("SITTING", "LAYING"))
+    assert (mine.window, mine.stride, mine.train_stride, mine.classes) == ("256", "64", "8", ("SITTING",))
 
 
 def test_train_stride_cuts_more_training_windows_and_leaves_the_others(tmp_path):
