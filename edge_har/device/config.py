@@ -45,6 +45,7 @@ from edge_har.mqtt.config import CREDENTIAL_KEYS, MqttConfig, security_warnings
 __all__ = [
     "ACCEL_CHANNELS",
     "GYRO_CHANNELS",
+    "AutoVariantConfig",
     "CameraSourceConfig",
     "ConfigError",
     "DeviceConfig",
@@ -203,6 +204,31 @@ class QueuesConfig(_Model):
     )
 
 
+class AutoVariantConfig(_Model):
+    """``variant: auto``: the time budget of the measurement and where its result is cached."""
+
+    budget_s: float = Field(
+        1.0,
+        ge=0.05,
+        le=60.0,
+        description=(
+            "Seconds spent timing the candidate variants at start, loading included (each still gets at least "
+            "5 timed windows)."
+        ),
+    )
+    cache: bool = Field(
+        True,
+        description="Keep the choice on disk so that a restart on the same bundle, runtime and CPU does not measure.",
+    )
+    cache_dir: Optional[Path] = Field(
+        None,
+        description=(
+            "Folder of the cache file (variant-choice.json). Default: $CACHE_DIRECTORY or $STATE_DIRECTORY under "
+            "systemd (/var/lib/edge-har with the shipped unit), else $XDG_CACHE_HOME/edge-har or ~/.cache/edge-har."
+        ),
+    )
+
+
 class DeviceConfig(_Model):
     """One device: which bundle runs on which source, and where the predictions go."""
 
@@ -213,7 +239,14 @@ class DeviceConfig(_Model):
     bundle: Path = Field(description="Model bundle directory (holding bundle.json), made by `edge-har convert`.")
     variant: Optional[str] = Field(
         None,
-        description="Bundle variant to run (float32, dynamic_range, int8, ...). Default: the bundle's default_variant.",
+        description=(
+            "Bundle variant to run (float32, dynamic_range, int8, ...), or 'auto': time every variant that passed "
+            "the bundle's accuracy gate on this device at start (about a second, cached; see auto_variant) and run "
+            "the fastest. Default: the bundle's default_variant."
+        ),
+    )
+    auto_variant: AutoVariantConfig = Field(
+        default_factory=AutoVariantConfig, description="How 'variant: auto' measures and caches its choice."
     )
     interpreter: InterpreterConfig = Field(default_factory=InterpreterConfig, description="TFLite runtime settings.")
     source: SourceConfig = Field(
@@ -256,7 +289,10 @@ class DeviceConfig(_Model):
             return resolve_mqtt_paths(m, base)
 
         source = self.source.resolve_paths(base)
-        return self.model_copy(update={"bundle": fix(self.bundle), "source": source, "mqtt": fix_mqtt(self.mqtt)})
+        auto = self.auto_variant.model_copy(update={"cache_dir": fix(self.auto_variant.cache_dir)})
+        return self.model_copy(
+            update={"bundle": fix(self.bundle), "source": source, "mqtt": fix_mqtt(self.mqtt), "auto_variant": auto}
+        )
 
     def input_broker(self) -> MqttConfig:
         """The broker the MQTT input source reads from."""
@@ -533,12 +569,14 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
                 f"{loaded.where('bundle')}: source type {cfg.source.type} needs a video bundle; {cfg.bundle} is a {bundle.kind} bundle"
             )
         try:
-            variant = bundle.variant(cfg.variant)
-            for _key, file, _size, _sha in variant.files():
-                if not file.is_file():
-                    errors.append(
-                        f"{loaded.where('variant' if cfg.variant else 'bundle')}: model file {file} does not exist"
-                    )
+            # variant auto: every variant may be timed, so every file must be there
+            variants = list(bundle.variants.values()) if cfg.variant == "auto" else [bundle.variant(cfg.variant)]
+            for variant in variants:
+                for _key, file, _size, _sha in variant.files():
+                    if not file.is_file():
+                        errors.append(
+                            f"{loaded.where('variant' if cfg.variant else 'bundle')}: model file {file} does not exist"
+                        )
         except BundleError as exc:
             errors.append(f"{loaded.where('variant')}: {exc}")
         n = bundle.preprocessing.n_channels

@@ -28,6 +28,7 @@ from edge_har.core.interpreter import InterpreterOptions, TFLiteModel
 from edge_har.core.preprocessing import Preprocessing, StreamPreprocessor
 from edge_har.device.smoothing import Smoothed, Smoother
 from edge_har.device.sources.base import Chunk
+from edge_har.device.variant_choice import AUTO, DEFAULT_BUDGET_S, VariantChoice, choose_variant
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,9 @@ class Runtime:
         # (and exit 1, which systemd restarts) instead of stopping the start with exit 78.
         bundle.check_model(model, variant, expect_input=(1, self.pre.window, self.pre.n_channels))
         self._seq = 0
+        # What `variant: auto` measured (or read from its cache), for the log and the first
+        # stats message; None for a fixed variant.
+        self.variant_choice: Optional[VariantChoice] = None
 
     @classmethod
     def load(
@@ -168,21 +172,40 @@ class Runtime:
         smoothing_window: int = 5,
         threshold: float = 0.0,
         unknown_label: str = "unknown",
+        auto: Optional[Any] = None,
     ) -> Runtime:
         """Load a sensor bundle. ``options`` (what ``from_config`` passes) replaces the
-        interpreter keywords, which stay for benchmarks and tests that set one or two."""
+        interpreter keywords, which stay for benchmarks and tests that set one or two.
+
+        ``variant="auto"`` times the variants that passed the accuracy gate and runs the
+        fastest (:mod:`edge_har.device.variant_choice`); ``auto`` is the config's
+        ``auto_variant`` section (budget, cache), its defaults when None.
+        """
         if options is None:
             options = InterpreterOptions(backend, num_threads, delegate, delegate_options or {}, verify_sha256)
         bundle = Bundle.load(bundle_path)
         if bundle.kind != "sensor":
             raise BundleError(f"{bundle.root}: a {bundle.kind} bundle; this runtime runs sensor bundles")
-        v = bundle.variant(variant)
         started = time.perf_counter()
-        model = bundle.load_model(v.name, options=options)
+        choice = None
+        if variant == AUTO:
+            choice, model = choose_variant(
+                bundle,
+                options,
+                budget_s=getattr(auto, "budget_s", DEFAULT_BUDGET_S),
+                cache_dir=getattr(auto, "cache_dir", None),
+                use_cache=getattr(auto, "cache", True),
+            )
+            v = bundle.variant(choice.variant)
+        else:
+            v = bundle.variant(variant)
+            model = bundle.load_model(v.name, options=options)
         smoother = Smoother(bundle.labels, smoothing, smoothing_window, threshold, unknown_label)
         runtime = cls(bundle, v.name, model, smoother)
+        runtime.variant_choice = choice
         log.info(
-            "model %s variant %s (%s, %.1f KiB) loaded with %s %s in %.0f ms; input %s, %d labels",
+            "model %s variant %s (%s, %.1f KiB) loaded with %s %s in %.0f ms; input %s, %d labels; "
+            + ("LSTM state reset per window" if model.stateful else "stateless: no state reset"),
             bundle.model_id,
             v.name,
             v.quantization,
@@ -207,6 +230,7 @@ class Runtime:
             smoothing_window=scfg.window,
             threshold=scfg.threshold,
             unknown_label=scfg.unknown_label,
+            auto=cfg.auto_variant,
         )
 
     @property

@@ -10,11 +10,14 @@ source-thread stage (chunks -> windows), ``predict(window)`` runs in the inferen
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional, Protocol, Sequence, runtime_checkable
 
 from edge_har.core.preprocessing import Preprocessing
 from edge_har.device.runtime import Prediction, Window
 from edge_har.device.smoothing import Smoother
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -66,5 +69,10 @@ def load_runtime(cfg: Any) -> StreamRuntime:
     from edge_har.device.video_runtime import VideoStreamRuntime, is_video_bundle
 
     if is_video_bundle(cfg.bundle):
+        if cfg.variant == "auto":
+            # Timing a video variant means an encoder per frame and a head per window, on frames:
+            # not done (yet). `auto` runs the bundle's default variant, and says so.
+            log.info("variant auto: a video bundle runs its default variant (only sensor bundles are timed)")
+            cfg = cfg.model_copy(update={"variant": None})
         return VideoStreamRuntime.from_config(cfg)
     return Runtime.from_config(cfg)
