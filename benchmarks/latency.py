@@ -17,8 +17,19 @@ for TensorFlow). ``--in-process`` trades honest memory for speed: it runs the
 steps in this process and leaves the memory columns empty.
 
 What is timed is ``TFLiteModel.predict``: float window in, float probabilities
-out, including input quantization, the LSTM state reset and output
-dequantization, because that is what the daemon pays per window. The Keras
+out, including input quantization, the LSTM state reset (for a model with state) and
+output dequantization, because that is what the daemon pays per window. Each TFLite
+step is timed twice: back to back (the usual benchmark figure, warm caches) and
+**paced**, one call per bundle stride in real time (``--paced-runs`` calls, every
+``--pace`` seconds), which is how the daemon meets windows: two per second, after
+the CPU has done other things, with cold caches (issue 13: several times the
+back-to-back figure).
+
+Above the table: the CPU and the flags int8 speed depends on
+(:mod:`edge_har.device.cpuinfo`), and the floor (:mod:`edge_har.benchmarks.floor`:
+MACs per window at this CPU's measured one-thread peak) that each p50 is set
+against. ``--peers onnxruntime`` adds ONNX Runtime on the same windows
+(:mod:`edge_har.benchmarks.peers`). The Keras
 float model is timed the two ways users call it on one window:
 ``model.predict(x)`` and a direct call ``model(x, training=False)``.
 """
@@ -42,8 +53,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edge_har.benchmarks import report
+from edge_har.benchmarks.cpuinfo import cpu_class
 from edge_har.benchmarks.timing import time_calls
 from edge_har.core.interpreter import BACKEND_MODULES, BACKENDS
+from edge_har.device.cpuinfo import cpu_info
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +65,8 @@ DEFAULT_WARMUP = 20
 DEFAULT_RUNS = 500
 KERAS_MAX_RUNS = 100  # model.predict costs tens of ms a call; 100 calls give stable percentiles
 QUICK = {"warmup": 3, "runs": 30, "threads": [1], "keras_runs": 10}
+DEFAULT_PACED_RUNS = 20  # calls at the bundle's stride: 10 s a step for HMP's 0.5 s
+QUICK_PACED = {"paced_runs": 3, "max_pace_s": 0.1}  # a smoke test of the paced loop, not a figure
 MAX_INPUT_WINDOWS = 256
 
 
@@ -76,6 +91,12 @@ class LatencySettings:
     profile: str | None = None
     profile_runs: int = 50
     quick: bool = False
+    paced_runs: int = DEFAULT_PACED_RUNS  # 0: no paced timing
+    pace_s: float | None = None  # None: the bundle's stride in seconds
+    max_pace_s: float | None = None  # cap on the pace (the quick run's)
+    floor: bool = True  # MACs per window; with floor_peaks also the one-thread peaks (TensorFlow)
+    floor_peaks: bool = True
+    peers: list[str] = field(default_factory=list)  # "onnxruntime"
 
     @classmethod
     def quick_settings(cls, **overrides: Any) -> LatencySettings:
@@ -87,6 +108,9 @@ class LatencySettings:
             quick=True,
             step_timeout_s=120.0,
             profile_runs=10,
+            paced_runs=QUICK_PACED["paced_runs"],
+            max_pace_s=QUICK_PACED["max_pace_s"],
+            floor_peaks=False,
         )
         base.update(overrides)
         return cls(**base)
@@ -108,6 +132,8 @@ class Step:
     min_seconds: float | None
     inputs_path: str
     result_path: str
+    paced_runs: int = 0
+    pace_s: float = 0.0
 
     @property
     def label(self) -> str:
@@ -170,9 +196,44 @@ def measure_tflite(step: Step, inputs: np.ndarray) -> list[dict[str, Any]]:
     model.predict(inputs[0])
     row["first_ms"] = 1000 * (time.perf_counter() - t0)
     row.update(_timing_row(1000 * time_calls(model.predict, inputs, step.warmup, step.runs, step.min_seconds)))
+    if step.paced_runs:
+        row.update(paced_row(model.predict, inputs, step.paced_runs, step.pace_s))
     row.update(_memory(rss_start, rss_runtime))
     row["input_dtype"] = model.input.dtype.name
+    row["stateful"] = model.stateful
     return [{"status": "ok", **row}]
+
+
+def time_paced(call: Callable[[Any], Any], inputs: np.ndarray, runs: int, pace_s: float) -> np.ndarray:
+    """Seconds per ``call(x)`` with calls ``pace_s`` apart in real time, as the daemon's windows come.
+
+    The thread sleeps between calls (as the daemon's inference thread waits on its queue),
+    so each call meets whatever the CPU's caches and clocks hold after ``pace_s`` of other
+    work; the back-to-back loop of :func:`time_calls` keeps them warm.
+    """
+    times = np.empty(runs, dtype=np.float64)
+    clock = time.perf_counter_ns
+    due = time.perf_counter() + pace_s
+    for i in range(runs):
+        time.sleep(max(0.0, due - time.perf_counter()))
+        due += pace_s
+        x = inputs[i % len(inputs)]
+        t0 = clock()
+        call(x)
+        times[i] = clock() - t0
+    return times / 1e9
+
+
+def paced_row(call: Callable[[Any], Any], inputs: np.ndarray, runs: int, pace_s: float) -> dict[str, Any]:
+    ms = 1000 * time_paced(call, inputs, runs, pace_s)
+    summary = report.latency_summary(ms)
+    return {
+        "paced_runs": int(summary["n"]),
+        "pace_s": pace_s,
+        "paced_p50_ms": summary["p50_ms"],
+        "paced_p90_ms": summary["p90_ms"],
+        "paced_max_ms": summary["max_ms"],
+    }
 
 
 def measure_keras(step: Step, inputs: np.ndarray) -> list[dict[str, Any]]:
@@ -325,6 +386,12 @@ def plan_steps(bundle: Any, settings: LatencySettings, work: Path) -> tuple[list
     skipped: list[dict[str, Any]] = []
     steps: list[Step] = []
     inputs = str(work / "inputs.npy")
+    pace = settings.pace_s
+    if pace is None:  # the bundle's stride: how often the daemon gets a window
+        pre = bundle.preprocessing
+        pace = pre.stride / pre.sample_rate_hz
+    if settings.max_pace_s is not None:
+        pace = min(pace, settings.max_pace_s)
     for runtime in settings.runtimes:
         if runtime not in BACKENDS:
             raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(BACKENDS)}")
@@ -367,6 +434,8 @@ def plan_steps(bundle: Any, settings: LatencySettings, work: Path) -> tuple[list
                             min_seconds=settings.min_seconds,
                             inputs_path=inputs_path,
                             result_path=str(work / f"result-{len(steps)}.json"),
+                            paced_runs=settings.paced_runs,
+                            pace_s=float(pace),
                         )
                     )
     if settings.keras:
@@ -442,6 +511,36 @@ def add_keras_ratios(rows: list[dict[str, Any]]) -> None:
             row[key] = row["p50_ms"] / ref if ref else None
 
 
+def run_floor(bundle: Any, settings: LatencySettings) -> dict[str, Any]:
+    """MACs per window of every variant, and the floor at the one-thread peaks when TensorFlow is here."""
+    from edge_har.benchmarks.floor import floor_section, measure_peaks_isolated
+
+    runtime = next((r for r in settings.runtimes if runtime_installed(r)), BACKENDS[0])
+    peaks = None
+    if settings.floor_peaks:
+        if importlib.util.find_spec("tensorflow") is None:
+            peaks = {"status": "not measured", "error": "the peak probes are built with TensorFlow (edge-har[train])"}
+        else:
+            peaks = measure_peaks_isolated(runtime, threads=1)
+    try:
+        return floor_section(bundle, runtime, peaks)
+    except Exception as exc:  # a floor that cannot be counted must not lose the latency figures
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "variants": {}}
+
+
+def add_floor_ratios(rows: list[dict[str, Any]], floor: dict[str, Any]) -> None:
+    """``x_floor``: p50 over the variant's floor (one-thread rows; the peak is a one-thread figure)."""
+    variants = floor.get("variants") or {}
+    for row in rows:
+        entry = variants.get(row.get("variant"))
+        if row.get("status") != "ok" or not entry or not entry.get("floor_ms") or row.get("threads") != 1:
+            continue
+        row["floor_ms"] = entry["floor_ms"]
+        row["x_floor"] = row["p50_ms"] / entry["floor_ms"]
+        if row.get("paced_p50_ms") is not None:
+            row["paced_x_floor"] = row["paced_p50_ms"] / entry["floor_ms"]
+
+
 def run_profile(bundle: Any, settings: LatencySettings, inputs: np.ndarray) -> dict[str, Any]:
     """Per-op profile of one variant through ``edge_har.benchmarks.profile_ops`` (the int8 study's profiler).
 
@@ -485,6 +584,9 @@ def run_latency(
     settings_json["isolation"] = "one process per step" if settings.isolate else "in-process (memory not measured)"
     section["settings"] = settings_json
     section["inputs"] = input_info
+    cpu = cpu_info()
+    section["cpu"] = {**cpu.to_json(), "class": cpu_class(cpu)}
+    section["cpu_summary"] = f"{cpu.summary()}; class: {cpu_class(cpu)}"
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="edge-har-latency-") as tmp:
         work = Path(tmp)
@@ -521,6 +623,13 @@ def run_latency(
     rows.extend(skipped)
     add_keras_ratios(rows)
     section["rows"] = rows
+    if settings.floor:
+        section["floor"] = run_floor(bundle, settings)
+        add_floor_ratios(rows, section["floor"])
+    if settings.peers:
+        from edge_har.benchmarks.peers import run_peers
+
+        section["peers"] = run_peers(bundle, settings, inputs, input_info, rows)
     if settings.profile:
         section["profile"] = run_profile(bundle, settings, inputs)
     return report.finish_section(section, started)
@@ -596,6 +705,9 @@ def format_latency(section: dict[str, Any]) -> str:
         "p90 ms",
         "p95 ms",
         "p99 ms",
+        "paced p50",
+        "paced p90",
+        "x floor",
         "win/s",
         "peak RSS MB",
         "size KB",
@@ -626,16 +738,28 @@ def format_latency(section: dict[str, Any]) -> str:
                 _ms(r.get("p90_ms")),
                 _ms(r.get("p95_ms")),
                 _ms(r.get("p99_ms")),
+                _ms(r.get("paced_p50_ms")),
+                _ms(r.get("paced_p90_ms")),
+                "-" if r.get("x_floor") is None else f"{r['x_floor']:.1f}",
                 _num(r.get("throughput_per_s"), 0),
                 _num(r.get("rss_peak_mb"), 1),
                 "-" if size is None else f"{size / 1024:.1f}",
                 _ratio_cell(r.get("ratio_to_keras_predict")),
             ]
         )
+    paced = next((r for r in rows if r.get("paced_runs")), None)
+    paced_line = (
+        f"; paced: {paced['paced_runs']} calls {paced['pace_s']:g} s apart (the bundle's stride), after the "
+        "back-to-back runs"
+        if paced
+        else ""
+    )
     parts = [
         report.context_lines(section),
+        f"CPU: {section.get('cpu_summary') or '?'}",
         f"inputs: {source}\nmeasurement: {iso}; timed call: TFLiteModel.predict (float window in, float "
-        "probabilities out); peak RSS: the whole measuring process (Python + numpy + runtime + model)",
+        f"probabilities out){paced_line}; x floor: p50 / the variant's floor (below, 1 thread); peak RSS: the "
+        "whole measuring process (Python + numpy + runtime + model)",
         report.format_table(headers, table, title=f"Latency per window: {section['bundle']['model_id']}"),
     ]
     if notes:
@@ -643,6 +767,16 @@ def format_latency(section: dict[str, Any]) -> str:
     summary = keras_summary(section)
     if summary:
         parts.append(summary)
+    floor = section.get("floor")
+    if floor and floor.get("variants"):
+        from edge_har.benchmarks.floor import format_floor
+
+        parts.append(format_floor(floor))
+    peers = section.get("peers")
+    if peers:
+        from edge_har.benchmarks.peers import format_peers
+
+        parts.append(format_peers(peers))
     profile = section.get("profile")
     if profile:
         parts.append(format_profile(profile))

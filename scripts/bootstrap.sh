@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian / Ubuntu / Raspberry Pi OS machine for edge-har.
 #
-#   scripts/bootstrap.sh                  # workstation: train + device + web + test extras in .venv
+#   scripts/bootstrap.sh                  # workstation: train + device + web + test + bench extras in .venv
 #   EDGE_HAR_EXTRAS=device scripts/bootstrap.sh   # a Pi: the runtime only, no TensorFlow
 #
 # Installs mosquitto (the tests and the demo start their own broker) when it is
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-EXTRAS="${EDGE_HAR_EXTRAS:-train,device,web,dev}"
+EXTRAS="${EDGE_HAR_EXTRAS:-train,device,web,dev,bench}"
 VENV="${EDGE_HAR_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 

@@ -147,3 +147,56 @@ def test_bad_arguments_are_clear_errors(tiny_bundle, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["bench", "latency", str(tiny_bundle), "--threads", "0"])
     assert not (tmp_path / "results.json").exists()
+
+
+def test_cpu_line_paced_figures_and_floor_are_reported(tiny_bundle, tmp_path, capsys):
+    """Issue 13: the CPU and its int8 flags above the table, a paced p50 beside the back-to-back one, the MACs."""
+    out = tmp_path / "out"
+    args = ["bench", "latency", str(tiny_bundle), "--quick", "--runtimes", "ai_edge_litert", "--no-keras"]
+    assert main([*args, "--paced-runs", "4", "--pace", "0.05", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    section = _section(out)
+    assert section["cpu"]["model"] and section["cpu"]["int8_dot"] in ("none", "vnni", "amx", "dotprod", "i8mm")
+    assert section["cpu"]["class"] and f"CPU: {section['cpu']['model']}" in printed
+    rows = [r for r in section["rows"] if r["status"] == "ok"]
+    assert {r["variant"] for r in rows} == {"float32", "dynamic_range", "int8"}
+    for r in rows:
+        assert r["paced_runs"] == 4 and r["pace_s"] == 0.05 and r["paced_p50_ms"] > 0 and r["stateful"] is False
+    assert "paced p50" in printed and "4 calls 0.05 s apart" in printed
+    floor = section["floor"]["variants"]
+    macs = {name: floor[name]["macs"] for name in ("float32", "dynamic_range", "int8")}
+    assert len(set(macs.values())) == 1 and macs["int8"] > 0
+    assert section["floor"]["peaks"]["status"] == "not measured"  # --quick leaves the TensorFlow probes out
+    assert "M MACs/window" in printed
+
+    assert main([*args, "--no-floor", "--paced-runs", "0", "--out", str(tmp_path / "o2"), "--no-progress"]) == 0
+    section = _section(tmp_path / "o2")
+    assert "floor" not in section and all("paced_p50_ms" not in r for r in section["rows"])
+
+
+def test_an_unknown_peer_is_refused(tiny_bundle, tmp_path, capsys):
+    code = main(["bench", "latency", str(tiny_bundle), "--quick", "--peers", "tensorrt", "--out", str(tmp_path)])
+    assert code != 0
+    assert "--peers: unknown peer(s) tensorrt; choose from onnxruntime" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_onnxruntime_peers_on_the_same_windows(tiny_bundle, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    out = tmp_path / "out"
+    args = ["bench", "latency", str(tiny_bundle), "--quick", "--runtimes", "ai_edge_litert", "--no-keras"]
+    assert main([*args, "--no-floor", "--paced-runs", "0", "--peers", "onnxruntime", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    peers = _section(out)["peers"]
+    assert peers["status"] == "ok", peers
+    rows = {(r["runtime"], r["variant"]): r for r in peers["rows"]}
+    ref = rows[("ai_edge_litert", "float32")]
+    assert ref["ratio_to_litert_float32"] == 1.0 and ref["agreement"] == 1.0
+    ort = rows[("onnxruntime", "ort-float32")]
+    assert ort["status"] == "ok" and ort["agreement"] >= 0.95 and ort["max_abs_diff"] < 1e-3
+    for name in ("ort-int8-dynamic", "ort-int8-dynamic-rr", "ort-int8-static", "ort-int8-static-rr"):
+        r = rows[("onnxruntime", name)]
+        assert r["status"] == "ok", r
+        assert 0.0 <= r["agreement"] <= 1.0 and r["ratio_to_litert_float32"] > 0
+    assert "Peers on the same windows" in printed and "ort-int8-static-rr" in printed
