@@ -117,6 +117,17 @@ def test_history_since_is_exclusive_oldest_first_and_keeps_the_newest_when_limit
     assert store.history("nobody", since=0) == []
 
 
+def test_history_thinned_to_the_newest_prediction_per_step(store):
+    store.add_predictions([row("pi-a", "run1", i, DAY + i * 0.5, "Walk" if i < 50 else "Sit") for i in range(100)])
+    store.add_predictions([row("pi-b", "run1", i, DAY + i * 0.5) for i in range(100)])
+    thinned = store.history("pi-a", since=DAY - 0.25, step_s=5.0)
+    # buckets of 5 s counted from `since`: windows 0-9, 10-19, ...; each keeps its newest
+    assert [h["seq"] for h in thinned] == [9, 19, 29, 39, 49, 59, 69, 79, 89, 99]
+    assert [h["label"] for h in thinned] == ["Walk"] * 5 + ["Sit"] * 5
+    assert [h["seq"] for h in store.history("pi-a", since=DAY - 0.25, step_s=5.0, limit=3)] == [79, 89, 99]
+    assert len(store.history("pi-a", since=DAY - 0.25, step_s=0.5)) == 100
+
+
 def test_day_summary_is_time_per_activity_computed_by_the_database(store):
     # run1: windows every 0.5 s: Walk seq 0-5, Sit seq 6-9, a 195.5 s silence, Sit seq 10-11.
     run1 = [row("pi-a", "run1", i, DAY + 100 + i * 0.5, "Walk" if i < 6 else "Sit") for i in range(10)]
@@ -137,6 +148,16 @@ def test_day_summary_is_time_per_activity_computed_by_the_database(store):
     assert list(got) == ["Sit", "Walk", "Wave"]  # most time first, ties by name
     assert store.summary("pi-a", DAY + 86400 * 5, DAY + 86400 * 6) == {}
     assert store.summary("pi-b", DAY, DAY + 86400) == {"Walk": 0.0}  # one lone window: no gap to learn from
+
+
+def test_day_summary_of_a_device_older_than_the_run_id_follows_window_ends(store):
+    # no run id: two daemon runs share run '' and seq restarts; ordered by window end, not by seq
+    first = [row("old-pi", "", i, DAY + 100 + i, "Walk") for i in range(4)]
+    second = [row("old-pi", "", i, DAY + 200 + i, "Sit") for i in range(3)]
+    store.add_predictions(first + second)
+    # Walk: three 1 s gaps, then the restart's 97 s gap capped at 2; Sit: two 1 s gaps and the mean (7/6) last
+    got = store.summary("old-pi", DAY, DAY + 86400, gap_cap_s=2.0)
+    assert got == pytest.approx({"Walk": 5.0, "Sit": 2.0 + 7 / 6})
 
 
 def test_retention_deletes_old_rows_and_forgotten_devices(db_url):

@@ -146,13 +146,19 @@ class LiveService:
             since: Optional[str] = Query(
                 None, description="Unix seconds or ISO 8601 (2026-12-02T14:00:00Z); default: an hour ago"
             ),
+            step_s: Optional[float] = Query(
+                None, description="at most one prediction (the newest) per this many seconds; default: every one"
+            ),
         ) -> dict[str, Any]:
             self._known(device_id)
             start = time.time() - HISTORY_DEFAULT_S if since is None else _parse_since(since)
+            if step_s is not None and not (math.isfinite(step_s) and 0.001 <= step_s <= 86400):
+                raise HTTPException(400, f"step_s: {step_s} is not a number of seconds within 0.001..86400")
             return {
                 "device_id": device_id,
                 "since": start,
-                "predictions": self.store.history(device_id, start),
+                "step_s": step_s,
+                "predictions": self.store.history(device_id, start, step_s=step_s),
                 "status": self.store.status_history(device_id, start),
             }
 

@@ -14,7 +14,8 @@ with the same statements. Why each choice:
   server's clock. Retention is judged on ``received_at`` so a device with a wrong clock cannot keep rows
   forever or have them deleted at once.
 * **The day summary is computed by the database** (:meth:`Store.summary`): each prediction lasts until
-  the next prediction of the same run (``LEAD`` over the run ordered by ``seq``), capped at
+  the next prediction of the same run (``LEAD`` over the run ordered by ``ts``; devices older than
+  the run id, all in run ``''``, count a restart as a gap), capped at
   :data:`GAP_CAP_S` so that a device switched off for an hour does not count that hour as its last
   activity; the last prediction of a run (no next one) lasts the run's mean capped gap, i.e. about one
   window stride. The sum per label is time spent per activity. This counts what the windows covered, not
@@ -289,15 +290,32 @@ class Store:
                 out.append(DeviceRecord(**{k: row[k] for k in _DEVICE_FIELDS}, activity=activity))
         return out
 
-    def history(self, device_id: str, since: float, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
-        """Predictions of ``device_id`` with ``ts > since``, oldest first, at most ``limit`` (the newest kept)."""
+    def history(
+        self, device_id: str, since: float, limit: int = HISTORY_LIMIT, step_s: Optional[float] = None
+    ) -> list[dict[str, Any]]:
+        """Predictions of ``device_id`` with ``ts > since``, oldest first, at most ``limit`` (the newest kept).
+
+        ``step_s`` thins them out in the database to the newest prediction of each ``step_s`` seconds since
+        ``since``: an hour of a 7 windows/s device is 25,000 rows, more than a 500-pixel timeline can show.
+        """
         c = predictions.c
-        query = (
-            sa.select(c.ts, c.label, c.confidence, c.run_id, c.seq)
-            .where(c.device_id == device_id, c.ts > since)
-            .order_by(c.ts.desc())
-            .limit(limit)
-        )
+        columns = (c.ts, c.label, c.confidence, c.run_id, c.seq)
+        where = (c.device_id == device_id, c.ts > since)
+        if step_s is None:
+            query = sa.select(*columns).where(*where).order_by(c.ts.desc()).limit(limit)
+        else:
+            # Bucket = whole milliseconds since `since` // step in milliseconds: integer arithmetic, which SQLite
+            # and PostgreSQL agree on (no floor(), which SQLite may lack), exact to the millisecond.
+            millis = sa.cast((c.ts - since) * 1000.0, sa.BigInteger)
+            bucket = millis // sa.literal(max(1, round(step_s * 1000.0)), sa.BigInteger)
+            newest = sa.func.row_number().over(partition_by=bucket, order_by=(c.ts.desc(), c.seq.desc()))
+            ranked = sa.select(*columns, newest.label("newest")).where(*where).subquery()
+            query = (
+                sa.select(*(ranked.c[col.name] for col in columns))
+                .where(ranked.c.newest == 1)
+                .order_by(ranked.c.ts.desc())
+                .limit(limit)
+            )
         with self.engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(query).mappings()]
         rows.reverse()
@@ -322,7 +340,7 @@ class Store:
             sa.select(
                 c.label,
                 c.run_id,
-                (sa.func.lead(c.ts).over(partition_by=run, order_by=(c.seq, c.ts)) - c.ts).label("gap"),
+                (sa.func.lead(c.ts).over(partition_by=run, order_by=(c.ts, c.seq)) - c.ts).label("gap"),
             )
             .where(c.device_id == device_id, c.ts >= start, c.ts < end)
             .cte("gaps")

@@ -8,6 +8,7 @@ const HOUR_S = 3600;
 const GAP_CAP_S = 5; // as the server's store: a longer silence is an outage, not activity
 const SUMMARY_EVERY_MS = 10000;
 const REDRAW_EVERY_MS = 5000;
+const TIMELINE_STEP_S = 2;
 const PALETTE = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777",
   "#4f46e5", "#65a30d", "#0d9488", "#7c3aed", "#e11d48", "#475569"];
 const LIVENESS_PILL = { online: "ok", stale: "warn", stopped: "", offline: "bad", unknown: "" };
@@ -63,7 +64,9 @@ async function reload() {
   await Promise.all(body.devices.map(async (view) => {
     const device = ensure(view.device_id);
     device.view = view;
-    const history = await getJSON(`/api/devices/${encodeURIComponent(view.device_id)}/history?since=${since}`);
+    // one point per TIMELINE_STEP_S is all a card's width can show of an hour (7 windows/s would be 25,000)
+    const history = await getJSON(
+      `/api/devices/${encodeURIComponent(view.device_id)}/history?since=${since}&step_s=${TIMELINE_STEP_S}`);
     device.points = history.predictions.map((p) => [p.ts, p.label, p.confidence, p.run_id, p.seq]);
     await loadSummary(device);
     render(device);
