@@ -1,7 +1,7 @@
 """Camera-path benchmarks: encoder and head latency, streaming speed-up, sustained frames per second.
 
     python -m edge_har.benchmarks.video make-bundles --out bench-results/video/bundles      # workstation (TensorFlow)
-    python -m edge_har.benchmarks.video run --bundle bench-results/video/bundles/mnv2-a035-128 --out bench-results/video
+    edge-har bench video bench-results/video/bundles/mnv2-a035-128 [--clip FILE] [--quick]  # any machine, no TF
 
 Three measurements, each reported as a table on stdout and in ``<out>/video.json``:
 
@@ -13,10 +13,18 @@ Three measurements, each reported as a table on stdout and in ``<out>/video.json
   mode (encoder once per frame + head every stride) and in ``clip`` mode (the
   whole clip model over the last T frames at every stride), per prediction,
   for several strides. Measured, not computed from the part latencies.
-* **fps**: a 320x240 clip file read by the camera source (OpenCV decoding,
+* **fps**: a clip file read by the camera source (OpenCV decoding,
   ``realtime: false`` so no frame is dropped) through the daemon's two stages
   on two threads (source thread: sampling, preprocessing, encoder; inference
-  thread: head and smoothing): frames per second sustained end to end.
+  thread: head and smoothing): frames per second sustained end to end. The
+  clip is the user's (``--clip FILE``: their camera's size, codec and rate;
+  its first frames also feed the part latencies) or, without it, a synthetic
+  320x240 one written at the model's rate.
+
+``--quick`` (CI, a first look on a Pi): 0.3 s per part, strides 1 and 4, two
+alternations of the speed-up, a 5 s synthetic clip (or the first 150 frames of
+``--clip``); about half a minute on the test bundles. Figures are rounded to
+what the timer resolves (3 decimals in ms).
 
 ``make-bundles`` converts MobileNetV2 (alpha 0.35 at 128 px, and alpha 1.0 at
 224 px) and the tiny plain Conv2D model of the tests on synthetic clips, with
@@ -34,6 +42,7 @@ import queue
 import tempfile
 import threading
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,6 +52,11 @@ from edge_har.benchmarks.report import latency_summary
 from edge_har.benchmarks.timing import time_calls
 
 log = logging.getLogger(__name__)
+
+
+class VideoBenchError(ValueError):
+    """The bundle or clip cannot be benchmarked as given; the message names it."""
+
 
 BENCH_MODELS: dict[str, dict[str, Any]] = {
     "mnv2-a035-128": {"backbone": "mobilenetv2", "alpha": 0.35, "input_size": 128, "frames": 8, "lstm_units": (64,)},
@@ -103,6 +117,51 @@ def bench_frames(spec: Any, n: int = 64, seed: int = 0) -> np.ndarray:
     return np.stack([preprocess_frame(f, spec) for f in raw])
 
 
+def clip_frames(clip: Path, spec: Any, n: int = 64) -> np.ndarray:
+    """The first ``n`` frames of a user's clip through the device's frame preprocessing."""
+    import cv2
+
+    from edge_har.core.frames import preprocess_frame
+
+    cap = cv2.VideoCapture(str(clip))
+    frames = []
+    try:
+        while len(frames) < n:
+            ok, image = cap.read()
+            if not ok or image is None:
+                break
+            frames.append(preprocess_frame(image, spec))
+    finally:
+        cap.release()
+    if len(frames) < 2 * int(spec.window):
+        raise VideoBenchError(f"{clip}: {len(frames)} frames decoded, the benchmark needs {2 * int(spec.window)}")
+    return np.stack(frames)
+
+
+def limited_clip(clip: Path, out: Path, max_frames: int) -> Path:
+    """The first ``max_frames`` frames of ``clip`` re-encoded (MJPG AVI) for a quick fps run; the clip if shorter."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(clip))
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 25.0)
+    frames = []
+    while len(frames) <= max_frames:
+        ok, image = cap.read()
+        if not ok or image is None:
+            break
+        frames.append(image)
+    cap.release()
+    if len(frames) <= max_frames:
+        return clip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    for image in frames[:max_frames]:
+        writer.write(image)
+    writer.release()
+    return out
+
+
 def write_bench_clip(path: Path, seconds: float, fps: float, size: tuple[int, int] = (320, 240)) -> Path:
     from edge_har.convert.video_synthetic import pattern_for, render_clip, write_clip
 
@@ -113,8 +172,10 @@ def write_bench_clip(path: Path, seconds: float, fps: float, size: tuple[int, in
 # ---------------------------------------------------------------- measurements
 
 
-def part_latency(bundle: Any, variants: Sequence[str], threads: int, min_seconds: float) -> list[dict[str, Any]]:
-    """Per-call latency of each part of each variant (ms)."""
+def part_latency(
+    bundle: Any, variants: Sequence[str], threads: int, min_seconds: float, clip: Path | None = None
+) -> list[dict[str, Any]]:
+    """Per-call latency of each part of each variant (ms), on ``clip``'s first frames or synthetic ones."""
     from edge_har.device.video_runtime import VideoModels
 
     rows = []
@@ -122,7 +183,7 @@ def part_latency(bundle: Any, variants: Sequence[str], threads: int, min_seconds
     for name in variants:
         models = VideoModels.load(bundle, name, num_threads=threads, load_clip="clip" in bundle.variant(name).parts)
         if frames is None:
-            frames = bench_frames(models.spec)
+            frames = clip_frames(clip, models.spec) if clip is not None else bench_frames(models.spec)
         assert models.encoder is not None and models.head is not None
         feats = np.stack([models.encode(f) for f in frames])
         windows = np.stack([feats[i : i + models.spec.window] for i in range(len(feats) - models.spec.window)])
@@ -143,7 +204,7 @@ def part_latency(bundle: Any, variants: Sequence[str], threads: int, min_seconds
                     "size_kib": round(model.path.stat().st_size / 1024, 1),
                     "input": list(model.input.shape),
                     "input_dtype": model.input.dtype.name,
-                    **{k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()},
+                    **{k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()},
                 }
             )
     return rows
@@ -314,13 +375,17 @@ def daemon_fps(
         "first_prediction_s": round(s["first_prediction_s"] or 0.0, 2),
         "stream_s": round(stream_s, 2),
         "frames_per_s": round(frames / stream_s, 1),
-        "inference_ms_p50": s["inference_ms"].get("p50"),
-        "e2e_ms_p50": s["e2e_ms"].get("p50"),
-        "rss_mb": s.get("rss_mb"),
+        "inference_ms_p50": _round(s["inference_ms"].get("p50"), 3),
+        "e2e_ms_p50": _round(s["e2e_ms"].get("p50"), 3),
+        "rss_mb": _round(s.get("rss_mb"), 1),
     }
 
 
 # ---------------------------------------------------------------- report
+
+
+def _round(value: Any, digits: int) -> Any:
+    return round(float(value), digits) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
 def format_parts(rows: list[dict[str, Any]]) -> str:
@@ -346,13 +411,111 @@ def format_speedup(rows: list[dict[str, Any]]) -> str:
 def format_fps(rows: list[dict[str, Any]]) -> str:
     lines = [
         f"{'variant':<14} {'thr':>3} {'frames/s':>9} {'encoded/s':>10} {'pred/s':>7} {'dropped':>8} {'e2e p50 ms':>11}"
+        "  clip"
     ]
     for r in rows:
+        size = "x".join(str(v) for v in r["frame_size"]) if r.get("frame_size") else "?"
         lines.append(
             f"{r['variant']:<14} {r['threads']:>3} {r['frames_per_s']:>9.1f} {r['encoded_frames_per_s']:>10.1f} "
             f"{r['predictions_per_s']:>7.2f} {r['frames_dropped']:>8} {r['e2e_ms_p50'] or float('nan'):>11.2f}"
+            f"  {r['clip']} ({size}, {_round(r['clip_fps'], 1)} fps, {r['frames_read']} frames)"
         )
     return "\n".join(lines)
+
+
+@dataclass
+class VideoSettings:
+    """What ``edge-har bench video`` measures; ``quick_settings()`` is the short run (module doc)."""
+
+    variants: list[str] | None = None
+    threads: list[int] = field(default_factory=lambda: [1])
+    strides: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    min_seconds: float = 2.0
+    fps_seconds: float = 30.0  # the synthetic clip's length; a --clip is read whole (--quick: its first 150 frames)
+    speedup_frames: int = 120
+    speedup_repeats: int = 5
+    clip: Path | None = None
+    broker: str | None = None
+    quick: bool = False
+
+    @classmethod
+    def quick_settings(cls) -> VideoSettings:
+        return cls(strides=[1, 4], min_seconds=0.3, fps_seconds=5.0, speedup_frames=48, speedup_repeats=2, quick=True)
+
+
+QUICK_CLIP_FRAMES = 150
+
+
+def run_video(bundle_dir: Path, settings: VideoSettings, out: Path) -> dict[str, Any]:
+    """Every measurement on one video bundle; returns the suite's results section (``suite: video``)."""
+    from edge_har.benchmarks import report
+    from edge_har.core.bundle import Bundle
+
+    started = time.perf_counter()
+    bundle = Bundle.load(bundle_dir)
+    if bundle.kind != "video":
+        raise VideoBenchError(f"{bundle.root}: a {bundle.kind} bundle; bench video needs one from convert-video")
+    if settings.clip is not None and not Path(settings.clip).is_file():
+        raise VideoBenchError(f"--clip {settings.clip}: no such file")
+    names = list(settings.variants or bundle.variants)
+    for name in names:
+        bundle.variant(name)  # BundleError naming the known variants
+    out.mkdir(parents=True, exist_ok=True)
+    section = report.suite_header("video", bundle)
+    section["settings"] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}
+    section["video"] = bundle.data.get("video")
+    section["training"] = {
+        k: (bundle.data.get("training") or {}).get("model", {}).get(k)
+        for k in ("backbone", "alpha", "input_size", "weights", "frames")
+    }
+    section["parts"] = []
+    for t in settings.threads:
+        section["parts"] += part_latency(bundle, names, t, settings.min_seconds, settings.clip)
+    section["speedup"] = []
+    for name in names:
+        if "clip" in bundle.variant(name).parts:
+            section["speedup"] += streaming_speedup(
+                bundle, name, settings.strides, settings.threads[0], settings.speedup_frames, settings.speedup_repeats
+            )
+    if settings.clip is not None:
+        clip = Path(settings.clip)
+        if settings.quick:
+            clip = limited_clip(clip, out / f"quick-{clip.stem}.avi", QUICK_CLIP_FRAMES)
+        section["fps_clip"] = {"file": str(settings.clip), "kind": "user clip"}
+    else:
+        spec_fps = float(bundle.data["preprocessing"]["sample_rate_hz"])
+        clip = write_bench_clip(out / "bench_320x240.avi", settings.fps_seconds, spec_fps)
+        section["fps_clip"] = {"file": str(clip), "kind": "synthetic 320x240"}
+    section["fps"] = [sustained_fps(bundle_dir, name, clip, t) for name in names for t in settings.threads]
+    if settings.broker:
+        frames = section["fps"][0]["frames_read"]
+        section["daemon"] = [
+            daemon_fps(bundle_dir, name, clip, frames, settings.threads[0], settings.broker, out / "daemon")
+            for name in names
+        ]
+    return report.finish_section(section, started)
+
+
+def format_video(section: dict[str, Any]) -> str:
+    parts = [format_parts(section["parts"])]
+    if section.get("speedup"):
+        parts.append(format_speedup(section["speedup"]))
+    parts.append(format_fps(section["fps"]))
+    daemon = []
+    for row in section.get("daemon") or []:
+        daemon.append(
+            f"daemon {row['variant']:<14} "
+            + (
+                f"{row['frames_per_s']:.1f} frames/s over {row['stream_s']} s "
+                f"(inference p50 {row['inference_ms_p50']} ms, e2e p50 {row['e2e_ms_p50']} ms, "
+                f"rss {row['rss_mb']} MiB)"
+                if "error" not in row
+                else f"failed: {row['error']}"
+            )
+        )
+    if daemon:
+        parts.append("\n".join(daemon))
+    return "\n\n".join(parts)
 
 
 def run(
@@ -364,59 +527,20 @@ def run(
     min_seconds: float,
     fps_seconds: float,
     broker: str | None = None,
+    clip: Path | None = None,
 ) -> dict[str, Any]:
-    import platform
-
-    from edge_har.core.bundle import Bundle
-
-    bundle = Bundle.load(bundle_dir)
-    names = list(variants or bundle.variants)
-    out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "bundle": str(bundle_dir),
-        "model_id": bundle.model_id,
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "video": bundle.data.get("video"),
-        "training": {
-            k: bundle.data["training"]["model"].get(k) for k in ("backbone", "alpha", "input_size", "weights", "frames")
-        },
-        "parts": [],
-        "speedup": [],
-        "fps": [],
-    }
-    for t in threads:
-        result["parts"] += part_latency(bundle, names, t, min_seconds)
-    print(format_parts(result["parts"]))
-    for name in names:
-        if "clip" in bundle.variant(name).parts:
-            result["speedup"] += streaming_speedup(bundle, name, strides, threads[0])
-    if result["speedup"]:
-        print()
-        print(format_speedup(result["speedup"]))
-    spec_fps = float(bundle.data["preprocessing"]["sample_rate_hz"])
-    clip = write_bench_clip(out / "bench_320x240.avi", fps_seconds, spec_fps)
-    for name in names:
-        for t in threads:
-            result["fps"].append(sustained_fps(bundle_dir, name, clip, t))
-    print()
-    print(format_fps(result["fps"]))
-    if broker:
-        result["daemon"] = [
-            daemon_fps(bundle_dir, name, clip, int(fps_seconds * spec_fps), threads[0], broker, out / "daemon")
-            for name in names
-        ]
-        print()
-        for row in result["daemon"]:
-            print(
-                f"daemon {row['variant']:<14} "
-                + (
-                    f"{row['frames_per_s']:.1f} frames/s over {row['stream_s']} s "
-                    f"(inference p50 {row['inference_ms_p50']} ms, e2e p50 {row['e2e_ms_p50']} ms, rss {row['rss_mb']} MiB)"
-                    if "error" not in row
-                    else f"failed: {row['error']}"
-                )
-            )
+    """``python -m edge_har.benchmarks.video run``: the same as ``edge-har bench video``, to ``<out>/video-<bundle>.json``."""
+    settings = VideoSettings(
+        variants=list(variants) if variants else None,
+        threads=list(threads),
+        strides=list(strides),
+        min_seconds=min_seconds,
+        fps_seconds=fps_seconds,
+        clip=clip,
+        broker=broker,
+    )
+    result = run_video(bundle_dir, settings, out)
+    print(format_video(result))
     file = out / f"video-{Path(bundle_dir).name}.json"
     file.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwritten {file}")
@@ -437,6 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rn.add_argument("--strides", default="1,2,4,8")
     rn.add_argument("--min-seconds", type=float, default=2.0, help="timing per part and variant (default: 2)")
     rn.add_argument("--fps-seconds", type=float, default=30.0, help="length of the 320x240 clip for the fps run")
+    rn.add_argument("--clip", type=Path, default=None, help="the fps run (and part latencies) on this clip file")
     rn.add_argument(
         "--broker",
         default=None,
@@ -458,6 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.min_seconds,
         args.fps_seconds,
         args.broker,
+        args.clip,
     )
     return 0
 

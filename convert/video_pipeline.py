@@ -119,6 +119,7 @@ class VideoConvertOptions:
     calibration_size: int | None = None  # None: auto_calibration_size of the training frames
     max_int8_drop: float = DEFAULT_MAX_INT8_DROP
     allow_int8_drop: bool = False
+    allow_degenerate: bool = False  # write a model that predicts one class for (nearly) every test clip
     clip_model: bool = False
     overwrite: bool = False
     evaluate_backend: str = "auto"
@@ -319,9 +320,32 @@ def keras_probabilities(
 # ---------------------------------------------------------------- export
 
 
+def lean(converted: Any) -> Any:
+    """The converted model with its overlong tensor names shortened (``edge_har.convert.tflite_names``).
+
+    Without it an int8 image-seq model was larger than its float32 one (427,744 vs 366,928 bytes):
+    the quantizer names each unrolled LSTM step's tensor after all 64 steps.
+    """
+    from dataclasses import replace
+
+    from edge_har.convert.tflite_names import shorten_tensor_names
+
+    content, info = shorten_tensor_names(converted.content)
+    if not info["tensor_names_shortened"]:
+        return converted
+    log.info(
+        "%s: %d overlong tensor names shortened, %d -> %d bytes",
+        converted.name,
+        info["tensor_names_shortened"],
+        info["bytes_before"],
+        info["bytes_after"],
+    )
+    return replace(converted, content=content)
+
+
 def write_part(root: Path, part: str, variant: str, converted: Any) -> dict[str, Any]:
     """One part's ``.tflite`` and its description (the variant entry holds the description text)."""
-    return write_tflite(root, PART_FILE.format(part=part, variant=variant), converted, description=False)
+    return write_tflite(root, PART_FILE.format(part=part, variant=variant), lean(converted), description=False)
 
 
 def training_frames(dataset: VideoDataset, data: SplitData) -> int:
@@ -417,7 +441,7 @@ def quantize_single(
     converted = convert_variants(static.whole, plain)
     if calibrated:
         converted += convert_variants(static.whole, calibrated, calibration)
-    return {c.name: write_variant(staging, c) for c in converted}
+    return {c.name: write_variant(staging, lean(c)) for c in converted}
 
 
 # ---------------------------------------------------------------- evaluation
