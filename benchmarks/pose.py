@@ -124,8 +124,8 @@ def _rounded(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()}
 
 
-def make_file(source: Path, out: Path, size: tuple[int, int] = (320, 240)) -> tuple[Path, int, float]:
-    """``source`` decoded and resized to ``size`` (width, height), written as MJPG AVI; (path, frames, fps)."""
+def make_file(source: Path, out: Path, size: tuple[int, int] = (320, 240), repeat: int = 1) -> tuple[Path, int, float]:
+    """``source`` decoded, resized to ``size`` (width, height), played ``repeat`` times, as MJPG AVI; (path, frames, fps)."""
     import cv2
 
     from edge_har.convert.video_synthetic import write_clip
@@ -141,6 +141,7 @@ def make_file(source: Path, out: Path, size: tuple[int, int] = (320, 240)) -> tu
     cap.release()
     if not frames:
         raise OSError(f"{source}: no frame could be decoded")
+    frames = frames * repeat
     return write_clip(out, np.stack(frames), fps), len(frames), float(fps)
 
 
@@ -152,6 +153,7 @@ def run(
     threads: int,
     min_seconds: float,
     daemon: bool,
+    repeat: int = 5,
 ) -> dict[str, Any]:
     from edge_har.benchmarks.video import daemon_fps, sustained_fps
     from edge_har.core.bundle import Bundle
@@ -168,7 +170,7 @@ def run(
     for r in rows:
         print(f"{r['variant']:<14} {r['part']:<30} {r.get('p50_ms', float('nan')):>8.3f} {r['mean_ms']:>8.3f}")
     clips = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in (".avi", ".mp4", ".mkv", ".mov"))
-    file, n_frames, _ = make_file(clips[0], out / "pose_320x240.avi")
+    file, n_frames, _ = make_file(clips[0], out / "pose_320x240.avi", repeat=repeat)
     result: dict[str, Any] = {
         "bundle": str(bundle_dir),
         "model_id": bundle.model_id,
@@ -222,6 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--min-seconds", type=float, default=2.0, help="timing budget per measurement (default: %(default)s)"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="times the first clip is played in the 320x240 file (default: %(default)s)",
+    )
     parser.add_argument("--no-daemon", action="store_true", help="skip the real daemon run (needs mosquitto)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -233,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.threads,
         args.min_seconds,
         not args.no_daemon,
+        args.repeat,
     )
     return 0
 

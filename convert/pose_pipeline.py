@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -36,6 +36,8 @@ from edge_har.convert.video_pipeline import (
     SplitData,
     VideoConvertOptions,
     VideoPath,
+    auto_batch_size,
+    auto_calibration_size,
     make_sets,
     per_clip,
     stratified_pick,
@@ -227,9 +229,13 @@ class PosePath(VideoPath):
                 *(len(self.sets[s].index) for s in ("train", "val", "test")),
                 spec.window,
             )
+            n_train = len(self.sets["train"].index)
+            if options.train.batch_size is None:  # sized from the data, as the other video paths do
+                options.train = replace(options.train, batch_size=auto_batch_size(n_train))
+                log.info("batch size %d, chosen from %d training windows", options.train.batch_size, n_train)
             if any(s.needs_calibration for s in specs):
-                n = min(options.calibration_size, len(self.sets["train"].index))
-                self.head_picks = stratified_pick(self.sets["train"].y, n, options.train.seed)
+                size = options.calibration_size or auto_calibration_size(n_train)
+                self.head_picks = stratified_pick(self.sets["train"].y, min(size, n_train), options.train.seed)
         with stage("keypoints", timings):
             self.compute_keypoints()
 
