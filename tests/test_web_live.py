@@ -434,3 +434,31 @@ def test_a_clean_stop_is_not_reported_as_a_lost_broker(mosquitto_broker, tmp_pat
     messages = [r.getMessage() for r in caplog.records if r.name == "edge_har.web.ingest"]
     assert "ingest: disconnected from the broker" in messages
     assert not any(r.levelno >= logging.WARNING for r in caplog.records if r.name == "edge_har.web.ingest"), messages
+
+
+def test_the_running_server_deletes_rows_past_retention(mosquitto_broker, tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
+    store = open_store_url(url)
+    old = time.time() - 3 * 86400
+    store.add_predictions(
+        [
+            {
+                "device_id": "pi-gone",
+                "run_id": "r1",
+                "seq": 0,
+                "ts": old,
+                "label": "Sit",
+                "confidence": 0.9,
+                "probabilities": {"Sit": 0.9, "Walk": 0.1},
+                "model_id": "m",
+                "variant": None,
+                "inference_ms": 1.0,
+                "received_at": old,
+            }
+        ]
+    )
+    store.close()
+    app = create_app(serve_config(mosquitto_broker, url, retention_days=1.0))
+    with TestClient(app) as client:
+        wait_until(lambda: app.state.live.store.counts()["predictions"] == 0, what="the old row deleted")
+        assert client.get("/api/devices").json()["devices"] == []
