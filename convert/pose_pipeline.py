@@ -178,6 +178,19 @@ def clip_keypoints(
     return feats, False
 
 
+def bundle_keypoints(
+    bundle: Bundle, models: Any, dataset: VideoDataset, clip_ids: Sequence[int], spec: FrameSpec
+) -> dict[int, np.ndarray]:
+    """Keypoint features of the clips through a loaded pose bundle's encoder (``edge-har evaluate-video``).
+
+    Cached like the conversion's, keyed by the bundle's pose models (their sha256 checked when it loaded).
+    """
+    variant = bundle.variant(models.variant)
+    shas = [variant.parts[p].sha256 for p in (DETECTOR_PART, LANDMARKS_PART)]
+    cache = PoseOptions(Path(".")).cache()
+    return {ci: clip_keypoints(models.pose, dataset.clips[ci], spec, cache, shas)[0] for ci in clip_ids}
+
+
 # ---------------------------------------------------------------- the conversion path
 
 

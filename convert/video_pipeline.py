@@ -464,8 +464,14 @@ def evaluate_variant(
     if models.whole is not None:
         x = normalise_frames(data.index.gather([c.frames for c in dataset.clips])[:, 0], spec)
         return evaluate_model(models.whole, x, data.y, bundle.labels, variant, progress=progress)
-    assert models.encoder is not None and models.head is not None
-    feats = tflite_features(models.encoder, dataset, sorted(set(data.clips)), spec, progress=progress)
+    if models.pose is not None:  # BlazePose as the encoder: keypoints per clip (cached), edge_har.convert.pose_pipeline
+        from edge_har.convert.pose_pipeline import bundle_keypoints
+
+        feats = bundle_keypoints(bundle, models, dataset, sorted(set(data.clips)), spec)
+    else:
+        assert models.encoder is not None
+        feats = tflite_features(models.encoder, dataset, sorted(set(data.clips)), spec, progress=progress)
+    assert models.head is not None
     x = data.index.gather(per_clip(feats, len(dataset.clips), models.feature_shape))
     return evaluate_model(models.head, x, data.y, bundle.labels, variant, progress=progress)
 

@@ -94,7 +94,7 @@ def test_tracking_skips_the_detector_and_no_person_is_counted(encoder):
 
 
 @pytest.mark.slow
-def test_pose_conversion_bundle_and_device_stream(pose_models_dir, tmp_path):
+def test_pose_conversion_bundle_and_device_stream(pose_models_dir, tmp_path, monkeypatch):
     """A real --backbone pose conversion on drawn clips (wave vs still), then the bundle streamed frame by frame."""
     from edge_har.convert.pose_pipeline import PoseOptions
     from edge_har.convert.train import TrainConfig
@@ -130,6 +130,13 @@ def test_pose_conversion_bundle_and_device_stream(pose_models_dir, tmp_path):
     assert kp["frames_with_person"] == kp["frames"]  # the drawn person is found in every frame
     assert bundle.variant("int8").metrics["accuracy"] >= 0.9  # two test clips: wave and still told apart
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 6  # one keypoint file per clip
+
+    # edge-har evaluate-video runs the bundle's own pose models over the recorded test clips
+    from edge_har.convert.video_pipeline import evaluate_video_bundle
+
+    monkeypatch.setenv("EDGE_HAR_KEYPOINT_CACHE", str(tmp_path / "eval-cache"))
+    report = evaluate_video_bundle(bundle, data, variants=["int8"], split="test", progress=False)
+    assert report["variants"]["int8"]["accuracy"] == bundle.variant("int8").metrics["accuracy"]
 
     # the device path: frames in, predictions out; a stretch without the person is masked, then skipped
     models = VideoModels.load(bundle, "int8")
