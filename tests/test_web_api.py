@@ -446,6 +446,10 @@ def test_serve_runs_warns_without_auth_and_stops_on_sigterm(tiny_bundle, tmp_pat
                 time.sleep(0.2)
         assert info is not None, proc.stderr.read() if proc.poll() is not None else "no answer"
         assert info["auth"] is False and info["bundles"][0]["labels"] == TINY_LABELS
+        # a Live page left open: its event stream never ends by itself, and must not hold up the stop
+        stream = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        stream.request("GET", "/api/stream")
+        assert stream.getresponse().status == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

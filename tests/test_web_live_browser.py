@@ -172,7 +172,6 @@ def test_the_live_page_follows_the_fleet_without_reloading(
     assert shot.stat().st_size > 10_000
 
     # the server restarts on the same port: the page says so, then reconnects by itself
-    server.background.server.config.timeout_graceful_shutdown = 1  # an open event stream never ends by itself
     server.stop()
     page.wait_for_function("document.getElementById('stream-state').textContent === 'reconnecting…'")
     screenshot(page, "live-reconnecting")
@@ -186,7 +185,6 @@ def test_the_live_page_follows_the_fleet_without_reloading(
         assert page.evaluate("window.__noReload") == "still the same page"
         assert text(page, "pi-garage", ".liveness") == "offline"  # from the store and the retained Last Will
     finally:
-        again.server.config.timeout_graceful_shutdown = 1
         fleet.disconnect()
         fleet.loop_stop()
         page.close()

@@ -15,6 +15,7 @@ import urllib.request
 from typing import Any, Optional
 
 from edge_har.core.errors import EdgeHarError
+from edge_har.web.config import GRACEFUL_SHUTDOWN_S
 
 
 class ServerError(EdgeHarError):
@@ -48,7 +49,13 @@ class BackgroundServer:
         import uvicorn
 
         config = uvicorn.Config(
-            self.app, host=self.host, port=self.port, log_level="warning", lifespan="on", access_log=False
+            self.app,
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,  # open event streams never end by themselves
         )
         self.server = uvicorn.Server(config)
 

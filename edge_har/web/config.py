@@ -14,6 +14,9 @@ if TYPE_CHECKING:  # the MQTT client stack is only needed when --broker is given
     from edge_har.mqtt.config import MqttConfig
 
 DEFAULT_PORT = 8321
+# How long a stopping server waits for open requests: event streams stay open until the browser
+# leaves, so an unbounded wait would hold a SIGTERM until systemd's SIGKILL.
+GRACEFUL_SHUTDOWN_S = 2
 DEFAULT_DB_PATH = Path("edge-har-web.sqlite3")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edge_har.core.errors import CommandError
-from edge_har.web.config import DEFAULT_DB_PATH, DEFAULT_PORT, ServeConfig
+from edge_har.web.config import DEFAULT_DB_PATH, DEFAULT_PORT, GRACEFUL_SHUTDOWN_S, ServeConfig
 
 log = logging.getLogger("edge_har.web")
 
@@ -212,5 +212,14 @@ def run(args: argparse.Namespace) -> int:
         len(cfg.bundles),
         f"{cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt else "no broker",
     )
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=cfg.host,
+        port=cfg.port,
+        log_level="warning",
+        access_log=False,
+        # an open Live page's event stream never ends: without a bound uvicorn waits for it forever,
+        # the lifespan never closes the store, and systemd ends it with SIGKILL
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
     return 0
