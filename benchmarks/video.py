@@ -50,11 +50,12 @@ import numpy as np
 
 from edge_har.benchmarks.report import latency_summary
 from edge_har.benchmarks.timing import time_calls
+from edge_har.core.errors import EdgeHarError
 
 log = logging.getLogger(__name__)
 
 
-class VideoBenchError(ValueError):
+class VideoBenchError(EdgeHarError, ValueError):
     """The bundle or clip cannot be benchmarked as given; the message names it."""
 
 
