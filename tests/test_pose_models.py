@@ -94,7 +94,9 @@ def test_tracking_skips_the_detector_and_no_person_is_counted(encoder):
 
 
 @pytest.mark.slow
-def test_pose_conversion_bundle_and_device_stream(pose_models_dir, tmp_path, monkeypatch):
+def test_pose_conversion_bundle_and_device_stream(
+    pose_models_dir, tmp_path, monkeypatch, mosquitto_broker, mqtt_listener
+):
     """A real --backbone pose conversion on drawn clips (wave vs still), then the bundle streamed frame by frame."""
     from edge_har.convert.pose_pipeline import PoseOptions
     from edge_har.convert.train import TrainConfig
@@ -167,3 +169,41 @@ def test_pose_conversion_bundle_and_device_stream(pose_models_dir, tmp_path, mon
     kp = published[-1].extra["keypoints"]
     assert len(kp) == 8 and len(kp[-1]) == 33 and all(0 <= v <= 1.5 for v in kp[-1][0])
     assert abs(kp[-1][0][0] - 0.5) < 0.1  # the nose near the middle of the frame
+
+    # the real daemon on a camera file: keypoints published (video.publish_keypoints), no-person windows counted
+    import sys
+
+    import yaml
+
+    from edge_har.convert.video_synthetic import write_clip
+
+    frames = [np.full((120, 160, 3), 170, np.uint8)] * 12 + [
+        draw_person(0.5 + 0.5 * np.sin(i * 2 * np.pi / 10), 160, 120) for i in range(40)
+    ]
+    clip = write_clip(tmp_path / "camera.avi", np.stack(frames), 10.0)
+    config = {
+        "device_id": "pose-test",
+        "bundle": str(out),
+        "variant": "int8",
+        "source": {"type": "camera", "device": str(clip), "realtime": False, "stop_at_end": True},
+        "video": {"publish_keypoints": True},
+        "smoothing": {"window": 1},
+        "mqtt": {"host": mosquitto_broker.host, "port": mosquitto_broker.port, "stats_interval_s": 1},
+    }
+    cfg = tmp_path / "pose.yaml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    listener = mqtt_listener(mosquitto_broker, ["edge-har/pose-test/#"])
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_har", "run", "--config", str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    listener.wait_last("edge-har/pose-test/status", b"stopped")
+    payloads = listener.payloads("edge-har/pose-test/prediction")
+    assert payloads and payloads[-1]["label"] == "wave"
+    assert all(len(p["extra"]["keypoints"]) == 8 for p in payloads)
+    stats = listener.payloads("edge-har/pose-test/stats")[-1]["extra"]["frames"]
+    assert stats["frames_no_person"] >= 12 and stats["windows_no_person"] >= 1
