@@ -67,7 +67,7 @@ WINDOWS_NAME=demo
 [ -n "$WINDOWS_FROM" ] && WINDOWS_NAME="$(basename "$WINDOWS_FROM")"
 
 die() { echo "arm64_check: FAILED: $*" >&2; exit 1; }
-skip() { echo "arm64_check: SKIP: $*" >&2; exit "$SKIP"; }
+skip() { echo "arm64_check: SKIP: $*" >&2; rm -rf "${RESULTS:-}"; exit "$SKIP"; }
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, chroot and mount); run it with sudo"
 [ -x "$HOST_PY" ] || die "no host Python at $HOST_PY (run scripts/bootstrap.sh, or set EDGE_HAR_HOST_PYTHON)"
 
@@ -107,7 +107,7 @@ MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
 BINFMT=/proc/sys/fs/binfmt_misc
 if [ ! -e "$BINFMT/status" ]; then
   mkdir -p "$BINFMT" 2>/dev/null || true
-  if ! err=$(mount -t binfmt_misc binfmt_misc "$BINFMT" 2>&1); then
+  if ! err=$(mount -t binfmt_misc binfmt_misc "$BINFMT" 2>&1 | head -1; exit "${PIPESTATUS[0]}"); then
     skip "the kernel refuses binfmt_misc (mount -t binfmt_misc: ${err:-failed}), so arm64 binaries cannot run here"
   fi
 fi
