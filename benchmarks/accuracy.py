@@ -110,7 +110,7 @@ def load_split(bundle: Any, dataset: Any) -> SplitData:
     x_norm, y, groups, info = bundle_windows_grouped(bundle, dataset, "test")
     test = test_recording_indices(bundle, dataset)
     pre = bundle.preprocessing
-    scaled = make_window_set(dataset, pre, recording_indices=test)
+    scaled = make_window_set(dataset, pre, recording_indices=test, skip_short=True)  # as bundle_windows
     x_scaled = np.asarray(scaled.x, dtype=np.float32)
     if len(x_scaled) != len(x_norm):
         raise EvaluationError(

@@ -193,7 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--configs: unknown {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     rows = [run_config(n, args.data, args.out, args.convert_flags.split()) for n in names]
-    (args.out / "hapt.json").write_text(json.dumps({"reproduce": REPRODUCE, "rows": rows}, indent=2))
+    kept = args.out / "hapt.json"
+    if kept.exists():  # a run of some configurations keeps the others' rows, in CONFIGS order
+        earlier = {r["config"]: r for r in json.loads(kept.read_text()).get("rows", [])}
+        earlier.update({r["config"]: r for r in rows})
+        rows = [earlier[n] for n in CONFIGS if n in earlier]
+    kept.write_text(json.dumps({"reproduce": REPRODUCE, "rows": rows}, indent=2))
     text = format_tables(rows)
     (args.out / "hapt.md").write_text(text + "\n")
     print(text)

@@ -83,8 +83,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # UCI HAR (Anguita et al., ESANN 2013) on HAPT's raw signals: the six basic activities, 2.56 s windows
     # (128 samples at 50 Hz) with 50% overlap; the test subjects are HAPT's predefined split.
     "uci-har": {"window": "128", "stride": "64", "train_stride": "16", "classes": UCI_HAR_BASIC},
-    # the same windows over all twelve HAPT classes, the postural transitions included
-    "hapt-12": {"window": "128", "stride": "64", "train_stride": "16"},
+    # the same windows over all twelve HAPT classes, the postural transitions included; a transition
+    # shorter than one window (2.56 s) gives no window and is left out (counted in the log)
+    "hapt-12": {"window": "128", "stride": "64", "train_stride": "16", "skip_short": True},
 }
 
 
@@ -95,12 +96,19 @@ def apply_preset(args: argparse.Namespace) -> list[str]:
     preset = getattr(args, "preset", None)
     if not preset:
         return []
-    defaults = {"window": DEFAULT_WINDOW, "stride": DEFAULT_STRIDE, "train_stride": None, "classes": None}
+    defaults = {
+        "window": DEFAULT_WINDOW,
+        "stride": DEFAULT_STRIDE,
+        "train_stride": None,
+        "classes": None,
+        "skip_short": False,
+    }
     taken = []
     for key, value in PRESETS[preset].items():
         if getattr(args, key, defaults[key]) == defaults[key]:
             setattr(args, key, value)
-            taken.append(f"--{key.replace('_', '-')} {','.join(value) if isinstance(value, tuple) else value}")
+            shown = "" if value is True else f" {','.join(value) if isinstance(value, tuple) else value}"
+            taken.append(f"--{key.replace('_', '-')}{shown}")
     log.info("preset %s: %s", preset, "; ".join(taken) or "every flag given explicitly")
     return taken
 
@@ -178,7 +186,7 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
         help="a published protocol's flags, for those not given: uci-har = --window 128 --stride 64 "
         "--train-stride 16 --classes the six basic activities (UCI HAR on HAPT's raw signals; HAPT's own split: test subjects 2, 4, 9, 10, "
         "12, 13, 18, 20, 24, validation by subject from the other 21); hapt-12 = the same windows, all 12 "
-        "classes with the postural transitions",
+        "classes with the postural transitions, --skip-short (transitions under 2.56 s give no window)",
     )
     group.add_argument(
         "--window",

@@ -173,7 +173,8 @@ def bundle_windows_grouped(
     check_channels(dataset, pre, str(dataset.root))
     remap = label_indices(dataset.labels, bundle.labels, str(dataset.root))
     indices = test_recording_indices(bundle, dataset) if split == "test" else None
-    windows = make_window_set(dataset, pre, recording_indices=indices, skip_short=split == "all")
+    # skip_short: a test recording shorter than one window gave convert no window either (--skip-short)
+    windows = make_window_set(dataset, pre, recording_indices=indices, skip_short=True)
     if len(windows.x) == 0:
         raise EvaluationError(f"{dataset.root}: no windows of {pre.window} samples in the {split} data")
     x = normalise(windows.x, pre)
