@@ -308,13 +308,12 @@ class TFLiteModel:
         self._in_index = self._interp.get_input_details()[0]["index"]
         self._out_index = self._interp.get_output_details()[0]["index"]
         self._in_shape = self.inputs[0].shape
-        # Per-window glue set up once (predict): the buffers' view functions, the quantize
-        # scratch array, and whether the state reset is needed at all.
+        # Per-window glue set up once (predict): whether the state reset is needed at all, and
+        # the arrays the input is quantized into.
         self.stateful = has_state(self._interp)
-        self._in_view = self._interp.tensor(self._in_index)
-        self._out_view = self._interp.tensor(self._out_index)
         self._out_quantized = self.output.quantized
         self._scratch = np.empty(self._in_shape, dtype=np.float32)
+        self._qbuf = np.empty(self._in_shape, dtype=self.input.dtype) if self.input.quantized else None
 
     @property
     def input(self) -> TensorSpec:
@@ -332,34 +331,35 @@ class TFLiteModel:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """One example (with or without its batch axis of 1) -> float32 output row (a new array).
 
-        The glue around ``invoke()`` is kept to the few numpy calls it needs, because on a
-        device a window arrives every half second and meets cold caches: measured on the HMP
-        bundle (issue 13), the old glue (reset, quantize into a temporary, ``set_tensor``'s copy,
-        ``get_tensor``'s copy, dequantize into another) cost more than the model's own invoke in
-        the paced case. Now the input is written straight into the interpreter's input buffer
-        (quantized through one pre-allocated scratch array), the LSTM state reset runs only for a
-        model that has state, and the output is dequantized from the output buffer into the one
-        array returned.
+        The glue around ``invoke()`` is kept to the numpy calls it needs: the LSTM state reset
+        runs only for a model that has state, and the input is quantized into pre-allocated
+        arrays. Measured on the HMP bundle (issue 13): a window met back to back costs ~7 us of
+        glue, one met every 0.5 s (as the daemon meets them) 100-150 us, whatever the glue is:
+        the cold caches after the wait are paid by whichever calls come first. Writing into
+        the interpreter's buffers through ``tensor()`` views instead of ``set_tensor`` and
+        ``get_tensor`` was tried and measured 13-23 us slower per paced call (a view is a new
+        array object each time), so the copies stay.
         """
         arr = x if type(x) is np.ndarray and x.dtype == np.float32 else np.asarray(x, dtype=np.float32)
-        if arr.shape != self._in_shape and arr.shape != self._in_shape[1:]:  # without the batch axis: broadcast
-            raise InterpreterError(
-                f"{self.path.name}: input shape {arr.shape} does not match the model's {self._in_shape}"
-            )
+        if arr.shape != self._in_shape:
+            if arr.shape != self._in_shape[1:]:
+                raise InterpreterError(
+                    f"{self.path.name}: input shape {arr.shape} does not match the model's {self._in_shape}"
+                )
+            arr = arr[None]
         if self.stateful:
             # A fused LSTM op keeps its hidden and cell state in variable tensors that survive
             # invoke(); each window must start from zero state, as in Keras (measured: without
             # this, window i's output depends on window i-1's). The unrolled form (the default)
-            # has none, so the call is skipped (issue 13).
+            # has none, so the call is skipped.
             self._interp.reset_all_variables()
-        view = self._in_view()  # a numpy view of the input buffer: dropped before invoke()
-        quantize(arr, self.input, out=view, scratch=self._scratch)
-        del view
+        if self._qbuf is not None:
+            self._interp.set_tensor(self._in_index, quantize(arr, self.input, out=self._qbuf, scratch=self._scratch))
+        else:
+            self._interp.set_tensor(self._in_index, arr)
         self._interp.invoke()
-        out = self._out_view()
-        result = dequantize(out[0], self.output) if self._out_quantized else out[0].copy()
-        del out
-        return result
+        out = self._interp.get_tensor(self._out_index)[0]  # a copy: the caller owns it
+        return dequantize(out, self.output) if self._out_quantized else np.asarray(out, dtype=np.float32)
 
     def predict_batch(self, xs: np.ndarray) -> np.ndarray:
         return (
