@@ -496,7 +496,11 @@ def run_skeleton(path: ConversionPath, options: ConvertOptionsLike) -> Path:
         try:
             drops, over = int8_gate(evaluations, specs, options.max_int8_drop, options.allow_int8_drop)
         except AccuracyGateError as exc:
-            refusal = refusal or exc
+            if refusal is None:
+                refusal = exc
+            else:  # degenerate and over the int8 limit: say both
+                quantized = {**exc.quantized, **refusal.quantized}
+                refusal = type(refusal)(f"{refusal} Also: {exc}", refusal.float_accuracy, quantized)
             drops, over_limit = gate_drops(evaluations, specs, options.max_int8_drop)
             over = bool(over_limit)
         gate = gate_section(drops, specs, over, degenerate, refusal, options)

@@ -126,7 +126,9 @@ def test_accuracy_gate_refuses_and_writes_nothing(tiny_dataset_dir, tmp_path, ca
     assert code == 3
     assert "refusing to write the bundle" in err and "float32's" in err and "int8 test accuracy" in err
     assert "--allow-int8-drop" in err
-    assert list(tmp_path.iterdir()) == []  # no bundle, no staging directory
+    # no bundle, no staging directory; the trained model kept beside --out for convert --from-keras
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle.refused"]
+    assert not (tmp_path / "bundle.refused" / "bundle.json").exists()
 
 
 def test_too_large_calibration_set_fails_before_training(tiny_dataset_dir, tmp_path, capsys):
