@@ -49,18 +49,20 @@ def test_a_fused_lstm_keeps_state_and_the_reset_makes_windows_independent(tmp_pa
     from edge_har.convert.models import import_tf
 
     tf, keras = import_tf()
-    inp = keras.Input(shape=(12, 3), batch_size=1)
-    out = keras.layers.Dense(4, activation="softmax")(keras.layers.LSTM(6)(inp))
+    # two steps and a linear head: the state carried from an earlier window shows in the output
+    inp = keras.Input(shape=(2, 3), batch_size=1)
+    out = keras.layers.Dense(4)(keras.layers.LSTM(6)(inp))
     model = keras.Model(inp, out)
+    model.set_weights([3 * w for w in model.get_weights()])
     path = tmp_path / "fused.tflite"
     path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     m = TFLiteModel(path)
     assert m.stateful is True and has_state(m.interpreter)
-    xs = np.random.default_rng(1).standard_normal((3, 12, 3)).astype(np.float32)
+    xs = np.random.default_rng(1).standard_normal((3, 2, 3)).astype(np.float32)
     alone = m.predict(xs[1])
     m.predict(xs[0])
     np.testing.assert_allclose(m.predict(xs[1]), alone, rtol=0, atol=1e-6)  # no memory of xs[0]
     # and the state is real: without the reset, window 1 after window 0 differs
     m.stateful = False
     m.predict(xs[0])
-    assert np.abs(m.predict(xs[1]) - alone).max() > 1e-4
+    assert np.abs(m.predict(xs[1]) - alone).max() > 1e-2

@@ -229,20 +229,31 @@ def op_names(interp: Any) -> list[str] | None:
         return None
 
 
+# Ops that run other subgraphs, whose nodes _get_ops_details does not list.
+CONTROL_FLOW_OPS = frozenset(
+    {"WHILE", "IF", "CALL", "CALL_ONCE", "STABLEHLO_WHILE", "STABLEHLO_CASE", "STABLEHLO_COMPOSITE"}
+)
+
+
 def has_state(interp: Any) -> bool:
     """Whether ``invoke()`` can depend on earlier calls (so the wrapper must reset variables).
 
     Conservative: True unless the ops can be listed, none of them is in :data:`STATEFUL_OPS`,
     and the model has one subgraph (a WHILE/IF body is not listed by ``_get_ops_details``).
+    tflite-runtime 2.14 has no ``num_subgraphs()``; there a control-flow op stands for a
+    second subgraph (a model only has more subgraphs for such ops to call).
     """
     names = op_names(interp)
     if names is None:
         return True
-    try:
-        subgraphs = int(interp.num_subgraphs())
-    except Exception:  # tflite-runtime before num_subgraphs: unknown, so assume state
+    if any(name in STATEFUL_OPS or name in CONTROL_FLOW_OPS for name in names):
         return True
-    return subgraphs != 1 or any(name in STATEFUL_OPS for name in names)
+    try:
+        return int(interp.num_subgraphs()) != 1
+    except AttributeError:  # tflite-runtime 2.14
+        return False
+    except Exception:  # anything else: unknown, so assume state
+        return True
 
 
 class TFLiteModel:
