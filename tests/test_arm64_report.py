@@ -147,3 +147,37 @@ def test_main_writes_the_json_and_exits_by_the_verdict(report, tmp_path):
     assert json.loads((tmp_path / "out" / "s.json").read_text())["ok"] is True
     bad = write_results(tmp_path / "bad", {"int8": p}, {"int8": flip(p, list(range(10)))}, PIP)
     assert report.main([str(bad)]) == 1
+
+
+def unloadable(root: Path, variant: str, daemon_exit: int) -> Path:
+    """The arm64 runtime could not load ``variant``: predict.py's meta records it, the daemon exited."""
+    meta_file = root / "device" / "probs" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["errors"] = {variant: "model_dynamic_range.tflite: cannot load with tflite_runtime: Didn't find op"}
+    meta_file.write_text(json.dumps(meta))
+    (root / "device" / "probs" / f"{variant}.npy").unlink()
+    got = {"predictions": 0, "stopped": False, "exit": daemon_exit, "error": "ERROR cannot load the model"}
+    (root / "device" / f"daemon-{variant}.json").write_text(json.dumps(got))
+    return root
+
+
+def test_a_variant_known_not_to_load_is_reported_not_failed(report, tmp_path):
+    p = probs()
+    root = write_results(tmp_path, {"dynamic_range": p, "int8": p}, {"dynamic_range": p, "int8": p}, PIP)
+    unloadable(root, "dynamic_range", daemon_exit=78)
+    s = report.collect(root, "hmp", 0.01, frozenset({"device:dynamic_range"}))
+    assert s["ok"], s["problems"]
+    assert len(s["known"]) == 2 and "cannot load it" in s["known"][0]
+    assert "Didn't find op" in s["extras"]["device"]["agreement"]["dynamic_range"]["error"]
+    assert "| device | ai_edge_litert 1.4.0 | dynamic_range | cannot load |" in report.table(s)
+    # the same failure without the pair in the known list fails, twice (the predictions and the daemon)
+    s = report.collect(root, "hmp", 0.01)
+    assert not s["ok"] and len(s["problems"]) == 2 and not s["known"]
+
+
+def test_a_known_pair_still_fails_when_the_daemon_dies_another_way(report, tmp_path):
+    p = probs()
+    root = write_results(tmp_path, {"dynamic_range": p}, {"dynamic_range": p}, PIP)
+    unloadable(root, "dynamic_range", daemon_exit=1)
+    s = report.collect(root, "hmp", 0.01, frozenset({"device:dynamic_range"}))
+    assert s["problems"] == ["device daemon dynamic_range: 0 predictions, stopped=False"]

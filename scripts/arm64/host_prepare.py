@@ -36,13 +36,19 @@ def synthetic_data(work: Path) -> Path:
 
 
 def tiny_bundle(work: Path, data: Path) -> Path:
+    """The test fixture's bundle, with layers just wide enough (Conv1D(16) + LSTM(32)) that the
+    converter really quantizes their weights in the dynamic_range variant, as it does for a real
+    bundle: the fixture's 8-unit layers stay float there (TFLite leaves weights under 1024 values
+    unquantized), which once hid that tflite-runtime 2.14 cannot load a real dynamic_range file."""
+    from edge_har.convert.models import ModelConfig
     from edge_har.convert.pipeline import run_convert
     from tests.plugins.bundle import tiny_convert_options
 
     out = work / "bundle"
     if (out / "bundle.json").is_file():
         return out
-    return run_convert(tiny_convert_options(out, data=data, command="scripts/arm64_check.sh"))
+    model = ModelConfig(conv_filters=(16,), kernel_size=3, lstm_units=(32,), conv_dropout=0.0, dropout=0.1)
+    return run_convert(tiny_convert_options(out, data=data, model=model, command="scripts/arm64_check.sh"))
 
 
 def windows_of(bundle_dir: Path, data: Path, max_windows: int) -> tuple[np.ndarray, int]:

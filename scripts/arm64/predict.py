@@ -7,7 +7,8 @@ so both load the models through the device's own path (``Bundle.load_model`` ->
     python predict.py BUNDLE WINDOWS.npy OUTDIR [--expect-backend NAME]
 
 Writes ``OUTDIR/<variant>.npy`` (float32, windows x classes) and ``OUTDIR/meta.json`` (backend,
-its version, numpy, machine, seconds per variant).
+its version, numpy, machine, seconds per variant, and the load error of each variant the runtime
+could not load: the next variants still run, and report.py decides).
 """
 
 from __future__ import annotations
@@ -43,11 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     windows = np.load(args.windows)
     args.out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
+    errors: dict[str, str] = {}
     for name in bundle.variants:
         if bundle.variants[name].parts:
             continue  # a split (video) variant has no single window input
         started = time.perf_counter()
-        model = bundle.load_model(name, backend=backend.name)
+        try:
+            model = bundle.load_model(name, backend=backend.name)
+        except Exception as exc:  # a runtime too old for the model's ops: recorded, judged by report.py
+            errors[name] = str(exc).splitlines()[0]
+            print(f"predict: {name}: {errors[name]}", file=sys.stderr)
+            continue
         probs = model.predict_batch(windows).astype(np.float32)
         seconds[name] = round(time.perf_counter() - started, 3)
         np.save(args.out / f"{name}.npy", probs)
@@ -59,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": platform.machine(),
         "windows": int(len(windows)),
         "seconds": seconds,
+        "errors": errors,
     }
     (args.out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(

@@ -75,9 +75,17 @@ def versions(pip_list: list[dict[str, str]], python: str | None) -> dict[str, st
     return out
 
 
-def collect(results: Path, windows_name: str, max_disagree: float) -> dict[str, Any]:
-    """The summary dict (what goes to --json); ``problems`` lists every reason to fail."""
+def collect(
+    results: Path, windows_name: str, max_disagree: float, known_unloadable: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The summary dict (what goes to --json); ``problems`` lists every reason to fail.
+
+    ``known_unloadable`` holds ``"<extra>:<variant>"`` pairs whose runtime is known not to load that
+    variant: their load failure (and the daemon's exit 78 on them) is reported under ``known``
+    instead of failing; any other load failure fails.
+    """
     problems: list[str] = []
+    known: list[str] = []
     host_dir = results / "host" / "probs"
     host_meta = json.loads((host_dir / "meta.json").read_text())
     summary: dict[str, Any] = {
@@ -105,8 +113,14 @@ def collect(results: Path, windows_name: str, max_disagree: float) -> dict[str, 
         }
         if entry["versions"]["tensorflow"] != "not installed":
             problems.append(f"{extra}: TensorFlow is installed ({entry['versions']['tensorflow']})")
+        errors = meta.get("errors", {})
         for variant in host_meta["seconds"]:
             file = d / "probs" / f"{variant}.npy"
+            if variant in errors:
+                entry["agreement"][variant] = {"error": errors[variant]}
+                note = f"{extra} {variant}: {entry['backend']} cannot load it: {errors[variant]}"
+                (known if f"{extra}:{variant}" in known_unloadable else problems).append(note)
+                continue
             if not file.is_file():
                 problems.append(f"{extra}: no arm64 probabilities for variant {variant}")
                 continue
@@ -120,10 +134,13 @@ def collect(results: Path, windows_name: str, max_disagree: float) -> dict[str, 
         for file in sorted(d.glob("daemon-*.json")):
             variant = file.stem[len("daemon-") :]
             got = json.loads(file.read_text())
-            entry["daemon"][variant] = {"predictions": got["predictions"], "stopped": got["stopped"]}
-            if not got["predictions"] or not got["stopped"]:
+            entry["daemon"][variant] = {k: got[k] for k in ("predictions", "stopped", "exit", "error") if k in got}
+            if got.get("exit") == 78 and f"{extra}:{variant}" in known_unloadable:
+                known.append(f"{extra} daemon {variant}: exit 78 (the variant cannot load), as expected")
+            elif not got["predictions"] or not got["stopped"]:
                 problems.append(f"{extra} daemon {variant}: {got['predictions']} predictions, stopped={got['stopped']}")
         summary["extras"][extra] = entry
+    summary["known"] = known
     summary["problems"] = problems
     summary["ok"] = not problems
     return summary
@@ -142,6 +159,9 @@ def table(summary: dict[str, Any]) -> str:
     for extra, e in summary["extras"].items():
         for variant, a in e["agreement"].items():
             daemon = e["daemon"].get(variant, {}).get("predictions", "-")
+            if "error" in a:
+                lines.append(f"| {extra} | {e['backend']} | {variant} | cannot load | - | - | {daemon} |")
+                continue
             lines.append(
                 f"| {extra} | {e['backend']} | {variant} | {a['label_agreement']:.2%} | "
                 f"{a['labels_differ']}/{a['windows']} | {a['max_abs_diff']:.2e} | {daemon} |"
@@ -154,6 +174,8 @@ def table(summary: dict[str, Any]) -> str:
         lines.append(
             "steps (s, emulated: not Pi timings): " + ", ".join(f"{k} {v}" for k, v in summary["timings_s"].items())
         )
+    for note in summary["known"]:
+        lines.append(f"KNOWN: {note}")
     for problem in summary["problems"]:
         lines.append(f"FAIL: {problem}")
     return "\n".join(lines)
@@ -165,8 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--windows-name", type=str, default="demo", help="what the windows are, for the report")
     p.add_argument("--max-disagree", type=float, default=0.01, help="largest share of windows whose labels may differ")
     p.add_argument("--json", type=Path, default=None, help="write the summary here")
+    p.add_argument(
+        "--known-unloadable",
+        type=str,
+        default="",
+        help="comma-separated EXTRA:VARIANT pairs whose runtime is known not to load the variant",
+    )
     args = p.parse_args(argv)
-    summary = collect(args.results, args.windows_name, args.max_disagree)
+    known = frozenset(x.strip() for x in args.known_unloadable.split(",") if x.strip())
+    summary = collect(args.results, args.windows_name, args.max_disagree, known)
     print(table(summary))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
