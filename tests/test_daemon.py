@@ -375,3 +375,32 @@ def test_the_unit_restarts_the_daemon_after_sighup_without_counting_a_failure():
     assert str(EXIT_RESTART) in " ".join(settings["SuccessExitStatus"]).split()
     assert str(EXIT_RESTART) not in " ".join(settings["RestartPreventExitStatus"]).split()
     assert str(EXIT_CONFIG) in " ".join(settings["RestartPreventExitStatus"]).split()
+
+
+def test_replay_truth_goes_through_the_bundles_label_map(
+    tiny_bundle, heldout_dir, mosquitto_broker, mqtt_listener, tmp_path
+):
+    """A bundle trained with --label-map reports merged names; a replay of the original class folders
+    must be scored against those names, not the folders' (the accuracy was 0 for every renamed class)."""
+    import shutil
+
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    doc = json.loads((bundle / "bundle.json").read_text())
+    doc["label_map"] = {"Walking": "Walk", "Sit": "Sit", "Wave": "Wave", "Jumping": None}
+    (bundle / "bundle.json").write_text(json.dumps(doc))
+    data = shutil.copytree(heldout_dir, tmp_path / "data")
+    (data / "Walk").rename(data / "Walking")  # the data set's own name for the class
+    listener = mqtt_listener(mosquitto_broker, ["edge-har/#"])
+    cfg = write_config(
+        tmp_path / "replay.yaml",
+        bundle,
+        mosquitto_broker,
+        {"type": "replay", "path": str(data), "realtime": False, "stop_at_end": True},
+    )
+    assert Daemon(load_config(cfg), install_signal_handlers=False).run() == 0
+    listener.wait_last("edge-har/pi-test/status", b"stopped")
+    truths = {p["extra"]["truth"] for p in predictions(listener)}
+    assert truths == LABELS, truths  # "Walking" arrives as the model's "Walk"
+    check_predictions(predictions(listener))
+    accuracy = listener.payloads("edge-har/pi-test/stats")[-1]["extra"]["replay_accuracy"]
+    assert accuracy["raw"] >= 0.8, accuracy

@@ -50,7 +50,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from edge_har.device.config import ConfigError, LoadedConfig
 from edge_har.device.runtime import Prediction, Window
@@ -96,6 +96,7 @@ class Daemon:
         self.nothing_read = False  # the source ended without delivering anything: exit EXIT_CONFIG
         self.runtime: Optional[StreamRuntime] = None
         self._variant_choice: Any = None  # a VariantChoice until the first stats message carried it
+        self._model_label: Optional[Callable[[str], Optional[str]]] = None
         self.source: Optional[Source] = None
         self.publisher: Any = None
         self.windows: queue.Queue[Window] = queue.Queue(maxsize=self.cfg.queues.windows)
@@ -167,6 +168,10 @@ class Daemon:
         # variant auto's choice (figures, CPU, cached or measured) goes into the first stats
         # message only: it does not change while the daemon runs. The video runtime has none.
         self._variant_choice = getattr(rt, "variant_choice", None)
+        # a replay's truth is the data set's class name; a bundle trained with --label-map predicts
+        # the merged names, so the truth goes through the same map (None: a class the model left out)
+        bundle = getattr(rt, "bundle", None)
+        self._model_label = bundle.model_label if bundle is not None else None
         try:
             self.publisher = Publisher(cfg.mqtt, self.device_id, rt.model_id, rt.labels)
             self.publisher.start()
@@ -341,8 +346,9 @@ class Daemon:
         rt = self.runtime
         assert rt is not None
         extra: dict[str, Any] = {}
-        if p.truth:
-            extra["truth"] = p.truth
+        truth = self._model_label(p.truth) if p.truth and self._model_label is not None else p.truth
+        if truth:
+            extra["truth"] = truth
         if rt.smoother.window > 1:
             extra["raw_label"] = p.raw_label
         extra.update(getattr(p, "extra", None) or {})  # a runtime's additions (a pose window's keypoints)
@@ -363,7 +369,7 @@ class Daemon:
         )
         self.publisher.publish_prediction(payload)
         first = self.stats.windows_total == 0
-        self.stats.prediction(p.inference_ms, p.e2e_ms, p.label, p.raw_label, p.truth)
+        self.stats.prediction(p.inference_ms, p.e2e_ms, p.label, p.raw_label, truth)
         if first:
             log.info(
                 "first prediction: %s (%.2f) after %.2f s (%.2f s since process start); inference %.2f ms, e2e %.2f ms",
