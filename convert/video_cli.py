@@ -161,10 +161,6 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 
 def add_pose_arguments(parser: argparse.ArgumentParser) -> None:
     """``--backbone pose`` and its flags (edge_har.convert.pose_pipeline): BlazePose keypoints per frame."""
-    for action in parser._actions:  # the backbone choices live in video_models.BACKBONES (Keras CNNs)
-        if action.dest == "backbone" and action.choices is not None and "pose" not in action.choices:
-            action.choices = (*action.choices, "pose")
-            action.help = (action.help or "") + "; pose: MediaPipe BlazePose keypoints (needs --pose-models)"
     group = parser.add_argument_group("pose backbone (--backbone pose)")
     group.add_argument(
         "--pose-models",
@@ -315,6 +311,11 @@ def register_convert_video(subparsers: Any) -> argparse.ArgumentParser:
         "--allow-int8-drop", action="store_true", help="write the bundle even past --max-int8-drop (recorded)"
     )
     group.add_argument(
+        "--allow-degenerate",
+        action="store_true",
+        help="write the bundle even when a variant predicts one class for nearly every test window (recorded)",
+    )
+    group.add_argument(
         "--clip-model",
         action="store_true",
         help="also export the whole clip model per variant (clip_<variant>.tflite), to compare against",
@@ -381,6 +382,7 @@ def run_convert_video_command(args: argparse.Namespace) -> int:
             calibration_size=args.calibration_size,
             max_int8_drop=args.max_int8_drop,
             allow_int8_drop=args.allow_int8_drop,
+            allow_degenerate=args.allow_degenerate,
             clip_model=args.clip_model,
             overwrite=args.overwrite,
             progress=not args.no_progress,

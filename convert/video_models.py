@@ -215,9 +215,10 @@ def add_video_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--backbone",
-        choices=BACKBONES,
+        choices=(*BACKBONES, "pose"),  # pose: not a Keras CNN; edge_har.convert.pose_pipeline builds it
         default=d.backbone,
-        help="per-frame CNN: MobileNetV2 or a small plain Conv2D stack (default: %(default)s)",
+        help="per-frame encoder: MobileNetV2, a small plain Conv2D stack, or pose: MediaPipe BlazePose "
+        "keypoints (needs --pose-models) (default: %(default)s)",
     )
     group.add_argument(
         "--input-size",
