@@ -239,9 +239,14 @@ def bundle_document(
     training: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     extra_files: Mapping[str, str] | None = None,
+    label_map: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """``bundle.json`` as a dict, keys in the order of the schema in ``edge_har/bundle.py``."""
-    return {
+    """``bundle.json`` as a dict, keys in the order of the schema in ``edge_har/bundle.py``.
+
+    ``label_map`` (data-set class -> the label the model predicts, None for a class left out) is
+    written top level, where the device reads it, only when ``--label-map`` made one.
+    """
+    doc = {
         "schema_version": SCHEMA_VERSION,
         "model_id": model_id,
         "kind": "sensor",
@@ -261,3 +266,6 @@ def bundle_document(
         "provenance": dict(provenance or {}),
         "files": dict(extra_files or {}),
     }
+    if label_map:
+        doc["label_map"] = dict(label_map)
+    return doc

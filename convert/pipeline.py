@@ -277,6 +277,7 @@ class SensorPath:
             preprocessing=self.pre.to_json(),
             variants=variants,
             default_variant=self.options.default_variant,
+            label_map=getattr(self.dataset, "label_map", None),
         )
 
     def evaluate(self, bundle: Bundle, variant: str) -> Any:
