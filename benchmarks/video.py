@@ -456,6 +456,11 @@ def run_video(bundle_dir: Path, settings: VideoSettings, out: Path) -> dict[str,
     bundle = Bundle.load(bundle_dir)
     if bundle.kind != "video":
         raise VideoBenchError(f"{bundle.root}: a {bundle.kind} bundle; bench video needs one from convert-video")
+    if (bundle.data.get("video") or {}).get("mode") == "pose":  # two pose models + head, not one encoder
+        raise VideoBenchError(
+            f"{bundle.root}: a pose bundle; measure it with python -m edge_har.benchmarks.pose "
+            f"{bundle.root} --data CLIPS (keypoints found, pose-model and head latency, frames/s)"
+        )
     if settings.clip is not None and not Path(settings.clip).is_file():
         raise VideoBenchError(f"--clip {settings.clip}: no such file")
     names = list(settings.variants or bundle.variants)

@@ -140,6 +140,12 @@ def test_pose_conversion_bundle_and_device_stream(
     report = evaluate_video_bundle(bundle, data, variants=["int8"], split="test", progress=False)
     assert report["variants"]["int8"]["accuracy"] == bundle.variant("int8").metrics["accuracy"]
 
+    # bench video times one encoder and a head; a pose bundle is sent to the suite that measures it
+    from edge_har.benchmarks.video import VideoBenchError, VideoSettings, run_video
+
+    with pytest.raises(VideoBenchError, match=r"a pose bundle; measure it with python -m edge_har\.benchmarks\.pose"):
+        run_video(out, VideoSettings.quick_settings(), tmp_path / "bench")
+
     # the device path: frames in, predictions out; a stretch without the person is masked, then skipped
     models = VideoModels.load(bundle, "int8")
     rt = VideoRuntime(models)
