@@ -117,4 +117,8 @@ def test_a_conversion_records_the_label_map(tiny_dataset_dir, tmp_path):
     assert bundle.labels == ["Sit", "moving"]
     assert bundle.model_label("Wave") == "moving" and bundle.model_label("Sit") == "Sit"
     doc = json.loads((bundle.root / "bundle.json").read_text())
-    assert doc["label_map"] == {"Sit": "Sit", "Walk": "moving", "Wave": "moving"}  # top level, where the device reads it
+    assert doc["label_map"] == {
+        "Sit": "Sit",
+        "Walk": "moving",
+        "Wave": "moving",
+    }  # top level, where the device reads it
