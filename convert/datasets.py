@@ -268,6 +268,38 @@ def _per_channel(values: Sequence[float], n: int, flag: str, where: Path) -> tup
     return out
 
 
+def scaled_dataset(
+    *,
+    recordings: list[Recording],
+    channels: tuple[str, ...],
+    rate: float,
+    scale: Sequence[float],
+    offset: Sequence[float],
+    units: str | None,
+    files: Sequence[Path],
+    where: Path,
+    hash_root: Path,
+    **fields: Any,
+) -> Dataset:
+    """A :class:`Dataset` of a layout that takes ``--scale`` / ``--offset``.
+
+    Labels, per-channel scale and offset, and the file-list hash are worked out the same way for
+    every such layout, so each error names the same kind of place (``where``) in all of them.
+    """
+    return Dataset(
+        recordings=recordings,
+        labels=_labels(recordings, where),
+        channels=channels,
+        sample_rate_hz=rate,
+        scale=_per_channel(scale, len(channels), "--scale", where),
+        offset=_per_channel(offset, len(channels), "--offset", where),
+        units=units or "",
+        file_list_sha256=file_list_hash(files, hash_root),
+        n_files=len(files),
+        **fields,
+    )
+
+
 def _rate(rate: float | None, where: Path, hint: str) -> float:
     if rate is None:
         raise DatasetError(f"{where}: no sample rate; {hint}")
@@ -319,18 +351,18 @@ def load_folder(
     names = _channels(channels, recordings[0].samples.shape[1], root)
     found = set(headers.values())
     header = found.pop() if len(found) == 1 else None
-    return Dataset(
+    return scaled_dataset(
+        recordings=recordings,
+        channels=names,
+        rate=rate,
+        scale=scale,
+        offset=offset,
+        units=units,
+        files=files,
+        where=root,
+        hash_root=root,
         name=name or root.resolve().name,
         root=root,
-        recordings=recordings,
-        labels=_labels(recordings, root),
-        channels=names,
-        sample_rate_hz=rate,
-        scale=_per_channel(scale, len(names), "--scale", root),
-        offset=_per_channel(offset, len(names), "--offset", root),
-        units=units or "",
-        file_list_sha256=file_list_hash(files, root),
-        n_files=len(files),
         skipped={_relative(k, root): v for k, v in skipped.items()},
         format="folder",
         path=root,
@@ -490,19 +522,18 @@ def load_long_csv(
         path,
         "pass --sample-rate, or --timestamp-column naming a time column in seconds",
     )
-    n = len(table.channels)
-    return Dataset(
+    return scaled_dataset(
+        recordings=table.recordings,
+        channels=table.channels,
+        rate=rate,
+        scale=scale,
+        offset=offset,
+        units=units,
+        files=[path],
+        where=path,
+        hash_root=path.parent,
         name=path.stem,
         root=path.parent,
-        recordings=table.recordings,
-        labels=_labels(table.recordings, path),
-        channels=table.channels,
-        sample_rate_hz=rate,
-        scale=_per_channel(scale, n, "--scale", path),
-        offset=_per_channel(offset, n, "--offset", path),
-        units=units or "",
-        file_list_sha256=file_list_hash([path], path.parent),
-        n_files=1,
         skipped={path.name: table.skipped} if table.skipped else {},
         format="csv",
         path=path,

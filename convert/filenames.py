@@ -22,11 +22,9 @@ from edge_har.convert.datasets import (
     Dataset,
     DatasetError,
     _channels,
-    _labels,
-    _per_channel,
     _rate,
     _relative,
-    file_list_hash,
+    scaled_dataset,
 )
 from edge_har.core.recordings import Recording, RecordingError, read_samples_result
 
@@ -136,18 +134,18 @@ def load_named_files(
     assert first is not None
     names = _channels(channels, first[1], root)
     tied = len(groups) - len(set(groups))
-    return Dataset(
+    return scaled_dataset(
+        recordings=recordings,
+        channels=names,
+        rate=rate,
+        scale=scale,
+        offset=offset,
+        units=units,
+        files=read,
+        where=root,
+        hash_root=root,
         name=name or root.resolve().name,
         root=root,
-        recordings=recordings,
-        labels=_labels(recordings, root),
-        channels=names,
-        sample_rate_hz=rate,
-        scale=_per_channel(scale, len(names), "--scale", root),
-        offset=_per_channel(offset, len(names), "--offset", root),
-        units=units or "",
-        file_list_sha256=file_list_hash(read, root),
-        n_files=len(read),
         skipped=skipped,
         format="names",
         path=root,

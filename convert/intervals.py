@@ -43,9 +43,9 @@ from edge_har.convert.datasets import (
     DatasetError,
     _channels,
     _labels,
-    _per_channel,
     _rate,
     file_list_hash,
+    scaled_dataset,
 )
 from edge_har.core.recordings import (
     Recording,
@@ -431,18 +431,18 @@ def load_intervals(
     names_ = _channels(channels, width[1], root)
     hashed = read + [annotations]
     hash_root = Path(_common_root([root, annotations.parent]))
-    return Dataset(
+    return scaled_dataset(
+        recordings=recordings,
+        channels=names_,
+        rate=rate,
+        scale=scale,
+        offset=offset,
+        units=units,
+        files=hashed,
+        where=root,
+        hash_root=hash_root,
         name=name or root.resolve().name,
         root=root,
-        recordings=recordings,
-        labels=_labels(recordings, root),
-        channels=names_,
-        sample_rate_hz=rate,
-        scale=_per_channel(scale, len(names_), "--scale", root),
-        offset=_per_channel(offset, len(names_), "--offset", root),
-        units=units or "",
-        file_list_sha256=file_list_hash(hashed, hash_root),
-        n_files=len(hashed),
         format="intervals",
         path=root,
     )

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edge_har.convert.datasets import Dataset, DatasetError, _channels, _labels, _per_channel, _rate, file_list_hash
+from edge_har.convert.datasets import Dataset, DatasetError, _channels, _rate, scaled_dataset
 from edge_har.core.recordings import Recording
 
 log = logging.getLogger(__name__)
@@ -206,18 +206,18 @@ def load_ts(
     lengths = {len(r) for r in recordings}
     names = _channels(channels, width[1], path)
     root = path if path.is_dir() else path.parent
-    return Dataset(
+    return scaled_dataset(
+        recordings=recordings,
+        channels=names,
+        rate=rate,
+        scale=scale,
+        offset=offset,
+        units=units,
+        files=[f for f, _ in files],
+        where=path,
+        hash_root=root,
         name=name or problem or (path.stem if path.is_file() else path.name),
         root=root,
-        recordings=recordings,
-        labels=_labels(recordings, path),
-        channels=names,
-        sample_rate_hz=rate,
-        scale=_per_channel(scale, len(names), "--scale", path),
-        offset=_per_channel(offset, len(names), "--offset", path),
-        units=units or "",
-        file_list_sha256=file_list_hash([f for f, _ in files], root),
-        n_files=len(files),
         native_window=lengths.pop() if len(lengths) == 1 else None,
         predefined_split=predefined or None,
         format="ts",
