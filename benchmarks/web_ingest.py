@@ -41,28 +41,13 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from edge_har.benchmarks import report
+from edge_har.benchmarks.fleet import LABELS  # the HMP model's classes, as the fleet suite sends them
 from edge_har.core.errors import EdgeHarError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RATES = (250, 500, 1000, 2000, 3000, 4000, 6000)
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-LABELS = (
-    "Brush_teeth",
-    "Climb_stairs",
-    "Comb_hair",
-    "Descend_stairs",
-    "Drink_glass",
-    "Eat_meat",
-    "Eat_soup",
-    "Getup_bed",
-    "Liedown_bed",
-    "Pour_water",
-    "Sitdown_chair",
-    "Standup_chair",
-    "Use_telephone",
-    "Walk",
-)
 
 
 class WebIngestError(EdgeHarError, RuntimeError):
