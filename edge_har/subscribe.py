@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import queue
 import sys
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, TextIO
@@ -22,6 +23,21 @@ from edge_har.mqtt.cli_options import add_broker_options, build_config, option_m
 from edge_har.mqtt.cli_options import parse_broker as parse_broker  # re-exported: callers and tests import it here
 
 DEFAULT_TOPIC = "edge-har/+/prediction"
+MAX_DEVICES = 10_000  # devices followed at most: distinct ids beyond it are shown but not tracked
+MAX_BACKLOG = 10_000  # messages waiting to be shown; past it the newest are dropped and counted
+BAD_LINE_EVERY_S = 10.0  # at most one line per reason of bad message this often (all are counted)
+_DEVICE_ID_CHARS = 128  # a longer device id is cut to this for the device's key and display
+# Why a message is counted as bad: bounded_json's reasons, and what subscribe checks itself.
+BAD_REASONS: dict[str, str] = {
+    "too_large": "over 256 KiB, dropped unread",
+    "not_utf8": "not UTF-8 text",
+    "too_deep": "JSON nested deeper than 32 levels",
+    "not_json": "not JSON",
+    "number": "a number no store can hold: an integer beyond 64 bits, 1e400, NaN or Infinity",
+    "not_object": "JSON, but not an object",
+    "schema": "a prediction or stats message whose fields break the schema (still shown)",
+    "internal": "an error in subscribe itself on this message (a bug: please report it)",
+}
 _EPILOG = """\
 examples:
   edge-har subscribe                                   # every device on the local broker, one line each
@@ -36,7 +52,11 @@ and end-to-end latency, and the sequence number; --probabilities adds every clas
 (in the model's label order), in both modes, e.g. to see how close a second class came. Table mode shows each device's current activity,
 how long it has lasted and whether the device is online (its retained status topic).
 A prediction seen twice (same device, run_id and seq: a QoS 1 re-delivery) is shown once and
-counted; a new run_id for a device is reported as a restart. Table mode also follows status and
+counted; a new run_id for a device is reported as a restart. A bad message (over 256 KiB, not
+UTF-8, not JSON, nested too deep, a number no store can hold such as an integer beyond 64
+bits, fields of the wrong type) never stops the command: it is counted by reason, one line
+per reason at most every 10 s goes to stderr, and the counts are printed at exit (and under
+the table). A prediction that breaks the schema is still shown, with its problems on stderr. Table mode also follows status and
 stats: a device whose status says online but that sent no stats for 3 stats intervals is shown as
 'stale' (edge_har/mqtt/liveness.py).
 
@@ -152,45 +172,68 @@ class Viewer:
     devices: dict[str, DeviceState] = field(default_factory=dict)
     predictions: int = 0
     duplicates: int = 0
-    invalid: int = 0
     restarts: int = 0
+    bad: Counter[str] = field(default_factory=Counter)  # bad messages by reason (BAD_REASONS)
+    untracked_devices: int = 0  # messages of devices past MAX_DEVICES (shown, not followed)
+    bad_line_every_s: float = BAD_LINE_EVERY_S
     started_at: float = field(default_factory=time.monotonic)  # when we started watching (for staleness)
     _seen: OrderedDict[tuple[Any, ...], None] = field(default_factory=OrderedDict)
     _dirty: bool = False
     _last_draw: float = 0.0
+    _bad_line_at: dict[str, float] = field(default_factory=dict)
+    _bad_unshown: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def invalid(self) -> int:
+        """Bad messages of every reason."""
+        return sum(self.bad.values())
 
     def handle(self, topic: str, payload: bytes) -> bool:
-        """Process one message; True when it was a (new) prediction."""
+        """Process one message; True when it was a (new) prediction.
+
+        Never raises: whatever a device or anyone else on the broker sends is shown or counted
+        as bad by reason (:data:`BAD_REASONS`), so one message cannot end the command.
+        """
+        try:
+            return self._handle(topic, payload)
+        except Exception as exc:  # a bug here must not end a watch: counted and shown as "internal"
+            self.bad_message(topic, "internal", f"{type(exc).__name__}: {exc}")
+            return False
+
+    def _handle(self, topic: str, payload: bytes) -> bool:
+        from edge_har.mqtt.bounded_json import RejectedMessage, decode_text, parse_message
         from edge_har.mqtt.payloads import validate_prediction
 
-        text = payload.decode("utf-8", errors="replace").strip()
-        if topic.endswith("/status") and not text.startswith("{"):
-            self._status(topic.split("/")[-2] if topic.count("/") >= 1 else topic, text)
-            return False
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            self.invalid += 1
-            _warn(f"{topic}: not JSON ({text[:60]!r})")
+            text = decode_text(payload).strip()
+            if topic.endswith("/status") and not text.startswith("{"):
+                self._status(_device_from_topic(topic), text)
+                return False
+            data = parse_message(text)
+        except RejectedMessage as exc:
+            self.bad_message(topic, exc.reason, exc.detail)
             return False
         if not isinstance(data, dict):
-            self.invalid += 1
-            _warn(f"{topic}: JSON but not an object")
+            self.bad_message(topic, "not_object", f"JSON {_json_type(data)}, not an object")
             return False
         is_prediction = topic.endswith("/prediction") or "label" in data
         if not is_prediction:
             self._write_jsonl(text)
             if topic.endswith("/stats"):
-                self._stats(str(data.get("device_id") or _device_from_topic(topic)), data)
+                problems = _stats_problems(data)
+                if problems:
+                    self.bad_message(topic, "schema", f"stats: {'; '.join(problems[:3])}")
+                self._stats(_device(data, topic), data)
                 if self.mode == "lines":
                     self._print(_stats_line(topic, data))
             return False
         run_id = data.get("run_id")
         # (device, run, seq) is unique per prediction; devices older than the run id: (device, seq, window end)
+        device_id, seq = _hashable(data.get("device_id")), _hashable(data.get("seq"))
         key = (
-            (data.get("device_id"), run_id, data.get("seq"))
+            (device_id, run_id, seq)
             if isinstance(run_id, str)
-            else (data.get("device_id"), None, data.get("seq"), data.get("window_end_ts"))
+            else (device_id, None, seq, _hashable(data.get("window_end_ts")))
         )
         if key in self._seen:
             self.duplicates += 1
@@ -200,11 +243,10 @@ class Viewer:
             self._seen.popitem(last=False)
         problems = validate_prediction(data)
         if problems:
-            self.invalid += 1
-            _warn(f"{topic}: prediction does not follow the schema: {'; '.join(problems[:3])}")
+            self.bad_message(topic, "schema", f"prediction does not follow the schema: {'; '.join(problems[:3])}")
         self._write_jsonl(text)
         self.predictions += 1
-        device = str(data.get("device_id") or _device_from_topic(topic))
+        device = _device(data, topic)
         self._run(device, run_id)
         if self.mode == "lines":
             line = _prediction_line(device, data)
@@ -212,6 +254,43 @@ class Viewer:
         else:
             self._update(device, data)
         return True
+
+    # ------------------------------------------------------------------ bad messages
+
+    def bad_message(self, topic: str, reason: str, detail: str) -> None:
+        """Count a bad message; show it on stderr unless a line for ``reason`` was shown in the
+        last ``bad_line_every_s`` seconds (then the next line says how many it stands for)."""
+        self.bad[reason] += 1
+        self._dirty = True
+        now = time.monotonic()
+        last = self._bad_line_at.get(reason)
+        if last is not None and now - last < self.bad_line_every_s:
+            self._bad_unshown[reason] += 1
+            return
+        self._bad_line_at[reason] = now
+        unshown = self._bad_unshown.pop(reason, 0)
+        _warn(
+            f"{_clean(topic, 80)}: bad message ({reason}): {_clean(detail, 200)}"
+            + (f" (+{unshown} more since the last line)" if unshown else "")
+            + f"; {self.bad[reason]} {reason} so far, next line for it in {self.bad_line_every_s:g} s at the earliest"
+        )
+
+    def bad_summary(self) -> str:
+        """``7 bad message(s): too_large 3, not_json 2, ...``, or "" when there were none."""
+        if not self.bad:
+            return ""
+        reasons = ", ".join(f"{reason} {n}" for reason, n in self.bad.most_common())
+        return f"{self.invalid} bad message(s): {reasons}"
+
+    def _state(self, device: str) -> Optional[DeviceState]:
+        """The device's state; None for a new device past MAX_DEVICES (its messages are not followed)."""
+        state = self.devices.get(device)
+        if state is None:
+            if len(self.devices) >= MAX_DEVICES:
+                self.untracked_devices += 1
+                return None
+            state = self.devices[device] = DeviceState(device)
+        return state
 
     # ------------------------------------------------------------------ lines
 
@@ -224,14 +303,19 @@ class Viewer:
             self.jsonl.flush()
 
     def _status(self, device: str, text: str) -> None:
-        state = self.devices.setdefault(device, DeviceState(device))
+        state = self._state(device)
+        if state is None:
+            return
+        text = _clean(text, 40)
         if state.status != text:
             state.status = text
             self._dirty = True
         self.check_liveness()
 
     def _stats(self, device: str, data: dict[str, Any]) -> None:
-        state = self.devices.setdefault(device, DeviceState(device))
+        state = self._state(device)
+        if state is None:
+            return
         state.stats_at = time.monotonic()
         interval = _number(data.get("stats_interval_s"))
         if interval is not None:
@@ -242,15 +326,18 @@ class Viewer:
 
     def _run(self, device: str, run_id: Any) -> None:
         """Note the run a payload came from; a run id never seen before for a known device is a restart."""
-        if not isinstance(run_id, str):
+        if not isinstance(run_id, str) or len(run_id) > 64:
             return
-        state = self.devices.setdefault(device, DeviceState(device))
-        if run_id in state.runs:
+        state = self._state(device)
+        if state is None or run_id in state.runs:
             return
         if state.runs:
             state.restarts += 1
             self.restarts += 1
-            message = f"{device} restarted: run {state.run_id} -> {run_id} (seq starts again at 0)"
+            message = (
+                f"{_clean(device, 40)} restarted: run {_clean(str(state.run_id), 64)} -> {_clean(run_id, 64)} "
+                "(seq starts again at 0)"
+            )
             if self.mode == "lines":
                 self._print(f"{time.strftime('%H:%M:%S')}  {message}")
             self._dirty = True
@@ -276,13 +363,15 @@ class Viewer:
                 state.liveness = shown
                 self._dirty = True
                 if self.mode == "lines":
-                    self._print(f"{time.strftime('%H:%M:%S')}  {device:<16} is {shown}")
+                    self._print(f"{time.strftime('%H:%M:%S')}  {_clean(device, 40):<16} is {shown}")
 
     # ------------------------------------------------------------------ table
 
     def _update(self, device: str, data: dict[str, Any]) -> None:
-        state = self.devices.setdefault(device, DeviceState(device))
-        label = str(data.get("label", "?"))
+        state = self._state(device)
+        if state is None:
+            return
+        label = _clean(str(data.get("label", "?")), 40)
         ts = _number(data.get("window_end_ts"))
         if label != state.label:
             state.since = ts
@@ -290,7 +379,7 @@ class Viewer:
         state.confidence = _number(data.get("confidence"))
         state.last_ts = ts
         state.e2e_ms = _number(data.get("e2e_ms"))
-        state.model_id = str(data.get("model_id", "-"))
+        state.model_id = _clean(str(data.get("model_id", "-")), 80)
         state.probabilities = _probabilities(data)
         state.seen_at = time.monotonic()
         state.predictions += 1
@@ -309,12 +398,16 @@ class Viewer:
             seen = f"{now - s.seen_at:.0f}s ago" if s.seen_at is not None else "-"
             status = s.liveness if s.liveness != "?" else ("online" if s.predictions else "?")
             rows.append(
-                f"{device[:18]:<18} {status[:8]:<8} {s.label[:18]:<18} "
+                f"{_clean(device, 18):<18} {status[:8]:<8} {s.label[:18]:<18} "
                 f"{_fmt(s.confidence, '.2f'):>5} {lasted:>7} {_fmt(s.e2e_ms, '.1f'):>7} {seen:>8}  {s.model_id}"
                 + (f"  {_probabilities_text({'probabilities': s.probabilities})}" if self.probabilities else "")
             )
         if not self.devices:
             rows.append("(waiting for predictions)")
+        if self.bad:
+            rows.append(self.bad_summary() + " (see stderr)")
+        if self.untracked_devices:
+            rows.append(f"{self.untracked_devices} message(s) of devices past the first {MAX_DEVICES} not followed")
         return "\n".join(rows)
 
     def maybe_draw(self, force: bool = False) -> None:
@@ -334,16 +427,75 @@ class Viewer:
 
 
 def _prediction_line(device: str, data: dict[str, Any]) -> str:
-    ts = _number(data.get("window_end_ts"))
-    when = (
-        time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int((ts % 1) * 1000):03d}" if ts is not None else "--:--:--"
-    )
     return (
-        f"{when}  {device[:16]:<16} {str(data.get('label', '?'))[:20]:<20} "
+        f"{_clock(_number(data.get('window_end_ts')))}  {_clean(device, 16):<16} "
+        f"{_clean(str(data.get('label', '?')), 20):<20} "
         f"{_fmt(_number(data.get('confidence')), '.3f'):>5}  "
         f"inf {_fmt(_number(data.get('inference_ms')), '.2f')} ms  e2e {_fmt(_number(data.get('e2e_ms')), '.2f')} ms  "
-        f"#{data.get('seq', '?')}"
+        f"#{_clean(str(data.get('seq', '?')), 24)}"
     )
+
+
+def _clock(ts: Optional[float]) -> str:
+    """``HH:MM:SS.mmm`` local time of a Unix time; ``--:--:--`` for none or one no clock can show."""
+    if ts is None:
+        return "--:--:--"
+    try:
+        return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int((ts % 1) * 1000):03d}"
+    except (OverflowError, OSError, ValueError):  # beyond time_t, or before/after what localtime takes
+        return "--:--:--"
+
+
+def _clean(text: str, width: int) -> str:
+    """``text`` cut to ``width`` with every unprintable character (ESC, CR, newline, ...) as ``?``,
+    so a device id or label cannot move the cursor, clear the screen or forge a line."""
+    cut = text[:width]
+    return cut if cut.isprintable() else "".join(c if c.isprintable() else "?" for c in cut)
+
+
+def _device(data: dict[str, Any], topic: str) -> str:
+    """The device a payload is from: its ``device_id`` when that is a non-empty string, else the topic's."""
+    device = data.get("device_id")
+    if not isinstance(device, str) or not device:
+        device = _device_from_topic(topic)
+    return device[:_DEVICE_ID_CHARS]
+
+
+def _hashable(value: Any) -> Any:
+    """``value`` as part of a de-duplication key: itself when hashable, else its JSON text (a list as seq)."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return "json:" + json.dumps(value, sort_keys=True)[:200]
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
+# What stats fields subscribe reads, and the JSON type each must have.
+_STATS_TYPES: dict[str, tuple[type, ...]] = {
+    "device_id": (str,),
+    "run_id": (str,),
+    "stats_interval_s": (int, float),
+    "windows_per_s": (int, float),
+    "e2e_ms": (dict,),
+    "mqtt": (dict,),
+}
+
+
+def _stats_problems(data: dict[str, Any]) -> list[str]:
+    """One ``field: must be ...`` per stats field subscribe reads that has the wrong type."""
+    problems = []
+    for key, types in _STATS_TYPES.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, types) or isinstance(value, bool):
+            wanted = "a number" if float in types else ("an object" if dict in types else "a string")
+            problems.append(f"{key}: must be {wanted}, got {_json_type(value)}")
+    return problems
 
 
 def _probabilities(data: dict[str, Any]) -> Optional[dict[str, float]]:
@@ -359,17 +511,20 @@ def _probabilities_text(data: dict[str, Any]) -> str:
     probs = _probabilities(data)
     if not probs:
         return "-"
-    return " ".join(f"{label} {p:.3f}" for label, p in probs.items())
+    return " ".join(f"{_clean(label, 40)} {p:.3f}" for label, p in probs.items())
 
 
 def _stats_line(topic: str, data: dict[str, Any]) -> str:
     raw = data.get("mqtt")
     mqtt: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    e2e = data.get("e2e_ms")
+    p99 = _number(e2e.get("p99")) if isinstance(e2e, dict) else None
     return (
-        f"{time.strftime('%H:%M:%S')}  {str(data.get('device_id', topic))[:16]:<16} stats: "
+        f"{time.strftime('%H:%M:%S')}  {_clean(_device(data, topic), 16):<16} stats: "
         f"{_fmt(_number(data.get('windows_per_s')), '.1f')} windows/s, "
-        f"e2e p99 {_fmt(_number((data.get('e2e_ms') or {}).get('p99')), '.1f')} ms, "
-        f"queued {mqtt.get('queued', '-')}, dropped offline {mqtt.get('dropped_offline', '-')}"
+        f"e2e p99 {_fmt(p99, '.1f')} ms, "
+        f"queued {_clean(str(mqtt.get('queued', '-')), 20)}, "
+        f"dropped offline {_clean(str(mqtt.get('dropped_offline', '-')), 20)}"
     )
 
 
@@ -378,7 +533,14 @@ def _device_from_topic(topic: str) -> str:
 
 
 def _number(value: Any) -> Optional[float]:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite JSON number as a float; None for anything else (text, bool, an int beyond a float)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _fmt(value: Optional[float], spec: str) -> str:
@@ -415,7 +577,9 @@ def run(args: argparse.Namespace) -> int:
         # The message names the config key (mqtt.tls.ca_file); here the user typed an option.
         raise CommandError(option_message(str(exc))) from None
 
-    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+    # Bounded, so a flood the terminal cannot keep up with costs counted drops, not all the memory.
+    events: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=MAX_BACKLOG)
+    backlog_dropped = [0]
 
     def on_connect(client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
@@ -434,7 +598,14 @@ def run(args: argparse.Namespace) -> int:
         events.put(("disconnected", str(reason_code)))
 
     def on_message(client: Any, userdata: Any, message: Any) -> None:
-        events.put(("message", (message.topic, bytes(message.payload))))
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # a broker that let a topic that is not UTF-8 through
+            topic = bytes(message._topic).decode("utf-8", errors="replace")
+        try:
+            events.put_nowait(("message", (topic, bytes(message.payload))))
+        except queue.Full:
+            backlog_dropped[0] += 1
 
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
@@ -473,12 +644,12 @@ def run(args: argparse.Namespace) -> int:
                 last_liveness = time.monotonic()
                 viewer.maybe_draw()
                 continue
-            if kind == "message":
-                viewer.handle(*value)
-                viewer.maybe_draw()
             if time.monotonic() - last_liveness >= 1.0:
                 viewer.check_liveness()
                 last_liveness = time.monotonic()
+            if kind == "message":
+                viewer.handle(*value)  # never raises: a bad message is counted and shown
+                viewer.maybe_draw()
             elif kind == "subscribed":
                 for refused in value:
                     _warn(f"the broker refused the subscription to {refused} (ACL?)")
@@ -502,6 +673,12 @@ def run(args: argparse.Namespace) -> int:
         if jsonl is not None:
             jsonl.close()
     viewer.maybe_draw(force=True)
+    if viewer.bad:
+        _warn(viewer.bad_summary() + " (not shown, except schema: shown with a warning)")
+    if backlog_dropped[0]:
+        _warn(f"{backlog_dropped[0]} message(s) dropped: more than {MAX_BACKLOG} waited to be shown")
+    if viewer.untracked_devices:
+        _warn(f"{viewer.untracked_devices} message(s) of devices past the first {MAX_DEVICES} were not followed")
     if viewer.duplicates:
         _warn(
             f"{viewer.duplicates} duplicate prediction(s) (same device, run_id, seq: QoS 1 re-delivery) were shown once"
