@@ -44,6 +44,10 @@ STATIC = Path(__file__).resolve().parent / "static"
 RETRY_MS = 2000  # EventSource's reconnect delay after the stream drops (server restart)
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
 HISTORY_DEFAULT_S = 3600.0
+DEVICES_DEFAULT = 100  # devices per /api/devices page unless the request says (also the most with detail)
+DEVICES_MAX = 1000  # the most one page lists: one query, a response of a few hundred kB
+DETAIL_LIMIT = DEVICES_DEFAULT  # the most devices one page adds an hour or a day summary for
+HOUR_POINTS_MAX = 20_000  # timeline points one page returns at most (as one history request)
 _DEVICE_ID = re.compile(r"^[^/+#\x00\s]{1,128}$")  # one MQTT topic level, as edge_har.mqtt.client.topics
 
 
@@ -97,6 +101,7 @@ class LiveService:
 
     def device_view(self, record: DeviceRecord, now: float) -> dict[str, Any]:
         activity = record.activity
+        books = self.device_books(record.device_id)
         return {
             "device_id": record.device_id,
             "status": record.status,
@@ -107,6 +112,8 @@ class LiveService:
             "model_id": record.model_id,
             "stats": stats_brief(record.stats),
             "stats_at": record.stats_at,
+            "gaps": books["gaps"],
+            "rejected": books["rejected"],
             "activity": None
             if activity is None
             else {
@@ -118,6 +125,14 @@ class LiveService:
             },
         }
 
+    def device_books(self, device_id: str) -> dict[str, int]:
+        """Predictions of the device lost upstream (seq gaps) and its messages rejected; 0 without a broker."""
+        books = getattr(self.ingest, "device_books", None)
+        if books is None:
+            return {"gaps": 0, "rejected": 0}
+        counted = books(device_id)
+        return {"gaps": int(counted.get("gaps", 0)), "rejected": int(counted.get("rejected", 0))}
+
     # ------------------------------------------------------------------ routes
 
     def _routes(self) -> None:
@@ -127,18 +142,80 @@ class LiveService:
         def live_page() -> FileResponse:
             return FileResponse(STATIC / "live.html", media_type="text/html")
 
-        @r.get("/api/devices", tags=["live"], summary="Every device seen: activity, liveness, last stats")
-        def api_devices() -> dict[str, Any]:
+        @r.get(
+            "/api/devices",
+            tags=["live"],
+            summary="One page of devices: activity, liveness, last stats, gaps and rejections",
+            description=(
+                "Devices in device_id order, at most `limit` per page; `next` is the cursor of the next page "
+                "(pass it as `after`), null on the last one; `total` counts every device matching `q`. "
+                "`hour_step_s` adds each device's last hour (`hour`: the newest prediction per that many seconds) "
+                "and `today=true` its seconds per activity today (`today`); with either, `limit` is at most "
+                f"{DETAIL_LIMIT} and `limit * 3600 / hour_step_s` at most {HOUR_POINTS_MAX}."
+            ),
+        )
+        def api_devices(
+            limit: int = Query(DEVICES_DEFAULT, ge=1, le=DEVICES_MAX, description="devices per page"),
+            after: Optional[str] = Query(
+                None, min_length=1, max_length=128, description="the previous page's `next`: list the devices after it"
+            ),
+            q: Optional[str] = Query(
+                None, max_length=128, description="only device ids containing this text (ASCII letters in either case)"
+            ),
+            hour_step_s: Optional[float] = Query(
+                None, ge=1, le=3600, description="add each device's last hour, one prediction per this many seconds"
+            ),
+            today: bool = Query(False, description="add each device's seconds per activity today (at utc_offset_min)"),
+            utc_offset_min: int = Query(0, ge=-960, le=960, description="the viewer's offset from UTC in minutes"),
+        ) -> dict[str, Any]:
+            if after is not None and not _DEVICE_ID.match(after):
+                raise HTTPException(400, f"after: {after[:60]!r} is not a device id (the previous page's next)")
+            if q is not None and not q.isprintable():
+                raise HTTPException(400, f"q: {q[:60]!r} holds control characters")
+            detail = hour_step_s is not None or today
+            if detail and limit > DETAIL_LIMIT:
+                raise HTTPException(
+                    400, f"limit: {limit} is more than {DETAIL_LIMIT} devices with hour_step_s or today"
+                )
+            if hour_step_s is not None and limit * HISTORY_DEFAULT_S / hour_step_s > HOUR_POINTS_MAX:
+                raise HTTPException(
+                    400,
+                    f"hour_step_s: {hour_step_s:g} s for {limit} devices is over {HOUR_POINTS_MAX} points: "
+                    "ask for a longer step or fewer devices",
+                )
             now = time.time()
-            records = self.store.devices()
+            page = self.store.device_page(limit=limit, after=after, contains=q or None)
+            views = [self.device_view(rec, now) for rec in page.records]
+            ids = [view["device_id"] for view in views]
+            if hour_step_s is not None:
+                hours = self.store.recent(ids, now - HISTORY_DEFAULT_S, now, hour_step_s)
+                for view in views:
+                    view["hour"] = hours[view["device_id"]]
+            if today:
+                tz = dt.timezone(dt.timedelta(minutes=utc_offset_min))
+                date = dt.datetime.now(tz).date()
+                start = dt.datetime.combine(date, dt.time(), tz).timestamp()
+                end = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), tz).timestamp()
+                days = self.store.summaries(ids, start, end)
+                for view in views:
+                    seconds = days[view["device_id"]]
+                    view["today"] = {"day": date.isoformat(), "seconds": seconds, "total_s": sum(seconds.values())}
             body: dict[str, Any] = {
                 "now": now,
                 "broker": self.broker_state(),
-                "devices": [self.device_view(rec, now) for rec in records],
+                "total": page.total,
+                "limit": limit,
+                "next": page.next_after,
+                "devices": views,
             }
             if self.ingest is not None:
-                body["ingest"] = self.ingest.counters.as_dict()
+                status = getattr(self.ingest, "status", None)
+                body["ingest"] = status() if callable(status) else self.ingest.counters.as_dict()
             return body
+
+        @r.get("/api/ingest", tags=["live"], summary="The MQTT ingest's books: received, stored, rejected, gaps")
+        def api_ingest() -> dict[str, Any]:
+            return {"configured": False} if self.ingest is None else self.ingest.status()
 
         @r.get("/api/devices/{device_id}/history", tags=["live"], summary="Predictions and status changes since a time")
         def api_history(

@@ -24,6 +24,7 @@ with the same statements. Why each choice:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -38,7 +39,7 @@ from sqlalchemy.engine import Engine
 from edge_har.core.errors import EdgeHarError
 from edge_har.web.config import ServeConfig
 
-__all__ = ["GAP_CAP_S", "Store", "StoreError", "open_store", "open_store_url"]
+__all__ = ["GAP_CAP_S", "DevicePage", "Store", "StoreError", "open_store", "open_store_url"]
 
 log = logging.getLogger("edge_har.web.store")
 
@@ -128,6 +129,15 @@ class DeviceRecord:
     model_id: Optional[str]
     last_seen: float
     activity: Optional[Activity]
+
+
+@dataclass(frozen=True)
+class DevicePage:
+    """One page of :meth:`Store.device_page`: its records, how many devices match, the next page's cursor."""
+
+    records: list[DeviceRecord]
+    total: int
+    next_after: Optional[str]  # pass as ``after`` for the next page; None: this is the last one
 
 
 class Store:
@@ -260,34 +270,66 @@ class Store:
             )
 
     def devices(self) -> list[DeviceRecord]:
-        """Every device with its newest prediction (one indexed query per device: fleets are small)."""
+        """Every device with its newest prediction, in one query (the ingest's start-up reads them all)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(devices).order_by(devices.c.device_id)).mappings().all()
-            out = []
-            for row in rows:
-                newest = (
-                    conn.execute(
-                        sa.select(predictions)
-                        .where(predictions.c.device_id == row["device_id"])
-                        .order_by(predictions.c.ts.desc())
-                        .limit(1)
+            return [_device_record(row) for row in conn.execute(_devices_query((), None)).mappings()]
+
+    def device_page(self, *, limit: int, after: Optional[str] = None, contains: Optional[str] = None) -> DevicePage:
+        """One page of devices in ``device_id`` order, each with its newest prediction: two queries, any fleet size.
+
+        Keyset pagination: ``after`` is the last ``device_id`` of the previous page, so a page costs the
+        same at device 9,800 as at device 0 and a device added meanwhile neither repeats nor hides one.
+        ``contains`` keeps the ids holding that text (ASCII letters match either case). ``total`` counts
+        every device that matches, not only those after ``after``.
+        """
+        match = () if not contains else (_id_contains(contains),)
+        where = match if after is None else (*match, devices.c.device_id > after)
+        with self.engine.connect() as conn:
+            total = int(conn.execute(sa.select(sa.func.count()).select_from(devices).where(*match)).scalar() or 0)
+            rows = [_device_record(row) for row in conn.execute(_devices_query(where, limit + 1)).mappings()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return DevicePage(rows, total, rows[-1].device_id if more and rows else None)
+
+    def recent(
+        self, device_ids: Sequence[str], since: float, until: float, step_s: float
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The newest prediction per ``step_s`` seconds of each device in ``since < ts <= until``, oldest first.
+
+        One query for all the devices of a page (the Live page's timelines), so at most
+        ``len(device_ids) * ((until - since) / step_s + 1)`` rows whatever the devices publish.
+        """
+        if not device_ids:
+            return {}
+        c = predictions.c
+        columns = (c.ts, c.label, c.confidence, c.run_id, c.seq)
+        millis = sa.cast((c.ts - since) * 1000.0, sa.BigInteger)  # integer buckets, as in history()
+        bucket = millis // sa.literal(max(1, round(step_s * 1000.0)), sa.BigInteger)
+        newest = sa.func.row_number().over(partition_by=(c.device_id, bucket), order_by=(c.ts.desc(), c.seq.desc()))
+        ranked = (
+            sa.select(c.device_id, *columns, newest.label("newest"))
+            .where(c.device_id.in_(list(device_ids)), c.ts > since, c.ts <= until)
+            .subquery()
+        )
+        query = (
+            sa.select(ranked.c.device_id, *(ranked.c[col.name] for col in columns))
+            .where(ranked.c.newest == 1)
+            .order_by(ranked.c.device_id, ranked.c.ts)
+        )
+        out: dict[str, list[dict[str, Any]]] = {device_id: [] for device_id in device_ids}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query).mappings():
+                ts, confidence = _finite(row["ts"]), _finite(row["confidence"])
+                if ts is not None:
+                    out[row["device_id"]].append(
+                        {
+                            "ts": ts,
+                            "label": row["label"],
+                            "confidence": confidence,
+                            "run_id": row["run_id"],
+                            "seq": row["seq"],
+                        }
                     )
-                    .mappings()
-                    .first()
-                )
-                activity = None
-                if newest is not None:
-                    activity = Activity(
-                        ts=newest["ts"],
-                        label=newest["label"],
-                        confidence=newest["confidence"],
-                        probabilities=dict(newest["probabilities"]),
-                        model_id=newest["model_id"],
-                        run_id=newest["run_id"],
-                        seq=newest["seq"],
-                        received_at=newest["received_at"],
-                    )
-                out.append(DeviceRecord(**{k: row[k] for k in _DEVICE_FIELDS}, activity=activity))
         return out
 
     def history(
@@ -334,29 +376,42 @@ class Store:
 
     def summary(self, device_id: str, start: float, end: float, gap_cap_s: float = GAP_CAP_S) -> dict[str, float]:
         """Seconds per label for predictions with ``start <= ts < end``, computed in SQL (see the module doc)."""
+        return self.summaries([device_id], start, end, gap_cap_s)[device_id]
+
+    def summaries(
+        self, device_ids: Sequence[str], start: float, end: float, gap_cap_s: float = GAP_CAP_S
+    ) -> dict[str, dict[str, float]]:
+        """:meth:`summary` of several devices in one query (a page of the Live page), most time first."""
+        if not device_ids:
+            return {}
         c = predictions.c
         run = (c.device_id, c.run_id)
         gaps = (
             sa.select(
+                c.device_id,
                 c.label,
                 c.run_id,
                 (sa.func.lead(c.ts).over(partition_by=run, order_by=(c.ts, c.seq)) - c.ts).label("gap"),
             )
-            .where(c.device_id == device_id, c.ts >= start, c.ts < end)
+            .where(c.device_id.in_(list(device_ids)), c.ts >= start, c.ts < end)
             .cte("gaps")
         )
         capped_gap = sa.case((gaps.c.gap > gap_cap_s, gap_cap_s), else_=gaps.c.gap)
-        mean_gap = sa.func.avg(capped_gap).over(partition_by=gaps.c.run_id)
-        durations = sa.select(gaps.c.label, sa.func.coalesce(capped_gap, mean_gap, 0.0).label("seconds")).cte(
-            "durations"
-        )
+        mean_gap = sa.func.avg(capped_gap).over(partition_by=(gaps.c.device_id, gaps.c.run_id))
+        durations = sa.select(
+            gaps.c.device_id, gaps.c.label, sa.func.coalesce(capped_gap, mean_gap, 0.0).label("seconds")
+        ).cte("durations")
+        total = sa.func.sum(durations.c.seconds)
         query = (
-            sa.select(durations.c.label, sa.func.sum(durations.c.seconds).label("seconds"))
-            .group_by(durations.c.label)
-            .order_by(sa.func.sum(durations.c.seconds).desc(), durations.c.label)
+            sa.select(durations.c.device_id, durations.c.label, total.label("seconds"))
+            .group_by(durations.c.device_id, durations.c.label)
+            .order_by(durations.c.device_id, total.desc(), durations.c.label)
         )
+        out: dict[str, dict[str, float]] = {device_id: {} for device_id in device_ids}
         with self.engine.connect() as conn:
-            return {label: float(seconds or 0.0) for label, seconds in conn.execute(query)}
+            for device_id, label, seconds in conn.execute(query):
+                out[device_id][label] = _finite(seconds) or 0.0
+        return out
 
     def counts(self) -> dict[str, int]:
         """Rows per table (the benchmark and the tests read these)."""
@@ -378,6 +433,118 @@ _DEVICE_FIELDS = (
     "model_id",
     "last_seen",
 )
+
+# Columns of the newest prediction as they come out of _devices_query (prefixed: the device row has run_id too).
+_ACTIVITY_FIELDS = ("ts", "label", "confidence", "probabilities", "model_id", "run_id", "seq", "received_at")
+_INT64 = 2**63
+
+
+def _devices_query(where: Sequence[Any], limit: Optional[int]) -> sa.Select[Any]:
+    """Devices matching ``where`` in id order (at most ``limit``), each joined with its newest prediction.
+
+    The device rows are chosen (and limited) first; the newest prediction of each is then one probe of
+    ``ix_predictions_device_ts`` (a correlated subquery in the join), so the cost follows the page, not
+    the fleet. JSON columns come back as text, decoded by :func:`_load_json`, which no stored value breaks.
+    """
+    d = devices.c
+    page = (
+        sa.select(*(d[name] for name in _DEVICE_FIELDS if name != "stats"), sa.cast(d.stats, sa.Text).label("stats"))
+        .where(*where)
+        .order_by(d.device_id)
+    )
+    if limit is not None:
+        page = page.limit(limit)
+    chosen = page.subquery("page")
+    p = predictions.c
+    newest_id = (
+        sa.select(p.id)
+        .where(p.device_id == chosen.c.device_id)
+        .order_by(p.ts.desc(), p.id.desc())
+        .limit(1)
+        .correlate(chosen)
+        .scalar_subquery()
+    )
+    newest = predictions.alias("newest")
+    activity = [
+        (sa.cast(newest.c[name], sa.Text) if name == "probabilities" else newest.c[name]).label(f"a_{name}")
+        for name in _ACTIVITY_FIELDS
+    ]
+    return (
+        sa.select(chosen, newest.c.id.label("a_id"), *activity)
+        .select_from(chosen.outerjoin(newest, newest.c.id == newest_id))
+        .order_by(chosen.c.device_id)
+    )
+
+
+def _id_contains(text: str) -> Any:
+    """``device_id`` holds ``text``: LIKE with the wildcards escaped, lower-cased on both sides."""
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return sa.func.lower(devices.c.device_id).like(sa.func.lower(f"%{escaped}%"), escape="/")
+
+
+def _device_record(row: sa.RowMapping) -> DeviceRecord:
+    activity = None
+    ts = _finite(row["a_ts"])
+    if row["a_id"] is not None and ts is not None:
+        probabilities = _load_json(row["a_probabilities"])
+        activity = Activity(
+            ts=ts,
+            label=row["a_label"],
+            confidence=_finite(row["a_confidence"]) or 0.0,
+            probabilities={
+                k: v
+                for k, v in (probabilities if isinstance(probabilities, dict) else {}).items()
+                if _finite(v) is not None
+            },
+            model_id=row["a_model_id"],
+            run_id=row["a_run_id"],
+            seq=row["a_seq"],
+            received_at=_finite(row["a_received_at"]) or 0.0,
+        )
+    stats = _load_json(row["stats"])
+    return DeviceRecord(
+        device_id=row["device_id"],
+        status=row["status"],
+        status_at=_finite(row["status_at"]),
+        stats=stats if isinstance(stats, dict) else None,
+        stats_at=_finite(row["stats_at"]),
+        stats_interval_s=_finite(row["stats_interval_s"]),
+        run_id=row["run_id"],
+        model_id=row["model_id"],
+        last_seen=_finite(row["last_seen"]) or 0.0,
+        activity=activity,
+    )
+
+
+def _finite(value: Any) -> Optional[float]:
+    """A stored number the API can serve (JSON has no NaN or infinity), else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _json_int(text: str) -> Optional[int]:
+    return int(text) if len(text) <= 20 and -_INT64 <= int(text) < _INT64 else None
+
+
+def _load_json(text: Optional[str]) -> Any:
+    """A stored JSON column for the API: numbers that do not fit a double or an int64 become None; junk is None.
+
+    Whatever an older version stored (a 400-digit integer, ``1e999``, ``NaN``, text that is not JSON)
+    must not turn a device listing into a 500.
+    """
+    if text is None:
+        return None
+    try:
+        return json.loads(
+            text, parse_int=_json_int, parse_float=lambda s: _finite(float(s)), parse_constant=lambda _: None
+        )
+    except (ValueError, RecursionError):
+        return None
 
 
 def _reason(exc: BaseException) -> str:
