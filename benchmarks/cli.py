@@ -154,6 +154,7 @@ def register(subparsers: Any) -> None:
     _register_video(suites)
     _register_web_predict(suites)
     _register_web_ingest(suites)
+    _register_serve_faults(suites)
 
 
 # ---------------------------------------------------------------- latency
@@ -1035,6 +1036,98 @@ def run_web_ingest_command(args: argparse.Namespace) -> int:
     except WebIngestError as exc:
         raise CommandError(str(exc)) from exc
     _finish(args, section, "web-ingest", format_web_ingest(section))
+    return 0
+
+
+# ---------------------------------------------------------------- serve-faults (edge-har serve under faults)
+
+
+def _register_serve_faults(suites: Any) -> None:
+    from edge_har.benchmarks.serve_faults import SCENARIOS
+
+    p = suites.add_parser(
+        "serve-faults",
+        help="edge-har serve under 20 publishing devices through broker kill -9, serve kill -9, PostgreSQL restarts "
+        "and a full disk: published = stored + rejected + gaps, outage and recovery seconds",
+        description=(
+            "For each fault start a private mosquitto with persistence, the real `edge-har serve --broker` on a "
+            "fresh store (SQLite; a throwaway PostgreSQL cluster of its own on a free port; SQLite on a small "
+            "tmpfs), and --devices simulated devices (the daemon's Publisher) publishing QoS 1 predictions at "
+            "--rate each; apply the fault mid-run, stop the devices, wait until GET /api/ingest shows nothing "
+            "queued and its counts stand still, and take the books: published by the devices against stored "
+            "(counted by SQL) + rejected + gaps (the server's counters). See benchmarks/serve_faults.py. Needs "
+            "mosquitto and the web extra; the PostgreSQL faults need initdb/pg_ctl, disk_full needs root (mount)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--devices", type=_positive_int, default=20, help="simulated devices")
+    p.add_argument("--rate", type=_positive_float, default=5.0, help="predictions per second per device")
+    p.add_argument(
+        "--before",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="publishing before the fault (default: 6, --quick 3)",
+    )
+    p.add_argument(
+        "--down",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="how long the fault holds (default: 4, --quick 2)",
+    )
+    p.add_argument(
+        "--after",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="publishing after the fault (default: 10, --quick 6)",
+    )
+    p.add_argument(
+        "--max-queued",
+        type=_positive_int,
+        default=10000,
+        metavar="N",
+        help="mosquitto's max_queued_messages (what it keeps for the server while it is away)",
+    )
+    p.add_argument(
+        "--scenarios",
+        type=_name_list,
+        default=list(SCENARIOS),
+        metavar="A,B",
+        help=f"subset of: {', '.join(SCENARIOS)}",
+    )
+    p.add_argument("--quick", action="store_true", help="shorter phases (about a minute for all five)")
+    p.add_argument("--mosquitto", default=None, metavar="PATH", help="mosquitto binary (default: found on PATH)")
+    p.add_argument(
+        "--postgres-bin",
+        default=None,
+        metavar="DIR",
+        help="folder with initdb and pg_ctl (default: PATH, then /usr/lib/postgresql/*/bin)",
+    )
+    _add_output(p)
+    p.set_defaults(func=run_serve_faults_command)
+
+
+def run_serve_faults_command(args: argparse.Namespace) -> int:
+    from edge_har.core.errors import CommandError, require_modules
+
+    require_modules(("fastapi", "uvicorn", "sqlalchemy"), "web", "edge-har bench serve-faults needs the web extra")
+    from edge_har.benchmarks.serve_faults import SCENARIOS, ServeFaultsSettings, format_serve_faults, run_serve_faults
+
+    unknown = sorted(set(args.scenarios) - set(SCENARIOS))
+    if unknown:
+        raise CommandError(f"--scenarios: unknown {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    settings = ServeFaultsSettings.quick_settings() if args.quick else ServeFaultsSettings()
+    for name, value in (("before_s", args.before), ("down_s", args.down), ("after_s", args.after)):
+        if value is not None:
+            setattr(settings, name, value)
+    settings.devices, settings.rate_hz, settings.max_queued = args.devices, args.rate, args.max_queued
+    settings.scenarios = tuple(dict.fromkeys(args.scenarios))
+    settings.mosquitto, settings.postgres_bin = args.mosquitto, args.postgres_bin
+    settings.progress = not args.no_progress
+    section = run_serve_faults(settings)
+    _finish(args, section, "serve-faults", format_serve_faults(section))
     return 0
 
 
