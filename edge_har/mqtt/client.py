@@ -8,16 +8,20 @@ import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_har.mqtt.config import MqttConfig, MqttConfigError
 
-__all__ = ["EdgeHarClient", "Topics", "describe_broker", "make_client", "topics"]
+__all__ = ["MAX_SESSION_EXPIRY_S", "EdgeHarClient", "Topics", "describe_broker", "make_client", "topics"]
 
 log = logging.getLogger("edge_har.mqtt")
+
+# The longest session a client asks to be kept: MQTT 5 caps the interval at 2**32 - 1 s ("never expires");
+# a month bounds what a broker holds for a consumer that is gone for good.
+MAX_SESSION_EXPIRY_S = 30 * 86400
 
 # A device id becomes one topic level: no separators or wildcards.
 _DEVICE_ID = re.compile(r"^[^/+#\x00\s]+$")
@@ -50,9 +54,25 @@ class EdgeHarClient(mqtt.Client):
     """
 
     last_connect_error: Optional[BaseException] = None
+    # Seconds the broker keeps this client's session (subscriptions and QoS 1 messages) while it is away;
+    # None: a clean session. Set by make_client; applied at every connect, reconnects included.
+    session_expiry_s: Optional[int] = None
     # paho's last error-level log line, e.g. "failed to receive on socket: [SSL: ...]": the only
     # place paho says why a connection closed before CONNACK (TLS 1.3 client-cert rejection).
     last_paho_error: Optional[str] = None
+
+    def connect_async(self, host: str, port: int = 1883, keepalive: int = 60, *args: Any, **kwargs: Any) -> None:
+        """paho's connect_async; with a persistent session (MQTT 5) it asks to resume the session
+        (``clean_start=False``) with a Session Expiry Interval, on the first connect as on every reconnect."""
+        if self.session_expiry_s is not None and self.protocol == mqtt.MQTTv5:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self.session_expiry_s
+            kwargs["clean_start"] = False
+            kwargs["properties"] = properties
+        super().connect_async(host, port, keepalive, *args, **kwargs)
 
     def reconnect(self) -> mqtt.MQTTErrorCode:  # noqa: D102 - paho's docstring applies
         self.last_paho_error = None
@@ -92,13 +112,22 @@ def describe_broker(cfg: MqttConfig) -> str:
     return f"{cfg.host}:{cfg.port} (MQTT {cfg.protocol}{', TLS' if cfg.tls else ''})"
 
 
-def make_client(cfg: MqttConfig, client_id: str) -> EdgeHarClient:
+def make_client(cfg: MqttConfig, client_id: str, *, session_expiry_s: Optional[int] = None) -> EdgeHarClient:
     """A paho client (callback API 2) with protocol, credentials, TLS and reconnect backoff applied.
 
     It is not connected: callers set their callbacks and Last Will, then ``connect_async`` and
     ``loop_start``. Raises :class:`MqttConfigError` naming the setting when the password or a TLS
     file cannot be read, which is a configuration problem, not a broker outage.
+
+    ``session_expiry_s`` asks for a persistent session, so the broker keeps the subscriptions and
+    queues QoS 1 messages while this client is away (within its ``max_queued_messages``): MQTT 5
+    resumes it (``clean_start=False``) and the broker drops it that many seconds after a disconnect;
+    MQTT 3.1.1 has ``clean_session=False``, kept until the broker's ``persistent_client_expiration``.
+    It needs a fixed ``client_id``: the session belongs to the id. None (or 0) is a clean session.
     """
+    if session_expiry_s is not None and not 0 <= session_expiry_s <= MAX_SESSION_EXPIRY_S:
+        raise ValueError(f"session_expiry_s: {session_expiry_s} is not within 0..{MAX_SESSION_EXPIRY_S} seconds")
+    persistent = bool(session_expiry_s)
     if cfg.protocol == "5":
         client = EdgeHarClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -110,8 +139,9 @@ def make_client(cfg: MqttConfig, client_id: str) -> EdgeHarClient:
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv311,
-            clean_session=True,
+            clean_session=not persistent,
         )
+    client.session_expiry_s = session_expiry_s if persistent else None
     # paho's log goes under our logger at DEBUG (see _PahoLog); our own callers log the problems
     # users must see, once, with the broker named.
     client.enable_logger(_PahoLog(client))  # type: ignore[arg-type]

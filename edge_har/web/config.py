@@ -18,6 +18,7 @@ DEFAULT_PORT = 8321
 # leaves, so an unbounded wait would hold a SIGTERM until systemd's SIGKILL.
 GRACEFUL_SHUTDOWN_S = 2
 DEFAULT_DB_PATH = Path("edge-har-web.sqlite3")
+DEFAULT_SESSION_EXPIRY_S = 86400  # a day: a weekend outage of serve is beyond the broker's queue anyway
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,7 @@ class ServeConfig:
     db_url: Optional[str] = None
     db_path: Path = DEFAULT_DB_PATH
     retention_days: float = 30.0
+    # The ingest's MQTT session: a fixed client id (None: edge-har-serve-<host>-<topic prefix>) whose session
+    # the broker keeps this long while serve is away, QoS 1 predictions included; 0: a clean session.
+    client_id: Optional[str] = None
+    session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S

@@ -6,14 +6,25 @@ Three parties with different speeds meet here, so each gets its own hand-off:
   message on a bounded queue (full: dropped and counted, never a stalled keepalive that would get the
   subscriber disconnected and lose every QoS 1 message in flight).
 * **the ingest thread** drains that queue in batches (up to :data:`BATCH_MAX` messages or
-  :data:`FLUSH_S` seconds), decodes and checks each payload (:func:`edge_har.mqtt.payloads.validate_prediction`;
-  a malformed one is counted and logged at most every :data:`LOG_EVERY_S` seconds, never raised), writes
-  the batch with one ``executemany``, then tells the browsers. A database outage holds the batch and
-  retries it, so nothing read from the broker is lost while the queue has room.
+  :data:`FLUSH_S` seconds), checks each message against what it is stored as
+  (:mod:`edge_har.web.ingest_checks`), writes the batch in one transaction, then tells the browsers.
+  Nothing a message holds can stop it: a message that fails a check is counted by reason and by device,
+  with the last :data:`SAMPLES_MAX` kept as samples, and logged at most every :data:`LOG_EVERY_S`
+  seconds; an unexpected error on one message is counted (``internal_error``) and the loop goes on.
+  A row the database refuses as data is set aside (the batch halved until it is alone) and counted
+  (``db_rejected``); only a lost database is an outage, which holds the batch and retries it with
+  backoff (:data:`RETRY_MIN_S` doubling to :data:`RETRY_MAX_S`), so nothing read from the broker is
+  lost while the queue has room.
 * **the browsers** (server-sent events, asyncio) each have a bounded queue in :class:`Hub`; the ingest
   thread hands events over with ``loop.call_soon_threadsafe``, so it never waits for a browser. A browser
   that falls a queue behind gets its queue replaced by one ``resync`` event (reload the device list)
   instead of making ingest or the other browsers wait.
+
+Nothing is lost across restarts of the broker or of serve within the broker's bounds: the subscription
+is a persistent session under a fixed client id (:func:`default_client_id`), so the broker queues QoS 1
+predictions while serve is away (up to its ``max_queued_messages``). What is lost upstream anyway (beyond
+that queue, or a device's own) shows as gaps in each run's ``seq``, counted in the store's seq books
+(:meth:`edge_har.web.store.Store.write_predictions`) and shown by :meth:`Ingest.status` and per device.
 
 Liveness follows :func:`edge_har.mqtt.liveness.device_liveness` (the retained status and Last Will,
 stale after three stats intervals without stats), re-judged every second so ``stale`` is pushed too.
@@ -22,23 +33,34 @@ stale after three stats intervals without stats), re-judged every second so ``st
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
+import math
 import queue
+import re
+import socket
 import threading
 import time
-import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from edge_har.mqtt.bounded_json import RejectedMessage
 from edge_har.mqtt.liveness import device_liveness
-from edge_har.mqtt.payloads import validate_prediction
 from edge_har.web.config import ServeConfig
-from edge_har.web.store import Store
+from edge_har.web.ingest_checks import (
+    DEVICE_ID,
+    KINDS,
+    SeqRef,
+    check_prediction,
+    check_stats,
+    check_status,
+    parse_topic,
+    seq_ref,
+)
+from edge_har.web.store import SeqBook, Store
 
-__all__ = ["Hub", "Ingest", "IngestCounters", "stats_brief"]
+__all__ = ["Hub", "Ingest", "IngestCounters", "default_client_id", "stats_brief"]
 
 log = logging.getLogger("edge_har.web.ingest")
 
@@ -48,7 +70,10 @@ QUEUE_MAX = 100_000  # messages between paho and the ingest thread (~0.5 kB each
 CLIENT_QUEUE_MAX = 500  # events waiting for one browser before it is told to resync
 LOG_EVERY_S = 60.0  # a flood of malformed payloads logs one line a minute, with the count
 PRUNE_EVERY_S = 3600.0
-MAX_STATUS_LEN = 32
+RETRY_MIN_S = 0.5  # first wait after a failed write to an unreachable database; doubles up to RETRY_MAX_S
+RETRY_MAX_S = 30.0
+SAMPLES_MAX = 20  # the last rejections shown with their reason
+BY_DEVICE_MAX = 100  # devices counted by name in rejected_by_device; the rest under "(other)"
 
 
 class Hub:
@@ -107,16 +132,18 @@ class Hub:
 
 @dataclass
 class IngestCounters:
-    """What arrived and what became of it (``/api/devices`` shows these under ``ingest``)."""
+    """What arrived and what became of it (``/api/devices`` shows these under ``ingest``; :meth:`Ingest.status`
+    has the full books)."""
 
     received: int = 0
-    predictions: int = 0  # well-formed predictions written (re-deliveries included)
+    predictions: int = 0  # well-formed predictions written (re-deliveries included): stored + duplicates
     stored: int = 0  # rows new to the store
+    duplicates: int = 0  # rows the store already had (QoS 1 re-deliveries)
     statuses: int = 0
     stats: int = 0
-    malformed: int = 0
+    malformed: int = 0  # messages refused by a check (rejected, less db_rejected and internal_error)
     dropped_full: int = 0  # the queue to the ingest thread was full
-    db_errors: int = 0
+    db_errors: int = 0  # failed attempts to write while the database was unreachable
     connected: bool = False
     last_problem: Optional[str] = None
 
@@ -135,13 +162,55 @@ class _Device:
 
 
 @dataclass
+class _Row:
+    topic: str
+    row: dict[str, Any]
+
+
+@dataclass
 class _Batch:
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[_Row] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[SeqRef] = field(default_factory=list)  # rejected predictions whose seq the books count
+
+    def __len__(self) -> int:
+        """Messages held (refused ones are already accounted for)."""
+        return len(self.rows) + len(self.events)
+
+
+class _Outage(Exception):
+    """The database is unreachable (a lost connection, not a row it refuses): hold the batch, retry."""
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """A lost or unusable connection, which a retry may cure; False for a row the database refuses as data.
+
+    Data errors (out of range, too long, not null, a value the driver cannot bind: ``DataError``,
+    ``IntegrityError``, a bind ``OverflowError`` or ``StatementError``) are about the row and would fail
+    forever; everything else from the driver (connection lost, disk full, permissions, a table gone) is
+    about the database and is retried with backoff.
+    """
+    import sqlalchemy as sa
+
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return not isinstance(exc, (sa.exc.DataError, sa.exc.IntegrityError))
+    return isinstance(exc, (sa.exc.DisconnectionError, sa.exc.TimeoutError, sa.exc.ResourceClosedError))
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    import sqlalchemy as sa
+
+    return isinstance(exc, (sa.exc.SQLAlchemyError, OverflowError, ValueError, TypeError, UnicodeError, RecursionError))
 
 
 def stats_brief(stats: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
-    """The four figures the live page shows of a stats payload (missing ones are None)."""
+    """The figures the live page shows of a stats payload (missing or unservable ones are None).
+
+    Whatever is stored (an older version kept stats as they came: 400-digit integers, NaN) gives numbers
+    JSON can carry, so no stored stats can break a device listing.
+    """
     if not isinstance(stats, Mapping):
         return None
     inference = stats.get("inference_ms")
@@ -154,6 +223,13 @@ def stats_brief(stats: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
         "uptime_s": _num(stats.get("uptime_s")),
         "ts": _num(stats.get("ts")),
     }
+
+
+def default_client_id(prefix: str) -> str:
+    """``edge-har-serve-<host name>-<topic prefix>``: the same on every start of serve on this host, so its
+    persistent session is resumed, and different for another host or another fleet on the same broker."""
+    raw = f"edge-har-serve-{socket.gethostname() or 'host'}-{prefix}"
+    return re.sub(r"[^A-Za-z0-9._-]", "-", raw)[:100]
 
 
 class Ingest:
@@ -182,6 +258,7 @@ class Ingest:
         self.counters = IngestCounters()
         self.started_at = clock()
         self.prefix = cfg.topic_prefix
+        self.client_id = cfg.client_id or default_client_id(cfg.topic_prefix)
         self._inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue(queue_max)
         self._stop = threading.Event()
         # Set once the broker acknowledged the subscriptions (cleared while disconnected): what a test or
@@ -193,6 +270,18 @@ class Ingest:
         self._last_log = 0.0
         self._unlogged = 0
         self._stopping = False
+        self._pending = _Batch()
+        self._holding = 0  # messages taken from the inbox and not yet accounted for
+        self._lock = threading.Lock()  # the books below are read by request threads
+        self._rejected: dict[str, int] = {}
+        self._rejected_predictions = 0
+        self._rejected_by_device: dict[str, int] = {}
+        self._samples: deque[dict[str, Any]] = deque(maxlen=SAMPLES_MAX)
+        self._gaps: dict[str, dict[str, int]] = {}  # device -> run -> gaps
+        self._gap_total = 0
+        self._loop_errors = 0
+        self._db: dict[str, Any] = {"state": "ok", "outages": 0, "last_error": None, "set_aside": 0}
+        self._backoff = RETRY_MIN_S
 
     # ------------------------------------------------------------------ life cycle
 
@@ -201,11 +290,11 @@ class Ingest:
 
         for record in self.store.devices():  # liveness continues from what the store knew
             self._devices[record.device_id] = _Device(record.status, record.stats_at, record.stats_interval_s)
+        self._restore_books(self.store.seq_books())
         self.started_at = self.clock()
         self._stop.clear()
         self._stopping = False
-        client_id = f"edge-har-serve-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        client = make_client(self.mqtt_cfg, client_id)
+        client = make_client(self.mqtt_cfg, self.client_id, session_expiry_s=self.cfg.session_expiry_s or None)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -213,8 +302,16 @@ class Ingest:
         self._client = client
         self._thread = threading.Thread(target=self._run, name="edge-har-web-ingest", daemon=True)
         self._thread.start()
+        session = (
+            f"persistent session {self.client_id!r}, kept {self.cfg.session_expiry_s} s while away"
+            if self.cfg.session_expiry_s
+            else f"clean session {self.client_id!r}"
+        )
         log.info(
-            "ingest: subscribing to %s/+/prediction|status|stats on %s", self.prefix, describe_broker(self.mqtt_cfg)
+            "ingest: subscribing to %s/+/prediction|status|stats on %s (%s)",
+            self.prefix,
+            describe_broker(self.mqtt_cfg),
+            session,
         )
         client.connect_async(self.mqtt_cfg.host, self.mqtt_cfg.port, keepalive=self.mqtt_cfg.keepalive)
         client.loop_start()
@@ -242,18 +339,68 @@ class Ingest:
             "last_problem": self.counters.last_problem,
         }
 
+    def status(self) -> dict[str, Any]:
+        """The ingest's books (``GET /api/ingest``). Once devices stop and ``queued`` is 0::
+
+        received == stored + duplicates + sum(rejected) + statuses + stats + dropped_full + queued
+        published (per prediction sent once) == stored + rejected_predictions + gaps
+        """
+        c = self.counters
+        with self._lock:
+            rejected = dict(self._rejected)
+            by_device = dict(self._rejected_by_device)
+            samples = list(self._samples)
+            gaps = self._gap_total
+            rejected_predictions = self._rejected_predictions
+            db = dict(self._db)
+        return {
+            "configured": True,
+            "connected": c.connected,
+            "subscribed": self.ready.is_set(),
+            "last_problem": c.last_problem,
+            "client_id": self.client_id,
+            "received": c.received,
+            "stored": c.stored,
+            "duplicates": c.duplicates,
+            "statuses": c.statuses,
+            "stats": c.stats,
+            "rejected": rejected,
+            "rejected_predictions": rejected_predictions,
+            "rejected_by_device": by_device,
+            "samples": samples,
+            "gaps": gaps,
+            "dropped_full": c.dropped_full,
+            "queued": self._inbox.qsize() + self._holding,
+            "loop_errors": self._loop_errors,
+            "db": db,
+            # the older names, which the benchmark reads
+            "predictions": c.predictions,
+            "malformed": c.malformed,
+            "db_errors": c.db_errors,
+        }
+
+    def device_books(self, device_id: str) -> dict[str, int]:
+        """``gaps`` (over every run of the device in the store) and ``rejected`` (since start) of one device."""
+        with self._lock:
+            runs = self._gaps.get(device_id)
+            return {
+                "gaps": sum(runs.values()) if runs else 0,
+                "rejected": self._rejected_by_device.get(device_id, 0),
+            }
+
     # ------------------------------------------------------------------ paho's thread
 
-    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
+    def _on_connect(self, client: Any, _userdata: Any, flags: Any, reason: Any, _props: Any = None) -> None:
         if getattr(reason, "is_failure", False):
             self.counters.connected = False
             self._problem(f"broker refused the connection: {reason}")
             return
         self.counters.connected = True
-        # Subscriptions are not restored after a reconnect with a clean session: subscribe every time.
-        client.subscribe([(f"{self.prefix}/+/{kind}", 1) for kind in ("prediction", "status", "stats")])
+        # Subscribed every time: a clean session (or an expired one) keeps no subscription.
+        client.subscribe([(f"{self.prefix}/+/{kind}", 1) for kind in KINDS])
         self.hub.publish({"type": "broker", **self.broker_state()})
-        log.info("ingest: connected to the broker")
+        resumed = bool(getattr(flags, "session_present", False))
+        log.info("ingest: connected to the broker (%s)", "session resumed" if resumed else "new session")
 
     def _on_subscribe(self, _client: Any, _userdata: Any, _mid: Any, reasons: Any, _props: Any = None) -> None:
         refused = [r for r in reasons if getattr(r, "is_failure", False)]
@@ -274,7 +421,11 @@ class Ingest:
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         self.counters.received += 1
         try:
-            self._inbox.put_nowait((message.topic, bytes(message.payload), self.clock()))
+            topic = message.topic
+        except UnicodeDecodeError:  # paho decodes the topic lazily; the broker should have refused it
+            topic = "\ufffd"
+        try:
+            self._inbox.put_nowait((topic, bytes(message.payload), self.clock()))
         except queue.Full:
             self.counters.dropped_full += 1
             self._problem(f"ingest queue full ({self._inbox.maxsize}): messages dropped")
@@ -282,40 +433,48 @@ class Ingest:
     # ------------------------------------------------------------------ the ingest thread
 
     def _run(self) -> None:
-        next_prune = 0.0
-        next_sweep = 0.0
-        pending = _Batch()
+        """The ingest loop; an unexpected error is counted, shown and survived, never the end of ingest."""
+        clock = {"sweep": 0.0, "prune": 0.0}
         while True:
-            stopping = self._stop.is_set()
-            if not pending.rows and not pending.events:
-                pending = self._collect(0.0 if stopping else 0.5)
-            if pending.rows or pending.events:
-                if self._write(pending):
-                    pending = _Batch()
-                elif stopping:
-                    break  # the database is down at shutdown: the rows stay unwritten (counted in db_errors)
-                else:
-                    self._stop.wait(1.0)  # database outage: hold the batch, retry
-                    continue
-            elif stopping:
-                break
-            now = self.clock()
-            if now >= next_sweep:
-                self._sweep(now)
-                next_sweep = now + 1.0
-            if now >= next_prune:
-                self._prune(now)
-                next_prune = now + PRUNE_EVERY_S
+            try:
+                if self._step(clock):
+                    return
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any bug
+                self._loop_errors += 1
+                self._problem(f"internal error in the ingest loop: {type(exc).__name__}: {exc}"[:300], exc=exc)
+                self._stop.wait(0.5)
 
-    def _collect(self, wait_s: float) -> _Batch:
-        """Up to batch_max messages: the first within wait_s, the rest within flush_s after it."""
-        batch = _Batch()
+    def _step(self, clock: dict[str, float]) -> bool:
+        """One round: collect, write, sweep, prune. True when the ingest is to end."""
+        stopping = self._stop.is_set()
+        if not len(self._pending) and not self._pending.refused:
+            self._collect(0.0 if stopping else 0.5)
+        if len(self._pending) or self._pending.refused:
+            if not self._write(self._pending):
+                if stopping:
+                    return True  # the database is down at shutdown: those rows stay unwritten (queued)
+                self._stop.wait(self._backoff)  # outage: hold the batch, retry with backoff
+                self._backoff = min(RETRY_MAX_S, self._backoff * 2)
+                return False
+        elif stopping:
+            return True
+        now = self.clock()
+        if now >= clock["sweep"]:
+            self._sweep(now)
+            clock["sweep"] = now + 1.0
+        if now >= clock["prune"]:
+            self._prune(now)
+            clock["prune"] = now + PRUNE_EVERY_S
+        return False
+
+    def _collect(self, wait_s: float) -> None:
+        """Up to batch_max messages into the pending batch: the first within wait_s, the rest within flush_s."""
         try:
             first = self._inbox.get(timeout=wait_s) if wait_s > 0 else self._inbox.get_nowait()
         except queue.Empty:
-            return batch
+            return
         deadline = time.monotonic() + self.flush_s
-        self._decode(*first, batch)
+        self._take(first)
         taken = 1
         while taken < self.batch_max:
             left = deadline - time.monotonic()
@@ -323,104 +482,206 @@ class Ingest:
                 item = self._inbox.get(timeout=left) if left > 0 else self._inbox.get_nowait()
             except queue.Empty:
                 break
-            self._decode(*item, batch)
+            self._take(item)
             taken += 1
-        return batch
+
+    def _take(self, item: tuple[str, bytes, float]) -> None:
+        self._holding += 1
+        self._decode(*item, self._pending)
 
     def _decode(self, topic: str, payload: bytes, received_at: float, batch: _Batch) -> None:
-        parts = topic.split("/")
-        device_id, kind = (parts[-2], parts[-1]) if len(parts) >= 3 else ("", "")
+        """Check one message into ``batch``; a message that fails any check is counted, never raised."""
+        kind = ""
+        device_id: Optional[str] = None
         try:
-            if kind == "status":
-                self._decode_status(device_id, payload, received_at, batch)
-            elif kind in ("prediction", "stats"):
-                data = json.loads(payload.decode("utf-8"))
-                if not isinstance(data, dict):
-                    raise ValueError("JSON but not an object")
-                if kind == "prediction":
-                    self._decode_prediction(device_id, data, received_at, batch)
-                else:
-                    self._decode_stats(device_id, data, received_at, batch)
+            where = parse_topic(topic, self.prefix)
+            kind, device_id = where.kind, where.device_id
+            if device_id is None:
+                raise RejectedMessage("bad_device_id", f"{_shown(topic)}: the device id is not one the API accepts")
+            if kind == "prediction":
+                row = check_prediction(device_id, payload)
+                row["received_at"] = received_at
+                batch.rows.append(_Row(topic, row))
+            elif kind == "status":
+                text = check_status(payload)
+                if not text:  # a retained status cleared on the broker: nothing to record
+                    self.counters.statuses += 1
+                    self._holding -= 1
+                    return
+                batch.events.append(
+                    {"type": "status", "device_id": device_id, "status": text, "at": received_at, "topic": topic}
+                )
             else:
-                raise ValueError("not a prediction, status or stats topic")
-        except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+                data = check_stats(device_id, payload)
+                batch.events.append(
+                    {"type": "stats", "device_id": device_id, "stats": data, "at": received_at, "topic": topic}
+                )
+        except RejectedMessage as exc:
+            self._reject(topic, kind, device_id, exc.reason, exc.detail)
+            if kind == "prediction" and device_id is not None and exc.reason not in ("too_large", "too_deep"):
+                ref = seq_ref(device_id, payload)
+                if ref is not None:
+                    batch.refused.append(ref)
+        except Exception as exc:  # noqa: BLE001 - one message never ends the ingest
+            self._reject(topic, kind, device_id, "internal_error", f"{type(exc).__name__}: {exc}", exc=exc)
+
+    def _reject(
+        self,
+        topic: str,
+        kind: str,
+        device_id: Optional[str],
+        reason: str,
+        detail: str,
+        exc: Optional[BaseException] = None,
+    ) -> None:
+        """Count a message that will not be stored (by reason, by device, a sample) and log at most once a minute."""
+        self._holding -= 1
+        if reason not in ("db_rejected", "internal_error"):
             self.counters.malformed += 1
-            self._problem(f"{topic}: malformed payload ({str(exc)[:120]})")
+        device = device_id if device_id is not None else "(invalid id)"
+        with self._lock:
+            self._rejected[reason] = self._rejected.get(reason, 0) + 1
+            if kind == "prediction":
+                self._rejected_predictions += 1
+            if device not in self._rejected_by_device and len(self._rejected_by_device) >= BY_DEVICE_MAX:
+                device = "(other)"
+            self._rejected_by_device[device] = self._rejected_by_device.get(device, 0) + 1
+            self._samples.append({"at": self.clock(), "topic": _shown(topic), "reason": reason, "detail": detail[:300]})
+        what = "malformed payload" if reason not in ("db_rejected", "internal_error") else reason.replace("_", " ")
+        self._problem(f"{_shown(topic)}: {what} ({reason}: {detail[:200]})", exc=exc)
 
-    def _decode_prediction(self, device_id: str, data: dict[str, Any], received_at: float, batch: _Batch) -> None:
-        problems = validate_prediction(data)
-        if problems:
-            raise ValueError("; ".join(problems[:3]))
-        if data["device_id"] != device_id:
-            raise ValueError(f"device_id {data['device_id']!r} is not the topic's {device_id!r}")
-        row = {
-            "device_id": device_id,
-            "run_id": data.get("run_id") or "",
-            "seq": int(data["seq"]),
-            "ts": float(data["window_end_ts"]),
-            "label": data["label"],
-            "confidence": float(data["confidence"]),
-            "probabilities": {str(k): float(v) for k, v in data["probabilities"].items()},
-            "model_id": data["model_id"],
-            "variant": data.get("variant"),
-            "inference_ms": float(data["inference_ms"]),
-            "received_at": received_at,
-        }
-        batch.rows.append(row)
-
-    def _decode_status(self, device_id: str, payload: bytes, received_at: float, batch: _Batch) -> None:
-        text = payload.decode("utf-8").strip()
-        if not text:
-            return  # a retained status cleared on the broker: nothing to record
-        if len(text) > MAX_STATUS_LEN or text.startswith("{"):
-            raise ValueError(f"status is a short word (online, stopped, offline), got {text[:40]!r}")
-        batch.events.append({"type": "status", "device_id": device_id, "status": text, "at": received_at})
-
-    def _decode_stats(self, device_id: str, data: dict[str, Any], received_at: float, batch: _Batch) -> None:
-        if data.get("device_id", device_id) != device_id:
-            raise ValueError(f"device_id {data.get('device_id')!r} is not the topic's {device_id!r}")
-        batch.events.append({"type": "stats", "device_id": device_id, "stats": data, "at": received_at})
+    # ------------------------------------------------------------------ writing
 
     def _write(self, batch: _Batch) -> bool:
-        """Store the batch, then tell the browsers; False (batch kept) when the database failed."""
-        import sqlalchemy as sa
+        """Store the batch, then tell the browsers; False (the rest of the batch kept) on a database outage.
 
+        A status, stats message or prediction row the database refuses as data is set aside (the batch is
+        halved until the refused row is alone) and counted; the rest is stored.
+        """
         try:
-            for event in batch.events:  # status and stats first: few, and the live page orders by arrival
-                if event["type"] == "status" and "_done" not in event:
-                    self.store.set_status(event["device_id"], event["status"], event["at"])
-                elif event["type"] == "stats" and "_done" not in event:
-                    self.store.set_stats(event["device_id"], event["stats"], event["at"])
-                event["_done"] = True  # a retry after a database error does not record it twice
-            added = self.store.add_predictions(batch.rows)
-        except sa.exc.SQLAlchemyError as exc:
+            while batch.events:  # status and stats first: few, and the live page orders by arrival
+                event = batch.events[0]
+                try:
+                    self._write_event(event)
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    if _is_outage(exc):
+                        raise _Outage(_db_reason(exc)) from exc
+                    self._set_aside(event["topic"], "status" if event["type"] == "status" else "stats", exc)
+                else:
+                    self._holding -= 1
+                    self._published_event(event)
+                batch.events.pop(0)
+            self._write_rows(batch)
+        except _Outage as exc:
             self.counters.db_errors += 1
-            self._problem(f"database {self.store.describe()}: {str(getattr(exc, 'orig', exc)).strip()[:200]}")
+            with self._lock:
+                if self._db["state"] != "outage":
+                    self._db["outages"] += 1
+                self._db["state"] = "outage"
+                self._db["last_error"] = str(exc)
+            self._problem(f"database {self.store.describe()}: {exc} (retrying in {self._backoff:g} s)")
             return False
-        self.counters.stored += added
-        self.counters.predictions += len(batch.rows)
-        for event in batch.events:
-            event.pop("_done", None)
-            device = self._devices.setdefault(event["device_id"], _Device())
-            if event["type"] == "status":
-                self.counters.statuses += 1
-                device.status = event["status"]
-            else:
-                self.counters.stats += 1
-                device.stats_at = event["at"]
-                interval = _num(event["stats"].get("stats_interval_s"))
-                device.stats_interval_s = interval if interval is not None else device.stats_interval_s
-                event["stats"] = stats_brief(event["stats"])
-            event["liveness"] = self.liveness(event["device_id"], event["at"])
-            device.liveness = event["liveness"]
-            self.hub.publish(event)
-        if batch.rows:
-            for row in batch.rows:
-                self._devices.setdefault(row["device_id"], _Device())
-            keys = ("device_id", "run_id", "seq", "ts", "label", "confidence", "model_id")
-            items = [{k: r[k] for k in keys} for r in batch.rows]
-            self.hub.publish({"type": "predictions", "items": items})
+        with self._lock:
+            self._db["state"] = "ok"
+        self._backoff = RETRY_MIN_S
         return True
+
+    def _write_event(self, event: dict[str, Any]) -> None:
+        if event["type"] == "status":
+            self.store.set_status(event["device_id"], event["status"], event["at"])
+        else:
+            self.store.set_stats(event["device_id"], event["stats"], event["at"])
+
+    def _write_rows(self, batch: _Batch) -> None:
+        """Write batch.rows in chunks, halving a chunk the database refuses as data until the refused row is
+        alone; what is written leaves the batch, so a retry after an outage writes only the rest."""
+        chunks = [batch.rows] if batch.rows else []
+        written: list[_Row] = []
+        try:
+            while chunks:
+                chunk = chunks[-1]
+                refused = [(r.device_id, r.run_id, r.seq) for r in batch.refused]
+                try:
+                    result = self.store.write_predictions([r.row for r in chunk], refused=refused)
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    if _is_outage(exc):
+                        raise _Outage(_db_reason(exc)) from exc
+                    chunks.pop()
+                    if len(chunk) > 1:
+                        half = len(chunk) // 2
+                        chunks += [chunk[half:], chunk[:half]]  # the first half next: rows stay in order
+                    else:
+                        self._set_aside(chunk[0].topic, "prediction", exc)
+                        row = chunk[0].row
+                        if row["run_id"]:
+                            batch.refused.append(SeqRef(row["device_id"], row["run_id"], row["seq"]))
+                    continue
+                chunks.pop()
+                batch.refused.clear()
+                self._account(chunk, result.new, result.books)
+                written += chunk
+            if batch.refused:  # only refused predictions this time (or the last rows were set aside)
+                refused = [(r.device_id, r.run_id, r.seq) for r in batch.refused]
+                try:
+                    result = self.store.write_predictions([], refused=refused, at=self.clock())
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    if _is_outage(exc):
+                        raise _Outage(_db_reason(exc)) from exc
+                    self._problem(f"database refused the seq books: {_db_reason(exc)}")
+                else:
+                    self._account([], [], result.books)
+                batch.refused.clear()
+        finally:
+            left = [row for chunk in chunks for row in chunk]
+            batch.rows = left
+            if written:
+                keys = ("device_id", "run_id", "seq", "ts", "label", "confidence", "model_id")
+                self.hub.publish({"type": "predictions", "items": [{k: r.row[k] for k in keys} for r in written]})
+
+    def _account(self, chunk: list[_Row], new: list[bool], books: list[SeqBook]) -> None:
+        added = sum(new)
+        self.counters.stored += added
+        self.counters.duplicates += len(chunk) - added
+        self.counters.predictions += len(chunk)
+        self._holding -= len(chunk)
+        for r in chunk:
+            self._devices.setdefault(r.row["device_id"], _Device())
+        with self._lock:
+            for book in books:
+                runs = self._gaps.setdefault(book.device_id, {})
+                self._gap_total += book.gaps - runs.get(book.run_id, 0)
+                runs[book.run_id] = book.gaps
+
+    def _restore_books(self, books: list[SeqBook]) -> None:
+        with self._lock:
+            self._gaps = {}
+            for book in books:
+                self._gaps.setdefault(book.device_id, {})[book.run_id] = book.gaps
+            self._gap_total = sum(book.gaps for book in books)
+
+    def _set_aside(self, topic: str, kind: str, exc: BaseException) -> None:
+        with self._lock:
+            self._db["set_aside"] += 1
+        reason = "db_rejected" if _is_data_error(exc) else "internal_error"
+        parts = topic.split("/")
+        device_id = parts[-2] if len(parts) >= 2 and DEVICE_ID.match(parts[-2]) else None
+        self._reject(topic, kind, device_id, reason, _db_reason(exc), exc=exc if reason == "internal_error" else None)
+
+    def _published_event(self, event: dict[str, Any]) -> None:
+        device = self._devices.setdefault(event["device_id"], _Device())
+        if event["type"] == "status":
+            self.counters.statuses += 1
+            device.status = event["status"]
+        else:
+            self.counters.stats += 1
+            device.stats_at = event["at"]
+            interval = _num(event["stats"].get("stats_interval_s"))
+            device.stats_interval_s = interval if interval is not None else device.stats_interval_s
+            event["stats"] = stats_brief(event["stats"])
+        event.pop("topic", None)
+        event["liveness"] = self.liveness(event["device_id"], event["at"])
+        device.liveness = event["liveness"]
+        self.hub.publish(event)
 
     def liveness(self, device_id: str, now: float) -> str:
         device = self._devices.get(device_id) or _Device()
@@ -446,25 +707,44 @@ class Ingest:
         try:
             deleted = self.store.prune(now)
         except sa.exc.SQLAlchemyError as exc:
-            self._problem(f"retention: cannot delete old rows: {str(getattr(exc, 'orig', exc)).strip()[:200]}")
+            self._problem(f"retention: cannot delete old rows: {_db_reason(exc)}")
             return
         if deleted:
             log.info("retention: deleted %d rows older than %g days", deleted, self.store.retention_days)
+            self._restore_books(self.store.seq_books())
 
-    def _problem(self, text: str) -> None:
+    def _problem(self, text: str, exc: Optional[BaseException] = None) -> None:
         """Log a problem now, or count it until LOG_EVERY_S has passed (a flood logs one line a minute)."""
         self.counters.last_problem = text
         now = time.monotonic()
         if now - self._last_log >= LOG_EVERY_S or self._last_log == 0.0:
             more = f" (and {self._unlogged} more problems since the last report)" if self._unlogged else ""
-            log.warning("ingest: %s%s", text, more)
+            log.warning("ingest: %s%s", text, more, exc_info=exc)
             self._last_log = now
             self._unlogged = 0
         else:
             self._unlogged += 1
 
 
+def _db_reason(exc: BaseException) -> str:
+    """The driver's one-line reason (no statement dump) or the exception's own line."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    return f"{type(orig).__name__}: {text}"[:300]
+
+
+def _shown(topic: str) -> str:
+    """A topic as a log line or sample may show it: printable, at most 200 characters."""
+    text = "".join(c if c.isprintable() and not "\ud800" <= c <= "\udfff" else "?" for c in topic[:200])
+    return text + ("..." if len(topic) > 200 else "")
+
+
 def _num(value: Any) -> Optional[float]:
+    """A number JSON can carry, else None (bools, huge integers, NaN and infinities are not)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
     return None

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edge_har.core.errors import CommandError
-from edge_har.web.config import DEFAULT_DB_PATH, DEFAULT_PORT, GRACEFUL_SHUTDOWN_S, ServeConfig
+from edge_har.web.config import (
+    DEFAULT_DB_PATH,
+    DEFAULT_PORT,
+    DEFAULT_SESSION_EXPIRY_S,
+    GRACEFUL_SHUTDOWN_S,
+    ServeConfig,
+)
 
 log = logging.getLogger("edge_har.web")
 
@@ -88,6 +94,27 @@ def register(subparsers: Any) -> None:
     live.add_argument(
         "--topic-prefix", default="edge-har", type=str, help="the devices' topic prefix (default: edge-har)"
     )
+    live.add_argument(
+        "--protocol",
+        choices=["3.1.1", "5"],
+        default="5",
+        help="MQTT protocol version (default: 5, whose session expiry bounds what the broker keeps for serve)",
+    )
+    live.add_argument(
+        "--client-id",
+        type=str,
+        metavar="ID",
+        help="MQTT client id of the ingest's persistent session; one per serve on a broker "
+        "(default: edge-har-serve-<host name>-<topic prefix>)",
+    )
+    live.add_argument(
+        "--session-expiry",
+        default=DEFAULT_SESSION_EXPIRY_S,
+        type=_session_expiry,
+        metavar="SECONDS",
+        help="how long the broker keeps serve's session and queues QoS 1 predictions for it while serve is away "
+        f"(within the broker's max_queued_messages); 0: a clean session (default: {DEFAULT_SESSION_EXPIRY_S})",
+    )
     store = parser.add_argument_group("history")
     store.add_argument(
         "--db-path",
@@ -119,6 +146,18 @@ def _port(text: str) -> int:
         value = -1
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text}")
+    return value
+
+
+def _session_expiry(text: str) -> int:
+    from edge_har.mqtt.client import MAX_SESSION_EXPIRY_S
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SESSION_EXPIRY_S:
+        raise argparse.ArgumentTypeError(f"must be whole seconds 0-{MAX_SESSION_EXPIRY_S} (30 days), got {text}")
     return value
 
 
@@ -174,6 +213,8 @@ def build_serve_config(args: argparse.Namespace) -> ServeConfig:
         mqtt = build_config(args, prefix="broker-")
     elif args.broker_username or args.broker_password_env or args.broker_password_file or args.ca_file:
         raise CommandError("broker options without --broker: give --broker HOST[:PORT] for the live view")
+    if args.client_id is not None and (not args.client_id.strip() or len(args.client_id) > 128):
+        raise CommandError(f"--client-id {args.client_id[:40]!r}: must be 1-128 characters, not blank")
     return ServeConfig(
         host=args.host,
         port=args.port,
@@ -186,6 +227,8 @@ def build_serve_config(args: argparse.Namespace) -> ServeConfig:
         db_url=args.db_url,
         db_path=args.db_path,
         retention_days=args.retention_days,
+        client_id=args.client_id,
+        session_expiry_s=args.session_expiry,
     )
 
 

@@ -97,6 +97,45 @@ devices = sa.Table(
 )
 
 
+# Per (device, run): which seq numbers arrived, as a range and a count, so predictions lost upstream (a burst
+# beyond the broker's queue for serve, a device's dropped offline queue) are counted as gaps. Written in the
+# transaction that stores the rows, so a restart (kill -9 included) goes on from what the store holds, and
+# pruned with the rows. Runs with run_id '' (devices older than the run id) have none: their seq restarts at 0.
+seq_books = sa.Table(
+    "seq_books",
+    metadata,
+    sa.Column("device_id", sa.String(_ID_LEN), primary_key=True),
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("first_seq", sa.BigInteger(), nullable=False),
+    sa.Column("high_seq", sa.BigInteger(), nullable=False),
+    sa.Column("accounted", sa.BigInteger(), nullable=False),  # seqs that arrived: rows new to the store + refused
+    sa.Column("updated_at", sa.Double(), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class SeqBook:
+    """One run's book: ``gaps`` are the seqs between the first and the highest that never arrived."""
+
+    device_id: str
+    run_id: str
+    first_seq: int
+    high_seq: int
+    accounted: int
+
+    @property
+    def gaps(self) -> int:
+        return max(0, self.high_seq - self.first_seq + 1 - self.accounted)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What :meth:`Store.write_predictions` did: ``new[i]`` for ``rows[i]``, and the books it touched."""
+
+    new: list[bool]
+    books: list[SeqBook]
+
+
 class StoreError(EdgeHarError):
     """The database cannot be opened or used (bad URL, server down, missing driver): names the URL."""
 
@@ -180,42 +219,115 @@ class Store:
     # ------------------------------------------------------------------ writes (the ingest thread)
 
     def add_predictions(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Insert a batch (one ``executemany``); re-deliveries are skipped. Returns the rows new to the store.
+        """Insert a batch; re-deliveries are skipped. Returns the rows new to the store (see write_predictions)."""
+        return sum(self.write_predictions(rows).new)
 
-        Each row has the ``predictions`` columns except ``id``. The device table's ``last_seen``,
-        ``run_id`` and ``model_id`` follow the newest row of each device in the batch.
+    def write_predictions(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        refused: Sequence[tuple[str, str, int]] = (),
+        at: Optional[float] = None,
+    ) -> WriteResult:
+        """Insert a batch (one multi-row INSERT) and keep the seq books, in one transaction.
+
+        Each row has the ``predictions`` columns except ``id``; ``new[i]`` says whether ``rows[i]`` was new to
+        the store (False: a re-delivery, or a repeat within the batch), which is what the gap books count.
+        ``refused`` are ``(device_id, run_id, seq)`` of predictions that arrived but were not stored (refused
+        by a check or set aside): the books count them as arrived. The device table's ``last_seen``,
+        ``run_id`` and ``model_id`` follow the newest row of each device in the batch. ``at`` stamps the
+        books (default: the newest ``received_at``, else now) for retention.
         """
+        if not rows and not refused:
+            return WriteResult([], [])
+        stamp = at if at is not None else max((r["received_at"] for r in rows), default=time.time())
+        with self.engine.begin() as conn:
+            new = self._insert_rows(conn, rows)
+            if rows:
+                self._upsert_devices(conn, rows)
+            arrived = [(r["device_id"], r["run_id"], r["seq"]) for r, fresh in zip(rows, new) if fresh]
+            books = self._count_seqs(conn, arrived + list(refused), stamp)
+        return WriteResult(new, books)
+
+    def _insert_rows(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> list[bool]:
         if not rows:
-            return 0
+            return []
+        stmt = self._insert(predictions).on_conflict_do_nothing()
+        params = [dict(r) for r in rows]
+        c = predictions.c
+        if self._returning:
+            # One multi-row INSERT per batch (SQLAlchemy's insertmanyvalues); RETURNING lists the keys of the
+            # rows actually inserted, the only exact answer on psycopg, whose executemany rowcount is -1.
+            inserted = {tuple(k) for k in conn.execute(stmt.returning(c.device_id, c.run_id, c.seq, c.ts), params)}
+        else:  # SQLite older than 3.35: no RETURNING, so a statement per row tells which were new
+            inserted = {_key(p) for p in params if conn.execute(stmt, p).rowcount > 0}
+        new = []
+        for row in rows:
+            key = _key(row)
+            new.append(key in inserted)
+            inserted.discard(key)  # a repeat within the batch is not new twice
+        return new
+
+    def _upsert_devices(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         newest: dict[str, Mapping[str, Any]] = {}
         for row in rows:
             held = newest.get(row["device_id"])
             if held is None or row["received_at"] >= held["received_at"]:
                 newest[row["device_id"]] = row
-        stmt = self._insert(predictions).on_conflict_do_nothing()
-        with self.engine.begin() as conn:
-            if self._returning:
-                # One multi-row INSERT per batch (SQLAlchemy's insertmanyvalues); RETURNING lists the rows
-                # actually inserted, the only exact count on psycopg, whose executemany rowcount is -1.
-                added = len(conn.execute(stmt.returning(predictions.c.id), [dict(r) for r in rows]).all())
-            else:  # SQLite older than 3.35: no RETURNING; sqlite3 sums executemany's rowcount
-                added = max(0, conn.execute(stmt, [dict(r) for r in rows]).rowcount)
-            # every device of the batch in one executemany, not a statement per device
-            upsert = self._insert(devices)
-            keep = {name: upsert.excluded[name] for name in ("run_id", "model_id", "last_seen")}
-            conn.execute(
-                upsert.on_conflict_do_update(index_elements=[devices.c.device_id], set_=keep),
-                [
-                    {
-                        "device_id": device_id,
-                        "run_id": row["run_id"] or None,
-                        "model_id": row["model_id"],
-                        "last_seen": row["received_at"],
-                    }
-                    for device_id, row in newest.items()
-                ],
-            )
-        return added
+        # every device of the batch in one executemany, not a statement per device
+        upsert = self._insert(devices)
+        keep = {name: upsert.excluded[name] for name in ("run_id", "model_id", "last_seen")}
+        conn.execute(
+            upsert.on_conflict_do_update(index_elements=[devices.c.device_id], set_=keep),
+            [
+                {
+                    "device_id": device_id,
+                    "run_id": row["run_id"] or None,
+                    "model_id": row["model_id"],
+                    "last_seen": row["received_at"],
+                }
+                for device_id, row in newest.items()
+            ],
+        )
+
+    def _count_seqs(self, conn: sa.Connection, arrived: Sequence[tuple[str, str, int]], at: float) -> list[SeqBook]:
+        """Widen each run's range to the seqs that arrived and add them to its count; the updated books."""
+        runs: dict[tuple[str, str], list[int]] = {}
+        for device_id, run_id, seq in arrived:
+            if not run_id:
+                continue
+            held = runs.get((device_id, run_id))
+            if held is None:
+                runs[(device_id, run_id)] = [seq, seq, 1]
+            else:
+                held[0], held[1], held[2] = min(held[0], seq), max(held[1], seq), held[2] + 1
+        if not runs:
+            return []
+        t = seq_books.c
+        upsert = self._insert(seq_books)
+        ex = upsert.excluded
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[t.device_id, t.run_id],
+                set_={
+                    "first_seq": sa.case((ex.first_seq < t.first_seq, ex.first_seq), else_=t.first_seq),
+                    "high_seq": sa.case((ex.high_seq > t.high_seq, ex.high_seq), else_=t.high_seq),
+                    "accounted": t.accounted + ex.accounted,
+                    "updated_at": ex.updated_at,
+                },
+            ),
+            [
+                {"device_id": d, "run_id": r, "first_seq": lo, "high_seq": hi, "accounted": n, "updated_at": at}
+                for (d, r), (lo, hi, n) in runs.items()
+            ],
+        )
+        touched = sa.select(seq_books).where(sa.tuple_(t.device_id, t.run_id).in_(list(runs)))
+        return [_book(row) for row in conn.execute(touched).mappings()]
+
+    def seq_books(self) -> list[SeqBook]:
+        """Every run's seq book (the ingest restores its gap counts from these at start)."""
+        with self.engine.connect() as conn:
+            return [_book(row) for row in conn.execute(sa.select(seq_books)).mappings()]
 
     def set_status(self, device_id: str, status: str, received_at: float) -> bool:
         """Record a status message; True when it changed the device's status (a row in ``status_changes``).
@@ -259,6 +371,7 @@ class Store:
             deleted = conn.execute(sa.delete(predictions).where(predictions.c.received_at < cutoff)).rowcount
             deleted += conn.execute(sa.delete(status_changes).where(status_changes.c.received_at < cutoff)).rowcount
             conn.execute(sa.delete(devices).where(devices.c.last_seen < cutoff))
+            conn.execute(sa.delete(seq_books).where(seq_books.c.updated_at < cutoff))
         return int(deleted)
 
     # ------------------------------------------------------------------ reads (request threads)
@@ -545,6 +658,15 @@ def _load_json(text: Optional[str]) -> Any:
         )
     except (ValueError, RecursionError):
         return None
+
+
+def _key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A prediction's identity in the store (``uq_predictions_key``)."""
+    return (row["device_id"], row["run_id"], row["seq"], row["ts"])
+
+
+def _book(row: Any) -> SeqBook:
+    return SeqBook(row["device_id"], row["run_id"], int(row["first_seq"]), int(row["high_seq"]), int(row["accounted"]))
 
 
 def _reason(exc: BaseException) -> str:
