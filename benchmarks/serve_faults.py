@@ -37,8 +37,10 @@ and takes the books:
 ``recovery s``  from the end of the outage until every device has a prediction stored that it made
                 after the outage ended
 
-A server killed with SIGKILL loses its in-memory counters: for ``serve_kill`` the counters read from
-``/api/ingest`` just before the kill are added to the restarted server's.
+A server killed with SIGKILL loses its in-memory counters: for ``serve_kill`` the rejections,
+duplicates and database outages read from ``/api/ingest`` just before the kill are added to the
+restarted server's. Gaps are not added: the server keeps them in the store (its seq books) and the
+restarted server reports the whole run's.
 """
 
 from __future__ import annotations
@@ -609,7 +611,7 @@ def _books(
         for reason, count in (status.get("rejected") or {}).items():
             rejected_by_reason[reason] = rejected_by_reason.get(reason, 0) + int(count)
     rejected_predictions = _sum_counts(statuses, "rejected_predictions")
-    gaps = _sum_counts(statuses, "gaps")
+    gaps = statuses[-1].get("gaps")  # kept in the store's seq books: the last server's figure covers every run
     missing_keys = [k for k, v in (("rejected_predictions", rejected_predictions), ("gaps", gaps)) if v is None]
     unaccounted = published - stored - (rejected_predictions or 0) - (gaps or 0)
     return {
@@ -734,8 +736,8 @@ _DEFINITIONS = dict(
     recovery_s="from the end of the outage until every device has a prediction stored that it made after it",
     missing_in_store="published predictions whose seq is not in the store (SQL), for comparison with gaps + rejected",
     device_dropped="predictions the devices' offline queues dropped (they reach the server as gaps)",
-    serve_kill="a SIGKILLed server's counters are those read from /api/ingest just before the kill, added to "
-    "the restarted server's",
+    serve_kill="a SIGKILLed server's rejections, duplicates and outages, read from /api/ingest just before the "
+    "kill, are added to the restarted server's; gaps are kept in the store, so the last server's figure stands",
 )
 
 
