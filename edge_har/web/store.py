@@ -631,6 +631,8 @@ def _device_record(row: sa.RowMapping) -> DeviceRecord:
 
 def _finite(value: Any) -> Optional[float]:
     """A stored number the API can serve (JSON has no NaN or infinity), else None."""
+    if type(value) is float:  # the common case, first: a page calls this a dozen times per device
+        return value if value - value == 0.0 else None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             number = float(value)
@@ -638,6 +640,11 @@ def _finite(value: Any) -> Optional[float]:
             return None
         return number if math.isfinite(number) else None
     return None
+
+
+def _json_float(text: str) -> Optional[float]:
+    number = float(text)
+    return number if number - number == 0.0 else None  # inf - inf and nan - nan are nan
 
 
 def _json_int(text: str) -> Optional[int]:
@@ -653,9 +660,7 @@ def _load_json(text: Optional[str]) -> Any:
     if text is None:
         return None
     try:
-        return json.loads(
-            text, parse_int=_json_int, parse_float=lambda s: _finite(float(s)), parse_constant=lambda _: None
-        )
+        return json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=lambda _: None)
     except (ValueError, RecursionError):
         return None
 

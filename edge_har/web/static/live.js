@@ -1,22 +1,33 @@
-// edge-har serve, Live page: every device on the broker, updated by server-sent events.
+// edge-har serve, Live page: the devices on the broker, a page at a time, updated by server-sent events.
 // Plain JavaScript, no build step and no library. The page keeps no truth of its own: on every
-// (re)connect of the stream it re-reads /api/devices, each device's last hour and today's summary,
-// then applies the pushed events on top, so a server restart or a slow tab loses nothing.
+// (re)connect of the stream it re-reads the devices it shows from /api/devices, each page of PAGE devices
+// in ONE request that carries every card's last hour and today's summary too (never a request per
+// device: a fleet of thousands costs what a fleet of three does), then applies the pushed events on top,
+// so a server restart or a slow tab loses nothing. "Show more" adds a page; the filter box asks the
+// server for the ids containing its text.
 "use strict";
 
 const HOUR_S = 3600;
 const GAP_CAP_S = 5; // as the server's store: a longer silence is an outage, not activity
-const SUMMARY_EVERY_MS = 10000;
+const PAGE = 24; // devices per request (the server allows at most 100 with timelines)
+const TIMELINE_STEP_S = 10; // one point per 10 s is what a 470-pixel hour shows (3600 s / 470 px = 7.7 s a pixel)
+const POINT_LASTS_S = Math.max(GAP_CAP_S, TIMELINE_STEP_S); // a thinned point stands for its whole step
+const REFRESH_EVERY_MS = 10000; // today's summary, stats, gaps and rejections of the devices shown
 const REDRAW_EVERY_MS = 5000;
-const TIMELINE_STEP_S = 2;
+const RELOAD_AT_MOST_EVERY_MS = 2000; // new devices arriving in a burst cost one reload, not one each
 const PALETTE = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777",
   "#4f46e5", "#65a30d", "#0d9488", "#7c3aed", "#e11d48", "#475569"];
 const LIVENESS_PILL = { online: "ok", stale: "warn", stopped: "", offline: "bad", unknown: "" };
 
-const devices = new Map(); // device_id -> {view, points: [[ts, label, conf]], card, summary}
+const devices = new Map(); // device_id -> {view, points: [[ts, label, conf, run_id, seq]], card, summary}
 const colours = new Map();
+let pages = 1; // how many pages of PAGE devices are shown ("Show more" adds one)
+let nextAfter = null; // the cursor of the page after the shown ones (null: none)
+let listComplete = false; // every device matching the filter is shown: a new one gets a card of its own
+let filterText = "";
 let source = null;
 let loading = null;
+let reloadTimer = null;
 let clockSkew = 0; // server now - browser now, so "seconds ago" is right on a badly set laptop
 
 function colour(label) {
@@ -37,6 +48,7 @@ function utcOffsetMin() { return -new Date().getTimezoneOffset(); }
 function fmt(value, digits, unit) {
   return value === null || value === undefined ? "–" : `${Number(value).toFixed(digits)}${unit || ""}`;
 }
+function count(n) { return Number(n || 0).toLocaleString("en-US"); }
 function duration(s) {
   if (s < 60) return `${Math.round(s)} s`;
   if (s < 3600) return `${Math.round(s / 60)} min`;
@@ -52,35 +64,59 @@ async function getJSON(url) {
 // ------------------------------------------------------------------ state from the API
 
 function load() {
-  if (!loading) loading = reload().finally(() => { loading = null; });
+  if (!loading) loading = reload(true).finally(() => { loading = null; });
   return loading;
 }
 
-async function reload() {
-  const body = await getJSON("/api/devices");
-  clockSkew = body.now - Date.now() / 1000;
-  showBroker(body.broker);
-  const since = body.now - HOUR_S;
-  await Promise.all(body.devices.map(async (view) => {
-    const device = ensure(view.device_id);
-    device.view = view;
-    // one point per TIMELINE_STEP_S is all a card's width can show of an hour (7 windows/s would be 25,000)
-    const history = await getJSON(
-      `/api/devices/${encodeURIComponent(view.device_id)}/history?since=${since}&step_s=${TIMELINE_STEP_S}`);
-    device.points = history.predictions.map((p) => [p.ts, p.label, p.confidence, p.run_id, p.seq]);
-    await loadSummary(device);
-    render(device);
-  }));
-  document.getElementById("empty").hidden = devices.size > 0;
+function loadSoon() {
+  if (reloadTimer === null) reloadTimer = setTimeout(() => { reloadTimer = null; load(); }, RELOAD_AT_MOST_EVERY_MS);
 }
 
-async function loadSummary(device) {
-  const id = encodeURIComponent(device.view.device_id);
-  try {
-    device.summary = await getJSON(`/api/devices/${id}/summary?utc_offset_min=${utcOffsetMin()}`);
-  } catch (err) {
-    device.summary = null;
+function pageURL(after, withHour) {
+  const params = new URLSearchParams({ limit: PAGE, today: "true", utc_offset_min: utcOffsetMin() });
+  if (withHour) params.set("hour_step_s", TIMELINE_STEP_S);
+  if (filterText) params.set("q", filterText);
+  if (after) params.set("after", after);
+  return `/api/devices?${params}`;
+}
+
+// The shown pages, one request each, in order; `withHour` also replaces each card's timeline (on load
+// and on reconnect; the periodic refresh keeps the timelines the stream extends).
+async function reload(withHour) {
+  const wanted = filterText;
+  const shown = [];
+  let after = null;
+  let body = null;
+  for (let page = 0; page < pages; page++) {
+    body = await getJSON(pageURL(after, withHour));
+    if (wanted !== filterText) return; // the filter changed meanwhile: its own load is on its way
+    if (page === 0) {
+      clockSkew = body.now - Date.now() / 1000;
+      showBroker(body.broker);
+      showIngest(body.ingest);
+    }
+    for (const view of body.devices) shown.push(take(view).view.device_id);
+    after = body.next;
+    if (!after) break;
   }
+  nextAfter = after;
+  listComplete = !after;
+  // what the server no longer lists (pruned, or pushed past the shown pages) leaves the page
+  const keep = new Set(shown);
+  for (const [id, device] of devices) if (!keep.has(id)) { device.card.remove(); devices.delete(id); }
+  const list = document.getElementById("devices");
+  shown.forEach((id) => { const device = devices.get(id); list.appendChild(device.card); render(device); });
+  showCount(shown.length, body ? body.total : 0, !listComplete);
+}
+
+// A device of an /api/devices page: its view, and its hour and today when the page carried them.
+function take(view) {
+  const device = ensure(view.device_id);
+  const { hour, today, ...rest } = view;
+  device.view = rest;
+  if (hour) device.points = hour.map((p) => [p.ts, p.label, p.confidence, p.run_id, p.seq]);
+  if (today) device.summary = today;
+  return device;
 }
 
 function ensure(id) {
@@ -92,11 +128,20 @@ function ensure(id) {
     const list = document.getElementById("devices");
     const after = [...list.children].find((el) => el.dataset.device > id);
     list.insertBefore(card, after || null);
-    device = { view: { device_id: id, liveness: "unknown", stats: null, activity: null }, points: [], card, summary: null };
+    device = { view: { device_id: id, liveness: "unknown", stats: null, activity: null, gaps: 0, rejected: 0 },
+      points: [], card, summary: null };
     devices.set(id, device);
-    document.getElementById("empty").hidden = true;
   }
   return device;
+}
+
+// A pushed event about a device the page does not show: a card for it only when the whole (filtered)
+// list is shown; otherwise it is on a page not loaded, and the next refresh counts it in the total.
+function shownDevice(id) {
+  if (devices.has(id)) return devices.get(id);
+  if (!listComplete || (filterText && !id.toLowerCase().includes(filterText.toLowerCase()))) return null;
+  loadSoon(); // its stats, status, gaps and rejections
+  return ensure(id);
 }
 
 // ------------------------------------------------------------------ drawing
@@ -120,6 +165,11 @@ function render(device) {
   card.querySelector(".p50").textContent = fmt(stats.inference_p50_ms, 2, " ms");
   card.querySelector(".queue").textContent = fmt(stats.queue_depth, 0);
   card.querySelector(".reconnects").textContent = fmt(stats.reconnects, 0);
+  for (const key of ["gaps", "rejected"]) {
+    const cell = card.querySelector(`.${key}`);
+    cell.textContent = count(view[key]);
+    cell.parentElement.classList.toggle("warn", Number(view[key] || 0) > 0);
+  }
   renderTimeline(device);
   renderToday(device);
 }
@@ -133,7 +183,7 @@ function renderTimeline(device) {
   const svg = device.card.querySelector("svg.hour");
   const end = now();
   const start = end - HOUR_S;
-  device.points = device.points.filter((p) => p[0] > start - GAP_CAP_S);
+  device.points = device.points.filter((p) => p[0] > start - POINT_LASTS_S);
   const parts = [];
   const seen = new Set();
   let span = null; // [x0, x1, label]: consecutive windows of one label drawn as one rectangle
@@ -143,7 +193,7 @@ function renderTimeline(device) {
   device.points.forEach((p, i) => {
     const next = device.points[i + 1];
     const sameRun = next && next[3] === p[3];
-    const lasts = sameRun ? Math.min(next[0] - p[0], GAP_CAP_S) : 0.5;
+    const lasts = sameRun ? Math.min(next[0] - p[0], POINT_LASTS_S) : 0.5;
     const x0 = Math.max(0, p[0] - start);
     const x1 = Math.min(HOUR_S, p[0] - start + lasts);
     if (x1 <= 0) return;
@@ -174,23 +224,97 @@ function renderToday(device) {
     </div>`).join("");
 }
 
+function showCount(shown, total, more) {
+  const what = filterText ? `matching “${escapeHtml(filterText)}”` : "";
+  document.getElementById("count").innerHTML = total === 0
+    ? (filterText ? `No device ${what}.` : "")
+    : `Showing <strong>${count(shown)}</strong> of <strong>${count(total)}</strong> devices ${what}`;
+  const button = document.getElementById("more");
+  button.hidden = !more;
+  button.textContent = `Show ${Math.min(PAGE, Math.max(0, total - shown))} more`;
+  document.getElementById("empty").hidden = total > 0 || Boolean(filterText);
+}
+
 function showBroker(broker) {
   const box = document.getElementById("broker");
+  const panel = document.getElementById("broker-panel");
   if (!broker.configured) {
-    box.className = "panel";
+    panel.className = "panel";
     box.innerHTML = '<strong>No broker is configured.</strong> <span class="muted">This page shows what the store holds; ' +
       "start <code>edge-har serve --broker HOST:PORT</code> to follow devices live.</span>";
     return;
   }
-  box.className = broker.connected ? "panel" : "panel bad";
+  panel.className = broker.connected ? "panel" : "panel bad";
   const state = broker.connected ? '<span class="pill ok">connected</span>' : '<span class="pill bad">not connected</span>';
   const problem = !broker.connected && broker.last_problem ? ` <span class="muted">${escapeHtml(broker.last_problem)}</span>` : "";
   box.innerHTML = `Broker <code>${escapeHtml(broker.address)}</code> ${state}${problem}`;
 }
 
+// The ingest's books: what was stored, what a check rejected, what never arrived (seq gaps), the database.
+function showIngest(ingest) {
+  const line = document.getElementById("ingest");
+  if (!line) return;
+  if (!ingest) { line.innerHTML = ""; return; }
+  const rejected = typeof ingest.rejected === "object" && ingest.rejected !== null
+    ? Object.values(ingest.rejected).reduce((a, b) => a + Number(b || 0), 0)
+    : Number(ingest.malformed || 0);
+  const reasons = typeof ingest.rejected === "object" && ingest.rejected !== null
+    ? Object.entries(ingest.rejected).filter(([, n]) => n > 0).map(([why, n]) => `${escapeHtml(why)} ${count(n)}`).join(", ")
+    : "";
+  const db = ingest.db || null;
+  const parts = [
+    `<span>stored <strong>${count(ingest.stored)}</strong></span>`,
+    `<span class="${rejected ? "warn" : ""}">rejected <strong>${count(rejected)}</strong>${reasons ? ` (${reasons})` : ""}</span>`,
+    `<span class="${ingest.gaps ? "warn" : ""}" title="predictions the devices published that never arrived">lost upstream <strong>${count(ingest.gaps)}</strong></span>`,
+  ];
+  if (db) {
+    const state = db.state === "ok" ? '<span class="pill ok">ok</span>' : `<span class="pill bad">${escapeHtml(db.state)}</span>`;
+    parts.push(`<span>database ${state}${db.set_aside ? ` set aside ${count(db.set_aside)}` : ""}</span>`);
+  }
+  line.innerHTML = `Ingest: ${parts.join(" · ")}`;
+}
+
 function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
+
+// ------------------------------------------------------------------ the controls
+
+function setFilter(text) {
+  filterText = text.trim().slice(0, 128);
+  pages = 1;
+  listComplete = false;
+  for (const device of devices.values()) device.card.remove();
+  devices.clear();
+  load().catch((err) => streamState(`live (reload failed: ${err.message})`, true));
+}
+
+let filterTimer = null;
+document.getElementById("filter").addEventListener("input", (e) => {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(() => setFilter(e.target.value), 300);
+});
+// One more page: one request, after the last shown device (the refresh re-reads every shown page).
+async function showMore() {
+  if (!nextAfter || loading) return;
+  const wanted = filterText;
+  const body = await getJSON(pageURL(nextAfter, true));
+  if (wanted !== filterText) return;
+  const list = document.getElementById("devices");
+  for (const view of body.devices) {
+    const device = take(view);
+    list.appendChild(device.card);
+    render(device);
+  }
+  pages += 1;
+  nextAfter = body.next;
+  listComplete = !nextAfter;
+  showCount(devices.size, body.total, !listComplete);
+}
+
+document.getElementById("more").addEventListener("click", () => {
+  showMore().catch((err) => streamState(`live (more failed: ${err.message})`, true));
+});
 
 // ------------------------------------------------------------------ the stream
 
@@ -217,10 +341,9 @@ function connect() {
   };
   source.addEventListener("predictions", (e) => {
     const touched = new Set();
-    let unknown = false;
     for (const p of JSON.parse(e.data).items) {
-      if (!devices.has(p.device_id)) unknown = true;
-      const device = ensure(p.device_id);
+      const device = shownDevice(p.device_id);
+      if (!device) continue;
       const last = device.points[device.points.length - 1];
       if (!last || p.ts > last[0]) device.points.push([p.ts, p.label, p.confidence, p.run_id, p.seq]);
       else if (!device.points.some((q) => q[3] === p.run_id && q[4] === p.seq)) {
@@ -235,32 +358,21 @@ function connect() {
       touched.add(device);
     }
     touched.forEach(render);
-    if (unknown) load(); // a new device: fetch its stats and status too
   });
-  source.addEventListener("status", (e) => {
+  const apply = (change) => (e) => {
     const m = JSON.parse(e.data);
-    const device = ensure(m.device_id);
-    device.view.status = m.status;
-    device.view.liveness = m.liveness;
+    const device = shownDevice(m.device_id);
+    if (!device) return;
+    change(device.view, m);
     render(device);
-  });
-  source.addEventListener("liveness", (e) => {
-    const m = JSON.parse(e.data);
-    const device = ensure(m.device_id);
-    device.view.liveness = m.liveness;
-    render(device);
-  });
-  source.addEventListener("stats", (e) => {
-    const m = JSON.parse(e.data);
-    const device = ensure(m.device_id);
-    device.view.stats = m.stats;
-    device.view.liveness = m.liveness;
-    render(device);
-  });
+  };
+  source.addEventListener("status", apply((view, m) => { view.status = m.status; view.liveness = m.liveness; }));
+  source.addEventListener("liveness", apply((view, m) => { view.liveness = m.liveness; }));
+  source.addEventListener("stats", apply((view, m) => { view.stats = m.stats; view.liveness = m.liveness; }));
   source.addEventListener("broker", (e) => showBroker(JSON.parse(e.data)));
   source.addEventListener("resync", () => load());
 }
 
 setInterval(() => devices.forEach((d) => { renderAge(d); renderTimeline(d); }), REDRAW_EVERY_MS);
-setInterval(() => devices.forEach((d) => loadSummary(d).then(() => renderToday(d))), SUMMARY_EVERY_MS);
+setInterval(() => { if (!loading && source) reload(false).catch(() => {}); }, REFRESH_EVERY_MS);
 connect();
