@@ -127,11 +127,9 @@ class LiveService:
 
     def device_books(self, device_id: str) -> dict[str, int]:
         """Predictions of the device lost upstream (seq gaps) and its messages rejected; 0 without a broker."""
-        books = getattr(self.ingest, "device_books", None)
-        if books is None:
+        if self.ingest is None:
             return {"gaps": 0, "rejected": 0}
-        counted = books(device_id)
-        return {"gaps": int(counted.get("gaps", 0)), "rejected": int(counted.get("rejected", 0))}
+        return self.ingest.device_books(device_id)
 
     # ------------------------------------------------------------------ routes
 
@@ -155,34 +153,34 @@ class LiveService:
             ),
         )
         def api_devices(
-            limit: int = Query(DEVICES_DEFAULT, ge=1, le=DEVICES_MAX, description="devices per page"),
+            limit: int = Query(
+                DEVICES_DEFAULT,
+                description=f"devices per page, 1..{DEVICES_MAX}",
+                json_schema_extra={"minimum": 1, "maximum": DEVICES_MAX},
+            ),
             after: Optional[str] = Query(
-                None, min_length=1, max_length=128, description="the previous page's `next`: list the devices after it"
+                None,
+                description="the previous page's `next` (a device id): list the devices after it",
+                json_schema_extra={"minLength": 1, "maxLength": 128},
             ),
             q: Optional[str] = Query(
-                None, max_length=128, description="only device ids containing this text (ASCII letters in either case)"
+                None,
+                description="only device ids containing this text (ASCII letters in either case)",
+                json_schema_extra={"maxLength": 128},
             ),
             hour_step_s: Optional[float] = Query(
-                None, ge=1, le=3600, description="add each device's last hour, one prediction per this many seconds"
+                None,
+                description="add each device's last hour, the newest prediction per this many seconds",
+                json_schema_extra={"minimum": 1, "maximum": 3600},
             ),
             today: bool = Query(False, description="add each device's seconds per activity today (at utc_offset_min)"),
-            utc_offset_min: int = Query(0, ge=-960, le=960, description="the viewer's offset from UTC in minutes"),
+            utc_offset_min: int = Query(
+                0,
+                description="the viewer's offset from UTC in minutes (CET: 60), for `today`",
+                json_schema_extra={"minimum": -960, "maximum": 960},
+            ),
         ) -> dict[str, Any]:
-            if after is not None and not _DEVICE_ID.match(after):
-                raise HTTPException(400, f"after: {after[:60]!r} is not a device id (the previous page's next)")
-            if q is not None and not q.isprintable():
-                raise HTTPException(400, f"q: {q[:60]!r} holds control characters")
-            detail = hour_step_s is not None or today
-            if detail and limit > DETAIL_LIMIT:
-                raise HTTPException(
-                    400, f"limit: {limit} is more than {DETAIL_LIMIT} devices with hour_step_s or today"
-                )
-            if hour_step_s is not None and limit * HISTORY_DEFAULT_S / hour_step_s > HOUR_POINTS_MAX:
-                raise HTTPException(
-                    400,
-                    f"hour_step_s: {hour_step_s:g} s for {limit} devices is over {HOUR_POINTS_MAX} points: "
-                    "ask for a longer step or fewer devices",
-                )
+            _check_page(limit, after, q, hour_step_s, today, utc_offset_min)
             now = time.time()
             page = self.store.device_page(limit=limit, after=after, contains=q or None)
             views = [self.device_view(rec, now) for rec in page.records]
@@ -209,8 +207,7 @@ class LiveService:
                 "devices": views,
             }
             if self.ingest is not None:
-                status = getattr(self.ingest, "status", None)
-                body["ingest"] = status() if callable(status) else self.ingest.counters.as_dict()
+                body["ingest"] = self.ingest.status()
             return body
 
         @r.get("/api/ingest", tags=["live"], summary="The MQTT ingest's books: received, stored, rejected, gaps")
@@ -293,6 +290,30 @@ class LiveService:
                 yield f"event: {event['type']}\ndata: {json.dumps(event, default=str)}\n\n"
         finally:
             self.hub.unsubscribe(q)
+
+
+def _check_page(
+    limit: int, after: Optional[str], q: Optional[str], hour_step_s: Optional[float], today: bool, utc_offset_min: int
+) -> None:
+    """The bounds /api/devices states in its schema, as one-line 400s naming the parameter."""
+    if not 1 <= limit <= DEVICES_MAX:
+        raise HTTPException(400, f"limit: {str(limit)[:20]} is not within 1..{DEVICES_MAX} devices")
+    if after is not None and not _DEVICE_ID.match(after):
+        raise HTTPException(400, f"after: {after[:60]!r} is not a device id (the previous page's next)")
+    if q is not None and (len(q) > 128 or not q.isprintable()):
+        raise HTTPException(400, f"q: {q[:60]!r} is not up to 128 printable characters")
+    if hour_step_s is not None and not (math.isfinite(hour_step_s) and 1 <= hour_step_s <= 3600):
+        raise HTTPException(400, f"hour_step_s: {hour_step_s:.6g} is not a number of seconds within 1..3600")
+    if not -960 <= utc_offset_min <= 960:
+        raise HTTPException(400, f"utc_offset_min: {str(utc_offset_min)[:20]} is not within -960..960 minutes")
+    if (hour_step_s is not None or today) and limit > DETAIL_LIMIT:
+        raise HTTPException(400, f"limit: {limit} is more than {DETAIL_LIMIT} devices with hour_step_s or today")
+    if hour_step_s is not None and limit * HISTORY_DEFAULT_S / hour_step_s > HOUR_POINTS_MAX:
+        raise HTTPException(
+            400,
+            f"hour_step_s: {hour_step_s:g} s for {limit} devices is over {HOUR_POINTS_MAX} points: "
+            "ask for a longer step or fewer devices",
+        )
 
 
 def _parse_since(text: str) -> float:
