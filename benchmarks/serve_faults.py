@@ -56,6 +56,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -207,6 +208,27 @@ class ServeProcess:
             if not quiet:
                 log.debug("serve-faults: %s/api/ingest: %s", self.url, exc)
             return None
+
+    def device_books(self, contains: str) -> Optional[dict[str, dict[str, Any]]]:
+        """``gaps`` and ``rejected`` of each device listed by ``/api/devices?q=contains`` (every page); None: not shown."""
+        books: dict[str, dict[str, Any]] = {}
+        after: Optional[str] = None
+        for _ in range(100):  # pages of 1000: far more devices than a run has
+            query = {"limit": "1000", "q": contains, **({"after": after} if after else {})}
+            try:
+                body = self.get("/api/devices?" + urllib.parse.urlencode(query))
+            except (OSError, ValueError) as exc:
+                log.warning("serve-faults: %s/api/devices: %s", self.url, exc)
+                return None
+            items = body.get("devices") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                return None
+            for item in items:
+                books[str(item.get("device_id"))] = {"gaps": item.get("gaps"), "rejected": item.get("rejected")}
+            after = body.get("next")
+            if not after:
+                break
+        return books
 
     def log_tail(self, chars: int = 1500) -> str:
         try:
@@ -431,7 +453,7 @@ class Devices:
 
     def __init__(self, broker: LocalBroker, settings: ServeFaultsSettings) -> None:
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        nonce = uuid.uuid4().hex[:6]
+        self.nonce = nonce = uuid.uuid4().hex[:6]
         self.device_ids = [f"sf-{nonce}-{i:02d}" for i in range(settings.devices)]
         spec = {
             "host": broker.host,
@@ -576,8 +598,13 @@ def _books(
     devices_report: dict[str, Any],
     rows: list[tuple[str, str, int]],
     statuses: list[dict[str, Any]],
+    shown: Optional[dict[str, dict[str, Any]]],
 ) -> dict[str, Any]:
-    """Published by the devices against stored (SQL) + rejected + gaps (the server's counters), in total and per device."""
+    """Published by the devices against stored (SQL) + rejected + gaps (the server's counters), in total and per device.
+
+    ``statuses``: ``/api/ingest`` of each server that ran, the last one's after the run; ``shown``: the last
+    server's per-device ``gaps`` and ``rejected`` from ``/api/devices``.
+    """
     made = {d["device_id"]: d for d in devices_report["devices"]}
     mine = set(device_ids)
     stored_seqs: dict[str, set[int]] = {d: set() for d in device_ids}
@@ -604,6 +631,14 @@ def _books(
                 "device_unsent": int(mqtt.get("queued", 0)) + int(mqtt.get("inflight", 0)),
             }
         )
+        entry = per_device[-1]
+        view = (shown or {}).get(device_id) or {}
+        gaps_d, rejected_d = view.get("gaps"), view.get("rejected")
+        if isinstance(gaps_d, int) and isinstance(rejected_d, int):
+            rejected_d += sum(int((s.get("rejected_by_device") or {}).get(device_id, 0)) for s in statuses[:-1])
+            entry.update(gaps=gaps_d, rejected=rejected_d, unaccounted=sent - len(seqs) - rejected_d - gaps_d)
+        else:
+            entry.update(gaps=None, rejected=None, unaccounted=None)
     published = sum(d["published"] for d in per_device)
     stored = sum(len(s) for s in stored_seqs.values())
     rejected_by_reason: dict[str, int] = {}
@@ -614,6 +649,9 @@ def _books(
     gaps = statuses[-1].get("gaps")  # kept in the store's seq books: the last server's figure covers every run
     missing_keys = [k for k, v in (("rejected_predictions", rejected_predictions), ("gaps", gaps)) if v is None]
     unaccounted = published - stored - (rejected_predictions or 0) - (gaps or 0)
+    if any(d["unaccounted"] is None for d in per_device):
+        missing_keys.append("/api/devices gaps, rejected")
+    devices_unaccounted = sum(1 for d in per_device if d["unaccounted"])
     return {
         "published": published,
         "stored": stored,
@@ -625,7 +663,8 @@ def _books(
         "gaps": gaps,
         "unaccounted": unaccounted,
         "contract_keys_missing": missing_keys,
-        "books_exact": unaccounted == 0 and not missing_keys,
+        "devices_unaccounted": devices_unaccounted,
+        "books_exact": unaccounted == 0 and devices_unaccounted == 0 and not missing_keys,
         "device_dropped": sum(d["device_dropped"] for d in per_device),
         "device_unsent": sum(d["device_unsent"] for d in per_device),
         "per_device": per_device,
@@ -685,7 +724,8 @@ def run_scenario(name: str, settings: ServeFaultsSettings, work: Path) -> dict[s
         statuses = [*run.carried, status] if status is not None else list(run.carried)
         if status is None:
             raise ServeFaultsError(f"no answer from {serve.url}/api/ingest after the run: {serve.log_tail()}")
-        row.update(_books(settings, devices.device_ids, report_, reader.rows(), statuses))
+        shown = serve.device_books(devices.nonce)
+        row.update(_books(settings, devices.device_ids, report_, reader.rows(), statuses, shown))
         row["db_outages"] = sum(int((s.get("db") or {}).get("outages") or 0) for s in statuses)
         row["serve_restarts"] = serve.starts - 1
     finally:
@@ -736,6 +776,8 @@ _DEFINITIONS = dict(
     recovery_s="from the end of the outage until every device has a prediction stored that it made after it",
     missing_in_store="published predictions whose seq is not in the store (SQL), for comparison with gaps + rejected",
     device_dropped="predictions the devices' offline queues dropped (they reach the server as gaps)",
+    devices_unaccounted="devices whose own books do not close: published - stored - rejected - gaps (per device "
+    "from /api/devices) is not 0",
     serve_kill="a SIGKILLed server's rejections, duplicates and outages, read from /api/ingest just before the "
     "kill, are added to the restarted server's; gaps are kept in the store, so the last server's figure stands",
 )

@@ -44,7 +44,9 @@ def assert_books_close(row: dict[str, Any], settings: ServeFaultsSettings) -> No
     assert row["device_unsent"] == 0, row["per_device"]
     assert row["contract_keys_missing"] == [], row["ingest"]
     assert row["published"] == row["stored"] + row["rejected_predictions"] + row["gaps"], row
-    assert row["unaccounted"] == 0 and row["books_exact"]
+    assert row["unaccounted"] == 0 and row["devices_unaccounted"] == 0 and row["books_exact"]
+    for device in row["per_device"]:  # each device's own books close too (gaps and rejected from /api/devices)
+        assert device["published"] == device["stored"] + device["rejected"] + device["gaps"], device
     assert row["stored_other_run"] == 0
     # valid payloads only: nothing may be rejected, and what is missing from the store is what the gaps say
     assert row["rejected_predictions"] == 0 and not any(row["rejected_by_reason"].values()), row["rejected_by_reason"]
