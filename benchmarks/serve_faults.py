@@ -469,9 +469,13 @@ class Devices:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_devices_main, args=(spec, child), name="serve-faults-devices", daemon=True)
         self.proc.start()
-        ready = self.receive(60.0, "ready")
-        if ready["connected"] < settings.devices:
-            raise ServeFaultsError(f"only {ready['connected']} of {settings.devices} devices connected to the broker")
+        try:
+            ready = self.receive(60.0, "ready")
+            if ready["connected"] < settings.devices:
+                raise ServeFaultsError(f"only {ready['connected']} of {settings.devices} devices connected")
+        except BaseException:
+            self.close()
+            raise
 
     def go(self, t0: float, t_end: float) -> None:
         self.conn.send(("go", t0, t_end))
