@@ -33,6 +33,11 @@ A clean restart was chosen over reloading in place because a changed config can 
 anything (bundle, broker, source, queues): starting over is the one path that is already tested
 for all of them, and it costs a second or two of downtime.
 
+A stop signal during start-up means the same: ``edge-har run`` installs handlers that only note
+it (:mod:`edge_har.device.early_signals`) before it imports the runtime or reads the config, and
+the daemon acts on what they noted; stopped before anything was connected (imports, config,
+model load), it exits at once with the same status (75 after SIGHUP, 0 after SIGTERM/SIGINT).
+
 Exit status: 0 after a clean stop; 75 after a SIGHUP's clean stop (restart me); 78 (EX_CONFIG) when the config, bundle or runtime cannot
 work, which the systemd unit excludes from restarts (RestartPreventExitStatus=78); 1 when
 inference keeps failing (systemd restarts the service). A source that ends having delivered
@@ -103,6 +108,7 @@ class Daemon:
         self._source_thread: Optional[threading.Thread] = None
         self._stats_thread: Optional[threading.Thread] = None
         self._source_done = threading.Event()  # the source will deliver nothing more
+        self._started = False  # _setup got as far as starting the threads: run the loop, then shut down
         self._lossless = self.cfg.source.lossless()  # the source's plugin says whether it can wait for us
 
     # ================================================================ control
@@ -128,13 +134,20 @@ class Daemon:
     # ================================================================ run
 
     def run(self) -> int:
+        from edge_har.device import early_signals
+
         previous = {}
         if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for sig in early_signals.STOP_SIGNALS:
                 previous[sig] = signal.signal(sig, self._on_signal)
+            # what arrived while `edge-har run` imported the runtime and read the config
+            for signum in early_signals.take():
+                self._on_signal(signum, None)
         try:
+            if self.stop_event.is_set():
+                return self._stopped_before_start()
             code = self._setup()
-            if code != EXIT_OK:
+            if code != EXIT_OK or not self._started:
                 return code
             code = self._loop()
             self._shutdown()
@@ -165,6 +178,8 @@ class Daemon:
                 log.error("config: %s", line)
             return EXIT_CONFIG
         self.runtime = rt = checked.runtime
+        if self.stop_event.is_set():  # stopped while the model loaded: nothing to connect or drain
+            return self._stopped_before_start()
         # variant auto's choice (figures, CPU, cached or measured) goes into the first stats
         # message only: it does not change while the daemon runs. The video runtime has none.
         self._variant_choice = getattr(rt, "variant_choice", None)
@@ -202,7 +217,15 @@ class Daemon:
         self._stats_thread = threading.Thread(target=self._stats_loop, name="edge-har-stats", daemon=True)
         self._source_thread.start()
         self._stats_thread.start()
+        self._started = True
         return EXIT_OK
+
+    def _stopped_before_start(self) -> int:
+        """A stop signal before anything was connected or started: exit at once with the code the
+        same signal gives later (75 after SIGHUP, so the service manager starts the daemon again)."""
+        code = EXIT_RESTART if self.restart_requested else EXIT_OK
+        log.info("stopped during start-up (%s), before connecting: exit status %d", self.stop_reason, code)
+        return code
 
     def _windowing(self, source: Source) -> WindowStage:
         assert self.runtime is not None

@@ -19,7 +19,8 @@ examples:
 Stops cleanly on SIGTERM (systemctl stop) or SIGINT (Ctrl-C): queued windows are inferred, the
 retained status 'stopped' is published, exit status 0 ('offline' is the Last Will of a crash).
 SIGHUP (systemctl reload) is a restart: the same clean stop, then exit status 75, which the shipped
-unit restarts at once with the config read afresh. Exit status 78 means the config, bundle or
+unit restarts at once with the config read afresh. Both mean the same during start-up (before the
+model has loaded: exit at once with 0 or 75). Exit status 78 means the config, bundle or
 runtime cannot work (check with `edge-har validate-config FILE`); 1 means inference kept failing.
 """
 
@@ -91,6 +92,11 @@ def register_run(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from edge_har.device import early_signals
+
+    # Before the slow imports and the config: a SIGHUP from here on is a clean restart (exit 75),
+    # never the default action's death by signal (129), which the unit does not restart.
+    early_signals.install()
     from edge_har.device.daemon import run_daemon
 
     return run_daemon(
