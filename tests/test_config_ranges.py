@@ -33,7 +33,8 @@ CASES = [
     ("mqtt:\n  reconnect_min_s: 0\n", REPLAY, "mqtt.reconnect_min_s", "must be between 0.01 and 3600"),
     ("mqtt:\n  reconnect_max_s: 1.0e300\n", REPLAY, "mqtt.reconnect_max_s", "must be between 0.01 and 3600"),
     ("mqtt:\n  queue_size: 100000000\n", REPLAY, "mqtt.queue_size", "must be between 0 and 200000"),
-    ("mqtt:\n  keepalive: 70000\n", REPLAY, "mqtt.keepalive", "must be between 0 and 65535"),
+    ("mqtt:\n  keepalive: 70000\n", REPLAY, "mqtt.keepalive", "must be between 1 and 3600"),
+    ("mqtt:\n  keepalive: 0\n", REPLAY, "mqtt.keepalive", "must be between 1 and 3600"),
     ("queues:\n  windows: 0\n", REPLAY, "queues.windows", "must be between 1 and 10000"),
     ("smoothing:\n  window: 100000\n", REPLAY, "smoothing.window", "must be between 1 and 1000"),
     ("video:\n  stride: 0\n", REPLAY, "video.stride", "must be between 1 and 1000"),
@@ -106,7 +107,7 @@ def test_values_at_the_bounds_are_accepted(tmp_path):
         """
         bundle: b
         source: {type: serial, port: /dev/ttyACM0, rate_hz: 0.1, timeout: 0, reconnect: {min_s: 0.01, max_s: 3600}}
-        mqtt: {stats_interval_s: 0.1, reconnect_min_s: 0.01, reconnect_max_s: 3600, queue_size: 200000, keepalive: 0}
+        mqtt: {stats_interval_s: 0.1, reconnect_min_s: 0.01, reconnect_max_s: 3600, queue_size: 200000, keepalive: 1}
         queues: {windows: 10000}
         """
     )

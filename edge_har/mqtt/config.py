@@ -52,6 +52,9 @@ wrong key would otherwise be printed. Error messages name the key, never its val
 # error that names the key and the range.
 RECONNECT_S = (0.01, 3600.0)
 STATS_INTERVAL_S = (0.1, 86400.0)
+# keepalive: at least 1 s (0 turns the dead-link check off on both sides), at most an hour, so a dead
+# broker or a half-open link is noticed within 1.5 h at worst (mosquitto's max_keepalive defaults to 65535).
+KEEPALIVE_MIN_S, KEEPALIVE_MAX_S = 1, 3600
 QUEUE_SIZE_MAX = 200_000  # a queued prediction is ~0.5 kB: 100 MB at the bound (the unit's MemoryMax is 300M)
 
 
@@ -164,11 +167,13 @@ class MqttConfig(BaseModel):
     )
     keepalive: int = Field(
         30,
-        ge=0,
-        le=65535,
+        ge=KEEPALIVE_MIN_S,
+        le=KEEPALIVE_MAX_S,
         description=(
             "Seconds between keepalive pings; the broker declares the device gone (and publishes the Last Will "
-            "'offline') after 1.5x this without traffic. 0 disables keepalive."
+            "'offline') after 1.5x this without traffic, and the client gives up on a broker that answers no "
+            f"ping within it. {KEEPALIVE_MIN_S}..{KEEPALIVE_MAX_S}: 0 (no keepalive) is refused, because then a "
+            "dead or silent broker or a half-open link is never noticed and nothing reconnects."
         ),
     )
     username: Optional[str] = Field(None, description="Username for broker authentication (often the device id).")
