@@ -56,7 +56,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Dict, List, Literal, Mapping, Optional, Sequence, Union
+from typing import Annotated, Any, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Union
 
 from pydantic import (
     BaseModel,
@@ -361,6 +361,7 @@ class Bundle:
                 quantization=str(meta["quantization"]),
                 meta=meta,
             )
+        _raise(where, _outside_problems(root, self.variants.values()))
 
     def model_label(self, name: str) -> str | None:
         """The label this model predicts for a data set class ``name`` (a replay's truth): through
@@ -521,6 +522,38 @@ class Bundle:
             file, sha = v.parts[part].file, v.parts[part].sha256
         assert file is not None
         return TFLiteModel(file, expected_sha256=sha if options.verify_sha256 else None, options=options)
+
+
+def _outside_problems(root: Path, variants: Iterable[Variant]) -> list[str]:
+    """One ``variants.X.file: ...`` line per model file that does not resolve to a path inside ``root``.
+
+    bundle.json's names are checked to be relative and free of ``..``, but a symlink inside the
+    bundle can still point anywhere: at a file the daemon's user may read but that no bundle
+    holds (loaded unchecked when ``verify_sha256`` is off), at a device node or a FIFO that
+    blocks the start. So every name is resolved (symlinks followed, ``..`` normalised) against
+    the resolved bundle folder, which may itself be reached through a link.
+    """
+    try:
+        base = root.resolve()
+    except (OSError, RuntimeError) as exc:
+        return [f"the bundle folder {root} cannot be resolved: {exc}"]
+    problems = []
+    for variant in variants:
+        for key, file, _size, _sha in variant.files():
+            try:
+                target = file.resolve()
+            except RuntimeError:  # Python 3.11 raises this for a symlink loop
+                problems.append(f"{key}.file: {file.name} is a symlink loop")
+                continue
+            except OSError as exc:
+                problems.append(f"{key}.file: {file.name} cannot be resolved: {exc.strerror or exc}")
+                continue
+            if not target.is_relative_to(base):
+                problems.append(
+                    f"{key}.file: {file.name} resolves to {target}, outside the bundle folder {base}; "
+                    "model files must be inside the bundle (copy the file in instead of linking it)"
+                )
+    return problems
 
 
 def read_json(file: Path) -> Any:
