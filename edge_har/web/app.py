@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Optional
+from typing import Any, AsyncIterator, Optional
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -18,15 +18,27 @@ from edge_har import __version__
 from edge_har.web.auth import SharedSecretAuth
 from edge_har.web.config import ServeConfig
 from edge_har.web.live import LiveService
-from edge_har.web.predict import STATIC, LoadedModel, PredictService
+from edge_har.web.predict import STATIC, ErrorResponse, LoadedModel, PredictService
 from edge_har.web.store import open_store
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Predictions from uploaded recordings, clips and images through the device's own preprocessing "
-    "and interpreter, and a live view of every device on an MQTT broker, with its history."
+    "and interpreter, and a live view of every device on an MQTT broker, with its history. "
+    "Every parameter is bounded (see each one); a mistake is a 4xx whose `detail` names it. A request head "
+    "must arrive within the server's --header-timeout and a body within --body-timeout (else 408), and the "
+    "server holds at most --max-connections connections (else 503)."
 )
+# What every route may answer besides its own statuses (the protocol's deadlines and connection limit).
+SERVER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    408: {"model": ErrorResponse, "description": "the request head or body did not arrive in time"},
+    503: {"description": "more connections than --max-connections are open"},
+}
+LIVE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "a parameter out of its range, named in `detail`"},
+    404: {"model": ErrorResponse, "description": "no such device has been seen"},
+}
 
 
 def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> FastAPI:
@@ -52,12 +64,13 @@ def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> 
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        responses=SERVER_RESPONSES,
     )
     app.state.cfg = cfg
     app.state.predict = predict
     app.state.live = live
     app.include_router(predict.router)
-    app.include_router(live.router)
+    app.include_router(live.router, responses=LIVE_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if cfg.password is not None:
         app.add_middleware(SharedSecretAuth, password=cfg.password)

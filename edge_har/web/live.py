@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, StreamingResponse
 
 from edge_har.mqtt.liveness import device_liveness
 from edge_har.web.config import ServeConfig
 from edge_har.web.ingest import Hub, Ingest, stats_brief
-from edge_har.web.store import DeviceRecord, Store
+from edge_har.web.store import HISTORY_LIMIT, DeviceRecord, Store
 
 __all__ = ["LiveService", "RETRY_MS"]
 
@@ -214,20 +215,32 @@ class LiveService:
         def api_ingest() -> dict[str, Any]:
             return {"configured": False} if self.ingest is None else self.ingest.status()
 
-        @r.get("/api/devices/{device_id}/history", tags=["live"], summary="Predictions and status changes since a time")
+        @r.get(
+            "/api/devices/{device_id}/history",
+            tags=["live"],
+            summary="Predictions and status changes since a time",
+            description=f"At most {HISTORY_LIMIT} predictions (the newest), oldest first.",
+        )
         def api_history(
-            device_id: str,
+            device_id: str = _DEVICE_ID_PARAM,
             since: Optional[str] = Query(
-                None, description="Unix seconds or ISO 8601 (2026-12-02T14:00:00Z); default: an hour ago"
+                None,
+                description="Unix seconds or ISO 8601 (2026-12-02T14:00:00Z), from 1970 to the end of 9999; "
+                "default: an hour ago",
+                json_schema_extra={"maxLength": _SINCE_MAX_CHARS},
             ),
             step_s: Optional[float] = Query(
-                None, description="at most one prediction (the newest) per this many seconds; default: every one"
+                None,
+                description="at most one prediction (the newest) per this many seconds; default: every one",
+                json_schema_extra={"minimum": STEP_MIN_S, "maximum": STEP_MAX_S},
             ),
         ) -> dict[str, Any]:
             self._known(device_id)
             start = time.time() - HISTORY_DEFAULT_S if since is None else _parse_since(since)
-            if step_s is not None and not (math.isfinite(step_s) and 0.001 <= step_s <= 86400):
-                raise HTTPException(400, f"step_s: {step_s} is not a number of seconds within 0.001..86400")
+            if step_s is not None and not (math.isfinite(step_s) and STEP_MIN_S <= step_s <= STEP_MAX_S):
+                raise HTTPException(
+                    400, f"step_s: {step_s:.6g} is not a number of seconds within {STEP_MIN_S:g}..{STEP_MAX_S:g}"
+                )
             return {
                 "device_id": device_id,
                 "since": start,
@@ -238,13 +251,24 @@ class LiveService:
 
         @r.get("/api/devices/{device_id}/summary", tags=["live"], summary="Time per activity on one day")
         def api_summary(
-            device_id: str,
-            day: Optional[str] = Query(None, description="YYYY-MM-DD (default: today at utc_offset_min)"),
-            utc_offset_min: int = Query(0, description="the viewer's offset from UTC in minutes (CET: 60)"),
+            device_id: str = _DEVICE_ID_PARAM,
+            day: Optional[str] = Query(
+                None,
+                description=f"YYYY-MM-DD, {_DAY_MIN}..{_DAY_MAX} (default: today at utc_offset_min)",
+                json_schema_extra={"pattern": r"^\d{4}-\d{2}-\d{2}$"},
+            ),
+            utc_offset_min: int = Query(
+                0,
+                description="the viewer's offset from UTC in minutes (CET: 60)",
+                json_schema_extra={"minimum": -OFFSET_MAX_MIN, "maximum": OFFSET_MAX_MIN},
+            ),
         ) -> dict[str, Any]:
             self._known(device_id)
-            if not -16 * 60 <= utc_offset_min <= 16 * 60:
-                raise HTTPException(400, f"utc_offset_min: {utc_offset_min} is not within -960..960 minutes")
+            if not -OFFSET_MAX_MIN <= utc_offset_min <= OFFSET_MAX_MIN:
+                shown = str(utc_offset_min)[:20]
+                raise HTTPException(
+                    400, f"utc_offset_min: {shown} is not within -{OFFSET_MAX_MIN}..{OFFSET_MAX_MIN} minutes"
+                )
             tz = dt.timezone(dt.timedelta(minutes=utc_offset_min))
             date = dt.datetime.now(tz).date() if day is None else _parse_day(day)
             start = dt.datetime.combine(date, dt.time(), tz).timestamp()
@@ -292,6 +316,19 @@ class LiveService:
             self.hub.unsubscribe(q)
 
 
+# The bounds of the per-device routes' parameters, stated in /openapi.json and checked by the routes
+# (one-line 400s naming the parameter).
+STEP_MIN_S, STEP_MAX_S = 0.001, 86400.0
+OFFSET_MAX_MIN = 16 * 60
+_SINCE_MAX_CHARS = 64
+_TIME_END = 253402300800.0  # 10000-01-01T00:00:00Z: datetime's range and any timestamp column's
+_DAY_MIN, _DAY_MAX = dt.date(1970, 1, 2), dt.date(9999, 12, 30)  # a whole day at any offset within ±16 h
+_DEVICE_ID_PARAM: Any = PathParam(
+    description="the device's id (one MQTT topic level: 1-128 characters, no /, +, #, NUL or white space)",
+    json_schema_extra={"minLength": 1, "maxLength": 128, "pattern": r"^[^/+#\x00\s]{1,128}$"},
+)
+
+
 def _check_page(
     limit: int, after: Optional[str], q: Optional[str], hour_step_s: Optional[float], today: bool, utc_offset_min: int
 ) -> None:
@@ -317,27 +354,34 @@ def _check_page(
 
 
 def _parse_since(text: str) -> float:
+    """Unix seconds or an ISO 8601 time, within 1970..9999 (what a timestamp column and the reply hold)."""
+    if len(text) > _SINCE_MAX_CHARS:
+        raise HTTPException(400, f"since: {text[:40]!r}... is longer than {_SINCE_MAX_CHARS} characters")
     try:
         value = float(text)
     except ValueError:
         try:
             parsed = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        except ValueError:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=dt.timezone.utc)
+            value = parsed.timestamp()
+        except (ValueError, OverflowError):
             raise HTTPException(
                 400, f"since: {text[:60]!r} is neither Unix seconds nor an ISO 8601 time (2026-12-02T14:00:00Z)"
             ) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.timezone.utc)
-        return parsed.timestamp()
-    if not math.isfinite(value) or value < 0:
-        raise HTTPException(400, f"since: {text[:60]!r} must be a finite Unix time >= 0")
+    if not (math.isfinite(value) and 0 <= value < _TIME_END):
+        raise HTTPException(400, f"since: {text[:60]!r} is not a time from 1970 to the end of 9999")
     return value
 
 
 def _parse_day(text: str) -> dt.date:
+    """A calendar day whose start and end, at any offset within ±16 h, are Unix times of 1970..9999."""
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         raise HTTPException(400, f"day: {text[:40]!r} is not a date YYYY-MM-DD")
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError as exc:
         raise HTTPException(400, f"day: {text!r} is not a calendar date ({exc})") from None
+    if not _DAY_MIN <= day <= _DAY_MAX:
+        raise HTTPException(400, f"day: {text} is outside {_DAY_MIN}..{_DAY_MAX}")
+    return day

@@ -23,6 +23,12 @@ Everything a user can get wrong is a 4xx with one line naming it: the wrong kind
 an upload over ``--max-upload-mb`` (413, counted while the body streams in, so a huge upload is
 cut off at the limit instead of being read first), a recording too short for one window or with
 the wrong number of columns, an unreadable image or clip (422).
+
+No field can make the work or the reply grow faster than the upload: a recording is resampled up
+to the model's rate by at most :data:`MAX_UPSAMPLE` times (a tiny ``sample_rate_hz`` would turn a
+few kB into millions of samples), one request predicts at most :data:`MAX_WINDOWS` windows (counted
+from the sample count before any work), a clip at most :data:`MAX_CLIP_FRAMES` frames, and the text
+fields are short. The bounds are stated in ``/openapi.json`` and ``/api/info``.
 """
 
 from __future__ import annotations
@@ -45,11 +51,13 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from edge_har.core.bundle import Bundle, BundleError
 from edge_har.core.errors import EdgeHarError
 from edge_har.core.interpreter import InterpreterOptions, TFLiteModel
-from edge_har.core.preprocessing import PreprocessingError
+from edge_har.core.preprocessing import PreprocessingError, window_count
 from edge_har.core.recordings import RecordingError, read_samples_result
 from edge_har.device.runtime import Runtime
 from edge_har.device.smoothing import Smoother
@@ -75,6 +83,12 @@ KIND_DESCRIBES = {
 }
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file, on top of the file limit
 MAX_CLIP_FRAMES = 20_000  # frames decoded from one clip (13 min at 25 fps): a "short clip", whatever its byte size
+MAX_WINDOWS = 10_000  # windows one request predicts and returns (83 min at a 0.5 s stride; a reply of a few MB)
+MAX_UPSAMPLE = 16  # a recording's rate may be at most this many times lower than the model's
+MAX_RATE_HZ = 100_000.0  # the highest sample_rate_hz taken (no sensor this serves samples faster)
+MAX_MODEL_ID_CHARS = 128  # a model id as bundle.json holds it
+MAX_FILENAME_CHARS = 255  # a file name any file system allows
+MAX_FIELD_BYTES = 4096  # a text field of the form (model_id, sample_rate_hz); the file has its own limit
 
 
 # ---------------------------------------------------------------------------- response models
@@ -110,6 +124,8 @@ class BundleInfo(BaseModel):
 class InfoResponse(BaseModel):
     bundles: List[BundleInfo]
     max_upload_bytes: int
+    max_windows: int = Field(description="windows one POST /api/predict predicts at most")
+    max_upsample: int = Field(description="how many times lower than the model's a recording's rate may be")
     auth: bool = Field(description="whether every route needs the shared secret")
 
 
@@ -250,11 +266,26 @@ class LoadedModel:
             raise InputError(
                 f"{what}: {got} columns per sample, but the bundle's channels are {', '.join(pre.channels)} ({pre.n_channels})"
             )
+        if not np.isfinite(samples).all():
+            raise InputError(f"{what}: a value is not a finite number within float32's range (about ±3.4e38)")
+        lowest = pre.sample_rate_hz / MAX_UPSAMPLE
+        if not lowest <= rate <= MAX_RATE_HZ:
+            raise InputError(
+                f"{what}: sample_rate_hz {rate:g} is outside {lowest:g}..{MAX_RATE_HZ:g} Hz (the model's "
+                f"{pre.sample_rate_hz:g} Hz / {MAX_UPSAMPLE}: a recording is resampled up at most {MAX_UPSAMPLE} times)"
+            )
         needed = math.ceil(pre.window * rate / pre.sample_rate_hz)
         if len(samples) < needed:
             raise InputError(
                 f"{what}: {len(samples)} samples at {rate:g} Hz ({len(samples) / rate:.2f} s) are too short for one "
                 f"window of {pre.window} samples at {pre.sample_rate_hz:g} Hz ({pre.window_seconds:g} s)"
+            )
+        windows = expected_windows(len(samples), rate, pre.sample_rate_hz, pre.window, pre.stride)
+        if windows > MAX_WINDOWS:
+            raise InputError(
+                f"{what}: {len(samples)} samples at {rate:g} Hz make {windows} windows, more than the {MAX_WINDOWS} "
+                "one request predicts; send a shorter recording",
+                413,
             )
         assert self.sensor_model is not None
         with self.lock:
@@ -314,6 +345,37 @@ class LoadedModel:
 # ---------------------------------------------------------------------------- reading uploads
 
 
+def expected_windows(n_samples: int, rate_hz: float, model_rate_hz: float, window: int, stride: int) -> int:
+    """Windows ``n_samples`` at ``rate_hz`` make at the model's rate (as :func:`~edge_har.core.preprocessing.resample`)."""
+    if n_samples == 0:
+        return 0
+    if rate_hz == model_rate_hz:
+        n_model = n_samples
+    else:
+        n_model = int(math.floor((n_samples - 1) * model_rate_hz / rate_hz + 1e-9)) + 1
+    return window_count(n_model, window, stride)
+
+
+def check_rate(value: Any, where: str) -> float:
+    """A sample rate in Hz from a form field's text or a JSON number: finite, > 0, at most MAX_RATE_HZ.
+
+    The lower bound relative to the model's rate is checked with the model, in
+    :meth:`LoadedModel.predict_samples`.
+    """
+    shown = repr(value)[:40]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputError(f"{where}sample_rate_hz must be a number of Hz, got {shown}")
+    try:
+        rate = float(value.strip()) if isinstance(value, str) else float(value)
+    except (ValueError, OverflowError):
+        rate = float("nan")
+    if not (math.isfinite(rate) and 0 < rate <= MAX_RATE_HZ):
+        raise InputError(
+            f"{where}sample_rate_hz must be a number of Hz above 0 and at most {MAX_RATE_HZ:g}, got {shown}"
+        )
+    return rate
+
+
 def read_recording(path: Path, filename: str, n_channels: int) -> np.ndarray:
     """A recording file through the project's reader (the one training and the replay source use)."""
     try:
@@ -328,33 +390,50 @@ def read_recording(path: Path, filename: str, n_channels: int) -> np.ndarray:
 
 
 def read_json_samples(raw: bytes, filename: str) -> tuple[np.ndarray, Optional[float]]:
-    """``[[x, y, z], ...]`` or ``{"samples": [[...]], "sample_rate_hz": 50}`` -> (samples, rate)."""
+    """``[[x, y, z], ...]`` or ``{"samples": [[...]], "sample_rate_hz": 50}`` -> (samples, rate).
+
+    Each sample must be a flat array of JSON numbers (no strings, booleans or nulls that NumPy would
+    quietly convert); JSON nested deeper than the decoder's recursion limit is refused, not a crash.
+    """
     try:
         doc = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise InputError(
+            f"{filename}: JSON nested far deeper than samples are (an array of arrays of numbers)"
+        ) from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{filename}: not valid JSON ({exc})") from exc
+        raise InputError(f"{filename}: not valid JSON ({str(exc)[:120]})") from exc
     rate = None
     if isinstance(doc, dict):
         if "samples" not in doc:
             raise InputError(f"{filename}: a JSON object needs a 'samples' key (an array of samples)")
-        rate = doc.get("sample_rate_hz")
-        if rate is not None and (not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0):
-            raise InputError(f"{filename}: sample_rate_hz must be a positive number, got {rate!r}")
+        if doc.get("sample_rate_hz") is not None:
+            if not _is_json_number(doc["sample_rate_hz"]):
+                shown = json.dumps(doc["sample_rate_hz"])[:40]
+                raise InputError(f"{filename}: sample_rate_hz must be a JSON number of Hz, got {shown}")
+            rate = check_rate(doc["sample_rate_hz"], f"{filename}: ")
         doc = doc["samples"]
     if not isinstance(doc, list) or not doc:
         raise InputError(f"{filename}: expected a non-empty JSON array of samples (each an array of numbers)")
-    widths = {len(row) if isinstance(row, list) else -1 for row in doc}
-    if -1 in widths:
+    if not all(isinstance(row, list) and all(_is_json_number(v) for v in row) for row in doc):
         raise InputError(f"{filename}: every sample must be an array of numbers, e.g. [[0.1, 0.2, 9.8], ...]")
+    widths = {len(row) for row in doc}
     if len(widths) != 1:
-        raise InputError(f"{filename}: samples have different lengths ({', '.join(map(str, sorted(widths)))})")
+        lengths = sorted(widths)
+        listed = ", ".join(map(str, lengths[:8])) + (", ..." if len(lengths) > 8 else "")
+        raise InputError(f"{filename}: samples have different lengths ({listed})")
     try:
-        arr = np.asarray(doc, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{filename}: a sample holds something that is not a number") from exc
+        with np.errstate(over="ignore"):
+            arr = np.asarray(doc, dtype=np.float32).reshape(len(doc), -1)
+    except OverflowError:  # an integer beyond float64
+        arr = np.full((len(doc), 1), np.inf, np.float32)
     if not np.isfinite(arr).all():
-        raise InputError(f"{filename}: samples must be finite numbers (no NaN or infinity)")
-    return arr.reshape(len(doc), -1), float(rate) if rate is not None else None
+        raise InputError(f"{filename}: samples must be finite numbers within float32's range (about ±3.4e38)")
+    return arr, rate
+
+
+def _is_json_number(value: Any) -> bool:
+    return type(value) in (int, float)
 
 
 def read_image(raw: bytes, filename: str) -> np.ndarray:
@@ -462,12 +541,19 @@ class PredictService:
             methods=["POST"],
             response_model=PredictResponse,
             summary="Predict from an uploaded recording, JSON samples, clip or image",
+            description=(
+                "The work and the reply follow the upload: one request predicts at most "
+                f"{MAX_WINDOWS} windows (counted from the samples and the rate before any work; more is a 413), "
+                f"a recording's rate is at least the model's rate / {MAX_UPSAMPLE}, a clip has at most "
+                f"{MAX_CLIP_FRAMES} frames, and text fields are at most {MAX_FIELD_BYTES} bytes."
+            ),
             tags=["predict"],
             responses={
-                400: {"model": ErrorResponse, "description": "no file, or an unknown model_id"},
+                400: {"model": ErrorResponse, "description": "no file, an unknown model_id, or a malformed form"},
                 413: {
                     "model": ErrorResponse,
-                    "description": "over the upload size limit, or a clip of too many frames",
+                    "description": f"over the upload size limit, more than {MAX_WINDOWS} windows, or a clip of "
+                    f"more than {MAX_CLIP_FRAMES} frames",
                 },
                 415: {"model": ErrorResponse, "description": "a kind of file this bundle does not take"},
                 422: {"model": ErrorResponse, "description": "unreadable, wrong columns, or too short for a window"},
@@ -484,11 +570,16 @@ class PredictService:
                                     "file": {"type": "string", "format": "binary"},
                                     "model_id": {
                                         "type": "string",
+                                        "maxLength": MAX_MODEL_ID_CHARS,
                                         "description": "which loaded bundle (default: the first)",
                                     },
                                     "sample_rate_hz": {
                                         "type": "number",
-                                        "description": "rate of an uploaded recording (default: the model's)",
+                                        "exclusiveMinimum": 0,
+                                        "maximum": MAX_RATE_HZ,
+                                        "description": "rate of an uploaded recording in Hz (default: the model's, "
+                                        "or a JSON object's sample_rate_hz); at least the model's rate / "
+                                        f"{MAX_UPSAMPLE} (a recording is resampled up at most {MAX_UPSAMPLE} times)",
                                     },
                                 },
                             }
@@ -505,6 +596,8 @@ class PredictService:
         return InfoResponse(
             bundles=[m.info() for m in self.models],
             max_upload_bytes=self.cfg.max_upload_bytes,
+            max_windows=MAX_WINDOWS,
+            max_upsample=MAX_UPSAMPLE,
             auth=self.cfg.password is not None,
         )
 
@@ -535,9 +628,16 @@ class PredictService:
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise HTTPException(415, "send the file as multipart/form-data in a field named 'file'")
         try:
-            form = await self._limited(request).form(max_files=1, max_fields=10)
+            form = await self._limited(request).form(max_files=1, max_fields=10, max_part_size=MAX_FIELD_BYTES)
         except _TooLarge:
             raise self._too_large() from None
+        except StarletteHTTPException as exc:  # the multipart parser's own refusals (a 400)
+            why = str(exc.detail)[:200]
+            if "exceeded maximum size" in why:
+                why = f"a text field (model_id, sample_rate_hz) is over {MAX_FIELD_BYTES} bytes"
+            raise HTTPException(exc.status_code, f"multipart form: {why}") from None
+        except ClientDisconnect:  # the client left (or the body timed out): nobody reads a reply
+            raise HTTPException(400, "the client went away before the upload ended") from None
         try:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
@@ -545,6 +645,10 @@ class PredictService:
             model = self._model(form.get("model_id"))
             rate = self._rate(form.get("sample_rate_hz"))
             filename = Path(upload.filename or "upload").name
+            if len(filename) > MAX_FILENAME_CHARS:
+                raise HTTPException(
+                    400, f"file name: longer than {MAX_FILENAME_CHARS} characters ({filename[:40]!r}...)"
+                )
             if (upload.size or 0) > self.cfg.max_upload_bytes:
                 raise self._too_large()
             started = time.perf_counter()
@@ -576,21 +680,24 @@ class PredictService:
             raise HTTPException(400, "no bundle is loaded (edge-har serve --bundle DIR)")
         if model_id in (None, ""):
             return self.models[0]
+        if not isinstance(model_id, str) or len(model_id) > MAX_MODEL_ID_CHARS:
+            raise HTTPException(
+                400, f"model_id: at most {MAX_MODEL_ID_CHARS} characters of text, got {str(model_id)[:40]!r}..."
+            )
         if model_id not in self.by_id:
-            raise HTTPException(400, f"model_id {model_id!r} is not loaded; loaded: {', '.join(self.by_id)}")
-        return self.by_id[str(model_id)]
+            raise HTTPException(400, f"model_id {model_id[:60]!r} is not loaded; loaded: {', '.join(self.by_id)}")
+        return self.by_id[model_id]
 
     @staticmethod
     def _rate(text: Any) -> Optional[float]:
         if text in (None, ""):
             return None
+        if not isinstance(text, str):
+            raise HTTPException(422, "sample_rate_hz: a form field of text, not a file")
         try:
-            rate = float(str(text))
-        except ValueError:
-            rate = float("nan")
-        if not (rate > 0 and math.isfinite(rate)):
-            raise HTTPException(422, f"sample_rate_hz must be a positive number of Hz, got {text!r}")
-        return rate
+            return check_rate(text, "")
+        except InputError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
 
     def _run(
         self, model: LoadedModel, upload: UploadFile, filename: str, rate: Optional[float]
