@@ -48,6 +48,8 @@ class BackgroundServer:
     def start(self, timeout: float = 30.0) -> BackgroundServer:
         import uvicorn
 
+        from edge_har.web.http_server import uvicorn_options_for
+
         config = uvicorn.Config(
             self.app,
             host=self.host,
@@ -56,6 +58,7 @@ class BackgroundServer:
             lifespan="on",
             access_log=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,  # open event streams never end by themselves
+            **uvicorn_options_for(self.app),  # the slow-client deadlines `edge-har serve` runs with
         )
         self.server = uvicorn.Server(config)
 

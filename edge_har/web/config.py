@@ -37,6 +37,12 @@ class ServeConfig:
     bundles: tuple[Path, ...] = ()
     variant: str = "int8"
     max_upload_bytes: int = 20 * 1024 * 1024
+    # Slow clients (edge_har.web.http_server): a request head must be whole within header_timeout_s, a body
+    # within body_timeout_s with no silence over body_idle_timeout_s; more than max_connections get a 503.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 120.0
+    body_idle_timeout_s: float = 15.0
+    max_connections: int = 500
     password: Optional[str] = field(default=None, repr=False)
     mqtt: Optional[MqttConfig] = None
     topic_prefix: str = "edge-har"

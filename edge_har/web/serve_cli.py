@@ -75,6 +75,36 @@ def register(subparsers: Any) -> None:
     web.add_argument(
         "--max-upload-mb", default=20.0, type=_positive_float, metavar="MB", help="largest upload (default: 20)"
     )
+    web.add_argument(
+        "--header-timeout",
+        default=ServeConfig.header_timeout_s,
+        type=_positive_float,
+        metavar="S",
+        help="close a connection whose request head is not whole within S seconds "
+        f"(default: {ServeConfig.header_timeout_s:g})",
+    )
+    web.add_argument(
+        "--body-timeout",
+        default=ServeConfig.body_timeout_s,
+        type=_positive_float,
+        metavar="S",
+        help="close a request whose body is not whole within S seconds of its head; a slow link needs "
+        f"--max-upload-mb / S MB/s (default: {ServeConfig.body_timeout_s:g})",
+    )
+    web.add_argument(
+        "--body-idle-timeout",
+        default=ServeConfig.body_idle_timeout_s,
+        type=_positive_float,
+        metavar="S",
+        help=f"close a request whose body stalls for S seconds (default: {ServeConfig.body_idle_timeout_s:g})",
+    )
+    web.add_argument(
+        "--max-connections",
+        default=ServeConfig.max_connections,
+        type=_connections,
+        metavar="N",
+        help=f"answer 503 beyond N open connections (default: {ServeConfig.max_connections})",
+    )
     models = parser.add_argument_group("models")
     models.add_argument(
         "--bundle",
@@ -161,6 +191,16 @@ def _session_expiry(text: str) -> int:
     return value
 
 
+def _connections(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"must be a whole number 1-100000, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -221,6 +261,10 @@ def build_serve_config(args: argparse.Namespace) -> ServeConfig:
         bundles=tuple(args.bundle),
         variant=args.variant,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        body_idle_timeout_s=args.body_idle_timeout,
+        max_connections=args.max_connections,
         password=password,
         mqtt=mqtt,
         topic_prefix=args.topic_prefix,
@@ -244,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from edge_har.web.app import create_app
+    from edge_har.web.http_server import uvicorn_options
 
     app = create_app(cfg)
     where = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
@@ -264,5 +309,6 @@ def run(args: argparse.Namespace) -> int:
         # an open Live page's event stream never ends: without a bound uvicorn waits for it forever,
         # the lifespan never closes the store, and systemd ends it with SIGKILL
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        **uvicorn_options(cfg),  # deadlines for slow clients, bounded heads and connections
     )
     return 0
