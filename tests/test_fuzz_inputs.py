@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import time
 import uuid
 from pathlib import Path
@@ -32,6 +33,9 @@ CONFIG_EXAMPLES = 200  # mutated firmware configs and arbitrary YAML documents
 PAYLOAD_EXAMPLES = 300  # JSON and CSV payloads each, through parse_payload
 BROKER_EXAMPLES = 25  # payloads through a real mosquitto and the real MqttInputSource
 REPLAY_EXAMPLES = 150  # files of arbitrary byte lines through the real ReplaySource
+# hostile JSON (deep nesting, 5000-digit integers, NaN, bytes that are not UTF-8) through parse_payload;
+# EDGE_HAR_FUZZ_EXAMPLES raises it for a longer run
+HOSTILE_EXAMPLES = int(os.environ.get("EDGE_HAR_FUZZ_EXAMPLES", "300"))
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = sorted((REPO / "firmware_configs").glob("*.yaml"))
@@ -244,6 +248,79 @@ def test_csv_payload_lines_are_kept_or_counted_one_by_one(lines):
     else:
         non_blank = [line for line in payload.decode().splitlines() if line.strip()]
         assert len(out) + sum(counts.values()) == len(non_blank), counts
+
+
+def _splice(base: bytes, at: int, insert: bytes) -> bytes:
+    at = at % (len(base) + 1)
+    return base[:at] + insert + base[at:]
+
+
+hostile_fragments = st.one_of(
+    st.integers(1, 6000).map(lambda n: b"9" * n),  # past Python's 4300-digit int limit
+    st.integers(1, 3000).map(lambda n: b"[" * n + b"]" * n),  # past the recursion limit
+    st.integers(1, 3000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),
+    st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e999", rb"\ud800", rb'"\u0000"']),
+    st.binary(min_size=1, max_size=8),  # mostly not UTF-8
+)
+hostile_payloads = st.one_of(
+    st.tuples(st.lists(sample_items, max_size=20), st.integers(0, 10_000), hostile_fragments).map(
+        lambda t: _splice(json.dumps({"samples": t[0]}, default=str).encode(), t[1], t[2])
+    ),
+    hostile_fragments.map(lambda f: b'{"samples": [[' + f + b", 1, 2]]}"),
+    hostile_fragments.map(lambda f: b'{"ax": ' + f + b', "ay": 1, "az": 2}'),
+    hostile_fragments,
+)
+
+
+@settings(max_examples=HOSTILE_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_payloads, st.sampled_from(["json", "csv"]))
+def test_hostile_payloads_never_raise_and_whatever_is_not_kept_is_counted(payload, fmt):
+    """What test_any_json_payload... rarely draws: nesting thousands deep, integers of thousands of
+    digits, NaN/Infinity literals and bytes that are not UTF-8 spliced anywhere into a payload."""
+    checker = SampleChecker(3, MalformedCounter("fuzz"), (-1e6, 1e6))
+    out = parse_payload(payload, _cfg(fmt), checker)  # raises nothing
+    _checked(out)
+    counts = checker.malformed.counts()
+    assert set(counts) <= {"too_large", "payload", "too_many", "columns", "text", "nan", "range"}
+    if len(out) == 0 and payload.strip():
+        assert sum(counts.values()) >= 1, payload[:200]
+
+
+def test_hostile_messages_through_a_real_broker_are_counted_and_the_next_sample_kept(mosquitto_broker):
+    from tests.test_sources import mqtt_input, send
+
+    hostile = [
+        b"[" * 100_000 + b"]" * 100_000,
+        b"[" * 4000 + b"]" * 4000,  # under max_payload_bytes: parsed, past the recursion limit
+        b'{"samples": [[' + b"9" * 5000 + b", 1, 2]]}",
+        b'{"samples": [[NaN, Infinity, 1e400]]}',
+        b'\xff\xfe{"samples": [[1, 2, 3]]}',
+        b'{"samples": [[1, 2, 3]' + b" " * (2 * MAX_BYTES) + b"]}",
+        b'{"samples": {"ax": [[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]}}',
+        b"null",
+    ]
+    source = mqtt_input(
+        mosquitto_broker,
+        topic="fuzz/hostile",
+        fields=["ax", "ay", "az"],
+        max_payload_bytes=MAX_BYTES,
+        max_samples_per_message=MAX_SAMPLES,
+        buffer_samples=BUFFER,
+        valid_range=(-1e6, 1e6),
+    )
+    try:
+        send(mosquitto_broker, "fuzz/hostile", *hostile, b'{"samples": [[1, 2, 3]]}')
+        deadline = time.monotonic() + 15
+        kept = []
+        while time.monotonic() < deadline and not kept:
+            chunk = source.read(0.05)
+            if chunk is not None:
+                kept.append(chunk.samples)
+        assert kept and kept[0].tolist() == [[1.0, 2.0, 3.0]], source.malformed.counts()
+        counts = source.malformed.counts()
+        assert counts.get("too_large") == 2 and sum(counts.values()) >= len(hostile), counts  # nesting and padding
+    finally:
+        source.stop()
 
 
 @settings(
