@@ -234,3 +234,66 @@ def test_a_locked_database_is_an_outage_retried_until_it_is_back(web_server, mos
     status = settled(server.url)
     assert status["db"]["state"] == "ok" and status["rejected"] == {} and status["db"]["set_aside"] == 0
     books_balance(status)
+
+
+def test_the_ingest_and_the_api_agree_on_what_a_device_id_is():
+    from edge_har.web import ingest_checks, live
+
+    assert ingest_checks.DEVICE_ID.pattern == live._DEVICE_ID.pattern
+
+
+def test_a_bug_on_one_message_or_in_the_loop_is_counted_and_ingest_goes_on(
+    web_server, mosquitto_broker, devices, monkeypatch, tmp_path
+):
+    """Faults injected into ingest's own code (not the broker, not the database): it must outlive them."""
+    from edge_har.web import ingest as ingest_module
+
+    real_check, real_brief = ingest_module.check_prediction, ingest_module.stats_brief
+
+    def buggy_check(device_id: str, payload: bytes) -> dict:
+        if b'"seq": 1,' in payload:
+            raise ZeroDivisionError("a bug in a check")
+        return real_check(device_id, payload)
+
+    def buggy_brief(stats):
+        raise KeyError("a bug after the write")
+
+    monkeypatch.setattr(ingest_module, "check_prediction", buggy_check)
+    monkeypatch.setattr(ingest_module, "stats_brief", buggy_brief)
+    server = web_server(serve_config(mosquitto_broker, f"sqlite:///{tmp_path / 'bug.sqlite3'}"))
+    assert server.app.state.live.ingest.ready.wait(10)
+    for seq in range(3):
+        devices.send("edge-har/pi-b/prediction", prediction("pi-b", seq))
+    devices.send("edge-har/pi-b/stats", stats("pi-b"))
+    wait_stored(server.url, "pi-b", [0, 2])
+    status = settled(server.url)
+    assert status["rejected"] == {"internal_error": 1} and status["loop_errors"] == 1
+    assert "ZeroDivisionError" in status["samples"][0]["detail"]
+    monkeypatch.setattr(ingest_module, "stats_brief", real_brief)
+    devices.send("edge-har/pi-b/prediction", prediction("pi-b", 3))
+    wait_stored(server.url, "pi-b", [0, 2, 3])
+    status = settled(server.url)
+    assert status["stats"] == 1 and status["gaps"] == 0  # the message the bug hit arrived: not a gap
+    books_balance(status)
+
+
+def test_rejections_are_counted_by_device_for_at_most_a_hundred_devices(tmp_path):
+    from types import SimpleNamespace
+
+    from edge_har.mqtt.config import MqttConfig
+    from edge_har.web.config import ServeConfig
+    from edge_har.web.ingest import Hub, Ingest
+
+    store = open_store_url(f"sqlite:///{tmp_path / 'many.sqlite3'}")
+    ingest = Ingest(ServeConfig(mqtt=MqttConfig()), store, Hub(), flush_s=0.0)
+    for i in range(150):
+        ingest._on_message(None, None, SimpleNamespace(topic=f"edge-har/pi-{i:03d}/prediction", payload=b"{"))
+    while ingest.status()["queued"]:
+        ingest._step({"sweep": float("inf"), "prune": float("inf")})
+    status = ingest.status()
+    assert len(status["rejected_by_device"]) == 101 and status["rejected_by_device"]["(other)"] == 50
+    assert sum(status["rejected_by_device"].values()) == 150 == status["rejected"]["not_json"]
+    assert len(status["samples"]) == 20 and status["samples"][-1]["topic"] == "edge-har/pi-149/prediction"
+    assert ingest.device_books("pi-000") == {"gaps": 0, "rejected": 1}
+    assert ingest.device_books("pi-149") == {"gaps": 0, "rejected": 0}  # counted under (other)
+    store.close()

@@ -518,12 +518,22 @@ class Ingest:
                 )
         except RejectedMessage as exc:
             self._reject(topic, kind, device_id, exc.reason, exc.detail)
-            if kind == "prediction" and device_id is not None and exc.reason not in ("too_large", "too_deep"):
-                ref = seq_ref(device_id, payload)
-                if ref is not None:
-                    batch.refused.append(ref)
+            if exc.reason not in ("too_large", "too_deep"):
+                self._refused(kind, device_id, payload, batch)
         except Exception as exc:  # noqa: BLE001 - one message never ends the ingest
             self._reject(topic, kind, device_id, "internal_error", f"{type(exc).__name__}: {exc}", exc=exc)
+            self._refused(kind, device_id, payload, batch)
+
+    def _refused(self, kind: str, device_id: Optional[str], payload: bytes, batch: _Batch) -> None:
+        """Note the seq of a rejected prediction where it is readable: it arrived, so it is no gap."""
+        if kind != "prediction" or device_id is None:
+            return
+        try:
+            ref = seq_ref(device_id, payload)
+        except Exception:  # noqa: BLE001 - the books are best effort for a message already counted
+            return
+        if ref is not None:
+            batch.refused.append(ref)
 
     def _reject(
         self,
@@ -566,11 +576,12 @@ class Ingest:
                 except Exception as exc:  # noqa: BLE001 - classified below
                     if _is_outage(exc):
                         raise _Outage(_db_reason(exc)) from exc
+                    batch.events.pop(0)
                     self._set_aside(event["topic"], "status" if event["type"] == "status" else "stats", exc)
-                else:
-                    self._holding -= 1
-                    self._published_event(event)
-                batch.events.pop(0)
+                    continue
+                batch.events.pop(0)  # written: accounted for before anything else can fail
+                self._holding -= 1
+                self._published_event(event)
             self._write_rows(batch)
         except _Outage as exc:
             self.counters.db_errors += 1

@@ -213,6 +213,7 @@ def _bad_text_anywhere(node: Any, path: str) -> Optional[str]:
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    text = "".join(c if c.isprintable() and not "\ud800" <= c <= "\udfff" else "?" for c in text[:limit])
-    return text + ("..." if len(value if isinstance(value, str) else text) > limit else "")
+    """``value`` as a detail line may show it: printable, at most ``limit`` characters."""
+    full = value if isinstance(value, str) else repr(value)
+    shown = "".join(c if c.isprintable() and not "\ud800" <= c <= "\udfff" else "?" for c in full[:limit])
+    return shown + ("..." if len(full) > limit else "")
