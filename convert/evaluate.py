@@ -297,7 +297,7 @@ def given_data_flags(args: Any, dataset: Any | None = None) -> dict[str, Any]:
 
 def recorded_data_flags(document: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
     """(data path, data-set flags) a bundle document records; older bundles: what provenance.dataset describes."""
-    from edge_har.convert.datasets import OPTIONS
+    from edge_har.core.formats import formats
 
     info = ((document.get("provenance") or {}).get("dataset")) or {}
     path = info.get("path")
@@ -307,10 +307,10 @@ def recorded_data_flags(document: Mapping[str, Any]) -> tuple[str | None, dict[s
     fmt = info.get("format")
     if fmt:
         flags["format"] = fmt
-        accepted = set(OPTIONS.get(fmt, ()))
+        known = formats().get(fmt)
+        accepted = set(known.options.model_fields) if known is not None else set()
         for dest, key in _DESCRIBED.items():
-            keyword = {"sample_rate": "sample_rate_hz", "channels": "channel_cols" if fmt == "csv" else "channels"}
-            if keyword.get(dest, dest) in accepted and info.get(key) is not None:
+            if dest in accepted and info.get(key) is not None:
                 flags[dest] = info[key]
     return path, flags
 

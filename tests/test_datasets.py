@@ -161,7 +161,7 @@ def test_options_that_do_not_apply_are_errors_naming_the_flag(tmp_path):
         load_dataset(root, sample_rate_hz=50.0)
     with pytest.raises(DatasetError, match=r"--label-column does not apply to format folder"):
         load_dataset(root, format="folder", sample_rate_hz=32.0, label_col="label")
-    with pytest.raises(DatasetError, match=r"unknown; choose one of auto, hmp, folder, csv, uci-har"):
+    with pytest.raises(DatasetError, match=r"unknown; choose one of auto, .*hmp, folder"):
         load_dataset(root, format="parquet")
     with pytest.raises(DatasetError, match=r"format csv needs a file"):
         load_dataset(root, format="csv", label_col="label")
