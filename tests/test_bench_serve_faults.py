@@ -52,7 +52,8 @@ def assert_books_close(row: dict[str, Any], settings: ServeFaultsSettings) -> No
     assert row["rejected_predictions"] == 0 and not any(row["rejected_by_reason"].values()), row["rejected_by_reason"]
     assert row["missing_in_store"] == row["gaps"]
     assert row["outage_s"] >= settings.down_s
-    assert row["recovery_s"] is not None, row["events"]
+    # every device stored again after the outage, unless a busy machine started the server after the devices stopped
+    assert row["recovery_s"] is not None or row["outlasted_publishing"], row["events"]
     assert row["serve_tracebacks"] == 0, row["serve_log_tail"]
 
 
