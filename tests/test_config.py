@@ -49,7 +49,7 @@ def test_minimal_config_defaults_and_relative_paths(tmp_path):
     assert cfg.bundle == tmp_path / "bundles" / "tiny"
     assert isinstance(cfg.source, ReplaySourceConfig)
     assert cfg.source.path == tmp_path / ".." / "data"
-    assert cfg.source.realtime is True and cfg.source.loop is False and cfg.source.format == "folder"
+    assert cfg.source.realtime is True and cfg.source.loop is False and cfg.source.format is None  # the bundle's
     assert cfg.interpreter.backend == "auto" and cfg.interpreter.num_threads == 1 and cfg.interpreter.verify_sha256
     assert cfg.smoothing.method == "mean_prob" and cfg.smoothing.unknown_label == "unknown"
     assert cfg.mqtt.host == "127.0.0.1" and cfg.mqtt.port == 1883

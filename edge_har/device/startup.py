@@ -28,6 +28,7 @@ from typing import Optional
 from edge_har.core.errors import EdgeHarError
 from edge_har.device.config import LoadedConfig, check_files, source_channel_problems
 from edge_har.device.runtime_api import StreamRuntime, load_runtime
+from edge_har.device.sources.replay import ReplaySourceConfig, check_replay
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,12 @@ def run_startup_checks(loaded: LoadedConfig) -> StartupResult:
         result.errors.append(f"{loaded.where('variant' if cfg.variant else 'bundle')}: cannot load the model: {exc}")
         return result
     result.errors += [f"{loaded.where(k)}: {m}" for k, m in source_channel_problems(cfg, runtime.pre.n_channels)]
+    if isinstance(cfg.source, ReplaySourceConfig) and not result.errors:  # read with run's own reader
+        rate = runtime.pre.sample_rate_hz
+        result.errors += [
+            f"{loaded.where('source.path')}: {m}"
+            for m in check_replay(cfg.source, runtime.pre.n_channels, cfg.bundle, rate)
+        ]
     if not result.errors:
         result.runtime = runtime
     return result

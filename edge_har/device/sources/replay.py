@@ -1,9 +1,12 @@
 """Replay of recorded data as a sensor stream: the demo, the CI smoke test and the benchmarks' input.
 
-Recordings are read with the same readers the workstation loaders use
-(``edge_har.core.recordings``), so a data set that trains is a data set that replays. Each
-recording starts a new segment (the runtime does not let a window span two recordings, as
-training never did) and carries its label, which the daemon passes on as ground truth.
+Recordings are read with the data formats ``edge-har convert`` and ``evaluate`` read with
+(:mod:`edge_har.core.formats`): by default the format, the options and so the sample rate the
+bundle records (``provenance.dataset.reader`` in bundle.json), so the same raw files give the
+same windows on the device as in training, and the runtime resamples them to the model's rate
+with the function training used. Each recording starts a new segment (the runtime does not let
+a window span two recordings, as training never did) and carries its label, which the daemon
+passes on as ground truth.
 
 Pacing: ``realtime`` delivers ``chunk_samples`` every ``chunk_samples / (rate_hz * speed)``
 seconds on a fixed schedule (no drift from sleep jitter), time-stamped with the wall clock;
@@ -13,7 +16,7 @@ otherwise chunks come as fast as the consumer takes them, time-stamped in record
 
 from __future__ import annotations
 
-import inspect
+import json
 import logging
 import time
 from pathlib import Path
@@ -22,7 +25,9 @@ from typing import Any, Literal, Optional
 import numpy as np
 from pydantic import Field, model_validator
 
-from edge_har.core.recordings import Recording
+from edge_har.core.formats import DatasetError, ReaderRecord, formats, load_dataset
+from edge_har.core.formats.common import CommonOptions
+from edge_har.core.recordings import Recording, RecordingError, read_samples_result
 from edge_har.device.sources.base import Chunk, SampleChecker, Source, SourceContext, SourceError
 from edge_har.device.sources.config_base import SensorSourceConfig, SourceConfigBase, Where, resolve_path
 
@@ -40,13 +45,21 @@ class ReplaySourceConfig(SensorSourceConfig):
 
     type: Literal["replay"] = Field(description="Source type.")
     path: Path = Field(
-        description="Recording(s): a folder (format folder), a CSV file (csv) or one sample file (file)."
+        description="Recording(s): a folder or a file, read as `format` says (the layout the model was trained on)."
     )
-    format: Literal["folder", "csv", "file"] = Field(
-        "folder",
+    format: Optional[str] = Field(
+        None,
         description=(
-            "'folder': <path>/<Label>/<recording files> (the HMP layout); 'csv': one long CSV with a label column; "
-            "'file': one recording of whitespace/comma separated samples (set label for its ground truth)."
+            "A data format of `edge-har convert --format` (folder, csv, names, intervals, hmp, ...), or 'file': one "
+            "recording of whitespace/comma separated samples (set label for its ground truth). Default: the format "
+            "the bundle was converted from (bundle.json provenance.dataset.reader), else folder."
+        ),
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "The format's options by name, as convert's flags without the dashes (sample_rate, columns, "
+            "name_regex, ...). Default: the options the bundle records, when format is the bundle's; these replace them."
         ),
     )
     label_col: Optional[str] = Field(None, description="csv: the column holding the activity label (required for csv).")
@@ -96,15 +109,29 @@ class ReplaySourceConfig(SensorSourceConfig):
 
     @model_validator(mode="after")
     def _format_keys(self) -> ReplaySourceConfig:
-        if self.format == "csv" and not self.label_col:
+        known = (*formats(), FILE)
+        if self.format is not None and self.format not in known:
+            raise ValueError(f"format {self.format!r}: unknown; choose one of {', '.join(known)}")
+        if self.format == "csv" and not self.label_col and "label_column" not in self.options:
             raise ValueError("format csv needs label_col (the column holding the activity label)")
         csv_only = [
             k for k in ("label_col", "channel_cols", "subject_col", "timestamp_col") if getattr(self, k) is not None
         ]
         if self.format != "csv" and csv_only:
-            raise ValueError(f"{', '.join(csv_only)}: only for format csv (format is {self.format})")
-        if self.label is not None and self.format != "file":
+            raise ValueError(
+                f"{', '.join(csv_only)}: only for format csv (format is {self.format or 'the bundle one'})"
+            )
+        if self.label is not None and self.format != FILE:
             raise ValueError(f"label only applies to format file (format {self.format} reads labels from the data)")
+        if self.format == FILE and self.options:
+            raise ValueError("options do not apply to format file (one recording of numeric columns)")
+        if self.format not in (None, FILE):
+            taken = {*formats()[self.format].options.model_fields, *CommonOptions.model_fields}
+            unknown = sorted(set(self.options) - taken)
+            if unknown:
+                raise ValueError(
+                    f"options {', '.join(unknown)}: not options of format {self.format} ({', '.join(sorted(taken))})"
+                )
         return self
 
     def lossless(self) -> bool:
@@ -120,14 +147,63 @@ class ReplaySourceConfig(SensorSourceConfig):
         return self.model_copy(update={"path": resolve_path(self.path, base)})
 
     def check_files(self, where: Where) -> tuple[list[str], list[str]]:
-        want_dir = self.format == "folder"
         if not self.path.exists():
             return [f"{where('path')}: {self.path} does not exist"], []
-        if want_dir and not self.path.is_dir():
-            return [f"{where('path')}: {self.path} is not a folder (format folder)"], []
-        if not want_dir and not self.path.is_file():
-            return [f"{where('path')}: {self.path} is not a file (format {self.format})"], []
+        if self.format == FILE and not self.path.is_file():
+            return [f"{where('path')}: {self.path} is not a file (format file)"], []
         return [], []
+
+
+FILE = "file"  # one recording, no labels: a replay-only "format"
+# Options a replay leaves out of the bundle's: the daemon maps the truth through the bundle's label
+# map itself, and a replay plays every recording, not only the classes the model was trained on.
+NOT_REPLAYED = ("label_map", "classes")
+LEGACY_CSV_KEYS = {
+    "label_col": "label_column",
+    "channel_cols": "channels",
+    "subject_col": "subject_column",
+    "timestamp_col": "timestamp_column",
+}
+
+
+def bundle_reader(bundle_dir: Optional[Path]) -> Optional[ReaderRecord]:
+    """The reader record of ``<bundle_dir>/bundle.json`` (format + options convert read the data
+    with), or None for a bundle without one (an older writer) or one that cannot be read."""
+    if bundle_dir is None:
+        return None
+    try:
+        doc = json.loads((Path(bundle_dir) / "bundle.json").read_text(encoding="utf-8"))
+        record = ((doc.get("provenance") or {}).get("dataset") or {}).get("reader")
+        return ReaderRecord.model_validate(record) if isinstance(record, dict) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def replay_reader(
+    cfg: ReplaySourceConfig, bundle: Optional[ReaderRecord], model_rate_hz: float
+) -> tuple[str, dict[str, Any]]:
+    """(format, options) a replay reads with: the config's, filling in from the bundle's record.
+
+    Bad lines are skipped (``skip_bad``) where the format can, as a live source drops malformed
+    samples; a format that needs a rate and has none from either gets ``rate_hz`` or the model's.
+    """
+    if cfg.format == FILE:
+        return FILE, {}
+    name = cfg.format or (bundle.format if bundle is not None and bundle.format in formats() else "folder")
+    options: dict[str, Any] = dict(bundle.options) if bundle is not None and bundle.format == name else {}
+    for key in NOT_REPLAYED:
+        options.pop(key, None)
+    options.update({new: getattr(cfg, old) for old, new in LEGACY_CSV_KEYS.items() if getattr(cfg, old) is not None})
+    options.update(cfg.options)
+    fields = formats()[name].options.model_fields
+    if "skip_bad" in fields:
+        options["skip_bad"] = True
+    if "sample_rate" in fields:
+        if cfg.rate_hz:
+            options["sample_rate"] = cfg.rate_hz
+        elif options.get("sample_rate") is None and not options.get("timestamp_column"):
+            options["sample_rate"] = model_rate_hz
+    return name, options
 
 
 def load_recordings(
@@ -135,50 +211,44 @@ def load_recordings(
     n_channels: int,
     skipped: Optional[dict[str, int]] = None,
     reasons: Optional[dict[str, int]] = None,
+    *,
+    bundle: Optional[ReaderRecord] = None,
+    model_rate_hz: Optional[float] = None,
 ) -> list[Recording]:
-    """The recordings a replay config names, via edge_har.core.recordings' readers; SourceError if none.
+    """The recordings a replay config names, read by the data format of :func:`replay_reader`;
+    SourceError if none, or if they do not have the model's ``n_channels`` channels.
 
     Malformed lines in the files are skipped (counted per file in ``skipped``, by reason in
     ``reasons``), as a live source drops malformed samples: a replay is a stand-in for a
     sensor, not a data set check.
     """
-    from edge_har.core import recordings as rec
-
     skipped = {} if skipped is None else skipped
     reasons = {} if reasons is None else reasons
-
     path = Path(cfg.path)
     if not path.exists():
         raise SourceError(f"source.path: {path} does not exist")
+    name, options = replay_reader(cfg, bundle, model_rate_hz or cfg.rate_hz or 1.0)
+    how = f"format {name}" + (" from the bundle" if cfg.format is None and bundle is not None else "")
     try:
-        if cfg.format == "folder":
-            if not path.is_dir():
-                raise SourceError(f"source.path: {path} is not a folder (format folder)")
-            out = _call(
-                rec.load_folder_recordings, path, n_channels=n_channels, skip_bad=True, skipped=skipped, reasons=reasons
-            )
-        elif cfg.format == "csv":
-            out = _call(
-                rec.load_long_csv_recordings,
-                path,
-                label_col=cfg.label_col,
-                channel_cols=cfg.channel_cols,
-                subject_col=cfg.subject_col,
-                timestamp_col=cfg.timestamp_col,
-                n_channels=n_channels,
-                skip_bad=True,
-                skipped=skipped,
-                reasons=reasons,
-            )
-        else:
-            result = rec.read_samples_result(path, n_channels=n_channels, skip_bad=True)
+        if name == FILE:
+            result = read_samples_result(path, n_channels=n_channels, skip_bad=True)
             if result.skipped:
                 skipped[str(path)] = result.skipped
             for reason, n in result.reasons.items():
                 reasons[reason] = reasons.get(reason, 0) + n
             out = [Recording(samples=result.samples, label=cfg.label or "", source=str(path))]
-    except rec.RecordingError as exc:
-        raise SourceError(f"source.path: {exc}") from exc
+        else:
+            ds = load_dataset(path, format=name, **options)
+            skipped.update(ds.skipped)
+            for reason, n in ds.bad_line_reasons.items():
+                reasons[reason] = reasons.get(reason, 0) + n
+            rate = ds.sample_rate_hz
+            out = [
+                r if r.sample_rate_hz else Recording(r.samples, r.label, r.source, r.subject, rate)
+                for r in ds.recordings
+            ]
+    except (DatasetError, RecordingError) as exc:
+        raise SourceError(f"source.path: {exc} ({how})") from exc
     out = [r for r in out if len(r.samples)]
     if not out:
         raise SourceError(f"source.path: {path} holds no samples to replay")
@@ -186,17 +256,20 @@ def load_recordings(
         arr = np.asarray(r.samples)
         if arr.ndim != 2 or arr.shape[1] != n_channels:
             raise SourceError(
-                f"source.path: {r.source} has samples of shape {arr.shape}; the model takes {n_channels} channels"
+                f"source.path: {r.source} has samples of shape {arr.shape}; the model takes {n_channels} channels "
+                f"({how}; source.options.columns picks columns)"
             )
     return out
 
 
-def _call(func: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a reader with the keyword arguments it accepts (readers differ in their options)."""
-    params = inspect.signature(func).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return func(*args, **{k: v for k, v in kwargs.items() if v is not None})
+def check_replay(cfg: ReplaySourceConfig, n_channels: int, bundle_dir: Path, model_rate_hz: float) -> list[str]:
+    """What ``validate-config`` says about a replay: what :meth:`ReplaySource.start` would refuse,
+    found by reading the files with the same reader (messages without ``source.path:``)."""
+    try:
+        load_recordings(cfg, n_channels, bundle=bundle_reader(bundle_dir), model_rate_hz=model_rate_hz)
+    except SourceError as exc:
+        return [str(exc).removeprefix("source.path: ")]
+    return []
 
 
 class ReplaySource(Source):
@@ -205,12 +278,20 @@ class ReplaySource(Source):
     @classmethod
     def from_config(cls, cfg: SourceConfigBase, ctx: SourceContext) -> ReplaySource:
         assert isinstance(cfg, ReplaySourceConfig)
-        return cls(cfg, ctx.n_channels, default_rate_hz=ctx.model_rate_hz)
+        bundle = bundle_reader(ctx.device.bundle) if ctx.device is not None else None
+        return cls(cfg, ctx.n_channels, default_rate_hz=ctx.model_rate_hz, bundle=bundle)
 
-    def __init__(self, cfg: ReplaySourceConfig, n_channels: int, default_rate_hz: float) -> None:
+    def __init__(
+        self,
+        cfg: ReplaySourceConfig,
+        n_channels: int,
+        default_rate_hz: float,
+        bundle: Optional[ReaderRecord] = None,
+    ) -> None:
         super().__init__(n_channels, name=f"replay {cfg.path}")
         self.cfg = cfg
         self.default_rate_hz = default_rate_hz
+        self.bundle = bundle
         self.recordings: list[Recording] = []
         self.checker = SampleChecker(n_channels, self.malformed, cfg.valid_range)
         self.chunk_samples = cfg.chunk_samples or (1 if cfg.realtime else FAST_CHUNK)
@@ -234,7 +315,9 @@ class ReplaySource(Source):
     def start(self) -> None:
         skipped: dict[str, int] = {}
         reasons: dict[str, int] = {}
-        self.recordings = load_recordings(self.cfg, self.n_channels, skipped, reasons)
+        self.recordings = load_recordings(
+            self.cfg, self.n_channels, skipped, reasons, bundle=self.bundle, model_rate_hz=self.default_rate_hz
+        )
         files = ", ".join(f"{n} in {file}" for file, n in list(skipped.items())[:3])
         for reason, n in sorted(reasons.items()):
             self.malformed.add(reason, n, example=f"{n} line(s) of the recordings ({files})")
