@@ -52,13 +52,15 @@ and end-to-end latency, and the sequence number; --probabilities adds every clas
 (in the model's label order), in both modes, e.g. to see how close a second class came. Table mode shows each device's current activity,
 how long it has lasted and whether the device is online (its retained status topic).
 A prediction seen twice (same device, run_id and seq: a QoS 1 re-delivery) is shown once and
-counted; a new run_id for a device is reported as a restart. A bad message (over 256 KiB, not
-UTF-8, not JSON, nested too deep, a number no store can hold such as an integer beyond 64
-bits, fields of the wrong type) never stops the command: it is counted by reason, one line
-per reason at most every 10 s goes to stderr, and the counts are printed at exit (and under
-the table). A prediction that breaks the schema is still shown, with its problems on stderr. Table mode also follows status and
+counted; a new run_id for a device is reported as a restart. Table mode also follows status and
 stats: a device whose status says online but that sent no stats for 3 stats intervals is shown as
 'stale' (edge_har/mqtt/liveness.py).
+
+A bad message (over 256 KiB, not UTF-8, not JSON, nested more than 32 deep, a number no store
+can hold such as an integer beyond 64 bits or NaN, fields of the wrong type) never stops the
+command: it is counted by reason, stderr gets one line per reason at most every 10 s, and the
+counts are printed at exit (and under the table). A prediction that breaks the schema is still
+shown, its problems on stderr.
 
 --share GROUP (MQTT 5) subscribes to the prediction filters as $share/GROUP/<filter>: every
 consumer started with the same GROUP gets its own part of the traffic, each message goes to one
@@ -231,7 +233,7 @@ class Viewer:
         # (device, run, seq) is unique per prediction; devices older than the run id: (device, seq, window end)
         device_id, seq = _hashable(data.get("device_id")), _hashable(data.get("seq"))
         key = (
-            (device_id, run_id, seq)
+            (device_id, _hashable(run_id), seq)
             if isinstance(run_id, str)
             else (device_id, None, seq, _hashable(data.get("window_end_ts")))
         )
@@ -462,9 +464,12 @@ def _device(data: dict[str, Any], topic: str) -> str:
 
 
 def _hashable(value: Any) -> Any:
-    """``value`` as part of a de-duplication key: itself when hashable, else its JSON text (a list as seq)."""
-    if value is None or isinstance(value, (str, int, float)):
+    """``value`` as part of a de-duplication key, small and hashable: a number or None as it is, a
+    string cut to 200 characters (10,000 keys are kept), anything else as its JSON text (a list as seq)."""
+    if value is None or isinstance(value, (int, float)):
         return value
+    if isinstance(value, str):
+        return value[:200]
     return "json:" + json.dumps(value, sort_keys=True)[:200]
 
 
