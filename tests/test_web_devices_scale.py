@@ -300,3 +300,42 @@ def test_stored_numbers_no_api_can_serve_do_not_break_the_list(db_url):
     assert device["stats"]["windows_per_s"] is None and device["stats"]["queue_depth"] is None
     assert device["stats"]["reconnects"] == 2 and device["status_at"] is None
     assert device["activity"]["label"] == "Walk" and device["activity"]["probabilities"] == {}
+
+
+def scanned_in_full(store: Store, query: sa.Select) -> list[str]:
+    """What the database's plan for ``query`` reads from end to end (SQLite: SCAN, PostgreSQL: Seq Scan)."""
+    with store.engine.connect() as conn:
+        if store.backend == "sqlite":
+            compiled = query.compile(store.engine)
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", tuple(compiled.params.values())).all()
+            return [row[-1].split()[1] for row in plan if row[-1].startswith("SCAN ")]  # a table or its alias
+        sql = str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
+        (plan,) = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}").one()
+    found: list[str] = []
+
+    def walk(node: dict) -> None:
+        if node.get("Node Type") == "Seq Scan":
+            found.append(node["Relation Name"])
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return found
+
+
+def test_a_page_never_reads_the_whole_predictions_table(db_url):
+    """The newest prediction of each device on the page is an index probe, however large the page or the table.
+
+    On PostgreSQL a correlated subquery in the join condition let the planner hash the whole predictions
+    table for a 1,000-device page (0.7 s with 200,000 rows, growing with history); the page must not.
+    """
+    from edge_har.web.store import _devices_query
+
+    store = open_store_url(db_url)
+    try:
+        fill(store, 5000, time.time())
+        for limit in (24, 1001):
+            query = _devices_query((devices.c.device_id > "pi-00100",), limit, store.backend)
+            assert not {"predictions", "newest"} & set(scanned_in_full(store, query)), limit
+    finally:
+        store.close()

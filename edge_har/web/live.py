@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from edge_har.mqtt.liveness import device_liveness
 from edge_har.web.config import ServeConfig
@@ -152,6 +152,7 @@ class LiveService:
                 "and `today=true` its seconds per activity today (`today`); with either, `limit` is at most "
                 f"{DETAIL_LIMIT} and `limit * 3600 / hour_step_s` at most {HOUR_POINTS_MAX}."
             ),
+            response_class=JSONResponse,
         )
         def api_devices(
             limit: int = Query(
@@ -180,7 +181,7 @@ class LiveService:
                 description="the viewer's offset from UTC in minutes (CET: 60), for `today`",
                 json_schema_extra={"minimum": -960, "maximum": 960},
             ),
-        ) -> dict[str, Any]:
+        ) -> JSONResponse:
             _check_page(limit, after, q, hour_step_s, today, utc_offset_min)
             now = time.time()
             page = self.store.device_page(limit=limit, after=after, contains=q or None)
@@ -209,7 +210,9 @@ class LiveService:
             }
             if self.ingest is not None:
                 body["ingest"] = self.ingest.status()
-            return body
+            # Plain JSON types already: straight to json.dumps, not FastAPI's jsonable_encoder walk, which
+            # costs ten times as much (175 ms of a 1,000-device page).
+            return JSONResponse(body)
 
         @r.get("/api/ingest", tags=["live"], summary="The MQTT ingest's books: received, stored, rejected, gaps")
         def api_ingest() -> dict[str, Any]:

@@ -385,7 +385,7 @@ class Store:
     def devices(self) -> list[DeviceRecord]:
         """Every device with its newest prediction, in one query (the ingest's start-up reads them all)."""
         with self.engine.connect() as conn:
-            return [_device_record(row) for row in conn.execute(_devices_query((), None)).mappings()]
+            return [_device_record(row) for row in conn.execute(_devices_query((), None, self.backend)).mappings()]
 
     def device_page(self, *, limit: int, after: Optional[str] = None, contains: Optional[str] = None) -> DevicePage:
         """One page of devices in ``device_id`` order, each with its newest prediction: two queries, any fleet size.
@@ -399,7 +399,9 @@ class Store:
         where = match if after is None else (*match, devices.c.device_id > after)
         with self.engine.connect() as conn:
             total = int(conn.execute(sa.select(sa.func.count()).select_from(devices).where(*match)).scalar() or 0)
-            rows = [_device_record(row) for row in conn.execute(_devices_query(where, limit + 1)).mappings()]
+            rows = [
+                _device_record(row) for row in conn.execute(_devices_query(where, limit + 1, self.backend)).mappings()
+            ]
         more = len(rows) > limit
         rows = rows[:limit]
         return DevicePage(rows, total, rows[-1].device_id if more and rows else None)
@@ -552,12 +554,16 @@ _ACTIVITY_FIELDS = ("ts", "label", "confidence", "probabilities", "model_id", "r
 _INT64 = 2**63
 
 
-def _devices_query(where: Sequence[Any], limit: Optional[int]) -> sa.Select[Any]:
+def _devices_query(where: Sequence[Any], limit: Optional[int], backend: str) -> sa.Select[Any]:
     """Devices matching ``where`` in id order (at most ``limit``), each joined with its newest prediction.
 
     The device rows are chosen (and limited) first; the newest prediction of each is then one probe of
-    ``ix_predictions_device_ts`` (a correlated subquery in the join), so the cost follows the page, not
-    the fleet. JSON columns come back as text, decoded by :func:`_load_json`, which no stored value breaks.
+    ``ix_predictions_device_ts``, so the cost follows the page, not the fleet or its history. PostgreSQL
+    gets that probe as a ``LATERAL`` subquery, the one form its planner always runs per row (a correlated
+    subquery in the join let it hash the whole predictions table instead, 0.7 s for a 1,000-device page
+    of a 200,000-row table); SQLite, which has no ``LATERAL``, runs the correlated subquery in the join
+    condition per row. JSON columns come back as text, decoded by :func:`_load_json`, which no stored
+    value breaks.
     """
     d = devices.c
     page = (
@@ -569,24 +575,32 @@ def _devices_query(where: Sequence[Any], limit: Optional[int]) -> sa.Select[Any]
         page = page.limit(limit)
     chosen = page.subquery("page")
     p = predictions.c
-    newest_id = (
-        sa.select(p.id)
-        .where(p.device_id == chosen.c.device_id)
-        .order_by(p.ts.desc(), p.id.desc())
-        .limit(1)
-        .correlate(chosen)
-        .scalar_subquery()
-    )
-    newest = predictions.alias("newest")
+    newest_first = (p.ts.desc(), p.id.desc())
+    if backend == "postgresql":
+        newest: Any = (
+            sa.select(p.id, *(p[name] for name in _ACTIVITY_FIELDS))
+            .where(p.device_id == chosen.c.device_id)
+            .order_by(*newest_first)
+            .limit(1)
+            .lateral("newest")
+        )
+        joined = chosen.outerjoin(newest, sa.true())
+    else:
+        newest_id = (
+            sa.select(p.id)
+            .where(p.device_id == chosen.c.device_id)
+            .order_by(*newest_first)
+            .limit(1)
+            .correlate(chosen)
+            .scalar_subquery()
+        )
+        newest = predictions.alias("newest")
+        joined = chosen.outerjoin(newest, newest.c.id == newest_id)
     activity = [
         (sa.cast(newest.c[name], sa.Text) if name == "probabilities" else newest.c[name]).label(f"a_{name}")
         for name in _ACTIVITY_FIELDS
     ]
-    return (
-        sa.select(chosen, newest.c.id.label("a_id"), *activity)
-        .select_from(chosen.outerjoin(newest, newest.c.id == newest_id))
-        .order_by(chosen.c.device_id)
-    )
+    return sa.select(chosen, newest.c.id.label("a_id"), *activity).select_from(joined).order_by(chosen.c.device_id)
 
 
 def _id_contains(text: str) -> Any:
