@@ -128,16 +128,6 @@ def load_dataset(path: str | Path, *, format: str = AUTO, **options: Any) -> Dat
     fmt = _FORMATS[name]
     recorded = {k: _json(v) for k, v in given.items()}
     common = {k: given.pop(k) for k in CommonOptions.model_fields if k in given}
-    rename = None
-    if "columns" in common and fmt.columns_are_channels:
-        # The format picks its channel columns by name already: --columns is that, --channels renames.
-        rename = given.pop("channels", None)
-        given["channels"] = tuple(common.pop("columns"))
-    elif "columns" in common:
-        # The format reads every column under its default names; ``refine`` picks and names them.
-        for key in ("channels", "scale", "offset"):
-            if key in given and key in fmt.options.model_fields:  # (a preset that fixes them still refuses them)
-                common[key] = given.pop(key)
     extra = [k for k in given if k not in fmt.options.model_fields]
     if extra:
         flags = ", ".join(flag(k) for k in extra)
@@ -150,12 +140,42 @@ def load_dataset(path: str | Path, *, format: str = AUTO, **options: Any) -> Dat
         if key not in given:
             raise DatasetError(f"{path}: {message.format(how=how)}")
     parsed = _validated(fmt.options, given, path, name)
+    label_map = common.pop("label_map", None)
+    checked = _validated(CommonOptions, common, path, name)
+    common = {k: getattr(checked, k) for k in common}
+    if label_map is not None:
+        common["label_map"] = _label_map(label_map, path)
+    rename = None
+    if "columns" in common and fmt.columns_are_channels:
+        # The format picks its channel columns by name already: --columns is that, --channels renames.
+        rename = parsed.channels
+        parsed = parsed.model_copy(update={"channels": common.pop("columns")})
+    elif "columns" in common:
+        # The format reads every column under its default names; ``refine`` picks and names them.
+        for key in ("channels", "scale", "offset"):
+            if key in given:
+                common[key] = getattr(parsed, key)
+                parsed = parsed.model_copy(update={key: None})
     ds = fmt.load(path, parsed)
     if rename is not None:
         ds.channels = channel_names(rename, len(ds.channels), path)
     ds = refine(ds, **common)
     ds.reader = ReaderRecord(format=name, options=recorded)
     return ds
+
+
+def _label_map(value: Any, where: Path) -> Any:
+    """``--label-map``: rules text or a file (str or Path), or (pattern, label) pairs."""
+    if isinstance(value, (str, Path)):
+        return value
+    pairs = list(value) if isinstance(value, (list, tuple)) else None
+    if pairs is None or not all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(t, str) for t in p) for p in pairs
+    ):
+        raise DatasetError(
+            f"{where}: --label-map: expected PATTERN=LABEL rules, a file of them, or (pattern, label) pairs"
+        )
+    return [tuple(p) for p in pairs]
 
 
 def _json(value: Any) -> Any:
@@ -176,12 +196,13 @@ def load_recorded(path: str | Path, record: ReaderRecord | Mapping[str, Any], **
 
 def _register_builtin() -> None:
     """The built-in formats, in detection order. A new format: import its module here, add one line."""
-    from edge_har.core.formats import folder, hapt, hmp, intervals, long_csv, names, ts, uci_har
+    from edge_har.core.formats import folder, hapt, hmp, intervals, long_csv, mobifall, names, ts, uci_har
 
     register(ts.TsFormat())
     register(long_csv.CsvFormat())
     register(uci_har.UciHarFormat())
     register(hapt.HaptFormat())
+    register(mobifall.MobiFallFormat())
     register(hmp.HmpFormat())
     register(folder.FolderFormat())
     register(intervals.IntervalsFormat())
