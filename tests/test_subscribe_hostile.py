@@ -22,7 +22,7 @@ from edge_har.mqtt.bounded_json import DEFAULT_MAX_BYTES, RejectedMessage, parse
 from edge_har.subscribe import BAD_REASONS, Viewer
 from tests.test_subscribe import Subscribe, pred
 
-EXAMPLES = int(os.environ.get("EDGE_HAR_FUZZ_EXAMPLES", "300"))  # per property below
+EXAMPLES = int(os.environ.get("EDGE_HAR_FUZZ_EXAMPLES", "200"))  # per property below
 
 
 def _json(value: object) -> bytes:
