@@ -567,7 +567,12 @@ class PredictService:
                                 "type": "object",
                                 "required": ["file"],
                                 "properties": {
-                                    "file": {"type": "string", "format": "binary"},
+                                    "file": {
+                                        "type": "string",
+                                        "format": "binary",
+                                        "description": "the upload; its file name's ending says what it is "
+                                        "(GET /api/info lists what each bundle accepts)",
+                                    },
                                     "model_id": {
                                         "type": "string",
                                         "maxLength": MAX_MODEL_ID_CHARS,
@@ -582,7 +587,17 @@ class PredictService:
                                         f"{MAX_UPSAMPLE} (a recording is resampled up at most {MAX_UPSAMPLE} times)",
                                     },
                                 },
-                            }
+                            },
+                            "encoding": {
+                                "file": {
+                                    "headers": {
+                                        "Content-Disposition": {
+                                            "schema": {"type": "string"},
+                                            "example": 'form-data; name="file"; filename="walk.csv"',
+                                        }
+                                    }
+                                }
+                            },
                         }
                     },
                 }
