@@ -121,6 +121,24 @@ def test_a_signal_noted_before_the_daemon_runs_stops_it_before_it_connects(
     assert listener.on("edge-har/pi-edge/status") == []
 
 
+def test_a_second_interrupt_during_start_up_exits_at_once():
+    from edge_har.device import early_signals
+
+    previous = {sig: signal.getsignal(sig) for sig in early_signals.STOP_SIGNALS}
+    try:
+        assert early_signals.install()
+        os.kill(os.getpid(), signal.SIGHUP)
+        os.kill(os.getpid(), signal.SIGINT)  # noted: the daemon stops cleanly once it runs
+        with pytest.raises(SystemExit) as stopped:
+            os.kill(os.getpid(), signal.SIGTERM)  # a second stop before the daemon took over: exit now
+            time.sleep(1)
+        assert stopped.value.code == 0
+        assert early_signals.take() == [signal.SIGHUP, signal.SIGINT]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 # ---------------------------------------------------------------- keepalive
 
 

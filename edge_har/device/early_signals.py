@@ -7,7 +7,9 @@ the runtime (numpy, the interpreter: seconds on a Pi Zero) and reads the config.
 traceback. ``edge-har run`` therefore calls :func:`install` first, with nothing but
 ``signal`` imported, and the daemon takes what arrived with :func:`take` and gives it the same
 meaning as later: SIGHUP a clean stop and exit 75 (restart me), SIGTERM and SIGINT a clean
-stop and exit 0.
+stop and exit 0. A second SIGINT or SIGTERM before the daemon takes over exits at once with 0
+(nothing is connected yet), so a start-up stuck reading its config from a pipe can still be
+interrupted from the terminal.
 """
 
 from __future__ import annotations
@@ -40,4 +42,6 @@ def take() -> list[int]:
 
 
 def _remember(signum: int, frame: Any) -> None:
+    if signum != signal.SIGHUP and any(s != signal.SIGHUP for s in _received):
+        raise SystemExit(0)
     _received.append(signum)
