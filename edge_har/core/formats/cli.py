@@ -100,8 +100,8 @@ def _argument(info: FieldInfo) -> dict[str, Any]:
     elif typing.get_origin(base) is typing.Literal:
         choices = typing.get_args(base)
         kwargs.update(choices=choices, type=type(choices[0]))
-    elif base is Path:
-        kwargs["type"] = Path
+    elif base in (Path, int, float):
+        kwargs["type"] = base
     else:
         kwargs["type"] = str
     return kwargs

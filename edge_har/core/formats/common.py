@@ -142,7 +142,7 @@ class CommonOptions(FormatOptions):
         "--classes WALKING,WALKING_UPSTAIRS,WALKING_DOWNSTAIRS,SITTING,STANDING,LAYING",
         json_schema_extra={"metavar": "NAME,...", "cli_type": "names"},
     )
-    label_map: Optional[str] = Field(
+    label_map: Optional[str] = Field(  # (pattern, label) pairs are accepted too, from Python callers
         None,
         description="any layout: rename or merge classes before training, e.g. --label-map 'F*=fall,D*=adl' "
         "(shell patterns, first match wins, '-' leaves a class out: --label-map '*_TO_*=-'), or a file of "
