@@ -266,3 +266,15 @@ def test_any_replay_format_keys_validate_or_are_refused(fmt, options):
         assert exc.errors()
         return
     assert cfg.format == fmt
+
+
+def test_recorded_columns_pick_what_training_picked():
+    from edge_har.core.formats.common import recorded_columns
+
+    samples = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert recorded_columns(samples, None, {}, "f").tobytes() == samples.tobytes()
+    assert recorded_columns(samples, None, {"columns": ["3", "1"]}, "f").tolist() == samples[:, [3, 1]].tolist()
+    by_name = recorded_columns(samples, ("t", "ax", "ay", "az"), {"columns": ["az"]}, "f")
+    assert by_name.tolist() == samples[:, [3]].tolist()
+    with pytest.raises(DatasetError, match="f: --columns 'gz': no such column"):
+        recorded_columns(samples, ("t", "ax", "ay", "az"), {"columns": ["gz"]}, "f")

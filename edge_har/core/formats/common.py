@@ -396,3 +396,23 @@ def keep_recordings(ds: Dataset, keep: Sequence[int]) -> None:
 
 
 # ------------------------------------------------------------------ windows
+
+
+def recorded_columns(
+    samples: np.ndarray, header: Sequence[str] | None, options: dict[str, Any], where: str
+) -> np.ndarray:
+    """One file's samples with the columns a reader record's ``columns`` option picks (by 0-based
+    index, or by name from the file's header line or the recorded ``channels``), for a reader of
+    single files (``serve``'s upload) that must choose what training chose; unchanged without one."""
+    columns = options.get("columns")
+    if not columns:
+        return samples
+    width = samples.shape[1]
+    channels = options.get("channels")
+    names: Sequence[str] = tuple(f"ch{i}" for i in range(width))
+    if channels is not None and len(channels) == width:
+        names = tuple(channels)
+    elif header is not None and len(header) == width:
+        names = tuple(header)
+    idx = [column_index(str(c), names, Path(where)) for c in columns]
+    return np.ascontiguousarray(samples[:, idx])
