@@ -185,3 +185,17 @@ def test_serve_options_for_the_session(tmp_path, capsys):
         assert exc.value.code == 2 and "--session-expiry" in capsys.readouterr().err
     assert main([*base, "--client-id", " "]) == 2
     assert "--client-id" in capsys.readouterr().err
+
+
+def test_a_second_serve_with_the_same_client_id_is_named_as_the_problem(web_server, mosquitto_broker, tmp_path):
+    cfg = serve_config(mosquitto_broker, f"sqlite:///{tmp_path / 't.sqlite3'}", protocol="5", client_id="serve-twin")
+    first = web_server(cfg)
+    assert first.app.state.live.ingest.ready.wait(10)
+    web_server(
+        serve_config(mosquitto_broker, f"sqlite:///{tmp_path / 'u.sqlite3'}", protocol="5", client_id="serve-twin")
+    )
+    shown = wait_until(
+        lambda: get_json(f"{first.url}/api/ingest")[1]["last_problem"],
+        what="the takeover shown",
+    )
+    assert "took the session over" in shown and "--client-id" in shown

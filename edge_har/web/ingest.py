@@ -74,6 +74,8 @@ RETRY_MIN_S = 0.5  # first wait after a failed write to an unreachable database;
 RETRY_MAX_S = 30.0
 SAMPLES_MAX = 20  # the last rejections shown with their reason
 BY_DEVICE_MAX = 100  # devices counted by name in rejected_by_device; the rest under "(other)"
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another client connected with this client id
+SHORT_LINK_S = 5.0  # a link closed this soon after connecting, three times running, is a client id taken over
 
 
 class Hub:
@@ -282,6 +284,8 @@ class Ingest:
         self._loop_errors = 0
         self._db: dict[str, Any] = {"state": "ok", "outages": 0, "last_error": None, "set_aside": 0}
         self._backoff = RETRY_MIN_S
+        self._connected_at = 0.0
+        self._short_links = 0  # consecutive links the broker closed within SHORT_LINK_S of connecting
 
     # ------------------------------------------------------------------ life cycle
 
@@ -396,6 +400,7 @@ class Ingest:
             self._problem(f"broker refused the connection: {reason}")
             return
         self.counters.connected = True
+        self._connected_at = time.monotonic()
         # Subscribed every time: a clean session (or an expired one) keeps no subscription.
         client.subscribe([(f"{self.prefix}/+/{kind}", 1) for kind in KINDS])
         self.hub.publish({"type": "broker", **self.broker_state()})
@@ -411,8 +416,18 @@ class Ingest:
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
         self.ready.clear()
+        lasted = time.monotonic() - self._connected_at
+        self._short_links = self._short_links + 1 if lasted < SHORT_LINK_S else 0
         if self._stopping:
             log.info("ingest: disconnected from the broker")
+        elif getattr(reason, "value", None) == SESSION_TAKEN_OVER or self._short_links >= 3:
+            # Two clients with one id take the session from each other at every reconnect (mosquitto closes
+            # the older connection without a reason): say so once a minute instead of a line per reconnect.
+            self._problem(
+                f"the broker closed the link {self._short_links} times just after connecting: another client "
+                f"connected with the client id {self.client_id!r} and took the session over (a second serve "
+                "on this broker?): give each serve its own --client-id"
+            )
         elif self.counters.connected:
             log.warning("ingest: lost the broker (%s); paho reconnects", reason)
         self.counters.connected = False
