@@ -51,6 +51,7 @@ TIME_UNIT = "ns"  # DataDescribe.txt: timestamp(ns)
 WIDTH = 3  # values after the timestamp
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SURROGATE = re.compile("[\udc80-\udcff]")
+_DATA_LINE = re.compile(r"^[^\S\n]*@DATA[^\S\n]*$", re.IGNORECASE | re.MULTILINE)  # the header's last line
 
 
 class MobiFallOptions(ScalingOptions):
@@ -152,15 +153,17 @@ def _decode(path: Path, data: bytes, skip_bad: bool) -> str:
         raise DatasetError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def _fast(lines: list[str]) -> np.ndarray | None:
+def _fast(body: str) -> np.ndarray | None:
     """The rows in C (numpy's reader) when every line is four finite numbers; None otherwise."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            arr = np.loadtxt(io.StringIO("\n".join(lines)), delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+            arr = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2, comments=None)
     except (ValueError, TypeError):
         return None
-    if arr.shape != (len(lines), WIDTH + 1) or not np.isfinite(arr).all() or np.abs(arr[:, 1:]).max() > FLOAT32_MAX:
+    if not len(arr):
+        return np.empty((0, WIDTH + 1))
+    if arr.shape[1] != WIDTH + 1 or not np.isfinite(arr).all() or np.abs(arr[:, 1:]).max() > FLOAT32_MAX:
         return None
     return arr
 
@@ -171,26 +174,27 @@ def read_timed_file(path: str | Path, *, skip_bad: bool = False) -> TimedRead:
     Blank lines and ``#`` lines are skipped anywhere. A malformed row (not four comma-separated
     numbers, NaN/inf, bytes that are not UTF-8) is a :class:`DatasetError` naming the file and
     line, or with ``skip_bad`` dropped and counted by reason (``columns``, ``text``, ``nan``,
-    ``encoding``, as the other formats count them).
+    ``encoding``, as the other formats count them). A clean file is parsed by numpy in one go;
+    only a file with comments or bad rows is read line by line.
     """
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    lines = _decode(path, data, skip_bad).split("\n")
-    first = next((i + 1 for i, line in enumerate(lines) if line.strip().upper() == "@DATA"), 0)
-    numbered = [
-        (i + 1, line)
-        for i, line in enumerate(lines[first:], first)
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    arr = _fast([line for _, line in numbered]) if numbered else np.empty((0, WIDTH + 1))
+    text = _decode(path, data, skip_bad)
+    header = _DATA_LINE.search(text)
+    start = header.end() if header else 0
+    body = text[start:]
+    arr = _fast(body) if "#" not in body and not _SURROGATE.search(body) else None
     if arr is not None:
         return TimedRead(arr[:, 0].copy(), arr[:, 1:].astype(np.float32))
+    first = text.count("\n", 0, start) + 1  # the line number of the body's first line
     rows: list[list[float]] = []
     reasons: Counter[str] = Counter()
-    for lineno, line in numbered:
+    for lineno, line in enumerate(body.split("\n"), first):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
         bad = _bad(line, rows)
         if bad is None:
             continue
