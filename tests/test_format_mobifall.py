@@ -198,6 +198,22 @@ def test_registered_detected_and_read_from_the_command_line_flags(mobifall_like)
         load_dataset(mobifall_like, format="folder", sample_rate=50, resample_rate=25)
 
 
+def test_a_replay_reads_the_raw_files_as_the_bundle_recorded_them(mobifall_like):
+    """The device's replay source takes format and options from bundle.json's reader record and gets
+    the very recordings (same pieces, same samples) convert and evaluate read."""
+    from edge_har.core.formats import ReaderRecord
+    from edge_har.device.sources.replay import ReplaySourceConfig, load_recordings
+
+    trained = load_dataset(mobifall_like, resample_rate=25, sensors=("gyro", "acc"), max_gap=0.2)
+    assert trained.reader is not None
+    record = ReaderRecord.model_validate(trained.reader.model_dump(mode="json"))  # as bundle.json holds it
+    cfg = ReplaySourceConfig(type="replay", path=mobifall_like)
+    replayed = load_recordings(cfg, 6, bundle=record, model_rate_hz=50.0)
+    assert [r.source for r in replayed] == [r.source for r in trained.recordings]
+    assert all(r.sample_rate_hz == 25.0 for r in replayed)
+    assert all(np.array_equal(a.samples, b.samples) for a, b in zip(replayed, trained.recordings))
+
+
 # ------------------------------------------------------------------ the file reader, fuzzed
 
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
