@@ -136,6 +136,19 @@ def test_options_sensors_category_rate_and_scale(mobifall_like):
         load_mobifall(mobifall_like, sensors=("acc", "acc"))
 
 
+def test_a_flat_folder_of_trials_takes_the_code_from_the_file_names(tmp_path):
+    root = make_set(tmp_path / "m")
+    flat = tmp_path / "flat" / "phone"
+    flat.mkdir(parents=True)
+    for f in root.rglob("*_*_*_*.txt"):
+        f.rename(flat / f.name)
+    assert detect_format(tmp_path / "flat") == "mobifall"
+    ds = load_mobifall(tmp_path / "flat")
+    assert ds.labels == ["BSC", "FOL", "WAL"] and len(ds.recordings) == 18
+    with pytest.raises(DatasetError, match="--label-from category needs <category>/<CODE>/ folders"):
+        load_mobifall(tmp_path / "flat", label_from="category")
+
+
 def test_a_trial_without_its_gyro_file_is_left_out_with_a_warning(tmp_path, caplog):
     root = make_set(tmp_path / "m")
     lone = root / "sub1" / "ADL" / "WAL" / "WAL_gyro_1_2.txt"

@@ -12,8 +12,9 @@ on one regular clock (:func:`edge_har.core.timeseries.align`): the span both cov
 interpolated linearly onto ``--resample-rate``, never across a pause longer than ``--max-gap``.
 A longer pause splits the trial into recordings that stay on one side of a split.
 
-The class is the code folder (FOL, WAL, ...; ``--label-from category`` takes FALLS / ADL
-instead), the subject the number in the file name (``--split subject --test-subjects 1,2``).
+The class is the activity code (FOL, WAL, ...: the file name's first part, which is also its
+folder's name; ``--label-from category`` takes the folder above it, FALLS / ADL, instead), the
+subject the number in the file name (``--split subject --test-subjects 1,2``).
 The same reader serves any set stored this way (other codes, other subject numbers, no
 headers): a file needs no ``@DATA`` line, ``#`` lines are comments anywhere.
 """
@@ -49,6 +50,7 @@ RATE_HZ = 50.0  # --resample-rate's default: the common HAR rate, below both sen
 MAX_GAP_S = 0.3  # --max-gap's default: above the set's many 0.15-0.25 s pauses, below its 8 longer ones
 TIME_UNIT = "ns"  # DataDescribe.txt: timestamp(ns)
 WIDTH = 3  # values after the timestamp
+DETECT_DEPTH = 4  # folders below --data that detection looks into (MobiFall's files are 3 down: sub1/FALLS/FOL/)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _DATA_LINE = re.compile(r"^[^\S\n]*@DATA[^\S\n]*$", re.IGNORECASE | re.MULTILINE)  # the header's last line
@@ -83,7 +85,8 @@ class MobiFallOptions(ScalingOptions):
     )
     label_from: Optional[Literal["code", "category"]] = Field(
         None,
-        description="the class of a trial: its code folder (FOL, WAL, ...) or the folder above it (FALLS, ADL) "
+        description="the class of a trial: its activity code (FOL, WAL, ..., the file name's first part and its "
+        "folder) or the folder above the code folder (FALLS, ADL) "
         "(default code), e.g. --label-from category",
     )
     timestamp_unit: Optional[Literal["auto", "s", "ms", "us", "ns"]] = Field(
@@ -108,8 +111,9 @@ class MobiFallFormat(DataFormat):
     def detect(self, path: Path) -> bool:
         if not path.is_dir():
             return False
-        for _, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for folder, dirs, files in os.walk(path):
+            deep = len(Path(folder).relative_to(path).parts) >= DETECT_DEPTH
+            dirs[:] = [] if deep else sorted(d for d in dirs if not d.startswith("."))
             if any(FILE_PATTERN.match(f) for f in files):
                 return True
         return False
@@ -259,8 +263,8 @@ def find_trials(root: Path) -> tuple[list[_Trial], int]:
             trial = trials.setdefault(
                 key,
                 _Trial(
-                    code=folder.name if folder != root else match["code"],
-                    category=folder.parent.name if folder != root else "",
+                    code=match["code"],
+                    category=folder.parent.name if folder.name == match["code"] and folder != root else "",
                     subject=match["subject"],
                     trial=match["trial"],
                 ),
@@ -358,6 +362,10 @@ def load_mobifall(
         source = str(trial.files[sensors[0]])
         if not out.segments:
             empty.append(source)
+        if label_from == "category" and not trial.category:
+            raise DatasetError(
+                f"{trial.files[sensors[0]]}: --label-from category needs <category>/<CODE>/ folders (FALLS/FOL/...)"
+            )
         label = trial.category if label_from == "category" else trial.code
         group = f"{label}|{trial.subject}|{trial.trial}|{source}"
         for i, segment in enumerate(out.segments):
