@@ -154,6 +154,11 @@ def test_a_device_s_gaps_and_rejected_messages_are_on_its_card(web_server, brows
         line = page.locator("#ingest").inner_text()
         assert "stored 10" in line and "rejected 1" in line and "lost upstream 4" in line, line
         screenshot(page, "live-gaps")
+
+        # the whole list is shown, so a device that appears meanwhile gets a card and is counted at once
+        fleet.publish("edge-har/pi-new/prediction", payload("pi-new", 0, time.time(), "Sit"), qos=1)
+        page.locator('section.device[data-device="pi-new"] .now .label').wait_for()
+        assert page.locator("#count").inner_text() == "Showing 3 of 3 devices"
     finally:
         fleet.disconnect()
         fleet.loop_stop()

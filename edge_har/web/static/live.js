@@ -25,6 +25,7 @@ let pages = 1; // how many pages of PAGE devices are shown ("Show more" adds one
 let nextAfter = null; // the cursor of the page after the shown ones (null: none)
 let listComplete = false; // every device matching the filter is shown: a new one gets a card of its own
 let filterText = "";
+let total = 0; // devices matching the filter, as the server last counted them (plus new ones pushed since)
 let source = null;
 let loading = null;
 let reloadTimer = null;
@@ -141,7 +142,9 @@ function shownDevice(id) {
   if (devices.has(id)) return devices.get(id);
   if (!listComplete || (filterText && !id.toLowerCase().includes(filterText.toLowerCase()))) return null;
   loadSoon(); // its stats, status, gaps and rejections
-  return ensure(id);
+  const device = ensure(id);
+  showCount(devices.size, total + 1, false);
+  return device;
 }
 
 // ------------------------------------------------------------------ drawing
@@ -224,7 +227,8 @@ function renderToday(device) {
     </div>`).join("");
 }
 
-function showCount(shown, total, more) {
+function showCount(shown, matching, more) {
+  total = matching;
   const what = filterText ? `matching “${escapeHtml(filterText)}”` : "";
   document.getElementById("count").innerHTML = total === 0
     ? (filterText ? `No device ${what}.` : "")
