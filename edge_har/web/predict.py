@@ -27,7 +27,8 @@ the wrong number of columns, an unreadable image or clip (422).
 No field can make the work or the reply grow faster than the upload: a recording is resampled up
 to the model's rate by at most :data:`MAX_UPSAMPLE` times (a tiny ``sample_rate_hz`` would turn a
 few kB into millions of samples), one request predicts at most :data:`MAX_WINDOWS` windows (counted
-from the sample count before any work), a clip at most :data:`MAX_CLIP_FRAMES` frames, and the text
+from the sample count before any work), a clip at most :data:`MAX_CLIP_FRAMES` frames, an image or a
+frame at most :data:`MAX_FRAME_PIXELS` pixels (read from the header, before decoding), and the text
 fields are short. The bounds are stated in ``/openapi.json`` and ``/api/info``.
 """
 
@@ -62,6 +63,7 @@ from edge_har.core.recordings import RecordingError, read_samples_result
 from edge_har.device.runtime import Runtime
 from edge_har.device.smoothing import Smoother
 from edge_har.web.config import ServeConfig
+from edge_har.web.image_size import declared_size
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ KIND_DESCRIBES = {
 }
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file, on top of the file limit
 MAX_CLIP_FRAMES = 20_000  # frames decoded from one clip (13 min at 25 fps): a "short clip", whatever its byte size
+MAX_FRAME_PIXELS = 4096 * 4096  # an image or a clip's frame (16.8 MP: a phone photo; 50 MB decoded)
 MAX_WINDOWS = 10_000  # windows one request predicts and returns (83 min at a 0.5 s stride; a reply of a few MB)
 MAX_UPSAMPLE = 16  # a recording's rate may be at most this many times lower than the model's
 MAX_RATE_HZ = 100_000.0  # the highest sample_rate_hz taken (no sensor this serves samples faster)
@@ -203,7 +206,7 @@ class LoadedModel:
     backend: str
     backend_version: str
     sensor_model: Optional[TFLiteModel] = None
-    video_models: Any = None  # edge_har.device.video_runtime.VideoModels (OpenCV imported only for video)
+    video_models: Any = None  # edge_har.core.video_models.VideoModels (OpenCV imported only for video)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -225,7 +228,7 @@ class LoadedModel:
             bundle.check_model(model, name, expect_input=(1, pre.window, pre.n_channels))
             loaded = cls(bundle, kind, name, model.backend.name, model.backend.version, sensor_model=model)
         else:
-            from edge_har.device.video_runtime import VideoModels
+            from edge_har.core.video_models import VideoModels
 
             models = VideoModels.load(bundle, name, options=options)
             first = models.whole or models.encoder or models.head  # a pose bundle's encoder is BlazePose
@@ -437,8 +440,12 @@ def _is_json_number(value: Any) -> bool:
 
 
 def read_image(raw: bytes, filename: str) -> np.ndarray:
+    """The image decoded as the camera's frames are, after its header's size is checked (nothing decoded yet)."""
     import cv2
 
+    size = declared_size(raw)
+    if size is not None:
+        _check_frame_size(*size, filename, "an image")
     image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
     if image is None:
         raise InputError(f"{filename}: not an image OpenCV can read (damaged, or not PNG/JPEG/BMP/WebP/TIFF)")
@@ -464,6 +471,13 @@ class Clip:
             raise InputError(f"{filename}: not a video OpenCV can read (damaged, or an unsupported codec)")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0 < fps < 1000 else fallback_fps
+        width = self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0.0
+        height = self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0.0
+        try:
+            _check_frame_size(int(width), int(height), filename, "a frame")
+        except InputError:
+            self._cap.release()
+            raise
 
     def __iter__(self) -> Iterator[np.ndarray]:
         try:
@@ -481,6 +495,15 @@ class Clip:
             self._cap.release()
         if not self.frames:
             raise InputError(f"{self.filename}: no frame could be decoded")
+
+
+def _check_frame_size(width: int, height: int, filename: str, what: str) -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise InputError(
+            f"{filename}: {what} of {width}x{height} pixels is over the {MAX_FRAME_PIXELS / 1e6:.1f} MP limit; "
+            "send a smaller one",
+            413,
+        )
 
 
 def _suffix(filename: str) -> str:
@@ -545,15 +568,16 @@ class PredictService:
                 "The work and the reply follow the upload: one request predicts at most "
                 f"{MAX_WINDOWS} windows (counted from the samples and the rate before any work; more is a 413), "
                 f"a recording's rate is at least the model's rate / {MAX_UPSAMPLE}, a clip has at most "
-                f"{MAX_CLIP_FRAMES} frames, and text fields are at most {MAX_FIELD_BYTES} bytes."
+                f"{MAX_CLIP_FRAMES} frames, an image or a frame at most {MAX_FRAME_PIXELS} pixels, and text fields "
+                f"are at most {MAX_FIELD_BYTES} bytes."
             ),
             tags=["predict"],
             responses={
                 400: {"model": ErrorResponse, "description": "no file, an unknown model_id, or a malformed form"},
                 413: {
                     "model": ErrorResponse,
-                    "description": f"over the upload size limit, more than {MAX_WINDOWS} windows, or a clip of "
-                    f"more than {MAX_CLIP_FRAMES} frames",
+                    "description": f"over the upload size limit, more than {MAX_WINDOWS} windows, a clip of "
+                    f"more than {MAX_CLIP_FRAMES} frames, or an image or frame over {MAX_FRAME_PIXELS} pixels",
                 },
                 415: {"model": ErrorResponse, "description": "a kind of file this bundle does not take"},
                 422: {"model": ErrorResponse, "description": "unreadable, wrong columns, or too short for a window"},
