@@ -136,6 +136,19 @@ def test_options_sensors_category_rate_and_scale(mobifall_like):
         load_mobifall(mobifall_like, sensors=("acc", "acc"))
 
 
+def test_a_trial_in_another_codes_folder_is_labelled_by_its_file_name(tmp_path, caplog):
+    """MobiFall's sub21/FALLS/FOL holds three SDL trials (their names and headers say SDL)."""
+    root = make_set(tmp_path / "m")
+    for f in (root / "sub2" / "FALLS" / "BSC").glob("BSC_*_2_1.txt"):
+        f.rename(root / "sub2" / "FALLS" / "FOL" / f.name)
+    with caplog.at_level(logging.WARNING):
+        ds = load_mobifall(root)
+    assert Counter(r.label for r in ds.recordings) == {"BSC": 6, "FOL": 6, "WAL": 6}
+    assert "1 trial(s) sit in another code's folder" in caplog.text
+    assert "sub2/FALLS/FOL/BSC_acc_2_1.txt" in caplog.text
+    assert load_mobifall(root, label_from="category").labels == ["ADL", "FALLS"]
+
+
 def test_a_flat_folder_of_trials_takes_the_code_from_the_file_names(tmp_path):
     root = make_set(tmp_path / "m")
     flat = tmp_path / "flat" / "phone"

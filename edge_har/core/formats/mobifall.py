@@ -13,7 +13,8 @@ interpolated linearly onto ``--resample-rate``, never across a pause longer than
 A longer pause splits the trial into recordings that stay on one side of a split.
 
 The class is the activity code (FOL, WAL, ...: the file name's first part, which is also its
-folder's name; ``--label-from category`` takes the folder above it, FALLS / ADL, instead), the
+folder's name except for sub21's three SDL trials filed under FOL, whose names and headers say
+SDL; ``--label-from category`` takes the folder above the code folder, FALLS / ADL, instead), the
 subject the number in the file name (``--split subject --test-subjects 1,2``).
 The same reader serves any set stored this way (other codes, other subject numbers, no
 headers): a file needs no ``@DATA`` line, ``#`` lines are comments anywhere.
@@ -245,6 +246,10 @@ class _Trial:
     trial: str
     files: dict[str, Path] = field(default_factory=dict)
 
+    @property
+    def folder(self) -> str:
+        return next(iter(self.files.values())).parent.name
+
 
 def find_trials(root: Path) -> tuple[list[_Trial], int]:
     """Trials under ``root`` (any depth) by (folder, code, subject, trial), and the count of .txt files
@@ -264,7 +269,7 @@ def find_trials(root: Path) -> tuple[list[_Trial], int]:
                 key,
                 _Trial(
                     code=match["code"],
-                    category=folder.parent.name if folder.name == match["code"] and folder != root else "",
+                    category=folder.parent.name if root in folder.parent.parents else "",
                     subject=match["subject"],
                     trial=match["trial"],
                 ),
@@ -311,6 +316,15 @@ def load_mobifall(
             len(found) - len(trials),
             " or ".join(sensors),
             next(iter(missing.files.values())),
+        )
+    codes = {t.code for t in trials}
+    misfiled = [t for t in trials if t.folder != t.code and t.folder in codes]  # MobiFall: sub21/FALLS/FOL/SDL_*
+    if misfiled:
+        log.warning(
+            "%s: %d trial(s) sit in another code's folder and are labelled by their file names (e.g. %s)",
+            root,
+            len(misfiled),
+            relative(str(next(iter(misfiled[0].files.values()))), root),
         )
     if other:
         log.warning("%s: %d .txt file(s) not named <CODE>_<acc|gyro>_<subject>_<trial>.txt are left out", root, other)
@@ -364,7 +378,8 @@ def load_mobifall(
             empty.append(source)
         if label_from == "category" and not trial.category:
             raise DatasetError(
-                f"{trial.files[sensors[0]]}: --label-from category needs <category>/<CODE>/ folders (FALLS/FOL/...)"
+                f"{trial.files[sensors[0]]}: --label-from category needs <category>/<CODE>/ folders under --data "
+                "(FALLS/FOL/...)"
             )
         label = trial.category if label_from == "category" else trial.code
         group = f"{label}|{trial.subject}|{trial.trial}|{source}"
