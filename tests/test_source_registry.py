@@ -266,3 +266,38 @@ def test_configs_validate_without_device_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_source_modules_do_not_import_the_device_config():
+    """The config builds its source union from the sources, so a source must not depend on the config back."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "edge_har" / "device" / "sources"
+    offenders = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            offenders += [f"{path.name}: {name}" for name in names if name.startswith("edge_har.device.config")]
+    assert offenders == []
+
+
+def test_make_source_gives_the_mqtt_input_the_default_broker_unless_it_names_one(tmp_path):
+    from edge_har.device.sources.mqtt_input import MqttInputSource
+
+    base = """
+        bundle: bundle
+        mqtt: {host: broker.example, port: 1884}
+        source:
+          type: mqtt
+          topic: sensors/+/imu
+          rate_hz: 50
+        """
+    source = make_source(load_config(write(tmp_path, base)).config, n_channels=3, model_rate_hz=50.0, client_id="d")
+    assert isinstance(source, MqttInputSource)
+    assert (source.broker.host, source.broker.port, source.client_id) == ("broker.example", 1884, "d-input")
+
+    own = base.rstrip() + "\n          broker: {host: other.example, port: 1885}\n"
+    source = make_source(load_config(write(tmp_path, own)).config, n_channels=3, model_rate_hz=50.0, client_id="d")
+    assert isinstance(source, MqttInputSource)
+    assert (source.broker.host, source.broker.port) == ("other.example", 1885)

@@ -8,7 +8,8 @@ IMU does not need smbus2, a gateway does not need pyserial, and configs validate
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from edge_har.device.sources.base import (
     Chunk,
@@ -19,10 +20,9 @@ from edge_har.device.sources.base import (
     SourceContext,
     SourceError,
 )
+from edge_har.device.sources.config_base import SourceConfigBase
 from edge_har.device.sources.registry import SourcePlugin, plugins, register, unregister
-
-if TYPE_CHECKING:
-    from edge_har.device.config import DeviceConfig
+from edge_har.mqtt.config import MqttConfig
 
 __all__ = [
     "Chunk",
@@ -32,6 +32,7 @@ __all__ = [
     "Source",
     "SourceContext",
     "SourceError",
+    "SourceSettings",
     "SourcePlugin",
     "make_source",
     "plugins",
@@ -40,11 +41,34 @@ __all__ = [
 ]
 
 
-def make_source(cfg: DeviceConfig, n_channels: int, model_rate_hz: float, client_id: str) -> Source:
-    """The configured source, not started. ``client_id`` names the MQTT input's connection."""
+class SourceSettings(Protocol):
+    """The parts of a device config that building a source reads.
+
+    A structural type, so this package does not import :mod:`edge_har.device.config` (which
+    builds its ``source`` union from this package's registry): a ``DeviceConfig`` fits it.
+    """
+
+    @property
+    def source(self) -> SourceConfigBase: ...
+
+    @property
+    def mqtt(self) -> MqttConfig: ...
+
+    @property
+    def bundle(self) -> Path: ...
+
+
+def make_source(cfg: SourceSettings, n_channels: int, model_rate_hz: float, client_id: str) -> Source:
+    """The configured source, not started. ``client_id`` names the MQTT input's connection.
+
+    The source gets the default broker and the bundle directory through its
+    :class:`SourceContext`, not the whole config.
+    """
     source = cfg.source
     plugin = plugins().get(getattr(source, "type", ""))
     if plugin is None or not isinstance(source, plugin.config):
         raise SourceError(f"source.type {getattr(source, 'type', source)!r} is not supported")
-    ctx = SourceContext(n_channels=n_channels, model_rate_hz=model_rate_hz, client_id=client_id, device=cfg)
+    ctx = SourceContext(
+        n_channels=n_channels, model_rate_hz=model_rate_hz, client_id=client_id, broker=cfg.mqtt, bundle=cfg.bundle
+    )
     return plugin.source.from_config(source, ctx)

@@ -18,14 +18,15 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 import numpy as np
 
 from edge_har.core.errors import EdgeHarError
+from edge_har.mqtt.config import MqttConfig
 
 if TYPE_CHECKING:
-    from edge_har.device.config import DeviceConfig
     from edge_har.device.sources.config_base import SourceConfigBase
 
 log = logging.getLogger(__name__)
@@ -210,13 +211,16 @@ class SourceContext:
     """What a source may need from outside its own config section to be built.
 
     One object instead of per-source constructor arguments, so :func:`make_source` builds any
-    registered source the same way (:meth:`Source.from_config`).
+    registered source the same way (:meth:`Source.from_config`). It carries the few settings of
+    the device config a source needs, not the config itself, so sources do not depend on the
+    config module that is built from them.
     """
 
     n_channels: int  # the model's channels per sample
     model_rate_hz: float  # the bundle's sample rate (a replay's default rate)
     client_id: str  # the publisher's MQTT client id (the MQTT input derives its own from it)
-    device: Optional[DeviceConfig] = None  # the whole config (the MQTT input's default broker)
+    broker: MqttConfig = field(default_factory=MqttConfig)  # the default broker (the MQTT input's, unless it names one)
+    bundle: Optional[Path] = None  # the bundle directory (a replay's default format, options and rate)
 
 
 @dataclass

@@ -227,7 +227,7 @@ class MqttInputSource(Source):
     @classmethod
     def from_config(cls, cfg: SourceConfigBase, ctx: SourceContext) -> MqttInputSource:
         assert isinstance(cfg, MqttSourceConfig)
-        broker = cfg.broker if cfg.broker is not None else (ctx.device.mqtt if ctx.device is not None else MqttConfig())
+        broker = cfg.broker if cfg.broker is not None else ctx.broker
         return cls(cfg, broker, ctx.n_channels, cfg.client_id or f"{ctx.client_id}-input")
 
     def __init__(self, cfg: MqttSourceConfig, broker: MqttConfig, n_channels: int, client_id: str) -> None:

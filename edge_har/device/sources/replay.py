@@ -278,7 +278,7 @@ class ReplaySource(Source):
     @classmethod
     def from_config(cls, cfg: SourceConfigBase, ctx: SourceContext) -> ReplaySource:
         assert isinstance(cfg, ReplaySourceConfig)
-        bundle = bundle_reader(ctx.device.bundle) if ctx.device is not None else None
+        bundle = bundle_reader(ctx.bundle) if ctx.bundle is not None else None
         return cls(cfg, ctx.n_channels, default_rate_hz=ctx.model_rate_hz, bundle=bundle)
 
     def __init__(
