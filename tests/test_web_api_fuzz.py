@@ -204,7 +204,7 @@ def page_client(tmp_path_factory) -> Any:
         yield client
 
 
-@settings(max_examples=EXAMPLES * 4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     path=st.one_of(
         st.text(max_size=60),
