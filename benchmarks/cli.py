@@ -1,9 +1,10 @@
-"""``edge-har bench latency|accuracy|e2e|fleet|soak``: the benchmark suites on the command line.
+"""``edge-har bench SUITE``: the benchmark suites on the command line, one row of :data:`SUITES` each.
 
-Registration imports nothing heavier than numpy, so ``edge-har --help`` stays fast
-on a Pi; each suite imports what it needs when it runs. Every suite prints its
-tables on stdout, writes its section of ``<out>/results.json`` (other suites'
-sections in the same file are kept) and its plots next to it.
+A suite is its flags function, its run function and a :class:`Suite` row naming them, so
+adding one is two functions and one row. Registration imports nothing heavier than numpy,
+so ``edge-har --help`` stays fast on a Pi; each suite imports what it needs when it runs.
+Every suite prints its tables on stdout, writes its section of ``<out>/results.json``
+(other suites' sections in the same file are kept) and its plots next to it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Literal, Optional
+
+from edge_har.core.interpreter import BACKENDS
 
 log = logging.getLogger(__name__)
 
@@ -145,39 +149,52 @@ def register(subparsers: Any) -> None:
         ),
     )
     suites = bench.add_subparsers(dest="suite", metavar="SUITE", required=True)
-    _register_latency(suites)
-    _register_accuracy(suites)
-    _register_e2e(suites)
-    _register_fleet(suites)
-    _register_soak(suites)
-    _register_faults(suites)
-    _register_video(suites)
-    _register_web_predict(suites)
-    _register_web_ingest(suites)
-    _register_serve_faults(suites)
+    for suite in SUITES:
+        suite.add_to(suites)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One ``edge-har bench`` suite: its sub-command's texts, its own flags and the function that runs it.
+
+    A suite is one row of :data:`SUITES`, so every suite gets the shared flags the same way.
+    ``shared="bundle"`` puts BUNDLE and :func:`_add_common`'s flags (--out, --json, --compare,
+    --quick, --no-progress) before the suite's own; ``shared="output"`` puts :func:`_add_output`'s
+    (--out, --json, --no-progress) after them, for suites that take no bundle or name their own.
+    """
+
+    name: str
+    help: str
+    description: str
+    flags: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    shared: Literal["bundle", "output"]
+    formatter_class: type[argparse.HelpFormatter] = argparse.ArgumentDefaultsHelpFormatter
+    epilog: Optional[str] = None
+
+    def add_to(self, suites: Any) -> None:
+        """Add this suite's sub-parser to ``edge-har bench``'s sub-commands."""
+        p = suites.add_parser(
+            self.name,
+            help=self.help,
+            description=self.description,
+            formatter_class=self.formatter_class,
+            epilog=self.epilog,
+        )
+        if self.shared == "bundle":
+            _add_common(p)
+        self.flags(p)
+        if self.shared == "output":
+            _add_output(p)
+        p.set_defaults(func=self.run)
 
 
 # ---------------------------------------------------------------- latency
 
 
-def _register_latency(suites: Any) -> None:
+def _latency_flags(p: argparse.ArgumentParser) -> None:
     from edge_har.benchmarks.latency import DEFAULT_RUNS, DEFAULT_WARMUP
-    from edge_har.core.interpreter import BACKENDS
 
-    p = suites.add_parser(
-        "latency",
-        help="inference latency of every variant x runtime x thread count, and of the Keras model",
-        description=(
-            f"Time every variant of the bundle on every installed TFLite runtime ({', '.join(BACKENDS)}) "
-            "at each thread count: init time, first inference, mean, std, p50/p90/p95/p99, throughput, "
-            "peak resident memory and model size; and the bundle's Keras float model (keras_model.h5, when "
-            "TensorFlow is installed) via model.predict on one window and via a direct call, with the ratio of "
-            "TFLite to Keras. Each step runs in its own process so that memory is per runtime and a crash "
-            "stays in its row."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    _add_common(p)
     p.add_argument(
         "--variants",
         type=_name_list,
@@ -271,7 +288,6 @@ def _register_latency(suites: Any) -> None:
             "bundle's preprocessing); random windows otherwise, since zeros hide data-dependent cost"
         ),
     )
-    p.set_defaults(func=run_latency_command)
 
 
 def run_latency_command(args: argparse.Namespace) -> int:
@@ -455,21 +471,7 @@ def _score_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- accuracy
 
 
-def _register_accuracy(suites: Any) -> None:
-    p = suites.add_parser(
-        "accuracy",
-        help="float vs quantized accuracy on the test split, a random-forest baseline, streaming accuracy",
-        description=(
-            "Score the float32 variant and every quantized variant on the bundle's own test split (re-created "
-            "from bundle.json): accuracy, macro-F1, per-class F1, the drop in points, confusion matrices as PNG. "
-            "Train a random forest on per-window statistics of the same training recordings as the user's "
-            "alternative to any network, and say by how much the CNN-LSTM beats it. Then replay whole test "
-            "recordings through the daemon's own windowing and smoothing code (edge_har.device.runtime) and score the "
-            "published labels over time against the ground truth."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    _add_common(p)
+def _accuracy_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--variants",
         type=_name_list,
@@ -517,7 +519,6 @@ def _register_accuracy(suites: Any) -> None:
     from edge_har.convert.cli import add_event_arguments
 
     add_event_arguments(p)
-    p.set_defaults(func=run_accuracy_command)
 
 
 def run_accuracy_command(args: argparse.Namespace) -> int:
@@ -562,20 +563,7 @@ def run_accuracy_command(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- e2e
 
 
-def _register_e2e(suites: Any) -> None:
-    p = suites.add_parser(
-        "e2e",
-        help="the daemon against a real mosquitto: sample-in to prediction-received latency, windows/s, CPU, memory",
-        description=(
-            "Start a private mosquitto on a free loopback port, run the edge-har daemon (edge-har run) as a "
-            "subprocess on a replay of sensor data, subscribe to its predictions and measure the time from the "
-            "replay emitting a window's last sample (the payload's window_end_ts) to the prediction arriving at "
-            "the subscriber (p50, p99), the windows per second sustained, and the daemon's CPU share and resident "
-            "memory (psutil). Needs the mosquitto binary."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    _add_common(p)
+def _e2e_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seconds",
         type=_positive_float,
@@ -593,7 +581,6 @@ def _register_e2e(suites: Any) -> None:
     )
     p.add_argument("--mosquitto", default=None, metavar="PATH", help="mosquitto binary (default: found on PATH)")
     _add_data(p, required=False, help_text="replay recordings of this data set (default: synthetic recordings)")
-    p.set_defaults(func=run_e2e_command)
 
 
 def run_e2e_command(args: argparse.Namespace) -> int:
@@ -644,20 +631,7 @@ def _qos(text: str) -> int:
     return int(text)
 
 
-def _register_fleet(suites: Any) -> None:
-    p = suites.add_parser(
-        "fleet",
-        help="N simulated devices (the daemon's Publisher) against a real broker: loss, duplicates, latency, CPU",
-        description=(
-            "Start a private mosquitto on a free loopback port (or use --broker), run N simulated devices, each the "
-            "daemon's own Publisher with its own client id, topics and Last Will, spread over a few processes, each "
-            "publishing real prediction payloads at --rate with --qos; subscribers count every message by device, "
-            "run_id and seq. Prints sent, received, lost, duplicated, out of order, delivery latency p50/p99 and the "
-            "CPU of the broker, the publishers and the subscribers. --search then finds the largest device count this "
-            "machine sustains without loss (step up, then bisect, within --search-budget-s). Needs mosquitto."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def _fleet_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--devices", type=_positive_int, default=100, help="simulated devices in the main run")
     p.add_argument("--rate", type=_positive_float, default=10.0, help="predictions per second per device")
     p.add_argument("--duration", type=_positive_float, default=60.0, metavar="S", help="seconds of publishing")
@@ -695,8 +669,6 @@ def _register_fleet(suites: Any) -> None:
         metavar="S",
         help="no new trial starts once the previous trial's length would overrun this total",
     )
-    _add_output(p)
-    p.set_defaults(func=run_fleet_command)
 
 
 def run_fleet_command(args: argparse.Namespace) -> int:
@@ -744,19 +716,7 @@ def _plot(section: dict[str, Any], name: str, draw: Any, path: Path) -> None:
 # ---------------------------------------------------------------- soak
 
 
-def _register_soak(suites: Any) -> None:
-    p = suites.add_parser(
-        "soak",
-        help="the daemon for a long time at a high window rate: resident memory each second, its slope in MB/h",
-        description=(
-            "Start a private mosquitto, run the edge-har daemon (edge-har run, as systemd does) on a looping replay "
-            "of synthetic recordings at --speed x real time (or --unpaced, as fast as it goes) for --duration "
-            "seconds, sample its resident memory every second, and report windows/s, the start, end and peak RSS and "
-            "the least-squares slope of RSS after the warm-up, in MB per hour, with a plot of RSS over time. "
-            "Needs mosquitto."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def _soak_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help="model bundle directory (holding bundle.json)")
     p.add_argument("--duration", type=_positive_float, default=600.0, metavar="S", help="seconds of soak")
     p.add_argument(
@@ -775,8 +735,6 @@ def _register_soak(suites: Any) -> None:
         "--flat-mb-per-h", type=_positive_float, default=1.0, metavar="MB", help="largest slope still called flat"
     )
     p.add_argument("--mosquitto", default=None, metavar="PATH", help="mosquitto binary (default: found on PATH)")
-    _add_output(p)
-    p.set_defaults(func=run_soak_command)
 
 
 def _non_negative_float(text: str) -> float:
@@ -818,23 +776,9 @@ def run_soak_command(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- faults
 
 
-def _register_faults(suites: Any) -> None:
+def _faults_flags(p: argparse.ArgumentParser) -> None:
     from edge_har.benchmarks.faults import SCENARIOS
 
-    p = suites.add_parser(
-        "faults",
-        help="the daemon through broker faults (kill -9 x K, SIGTERM restarts, frozen, unresolvable host, wrong "
-        "port): made / delivered / dropped / duplicated / out of order / still queued / stop time",
-        description=(
-            "For each fault scenario start a private mosquitto with persistence and a persistent QoS 1 subscriber, "
-            "run the edge-har daemon (edge-har run, as systemd does) on a looping replay, apply the fault, stop the "
-            "daemon with SIGTERM (timed) and count per fault what it made, what arrived once, what was dropped by "
-            "the offline queue's bound, repeated, out of order, still queued, and lost by the broker in a SIGKILL. "
-            "See benchmarks/faults.py for the definitions. Needs mosquitto."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    _add_common(p)
     p.add_argument(
         "--seconds",
         type=_positive_float,
@@ -867,7 +811,6 @@ def _register_faults(suites: Any) -> None:
         "--scenarios", type=_name_list, default=None, metavar="A,B", help=f"subset of: {', '.join(SCENARIOS)}"
     )
     p.add_argument("--mosquitto", default=None, metavar="PATH", help="mosquitto binary (default: found on PATH)")
-    p.set_defaults(func=run_faults_command)
 
 
 def run_faults_command(args: argparse.Namespace) -> int:
@@ -895,22 +838,10 @@ def run_faults_command(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- web-predict (edge-har serve, issue 14)
+# ---------------------------------------------------------------- web-predict (edge-har serve)
 
 
-def _register_web_predict(suites: Any) -> None:
-    p = suites.add_parser(
-        "web-predict",
-        help="edge-har serve's POST /api/predict over HTTP on loopback: p50/p95 for a 3 s sensor recording",
-        description=(
-            "Serve the bundle with edge-har serve's app on a real uvicorn (a free loopback port, in this process) "
-            "and upload the same white-space recording N times on one keep-alive connection, as the Predict page "
-            "does. Reports the client's round trip, the server's time after the upload and the interpreter's time "
-            "per window (p50, p95). Needs the web extra."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    _add_common(p)
+def _web_predict_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--requests", type=_positive_int, default=None, help="measured requests (default: 300, --quick 40)")
     p.add_argument("--warmup", type=_non_negative_int, default=None, help="requests not counted (default: 20)")
     p.add_argument("--seconds", type=_positive_float, default=3.0, help="length of the uploaded recording")
@@ -918,7 +849,6 @@ def _register_web_predict(suites: Any) -> None:
     p.add_argument(
         "--recording", type=Path, default=None, metavar="FILE", help="upload the start of this recording file"
     )
-    p.set_defaults(func=run_web_predict_command)
 
 
 def run_web_predict_command(args: argparse.Namespace) -> int:
@@ -942,7 +872,7 @@ def run_web_predict_command(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- web-ingest (edge-har serve, issue 14)
+# ---------------------------------------------------------------- web-ingest (edge-har serve)
 
 
 def _rate_list(text: str) -> list[int]:
@@ -955,28 +885,9 @@ def _rate_list(text: str) -> list[int]:
     return sorted(set(rates))
 
 
-def _register_web_ingest(suites: Any) -> None:
+def _web_ingest_flags(p: argparse.ArgumentParser) -> None:
     from edge_har.benchmarks.web_ingest import DEFAULT_POSTGRES, DEFAULT_RATES
 
-    p = suites.add_parser(
-        "web-ingest",
-        help="edge-har serve's MQTT ingest into SQLite and PostgreSQL: predictions stored per second, page latency",
-        description=(
-            "Start a private mosquitto and the real `edge-har serve --broker` (its own process) on a fresh SQLite "
-            "file and a fresh PostgreSQL database, publish QoS 1 prediction payloads for --devices devices at each "
-            "of --rates (predictions per second in total) for --trial-s seconds, and report the rows stored per "
-            "second, how long the store took to catch up after publishing stopped, and the response time of "
-            "GET /api/devices (the Live page's load) polled every 100 ms meanwhile. Stepping stops at the first "
-            "rate not kept up. Needs mosquitto and the web extra; PostgreSQL only for that backend."
-        ),
-        epilog=(
-            "examples:\n"
-            "  edge-har bench web-ingest\n"
-            "  edge-har bench web-ingest --backends sqlite --rates 500,1000,2000 --trial-s 20\n"
-            "  edge-har bench web-ingest --postgres-url postgresql+psycopg://bench@db.lan:5432/postgres\n"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
     p.add_argument(
         "--rates",
         type=_rate_list,
@@ -1008,8 +919,6 @@ def _register_web_ingest(suites: Any) -> None:
         f"(default: {DEFAULT_POSTGRES})",
     )
     p.add_argument("--mosquitto", default=None, metavar="PATH", help="mosquitto binary (default: found on PATH)")
-    _add_output(p)
-    p.set_defaults(func=run_web_ingest_command)
 
 
 def run_web_ingest_command(args: argparse.Namespace) -> int:
@@ -1042,24 +951,9 @@ def run_web_ingest_command(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- serve-faults (edge-har serve under faults)
 
 
-def _register_serve_faults(suites: Any) -> None:
+def _serve_faults_flags(p: argparse.ArgumentParser) -> None:
     from edge_har.benchmarks.serve_faults import SCENARIOS
 
-    p = suites.add_parser(
-        "serve-faults",
-        help="edge-har serve under 20 publishing devices through broker kill -9, serve kill -9, PostgreSQL restarts "
-        "and a full disk: published = stored + rejected + gaps, outage and recovery seconds",
-        description=(
-            "For each fault start a private mosquitto with persistence, the real `edge-har serve --broker` on a "
-            "fresh store (SQLite; a throwaway PostgreSQL cluster of its own on a free port; SQLite on a small "
-            "tmpfs), and --devices simulated devices (the daemon's Publisher) publishing QoS 1 predictions at "
-            "--rate each; apply the fault mid-run, stop the devices, wait until GET /api/ingest shows nothing "
-            "queued and its counts stand still, and take the books: published by the devices against stored "
-            "(counted by SQL) + rejected + gaps (the server's counters). See benchmarks/serve_faults.py. Needs "
-            "mosquitto and the web extra; the PostgreSQL faults need initdb/pg_ctl, disk_full needs root (mount)."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
     p.add_argument("--devices", type=_positive_int, default=20, help="simulated devices")
     p.add_argument("--rate", type=_positive_float, default=5.0, help="predictions per second per device")
     p.add_argument(
@@ -1105,8 +999,6 @@ def _register_serve_faults(suites: Any) -> None:
         metavar="DIR",
         help="folder with initdb and pg_ctl (default: PATH, then /usr/lib/postgresql/*/bin)",
     )
-    _add_output(p)
-    p.set_defaults(func=run_serve_faults_command)
 
 
 def run_serve_faults_command(args: argparse.Namespace) -> int:
@@ -1134,24 +1026,7 @@ def run_serve_faults_command(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- video
 
 
-def _register_video(suites: Any) -> None:
-    p = suites.add_parser(
-        "video",
-        help="a video bundle: encoder/head latency per part, streaming speed-up over the whole clip model, frames/s "
-        "sustained on a clip file (--clip: yours)",
-        description=(
-            "Measure a video bundle (edge-har convert-video) as the device runs it: per-call latency of each "
-            "variant's frame encoder and temporal head, split streaming against the whole clip model, and frames per "
-            "second sustained by the daemon's two stages on a clip file read by the camera source. With --clip the "
-            "fps run and the part latencies use your clip (your camera's size, codec and rate), otherwise a "
-            "synthetic 320x240 one. See benchmarks/video.py.\n\nexamples:\n"
-            "  edge-har bench video bundles/kth-video --clip ../shared/data/video/kth-partial/boxing/"
-            "person01_boxing_d2_uncomp.mp4 --quick\n"
-            "  edge-har bench video bundles/kth-video --threads 1,2,4 --broker 127.0.0.1:1883"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_common(p)
+def _video_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--clip", type=Path, default=None, metavar="FILE", help="clip file for the fps run (default: synthetic)"
     )
@@ -1167,7 +1042,6 @@ def _register_video(suites: Any) -> None:
     p.add_argument(
         "--broker", default=None, metavar="HOST[:PORT]", help="also run the real daemon on the clip, publishing here"
     )
-    p.set_defaults(func=run_video_command)
 
 
 def run_video_command(args: argparse.Namespace) -> int:
@@ -1186,3 +1060,169 @@ def run_video_command(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     _finish(args, section, "video", format_video(section))
     return 0
+
+
+# ---------------------------------------------------------------- the suites
+
+
+SUITES: tuple[Suite, ...] = (
+    Suite(
+        "latency",
+        help="inference latency of every variant x runtime x thread count, and of the Keras model",
+        description=(
+            f"Time every variant of the bundle on every installed TFLite runtime ({', '.join(BACKENDS)}) "
+            "at each thread count: init time, first inference, mean, std, p50/p90/p95/p99, throughput, "
+            "peak resident memory and model size; and the bundle's Keras float model (keras_model.h5, when "
+            "TensorFlow is installed) via model.predict on one window and via a direct call, with the ratio of "
+            "TFLite to Keras. Each step runs in its own process so that memory is per runtime and a crash "
+            "stays in its row."
+        ),
+        flags=_latency_flags,
+        run=run_latency_command,
+        shared="bundle",
+    ),
+    Suite(
+        "accuracy",
+        help="float vs quantized accuracy on the test split, a random-forest baseline, streaming accuracy",
+        description=(
+            "Score the float32 variant and every quantized variant on the bundle's own test split (re-created "
+            "from bundle.json): accuracy, macro-F1, per-class F1, the drop in points, confusion matrices as PNG. "
+            "Train a random forest on per-window statistics of the same training recordings as the user's "
+            "alternative to any network, and say by how much the CNN-LSTM beats it. Then replay whole test "
+            "recordings through the daemon's own windowing and smoothing code (edge_har.device.runtime) and score the "
+            "published labels over time against the ground truth."
+        ),
+        flags=_accuracy_flags,
+        run=run_accuracy_command,
+        shared="bundle",
+    ),
+    Suite(
+        "e2e",
+        help="the daemon against a real mosquitto: sample-in to prediction-received latency, windows/s, CPU, memory",
+        description=(
+            "Start a private mosquitto on a free loopback port, run the edge-har daemon (edge-har run) as a "
+            "subprocess on a replay of sensor data, subscribe to its predictions and measure the time from the "
+            "replay emitting a window's last sample (the payload's window_end_ts) to the prediction arriving at "
+            "the subscriber (p50, p99), the windows per second sustained, and the daemon's CPU share and resident "
+            "memory (psutil). Needs the mosquitto binary."
+        ),
+        flags=_e2e_flags,
+        run=run_e2e_command,
+        shared="bundle",
+    ),
+    Suite(
+        "fleet",
+        help="N simulated devices (the daemon's Publisher) against a real broker: loss, duplicates, latency, CPU",
+        description=(
+            "Start a private mosquitto on a free loopback port (or use --broker), run N simulated devices, each the "
+            "daemon's own Publisher with its own client id, topics and Last Will, spread over a few processes, each "
+            "publishing real prediction payloads at --rate with --qos; subscribers count every message by device, "
+            "run_id and seq. Prints sent, received, lost, duplicated, out of order, delivery latency p50/p99 and the "
+            "CPU of the broker, the publishers and the subscribers. --search then finds the largest device count this "
+            "machine sustains without loss (step up, then bisect, within --search-budget-s). Needs mosquitto."
+        ),
+        flags=_fleet_flags,
+        run=run_fleet_command,
+        shared="output",
+    ),
+    Suite(
+        "soak",
+        help="the daemon for a long time at a high window rate: resident memory each second, its slope in MB/h",
+        description=(
+            "Start a private mosquitto, run the edge-har daemon (edge-har run, as systemd does) on a looping replay "
+            "of synthetic recordings at --speed x real time (or --unpaced, as fast as it goes) for --duration "
+            "seconds, sample its resident memory every second, and report windows/s, the start, end and peak RSS and "
+            "the least-squares slope of RSS after the warm-up, in MB per hour, with a plot of RSS over time. "
+            "Needs mosquitto."
+        ),
+        flags=_soak_flags,
+        run=run_soak_command,
+        shared="output",
+    ),
+    Suite(
+        "faults",
+        help="the daemon through broker faults (kill -9 x K, SIGTERM restarts, frozen, unresolvable host, wrong "
+        "port): made / delivered / dropped / duplicated / out of order / still queued / stop time",
+        description=(
+            "For each fault scenario start a private mosquitto with persistence and a persistent QoS 1 subscriber, "
+            "run the edge-har daemon (edge-har run, as systemd does) on a looping replay, apply the fault, stop the "
+            "daemon with SIGTERM (timed) and count per fault what it made, what arrived once, what was dropped by "
+            "the offline queue's bound, repeated, out of order, still queued, and lost by the broker in a SIGKILL. "
+            "See benchmarks/faults.py for the definitions. Needs mosquitto."
+        ),
+        flags=_faults_flags,
+        run=run_faults_command,
+        shared="bundle",
+    ),
+    Suite(
+        "video",
+        help="a video bundle: encoder/head latency per part, streaming speed-up over the whole clip model, frames/s "
+        "sustained on a clip file (--clip: yours)",
+        description=(
+            "Measure a video bundle (edge-har convert-video) as the device runs it: per-call latency of each "
+            "variant's frame encoder and temporal head, split streaming against the whole clip model, and frames per "
+            "second sustained by the daemon's two stages on a clip file read by the camera source. With --clip the "
+            "fps run and the part latencies use your clip (your camera's size, codec and rate), otherwise a "
+            "synthetic 320x240 one. See benchmarks/video.py.\n\nexamples:\n"
+            "  edge-har bench video bundles/kth-video --clip ../shared/data/video/kth-partial/boxing/"
+            "person01_boxing_d2_uncomp.mp4 --quick\n"
+            "  edge-har bench video bundles/kth-video --threads 1,2,4 --broker 127.0.0.1:1883"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        flags=_video_flags,
+        run=run_video_command,
+        shared="bundle",
+    ),
+    Suite(
+        "web-predict",
+        help="edge-har serve's POST /api/predict over HTTP on loopback: p50/p95 for a 3 s sensor recording",
+        description=(
+            "Serve the bundle with edge-har serve's app on a real uvicorn (a free loopback port, in this process) "
+            "and upload the same white-space recording N times on one keep-alive connection, as the Predict page "
+            "does. Reports the client's round trip, the server's time after the upload and the interpreter's time "
+            "per window (p50, p95). Needs the web extra."
+        ),
+        flags=_web_predict_flags,
+        run=run_web_predict_command,
+        shared="bundle",
+    ),
+    Suite(
+        "web-ingest",
+        help="edge-har serve's MQTT ingest into SQLite and PostgreSQL: predictions stored per second, page latency",
+        description=(
+            "Start a private mosquitto and the real `edge-har serve --broker` (its own process) on a fresh SQLite "
+            "file and a fresh PostgreSQL database, publish QoS 1 prediction payloads for --devices devices at each "
+            "of --rates (predictions per second in total) for --trial-s seconds, and report the rows stored per "
+            "second, how long the store took to catch up after publishing stopped, and the response time of "
+            "GET /api/devices (the Live page's load) polled every 100 ms meanwhile. Stepping stops at the first "
+            "rate not kept up. Needs mosquitto and the web extra; PostgreSQL only for that backend."
+        ),
+        epilog=(
+            "examples:\n"
+            "  edge-har bench web-ingest\n"
+            "  edge-har bench web-ingest --backends sqlite --rates 500,1000,2000 --trial-s 20\n"
+            "  edge-har bench web-ingest --postgres-url postgresql+psycopg://bench@db.lan:5432/postgres\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        flags=_web_ingest_flags,
+        run=run_web_ingest_command,
+        shared="output",
+    ),
+    Suite(
+        "serve-faults",
+        help="edge-har serve under 20 publishing devices through broker kill -9, serve kill -9, PostgreSQL restarts "
+        "and a full disk: published = stored + rejected + gaps, outage and recovery seconds",
+        description=(
+            "For each fault start a private mosquitto with persistence, the real `edge-har serve --broker` on a "
+            "fresh store (SQLite; a throwaway PostgreSQL cluster of its own on a free port; SQLite on a small "
+            "tmpfs), and --devices simulated devices (the daemon's Publisher) publishing QoS 1 predictions at "
+            "--rate each; apply the fault mid-run, stop the devices, wait until GET /api/ingest shows nothing "
+            "queued and its counts stand still, and take the books: published by the devices against stored "
+            "(counted by SQL) + rejected + gaps (the server's counters). See benchmarks/serve_faults.py. Needs "
+            "mosquitto and the web extra; the PostgreSQL faults need initdb/pg_ctl, disk_full needs root (mount)."
+        ),
+        flags=_serve_faults_flags,
+        run=run_serve_faults_command,
+        shared="output",
+    ),
+)
