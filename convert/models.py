@@ -85,7 +85,7 @@ class ModelConfig:
     ``unrolled`` (per-step FULLY_CONNECTED/LOGISTIC/TANH/MUL/ADD, which XNNPACK
     runs in int8) or ``fused`` (one UNIDIRECTIONAL_SEQUENCE_LSTM op).
 
-    The defaults come from the int8 study (``benchmarks/int8_study.py``,
+    The defaults come from the int8 study (``research/int8_study.py``,
     summarised in ``benchmarks/README.md``): three wide convolution blocks that
     pool 3x each turn a 3 s window into 3 one-second feature vectors for the
     LSTM. On HMP that was the most accurate candidate, and the one where int8
@@ -273,7 +273,7 @@ def build_cnn_lstm(
     conversion only, it does not train.
 
     ``keras_unroll`` and ``zero_state`` are the int8 study's alternatives to
-    ``unrolled_lstm`` (``benchmarks/int8_study.py`` compares them; the product
+    ``unrolled_lstm`` (``research/int8_study.py`` compares them; the product
     never sets them): ``keras_unroll`` is Keras' own ``LSTM(unroll=True)``, and
     ``zero_state`` feeds each LSTM an initial state of zeros computed from its
     input, so the converter cannot fold it away and traces step 0 like every

@@ -86,7 +86,7 @@ def _dynamic_range(converter: Any, tf: Any, representative: RepresentativeFn | N
 _PER_TENSOR_DENSE = "_experimental_disable_per_channel_quantization_for_dense_layers"
 PER_TENSOR_DENSE = _PER_TENSOR_DENSE
 # One weight scale per tensor everywhere, convolutions too (also private in TF 2.16-2.21). The product never
-# sets it; the int8 study measures what it costs (benchmarks/int8_study.py, recipe unrolled_zs_ptall_sn).
+# sets it; the int8 study measures what it costs (research/int8_study.py, recipe unrolled_zs_ptall_sn).
 PER_TENSOR_ALL = "_experimental_disable_per_channel"
 
 

@@ -326,7 +326,7 @@ def test_train_stride_cuts_more_training_windows_and_leaves_the_others(tmp_path)
 
 
 def test_the_hapt_tables():
-    from edge_har.benchmarks.hapt import format_tables
+    from research.hapt import format_tables
 
     per_class = {"WALKING": 0.95, "SITTING": 0.8}
     row = {

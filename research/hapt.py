@@ -20,7 +20,7 @@ Everything goes under ``--out``: ``bundles/<config>``, ``<config>.json`` (the be
 results), ``<config>-int8-confusion.png``, ``hapt.json`` and ``hapt.md`` (the tables).
 The int8 gate is the default one: a refused conversion is a row that says so.
 
-    python -m edge_har.benchmarks.hapt --data ../shared/data/hapt --out /tmp/hapt-bench
+    python research/hapt.py --data ../shared/data/hapt --out /tmp/hapt-bench
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "all12": {"flags": ["--preset", "hapt-12"], "what": "12 classes with the postural transitions, 6 channels"},
 }
-REPRODUCE = "python -m edge_har.benchmarks.hapt --data ../shared/data/hapt --out /tmp/hapt-bench"
+REPRODUCE = "python research/hapt.py --data ../shared/data/hapt --out /tmp/hapt-bench"
 
 
 def _edge_har(args: Sequence[str], log_file: Path) -> tuple[int, float]:
@@ -167,7 +167,7 @@ def format_tables(rows: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m edge_har.benchmarks.hapt",
+        prog="python research/hapt.py",
         description="The UCI HAR protocol on HAPT's raw signals: convert (6 and 3 channels, 12 classes), "
         "bench accuracy and latency, and write the tables (hapt.md, hapt.json) to --out.",
         epilog=f"example: {REPRODUCE}",

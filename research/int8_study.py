@@ -1,4 +1,4 @@
-"""Why the full-integer CNN-LSTM is slow, and which architecture and recipe make it fast (issue 5).
+"""Why the full-integer CNN-LSTM is slow, and which architecture and recipe make it fast.
 
 A reproducible study on the real HMP wrist-accelerometer data, run on the
 product's own code so its findings hold for what ``edge-har convert`` writes:
@@ -32,7 +32,7 @@ The defaults are the run kept in ``benchmarks/results/int8_study-x86_64-20261201
 (about 30-60 min on 2 shared cores, most of it training; trained models are
 cached in ``--cache`` and reused)::
 
-    python -m edge_har.benchmarks.int8_study --data ../shared/data/hmp/HMP --out /tmp/int8-study
+    python research/int8_study.py --data ../shared/data/hmp/HMP --out /tmp/int8-study
 
 ``--quick`` runs the same code end to end on one candidate, one epoch, few
 timed runs, for a smoke test on a tiny (e.g. ``edge_har.convert.synthetic``) data set.
@@ -598,7 +598,7 @@ def markdown(results: dict[str, Any]) -> str:
                 )
     lines += [
         "",
-        "## Against issue 5's targets (int8 vs float32 TFLite, one thread)",
+        "## Against the targets: int8 p50 <= 0.5x and size <= 0.30x float32, drop <= 1 point, full integer (one thread)",
         "",
         "| candidate | recipe | int8/f32 p50 | int8/f32 size | acc drop (pts) | all three met |",
         "|---|---|---:|---:|---:|---|",
@@ -663,7 +663,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 KEPT_CANDIDATES = "s24_l64,s6_l64,w_s6_l64,w_s6_l128,w_s3_l64,w_s3_l128"
-REPRODUCE = "python -m edge_har.benchmarks.int8_study --data ../shared/data/hmp/HMP --out /tmp/int8-study"
+REPRODUCE = "python research/int8_study.py --data ../shared/data/hmp/HMP --out /tmp/int8-study"
 # --quick: the whole study on the product's default architecture, once, with few runs: a smoke test
 # that every step (data, build, train, convert, time, score, report) still works, not a measurement.
 QUICK: dict[str, Any] = {
@@ -683,7 +683,7 @@ QUICK: dict[str, Any] = {
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m edge_har.benchmarks.int8_study",
+        prog="python research/int8_study.py",
         description="Study what makes the full-integer int8 CNN-LSTM fast on the real HMP data: sequence length "
         "before the LSTM, LSTM width, fused vs unrolled LSTM, int8 vs int16x8, threads, XNNPACK. Trains each "
         "candidate briefly (cached) with the product's model builder, converts every variant with the product's "
@@ -824,9 +824,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     calib = calibration(data, args.calibration_size, args.seed)
     results: dict[str, Any] = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "command": " ".join(
-            ["python -m edge_har.benchmarks.int8_study"] + list(argv if argv is not None else sys.argv[1:])
-        ),
+        "command": " ".join(["python research/int8_study.py"] + list(argv if argv is not None else sys.argv[1:])),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "data": {
             "root": str(args.data),

@@ -15,8 +15,8 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf_keras")
 
-from edge_har.benchmarks import int8_study  # noqa: E402
 from edge_har.convert.models import ModelConfig  # noqa: E402
+from research import int8_study  # noqa: E402
 
 
 def test_default_candidate_is_the_products_default_architecture() -> None:
