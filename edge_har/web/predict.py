@@ -8,6 +8,13 @@ make on the same data:
   use) or a JSON array of samples; the samples go through the device's
   :class:`~edge_har.device.runtime.Windowing` (value scaling, resampling, windows, normalisation
   from ``edge_har.core.preprocessing``) and every window through the interpreter;
+* a recording is read the way training read the data set: the bundle's reader record
+  (``provenance.dataset.reader`` in bundle.json) says which of the file's columns are the
+  channels (``columns``), whether malformed lines are skipped (``skip_bad``) and the rate the files
+  were made at, so a file of the raw training set gives the windows ``edge-har evaluate`` cuts
+  from it, bit for bit. A file of just the model's channels is taken as it is when the record's
+  column choice cannot apply to it; a bundle without a record reads every column at the model's
+  rate;
 * a **video** bundle takes a short clip: frames are kept at the bundle's rate and run through the
   encoder and the temporal head exactly as the camera daemon does
   (:class:`~edge_har.device.video_runtime.VideoRuntime`);
@@ -57,6 +64,8 @@ from starlette.requests import ClientDisconnect
 
 from edge_har.core.bundle import Bundle, BundleError
 from edge_har.core.errors import EdgeHarError
+from edge_har.core.formats.base import DatasetError, ReaderRecord
+from edge_har.core.formats.common import recorded_columns
 from edge_har.core.interpreter import InterpreterOptions, TFLiteModel
 from edge_har.core.preprocessing import PreprocessingError, window_count
 from edge_har.core.recordings import RecordingError, read_samples_result
@@ -122,6 +131,13 @@ class BundleInfo(BaseModel):
     interpreter: InterpreterInfo
     accepts: List[str] = Field(description="file name endings POST /api/predict takes for this bundle")
     window_seconds: float
+    recording_rate_hz: float = Field(
+        description="the rate an uploaded recording is taken to have without sample_rate_hz: the rate the "
+        "training data was read at (bundle.json's reader record), else the model's"
+    )
+    recording_columns: Optional[List[str]] = Field(
+        None, description="the columns of an uploaded recording that are the channels, as training chose them"
+    )
 
 
 class InfoResponse(BaseModel):
@@ -208,6 +224,13 @@ class LoadedModel:
     sensor_model: Optional[TFLiteModel] = None
     video_models: Any = None  # edge_har.core.video_models.VideoModels (OpenCV imported only for video)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    reader: Optional[ReaderRecord] = None  # how training read its data (None: a bundle without a record)
+    recording_rate_hz: Optional[float] = None  # the rate training's files were made at (None: the model's)
+
+    def __post_init__(self) -> None:
+        if self.kind == "sensor":
+            self.reader = bundle_reader(self.bundle)
+            self.recording_rate_hz = recording_rate(self.bundle, self.reader)
 
     @property
     def model_id(self) -> str:
@@ -251,16 +274,19 @@ class LoadedModel:
             interpreter=InterpreterInfo(backend=self.backend, version=self.backend_version),
             accepts=list(KIND_ACCEPTS[self.kind]),
             window_seconds=self.bundle.preprocessing.window_seconds,
+            recording_rate_hz=self.recording_rate_hz or self.bundle.preprocessing.sample_rate_hz,
+            recording_columns=recorded_column_choice(self.reader),
         )
 
     # ------------------------------------------------------------------ the predictions
 
     def predict_samples(
-        self, samples: np.ndarray, source_rate_hz: Optional[float], what: str = "samples"
+        self, samples: np.ndarray, source_rate_hz: Optional[float], what: str = "samples", rate_from: str = ""
     ) -> list[WindowPrediction]:
         """Raw samples -> every window, through the device's Windowing and interpreter call.
 
-        ``what`` (the file name) starts every error message.
+        ``what`` (the file name) starts every error message; ``rate_from`` says where a rate that
+        the request did not give comes from (the bundle's reader record), for the rate's bound.
         """
         pre = self.bundle.preprocessing
         rate = source_rate_hz or pre.sample_rate_hz
@@ -274,7 +300,7 @@ class LoadedModel:
         lowest = pre.sample_rate_hz / MAX_UPSAMPLE
         if not lowest <= rate <= MAX_RATE_HZ:
             raise InputError(
-                f"{what}: sample_rate_hz {rate:g} is outside {lowest:g}..{MAX_RATE_HZ:g} Hz (the model's "
+                f"{what}: sample_rate_hz {rate:g}{rate_from} is outside {lowest:g}..{MAX_RATE_HZ:g} Hz (the model's "
                 f"{pre.sample_rate_hz:g} Hz / {MAX_UPSAMPLE}: a recording is resampled up at most {MAX_UPSAMPLE} times)"
             )
         needed = math.ceil(pre.window * rate / pre.sample_rate_hz)
@@ -379,17 +405,73 @@ def check_rate(value: Any, where: str) -> float:
     return rate
 
 
-def read_recording(path: Path, filename: str, n_channels: int) -> np.ndarray:
-    """A recording file through the project's reader (the one training and the replay source use)."""
+def bundle_reader(bundle: Bundle) -> Optional[ReaderRecord]:
+    """bundle.json's ``provenance.dataset.reader`` (the format and options training read its data
+    with), or None for a bundle without one or with one that is not a reader record."""
+    record = ((bundle.data.get("provenance") or {}).get("dataset") or {}).get("reader")
+    if not isinstance(record, dict):
+        return None
     try:
-        result = read_samples_result(path)
+        reader = ReaderRecord.model_validate(record)
+    except ValueError:
+        log.warning("%s: provenance.dataset.reader is not a reader record; uploads are read without it", bundle.root)
+        return None
+    return reader
+
+
+def recording_rate(bundle: Bundle, reader: Optional[ReaderRecord]) -> Optional[float]:
+    """The rate training's files were made at: the reader's ``sample_rate`` option, else the data
+    set's ``sample_rate_hz`` (a format whose files fix it); None without a reader record or a
+    usable number (the model's rate is then assumed, as for a bundle without a record)."""
+    if reader is None:
+        return None
+    dataset = (bundle.data.get("provenance") or {}).get("dataset") or {}
+    for value in (reader.options.get("sample_rate"), dataset.get("sample_rate_hz")):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            return float(value)
+    return None
+
+
+def recorded_column_choice(reader: Optional[ReaderRecord]) -> Optional[List[str]]:
+    """The reader record's ``columns`` option as text (None when training read every column)."""
+    columns = reader.options.get("columns") if reader is not None else None
+    if not isinstance(columns, (list, tuple)) or not columns:
+        return None
+    return [str(c) for c in columns]
+
+
+def read_recording(path: Path, filename: str, n_channels: int, reader: Optional[ReaderRecord] = None) -> np.ndarray:
+    """A recording file through the project's reader (the one training and the replay source use),
+    with the columns and the bad-line handling of the bundle's reader record ``reader``.
+
+    A file whose columns the record's choice cannot be applied to (an index past its last column,
+    a name it does not have) is taken as it is when it has exactly the model's ``n_channels``
+    columns: a file of the chosen channels alone, as a device logs them.
+    """
+    options: Dict[str, Any] = dict(reader.options) if reader is not None else {}
+    try:
+        result = read_samples_result(path, skip_bad=options.get("skip_bad") is True)
     except RecordingError as exc:
         raise InputError(str(exc).replace(str(path), filename)) from exc
-    if result.samples.shape[1] != n_channels:
+    samples = result.samples
+    choice = recorded_column_choice(reader)
+    if choice is not None:
+        assert reader is not None
+        try:
+            samples = recorded_columns(samples, result.header, options, filename)
+        except (DatasetError, TypeError, ValueError) as exc:
+            if samples.shape[1] != n_channels:
+                why = str(exc).removeprefix(f"{filename}: ")
+                raise InputError(
+                    f"{filename}: {samples.shape[1]} columns; the bundle's reader ({reader.format}) picks columns "
+                    f"{','.join(choice)} as training did ({why}), or send just the {n_channels} channels"
+                ) from exc
+    if samples.shape[1] != n_channels:
+        picked = f" (columns {','.join(choice)} of {result.samples.shape[1]})" if choice is not None else ""
         raise InputError(
-            f"{filename}: {result.samples.shape[1]} columns, but the bundle takes {n_channels} channels per sample"
+            f"{filename}: {samples.shape[1]} columns{picked}, but the bundle takes {n_channels} channels per sample"
         )
-    return result.samples
+    return samples
 
 
 def read_json_samples(raw: bytes, filename: str) -> tuple[np.ndarray, Optional[float]]:
@@ -606,8 +688,10 @@ class PredictService:
                                         "type": "number",
                                         "exclusiveMinimum": 0,
                                         "maximum": MAX_RATE_HZ,
-                                        "description": "rate of an uploaded recording in Hz (default: the model's, "
-                                        "or a JSON object's sample_rate_hz); at least the model's rate / "
+                                        "description": "rate of an uploaded recording in Hz (default: for a "
+                                        "recording, the rate training's files were made at, from bundle.json's "
+                                        "reader record (GET /api/info's recording_rate_hz); for JSON, its "
+                                        "sample_rate_hz, else the model's); at least the model's rate / "
                                         f"{MAX_UPSAMPLE} (a recording is resampled up at most {MAX_UPSAMPLE} times)",
                                     },
                                 },
@@ -758,7 +842,10 @@ class PredictService:
                     samples, json_rate = read_json_samples(upload.file.read(), filename)
                     return "samples", model.predict_samples(samples, rate or json_rate, filename)
                 with _as_file(upload, suffix) as path:
-                    samples = read_recording(path, filename, model.bundle.preprocessing.n_channels)
+                    samples = read_recording(path, filename, model.bundle.preprocessing.n_channels, model.reader)
+                if rate is None and model.recording_rate_hz is not None:
+                    rate_from = " (the rate of the bundle's training files; send sample_rate_hz to override)"
+                    return "recording", model.predict_samples(samples, model.recording_rate_hz, filename, rate_from)
                 return "recording", model.predict_samples(samples, rate, filename)
             if model.kind == "still-image":
                 return "image", model.predict_frames([read_image(upload.file.read(), filename)], fps=1.0)
