@@ -19,32 +19,9 @@ import pytest
 import yaml
 
 from edge_har.cli import main
+from tests.plugins.raw_set import NAME_REGEX, RATE, convert_raw_set, write_raw_set
 
 pytestmark = pytest.mark.slow  # a real conversion (about a minute on 2 cores) and two daemon runs
-
-NAME_REGEX = r"(?P<subject>s\d+)/(?P<label>[a-z]+)_(?P<trial>\d+)\.csv$"
-CLASSES = ("fall", "sit", "walk")
-RATE = 200.0
-WINDOW, STRIDE = 64, 32  # at the model's 50 Hz
-
-
-def write_raw_set(root: Path, seed: int = 4) -> Path:
-    """s1..s3/<class>_<trial>.csv: 9 comma-separated integer columns at 200 Hz (6 s), no header;
-    columns 3..5 carry a class-dependent accelerometer signal in counts of 0.01 g."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(6 * RATE)) / RATE
-    for s in range(1, 4):
-        for k, label in enumerate(CLASSES):
-            for trial in (1, 2):
-                freq, amp = (0.5, 40.0) if label == "sit" else ((2.0, 150.0) if label == "walk" else (5.0, 300.0))
-                data = rng.normal(0, 20, size=(len(t), 9))
-                data[:, 3:6] = amp * np.sin(2 * np.pi * freq * t + rng.uniform(0, 6))[:, None] + 100.0 * k
-                data[:, 5] += 100.0  # gravity, in counts
-                path = root / f"s{s}" / f"{label}_{trial}.csv"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.savetxt(path, np.round(data), fmt="%d", delimiter=",")
-    (root / "README.txt").write_text("not a recording\n")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -52,33 +29,7 @@ def raw_bundle(tmp_path_factory) -> tuple[Path, Path]:
     """(raw data, bundle converted from it with --columns, --scale and 200 -> 50 Hz)."""
     base = tmp_path_factory.mktemp("skew")
     data = write_raw_set(base / "raw")
-    out = base / "bundle"
-    code = main(
-        [
-            "convert",
-            "--data", str(data),
-            "--name-regex", NAME_REGEX,
-            "--sample-rate", "200",
-            "--columns", "3,4,5",
-            "--channels", "ax,ay,az",
-            "--scale", "0.01",
-            "--units", "g",
-            "--target-rate", "50",
-            "--window", str(WINDOW),
-            "--stride", str(STRIDE),
-            "--conv-filters", "8",
-            "--lstm-units", "8",
-            "--epochs", "12",
-            "--batch-size", "16",
-            "--allow-degenerate",  # a tiny model: what matters is that both sides predict alike
-            "--variants", "float32",
-            "--default-variant", "float32",
-            "--seed", "3",
-            "--out", str(out),
-        ]
-    )  # fmt: skip
-    assert code == 0
-    return data, out
+    return data, convert_raw_set(data, base / "bundle")
 
 
 def replay_config(path: Path, bundle: Path, broker, data: Path, **source) -> Path:
