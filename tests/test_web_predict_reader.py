@@ -197,6 +197,44 @@ def test_a_recorded_rate_below_the_upsample_bound_is_refused_naming_it(raw, tmp_
         assert post(c, "w.csv", (data / UPLOADED).read_bytes(), sample_rate_hz="200").status_code == 200
 
 
+def test_skip_bad_in_the_record_skips_what_training_skipped(raw, client, tmp_path):
+    data, _ = raw
+    lines = (data / UPLOADED).read_text().splitlines()
+    junk = "\n".join(lines[:100] + ["3,4,oops,5"] + lines[100:]).encode()
+    one_line_4xx(post(client, "junk.csv", junk), 422, "junk.csv", "101")  # the record says nothing: refused
+
+    def edit(d: dict) -> None:
+        d["reader"]["options"]["skip_bad"] = True
+
+    model = LoadedModel.load(bundle_copy(raw, tmp_path, edit), "float32")
+    with client_for(model, tmp_path) as c:
+        skipped = post(c, "junk.csv", junk)
+        clean = post(c, "clean.csv", (data / UPLOADED).read_bytes())
+        assert skipped.status_code == clean.status_code == 200, skipped.text
+        assert [w["probabilities"] for w in skipped.json()["windows"]] == [
+            w["probabilities"] for w in clean.json()["windows"]
+        ]
+
+
+def test_timestamped_training_files_take_just_the_channels(raw, tmp_path):
+    """A timestamp column shifts the indices the record's columns name: no column is picked."""
+    data, _ = raw
+
+    def edit(d: dict) -> None:
+        d["reader"]["options"]["timestamp_column"] = "t"
+        d["sample_rate_hz"] = 100.0  # the rate training resampled the files to
+
+    model = LoadedModel.load(bundle_copy(raw, tmp_path, edit), "float32")
+    assert model.timed and model.recording_rate_hz == 100.0
+    with client_for(model, tmp_path) as c:
+        one_line_4xx(post(c, "w.csv", (data / UPLOADED).read_bytes()), 422, "w.csv", "9 columns", "timestamp")
+        three = np.loadtxt(data / UPLOADED, delimiter=",")[:, list(COLUMNS)]
+        body = "\n".join(",".join(f"{v:g}" for v in row) for row in three).encode()
+        reply = post(c, "w3.csv", body)
+        assert reply.status_code == 200, reply.text
+        assert len(reply.json()["windows"]) == (int(6 * RATE) // 2 - WINDOW) // STRIDE + 1  # 1200 at 100 -> 600
+
+
 def test_the_window_count_uses_the_recorded_rate(raw, client, monkeypatch):
     """8 windows at the files' 200 Hz pass a bound of 8; at the model's rate the same file would be 36."""
     data, _ = raw

@@ -14,7 +14,9 @@ make on the same data:
   were made at, so a file of the raw training set gives the windows ``edge-har evaluate`` cuts
   from it, bit for bit. A file of just the model's channels is taken as it is when the record's
   column choice cannot apply to it; a bundle without a record reads every column at the model's
-  rate;
+  rate. Training files resampled by their timestamps are not re-read here: such a bundle takes a
+  file of just its channels at a regular rate (its data set's rate unless ``sample_rate_hz``
+  says otherwise), and refuses a wider one, rather than pick columns the timestamp shifted;
 * a **video** bundle takes a short clip: frames are kept at the bundle's rate and run through the
   encoder and the temporal head exactly as the camera daemon does
   (:class:`~edge_har.device.video_runtime.VideoRuntime`);
@@ -226,11 +228,13 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     reader: Optional[ReaderRecord] = None  # how training read its data (None: a bundle without a record)
     recording_rate_hz: Optional[float] = None  # the rate training's files were made at (None: the model's)
+    timed: bool = False  # training resampled its files by a timestamp column
 
     def __post_init__(self) -> None:
         if self.kind == "sensor":
             self.reader = bundle_reader(self.bundle)
-            self.recording_rate_hz = recording_rate(self.bundle, self.reader)
+            self.timed = resampled_by_timestamps(self.bundle, self.reader)
+            self.recording_rate_hz = recording_rate(self.bundle, self.reader, self.timed)
 
     @property
     def model_id(self) -> str:
@@ -419,14 +423,23 @@ def bundle_reader(bundle: Bundle) -> Optional[ReaderRecord]:
     return reader
 
 
-def recording_rate(bundle: Bundle, reader: Optional[ReaderRecord]) -> Optional[float]:
+def resampled_by_timestamps(bundle: Bundle, reader: Optional[ReaderRecord]) -> bool:
+    """Whether training put its files on a regular rate by a timestamp column (the reader's
+    ``timestamp_column`` option, or the data set's ``resampling`` report)."""
+    dataset = (bundle.data.get("provenance") or {}).get("dataset") or {}
+    return reader is not None and (bool(reader.options.get("timestamp_column")) or "resampling" in dataset)
+
+
+def recording_rate(bundle: Bundle, reader: Optional[ReaderRecord], timed: bool = False) -> Optional[float]:
     """The rate training's files were made at: the reader's ``sample_rate`` option, else the data
-    set's ``sample_rate_hz`` (a format whose files fix it); None without a reader record or a
-    usable number (the model's rate is then assumed, as for a bundle without a record)."""
+    set's ``sample_rate_hz`` (a format whose files fix it; first for ``timed`` files, whose data set
+    rate is the one they were resampled to); None without a reader record or a usable number (the
+    model's rate is then assumed, as for a bundle without a record)."""
     if reader is None:
         return None
     dataset = (bundle.data.get("provenance") or {}).get("dataset") or {}
-    for value in (reader.options.get("sample_rate"), dataset.get("sample_rate_hz")):
+    candidates = [reader.options.get("sample_rate"), dataset.get("sample_rate_hz")]
+    for value in reversed(candidates) if timed else candidates:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
             return float(value)
     return None
@@ -440,13 +453,17 @@ def recorded_column_choice(reader: Optional[ReaderRecord]) -> Optional[List[str]
     return [str(c) for c in columns]
 
 
-def read_recording(path: Path, filename: str, n_channels: int, reader: Optional[ReaderRecord] = None) -> np.ndarray:
+def read_recording(
+    path: Path, filename: str, n_channels: int, reader: Optional[ReaderRecord] = None, timed: bool = False
+) -> np.ndarray:
     """A recording file through the project's reader (the one training and the replay source use),
     with the columns and the bad-line handling of the bundle's reader record ``reader``.
 
     A file whose columns the record's choice cannot be applied to (an index past its last column,
     a name it does not have) is taken as it is when it has exactly the model's ``n_channels``
-    columns: a file of the chosen channels alone, as a device logs them.
+    columns: a file of the chosen channels alone, as a device logs them. With ``timed`` (training
+    resampled its files by a timestamp column, whose removal shifts the indices the choice names)
+    only such a file is taken.
     """
     options: Dict[str, Any] = dict(reader.options) if reader is not None else {}
     try:
@@ -455,7 +472,14 @@ def read_recording(path: Path, filename: str, n_channels: int, reader: Optional[
         raise InputError(str(exc).replace(str(path), filename)) from exc
     samples = result.samples
     choice = recorded_column_choice(reader)
-    if choice is not None:
+    if timed and samples.shape[1] != n_channels:
+        assert reader is not None
+        raise InputError(
+            f"{filename}: {samples.shape[1]} columns; the bundle's training files ({reader.format}) were resampled "
+            f"by a timestamp column, which this upload does not do: send just the {n_channels} channels at a "
+            "regular rate (sample_rate_hz)"
+        )
+    if choice is not None and not timed:
         assert reader is not None
         try:
             samples = recorded_columns(samples, result.header, options, filename)
@@ -842,7 +866,8 @@ class PredictService:
                     samples, json_rate = read_json_samples(upload.file.read(), filename)
                     return "samples", model.predict_samples(samples, rate or json_rate, filename)
                 with _as_file(upload, suffix) as path:
-                    samples = read_recording(path, filename, model.bundle.preprocessing.n_channels, model.reader)
+                    n_channels = model.bundle.preprocessing.n_channels
+                    samples = read_recording(path, filename, n_channels, model.reader, model.timed)
                 if rate is None and model.recording_rate_hz is not None:
                     rate_from = " (the rate of the bundle's training files; send sample_rate_hz to override)"
                     return "recording", model.predict_samples(samples, model.recording_rate_hz, filename, rate_from)
