@@ -39,7 +39,7 @@ def keypoint_counts(bundle: Any, data: Path, variant: str, threads: int) -> tupl
     from edge_har.convert.video_datasets import load_video_dataset
     from edge_har.core.frames import normalise_frames
     from edge_har.core.pose import person_present
-    from edge_har.device.video_runtime import VideoModels
+    from edge_har.core.video_models import VideoModels
 
     models = VideoModels.load(bundle, variant, num_threads=threads)
     assert models.pose is not None, f"{bundle.root}: not a pose bundle"
@@ -70,7 +70,7 @@ def latency(
     bundle: Any, variants: Sequence[str], frames: list[np.ndarray], threads: int, min_seconds: float
 ) -> list[dict[str, Any]]:
     """Per-call ms of the detector, the landmark model, the encoder as tracked, and each variant's head."""
-    from edge_har.device.video_runtime import VideoModels
+    from edge_har.core.video_models import VideoModels
 
     sample = np.concatenate(frames)[:: max(1, sum(len(f) for f in frames) // 64)]
     rows: list[dict[str, Any]] = []

@@ -177,7 +177,7 @@ def part_latency(
     bundle: Any, variants: Sequence[str], threads: int, min_seconds: float, clip: Path | None = None
 ) -> list[dict[str, Any]]:
     """Per-call latency of each part of each variant (ms), on ``clip``'s first frames or synthetic ones."""
-    from edge_har.device.video_runtime import VideoModels
+    from edge_har.core.video_models import VideoModels
 
     rows = []
     frames = None
@@ -219,7 +219,8 @@ def streaming_speedup(
     The two modes run alternately ``repeats`` times over the same frames and
     the median is kept, so a load spike on a shared machine hits both alike.
     """
-    from edge_har.device.video_runtime import VideoModels, VideoRuntime
+    from edge_har.core.video_models import VideoModels
+    from edge_har.device.video_runtime import VideoRuntime
 
     models = VideoModels.load(bundle, variant, num_threads=threads, load_clip=True)
     frames = bench_frames(models.spec, n=frames_n)
@@ -257,8 +258,7 @@ def sustained_fps(
     bundle_dir: Path, variant: str, clip: Path, threads: int, stride: int | None = None
 ) -> dict[str, Any]:
     """The daemon's two stages on two threads over a clip file read by the camera source, no frame dropped."""
-    from edge_har.device.sources.camera import CameraStreamSource
-    from edge_har.device.video_config import CameraSourceConfig
+    from edge_har.device.sources.camera import CameraSourceConfig, CameraStreamSource
     from edge_har.device.video_runtime import VideoStreamRuntime
 
     rt = VideoStreamRuntime.load(bundle_dir, variant, num_threads=threads, smoothing_window=1, stride=stride)

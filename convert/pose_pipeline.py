@@ -9,7 +9,7 @@ licence in the bundle); only the head, the project's CNN-LSTM over (T, 133) keyp
 features, is trained and quantized (float32 / dynamic range / int8, unrolled LSTM).
 
 The keypoints of each clip are computed once with the device's own encoder
-(``edge_har.device.pose_encoder.PoseEncoder``, LiteRT) and cached in
+(``edge_har.core.pose_encoder.PoseEncoder``, LiteRT) and cached in
 ``~/.cache/edge-har/keypoints`` (or ``--keypoint-cache``), keyed by the clip file's
 sha256, both models' sha256 and the frame geometry and rate: a second conversion of
 the same clips trains the head in seconds, and evaluation reads the same features the
@@ -47,7 +47,7 @@ from edge_har.core import pose
 from edge_har.core.bundle import Bundle
 from edge_har.core.frames import FrameSpec, normalise_frames
 from edge_har.core.interpreter import TFLiteModel, sha256_file
-from edge_har.device.pose_encoder import DETECTOR_PART, ENCODER_VERSION, LANDMARKS_PART, PoseEncoder
+from edge_har.core.pose_encoder import DETECTOR_PART, ENCODER_VERSION, LANDMARKS_PART, PoseEncoder
 
 log = logging.getLogger(__name__)
 
@@ -436,7 +436,7 @@ class PosePath(VideoPath):
             "stride frames over the last T keypoint vectors",
         }
         document["pose"] = {
-            "encoder": "edge_har.device.pose_encoder.PoseEncoder (LiteRT; no mediapipe, no TensorFlow)",
+            "encoder": "edge_har.core.pose_encoder.PoseEncoder (LiteRT; no mediapipe, no TensorFlow)",
             "models": {
                 part: {**files[part], "bundle_file": POSE_FILES[part]} for part in (DETECTOR_PART, LANDMARKS_PART)
             },
@@ -455,7 +455,7 @@ class PosePath(VideoPath):
     def evaluate(self, bundle: Bundle, variant: str) -> Any:
         """The bundle's head on the test windows; features from the bundle's pose models (cache keyed by their sha256)."""
         from edge_har.convert.evaluate import evaluate_model
-        from edge_har.device.video_runtime import VideoModels
+        from edge_har.core.video_models import VideoModels
 
         assert self.dataset is not None
         models = VideoModels.load(bundle, variant, backend=self.options.evaluate_backend)

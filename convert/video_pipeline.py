@@ -62,7 +62,7 @@ from edge_har.convert.video_models import VideoModel, VideoModelConfig
 from edge_har.core.bundle import Bundle
 from edge_har.core.frames import FrameSpec, normalise_frames
 from edge_har.core.interpreter import TFLiteModel
-from edge_har.device.video_runtime import VideoModels
+from edge_har.core.video_models import VideoModels
 
 log = logging.getLogger(__name__)
 

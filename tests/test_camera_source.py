@@ -16,8 +16,13 @@ cv2 = pytest.importorskip("cv2")
 REPO = Path(__file__).resolve().parents[1]
 
 from edge_har.convert.video_synthetic import pattern_for, render_clip, write_clip  # noqa: E402
-from edge_har.device.sources.camera import CameraError, CameraSource, CameraStreamSource, FrameChunk  # noqa: E402
-from edge_har.device.video_config import CameraSourceConfig  # noqa: E402
+from edge_har.device.sources.camera import (  # noqa: E402
+    CameraError,
+    CameraSource,
+    CameraSourceConfig,
+    CameraStreamSource,
+    FrameChunk,
+)
 
 
 @pytest.fixture(scope="module")

@@ -71,29 +71,40 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     return out
 
 
+def _problems(module: str, target: str) -> list[str]:
+    """Why ``module`` may not import ``target`` (empty: it may)."""
+    own, top, out = _layer(module), target.split(".")[0], []
+    if top in ("convert", "benchmarks"):
+        out.append(f"a generic top-level name; use edge_har.{target}")
+    if top == "edge_har" and target not in TOP and _layer(target) > own:
+        out.append("a higher layer")
+    if top == "edge_har" and target in TOP - {"edge_har"} and own < TOP_LAYER:
+        out.append("the command line sits above every package")
+    if module.startswith(NO_TENSORFLOW) and top in ("tensorflow", "tf_keras", "keras"):
+        out.append("the device side never imports TensorFlow")
+    if (target == "edge_har.web" or target.startswith("edge_har.web.")) and not (
+        module in WEB_IMPORTERS or module.startswith(tuple(p + "." for p in WEB_IMPORTERS))
+    ):
+        out.append("only the command line and the benchmarks import edge_har.web")
+    if module.startswith(NO_PAHO) and top == "paho":
+        out.append("the core imports no MQTT client")
+    if _in(module, "edge_har.convert") and _in(target, "edge_har.device"):
+        out.append("convert imports the core and mqtt, never the device; what both sides run belongs in edge_har.core")
+    return out
+
+
+def _in(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
 def test_imports_go_one_way_only():
     problems = []
     modules = _modules()
     assert len(modules) > 50, sorted(modules)
     for module, path in modules.items():
-        own = _layer(module)
         for line, target in _imports(path):
             where = f"{path.relative_to(REPO)}:{line}: {module} imports {target}"
-            top = target.split(".")[0]
-            if top in ("convert", "benchmarks"):
-                problems.append(f"{where} (a generic top-level name; use edge_har.{target})")
-            if top == "edge_har" and target not in TOP and _layer(target) > own:
-                problems.append(f"{where} (a higher layer)")
-            if top == "edge_har" and target in TOP - {"edge_har"} and own < TOP_LAYER:
-                problems.append(f"{where} (the command line sits above every package)")
-            if module.startswith(NO_TENSORFLOW) and top in ("tensorflow", "tf_keras", "keras"):
-                problems.append(f"{where} (the device side never imports TensorFlow)")
-            if (target == "edge_har.web" or target.startswith("edge_har.web.")) and not (
-                module in WEB_IMPORTERS or module.startswith(tuple(p + "." for p in WEB_IMPORTERS))
-            ):
-                problems.append(f"{where} (only the command line and the benchmarks import edge_har.web)")
-            if module.startswith(NO_PAHO) and top == "paho":
-                problems.append(f"{where} (the core imports no MQTT client)")
+            problems += [f"{where} ({why})" for why in _problems(module, target)]
     assert not problems, "\n".join(problems)
 
 
@@ -103,6 +114,16 @@ def test_the_direction_check_sees_a_wrong_import(tmp_path):
     assert _imports(bad) == [(2, "edge_har.convert.pipeline")]
     assert _layer("edge_har.convert.pipeline") > _layer("edge_har.device.daemon") > _layer("edge_har.core.bundle")
     assert _layer("edge_har.convert.pipeline") > _layer("edge_har.web.app") > _layer("edge_har.device.runtime")
+
+
+def test_convert_imports_the_core_and_mqtt_never_the_device():
+    """What the workstation and the device both run (encoders, video models) lives in the core."""
+    for target in ("edge_har.device", "edge_har.device.video_runtime", "edge_har.device.runtime_api"):
+        assert any("never the device" in why for why in _problems("edge_har.convert.pose_pipeline", target)), target
+    for target in ("edge_har.core.video_models", "edge_har.core.pose_encoder", "edge_har.mqtt.client"):
+        assert _problems("edge_har.convert.pose_pipeline", target) == [], target
+    assert _problems("edge_har.benchmarks.video", "edge_har.device.video_runtime") == []
+    assert not _in("edge_har.device_names", "edge_har.device")  # a prefix of a name is not the package
 
 
 STRAY = """\

@@ -41,7 +41,7 @@ def pose_models_dir() -> Path:
 @pytest.fixture(scope="module")
 def encoder(pose_models_dir):
     from edge_har.core.interpreter import TFLiteModel
-    from edge_har.device.pose_encoder import PoseEncoder
+    from edge_har.core.pose_encoder import PoseEncoder
 
     return PoseEncoder(
         TFLiteModel(pose_models_dir / "pose_detection.tflite"),
@@ -104,7 +104,8 @@ def test_pose_conversion_bundle_and_device_stream(
     from edge_har.convert.video_pipeline import VideoConvertOptions, run_convert_video
     from edge_har.core.bundle import Bundle
     from edge_har.core.interpreter import sha256_file
-    from edge_har.device.video_runtime import VideoModels, VideoRuntime
+    from edge_har.core.video_models import VideoModels
+    from edge_har.device.video_runtime import VideoRuntime
 
     data = write_pose_dataset(tmp_path / "data", {"wave": 3, "still": 3}, frames=40, fps=10.0)
     options = VideoConvertOptions(

@@ -28,7 +28,8 @@ from edge_har.convert.video_datasets import load_video_dataset, window_index  # 
 from edge_har.convert.video_synthetic import pattern_for, render_clip, write_clip, write_synthetic_clip_dataset  # noqa: E402
 from edge_har.core.bundle import Bundle, BundleError, validate_data  # noqa: E402
 from edge_har.core.frames import FrameSpec, normalise_frames  # noqa: E402
-from edge_har.device.video_runtime import VideoModels, VideoRuntime  # noqa: E402
+from edge_har.core.video_models import VideoModels  # noqa: E402
+from edge_har.device.video_runtime import VideoRuntime  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("bounce", "orbit", "sweep")

@@ -130,7 +130,8 @@ def test_image_seq_pipeline_with_a_frozen_backbone(tmp_path):
     from edge_har.convert.video_synthetic import write_synthetic_image_dataset
     from edge_har.core.bundle import Bundle
     from edge_har.core.frames import FrameSpec, preprocess_frame
-    from edge_har.device.video_runtime import VideoModels, VideoRuntime
+    from edge_har.core.video_models import VideoModels
+    from edge_har.device.video_runtime import VideoRuntime
 
     data = write_synthetic_image_dataset(tmp_path / "imgs", classes=("sweep", "bounce", "pulse"), images_per_class=24)
     base = VideoModelConfig(

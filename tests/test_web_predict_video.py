@@ -22,8 +22,9 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from edge_har.core.bundle import Bundle  # noqa: E402
+from edge_har.core.video_models import VideoModels  # noqa: E402
 from edge_har.device.smoothing import Smoother  # noqa: E402
-from edge_har.device.video_runtime import VideoModels, VideoRuntime  # noqa: E402
+from edge_har.device.video_runtime import VideoRuntime  # noqa: E402
 from edge_har.web.app import create_app  # noqa: E402
 from edge_har.web.config import ServeConfig  # noqa: E402
 

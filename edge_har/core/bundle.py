@@ -211,7 +211,7 @@ class PreprocessingDoc(_Doc):
 
 
 class VideoDoc(_Doc):
-    mode: Literal["video", "image-seq", "pose"] = "video"  # pose: BlazePose parts + head (edge_har.device.pose_encoder)
+    mode: Literal["video", "image-seq", "pose"] = "video"  # pose: BlazePose parts + head (edge_har.core.pose_encoder)
     frames: Optional[_Dim] = None
 
 

@@ -1,6 +1,6 @@
 """BlazePose arithmetic shared by training and the device: anchors, box decoding, NMS, crops, keypoint features.
 
-The pose encoder (``edge_har.device.pose_encoder``) runs MediaPipe's two BlazePose
+The pose encoder (``edge_har.core.pose_encoder``) runs MediaPipe's two BlazePose
 ``.tflite`` models with LiteRT; MediaPipe itself (its graphs, calculators, protobuf pin)
 is never installed. What its graphs do around the two models is re-done here, in
 numpy, from the options MediaPipe's ``pose_detection_cpu`` and ``pose_landmark_cpu``

@@ -58,8 +58,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from edge_har.device.config import ConfigError, LoadedConfig
-from edge_har.device.runtime import Prediction, Window
-from edge_har.device.runtime_api import StreamRuntime, WindowStage
+from edge_har.device.runtime_api import Prediction, StreamRuntime, Window, WindowStage
 from edge_har.device.sources import Source, SourceError, make_source
 from edge_har.device.stats import DaemonStats, rss_mb
 

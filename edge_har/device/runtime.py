@@ -1,13 +1,13 @@
-"""Sensor runtime: bundle + interpreter + the shared streaming preprocessing + smoothing.
+"""The sensor parts of the runtime: sample chunks in, :class:`Prediction` objects out.
 
-Raw sample chunks go in, :class:`Prediction` objects come out; nothing here knows about MQTT
-or threads, so the daemon, the benchmarks and the tests drive the same code. The work is split
-in two on purpose:
+Nothing here knows about MQTT or threads, so the daemon, the benchmarks and the tests drive the
+same code. Loading, smoothing and the prediction fields are :class:`~edge_har.device.runtime_api.StreamRuntime`'s;
+the sensor supplies its two stages:
 
 * :class:`Windowing` (cheap numpy, runs in the daemon's source thread) turns chunks into
   normalised model windows with :class:`~edge_har.core.preprocessing.StreamPreprocessor`, the code
   path training used, resampling when the source's rate differs from the model's;
-* :meth:`Runtime.predict` (the interpreter, the inference thread) runs one window and smooths.
+* :meth:`Runtime.classify` (the interpreter, the inference thread) runs one window.
 
 Latency is measured per window: ``inference_ms`` around the interpreter call only, and
 ``e2e_ms`` from the arrival of the chunk holding the window's last sample to the prediction
@@ -18,80 +18,19 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import ClassVar, Optional, Sequence
 
 import numpy as np
 
-from edge_har.core.bundle import Bundle, BundleError
-from edge_har.core.interpreter import InterpreterOptions, TFLiteModel
+from edge_har.core.bundle import Bundle
+from edge_har.core.interpreter import TFLiteModel
 from edge_har.core.preprocessing import Preprocessing, StreamPreprocessor
-from edge_har.device.smoothing import Smoothed, Smoother
+from edge_har.device.runtime_api import Prediction, RuntimeOptions, StreamRuntime, Window
+from edge_har.device.smoothing import Smoother
 from edge_har.device.sources.base import Chunk
 from edge_har.device.variant_choice import AUTO, DEFAULT_BUDGET_S, VariantChoice, choose_variant
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Window:
-    """One model-ready window and where it came from."""
-
-    data: np.ndarray  # (window, C) float32, normalised
-    end_ts: float  # Unix time of the window's last sample
-    arrival: float  # perf_counter() when the chunk completing it arrived
-    truth: Optional[str] = None  # ground-truth label (replay)
-    segment_start: bool = False  # first window after a gap: smoothing restarts
-
-
-@dataclass
-class Prediction:
-    seq: int
-    window_end_ts: float
-    label: str  # smoothed (or the unknown label)
-    confidence: float
-    probabilities: dict[str, float]  # smoothed
-    raw_label: str  # this window alone
-    raw_confidence: float
-    inference_ms: float
-    e2e_ms: float
-    truth: Optional[str] = None
-    arrival: float = 0.0
-
-    def stamp_e2e(self) -> float:
-        """Set e2e_ms to now (the hand-off); returns it."""
-        self.e2e_ms = (time.perf_counter() - self.arrival) * 1000.0
-        return self.e2e_ms
-
-
-def build_prediction(
-    seq: int,
-    window: Window,
-    probs: np.ndarray,
-    smoother: Smoother,
-    labels: Sequence[str],
-    inference_ms: float,
-) -> Prediction:
-    """Smooth one window's class probabilities into the :class:`Prediction` both runtimes publish.
-
-    One function for the sensor and the video runtime, so the published fields (label,
-    confidence, probabilities, raw label, latency) cannot drift apart between them.
-    """
-    probs = np.clip(np.nan_to_num(probs, nan=0.0), 0.0, 1.0)  # int8 dequantization can stray past [0, 1]
-    s: Smoothed = smoother.update(probs)
-    return Prediction(
-        seq=seq,
-        window_end_ts=window.end_ts,
-        label=s.label,
-        confidence=float(min(1.0, max(0.0, s.confidence))),
-        probabilities={label: float(p) for label, p in zip(labels, s.probabilities)},
-        raw_label=s.raw_label,
-        raw_confidence=s.raw_confidence,
-        inference_ms=inference_ms,
-        e2e_ms=(time.perf_counter() - window.arrival) * 1000.0,
-        truth=window.truth,
-        arrival=window.arrival,
-    )
 
 
 class Windowing:
@@ -138,104 +77,59 @@ class Windowing:
         return out
 
 
-class Runtime:
-    """A loaded bundle variant ready to predict windows, with its smoother."""
+class Runtime(StreamRuntime):
+    """A loaded sensor bundle variant ready to predict windows, with its smoother."""
+
+    kind: ClassVar[str] = "sensor"
 
     def __init__(self, bundle: Bundle, variant: str, model: TFLiteModel, smoother: Smoother) -> None:
-        self.bundle = bundle
-        self.variant = variant
+        super().__init__(bundle, variant, smoother, bundle.preprocessing)
         self.model = model
-        self.smoother = smoother
-        self.labels = list(bundle.labels)
-        self.pre = bundle.preprocessing
         # Shapes and label count checked once here: a mismatch would otherwise fail every window
         # (and exit 1, which systemd restarts) instead of stopping the start with exit 78.
         bundle.check_model(model, variant, expect_input=(1, self.pre.window, self.pre.n_channels))
-        self._seq = 0
         # What `variant: auto` measured (or read from its cache), for the log and the first
         # stats message; None for a fixed variant.
         self.variant_choice: Optional[VariantChoice] = None
 
     @classmethod
-    def load(
-        cls,
-        bundle_path: Any,
-        variant: Optional[str] = None,
-        *,
-        options: Optional[InterpreterOptions] = None,
-        backend: str = "auto",
-        num_threads: Optional[int] = 1,
-        delegate: Optional[str] = None,
-        delegate_options: Optional[dict[str, Any]] = None,
-        verify_sha256: bool = True,
-        smoothing: str = "mean_prob",
-        smoothing_window: int = 5,
-        threshold: float = 0.0,
-        unknown_label: str = "unknown",
-        auto: Optional[Any] = None,
-    ) -> Runtime:
-        """Load a sensor bundle. ``options`` (what ``from_config`` passes) replaces the
-        interpreter keywords, which stay for benchmarks and tests that set one or two.
-
-        ``variant="auto"`` times the variants that passed the accuracy gate and runs the
-        fastest (:mod:`edge_har.device.variant_choice`); ``auto`` is the config's
-        ``auto_variant`` section (budget, cache), its defaults when None.
-        """
-        if options is None:
-            options = InterpreterOptions(backend, num_threads, delegate, delegate_options or {}, verify_sha256)
-        bundle = Bundle.load(bundle_path)
-        if bundle.kind != "sensor":
-            raise BundleError(f"{bundle.root}: a {bundle.kind} bundle; this runtime runs sensor bundles")
-        started = time.perf_counter()
+    def _load(cls, bundle: Bundle, options: RuntimeOptions) -> Runtime:
+        """``variant="auto"`` times the variants that passed the accuracy gate and runs the
+        fastest (:mod:`edge_har.device.variant_choice`); ``options.auto`` is the config's
+        ``auto_variant`` section (budget, cache), its defaults when None."""
         choice = None
-        if variant == AUTO:
+        if options.variant == AUTO:
+            auto = options.auto
             choice, model = choose_variant(
                 bundle,
-                options,
+                options.interpreter,
                 budget_s=getattr(auto, "budget_s", DEFAULT_BUDGET_S),
                 cache_dir=getattr(auto, "cache_dir", None),
                 use_cache=getattr(auto, "cache", True),
             )
             v = bundle.variant(choice.variant)
         else:
-            v = bundle.variant(variant)
-            model = bundle.load_model(v.name, options=options)
-        smoother = Smoother(bundle.labels, smoothing, smoothing_window, threshold, unknown_label)
-        runtime = cls(bundle, v.name, model, smoother)
+            v = bundle.variant(options.variant)
+            model = bundle.load_model(v.name, options=options.interpreter)
+        runtime = cls(bundle, v.name, model, options.smoother(bundle.labels))
         runtime.variant_choice = choice
+        return runtime
+
+    def log_loaded(self, ms: float) -> None:
+        v, model = self.bundle.variant(self.variant), self.model
         log.info(
             "model %s variant %s (%s, %.1f KiB) loaded with %s %s in %.0f ms; input %s, %d labels; "
             + ("LSTM state reset per window" if model.stateful else "stateless: no state reset"),
-            bundle.model_id,
+            self.bundle.model_id,
             v.name,
             v.quantization,
             v.size_bytes / 1024,
             model.backend.name,
             model.backend.version,
-            (time.perf_counter() - started) * 1000,
+            ms,
             list(model.input.shape),
-            len(bundle.labels),
+            len(self.labels),
         )
-        return runtime
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> Runtime:
-        """From a :class:`~edge_har.device.config.DeviceConfig`."""
-        scfg = cfg.smoothing
-        return cls.load(
-            cfg.bundle,
-            cfg.variant,
-            options=cfg.interpreter.options(),
-            smoothing=scfg.method,
-            smoothing_window=scfg.window,
-            threshold=scfg.threshold,
-            unknown_label=scfg.unknown_label,
-            auto=cfg.auto_variant,
-        )
-
-    @property
-    def model_id(self) -> str:
-        return self.bundle.model_id
 
     def windowing(
         self,
@@ -249,19 +143,8 @@ class Runtime:
             log.info("resampling the source's %g Hz to the model's %g Hz", w.source_rate_hz, self.pre.sample_rate_hz)
         return w
 
-    def counters(self) -> dict[str, Any]:
-        """Runtime-specific stats counters; a sensor runtime has none (the video runtime counts frames)."""
-        return {}
-
-    def predict(self, window: Window) -> Prediction:
-        if window.segment_start:
-            self.smoother.reset()
-        started = time.perf_counter()
-        probs = self.model.predict(window.data)
-        inference_ms = (time.perf_counter() - started) * 1000.0
-        seq = self._seq
-        self._seq += 1
-        return build_prediction(seq, window, probs, self.smoother, self.labels, inference_ms)
+    def classify(self, window: Window) -> np.ndarray:
+        return self.model.predict(window.data)
 
     def run_samples(
         self, samples: np.ndarray, source_rate_hz: Optional[float] = None, label: Optional[str] = None

@@ -1,9 +1,8 @@
-"""Config section of the camera path's runtime: ``video:``.
+"""The video runtime's config section, ``video:`` (its options reach the runtime as
+:class:`~edge_har.device.runtime_api.RuntimeOptions` fields ``stride``, ``mode`` and ``publish_keypoints``).
 
-``source: {type: camera}`` (:class:`CameraSourceConfig`) is owned by the camera source plugin,
-``edge_har.device.sources.camera``, like every source's config model; it is re-exported here
-for existing imports. That module imports OpenCV only when a camera is opened, so
-``validate-config`` still works on a machine without a camera stack.
+``source: {type: camera}`` is the camera source plugin's own model,
+:class:`edge_har.device.sources.camera.CameraSourceConfig`, like every source's config.
 """
 
 from __future__ import annotations
@@ -11,10 +10,6 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from edge_har.device.sources.camera import CameraSourceConfig
-
-__all__ = ["CameraSourceConfig", "VideoRuntimeConfig"]
 
 
 class VideoRuntimeConfig(BaseModel):

@@ -1,4 +1,8 @@
-"""Streaming inference of a video bundle: frames in, the sensor runtime's ``Prediction`` out.
+"""The video parts of the runtime: frames in, the same ``Prediction`` as every bundle kind out.
+
+The models (a CNN encoder or the BlazePose encoder, and the head) are
+:class:`~edge_har.core.video_models.VideoModels`, the ones convert scores; loading,
+smoothing and the prediction fields are :class:`~edge_har.device.runtime_api.StreamRuntime`'s.
 
 The split is what makes a CNN-LSTM affordable on a Pi. A window of T frames
 advanced by ``stride`` frames shares T - stride frames with the previous one;
@@ -16,9 +20,9 @@ Two stages, so the daemon can run them on two threads (two cores of a Pi):
   :class:`FrameWindow` (the head's input) every ``stride`` frames. A new
   camera segment (reconnect, file loop) empties the buffer: a window never
   spans a gap.
-* :class:`VideoStreamRuntime` (the inference thread): the head, smoothing and
-  the same :class:`~edge_har.device.runtime.Prediction` the sensor runtime makes, so
-  the daemon publishes both kinds alike.
+* :class:`VideoStreamRuntime` (the inference thread): the head, then the base's
+  smoothing and :class:`~edge_har.device.runtime_api.Prediction`, so the daemon
+  publishes every kind alike.
 
 ``mode="clip"`` buffers preprocessed frames and runs the whole clip model at
 every stride instead (bundles made with ``--clip-model``): the baseline the
@@ -30,148 +34,25 @@ imports TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 
 from edge_har.core.bundle import Bundle, BundleError
-from edge_har.core.frames import FrameSampler, FrameSpec, preprocess_frame
-from edge_har.core.interpreter import InterpreterOptions, TFLiteModel
+from edge_har.core.frames import FrameSampler, preprocess_frame
 from edge_har.core.pose import person_present
-from edge_har.core.preprocessing import Preprocessing
-from edge_har.device.runtime import Prediction, Window, build_prediction
+from edge_har.core.video_models import VideoModels
+from edge_har.device.runtime_api import Prediction, RuntimeOptions, StreamRuntime, Window
 from edge_har.device.smoothing import Smoother
+from edge_har.device.variant_choice import AUTO
 
 log = logging.getLogger(__name__)
 
 MODES = ("split", "clip")
-
-
-def is_video_bundle(path: Any) -> bool:
-    """Whether ``path`` holds a video bundle (a cheap look at bundle.json; errors surface when it loads)."""
-    import json
-
-    file = Path(path)
-    file = file if file.name == "bundle.json" else file / "bundle.json"
-    try:
-        return json.loads(file.read_text()).get("kind") == "video"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-@dataclass
-class VideoModels:
-    """The loaded TFLite models of one variant of a video bundle."""
-
-    bundle: Bundle
-    variant: str
-    spec: FrameSpec
-    video_mode: str  # "video" | "image-seq"
-    encoder: Optional[TFLiteModel] = None
-    head: Optional[TFLiteModel] = None
-    clip: Optional[TFLiteModel] = None  # whole clip model, T frames in
-    whole: Optional[TFLiteModel] = None  # one-model variant (image-seq)
-    pose: Optional[Any] = None  # edge_har.device.pose_encoder.PoseEncoder (video mode "pose")
-
-    @classmethod
-    def load(
-        cls,
-        bundle: Bundle,
-        variant: Optional[str] = None,
-        *,
-        options: Optional[InterpreterOptions] = None,
-        backend: str = "auto",
-        num_threads: Optional[int] = 1,
-        delegate: Optional[str] = None,
-        verify_sha256: bool = True,
-        load_clip: bool = False,
-    ) -> VideoModels:
-        """Every model of the variant, each loaded with the same ``options`` (the keywords build
-        them when ``options`` is not given: benchmarks and tests)."""
-        if options is None:
-            options = InterpreterOptions(backend, num_threads, delegate, verify_sha256=verify_sha256)
-        if bundle.kind != "video":
-            raise BundleError(f"{bundle.root}: a {bundle.kind!r} bundle, not a video bundle")
-        v = bundle.variant(variant)
-        spec = FrameSpec.from_json(bundle.data["preprocessing"], where=f"{bundle.root}/bundle.json: preprocessing")
-        info = bundle.data.get("video") or {}
-        models = cls(bundle, v.name, spec, str(info.get("mode", "video")))
-        kwargs: dict[str, Any] = {"options": options}
-        if models.video_mode == "pose":
-            # BlazePose detector + landmarks as the encoder (edge_har.device.pose_encoder), then the head
-            from edge_har.device.pose_encoder import POSE_PARTS, PoseEncoder
-
-            for part in POSE_PARTS + ("head",):
-                if part not in v.parts:
-                    raise BundleError(f"{bundle.root}/bundle.json: variants.{v.name}.parts has no '{part}'")
-            detector, landmarks = (bundle.load_model(v.name, part=p, **kwargs) for p in POSE_PARTS)
-            try:
-                models.pose = PoseEncoder(
-                    detector, landmarks, track=bool((bundle.data.get("pose") or {}).get("tracking", True))
-                )
-            except ValueError as exc:
-                raise BundleError(f"{bundle.root}/bundle.json: variants.{v.name}.parts: {exc}") from exc
-            models.head = bundle.load_model(v.name, part="head", **kwargs)
-        elif v.parts:
-            for part in ("encoder", "head"):
-                if part not in v.parts:
-                    raise BundleError(f"{bundle.root}/bundle.json: variants.{v.name}.parts has no '{part}'")
-            models.encoder = bundle.load_model(v.name, part="encoder", **kwargs)
-            models.head = bundle.load_model(v.name, part="head", **kwargs)
-            if load_clip:
-                models.clip = bundle.load_model(v.name, part="clip", **kwargs)
-        else:
-            models.whole = bundle.load_model(v.name, **kwargs)
-        models.check()
-        return models
-
-    def check(self) -> None:
-        """Every model's tensors against the bundle and each other (raises one BundleError naming them all).
-
-        The encoder takes one frame, the head the last T of the encoder's feature vectors, the
-        head (clip, whole model) outputs one probability per label: a mismatch found here stops
-        the start (exit 78) instead of failing every window.
-        """
-        b, v, frame = self.bundle, self.variant, (1,) + self.spec.shape
-        problems: list[str] = []
-        if self.whole is not None:
-            problems += b.model_problems(self.whole, v, expect_input=frame)
-        if self.encoder is not None:
-            problems += b.model_problems(self.encoder, v, "encoder", expect_input=frame)
-        if self.head is not None:
-            expect = (1, self.spec.window) + self.feature_shape if self.split else None
-            problems += b.model_problems(self.head, v, "head", expect_input=expect)
-        if self.clip is not None:
-            problems += b.model_problems(self.clip, v, "clip", expect_input=(1, self.spec.window) + self.spec.shape)
-        if problems:
-            raise BundleError(f"{b.root / 'bundle.json'}: " + "; ".join(problems), problems)
-
-    @property
-    def split(self) -> bool:
-        return self.whole is None
-
-    @property
-    def feature_shape(self) -> tuple[int, ...]:
-        if self.pose is not None:
-            return tuple(self.pose.feature_shape)
-        assert self.encoder is not None
-        return tuple(self.encoder.output.shape[1:])
-
-    def encode(self, frame: np.ndarray) -> np.ndarray:
-        """One preprocessed float32 frame (H, W, 3) -> its float32 feature vector."""
-        if self.pose is not None:
-            return np.asarray(self.pose.encode(frame), np.float32)
-        assert self.encoder is not None
-        return self.encoder.predict(frame)
-
-    def classify_features(self, features: np.ndarray) -> np.ndarray:
-        """(T, D) features, oldest first -> class probabilities."""
-        assert self.head is not None
-        return self.head.predict(features)
 
 
 @dataclass
@@ -356,98 +237,54 @@ class FrameWindowing:
         return {"frames_no_person": c["frames_no_person"], "windows_no_person": self.windows_no_person, "pose": c}
 
 
-class VideoStreamRuntime:
-    """The inference-thread stage: head (or clip / whole model), smoothing, ``Prediction``.
+class VideoStreamRuntime(StreamRuntime):
+    """The inference-thread stage: head (or clip / whole model), smoothing, ``Prediction``."""
 
-    Implements :class:`~edge_har.device.runtime_api.StreamRuntime`, as the sensor
-    ``Runtime`` does, so the daemon drives both through one interface.
-    """
+    kind: ClassVar[str] = "video"
 
     def __init__(
         self, models: VideoModels, smoother: Smoother, stride: Optional[int] = None, mode: str = "split"
     ) -> None:
+        super().__init__(models.bundle, models.variant, smoother, models.spec.to_preprocessing())
         self.models = models
-        self.bundle = models.bundle
-        self.variant = models.variant
-        self.labels = list(models.bundle.labels)
         self.spec = models.spec
-        self.pre: Preprocessing = self.spec.to_preprocessing()
-        self.smoother = smoother
         self.stride = stride
         self.mode = mode
-        self._seq = 0
         self._windowing: Optional[FrameWindowing] = None
         self.publish_keypoints = False  # video.publish_keypoints (pose bundles): each window's keypoints in extra
 
     @classmethod
-    def load(
-        cls,
-        bundle_path: Any,
-        variant: Optional[str] = None,
-        *,
-        options: Optional[InterpreterOptions] = None,
-        backend: str = "auto",
-        num_threads: Optional[int] = 1,
-        delegate: Optional[str] = None,
-        delegate_options: Optional[dict[str, Any]] = None,
-        verify_sha256: bool = True,
-        smoothing: str = "mean_prob",
-        smoothing_window: int = 5,
-        threshold: float = 0.0,
-        unknown_label: str = "unknown",
-        stride: Optional[int] = None,
-        mode: str = "split",
-    ) -> VideoStreamRuntime:
-        """Load a video bundle. ``options`` (what ``from_config`` passes) replaces the
-        interpreter keywords, which stay for benchmarks and tests that set one or two."""
-        if options is None:
-            options = InterpreterOptions(backend, num_threads, delegate, delegate_options or {}, verify_sha256)
-        bundle = Bundle.load(bundle_path)
-        started = time.perf_counter()
-        models = VideoModels.load(bundle, variant, options=options, load_clip=mode == "clip")
-        smoother = Smoother(bundle.labels, smoothing, smoothing_window, threshold, unknown_label)
-        rt = cls(models, smoother, stride, mode)
-        v = bundle.variant(models.variant)
+    def _load(cls, bundle: Bundle, options: RuntimeOptions) -> VideoStreamRuntime:
+        if options.variant == AUTO:
+            # Timing a video variant means an encoder per frame and a head per window, on frames:
+            # not done (yet). `auto` runs the bundle's default variant, and says so.
+            log.info("variant auto: a video bundle runs its default variant (only sensor bundles are timed)")
+            options = dataclasses.replace(options, variant=None)
+        models = VideoModels.load(
+            bundle, options.variant, options=options.interpreter, load_clip=options.mode == "clip"
+        )
+        rt = cls(models, options.smoother(bundle.labels), options.stride, options.mode)
+        rt.publish_keypoints = options.publish_keypoints
+        return rt
+
+    def log_loaded(self, ms: float) -> None:
+        v = self.bundle.variant(self.variant)
         log.info(
             "video model %s variant %s (%s, %.1f KiB, %s) loaded in %.0f ms; %dx%d px at %g fps, window %d frames, "
             "stride %d, %d labels",
-            bundle.model_id,
+            self.bundle.model_id,
             v.name,
             v.quantization,
             v.size_bytes / 1024,
-            "encoder + head" if models.split else "one model",
-            (time.perf_counter() - started) * 1000,
-            rt.spec.width,
-            rt.spec.height,
-            rt.spec.fps,
-            rt.spec.window,
-            stride or rt.spec.stride,
-            len(rt.labels),
+            "encoder + head" if self.models.split else "one model",
+            ms,
+            self.spec.width,
+            self.spec.height,
+            self.spec.fps,
+            self.spec.window,
+            self.stride or self.spec.stride,
+            len(self.labels),
         )
-        return rt
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> VideoStreamRuntime:
-        """From a :class:`~edge_har.device.config.DeviceConfig` (its ``video:`` section sets stride and mode)."""
-        scfg = cfg.smoothing
-        vcfg = getattr(cfg, "video", None)
-        rt = cls.load(
-            cfg.bundle,
-            cfg.variant,
-            options=cfg.interpreter.options(),
-            smoothing=scfg.method,
-            smoothing_window=scfg.window,
-            threshold=scfg.threshold,
-            unknown_label=scfg.unknown_label,
-            stride=getattr(vcfg, "stride", None),
-            mode=getattr(vcfg, "mode", "split"),
-        )
-        rt.publish_keypoints = bool(getattr(vcfg, "publish_keypoints", False))
-        return rt
-
-    @property
-    def model_id(self) -> str:
-        return self.bundle.model_id
 
     def windowing(
         self,
@@ -466,24 +303,20 @@ class VideoStreamRuntime:
     def counters(self) -> dict[str, Any]:
         return self._windowing.counters() if self._windowing is not None else {}
 
-    def predict(self, window: Window) -> Prediction:
-        if window.segment_start:
-            self.smoother.reset()
-        started = time.perf_counter()
+    def classify(self, window: Window) -> np.ndarray:
         m = self.models
         if m.whole is not None:
-            probs = m.whole.predict(window.data)
-        elif self.mode == "clip":
+            return m.whole.predict(window.data)
+        if self.mode == "clip":
             assert m.clip is not None
-            probs = m.clip.predict(window.data)
-        else:
-            probs = m.classify_features(window.data)
-        model_ms = (time.perf_counter() - started) * 1000.0
-        encoder_ms = float(getattr(window, "encoder_ms", 0.0))
-        seq = self._seq
-        self._seq += 1
-        # inference_ms: the encoders of the frames since the last window, and the head
-        p = build_prediction(seq, window, probs, self.smoother, self.labels, encoder_ms + model_ms)
+            return m.clip.predict(window.data)
+        return m.classify_features(window.data)
+
+    def predict(self, window: Window) -> Prediction:
+        """The base's prediction, its ``inference_ms`` counting the encoders of the frames since the
+        last window too, and the window's keypoints in ``extra`` when they are published."""
+        p = super().predict(window)
+        p.inference_ms += float(getattr(window, "encoder_ms", 0.0))
         keypoints = getattr(window, "keypoints", None)
         if keypoints is None:
             return p
