@@ -22,6 +22,7 @@ import numpy as np
 
 from edge_har.core.bundle import Bundle, BundleError
 from edge_har.core.errors import EdgeHarError
+from edge_har.core.formats.windows import log_resampling
 from edge_har.core.interpreter import TFLiteModel
 from edge_har.core.metrics import classification_report
 from edge_har.core.preprocessing import Preprocessing, normalise
@@ -173,6 +174,7 @@ def bundle_windows_grouped(
     check_channels(dataset, pre, str(dataset.root))
     remap = label_indices(dataset.labels, bundle.labels, str(dataset.root))
     indices = test_recording_indices(bundle, dataset) if split == "test" else None
+    log_resampling(dataset, pre.sample_rate_hz, indices)
     # skip_short: a test recording shorter than one window gave convert no window either (--skip-short)
     windows = make_window_set(dataset, pre, recording_indices=indices, skip_short=True)
     if len(windows.x) == 0:

@@ -41,6 +41,7 @@ from edge_har.convert.skeleton import (  # noqa: F401  (AccuracyGateError, slug,
 )
 from edge_har.convert.train import TrainConfig
 from edge_har.core.bundle import Bundle
+from edge_har.core.formats.windows import log_resampling
 from edge_har.core.preprocessing import Preprocessing, fit_normalisation, normalise
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ DEFAULT_WINDOW = "3s"
 DEFAULT_STRIDE = "0.5s"
 DEFAULT_MAX_INT8_DROP = 1.0
 
-_slug = slug  # the old private name, still imported by edge_har.convert.video_cli
+_slug = slug  # the private name edge_har.convert.video_cli imports
 
 
 @dataclass
@@ -204,6 +205,7 @@ class SensorPath:
         )
         with stage("windows", timings), collapse_repeats("edge_har"):  # per-recording lines: once, with a count
             pre = build_preprocessing(dataset, options)
+            log_resampling(dataset, pre.sample_rate_hz)
             train_stride = (
                 None
                 if options.train_stride is None

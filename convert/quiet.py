@@ -1,17 +1,19 @@
 """Keep the workstation commands' output to what the user needs: TensorFlow quiet, repeats logged once.
 
-Two kinds of noise buried the useful lines of a real conversion (issue 15):
+Three kinds of noise bury the useful lines of a real conversion:
 
 * TensorFlow's C++ logging: oneDNN and CUDA notices at import, a ``cuInit`` error on a
   machine without a GPU, one ``node_def_util`` error line per epoch. Most is governed by
   ``TF_CPP_MIN_LOG_LEVEL``, which must be set *before* TensorFlow is imported; the lines
   written before absl's logging is initialised ignore it, so the import itself runs with
   the process's stderr (file descriptor 2) sent to a buffer, replayed at DEBUG.
-  ``--log-level DEBUG`` leaves all of it on.
+* Keras's own lines, one per epoch: ``edge_har.convert.train`` prints them only when
+  :func:`debug_logging` is true and shows its own progress otherwise.
 * The same Python log line again and again (TensorFlow's "compiled metrics have yet to be
-  built" per model load, one "resampling the source's 200 Hz to the model's 50 Hz" per
-  recording): :class:`RepeatFilter` lets the first through and counts the rest, and
-  :func:`collapse_repeats` reports the counts once at the end.
+  built" per model load, a warning per recording): :class:`RepeatFilter` lets the first
+  through and counts the rest, and :func:`collapse_repeats` reports the counts once at the end.
+
+``--log-level DEBUG`` leaves all of it on.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ log = logging.getLogger(__name__)
 TF_LOGGERS = ("tensorflow", "absl", "h5py")
 
 
-def _debug(level: str | int | None) -> bool:
+def debug_logging(level: str | int | None = None) -> bool:
+    """Whether ``level`` (default: the root logger's) is DEBUG, where everything is shown."""
     if level is None:
         return logging.getLogger().getEffectiveLevel() <= logging.DEBUG
     if isinstance(level, str):
@@ -72,7 +75,7 @@ def quiet_tensorflow(level: str | int | None = None) -> None:
     imports TensorFlow with its start-up lines buffered, lowers absl's verbosity and puts a
     :class:`RepeatFilter` on TensorFlow's Python loggers.
     """
-    debug = _debug(level)
+    debug = debug_logging(level)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
     if debug:
@@ -127,7 +130,7 @@ def collapse_repeats(*names: str, level: str | int | None = None) -> Iterator[Re
     With ``level`` DEBUG (or the root logger at DEBUG) nothing is collapsed.
     """
     flt = RepeatFilter(tuple(names))
-    if _debug(level):
+    if debug_logging(level):
         yield flt
         return
     # On the root logger's handlers: a logger's own filters do not see its children's records.

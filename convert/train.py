@@ -23,14 +23,17 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 import numpy as np
 
 from edge_har.convert.models import ModelConfig, build_from_config, import_tf
+from edge_har.convert.quiet import debug_logging
 from edge_har.core.errors import EdgeHarError
 
 log = logging.getLogger(__name__)
+
+EPOCH_LOG_EVERY_S = 60.0  # off a terminal: at most one training progress line this often
 
 
 class TrainingError(EdgeHarError, RuntimeError):
@@ -52,7 +55,9 @@ class TrainConfig:
     class_weights: bool = True
     logical_cpus: int | None = None  # test hook: MirroredStrategy over N logical CPUs
     mixed_precision: str = "auto"  # auto (on GPU) | on | off
-    verbose: int | None = None  # Keras fit verbosity; None: progress bar on a terminal, one line per epoch otherwise
+    # Keras fit verbosity; None: Keras prints nothing unless the log level is DEBUG (then a line per epoch),
+    # and training shows its own progress (a bar on a terminal, a log line a minute otherwise)
+    verbose: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,6 +232,52 @@ def _check_arrays(x: np.ndarray, y: np.ndarray, n_classes: int, what: str, any_r
         raise TrainingError(f"{what} labels must be class indices 0..{n_classes - 1}")
 
 
+def epoch_progress(keras: Any, epochs: int, monitor: str, stream: TextIO | None = None) -> Any:
+    """A Keras callback showing training's progress without a line per epoch.
+
+    On a terminal (``stream``, default stderr) a bar over the epochs with the watched loss; elsewhere
+    an INFO line at most every :data:`EPOCH_LOG_EVERY_S` seconds, so a log file shows that a long
+    training is alive without one line per epoch. Every epoch's figures go to DEBUG.
+    """
+    out = stream or sys.stderr
+    try:
+        terminal = bool(out.isatty())
+    except (AttributeError, ValueError):
+        terminal = False
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            self.started = self.last_log = time.monotonic()
+            self.best: tuple[float, int] | None = None
+            self.bar: Any = None
+            if terminal:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=epochs, desc="training", unit="epoch", leave=False, file=out)
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            figures = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v)}
+            log.debug("epoch %d/%d: %s", epoch + 1, epochs, ", ".join(f"{k} {v:.4g}" for k, v in figures.items()))
+            watched = figures.get(monitor)
+            if watched is not None and (self.best is None or watched < self.best[0]):
+                self.best = (watched, epoch + 1)
+            best = f"best {monitor} {self.best[0]:.4f} at epoch {self.best[1]}" if self.best else ""
+            if self.bar is not None:
+                self.bar.set_postfix_str(best, refresh=False)
+                self.bar.update(1)
+                return
+            now = time.monotonic()
+            if now - self.last_log >= EPOCH_LOG_EVERY_S:
+                self.last_log = now
+                log.info("training: epoch %d of at most %d, %s, %.0f s", epoch + 1, epochs, best, now - self.started)
+
+        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+            if self.bar is not None:
+                self.bar.close()
+
+    return EpochProgress()
+
+
 def train_model(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -291,8 +342,11 @@ def train_model(
     if monitor == "loss":
         log.warning("no validation windows: early stopping and the best checkpoint watch the training loss")
     checkpoint = work / "best.weights.h5"
+    # Keras's own lines (one per epoch, "Restoring model weights ...") only at DEBUG, as README says;
+    # otherwise training reports through epoch_progress and the summary line at the end.
+    verbose = config.verbose if config.verbose is not None else (2 if debug_logging() else 0)
     early_stopping = keras.callbacks.EarlyStopping(
-        monitor=monitor, patience=config.patience, restore_best_weights=True, verbose=1
+        monitor=monitor, patience=config.patience, restore_best_weights=True, verbose=1 if verbose else 0
     )
     callbacks = [
         early_stopping,
@@ -302,8 +356,9 @@ def train_model(
             monitor=monitor, factor=0.5, patience=max(2, config.patience // 2), min_lr=1e-5
         ),
     ]
+    if config.verbose is None and not verbose:
+        callbacks.append(epoch_progress(keras, config.epochs, monitor))
     weights = balanced_class_weights(y_train, n_classes) if config.class_weights else None
-    verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
 
     started = time.perf_counter()
     fit = model.fit(

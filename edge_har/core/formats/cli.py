@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from edge_har.core.formats.base import Dataset
 from edge_har.core.formats.common import CommonOptions
 from edge_har.core.formats.registry import AUTO, flag, format_names, formats, load_dataset
+from edge_har.core.progress import reading
 
 __all__ = ["add_dataset_arguments", "dataset_from_args", "option_fields"]
 
@@ -154,5 +155,6 @@ def dataset_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def dataset_from_args(args: argparse.Namespace) -> Dataset:
-    """Load the data set the options of :func:`add_dataset_arguments` describe."""
-    return load_dataset(args.data, format=getattr(args, "format", AUTO) or AUTO, **dataset_options(args))
+    """Load the data set the options of :func:`add_dataset_arguments` describe, showing the progress of a long read."""
+    with reading(args.data):
+        return load_dataset(args.data, format=getattr(args, "format", AUTO) or AUTO, **dataset_options(args))

@@ -5,6 +5,7 @@ preprocessing (:func:`edge_har.core.preprocessing.recording_to_windows`), so ``c
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -30,6 +31,26 @@ class WindowSet:
     groups: np.ndarray  # (n,) int64 recording index into dataset.recordings
     subjects: np.ndarray  # (n,) object: subject id or None
     skipped_short: list[str] = field(default_factory=list)  # sources of recordings shorter than one window
+
+
+def log_resampling(
+    dataset: Dataset, rate_hz: float, recording_indices: Sequence[int] | np.ndarray | None = None
+) -> None:
+    """Say in one line which recordings are resampled to the model's ``rate_hz``, and from which rates.
+
+    Resampling changes the number of samples and windows, so a command that does it says so
+    (as the device's runtime does when a replay's rate differs) rather than leave a count that
+    does not match the files unexplained. Nothing is said when every rate is the model's.
+    """
+    indices = range(len(dataset.recordings)) if recording_indices is None else [int(i) for i in recording_indices]
+    rates = Counter(float(dataset.recordings[i].sample_rate_hz or dataset.sample_rate_hz) for i in indices)
+    other = sorted((rate, n) for rate, n in rates.items() if rate != rate_hz)
+    if other:
+        log.info(
+            "resampling %s to the model's %g Hz (linear interpolation, as the device does)",
+            " and ".join(f"{n} recording{'' if n == 1 else 's'} at {rate:g} Hz" for rate, n in other),
+            rate_hz,
+        )
 
 
 def make_window_set(
