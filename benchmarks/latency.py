@@ -22,7 +22,7 @@ output dequantization, because that is what the daemon pays per window. Each TFL
 step is timed twice: back to back (the usual benchmark figure, warm caches) and
 **paced**, one call per bundle stride in real time (``--paced-runs`` calls, every
 ``--pace`` seconds), which is how the daemon meets windows: two per second, after
-the CPU has done other things, with cold caches (issue 13: several times the
+the CPU has done other things, with cold caches (several times the
 back-to-back figure).
 
 Above the table: the CPU and the flags int8 speed depends on

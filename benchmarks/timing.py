@@ -1,11 +1,10 @@
 """The one timing loop every benchmark suite uses.
 
 The latency suite, the video suite, the per-op profiler, the int8 study and
-the baseline each used to keep their own ``perf_counter`` loop, and they
-drifted apart (one cycled inputs from the first run, one from the first
-timed run; one reset LSTM state inside the timed region, the others outside).
-A figure from one suite could then not be set beside a figure from another.
-Here is the single loop: what is timed is ``call(x)`` and nothing else;
+the baseline share it so that a figure from one can be set beside a figure
+from another: separate loops drift apart (cycling inputs from the first run or
+from the first timed run; resetting LSTM state inside the timed region or
+outside). What is timed is ``call(x)`` and nothing else;
 ``prepare(x)`` (set input tensors, reset the LSTM state) runs untimed just
 before it.
 """

@@ -12,10 +12,10 @@ request three times are kept:
 * **server**: the reply's ``total_ms`` (the server's time after the upload arrived);
 * **interpreter**: the reply's per-window ``latency_ms`` (the model alone).
 
-The recording is ``--seconds`` long (default 3 s: one window of an HMP bundle, the figure issue 14
-asks for), taken from ``--recording FILE`` or, without one, drawn at random in the bundle's own
-value range (its normalisation mean and std mapped back to raw codes): the latency does not depend
-on the values. The first ``--warmup`` requests are not counted.
+The recording is ``--seconds`` long (default 3 s: one window of an HMP bundle), taken from
+``--recording FILE`` or, without one, drawn at random in the bundle's own value range (its
+normalisation mean and std mapped back to raw codes): the latency does not depend on the values.
+The first ``--warmup`` requests are not counted.
 """
 
 from __future__ import annotations

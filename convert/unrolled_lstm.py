@@ -1,9 +1,9 @@
 """An inference-only LSTM written out step by step, for the int8 model that XNNPACK can run.
 
-Why it exists (issue 5, figures in ``benchmarks/README.md``): Keras' LSTM
-converts to TFLite's fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op. XNNPACK has no
-LSTM, so in a full-integer model that op runs TFLite's reference integer kernel,
-and the int8 CNN-LSTM came out 5-6x *slower* than float32. Written out as plain
+Why it exists (figures in ``benchmarks/README.md``): Keras' LSTM converts to
+TFLite's fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op. XNNPACK has no LSTM, so in a
+full-integer model that op runs TFLite's reference integer kernel, and the int8
+CNN-LSTM with it is 5-6x *slower* than float32. Written out as plain
 ops, the same LSTM becomes ``FULLY_CONNECTED``, ``ADD``, ``MUL``, ``LOGISTIC``,
 ``TANH`` and ``SPLIT``, all of which XNNPACK runs in int8.
 

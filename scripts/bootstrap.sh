@@ -17,7 +17,7 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 "$PYTHON" -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
-# The web pages' browser tests (issue 14) drive Debian's chromium through Playwright; Playwright's
+# The web pages' browser tests drive Debian's chromium through Playwright; Playwright's
 # own browser download (`playwright install`) needs the internet and is never used.
 if [[ ",$EXTRAS," == *",dev,"* ]] && [ ! -x /usr/bin/chromium ]; then
   need_apt+=(chromium)
@@ -30,7 +30,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
-# --- PostgreSQL for the web store's tests (issue 14) -------------------------------------------
+# --- PostgreSQL for the web store's tests ------------------------------------------------------
 # tests/test_web_store.py and tests/test_web_live.py run on SQLite and on PostgreSQL: the server on
 # 127.0.0.1:5432, user postgres, trust auth (tests/plugins/db.py makes and drops its own database).
 # Where none answers: Debian's postgresql, its cluster trusting local TCP, started without systemd.

@@ -150,7 +150,7 @@ def test_bad_arguments_are_clear_errors(tiny_bundle, tmp_path, capsys):
 
 
 def test_cpu_line_paced_figures_and_floor_are_reported(tiny_bundle, tmp_path, capsys):
-    """Issue 13: the CPU and its int8 flags above the table, a paced p50 beside the back-to-back one, the MACs."""
+    """The CPU and its int8 flags above the table, a paced p50 beside the back-to-back one, the MACs."""
     out = tmp_path / "out"
     args = ["bench", "latency", str(tiny_bundle), "--quick", "--runtimes", "ai_edge_litert", "--no-keras"]
     assert main([*args, "--paced-runs", "4", "--pace", "0.05", "--out", str(out), "--no-progress"]) == 0

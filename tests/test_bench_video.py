@@ -1,7 +1,7 @@
 """``edge-har bench video BUNDLE [--clip FILE] [--quick]``: the camera-path benchmark on the command line.
 
-It used to be reachable only as ``python -m edge_har.benchmarks.video run``, had no quick mode, ran
-its frames/s on a synthetic clip whatever the user had, and printed unrounded floats.
+A sub-command like every suite, with a quick mode, frames/s measured on the user's clip when one is
+given, and rounded figures.
 """
 
 from __future__ import annotations

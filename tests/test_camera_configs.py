@@ -1,5 +1,5 @@
 """The shipped camera configs: their file-playback keys are shown and valid, and their v4l2 backend
-cannot be pointed at a file without validate-config saying so (the daemon used to idle and exit 0)."""
+cannot be pointed at a file without validate-config saying so (the daemon would idle and exit 0)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Every interval, timeout, rate and size in a device config has a range, and the error shows it.
 
-Issue 11: ``mqtt.stats_interval_s: 0.000001`` flooded the broker with thousands of stats messages
-at 100 % CPU and ``1e300`` killed the stats thread with an OverflowError, because the only bound
-was ``> 0``. A value outside its range must now stop ``load_config`` (and ``validate-config``)
-with ``FILE:LINE: key: must be between LOW and HIGH (got VALUE)``.
+With ``> 0`` as the only bound, ``mqtt.stats_interval_s: 0.000001`` floods the broker with
+thousands of stats messages at 100 % CPU and ``1e300`` kills the stats thread with an
+OverflowError. A value outside its range stops ``load_config`` (and ``validate-config``) with
+``FILE:LINE: key: must be between LOW and HIGH (got VALUE)``.
 """
 
 from __future__ import annotations

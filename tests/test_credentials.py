@@ -1,8 +1,7 @@
 """A value given to a credential key is never printed; risky credential set-ups are warned about.
 
-Issue 11: ``password_env: "S3cret"`` logged "environment variable S3cret is not set" and
-``password_file: "S3cret"`` logged the path: a password typed into the wrong key ended up in the
-journal. Each test puts a unique secret string into a credential key, runs the real code path
+A password typed into the wrong key must not end up in the journal: ``password_env: "S3cret"``
+must not log "environment variable S3cret is not set", nor ``password_file: "S3cret"`` the path. Each test puts a unique secret string into a credential key, runs the real code path
 (load_config, validate-config, check_files, the daemon's start against a real broker) and
 asserts the string appears nowhere in what was logged, printed or raised.
 """

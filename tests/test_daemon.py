@@ -326,7 +326,7 @@ def _signal_and_wait(proc: subprocess.Popen, signum: int) -> str:
 def test_sighup_stops_cleanly_and_exits_for_a_restart(
     tiny_bundle, heldout_dir, mosquitto_broker, mqtt_listener, tmp_path
 ):
-    """SIGHUP used to kill the daemon (exit 129, no status); now: clean stop, 'stopped', exit 75, and
+    """SIGHUP is a clean stop, not a kill (exit 129, no status): 'stopped', exit 75, and
     the restarted process (as systemd's RestartForceExitStatus=75 would start it) comes back online
     as a new run."""
     from edge_har.device.daemon import EXIT_RESTART
@@ -381,7 +381,7 @@ def test_replay_truth_goes_through_the_bundles_label_map(
     tiny_bundle, heldout_dir, mosquitto_broker, mqtt_listener, tmp_path
 ):
     """A bundle trained with --label-map reports merged names; a replay of the original class folders
-    must be scored against those names, not the folders' (the accuracy was 0 for every renamed class)."""
+    must be scored against those names, not the folders' (which would score 0 for every renamed class)."""
     import shutil
 
     bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")

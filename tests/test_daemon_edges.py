@@ -57,8 +57,8 @@ def test_a_stop_signal_while_starting_gives_the_same_exit_as_later(
     signum, expected, tiny_bundle, tiny_dataset_dir, mosquitto_broker, mqtt_listener, tmp_path
 ):
     """The config is a FIFO, so the daemon is held in start-up (imports done, config not yet read)
-    exactly when the signal comes. SIGHUP there used to kill it with 129, which the unit does not
-    restart; now it exits 75 (restarted), SIGTERM and SIGINT exit 0, with no traceback."""
+    exactly when the signal comes. SIGHUP exits 75 (restarted; a kill's 129 the unit would not
+    restart), SIGTERM and SIGINT exit 0, with no traceback."""
     listener = mqtt_listener(mosquitto_broker, ["edge-har/pi-edge/#"])
     fifo = tmp_path / "config.yaml"
     os.mkfifo(fifo)

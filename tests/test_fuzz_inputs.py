@@ -4,7 +4,7 @@ MQTT input payloads (JSON and CSV) and replayed lines.
 The properties: nothing raises past the reader (a config gives a config or a ConfigError, a
 payload or a line gives samples or counted drops); every rejected item is counted by a
 reason; what is kept stays within its bound; a value put in a credential key is never echoed.
-The example counts are module constants so the issue's closing note can state them.
+The example counts are module constants so that a report can state them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 15's evaluation pieces: the gate's verdict, the degenerate-model check, a refused conversion kept and
+"""The evaluation pieces of convert and evaluate: the gate's verdict, the degenerate-model check, a refused conversion kept and
 re-quantized with ``convert --from-keras``, data flags taken from the bundle, event-class metrics, quiet logs.
 
 The fast tests drive the real skeleton with a fake conversion path (no TensorFlow) and the real metric code

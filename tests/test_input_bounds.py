@@ -1,7 +1,7 @@
 """The MQTT input source bounds what one message can cost: its size and the samples taken from it.
 
-Issue 11: one 10 MB JSON message of samples took the daemon to 260-420 MB resident (its unit's
-MemoryMax is 300M) and injected hundreds of windows of fabricated data. Now a message over
+Unbounded, one 10 MB JSON message of samples takes the daemon to 260-420 MB resident (its unit's
+MemoryMax is 300M) and injects hundreds of windows of fabricated data. A message over
 ``max_payload_bytes`` is dropped before it is decoded (counted as ``too_large``) and at most
 ``max_samples_per_message`` samples are taken from one message (the rest counted as ``too_many``).
 """

@@ -37,7 +37,7 @@ def test_default_candidate_is_the_products_default_architecture() -> None:
 
 
 def test_cache_key_unchanged() -> None:
-    """Weights trained before the study moved onto ModelConfig keep their cache key (value from the old code)."""
+    """A candidate's cache key is fixed, so weights already trained and cached are found again."""
     assert int8_study.CANDIDATES["s24_l64"].key() == "c74a935889cf"
     c = int8_study.CANDIDATES["s24_l64"].describe()
     assert (c["conv_filters"], c["pool_size"], c["lstm_units"]) == ([32, 64], 2, 64)

@@ -111,8 +111,8 @@ def test_replay_fast_delivers_every_sample_with_labels_segments_and_bad_lines_co
 
 
 def test_replay_counts_bad_lines_by_reason_and_one_bad_byte_costs_one_line(tmp_path):
-    """Issue 11: a replay counted every bad line as one 'bad_line', and one byte that is not UTF-8
-    refused the whole file. Now: the live sources' reasons, and 'encoding' for that one line."""
+    """Bad lines are counted by the live sources' reasons, and one byte that is not UTF-8 costs its
+    line ('encoding'), not the whole file."""
     root = tmp_path / "data"
     (root / "Walk").mkdir(parents=True)
     good = b"".join(f"{i} 0 1\n".encode() for i in range(8))

@@ -2,7 +2,7 @@
 `edge-har validate-config` reports the same problem (both run edge_har.device.startup).
 
 Each fault is made on a private copy of the real tiny bundle: a bundle.json whose labels do not
-match the model's outputs (it used to pass both, then fail 50 windows and exit 1, restarted by
+match the model's outputs (passed by both, it would fail 50 windows and exit 1, restarted by
 systemd forever), a damaged bundle.json, a flipped byte (sha256), a corrupted, truncated or
 swapped ``.tflite`` with ``verify_sha256: false``, a preprocessing that makes windows the model
 does not take, a newer schema, a source whose channels do not fit.

@@ -1,9 +1,9 @@
 """``edge-har subscribe`` against what anyone on the broker can send: it counts, shows and goes on.
 
 A float field given a 400-digit integer, a ``seq`` beyond 64 bits, JSON nested 50,000 deep,
-a 10 MB message, bytes that are not UTF-8, stats whose fields have the wrong types: each of
-them used to end the command with a traceback. Now each is counted by reason, shown on stderr
-(rate-limited), summed up at exit, and the next valid prediction is still shown.
+a 10 MB message, bytes that are not UTF-8, stats whose fields have the wrong types: none of
+them ends the command; each is counted by reason, shown on stderr (rate-limited), summed up at
+exit, and the next valid prediction is still shown.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Why an int8 model with an unrolled LSTM over many steps was larger than float32, and the fix.
+"""Why an int8 model with an unrolled LSTM over many steps can be larger than float32, and the fix.
 
 A real conversion: a 64-step LSTM (the length of an 8x8 image-seq feature map), unrolled as the
 project exports it, converted to float32 and int8 by the project's converter.

@@ -4,8 +4,8 @@ stays stopped, instead of being restarted forever; exit 78 (config, bundle, mode
 systemd counts starts in a fixed window (``ratelimit_below`` in src/basic/ratelimit.c): the first
 start opens a window of StartLimitIntervalSec; a start more than StartLimitBurst into it is
 refused and the unit fails. A failing cycle lasts the time to fail plus RestartSec, so the window
-must hold StartLimitBurst + 1 starts of the slowest failing cycle. The old unit (300 s, 10 starts,
-RestartSec=5) held none of the cycles the issue measured (50 failed windows at 0.5 s each).
+must hold StartLimitBurst + 1 starts of the slowest failing cycle. A unit of 300 s, 10 starts,
+RestartSec=5 holds none of the cycles of a daemon failing 50 windows at 0.5 s each.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def test_a_daemon_that_keeps_exiting_1_hits_the_start_limit():
 
 
 def test_the_arithmetic_finds_the_loop_the_old_unit_had(tiny_bundle):
-    """The old unit's numbers with the tiny bundle's real window and stride (the issue's case): never refused."""
+    """A unit of 300 s, 10 starts, RestartSec=5 with the tiny bundle's real window and stride: never refused."""
     from edge_har.core.bundle import Bundle
 
     pre = Bundle.load(tiny_bundle).preprocessing

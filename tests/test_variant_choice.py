@@ -175,7 +175,7 @@ def test_config_accepts_auto_and_checks_every_variants_file(tiny_bundle_copy, tm
     assert loaded.config.variant == "auto" and loaded.config.auto_variant.cache_dir == tmp_path / "state"
     errors, _ = check_files(loaded)
     assert errors == []
-    (tiny_bundle_copy / "model_float32.tflite").unlink()  # auto may time it: its absence is an error now
+    (tiny_bundle_copy / "model_float32.tflite").unlink()  # auto may time it, so its absence is an error
     errors, _ = check_files(loaded)
     assert any("model_float32.tflite does not exist" in e for e in errors), errors
 

@@ -1,7 +1,7 @@
 """Hostile MQTT messages against a real ``edge-har serve`` app (uvicorn), a real mosquitto, SQLite and PostgreSQL.
 
-One message must never stop the ingest: each one here once killed the ingest thread, broke every later
-read of ``/api/devices`` or blocked the database writes for good. Each is now counted by reason and by
+One message must never stop the ingest: each one here can kill an unguarded ingest thread, break every
+later read of ``/api/devices`` or block the database writes for good. Each is counted by reason and by
 device, shown as a sample in ``GET /api/ingest``, and the valid predictions after it are stored.
 """
 

@@ -174,7 +174,7 @@ def quantize(
     ``out`` (the integer destination, e.g. the interpreter's input buffer) and ``scratch`` (a
     float32 array of its shape) it allocates nothing; x may lack out's leading batch axis
     (broadcast). Each numpy call costs a few microseconds on a device, and several times that
-    when a window meets cold caches, as much as an int8 model's own invoke() (issues 5 and 13).
+    when a window meets cold caches, as much as an int8 model's own invoke().
     """
     if not spec.quantized:
         if out is None:
@@ -344,12 +344,12 @@ class TFLiteModel:
 
         The glue around ``invoke()`` is kept to the numpy calls it needs: the LSTM state reset
         runs only for a model that has state, and the input is quantized into pre-allocated
-        arrays. Measured on the HMP bundle (issue 13): a window met back to back costs ~7 us of
+        arrays. Measured on the HMP bundle: a window met back to back costs ~7 us of
         glue, one met every 0.5 s (as the daemon meets them) 100-150 us, whatever the glue is:
         the cold caches after the wait are paid by whichever calls come first. Writing into
         the interpreter's buffers through ``tensor()`` views instead of ``set_tensor`` and
-        ``get_tensor`` was tried and measured 13-23 us slower per paced call (a view is a new
-        array object each time), so the copies stay.
+        ``get_tensor`` measures 13-23 us slower per paced call (a view is a new array object each
+        time), so the copies stay.
         """
         arr = x if type(x) is np.ndarray and x.dtype == np.float32 else np.asarray(x, dtype=np.float32)
         if arr.shape != self._in_shape:

@@ -1,7 +1,7 @@
 """The CPU this process runs on: model name and the instruction-set features int8 speed depends on.
 
-Whether a full-integer model beats float32 depends on the CPU, not on the model alone
-(issue 13): XNNPACK's int8 kernels are fast where the CPU has an int8 dot-product
+Whether a full-integer model beats float32 depends on the CPU, not on the model alone:
+XNNPACK's int8 kernels are fast where the CPU has an int8 dot-product
 instruction (x86 VNNI or AMX, ARM ``asimddp`` SDOT or ``i8mm``) and barely faster than
 float where it has none (an AMD Zen 3 or a Raspberry Pi 4's Cortex-A72). The device keys
 its cached variant choice on this, and the benchmarks print it above every latency table.
@@ -76,7 +76,7 @@ class CpuInfo:
         """The best int8 multiply-accumulate the CPU has: 'amx', 'vnni', 'i8mm', 'dotprod' or 'none'.
 
         'none' is the class where int8 has little head-room over float (AVX2-only x86, NEON
-        without dot product): the class issue 13 measured int8 slower than float32 on.
+        without dot product): the class where int8 measures slower than float32.
         """
         have = set(self.flags)
         for name, flags in (

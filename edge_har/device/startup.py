@@ -1,10 +1,10 @@
 """The daemon's start-up checks, in one function that ``edge-har run`` and ``validate-config`` share.
 
-``validate-config`` used to stop at :func:`~edge_har.device.config.check_files` (the files exist,
-bundle.json parses), so it said OK for what the daemon's start then refused: a ``.tflite``
-whose sha256 does not match, a model whose outputs do not match the labels, a source whose
-channel count does not fit the model. Now both call :func:`run_startup_checks`, which does
-everything the daemon does before it connects to MQTT or opens the source:
+Both call :func:`run_startup_checks`, so ``validate-config`` cannot say OK for what the
+daemon's start refuses (a ``.tflite`` whose sha256 does not match, a model whose outputs do not
+match the labels, a source whose channel count does not fit the model), which checking that the
+files exist and bundle.json parses would miss. It does everything the daemon does before it
+connects to MQTT or opens the source:
 
 1. :func:`~edge_har.device.config.check_files` (bundle.json validated whole, the variant's files,
    source channels and ``unknown_label`` against the bundle, recordings, TLS and password files);

@@ -1,6 +1,6 @@
 """``variant: auto``: time the bundle's variants on this device at start, run the fastest.
 
-Which variant is fastest depends on the CPU (issue 13): on the developer's AVX-512 VNNI
+Which variant is fastest depends on the CPU: on the developer's AVX-512 VNNI
 workstation int8 takes a fraction of float32's time, on an AVX2-only Zen 3 or a Pi 4's
 Cortex-A72 it is slower than float32. So the device measures instead of trusting the
 bundle's default:
