@@ -60,17 +60,24 @@ class EdgeHarClient(mqtt.Client):
     # paho's last error-level log line, e.g. "failed to receive on socket: [SSL: ...]": the only
     # place paho says why a connection closed before CONNACK (TLS 1.3 client-cert rejection).
     last_paho_error: Optional[str] = None
+    # MQTT 5 Receive Maximum: how many QoS 1/2 messages the broker may send before this client acknowledges
+    # them. None: the protocol's default (the broker's own limit, mosquitto's max_inflight_messages).
+    receive_maximum: Optional[int] = None
 
     def connect_async(self, host: str, port: int = 1883, keepalive: int = 60, *args: Any, **kwargs: Any) -> None:
-        """paho's connect_async; with a persistent session (MQTT 5) it asks to resume the session
-        (``clean_start=False``) with a Session Expiry Interval, on the first connect as on every reconnect."""
-        if self.session_expiry_s is not None and self.protocol == mqtt.MQTTv5:
+        """paho's connect_async with this client's MQTT 5 CONNECT properties, on the first connect as on every
+        reconnect: a persistent session asks to resume (``clean_start=False``) with a Session Expiry Interval;
+        ``receive_maximum`` bounds the messages the broker sends ahead of this client's acknowledgements."""
+        if self.protocol == mqtt.MQTTv5 and (self.session_expiry_s is not None or self.receive_maximum is not None):
             from paho.mqtt.packettypes import PacketTypes
             from paho.mqtt.properties import Properties
 
             properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = self.session_expiry_s
-            kwargs["clean_start"] = False
+            if self.session_expiry_s is not None:
+                properties.SessionExpiryInterval = self.session_expiry_s
+                kwargs["clean_start"] = False
+            if self.receive_maximum is not None:
+                properties.ReceiveMaximum = self.receive_maximum
             kwargs["properties"] = properties
         super().connect_async(host, port, keepalive, *args, **kwargs)
 
@@ -112,7 +119,14 @@ def describe_broker(cfg: MqttConfig) -> str:
     return f"{cfg.host}:{cfg.port} (MQTT {cfg.protocol}{', TLS' if cfg.tls else ''})"
 
 
-def make_client(cfg: MqttConfig, client_id: str, *, session_expiry_s: Optional[int] = None) -> EdgeHarClient:
+def make_client(
+    cfg: MqttConfig,
+    client_id: str,
+    *,
+    session_expiry_s: Optional[int] = None,
+    manual_ack: bool = False,
+    receive_maximum: Optional[int] = None,
+) -> EdgeHarClient:
     """A paho client (callback API 2) with protocol, credentials, TLS and reconnect backoff applied.
 
     It is not connected: callers set their callbacks and Last Will, then ``connect_async`` and
@@ -124,15 +138,24 @@ def make_client(cfg: MqttConfig, client_id: str, *, session_expiry_s: Optional[i
     resumes it (``clean_start=False``) and the broker drops it that many seconds after a disconnect;
     MQTT 3.1.1 has ``clean_session=False``, kept until the broker's ``persistent_client_expiration``.
     It needs a fixed ``client_id``: the session belongs to the id. None (or 0) is a clean session.
+
+    ``manual_ack`` leaves the acknowledgement of each QoS 1 message to the caller (``client.ack(mid, 1)``,
+    safe from any thread while ``loop_start`` runs): a consumer that acknowledges only what it has stored
+    loses nothing the broker handed over when it dies. The broker stops sending once its in-flight window
+    is unacknowledged: under MQTT 5 that window is ``receive_maximum`` (1..65535, sent in CONNECT; None:
+    the broker's own limit); under MQTT 3.1.1 it is the broker's (mosquitto: ``max_inflight_messages``).
     """
     if session_expiry_s is not None and not 0 <= session_expiry_s <= MAX_SESSION_EXPIRY_S:
         raise ValueError(f"session_expiry_s: {session_expiry_s} is not within 0..{MAX_SESSION_EXPIRY_S} seconds")
+    if receive_maximum is not None and not 1 <= receive_maximum <= 65535:
+        raise ValueError(f"receive_maximum: {receive_maximum} is not within 1..65535 messages")
     persistent = bool(session_expiry_s)
     if cfg.protocol == "5":
         client = EdgeHarClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5,
+            manual_ack=manual_ack,
         )
     else:
         client = EdgeHarClient(
@@ -140,8 +163,10 @@ def make_client(cfg: MqttConfig, client_id: str, *, session_expiry_s: Optional[i
             client_id=client_id,
             protocol=mqtt.MQTTv311,
             clean_session=not persistent,
+            manual_ack=manual_ack,
         )
     client.session_expiry_s = session_expiry_s if persistent else None
+    client.receive_maximum = receive_maximum if cfg.protocol == "5" else None
     # paho's log goes under our logger at DEBUG (see _PahoLog); our own callers log the problems
     # users must see, once, with the broker named.
     client.enable_logger(_PahoLog(client))  # type: ignore[arg-type]

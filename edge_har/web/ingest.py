@@ -6,15 +6,16 @@ Three parties with different speeds meet here, so each gets its own hand-off:
   message on a bounded queue (full: dropped and counted, never a stalled keepalive that would get the
   subscriber disconnected and lose every QoS 1 message in flight).
 * **the ingest thread** drains that queue in batches (up to :data:`BATCH_MAX` messages or
-  :data:`FLUSH_S` seconds), checks each message against what it is stored as
-  (:mod:`edge_har.web.ingest_checks`), writes the batch in one transaction, then tells the browsers.
+  :data:`FLUSH_S` seconds, or fewer once the broker's in-flight window is all held), checks each message
+  against what it is stored as (:mod:`edge_har.web.ingest_checks`), writes the batch in one transaction,
+  then acknowledges its QoS 1 messages to the broker and tells the browsers.
   Nothing a message holds can stop it: a message that fails a check is counted by reason and by device,
   with the last :data:`SAMPLES_MAX` kept as samples, and logged at most every :data:`LOG_EVERY_S`
   seconds; an unexpected error on one message is counted (``internal_error``) and the loop goes on.
   A row the database refuses as data is set aside (the batch halved until it is alone) and counted
   (``db_rejected``); only a lost database is an outage, which holds the batch and retries it with
-  backoff (:data:`RETRY_MIN_S` doubling to :data:`RETRY_MAX_S`), so nothing read from the broker is
-  lost while the queue has room.
+  backoff (:data:`RETRY_MIN_S` doubling to :data:`RETRY_MAX_S`, so ingest resumes within a couple of
+  seconds of the database coming back), so nothing read from the broker is lost.
 * **the browsers** (server-sent events, asyncio) each have a bounded queue in :class:`Hub`; the ingest
   thread hands events over with ``loop.call_soon_threadsafe``, so it never waits for a browser. A browser
   that falls a queue behind gets its queue replaced by one ``resync`` event (reload the device list)
@@ -22,7 +23,14 @@ Three parties with different speeds meet here, so each gets its own hand-off:
 
 Nothing is lost across restarts of the broker or of serve within the broker's bounds: the subscription
 is a persistent session under a fixed client id (:func:`default_client_id`), so the broker queues QoS 1
-predictions while serve is away (up to its ``max_queued_messages``). What is lost upstream anyway (beyond
+predictions while serve is away (up to its ``max_queued_messages``). A QoS 1 message is acknowledged only
+once its batch is committed (or it is rejected and counted), so a serve killed with messages in hand
+gets them again from the broker on its next start: the broker keeps at most its in-flight window
+unacknowledged (:data:`RECEIVE_MAXIMUM` under MQTT 5; mosquitto's ``max_inflight_messages`` under 3.1.1)
+and queues the rest, which is also the backpressure while the database is away (``unacked`` in
+:meth:`Ingest.status`). An acknowledgement is sent on the connection its message came on, never a later
+one: the broker re-sends what an earlier connection left unacknowledged, and a message id it has reused
+must not be acknowledged for a message serve has not stored. What is lost upstream anyway (beyond
 that queue, or a device's own) shows as gaps in each run's ``seq``, counted in the store's seq books
 (:meth:`edge_har.web.store.Store.write_predictions`) and shown by :meth:`Ingest.status` and per device.
 
@@ -71,7 +79,11 @@ CLIENT_QUEUE_MAX = 500  # events waiting for one browser before it is told to re
 LOG_EVERY_S = 60.0  # a flood of malformed payloads logs one line a minute, with the count
 PRUNE_EVERY_S = 3600.0
 RETRY_MIN_S = 0.5  # first wait after a failed write to an unreachable database; doubles up to RETRY_MAX_S
-RETRY_MAX_S = 30.0
+RETRY_MAX_S = 2.0  # a database back from an outage is written to again within this (one failed connect per try)
+# MQTT 5 Receive Maximum: QoS 1 messages the broker sends ahead of serve's acknowledgements. Two batches, so
+# the next batch arrives while one is written; a kill -9 gets at most this many re-delivered (as duplicates).
+RECEIVE_MAXIMUM = 2 * BATCH_MAX
+QUIET_S = 0.01  # with the broker's window unknown (MQTT 3.1.1), a batch this quiet is flushed: the window may be full
 SAMPLES_MAX = 20  # the last rejections shown with their reason
 BY_DEVICE_MAX = 100  # devices counted by name in rejected_by_device; the rest under "(other)"
 SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another client connected with this client id
@@ -180,6 +192,15 @@ class _Batch:
         return len(self.rows) + len(self.events)
 
 
+@dataclass(frozen=True)
+class _Ack:
+    """What acknowledges one QoS 1 message: the link (connection) it came on, its packet id, its QoS."""
+
+    link: int
+    mid: int
+    qos: int
+
+
 class _Outage(Exception):
     """The database is unreachable (a lost connection, not a row it refuses): hold the batch, retry."""
 
@@ -246,6 +267,7 @@ class Ingest:
         batch_max: int = BATCH_MAX,
         flush_s: float = FLUSH_S,
         queue_max: int = QUEUE_MAX,
+        receive_maximum: Optional[int] = None,
         clock: Any = time.time,
     ) -> None:
         if cfg.mqtt is None:
@@ -261,7 +283,7 @@ class Ingest:
         self.started_at = clock()
         self.prefix = cfg.topic_prefix
         self.client_id = cfg.client_id or default_client_id(cfg.topic_prefix)
-        self._inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue(queue_max)
+        self._inbox: queue.Queue[tuple[str, bytes, float, Optional[_Ack]]] = queue.Queue(queue_max)
         self._stop = threading.Event()
         # Set once the broker acknowledged the subscriptions (cleared while disconnected): what a test or
         # the benchmark waits for before publishing, since a broker keeps no non-retained message for later.
@@ -286,6 +308,16 @@ class Ingest:
         self._backoff = RETRY_MIN_S
         self._connected_at = 0.0
         self._short_links = 0  # consecutive links the broker closed within SHORT_LINK_S of connecting
+        # Acknowledgements: QoS 1 messages taken into the pending batch are acknowledged once it is accounted
+        # for. The window is what the broker sends unacknowledged (None: the broker's own, not known here).
+        window = RECEIVE_MAXIMUM if receive_maximum is None else receive_maximum
+        self.window: Optional[int] = window if cfg.mqtt.protocol == "5" else None
+        self._taken: list[_Ack] = []  # the ingest thread's: messages in the pending batch still to acknowledge
+        self._ack_lock = threading.Lock()  # the link generation and the window's count, across both threads
+        self._link = 0  # bumped at each disconnect: an acknowledgement is sent on its message's link only
+        self._unacked = 0  # messages received on the current link and not yet acknowledged
+        self._acked = 0
+        self._ack_stale = 0  # messages written after their link closed: the broker sends them again
 
     # ------------------------------------------------------------------ life cycle
 
@@ -298,7 +330,14 @@ class Ingest:
         self.started_at = self.clock()
         self._stop.clear()
         self._stopping = False
-        client = make_client(self.mqtt_cfg, self.client_id, session_expiry_s=self.cfg.session_expiry_s or None)
+        self._taken = []  # acknowledgements for an earlier link are void: the broker re-sends those messages
+        client = make_client(
+            self.mqtt_cfg,
+            self.client_id,
+            session_expiry_s=self.cfg.session_expiry_s or None,
+            manual_ack=True,
+            receive_maximum=self.window,
+        )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -321,16 +360,20 @@ class Ingest:
         client.loop_start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Disconnect, then write what was already received before returning."""
+        """Write what was already received and acknowledge it, then disconnect.
+
+        What arrives from here on is left unacknowledged (the broker sends it again on the next start of a
+        persistent session); so is what the database does not take before ``timeout``.
+        """
         self._stopping = True  # the disconnect that follows is ours, not a lost broker
-        if self._client is not None:
-            self._client.disconnect()
-            self._client.loop_stop()
-            self._client = None
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._client is not None:
+            self._client.disconnect()  # sent after the acknowledgements queued before it
+            self._client.loop_stop()
+            self._client = None
 
     def broker_state(self) -> dict[str, Any]:
         from edge_har.mqtt.client import describe_broker
@@ -375,6 +418,10 @@ class Ingest:
             "gaps": gaps,
             "dropped_full": c.dropped_full,
             "queued": self._inbox.qsize() + self._holding,
+            # QoS 1 messages received and not yet acknowledged to the broker (written or counted first); at
+            # ``window`` the broker sends no more and queues the rest (within its max_queued_messages)
+            "unacked": self._unacked,
+            "window": self.window,
             "loop_errors": self._loop_errors,
             "db": db,
             # the older names, which the benchmark reads
@@ -416,6 +463,9 @@ class Ingest:
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
         self.ready.clear()
+        with self._ack_lock:  # what this link left unacknowledged, the broker sends again on the next one
+            self._link += 1
+            self._unacked = 0
         lasted = time.monotonic() - self._connected_at
         self._short_links = self._short_links + 1 if lasted < SHORT_LINK_S else 0
         if self._stopping:
@@ -433,17 +483,26 @@ class Ingest:
         self.counters.connected = False
         self.hub.publish({"type": "broker", **self.broker_state()})
 
-    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+    def _on_message(self, client: Any, _userdata: Any, message: Any) -> None:
+        if self._stopping:  # not acknowledged: the next start of the session gets it from the broker
+            return
         self.counters.received += 1
+        ack: Optional[_Ack] = None
+        if message.qos > 0:
+            with self._ack_lock:
+                ack = _Ack(self._link, message.mid, message.qos)
+                self._unacked += 1
         try:
             topic = message.topic
         except UnicodeDecodeError:  # paho decodes the topic lazily; the broker should have refused it
             topic = "\ufffd"
         try:
-            self._inbox.put_nowait((topic, bytes(message.payload), self.clock()))
+            self._inbox.put_nowait((topic, bytes(message.payload), self.clock(), ack))
         except queue.Full:
             self.counters.dropped_full += 1
             self._problem(f"ingest queue full ({self._inbox.maxsize}): messages dropped")
+            if ack is not None:  # counted as dropped: holding it would shrink the broker's window for good
+                self._ack([ack], client)
 
     # ------------------------------------------------------------------ the ingest thread
 
@@ -467,12 +526,15 @@ class Ingest:
         if len(self._pending) or self._pending.refused:
             if not self._write(self._pending):
                 if stopping:
-                    return True  # the database is down at shutdown: those rows stay unwritten (queued)
-                self._stop.wait(self._backoff)  # outage: hold the batch, retry with backoff
+                    return True  # the database is down at shutdown: unwritten and unacknowledged (queued)
+                self._stop.wait(self._backoff)  # outage: hold the batch (unacknowledged), retry with backoff
                 self._backoff = min(RETRY_MAX_S, self._backoff * 2)
                 return False
-        elif stopping:
-            return True
+            self._ack_taken()
+        else:
+            self._ack_taken()  # messages accounted for without a write (a cleared retained status)
+            if stopping:
+                return True
         now = self.clock()
         if now >= clock["sweep"]:
             self._sweep(now)
@@ -483,7 +545,11 @@ class Ingest:
         return False
 
     def _collect(self, wait_s: float) -> None:
-        """Up to batch_max messages into the pending batch: the first within wait_s, the rest within flush_s."""
+        """Up to batch_max messages into the pending batch: the first within wait_s, the rest within flush_s.
+
+        The batch ends sooner when the broker can send no more before an acknowledgement (every message of
+        its window is held here, or, with the window unknown, nothing arrived for QUIET_S) and on a stop.
+        """
         try:
             first = self._inbox.get(timeout=wait_s) if wait_s > 0 else self._inbox.get_nowait()
         except queue.Empty:
@@ -494,15 +560,48 @@ class Ingest:
         while taken < self.batch_max:
             left = deadline - time.monotonic()
             try:
-                item = self._inbox.get(timeout=left) if left > 0 else self._inbox.get_nowait()
+                item = self._inbox.get(timeout=min(left, QUIET_S)) if left > 0 else self._inbox.get_nowait()
             except queue.Empty:
+                if left > QUIET_S and not self._window_held() and not self._stop.is_set():
+                    continue
                 break
             self._take(item)
             taken += 1
 
-    def _take(self, item: tuple[str, bytes, float]) -> None:
+    def _window_held(self) -> bool:
+        """True when the broker may be waiting for acknowledgements before it sends more."""
+        if self.window is None:
+            return True
+        with self._ack_lock:
+            return self._unacked >= self.window
+
+    def _take(self, item: tuple[str, bytes, float, Optional[_Ack]]) -> None:
         self._holding += 1
-        self._decode(*item, self._pending)
+        topic, payload, received_at, ack = item
+        if ack is not None:
+            self._taken.append(ack)
+        self._decode(topic, payload, received_at, self._pending)
+
+    def _ack_taken(self) -> None:
+        """Acknowledge the messages of the batch just accounted for (stored, duplicates, rejected, set aside)."""
+        if self._taken:
+            taken, self._taken = self._taken, []
+            self._ack(taken, self._client)
+
+    def _ack(self, acks: list[_Ack], client: Any) -> None:
+        """PUBACK each message on the link it came on; one from a closed link is left for its re-delivery.
+
+        paho queues the packet for its network thread (``ack`` is safe from any thread); the lock orders it
+        before the disconnect that bumps the link, and paho drops what is queued when it reconnects.
+        """
+        with self._ack_lock:
+            for ack in acks:
+                if ack.link == self._link and client is not None:
+                    client.ack(ack.mid, ack.qos)
+                    self._unacked -= 1
+                    self._acked += 1
+                else:
+                    self._ack_stale += 1
 
     def _decode(self, topic: str, payload: bytes, received_at: float, batch: _Batch) -> None:
         """Check one message into ``batch``; a message that fails any check is counted, never raised."""
@@ -605,7 +704,10 @@ class Ingest:
                     self._db["outages"] += 1
                 self._db["state"] = "outage"
                 self._db["last_error"] = str(exc)
-            self._problem(f"database {self.store.describe()}: {exc} (retrying in {self._backoff:g} s)")
+            self._problem(
+                f"database {self.store.describe()}: {exc} (retrying in {self._backoff:g} s; {self._unacked} "
+                "messages held unacknowledged, the broker queues what follows)"
+            )
             return False
         with self._lock:
             self._db["state"] = "ok"
