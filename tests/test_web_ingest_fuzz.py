@@ -177,7 +177,7 @@ def fuzz_store(db_url):
 def test_any_message_is_accounted_for_and_valid_ones_stored_decode_and_store(fuzz_store, batch):
     ingest = Ingest(ServeConfig(mqtt=MqttConfig()), fuzz_store, Hub(), flush_s=0.0)
     for topic, payload, _ in batch:
-        ingest._on_message(None, None, SimpleNamespace(topic=topic, payload=payload))
+        ingest._on_message(None, None, SimpleNamespace(topic=topic, payload=payload, qos=0))
     steps = {"sweep": float("inf"), "prune": float("inf")}
     for _ in range(50):
         if not ingest.status()["queued"]:

@@ -288,7 +288,7 @@ def test_rejections_are_counted_by_device_for_at_most_a_hundred_devices(tmp_path
     store = open_store_url(f"sqlite:///{tmp_path / 'many.sqlite3'}")
     ingest = Ingest(ServeConfig(mqtt=MqttConfig()), store, Hub(), flush_s=0.0)
     for i in range(150):
-        ingest._on_message(None, None, SimpleNamespace(topic=f"edge-har/pi-{i:03d}/prediction", payload=b"{"))
+        ingest._on_message(None, None, SimpleNamespace(topic=f"edge-har/pi-{i:03d}/prediction", payload=b"{", qos=0))
     while ingest.status()["queued"]:
         ingest._step({"sweep": float("inf"), "prune": float("inf")})
     status = ingest.status()
