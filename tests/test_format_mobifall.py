@@ -206,7 +206,17 @@ def test_registered_detected_and_read_from_the_command_line_flags(mobifall_like)
     ds = load_dataset(mobifall_like, max_gap=0.5, sensors=("acc",))
     assert ds.format == "mobifall" and len(ds.channels) == 3
     assert ds.reader is not None and ds.reader.format == "mobifall"
-    assert ds.reader.options == {"max_gap": 0.5, "sensors": ["acc"]}
+    assert ds.reader.options == {  # the options given, and the defaults in force, so a later default cannot change it
+        "max_gap": 0.5,
+        "sensors": ["acc"],
+        "resample_rate": 50.0,
+        "label_from": "code",
+        "timestamp_unit": "ns",
+        "scale": [1.0],
+        "offset": [0.0],
+        "skip_bad": False,
+    }
+    assert ds.describe()["resampling"]["to_hz"] == 50.0 and ds.describe()["resampling"]["max_gap_s"] == 0.5
     parser = argparse.ArgumentParser()
     add_dataset_arguments(parser)
     args = parser.parse_args(
@@ -220,7 +230,7 @@ def test_registered_detected_and_read_from_the_command_line_flags(mobifall_like)
         load_dataset(mobifall_like, format="mobifall", max_gap=-1)
     with pytest.raises(DatasetError, match="--sensors"):
         load_dataset(mobifall_like, format="mobifall", sensors=("ori",))
-    with pytest.raises(DatasetError, match="--resample-rate does not apply to format folder"):
+    with pytest.raises(DatasetError, match="--resample-rate needs --timestamp-column"):  # folder: only with stamps
         load_dataset(mobifall_like, format="folder", sample_rate=50, resample_rate=25)
 
 

@@ -38,7 +38,6 @@ from typing import Sequence
 import numpy as np
 
 from edge_har.core.errors import EdgeHarError
-from edge_har.core.progress import file_read
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +94,12 @@ def _read_text(path: Path, skip_bad: bool = False) -> str:
     (``surrogateescape``), so only the lines holding them are bad (:func:`_bad_encoding`)."""
     try:
         if skip_bad:
-            text = path.read_bytes().decode("utf-8", errors="surrogateescape")
-        else:
-            text = path.read_text(encoding="utf-8", errors="strict")
+            return path.read_bytes().decode("utf-8", errors="surrogateescape")
+        return path.read_text(encoding="utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         raise RecordingError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:
         raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    file_read(path)  # a command line's progress of reading --data (nothing otherwise)
-    return text
 
 
 def detect_delimiter(line: str) -> str:
@@ -200,7 +196,12 @@ def _problem(
 
 
 def read_samples_result(
-    path: str | Path, *, n_channels: int | None = None, skip_bad: bool = False, start_line: int = 1
+    path: str | Path,
+    *,
+    n_channels: int | None = None,
+    skip_bad: bool = False,
+    start_line: int = 1,
+    dtype: type[np.floating] = np.float32,
 ) -> ReadResult:
     """Read one file of numeric columns separated by white space, commas or semicolons.
 
@@ -214,7 +215,8 @@ def read_samples_result(
     ``n_channels`` when given, else the count most lines of the file have.
     A line that does not is a ``RecordingError`` naming ``file:line``, or with
     ``skip_bad`` a warning and a count. ``start_line`` is the number of the
-    file's first line in messages (for text cut out of a larger file).
+    file's first line in messages (for text cut out of a larger file). ``dtype``
+    float64 keeps a timestamp column exact (float32 rounds epoch milliseconds to 131 ms).
     """
     path = Path(path)
     text = _read_text(path, skip_bad)
@@ -234,7 +236,7 @@ def read_samples_result(
         if not data_idx:
             raise RecordingError(f"{path}: a header line ({', '.join(header)}) but no samples")
 
-    fast = _fast_parse([lines[i] for i in data_idx], delimiter, n_channels)
+    fast = _fast_parse([lines[i] for i in data_idx], delimiter, n_channels, dtype)
     if fast is not None:
         return ReadResult(fast, 0, header, delimiter, np.asarray(data_idx, np.int64) + start_line)
 
@@ -274,11 +276,13 @@ def read_samples_result(
     if not values:
         raise RecordingError(f"{path}: no valid samples (all {len(rows)} lines malformed; the first: {first_problem})")
     with np.errstate(over="ignore"):  # beyond float32: inf, which the consumer's finite check drops (counted)
-        samples = np.asarray(values, dtype=np.float32).reshape(len(values), width)
+        samples = np.asarray(values, dtype=dtype).reshape(len(values), width)
     return ReadResult(samples, len(bad), header, delimiter, np.asarray(kept, np.int64), bad, dict(reasons))
 
 
-def _fast_parse(lines: list[str], delimiter: str, n_channels: int | None) -> np.ndarray | None:
+def _fast_parse(
+    lines: list[str], delimiter: str, n_channels: int | None, dtype: type[np.floating] = np.float32
+) -> np.ndarray | None:
     """All lines well-formed: numpy's C parser reads the lot (HMP's 450k lines in a fraction of a second).
 
     Returns None whenever anything is off (ragged rows, text, non-finite
@@ -300,7 +304,7 @@ def _fast_parse(lines: list[str], delimiter: str, n_channels: int | None) -> np.
     if not np.isfinite(arr).all():
         return None
     with np.errstate(over="ignore"):  # beyond float32: inf, which the consumer's finite check drops (counted)
-        return arr.astype(np.float32)
+        return arr.astype(dtype)
 
 
 def read_samples(
@@ -389,6 +393,7 @@ def load_folder_recordings(
     skipped: dict[str, int] | None = None,
     reasons: dict[str, int] | None = None,
     headers: dict[str, tuple[str, ...] | None] | None = None,
+    dtype: type[np.floating] = np.float32,
 ) -> list[Recording]:
     """``<root>/<Class>/<recording>`` files as recordings, class = folder name.
 
@@ -404,7 +409,7 @@ def load_folder_recordings(
     unmatched: list[str] = []
     first: tuple[Path, int] | None = None
     for label, file in list_folder_files(root, extensions=extensions, include_model=include_model):
-        result = read_samples_result(file, n_channels=n_channels, skip_bad=skip_bad)
+        result = read_samples_result(file, n_channels=n_channels, skip_bad=skip_bad, dtype=dtype)
         if result.skipped and skipped is not None:
             skipped[str(file)] = result.skipped
         if headers is not None:
@@ -447,6 +452,7 @@ class LongCsv:
     skipped: int = 0
     rows: int = 0
     reasons: dict[str, int] = field(default_factory=dict)  # skipped rows by reason (BAD_*)
+    stamps: list[np.ndarray] = field(default_factory=list)  # per recording, float64, with a timestamp column
 
 
 def _csv_rows(path: Path, skip_bad: bool = False) -> tuple[list[str], list[tuple[int, list[str]]], str]:
@@ -489,8 +495,13 @@ def read_long_csv(
     sample_rate_hz: float | None = None,
     n_channels: int | None = None,
     trial_col: str | None = None,
+    rate_from_stamps: bool = True,
 ) -> LongCsv:
-    """Cut one long CSV into recordings; see :func:`load_long_csv_recordings`."""
+    """Cut one long CSV into recordings; see :func:`load_long_csv_recordings`.
+
+    The timestamp column's values of each recording are kept in ``LongCsv.stamps`` as float64 (a
+    reader that resamples by them needs them exact); ``rate_from_stamps`` False leaves the rate to it.
+    """
     path = Path(path)
     header, body, delimiter = _csv_rows(path, skip_bad)
     if not body:
@@ -529,6 +540,7 @@ def read_long_csv(
         raise RecordingError(f"{path}: {len(i_channels)} channel columns, the model takes {n_channels}")
 
     recordings: list[Recording] = []
+    stamps: list[np.ndarray] = []
     all_steps: list[np.ndarray] = []
     current: list[list[float]] = []
     times: list[float] = []
@@ -541,6 +553,8 @@ def read_long_csv(
         if current and key is not None:
             source = f"{path}:rows {first_row}-{last_row}"
             recordings.append(Recording(np.asarray(current, np.float32), key[0], source, key[1], sample_rate_hz))
+            if i_time is not None:
+                stamps.append(np.asarray(times, np.float64))
             if len(times) > 1:
                 all_steps.append(np.diff(np.asarray(times, np.float64)))
 
@@ -588,11 +602,11 @@ def read_long_csv(
         log.warning("%s: skipped %d malformed row(s) of %d; the first: %s", path, len(bad), len(body), bad[0])
     if not recordings:
         raise RecordingError(f"{path}: no valid data rows (all {len(body)} malformed; the first: {bad[0]})")
-    if sample_rate_hz is None and all_steps:
+    if sample_rate_hz is None and all_steps and rate_from_stamps:
         rate = rate_from_timestamps(np.concatenate(all_steps), path, timestamp_col or "")
         for r in recordings:
             r.sample_rate_hz = rate
-    return LongCsv(recordings, tuple(header[i] for i in i_channels), len(bad), len(body), dict(reasons))
+    return LongCsv(recordings, tuple(header[i] for i in i_channels), len(bad), len(body), dict(reasons), stamps)
 
 
 def rate_from_timestamps(steps: np.ndarray, path: Path | str, column: str) -> float | None:

@@ -89,6 +89,11 @@ class Dataset:
     header: tuple[str, ...] | None = None  # the column names every file's header line gives (folder layout)
     reader: ReaderRecord | None = None  # the format and options that read it (bundle.json, the device's replay)
     bad_line_reasons: dict[str, int] = field(default_factory=dict)  # skip_bad's dropped lines by reason
+    # What resampling by timestamps did (rates, unit, gap bound, gaps, pieces, dropped stamps); None: not resampled.
+    resampling: dict[str, Any] | None = None
+    # Options the format worked out from the data (a detected time unit, the rate it resampled to), which the
+    # reader record keeps so a replay of other files reads them the same way.
+    resolved_options: dict[str, Any] = field(default_factory=dict)
 
     def label_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
@@ -134,6 +139,8 @@ class Dataset:
             out["classes"] = list(self.kept_classes)
         if self.label_map is not None:
             out["label_map"] = dict(self.label_map)
+        if self.resampling is not None:
+            out["resampling"] = dict(self.resampling)
         if self.reader is not None:
             out["reader"] = self.reader.model_dump(mode="json")
         return out
@@ -154,6 +161,11 @@ class DataFormat(ABC):
     needs: ClassVar[Literal["file", "folder", "any"]] = "any"  # what --data must be
     # option -> the message when it is missing ("{how}" becomes "detected" or "given")
     required: ClassVar[dict[str, str]] = {}
+    # required option -> another option that stands in for it (a timestamp column gives the rate)
+    required_unless: ClassVar[dict[str, str]] = {}
+    # option -> the value ``load`` takes when it is not given: the reader record keeps it, so a replay of an
+    # old bundle reads as that bundle's data was read even after a default changes
+    defaults: ClassVar[dict[str, Any]] = {}
     # an option whose presence picks this format when --format is auto (``--intervals``), if any
     selected_by: ClassVar[str | None] = None
     hint: ClassVar[str] = ""  # appended to "--x does not apply to format <name>" messages

@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
+
 from edge_har.core.formats.base import DataFormat, Dataset, DatasetError
 from edge_har.core.formats.common import (
     ScalingOptions,
@@ -24,6 +26,14 @@ from edge_har.core.formats.common import (
     skip_bad_field,
     subject_regex_field,
 )
+from edge_har.core.formats.timestamps import (
+    TimedRecording,
+    TimestampOptions,
+    check_options,
+    resample_recordings,
+    split_table,
+    time_column,
+)
 from edge_har.core.recordings import (
     MODEL_SUFFIX,
     Recording,
@@ -35,7 +45,7 @@ from edge_har.core.recordings import (
 log = logging.getLogger(__name__)
 
 
-class FolderOptions(ScalingOptions):
+class FolderOptions(ScalingOptions, TimestampOptions):
     """Options of a folder of class folders."""
 
     sample_rate: Optional[float] = sample_rate_field()
@@ -49,14 +59,17 @@ class FolderFormat(DataFormat):
     options = FolderOptions
     detects = "any other folder"
     needs = "folder"
-    required = {"sample_rate": "a folder of recordings (format folder, {how}) needs --sample-rate (Hz)"}
-    hint = "; --label-column, --subject-column and --timestamp-column are for a long CSV"
+    required = {
+        "sample_rate": "a folder of recordings (format folder, {how}) needs --sample-rate (Hz) or --timestamp-column"
+    }
+    required_unless = {"sample_rate": "timestamp_column"}
+    hint = "; --label-column and --subject-column are for a long CSV"
 
     def detect(self, path: Path) -> bool:
         return path.is_dir()
 
     def load(self, path: Path, options: FolderOptions) -> Dataset:
-        assert options.sample_rate is not None
+        check_options(options, path)
         return load_folder(
             path,
             sample_rate_hz=options.sample_rate,
@@ -67,13 +80,14 @@ class FolderFormat(DataFormat):
             units=options.units or "",
             include_model=options.include_model_trials,
             skip_bad=options.skip_bad,
+            timing=options if options.timestamp_column is not None else None,
         )
 
 
 def load_folder(
     root: str | Path,
     *,
-    sample_rate_hz: float,
+    sample_rate_hz: float | None,
     subject_regex: str | None = None,
     channels: Sequence[str] | None = None,
     scale: Sequence[float] = (1.0,),
@@ -82,15 +96,20 @@ def load_folder(
     include_model: bool = False,
     skip_bad: bool = False,
     name: str | None = None,
+    timing: TimestampOptions | None = None,
 ) -> Dataset:
     """``<root>/<Class>/<recording>.txt|.csv``: one recording per file, class = folder name.
 
     Columns are channels in ``channels`` order (default names ch0, ch1, ...);
     ``subject_regex``'s first group takes a subject id from each file name.
-    ``*_MODEL`` folders are skipped unless ``include_model``.
+    ``*_MODEL`` folders are skipped unless ``include_model``. With ``timing`` (a timestamp column)
+    each file is resampled by its stamps (:mod:`edge_har.core.formats.timestamps`).
     """
     root = Path(root)
-    rate = check_rate(sample_rate_hz, root, "a folder of recordings needs --sample-rate (Hz)")
+    timed = timing is not None and timing.timestamp_column is not None
+    rate: float | None = None
+    if not timed or sample_rate_hz is not None:
+        rate = check_rate(sample_rate_hz, root, "a folder of recordings needs --sample-rate (Hz)")
     warn_folder_shape(root)
     skipped: dict[str, int] = {}
     reasons: dict[str, int] = {}
@@ -106,12 +125,30 @@ def load_folder(
             skipped=skipped,
             reasons=reasons,
             headers=headers,
+            dtype=np.float64 if timed else np.float32,
         )
     except RecordingError as exc:
         raise DatasetError(str(exc)) from exc
-    names = channel_names(channels, recordings[0].samples.shape[1], root)
     found = set(headers.values())
     header = found.pop() if len(found) == 1 else None
+    groups = model_trial_groups(recordings) if include_model else None
+    resampling, resolved = None, {}
+    if timed:
+        assert timing is not None and timing.timestamp_column is not None
+        index = time_column(timing.timestamp_column, header, recordings[0].samples.shape[1], root)
+        items = []
+        for i, r in enumerate(recordings):
+            stamps, values = split_table(r.samples, index)
+            group = groups[i] if groups is not None else r.source
+            items.append(TimedRecording(Recording(values, r.label, r.source, r.subject), stamps, group))
+        out = resample_recordings(items, timing, nominal_rate_hz=rate, where=root)
+        recordings, rate = out.recordings, out.rate_hz
+        split = groups is not None or len(set(out.groups)) < len(out.groups)
+        groups = out.groups if split else None
+        header = tuple(h for j, h in enumerate(header) if j != index) if header is not None else None
+        resampling, resolved = out.summary, out.resolved
+    assert rate is not None
+    names = channel_names(channels, recordings[0].samples.shape[1], root)
     return scaled_dataset(
         recordings=recordings,
         channels=names,
@@ -127,9 +164,11 @@ def load_folder(
         skipped={relative(k, root): v for k, v in skipped.items()},
         format="folder",
         path=root,
-        split_groups=model_trial_groups(recordings) if include_model else None,
+        split_groups=groups,
         header=header if header is not None and len(header) == len(names) else None,
         bad_line_reasons=reasons,
+        resampling=resampling,
+        resolved_options=resolved,
     )
 
 

@@ -96,6 +96,12 @@ class IntervalsFormat(DataFormat):
         "sample_rate": "interval labels (format intervals) need --sample-rate (Hz)",
     }
     hint = "; --intervals and its --interval-* options describe the segments"
+    defaults = {
+        "recording_files": (PLACEHOLDER,),
+        "interval_units": "samples",
+        "first_sample": 0,
+        "interval_overlap": "error",
+    }
     help_group = (
         "interval labels",
         "Recordings under --data plus an annotation file of labelled segments (recording, label, start, end "

@@ -4,7 +4,7 @@ recording. Any file that is not a ``.ts`` file is taken for one."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 from pydantic import AliasChoices, Field
 
@@ -18,7 +18,15 @@ from edge_har.core.formats.common import (
     skip_bad_field,
     units_field,
 )
-from edge_har.core.recordings import RecordingError, read_long_csv
+from edge_har.core.formats.timestamps import (
+    TimedRecording,
+    check_options,
+    max_gap_field,
+    resample_rate_field,
+    resample_recordings,
+    timestamp_unit_field,
+)
+from edge_har.core.recordings import Recording, RecordingError, read_long_csv
 
 
 def _column(flag: str, keyword: str, description: str) -> Any:
@@ -53,8 +61,13 @@ class CsvOptions(FormatOptions):
     timestamp_column: Optional[str] = _column(
         "timestamp_column",
         "timestamp_col",
-        "a time column in seconds; without --sample-rate the rate is 1 / its median step, e.g. --timestamp-column t",
+        "a time column, left out of the channels: each recording is interpolated by it onto a regular rate "
+        "(--resample-rate; default --sample-rate, else 1 / its median step), split at gaps (--max-gap), "
+        "e.g. --timestamp-column t",
     )
+    timestamp_unit: Optional[Literal["auto", "s", "ms", "us", "ns"]] = timestamp_unit_field()
+    resample_rate: Optional[float] = resample_rate_field()
+    max_gap: Optional[float] = max_gap_field()
     trial_column: Optional[str] = Field(
         None,
         min_length=1,
@@ -86,6 +99,7 @@ class CsvFormat(DataFormat):
 
     def load(self, path: Path, options: CsvOptions) -> Dataset:
         assert options.label_column is not None
+        check_options(options, path)
         return load_long_csv(
             path,
             label_col=options.label_column,
@@ -98,6 +112,7 @@ class CsvFormat(DataFormat):
             offset=options.offset or (0.0,),
             units=options.units or "",
             skip_bad=options.skip_bad,
+            timing=options if options.timestamp_column is not None else None,
         )
 
 
@@ -114,12 +129,14 @@ def load_long_csv(
     offset: Sequence[float] = (0.0,),
     units: str = "",
     skip_bad: bool = False,
+    timing: CsvOptions | None = None,
 ) -> Dataset:
     """One CSV with a header; consecutive rows with the same (label, subject, trial) form one recording.
 
     Channels are ``channel_cols`` in that order, or every other numeric column
     in file order. The rate is ``sample_rate_hz``, else 1 / the median step of
-    ``timestamp_col`` (in seconds).
+    ``timestamp_col`` (in seconds). With ``timing`` (its ``timestamp_column`` set) each recording
+    is resampled by its stamps instead (:mod:`edge_har.core.formats.timestamps`).
     """
     path = Path(path)
     if not label_col:
@@ -136,16 +153,31 @@ def load_long_csv(
             skip_bad=skip_bad,
             sample_rate_hz=sample_rate_hz,
             trial_col=trial_col,
+            rate_from_stamps=timing is None,
         )
     except RecordingError as exc:
         raise DatasetError(str(exc)) from exc
+    fields: dict[str, Any] = {}
+    recordings = table.recordings
+    if timing is not None and table.stamps:
+        items = [
+            TimedRecording(Recording(r.samples, r.label, r.source, r.subject), t, r.source)
+            for r, t in zip(table.recordings, table.stamps)
+        ]
+        out = resample_recordings(items, timing, nominal_rate_hz=sample_rate_hz, where=path)
+        recordings = out.recordings
+        for r in recordings:
+            r.sample_rate_hz = out.rate_hz
+        fields = {"resampling": out.summary, "resolved_options": out.resolved}
+        if len(set(out.groups)) < len(out.groups):
+            fields["split_groups"] = out.groups
     rate = check_rate(
-        sample_rate_hz or table.recordings[0].sample_rate_hz,
+        sample_rate_hz if not fields and sample_rate_hz else recordings[0].sample_rate_hz,
         path,
         "pass --sample-rate, or --timestamp-column naming a time column in seconds",
     )
     return scaled_dataset(
-        recordings=table.recordings,
+        recordings=recordings,
         channels=table.channels,
         rate=rate,
         scale=scale,
@@ -160,4 +192,5 @@ def load_long_csv(
         format="csv",
         path=path,
         bad_line_reasons=dict(table.reasons),
+        **fields,
     )

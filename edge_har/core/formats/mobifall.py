@@ -38,6 +38,7 @@ from pydantic import Field
 
 from edge_har.core.formats.base import DataFormat, Dataset, DatasetError
 from edge_har.core.formats.common import ScalingOptions, channel_names, relative, scaled_dataset, skip_bad_field
+from edge_har.core.formats.timestamps import summarise
 from edge_har.core.recordings import BAD_COLUMNS, BAD_ENCODING, BAD_NON_FINITE, BAD_TEXT, Recording
 from edge_har.core.timeseries import TIME_UNITS, ResampleReport, align, detect_time_unit
 
@@ -119,17 +120,29 @@ class MobiFallFormat(DataFormat):
                 return True
         return False
 
+    defaults = {
+        "resample_rate": RATE_HZ,
+        "max_gap": MAX_GAP_S,
+        "sensors": SENSORS,
+        "label_from": "code",
+        "timestamp_unit": TIME_UNIT,
+        "scale": (1.0,),
+        "offset": (0.0,),
+    }
+
     def load(self, path: Path, options: MobiFallOptions) -> Dataset:
+        given = {k: getattr(options, k) for k in self.defaults}
+        use = {k: self.defaults[k] if v is None else v for k, v in given.items()}
         return load_mobifall(
             path,
-            resample_rate_hz=options.resample_rate or RATE_HZ,
-            max_gap_s=options.max_gap or MAX_GAP_S,
-            sensors=options.sensors or SENSORS,
-            label_from=options.label_from or "code",
-            timestamp_unit=options.timestamp_unit or TIME_UNIT,
+            resample_rate_hz=use["resample_rate"],
+            max_gap_s=use["max_gap"],
+            sensors=use["sensors"],
+            label_from=use["label_from"],
+            timestamp_unit=use["timestamp_unit"],
             channels=options.channels,
-            scale=options.scale or (1.0,),
-            offset=options.offset or (0.0,),
+            scale=use["scale"],
+            offset=use["offset"],
             units=options.units,
             skip_bad=options.skip_bad,
         )
@@ -421,4 +434,13 @@ def load_mobifall(
         split_groups=groups,
         bad_line_reasons=dict(reasons),
     )
+    ds.resampling = summarise(
+        report,
+        from_hz=float(np.median([np.median(r) for r in rates.values() if r])) if any(rates.values()) else None,
+        to_hz=resample_rate_hz,
+        unit=timestamp_unit,
+        max_gap_s=max_gap_s,
+    )
+    ds.resampling["from_hz_per_sensor"] = {s: round(float(np.median(r)), 3) for s, r in rates.items() if r}
+    ds.resampling["recordings_without_samples"] = len(empty)
     return ds

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 from pydantic import Field
 
 from edge_har.core.formats.base import DataFormat, Dataset, DatasetError
@@ -28,6 +29,14 @@ from edge_har.core.formats.common import (
     scaled_dataset,
     skip_bad_field,
 )
+from edge_har.core.formats.timestamps import (
+    TimedRecording,
+    TimestampOptions,
+    check_options,
+    resample_recordings,
+    split_table,
+    time_column,
+)
 from edge_har.core.recordings import Recording, RecordingError, read_samples_result
 
 log = logging.getLogger(__name__)
@@ -35,7 +44,7 @@ log = logging.getLogger(__name__)
 GROUPS = ("label", "subject", "trial")
 
 
-class NamesOptions(ScalingOptions):
+class NamesOptions(ScalingOptions, TimestampOptions):
     """Options of a folder tree labelled by file names."""
 
     name_regex: Optional[str] = Field(
@@ -56,16 +65,18 @@ class NamesFormat(DataFormat):
     needs = "folder"
     selected_by = "name_regex"
     required = {
-        "sample_rate": "labels from file names need --sample-rate (Hz) (format names, {how})",
+        "sample_rate": "labels from file names need --sample-rate (Hz) or --timestamp-column (format names, {how})",
         "name_regex": "format names needs --name-regex with a (?P<label>...) group",
     }
+    required_unless = {"sample_rate": "timestamp_column"}
     hint = "; labels, subjects and trials come from --name-regex"
 
     def detect(self, path: Path) -> bool:
         return False  # picked by --name-regex
 
     def load(self, path: Path, options: NamesOptions) -> Dataset:
-        assert options.name_regex is not None and options.sample_rate is not None
+        assert options.name_regex is not None
+        check_options(options, path)
         return load_named_files(
             path,
             name_regex=options.name_regex,
@@ -75,6 +86,7 @@ class NamesFormat(DataFormat):
             offset=options.offset or (0.0,),
             units=options.units or "",
             skip_bad=options.skip_bad,
+            timing=options if options.timestamp_column is not None else None,
         )
 
 
@@ -113,7 +125,7 @@ def load_named_files(
     root: str | Path,
     *,
     name_regex: str,
-    sample_rate_hz: float,
+    sample_rate_hz: float | None,
     channels: Sequence[str] | None = None,
     scale: Sequence[float] = (1.0,),
     offset: Sequence[float] = (0.0,),
@@ -121,15 +133,20 @@ def load_named_files(
     skip_bad: bool = False,
     name: str | None = None,
     extensions: Sequence[str] = (".txt", ".csv"),
+    timing: TimestampOptions | None = None,
 ) -> Dataset:
     """Every ``.txt``/``.csv`` under ``root`` whose relative path (``/``-separated) ``name_regex`` matches.
 
     The regex is searched (not anchored: add ``^``/``$`` as needed). Files it does
     not match are left out with one warning (a README, a notes file); none
-    matching is an error showing a file it was tried on.
+    matching is an error showing a file it was tried on. With ``timing`` (a timestamp column) each
+    file is resampled by its stamps (:mod:`edge_har.core.formats.timestamps`).
     """
     root = Path(root)
-    rate = check_rate(sample_rate_hz, root, "labels from file names need --sample-rate (Hz)")
+    timed = timing is not None and timing.timestamp_column is not None
+    rate: float | None = None
+    if not timed or sample_rate_hz is not None:
+        rate = check_rate(sample_rate_hz, root, "labels from file names need --sample-rate (Hz)")
     pattern = compile_name_regex(name_regex)
     files = list_recording_files(root, extensions)
     if not files:
@@ -140,6 +157,7 @@ def load_named_files(
     unmatched: list[str] = []
     skipped: dict[str, int] = {}
     first: tuple[Path, int] | None = None
+    tables: list[tuple[np.ndarray, tuple[str, ...] | None]] = []
     for f in files:
         rel = f.relative_to(root).as_posix()
         match = pattern.search(rel)
@@ -147,7 +165,7 @@ def load_named_files(
             unmatched.append(rel)
             continue
         try:
-            result = read_samples_result(f, skip_bad=skip_bad)
+            result = read_samples_result(f, skip_bad=skip_bad, dtype=np.float64 if timed else np.float32)
         except RecordingError as exc:
             raise DatasetError(str(exc)) from exc
         width = result.samples.shape[1]
@@ -161,6 +179,7 @@ def load_named_files(
         if result.skipped:
             skipped[relative(str(f), root)] = result.skipped
         recordings.append(Recording(result.samples, str(found["label"]), str(f), found["subject"] or None, rate))
+        tables.append((result.samples, result.header))
         groups.append(f"{found['label']}|{found['subject']}|{found['trial']}" if found["trial"] else str(f))
         read.append(f)
     if not recordings:
@@ -177,7 +196,20 @@ def load_named_files(
             unmatched[0],
         )
     assert first is not None
-    names = channel_names(channels, first[1], root)
+    width = first[1]
+    resampling, resolved = None, {}
+    if timed:
+        assert timing is not None and timing.timestamp_column is not None
+        items = []
+        for r, group, (table, header) in zip(recordings, groups, tables):
+            index = time_column(timing.timestamp_column, header, width, r.source)
+            t, values = split_table(table, index)
+            items.append(TimedRecording(Recording(values, r.label, r.source, r.subject), t, group))
+        out = resample_recordings(items, timing, nominal_rate_hz=rate, where=root)
+        recordings, groups, rate, width = out.recordings, out.groups, out.rate_hz, width - 1
+        resampling, resolved = out.summary, out.resolved
+    assert rate is not None
+    names = channel_names(channels, width, root)
     tied = len(groups) - len(set(groups))
     return scaled_dataset(
         recordings=recordings,
@@ -195,4 +227,6 @@ def load_named_files(
         format="names",
         path=root,
         split_groups=groups if tied else None,
+        resampling=resampling,
+        resolved_options=resolved,
     )

@@ -137,9 +137,10 @@ def load_dataset(path: str | Path, *, format: str = AUTO, **options: Any) -> Dat
     if fmt.needs == "file" and not path.is_file():
         raise DatasetError(f"{path}: format {name} needs a file, this is a folder")
     for key, message in fmt.required.items():
-        if key not in given:
+        if key not in given and fmt.required_unless.get(key) not in given:
             raise DatasetError(f"{path}: {message.format(how=how)}")
     parsed = _validated(fmt.options, given, path, name)
+    recorded = {**_filled(fmt, parsed), **{k: v for k, v in recorded.items() if k in CommonOptions.model_fields}}
     label_map = common.pop("label_map", None)
     checked = _validated(CommonOptions, common, path, name)
     common = {k: getattr(checked, k) for k in common}
@@ -160,8 +161,20 @@ def load_dataset(path: str | Path, *, format: str = AUTO, **options: Any) -> Dat
     if rename is not None:
         ds.channels = channel_names(rename, len(ds.channels), path)
     ds = refine(ds, **common)
-    ds.reader = ReaderRecord(format=name, options=recorded)
+    ds.reader = ReaderRecord(format=name, options={**recorded, **{k: _json(v) for k, v in ds.resolved_options.items()}})
     return ds
+
+
+def _filled(fmt: DataFormat, parsed: FormatOptions) -> dict[str, Any]:
+    """The validated options as JSON, each one not given replaced by the format's default for it (None
+    where the format has none, left out), so the record does not depend on the defaults of a later version."""
+    out: dict[str, Any] = {}
+    for key, value in parsed.model_dump().items():
+        if value is None:
+            value = fmt.defaults.get(key)
+        if value is not None:
+            out[key] = _json(value)
+    return out
 
 
 def _label_map(value: Any, where: Path) -> Any:
