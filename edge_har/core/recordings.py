@@ -38,6 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from edge_har.core.errors import EdgeHarError
+from edge_har.core.progress import file_read
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,15 @@ def _read_text(path: Path, skip_bad: bool = False) -> str:
     (``surrogateescape``), so only the lines holding them are bad (:func:`_bad_encoding`)."""
     try:
         if skip_bad:
-            return path.read_bytes().decode("utf-8", errors="surrogateescape")
-        return path.read_text(encoding="utf-8", errors="strict")
+            text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+        else:
+            text = path.read_text(encoding="utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         raise RecordingError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:
         raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    file_read(path)  # a command line's progress of reading --data (nothing otherwise)
+    return text
 
 
 def detect_delimiter(line: str) -> str:
