@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from edge_har.core.formats import DatasetError, ReaderRecord, load_dataset, load_recorded, make_window_set
@@ -141,6 +141,30 @@ def test_file_name_labels_with_a_timestamp_column_in_seconds(tmp_path):
     assert len(set(ds.group_keys())) == 4  # each trial's two pieces in one group
 
 
+def test_the_flags_name_the_formats_that_take_them_and_read_a_set(tmp_path):
+    import argparse
+
+    from edge_har.core.formats.cli import add_dataset_arguments, dataset_from_args
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_dataset_arguments(parser)
+    actions = {a.dest: a for a in parser._actions}  # noqa: SLF001
+    for dest in ("timestamp_column", "timestamp_unit", "resample_rate", "max_gap"):
+        assert actions[dest].default is None
+    assert tuple(actions["timestamp_unit"].choices) == ("auto", "s", "ms", "us", "ns")
+    assert (
+        "csv" in actions["max_gap"].help and "folder" in actions["max_gap"].help and "names" in actions["max_gap"].help
+    )
+    path = write_csv(tmp_path / "log.csv", np.random.default_rng(8))
+    args = parser.parse_args(
+        ["--data", str(path), "--label-column", "activity", "--timestamp-column", "t", "--timestamp-unit", "ms"]
+        + ["--resample-rate", "40", "--max-gap", "2"]
+    )
+    ds = dataset_from_args(args)
+    assert ds.sample_rate_hz == 40.0 and len(ds.recordings) == 3  # a 1 s pause is under --max-gap 2
+    assert ds.resampling is not None and ds.resampling["gaps"] == 0 and ds.resampling["max_gap_s"] == 2.0
+
+
 def test_resampling_options_need_a_timestamp_column(tmp_path):
     path = write_csv(tmp_path / "log.csv", np.random.default_rng(5))
     with pytest.raises(DatasetError, match=r"log\.csv: --max-gap needs --timestamp-column"):
@@ -254,7 +278,11 @@ def test_any_table_with_a_timestamp_column_reads_or_is_refused_in_one_line(
     except DatasetError as exc:
         text = str(exc)
         assert "\n" not in text and (str(path) in text or str(base) in text or "--timestamp-column" in text), text
+        event("refused in one line")
         return
+    event("read")
     assert ds.sample_rate_hz > 0 and ds.resampling is not None and ds.recordings
     for r in ds.recordings:
-        assert r.samples.dtype == np.float32 and r.samples.shape[1] == 2 and np.isfinite(r.samples).all()
+        # the channels are what the reader makes of the noise (a CSV's column of text is none, a '1,5' two)
+        assert r.samples.dtype == np.float32 and r.samples.shape[1] == len(ds.channels) >= 1
+        assert np.isfinite(r.samples).all() and r.sample_rate_hz == ds.sample_rate_hz
