@@ -70,7 +70,9 @@ class ReplaySourceConfig(SensorSourceConfig):
     )
     subject_col: Optional[str] = Field(None, description="csv: the column naming the subject, if any.")
     timestamp_col: Optional[str] = Field(
-        None, description="csv: a timestamp column to leave out of the channels, if any."
+        None,
+        description="csv: a timestamp column, left out of the channels; each recording is resampled by it, as "
+        "convert's --timestamp-column does (options: timestamp_unit, resample_rate, max_gap).",
     )
     label: Optional[str] = Field(None, description="file: the ground-truth label of the recording (optional).")
     rate_hz: Optional[float] = Field(
