@@ -331,7 +331,8 @@ def format_accuracy(section: dict[str, Any]) -> str:
         "windows (re-created from bundle.json)",
     ]
     headers = ["model", "quantization", "status", "accuracy", "macro-F1", "vs float32 (points)", "size"]
-    table, notes = [], []
+    table: list[list[Any]] = []
+    notes: list[str] = []
     for r in rows:
         status = "ok"
         if r.get("status") != "ok":

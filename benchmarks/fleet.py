@@ -417,7 +417,7 @@ def run_trial(
 
     # fork: no re-import of the caller's main module (a script without a __main__ guard works), and
     # quick; this process holds no threads or broker connections when it forks.
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
     nonce = uuid.uuid4().hex[:6]
     n_workers = workers_for(devices, settings.workers)
     n_subs = max(1, min(settings.subscribers, n_workers))

@@ -111,7 +111,8 @@ def count_macs(model_path: str | Path, backend: str = "auto") -> MacCount:
     interp = mod.Interpreter(**kwargs)
     interp.allocate_tensors()
     shapes = {int(t["index"]): tuple(int(d) for d in t["shape"]) for t in interp.get_tensor_details()}
-    total, by_op, n = 0, {}, 0
+    total, n = 0, 0
+    by_op: dict[str, int] = {}
     for node in interp._get_ops_details():  # noqa: SLF001 - the op list has no public API
         op = str(node.get("op_name", ""))
         if op == "DELEGATE":

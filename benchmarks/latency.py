@@ -64,7 +64,7 @@ KERAS_RUNTIMES = ("keras.predict", "keras.call")
 DEFAULT_WARMUP = 20
 DEFAULT_RUNS = 500
 KERAS_MAX_RUNS = 100  # model.predict costs tens of ms a call; 100 calls give stable percentiles
-QUICK = {"warmup": 3, "runs": 30, "threads": [1], "keras_runs": 10}
+QUICK: dict[str, Any] = {"warmup": 3, "runs": 30, "threads": [1], "keras_runs": 10}
 DEFAULT_PACED_RUNS = 20  # calls at the bundle's stride: 10 s a step for HMP's 0.5 s
 QUICK_PACED = {"paced_runs": 3, "max_pace_s": 0.1}  # a smoke test of the paced loop, not a figure
 MAX_INPUT_WINDOWS = 256
@@ -714,7 +714,7 @@ def format_latency(section: dict[str, Any]) -> str:
         "/ keras.predict",
     ]
     table = []
-    notes = []
+    notes: list[str] = []
     for r in rows:
         ok = r.get("status") == "ok"
         status = "ok"

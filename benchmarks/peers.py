@@ -163,7 +163,10 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     # who runs what: LiteRT's variants through the device's wrapper, ORT's sessions
     def litert(name: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-        return TFLiteModel(bundle.variant(name).file, backend=spec["runtime"], num_threads=threads).predict
+        file = bundle.variant(name).file
+        if file is None:  # a variant split into parts (a video bundle's encoder and head)
+            raise ValueError(f"variant {name} is split into parts; the peers time single-model variants")
+        return TFLiteModel(file, backend=spec["runtime"], num_threads=threads).predict
 
     rows: list[dict[str, Any]] = []
     reference: dict[int, np.ndarray] = {}

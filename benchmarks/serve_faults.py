@@ -452,7 +452,7 @@ class Devices:
     """The simulated devices: :func:`fleet.publisher_main` in a forked child process, driven over a pipe."""
 
     def __init__(self, broker: LocalBroker, settings: ServeFaultsSettings) -> None:
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
         self.nonce = nonce = uuid.uuid4().hex[:6]
         self.device_ids = [f"sf-{nonce}-{i:02d}" for i in range(settings.devices)]
         spec = {
@@ -593,7 +593,7 @@ def _sum_counts(statuses: list[dict[str, Any]], key: str) -> Optional[int]:
     values = [s.get(key) for s in statuses]
     if any(v is None for v in values):
         return None
-    return sum(int(v) for v in values)
+    return sum(int(v) for v in values if v is not None)
 
 
 def _books(

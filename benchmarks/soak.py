@@ -145,7 +145,7 @@ class PredictionCounter:
 # ====================================================================== the fit
 
 
-def rss_slope(times_s: Sequence[float], rss_mb: Sequence[float]) -> dict[str, Any]:
+def rss_slope(times_s: Sequence[float] | np.ndarray, rss_mb: Sequence[float] | np.ndarray) -> dict[str, Any]:
     """Least-squares slope of RSS over time in MB per hour, its standard error, and the fitted span."""
     t = np.asarray(times_s, dtype=np.float64)
     y = np.asarray(rss_mb, dtype=np.float64)

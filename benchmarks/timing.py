@@ -21,7 +21,7 @@ MIN_TIMED_RUNS = 10  # a min_seconds budget never yields fewer runs than this
 
 def time_calls(
     call: Callable[[Any], Any],
-    inputs: Sequence[Any],
+    inputs: Sequence[Any] | np.ndarray,
     warmup: int,
     runs: int | None,
     min_seconds: float | None = None,

@@ -125,7 +125,7 @@ def clip_frames(clip: Path, spec: Any, n: int = 64) -> np.ndarray:
     from edge_har.core.frames import preprocess_frame
 
     cap = cv2.VideoCapture(str(clip))
-    frames = []
+    frames: list[np.ndarray] = []
     try:
         while len(frames) < n:
             ok, image = cap.read()
@@ -145,7 +145,7 @@ def limited_clip(clip: Path, out: Path, max_frames: int) -> Path:
 
     cap = cv2.VideoCapture(str(clip))
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 25.0)
-    frames = []
+    frames: list[np.ndarray] = []
     while len(frames) <= max_frames:
         ok, image = cap.read()
         if not ok or image is None:
@@ -156,7 +156,7 @@ def limited_clip(clip: Path, out: Path, max_frames: int) -> Path:
         return clip
     out.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"MJPG"), fps, (w, h))
     for image in frames[:max_frames]:
         writer.write(image)
     writer.release()

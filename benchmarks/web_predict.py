@@ -115,7 +115,9 @@ def run_web_predict(bundle: Any, settings: WebPredictSettings, progress: bool = 
             conn.connect()
             # As browsers do: no Nagle delay between the request's head and its body (two writes).
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            http_ms, server_ms, model_ms = [], [], []
+            http_ms: list[float] = []
+            server_ms: list[float] = []
+            model_ms: list[float] = []
             windows = 0
             headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}", "Connection": "keep-alive"}
             total = settings.warmup + settings.requests

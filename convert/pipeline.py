@@ -471,9 +471,9 @@ class RequantizePath(SensorPath):
         self.model = build_from_config(self.model_config, (self.pre.window, self.pre.n_channels), len(self.labels))
         self.model.load_weights(str(self.keras_file))
         training = self.source_doc["training"]
-        self.result = _RecordedTraining(training, self.labels, work)
+        recorded = _RecordedTraining(training, self.labels, work)
         info = {"model": self.model_config.to_json(), "requantized_from": str(self.keras_file.absolute())}
-        return Trained(self.result, info)
+        return Trained(recorded, info)
 
     def keras_reference(self, staging: Path) -> np.ndarray:
         import shutil

@@ -54,10 +54,12 @@ def pattern_for(name: str) -> MotionPattern:
     rng = np.random.default_rng(zlib.crc32(key.encode()))
     g = rng.normal(size=3)
     g /= np.linalg.norm(g)
+    freq_hz = float(rng.uniform(0.4, 3.0))  # drawn in this order: the same name gives the same pattern
+    amplitude = rng.uniform(0.05, 0.6, 3)
     return MotionPattern(
-        tuple(float(v) for v in g),
-        float(rng.uniform(0.4, 3.0)),
-        tuple(float(v) for v in rng.uniform(0.05, 0.6, 3)),
+        (float(g[0]), float(g[1]), float(g[2])),
+        freq_hz,
+        (float(amplitude[0]), float(amplitude[1]), float(amplitude[2])),
         float(rng.uniform(0.0, 0.5)),
         0.07,
     )
@@ -72,7 +74,7 @@ def synthesize_recording(
     amp = np.asarray(pattern.amplitude) * rng.uniform(0.75, 1.25, 3)
     phase = rng.uniform(0, 2 * np.pi, 3)
     gravity = np.asarray(pattern.gravity) + rng.normal(0, 0.12, 3)
-    gravity /= max(np.linalg.norm(gravity), 1e-6)
+    gravity /= max(float(np.linalg.norm(gravity)), 1e-6)
     wave = np.sin(2 * np.pi * freq * t[:, None] + phase)
     wave += pattern.harmonic * np.sin(4 * np.pi * freq * t[:, None] + 2 * phase)
     drift = np.cumsum(rng.normal(0, 0.004, (n_samples, 3)), axis=0)  # slow wrist rotation

@@ -256,7 +256,7 @@ def epoch_progress(keras: Any, epochs: int, monitor: str, stream: TextIO | None 
                 self.bar = tqdm(total=epochs, desc="training", unit="epoch", leave=False, file=out)
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            figures = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v)}
+            figures = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float, np.number))}
             log.debug("epoch %d/%d: %s", epoch + 1, epochs, ", ".join(f"{k} {v:.4g}" for k, v in figures.items()))
             watched = figures.get(monitor)
             if watched is not None and (self.best is None or watched < self.best[0]):
@@ -359,6 +359,7 @@ def train_model(
     if config.verbose is None and not verbose:
         callbacks.append(epoch_progress(keras, config.epochs, monitor))
     weights = balanced_class_weights(y_train, n_classes) if config.class_weights else None
+    batch_size = config.batch_size if config.batch_size is not None else 32  # (None: Keras's own default, 32)
 
     started = time.perf_counter()
     fit = model.fit(
@@ -366,7 +367,7 @@ def train_model(
         y_train,
         validation_data=(x_val, y_val) if len(x_val) else None,
         epochs=config.epochs,
-        batch_size=config.batch_size,
+        batch_size=batch_size,
         shuffle=True,
         class_weight=weights,
         callbacks=callbacks,
@@ -389,7 +390,7 @@ def train_model(
             "best_epoch": best_epoch,
             "monitor": monitor,
             "seconds": round(seconds, 2),
-            "steps_run": epochs_run * steps_per_epoch(len(x_train), config.batch_size),
+            "steps_run": epochs_run * steps_per_epoch(len(x_train), batch_size),
         }
     )
     history_file = work / "history.json"

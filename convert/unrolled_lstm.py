@@ -41,6 +41,8 @@ def unrolled_lstm_class() -> Any:
     """The Keras layer class, created on first use (TensorFlow is imported lazily in this project)."""
     from edge_har.convert.models import import_tf
 
+    tf: Any
+    keras: Any  # declared, so the class statement below may take its base from it
     tf, keras = import_tf()
 
     class UnrolledLSTM(keras.layers.Layer):

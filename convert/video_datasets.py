@@ -397,6 +397,7 @@ def load_image_csv(
             skipped.append((str(path), str(exc).split(": ", 1)[-1]))
             continue
         padded_frames, pad = _apply_short_policy(frames, spec.window, "pad")
+        assert padded_frames is not None  # the "pad" policy keeps every clip
         subject = _subject(pattern, path.stem)
         clips.append(Clip(padded_frames, label, str(path), subject, spec.fps, 1, pad, group=subject))
     _check_classes(base, labels, clips, skipped)
@@ -617,10 +618,10 @@ def split_clips(
     if by == "subject":
         if not test_subjects:
             raise VideoDatasetError("--split subject needs --test-subjects (ids from --subject-regex)")
-        known = {c.subject for c in dataset.clips}
-        if None in known:
-            missing = [c.source for c in dataset.clips if c.subject is None][:3]
+        missing = [c.source for c in dataset.clips if c.subject is None][:3]
+        if missing:
             raise VideoDatasetError(f"no subject id in {', '.join(missing)}: check --subject-regex")
+        known = {c.subject for c in dataset.clips if c.subject is not None}
         unknown = [s for s in test_subjects if s not in known]
         if unknown:
             raise VideoDatasetError(

@@ -661,12 +661,13 @@ class VideoPath:
 
         options, config = self.options, self.options.model
         if options.train.batch_size is None:
-            options.train = replace(options.train, batch_size=auto_batch_size(n_train))
+            batch = auto_batch_size(n_train)
+            options.train = replace(options.train, batch_size=batch)
             log.info(
                 "batch size %d, chosen from %d training windows (%d steps per epoch)",
-                options.train.batch_size,
+                batch,
                 n_train,
-                steps_per_epoch(n_train, options.train.batch_size),
+                steps_per_epoch(n_train, batch),
             )
         batch = int(options.train.batch_size or 1)
         self.from_scratch = not config.pretrained and not config.freeze_backbone

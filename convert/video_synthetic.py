@@ -110,7 +110,7 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: float, fourcc: str = "
 
     out = Path(path)
     height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*fourcc), float(fps), (int(width), int(height)))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*fourcc), float(fps), (int(width), int(height)))
     if not writer.isOpened():
         raise OSError(f"{out}: OpenCV cannot write {fourcc} video here")
     try:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The code checks CI runs before the tests: ruff (lint and format) over the tree, mypy over the
-# parts that run on a Pi (edge_har/core, edge_har/mqtt, edge_har/device, the CLI; see pyproject.toml).
+# The code checks CI runs before the tests: ruff (lint and format) over the tree, mypy over every
+# installed module (edge_har/, convert/ and benchmarks/ as edge_har.convert and edge_har.benchmarks
+# through typecheck/; see [tool.mypy] in pyproject.toml).
 #   scripts/lint.sh          # check
 #   scripts/lint.sh --fix    # apply ruff's fixes and formatting, then check
 set -euo pipefail

@@ -11,12 +11,14 @@ lacks a class is not scored as if the model had failed on it.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import numpy as np
 
+ClassIndices = Union[Sequence[int], np.ndarray]  # one class index per window: a list or an integer array
 
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
+
+def confusion_matrix(y_true: ClassIndices, y_pred: ClassIndices, n_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
     t = np.asarray(y_true, dtype=np.int64).ravel()
     p = np.asarray(y_pred, dtype=np.int64).ravel()
@@ -30,7 +32,7 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: in
     return cm
 
 
-def accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+def accuracy(y_true: ClassIndices, y_pred: ClassIndices) -> float:
     t = np.asarray(y_true).ravel()
     p = np.asarray(y_pred).ravel()
     return float((t == p).mean()) if t.size else float("nan")
@@ -55,13 +57,13 @@ def _scored(cm: np.ndarray) -> np.ndarray:
     return (cm.sum(axis=1) + cm.sum(axis=0)) > 0
 
 
-def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> float:
+def macro_f1(y_true: ClassIndices, y_pred: ClassIndices, n_classes: int) -> float:
     cm = confusion_matrix(y_true, y_pred, n_classes)
     mask = _scored(cm)
     return float(per_class_scores(cm)["f1"][mask].mean()) if mask.any() else float("nan")
 
 
-def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+def classification_report(y_true: ClassIndices, y_pred: ClassIndices, labels: Sequence[str]) -> dict[str, Any]:
     """Everything ``evaluate`` reports, as a JSON-ready dict.
 
     ``classes_absent`` lists the classes with no true windows (their recall is

@@ -76,7 +76,9 @@ class Preprocessing:
     def stride_seconds(self) -> float:
         return self.stride / self.sample_rate_hz
 
-    def with_normalisation(self, mean: Sequence[float], std: Sequence[float]) -> Preprocessing:
+    def with_normalisation(
+        self, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray
+    ) -> Preprocessing:
         return Preprocessing(
             sample_rate_hz=self.sample_rate_hz,
             window=self.window,
