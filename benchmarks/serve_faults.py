@@ -65,6 +65,7 @@ from typing import Any, Callable, Optional
 
 from edge_har.benchmarks import report
 from edge_har.benchmarks.fleet import publisher_main
+from edge_har.benchmarks.web_ingest import read_log_tail, stop_serve
 from edge_har.core.errors import EdgeHarError
 from edge_har.mqtt.local_broker import BrokerError, LocalBroker, free_port
 
@@ -177,14 +178,7 @@ class ServeProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_serve(self.proc)
 
     def get(self, path: str, timeout: float = 5.0) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
@@ -231,10 +225,7 @@ class ServeProcess:
         return books
 
     def log_tail(self, chars: int = 1500) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
+        return read_log_tail(self.log_path, chars)
 
 
 COUNT_KEYS = ("received", "stored", "duplicates", "rejected_predictions", "gaps", "dropped_full", "queued")

@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edge_har.benchmarks.cpuinfo import format_cpu
-from edge_har.benchmarks.web_ingest import DEFAULT_POSTGRES, WebIngestError, _postgres_database
+from edge_har.benchmarks.web_ingest import (
+    DEFAULT_POSTGRES,
+    WebIngestError,
+    _postgres_database,
+    read_log_tail,
+    stop_serve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +139,10 @@ class _Serve:
         return json.loads(raw), ms, len(raw)
 
     def log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-1500:]
-        except OSError:
-            return ""
+        return read_log_tail(self.log_path)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_serve(self.proc)
 
 
 def requests_for(n_devices: int) -> dict[str, str]:

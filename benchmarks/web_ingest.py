@@ -68,6 +68,25 @@ class WebIngestSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def read_log_tail(path: Path, chars: int = 1500) -> str:
+    """The end of a serve process's log, for an error or a result to show ("" when there is none yet)."""
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+def stop_serve(proc: Optional[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM, then SIGKILL after 20 s: serve gets its chance to store what it holds and leave the broker."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class _Server:
     """``edge-har serve`` in its own process; ``devices()`` is one timed GET /api/devices."""
 
@@ -101,19 +120,10 @@ class _Server:
         return body, (time.perf_counter() - started) * 1000.0
 
     def log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-1500:]
-        except OSError:
-            return ""
+        return read_log_tail(self.log_path)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_serve(self.proc)
 
 
 class _Probe(threading.Thread):
