@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import queue
 import re
 import socket
@@ -66,7 +65,7 @@ from edge_har.web.ingest_checks import (
     parse_topic,
     seq_ref,
 )
-from edge_har.web.store import SeqBook, Store
+from edge_har.web.store import SeqBook, Store, finite_number
 
 __all__ = ["Hub", "Ingest", "IngestCounters", "default_client_id", "stats_brief"]
 
@@ -239,12 +238,12 @@ def stats_brief(stats: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
     inference = stats.get("inference_ms")
     mqtt = stats.get("mqtt")
     return {
-        "windows_per_s": _num(stats.get("windows_per_s")),
-        "inference_p50_ms": _num(inference.get("p50")) if isinstance(inference, Mapping) else None,
-        "queue_depth": _num(stats.get("queue_depth")),
-        "reconnects": _num(mqtt.get("reconnects")) if isinstance(mqtt, Mapping) else None,
-        "uptime_s": _num(stats.get("uptime_s")),
-        "ts": _num(stats.get("ts")),
+        "windows_per_s": finite_number(stats.get("windows_per_s")),
+        "inference_p50_ms": finite_number(inference.get("p50")) if isinstance(inference, Mapping) else None,
+        "queue_depth": finite_number(stats.get("queue_depth")),
+        "reconnects": finite_number(mqtt.get("reconnects")) if isinstance(mqtt, Mapping) else None,
+        "uptime_s": finite_number(stats.get("uptime_s")),
+        "ts": finite_number(stats.get("ts")),
     }
 
 
@@ -803,7 +802,7 @@ class Ingest:
         else:
             self.counters.stats += 1
             device.stats_at = event["at"]
-            interval = _num(event["stats"].get("stats_interval_s"))
+            interval = finite_number(event["stats"].get("stats_interval_s"))
             device.stats_interval_s = interval if interval is not None else device.stats_interval_s
             event["stats"] = stats_brief(event["stats"])
         event.pop("topic", None)
@@ -865,14 +864,3 @@ def _shown(topic: str) -> str:
     """A topic as a log line or sample may show it: printable, at most 200 characters."""
     text = "".join(c if c.isprintable() and not "\ud800" <= c <= "\udfff" else "?" for c in topic[:200])
     return text + ("..." if len(topic) > 200 else "")
-
-
-def _num(value: Any) -> Optional[float]:
-    """A number JSON can carry, else None (bools, huge integers, NaN and infinities are not)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:
-            return None
-        return number if math.isfinite(number) else None
-    return None

@@ -434,7 +434,7 @@ class Store:
         out: dict[str, list[dict[str, Any]]] = {device_id: [] for device_id in device_ids}
         with self.engine.connect() as conn:
             for row in conn.execute(query).mappings():
-                ts, confidence = _finite(row["ts"]), _finite(row["confidence"])
+                ts, confidence = finite_number(row["ts"]), finite_number(row["confidence"])
                 if ts is not None:
                     out[row["device_id"]].append(
                         {
@@ -525,7 +525,7 @@ class Store:
         out: dict[str, dict[str, float]] = {device_id: {} for device_id in device_ids}
         with self.engine.connect() as conn:
             for device_id, label, seconds in conn.execute(query):
-                out[device_id][label] = _finite(seconds) or 0.0
+                out[device_id][label] = finite_number(seconds) or 0.0
         return out
 
     def counts(self) -> dict[str, int]:
@@ -611,40 +611,43 @@ def _id_contains(text: str) -> Any:
 
 def _device_record(row: sa.RowMapping) -> DeviceRecord:
     activity = None
-    ts = _finite(row["a_ts"])
+    ts = finite_number(row["a_ts"])
     if row["a_id"] is not None and ts is not None:
         probabilities = _load_json(row["a_probabilities"])
         activity = Activity(
             ts=ts,
             label=row["a_label"],
-            confidence=_finite(row["a_confidence"]) or 0.0,
+            confidence=finite_number(row["a_confidence"]) or 0.0,
             probabilities={
                 k: v
                 for k, v in (probabilities if isinstance(probabilities, dict) else {}).items()
-                if _finite(v) is not None
+                if finite_number(v) is not None
             },
             model_id=row["a_model_id"],
             run_id=row["a_run_id"],
             seq=row["a_seq"],
-            received_at=_finite(row["a_received_at"]) or 0.0,
+            received_at=finite_number(row["a_received_at"]) or 0.0,
         )
     stats = _load_json(row["stats"])
     return DeviceRecord(
         device_id=row["device_id"],
         status=row["status"],
-        status_at=_finite(row["status_at"]),
+        status_at=finite_number(row["status_at"]),
         stats=stats if isinstance(stats, dict) else None,
-        stats_at=_finite(row["stats_at"]),
-        stats_interval_s=_finite(row["stats_interval_s"]),
+        stats_at=finite_number(row["stats_at"]),
+        stats_interval_s=finite_number(row["stats_interval_s"]),
         run_id=row["run_id"],
         model_id=row["model_id"],
-        last_seen=_finite(row["last_seen"]) or 0.0,
+        last_seen=finite_number(row["last_seen"]) or 0.0,
         activity=activity,
     )
 
 
-def _finite(value: Any) -> Optional[float]:
-    """A stored number the API can serve (JSON has no NaN or infinity), else None."""
+def finite_number(value: Any) -> Optional[float]:
+    """A number JSON can carry, else None: bools, huge integers, NaN and infinities are not.
+
+    The API serves stored numbers through it, and the ingest reads a device's stats through it.
+    """
     if type(value) is float:  # the common case, first: a page calls this a dozen times per device
         return value if value - value == 0.0 else None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
