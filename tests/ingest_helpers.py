@@ -1,6 +1,6 @@
 """What the serve-ingest tests share: payloads, a publishing paho client, HTTP reads of a real server, the books.
 
-Not a test module (no ``test_`` prefix): imported by tests/test_web_ingest_*.py and tests/test_web_sessions.py.
+Not a test module (no ``test_`` prefix): imported by tests/test_web_ingest_*.py, tests/test_web_sessions.py and tests/test_web_live*.py.
 """
 
 from __future__ import annotations

@@ -34,22 +34,12 @@ from edge_har.web.app import create_app  # noqa: E402
 from edge_har.web.config import ServeConfig  # noqa: E402
 from edge_har.web.ingest import Hub  # noqa: E402
 from edge_har.web.store import open_store_url  # noqa: E402
+from tests.ingest_helpers import wait_until  # noqa: E402
 
 pytest_plugins = ["tests.plugins.db"]
 
 LABELS = ["Sit", "Walk", "Wave"]
 BASE = round(time.time()) - 60.0  # windows end at BASE + seq * 0.5: a minute ago, exact in binary
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
-        time.sleep(0.05)
 
 
 def prediction(
