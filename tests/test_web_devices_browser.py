@@ -24,8 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from edge_har.mqtt.config import MqttConfig  # noqa: E402
 from edge_har.web.config import ServeConfig  # noqa: E402
 from edge_har.web.store import devices, open_store_url  # noqa: E402
-from tests.test_web_live import wait_until  # noqa: E402
-from tests.test_web_live_browser import payload  # noqa: E402
+from tests.ingest_helpers import wait_until  # noqa: E402
+from tests.test_web_live_browser import payload, stored_row  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -42,22 +42,7 @@ def fleet_db(path, n: int) -> None:
     rows = []
     for d in ids[::3]:
         for seq in range(300):
-            p = json.loads(payload(d, seq, now - 300 + seq, "Sit" if seq < 200 else "Walk"))
-            rows.append(
-                {
-                    "device_id": d,
-                    "run_id": p["run_id"],
-                    "seq": seq,
-                    "ts": p["window_end_ts"],
-                    "label": p["label"],
-                    "confidence": p["confidence"],
-                    "probabilities": p["probabilities"],
-                    "model_id": p["model_id"],
-                    "variant": p["variant"],
-                    "inference_ms": p["inference_ms"],
-                    "received_at": p["window_end_ts"],
-                }
-            )
+            rows.append(stored_row(json.loads(payload(d, seq, now - 300 + seq, "Sit" if seq < 200 else "Walk"))))
     store.add_predictions(rows)
     store.close()
 

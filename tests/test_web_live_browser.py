@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
@@ -54,6 +54,23 @@ def payload(device: str, seq: int, ts: float, label: str, run_id: str = "a1b2c3d
             e2e_ms=1.9,
         )
     )
+
+
+def stored_row(p: dict[str, Any]) -> dict[str, Any]:
+    """A prediction payload as ``Store.add_predictions`` takes it, received the moment its window ended."""
+    return {
+        "device_id": p["device_id"],
+        "run_id": p["run_id"],
+        "seq": p["seq"],
+        "ts": p["window_end_ts"],
+        "label": p["label"],
+        "confidence": p["confidence"],
+        "probabilities": p["probabilities"],
+        "model_id": p["model_id"],
+        "variant": p["variant"],
+        "inference_ms": p["inference_ms"],
+        "received_at": p["window_end_ts"],
+    }
 
 
 def stats(device: str, wps: float, reconnects: int) -> str:
@@ -220,24 +237,7 @@ def test_without_a_broker_the_page_says_so_and_shows_the_stored_history(web_serv
     store = open_store_url(f"sqlite:///{db}")
     now = time.time()
     rows = [json.loads(payload("pi-attic", seq, now - 600 + seq, "Sit" if seq < 300 else "Walk")) for seq in range(400)]
-    store.add_predictions(
-        [
-            {
-                "device_id": p["device_id"],
-                "run_id": p["run_id"],
-                "seq": p["seq"],
-                "ts": p["window_end_ts"],
-                "label": p["label"],
-                "confidence": p["confidence"],
-                "probabilities": p["probabilities"],
-                "model_id": p["model_id"],
-                "variant": p["variant"],
-                "inference_ms": p["inference_ms"],
-                "received_at": p["window_end_ts"],
-            }
-            for p in rows
-        ]
-    )
+    store.add_predictions([stored_row(p) for p in rows])
     store.set_status("pi-attic", "stopped", now - 200)
     store.close()
     server = web_server(ServeConfig(db_path=db))
