@@ -49,7 +49,7 @@ def prediction(device: str, seq: int, run_id: str = "run000000001", label: str =
     )
 
 
-def stats(device: str) -> dict[str, Any]:
+def stats(device: str, interval: float = 30.0, reconnects: int = 2) -> dict[str, Any]:
     return stats_payload(
         device_id=device,
         model_id="tiny-model",
@@ -59,9 +59,9 @@ def stats(device: str) -> dict[str, Any]:
         windows_per_s=2.5,
         inference_ms={"p50": 0.75, "p90": 1.0, "p99": 1.2, "max": 2.0},
         queue_depth=3,
-        mqtt={"connected": True, "reconnects": 2},
+        mqtt={"connected": True, "reconnects": reconnects},
         ts=time.time(),
-        stats_interval_s=30.0,
+        stats_interval_s=interval,
     )
 
 

@@ -29,12 +29,12 @@ from fastapi.testclient import TestClient  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from edge_har.mqtt.config import MqttConfig  # noqa: E402
-from edge_har.mqtt.payloads import prediction_payload, stats_payload  # noqa: E402
+from edge_har.mqtt.payloads import prediction_payload  # noqa: E402
 from edge_har.web.app import create_app  # noqa: E402
 from edge_har.web.config import ServeConfig  # noqa: E402
 from edge_har.web.ingest import Hub  # noqa: E402
 from edge_har.web.store import open_store_url  # noqa: E402
-from tests.ingest_helpers import wait_until  # noqa: E402
+from tests.ingest_helpers import stats, wait_until  # noqa: E402
 
 pytest_plugins = ["tests.plugins.db"]
 
@@ -58,22 +58,6 @@ def prediction(
         probabilities=probs,
         inference_ms=0.7,
         e2e_ms=2.0,
-    )
-
-
-def stats(device: str, interval: float = 30.0, reconnects: int = 2) -> dict:
-    return stats_payload(
-        device_id=device,
-        model_id="tiny-model",
-        run_id="run000000001",
-        uptime_s=12.0,
-        windows_total=40,
-        windows_per_s=2.5,
-        inference_ms={"p50": 0.75, "p90": 1.0, "p99": 1.2, "max": 2.0},
-        queue_depth=3,
-        mqtt={"connected": True, "reconnects": reconnects},
-        ts=time.time(),
-        stats_interval_s=interval,
     )
 
 
