@@ -57,6 +57,7 @@ def assert_books_close(row: dict[str, Any], settings: ServeFaultsSettings) -> No
     assert row["serve_tracebacks"] == 0, row["serve_log_tail"]
 
 
+@pytest.mark.slow  # a real run of its own (~20-35 s): CI's slow step runs it
 @needs_mosquitto
 def test_broker_kill_through_the_command_line_closes_the_books(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
@@ -77,6 +78,7 @@ def test_broker_kill_through_the_command_line_closes_the_books(tmp_path: Path, c
     assert cells[2] == "1100" and cells[7] == "0" and cells[-1] == "exact", line
 
 
+@pytest.mark.slow  # a real run of its own (~20-35 s): CI's slow step runs it
 @needs_mosquitto
 def test_serve_kill_and_restart_keeps_the_books(tmp_path: Path) -> None:
     settings = quick()

@@ -142,6 +142,7 @@ def train(tmp_path: Path) -> None:
     train_model(x, y, xv, yv, 2, ModelConfig(conv_filters=(4,), lstm_units=(4,)), config, tmp_path)
 
 
+@pytest.mark.slow  # a real run of its own (~20-35 s): CI's slow step runs it
 def test_training_hides_keras_per_epoch_lines_unless_debug(tmp_path, caplog, capfd, monkeypatch):
     import edge_har.convert.train as train_module
 

@@ -52,6 +52,7 @@ def test_recipe_flags_follow_the_product_converter() -> None:
     assert int8_study.RECIPES["unrolled_zs_ptall_sn"].converter_flags("int8")[PER_TENSOR_ALL] is True
 
 
+@pytest.mark.slow  # a real run of its own (~20-35 s): CI's slow step runs it
 def test_quick_study_runs_end_to_end(tiny_dataset_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "study"
     rc = int8_study.main(
