@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a whole conversion in a subprocess (~30 s): CI's slow step runs it
 def test_convert_with_mirrored_strategy_over_two_logical_cpus(tiny_dataset_dir, tmp_path):
     out = tmp_path / "bundle"
     result = subprocess.run(

@@ -123,6 +123,7 @@ def test_imagenet_weights_unreachable_say_what_to_do(tmp_path, monkeypatch):
         assert any(tmp_path.rglob("*.h5")) and backbone.count_params() > 0
 
 
+@pytest.mark.slow  # a whole video conversion (~45 s): CI's slow step runs it
 def test_image_seq_pipeline_with_a_frozen_backbone(tmp_path):
     """Still images -> image-seq model whose backbone loads from a file and stays frozen -> one model per variant."""
     from edge_har.convert.train import TrainConfig

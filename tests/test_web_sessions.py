@@ -281,6 +281,7 @@ def test_a_clean_stop_acknowledges_what_it_writes_on_the_way_out(web_server, mos
     assert status["received"] == 1 and status["duplicates"] == 0, status  # nothing re-sent: all acknowledged
 
 
+@pytest.mark.slow  # an 8 s outage held on purpose: CI's slow step runs it
 def test_a_database_outage_holds_the_brokers_window_and_ends_within_seconds_of_its_return(
     web_server, mosquitto_broker, devices, postgres_url, monkeypatch
 ):
