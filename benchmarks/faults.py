@@ -136,15 +136,19 @@ class PersistentSubscriber:
         self.client.loop_stop()
 
 
-def _broker(work: Path, binary: Optional[str], port: Optional[int] = None) -> LocalBroker:
+def persistent_broker(
+    work: Path, binary: Optional[str], port: Optional[int] = None, *, max_queued: int = 0
+) -> LocalBroker:
+    """mosquitto with persistence in ``work`` (autosave every second) and ``max_queued_messages``
+    (0: no bound); a restart comes back with the same persistence file."""
     persistence = [
         "persistence true",
         f"persistence_location {work}/",
         "autosave_interval 1",
-        "max_queued_messages 0",
+        f"max_queued_messages {max_queued}",
     ]
     if os.geteuid() == 0:
-        persistence.append("user root")
+        persistence.append("user root")  # mosquitto would otherwise drop to 'mosquitto', who cannot write here
     return LocalBroker(work, port=port, binary=binary, extra_config=persistence)
 
 
@@ -186,7 +190,7 @@ def _wait_log(daemon: DaemonProcess, text: str, timeout: float) -> None:
 def run_scenario(name: str, bundle: Any, settings: FaultSettings, replay: Path, work: Path) -> dict[str, Any]:
     """One fault: broker and subscriber up (session saved), daemon started, the fault, SIGTERM, the books."""
     work.mkdir(parents=True, exist_ok=True)
-    broker = _broker(work, settings.mosquitto)
+    broker = persistent_broker(work, settings.mosquitto)
     try:
         broker.start()
     except BrokerError as exc:

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from edge_har.benchmarks import report
+from edge_har.benchmarks.faults import persistent_broker
 from edge_har.benchmarks.fleet import publisher_main
 from edge_har.benchmarks.web_ingest import read_log_tail, stop_serve
 from edge_har.core.errors import EdgeHarError
@@ -122,16 +123,8 @@ class ServeFaultsSettings:
 
 def _broker(work: Path, settings: ServeFaultsSettings, port: Optional[int] = None) -> LocalBroker:
     """mosquitto with persistence (autosave every second) and the per-client queue bound of the settings."""
-    lines = [
-        "persistence true",
-        f"persistence_location {work}/",
-        "autosave_interval 1",
-        f"max_queued_messages {settings.max_queued}",
-    ]
-    if os.geteuid() == 0:
-        lines.append("user root")  # mosquitto would otherwise drop to 'mosquitto', who cannot write here
     try:
-        return LocalBroker(work, port=port, binary=settings.mosquitto, extra_config=lines)
+        return persistent_broker(work, settings.mosquitto, port, max_queued=settings.max_queued)
     except BrokerError as exc:
         raise ServeFaultsError(f"{exc} (bench serve-faults starts its own broker)") from exc
 
