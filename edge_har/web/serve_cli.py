@@ -169,36 +169,29 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _port(text: str) -> int:
+def _whole_number(text: str, low: int, high: int, expected: str) -> int:
+    """``text`` as an integer within ``low``-``high``, else ArgumentTypeError ``must be {expected}, got ...``."""
     try:
         value = int(text)
     except ValueError:
-        value = -1
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text}")
+        value = low - 1
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text}")
     return value
+
+
+def _port(text: str) -> int:
+    return _whole_number(text, 1, 65535, "a port number 1-65535")
 
 
 def _session_expiry(text: str) -> int:
     from edge_har.mqtt.client import MAX_SESSION_EXPIRY_S
 
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_SESSION_EXPIRY_S:
-        raise argparse.ArgumentTypeError(f"must be whole seconds 0-{MAX_SESSION_EXPIRY_S} (30 days), got {text}")
-    return value
+    return _whole_number(text, 0, MAX_SESSION_EXPIRY_S, f"whole seconds 0-{MAX_SESSION_EXPIRY_S} (30 days)")
 
 
 def _connections(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 100_000:
-        raise argparse.ArgumentTypeError(f"must be a whole number 1-100000, got {text}")
-    return value
+    return _whole_number(text, 1, 100_000, "a whole number 1-100000")
 
 
 def _positive_float(text: str) -> float:
