@@ -193,7 +193,10 @@ class Daemon:
             log.error("config: %s", exc)
             return EXIT_CONFIG
         try:
-            self.source = make_source(cfg, rt.pre.n_channels, rt.pre.sample_rate_hz, self.publisher.client_id)
+            # a replay's set, read by the checks above, is replayed as read (not read a second time)
+            self.source = make_source(
+                cfg, rt.pre.n_channels, rt.pre.sample_rate_hz, self.publisher.client_id, checked.source_data
+            )
             self.source.start()
             windowing = self._windowing(self.source)
         except (SourceError, ValueError) as exc:

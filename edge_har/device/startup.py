@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from edge_har.core.errors import EdgeHarError
 from edge_har.device.config import LoadedConfig, check_files, source_channel_problems
@@ -40,6 +40,7 @@ class StartupResult:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     runtime: Optional[StreamRuntime] = None
+    source_data: Any = None  # what the checks read for the source (a replay's set), for make_source
 
     @property
     def ok(self) -> bool:
@@ -66,11 +67,10 @@ def run_startup_checks(loaded: LoadedConfig) -> StartupResult:
         return result
     result.errors += [f"{loaded.where(k)}: {m}" for k, m in source_channel_problems(cfg, runtime.pre.n_channels)]
     if isinstance(cfg.source, ReplaySourceConfig) and not result.errors:  # read with run's own reader
-        rate = runtime.pre.sample_rate_hz
-        result.errors += [
-            f"{loaded.where('source.path')}: {m}"
-            for m in check_replay(cfg.source, runtime.pre.n_channels, cfg.bundle, rate)
-        ]
+        problems, result.source_data = check_replay(
+            cfg.source, runtime.pre.n_channels, cfg.bundle, runtime.pre.sample_rate_hz
+        )
+        result.errors += [f"{loaded.where('source.path')}: {m}" for m in problems]
     if not result.errors:
         result.runtime = runtime
     return result

@@ -9,7 +9,7 @@ IMU does not need smbus2, a gateway does not need pyserial, and configs validate
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge_har.device.sources.base import (
     Chunk,
@@ -58,17 +58,25 @@ class SourceSettings(Protocol):
     def bundle(self) -> Path: ...
 
 
-def make_source(cfg: SourceSettings, n_channels: int, model_rate_hz: float, client_id: str) -> Source:
+def make_source(
+    cfg: SourceSettings, n_channels: int, model_rate_hz: float, client_id: str, preloaded: Any = None
+) -> Source:
     """The configured source, not started. ``client_id`` names the MQTT input's connection.
 
     The source gets the default broker and the bundle directory through its
-    :class:`SourceContext`, not the whole config.
+    :class:`SourceContext`, not the whole config; ``preloaded`` is what the start-up checks
+    read for it (:attr:`StartupResult.source_data <edge_har.device.startup.StartupResult>`).
     """
     source = cfg.source
     plugin = plugins().get(getattr(source, "type", ""))
     if plugin is None or not isinstance(source, plugin.config):
         raise SourceError(f"source.type {getattr(source, 'type', source)!r} is not supported")
     ctx = SourceContext(
-        n_channels=n_channels, model_rate_hz=model_rate_hz, client_id=client_id, broker=cfg.mqtt, bundle=cfg.bundle
+        n_channels=n_channels,
+        model_rate_hz=model_rate_hz,
+        client_id=client_id,
+        broker=cfg.mqtt,
+        bundle=cfg.bundle,
+        preloaded=preloaded,
     )
     return plugin.source.from_config(source, ctx)

@@ -221,6 +221,7 @@ class SourceContext:
     client_id: str  # the publisher's MQTT client id (the MQTT input derives its own from it)
     broker: MqttConfig = field(default_factory=MqttConfig)  # the default broker (the MQTT input's, unless it names one)
     bundle: Optional[Path] = None  # the bundle directory (a replay's default format, options and rate)
+    preloaded: Any = None  # what the start-up checks already read for this source (a replay's recordings), or None
 
 
 @dataclass

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -264,14 +265,31 @@ def load_recordings(
     return out
 
 
-def check_replay(cfg: ReplaySourceConfig, n_channels: int, bundle_dir: Path, model_rate_hz: float) -> list[str]:
+@dataclass
+class LoadedReplay:
+    """A replay set read by :func:`check_replay`, which :meth:`ReplaySource.start` replays instead
+    of reading the files again (``edge-har run`` checks the set, then starts the source)."""
+
+    recordings: list[Recording]
+    skipped: dict[str, int]  # malformed lines per file
+    reasons: dict[str, int]  # malformed lines by reason
+
+
+def check_replay(
+    cfg: ReplaySourceConfig, n_channels: int, bundle_dir: Path, model_rate_hz: float
+) -> tuple[list[str], Optional[LoadedReplay]]:
     """What ``validate-config`` says about a replay: what :meth:`ReplaySource.start` would refuse,
-    found by reading the files with the same reader (messages without ``source.path:``)."""
+    found by reading the files with the same reader (messages without ``source.path:``), and the
+    set it read when there is nothing to say."""
+    skipped: dict[str, int] = {}
+    reasons: dict[str, int] = {}
     try:
-        load_recordings(cfg, n_channels, bundle=bundle_reader(bundle_dir), model_rate_hz=model_rate_hz)
+        recordings = load_recordings(
+            cfg, n_channels, skipped, reasons, bundle=bundle_reader(bundle_dir), model_rate_hz=model_rate_hz
+        )
     except SourceError as exc:
-        return [str(exc).removeprefix("source.path: ")]
-    return []
+        return [str(exc).removeprefix("source.path: ")], None
+    return [], LoadedReplay(recordings, skipped, reasons)
 
 
 class ReplaySource(Source):
@@ -281,7 +299,10 @@ class ReplaySource(Source):
     def from_config(cls, cfg: SourceConfigBase, ctx: SourceContext) -> ReplaySource:
         assert isinstance(cfg, ReplaySourceConfig)
         bundle = bundle_reader(ctx.bundle) if ctx.bundle is not None else None
-        return cls(cfg, ctx.n_channels, default_rate_hz=ctx.model_rate_hz, bundle=bundle)
+        source = cls(cfg, ctx.n_channels, default_rate_hz=ctx.model_rate_hz, bundle=bundle)
+        if isinstance(ctx.preloaded, LoadedReplay):
+            source._preloaded = ctx.preloaded
+        return source
 
     def __init__(
         self,
@@ -304,6 +325,7 @@ class ReplaySource(Source):
         self._t0 = 0.0
         self._next_due = 0.0  # monotonic time the next chunk is due (realtime)
         self._stopped = False
+        self._preloaded: Optional[LoadedReplay] = None  # what the start-up checks read, replayed once
 
     @property
     def rate_hz(self) -> float:
@@ -315,11 +337,14 @@ class ReplaySource(Source):
         return self.default_rate_hz
 
     def start(self) -> None:
-        skipped: dict[str, int] = {}
-        reasons: dict[str, int] = {}
-        self.recordings = load_recordings(
-            self.cfg, self.n_channels, skipped, reasons, bundle=self.bundle, model_rate_hz=self.default_rate_hz
-        )
+        if self._preloaded is not None:
+            loaded, self._preloaded = self._preloaded, None
+            self.recordings, skipped, reasons = loaded.recordings, loaded.skipped, loaded.reasons
+        else:
+            skipped, reasons = {}, {}
+            self.recordings = load_recordings(
+                self.cfg, self.n_channels, skipped, reasons, bundle=self.bundle, model_rate_hz=self.default_rate_hz
+            )
         files = ", ".join(f"{n} in {file}" for file, n in list(skipped.items())[:3])
         for reason, n in sorted(reasons.items()):
             self.malformed.add(reason, n, example=f"{n} line(s) of the recordings ({files})")
