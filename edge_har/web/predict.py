@@ -165,17 +165,37 @@ class WindowPrediction(BaseModel):
 class Summary(BaseModel):
     windows: int
     majority_label: str
+    majority_windows: int = Field(description="how many windows say the majority label")
     majority_share: float = Field(description="share of windows whose label is the majority label")
     shares: Dict[str, float] = Field(description="share of windows per label")
     mean_latency_ms: float
     p50_latency_ms: float
 
 
-class PredictResponse(BaseModel):
-    """Every window's prediction and what most of them said.
+class Segment(BaseModel):
+    """Consecutive windows with one label, merged: what the recording did from ``start_s`` to ``end_s``.
 
-    ``label`` is the majority label; ``confidence`` and ``probabilities`` are the means over the
-    windows (for an image, the one prediction).
+    Windows overlap when the stride is shorter than the window, so a segment's edges are placed
+    halfway between the centres of the last window of one label and the first of the next: the
+    segments tile the recording from the first window's start to the last window's end, in order,
+    without overlap, and their durations add up to the recording's.
+    """
+
+    label: str
+    start_s: float = Field(description="seconds into the upload")
+    end_s: float
+    duration_s: float
+    windows: int = Field(description="how many windows the segment merges")
+    first_window: int = Field(description="index of its first window")
+    mean_confidence: float = Field(description="mean confidence of its windows")
+
+
+class PredictResponse(BaseModel):
+    """Every window's prediction, the runs of one label they make, and what most of them said.
+
+    ``label`` is the majority label (``summary.majority_windows`` of ``summary.windows`` windows say
+    it); ``confidence`` is the mean confidence of those windows and ``probabilities`` the mean over
+    all windows (for an image, the one prediction).
     """
 
     model_id: str
@@ -187,6 +207,7 @@ class PredictResponse(BaseModel):
     confidence: float
     probabilities: Dict[str, float]
     windows: List[WindowPrediction]
+    segments: List[Segment] = Field(description="the windows merged into runs of one label, in order")
     summary: Summary
     total_ms: float = Field(description="server time for the whole request after the upload arrived")
 
@@ -616,6 +637,38 @@ def _suffix(filename: str) -> str:
     return Path(filename).suffix.lower()
 
 
+def segments(windows: list[WindowPrediction]) -> list[Segment]:
+    """Consecutive windows with the same label merged, in order (see :class:`Segment` for the edges)."""
+    out: list[Segment] = []
+    runs: list[list[WindowPrediction]] = []
+    for w in windows:
+        if runs and runs[-1][-1].label == w.label:
+            runs[-1].append(w)
+        else:
+            runs.append([w])
+    start = windows[0].start_s if windows else 0.0
+    for i, run in enumerate(runs):
+        if i + 1 < len(runs):
+            last, first = run[-1], runs[i + 1][0]
+            end = round((last.start_s + last.end_s + first.start_s + first.end_s) / 4, 6)
+            end = min(max(end, start), first.end_s)  # windows out of order never make a negative length
+        else:
+            end = max(run[-1].end_s, start)
+        out.append(
+            Segment(
+                label=run[0].label,
+                start_s=start,
+                end_s=end,
+                duration_s=round(end - start, 6),
+                windows=len(run),
+                first_window=run[0].index,
+                mean_confidence=float(np.mean([w.confidence for w in run])),
+            )
+        )
+        start = end
+    return out
+
+
 def _summary(windows: list[WindowPrediction], labels: list[str]) -> tuple[Summary, Dict[str, float], float]:
     counts = Counter(w.label for w in windows)
     majority, n = max(counts.items(), key=lambda kv: (kv[1], -labels.index(kv[0]) if kv[0] in labels else 0))
@@ -623,6 +676,7 @@ def _summary(windows: list[WindowPrediction], labels: list[str]) -> tuple[Summar
     summary = Summary(
         windows=len(windows),
         majority_label=majority,
+        majority_windows=n,
         majority_share=n / len(windows),
         shares={label: counts.get(label, 0) / len(windows) for label in labels},
         mean_latency_ms=float(np.mean(lat)),
@@ -816,6 +870,7 @@ class PredictService:
                 confidence=confidence,
                 probabilities=probabilities,
                 windows=windows,
+                segments=segments(windows),
                 summary=summary,
                 total_ms=(time.perf_counter() - started) * 1000.0,
             )
