@@ -1,19 +1,22 @@
 // One colour per activity label on every page (Live, device, Predict).
 //
-// Colours come from Kelly's list of maximum-contrast colours (grey, white and black left out), so the
-// first 16 stay apart from each other and from UNKNOWN's grey. A label's colour is its position in the
-// server's label list (GET /api/labels: the loaded models' classes in their order, then labels seen in
-// the store), so the same label has the same colour on every page and in every browser; a label the
-// list does not hold yet (a new model's class arriving live) takes the next free colour.
+// The colours are picked for the pages' two themes at once: each has a contrast of at least 3:1 on the
+// light and on the dark panel (WCAG's minimum for graphics and large text), which leaves a band of
+// mid lightness; within it the first 16 are spread as far apart as CIEDE2000 allows (every pair at
+// least 12 apart) and at least 20 from UNKNOWN's grey. tests/test_web_palette.py checks all of that.
+// A label's colour is its position in the server's label list (GET /api/labels: the loaded models'
+// classes in their order, then labels seen in the store), so the same label has the same colour on
+// every page and in every browser; a label the list does not hold yet (a new model's class arriving
+// live) takes the next free colour.
 "use strict";
 
 (function () {
   const PALETTE = [
-    "#0067a5", "#f38400", "#008856", "#be0032", "#875692", "#f3c300", "#a1caf1", "#e68fac",
-    "#882d17", "#8db600", "#604e97", "#f99379", "#dcd300", "#b3446c", "#654522", "#e25822",
-    "#2b3d26", "#f6a600", "#c2b280",
+    "#2563eb", "#d9480f", "#2f9e44", "#ae3ec9", "#d6336c", "#0f8c96", "#a07a00", "#cc7878",
+    "#fc48a8", "#607800", "#00846c", "#d87800", "#fc003c", "#9c6030", "#a86090", "#fc0cfc",
+    "#909048", "#b45448", "#7848fc", "#d8009c",
   ];
-  const UNKNOWN = "#9ca3af";
+  const UNKNOWN = "#878e99";
   const UNKNOWN_LABELS = new Set(["unknown", ""]);
   const assigned = new Map();
 
