@@ -12,11 +12,14 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Optional
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from edge_har import __version__
+from edge_har.web import api_models
 from edge_har.web.auth import SharedSecretAuth
 from edge_har.web.config import ServeConfig
+from edge_har.web.health import HealthCheck
 from edge_har.web.live import LiveService
 from edge_har.web.predict import STATIC, ErrorResponse, LoadedModel, PredictService
 from edge_har.web.store import open_store
@@ -44,8 +47,9 @@ LIVE_RESPONSES: dict[int | str, dict[str, Any]] = {
 def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> FastAPI:
     """The app for ``cfg``; ``models`` (already loaded bundles) lets tests and benchmarks share them."""
     predict = PredictService(cfg, models)
-
-    live = LiveService(cfg, open_store(cfg))
+    classes = [label for m in predict.models for label in m.bundle.labels]
+    live = LiveService(cfg, open_store(cfg), model_labels=classes)
+    health = HealthCheck(live.store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +57,7 @@ def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> 
         try:
             yield
         finally:
+            health.close()
             live.stop()
             log.info("edge-har serve stopped")
 
@@ -72,6 +77,40 @@ def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> 
     app.include_router(predict.router)
     app.include_router(live.router, responses=LIVE_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _operations(app, live, health)
     if cfg.password is not None:
-        app.add_middleware(SharedSecretAuth, password=cfg.password)
+        app.add_middleware(SharedSecretAuth, password=cfg.password, open_paths=OPEN_PATHS)
     return app
+
+
+# Answered without the password: what an orchestrator's probe reads, which says ok or not and nothing else.
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+def _operations(app: FastAPI, live: LiveService, health: HealthCheck) -> None:
+    """``/healthz`` (the probe) and ``/metrics`` (Prometheus), on a registry of this app's own."""
+    from edge_har.web.metrics import CONTENT_TYPE_LATEST, registry_for, render
+
+    registry = registry_for(live)
+
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        summary="200 when the store answers and the broker (if configured) is connected, else 503",
+        description="No password needed. The store must answer `SELECT 1` within a couple of seconds.",
+        response_model=api_models.HealthResponse,
+        responses={503: {"model": api_models.HealthResponse, "description": "the store or the broker is away"}},
+    )
+    def healthz() -> JSONResponse:
+        status, body = health.report(live.broker_state())
+        return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics: the ingest's books, and per device gaps, predictions/s and liveness",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "metrics"}},
+    )
+    def metrics() -> Response:
+        return Response(render(registry), media_type=CONTENT_TYPE_LATEST)

@@ -15,7 +15,7 @@ import base64
 import binascii
 import hmac
 import json
-from typing import Any, Awaitable, Callable, MutableMapping, Optional
+from typing import Any, Awaitable, Callable, Collection, MutableMapping, Optional
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -52,16 +52,24 @@ def secret_matches(offered: Optional[str], password: str) -> bool:
 
 
 class SharedSecretAuth:
-    """ASGI middleware: every HTTP and WebSocket request needs ``password`` (basic or bearer)."""
+    """ASGI middleware: every HTTP and WebSocket request needs ``password`` (basic or bearer).
 
-    def __init__(self, app: ASGIApp, password: str) -> None:
+    ``open_paths`` are answered without it, matched exactly (no prefix, no trailing slash): a health probe
+    that an orchestrator sends without credentials, and which says nothing but ok or not.
+    """
+
+    def __init__(self, app: ASGIApp, password: str, open_paths: Collection[str] = ()) -> None:
         if not password:
             raise ValueError("an empty password would let anyone in; leave auth off instead")
         self.app = app
         self.password = password
+        self.open_paths = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):  # lifespan
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope.get("method") in ("GET", "HEAD") and scope.get("path") in self.open_paths:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}

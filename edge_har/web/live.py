@@ -18,24 +18,28 @@ never holds the event loop that feeds the streams.
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
+import io
 import json
 import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from edge_har.mqtt.liveness import device_liveness
+from edge_har.web import api_models as m
+from edge_har.web import queries
 from edge_har.web.config import ServeConfig
 from edge_har.web.ingest import Hub, Ingest, stats_brief
-from edge_har.web.store import HISTORY_LIMIT, DeviceRecord, Store
+from edge_har.web.store import GAP_CAP_S, HISTORY_LIMIT, DeviceRecord, Store
 
 __all__ = ["LiveService", "RETRY_MS"]
 
@@ -49,18 +53,24 @@ DEVICES_DEFAULT = 100  # devices per /api/devices page unless the request says (
 DEVICES_MAX = 1000  # the most one page lists: one query, a response of a few hundred kB
 DETAIL_LIMIT = DEVICES_DEFAULT  # the most devices one page adds an hour or a day summary for
 HOUR_POINTS_MAX = 20_000  # timeline points one page returns at most (as one history request)
+SUMMARY_DAYS_MAX = 366  # the longest range one summary covers
+LABELS_CACHE_S = 60.0  # /api/labels re-reads the store's labels (a DISTINCT over every row) this often at most
+STATIC_DEVICE_PAGE = "device.html"
 _DEVICE_ID = re.compile(r"^[^/+#\x00\s]{1,128}$")  # one MQTT topic level, as edge_har.mqtt.client.topics
 
 
 class LiveService:
     """Store + ingest + push stream behind one router; see the module docstring."""
 
-    def __init__(self, cfg: ServeConfig, store: Store) -> None:
+    def __init__(self, cfg: ServeConfig, store: Store, model_labels: Sequence[str] = ()) -> None:
         self.cfg = cfg
         self.store = store
         self.hub = Hub()
         self.ingest: Optional[Ingest] = Ingest(cfg, store, self.hub) if cfg.mqtt is not None else None
         self.started_at = time.time()
+        self.model_labels = list(dict.fromkeys(model_labels))  # the loaded models' classes, in class order
+        self.stretches = queries.CurrentStretches(store)
+        self._labels: tuple[float, list[str]] = (-math.inf, [])
         self.router = APIRouter()
         self._routes()
 
@@ -100,7 +110,15 @@ class LiveService:
             watching_since=self.started_at,
         )
 
-    def device_view(self, record: DeviceRecord, now: float) -> dict[str, Any]:
+    def device_views(self, records: Sequence[DeviceRecord], now: float) -> list[dict[str, Any]]:
+        """The views of a page of devices, their current stretches found in one statement at most."""
+        newest = {r.device_id: (r.activity.label, r.activity.run_id, r.activity.ts) for r in records if r.activity}
+        stretches = self.stretches.for_devices(newest) if newest else {}
+        return [self.device_view(r, now, stretches.get(r.device_id)) for r in records]
+
+    def device_view(
+        self, record: DeviceRecord, now: float, stretch: Optional[queries.Stretch] = None
+    ) -> dict[str, Any]:
         activity = record.activity
         books = self.device_books(record.device_id)
         return {
@@ -123,6 +141,13 @@ class LiveService:
                 "ts": activity.ts,
                 "received_at": activity.received_at,
                 "probabilities": activity.probabilities,
+            },
+            "current": None
+            if activity is None or stretch is None
+            else {
+                "label": activity.label,
+                "since": stretch.since,
+                "duration_s": max(0.0, activity.ts - stretch.since),
             },
         }
 
@@ -185,7 +210,7 @@ class LiveService:
             _check_page(limit, after, q, hour_step_s, today, utc_offset_min)
             now = time.time()
             page = self.store.device_page(limit=limit, after=after, contains=q or None)
-            views = [self.device_view(rec, now) for rec in page.records]
+            views = self.device_views(page.records, now)
             ids = [view["device_id"] for view in views]
             if hour_step_s is not None:
                 hours = self.store.recent(ids, now - HISTORY_DEFAULT_S, now, hour_step_s)
@@ -214,50 +239,114 @@ class LiveService:
             # costs ten times as much (175 ms of a 1,000-device page).
             return JSONResponse(body)
 
-        @r.get("/api/ingest", tags=["live"], summary="The MQTT ingest's books: received, stored, rejected, gaps")
+        @r.get(
+            "/api/ingest",
+            tags=["live"],
+            summary="The MQTT ingest's books: received, stored, rejected, gaps",
+            response_model=m.IngestStatus,
+        )
         def api_ingest() -> dict[str, Any]:
             return {"configured": False} if self.ingest is None else self.ingest.status()
 
         @r.get(
+            "/api/labels",
+            tags=["live"],
+            summary="Every activity label: the loaded models' classes in class order, then the others stored",
+            description="Without `unknown`. Re-read from the store at most once a minute. A page gives each "
+            "label the colour of its position, so one label has one colour everywhere.",
+            response_model=m.LabelsResponse,
+        )
+        def api_labels() -> dict[str, Any]:
+            return {"labels": self.labels()}
+
+        @r.get(
+            "/api/devices/{device_id}",
+            tags=["live"],
+            summary="One device: the same view as an item of /api/devices, with its current stretch",
+            response_model=m.DeviceView,
+            response_model_exclude_none=False,
+        )
+        def api_device(device_id: str = _DEVICE_ID_PARAM) -> JSONResponse:
+            self._known(device_id)
+            record = self._record(device_id)
+            if record is None:
+                raise HTTPException(404, f"device_id: no device {device_id!r} has been seen")
+            return JSONResponse(self.device_views([record], time.time())[0])
+
+        @r.get(
             "/api/devices/{device_id}/history",
             tags=["live"],
-            summary="Predictions and status changes since a time",
-            description=f"At most {HISTORY_LIMIT} predictions (the newest), oldest first.",
+            summary="Predictions, status changes and outages of a time range",
+            description=(
+                f"At most `limit` predictions (the newest), oldest first; `truncated` says whether more fell in "
+                f"the range. `outages` are the periods without predictions: gaps over {GAP_CAP_S:g} s between "
+                "two predictions (`no_data`) and the periods the device's status was stopped or offline, "
+                "clipped to the range. `status_before` is the last status change at or before `since`."
+            ),
+            response_model=m.HistoryResponse,
         )
         def api_history(
             device_id: str = _DEVICE_ID_PARAM,
-            since: Optional[str] = Query(
-                None,
-                description="Unix seconds or ISO 8601 (2026-12-02T14:00:00Z), from 1970 to the end of 9999; "
-                "default: an hour ago",
-                json_schema_extra={"maxLength": _SINCE_MAX_CHARS},
+            since: Optional[str] = _time_param("since", "default: an hour before until"),
+            until: Optional[str] = _time_param("until", "default: now"),
+            limit: int = Query(
+                HISTORY_LIMIT,
+                description=f"predictions at most, 1..{HISTORY_LIMIT} (the newest are kept)",
+                json_schema_extra={"minimum": 1, "maximum": HISTORY_LIMIT},
             ),
             step_s: Optional[float] = Query(
                 None,
                 description="at most one prediction (the newest) per this many seconds; default: every one",
                 json_schema_extra={"minimum": STEP_MIN_S, "maximum": STEP_MAX_S},
             ),
-        ) -> dict[str, Any]:
+        ) -> JSONResponse:
             self._known(device_id)
-            start = time.time() - HISTORY_DEFAULT_S if since is None else _parse_since(since)
+            start, end = _range(since, until, HISTORY_DEFAULT_S)
+            if not 1 <= limit <= HISTORY_LIMIT:
+                raise HTTPException(400, f"limit: {str(limit)[:20]} is not within 1..{HISTORY_LIMIT} predictions")
             if step_s is not None and not (math.isfinite(step_s) and STEP_MIN_S <= step_s <= STEP_MAX_S):
                 raise HTTPException(
                     400, f"step_s: {step_s:.6g} is not a number of seconds within {STEP_MIN_S:g}..{STEP_MAX_S:g}"
                 )
-            return {
-                "device_id": device_id,
-                "since": start,
-                "step_s": step_s,
-                "predictions": self.store.history(device_id, start, step_s=step_s),
-                "status": self.store.status_history(device_id, start),
-            }
+            rows, truncated = queries.history_range(self.store, device_id, start, end, limit, step_s)
+            status = queries.status_range(self.store, device_id, start, end)
+            before = queries.status_before(self.store, device_id, start)
+            return JSONResponse(
+                {
+                    "device_id": device_id,
+                    "since": start,
+                    "until": end,
+                    "limit": limit,
+                    "step_s": step_s,
+                    "truncated": truncated,
+                    "predictions": rows,
+                    "status": status,
+                    "status_before": before,
+                    "outages": queries.outages(self.store, device_id, start, end, before, status, HISTORY_LIMIT),
+                }
+            )
 
-        @r.get("/api/devices/{device_id}/summary", tags=["live"], summary="Time per activity on one day")
+        @r.get(
+            "/api/devices/{device_id}/summary",
+            tags=["live"],
+            summary="Time per activity over a range of days, per day and in all",
+            description=(
+                "Seconds per label of each calendar day (at `utc_offset_min`) of `[since, until)`, the first and "
+                f"last day clipped to the range, and their sum; at most {SUMMARY_DAYS_MAX} days. `since` and "
+                "`until` take Unix seconds, ISO 8601 times or a date YYYY-MM-DD (that day's midnight at "
+                "`utc_offset_min`); by default today. `day=` asks for one day (and excludes since/until)."
+            ),
+            response_model=m.SummaryResponse,
+            response_model_exclude_none=True,
+        )
         def api_summary(
             device_id: str = _DEVICE_ID_PARAM,
+            since: Optional[str] = _time_param("since", "or YYYY-MM-DD; default: today's midnight"),
+            until: Optional[str] = _time_param("until", "or YYYY-MM-DD; default: since's day's end"),
+            by: Literal["day", "total"] = Query("day", description="`day`: per day and in all; `total`: in all only"),
             day: Optional[str] = Query(
                 None,
-                description=f"YYYY-MM-DD, {_DAY_MIN}..{_DAY_MAX} (default: today at utc_offset_min)",
+                description=f"YYYY-MM-DD, {_DAY_MIN}..{_DAY_MAX}: that one day (instead of since and until)",
                 json_schema_extra={"pattern": r"^\d{4}-\d{2}-\d{2}$"},
             ),
             utc_offset_min: int = Query(
@@ -273,27 +362,134 @@ class LiveService:
                     400, f"utc_offset_min: {shown} is not within -{OFFSET_MAX_MIN}..{OFFSET_MAX_MIN} minutes"
                 )
             tz = dt.timezone(dt.timedelta(minutes=utc_offset_min))
-            date = dt.datetime.now(tz).date() if day is None else _parse_day(day)
-            start = dt.datetime.combine(date, dt.time(), tz).timestamp()
-            end = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), tz).timestamp()
-            seconds = self.store.summary(device_id, start, end)
-            return {
+            if day is not None:
+                if since is not None or until is not None:
+                    raise HTTPException(400, "day: give either day or since/until, not both")
+                date = _parse_day(day)
+                start = dt.datetime.combine(date, dt.time(), tz).timestamp()
+                end = start + queries.DAY_S
+            else:
+                today = dt.datetime.combine(dt.datetime.now(tz).date(), dt.time(), tz).timestamp()
+                start = today if since is None else _parse_time(since, "since", tz)
+                if until is None:
+                    first = dt.datetime.fromtimestamp(start, tz).date() + dt.timedelta(days=1)
+                    end = dt.datetime.combine(first, dt.time(), tz).timestamp()
+                else:
+                    end = _parse_time(until, "until", tz)
+                if end <= start:
+                    raise HTTPException(400, f"until: {end:.6f} is not after since ({start:.6f})")
+            spans = queries.day_spans(start, end, utc_offset_min)
+            if len(spans) > SUMMARY_DAYS_MAX:
+                raise HTTPException(400, f"until: the range covers {len(spans)} days, more than {SUMMARY_DAYS_MAX}")
+            days = queries.range_summary(self.store, device_id, start, end, utc_offset_min)
+            seconds: dict[str, float] = {}
+            for _span, each in days:
+                for label, s in each.items():
+                    seconds[label] = seconds.get(label, 0.0) + s
+            body: dict[str, Any] = {
                 "device_id": device_id,
-                "day": date.isoformat(),
-                "utc_offset_min": utc_offset_min,
+                "since": start,
+                "until": end,
                 "start": start,
                 "end": end,
-                "seconds": seconds,
+                "utc_offset_min": utc_offset_min,
+                "seconds": dict(sorted(seconds.items(), key=lambda kv: (-kv[1], kv[0]))),
                 "total_s": sum(seconds.values()),
             }
+            if day is not None:
+                body["day"] = spans[0].day.isoformat()
+            if by == "day":
+                body["days"] = [
+                    {
+                        "day": span.day.isoformat(),
+                        "start": span.start,
+                        "end": span.end,
+                        "seconds": each,
+                        "total_s": sum(each.values()),
+                    }
+                    for span, each in days
+                ]
+            return body
 
-        @r.get("/api/stream", tags=["live"], summary="Server-sent events: predictions, status, stats, liveness")
+        @r.get(
+            "/api/devices/{device_id}/export.csv",
+            tags=["live"],
+            summary="A time range's predictions as CSV, streamed",
+            description=(
+                "One row per prediction, oldest first: " + ",".join(queries.EXPORT_COLUMNS) + " (a JSON object). "
+                "Text cells starting with = + - @ get a leading ' so a spreadsheet does not run them. "
+                "Default range: the last hour."
+            ),
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV"}},
+        )
+        def api_export(
+            device_id: str = _DEVICE_ID_PARAM,
+            since: Optional[str] = _time_param("since", "default: an hour before until"),
+            until: Optional[str] = _time_param("until", "default: now"),
+        ) -> StreamingResponse:
+            self._known(device_id)
+            start, end = _range(since, until, HISTORY_DEFAULT_S)
+            name = f"{_file_part(device_id)}_{_stamp(start)}_{_stamp(end)}.csv"
+            return StreamingResponse(
+                _csv_lines(queries.export_rows(self.store, device_id, start, end)),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
+
+        @r.get(
+            "/api/stream",
+            tags=["live"],
+            summary="Server-sent events: predictions, status, stats, liveness",
+            description=(
+                "text/event-stream: a `hello` event, then `prediction`, `status`, `stats`, `liveness` and "
+                "`resync` events, each a JSON object in `data:`; a comment line every "
+                f"{KEEPALIVE_S:g} s; `retry: {RETRY_MS}`."
+            ),
+            response_class=StreamingResponse,
+            responses={
+                200: {
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "description": "an endless event stream",
+                }
+            },
+        )
         async def api_stream() -> StreamingResponse:
             return StreamingResponse(
                 self._events(),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
+
+        @r.get("/device/{device_id}", include_in_schema=False)
+        def device_page(device_id: str) -> FileResponse:
+            page = STATIC / STATIC_DEVICE_PAGE
+            if not page.is_file():
+                raise HTTPException(404, "the device page is not installed")
+            return FileResponse(page, media_type="text/html")
+
+    def labels(self) -> list[str]:
+        """The models' classes in order, then the other labels stored, sorted; cached for LABELS_CACHE_S."""
+        at, seen = self._labels
+        now = time.monotonic()
+        if now - at > LABELS_CACHE_S:
+            seen = queries.labels_seen(self.store)
+            self._labels = (now, seen)
+        first = [label for label in self.model_labels if label.lower() != "unknown" and label]
+        known = set(first)
+        return first + sorted({label for label in seen if label and label.lower() != "unknown" and label not in known})
+
+    def _record(self, device_id: str) -> Optional[DeviceRecord]:
+        """The device's record through the store's paged listing (ids containing it; the exact one kept)."""
+        after: Optional[str] = None
+        while True:
+            page = self.store.device_page(limit=DEVICES_MAX, after=after, contains=device_id)
+            for record in page.records:
+                if record.device_id == device_id:
+                    return record
+            if page.next_after is None:
+                return None
+            after = page.next_after
 
     def _known(self, device_id: str) -> None:
         if not _DEVICE_ID.match(device_id):
@@ -356,25 +552,68 @@ def _check_page(
         )
 
 
-def _parse_since(text: str) -> float:
-    """Unix seconds or an ISO 8601 time, within 1970..9999 (what a timestamp column and the reply hold)."""
+def _time_param(name: str, default: str) -> Any:
+    return Query(
+        None,
+        description=f"Unix seconds or ISO 8601 (2026-12-02T14:00:00Z), from 1970 to the end of 9999; {default}",
+        json_schema_extra={"maxLength": _SINCE_MAX_CHARS},
+    )
+
+
+def _parse_time(text: str, name: str, tz: Optional[dt.timezone] = None) -> float:
+    """Unix seconds or an ISO 8601 time, within 1970..9999 (what a timestamp column and the reply hold).
+
+    A bare date YYYY-MM-DD is that day's midnight at ``tz`` (UTC by default).
+    """
     if len(text) > _SINCE_MAX_CHARS:
-        raise HTTPException(400, f"since: {text[:40]!r}... is longer than {_SINCE_MAX_CHARS} characters")
+        raise HTTPException(400, f"{name}: {text[:40]!r}... is longer than {_SINCE_MAX_CHARS} characters")
     try:
         value = float(text)
     except ValueError:
         try:
             parsed = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
             if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=dt.timezone.utc)
+                parsed = parsed.replace(tzinfo=tz or dt.timezone.utc)
             value = parsed.timestamp()
         except (ValueError, OverflowError):
             raise HTTPException(
-                400, f"since: {text[:60]!r} is neither Unix seconds nor an ISO 8601 time (2026-12-02T14:00:00Z)"
+                400, f"{name}: {text[:60]!r} is neither Unix seconds nor an ISO 8601 time (2026-12-02T14:00:00Z)"
             ) from None
     if not (math.isfinite(value) and 0 <= value < _TIME_END):
-        raise HTTPException(400, f"since: {text[:60]!r} is not a time from 1970 to the end of 9999")
+        raise HTTPException(400, f"{name}: {text[:60]!r} is not a time from 1970 to the end of 9999")
     return value
+
+
+def _range(since: Optional[str], until: Optional[str], default_s: float) -> tuple[float, float]:
+    """``since`` and ``until`` parsed (defaults: ``until`` now, ``since`` ``default_s`` before it); until > since."""
+    end = time.time() if until is None else _parse_time(until, "until")
+    start = max(0.0, end - default_s) if since is None else _parse_time(since, "since")
+    if end <= start:
+        raise HTTPException(400, f"until: {end:.6f} is not after since ({start:.6f})")
+    return start, end
+
+
+def _file_part(text: str) -> str:
+    """``text`` with only the characters a file name and a quoted header value take everywhere."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:80] or "device"
+
+
+def _stamp(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _csv_lines(rows: Iterator[dict[str, Any]], per_chunk: int = 500) -> Iterator[str]:
+    """The CSV text of ``rows`` (header first), a few hundred rows per chunk sent."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(queries.EXPORT_COLUMNS)
+    for n, row in enumerate(rows, 1):
+        writer.writerow(queries.export_line(row))
+        if n % per_chunk == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
 def _parse_day(text: str) -> dt.date:

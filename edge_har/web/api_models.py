@@ -1,0 +1,153 @@
+"""The response shapes of the Live half of ``edge-har serve``, as pydantic models for ``/openapi.json``.
+
+Integrators generate clients from the schema and schemathesis checks every answer against it, so each
+JSON route names its model here. ``/api/devices`` is written with ``json.dumps`` for speed (a 1,000-device
+page), so its model only documents the shape (``responses=``); the tests validate real pages against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Open(BaseModel):
+    """A shape that may gain fields: clients must ignore what they do not know."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class BrokerState(_Open):
+    configured: bool
+    address: Optional[str] = None
+    connected: bool
+    subscribed: bool = False
+    last_problem: Optional[str] = None
+
+
+class Activity(_Open):
+    label: str
+    confidence: float
+    ts: float = Field(description="the prediction's window_end_ts (device clock, Unix seconds)")
+    received_at: float = Field(description="when the server received it (Unix seconds)")
+    probabilities: Dict[str, float]
+
+
+class Current(_Open):
+    label: str
+    since: float = Field(description="ts of the first prediction of the newest unbroken stretch of this label")
+    duration_s: float = Field(description="newest prediction's ts minus since")
+
+
+class TimelinePoint(_Open):
+    ts: float
+    label: str
+    confidence: Optional[float] = None
+    run_id: str
+    seq: int
+
+
+class DaySeconds(_Open):
+    day: str
+    seconds: Dict[str, float]
+    total_s: float
+
+
+class DeviceView(_Open):
+    device_id: str
+    status: Optional[str] = None
+    liveness: str = Field(description="online, stale, stopped, offline or unknown")
+    status_at: Optional[float] = None
+    last_seen: float
+    run_id: Optional[str] = None
+    model_id: Optional[str] = None
+    stats: Optional[Dict[str, Any]] = None
+    stats_at: Optional[float] = None
+    gaps: int = Field(description="predictions lost upstream (seq gaps), 0 without a broker")
+    rejected: int = Field(description="messages of the device the ingest refused since start")
+    activity: Optional[Activity] = None
+    current: Optional[Current] = None
+    hour: Optional[List[TimelinePoint]] = Field(None, description="only with hour_step_s")
+    today: Optional[DaySeconds] = Field(None, description="only with today=true")
+
+
+class DevicesPage(_Open):
+    now: float
+    broker: BrokerState
+    total: int
+    limit: int
+    next: Optional[str] = None
+    devices: List[DeviceView]
+    ingest: Optional[Dict[str, Any]] = Field(None, description="the ingest's books, with a broker")
+
+
+class StatusChange(_Open):
+    status: str
+    received_at: float
+
+
+class Outage(_Open):
+    start: float
+    end: float
+    reason: Literal["no_data", "stopped", "offline"]
+
+
+class HistoryResponse(_Open):
+    device_id: str
+    since: float
+    until: float
+    limit: int
+    step_s: Optional[float] = None
+    truncated: bool = Field(description="more predictions than limit fell in the range (the newest are kept)")
+    predictions: List[TimelinePoint]
+    status: List[StatusChange]
+    status_before: Optional[StatusChange] = Field(description="the last status change at or before since")
+    outages: List[Outage]
+
+
+class SummaryDay(_Open):
+    day: str = Field(description="YYYY-MM-DD at utc_offset_min")
+    start: float
+    end: float
+    seconds: Dict[str, float]
+    total_s: float
+
+
+class SummaryResponse(_Open):
+    device_id: str
+    since: float
+    until: float
+    utc_offset_min: int
+    days: Optional[List[SummaryDay]] = Field(None, description="absent with by=total")
+    seconds: Dict[str, float]
+    total_s: float
+    day: Optional[str] = Field(None, description="the day asked for with day=")
+    start: float = Field(description="same as since")
+    end: float = Field(description="same as until")
+
+
+class LabelsResponse(_Open):
+    labels: List[str]
+
+
+class StoreHealth(_Open):
+    ok: bool
+    backend: Literal["sqlite", "postgresql"]
+    latency_ms: float = Field(description="how long the check took (the timeout when it gave up)")
+    error: Optional[str] = None
+
+
+class BrokerHealth(_Open):
+    configured: bool
+    connected: bool
+
+
+class HealthResponse(_Open):
+    status: Literal["ok", "unavailable"]
+    store: StoreHealth
+    broker: BrokerHealth
+
+
+class IngestStatus(_Open):
+    configured: bool

@@ -1,0 +1,486 @@
+"""The read queries behind the per-device API of ``edge-har serve``: ranges, outages, summaries, exports.
+
+They run on the store's engine and tables (:mod:`edge_har.web.store` owns the schema and the writes) and
+answer one request each with a bounded number of statements whatever the range: a history is at most
+``limit + 1`` rows, a range summary is one statement grouping by day bucket, an export is read in keyset
+chunks so a month of predictions is never held in memory, and the current stretch of a page of devices is
+one statement (usually none: :class:`CurrentStretches` remembers what it found).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import sqlalchemy as sa
+
+from edge_har.web.store import GAP_CAP_S, Store, finite_number, predictions, status_changes
+
+__all__ = [
+    "CurrentStretches",
+    "Stretch",
+    "export_rows",
+    "history_range",
+    "labels_seen",
+    "outages",
+    "ping",
+    "predictions_per_second",
+    "range_summary",
+    "status_before",
+    "status_range",
+]
+
+DAY_S = 86400.0
+DOWN_STATUSES = ("stopped", "offline")  # statuses during which a device publishes nothing on purpose
+EXPORT_CHUNK = 5000  # rows per statement of an export: a short transaction each, bounded memory
+
+
+def _prediction(row: Any) -> Optional[dict[str, Any]]:
+    ts = finite_number(row["ts"])
+    if ts is None:
+        return None
+    return {
+        "ts": ts,
+        "label": row["label"],
+        "confidence": finite_number(row["confidence"]),
+        "run_id": row["run_id"],
+        "seq": int(row["seq"]),
+    }
+
+
+def history_range(
+    store: Store, device_id: str, since: float, until: float, limit: int, step_s: Optional[float] = None
+) -> tuple[list[dict[str, Any]], bool]:
+    """Predictions with ``since < ts <= until``, oldest first, at most ``limit`` (the newest kept); truncated?
+
+    ``step_s`` keeps the newest prediction of each ``step_s`` seconds since ``since`` (integer millisecond
+    buckets, as :meth:`Store.history`). One statement reading ``limit + 1`` rows tells whether more existed.
+    """
+    c = predictions.c
+    columns = (c.ts, c.label, c.confidence, c.run_id, c.seq)
+    where = (c.device_id == device_id, c.ts > since, c.ts <= until)
+    query: sa.Select[Any]
+    if step_s is None:
+        query = sa.select(*columns).where(*where).order_by(c.ts.desc(), c.seq.desc()).limit(limit + 1)
+    else:
+        millis = sa.cast((c.ts - since) * 1000.0, sa.BigInteger)
+        bucket = millis // sa.literal(max(1, round(step_s * 1000.0)), sa.BigInteger)
+        newest = sa.func.row_number().over(partition_by=bucket, order_by=(c.ts.desc(), c.seq.desc()))
+        ranked = sa.select(*columns, newest.label("newest")).where(*where).subquery()
+        query = (
+            sa.select(*(ranked.c[col.name] for col in columns))
+            .where(ranked.c.newest == 1)
+            .order_by(ranked.c.ts.desc(), ranked.c.seq.desc())
+            .limit(limit + 1)
+        )
+    with store.engine.connect() as conn:
+        rows = list(conn.execute(query).mappings())
+    truncated = len(rows) > limit
+    out = [p for p in (_prediction(r) for r in rows[:limit]) if p is not None]
+    out.reverse()
+    return out, truncated
+
+
+def status_range(store: Store, device_id: str, since: float, until: float) -> list[dict[str, Any]]:
+    """Status changes with ``since < received_at <= until``, oldest first."""
+    c = status_changes.c
+    query = (
+        sa.select(c.status, c.received_at)
+        .where(c.device_id == device_id, c.received_at > since, c.received_at <= until)
+        .order_by(c.received_at, c.id)
+    )
+    with store.engine.connect() as conn:
+        return [
+            {"status": r["status"], "received_at": finite_number(r["received_at"]) or 0.0}
+            for r in conn.execute(query).mappings()
+        ]
+
+
+def status_before(store: Store, device_id: str, since: float) -> Optional[dict[str, Any]]:
+    """The last status change at or before ``since`` (the device's state when the range starts), or None."""
+    c = status_changes.c
+    query = (
+        sa.select(c.status, c.received_at)
+        .where(c.device_id == device_id, c.received_at <= since)
+        .order_by(c.received_at.desc(), c.id.desc())
+        .limit(1)
+    )
+    with store.engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    if row is None:
+        return None
+    return {"status": row["status"], "received_at": finite_number(row["received_at"]) or 0.0}
+
+
+def outages(
+    store: Store,
+    device_id: str,
+    since: float,
+    until: float,
+    before: Optional[dict[str, Any]],
+    statuses: Sequence[dict[str, Any]],
+    limit: int,
+    gap_cap_s: float = GAP_CAP_S,
+) -> list[dict[str, Any]]:
+    """Periods of the range without predictions: gaps over ``gap_cap_s`` and stopped/offline statuses.
+
+    A ``no_data`` period runs between two consecutive predictions of the range more than ``gap_cap_s``
+    apart (found in SQL with ``LAG``, on every row, not on a thinned or truncated history); a ``stopped`` or
+    ``offline`` period runs from that status change (or the range start, when ``before`` says so) to the
+    next change or the range end. Sorted by start; at most ``limit`` (the newest kept).
+    """
+    c = predictions.c
+    previous = sa.func.lag(c.ts).over(order_by=(c.ts, c.seq))
+    steps = (
+        sa.select(previous.label("start"), c.ts.label("end"))
+        .where(c.device_id == device_id, c.ts > since, c.ts <= until)
+        .subquery()
+    )
+    gaps = (
+        sa.select(steps.c.start, steps.c.end)
+        .where(steps.c.end - steps.c.start > gap_cap_s)
+        .order_by(steps.c.end.desc())
+        .limit(limit)
+    )
+    found: list[dict[str, Any]] = []
+    with store.engine.connect() as conn:
+        for start, end in conn.execute(gaps):
+            start, end = finite_number(start), finite_number(end)
+            if start is not None and end is not None:
+                found.append({"start": start, "end": end, "reason": "no_data"})
+    changes = ([{"status": before["status"], "received_at": since}] if before is not None else []) + list(statuses)
+    for i, change in enumerate(changes):
+        if change["status"] not in DOWN_STATUSES:
+            continue
+        start = max(since, change["received_at"])
+        end = min(until, changes[i + 1]["received_at"]) if i + 1 < len(changes) else until
+        if end > start:
+            found.append({"start": start, "end": end, "reason": change["status"]})
+    found.sort(key=lambda o: (o["start"], o["end"]))
+    return found[-limit:]
+
+
+# ---------------------------------------------------------------------------- summaries
+
+
+@dataclass(frozen=True)
+class DaySpan:
+    """One calendar day of a range at the viewer's offset, clipped to the range."""
+
+    day: dt.date
+    start: float
+    end: float
+
+
+def day_spans(since: float, until: float, utc_offset_min: int) -> list[DaySpan]:
+    """The calendar days (at ``utc_offset_min``) that ``[since, until)`` touches, each clipped to it."""
+    tz = dt.timezone(dt.timedelta(minutes=utc_offset_min))
+    first = dt.datetime.fromtimestamp(since, tz).date()
+    midnight = dt.datetime.combine(first, dt.time(), tz).timestamp()
+    spans = []
+    k = 0
+    while midnight + k * DAY_S < until:
+        lo, hi = midnight + k * DAY_S, midnight + (k + 1) * DAY_S
+        spans.append(DaySpan(first + dt.timedelta(days=k), max(lo, since), min(hi, until)))
+        k += 1
+    return spans
+
+
+def range_summary(
+    store: Store, device_id: str, since: float, until: float, utc_offset_min: int, gap_cap_s: float = GAP_CAP_S
+) -> list[tuple[DaySpan, dict[str, float]]]:
+    """Seconds per label for each day of ``[since, until)``, in ONE statement grouping by day bucket.
+
+    Each day is counted as :meth:`Store.summary` counts it (``LEAD`` within the run and the day, capped at
+    ``gap_cap_s``; the day's last prediction of a run lasts the run's mean capped gap), so the days equal
+    per-day summaries. The bucket is exact at midnight: an integer estimate corrected by comparing ``ts``
+    with the bucket's bounds, which are whole seconds, exact in a double.
+    """
+    spans = day_spans(since, until, utc_offset_min)
+    if not spans:
+        return []
+    tz = dt.timezone(dt.timedelta(minutes=utc_offset_min))
+    midnight = dt.datetime.combine(spans[0].day, dt.time(), tz).timestamp()
+    c = predictions.c
+    guess = sa.cast((c.ts - midnight) / DAY_S, sa.BigInteger)  # may be one off at a boundary (rounding)
+    low = midnight + guess * DAY_S
+    bucket = guess - sa.case((c.ts < low, 1), else_=0) + sa.case((c.ts >= low + DAY_S, 1), else_=0)
+    rows = (
+        sa.select(c.label, c.run_id, c.ts, c.seq, bucket.label("bucket"))
+        .where(c.device_id == device_id, c.ts >= since, c.ts < until)
+        .cte("rows")
+    )
+    part = (rows.c.run_id, rows.c.bucket)
+    gaps = sa.select(
+        rows.c.label,
+        rows.c.run_id,
+        rows.c.bucket,
+        (sa.func.lead(rows.c.ts).over(partition_by=part, order_by=(rows.c.ts, rows.c.seq)) - rows.c.ts).label("gap"),
+    ).cte("gaps")
+    capped = sa.case((gaps.c.gap > gap_cap_s, gap_cap_s), else_=gaps.c.gap)
+    mean_gap = sa.func.avg(capped).over(partition_by=(gaps.c.run_id, gaps.c.bucket))
+    durations = sa.select(gaps.c.bucket, gaps.c.label, sa.func.coalesce(capped, mean_gap, 0.0).label("seconds")).cte(
+        "durations"
+    )
+    total = sa.func.sum(durations.c.seconds)
+    query = (
+        sa.select(durations.c.bucket, durations.c.label, total.label("seconds"))
+        .group_by(durations.c.bucket, durations.c.label)
+        .order_by(durations.c.bucket, total.desc(), durations.c.label)
+    )
+    by_bucket: dict[int, dict[str, float]] = {}
+    with store.engine.connect() as conn:
+        for b, label, seconds in conn.execute(query):
+            by_bucket.setdefault(int(b), {})[label] = finite_number(seconds) or 0.0
+    return [(span, by_bucket.get(k, {})) for k, span in enumerate(spans)]
+
+
+# ---------------------------------------------------------------------------- the current stretch
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """A device's newest unbroken stretch of one label: same run, no gap over the cap."""
+
+    label: str
+    run_id: str
+    since: float
+    last_ts: float
+
+
+class CurrentStretches:
+    """Where each device's current stretch began, for a page of devices in one statement at most.
+
+    A stretch is remembered with the newest prediction it was found for. The next page reuses it when that
+    prediction is still the newest (no statement), extends it when newer rows continue it (the statement
+    reads only those rows), and otherwise finds it anew from the last ``scan_s`` seconds, reading up to
+    ``max_scan_s`` for the devices whose stretch is longer than that (a second statement, once).
+    """
+
+    def __init__(
+        self, store: Store, *, scan_s: float = 600.0, max_scan_s: float = DAY_S, gap_cap_s: float = GAP_CAP_S
+    ) -> None:
+        self.store = store
+        self.scan_s = scan_s
+        self.max_scan_s = max_scan_s
+        self.gap_cap_s = gap_cap_s
+        self._known: dict[str, Stretch] = {}
+        self._lock = threading.Lock()
+
+    def for_devices(self, newest: dict[str, tuple[str, str, float]]) -> dict[str, Stretch]:
+        """``newest``: device -> (label, run_id, ts) of its newest prediction; the stretch of each."""
+        out: dict[str, Stretch] = {}
+        with self._lock:
+            known = {d: self._known.get(d) for d in newest}
+        extend: dict[str, float] = {}  # device -> the lowest ts the statement reads
+        for device_id, (label, run_id, ts) in newest.items():
+            held = known[device_id]
+            if held is not None and (held.label, held.run_id) == (label, run_id) and held.last_ts <= ts:
+                if held.last_ts == ts:
+                    out[device_id] = held
+                else:
+                    extend[device_id] = held.last_ts
+            else:
+                known[device_id] = None
+                extend[device_id] = ts - self.scan_s
+        if extend:
+            found = self._scan(newest, extend)
+            longer: dict[str, float] = {}
+            for device_id, (first_ts, break_ts) in found.items():
+                label, run_id, ts = newest[device_id]
+                held = known[device_id]
+                if break_ts is not None:
+                    since = break_ts
+                elif held is not None:
+                    since = held.since
+                elif first_ts - extend[device_id] <= self.gap_cap_s and ts - extend[device_id] < self.max_scan_s:
+                    longer[device_id] = ts - self.max_scan_s  # a row before the rows read may continue it
+                    since = first_ts
+                else:
+                    since = first_ts
+                out[device_id] = Stretch(label, run_id, since, ts)
+            if longer:
+                for device_id, (first_ts, break_ts) in self._scan(newest, longer).items():
+                    label, run_id, ts = newest[device_id]
+                    out[device_id] = Stretch(label, run_id, first_ts if break_ts is None else break_ts, ts)
+        with self._lock:
+            if len(self._known) > 100_000:  # a bound on memory; a cleared device is found anew once
+                self._known.clear()
+            self._known.update(out)
+        return out
+
+    def _scan(
+        self, newest: dict[str, tuple[str, str, float]], lowest: dict[str, float]
+    ) -> dict[str, tuple[float, Optional[float]]]:
+        """Per device: the oldest ts read and the newest stretch start found (None: none within the rows read).
+
+        A row starts a stretch when the row before it (of the rows read) has another label or run, or is more
+        than the cap older. Rows are read from ``lowest[device]`` to the device's newest prediction.
+        """
+        c = predictions.c
+        low = sa.case({d: v for d, v in lowest.items()}, value=c.device_id)
+        high = sa.case({d: newest[d][2] for d in lowest}, value=c.device_id)
+        order = (c.ts, c.seq)
+        rows = (
+            sa.select(
+                c.device_id,
+                c.ts,
+                c.label,
+                c.run_id,
+                sa.func.lag(c.ts).over(partition_by=c.device_id, order_by=order).label("p_ts"),
+                sa.func.lag(c.label).over(partition_by=c.device_id, order_by=order).label("p_label"),
+                sa.func.lag(c.run_id).over(partition_by=c.device_id, order_by=order).label("p_run"),
+            )
+            .where(c.device_id.in_(list(lowest)), c.ts >= low, c.ts <= high)
+            .subquery()
+        )
+        starts = sa.and_(
+            rows.c.p_ts.is_not(None),
+            sa.or_(
+                rows.c.ts - rows.c.p_ts > self.gap_cap_s,
+                rows.c.label != rows.c.p_label,
+                rows.c.run_id != rows.c.p_run,
+            ),
+        )
+        query = sa.select(rows.c.device_id, sa.func.min(rows.c.ts), sa.func.max(sa.case((starts, rows.c.ts)))).group_by(
+            rows.c.device_id
+        )
+        out: dict[str, tuple[float, Optional[float]]] = {}
+        with self.store.engine.connect() as conn:
+            for device_id, first_ts, break_ts in conn.execute(query):
+                first = finite_number(first_ts)
+                if first is not None:
+                    out[device_id] = (first, finite_number(break_ts))
+        for device_id in lowest:  # no row read (a clock jump, a pruned row): the newest prediction alone
+            out.setdefault(device_id, (newest[device_id][2], None))
+        return out
+
+
+# ---------------------------------------------------------------------------- export, labels, health, rates
+
+EXPORT_COLUMNS = (
+    "time_utc",
+    "ts",
+    "label",
+    "confidence",
+    "run_id",
+    "seq",
+    "model_id",
+    "variant",
+    "inference_ms",
+    "received_at",
+    "probabilities",
+)
+
+
+def export_rows(store: Store, device_id: str, since: float, until: float) -> Iterator[dict[str, Any]]:
+    """Every prediction with ``since < ts <= until``, oldest first, read :data:`EXPORT_CHUNK` rows at a time.
+
+    Keyset chunks on ``(ts, id)``: each chunk is its own short statement (no connection held while the
+    client reads), and memory stays one chunk whatever the range.
+    """
+    c = predictions.c
+    columns = (c.id, c.ts, c.label, c.confidence, c.run_id, c.seq, c.model_id, c.variant, c.inference_ms)
+    after: Optional[tuple[float, int]] = None
+    while True:
+        where = [c.device_id == device_id, c.ts > since, c.ts <= until]
+        if after is not None:
+            where.append(sa.or_(c.ts > after[0], sa.and_(c.ts == after[0], c.id > after[1])))
+        query = (
+            sa.select(*columns, c.received_at, sa.cast(c.probabilities, sa.Text).label("probabilities"))
+            .where(*where)
+            .order_by(c.ts, c.id)
+            .limit(EXPORT_CHUNK)
+        )
+        with store.engine.connect() as conn:
+            chunk = [dict(r) for r in conn.execute(query).mappings()]
+        yield from chunk
+        if len(chunk) < EXPORT_CHUNK:
+            return
+        after = (chunk[-1]["ts"], chunk[-1]["id"])
+
+
+def labels_seen(store: Store) -> list[str]:
+    """Every distinct label in the store (a DISTINCT over the whole table: cache the answer)."""
+    with store.engine.connect() as conn:
+        return [str(label) for (label,) in conn.execute(sa.select(predictions.c.label).distinct())]
+
+
+def predictions_per_second(
+    store: Store, device_ids: Sequence[str], now: float, window_s: float = 60.0
+) -> dict[str, float]:
+    """Predictions stored per second over the last ``window_s`` (by ``received_at``), per device, one statement."""
+    if not device_ids:
+        return {}
+    c = predictions.c
+    query = (
+        sa.select(c.device_id, sa.func.count())
+        .where(c.received_at > now - window_s, c.device_id.in_(list(device_ids)))
+        .group_by(c.device_id)
+    )
+    with store.engine.connect() as conn:
+        counts = {device_id: int(n) for device_id, n in conn.execute(query)}
+    return {device_id: counts.get(device_id, 0) / window_s for device_id in device_ids}
+
+
+def ping(store: Store, timeout_s: float) -> None:
+    """Raise unless the database answers now: ``SELECT 1`` on the engine (PostgreSQL, ``timeout_s`` bounded
+    by the server's ``statement_timeout``) or, for SQLite, on a fresh connection to the file, which a pooled
+    connection's open file handle would hide the loss of."""
+    if store.backend == "sqlite":
+        path = store.engine.url.database
+        if not path or path == ":memory:":
+            with store.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return
+        raw = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=timeout_s)
+        try:
+            raw.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            raw.close()
+        return
+    with store.engine.connect() as conn:
+        conn.execute(sa.text(f"SET LOCAL statement_timeout = {max(1, int(timeout_s * 1000))}"))
+        conn.execute(sa.text("SELECT 1"))
+
+
+def export_line(row: dict[str, Any]) -> list[str]:
+    """One CSV record of :func:`export_rows`' row, each cell safe to open in a spreadsheet."""
+    ts = finite_number(row["ts"])
+    when = (
+        dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if ts is not None and 0 <= ts < 253402300800.0
+        else ""
+    )
+    probabilities = row["probabilities"]
+    try:
+        probabilities = json.dumps(json.loads(probabilities), separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        probabilities = ""
+    return [
+        when,
+        _number(ts),
+        safe_cell(str(row["label"])),
+        _number(finite_number(row["confidence"])),
+        safe_cell(str(row["run_id"])),
+        str(row["seq"]),
+        safe_cell(str(row["model_id"])),
+        safe_cell(str(row["variant"] or "")),
+        _number(finite_number(row["inference_ms"])),
+        _number(finite_number(row["received_at"])),
+        probabilities,
+    ]
+
+
+def _number(value: Optional[float]) -> str:
+    return "" if value is None else repr(value)
+
+
+def safe_cell(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one starting with = + - @ (or a tab or CR) gets a leading '."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
