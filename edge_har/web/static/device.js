@@ -537,9 +537,23 @@
         splits: () => [0, 50, 100],
         values: (u, splits) => splits.map((v) => `${v}%`),
       }],
+      hooks: { setCursor: [confidenceHover] },
       series: [{}, { label: "confidence", stroke: cssVar("--dv-line", "#2563eb"), width: 1.5, spanGaps: false,
         points: { show: false }, fill: cssVar("--dv-line-fill", "rgba(37,99,235,0.08)") }],
     }, data, el);
+  }
+
+  function confidenceHover(u) {
+    const el = $("confidence-hover");
+    const i = u.cursor.idx;
+    const points = state.history && state.history.predictions || [];
+    const ts = i === null || i === undefined ? null : u.data[0][i];
+    const conf = ts === null ? null : u.data[1][i];
+    if (ts === null || conf === null || conf === undefined) { hoverText(el, null); return; }
+    const p = points.find((q) => q.ts === ts);
+    const withDay = !sameDay(state.bounds.since, state.bounds.until);
+    hoverText(el, [["dv-label", `${Math.round(conf)}%`], ["dv-start", when(ts, true, withDay)],
+      ["dv-duration", p ? p.label : ""]]);
   }
 
   // ------------------------------------------------------------------ per-day stacked bars
@@ -677,7 +691,7 @@
     $("csv").addEventListener("mousedown", updateCsvLink); // a rolling range's "now" is the moment of the click
     $("csv").addEventListener("keydown", updateCsvLink);
     for (const id of ["timeline", "confidence", "days"]) {
-      $(id).addEventListener("mouseleave", () => hoverText($(`${id}-hover`) || $("timeline-hover"), null));
+      $(id).addEventListener("mouseleave", () => hoverText($(`${id}-hover`), null));
     }
     let resizeTimer = null;
     window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(resize, 100); });
