@@ -1,15 +1,16 @@
 """The Predict page in a real headless Chromium against a real ``edge-har serve`` app and the tiny bundle.
 
 A person's path: open the page, pick a recording with the file input (and drop one on the zone),
-see the label the device's runtime gives, one bar per class, the latency and a timeline with one
-cell per window; an unusable file shows the server's one-line reason. Screenshots go to the
+see the label most windows get from the device's runtime with how many windows say it, one bar per
+class, the latency, a timeline with one cell per window and a table of segments (runs of one label)
+in the label colours the timeline uses; an unusable file shows the server's one-line reason. Screenshots go to the
 test's output folder (``<tmp_path>/screenshots``); README's docs/img/web-predict.png is one of them.
 """
 
 from __future__ import annotations
 
 import base64
-import re
+import itertools
 from collections import Counter
 
 import pytest
@@ -32,7 +33,7 @@ def expected_majority(bundle, path) -> tuple[str, int]:
     return Counter(labels).most_common(1)[0][0], len(labels)
 
 
-def test_upload_and_drop_show_the_label_bars_and_timeline(
+def test_upload_and_drop_show_the_label_bars_timeline_and_segments(
     web_server, browser_page, screenshot, tiny_bundle, tiny_dataset_dir, tmp_path
 ):
     server = web_server(ServeConfig(bundles=(tiny_bundle,)))
@@ -54,7 +55,9 @@ def test_upload_and_drop_show_the_label_bars_and_timeline(
     page.set_input_files("#file", str(day))
     page.wait_for_selector("#result:not([hidden])")
     assert page.inner_text("#label") == label == "Walk"
-    assert re.fullmatch(r"\d+\.\d %", page.inner_text("#confidence"))
+    majority_windows = Counter(windows)[label]
+    assert page.inner_text("#majority") == f"— {majority_windows} of {n_windows} windows"
+    assert page.inner_text("#confidence").startswith(f"mean confidence of those {majority_windows} windows ")
     assert "ms" in page.inner_text("#latency")
     bars = page.locator("#bars .bar")
     assert bars.count() == len(TINY_LABELS)
@@ -77,6 +80,18 @@ def test_upload_and_drop_show_the_label_bars_and_timeline(
     )
     assert all(c.evaluate("e => e.getBoundingClientRect().width") > 0 for c in (cells.first, cells.last))
     assert f"of {n_windows} windows" in page.inner_text("#summary")
+    # The segments: the runs of one label the timeline shows, in order, in the timeline's colours.
+    runs = [(name, len(list(group))) for name, group in itertools.groupby(windows)]
+    rows = page.locator("#segments tbody tr")
+    assert rows.count() == len(runs) >= 4
+    assert rows.evaluate_all("rs => rs.map(r => r.dataset.label)") == [name for name, _ in runs]
+    assert [int(t) for t in page.locator("#segments td.windows").all_inner_texts()] == [k for _, k in runs]
+    starts = page.locator("#segments td.start").all_inner_texts()
+    ends = page.locator("#segments td.end").all_inner_texts()
+    assert starts[0] == "0.0 s" and starts[1:] == ends[:-1]
+    swatches = page.locator("#segments .swatch").evaluate_all("ss => ss.map(s => getComputedStyle(s).backgroundColor)")
+    by_label = dict(zip(windows, colours))
+    assert swatches == [by_label[name] for name, _ in runs]
     shot = screenshot(page, "web-predict")
     assert shot.stat().st_size > 10_000
 

@@ -1,17 +1,18 @@
-// edge-har serve, Predict page: upload (drop or pick) -> POST /api/predict -> label, bars, timeline.
+// edge-har serve, Predict page: upload (drop or pick) -> POST /api/predict -> the recording's majority
+// label, the class bars, a timeline of windows and the table of segments (runs of one label).
 // Plain JavaScript, no build step, nothing fetched from elsewhere.
+//
+// The headline is what most windows said and how many said it ("Sit — 12 of 20 windows"), the same
+// label the bars and the segments show; a single window's confidence is never put beside a bar of
+// the mean. Colours come from palette.js, so a label has the same colour here as on the Live page.
 "use strict";
 
-const PALETTE = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#ca8a04",
-  "#db2777", "#4b5563", "#65a30d", "#7c3aed", "#0d9488", "#b91c1c", "#1d4ed8"];
-
 const $ = (id) => document.getElementById(id);
+const SEGMENT_ROWS = 500; // a long recording's table shows this many segments, then says how many more
 let bundles = [];
 
-function colourFor(labels, label) {
-  const i = labels.indexOf(label);
-  return i < 0 ? "#9ca3af" : PALETTE[i % PALETTE.length];
-}
+const colourFor = (label) => window.EdgeHarPalette.colourFor(label);
+const seconds = (s) => `${s.toFixed(1)} s`;
 
 function current() {
   return bundles.find((b) => b.model_id === $("model").value) || bundles[0];
@@ -60,12 +61,15 @@ function showError(message) {
 function render(result) {
   const b = bundles.find((x) => x.model_id === result.model_id) || current();
   const labels = b ? b.labels : Object.keys(result.probabilities);
+  const n = result.windows.length;
+  const mine = result.summary.majority_windows ?? result.windows.filter((w) => w.label === result.label).length;
   $("label").textContent = result.label;
-  $("confidence").textContent = `${(100 * result.confidence).toFixed(1)} %`;
-  const mine = result.windows.filter((w) => w.label === result.label).length;
-  $("confidence").title = result.windows.length > 1
-    ? `mean confidence of the ${mine} windows labelled ${result.label}`
-    : "confidence";
+  $("label").style.color = colourFor(result.label);
+  $("majority").textContent = n > 1 ? `— ${mine} of ${n} windows` : `${(100 * result.confidence).toFixed(1)} %`;
+  $("majority").title = n > 1 ? `the label most windows say: ${mine} of the recording's ${n} windows` : "confidence";
+  $("confidence").textContent = n > 1
+    ? `mean confidence of those ${mine} windows ${(100 * result.confidence).toFixed(1)} %`
+    : "";
   const lat = result.summary;
   $("latency").textContent = result.windows.length > 1
     ? `${lat.p50_latency_ms.toFixed(2)} ms per window (p50) · ${result.total_ms.toFixed(0)} ms in all`
@@ -84,7 +88,7 @@ function render(result) {
     const track = el("span", { class: "track" });
     const fill = el("span", { class: "fill" });
     fill.style.width = `${(100 * p).toFixed(1)}%`;
-    fill.style.background = colourFor(labels, label);
+    fill.style.background = colourFor(label);
     track.append(fill);
     row.append(track, el("span", { class: "value" }, `${(100 * p).toFixed(1)} %`));
     bars.append(row);
@@ -96,21 +100,45 @@ function render(result) {
     const strip = $("timeline");
     strip.replaceChildren(...result.windows.map((w) => {
       const cell = el("span", { title: `${w.start_s.toFixed(1)}–${w.end_s.toFixed(1)} s: ${w.label} ${(100 * w.confidence).toFixed(0)} %`, "data-label": w.label });
-      cell.style.background = colourFor(labels, w.label);
+      cell.style.background = colourFor(w.label);
       return cell;
     }));
     $("axis-end").textContent = `${result.windows[result.windows.length - 1].end_s.toFixed(1)} s`;
     $("legend").replaceChildren(...labels.map((label) => {
       const item = el("span");
       const swatch = el("i");
-      swatch.style.background = colourFor(labels, label);
+      swatch.style.background = colourFor(label);
       item.append(swatch, document.createTextNode(`${label} ${(100 * (result.summary.shares[label] || 0)).toFixed(0)} %`));
       return item;
     }));
     $("summary").textContent =
       `${result.summary.majority_label} in ${(100 * result.summary.majority_share).toFixed(0)} % of ${result.summary.windows} windows`;
+    renderSegments(result.segments || []);
   }
   $("result").hidden = false;
+}
+
+function renderSegments(segments) {
+  const rows = segments.slice(0, SEGMENT_ROWS).map((s) => {
+    const row = el("tr", { "data-label": s.label });
+    const name = el("td", { class: "seg-label" });
+    const swatch = el("i", { class: "swatch" });
+    swatch.style.background = colourFor(s.label);
+    name.append(swatch, document.createTextNode(s.label));
+    row.append(
+      name,
+      el("td", { class: "num start" }, seconds(s.start_s)),
+      el("td", { class: "num end" }, seconds(s.end_s)),
+      el("td", { class: "num duration" }, seconds(s.duration_s)),
+      el("td", { class: "num windows" }, String(s.windows)),
+      el("td", { class: "num mean" }, `${(100 * s.mean_confidence).toFixed(1)} %`),
+    );
+    return row;
+  });
+  $("segments").tBodies[0].replaceChildren(...rows);
+  $("segments-more").textContent = segments.length > SEGMENT_ROWS
+    ? `and ${segments.length - SEGMENT_ROWS} more segments (the whole list is in the API's reply)`
+    : "";
 }
 
 async function upload(file) {
@@ -157,4 +185,5 @@ function wire() {
 }
 
 wire();
-loadInfo();
+// the server's label order first, so each label has the colour it has on every other page
+window.EdgeHarPalette.load().finally(loadInfo);
