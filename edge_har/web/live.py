@@ -178,6 +178,7 @@ class LiveService:
                 f"{DETAIL_LIMIT} and `limit * 3600 / hour_step_s` at most {HOUR_POINTS_MAX}."
             ),
             response_class=JSONResponse,
+            responses={200: {"model": m.DevicesPage, "description": "one page of devices"}},
         )
         def api_devices(
             limit: int = Query(

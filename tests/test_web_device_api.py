@@ -1,0 +1,466 @@
+"""The per-device API of ``edge-har serve`` on real SQLite and PostgreSQL stores.
+
+History ranges (``until``, ``limit``, ``truncated``, ``status_before``, ``outages``), range summaries
+against the one-day summaries, the current stretch of a device, the CSV export read back with the ``csv``
+module, ``/healthz`` with the database or the broker gone, ``/metrics`` parsed by prometheus_client's own
+parser, and the response schemas in ``/openapi.json``. Rows are written through the store's own write
+methods, as the ingest writes them; ``received_at`` is now so retention keeps them whatever ``ts`` says.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+import sqlalchemy as sa  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from edge_har.mqtt.config import MqttConfig  # noqa: E402
+from edge_har.web import api_models, queries  # noqa: E402
+from edge_har.web.app import create_app  # noqa: E402
+from edge_har.web.background import free_port  # noqa: E402
+from edge_har.web.config import ServeConfig  # noqa: E402
+from edge_har.web.store import GAP_CAP_S, Store, open_store_url  # noqa: E402
+
+pytest_plugins = ["tests.plugins.db"]
+
+NOW = float(round(time.time()))
+DAY = 86400.0
+
+
+def row(device: str, seq: int, ts: float, label: str = "Walk", run_id: str = "r1", received_at: float = NOW) -> dict:
+    return {
+        "device_id": device,
+        "run_id": run_id,
+        "seq": seq,
+        "ts": ts,
+        "label": label,
+        "confidence": 0.75,
+        "probabilities": {label: 0.75, "Other": 0.25},
+        "model_id": "m-1",
+        "variant": "int8",
+        "inference_ms": 1.25,
+        "received_at": received_at,
+    }
+
+
+def series(device: str, start: float, n: int, step: float = 1.0, label: str = "Walk", seq0: int = 0, **kw) -> list:
+    return [row(device, seq0 + i, start + i * step, label, **kw) for i in range(n)]
+
+
+@pytest.fixture
+def store(db_url) -> Iterator[Store]:
+    s = open_store_url(db_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client_for(db_url) -> Iterator[Any]:
+    clients: list[TestClient] = []
+
+    def make(**fields: Any) -> TestClient:
+        client = TestClient(create_app(ServeConfig(db_url=db_url, **fields)))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+# ====================================================================== history
+
+
+def test_history_honours_until_limit_and_reports_outages_and_the_status_before(store, client_for):
+    t0 = NOW - 1000
+    # 0..99 s, a 30 s hole, 130..229 s; stopped from 150 to 170 s; a status before the range
+    store.add_predictions(series("pi-1", t0, 100) + series("pi-1", t0 + 130, 100, seq0=130))
+    store.set_status("pi-1", "online", t0 - 50)
+    store.set_status("pi-1", "stopped", t0 + 150)
+    store.set_status("pi-1", "online", t0 + 170)
+    client = client_for()
+
+    body = client.get("/api/devices/pi-1/history", params={"since": t0 + 10, "until": t0 + 50}).json()
+    assert body["until"] == t0 + 50 and body["limit"] == 20000 and body["truncated"] is False
+    assert [p["ts"] for p in body["predictions"]] == [t0 + s for s in range(11, 51)]  # since < ts <= until
+    assert body["status_before"] == {"status": "online", "received_at": t0 - 50}
+    assert body["status"] == [] and body["outages"] == []
+    api_models.HistoryResponse.model_validate(body)
+
+    iso = dt.datetime.fromtimestamp(t0 + 200, dt.timezone.utc).isoformat()
+    body = client.get("/api/devices/pi-1/history", params={"since": t0 - 1, "until": iso, "limit": 25}).json()
+    assert body["truncated"] is True and len(body["predictions"]) == 25
+    assert body["predictions"][-1]["ts"] == t0 + 200 and body["predictions"][0]["ts"] == t0 + 176  # newest kept
+    assert [s["status"] for s in body["status"]] == ["stopped", "online"]
+    assert body["outages"] == [
+        {"start": t0 + 99, "end": t0 + 130, "reason": "no_data"},
+        {"start": t0 + 150, "end": t0 + 170, "reason": "stopped"},
+    ]
+
+    # a range that starts while stopped: the outage is clipped to the range start
+    body = client.get("/api/devices/pi-1/history", params={"since": t0 + 160, "until": t0 + 165}).json()
+    assert body["status_before"]["status"] == "stopped"
+    assert body["outages"] == [{"start": t0 + 160, "end": t0 + 165, "reason": "stopped"}]
+
+    # a device still offline at the end: the outage runs to until
+    store.set_status("pi-1", "offline", t0 + 300)
+    body = client.get("/api/devices/pi-1/history", params={"since": t0 + 250, "until": t0 + 400}).json()
+    assert body["outages"] == [{"start": t0 + 300, "end": t0 + 400, "reason": "offline"}]
+
+    # gaps of exactly the cap are not outages; thinning does not hide a gap
+    body = client.get("/api/devices/pi-1/history", params={"since": t0 - 1, "until": t0 + 229, "step_s": 60}).json()
+    assert len(body["predictions"]) <= 5 and body["outages"][0]["reason"] == "no_data"
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "name"),
+    [
+        ({"since": 100, "until": 100}, 400, "until"),
+        ({"since": 200, "until": 100}, 400, "until"),
+        ({"until": "soon"}, 400, "until"),
+        ({"until": "-3"}, 400, "until"),
+        ({"limit": 0}, 400, "limit"),
+        ({"limit": 20001}, 400, "limit"),
+        ({"limit": "all"}, 422, "limit"),
+    ],
+)
+def test_history_range_mistakes_are_one_line_naming_the_parameter(tmp_path, query, status, name):
+    url = f"sqlite:///{tmp_path / 'w.sqlite3'}"
+    s = open_store_url(url)
+    s.set_status("pi-1", "online", NOW)
+    s.close()
+    with TestClient(create_app(ServeConfig(db_url=url))) as client:
+        for path in ("/api/devices/pi-1/history", "/api/devices/pi-1/export.csv"):
+            if name == "limit" and "export" in path:
+                continue
+            reply = client.get(path, params=query)
+            assert reply.status_code == status, reply.text
+            detail = reply.json()["detail"]
+            if status == 400:
+                assert isinstance(detail, str) and detail.startswith(f"{name}: ") and "\n" not in detail
+            assert name in json.dumps(detail)
+
+
+# ====================================================================== summaries
+
+
+def test_a_range_summary_equals_the_day_summaries_and_is_one_statement(store, client_for):
+    offset = 60  # CET
+    tz = dt.timezone(dt.timedelta(minutes=offset))
+    first = dt.datetime.now(tz).date() - dt.timedelta(days=3)
+    midnight = dt.datetime.combine(first, dt.time(), tz).timestamp()
+    rows = []
+    # a run across the first midnight, another label on day 2, a stretch on day 3 with a gap in it
+    rows += series("pi-1", midnight + DAY - 20, 40, step=1.0, label="Walk")
+    rows += series("pi-1", midnight + DAY + 3600, 30, step=2.0, label="Sit", seq0=100, run_id="r2")
+    rows += series("pi-1", midnight + 2 * DAY + 50, 10, step=0.5, label="Walk", seq0=200, run_id="r3")
+    rows += series("pi-1", midnight + 2 * DAY + 70, 10, step=0.5, label="Walk", seq0=300, run_id="r3")
+    rows.append(row("pi-1", 999, midnight + 3 * DAY, "Sit", run_id="r4"))  # exactly midnight: the next day
+    store.add_predictions(rows)
+    client = client_for()
+    since, until = first.isoformat(), (first + dt.timedelta(days=4)).isoformat()
+
+    statements: list[str] = []
+    engine = client.app.state.live.store.engine
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    body = client.get(
+        "/api/devices/pi-1/summary", params={"since": since, "until": until, "utc_offset_min": offset}
+    ).json()
+    assert len([s for s in statements if "predictions" in s]) == 1
+    assert body["since"] == midnight and body["until"] == midnight + 4 * DAY
+    assert [d["day"] for d in body["days"]] == [(first + dt.timedelta(days=k)).isoformat() for k in range(4)]
+    api_models.SummaryResponse.model_validate(body)
+
+    total: dict[str, float] = {}
+    for day in body["days"]:
+        one = client.get(
+            "/api/devices/pi-1/summary", params={"day": day["day"], "utc_offset_min": offset}
+        ).json()
+        assert one["day"] == day["day"] and one["start"] == day["start"] and one["end"] == day["end"]
+        assert day["seconds"] == pytest.approx(one["seconds"]) and day["total_s"] == pytest.approx(one["total_s"])
+        for label, s in one["seconds"].items():
+            total[label] = total.get(label, 0.0) + s
+    assert body["seconds"] == pytest.approx(total) and body["total_s"] == pytest.approx(sum(total.values()))
+    assert body["days"][0]["seconds"]["Walk"] == pytest.approx(20.0)  # -20 s .. midnight
+    assert body["days"][1]["seconds"] == pytest.approx({"Walk": 20.0, "Sit": 60.0})
+    covered = 18 * 0.5 + GAP_CAP_S  # the run's 19 gaps, the long one capped; its last row lasts their mean
+    assert body["days"][2]["seconds"]["Walk"] == pytest.approx(covered + covered / 19)
+    assert set(body["days"][3]["seconds"]) == {"Sit"}
+
+    short = client.get(
+        "/api/devices/pi-1/summary", params={"since": since, "until": until, "utc_offset_min": offset, "by": "total"}
+    ).json()
+    assert "days" not in short and short["seconds"] == pytest.approx(body["seconds"])
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "name"),
+    [
+        ({"since": "2026-01-01", "until": "2027-01-03"}, 400, "until"),  # 367 days
+        ({"since": "2026-01-02", "until": "2026-01-01"}, 400, "until"),
+        ({"since": "yesterday"}, 400, "since"),
+        ({"day": "2026-01-01", "since": "2026-01-01"}, 400, "day"),
+        ({"by": "week"}, 422, "by"),
+    ],
+)
+def test_summary_range_mistakes_name_the_parameter(tmp_path, query, status, name):
+    url = f"sqlite:///{tmp_path / 'w.sqlite3'}"
+    s = open_store_url(url)
+    s.set_status("pi-1", "online", NOW)
+    s.close()
+    with TestClient(create_app(ServeConfig(db_url=url))) as client:
+        reply = client.get("/api/devices/pi-1/summary", params=query)
+        assert reply.status_code == status, reply.text
+        assert name in json.dumps(reply.json()["detail"])
+        year = client.get("/api/devices/pi-1/summary", params={"since": "2026-01-01", "until": "2027-01-01"})
+        assert year.status_code == 200 and len(year.json()["days"]) == 365
+
+
+# ====================================================================== the current stretch
+
+
+def current_of(client: TestClient, device: str) -> dict | None:
+    one = client.get(f"/api/devices/{device}").json()
+    listed = next(d for d in client.get("/api/devices").json()["devices"] if d["device_id"] == device)
+    assert listed["current"] == one["current"]
+    return one["current"]
+
+
+def test_the_current_stretch_follows_label_run_and_gap_changes(store, client_for):
+    t0 = NOW - 3000
+    store.add_predictions(series("pi-1", t0, 20, label="Sit") + series("pi-1", t0 + 20, 30, label="Walk", seq0=20))
+    store.set_status("pi-2", "online", NOW)  # a device without predictions
+    client = client_for()
+    assert current_of(client, "pi-1") == {"label": "Walk", "since": t0 + 20, "duration_s": 29.0}
+    assert client.get("/api/devices/pi-2").json()["current"] is None
+
+    store.add_predictions(series("pi-1", t0 + 50, 10, label="Walk", seq0=50))  # continues: longer
+    assert current_of(client, "pi-1") == {"label": "Walk", "since": t0 + 20, "duration_s": 39.0}
+    store.add_predictions(series("pi-1", t0 + 59 + GAP_CAP_S + 1, 5, label="Walk", seq0=60))  # after a gap
+    assert current_of(client, "pi-1") == {"label": "Walk", "since": t0 + 65, "duration_s": 4.0}
+    store.add_predictions(series("pi-1", t0 + 70, 3, label="Walk", seq0=0, run_id="r2"))  # a new run
+    assert current_of(client, "pi-1") == {"label": "Walk", "since": t0 + 70, "duration_s": 2.0}
+    store.add_predictions(series("pi-1", t0 + 73, 2, label="Sit", seq0=3, run_id="r2"))
+    assert current_of(client, "pi-1")["label"] == "Sit"
+
+    # a stretch longer than the first scan, found by a fresh server (no remembered stretch)
+    store.add_predictions(series("pi-3", t0 - 900, 1000, step=2.0, label="Sit"))
+    fresh = client_for()
+    assert current_of(fresh, "pi-3") == {"label": "Sit", "since": t0 - 900, "duration_s": 1998.0}
+    api_models.DeviceView.model_validate(fresh.get("/api/devices/pi-3").json())
+
+
+def test_one_device_is_404_when_unknown_and_400_when_not_an_id(client_for):
+    client = client_for()
+    assert client.get("/api/devices/ghost").status_code == 404
+    reply = client.get("/api/devices/a%20b")
+    assert reply.status_code == 400 and reply.json()["detail"].startswith("device_id: ")
+
+
+# ====================================================================== CSV export
+
+
+def test_the_export_reads_back_with_the_csv_module_and_is_injection_safe(store, client_for, monkeypatch):
+    monkeypatch.setattr(queries, "EXPORT_CHUNK", 7)  # several chunks, a partial last one
+    t0 = NOW - 500
+    rows = series("kitchen", t0, 20)
+    rows += [row("kitchen", 20, t0 + 20, "=HYPERLINK(1)"), row("kitchen", 21, t0 + 21, "@x")]
+    rows[3]["label"] = 'Walk, "fast"\nnow'
+    store.add_predictions(rows)
+    client = client_for()
+    reply = client.get("/api/devices/kitchen/export.csv", params={"since": t0 - 1, "until": t0 + 21})
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/csv")
+    start = dt.datetime.fromtimestamp(t0 - 1, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    end = dt.datetime.fromtimestamp(t0 + 21, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    assert reply.headers["content-disposition"] == f'attachment; filename="kitchen_{start}_{end}.csv"'
+    records = list(csv.DictReader(io.StringIO(reply.text)))
+    assert list(records[0]) == list(queries.EXPORT_COLUMNS)
+    assert len(records) == 22 and [int(r["seq"]) for r in records] == list(range(22))
+    assert float(records[0]["ts"]) == t0 and records[0]["time_utc"].endswith("Z")
+    assert dt.datetime.fromisoformat(records[0]["time_utc"].replace("Z", "+00:00")).timestamp() == t0
+    assert records[3]["label"] == 'Walk, "fast"\nnow'
+    assert records[20]["label"] == "'=HYPERLINK(1)" and records[21]["label"] == "'@x"
+    assert json.loads(records[0]["probabilities"]) == {"Walk": 0.75, "Other": 0.25}
+    assert records[0]["model_id"] == "m-1" and float(records[0]["inference_ms"]) == 1.25
+
+    empty = client.get("/api/devices/kitchen/export.csv", params={"since": t0 + 100, "until": t0 + 200})
+    assert empty.text.strip() == ",".join(queries.EXPORT_COLUMNS)
+
+
+# ====================================================================== labels
+
+
+def test_labels_are_the_models_classes_in_order_then_the_stored_ones_sorted(tmp_path, tiny_bundle):
+    from edge_har.web.predict import LoadedModel
+    from tests.plugins.bundle import TINY_LABELS
+
+    url = f"sqlite:///{tmp_path / 'w.sqlite3'}"
+    s = open_store_url(url)
+    extra = ["Zebra", "unknown", TINY_LABELS[-1], "Alpha"]
+    s.add_predictions([row("pi-1", i, NOW - 10 + i, label) for i, label in enumerate(extra)])
+    s.close()
+    model = LoadedModel.load(tiny_bundle, "int8")
+    with TestClient(create_app(ServeConfig(db_url=url), [model])) as client:
+        labels = client.get("/api/labels").json()["labels"]
+        assert labels == [*[x for x in TINY_LABELS if x != "unknown"], "Alpha", "Zebra"]
+        statements: list[str] = []
+        sa.event.listen(client.app.state.live.store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        assert client.get("/api/labels").json()["labels"] == labels and statements == []  # cached
+
+
+# ====================================================================== health and metrics
+
+
+def test_healthz_is_503_when_the_sqlite_file_is_gone(tmp_path):
+    path = tmp_path / "w.sqlite3"
+    with TestClient(create_app(ServeConfig(db_path=path, host="0.0.0.0", password="pw-for-tests"))) as client:
+        ok = client.get("/healthz")  # no credentials: an orchestrator's probe
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["status"] == "ok" and ok.json()["store"]["backend"] == "sqlite"
+        api_models.HealthResponse.model_validate(ok.json())
+        assert client.get("/metrics").status_code == 401  # the rest still needs the password
+        assert client.get("/healthz/").status_code == 401
+        path.rename(tmp_path / "moved.sqlite3")
+        gone = client.get("/healthz")
+        assert gone.status_code == 503
+        body = gone.json()
+        assert body["status"] == "unavailable" and body["store"]["ok"] is False and body["store"]["error"]
+        (tmp_path / "moved.sqlite3").rename(path)
+        assert client.get("/healthz").status_code == 200
+
+
+def test_healthz_is_503_when_the_postgresql_database_is_dropped(postgres_url):
+    base = sa.engine.make_url(postgres_url)
+    name = f"edge_har_health_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = base.set(database=name).render_as_string(hide_password=False)
+        with TestClient(create_app(ServeConfig(db_url=url))) as client:
+            body = client.get("/healthz").json()
+            assert body["status"] == "ok" and body["store"]["backend"] == "postgresql"
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+            gone = client.get("/healthz")
+            assert gone.status_code == 503 and gone.json()["store"]["ok"] is False
+            assert name in gone.json()["store"]["error"]
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_healthz_is_503_while_a_configured_broker_is_away(tmp_path):
+    mqtt = MqttConfig(host="127.0.0.1", port=free_port("127.0.0.1"), reconnect_min_s=0.1, reconnect_max_s=0.5)
+    with TestClient(create_app(ServeConfig(db_path=tmp_path / "w.sqlite3", mqtt=mqtt))) as client:
+        reply = client.get("/healthz")
+        assert reply.status_code == 503
+        assert reply.json()["broker"] == {"configured": True, "connected": False}
+        assert reply.json()["store"]["ok"] is True
+
+
+def metrics(client: TestClient) -> dict[str, Any]:
+    reply = client.get("/metrics")
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
+    out: dict[str, Any] = {}
+    for family in text_string_to_metric_families(reply.text):
+        for sample in family.samples:
+            key = sample.name if not sample.labels else (sample.name, tuple(sorted(sample.labels.items())))
+            out[key] = sample.value
+    return out
+
+
+def test_metrics_parse_and_count_what_the_ingest_and_the_store_hold(mosquitto_broker, db_url):
+    from tests.ingest_helpers import prediction, wait_until
+    from tests.test_web_live import Devices
+
+    store = open_store_url(db_url)
+    store.add_predictions(series("pi-old", time.time() - 30, 30, received_at=time.time()))
+    store.set_status("pi-old", "stopped", time.time())
+    store.close()
+    mqtt = MqttConfig(host=mosquitto_broker.host, port=mosquitto_broker.port, reconnect_min_s=0.1)
+    app = create_app(ServeConfig(db_url=db_url, mqtt=mqtt))
+    devices = Devices(mosquitto_broker)
+    try:
+        with TestClient(app) as client:
+            assert app.state.live.ingest.ready.wait(10)
+            for seq in (0, 1, 2, 5):  # seqs 3 and 4 never arrive: two gaps
+                devices.send("edge-har/pi-a/prediction", prediction("pi-a", seq))
+            devices.send("edge-har/pi-a/prediction", b"{not json")
+            wait_until(lambda: app.state.live.ingest.counters.stored == 4, what="4 stored")
+            wait_until(lambda: sum(app.state.live.ingest.status()["rejected"].values()) == 1, what="1 rejected")
+            got = metrics(client)
+            status = app.state.live.ingest.status()
+            assert got["edge_har_ingest_stored_total"] == 4 == status["stored"]
+            assert got["edge_har_ingest_received_total"] == status["received"] >= 5
+            assert got["edge_har_ingest_gaps_total"] == 2 == status["gaps"]
+            (reason,) = status["rejected"]
+            assert got[("edge_har_ingest_rejected_total", (("reason", reason),))] == 1
+            assert got["edge_har_broker_connected"] == 1 and got["edge_har_ingest_db_up"] == 1
+            assert got[("edge_har_device_gaps", (("device_id", "pi-a"),))] == 2
+            assert got[("edge_har_device_predictions_per_second", (("device_id", "pi-old"),))] == pytest.approx(0.5)
+            stopped = ("edge_har_device_liveness", (("device_id", "pi-old"), ("liveness", "stopped")))
+            online = ("edge_har_device_liveness", (("device_id", "pi-old"), ("liveness", "online")))
+            assert got[stopped] == 1 and got[online] == 0
+            assert got["edge_har_devices"] == 2
+    finally:
+        devices.close()
+
+    # a second app in the same process has its own registry (no duplicate-timeseries error)
+    with TestClient(create_app(ServeConfig(db_url=db_url))) as client:
+        assert metrics(client)["edge_har_broker_configured"] == 0
+
+
+# ====================================================================== the schema and the pages
+
+
+def test_the_schema_types_every_json_route_and_the_stream_is_an_event_stream(store, client_for):
+    store.add_predictions(series("pi-1", NOW - 100, 10))
+    client = client_for()
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    refs = {
+        "/api/devices/{device_id}": "DeviceView",
+        "/api/devices/{device_id}/history": "HistoryResponse",
+        "/api/devices/{device_id}/summary": "SummaryResponse",
+        "/api/labels": "LabelsResponse",
+        "/healthz": "HealthResponse",
+        "/api/devices": "DevicesPage",
+    }
+    for path, model in refs.items():
+        ok = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok.get("$ref", "").endswith(f"/{model}"), (path, ok)
+    assert paths["/healthz"]["get"]["responses"]["503"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/HealthResponse"
+    )
+    stream = paths["/api/stream"]["get"]["responses"]["200"]["content"]
+    assert set(stream) == {"text/event-stream"}
+    assert set(paths["/api/devices/{device_id}/export.csv"]["get"]["responses"]["200"]["content"]) == {"text/csv"}
+    assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
+    outage = schema["components"]["schemas"]["Outage"]["properties"]["reason"]
+    assert set(outage["enum"]) == {"no_data", "stopped", "offline"}
+    # a real page matches the documented model
+    api_models.DevicesPage.model_validate(client.get("/api/devices", params={"hour_step_s": 60, "today": True}).json())
+
+
+def test_the_device_page_is_served(client_for):
+    from edge_har.web.live import STATIC
+
+    if not (STATIC / "device.html").is_file():
+        pytest.skip("static/device.html is not written yet")
+    reply = client_for().get("/device/pi-1")
+    assert reply.status_code == 200 and "text/html" in reply.headers["content-type"]
