@@ -145,6 +145,8 @@ def test_the_device_page_shows_one_device_over_a_chosen_range(web_server, browse
     api = f"{server.url}/api/devices/{DEVICE}"
 
     page = browser_page(timezone_id=TZ)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(base)
     ready(page)
     assert "range=1h" in page.url
@@ -265,6 +267,7 @@ def test_the_device_page_shows_one_device_over_a_chosen_range(web_server, browse
     page.goto(f"{again.url}/device/pi-nowhere")
     error.wait_for(state="visible")
     assert "No device “pi-nowhere”" in error.inner_text()
+    assert errors == []  # no script error on the way
 
 
 def test_the_device_page_fits_a_phone_and_turns_dark(web_server, browser_page, screenshot, tmp_path):
@@ -283,10 +286,17 @@ def test_the_device_page_fits_a_phone_and_turns_dark(web_server, browser_page, s
         assert box["x"] >= 0 and box["x"] + box["width"] <= 360, (chart, box)
     screenshot(phone, "device-phone")
 
+    # a hand-edited link's nonsense is dropped for the default range, not drawn
     dark = browser_page(timezone_id=TZ, color_scheme="dark")
-    dark.goto(f"{server.url}/device/{DEVICE}")
+    errors: list[str] = []
+    dark.on("pageerror", lambda exc: errors.append(str(exc)))
+    dark.goto(f"{server.url}/device/{DEVICE}?range=custom&from=2026-13-40T99:00&to=%3Cscript%3E&days=-1")
     ready(dark)
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(dark.url).query)
+    assert query == {"range": ["1h"]}, dark.url
+    assert dark.get_by_role("radio", name="Last hour").get_attribute("aria-checked") == "true"
     background = dark.evaluate("getComputedStyle(document.body).backgroundColor")
     red, green, blue = (int(v) for v in background[background.index("(") + 1 : background.index(")")].split(",")[:3])
     assert 0.2126 * red + 0.7152 * green + 0.0722 * blue < 60, background
     screenshot(dark, "device-dark")
+    assert errors == []

@@ -196,7 +196,9 @@
 
   function failed(err) {
     let text;
-    if (err instanceof HttpError && err.status === 404) {
+    if (typeof err === "string") {
+      text = err;
+    } else if (err instanceof HttpError && err.status === 404) {
       text = `No device “${deviceId}” has been seen by this server.`;
     } else if (err instanceof HttpError) {
       text = `The server refused: ${err.message}`;
@@ -215,7 +217,6 @@
     state.lastOk = Date.now();
     $("error").hidden = true;
     document.body.classList.remove("dv-failed");
-    $("refreshed").textContent = `updated ${clock(Date.now() / 1000, true)}`;
   }
 
   async function loadView() {
@@ -252,7 +253,8 @@
 
   async function guarded(...jobs) {
     state.loads += 1;
-    $("loading").hidden = false;
+    $("loading").hidden = Boolean(state.history); // the line only while nothing is drawn yet
+    $("refreshed").textContent = "loading…";
     document.body.classList.add("dv-loading");
     try {
       await Promise.all(jobs.map((job) => job()));
@@ -264,6 +266,7 @@
       if (!state.loads) {
         $("loading").hidden = true;
         document.body.classList.remove("dv-loading");
+        $("refreshed").textContent = state.lastOk ? `updated ${clock(state.lastOk / 1000, true)}` : "";
       }
     }
   }
@@ -674,7 +677,7 @@
       const from = $("from").value, to = $("to").value;
       const a = parseLocal(from), b = parseLocal(to);
       if (a === null || b === null || a >= b) {
-        failed(new HttpError(400, "the custom range: From must be before To"));
+        failed("The custom range: From must be before To.");
         return;
       }
       setRange({ kind: "custom", from, to });
@@ -698,7 +701,8 @@
     const scheme = window.matchMedia("(prefers-color-scheme: dark)");
     if (scheme.addEventListener) scheme.addEventListener("change", rebuild);
     setInterval(showCurrent, TICK_MS);
-    setInterval(() => { if (!state.loads) refresh(); }, VIEW_EVERY_MS);
+    setInterval(() => { if (!state.loads && !document.hidden) refresh(); }, VIEW_EVERY_MS);
+    document.addEventListener("visibilitychange", () => { if (!document.hidden && !state.loads) refresh(); });
   }
 
   async function start() {
