@@ -356,6 +356,7 @@
 
   function xAxis() {
     return {
+      size: 34,
       stroke: cssVar("--dv-axis", "#66707c"),
       grid: { stroke: cssVar("--dv-grid", "#e5e7eb"), width: 1 },
       ticks: { stroke: cssVar("--dv-grid", "#e5e7eb"), width: 1 },
@@ -450,7 +451,8 @@
     } else {
       charts.timeline = new uPlot({
         width: chartWidth(el),
-        height: 84,
+        height: 70,
+        padding: [4, 16, 0, 0],
         legend: { show: false },
         cursor: { y: false, points: { show: false }, sync: { key: "dv" }, drag: { x: true, y: false, setScale: false } },
         select: { show: true },
@@ -528,7 +530,8 @@
     }
     charts.confidence = new uPlot({
       width: chartWidth(el),
-      height: 150,
+      height: 140,
+      padding: [10, 16, 0, 0],
       legend: { show: false },
       cursor: { y: false, sync: { key: "dv" }, drag: { x: false, y: false } },
       scales: { x: { time: true, auto: false, range: () => [state.bounds.since, state.bounds.until] }, y: { auto: false, range: [0, 100] } },
@@ -585,11 +588,13 @@
     charts.days = new uPlot({
       width: chartWidth(el),
       height: 200,
+      padding: [10, 16, 0, 0],
       legend: { show: false },
       cursor: { y: false, points: { show: false }, drag: { x: false, y: false } },
       scales: { x: { time: false, range: [-0.6, Math.max(0.6, days.length - 0.4)] }, y: { auto: false, range: [0, Math.ceil(top * 1.1)] } },
       axes: [
         {
+          size: 34,
           stroke: cssVar("--dv-axis", "#66707c"),
           grid: { show: false },
           ticks: { show: false },
