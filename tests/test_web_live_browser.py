@@ -1,19 +1,25 @@
 """The Live page in a real headless Chromium, against a real uvicorn, a real mosquitto and SQLite.
 
 Devices publish the daemon's payloads with paho; the page must follow them without a reload (a marker
-set in the page's window survives every step), show a device going offline when its Last Will fires,
-and come back by itself after the server restarts on the same port. Screenshots go to the test's
-tmp_path/screenshots/ (``live-fleet.png`` is the README's docs/img/web-live.png).
+set in the page's window survives every step), say how long each device's current activity has
+lasted, mark a stopped device's card as its last known state, show a device going offline when its
+Last Will fires, say the server is unreachable while it is down (the cards kept, marked unknown) and
+come back by itself after the server restarts on the same port. A phone-sized window in dark mode
+must not scroll sideways and must stay readable. Screenshots go to the test's tmp_path/screenshots/
+(``live-fleet.png`` is the README's docs/img/web-live.png).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -125,6 +131,40 @@ def text(page, device: str, selector: str) -> str:
     return page.locator(f'section.device[data-device="{device}"] {selector}').inner_text()
 
 
+def style(page, device: str, selector: str, prop: str) -> str:
+    return page.locator(f'section.device[data-device="{device}"] {selector}').evaluate(
+        f"e => getComputedStyle(e).{prop}"
+    )
+
+
+def rgb(css: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in re.findall(r"[\d.]+", css)[:3])
+
+
+def luminance(css: str) -> float:
+    """WCAG relative luminance of a computed ``rgb(r, g, b)``."""
+
+    def lin(c: float) -> float:
+        c /= 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (lin(c) for c in rgb(css))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def muted_colour(page) -> str:
+    """The page's --muted, as a computed colour."""
+    return page.evaluate(
+        "() => { const e = document.createElement('span'); e.style.color = 'var(--muted)';"
+        " document.body.append(e); const c = getComputedStyle(e).color; e.remove(); return c; }"
+    )
+
+
 def test_the_live_page_follows_the_fleet_without_reloading(
     web_server, browser_page, screenshot, mosquitto_broker, tmp_path
 ):
@@ -154,9 +194,11 @@ def test_the_live_page_follows_the_fleet_without_reloading(
         next_seq[device] = publish_history(fleet, device, plan, now, settle)
     assert server.app.state.live.ingest.counters.stored == sum(next_seq.values())
 
-    page = browser_page()
+    page = browser_page(timezone_id="Europe/Berlin")
     page.goto(server.url + "/live")
     page.wait_for_function("document.getElementById('stream-state').textContent === 'live'")
+    offset = dt.datetime.now(ZoneInfo("Europe/Berlin")).strftime("%z")
+    assert page.inner_text("#tz") == f"Times in Europe/Berlin (UTC{offset[:3]}:{offset[3:]})"
     page.evaluate("window.__noReload = 'still the same page'")
     for device in plans:
         page.locator(f'section.device[data-device="{device}"] .today .bar').first.wait_for()
@@ -166,6 +208,16 @@ def test_the_live_page_follows_the_fleet_without_reloading(
     assert page.locator('section.device[data-device="pi-hall"] svg.hour rect').count() >= 3
     kitchen_today = page.locator('section.device[data-device="pi-kitchen"] .today .bar .name').all_inner_texts()
     assert sorted(kitchen_today) == ["Sit", "Walk", "Wave"]
+    # how long the current activity has lasted: pi-kitchen has walked for the last 9 minutes
+    walking = {}
+    for device in plans:
+        shown = re.fullmatch(r"Walk for (\d+) min, since \d\d:\d\d", text(page, device, ".current"))
+        assert shown, text(page, device, ".current")
+        walking[device] = int(shown.group(1))
+    late = (time.time() - now) / 60  # minutes since the newest window of the history
+    assert 8 <= walking["pi-kitchen"] <= 9 + late and 5 <= walking["pi-hall"] <= 6 + late
+    link = page.locator('section.device[data-device="pi-kitchen"] h2 a')
+    assert link.get_attribute("href") == "/device/pi-kitchen"
 
     # a new activity, new stats and a clean stop arrive while the page is open
     seq = next_seq["pi-kitchen"]
@@ -174,6 +226,7 @@ def test_the_live_page_follows_the_fleet_without_reloading(
     page.wait_for_function(
         "document.querySelector('section.device[data-device=\"pi-kitchen\"] .now .label').textContent === 'Wave'"
     )
+    assert re.fullmatch(r"Wave( for \d+ s,)? since \d\d:\d\d", text(page, "pi-kitchen", ".current"))
     page.wait_for_function(
         "document.querySelector('section.device[data-device=\"pi-kitchen\"] .reconnects').textContent === '4'"
     )
@@ -181,6 +234,12 @@ def test_the_live_page_follows_the_fleet_without_reloading(
     page.wait_for_function(
         "document.querySelector('section.device[data-device=\"pi-hall\"] .liveness').textContent === 'stopped'"
     )
+    # a stopped device's card is its last known state: muted, with when it was last seen
+    assert "past" in page.locator('section.device[data-device="pi-hall"]').get_attribute("class")
+    assert style(page, "pi-hall", ".now .label", "color") == muted_colour(page)
+    assert style(page, "pi-kitchen", ".now .label", "color") != muted_colour(page)
+    assert re.fullmatch(r"last seen \d\d:\d\d · \d+ (s|min) ago", text(page, "pi-hall", ".age"))
+    assert re.fullmatch(r"was Walk for 5 min, \d\d:\d\d–\d\d:\d\d", text(page, "pi-hall", ".current"))
 
     # a third device appears, then dies: the broker publishes its Last Will
     garage = subprocess.Popen(
@@ -210,13 +269,26 @@ def test_the_live_page_follows_the_fleet_without_reloading(
     shot = screenshot(page, "live-fleet")
     assert shot.stat().st_size > 10_000
 
-    # the server restarts on the same port: the page says so, then reconnects by itself
+    # the server goes away: the page keeps what it showed, marked unknown, and says since when
+    cards = page.locator("section.device").count()
     server.stop()
-    page.wait_for_function("document.getElementById('stream-state').textContent === 'reconnecting…'")
-    screenshot(page, "live-reconnecting")
+    banner = page.locator("#down-banner")
+    banner.wait_for(state="visible")
+    assert re.match(r"Server unreachable since \d\d:\d\d — retrying", banner.inner_text())
+    assert page.locator("section.device").count() == cards == 3
+    assert page.locator("section.device .liveness").all_inner_texts() == ["unknown"] * 3
+    assert page.locator("section.device.past").count() == 3
+    assert text(page, "pi-kitchen", ".now .label") == "Wave"  # the last data stays, not "nothing yet today"
+    assert page.locator('section.device[data-device="pi-kitchen"] .today .bar').count() == 3
+    broker = page.inner_text("#broker")
+    assert "unknown" in broker and "connected" not in broker.replace("whether it is connected", "")
+    screenshot(page, "live-server-down")
+    # it restarts on the same port: the page reconnects by itself and the banner goes
     again = BackgroundServer(create_app(server.cfg), server.port).start()
     try:
         page.wait_for_function("document.getElementById('stream-state').textContent === 'live'", timeout=20_000)
+        banner.wait_for(state="hidden")
+        assert "connected" in page.inner_text("#broker")
         fleet.publish("edge-har/pi-hall/prediction", payload("pi-hall", next_seq["pi-hall"], time.time(), "Sit"), qos=1)
         page.wait_for_function(
             "document.querySelector('section.device[data-device=\"pi-hall\"] .now .label').textContent === 'Sit'"
@@ -231,6 +303,7 @@ def test_the_live_page_follows_the_fleet_without_reloading(
 
 
 def test_without_a_broker_the_page_says_so_and_shows_the_stored_history(web_server, browser_page, screenshot, tmp_path):
+    """On a 360-pixel phone in dark mode: the stored history, no sideways scroll, readable text."""
     from edge_har.web.store import open_store_url
 
     db = tmp_path / "history.sqlite3"
@@ -241,13 +314,24 @@ def test_without_a_broker_the_page_says_so_and_shows_the_stored_history(web_serv
     store.set_status("pi-attic", "stopped", now - 200)
     store.close()
     server = web_server(ServeConfig(db_path=db))
-    page = browser_page()
+    page = browser_page(viewport={"width": 360, "height": 740}, color_scheme="dark")
     page.goto(server.url + "/live")
     page.get_by_text("No broker is configured.").wait_for()
     page.locator('section.device[data-device="pi-attic"] .today .bar').first.wait_for()
     assert text(page, "pi-attic", ".now .label") == "Walk"
     assert text(page, "pi-attic", ".liveness") == "stopped"
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 360
+    assert page.locator('section.device[data-device="pi-attic"]').bounding_box()["width"] <= 360
+    background = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+    panel = page.locator('section.device[data-device="pi-attic"]').evaluate("e => getComputedStyle(e).backgroundColor")
+    assert luminance(background) < 0.05 and luminance(panel) < 0.05  # dark, not the light theme
+    for selector in ("h2 .name", ".today .bar:first-child .name", "dl.stats dd.wps"):
+        assert contrast(style(page, "pi-attic", selector, "color"), panel) >= 7  # body text: WCAG AAA
+    for selector in (".now .label", ".age", "dl.stats div:first-child dt"):  # muted text still AA
+        assert contrast(style(page, "pi-attic", selector, "color"), panel) >= 4.5
+    assert "past" in page.locator('section.device[data-device="pi-attic"]').get_attribute("class")
+    assert text(page, "pi-attic", ".age").startswith("last seen ")
     bars = page.locator('section.device[data-device="pi-attic"] .today .bar .name').all_inner_texts()
     if time.gmtime(now - 600).tm_yday == time.gmtime(now).tm_yday:  # (headless Chromium's day is UTC here)
         assert bars == ["Sit", "Walk"]  # 300 s of Sit, 100 s of Walk: most first
-    screenshot(page, "live-no-broker")
+    screenshot(page, "live-no-broker-phone-dark")

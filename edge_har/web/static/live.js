@@ -5,6 +5,12 @@
 // device: a fleet of thousands costs what a fleet of three does), then applies the pushed events on top,
 // so a server restart or a slow tab loses nothing. "Show more" adds a page; the filter box asks the
 // server for the ids containing its text.
+//
+// What a card shows is only "now" while the device is online and the server answers: a stopped,
+// offline or stale device's card is marked as its last known state ("last seen 14:03 · 2 h ago"),
+// and while the server does not answer every card and the broker badge say so (a banner with the
+// time it went away) instead of showing the last data as current. Colours come from palette.js, so
+// a label has the same colour here as on every other page.
 "use strict";
 
 const HOUR_S = 3600;
@@ -15,12 +21,11 @@ const POINT_LASTS_S = Math.max(GAP_CAP_S, TIMELINE_STEP_S); // a thinned point s
 const REFRESH_EVERY_MS = 10000; // today's summary, stats, gaps and rejections of the devices shown
 const REDRAW_EVERY_MS = 5000;
 const RELOAD_AT_MOST_EVERY_MS = 2000; // new devices arriving in a burst cost one reload, not one each
-const PALETTE = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777",
-  "#4f46e5", "#65a30d", "#0d9488", "#7c3aed", "#e11d48", "#475569"];
+const FRESH_S = 30; // an online device's newest window younger than this: its current activity is still going on
+const DOWN_RETRY_MS = 3000; // while the server does not answer, ask again this often
 const LIVENESS_PILL = { online: "ok", stale: "warn", stopped: "", offline: "bad", unknown: "" };
 
 const devices = new Map(); // device_id -> {view, points: [[ts, label, conf, run_id, seq]], card, summary}
-const colours = new Map();
 let pages = 1; // how many pages of PAGE devices are shown ("Show more" adds one)
 let nextAfter = null; // the cursor of the page after the shown ones (null: none)
 let listComplete = false; // every device matching the filter is shown: a new one gets a card of its own
@@ -30,19 +35,11 @@ let source = null;
 let loading = null;
 let reloadTimer = null;
 let clockSkew = 0; // server now - browser now, so "seconds ago" is right on a badly set laptop
+let downSince = null; // when the server stopped answering (browser clock, ms), null while it answers
+let downTimer = null;
+let lastBroker = null;
 
-function colour(label) {
-  if (label === "unknown") return "#9ca3af";
-  if (!colours.has(label)) {
-    let h = 0;
-    for (const ch of label) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
-    let pick = PALETTE[h % PALETTE.length];
-    const used = new Set(colours.values());
-    for (let i = 0; used.has(pick) && i < PALETTE.length; i++) pick = PALETTE[(h + i) % PALETTE.length];
-    colours.set(label, pick);
-  }
-  return colours.get(label);
-}
+const colour = (label) => window.EdgeHarPalette.colourFor(label);
 
 function now() { return Date.now() / 1000 + clockSkew; }
 function utcOffsetMin() { return -new Date().getTimezoneOffset(); }
@@ -52,8 +49,24 @@ function fmt(value, digits, unit) {
 function count(n) { return Number(n || 0).toLocaleString("en-US"); }
 function duration(s) {
   if (s < 60) return `${Math.round(s)} s`;
-  if (s < 3600) return `${Math.round(s / 60)} min`;
-  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  const h = Math.floor(s / 3600);
+  const min = Math.floor((s % 3600) / 60);
+  return min ? `${h} h ${min} min` : `${h} h`;
+}
+// A time of day on the browser's clock and time zone; with the date when it is not today.
+function hhmm(d) { return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`; }
+function clock(ts) {
+  const d = new Date((ts - clockSkew) * 1000);
+  if (d.toDateString() === new Date().toDateString()) return hhmm(d);
+  return `${d.toLocaleDateString([], { month: "short", day: "numeric" })} ${hhmm(d)}`;
+}
+function timeZoneText() {
+  const off = utcOffsetMin();
+  const sign = off < 0 ? "−" : "+";
+  const hhmm = `${String(Math.floor(Math.abs(off) / 60)).padStart(2, "0")}:${String(Math.abs(off) % 60).padStart(2, "0")}`;
+  const name = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  return `Times in ${name} (UTC${sign}${hhmm})`;
 }
 
 async function getJSON(url) {
@@ -92,6 +105,7 @@ async function reload(withHour) {
     body = await getJSON(pageURL(after, withHour));
     if (wanted !== filterText) return; // the filter changed meanwhile: its own load is on its way
     if (page === 0) {
+      serverUp();
       clockSkew = body.now - Date.now() / 1000;
       showBroker(body.broker);
       showIngest(body.ingest);
@@ -125,11 +139,14 @@ function ensure(id) {
   if (!device) {
     const card = document.getElementById("device-template").content.firstElementChild.cloneNode(true);
     card.dataset.device = id;
-    card.querySelector(".name").textContent = id;
+    const link = card.querySelector(".name");
+    link.textContent = id;
+    link.href = `/device/${encodeURIComponent(id)}`;
+    link.title = `${id}: its own page (history, charts)`;
     const list = document.getElementById("devices");
     const after = [...list.children].find((el) => el.dataset.device > id);
     list.insertBefore(card, after || null);
-    device = { view: { device_id: id, liveness: "unknown", stats: null, activity: null, gaps: 0, rejected: 0 },
+    device = { view: { device_id: id, liveness: "unknown", stats: null, activity: null, current: undefined, gaps: 0, rejected: 0 },
       points: [], card, summary: null };
     devices.set(id, device);
   }
@@ -149,18 +166,25 @@ function shownDevice(id) {
 
 // ------------------------------------------------------------------ drawing
 
+// A card shows the present only while its device is online and the server answers; otherwise it is
+// the device's last known state ("past"), drawn muted.
+function isPast(device) {
+  return downSince !== null || (device.view.liveness || "unknown") !== "online";
+}
+
 function render(device) {
   const { view, card } = device;
-  const liveness = view.liveness || "unknown";
-  card.className = `panel device ${liveness}`;
+  const liveness = downSince !== null ? "unknown" : view.liveness || "unknown";
+  card.className = `panel device ${liveness}${isPast(device) ? " past" : ""}`;
   const pill = card.querySelector(".liveness");
   pill.textContent = liveness;
   pill.dataset.liveness = liveness;
+  pill.title = downSince !== null ? `the server does not answer; last known: ${view.liveness || "unknown"}` : "";
   pill.className = `pill liveness ${LIVENESS_PILL[liveness] || ""}`;
   card.querySelector(".model").textContent = view.model_id || "";
   const activity = view.activity;
   card.querySelector(".now .label").textContent = activity ? activity.label : "–";
-  card.querySelector(".now .label").style.color = activity && liveness === "online" ? colour(activity.label) : "";
+  card.querySelector(".now .label").style.color = activity && !isPast(device) ? colour(activity.label) : "";
   card.querySelector(".now .conf").textContent = activity ? `${Math.round(activity.confidence * 100)} %` : "";
   renderAge(device);
   const stats = view.stats || {};
@@ -177,9 +201,52 @@ function render(device) {
   renderToday(device);
 }
 
+// The stretch of the newest label: the server's `current` ({label, since, duration_s}), kept up by
+// the stream; a server without the field gives none, and the page reads it off the last hour instead.
+function currentStretch(device) {
+  const { view } = device;
+  if (view.current !== undefined) return view.current;
+  const points = device.points;
+  if (!view.activity || !points.length) return null;
+  const last = points[points.length - 1];
+  if (last[1] !== view.activity.label) return null;
+  let first = last;
+  for (let i = points.length - 2; i >= 0; i--) {
+    const p = points[i];
+    if (p[1] !== last[1] || p[3] !== last[3] || first[0] - p[0] > POINT_LASTS_S) break;
+    first = p;
+  }
+  return { label: last[1], since: first[0], duration_s: last[0] - first[0], fromHour: true };
+}
+
+// How long the current activity has lasted, ticking between updates while the device is online and
+// its newest window is fresh (an online device that has said nothing for a while keeps the length its
+// newest window gave); a device no longer online says what it was doing, from when to when.
 function renderAge(device) {
-  const activity = device.view.activity;
-  device.card.querySelector(".age").textContent = activity ? `${duration(Math.max(0, now() - activity.ts))} ago` : "";
+  const { view, card } = device;
+  const activity = view.activity;
+  const lastSeen = Math.max(view.last_seen || 0, activity ? activity.ts : 0);
+  const past = isPast(device);
+  const age = card.querySelector(".age");
+  if (!lastSeen) age.textContent = "";
+  else if (past) age.textContent = `last seen ${clock(lastSeen)} · ${duration(Math.max(0, now() - lastSeen))} ago`;
+  else age.textContent = activity ? `${duration(Math.max(0, now() - activity.ts))} ago` : "";
+  const box = card.querySelector(".current");
+  const stretch = activity ? currentStretch(device) : null;
+  if (!stretch || stretch.label !== activity.label) {
+    box.textContent = "";
+    return;
+  }
+  const going = !past && now() - activity.ts < FRESH_S;
+  const lasted = going ? Math.max(stretch.duration_s, now() - stretch.since) : stretch.duration_s;
+  const over = stretch.fromHour && stretch.since <= now() - HOUR_S + POINT_LASTS_S ? "over " : "";
+  const label = escapeHtml(stretch.label);
+  const length = lasted >= 1 ? ` <span class="for">for ${over}${duration(lasted)}</span>,` : "";
+  const from = clock(stretch.since);
+  const to = clock(activity.ts);
+  box.innerHTML = !past
+    ? `${label}${length} since ${from}`
+    : `was ${label}${length} ${from === to ? `at ${from}` : `${from}–${to}`}`;
 }
 
 function renderTimeline(device) {
@@ -240,8 +307,17 @@ function showCount(shown, matching, more) {
 }
 
 function showBroker(broker) {
+  lastBroker = broker;
   const box = document.getElementById("broker");
   const panel = document.getElementById("broker-panel");
+  if (downSince !== null) {
+    panel.className = "panel unknown";
+    const address = broker && broker.address ? ` <code>${escapeHtml(broker.address)}</code>` : "";
+    box.innerHTML = `Broker${address} <span class="pill" data-state="unknown">unknown</span> ` +
+      '<span class="muted">the server does not answer, so whether it is connected is not known</span>';
+    return;
+  }
+  if (!broker) return;
   if (!broker.configured) {
     panel.className = "panel";
     box.innerHTML = '<strong>No broker is configured.</strong> <span class="muted">This page shows what the store holds; ' +
@@ -282,6 +358,41 @@ function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
 
+// ------------------------------------------------------------------ the server's absence
+
+// The server did not answer: keep what is shown, but mark it as the last known state, and ask again
+// every few seconds until it answers (the stream's own reconnects may be slower).
+function serverDown() {
+  if (downSince === null) {
+    downSince = Date.now();
+    document.body.classList.add("server-down");
+    const banner = document.getElementById("down-banner");
+    banner.textContent = `Server unreachable since ${hhmm(new Date(downSince))} — retrying; what the page shows is as it was then.`;
+    banner.hidden = false;
+    streamState("server unreachable", true);
+    showBroker(lastBroker);
+    devices.forEach(render);
+  }
+  if (downTimer === null) {
+    downTimer = setTimeout(() => {
+      downTimer = null;
+      load().catch(serverDown);
+    }, DOWN_RETRY_MS);
+  }
+}
+
+function serverUp() {
+  if (downSince === null) return;
+  downSince = null;
+  clearTimeout(downTimer);
+  downTimer = null;
+  document.body.classList.remove("server-down");
+  document.getElementById("down-banner").hidden = true;
+  if (!source || source.readyState !== EventSource.OPEN) streamState("reconnecting…", true);
+  showBroker(lastBroker);
+  devices.forEach(render);
+}
+
 // ------------------------------------------------------------------ the controls
 
 function setFilter(text) {
@@ -290,7 +401,7 @@ function setFilter(text) {
   listComplete = false;
   for (const device of devices.values()) device.card.remove();
   devices.clear();
-  load().catch((err) => streamState(`live (reload failed: ${err.message})`, true));
+  load().catch(serverDown);
 }
 
 let filterTimer = null;
@@ -317,7 +428,7 @@ async function showMore() {
 }
 
 document.getElementById("more").addEventListener("click", () => {
-  showMore().catch((err) => streamState(`live (more failed: ${err.message})`, true));
+  showMore().catch(serverDown);
 });
 
 // ------------------------------------------------------------------ the stream
@@ -332,10 +443,12 @@ function connect() {
   source = new EventSource("/api/stream");
   source.addEventListener("hello", () => {
     streamState("live", false);
-    load().catch((err) => streamState(`live (reload failed: ${err.message})`, true));
+    load().catch(serverDown);
   });
   source.onerror = () => {
-    streamState("reconnecting…", true);
+    // the stream dropped: whether the server is gone or only the stream is, a request says
+    if (downSince === null) streamState("reconnecting…", true);
+    load().catch(serverDown);
     // EventSource retries by itself after the server's retry: delay, unless the answer was an
     // error status (a proxy's 502 while the server restarts): then it gives up, so start anew.
     if (source.readyState === EventSource.CLOSED) {
@@ -355,7 +468,14 @@ function connect() {
         device.points.sort((a, b) => a[0] - b[0]);
       }
       if (!device.view.activity || p.ts >= device.view.activity.ts) {
+        const current = device.view.current;
+        if (current !== undefined) {
+          device.view.current = current && current.label === p.label && p.run_id === device.view.run_id
+            ? { ...current, duration_s: Math.max(current.duration_s, p.ts - current.since) }
+            : { label: p.label, since: p.ts, duration_s: 0 };
+        }
         device.view.activity = { label: p.label, confidence: p.confidence, ts: p.ts };
+        device.view.last_seen = Math.max(device.view.last_seen || 0, p.ts);
         device.view.run_id = p.run_id;
         device.view.model_id = p.model_id;
       }
@@ -378,5 +498,7 @@ function connect() {
 }
 
 setInterval(() => devices.forEach((d) => { renderAge(d); renderTimeline(d); }), REDRAW_EVERY_MS);
-setInterval(() => { if (!loading && source) reload(false).catch(() => {}); }, REFRESH_EVERY_MS);
-connect();
+setInterval(() => { if (!loading && source && downSince === null) reload(false).catch(serverDown); }, REFRESH_EVERY_MS);
+document.getElementById("tz").textContent = timeZoneText();
+// the server's label order first, so each label has the colour it has on every other page
+window.EdgeHarPalette.load().finally(connect);
