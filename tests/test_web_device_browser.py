@@ -158,7 +158,7 @@ def test_the_device_page_shows_one_device_over_a_chosen_range(web_server, browse
     assert abs(current["since"] - marks["walk_again"][0]) < 5
     shown = page.locator("#current").inner_text()
     since_hm = dt.datetime.fromtimestamp(current["since"], ZONE).strftime("%H:%M")
-    assert shown.startswith("Walk for ") and shown.endswith(f", since {since_hm}"), shown
+    assert shown.startswith("Walk for ") and ", since " in shown and shown.endswith(since_hm), shown
     assert 540 <= seconds_of(shown.removeprefix("Walk for ").split(",")[0]) <= 720, shown
     assert page.locator("#liveness").inner_text() == view["liveness"]
     offset = dt.datetime.fromtimestamp(now, ZONE).strftime("%z")

@@ -157,6 +157,7 @@
     }
     $("pick-day").hidden = r.kind !== "day";
     $("pick-custom").hidden = r.kind !== "custom";
+    $("day").max = isoDay(new Date());
     if (r.kind === "day") $("day").value = r.day;
     if (r.kind === "custom") { $("from").value = r.from; $("to").value = r.to; }
   }
