@@ -150,4 +150,18 @@ class HealthResponse(_Open):
 
 
 class IngestStatus(_Open):
+    """``{"configured": false}`` without a broker; with one, the books ``Ingest.status()`` keeps."""
+
     configured: bool
+    connected: Optional[bool] = None
+    received: Optional[int] = None
+    stored: Optional[int] = None
+    duplicates: Optional[int] = None
+    statuses: Optional[int] = None
+    stats: Optional[int] = None
+    rejected: Optional[Dict[str, int]] = Field(None, description="messages refused, by reason")
+    gaps: Optional[int] = Field(None, description="predictions lost upstream (seq numbers that never arrived)")
+    dropped_full: Optional[int] = None
+    queued: Optional[int] = None
+    unacked: Optional[int] = None
+    db: Optional[Dict[str, Any]] = Field(None, description="the store's state for the ingest: state, outages")
