@@ -303,7 +303,11 @@ def test_the_live_page_follows_the_fleet_without_reloading(
 
 
 def test_without_a_broker_the_page_says_so_and_shows_the_stored_history(web_server, browser_page, screenshot, tmp_path):
-    """On a 360-pixel phone in dark mode: the stored history, no sideways scroll, readable text."""
+    """On a 360-pixel phone in dark mode: the stored history, no sideways scroll, readable text.
+
+    The page is served /api/devices without each device's ``current`` (as a server older than the
+    field answers): it reads the current stretch off the last hour instead.
+    """
     from edge_har.web.store import open_store_url
 
     db = tmp_path / "history.sqlite3"
@@ -315,6 +319,15 @@ def test_without_a_broker_the_page_says_so_and_shows_the_stored_history(web_serv
     store.close()
     server = web_server(ServeConfig(db_path=db))
     page = browser_page(viewport={"width": 360, "height": 740}, color_scheme="dark")
+
+    def without_current(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        for view in body["devices"]:
+            del view["current"]
+        route.fulfill(response=response, json=body)
+
+    page.route("**/api/devices?*", without_current)
     page.goto(server.url + "/live")
     page.get_by_text("No broker is configured.").wait_for()
     page.locator('section.device[data-device="pi-attic"] .today .bar').first.wait_for()
@@ -331,6 +344,7 @@ def test_without_a_broker_the_page_says_so_and_shows_the_stored_history(web_serv
         assert contrast(style(page, "pi-attic", selector, "color"), panel) >= 4.5
     assert "past" in page.locator('section.device[data-device="pi-attic"]').get_attribute("class")
     assert text(page, "pi-attic", ".age").startswith("last seen ")
+    assert re.fullmatch(r"was Walk for 1 min, (at \d\d:\d\d|\d\d:\d\d–\d\d:\d\d)", text(page, "pi-attic", ".current"))
     bars = page.locator('section.device[data-device="pi-attic"] .today .bar .name').all_inner_texts()
     if time.gmtime(now - 600).tm_yday == time.gmtime(now).tm_yday:  # (headless Chromium's day is UTC here)
         assert bars == ["Sit", "Walk"]  # 300 s of Sit, 100 s of Walk: most first

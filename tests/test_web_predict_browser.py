@@ -123,15 +123,30 @@ def test_upload_and_drop_show_the_label_bars_timeline_and_segments(
     screenshot(page, "web-predict-error")
 
 
-def test_the_browser_asks_for_the_password_and_uses_it(web_server, browser_page, tiny_bundle, tiny_dataset_dir):
-    """Behind --password-file the page loads with basic-auth credentials, and every fetch it makes carries them."""
+def test_the_browser_asks_for_the_password_and_uses_it(
+    web_server, browser_page, screenshot, tiny_bundle, tiny_dataset_dir
+):
+    """Behind --password-file the page loads with basic-auth credentials, and every fetch it makes carries them.
+
+    The browser is a 360-pixel phone in dark mode: the result fits without sideways scrolling (the
+    segment table scrolls inside its box) and the page is dark.
+    """
     server = web_server(ServeConfig(bundles=(tiny_bundle,), password="pw-for-browser"))
     denied = browser_page()
     assert denied.request.get(server.url + "/").status == 401
     assert denied.request.get(server.url + "/static/predict.js").status == 401
-    page = browser_page(http_credentials={"username": "me", "password": "pw-for-browser"})
+    page = browser_page(
+        http_credentials={"username": "me", "password": "pw-for-browser"},
+        viewport={"width": 360, "height": 740},
+        color_scheme="dark",
+    )
     page.goto(server.url + "/")
     page.wait_for_function("document.querySelector('#accepts').textContent.includes('.csv')")
     page.set_input_files("#file", str(sorted((tiny_dataset_dir / "Wave").glob("*.txt"))[0]))
     page.wait_for_selector("#result:not([hidden])")
     assert page.locator("#bars .bar").count() == len(TINY_LABELS)
+    assert page.locator("#segments tbody tr").count() >= 1
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 360
+    background = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+    assert max(int(v) for v in background[background.index("(") + 1 : -1].split(",")[:3]) < 60
+    screenshot(page, "web-predict-phone-dark")

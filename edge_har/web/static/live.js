@@ -69,9 +69,15 @@ function timeZoneText() {
   return `Times in ${name} (UTC${sign}${hhmm})`;
 }
 
+// A failed request says why: `unreachable` (no answer at all) or the HTTP `status` the server gave.
 async function getJSON(url) {
-  const response = await fetch(url, { cache: "no-store" });
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  let response;
+  try {
+    response = await fetch(url, { cache: "no-store" });
+  } catch (err) {
+    throw Object.assign(new Error(`${url}: no answer (${err.message})`), { unreachable: true });
+  }
+  if (!response.ok) throw Object.assign(new Error(`${url}: HTTP ${response.status}`), { status: response.status });
   return response.json();
 }
 
@@ -362,21 +368,30 @@ function escapeHtml(text) {
 
 // The server did not answer: keep what is shown, but mark it as the last known state, and ask again
 // every few seconds until it answers (the stream's own reconnects may be slower).
-function serverDown() {
-  if (downSince === null) {
-    downSince = Date.now();
+// A request failed: the server does not answer (or answers with an error), unless the failure is the
+// page's own (a bug is logged, not reported as an outage).
+function failed(err) {
+  if (err && (err.unreachable || err.status)) serverDown(err);
+  else console.error("live page:", err);
+}
+
+function serverDown(err) {
+  const first = downSince === null;
+  if (first) downSince = Date.now();
+  const banner = document.getElementById("down-banner");
+  const why = err && err.status ? `answers HTTP ${err.status}` : "unreachable";
+  banner.textContent = `Server ${why} since ${hhmm(new Date(downSince))} — retrying; what the page shows is as it was then.`;
+  if (first) {
     document.body.classList.add("server-down");
-    const banner = document.getElementById("down-banner");
-    banner.textContent = `Server unreachable since ${hhmm(new Date(downSince))} — retrying; what the page shows is as it was then.`;
     banner.hidden = false;
-    streamState("server unreachable", true);
+    streamState(`server ${why}`, true);
     showBroker(lastBroker);
     devices.forEach(render);
   }
   if (downTimer === null) {
     downTimer = setTimeout(() => {
       downTimer = null;
-      load().catch(serverDown);
+      load().catch(failed);
     }, DOWN_RETRY_MS);
   }
 }
@@ -401,7 +416,7 @@ function setFilter(text) {
   listComplete = false;
   for (const device of devices.values()) device.card.remove();
   devices.clear();
-  load().catch(serverDown);
+  load().catch(failed);
 }
 
 let filterTimer = null;
@@ -428,7 +443,7 @@ async function showMore() {
 }
 
 document.getElementById("more").addEventListener("click", () => {
-  showMore().catch(serverDown);
+  showMore().catch(failed);
 });
 
 // ------------------------------------------------------------------ the stream
@@ -443,12 +458,12 @@ function connect() {
   source = new EventSource("/api/stream");
   source.addEventListener("hello", () => {
     streamState("live", false);
-    load().catch(serverDown);
+    load().catch(failed);
   });
   source.onerror = () => {
     // the stream dropped: whether the server is gone or only the stream is, a request says
     if (downSince === null) streamState("reconnecting…", true);
-    load().catch(serverDown);
+    load().catch(failed);
     // EventSource retries by itself after the server's retry: delay, unless the answer was an
     // error status (a proxy's 502 while the server restarts): then it gives up, so start anew.
     if (source.readyState === EventSource.CLOSED) {
@@ -498,7 +513,7 @@ function connect() {
 }
 
 setInterval(() => devices.forEach((d) => { renderAge(d); renderTimeline(d); }), REDRAW_EVERY_MS);
-setInterval(() => { if (!loading && source && downSince === null) reload(false).catch(serverDown); }, REFRESH_EVERY_MS);
+setInterval(() => { if (!loading && source && downSince === null) reload(false).catch(failed); }, REFRESH_EVERY_MS);
 document.getElementById("tz").textContent = timeZoneText();
 // the server's label order first, so each label has the colour it has on every other page
 window.EdgeHarPalette.load().finally(connect);
