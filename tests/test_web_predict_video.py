@@ -9,6 +9,7 @@ one line each. One app serves the three kinds at once, chosen by ``model_id``.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -144,6 +145,13 @@ def test_a_clip_gives_every_window_as_the_camera_runtime(client, clips, video_bu
     labels = [p.raw_label for p in expected]
     assert body["summary"]["majority_share"] == pytest.approx(labels.count(body["label"]) / len(labels))
     assert labels.count(body["label"]) == max(labels.count(x) for x in set(labels))
+    assert body["summary"]["majority_windows"] == labels.count(body["label"])
+    # the segments: the runs of one label, tiling the clip from the first window's start to the last's end
+    segments = body["segments"]
+    assert [(s["label"], s["windows"]) for s in segments] == [(k, len(list(g))) for k, g in itertools.groupby(labels)]
+    assert segments[0]["start_s"] == body["windows"][0]["start_s"]
+    assert segments[-1]["end_s"] == body["windows"][-1]["end_s"]
+    assert all(a["end_s"] == b["start_s"] for a, b in zip(segments, segments[1:]))
 
 
 def test_an_image_gives_one_prediction_as_the_camera_runtime(client, image_bundle, tmp_path):
@@ -157,6 +165,8 @@ def test_an_image_gives_one_prediction_as_the_camera_runtime(client, image_bundl
     body = reply.json()
     (want,) = _device(image_bundle, [cv2.imdecode(png, cv2.IMREAD_COLOR)], 1.0)
     assert body["input"] == "image" and len(body["windows"]) == 1
+    (segment,) = body["segments"]
+    assert segment["label"] == body["label"] and segment["windows"] == 1
     assert body["label"] == want.raw_label and body["confidence"] == pytest.approx(want.raw_confidence, abs=1e-5)
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
     ok, jpg = cv2.imencode(".jpg", image)
