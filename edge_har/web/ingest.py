@@ -59,6 +59,7 @@ from edge_har.web.ingest_checks import (
     DEVICE_ID,
     KINDS,
     SeqRef,
+    Topic,
     check_prediction,
     check_stats,
     check_status,
@@ -86,6 +87,7 @@ QUIET_S = 0.01  # with the broker's window unknown (MQTT 3.1.1), a batch this qu
 SAMPLES_MAX = 20  # the last rejections shown with their reason
 BY_DEVICE_MAX = 100  # devices counted by name in rejected_by_device; the rest under "(other)"
 SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another client connected with this client id
+TOPICS_MAX = 100_000  # parsed topics kept; past this the cache starts over (a flood of made-up device ids)
 SHORT_LINK_S = 5.0  # a link closed this soon after connecting, three times running, is a client id taken over
 
 
@@ -290,6 +292,7 @@ class Ingest:
         self._thread: Optional[threading.Thread] = None
         self._client: Any = None
         self._devices: dict[str, _Device] = {}
+        self._topics: dict[str, Topic] = {}  # topics already parsed (a fleet's few thousand, bounded)
         self._last_log = 0.0
         self._unlogged = 0
         self._stopping = False
@@ -322,6 +325,7 @@ class Ingest:
 
     def start(self) -> None:
         from edge_har.mqtt.client import describe_broker, make_client
+        from edge_har.web.fast_mqtt import speed_up
 
         for record in self.store.devices():  # liveness continues from what the store knew
             self._devices[record.device_id] = _Device(record.status, record.stats_at, record.stats_interval_s)
@@ -330,12 +334,14 @@ class Ingest:
         self._stop.clear()
         self._stopping = False
         self._taken = []  # acknowledgements for an earlier link are void: the broker re-sends those messages
-        client = make_client(
-            self.mqtt_cfg,
-            self.client_id,
-            session_expiry_s=self.cfg.session_expiry_s or None,
-            manual_ack=True,
-            receive_maximum=self.window,
+        client = speed_up(
+            make_client(
+                self.mqtt_cfg,
+                self.client_id,
+                session_expiry_s=self.cfg.session_expiry_s or None,
+                manual_ack=True,
+                receive_maximum=self.window,
+            )
         )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -593,21 +599,30 @@ class Ingest:
         paho queues the packet for its network thread (``ack`` is safe from any thread); the lock orders it
         before the disconnect that bumps the link, and paho drops what is queued when it reconnects.
         """
+        from edge_har.web.fast_mqtt import ack_many
+
         with self._ack_lock:
-            for ack in acks:
-                if ack.link == self._link and client is not None:
-                    client.ack(ack.mid, ack.qos)
-                    self._unacked -= 1
-                    self._acked += 1
-                else:
-                    self._ack_stale += 1
+            mids = [ack.mid for ack in acks if ack.link == self._link and ack.qos == 1] if client is not None else []
+            others = [ack for ack in acks if ack.link == self._link and ack.qos != 1] if client is not None else []
+            ack_many(client, mids)  # one write for the batch, not a packet and a wake-up each
+            for ack in others:
+                client.ack(ack.mid, ack.qos)
+            sent = len(mids) + len(others)
+            self._unacked -= sent
+            self._acked += sent
+            self._ack_stale += len(acks) - sent
 
     def _decode(self, topic: str, payload: bytes, received_at: float, batch: _Batch) -> None:
         """Check one message into ``batch``; a message that fails any check is counted, never raised."""
         kind = ""
         device_id: Optional[str] = None
         try:
-            where = parse_topic(topic, self.prefix)
+            where = self._topics.get(topic)
+            if where is None:
+                where = parse_topic(topic, self.prefix)
+                if len(self._topics) >= TOPICS_MAX:
+                    self._topics.clear()
+                self._topics[topic] = where
             kind, device_id = where.kind, where.device_id
             if device_id is None:
                 raise RejectedMessage("bad_device_id", f"{_shown(topic)}: the device id is not one the API accepts")
@@ -761,7 +776,7 @@ class Ingest:
         finally:
             left = [row for chunk in chunks for row in chunk]
             batch.rows = left
-            if written:
+            if written and self.hub.clients:
                 keys = ("device_id", "run_id", "seq", "ts", "label", "confidence", "model_id")
                 self.hub.publish({"type": "predictions", "items": [{k: r.row[k] for k in keys} for r in written]})
 

@@ -250,17 +250,33 @@ class Store:
         return WriteResult(new, books)
 
     def _insert_rows(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> list[bool]:
+        """Insert ``rows`` skipping keys the store holds; which of them were new, in order.
+
+        The statement is written for the driver, not compiled by SQLAlchemy per batch (its insertmanyvalues
+        with RETURNING cost more than the database's own work): PostgreSQL gets one
+        ``INSERT ... SELECT FROM json_to_recordset(<the batch as one JSON text>) ... RETURNING`` (one
+        parameter, one round trip, the parsing done by the server; RETURNING names the rows inserted:
+        psycopg's executemany rowcount is -1); SQLite gets one
+        ``executemany``, whose row count says when every row was new (the common case) and, when not, the
+        rows with an id beyond the largest before the insert are the new ones (the ingest is the only
+        writer of the table).
+        """
         if not rows:
             return []
-        stmt = self._insert(predictions).on_conflict_do_nothing()
-        params = [dict(r) for r in rows]
-        c = predictions.c
-        if self._returning:
-            # One multi-row INSERT per batch (SQLAlchemy's insertmanyvalues); RETURNING lists the keys of the
-            # rows actually inserted, the only exact answer on psycopg, whose executemany rowcount is -1.
-            inserted = {tuple(k) for k in conn.execute(stmt.returning(c.device_id, c.run_id, c.seq, c.ts), params)}
-        else:  # SQLite older than 3.35: no RETURNING, so a statement per row tells which were new
-            inserted = {_key(p) for p in params if conn.execute(stmt, p).rowcount > 0}
+        if self.backend == "postgresql":
+            batch = _json_text([r if type(r) is dict else dict(r) for r in rows])  # extra keys are ignored
+            inserted = {tuple(k) for k in conn.exec_driver_sql(_PG_INSERT, (batch,)).fetchall()}
+        else:
+            before = conn.exec_driver_sql("SELECT max(id) FROM predictions").scalar()
+            result = conn.exec_driver_sql(_SQLITE_INSERT, [_values(r) for r in rows])
+            if result.rowcount == len(rows):
+                return [True] * len(rows)
+            inserted = {
+                tuple(k)
+                for k in conn.exec_driver_sql(
+                    "SELECT device_id, run_id, seq, ts FROM predictions WHERE id > ?", (before or 0,)
+                ).fetchall()
+            }
         new = []
         for row in rows:
             key = _key(row)
@@ -680,6 +696,68 @@ def _load_json(text: Optional[str]) -> Any:
         return json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=lambda _: None)
     except (ValueError, RecursionError):
         return None
+
+
+_INSERT_COLUMNS = (
+    "device_id",
+    "run_id",
+    "seq",
+    "ts",
+    "label",
+    "confidence",
+    "probabilities",
+    "model_id",
+    "variant",
+    "inference_ms",
+    "received_at",
+)
+_PG_TYPES = ("text", "text", "int8", "float8", "text", "float8", "json", "text", "text", "float8", "float8")
+_PG_INSERT = (
+    f"INSERT INTO predictions ({', '.join(_INSERT_COLUMNS)}) SELECT {', '.join(_INSERT_COLUMNS)} "
+    f"FROM json_to_recordset(%s::json) AS r({', '.join(f'{c} {t}' for c, t in zip(_INSERT_COLUMNS, _PG_TYPES))}) "
+    "ON CONFLICT DO NOTHING RETURNING device_id, run_id, seq, ts"
+)
+_SQLITE_INSERT = (
+    f"INSERT INTO predictions ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)}) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def _json_text(value: Any) -> str:
+    """A JSON column's text (what SQLAlchemy's JSON type would store, without its per-row overhead)."""
+    if _orjson_dumps is not None:
+        try:
+            return _orjson_dumps(value).decode()
+        except TypeError:  # what orjson does not serialise (an int beyond 64 bits): the standard encoder
+            pass
+    return json.dumps(value)
+
+
+def _load_orjson_dumps() -> Any:
+    try:
+        import orjson
+    except ImportError:
+        return None
+    return orjson.dumps
+
+
+_orjson_dumps = _load_orjson_dumps()
+
+
+def _values(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (
+        row["device_id"],
+        row["run_id"],
+        row["seq"],
+        row["ts"],
+        row["label"],
+        row["confidence"],
+        _json_text(row["probabilities"]),
+        row["model_id"],
+        row.get("variant"),
+        row.get("inference_ms"),
+        row["received_at"],
+    )
 
 
 def _key(row: Mapping[str, Any]) -> tuple[Any, ...]:
