@@ -50,7 +50,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from edge_har.mqtt.bounded_json import RejectedMessage
 from edge_har.mqtt.liveness import device_liveness
@@ -193,8 +193,7 @@ class _Batch:
         return len(self.rows) + len(self.events)
 
 
-@dataclass(frozen=True)
-class _Ack:
+class _Ack(NamedTuple):
     """What acknowledges one QoS 1 message: the link (connection) it came on, its packet id, its QoS."""
 
     link: int
@@ -786,8 +785,10 @@ class Ingest:
         self.counters.duplicates += len(chunk) - added
         self.counters.predictions += len(chunk)
         self._holding -= len(chunk)
+        devices = self._devices
         for r in chunk:
-            self._devices.setdefault(r.row["device_id"], _Device())
+            if r.row["device_id"] not in devices:
+                devices[r.row["device_id"]] = _Device()
         with self._lock:
             for book in books:
                 runs = self._gaps.setdefault(book.device_id, {})
