@@ -152,6 +152,7 @@ def _fast_row(device_id: str, payload: bytes) -> Optional[dict[str, Any]]:
     run_id = data.get("run_id", "")
     if (
         data["schema_version"] != PREDICTION_SCHEMA_VERSION
+        or not device_id
         or data["device_id"] != device_id
         or type(label) is not str
         or not 0 < len(label) <= COLUMN_LENGTHS["label"]
