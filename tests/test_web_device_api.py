@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ pytest.importorskip("fastapi")
 
 import sqlalchemy as sa  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from edge_har.mqtt.config import MqttConfig  # noqa: E402
@@ -31,11 +34,12 @@ from edge_har.web import api_models, queries  # noqa: E402
 from edge_har.web.app import create_app  # noqa: E402
 from edge_har.web.background import free_port  # noqa: E402
 from edge_har.web.config import ServeConfig  # noqa: E402
-from edge_har.web.store import GAP_CAP_S, Store, open_store_url  # noqa: E402
+from edge_har.web.store import GAP_CAP_S, Store, open_store_url, predictions  # noqa: E402
 
 pytest_plugins = ["tests.plugins.db"]
 
 NOW = float(round(time.time()))
+FUZZ_EXAMPLES = int(os.environ.get("EDGE_HAR_FUZZ_EXAMPLES", "40"))
 DAY = 86400.0
 
 
@@ -186,9 +190,7 @@ def test_a_range_summary_equals_the_day_summaries_and_is_one_statement(store, cl
 
     total: dict[str, float] = {}
     for day in body["days"]:
-        one = client.get(
-            "/api/devices/pi-1/summary", params={"day": day["day"], "utc_offset_min": offset}
-        ).json()
+        one = client.get("/api/devices/pi-1/summary", params={"day": day["day"], "utc_offset_min": offset}).json()
         assert one["day"] == day["day"] and one["start"] == day["start"] and one["end"] == day["end"]
         assert day["seconds"] == pytest.approx(one["seconds"]) and day["total_s"] == pytest.approx(one["total_s"])
         for label, s in one["seconds"].items():
@@ -464,3 +466,96 @@ def test_the_device_page_is_served(client_for):
         pytest.skip("static/device.html is not written yet")
     reply = client_for().get("/device/pi-1")
     assert reply.status_code == 200 and "text/html" in reply.headers["content-type"]
+
+
+# ====================================================================== properties
+
+
+def expected_since(points: list[tuple[float, str, str]]) -> float:
+    """The current stretch's start by brute force: walk back from the newest while label, run and gap hold."""
+    ordered = sorted(points)
+    ts, label, run_id = ordered[-1]
+    since = ts
+    for prev_ts, prev_label, prev_run in reversed(ordered[:-1]):
+        if (prev_label, prev_run) != (label, run_id) or since - prev_ts > GAP_CAP_S:
+            break
+        since = prev_ts
+    return since
+
+
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from([0.5, 1.0, 4.0, GAP_CAP_S, GAP_CAP_S + 0.5, 30.0]),
+        st.sampled_from(["Walk", "Sit"]),
+        st.sampled_from(["r1", "r2"]),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS, cut=st.integers(0, 40))
+def test_property_the_current_stretch_found_cold_or_step_by_step_is_the_brute_force_one(db_url, steps, cut):
+    store = open_store_url(db_url)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(sa.delete(predictions))
+        remembering = queries.CurrentStretches(store, scan_s=3.0)  # short: the longer scan runs too
+        points: list[tuple[float, str, str]] = []
+        ts = NOW - 10_000
+        batches = [steps[:cut], steps[cut:]]
+        seq = 0
+        for batch in batches:
+            new = []
+            for gap, label, run_id in batch:
+                ts += gap
+                seq += 1
+                points.append((ts, label, run_id))
+                new.append(row("pi-p", seq, ts, label, run_id=run_id))
+            if not new:
+                continue
+            store.add_predictions(new)
+            newest = {"pi-p": (points[-1][1], points[-1][2], points[-1][0])}
+            want = expected_since(points)
+            assert remembering.for_devices(newest)["pi-p"].since == want
+            assert queries.CurrentStretches(store, scan_s=3.0).for_devices(newest)["pi-p"].since == want
+    finally:
+        store.close()
+
+
+@settings(
+    max_examples=max(10, FUZZ_EXAMPLES // 2), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    gaps=st.lists(st.sampled_from([0.5, 1.0, 3.0, 7.0, 3600.0, 30_000.0]), min_size=1, max_size=30),
+    offset=st.sampled_from([-600, -90, 0, 60, 330, 840]),
+    labels=st.lists(st.sampled_from(["Walk", "Sit", "Wave"]), min_size=30, max_size=30),
+)
+def test_property_range_days_equal_the_stores_day_summaries_and_outages_the_brute_force_gaps(
+    db_url, gaps, offset, labels
+):
+    store = open_store_url(db_url)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(sa.delete(predictions))
+        tz = dt.timezone(dt.timedelta(minutes=offset))
+        first = dt.date(2026, 11, 20)
+        midnight = dt.datetime.combine(first, dt.time(), tz).timestamp()
+        ts = midnight + DAY - 2.0  # the first rows straddle the first midnight
+        points = []
+        for i, gap in enumerate(gaps):
+            points.append(row("pi-p", i, ts, labels[i], run_id="r1" if i % 7 else "r2"))
+            ts += gap
+        store.add_predictions(points)
+        until = midnight + 3 * DAY
+        days = queries.range_summary(store, "pi-p", midnight, until, offset)
+        assert [span.day for span, _ in days] == [first + dt.timedelta(days=k) for k in range(3)]
+        for span, seconds in days:
+            assert seconds == pytest.approx(store.summary("pi-p", span.start, span.end))
+
+        stamps = sorted(p["ts"] for p in points)
+        want = [{"start": a, "end": b, "reason": "no_data"} for a, b in zip(stamps, stamps[1:]) if b - a > GAP_CAP_S]
+        assert queries.outages(store, "pi-p", midnight, until, None, [], 20000) == want
+    finally:
+        store.close()
