@@ -886,14 +886,36 @@ def _rate_list(text: str) -> list[int]:
 
 
 def _web_ingest_flags(p: argparse.ArgumentParser) -> None:
-    from edge_har.benchmarks.web_ingest import DEFAULT_POSTGRES, DEFAULT_RATES
+    from edge_har.benchmarks.web_ingest import BASELINE_REV, DEFAULT_POSTGRES, DEFAULT_RATES
 
+    p.add_argument(
+        "--backlog",
+        type=int,
+        default=40_000,
+        metavar="N",
+        help="the drain comparison: N predictions queued while serve is away, then drained by the baseline's "
+        "serve and this checkout's (default: 40000; 0 skips it)",
+    )
+    p.add_argument(
+        "--baseline",
+        default=BASELINE_REV,
+        metavar="REV",
+        help=f"git revision whose serve drains beside this checkout's (default: {BASELINE_REV}; none: skip it)",
+    )
+    p.add_argument(
+        "--processes",
+        type=_rate_list,
+        default=[1, 2, 4],
+        metavar="N,N,...",
+        help="ingest process counts this checkout's serve drains PostgreSQL with (default: 1,2,4)",
+    )
     p.add_argument(
         "--rates",
         type=_rate_list,
-        default=list(DEFAULT_RATES),
+        default=[],
         metavar="N,N,...",
-        help=f"predictions per second in total, stepped up (default: {','.join(map(str, DEFAULT_RATES))})",
+        help="also step paced publishing up through these predictions/s in total "
+        f"(e.g. {','.join(map(str, DEFAULT_RATES))}; default: none)",
     )
     p.add_argument("--devices", type=_positive_int, default=20, help="device ids the predictions cycle through (20)")
     p.add_argument("--trial-s", type=_positive_float, default=10.0, metavar="S", help="seconds per rate (10)")
@@ -939,6 +961,9 @@ def run_web_ingest_command(args: argparse.Namespace) -> int:
         postgres_url=args.postgres_url,
         mosquitto=args.mosquitto,
         progress=not args.no_progress,
+        backlog=max(0, args.backlog),
+        baseline=None if args.baseline.lower() == "none" else args.baseline,
+        processes=tuple(args.processes),
     )
     try:
         section = run_web_ingest(settings)
@@ -1200,7 +1225,7 @@ SUITES: tuple[Suite, ...] = (
         epilog=(
             "examples:\n"
             "  edge-har bench web-ingest\n"
-            "  edge-har bench web-ingest --backends sqlite --rates 500,1000,2000 --trial-s 20\n"
+            "  edge-har bench web-ingest --backends sqlite --backlog 0 --rates 500,1000,2000 --trial-s 20\n"
             "  edge-har bench web-ingest --postgres-url postgresql+psycopg://bench@db.lan:5432/postgres\n"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

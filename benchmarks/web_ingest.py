@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RATES = (250, 500, 1000, 2000, 3000, 4000, 6000)
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+# The ingest before its fast paths (orjson checks, driver-level inserts, buffered reads, batched PUBACKs).
+BASELINE_REV = "636d327"
+DRAIN_CLIENT_ID = "edge-har-bench-drain"
 
 
 class WebIngestError(EdgeHarError, RuntimeError):
@@ -65,6 +68,11 @@ class WebIngestSettings:
     postgres_url: str = DEFAULT_POSTGRES
     mosquitto: Optional[str] = None
     progress: bool = True
+    # The drain comparison: a backlog of this many predictions queued for serve's persistent session while it
+    # is away, then drained by the baseline's serve and by this checkout's, per store (0: skip it).
+    backlog: int = 40_000
+    baseline: Optional[str] = BASELINE_REV  # a git revision of this repository (None: this checkout only)
+    processes: Sequence[int] = (1,)  # ingest processes (PostgreSQL only beyond 1)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -90,15 +98,22 @@ def stop_serve(proc: Optional[subprocess.Popen[bytes]]) -> None:
 class _Server:
     """``edge-har serve`` in its own process; ``devices()`` is one timed GET /api/devices."""
 
-    def __init__(self, broker: str, db_args: list[str], workdir: Path) -> None:
+    def __init__(
+        self, broker: str, db_args: list[str], workdir: Path, *, root: Optional[Path] = None, port: int = 0
+    ) -> None:
         from edge_har.mqtt.local_broker import free_port
 
-        self.port = free_port("127.0.0.1")
+        self.port = port or free_port("127.0.0.1")
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"serve-{self.port}.log"
         argv = [sys.executable, "-m", "edge_har", "serve", "--port", str(self.port), "--broker", broker, *db_args]
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+        env = dict(os.environ)
+        if root is not None:  # another checkout's package (the baseline), run from its folder
+            env["PYTHONPATH"] = str(root)
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(root) if root is not None else None
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -334,6 +349,201 @@ def run_backend(backend: str, settings: WebIngestSettings, broker: Any, workdir:
     }
 
 
+def tree_cpu_s(pid: int) -> Optional[float]:
+    """CPU seconds (user + system) of ``pid`` and its descendants so far, from Linux's /proc; None elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    procs: dict[int, tuple[int, int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        procs[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    if pid not in procs:
+        return None
+    tree, total = {pid}, 0
+    grew = True
+    while grew:
+        grew = False
+        for child, (parent, _) in procs.items():
+            if parent in tree and child not in tree:
+                tree.add(child)
+                grew = True
+    for member in tree:
+        total += procs[member][1]
+    return total / tick
+
+
+def baseline_checkout(rev: str, workdir: Path) -> Path:
+    """``rev`` of this repository as a detached git worktree under ``workdir`` (removed by the caller)."""
+    here = Path(__file__).resolve().parent.parent
+    path = workdir / f"baseline-{rev}"
+    done = subprocess.run(
+        ["git", "-C", str(here), "worktree", "add", "--detach", str(path), rev], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise WebIngestError(f"--baseline {rev}: git worktree add failed: {done.stderr.strip()[:300]}")
+    return path
+
+
+def remove_checkout(path: Path) -> None:
+    here = Path(__file__).resolve().parent.parent
+    subprocess.run(["git", "-C", str(here), "worktree", "remove", "--force", str(path)], capture_output=True)
+
+
+def _db_count(url: str) -> tuple[int, int]:
+    """(rows, distinct (device, run, seq)) in the predictions table of ``url``."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT count(*) FROM predictions")).scalar() or 0
+            distinct = (
+                conn.execute(
+                    sa.text("SELECT count(*) FROM (SELECT DISTINCT device_id, run_id, seq FROM predictions) AS d")
+                ).scalar()
+                or 0
+            )
+    finally:
+        engine.dispose()
+    return int(rows), int(distinct)
+
+
+def run_drain(
+    code: str, root: Optional[Path], backend: str, processes: int, settings: WebIngestSettings, workdir: Path
+) -> dict[str, Any]:
+    """One drain: queue ``backlog`` predictions for serve's persistent session while it is away, start it and
+    time how fast it stores them (wall and CPU seconds of serve's processes), with /api/devices probed."""
+    from edge_har.benchmarks.faults import persistent_broker
+
+    work = workdir / f"drain-{code}-{backend}-{processes}"
+    work.mkdir(parents=True)
+    broker = persistent_broker(work / "broker", settings.mosquitto, max_queued=0).start()
+    drop = None
+    if backend == "sqlite":
+        url = f"sqlite:///{work / 'bench.sqlite3'}"
+        db_args = ["--db-path", str(work / "bench.sqlite3")]
+    else:
+        url, drop = _postgres_database(settings.postgres_url)
+        db_args = ["--db-url", url]
+    db_args += ["--protocol", "5", "--client-id", DRAIN_CLIENT_ID]
+    if processes > 1:
+        db_args += ["--ingest-processes", str(processes)]
+    server: Optional[_Server] = None
+    try:
+        _Server(broker.address, db_args, work, root=root).stop()  # the session exists; serve is away
+        client = _publisher(broker.host, broker.port)
+        messages = _payloads(settings.devices, settings.backlog, 1.0, 0, "bench0000001")
+        infos = [client.publish(topic, data, qos=1) for topic, data in messages]
+        for info in infos:
+            info.wait_for_publish(120)
+        client.disconnect()
+        client.loop_stop()
+        sent = len(messages)
+        server = _Server(broker.address, db_args, work, root=root)
+        probe = _Probe(server)
+        probe.start()
+        first: Optional[tuple[int, float, Optional[float]]] = None
+        last = (0, time.perf_counter(), tree_cpu_s(server.proc.pid))
+        deadline = time.perf_counter() + max(60.0, sent / 500)
+        while time.perf_counter() < deadline:
+            stored, _ = _stored(server)
+            now = (stored, time.perf_counter(), tree_cpu_s(server.proc.pid))
+            if first is None and stored > 0:
+                first = now
+            last = now
+            if stored >= sent:
+                break
+            time.sleep(0.05)
+        probe.stop()
+        time.sleep(1.0)  # anything stored twice or late would show now
+        _, ingest = _stored(server)
+        rows, distinct = _db_count(url)
+    finally:
+        if server is not None:
+            server.stop()
+        broker.stop()
+        if drop is not None:
+            drop()
+    wall = cpu = None
+    if first is not None and last[0] > first[0]:
+        wall = (last[0] - first[0]) / max(1e-9, last[1] - first[1])
+        if first[2] is not None and last[2] is not None and last[2] > first[2]:
+            cpu = (last[0] - first[0]) / (last[2] - first[2])
+    return {
+        "code": code,
+        "store": backend,
+        "processes": processes,
+        "sent": sent,
+        "stored_per_s": wall,
+        "stored_per_cpu_s": cpu,
+        "stored": int(ingest.get("stored", 0)),
+        "rows": rows,
+        "distinct_keys": distinct,
+        "exactly_once": rows == sent and distinct == sent,
+        "devices_api": report.latency_summary(probe.times_ms),
+        "log_tail": server.log_tail()[-600:] if server is not None else "",
+    }
+
+
+def run_drain_comparison(settings: WebIngestSettings, workdir: Path) -> list[dict[str, Any]]:
+    """The baseline's serve and this checkout's, per store, per process count (PostgreSQL only beyond 1)."""
+    codes: list[tuple[str, Optional[Path]]] = [("current", None)]
+    checkout = baseline_checkout(settings.baseline, workdir) if settings.baseline else None
+    if checkout is not None:
+        codes.insert(0, (f"baseline {settings.baseline}", checkout))
+    out = []
+    try:
+        for backend in settings.backends:
+            for code, root in codes:
+                counts = [1] if root is not None or backend == "sqlite" else list(settings.processes)
+                for n in counts:
+                    if settings.progress:
+                        report.stderr(
+                            f"web-ingest: drain {settings.backlog} into {backend}: {code}, {n} process(es) ..."
+                        )
+                    row = run_drain(code.split()[0], root, backend, n, settings, workdir)
+                    row["code"] = code
+                    out.append(row)
+                    if settings.progress:
+                        report.stderr(
+                            f"web-ingest: {code} {backend} x{n}: {report.fmt(row['stored_per_s'], 0)}/s, "
+                            f"{report.fmt(row['stored_per_cpu_s'], 0)}/CPU-s, exactly once: {row['exactly_once']}"
+                        )
+    finally:
+        if checkout is not None:
+            remove_checkout(checkout)
+    return out
+
+
+def format_drain(rows: list[dict[str, Any]], backlog: int) -> str:
+    table = report.format_table(
+        ["code", "store", "processes", "stored/s", "stored/CPU-s", "api p50 ms", "exactly once"],
+        [
+            [
+                r["code"],
+                r["store"],
+                r["processes"],
+                r["stored_per_s"],
+                r["stored_per_cpu_s"],
+                r["devices_api"]["p50_ms"],
+                r["exactly_once"],
+            ]
+            for r in rows
+        ],
+        title=f"edge-har serve draining a backlog of {backlog} QoS 1 predictions queued while it was away",
+    )
+    return table
+
+
 def run_web_ingest(settings: WebIngestSettings) -> dict[str, Any]:
     from edge_har.mqtt.local_broker import BrokerError, LocalBroker
 
@@ -345,6 +555,9 @@ def run_web_ingest(settings: WebIngestSettings) -> dict[str, Any]:
         "drain_s": "from the last publish until the store held every prediction sent (none: not within wait_s)",
         "kept_up": "everything stored within max_drain_s after publishing stopped, nothing dropped or failed",
         "devices_api": "GET /api/devices (the Live page's load) every 100 ms during the step, milliseconds",
+        "drain stored_per_s": "rows stored from the first stored row until the backlog is stored / that time",
+        "drain stored_per_cpu_s": "the same rows / CPU seconds (user + system) of serve and its child processes",
+        "drain exactly_once": "the table holds as many rows, and distinct (device, run, seq), as were published",
     }
     with tempfile.TemporaryDirectory(prefix="edge-har-web-ingest-") as tmp:
         try:
@@ -353,13 +566,23 @@ def run_web_ingest(settings: WebIngestSettings) -> dict[str, Any]:
             raise WebIngestError(f"{exc} (bench web-ingest starts its own broker)") from exc
         try:
             section["broker"] = {"address": broker.address, "binary": broker.binary}
-            section["backends"] = [run_backend(b, settings, broker, Path(tmp)) for b in settings.backends]
+            if settings.backlog:
+                section["drain"] = run_drain_comparison(settings, Path(tmp))
+            section["backends"] = (
+                [run_backend(b, settings, broker, Path(tmp)) for b in settings.backends] if settings.rates else []
+            )
         finally:
             broker.stop()
     return report.finish_section(section, started)
 
 
 def format_web_ingest(section: dict[str, Any]) -> str:
+    drain = format_drain(section["drain"], section["settings"]["backlog"]) if section.get("drain") else ""
+    steps = format_steps(section) if section.get("backends") else ""
+    return "\n\n".join(part for part in (report.context_lines(section), drain, steps) if part)
+
+
+def format_steps(section: dict[str, Any]) -> str:
     rows = []
     for backend in section["backends"]:
         for r in backend["steps"]:
@@ -397,4 +620,4 @@ def format_web_ingest(section: dict[str, Any]) -> str:
         f"{b['backend']}: kept up to {report.fmt(b['max_rate_kept_up'])}/s (best stored {report.fmt(b['best_stored_per_s'], 0)}/s)"
         for b in section["backends"]
     )
-    return f"{report.context_lines(section)}\n\n{table}\n\n{best}"
+    return f"{table}\n\n{best}"
