@@ -53,3 +53,9 @@ class ServeConfig:
     # the broker keeps this long while serve is away, QoS 1 predictions included; 0: a clean session.
     client_id: Optional[str] = None
     session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S
+    # Ingest processes on one shared subscription to the predictions (PostgreSQL only beyond 1); the web process
+    # is one of them and starts the others (edge_har.web.ingest_worker). ingest_only: this process is such a
+    # worker (no web server, no status or stats), worker_index its number (its client id is <client id>-w<i>).
+    ingest_processes: int = 1
+    ingest_only: bool = False
+    worker_index: int = 0

@@ -91,6 +91,24 @@ TOPICS_MAX = 100_000  # parsed topics kept; past this the cache starts over (a f
 SHORT_LINK_S = 5.0  # a link closed this soon after connecting, three times running, is a client id taken over
 
 
+# The counters status() adds up over the ingest processes.
+_SUMMED = (
+    "received",
+    "stored",
+    "duplicates",
+    "statuses",
+    "stats",
+    "rejected_predictions",
+    "dropped_full",
+    "queued",
+    "unacked",
+    "loop_errors",
+    "predictions",
+    "malformed",
+    "db_errors",
+)
+
+
 class Hub:
     """Fan-out of live events to the connected browsers (one asyncio queue each)."""
 
@@ -282,7 +300,15 @@ class Ingest:
         self.counters = IngestCounters()
         self.started_at = clock()
         self.prefix = cfg.topic_prefix
-        self.client_id = cfg.client_id or default_client_id(cfg.topic_prefix)
+        base_id = cfg.client_id or default_client_id(cfg.topic_prefix)
+        # Several processes: predictions through a shared subscription (each process its own session); the
+        # web process keeps status and stats, which a broker sends no shared subscription retained.
+        self.shared = cfg.ingest_processes > 1 or cfg.ingest_only
+        self.group = re.sub(r"[^A-Za-z0-9_-]", "-", base_id)[:100]
+        self.client_id = f"{base_id[:120]}-w{cfg.worker_index}" if cfg.ingest_only else base_id
+        self._workers: Any = None  # the worker processes this web process started
+        self._peers: list[dict[str, Any]] = []  # the workers' last books (the web process's view)
+        self._live_after: Optional[int] = None  # the last row id pushed to the Live page (shared mode)
         self._inbox: queue.Queue[tuple[str, bytes, float, Optional[_Ack]]] = queue.Queue(queue_max)
         self._stop = threading.Event()
         # Set once the broker acknowledged the subscriptions (cleared while disconnected): what a test or
@@ -362,6 +388,12 @@ class Ingest:
         )
         client.connect_async(self.mqtt_cfg.host, self.mqtt_cfg.port, keepalive=self.mqtt_cfg.keepalive)
         client.loop_start()
+        if self.cfg.ingest_processes > 1 and not self.cfg.ingest_only:
+            from edge_har.web.ingest_worker import Workers, last_id
+
+            self._live_after = last_id(self.store)
+            self._workers = Workers(self.cfg)
+            self._workers.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Write what was already received and acknowledge it, then disconnect.
@@ -371,6 +403,9 @@ class Ingest:
         """
         self._stopping = True  # the disconnect that follows is ours, not a lost broker
         self._stop.set()
+        if self._workers is not None:
+            self._workers.stop()
+            self._workers = None
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -391,7 +426,29 @@ class Ingest:
         }
 
     def status(self) -> dict[str, Any]:
-        """The ingest's books (``GET /api/ingest``). Once devices stop and ``queued`` is 0::
+        """The books of every ingest process together (:meth:`_own_status` plus the workers'), with
+        ``processes`` listing each (one entry without workers)."""
+        own = self._own_status()
+        with self._lock:
+            peers = list(self._peers)
+        entry = {"worker": self.client_id, "connected": own["connected"], "stored": own["stored"], "updated_at": None}
+        own["processes"] = [entry] + [
+            {k: p.get(k) for k in ("worker", "connected", "stored", "updated_at")} for p in peers
+        ]
+        for peer in peers:
+            for key in _SUMMED:
+                if isinstance(peer.get(key), int):
+                    own[key] += peer[key]
+            for key in ("rejected", "rejected_by_device"):
+                for name, n in (peer.get(key) or {}).items():
+                    if isinstance(n, int):
+                        own[key][name] = own[key].get(name, 0) + n
+            own["samples"] = (own["samples"] + list(peer.get("samples") or []))[-SAMPLES_MAX:]
+            own["connected"] = own["connected"] and bool(peer.get("connected"))
+        return own
+
+    def _own_status(self) -> dict[str, Any]:
+        """This process's books (``GET /api/ingest``). Once devices stop and ``queued`` is 0::
 
         received == stored + duplicates + sum(rejected) + statuses + stats + dropped_full + queued
         published (per prediction sent once) == stored + rejected_predictions + gaps
@@ -435,13 +492,14 @@ class Ingest:
         }
 
     def device_books(self, device_id: str) -> dict[str, int]:
-        """``gaps`` (over every run of the device in the store) and ``rejected`` (since start) of one device."""
+        """``gaps`` (over every run of the device in the store) and ``rejected`` (since start, every process)."""
         with self._lock:
             runs = self._gaps.get(device_id)
-            return {
-                "gaps": sum(runs.values()) if runs else 0,
-                "rejected": self._rejected_by_device.get(device_id, 0),
-            }
+            rejected = self._rejected_by_device.get(device_id, 0)
+            for peer in self._peers:
+                n = (peer.get("rejected_by_device") or {}).get(device_id, 0)
+                rejected += n if isinstance(n, int) else 0
+            return {"gaps": sum(runs.values()) if runs else 0, "rejected": rejected}
 
     # ------------------------------------------------------------------ paho's thread
 
@@ -452,8 +510,15 @@ class Ingest:
             return
         self.counters.connected = True
         self._connected_at = time.monotonic()
-        # Subscribed every time: a clean session (or an expired one) keeps no subscription.
-        client.subscribe([(f"{self.prefix}/+/{kind}", 1) for kind in KINDS])
+        # Subscribed every time: a clean session (or an expired one) keeps no subscription. The prediction
+        # subscription of the other mode is dropped, so a session resumed after a change of --ingest-processes
+        # does not get every prediction twice.
+        plain, shared = f"{self.prefix}/+/prediction", f"$share/{self.group}/{self.prefix}/+/prediction"
+        client.unsubscribe(plain if self.shared else shared)
+        topics = [(shared if self.shared else plain, 1)]
+        if not self.cfg.ingest_only:
+            topics += [(f"{self.prefix}/+/{kind}", 1) for kind in KINDS if kind != "prediction"]
+        client.subscribe(topics)
         self.hub.publish({"type": "broker", **self.broker_state()})
         resumed = bool(getattr(flags, "session_present", False))
         log.info("ingest: connected to the broker (%s)", "session resumed" if resumed else "new session")
@@ -540,6 +605,12 @@ class Ingest:
             if stopping:
                 return True
         now = self.clock()
+        if self.shared and now >= clock.get("books", 0.0):
+            self._share_books()
+            clock["books"] = now + 1.0
+        if self._live_after is not None and now >= clock.get("live", 0.0):
+            self._push_stored()
+            clock["live"] = now + self.flush_s
         if now >= clock["sweep"]:
             self._sweep(now)
             clock["sweep"] = now + 1.0
@@ -775,9 +846,46 @@ class Ingest:
         finally:
             left = [row for chunk in chunks for row in chunk]
             batch.rows = left
-            if written and self.hub.clients:
+            if written and self.hub.clients and not self.shared:  # shared: _push_stored pushes every process's
                 keys = ("device_id", "run_id", "seq", "ts", "label", "confidence", "model_id")
                 self.hub.publish({"type": "predictions", "items": [{k: r.row[k] for k in keys} for r in written]})
+
+    def _share_books(self) -> None:
+        """A worker writes its counters; the web process reads the workers' and the seq books they keep."""
+        import sqlalchemy as sa
+
+        from edge_har.web.ingest_worker import read_books, write_books
+
+        try:
+            if self.cfg.ingest_only:
+                write_books(self.store, self.client_id, self._own_status())
+            else:
+                peers = [p for p in read_books(self.store, f"{self.group}-w") if p.get("worker") != self.client_id]
+                books = self.store.seq_books()
+                with self._lock:
+                    self._peers = peers
+                self._restore_books(books)
+        except sa.exc.SQLAlchemyError as exc:
+            self._problem(f"the books of the ingest processes: {_db_reason(exc)}")
+
+    def _push_stored(self) -> None:
+        """Push the rows every process stored since the last look to the Live page (shared mode)."""
+        import sqlalchemy as sa
+
+        from edge_har.web.ingest_worker import rows_after
+
+        if not self.hub.clients or self._live_after is None:
+            return
+        try:
+            rows = rows_after(self.store, self._live_after)
+        except sa.exc.SQLAlchemyError as exc:
+            self._problem(f"reading the stored rows for the live page: {_db_reason(exc)}")
+            return
+        if rows:
+            self._live_after = rows[-1].pop("id")
+            for r in rows:
+                r.pop("id", None)
+            self.hub.publish({"type": "predictions", "items": rows})
 
     def _account(self, chunk: list[_Row], new: list[bool], books: list[SeqBook]) -> None:
         added = sum(new)

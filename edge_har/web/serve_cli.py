@@ -145,6 +145,28 @@ def register(subparsers: Any) -> None:
         help="how long the broker keeps serve's session and queues QoS 1 predictions for it while serve is away "
         f"(within the broker's max_queued_messages); 0: a clean session (default: {DEFAULT_SESSION_EXPIRY_S})",
     )
+    live.add_argument(
+        "--ingest-processes",
+        default=1,
+        type=_processes,
+        metavar="N",
+        help="processes storing predictions, on one MQTT shared subscription ($share/...): the web process and "
+        "N - 1 workers it starts, each about 20,000 predictions/s; PostgreSQL only beyond 1 (default: 1)",
+    )
+    live.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="run one more ingest worker on the shared subscription, no web server (another host beside a serve "
+        "with --ingest-processes; give it its own --worker-index); PostgreSQL only",
+    )
+    live.add_argument(
+        "--worker-index",
+        default=100,
+        type=_worker_index,
+        metavar="I",
+        help="with --ingest-only: this worker's number, its client id is <client id>-w<I> (default: 100; the "
+        "workers serve starts are 1..N-1)",
+    )
     store = parser.add_argument_group("history")
     store.add_argument(
         "--db-path",
@@ -188,6 +210,14 @@ def _session_expiry(text: str) -> int:
     from edge_har.mqtt.client import MAX_SESSION_EXPIRY_S
 
     return _whole_number(text, 0, MAX_SESSION_EXPIRY_S, f"whole seconds 0-{MAX_SESSION_EXPIRY_S} (30 days)")
+
+
+def _processes(text: str) -> int:
+    return _whole_number(text, 1, 64, "a whole number 1-64")
+
+
+def _worker_index(text: str) -> int:
+    return _whole_number(text, 1, 9999, "a whole number 1-9999")
 
 
 def _connections(text: str) -> int:
@@ -248,6 +278,17 @@ def build_serve_config(args: argparse.Namespace) -> ServeConfig:
         raise CommandError("broker options without --broker: give --broker HOST[:PORT] for the live view")
     if args.client_id is not None and (not args.client_id.strip() or len(args.client_id) > 128):
         raise CommandError(f"--client-id {args.client_id[:40]!r}: must be 1-128 characters, not blank")
+    several = args.ingest_processes > 1 or args.ingest_only
+    flag = "--ingest-only" if args.ingest_only else f"--ingest-processes {args.ingest_processes}"
+    if several and mqtt is None:
+        raise CommandError(f"{flag} needs --broker HOST[:PORT]: the ingest processes share its subscription")
+    if several and not (args.db_url or "").startswith("postgresql"):
+        raise CommandError(
+            f"{flag}: several ingest processes need PostgreSQL (--db-url postgresql+psycopg://...); SQLite "
+            "takes one writer at a time"
+        )
+    if args.ingest_only and args.ingest_processes > 1:
+        raise CommandError("--ingest-only and --ingest-processes contradict each other: a worker is one process")
     return ServeConfig(
         host=args.host,
         port=args.port,
@@ -266,6 +307,9 @@ def build_serve_config(args: argparse.Namespace) -> ServeConfig:
         retention_days=args.retention_days,
         client_id=args.client_id,
         session_expiry_s=args.session_expiry,
+        ingest_processes=args.ingest_processes,
+        ingest_only=args.ingest_only,
+        worker_index=args.worker_index if args.ingest_only else 0,
     )
 
 
@@ -278,6 +322,14 @@ def run(args: argparse.Namespace) -> int:
             cfg.host,
             cfg.port,
         )
+    if cfg.ingest_only:
+        import os
+
+        from edge_har.web.ingest_worker import run_worker
+
+        log.info("edge-har serve --ingest-only: worker %d on %s", cfg.worker_index, cfg.mqtt.host if cfg.mqtt else "-")
+        run_worker(cfg, cfg.worker_index, os.getppid())
+        return 0
     import uvicorn
 
     from edge_har.web.app import create_app

@@ -1,0 +1,168 @@
+"""Several ingest processes on one MQTT 5 shared subscription, writing into one PostgreSQL.
+
+One Python process stores about 20,000 predictions a second (its paho thread and its ingest thread
+share one interpreter lock), so a larger fleet is split between processes by the broker:
+``edge-har serve --ingest-processes N`` subscribes the web process and N - 1 worker processes (started
+here, with :mod:`multiprocessing`'s spawn, and stopped with the web process) to
+``$share/<group>/<prefix>/+/prediction``; the broker hands each prediction to one of them. Why it is
+laid out so:
+
+* **each worker has its own persistent session** (``<client id>-w<i>``): what a stopped or killed
+  worker held unacknowledged is re-sent by the broker (to the group, once that session is gone, or to
+  the worker when it comes back), and the store's unique key stores a re-delivery once whichever
+  process gets it.
+* **status and stats stay on the web process's own, non-shared subscription**: a broker delivers
+  retained messages (every device's status) to no shared subscription, and liveness is judged where
+  the Live page is served.
+* **the books of every process are one**: each worker writes its counters to the ``ingest_workers``
+  table every second and :meth:`~edge_har.web.ingest.Ingest.status` of the web process adds them to
+  its own; the seq books are in the store already (one transaction with the rows), so the web process
+  re-reads them.
+* **the Live page still sees every prediction**: the web process reads the rows stored since the last
+  look (by id, :func:`rows_after`) while a browser is connected, instead of a second, non-shared
+  subscription that would make it receive and check every message again. A row whose id was taken
+  before a row already read but committed after it is stored but not pushed (the page shows it on its
+  next load).
+
+SQLite takes one writer at a time, so ``serve_cli`` refuses several processes on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any, Optional
+
+import sqlalchemy as sa
+
+from edge_har.web.config import ServeConfig
+from edge_har.web.store import Store, predictions
+
+__all__ = ["BOOKS_EVERY_S", "Workers", "read_books", "rows_after", "run_worker", "write_books"]
+
+log = logging.getLogger("edge_har.web.ingest_worker")
+
+BOOKS_EVERY_S = 1.0  # how often a worker writes its counters (what the web process's status lags by at most)
+STALE_BOOKS_S = 30.0  # a worker silent this long is shown, but its figures are still counted (they happened)
+
+_meta = sa.MetaData()
+ingest_workers = sa.Table(
+    "ingest_workers",
+    _meta,
+    sa.Column("worker", sa.String(160), primary_key=True),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+    sa.Column("books", sa.Text(), nullable=False),  # Ingest.status() of the worker, as JSON
+)
+
+
+def write_books(store: Store, worker: str, books: dict[str, Any]) -> None:
+    """Replace ``worker``'s row of counters (one short transaction)."""
+    _meta.create_all(store.engine)
+    upsert = store._insert(ingest_workers)
+    row = {"worker": worker, "pid": os.getpid(), "updated_at": time.time(), "books": json.dumps(books)}
+    with store.engine.begin() as conn:
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[ingest_workers.c.worker],
+                set_={k: upsert.excluded[k] for k in ("pid", "updated_at", "books")},
+            ),
+            row,
+        )
+
+
+def read_books(store: Store, prefix: str) -> list[dict[str, Any]]:
+    """Every worker's last counters whose name starts with ``prefix``, with ``worker`` and ``updated_at``."""
+    _meta.create_all(store.engine)
+    c = ingest_workers.c
+    query = sa.select(c.worker, c.updated_at, c.books).where(c.worker.like(f"{prefix}%")).order_by(c.worker)
+    out = []
+    with store.engine.connect() as conn:
+        for worker, updated_at, books in conn.execute(query):
+            try:
+                data = json.loads(books)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                out.append({**data, "worker": worker, "updated_at": updated_at})
+    return out
+
+
+def last_id(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.max(predictions.c.id))).scalar() or 0)
+
+
+def rows_after(store: Store, after: int, limit: int = 5000) -> list[dict[str, Any]]:
+    """Rows stored with an id beyond ``after``, oldest first (what the Live page is pushed), at most ``limit``."""
+    c = predictions.c
+    query = (
+        sa.select(c.id, c.device_id, c.run_id, c.seq, c.ts, c.label, c.confidence, c.model_id)
+        .where(c.id > after)
+        .order_by(c.id)
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def run_worker(cfg: ServeConfig, index: int, parent: int) -> None:
+    """A worker process: the ingest alone on the shared subscription, until SIGTERM or its parent is gone."""
+    from edge_har.web.ingest import Hub, Ingest
+    from edge_har.web.store import open_store
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    store = open_store(cfg)
+    ingest = Ingest(dataclasses.replace(cfg, ingest_only=True, worker_index=index), store, Hub())
+    ingest.start()
+    try:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:  # the web process died without stopping us
+                break
+    finally:
+        ingest.stop()
+        store.close()
+
+
+class Workers:
+    """The N - 1 worker processes of ``--ingest-processes N`` (the web process is the N-th consumer)."""
+
+    def __init__(self, cfg: ServeConfig) -> None:
+        self.cfg = cfg
+        self.procs: list[Any] = []
+
+    def start(self) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # no copy of the web process's threads and sockets
+        for index in range(1, self.cfg.ingest_processes):
+            proc = ctx.Process(
+                target=run_worker, args=(self.cfg, index, os.getpid()), name=f"edge-har-ingest-{index}", daemon=False
+            )
+            proc.start()
+            self.procs.append(proc)
+        log.info("ingest: %d worker processes on the shared subscription", len(self.procs))
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM each (it stores and acknowledges what it holds), then SIGKILL what is left after ``timeout``."""
+        for proc in self.procs:
+            if proc.is_alive():
+                proc.terminate()
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            proc.join(max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        self.procs = []
+
+    def alive(self) -> list[Optional[int]]:
+        return [proc.pid if proc.is_alive() else None for proc in self.procs]
