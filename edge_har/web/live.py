@@ -372,6 +372,7 @@ class LiveService:
             else:
                 today = dt.datetime.combine(dt.datetime.now(tz).date(), dt.time(), tz).timestamp()
                 start = today if since is None else _parse_time(since, "since", tz)
+                _check_summary_time("since", start)
                 if until is None:
                     first = dt.datetime.fromtimestamp(start, tz).date() + dt.timedelta(days=1)
                     end = dt.datetime.combine(first, dt.time(), tz).timestamp()
@@ -379,6 +380,9 @@ class LiveService:
                     end = _parse_time(until, "until", tz)
                 if end <= start:
                     raise HTTPException(400, f"until: {end:.6f} is not after since ({start:.6f})")
+                _check_summary_time("until", end)
+            if end - start > (SUMMARY_DAYS_MAX + 1) * queries.DAY_S:
+                raise HTTPException(400, f"until: the range is longer than {SUMMARY_DAYS_MAX} days")
             spans = queries.day_spans(start, end, utc_offset_min)
             if len(spans) > SUMMARY_DAYS_MAX:
                 raise HTTPException(400, f"until: the range covers {len(spans)} days, more than {SUMMARY_DAYS_MAX}")
@@ -523,6 +527,7 @@ OFFSET_MAX_MIN = 16 * 60
 _SINCE_MAX_CHARS = 64
 _TIME_END = 253402300800.0  # 10000-01-01T00:00:00Z: datetime's range and any timestamp column's
 _DAY_MIN, _DAY_MAX = dt.date(1970, 1, 2), dt.date(9999, 12, 30)  # a whole day at any offset within ±16 h
+_SUMMARY_MIN, _SUMMARY_MAX = 86400.0, _TIME_END - 2 * 86400.0  # a summary's range: whole local days at any offset
 _DEVICE_ID_PARAM: Any = PathParam(
     description="the device's id (one MQTT topic level: 1-128 characters, no /, +, #, NUL or white space)",
     json_schema_extra={"minLength": 1, "maxLength": 128, "pattern": r"^[^/+#\x00\s]{1,128}$"},
@@ -559,6 +564,12 @@ def _time_param(name: str, default: str) -> Any:
         description=f"Unix seconds or ISO 8601 (2026-12-02T14:00:00Z), from 1970 to the end of 9999; {default}",
         json_schema_extra={"maxLength": _SINCE_MAX_CHARS},
     )
+
+
+def _check_summary_time(name: str, value: float) -> None:
+    """A summary's bound whose local calendar day, at any offset within ±16 h, is within 1970..9999."""
+    if not _SUMMARY_MIN <= value <= _SUMMARY_MAX:
+        raise HTTPException(400, f"{name}: {value:.6f} is not within {_DAY_MIN}..{_DAY_MAX}")
 
 
 def _parse_time(text: str, name: str, tz: Optional[dt.timezone] = None) -> float:

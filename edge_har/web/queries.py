@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import sqlalchemy as sa
@@ -467,7 +468,7 @@ def ping(store: Store, timeout_s: float) -> None:
             with store.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
             return
-        raw = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=timeout_s)
+        raw = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=rw", uri=True, timeout=timeout_s)
         try:
             raw.execute("SELECT count(*) FROM sqlite_master").fetchone()
         finally:
