@@ -305,7 +305,8 @@ class Ingest:
         # web process keeps status and stats, which a broker sends no shared subscription retained.
         self.shared = cfg.ingest_processes > 1 or cfg.ingest_only
         self.group = re.sub(r"[^A-Za-z0-9_-]", "-", base_id)[:100]
-        self.client_id = f"{base_id[:120]}-w{cfg.worker_index}" if cfg.ingest_only else base_id
+        self._worker_prefix = f"{base_id[:120]}-w"
+        self.client_id = f"{self._worker_prefix}{cfg.worker_index}" if cfg.ingest_only else base_id
         self._workers: Any = None  # the worker processes this web process started
         self._peers: list[dict[str, Any]] = []  # the workers' last books (the web process's view)
         self._live_after: Optional[int] = None  # the last row id pushed to the Live page (shared mode)
@@ -860,7 +861,13 @@ class Ingest:
             if self.cfg.ingest_only:
                 write_books(self.store, self.client_id, self._own_status())
             else:
-                peers = [p for p in read_books(self.store, f"{self.group}-w") if p.get("worker") != self.client_id]
+                if self._workers is not None and not self._stopping:
+                    self._workers.revive()
+                peers = [  # this run's workers (a row from an earlier run is older than this start)
+                    p
+                    for p in read_books(self.store, self._worker_prefix)
+                    if p.get("worker") != self.client_id and p["updated_at"] >= self.started_at - 1.0
+                ]
                 books = self.store.seq_books()
                 with self._lock:
                     self._peers = peers

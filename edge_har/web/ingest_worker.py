@@ -8,9 +8,10 @@ here, with :mod:`multiprocessing`'s spawn, and stopped with the web process) to
 laid out so:
 
 * **each worker has its own persistent session** (``<client id>-w<i>``): what a stopped or killed
-  worker held unacknowledged is re-sent by the broker (to the group, once that session is gone, or to
-  the worker when it comes back), and the store's unique key stores a re-delivery once whichever
-  process gets it.
+  worker held unacknowledged, and what the broker queued for its session meanwhile, is sent again when
+  it comes back, and the web process brings a dead worker back within a couple of seconds
+  (:meth:`Workers.revive`, the same index, so the same session); the store's unique key stores a
+  re-delivery once whichever process gets it.
 * **status and stats stay on the web process's own, non-shared subscription**: a broker delivers
   retained messages (every device's status) to no shared subscription, and liveness is judged where
   the Live page is served.
@@ -140,16 +141,30 @@ class Workers:
         self.procs: list[Any] = []
 
     def start(self) -> None:
+        for index in range(1, self.cfg.ingest_processes):
+            self.procs.append(self._spawn(index))
+        log.info("ingest: %d worker processes on the shared subscription", len(self.procs))
+
+    def _spawn(self, index: int) -> Any:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")  # no copy of the web process's threads and sockets
-        for index in range(1, self.cfg.ingest_processes):
-            proc = ctx.Process(
-                target=run_worker, args=(self.cfg, index, os.getpid()), name=f"edge-har-ingest-{index}", daemon=False
-            )
-            proc.start()
-            self.procs.append(proc)
-        log.info("ingest: %d worker processes on the shared subscription", len(self.procs))
+        proc = ctx.Process(
+            target=run_worker, args=(self.cfg, index, os.getpid()), name=f"edge-har-ingest-{index}", daemon=False
+        )
+        proc.start()
+        return proc
+
+    def revive(self) -> int:
+        """Start again each worker that died (same index: its session, and what the broker queued for it)."""
+        revived = 0
+        for i, proc in enumerate(self.procs):
+            if not proc.is_alive():
+                log.warning("ingest: worker %d ended (exit code %s); starting it again", i + 1, proc.exitcode)
+                proc.join(0)
+                self.procs[i] = self._spawn(i + 1)
+                revived += 1
+        return revived
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM each (it stores and acknowledges what it holds), then SIGKILL what is left after ``timeout``."""
