@@ -562,3 +562,36 @@ def test_property_range_days_equal_the_stores_day_summaries_and_outages_the_brut
         assert queries.outages(store, "pi-p", midnight, until, None, [], 20000) == want
     finally:
         store.close()
+
+
+QUERY_VALUES = st.one_of(
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=70),
+    st.integers(-(2**70), 2**70).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.floats(0, 253402300800).map(repr),
+    st.dates().map(str),
+    st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+    st.sampled_from(["", "day", "total", "0", "-960", "960", "20000", "20001", "1e400"]),
+)
+QUERY_NAMES = st.sampled_from(["since", "until", "limit", "step_s", "by", "day", "utc_offset_min"])
+ROUTES = ["", "/history", "/summary", "/export.csv"]
+
+
+@pytest.fixture
+def any_query_client(db_url) -> Iterator[TestClient]:
+    s = open_store_url(db_url)
+    s.add_predictions(series("pi-1", NOW - 200, 50))
+    s.set_status("pi-1", "stopped", NOW - 100)
+    s.close()
+    with TestClient(create_app(ServeConfig(db_url=db_url)), raise_server_exceptions=False) as client:
+        yield client
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=st.dictionaries(QUERY_NAMES, QUERY_VALUES, max_size=4), route=st.sampled_from(ROUTES))
+def test_property_any_query_of_a_device_route_is_200_or_a_one_line_4xx(any_query_client, query, route):
+    reply = any_query_client.get(f"/api/devices/pi-1{route}", params=query)
+    assert reply.status_code < 500, (route, query, reply.text[:300])
+    if reply.status_code == 400:
+        detail = reply.json()["detail"]
+        assert "\n" not in detail and detail.split(":")[0] in query, (route, query, detail)

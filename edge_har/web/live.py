@@ -600,6 +600,8 @@ def _range(since: Optional[str], until: Optional[str], default_s: float) -> tupl
     """``since`` and ``until`` parsed (defaults: ``until`` now, ``since`` ``default_s`` before it); until > since."""
     end = time.time() if until is None else _parse_time(until, "until")
     start = max(0.0, end - default_s) if since is None else _parse_time(since, "since")
+    if end <= start and until is None:
+        raise HTTPException(400, f"since: {start:.6f} is not before until (default: now, {end:.6f})")
     if end <= start:
         raise HTTPException(400, f"until: {end:.6f} is not after since ({start:.6f})")
     return start, end
