@@ -595,3 +595,15 @@ def test_property_any_query_of_a_device_route_is_200_or_a_one_line_4xx(any_query
     if reply.status_code == 400:
         detail = reply.json()["detail"]
         assert "\n" not in detail and detail.split(":")[0] in query, (route, query, detail)
+
+
+def test_a_late_delivery_that_fills_a_gap_lengthens_the_stretch_at_the_next_recheck(store):
+    t0 = NOW - 500
+    store.add_predictions(series("pi-1", t0, 10) + series("pi-1", t0 + 20, 10, seq0=20))
+    newest = {"pi-1": ("Walk", "r1", t0 + 29)}
+    remembering = queries.CurrentStretches(store, recheck_s=3600.0)
+    rechecking = queries.CurrentStretches(store, recheck_s=0.0)
+    assert remembering.for_devices(newest)["pi-1"].since == t0 + 20 == rechecking.for_devices(newest)["pi-1"].since
+    store.add_predictions(series("pi-1", t0 + 10, 10, seq0=10))  # the device's offline queue, delivered late
+    assert rechecking.for_devices(newest)["pi-1"].since == t0
+    assert remembering.for_devices(newest)["pi-1"].since == t0 + 20  # until its recheck

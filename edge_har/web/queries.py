@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,6 +253,7 @@ class Stretch:
     run_id: str
     since: float
     last_ts: float
+    found_at: float = 0.0  # time.monotonic() when it was last found from scratch
 
 
 class CurrentStretches:
@@ -260,13 +262,22 @@ class CurrentStretches:
     A stretch is remembered with the newest prediction it was found for. The next page reuses it when that
     prediction is still the newest (no statement), extends it when newer rows continue it (the statement
     reads only those rows), and otherwise finds it anew from the last ``scan_s`` seconds, reading up to
-    ``max_scan_s`` for the devices whose stretch is longer than that (a second statement, once).
+    ``max_scan_s`` for the devices whose stretch is longer than that (a second statement, once). A
+    stretch is found from scratch again after ``recheck_s``: a device's offline queue delivered late may
+    fill a gap that had ended the stretch, and only a fresh scan sees rows older than the newest.
     """
 
     def __init__(
-        self, store: Store, *, scan_s: float = 600.0, max_scan_s: float = DAY_S, gap_cap_s: float = GAP_CAP_S
+        self,
+        store: Store,
+        *,
+        scan_s: float = 600.0,
+        max_scan_s: float = DAY_S,
+        gap_cap_s: float = GAP_CAP_S,
+        recheck_s: float = 300.0,
     ) -> None:
         self.store = store
+        self.recheck_s = recheck_s
         self.scan_s = scan_s
         self.max_scan_s = max_scan_s
         self.gap_cap_s = gap_cap_s
@@ -276,8 +287,12 @@ class CurrentStretches:
     def for_devices(self, newest: dict[str, tuple[str, str, float]]) -> dict[str, Stretch]:
         """``newest``: device -> (label, run_id, ts) of its newest prediction; the stretch of each."""
         out: dict[str, Stretch] = {}
+        clock = time.monotonic()
         with self._lock:
             known = {d: self._known.get(d) for d in newest}
+        for device_id, held in known.items():
+            if held is not None and clock - held.found_at > self.recheck_s:
+                known[device_id] = None
         extend: dict[str, float] = {}  # device -> the lowest ts the statement reads
         for device_id, (label, run_id, ts) in newest.items():
             held = known[device_id]
@@ -295,6 +310,7 @@ class CurrentStretches:
             for device_id, (first_ts, break_ts) in found.items():
                 label, run_id, ts = newest[device_id]
                 held = known[device_id]
+                found_at = clock if held is None else held.found_at
                 if break_ts is not None:
                     since = break_ts
                 elif held is not None:
@@ -304,11 +320,12 @@ class CurrentStretches:
                     since = first_ts
                 else:
                     since = first_ts
-                out[device_id] = Stretch(label, run_id, since, ts)
+                out[device_id] = Stretch(label, run_id, since, ts, found_at)
             if longer:
                 for device_id, (first_ts, break_ts) in self._scan(newest, longer).items():
                     label, run_id, ts = newest[device_id]
-                    out[device_id] = Stretch(label, run_id, first_ts if break_ts is None else break_ts, ts)
+                    since = first_ts if break_ts is None else break_ts
+                    out[device_id] = Stretch(label, run_id, since, ts, clock)
         with self._lock:
             if len(self._known) > 100_000:  # a bound on memory; a cleared device is found anew once
                 self._known.clear()
