@@ -137,7 +137,7 @@ def outages(
     next change or the range end. Sorted by start; at most ``limit`` (the newest kept).
     """
     c = predictions.c
-    previous = sa.func.lag(c.ts).over(order_by=(c.ts, c.seq))
+    previous = sa.func.lag(c.ts).over(order_by=c.ts)  # ts alone: ix_predictions_device_ts covers the scan
     steps = (
         sa.select(previous.label("start"), c.ts.label("end"))
         .where(c.device_id == device_id, c.ts > since, c.ts <= until)
