@@ -83,7 +83,7 @@ class BufferedClient(EdgeHarClient):
             "remaining_count": [],
             "remaining_mult": 1,
             "remaining_length": end - start,
-            "packet": bytes(self._rbuf[start:end]),
+            "packet": self._rbuf[start:end],  # a copy, as paho hands over
             "to_process": 0,
             "pos": 0,
         }
@@ -126,7 +126,7 @@ class BufferedClient(EdgeHarClient):
             return super()._handle_publish()  # properties to decode, or a packet paho refuses
         message = MQTTMessage.__new__(MQTTMessage)
         message.mid = (packet[end] << 8) | packet[end + 1] if qos else 0
-        message._topic = packet[2:end]
+        message._topic = bytes(packet[2:end])
         message.dup = bool(command & 0x08)
         message.qos = qos
         message.retain = bool(command & 0x01)
