@@ -14,6 +14,8 @@ import datetime as dt
 import io
 import json
 import os
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -607,3 +609,29 @@ def test_a_late_delivery_that_fills_a_gap_lengthens_the_stretch_at_the_next_rech
     store.add_predictions(series("pi-1", t0 + 10, 10, seq0=10))  # the device's offline queue, delivered late
     assert rechecking.for_devices(newest)["pi-1"].since == t0
     assert remembering.for_devices(newest)["pi-1"].since == t0 + 20  # until its recheck
+
+
+def test_healthz_answers_503_within_its_timeout_while_the_database_hangs(postgres_url):
+    """A server that accepts the connection and never answers (a hung PostgreSQL, a partition)."""
+    from edge_har.web.health import HealthCheck
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    store = open_store_url(postgres_url)
+    real = store.engine
+    try:
+        port = silent.getsockname()[1]
+        store.engine = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/hung")
+        check = HealthCheck(store, timeout_s=0.5)
+        for _ in range(3):  # the one check in flight is waited on again, not joined by more threads
+            started = time.monotonic()
+            status, body = check.report({"configured": False, "connected": False})
+            assert time.monotonic() - started < 2.0
+            assert status == 503 and "did not answer SELECT 1 within 0.5 s" in body["store"]["error"]
+        assert sum(t.name == "healthz" for t in threading.enumerate()) == 1
+    finally:
+        silent.close()  # the hung connect fails and its thread ends
+        store.engine.dispose()
+        store.engine = real
+        store.close()

@@ -57,7 +57,6 @@ def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> 
         try:
             yield
         finally:
-            health.close()
             live.stop()
             log.info("edge-har serve stopped")
 
