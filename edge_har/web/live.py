@@ -265,7 +265,6 @@ class LiveService:
             tags=["live"],
             summary="One device: the same view as an item of /api/devices, with its current stretch",
             response_model=m.DeviceView,
-            response_model_exclude_none=False,
         )
         def api_device(device_id: str = _DEVICE_ID_PARAM) -> JSONResponse:
             self._known(device_id)
