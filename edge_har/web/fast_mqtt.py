@@ -5,7 +5,7 @@ length, the body) after a ``select`` each, and queues every PUBACK as its own pa
 to its network thread: at tens of thousands of QoS 1 messages a second that is most of a core. This
 client (:func:`speed_up` turns the client ``make_client`` built into one, keeping its settings, TLS and
 callbacks) reads the socket in large chunks and cuts packets out of its buffer, reading until the socket
-has nothing more; and :func:`ack_many` sends a batch's PUBACKs as one write. What goes over the wire is
+has nothing more (or a bounded number of chunks); and :func:`ack_many` sends a batch's PUBACKs as one write. What goes over the wire is
 unchanged: the same packets, in the same order.
 """
 
@@ -21,6 +21,9 @@ from edge_har.mqtt.client import EdgeHarClient
 __all__ = ["BufferedClient", "ack_many", "speed_up"]
 
 RECV_BYTES = 256 * 1024
+# Socket reads per loop_read: a flood that never lets the socket run dry still returns to paho's loop
+# (its writes: PUBACKs, PINGREQ) after this many chunks (about 4 MiB, a few thousand messages).
+MAX_REFILLS = 16
 _PUBACK = 0x40
 _PUBACK_PACKET = struct.Struct("!BBH")
 
@@ -30,6 +33,7 @@ class BufferedClient(EdgeHarClient):
 
     _rbuf: bytearray
     _rpos: int
+    _refills: int = 0
 
     def _reset_buffer(self) -> None:
         self._rbuf = bytearray()
@@ -40,7 +44,11 @@ class BufferedClient(EdgeHarClient):
         super()._sock_close()
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        """Every whole packet the socket holds (paho reads one per ``select``)."""
+        """Every whole packet the socket holds, up to :data:`MAX_REFILLS` chunks (paho reads one per ``select``).
+
+        What is left in the buffer is a part of a packet, whose rest makes the socket readable again.
+        """
+        self._refills = 0
         while True:
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
@@ -63,6 +71,9 @@ class BufferedClient(EdgeHarClient):
             if self._rpos:
                 del self._rbuf[: self._rpos]
                 self._rpos = 0
+            if self._refills >= MAX_REFILLS:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            self._refills += 1
             try:
                 data = self._sock_recv(RECV_BYTES)
             except BlockingIOError:

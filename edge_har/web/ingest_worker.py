@@ -37,6 +37,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from typing import Any, Optional
 
 import sqlalchemy as sa
@@ -62,9 +63,18 @@ ingest_workers = sa.Table(
 )
 
 
+_created: weakref.WeakSet[Any] = weakref.WeakSet()  # engines whose database has the ingest_workers table
+
+
+def _ensure_table(store: Store) -> None:
+    if store.engine not in _created:
+        _meta.create_all(store.engine)
+        _created.add(store.engine)
+
+
 def write_books(store: Store, worker: str, books: dict[str, Any]) -> None:
     """Replace ``worker``'s row of counters (one short transaction)."""
-    _meta.create_all(store.engine)
+    _ensure_table(store)
     upsert = store._insert(ingest_workers)
     row = {"worker": worker, "pid": os.getpid(), "updated_at": time.time(), "books": json.dumps(books)}
     with store.engine.begin() as conn:
@@ -79,7 +89,7 @@ def write_books(store: Store, worker: str, books: dict[str, Any]) -> None:
 
 def read_books(store: Store, prefix: str) -> list[dict[str, Any]]:
     """Every worker's last counters whose name starts with ``prefix``, with ``worker`` and ``updated_at``."""
-    _meta.create_all(store.engine)
+    _ensure_table(store)
     c = ingest_workers.c
     query = sa.select(c.worker, c.updated_at, c.books).where(c.worker.like(f"{prefix}%")).order_by(c.worker)
     out = []
