@@ -2,13 +2,14 @@
 
 Three parties with different speeds meet here, so each gets its own hand-off:
 
-* **paho's network thread** decodes nothing and waits for nothing: ``on_message`` puts the raw
-  message on a bounded queue (full: dropped and counted, never a stalled keepalive that would get the
+* **paho's network thread** (:mod:`edge_har.web.fast_mqtt`: whole socket chunks, plain PUBLISH packets
+  decoded without paho's per-message objects) decodes no payload and waits for nothing: ``on_message``
+  puts the raw message on a bounded queue (full: dropped and counted, never a stalled keepalive that would get the
   subscriber disconnected and lose every QoS 1 message in flight).
 * **the ingest thread** drains that queue in batches (up to :data:`BATCH_MAX` messages or
   :data:`FLUSH_S` seconds, or fewer once the broker's in-flight window is all held), checks each message
   against what it is stored as (:mod:`edge_har.web.ingest_checks`), writes the batch in one transaction,
-  then acknowledges its QoS 1 messages to the broker and tells the browsers.
+  then acknowledges its QoS 1 messages to the broker (one write for the batch) and tells the browsers.
   Nothing a message holds can stop it: a message that fails a check is counted by reason and by device,
   with the last :data:`SAMPLES_MAX` kept as samples, and logged at most every :data:`LOG_EVERY_S`
   seconds; an unexpected error on one message is counted (``internal_error``) and the loop goes on.
@@ -33,6 +34,10 @@ one: the broker re-sends what an earlier connection left unacknowledged, and a m
 must not be acknowledged for a message serve has not stored. What is lost upstream anyway (beyond
 that queue, or a device's own) shows as gaps in each run's ``seq``, counted in the store's seq books
 (:meth:`edge_har.web.store.Store.write_predictions`) and shown by :meth:`Ingest.status` and per device.
+
+With ``--ingest-processes N`` the predictions come through an MQTT shared subscription that the web
+process shares with N - 1 worker processes (:mod:`edge_har.web.ingest_worker`: why status and stats stay
+here, how the books of every process are added up and how the Live page still gets every prediction).
 
 Liveness follows :func:`edge_har.mqtt.liveness.device_liveness` (the retained status and Last Will,
 stale after three stats intervals without stats), re-judged every second so ``stale`` is pushed too.

@@ -1,7 +1,8 @@
 """Where ``edge-har serve`` keeps what the fleet published: predictions, status changes, last stats.
 
 One small data layer on SQLAlchemy **Core** (tables and SQL expressions, no ORM: the rows are plain
-records and the hot path is a batched ``executemany``) serves SQLite (the default, one file, WAL so the
+records and the hot path, :meth:`Store.write_predictions`, sends one statement per batch written for
+the driver) serves SQLite (the default, one file, WAL so the
 web requests read while the ingest thread writes) and PostgreSQL (``postgresql+psycopg://...``, psycopg 3)
 with the same statements. Why each choice:
 
