@@ -9,6 +9,7 @@ loses nothing; several processes on SQLite are refused in one line.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -53,6 +54,28 @@ def _start(broker: Any, url: str, processes: int) -> tuple[Ingest, Any]:
     return ingest, store
 
 
+class Browser:
+    """A Live page's event stream: a queue on the ingest's Hub, read on its own event loop."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.items: list[tuple[str, int]] = []
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.queue = asyncio.run_coroutine_threadsafe(self._subscribe(hub), self.loop).result(5)
+        asyncio.run_coroutine_threadsafe(self._read(), self.loop)
+
+    async def _subscribe(self, hub: Hub) -> Any:
+        return hub.subscribe()
+
+    async def _read(self) -> None:
+        while (event := await self.queue.get()) is not None:
+            if event["type"] == "predictions":
+                self.items += [(item["device_id"], item["seq"]) for item in event["items"]]
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, None)  # the stream ends as at a server stop
+
+
 def _stored(store: Any) -> tuple[int, int]:
     with store.engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT count(*) FROM predictions")).scalar()
@@ -63,7 +86,9 @@ def _stored(store: Any) -> tuple[int, int]:
 def test_shared_subscription_workers_store_everything_exactly_once(mosquitto_broker: Any, pg_url: str) -> None:
     ingest, store = _start(mosquitto_broker, pg_url, 3)
     devices = Devices(mosquitto_broker, client_id="wk-devices")
+    browser = Browser(ingest.hub)
     try:
+        wait_until(lambda: ingest._feed is not None, what="the live feed of stored rows")  # a browser is watching
         devices.send("edge-har/pi-0/status", "online", retain=True)
         sent = 0
         for seq in range(100):
@@ -78,7 +103,15 @@ def test_shared_subscription_workers_store_everything_exactly_once(mosquitto_bro
         assert all(p["stored"] > 0 for p in status["processes"]), status["processes"]
         assert ingest.liveness("pi-0", time.time()) == "online"  # the retained status reached the web process
         assert ingest.device_books("pi-3") == {"gaps": 0, "rejected": 0}
+        # the Live page was pushed every prediction, whichever process stored it, once
+        wait_until(
+            lambda: len(browser.items) >= sent,
+            timeout=15,
+            what=f"every prediction on the live stream ({browser.items})",
+        )
+        assert sorted(browser.items) == sorted((f"pi-{d}", seq) for seq in range(100) for d in range(6))
     finally:
+        browser.close()
         devices.close()
         ingest.stop()
         store.close()

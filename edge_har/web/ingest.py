@@ -333,7 +333,7 @@ class Ingest:
         self.client_id = f"{self._worker_prefix}{cfg.worker_index}" if cfg.ingest_only else base_id
         self._workers: Any = None  # the worker processes this web process started
         self._peers: list[dict[str, Any]] = []  # the workers' last books (the web process's view)
-        self._live_after: Optional[int] = None  # the last row id pushed to the Live page (shared mode)
+        self._feed: Any = None  # the rows every process stored, for the Live page (shared mode, while watched)
         self._inbox: queue.Queue[tuple[str, bytes, float, Optional[_Ack]]] = queue.Queue(queue_max)
         self._stop = threading.Event()
         # Set once the broker acknowledged the subscriptions (cleared while disconnected): what a test or
@@ -414,9 +414,8 @@ class Ingest:
         client.connect_async(self.mqtt_cfg.host, self.mqtt_cfg.port, keepalive=self.mqtt_cfg.keepalive)
         client.loop_start()
         if self.cfg.ingest_processes > 1 and not self.cfg.ingest_only:
-            from edge_har.web.ingest_worker import Workers, last_id
+            from edge_har.web.ingest_worker import Workers
 
-            self._live_after = last_id(self.store)
             self._workers = Workers(self.cfg)
             self._workers.start()
 
@@ -635,7 +634,7 @@ class Ingest:
         if self.shared and now >= clock.get("books", 0.0):
             self._share_books()
             clock["books"] = now + 1.0
-        if self._live_after is not None and now >= clock.get("live", 0.0):
+        if self._workers is not None and now >= clock.get("live", 0.0):
             self._push_stored()
             clock["live"] = now + self.flush_s
         if now >= clock["sweep"]:
@@ -905,19 +904,19 @@ class Ingest:
         """Push the rows every process stored since the last look to the Live page (shared mode)."""
         import sqlalchemy as sa
 
-        from edge_har.web.ingest_worker import rows_after
+        from edge_har.web.ingest_worker import StoredFeed, last_id
 
-        if not self.hub.clients or self._live_after is None:
-            return
         try:
-            rows = rows_after(self.store, self._live_after)
+            if not self.hub.clients:
+                self._feed = None  # nobody watching: no reads; a browser that connects starts from then
+                return
+            if self._feed is None:
+                self._feed = StoredFeed(self.store, last_id(self.store))
+            rows = self._feed.take(time.monotonic())
         except sa.exc.SQLAlchemyError as exc:
             self._problem(f"reading the stored rows for the live page: {_db_reason(exc)}")
             return
         if rows:
-            self._live_after = rows[-1].pop("id")
-            for r in rows:
-                r.pop("id", None)
             self.hub.publish({"type": "predictions", "items": rows})
 
     def _account(self, chunk: list[_Row], new: list[bool], books: list[SeqBook]) -> None:

@@ -20,10 +20,10 @@ laid out so:
   its own; the seq books are in the store already (one transaction with the rows), so the web process
   re-reads them.
 * **the Live page still sees every prediction**: the web process reads the rows stored since the last
-  look (by id, :func:`rows_after`) while a browser is connected, instead of a second, non-shared
-  subscription that would make it receive and check every message again. A row whose id was taken
-  before a row already read but committed after it is stored but not pushed (the page shows it on its
-  next load).
+  look (:class:`StoredFeed`) while a browser is connected, instead of a second, non-shared
+  subscription that would make it receive and check every message again. Rows become visible out of
+  id order (each process takes ids, then commits its batch), so the ids skipped over are looked for
+  again until :data:`GAP_WAIT_S` has passed (an id a duplicate used up never comes).
 
 SQLite takes one writer at a time, so ``serve_cli`` refuses several processes on it.
 """
@@ -45,7 +45,7 @@ import sqlalchemy as sa
 from edge_har.web.config import ServeConfig
 from edge_har.web.store import Store, predictions
 
-__all__ = ["BOOKS_EVERY_S", "Workers", "read_books", "rows_after", "run_worker", "write_books"]
+__all__ = ["BOOKS_EVERY_S", "StoredFeed", "Workers", "read_books", "rows_after", "run_worker", "write_books"]
 
 log = logging.getLogger("edge_har.web.ingest_worker")
 
@@ -120,6 +120,48 @@ def rows_after(store: Store, after: int, limit: int = 5000) -> list[dict[str, An
     )
     with store.engine.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
+
+
+GAP_WAIT_S = 10.0  # how long an id skipped by the feed is looked for (another process's batch still open)
+GAPS_MAX = 50_000  # ids looked for at most (beyond: the oldest are given up)
+
+
+def rows_with_ids(store: Store, ids: list[int]) -> list[dict[str, Any]]:
+    c = predictions.c
+    query = sa.select(c.id, c.device_id, c.run_id, c.seq, c.ts, c.label, c.confidence, c.model_id).where(c.id.in_(ids))
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query.order_by(c.id)).mappings()]
+
+
+class StoredFeed:
+    """Every row any ingest process stores, each handed out once, soon after its commit."""
+
+    def __init__(self, store: Store, after: int) -> None:
+        self.store = store
+        self.high = after  # the highest id handed out
+        self.gaps: dict[int, float] = {}  # ids below ``high`` not seen yet -> when they were skipped
+
+    def take(self, now: float, limit: int = 5000) -> list[dict[str, Any]]:
+        """The rows visible since the last call (ids skipped earlier first), without their ids."""
+        found = rows_with_ids(self.store, sorted(self.gaps)[:limit]) if self.gaps else []
+        for row in found:
+            self.gaps.pop(row["id"], None)
+        fresh = rows_after(self.store, self.high, limit)
+        expected = self.high + 1
+        for row in fresh:
+            for missing in range(expected, min(row["id"], expected + GAPS_MAX)):
+                self.gaps[missing] = now
+            expected = row["id"] + 1
+        if fresh:
+            self.high = fresh[-1]["id"]
+        for gap in [g for g, since in self.gaps.items() if now - since > GAP_WAIT_S]:
+            del self.gaps[gap]
+        while len(self.gaps) > GAPS_MAX:
+            del self.gaps[min(self.gaps)]
+        out = found + fresh
+        for row in out:
+            del row["id"]
+        return out
 
 
 def run_worker(cfg: ServeConfig, index: int, parent: int) -> None:
