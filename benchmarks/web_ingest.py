@@ -500,7 +500,7 @@ def run_drain(
             stored, _ = _stored(server)
             tree = process_tree(server.proc.pid)
             now = (stored, time.perf_counter(), tree_cpu_s(server.proc.pid), threads_cpu_s(tree))
-            if first is None and stored > 0:
+            if first is None:  # serve has just subscribed: the drain starts here (a few rows may be in already)
                 first = now
             last = now
             if stored >= sent:
@@ -602,7 +602,7 @@ def run_web_ingest(settings: WebIngestSettings) -> dict[str, Any]:
         "drain_s": "from the last publish until the store held every prediction sent (none: not within wait_s)",
         "kept_up": "everything stored within max_drain_s after publishing stopped, nothing dropped or failed",
         "devices_api": "GET /api/devices (the Live page's load) every 100 ms during the step, milliseconds",
-        "drain stored_per_s": "rows stored from the first stored row until the backlog is stored / that time",
+        "drain stored_per_s": "rows stored from serve's subscription until the backlog is stored / that time",
         "drain stored_per_cpu_s": "the same rows / CPU seconds (user + system) of serve and its child processes "
         "(web requests included)",
         "drain stored_per_ingest_cpu_s": "the same rows / CPU seconds of the ingest's own threads (MQTT and "

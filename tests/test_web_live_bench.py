@@ -63,7 +63,7 @@ def test_bench_web_ingest_drains_a_backlog_exactly_once(tmp_path, capsys):
 @pytest.mark.slow
 def test_bench_web_ingest_compares_with_the_baseline_on_both_stores_and_several_processes(tmp_path, capsys):
     out = tmp_path / "bench"
-    argv = ["bench", "web-ingest", "--backlog", "2000", "--processes", "1,2", "--out", str(out)]
+    argv = ["bench", "web-ingest", "--backlog", "20000", "--processes", "1,2", "--out", str(out)]
     assert main(argv) == 0
     rows = json.loads((out / "results.json").read_text())["suites"]["web_ingest"]["drain"]
     seen = {(r["code"].split()[0], r["store"], r["processes"]) for r in rows}
