@@ -159,3 +159,35 @@ def test_several_ingest_processes_on_sqlite_are_refused_in_one_line(tmp_path: An
     with pytest.raises(SystemExit) as exited:
         main(["serve", "--ingest-processes", "0"])
     assert exited.value.code == 2 and "must be a whole number 1-64, got 0" in capsys.readouterr().err
+
+
+def test_an_ingest_only_worker_stores_from_the_shared_subscription_and_stops_on_sigterm(
+    mosquitto_broker: Any, pg_url: str, tmp_path: Any
+) -> None:
+    import subprocess
+    import sys
+
+    from edge_har.web.ingest_worker import read_books
+
+    argv = [sys.executable, "-m", "edge_har", "serve", "--ingest-only", "--worker-index", "7"]
+    argv += ["--broker", f"{mosquitto_broker.host}:{mosquitto_broker.port}", "--db-url", pg_url, "--client-id", "solo"]
+    with open(tmp_path / "worker.log", "wb") as log_file:
+        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
+    store = open_store_url(pg_url)
+    devices = Devices(mosquitto_broker, client_id="wk-devices")
+    try:
+        wait_until(
+            lambda: any(b["worker"] == "solo-w7" and b["connected"] for b in read_books(store, "solo-w")),
+            timeout=30,
+            what="the worker's books",
+        )
+        for seq in range(50):
+            devices.send("edge-har/pi-s/prediction", prediction("pi-s", seq))
+        wait_until(lambda: _stored(store) == (50, 50), timeout=15, what="every prediction")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, (tmp_path / "worker.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        devices.close()
+        store.close()

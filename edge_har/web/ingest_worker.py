@@ -164,8 +164,9 @@ class StoredFeed:
         return out
 
 
-def run_worker(cfg: ServeConfig, index: int, parent: int) -> None:
-    """A worker process: the ingest alone on the shared subscription, until SIGTERM or its parent is gone."""
+def run_worker(cfg: ServeConfig, index: int, parent: Optional[int]) -> None:
+    """A worker process: the ingest alone on the shared subscription, until SIGTERM or SIGINT, or until the
+    web process ``parent`` that started it is gone (None: a worker started on its own, ``--ingest-only``)."""
     from edge_har.web.ingest import Hub, Ingest
     from edge_har.web.store import open_store
 
@@ -178,7 +179,7 @@ def run_worker(cfg: ServeConfig, index: int, parent: int) -> None:
     ingest.start()
     try:
         while not stop.wait(1.0):
-            if os.getppid() != parent:  # the web process died without stopping us
+            if parent is not None and os.getppid() != parent:  # the web process died without stopping us
                 break
     finally:
         ingest.stop()

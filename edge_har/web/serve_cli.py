@@ -323,12 +323,10 @@ def run(args: argparse.Namespace) -> int:
             cfg.port,
         )
     if cfg.ingest_only:
-        import os
-
         from edge_har.web.ingest_worker import run_worker
 
         log.info("edge-har serve --ingest-only: worker %d on %s", cfg.worker_index, cfg.mqtt.host if cfg.mqtt else "-")
-        run_worker(cfg, cfg.worker_index, os.getppid())
+        run_worker(cfg, cfg.worker_index, None)
         return 0
     import uvicorn
 
