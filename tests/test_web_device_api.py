@@ -500,8 +500,8 @@ STEPS = st.lists(
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=STEPS, cut=st.integers(0, 40))
-def test_property_the_current_stretch_found_cold_or_step_by_step_is_the_brute_force_one(db_url, steps, cut):
+@given(steps=STEPS, cuts=st.lists(st.integers(0, 40), max_size=4))
+def test_property_the_current_stretch_found_cold_or_step_by_step_is_the_brute_force_one(db_url, steps, cuts):
     store = open_store_url(db_url)
     try:
         with store.engine.begin() as conn:
@@ -509,7 +509,8 @@ def test_property_the_current_stretch_found_cold_or_step_by_step_is_the_brute_fo
         remembering = queries.CurrentStretches(store, scan_s=3.0)  # short: the longer scan runs too
         points: list[tuple[float, str, str]] = []
         ts = NOW - 10_000
-        batches = [steps[:cut], steps[cut:]]
+        edges = [0, *sorted(cuts), len(steps)]  # several pages in turn, each after some new rows
+        batches = [steps[a:b] for a, b in zip(edges, edges[1:])]
         seq = 0
         for batch in batches:
             new = []

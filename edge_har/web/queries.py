@@ -296,10 +296,12 @@ class CurrentStretches:
         extend: dict[str, float] = {}  # device -> the lowest ts the statement reads
         for device_id, (label, run_id, ts) in newest.items():
             held = known[device_id]
-            if held is not None and (held.label, held.run_id) == (label, run_id) and held.last_ts <= ts:
-                if held.last_ts == ts:
+            if held is not None and held.last_ts <= ts:
+                if held.last_ts == ts and (held.label, held.run_id) == (label, run_id):
                     out[device_id] = held
                 else:
+                    # Newer rows: the stretch goes on from the remembered row, or (another label or run) a
+                    # new one began after it, so only the rows since it are read, whatever the device's rate.
                     extend[device_id] = held.last_ts
             else:
                 known[device_id] = None
@@ -311,6 +313,11 @@ class CurrentStretches:
                 label, run_id, ts = newest[device_id]
                 held = known[device_id]
                 found_at = clock if held is None else held.found_at
+                if held is not None and break_ts is None and (held.label, held.run_id) != (label, run_id):
+                    held = known[device_id] = None  # the remembered row is gone (pruned): read the device anew
+                    found_at = clock
+                    extend[device_id] = ts - self.scan_s
+                    first_ts, break_ts = self._scan(newest, {device_id: ts - self.scan_s})[device_id]
                 if break_ts is not None:
                     since = break_ts
                 elif held is not None:
