@@ -1216,11 +1216,14 @@ SUITES: tuple[Suite, ...] = (
         help="edge-har serve's MQTT ingest into SQLite and PostgreSQL: predictions stored per second, page latency",
         description=(
             "Start a private mosquitto and the real `edge-har serve --broker` (its own process) on a fresh SQLite "
-            "file and a fresh PostgreSQL database, publish QoS 1 prediction payloads for --devices devices at each "
-            "of --rates (predictions per second in total) for --trial-s seconds, and report the rows stored per "
-            "second, how long the store took to catch up after publishing stopped, and the response time of "
-            "GET /api/devices (the Live page's load) polled every 100 ms meanwhile. Stepping stops at the first "
-            "rate not kept up. Needs mosquitto and the web extra; PostgreSQL only for that backend."
+            "file and a fresh PostgreSQL database. The drain comparison (--backlog): queue N QoS 1 predictions "
+            "while serve's persistent session is away, then time how fast serve stores them, for the --baseline "
+            "revision's serve and this checkout's (with each --processes count on PostgreSQL), side by side: "
+            "stored/s, stored per CPU second of the process and of the ingest's threads, GET /api/devices p50 "
+            "meanwhile, and whether every prediction is stored exactly once. --rates adds paced steps: publish "
+            "at each rate for --trial-s seconds and report stored/s, how long the store took to catch up and "
+            "the page's latency; stepping stops at the first rate not kept up. Needs mosquitto and the web "
+            "extra; PostgreSQL only for that backend."
         ),
         epilog=(
             "examples:\n"

@@ -50,9 +50,10 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
         description=(
-            "Serve a web app: upload a recording, clip or image and see the prediction with a bar per class "
-            "(the device's preprocessing and interpreter), and a live view of every device on an MQTT broker "
-            "with today's activity history. Loopback by default; no TensorFlow."
+            "Serve a web app: upload a recording, clip or image and see the prediction with a bar per class and "
+            "its segments (the device's preprocessing and interpreter); a live view of every device on an MQTT "
+            "broker; a page per device with its history over any range (timeline, confidence, time per activity "
+            "per day, CSV); a JSON API, /healthz and Prometheus /metrics. Loopback by default; no TensorFlow."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
