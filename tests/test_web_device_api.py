@@ -200,9 +200,10 @@ def test_a_range_summary_equals_the_day_summaries_and_is_one_statement(store, cl
     assert body["seconds"] == pytest.approx(total) and body["total_s"] == pytest.approx(sum(total.values()))
     assert body["days"][0]["seconds"]["Walk"] == pytest.approx(20.0)  # -20 s .. midnight
     assert body["days"][1]["seconds"] == pytest.approx({"Walk": 20.0, "Sit": 60.0})
-    covered = 18 * 0.5 + GAP_CAP_S  # the run's 19 gaps, the long one capped; its last row lasts their mean
-    assert body["days"][2]["seconds"]["Walk"] == pytest.approx(covered + covered / 19)
-    assert set(body["days"][3]["seconds"]) == {"Sit"}
+    # two stretches of 10 windows 0.5 s apart; the last of each (before the 15.5 s gap, and the run's last)
+    # lasts the 0.5 s gap before it
+    assert body["days"][2]["seconds"]["Walk"] == pytest.approx(2 * 10 * 0.5)
+    assert body["days"][3]["seconds"] == {"Sit": GAP_CAP_S}  # a lone window lasts the cap
 
     short = client.get(
         "/api/devices/pi-1/summary", params={"since": since, "until": until, "utc_offset_min": offset, "by": "total"}

@@ -83,6 +83,7 @@ def test_the_grafana_queries_run_on_the_postgresql_schema(postgres_url):
 
     def run(sql: str) -> list[Any]:
         expanded = re.sub(r"\$__unixEpochFilter\((\w+)\)", r"\1 BETWEEN 0 AND 1e11", sql).replace("$device", "pi-1")
+        expanded = expanded.replace("$__unixEpochFrom()", "0").replace("$__unixEpochTo()", "1e11")
         assert "$" not in expanded, expanded
         eng = sa.create_engine(postgres_url)
         try:
@@ -92,7 +93,13 @@ def test_the_grafana_queries_run_on_the_postgresql_schema(postgres_url):
             eng.dispose()
 
     minutes = {label: value for _t, label, value in run(day)}
-    assert minutes == pytest.approx({"Walk": 60 / 60.0, "Sit": 30 * 2 / 60.0})  # last of each run: 0 s
+    # the last of each run lasts the gap before it, as serve counts it
+    assert minutes == pytest.approx({"Walk": 61 / 60.0, "Sit": 31 * 2 / 60.0})
+    store = open_store_url(postgres_url)
+    try:
+        assert store.summary("pi-1", noon - 3600, noon + 3600) == pytest.approx({k: v * 60 for k, v in minutes.items()})
+    finally:
+        store.close()
     points = run(confidence)
     assert len(points) == 92 and {label for _t, label, _c in points} == {"Walk", "Sit"}
     counts: dict[str, int] = {}

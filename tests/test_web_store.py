@@ -141,13 +141,17 @@ def test_day_summary_is_time_per_activity_computed_by_the_database(store):
     ]
     store.add_predictions(run1 + run2 + outside)
     got = store.summary("pi-a", DAY, DAY + 86400, gap_cap_s=2.0)
-    # Walk: 6 windows lasting 0.5 s each. Sit: seq 6-8 0.5 s each, seq 9 capped at 2 s (the silence is
-    # an outage), seq 10 0.5 s, seq 11 (the run's last) the run's mean capped gap (10 x 0.5 + 2) / 11.
-    # Wave: two 1 s gaps, and the last window the run's mean, 1 s.
-    assert got == pytest.approx({"Walk": 3.0, "Sit": 1.5 + 2.0 + 0.5 + 7 / 11, "Wave": 3.0})
+    # Walk: 6 windows lasting 0.5 s each (the next one within the cap). Sit: seq 6-8 0.5 s each; seq 9 is
+    # followed by a silence over the cap (an outage), so it lasts the gap from seq 8, 0.5 s; seq 10 0.5 s;
+    # seq 11 (the run's last) the gap from seq 10, 0.5 s. Wave: two 1 s gaps, and the last window 1 s.
+    assert got == pytest.approx({"Walk": 3.0, "Sit": 3.0, "Wave": 3.0})
     assert list(got) == ["Sit", "Walk", "Wave"]  # most time first, ties by name
+    assert store.summary("pi-a", DAY, DAY + 86400) == pytest.approx(got)  # no gap between 2 s and 5 s
+    # the day before's window is the last of run0, alone: the cap; a range cuts no window short
+    assert store.summary("pi-a", DAY - 1, DAY + 100.5, gap_cap_s=2.0) == pytest.approx({"Walk": 2.0 + 0.5})
     assert store.summary("pi-a", DAY + 86400 * 5, DAY + 86400 * 6) == {}
-    assert store.summary("pi-b", DAY, DAY + 86400) == {"Walk": 0.0}  # one lone window: no gap to learn from
+    assert store.summary("pi-b", DAY, DAY + 86400) == {"Walk": 5.0}  # one lone window: the cap
+    assert store.summary("pi-b", DAY, DAY + 86400, gap_cap_s=2.0) == {"Walk": 2.0}
 
 
 def test_day_summary_of_a_device_older_than_the_run_id_follows_window_ends(store):
@@ -155,9 +159,10 @@ def test_day_summary_of_a_device_older_than_the_run_id_follows_window_ends(store
     first = [row("old-pi", "", i, DAY + 100 + i, "Walk") for i in range(4)]
     second = [row("old-pi", "", i, DAY + 200 + i, "Sit") for i in range(3)]
     store.add_predictions(first + second)
-    # Walk: three 1 s gaps, then the restart's 97 s gap capped at 2; Sit: two 1 s gaps and the mean (7/6) last
+    # Walk: three 1 s gaps, then the window before the restart's 97 s gap lasts the 1 s gap before it;
+    # Sit: two 1 s gaps and the last window the 1 s gap before it
     got = store.summary("old-pi", DAY, DAY + 86400, gap_cap_s=2.0)
-    assert got == pytest.approx({"Walk": 5.0, "Sit": 2.0 + 7 / 6})
+    assert got == pytest.approx({"Walk": 4.0, "Sit": 3.0})
 
 
 def test_retention_deletes_old_rows_and_forgotten_devices(db_url):

@@ -2,9 +2,9 @@
 
 They run on the store's engine and tables (:mod:`edge_har.web.store` owns the schema and the writes) and
 answer one request each with a bounded number of statements whatever the range: a history is at most
-``limit + 1`` rows, a range summary is one statement grouping by day bucket, an export is read in keyset
-chunks so a month of predictions is never held in memory, and the current stretch of a page of devices is
-one statement (usually none: :class:`CurrentStretches` remembers what it found).
+``limit + 1`` rows, a range summary reads the rollups of its whole 15-minute buckets and computes the
+rest in one statement, an export is read in keyset chunks so a month of predictions is never held in
+memory, and the current stretch of a page of devices is one statement (usually none: :class:`CurrentStretches` remembers what it found).
 """
 
 from __future__ import annotations
@@ -196,50 +196,18 @@ def day_spans(since: float, until: float, utc_offset_min: int) -> list[DaySpan]:
 def range_summary(
     store: Store, device_id: str, since: float, until: float, utc_offset_min: int, gap_cap_s: float = GAP_CAP_S
 ) -> list[tuple[DaySpan, dict[str, float]]]:
-    """Seconds per label for each day of ``[since, until)``, in ONE statement grouping by day bucket.
+    """Seconds per label for each day of ``[since, until)``, through the store's rollups.
 
-    Each day is counted as :meth:`Store.summary` counts it (``LEAD`` within the run and the day, capped at
-    ``gap_cap_s``; the day's last prediction of a run lasts the run's mean capped gap), so the days equal
-    per-day summaries. The bucket is exact at midnight: an integer estimate corrected by comparing ``ts``
-    with the bucket's bounds, which are whole seconds, exact in a double.
+    Each day is counted as :meth:`Store.summary` counts it (a prediction's duration depends on its
+    neighbours within ``gap_cap_s``, not on where the day ends), so the days add up to the range and equal
+    per-day summaries; the whole 15-minute buckets of a month come from the rollups, so a second request
+    reads a few thousand rollup rows instead of every prediction.
     """
     spans = day_spans(since, until, utc_offset_min)
     if not spans:
         return []
-    tz = dt.timezone(dt.timedelta(minutes=utc_offset_min))
-    midnight = dt.datetime.combine(spans[0].day, dt.time(), tz).timestamp()
-    c = predictions.c
-    guess = sa.cast((c.ts - midnight) / DAY_S, sa.BigInteger)  # may be one off at a boundary (rounding)
-    low = midnight + guess * DAY_S
-    bucket = guess - sa.case((c.ts < low, 1), else_=0) + sa.case((c.ts >= low + DAY_S, 1), else_=0)
-    rows = (
-        sa.select(c.label, c.run_id, c.ts, c.seq, bucket.label("bucket"))
-        .where(c.device_id == device_id, c.ts >= since, c.ts < until)
-        .cte("rows")
-    )
-    part = (rows.c.run_id, rows.c.bucket)
-    gaps = sa.select(
-        rows.c.label,
-        rows.c.run_id,
-        rows.c.bucket,
-        (sa.func.lead(rows.c.ts).over(partition_by=part, order_by=(rows.c.ts, rows.c.seq)) - rows.c.ts).label("gap"),
-    ).cte("gaps")
-    capped = sa.case((gaps.c.gap > gap_cap_s, gap_cap_s), else_=gaps.c.gap)
-    mean_gap = sa.func.avg(capped).over(partition_by=(gaps.c.run_id, gaps.c.bucket))
-    durations = sa.select(gaps.c.bucket, gaps.c.label, sa.func.coalesce(capped, mean_gap, 0.0).label("seconds")).cte(
-        "durations"
-    )
-    total = sa.func.sum(durations.c.seconds)
-    query = (
-        sa.select(durations.c.bucket, durations.c.label, total.label("seconds"))
-        .group_by(durations.c.bucket, durations.c.label)
-        .order_by(durations.c.bucket, total.desc(), durations.c.label)
-    )
-    by_bucket: dict[int, dict[str, float]] = {}
-    with store.engine.connect() as conn:
-        for b, label, seconds in conn.execute(query):
-            by_bucket.setdefault(int(b), {})[label] = finite_number(seconds) or 0.0
-    return [(span, by_bucket.get(k, {})) for k, span in enumerate(spans)]
+    per_span = store.activity_seconds([device_id], [(span.start, span.end) for span in spans], gap_cap_s)
+    return [(span, each[device_id]) for span, each in zip(spans, per_span)]
 
 
 # ---------------------------------------------------------------------------- the current stretch

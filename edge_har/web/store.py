@@ -14,17 +14,29 @@ with the same statements. Why each choice:
 * **Times are Unix seconds (double)**: ``ts`` is the device's ``window_end_ts``, ``received_at`` the
   server's clock. Retention is judged on ``received_at`` so a device with a wrong clock cannot keep rows
   forever or have them deleted at once.
-* **The day summary is computed by the database** (:meth:`Store.summary`): each prediction lasts until
-  the next prediction of the same run (``LEAD`` over the run ordered by ``ts``; devices older than
-  the run id, all in run ``''``, count a restart as a gap), capped at
-  :data:`GAP_CAP_S` so that a device switched off for an hour does not count that hour as its last
-  activity; the last prediction of a run (no next one) lasts the run's mean capped gap, i.e. about one
-  window stride. The sum per label is time spent per activity. This counts what the windows covered, not
-  ``count * stride``, so it stays right when a device drops windows or runs at another stride.
+* **Time per activity is additive** (:meth:`Store.activity_seconds`): within a run (same ``device_id``
+  and ``run_id``; devices older than the run id, all in run ``''``, count a restart as a gap), ordered by
+  ``(ts, seq)``, a prediction lasts until the next one when that comes within :data:`GAP_CAP_S`; else
+  (the run's last window, or the last before an outage) as long as the gap from the previous one when
+  that is within the cap (about one stride); else (a lone window) the cap. A device switched off for an
+  hour does not count that hour as its last activity, and what the windows covered is counted, not
+  ``count * stride``, so it stays right when a device drops windows or runs at another stride. A row's
+  duration depends only on rows within the cap of it, so any range's seconds are the sum over the rows
+  in it, computed exactly from the rows of the range widened by the cap.
+* **Rollups make a month cost what an hour does**: seconds per label per device and 15-minute UTC bucket
+  (every real time zone's midnight is a bucket edge) are kept in ``activity_rollup``, filled by the
+  readers: a summary takes its whole buckets from there and computes only the missing buckets and the
+  pieces at its edges, in one statement. The writer bumps ``rollup_versions`` for every bucket a new row
+  can change (its own, and the neighbour within the cap of it) in the transaction that inserts the row;
+  a reader reads the versions before the rows and stores each bucket with the version it read
+  (``rollup_buckets``), and uses a bucket only while that version is still the current one (no version
+  row: 0). A row committed while a reader computes leaves the version ahead of what it stored, so the
+  next read computes that bucket again: no lock, no race, any number of ingest processes.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
@@ -111,6 +123,42 @@ seq_books = sa.Table(
     sa.Column("high_seq", sa.BigInteger(), nullable=False),
     sa.Column("accounted", sa.BigInteger(), nullable=False),  # seqs that arrived: rows new to the store + refused
     sa.Column("updated_at", sa.Double(), nullable=False),
+)
+
+
+# Rollups (see the module doc). ``bucket`` is floor(ts / ROLLUP_BUCKET_S): the bucket of UTC seconds
+# [bucket * 900, bucket * 900 + 900).
+ROLLUP_BUCKET_S = 900
+# How far a new row changes other rows' durations: its neighbours within the cap. One second more than
+# the cap so that no rounding of ``ts +- cap`` misses a bucket.
+_ROLLUP_REACH_S = GAP_CAP_S + 1.0
+
+# Per (device, bucket): bumped by every write that can change the bucket's seconds.
+rollup_versions = sa.Table(
+    "rollup_versions",
+    metadata,
+    sa.Column("device_id", sa.String(_ID_LEN), primary_key=True),
+    sa.Column("bucket", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+)
+
+# Per (device, bucket) computed by a reader: the version it read before reading the rows.
+rollup_buckets = sa.Table(
+    "rollup_buckets",
+    metadata,
+    sa.Column("device_id", sa.String(_ID_LEN), primary_key=True),
+    sa.Column("bucket", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+)
+
+# Seconds per label of a computed bucket (a bucket with no prediction has a rollup_buckets row only).
+activity_rollup = sa.Table(
+    "activity_rollup",
+    metadata,
+    sa.Column("device_id", sa.String(_ID_LEN), primary_key=True),
+    sa.Column("bucket", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("label", sa.String(_ID_LEN), primary_key=True),
+    sa.Column("seconds", sa.Double(), nullable=False),
 )
 
 
@@ -247,6 +295,9 @@ class Store:
             if rows:
                 self._upsert_devices(conn, rows)
             arrived = [(r["device_id"], r["run_id"], r["seq"]) for r, fresh in zip(rows, new) if fresh]
+            self._bump_rollups(
+                conn, _touched_buckets((r["device_id"], r["ts"]) for r, fresh in zip(rows, new) if fresh)
+            )
             books = self._count_seqs(conn, arrived + list(refused), stamp)
         return WriteResult(new, books)
 
@@ -284,6 +335,19 @@ class Store:
             new.append(key in inserted)
             inserted.discard(key)  # a repeat within the batch is not new twice
         return new
+
+    def _bump_rollups(self, conn: sa.Connection, keys: Sequence[tuple[str, int]]) -> None:
+        """Bump the version of each ``(device_id, bucket)`` in ``keys`` (sorted: concurrent writers lock in order).
+
+        One statement for the batch, written for the driver as the insert is: PostgreSQL gets the keys as
+        two arrays (one round trip), SQLite one ``executemany``.
+        """
+        if not keys:
+            return
+        if self.backend == "postgresql":
+            conn.exec_driver_sql(_PG_BUMP, ([d for d, _ in keys], [b for _, b in keys]))
+        else:
+            conn.exec_driver_sql(_SQLITE_BUMP, list(keys))
 
     def _upsert_devices(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         newest: dict[str, Mapping[str, Any]] = {}
@@ -384,7 +448,17 @@ class Store:
         Devices not heard of since then go too, so the live page does not list a fleet long gone.
         """
         cutoff = (time.time() if now is None else now) - self.retention_days * 86400.0
+        # Rollups of buckets before the cutoff's go; the buckets kept whose rows go too (a device whose clock
+        # is ahead, a late delivery) are bumped, so no summary keeps counting rows that are gone.
+        first_kept = bucket_of(cutoff) - 1 if math.isfinite(cutoff) else 0
+        p = predictions.c
         with self.engine.begin() as conn:
+            going = conn.execute(
+                sa.select(p.device_id, p.ts).where(p.received_at < cutoff, p.ts >= first_kept * ROLLUP_BUCKET_S)
+            ).all()
+            self._bump_rollups(conn, _touched_buckets((d, ts) for d, ts in going))
+            for table in (rollup_versions, rollup_buckets, activity_rollup):
+                conn.execute(sa.delete(table).where(table.c.bucket < first_kept))
             deleted = conn.execute(sa.delete(predictions).where(predictions.c.received_at < cutoff)).rowcount
             deleted += conn.execute(sa.delete(status_changes).where(status_changes.c.received_at < cutoff)).rowcount
             conn.execute(sa.delete(devices).where(devices.c.last_seen < cutoff))
@@ -513,37 +587,133 @@ class Store:
     def summaries(
         self, device_ids: Sequence[str], start: float, end: float, gap_cap_s: float = GAP_CAP_S
     ) -> dict[str, dict[str, float]]:
-        """:meth:`summary` of several devices in one query (a page of the Live page), most time first."""
+        """:meth:`summary` of several devices (a page of the Live page), most time first."""
         if not device_ids:
             return {}
-        c = predictions.c
-        run = (c.device_id, c.run_id)
-        gaps = (
-            sa.select(
-                c.device_id,
-                c.label,
-                c.run_id,
-                (sa.func.lead(c.ts).over(partition_by=run, order_by=(c.ts, c.seq)) - c.ts).label("gap"),
-            )
-            .where(c.device_id.in_(list(device_ids)), c.ts >= start, c.ts < end)
-            .cte("gaps")
-        )
-        capped_gap = sa.case((gaps.c.gap > gap_cap_s, gap_cap_s), else_=gaps.c.gap)
-        mean_gap = sa.func.avg(capped_gap).over(partition_by=(gaps.c.device_id, gaps.c.run_id))
-        durations = sa.select(
-            gaps.c.device_id, gaps.c.label, sa.func.coalesce(capped_gap, mean_gap, 0.0).label("seconds")
-        ).cte("durations")
-        total = sa.func.sum(durations.c.seconds)
-        query = (
-            sa.select(durations.c.device_id, durations.c.label, total.label("seconds"))
-            .group_by(durations.c.device_id, durations.c.label)
-            .order_by(durations.c.device_id, total.desc(), durations.c.label)
-        )
-        out: dict[str, dict[str, float]] = {device_id: {} for device_id in device_ids}
+        return self.activity_seconds(device_ids, [(start, end)], gap_cap_s)[0]
+
+    def activity_seconds(
+        self, device_ids: Sequence[str], spans: Sequence[tuple[float, float]], gap_cap_s: float = GAP_CAP_S
+    ) -> list[dict[str, dict[str, float]]]:
+        """Seconds per label of each device in each ``[start, end)`` of ``spans``, most time first.
+
+        ``spans`` are in order, each beginning where the one before ends; the edges between them that lie
+        inside a 15-minute bucket all lie at the same offset within it (the midnights of one UTC offset). Whole buckets come from the rollups (two statements), the rest is computed in one
+        statement over the rows of the missing buckets and edge pieces widened by the cap, and the missing
+        whole buckets are stored (three statements). Another ``gap_cap_s`` than :data:`GAP_CAP_S` is
+        computed from the rows, without rollups.
+        """
+        ids = list(dict.fromkeys(device_ids))
+        out: list[dict[str, dict[str, float]]] = [{d: {} for d in ids} for _ in spans]
+        spans = [(float(a), float(b)) for a, b in spans]
+        if not ids or not spans or not all(math.isfinite(a) and math.isfinite(b) for a, b in spans):
+            return out
+        plan = _RollupPlan(spans)
+        use_rollups = gap_cap_s == GAP_CAP_S and bool(plan.whole)
+        whole = set(plan.whole)
+        versions: dict[tuple[str, int], int] = {}
+        cached: dict[tuple[str, int], dict[str, float]] = {}
         with self.engine.connect() as conn:
-            for device_id, label, seconds in conn.execute(query):
-                out[device_id][label] = finite_number(seconds) or 0.0
-        return out
+            if use_rollups:
+                lo, hi = plan.whole[0], plan.whole[-1]
+                v = rollup_versions.c
+                for d, k, n in conn.execute(
+                    sa.select(v.device_id, v.bucket, v.version).where(
+                        v.device_id.in_(ids), v.bucket >= lo, v.bucket <= hi
+                    )
+                ):
+                    versions[(d, int(k))] = int(n)
+                b, r = rollup_buckets.c, activity_rollup.c
+                joined = rollup_buckets.outerjoin(
+                    activity_rollup, sa.and_(r.device_id == b.device_id, r.bucket == b.bucket)
+                )
+                stale: set[tuple[str, int]] = set()
+                query = (
+                    sa.select(b.device_id, b.bucket, b.version, r.label, r.seconds)
+                    .select_from(joined)
+                    .where(b.device_id.in_(ids), b.bucket >= lo, b.bucket <= hi)
+                )
+                for d, k, n, label, seconds in conn.execute(query):
+                    key = (d, int(k))
+                    if int(n) != versions.get(key, 0) or key in stale:
+                        stale.add(key)
+                        cached.pop(key, None)
+                        continue
+                    held = cached.setdefault(key, {})
+                    if label is not None:
+                        held[label] = finite_number(seconds) or 0.0
+                for key in cached:
+                    if key[1] not in whole:
+                        continue
+                    into = out[plan.span_of(key[1] * ROLLUP_BUCKET_S)][key[0]]
+                    for label, seconds in cached[key].items():
+                        into[label] = into.get(label, 0.0) + seconds
+            missing = [k for k in plan.whole if any((d, k) not in cached for d in ids)]
+            pieces = plan.pieces(missing)
+            fresh: dict[tuple[str, int], dict[str, float]] = {}
+            if pieces:
+                query = _durations_query(ids, pieces, plan.phase, gap_cap_s)
+                for d, label, k, late, seconds in conn.execute(query):
+                    k = int(k)
+                    if k in whole and (d, k) in cached:  # computed only because it lies between missing ones
+                        continue
+                    seconds = finite_number(seconds) or 0.0
+                    at = max(k * ROLLUP_BUCKET_S + (plan.phase if late else 0.0), spans[0][0])
+                    into = out[plan.span_of(at)][d]
+                    into[label] = into.get(label, 0.0) + seconds
+                    if use_rollups and k in whole:
+                        held = fresh.setdefault((d, k), {})
+                        held[label] = held.get(label, 0.0) + seconds
+            if use_rollups and missing:
+                self._store_rollups(conn, ids, missing, versions, fresh)
+        return [{d: dict(sorted(each.items(), key=lambda kv: (-kv[1], kv[0]))) for d, each in o.items()} for o in out]
+
+    def _store_rollups(
+        self,
+        conn: sa.Connection,
+        ids: Sequence[str],
+        missing: Sequence[int],
+        versions: Mapping[tuple[str, int], int],
+        fresh: Mapping[tuple[str, int], Mapping[str, float]],
+    ) -> None:
+        """Keep the whole buckets just computed, each with the version read before its rows were.
+
+        Buckets that begin in the future are not kept (their rows are still to come). A concurrent reader
+        storing the same bucket is harmless: both store what some state of the rows gives, and the
+        version kept last decides whether it is used.
+        """
+        now_bucket = bucket_of(time.time())
+        keys = sorted((d, k) for d in ids for k in missing if k <= now_bucket)
+        if not keys:
+            return
+        b, r = rollup_buckets.c, activity_rollup.c
+        upsert = self._insert(rollup_buckets)
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[b.device_id, b.bucket], set_={"version": upsert.excluded.version}
+            ),
+            [{"device_id": d, "bucket": k, "version": versions.get((d, k), 0)} for d, k in keys],
+        )
+        kept = set(keys)
+        if self.backend == "postgresql":
+            conn.exec_driver_sql(_PG_CLEAR, ([d for d, _ in keys], [k for _, k in keys]))
+        else:
+            conn.exec_driver_sql(_SQLITE_CLEAR, keys)
+        labels = [
+            {"device_id": d, "bucket": k, "label": label, "seconds": seconds}
+            for (d, k), each in sorted(fresh.items())
+            if (d, k) in kept
+            for label, seconds in sorted(each.items())
+        ]
+        if labels:
+            upsert = self._insert(activity_rollup)
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[r.device_id, r.bucket, r.label], set_={"seconds": upsert.excluded.seconds}
+                ),
+                labels,
+            )
+        conn.commit()
 
     def counts(self) -> dict[str, int]:
         """Rows per table (the benchmark and the tests read these)."""
@@ -552,6 +722,142 @@ class Store:
                 t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0)
                 for t in (predictions, status_changes, devices)
             }
+
+
+def bucket_of(ts: float) -> int:
+    """The rollup bucket holding ``ts``: floor(ts / 900), exact at the edges (whole multiples of 900)."""
+    k = math.floor(ts / ROLLUP_BUCKET_S)
+    if ts < k * ROLLUP_BUCKET_S:
+        return k - 1
+    if ts >= (k + 1) * ROLLUP_BUCKET_S:
+        return k + 1
+    return k
+
+
+def _touched_buckets(points: Any) -> list[tuple[str, int]]:
+    """The ``(device_id, bucket)`` whose seconds a new row at ``(device_id, ts)`` can change, sorted, once each.
+
+    Its own bucket, and the one before (after) when a neighbour within the cap can lie there.
+    """
+    keys: set[tuple[str, int]] = set()
+    for device_id, ts in points:
+        if not (type(ts) is float or isinstance(ts, (int, float))) or not math.isfinite(ts):
+            continue
+        k = bucket_of(ts)
+        keys.add((device_id, k))
+        if ts - _ROLLUP_REACH_S < k * ROLLUP_BUCKET_S:
+            keys.add((device_id, k - 1))
+        if ts + _ROLLUP_REACH_S >= (k + 1) * ROLLUP_BUCKET_S:
+            keys.add((device_id, k + 1))
+    return sorted(keys)
+
+
+class _RollupPlan:
+    """Which whole buckets ``spans`` cover, and the pieces of buckets left to compute from the rows."""
+
+    def __init__(self, spans: Sequence[tuple[float, float]]) -> None:
+        self.spans = spans
+        self.starts = [a for a, _ in spans]
+        self.whole: list[int] = []
+        self.edges: list[tuple[float, float]] = []
+        phases: set[float] = set()
+        for i, (a, b) in enumerate(spans):
+            if b <= a:
+                continue
+            first = bucket_of(a) + (0 if a == bucket_of(a) * ROLLUP_BUCKET_S else 1)
+            last = bucket_of(b)  # exclusive
+            if first < last:
+                self.whole.extend(range(first, last))
+                for lo, hi in ((a, first * ROLLUP_BUCKET_S), (last * ROLLUP_BUCKET_S, b)):
+                    if lo < hi:
+                        self.edges.append((lo, hi))
+            else:
+                self.edges.append((a, b))
+            if i and a != spans[i - 1][1]:
+                raise ValueError(f"spans: span {i} begins at {a!r}, not where the one before ends")
+            if i and a != bucket_of(a) * ROLLUP_BUCKET_S:
+                phases.add(a - bucket_of(a) * ROLLUP_BUCKET_S)  # an edge between two spans inside a bucket
+        if len(phases) > 1:
+            raise ValueError(f"spans: the edges inside buckets lie at different offsets {sorted(phases)}")
+        self.phase = phases.pop() if phases else 0.0
+
+    def span_of(self, at: float) -> int:
+        """The index of the span holding ``at``."""
+        return max(0, bisect.bisect_right(self.starts, at) - 1)
+
+    def pieces(self, missing: Sequence[int]) -> list[tuple[float, float]]:
+        """The ranges to compute: the edges and the ``missing`` whole buckets, joined where they touch.
+
+        More than :data:`_PIECES_MAX` ranges are joined across the gaps (their whole buckets are computed
+        and skipped), so the statement stays short whatever buckets are missing.
+        """
+        ranges = sorted(self.edges + [(k * ROLLUP_BUCKET_S, (k + 1) * ROLLUP_BUCKET_S) for k in missing])
+        joined: list[tuple[float, float]] = []
+        for lo, hi in ranges:
+            if joined and lo <= joined[-1][1]:
+                joined[-1] = (joined[-1][0], max(hi, joined[-1][1]))
+            else:
+                joined.append((lo, hi))
+        while len(joined) > _PIECES_MAX:
+            widest = sorted(range(1, len(joined)), key=lambda i: joined[i][0] - joined[i - 1][1])
+            keep = set(widest[-(_PIECES_MAX - 1) :])  # the widest gaps stay, the others are closed
+            merged = [joined[0]]
+            for i in range(1, len(joined)):
+                if i in keep:
+                    merged.append(joined[i])
+                else:
+                    merged[-1] = (merged[-1][0], joined[i][1])
+            joined = merged
+        return joined
+
+
+_PIECES_MAX = 16
+
+
+def _bucket_expr(ts: Any) -> Any:
+    """bucket_of(ts) in SQL: an integer estimate (SQLite truncates, PostgreSQL rounds) corrected by comparing
+    ``ts`` with the bucket's bounds, whole multiples of 900, exact in a double."""
+    guess = sa.cast(ts / float(ROLLUP_BUCKET_S), sa.BigInteger)
+    low = guess * ROLLUP_BUCKET_S
+    return guess - sa.case((ts < low, 1), else_=0) + sa.case((ts >= low + ROLLUP_BUCKET_S, 1), else_=0)
+
+
+def _durations_query(
+    device_ids: Sequence[str], pieces: Sequence[tuple[float, float]], phase: float, gap_cap_s: float
+) -> sa.Select[Any]:
+    """Seconds per (device, label, bucket, part) of the rows in ``pieces``: one statement (see the module doc).
+
+    The rows read are the pieces widened by the cap, so the first and last rows of each piece see their
+    neighbours; ``part`` is 1 for rows at or after ``phase`` seconds into their bucket (where a day edge
+    inside a bucket splits it), else 0.
+    """
+    c = predictions.c
+    reach = gap_cap_s + 1.0
+    near = sa.or_(*(sa.and_(c.ts >= lo - reach, c.ts < hi + reach) for lo, hi in pieces))
+    rows = (
+        sa.select(c.device_id, c.run_id, c.ts, c.seq, c.label)
+        .where(c.device_id.in_(list(device_ids)), near)
+        .cte("near_rows")
+    )
+    run = (rows.c.device_id, rows.c.run_id)
+    order = (rows.c.ts, rows.c.seq)
+    gaps = sa.select(
+        rows.c.device_id,
+        rows.c.label,
+        rows.c.ts,
+        (sa.func.lead(rows.c.ts).over(partition_by=run, order_by=order) - rows.c.ts).label("next_gap"),
+        (rows.c.ts - sa.func.lag(rows.c.ts).over(partition_by=run, order_by=order)).label("prev_gap"),
+    ).cte("gaps")
+    g = gaps.c
+    seconds = sa.case((g.next_gap <= gap_cap_s, g.next_gap), (g.prev_gap <= gap_cap_s, g.prev_gap), else_=gap_cap_s)
+    inside = sa.or_(*(sa.and_(g.ts >= lo, g.ts < hi) for lo, hi in pieces))
+    bucket = _bucket_expr(g.ts).label("bucket")
+    part = sa.case((g.ts >= _bucket_expr(g.ts) * ROLLUP_BUCKET_S + phase, 1), else_=0).label("part")
+    return (
+        sa.select(g.device_id, g.label, bucket, part, sa.func.sum(seconds).label("seconds"))
+        .where(inside)
+        .group_by(g.device_id, g.label, bucket, part)
+    )
 
 
 _DEVICE_FIELDS = (
@@ -718,6 +1024,19 @@ _PG_INSERT = (
     f"FROM json_to_recordset(%s::json) AS r({', '.join(f'{c} {t}' for c, t in zip(_INSERT_COLUMNS, _PG_TYPES))}) "
     "ON CONFLICT DO NOTHING RETURNING device_id, run_id, seq, ts"
 )
+_PG_BUMP = (
+    "INSERT INTO rollup_versions (device_id, bucket, version) SELECT d, b, 1 FROM unnest(%s::text[], %s::int8[]) "
+    "AS k(d, b) ON CONFLICT (device_id, bucket) DO UPDATE SET version = rollup_versions.version + 1"
+)
+_SQLITE_BUMP = (
+    "INSERT INTO rollup_versions (device_id, bucket, version) VALUES (?, ?, 1) "
+    "ON CONFLICT (device_id, bucket) DO UPDATE SET version = version + 1"
+)
+_PG_CLEAR = (
+    "DELETE FROM activity_rollup r USING unnest(%s::text[], %s::int8[]) AS k(d, b) "
+    "WHERE r.device_id = k.d AND r.bucket = k.b"
+)
+_SQLITE_CLEAR = "DELETE FROM activity_rollup WHERE device_id = ? AND bucket = ?"
 _SQLITE_INSERT = (
     f"INSERT INTO predictions ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)}) "
     "ON CONFLICT DO NOTHING"
