@@ -598,9 +598,10 @@ class Store:
         """Seconds per label of each device in each ``[start, end)`` of ``spans``, most time first.
 
         ``spans`` are in order, each beginning where the one before ends; the edges between them that lie
-        inside a 15-minute bucket all lie at the same offset within it (the midnights of one UTC offset). Whole buckets come from the rollups (two statements), the rest is computed in one
-        statement over the rows of the missing buckets and edge pieces widened by the cap, and the missing
-        whole buckets are stored (three statements). Another ``gap_cap_s`` than :data:`GAP_CAP_S` is
+        inside a 15-minute bucket all lie at the same offset within it (the midnights of one UTC offset).
+        Whole buckets come from the rollups (two statements), the rest is computed in one statement over
+        the rows of the missing buckets and edge pieces widened by the cap, and the missing whole buckets
+        are stored (three statements). Another ``gap_cap_s`` than :data:`GAP_CAP_S` is
         computed from the rows, without rollups.
         """
         ids = list(dict.fromkeys(device_ids))
@@ -653,11 +654,11 @@ class Store:
             fresh: dict[tuple[str, int], dict[str, float]] = {}
             if pieces:
                 query = _durations_query(ids, pieces, plan.phase, gap_cap_s)
-                for d, label, k, late, seconds in conn.execute(query):
-                    k = int(k)
+                for found in conn.execute(query):
+                    d, label, k, late = str(found[0]), str(found[1]), int(found[2]), bool(found[3])
                     if k in whole and (d, k) in cached:  # computed only because it lies between missing ones
                         continue
-                    seconds = finite_number(seconds) or 0.0
+                    seconds = finite_number(found[4]) or 0.0
                     at = max(k * ROLLUP_BUCKET_S + (plan.phase if late else 0.0), spans[0][0])
                     into = out[plan.span_of(at)][d]
                     into[label] = into.get(label, 0.0) + seconds
@@ -665,7 +666,11 @@ class Store:
                         held = fresh.setdefault((d, k), {})
                         held[label] = held.get(label, 0.0) + seconds
             if use_rollups and missing:
-                self._store_rollups(conn, ids, missing, versions, fresh)
+                try:
+                    self._store_rollups(conn, ids, missing, versions, fresh)
+                except sa.exc.DBAPIError as exc:  # a deadlock with a reader storing the same buckets, a busy file
+                    conn.rollback()  # the seconds computed stand; the next summary stores the buckets
+                    log.info("summary: rollups not stored: %s", _reason(exc))
         return [{d: dict(sorted(each.items(), key=lambda kv: (-kv[1], kv[0]))) for d, each in o.items()} for o in out]
 
     def _store_rollups(
@@ -741,7 +746,7 @@ def _touched_buckets(points: Any) -> list[tuple[str, int]]:
     """
     keys: set[tuple[str, int]] = set()
     for device_id, ts in points:
-        if not (type(ts) is float or isinstance(ts, (int, float))) or not math.isfinite(ts):
+        if not isinstance(ts, (int, float)) or not math.isfinite(ts):
             continue
         k = bucket_of(ts)
         keys.add((device_id, k))
@@ -811,7 +816,7 @@ class _RollupPlan:
         return joined
 
 
-_PIECES_MAX = 16
+_PIECES_MAX = 400  # below SQLite's 500 terms of a compound SELECT (the reads are a UNION ALL)
 
 
 def _bucket_expr(ts: Any) -> Any:
@@ -833,12 +838,21 @@ def _durations_query(
     """
     c = predictions.c
     reach = gap_cap_s + 1.0
-    near = sa.or_(*(sa.and_(c.ts >= lo - reach, c.ts < hi + reach) for lo, hi in pieces))
-    rows = (
-        sa.select(c.device_id, c.run_id, c.ts, c.seq, c.label)
-        .where(c.device_id.in_(list(device_ids)), near)
-        .cte("near_rows")
-    )
+    reads: list[tuple[float, float]] = []  # the pieces widened, joined where they overlap
+    for lo, hi in pieces:
+        if reads and lo - reach <= reads[-1][1]:
+            reads[-1] = (reads[-1][0], max(reads[-1][1], hi + reach))
+        else:
+            reads.append((lo - reach, hi + reach))
+    # One range of ix_predictions_device_ts per read (UNION ALL): an OR of ranges makes SQLite scan
+    # every row of the device instead.
+    selects = [
+        sa.select(c.device_id, c.run_id, c.ts, c.seq, c.label).where(
+            c.device_id.in_(list(device_ids)), c.ts >= lo, c.ts < hi
+        )
+        for lo, hi in reads
+    ]
+    rows = (selects[0] if len(selects) == 1 else sa.union_all(*selects)).cte("near_rows")
     run = (rows.c.device_id, rows.c.run_id)
     order = (rows.c.ts, rows.c.seq)
     gaps = sa.select(
@@ -852,12 +866,12 @@ def _durations_query(
     seconds = sa.case((g.next_gap <= gap_cap_s, g.next_gap), (g.prev_gap <= gap_cap_s, g.prev_gap), else_=gap_cap_s)
     inside = sa.or_(*(sa.and_(g.ts >= lo, g.ts < hi) for lo, hi in pieces))
     bucket = _bucket_expr(g.ts).label("bucket")
-    part = sa.case((g.ts >= _bucket_expr(g.ts) * ROLLUP_BUCKET_S + phase, 1), else_=0).label("part")
-    return (
-        sa.select(g.device_id, g.label, bucket, part, sa.func.sum(seconds).label("seconds"))
-        .where(inside)
-        .group_by(g.device_id, g.label, bucket, part)
-    )
+    keys: list[Any] = [g.device_id, g.label, bucket]
+    if phase:
+        keys.append(sa.case((g.ts >= _bucket_expr(g.ts) * ROLLUP_BUCKET_S + phase, 1), else_=0).label("part"))
+    else:
+        keys.append(sa.literal(1, sa.Integer).label("part"))  # no edge inside a bucket: one part
+    return sa.select(*keys, sa.func.sum(seconds).label("seconds")).where(inside).group_by(*keys[: 4 if phase else 3])
 
 
 _DEVICE_FIELDS = (
