@@ -239,3 +239,31 @@ def test_a_batch_bumps_the_versions_in_one_statement_and_prune_drops_old_rollups
                 assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
     finally:
         store.close()
+
+
+def test_a_row_committed_while_a_summary_computes_is_counted_by_the_next_one(db_url):
+    """The race the versions close: a row lands after the reader read the versions and the rows, before it stores."""
+    store, writer = open_store_url(db_url), open_store_url(db_url)
+    try:
+        rows = [row("pi-1", "r1", i, BASE + 100 + i, "Walk") for i in range(10)]
+        store.add_predictions(rows)
+        late = [row("pi-1", "r1", 100, BASE + 110, "Sit"), row("pi-1", "r1", 101, BASE + 900 + 2, "Sit")]
+        written: list[bool] = []
+
+        def write_in_between(conn, cursor, statement, *args) -> None:
+            if "near_rows" in statement and not written:  # after the rows were read, before the store
+                written.append(True)
+                writer.add_predictions(late)  # its own connection and transaction, committed now
+
+        sa.event.listen(store.engine, "after_cursor_execute", write_in_between)
+        store.summaries(["pi-1"], BASE, BASE + 1800)  # stores buckets with the versions read before the row
+        sa.event.remove(store.engine, "after_cursor_execute", write_in_between)
+        assert written
+        want = brute([*rows, *late], "pi-1", BASE, BASE + 1800)
+        assert store.summary("pi-1", BASE, BASE + 1800) == pytest.approx(want)
+        assert store.summary("pi-1", BASE, BASE + 1800) == pytest.approx(want)  # from the rollups now
+        # Walk: 9 gaps and the 1 s to the Sit row; Sit: the gap from the last Walk, and a lone window
+        assert want == pytest.approx({"Walk": 10.0, "Sit": 1.0 + GAP_CAP_S})
+    finally:
+        writer.close()
+        store.close()
