@@ -267,3 +267,19 @@ def test_a_row_committed_while_a_summary_computes_is_counted_by_the_next_one(db_
     finally:
         writer.close()
         store.close()
+
+
+def test_prune_of_a_row_whose_clock_is_ahead_leaves_no_stale_rollup(db_url):
+    """Retention goes by arrival: a row of a device whose clock is ahead leaves a bucket that stays rolled up."""
+    store = open_store_url(db_url, retention_days=1.0)
+    try:
+        ahead = [row("pi-1", "r1", i, BASE + 100 + i, "Walk") for i in range(5)]
+        for r in ahead:
+            r["received_at"] = BASE - 10 * 86400  # arrived long ago, ts says later
+        kept = [row("pi-1", "r1", 10 + i, BASE + 200 + i, "Sit") for i in range(3)]
+        store.add_predictions(ahead + kept)
+        assert store.summary("pi-1", BASE, BASE + 900) == pytest.approx({"Walk": 5.0, "Sit": 3.0})
+        store.prune(now=BASE)  # cutoff BASE - 1 day: the Walk rows go, their bucket (after the cutoff) stays
+        assert store.summary("pi-1", BASE, BASE + 900) == pytest.approx({"Sit": 3.0})
+    finally:
+        store.close()
