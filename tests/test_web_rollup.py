@@ -283,3 +283,58 @@ def test_prune_of_a_row_whose_clock_is_ahead_leaves_no_stale_rollup(db_url):
         assert store.summary("pi-1", BASE, BASE + 900) == pytest.approx({"Sit": 3.0})
     finally:
         store.close()
+
+
+def test_the_background_pass_computes_closed_buckets_so_the_first_page_reads_only_rollups(db_url):
+    from edge_har.web.roller import Roller
+
+    store = open_store_url(db_url)
+    try:
+        empty(store)
+        start = BASE - 7 * 86400
+        rows = [
+            row("pi-1", "r1", h * 10 + i, start + h * 3600 + i, LABELS[h % 3]) for h in range(7 * 24) for i in range(10)
+        ]
+        rows += [row("pi-2", "r1", i, start + 3 * 86400 + i * 2.0, "Sit") for i in range(50)]
+        store.add_predictions(rows)
+        roller = Roller(store)
+        assert roller.run_once() > 0 and roller.errors == 0
+        assert roller.run_once() == 0  # nothing changed since: nothing to compute
+        statements: list[str] = []
+        sa.event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        end = start + (7 * 24 - 1) * 3600 + ROLLUP_BUCKET_S  # the end of the bucket of the last rows
+        days = queries.range_summary(store, "pi-1", start, end, 0)
+        assert not [s for s in statements if "predictions" in s]  # the first page: every bucket already rolled up
+        for span, seconds in days:
+            assert seconds == pytest.approx(brute(rows, "pi-1", span.start, span.end))
+        assert store.summaries(["pi-2"], start, BASE)["pi-2"] == pytest.approx(brute(rows, "pi-2", start, BASE))
+
+        # a late row bumps its bucket; the next pass computes that bucket alone
+        late = row("pi-1", "r1", 10**6, start + 3600 + 10.0, "Wave")
+        store.add_predictions([late])
+        assert roller.run_once() == 1
+        statements.clear()
+        days = queries.range_summary(store, "pi-1", start, end, 0)
+        assert not [s for s in statements if "predictions" in s]
+        assert days[0][1] == pytest.approx(brute([*rows, late], "pi-1", days[0][0].start, days[0][0].end))
+
+        # the open bucket (now) is left to the readers: its rows are still coming
+        store.add_predictions([row("pi-1", "r1", 10**6 + 1, time.time() - 1.0, "Sit")])
+        assert roller.run_once() == 0
+    finally:
+        store.close()
+
+
+def test_a_background_pass_against_a_database_that_went_away_is_counted_and_survived(tmp_path):
+    db = tmp_path / "gone.db"
+    store = open_store_url(f"sqlite:///{db}")
+    try:
+        store.add_predictions([row("pi-1", "r1", 0, BASE, "Sit")])
+        from edge_har.web.roller import Roller
+
+        roller = Roller(store)
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE rollup_versions"))
+        assert roller.run_once() == 0 and roller.errors == 1
+    finally:
+        store.close()

@@ -39,6 +39,7 @@ from edge_har.web import api_models as m
 from edge_har.web import queries
 from edge_har.web.config import ServeConfig
 from edge_har.web.ingest import Hub, Ingest, stats_brief
+from edge_har.web.roller import Roller
 from edge_har.web.store import GAP_CAP_S, HISTORY_LIMIT, DeviceRecord, Store
 
 __all__ = ["LiveService", "RETRY_MS"]
@@ -70,6 +71,7 @@ class LiveService:
         self.started_at = time.time()
         self.model_labels = list(dict.fromkeys(model_labels))  # the loaded models' classes, in class order
         self.stretches = queries.CurrentStretches(store)
+        self.roller = Roller(store)  # closed buckets' rollups kept computed, so summaries read few rows
         self._labels: tuple[float, list[str]] = (-math.inf, [])
         self.router = APIRouter()
         self._routes()
@@ -78,6 +80,7 @@ class LiveService:
 
     def start(self) -> None:
         self.started_at = time.time()
+        self.roller.start()
         if self.ingest is not None:
             self.ingest.start()  # prunes old rows now and every hour
         else:
@@ -89,6 +92,7 @@ class LiveService:
         """Stop ingest (what was received is written first), end the streams, close the database."""
         if self.ingest is not None:
             self.ingest.stop()
+        self.roller.stop()
         self.hub.close()
         self.store.close()
 

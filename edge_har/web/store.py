@@ -673,6 +673,40 @@ class Store:
                     log.info("summary: rollups not stored: %s", _reason(exc))
         return [{d: dict(sorted(each.items(), key=lambda kv: (-kv[1], kv[0]))) for d, each in o.items()} for o in out]
 
+    def roll_up_settled(self, now: Optional[float] = None, max_buckets: int = 5000) -> int:
+        """Compute the rollups of closed buckets a write has changed since they were last computed; how many.
+
+        A bucket is closed once its end is further back than the cap (no new row's neighbour can lie in it
+        any more, short of a late delivery, which bumps it again). Run in the background (every minute by
+        :class:`edge_har.web.roller.Roller`), this leaves a page only the open bucket and the day edges to
+        read from the rows; without it, the first summary over a range computes its buckets. At most
+        ``max_buckets`` a call, oldest first, so a backlog is worked off a slice at a time.
+        """
+        closed = bucket_of((time.time() if now is None else now) - _ROLLUP_REACH_S) - 1
+        v, b = rollup_versions.c, rollup_buckets.c
+        dirty = (
+            sa.select(v.device_id, v.bucket)
+            .select_from(
+                rollup_versions.outerjoin(rollup_buckets, sa.and_(b.device_id == v.device_id, b.bucket == v.bucket))
+            )
+            .where(v.bucket <= closed, sa.or_(b.version.is_(None), b.version != v.version))
+            .order_by(v.bucket, v.device_id)
+            .limit(max_buckets)
+        )
+        with self.engine.connect() as conn:
+            keys = [(str(d), int(k)) for d, k in conn.execute(dirty)]
+        by_range: dict[tuple[int, int], list[str]] = {}
+        lows: dict[str, int] = {}
+        highs: dict[str, int] = {}
+        for d, k in keys:
+            lows[d], highs[d] = min(lows.get(d, k), k), max(highs.get(d, k), k)
+        for d in lows:
+            by_range.setdefault((lows[d], highs[d]), []).append(d)
+        for (lo, hi), ids in by_range.items():
+            for at in range(0, len(ids), 500):  # a bounded IN list per statement
+                self.activity_seconds(ids[at : at + 500], [(lo * ROLLUP_BUCKET_S, (hi + 1) * ROLLUP_BUCKET_S)])
+        return len(keys)
+
     def _store_rollups(
         self,
         conn: sa.Connection,
