@@ -29,7 +29,7 @@ from hypothesis import strategies as st  # noqa: E402
 from edge_har.mqtt.bounded_json import RejectedMessage  # noqa: E402
 from edge_har.mqtt.config import MqttConfig  # noqa: E402
 from edge_har.mqtt.payloads import prediction_payload  # noqa: E402
-from edge_har.web import ingest_checks  # noqa: E402
+from edge_har.web import ingest_checks, queries  # noqa: E402
 from edge_har.web.ingest_checks import check_prediction, check_prediction_reference  # noqa: E402
 from edge_har.web.store import open_store_url  # noqa: E402
 from tests.test_web_ingest_fuzz import message  # noqa: E402
@@ -139,7 +139,7 @@ def test_the_fast_insert_tells_new_rows_from_redeliveries_and_keeps_the_books(db
         assert store.counts()["predictions"] == 6
         (device,) = store.devices()
         assert device.activity is not None and device.activity.probabilities == {"Walk": 0.9, "Sit": 0.1}
-        assert store.history("pi-a", since=0)[-1]["seq"] == 4
+        assert queries.history_range(store, "pi-a", 0.0, 1e10, 10)[0][-1]["seq"] == 4
     finally:
         store.close()
 

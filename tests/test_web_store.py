@@ -9,10 +9,23 @@ import pytest
 
 pytest.importorskip("sqlalchemy")
 
+from edge_har.web import queries  # noqa: E402
 from edge_har.web.config import ServeConfig  # noqa: E402
-from edge_har.web.store import StoreError, open_store, open_store_url  # noqa: E402
+from edge_har.web.store import HISTORY_LIMIT, StoreError, open_store, open_store_url  # noqa: E402
 
 pytest_plugins = ["tests.plugins.db"]
+
+FAR = 1e10  # an until after every row
+
+
+def history(store, device_id, since, limit=HISTORY_LIMIT, step_s=None):
+    """The API's history read (``since < ts``, the newest ``limit`` kept), without its truncated flag."""
+    return queries.history_range(store, device_id, float(since), FAR, limit, step_s)[0]
+
+
+def status_history(store, device_id, since):
+    return queries.status_range(store, device_id, float(since), FAR)
+
 
 DAY = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc).timestamp()  # a fixed UTC day: results cannot drift
 PROBS = {"Walk": 0.7, "Sit": 0.2, "Wave": 0.1}
@@ -44,15 +57,15 @@ def store(db_url):
 def test_predictions_round_trip_and_the_newest_is_the_current_activity(store):
     rows = [row("pi-a", "run1", i, DAY + i * 0.5, "Walk" if i < 3 else "Sit") for i in range(5)]
     assert store.add_predictions(rows) == 5
-    history = store.history("pi-a", since=DAY - 1)
-    assert [(h["seq"], h["label"], h["run_id"]) for h in history] == [
+    got = history(store, "pi-a", since=DAY - 1)
+    assert [(h["seq"], h["label"], h["run_id"]) for h in got] == [
         (0, "Walk", "run1"),
         (1, "Walk", "run1"),
         (2, "Walk", "run1"),
         (3, "Sit", "run1"),
         (4, "Sit", "run1"),
     ]
-    assert history[0]["ts"] == pytest.approx(DAY)
+    assert got[0]["ts"] == pytest.approx(DAY)
     (device,) = store.devices()
     assert device.device_id == "pi-a" and device.run_id == "run1" and device.model_id == "tiny-model"
     assert device.activity is not None
@@ -88,7 +101,7 @@ def test_restarting_loses_nothing_stored(db_url):
     s.close()
     again = open_store_url(db_url)  # what a server restart does: open the same database
     try:
-        assert len(again.history("pi-a", since=0)) == 3
+        assert len(history(again, "pi-a", since=0)) == 3
         (device,) = again.devices()
         assert device.status == "online" and device.stats == {"windows_per_s": 2.0, "stats_interval_s": 5.0}
         assert device.stats_interval_s == 5.0
@@ -102,30 +115,30 @@ def test_status_changes_are_recorded_once_per_change(store):
     for status in ("online", "online", "offline", "offline", "online", "stopped"):
         t += 1
         store.set_status("pi-a", status, t)
-    changes = store.status_history("pi-a", since=0)
+    changes = status_history(store, "pi-a", since=0)
     assert [c["status"] for c in changes] == ["online", "offline", "online", "stopped"]
     assert store.devices()[0].status == "stopped"
-    assert [c["status"] for c in store.status_history("pi-a", since=DAY + 4.5)] == ["online", "stopped"]
+    assert [c["status"] for c in status_history(store, "pi-a", since=DAY + 4.5)] == ["online", "stopped"]
 
 
 def test_history_since_is_exclusive_oldest_first_and_keeps_the_newest_when_limited(store):
     store.add_predictions([row("pi-a", "run1", i, DAY + i) for i in range(10)])
     store.add_predictions([row("pi-b", "run1", i, DAY + i) for i in range(10)])
-    assert [h["seq"] for h in store.history("pi-a", since=DAY + 6)] == [7, 8, 9]
-    assert [h["seq"] for h in store.history("pi-a", since=DAY + 2, limit=3)] == [7, 8, 9]
-    assert store.history("pi-a", since=DAY + 9) == []
-    assert store.history("nobody", since=0) == []
+    assert [h["seq"] for h in history(store, "pi-a", since=DAY + 6)] == [7, 8, 9]
+    assert [h["seq"] for h in history(store, "pi-a", since=DAY + 2, limit=3)] == [7, 8, 9]
+    assert history(store, "pi-a", since=DAY + 9) == []
+    assert history(store, "nobody", since=0) == []
 
 
 def test_history_thinned_to_the_newest_prediction_per_step(store):
     store.add_predictions([row("pi-a", "run1", i, DAY + i * 0.5, "Walk" if i < 50 else "Sit") for i in range(100)])
     store.add_predictions([row("pi-b", "run1", i, DAY + i * 0.5) for i in range(100)])
-    thinned = store.history("pi-a", since=DAY - 0.25, step_s=5.0)
+    thinned = history(store, "pi-a", since=DAY - 0.25, step_s=5.0)
     # buckets of 5 s counted from `since`: windows 0-9, 10-19, ...; each keeps its newest
     assert [h["seq"] for h in thinned] == [9, 19, 29, 39, 49, 59, 69, 79, 89, 99]
     assert [h["label"] for h in thinned] == ["Walk"] * 5 + ["Sit"] * 5
-    assert [h["seq"] for h in store.history("pi-a", since=DAY - 0.25, step_s=5.0, limit=3)] == [79, 89, 99]
-    assert len(store.history("pi-a", since=DAY - 0.25, step_s=0.5)) == 100
+    assert [h["seq"] for h in history(store, "pi-a", since=DAY - 0.25, step_s=5.0, limit=3)] == [79, 89, 99]
+    assert len(history(store, "pi-a", since=DAY - 0.25, step_s=0.5)) == 100
 
 
 def test_day_summary_is_time_per_activity_computed_by_the_database(store):
@@ -231,3 +244,11 @@ def test_a_password_in_the_url_is_never_shown(postgres_url):
     with pytest.raises(StoreError) as info:
         open_store_url(url.render_as_string(hide_password=False))
     assert "s3cret-pw" not in str(info.value)
+
+
+def test_one_device_is_read_by_its_id_not_by_ids_containing_it(store):
+    store.add_predictions([row(f"pi-{i}", "run1", 0, DAY + i) for i in (1, 10, 11, 100)])
+    record = store.device("pi-1")
+    assert record is not None and record.device_id == "pi-1"
+    assert record.activity is not None and record.activity.ts == pytest.approx(DAY + 1)
+    assert store.device("pi-") is None and store.device("PI-1") is None and store.device("nobody") is None

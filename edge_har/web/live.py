@@ -488,16 +488,7 @@ class LiveService:
         return first + sorted({label for label in seen if label and label.lower() != "unknown" and label not in known})
 
     def _record(self, device_id: str) -> Optional[DeviceRecord]:
-        """The device's record through the store's paged listing (ids containing it; the exact one kept)."""
-        after: Optional[str] = None
-        while True:
-            page = self.store.device_page(limit=DEVICES_MAX, after=after, contains=device_id)
-            for record in page.records:
-                if record.device_id == device_id:
-                    return record
-            if page.next_after is None:
-                return None
-            after = page.next_after
+        return self.store.device(device_id)
 
     def _known(self, device_id: str) -> None:
         if not _DEVICE_ID.match(device_id):

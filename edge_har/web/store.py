@@ -478,6 +478,12 @@ class Store:
         with self.engine.connect() as conn:
             return [_device_record(row) for row in conn.execute(_devices_query((), None, self.backend)).mappings()]
 
+    def device(self, device_id: str) -> Optional[DeviceRecord]:
+        """One device with its newest prediction (one probe of the device table's key), None if never seen."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_devices_query((devices.c.device_id == device_id,), 1, self.backend)).mappings().first()
+        return None if row is None else _device_record(row)
+
     def device_page(self, *, limit: int, after: Optional[str] = None, contains: Optional[str] = None) -> DevicePage:
         """One page of devices in ``device_id`` order, each with its newest prediction: two queries, any fleet size.
 
@@ -537,48 +543,6 @@ class Store:
                         }
                     )
         return out
-
-    def history(
-        self, device_id: str, since: float, limit: int = HISTORY_LIMIT, step_s: Optional[float] = None
-    ) -> list[dict[str, Any]]:
-        """Predictions of ``device_id`` with ``ts > since``, oldest first, at most ``limit`` (the newest kept).
-
-        ``step_s`` thins them out in the database to the newest prediction of each ``step_s`` seconds since
-        ``since``: an hour of a 7 windows/s device is 25,000 rows, more than a 500-pixel timeline can show.
-        """
-        c = predictions.c
-        columns = (c.ts, c.label, c.confidence, c.run_id, c.seq)
-        where = (c.device_id == device_id, c.ts > since)
-        if step_s is None:
-            query = sa.select(*columns).where(*where).order_by(c.ts.desc()).limit(limit)
-        else:
-            # Bucket = whole milliseconds since `since` // step in milliseconds: integer arithmetic, which SQLite
-            # and PostgreSQL agree on (no floor(), which SQLite may lack), exact to the millisecond.
-            millis = sa.cast((c.ts - since) * 1000.0, sa.BigInteger)
-            bucket = millis // sa.literal(max(1, round(step_s * 1000.0)), sa.BigInteger)
-            newest = sa.func.row_number().over(partition_by=bucket, order_by=(c.ts.desc(), c.seq.desc()))
-            ranked = sa.select(*columns, newest.label("newest")).where(*where).subquery()
-            query = (
-                sa.select(*(ranked.c[col.name] for col in columns))
-                .where(ranked.c.newest == 1)
-                .order_by(ranked.c.ts.desc())
-                .limit(limit)
-            )
-        with self.engine.connect() as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
-        rows.reverse()
-        return rows
-
-    def status_history(self, device_id: str, since: float) -> list[dict[str, Any]]:
-        """Status changes of ``device_id`` received after ``since``, oldest first."""
-        c = status_changes.c
-        query = (
-            sa.select(c.status, c.received_at)
-            .where(c.device_id == device_id, c.received_at > since)
-            .order_by(c.received_at, c.id)
-        )
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
 
     def summary(self, device_id: str, start: float, end: float, gap_cap_s: float = GAP_CAP_S) -> dict[str, float]:
         """Seconds per label for predictions with ``start <= ts < end``, computed in SQL (see the module doc)."""
