@@ -126,7 +126,9 @@ class Fuzzing:
         def check(case: Any, real: bool, device: str) -> None:
             # Only a valid request is made more real: a negative one keeps what makes it invalid.
             if positive and real and isinstance(case.body, dict) and "file" in case.body:
-                case.body["file"] = self.recording
+                # the recording alone: a generated model_id or rate, valid by the schema, may still be one the
+                # server refuses (no such model, under the model's rate / 16), and the deep path is the point
+                case.body = {"file": self.recording}
             if positive and real and "device_id" in (case.path_parameters or {}):
                 case.path_parameters["device_id"] = device
                 # the range parameters' defaults (the last hour, today), which hold the seeded rows
