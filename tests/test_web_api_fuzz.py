@@ -128,7 +128,9 @@ class Fuzzing:
             if positive and real and isinstance(case.body, dict) and "file" in case.body:
                 # the recording alone: a generated model_id or rate, valid by the schema, may still be one the
                 # server refuses (no such model, under the model's rate / 16), and the deep path is the point
-                case.body = {"file": self.recording}
+                for name in [k for k in case.body if k != "file"]:
+                    del case.body[name]
+                case.body["file"] = self.recording
             if positive and real and "device_id" in (case.path_parameters or {}):
                 case.path_parameters["device_id"] = device
                 # the range parameters' defaults (the last hour, today), which hold the seeded rows
