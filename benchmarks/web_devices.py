@@ -15,8 +15,9 @@ What a run does, precisely:
   p50 and max response time in ms, and the response size.
 
 The store answers a page with two statements (the count and the page joined with each device's newest
-prediction), whatever the fleet size; ``tests/test_web_devices_scale.py`` asserts that. These figures
-say what it costs on this machine.
+prediction), and the API one more for the current stretch of the devices whose newest prediction changed
+since a page last showed them, whatever the fleet size; ``tests/test_web_devices_scale.py`` asserts that.
+These figures say what it costs on this machine.
 
     python -m edge_har.benchmarks.web_devices [--devices 10000] [--predictions 20] [--backends sqlite,postgresql]
 """
