@@ -124,11 +124,35 @@ def test_history_honours_until_limit_and_reports_outages_and_the_status_before(s
     # a device still offline at the end: the outage runs to until
     store.set_status("pi-1", "offline", t0 + 300)
     body = client.get("/api/devices/pi-1/history", params={"since": t0 + 250, "until": t0 + 400}).json()
-    assert body["outages"] == [{"start": t0 + 300, "end": t0 + 400, "reason": "offline"}]
+    # silent from the last prediction (t0 + 229) while online, then offline: the edge's no_data stops where
+    # the status takes over
+    assert body["outages"] == [
+        {"start": t0 + 250, "end": t0 + 300, "reason": "no_data"},
+        {"start": t0 + 300, "end": t0 + 400, "reason": "offline"},
+    ]
 
     # gaps of exactly the cap are not outages; thinning does not hide a gap
     body = client.get("/api/devices/pi-1/history", params={"since": t0 - 1, "until": t0 + 229, "step_s": 60}).json()
     assert len(body["predictions"]) <= 5 and body["outages"][0]["reason"] == "no_data"
+
+
+def test_the_silent_edges_of_a_range_are_outages_up_to_now(store):
+    t0 = NOW - 1000
+    store.add_predictions(series("pi-1", t0, 10) + series("pi-1", t0 + 100, 10, seq0=10))  # 0..9 s, 100..109 s
+
+    def edges(since, until):
+        return [
+            (o["start"] - t0, o["end"] - t0, o["reason"])
+            for o in queries.outages(store, "pi-1", t0 + since, t0 + until, None, [], 100, now=t0 + 500)
+        ]
+
+    assert edges(50, 105) == [(50, 100, "no_data")]  # the previous prediction (9 s) is more than the cap older
+    assert edges(8, 105) == [(9, 100, "no_data")]  # the range starts inside a stretch: the gap between them
+    assert edges(102, 400) == [(109, 400, "no_data")]  # silent since 109 s, to the range end
+    assert edges(102, 2000) == [(109, 500, "no_data")]  # a range into the future stops at now
+    assert edges(200, 300) == [(200, 300, "no_data")]  # nothing in the range
+    assert edges(110, 113) == []  # within the cap of the last prediction: no outage
+    assert edges(-50, 5) == [(-50, 0, "no_data")]  # before the device's first prediction
 
 
 @pytest.mark.parametrize(
@@ -562,7 +586,15 @@ def test_property_range_days_equal_the_stores_day_summaries_and_outages_the_brut
             assert seconds == pytest.approx(store.summary("pi-p", span.start, span.end))
 
         stamps = sorted(p["ts"] for p in points if midnight < p["ts"] <= until)
-        want = [{"start": a, "end": b, "reason": "no_data"} for a, b in zip(stamps, stamps[1:]) if b - a > GAP_CAP_S]
+        silences = [(a, b) for a, b in zip(stamps, stamps[1:]) if b - a > GAP_CAP_S]
+        end = min(until, time.time())
+        if stamps and stamps[0] - midnight > GAP_CAP_S:  # no row before the range: the start edge
+            silences.append((midnight, stamps[0]))
+        if stamps and end - stamps[-1] > GAP_CAP_S:  # the end edge
+            silences.append((stamps[-1], end))
+        if not stamps and end - midnight > GAP_CAP_S:  # a silent range
+            silences.append((midnight, end))
+        want = [{"start": a, "end": b, "reason": "no_data"} for a, b in sorted(silences)]
         assert queries.outages(store, "pi-p", midnight, until, None, [], 20000) == want
     finally:
         store.close()

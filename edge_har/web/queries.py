@@ -128,13 +128,18 @@ def outages(
     statuses: Sequence[dict[str, Any]],
     limit: int,
     gap_cap_s: float = GAP_CAP_S,
+    now: Optional[float] = None,
 ) -> list[dict[str, Any]]:
     """Periods of the range without predictions: gaps over ``gap_cap_s`` and stopped/offline statuses.
 
     A ``no_data`` period runs between two consecutive predictions of the range more than ``gap_cap_s``
-    apart (found in SQL with ``LAG``, on every row, not on a thinned or truncated history); a ``stopped`` or
-    ``offline`` period runs from that status change (or the range start, when ``before`` says so) to the
-    next change or the range end. Sorted by start; at most ``limit`` (the newest kept).
+    apart (found in SQL with ``LAG``, on every row, not on a thinned or truncated history), and at either
+    edge: from the range start to its first prediction when the one before that is more than the cap
+    older (or there is none), and from its last prediction to the range end or ``now``, whichever is
+    earlier, when that is more than the cap (a range with no prediction is one such period). An edge
+    period a stopped/offline status explains is left to that status. A ``stopped`` or ``offline``
+    period runs from that status change (or the range start, when ``before`` says so) to the next change
+    or the range end. Sorted by start; at most ``limit`` (the newest kept).
     """
     c = predictions.c
     previous = sa.func.lag(c.ts).over(order_by=c.ts)  # ts alone: ix_predictions_device_ts covers the scan
@@ -156,6 +161,7 @@ def outages(
             if start is not None and end is not None:
                 found.append({"start": start, "end": end, "reason": "no_data"})
     changes = ([{"status": before["status"], "received_at": since}] if before is not None else []) + list(statuses)
+    down: list[tuple[float, float]] = []
     for i, change in enumerate(changes):
         if change["status"] not in DOWN_STATUSES:
             continue
@@ -163,8 +169,43 @@ def outages(
         end = min(until, changes[i + 1]["received_at"]) if i + 1 < len(changes) else until
         if end > start:
             found.append({"start": start, "end": end, "reason": change["status"]})
+            down.append((start, end))
+    for start, end in _edge_silences(store, device_id, since, until, gap_cap_s, time.time() if now is None else now):
+        for d_start, d_end in down:  # the part a status explains is that status's
+            if d_start <= start < d_end:
+                start = d_end
+            if d_start < end <= d_end:
+                end = d_start
+        if end - start > 0:
+            found.append({"start": start, "end": end, "reason": "no_data"})
     found.sort(key=lambda o: (o["start"], o["end"]))
     return found[-limit:]
+
+
+def _edge_silences(
+    store: Store, device_id: str, since: float, until: float, gap_cap_s: float, now: float
+) -> list[tuple[float, float]]:
+    """The range's silent edges (see :func:`outages`): three index probes of ``ix_predictions_device_ts``."""
+    c = predictions.c
+    mine = c.device_id == device_id
+    with store.engine.connect() as conn:
+        first, last = conn.execute(
+            sa.select(sa.func.min(c.ts), sa.func.max(c.ts)).where(mine, c.ts > since, c.ts <= until)
+        ).one()
+        before = conn.execute(sa.select(sa.func.max(c.ts)).where(mine, c.ts <= since)).scalar()
+    first, last, before = finite_number(first), finite_number(last), finite_number(before)
+    end = min(until, now)
+    out: list[tuple[float, float]] = []
+    if first is None or last is None:  # nothing in the range
+        if end > since and end - (since if before is None else before) > gap_cap_s:
+            out.append((since, end))
+        return out
+    # a device first heard of inside the range: only a silence longer than the cap, as between predictions
+    if first - (since if before is None else before) > gap_cap_s:
+        out.append((since, first))
+    if end - last > gap_cap_s:
+        out.append((last, end))
+    return out
 
 
 # ---------------------------------------------------------------------------- summaries
