@@ -33,9 +33,7 @@ pytest_plugins = ["tests.plugins.db", "tests.plugins.broker"]
 @pytest.fixture
 def pg_url(postgres_url: str) -> str:
     engine = sa.create_engine(postgres_url)
-    metadata.drop_all(engine)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS ingest_workers"))
+    metadata.drop_all(engine)  # ingest_workers too
     engine.dispose()
     return postgres_url
 

@@ -37,13 +37,12 @@ import os
 import signal
 import threading
 import time
-import weakref
 from typing import Any, Optional
 
 import sqlalchemy as sa
 
 from edge_har.web.config import ServeConfig
-from edge_har.web.store import Store, predictions
+from edge_har.web.store import Store, ingest_workers, predictions
 
 __all__ = ["BOOKS_EVERY_S", "StoredFeed", "Workers", "read_books", "rows_after", "run_worker", "write_books"]
 
@@ -52,29 +51,9 @@ log = logging.getLogger("edge_har.web.ingest_worker")
 BOOKS_EVERY_S = 1.0  # how often a worker writes its counters (what the web process's status lags by at most)
 STALE_BOOKS_S = 30.0  # a worker silent this long is shown, but its figures are still counted (they happened)
 
-_meta = sa.MetaData()
-ingest_workers = sa.Table(
-    "ingest_workers",
-    _meta,
-    sa.Column("worker", sa.String(160), primary_key=True),
-    sa.Column("pid", sa.Integer(), nullable=False),
-    sa.Column("updated_at", sa.Double(), nullable=False),
-    sa.Column("books", sa.Text(), nullable=False),  # Ingest.status() of the worker, as JSON
-)
-
-
-_created: weakref.WeakSet[Any] = weakref.WeakSet()  # engines whose database has the ingest_workers table
-
-
-def _ensure_table(store: Store) -> None:
-    if store.engine not in _created:
-        _meta.create_all(store.engine)
-        _created.add(store.engine)
-
 
 def write_books(store: Store, worker: str, books: dict[str, Any]) -> None:
     """Replace ``worker``'s row of counters (one short transaction)."""
-    _ensure_table(store)
     upsert = store._insert(ingest_workers)
     row = {"worker": worker, "pid": os.getpid(), "updated_at": time.time(), "books": json.dumps(books)}
     with store.engine.begin() as conn:
@@ -89,7 +68,6 @@ def write_books(store: Store, worker: str, books: dict[str, Any]) -> None:
 
 def read_books(store: Store, prefix: str) -> list[dict[str, Any]]:
     """Every worker's last counters whose name starts with ``prefix``, with ``worker`` and ``updated_at``."""
-    _ensure_table(store)
     c = ingest_workers.c
     query = sa.select(c.worker, c.updated_at, c.books).where(c.worker.like(f"{prefix}%")).order_by(c.worker)
     out = []
@@ -109,15 +87,14 @@ def last_id(store: Store) -> int:
         return int(conn.execute(sa.select(sa.func.max(predictions.c.id))).scalar() or 0)
 
 
+_c = predictions.c
+_FEED_COLUMNS = (_c.id, _c.device_id, _c.run_id, _c.seq, _c.ts, _c.label, _c.confidence, _c.model_id)
+
+
 def rows_after(store: Store, after: int, limit: int = 5000) -> list[dict[str, Any]]:
     """Rows stored with an id beyond ``after``, oldest first (what the Live page is pushed), at most ``limit``."""
     c = predictions.c
-    query = (
-        sa.select(c.id, c.device_id, c.run_id, c.seq, c.ts, c.label, c.confidence, c.model_id)
-        .where(c.id > after)
-        .order_by(c.id)
-        .limit(limit)
-    )
+    query = sa.select(*_FEED_COLUMNS).where(c.id > after).order_by(c.id).limit(limit)
     with store.engine.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
 
@@ -128,7 +105,7 @@ GAPS_MAX = 50_000  # ids looked for at most (beyond: the oldest are given up)
 
 def rows_with_ids(store: Store, ids: list[int]) -> list[dict[str, Any]]:
     c = predictions.c
-    query = sa.select(c.id, c.device_id, c.run_id, c.seq, c.ts, c.label, c.confidence, c.model_id).where(c.id.in_(ids))
+    query = sa.select(*_FEED_COLUMNS).where(c.id.in_(ids))
     with store.engine.connect() as conn:
         return [dict(r) for r in conn.execute(query.order_by(c.id)).mappings()]
 

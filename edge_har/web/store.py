@@ -126,6 +126,18 @@ seq_books = sa.Table(
 )
 
 
+# One row per ingest worker process (``serve --ingest-processes``): its Ingest.status() as JSON, written every
+# second and added up by the web process (edge_har.web.ingest_worker).
+ingest_workers = sa.Table(
+    "ingest_workers",
+    metadata,
+    sa.Column("worker", sa.String(160), primary_key=True),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+    sa.Column("books", sa.Text(), nullable=False),
+)
+
+
 # Rollups (see the module doc). ``bucket`` is floor(ts / ROLLUP_BUCKET_S): the bucket of UTC seconds
 # [bucket * 900, bucket * 900 + 900).
 ROLLUP_BUCKET_S = 900
@@ -252,7 +264,6 @@ class Store:
             self._insert = postgresql.insert
         else:
             raise StoreError(f"database {self.describe()}: only SQLite and PostgreSQL are supported")
-        self._returning = bool(engine.dialect.insert_executemany_returning)
         try:
             metadata.create_all(engine)  # idempotent: an existing database keeps its rows
         except sa.exc.SQLAlchemyError as exc:
