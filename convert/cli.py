@@ -155,6 +155,10 @@ Keras model, its training record and reports in <out>.refused/; re-quantize and 
 retraining (data, split and preprocessing come from what it records):
   edge-har convert --from-keras bundles/hmp.refused --out bundles/hmp --calibration-size 2000
   edge-har convert --from-keras bundles/hmp/keras_model.h5 --out bundles/hmp-again --max-int8-drop 2
+
+Personalise a bundle with your own recordings (fine-tune, re-quantize, gate; report.md compares before/after):
+  edge-har convert --from-bundle bundles/hmp --data my_recordings/ --out bundles/hmp-me
+  edge-har convert --from-bundle bundles/hmp --data my_recordings/ --add-classes --train-layers all --out bundles/hmp-me
 """
 
 
@@ -267,6 +271,7 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
         "conversion (<out>.refused) or its keras_model.h5; data flags, split, window and model come from "
         "its bundle.json / refused.json (--data and data flags given here win)",
     )
+    add_personalise_arguments(parser)
     group.add_argument(
         "--out", type=Path, default=None, help="bundle directory to write (default: bundles/<data set name>)"
     )
@@ -298,6 +303,8 @@ def run_convert_command(args: argparse.Namespace) -> int:
         model_config = ModelConfig.from_args(args)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    if getattr(args, "from_bundle", None) is not None:
+        return _run_from_bundle(args)
     if args.from_keras is not None:
         return _run_from_keras(args)
     if args.data is None:
@@ -379,6 +386,158 @@ def _run_from_keras(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     print(summary_table(result))
     return 0
+
+
+# ---------------------------------------------------------------- convert --from-bundle
+
+PERSONALISE_HELP = """\
+fine-tune a bundle on your own recordings (--data MY_SET, any format; the recorded layout of edge-har record
+is detected): the data is windowed, scaled and normalised with BUNDLE's preprocessing (channels matched by
+name, other sample rates resampled as convert does), whole recordings are held out (--test-fraction, default
+0.2; --val-fraction for early stopping, default 0 here), the bundle's float Keras model is fine-tuned
+(--epochs 20, --learning-rate 0.001, --batch-size 32, --patience 5 unless given), then quantized, evaluated
+and gated like any conversion. report.md / report.json in the new bundle compare the parent and the new
+bundle on your held-out windows and on the parent's own test set (what the model forgot)"""
+
+
+def add_personalise_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--from-bundle`` and its options (``edge_har.convert.personalise_path``)."""
+    from edge_har.convert.personalise import TRAIN_LAYERS, TRAIN_LAYERS_HELP
+
+    group = parser.add_argument_group("personalise (--from-bundle)", PERSONALISE_HELP)
+    group.add_argument(
+        "--from-bundle",
+        type=Path,
+        default=None,
+        metavar="BUNDLE",
+        help="the bundle to personalise (its keras_model.h5, bundle.json and .tflite files); needs --data and --out",
+    )
+    group.add_argument(
+        "--train-layers",
+        choices=TRAIN_LAYERS,
+        default="head",
+        help=f"which layers fine-tuning trains: {TRAIN_LAYERS_HELP} (default: %(default)s)",
+    )
+    group.add_argument(
+        "--add-classes",
+        action="store_true",
+        help="append the labels of --data that BUNDLE lacks as new classes (default: such a label is an error)",
+    )
+    group.add_argument(
+        "--original-data",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the parent's data set, read with its recorded reader, for the before/after on its test split "
+        "(default: the path bundle.json records; skipped, with the reason in the report, when absent)",
+    )
+
+
+# Fine-tuning's defaults where the flag is left at convert's (training from scratch) default.
+_FINE_TUNE_DEFAULTS: dict[str, Any] = {"epochs": 20, "learning_rate": 1e-3, "batch_size": 32, "patience": 5}
+
+
+def _fine_tune_config(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from edge_har.convert.train import TrainConfig, train_config_from_args
+
+    config = train_config_from_args(args)
+    scratch = TrainConfig()
+    taken = {k: v for k, v in _FINE_TUNE_DEFAULTS.items() if getattr(config, k) == getattr(scratch, k)}
+    if taken:
+        log.info("fine-tuning defaults: %s", ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in taken.items()))
+    return replace(config, **taken)
+
+
+def _run_from_bundle(args: argparse.Namespace) -> int:
+    """``convert --from-bundle BUNDLE --data MY_SET``: fine-tune, then the conversion's quantize/evaluate/gate."""
+    from edge_har.convert.datasets import dataset_from_args
+    from edge_har.convert.evaluate import given_data_flags, load_bundle
+    from edge_har.convert.personalise import PersonaliseError
+    from edge_har.convert.personalise_path import PersonaliseOptions, check_user_data, run_from_bundle
+    from edge_har.convert.pipeline import AccuracyGateError, ConvertError, ConvertOptions, load_source_document
+    from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE
+    from edge_har.convert.splits import split_from_args
+    from edge_har.core.bundle import BUNDLE_FILE
+
+    source = args.from_bundle
+    if args.from_keras is not None:
+        raise CommandError("--from-bundle and --from-keras exclude each other (fine-tune, or re-quantize)")
+    if args.data is None:
+        raise CommandError(f"--from-bundle {source}: give --data MY_SET (your labelled recordings)")
+    if args.out is None:
+        raise CommandError(f"--from-bundle {source}: give --out (the personalised bundle to write)")
+    try:
+        folder, document, _ = load_source_document(source, flag="--from-bundle")
+        if not (folder / BUNDLE_FILE).is_file():
+            raise ConvertError(
+                f"--from-bundle {source}: {folder} has no {BUNDLE_FILE} (a refused conversion is no bundle)"
+            )
+        load_bundle(folder)  # every variant file present, with its recorded size and sha256
+        dataset = dataset_from_args(args)
+        dataset = check_user_data(dataset, document, args.add_classes, str(folder))
+        if args.val_fraction is None:
+            args.val_fraction = 0.0  # a few recordings of one's own: all of them train, but the held-out ones
+        split = split_from_args(args, dataset)
+        calibration_size = args.calibration_size
+        recorded = (document.get("training") or {}).get("calibration_size")
+        given = calibration_size != DEFAULT_CALIBRATION_SIZE
+        if not given and isinstance(recorded, int):
+            calibration_size = recorded
+        options = ConvertOptions(
+            out=args.out,
+            data=Path(dataset.root),
+            train_stride=args.train_stride,
+            skip_short=args.skip_short,
+            train=_fine_tune_config(args),
+            variants=args.variants,
+            default_variant=args.default_variant,
+            calibration_size=calibration_size,
+            max_int8_drop=args.max_int8_drop,
+            allow_int8_drop=args.allow_int8_drop,
+            allow_degenerate=args.allow_degenerate,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            data_flags=given_data_flags(args, dataset),
+        )
+        personal = PersonaliseOptions(
+            train_layers=args.train_layers,
+            add_classes=args.add_classes,
+            original_data=args.original_data,
+            calibration_size_given=given,
+        )
+        out = run_from_bundle(source, options, personal, dataset, split)
+    except AccuracyGateError as exc:
+        raise CommandError(str(exc), code=EXIT_GATE_REFUSED) from exc
+    except _input_errors() + (ConvertError, PersonaliseError) as exc:
+        raise CommandError(str(exc)) from exc
+    print(summary_table(out))
+    print()
+    print(personalisation_lines(out))
+    return 0
+
+
+def personalisation_lines(bundle_dir: Path) -> str:
+    """The before/after figures of a personalised bundle's report.json, one line per data."""
+    import json
+
+    from edge_har.convert.personalise_path import REPORT_JSON
+
+    report = json.loads((Path(bundle_dir) / REPORT_JSON).read_text())
+    lines = [f"personalised from {report['parent']['model_id']} ({report['variant']}; before -> after):"]
+    for name, key in (("your held-out windows", "held_out"), ("the parent's test set", "original_test")):
+        entry = report[key]
+        if "skipped" in entry:
+            lines.append(f"  {name}: skipped: {entry['skipped']}")
+            continue
+        b, a = entry["before"], entry["after"]
+        lines.append(
+            f"  {name} ({entry['windows']}): accuracy {b['accuracy']:.4f} -> {a['accuracy']:.4f}, "
+            f"macro-F1 {b['macro_f1']:.4f} -> {a['macro_f1']:.4f}"
+        )
+    lines.append(f"  report: {Path(bundle_dir) / 'report.md'}")
+    return "\n".join(lines)
 
 
 def gate_line(metrics: Any) -> str:

@@ -328,11 +328,12 @@ def run_convert(options: ConvertOptions, dataset: Any | None = None, split: Any 
 # ---------------------------------------------------------------- re-quantize a kept Keras model
 
 
-def load_source_document(source: str | Path) -> tuple[Path, dict[str, Any], Path]:
+def load_source_document(source: str | Path, flag: str = "--from-keras") -> tuple[Path, dict[str, Any], Path]:
     """(folder, bundle document, Keras file) of ``--from-keras``: a bundle, a kept refused conversion, or its .h5.
 
     A refused conversion (``<out>.refused``) holds ``refused.json`` instead of
-    ``bundle.json``; either records what re-quantizing needs.
+    ``bundle.json``; either records what re-quantizing needs. ``flag`` is the option
+    the errors name (``convert --from-bundle`` reads its parent bundle here too).
     """
     import json
 
@@ -342,11 +343,11 @@ def load_source_document(source: str | Path) -> tuple[Path, dict[str, Any], Path
     path = Path(source)
     folder = path.parent if path.is_file() else path
     if not folder.is_dir():
-        raise ConvertError(f"--from-keras {source}: no such bundle folder or .h5 file")
+        raise ConvertError(f"{flag} {source}: no such bundle folder or .h5 file")
     doc_file = next((folder / n for n in (BUNDLE_FILE, REFUSED_FILE) if (folder / n).is_file()), None)
     if doc_file is None:
         raise ConvertError(
-            f"--from-keras {source}: {folder} has neither {BUNDLE_FILE} nor {REFUSED_FILE}, so the data, split, "
+            f"{flag} {source}: {folder} has neither {BUNDLE_FILE} nor {REFUSED_FILE}, so the data, split, "
             "preprocessing and model config that made the model are unknown"
         )
     try:
@@ -355,13 +356,13 @@ def load_source_document(source: str | Path) -> tuple[Path, dict[str, Any], Path
         raise ConvertError(f"{doc_file}: cannot be read as JSON: {exc}") from exc
     if document.get("kind", "sensor") != "sensor":
         raise ConvertError(
-            f"{doc_file}: --from-keras re-quantizes sensor models only (this is a {document['kind']} one)"
+            f"{doc_file}: {flag} reads sensor models only (this is a {document['kind']} one)"
         )
     keras_file = (
         path if path.is_file() else folder / str((document.get("files") or {}).get("keras_model") or KERAS_MODEL_FILE)
     )
     if not keras_file.is_file():
-        raise ConvertError(f"--from-keras {source}: {keras_file} is missing (the float Keras model to re-quantize)")
+        raise ConvertError(f"{flag} {source}: {keras_file} is missing (the float Keras model to re-quantize)")
     for key in ("preprocessing", "labels", "training", "metrics"):
         if not isinstance(document.get(key), dict if key != "labels" else list):
             raise ConvertError(f"{doc_file}: {key} is missing or malformed")
