@@ -85,6 +85,11 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "edge_har.device.daemon_cli:register_validate_config",
     ),
     Subcommand(
+        "record",
+        "record labelled sensor data on the device into session folders (no model needed); push to serve",
+        "edge_har.device.record_cli:register",
+    ),
+    Subcommand(
         "subscribe",
         "show predictions arriving over MQTT, live (lines or a table); optionally append them to JSONL",
         "edge_har.subscribe:register",
