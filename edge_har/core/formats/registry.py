@@ -209,10 +209,11 @@ def load_recorded(path: str | Path, record: ReaderRecord | Mapping[str, Any], **
 
 def _register_builtin() -> None:
     """The built-in formats, in detection order. A new format: import its module here, add one line."""
-    from edge_har.core.formats import folder, hapt, hmp, intervals, long_csv, mobifall, names, ts, uci_har
+    from edge_har.core.formats import folder, hapt, hmp, intervals, long_csv, mobifall, names, recorded, ts, uci_har
 
     register(ts.TsFormat())
     register(long_csv.CsvFormat())
+    register(recorded.RecordedFormat())
     register(uci_har.UciHarFormat())
     register(hapt.HaptFormat())
     register(mobifall.MobiFallFormat())
