@@ -1,0 +1,294 @@
+"""Labels of ``edge-har record``: the label/set and record/set parsers (fuzzed), class matching, the
+terminal's keys and lines over a real pipe, and a recorder on a pty whose unknown labels arriving
+over a real mosquitto are refused without touching the recording."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_har.core.recording_layout import read_labels, read_parts, session_dirs
+from edge_har.device.recording.label_input import (
+    MAX_PAYLOAD_BYTES,
+    ClassSet,
+    Command,
+    KeyEditor,
+    LabelControl,
+    PayloadError,
+    TerminalLabels,
+    check_class_names,
+    parse_label_payload,
+    parse_record_payload,
+    parse_terminal_line,
+)
+from tests.record_helpers import FakeMicrocontroller, Feeder, write_config
+
+# ====================================================================== payload parsers
+
+
+@pytest.mark.parametrize(
+    "payload, expected",
+    [
+        (b"walk", "walk"),
+        (b"  walk\n", "walk"),
+        (b'"walk"', "walk"),
+        (b'{"label": "walk"}', "walk"),
+        (b'{"label": "walk", "ts": 12}', "walk"),
+        (b"", None),
+        (b"none", None),
+        (b"NONE", None),
+        (b'{"label": null}', None),
+        (b'{"label": ""}', None),
+        ("gehen \u00fcber".encode(), "gehen \u00fcber"),
+    ],
+)
+def test_label_payloads(payload, expected):
+    assert parse_label_payload(payload) == expected
+
+
+@pytest.mark.parametrize(
+    "payload, words",
+    [
+        (b"\xff\xfe", "not UTF-8"),
+        (b"x" * (MAX_PAYLOAD_BYTES + 1), "bytes"),
+        (b'{"name": "walk"}', '"label" key'),
+        (b'{"label": 3}', "text or null"),
+        (b"[1, 2]", "not JSON"),  # starts with neither { nor ": a bare name with a bracket is refused below
+        (b'{"label": "walk"', "not JSON"),
+        (b"a" * 65, "at most 64"),
+        (b"wa\x00lk", "control character"),
+        (b'{"label": {"label": {"label": {"label": {"label": 1}}}}}', "nested"),
+    ],
+)
+def test_bad_label_payloads_are_one_line_errors(payload, words):
+    if payload == b"[1, 2]":
+        assert parse_label_payload(payload) == "[1, 2]"  # a name; refused later as not a class
+        return
+    with pytest.raises(PayloadError, match=words):
+        parse_label_payload(payload)
+
+
+@pytest.mark.parametrize(
+    "payload, expected",
+    [
+        (b"ON", True),
+        (b"on", True),
+        (b"Start", True),
+        (b'"ON"', True),
+        (b'{"action": "start"}', True),
+        (b'{"recording": true}', True),
+        (b"OFF", False),
+        (b" stop\n", False),
+        (b'{"action": "stop"}', False),
+        (b'{"recording": false}', False),
+    ],
+)
+def test_record_payloads(payload, expected):
+    assert parse_record_payload(payload) is expected
+
+
+@pytest.mark.parametrize("payload", [b"", b"maybe", b"1", b'{"action": "pause"}', b"\xff", b'{"recording": 1}'])
+def test_bad_record_payloads(payload):
+    with pytest.raises(PayloadError, match="record/set"):
+        parse_record_payload(payload)
+
+
+_TEXTISH = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=120).map(str.encode),
+    st.builds(
+        lambda v: (__import__("json").dumps({"label": v})).encode(),
+        st.one_of(st.none(), st.text(max_size=80), st.integers(), st.floats(), st.booleans(), st.lists(st.integers())),
+    ),
+    st.sampled_from([b"ON", b"off", b"none", b"{", b'"', b'{"action": null}', b"\x00", b"x" * 2000]),
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(_TEXTISH)
+def test_label_parser_returns_a_bounded_name_or_refuses(payload):
+    try:
+        name = parse_label_payload(payload)
+    except PayloadError as exc:
+        assert str(exc).startswith("label/set: ") and "\n" not in str(exc)
+        return
+    assert name is None or (0 < len(name) <= 64 and name == name.strip() and name.casefold() != "none")
+    assert name is None or not any(ord(c) < 32 or ord(c) == 127 for c in name)
+
+
+@settings(max_examples=50, deadline=None)
+@given(_TEXTISH)
+def test_record_parser_returns_a_bool_or_refuses(payload):
+    try:
+        value = parse_record_payload(payload)
+    except PayloadError as exc:
+        assert str(exc).startswith("record/set: ") and "\n" not in str(exc)
+        return
+    assert isinstance(value, bool)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=80))
+def test_a_label_never_reaches_the_recorder_unless_it_is_a_class(text):
+    got: list[Command] = []
+    errors: list[dict] = []
+    control = LabelControl(ClassSet(["sit", "walk"]), got.append, errors.append)
+    control.on_label(text.encode())
+    assert len(got) + len(errors) == 1
+    if got:
+        assert got[0].label in (None, "sit", "walk")
+    else:
+        assert set(errors[0]) == {"error", "label"}
+
+
+# ====================================================================== classes and the terminal
+
+
+def test_class_names_are_checked():
+    assert check_class_names(["sit", "walk"]) == ["sit", "walk"]
+    for bad, words in (
+        (["a,b"], "comma"),
+        (["none"], "ends the current segment"),
+        (["a", "a"], "twice"),
+        ([" a"], "spaces"),
+        ([], "no classes"),
+        (["x" * 65], "longer than 64"),
+    ):
+        with pytest.raises(PayloadError, match=words):
+            check_class_names(bad)
+
+
+def test_class_matching_is_exact_first_then_one_case_insensitive_match():
+    classes = ClassSet(["Walk", "walk", "Sit"])
+    assert classes.resolve("walk") == "walk" and classes.resolve("Walk") == "Walk"
+    assert classes.resolve("WALK") is None  # two case-insensitive matches: ambiguous
+    assert classes.resolve("sit") == "Sit" and classes.resolve("stand") is None
+    assert classes.by_number(1) == "Walk" and classes.by_number(3) == "Sit" and classes.by_number(4) is None
+    ten = ClassSet([f"c{i}" for i in range(1, 12)])
+    assert ten.by_number(0) == "c10" and "0 c10" in ten.menu() and "c11" in ten.menu()
+
+
+def test_key_editor_takes_a_digit_or_dash_at_once_and_a_name_on_enter():
+    editor = KeyEditor()
+    assert editor.feed("2") == "2"
+    assert editor.feed("-") == "-"
+    assert [editor.feed(c) for c in "wak"] == [None, None, None]
+    assert editor.feed("\x7f") is None and editor.feed("l") is None and editor.feed("k") is None
+    assert editor.feed("\n") == "walk"
+    assert [editor.feed(c) for c in "run2"] == [None] * 4  # a digit inside a name is part of it
+    assert editor.feed("\r") == "run2"
+    assert editor.feed("\n") is None
+
+
+def test_terminal_lines_pick_by_number_or_name_and_refuse_the_rest():
+    got: list[Command] = []
+    errors: list[dict] = []
+    control = LabelControl(ClassSet(["sit", "walk"]), got.append, errors.append)
+    assert parse_terminal_line("2", control, 1.0).label == "walk"
+    assert parse_terminal_line(" Sit ", control, 2.0).label == "sit"
+    assert parse_terminal_line("-", control, 3.0).label is None
+    assert parse_terminal_line("", control, 4.0) is None
+    assert parse_terminal_line("7", control, 5.0) is None and "no class 7" in errors[-1]["error"]
+    assert parse_terminal_line("jog", control, 6.0) is None and errors[-1]["label"] == "jog"
+    assert [(c.label, c.ts, c.origin) for c in got] == [
+        ("walk", 1.0, "terminal"),
+        ("sit", 2.0, "terminal"),
+        (None, 3.0, "terminal"),
+    ]
+
+
+def test_terminal_labels_read_lines_from_a_real_pipe(tmp_path):
+    got: list[Command] = []
+    control = LabelControl(ClassSet(["sit", "walk"]), got.append)
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd) as stream, open(tmp_path / "terminal.txt", "w") as out:
+        terminal = TerminalLabels(control, stream=stream, out=out)
+        terminal.start()
+        os.write(write_fd, b"1\nwa")
+        time.sleep(0.3)
+        os.write(write_fd, b"lk\n-\n")
+        os.close(write_fd)  # end of input: the thread ends by itself
+        deadline = time.monotonic() + 5
+        while len(got) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        terminal.stop()
+    assert [c.label for c in got] == ["sit", "walk", None]
+    assert "1 sit  2 walk" in (tmp_path / "terminal.txt").read_text()
+
+
+# ====================================================================== refused labels on a live recorder
+
+
+@pytest.fixture
+def mcu(tmp_path):
+    pytest.importorskip("serial", reason="pyserial is not installed (pip install 'edge-har[device]')")
+    device = FakeMicrocontroller(tmp_path)
+    yield device
+    device.unplug()
+
+
+def test_unknown_labels_are_refused_on_label_error_and_the_recording_goes_on(
+    tmp_path, mcu, mosquitto_broker, mqtt_listener, caplog
+):
+    from edge_har.device.recording.record_mqtt import RecordLink
+    from edge_har.device.recording.record_setup import plan_record
+    from edge_har.device.recording.recorder import Recorder, RecordOptions
+    from edge_har.device.sources import make_source
+
+    cfg_path = write_config(tmp_path, mcu.port, broker=mosquitto_broker)
+    plan = plan_record(cfg_path, channels=3, rate_hz=50.0, classes="sit,walk")
+    source = make_source(plan.config, 3, 50.0, "test-record")
+    options = RecordOptions(
+        out=tmp_path / "rec", device_id=plan.device_id, channels=plan.channels, rate_hz=50.0, classes=plan.classes
+    )
+    recorder = Recorder(
+        options,
+        source,
+        make_link=lambda control, will: RecordLink(plan.config.mqtt, plan.device_id, control, will),
+        install_signal_handlers=False,
+    )
+    base = "edge-har/pi-rec"
+    listener = mqtt_listener(mosquitto_broker, [f"{base}/#"])
+    # A retained request from some earlier client: stale, ignored at every connect.
+    listener.client.publish(f"{base}/label/set", "sit", qos=1, retain=True).wait_for_publish(5)
+    caplog.set_level(logging.INFO)
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(recorder.run()), daemon=True)
+    thread.start()
+    feeder = Feeder(mcu)
+    try:
+        listener.wait_for(lambda ms: any(m.topic == f"{base}/record/state" and m.json()["recording"] for m in ms), 15)
+        feeder.start()
+        time.sleep(0.3)
+        listener.client.publish(f"{base}/label/set", "walk", qos=1).wait_for_publish(5)
+        listener.wait_last(f"{base}/label/state", b"walk")
+        for _ in range(20):  # a flood of the same typo, and a few others
+            listener.client.publish(f"{base}/label/set", "wlak", qos=1)
+        for payload in ("jump", '{"label": "run"}', '{"label": 5}', "x" * 200):
+            listener.client.publish(f"{base}/label/set", payload, qos=1)
+        listener.wait_count(f"{base}/label/error", 24, timeout=10)
+        time.sleep(0.5)
+        feeder.stop()
+        time.sleep(0.3)
+    finally:
+        feeder.stop()
+        recorder.request_stop("test done")
+        thread.join(10)
+    assert result == [0]
+    errors = listener.payloads(f"{base}/label/error")
+    assert {e["label"] for e in errors} >= {"wlak", "jump", "run"}
+    assert all("error" in e and "\n" not in e["error"] for e in errors)
+    refusals = [r for r in caplog.records if "refused a label" in r.getMessage()]
+    assert sum("'wlak'" in r.getMessage() for r in refusals) == 1  # logged once per name
+    assert any("retained message" in r.getMessage() for r in caplog.records)
+    (session,) = session_dirs(tmp_path / "rec")
+    assert [s.label for s in read_labels(session)] == ["walk"]  # never "sit" (retained), nothing refused
+    np.testing.assert_array_equal(read_parts(session)[1], feeder.values())  # nothing lost
+    listener.wait_last(f"{base}/label/state", b"walk")
