@@ -1,0 +1,353 @@
+"""``edge-har record --push``: resumable upload of sessions to a server speaking the recordings
+API's files protocol (GET sizes, POST ?offset=, PUT labels.csv), which goes away mid-push and comes
+back; nothing local is ever changed, and what the server ends up with equals the local files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import signal
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pytest
+
+from edge_har.core.recording_layout import RecordingMeta, session_dirs
+from edge_har.device.recording.push import PASSWORD_ENV, Pusher, PushError, ServeClient, read_token
+from edge_har.device.recording.writer import RecordingWriter
+from edge_har.web.background import free_port
+from tests.record_helpers import FakeMicrocontroller, Feeder, record_process, write_config
+
+TOKEN = "s3cret-serve"
+DEVICE = "pi-push"
+
+
+class FilesServer:
+    """A real HTTP server with the recordings files protocol of serve (contract section 4), on a fixed
+    port so it can stop and start again with the same storage. Counts what it received."""
+
+    def __init__(self, root: Path, port: Optional[int] = None, token: str = TOKEN, delay_s: float = 0.0) -> None:
+        self.root = root
+        self.port = port or free_port()
+        self.token = token
+        self.delay_s = delay_s
+        self.max_body = 1 << 20
+        self.posts: list[tuple[str, int, int]] = []  # (name, offset, body bytes) of every applied append
+        self.conflicts = 0
+        self.puts: list[bytes] = []
+        self.httpd: Optional[ThreadingHTTPServer] = None
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FilesServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self) -> Optional[tuple[Path, Optional[str], dict[str, list[str]]]]:
+                if self.headers.get("Authorization") != f"Bearer {server.token}":
+                    self._answer(401, {"detail": "Not authenticated"})
+                    return None
+                parsed = urllib.parse.urlsplit(self.path)
+                parts = [urllib.parse.unquote(p) for p in parsed.path.split("/") if p]
+                if parts[:2] != ["api", "recordings"] or len(parts) not in (5, 6) or parts[4] != "files":
+                    self._answer(404, {"detail": "no such route"})
+                    return None
+                folder = server.root / parts[2] / parts[3]
+                return folder, (parts[5] if len(parts) == 6 else None), urllib.parse.parse_qs(parsed.query)
+
+            def do_GET(self) -> None:
+                route = self._route()
+                if route is None:
+                    return
+                folder, _, _ = route
+                files = {p.name: p.stat().st_size for p in folder.iterdir()} if folder.is_dir() else {}
+                self._answer(200, {"files": files})
+
+            def do_POST(self) -> None:
+                route = self._route()
+                if route is None:
+                    return
+                folder, name, query = route
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if len(body) > server.max_body:
+                    self._answer(413, {"detail": "too large"})
+                    return
+                time.sleep(server.delay_s)
+                assert name is not None
+                with server.lock:
+                    path = folder / name
+                    size = path.stat().st_size if path.exists() else 0
+                    offset = int(query["offset"][0])
+                    if offset != size:
+                        server.conflicts += 1
+                        self._answer(409, {"detail": f"offset {offset} is not the size {size}", "size": size})
+                        return
+                    folder.mkdir(parents=True, exist_ok=True)
+                    with open(path, "ab") as f:
+                        f.write(body)
+                    server.posts.append((name, offset, len(body)))
+                    self._answer(200, {"name": name, "size": size + len(body)})
+
+            def do_PUT(self) -> None:
+                route = self._route()
+                if route is None:
+                    return
+                folder, name, _ = route
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / str(name)).write_bytes(body)
+                server.puts.append(body)
+                self._answer(200, {"name": name, "size": len(body), "kept": "device"})
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+    def held(self) -> int:
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def files_server(tmp_path):
+    servers: list[FilesServer] = []
+
+    def make(**options: Any) -> FilesServer:
+        server = FilesServer(tmp_path / "server", **options).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def write_session(root: Path, session_id: str, rows: int, rotate_bytes: int = 64 << 10) -> Path:
+    """A closed session of ``rows`` samples in several parts, with two labels."""
+    meta = RecordingMeta(DEVICE, session_id, 1.7e9, ["ax", "ay", "az"], 50.0, source="serial")
+    writer = RecordingWriter(root / DEVICE / session_id, meta, rotate_bytes=rotate_bytes)
+    rng = np.random.default_rng(0)
+    t0 = 1.7e9
+    for start in range(0, rows, 500):
+        n = min(500, rows - start)
+        writer.write(t0 + (start + np.arange(n)) / 50.0, rng.normal(size=(n, 3)).astype(np.float32))
+        if start == 0:
+            writer.set_label("walk", t0 + 1)
+    writer.set_label("sit", t0 + rows / 100)
+    writer.close()
+    return writer.session_dir
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def wait_until(check, timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def fast_pusher(server: FilesServer, root: Path, **options: Any) -> Pusher:
+    options.setdefault("interval_s", 0.05)
+    return Pusher(
+        ServeClient(server.url, TOKEN, timeout_s=5),
+        root / DEVICE,
+        DEVICE,
+        backoff_min_s=0.05,
+        backoff_max_s=0.3,
+        **options,
+    )
+
+
+# ====================================================================== resume across an outage
+
+
+def test_push_resumes_from_the_servers_size_after_the_server_goes_away(tmp_path, files_server, caplog):
+    local = tmp_path / "rec"
+    session = write_session(local, "20261207T060000Z", rows=30_000)
+    before = digests(session)
+    total = sum(p.stat().st_size for p in session.iterdir())
+    server = files_server(delay_s=0.01)
+    pusher = fast_pusher(server, local, chunk_bytes=16 << 10)
+    caplog.set_level(logging.INFO, logger="edge_har.device.recording.push")
+    pusher.start()
+    try:
+        wait_until(lambda: server.held() > total // 4, what="a quarter on the server")
+        server.stop()  # mid-push
+        held_at_stop = server.held()
+        assert held_at_stop < total
+        wait_until(lambda: pusher.failures >= 2, what="failed attempts while the server is away")
+        assert digests(session) == before  # nothing local touched
+        posts_before = len(server.posts)
+        server.start()  # the same port, the same storage
+        server_folder = server.root / DEVICE / session.name
+        wait_until(lambda: server_folder.is_dir() and digests(server_folder) == before, what="the whole session")
+    finally:
+        pusher.stop(drain_s=2)
+    assert digests(session) == before
+    appended = sum(n for _, _, n in server.posts)
+    assert appended == total - len((session / "labels.csv").read_bytes())  # every byte appended once: resumed
+    resumed = server.posts[posts_before:]
+    assert resumed and resumed[0][1] > 0  # the first append after the outage went on from the server's size
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("cannot take uploads" in m for m in messages) == 1  # one warning per outage
+    assert any("answers again" in m for m in messages)
+
+
+def test_push_sends_only_finished_parts_of_the_session_being_written_and_labels_on_change(tmp_path, files_server):
+    local = tmp_path / "rec"
+    server = files_server()
+    meta = RecordingMeta(DEVICE, "20261207T070000Z", 1.7e9, ["a", "b", "c"], 50.0)
+    writer = RecordingWriter(local / DEVICE / meta.session_id, meta, rotate_bytes=4096)
+    pusher = fast_pusher(server, local)
+    pusher.set_active(writer.session_dir)
+    rng = np.random.default_rng(1)
+    for k in range(10):
+        writer.write(1.7e9 + k + np.arange(50) / 50, rng.normal(size=(50, 3)))
+    writer.set_label("walk", 1.7e9 + 2)
+    pusher.note_finished(writer.finished_parts())
+    assert pusher.run_pass() is False  # still being written
+    held = server.root / DEVICE / meta.session_id
+    finished = {p.name for p in writer.finished_parts()}
+    current = writer.part_path
+    assert finished and current is not None
+    assert {"recording.json", "labels.csv"} | finished == {p.name for p in held.iterdir()}
+    assert (held / "labels.csv").read_bytes() == (writer.session_dir / "labels.csv").read_bytes()
+    puts = len(server.puts)
+    pusher.run_pass()
+    assert len(server.puts) == puts  # unchanged labels are not sent again
+    writer.set_label(None, 1.7e9 + 5)
+    writer.close()
+    pusher.set_active(None)
+    assert pusher.run_pass() is True
+    assert digests(held) == digests(writer.session_dir)
+    assert len(server.puts) == puts + 1
+
+
+def test_push_with_a_wrong_password_keeps_everything_local_and_says_why(tmp_path, files_server, caplog):
+    local = tmp_path / "rec"
+    session = write_session(local, "20261207T080000Z", rows=600)
+    before = digests(session)
+    server = files_server(token="another")
+    pusher = fast_pusher(server, local)
+    caplog.set_level(logging.WARNING, logger="edge_har.device.recording.push")
+    pusher.start()
+    wait_until(lambda: pusher.failures >= 3, what="refusals")
+    pusher.stop(drain_s=0.5)
+    assert digests(session) == before and server.held() == 0
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "HTTP 401" in warnings[0] and "--password-file" in warnings[0]
+
+
+def test_push_leaves_a_file_the_server_holds_more_of_alone(tmp_path, files_server, caplog):
+    local = tmp_path / "rec"
+    session = write_session(local, "20261207T090000Z", rows=600)
+    server = files_server()
+    held = server.root / DEVICE / session.name
+    held.mkdir(parents=True)
+    (held / "part-00000.csv").write_bytes((session / "part-00000.csv").read_bytes() + b"extra,1,2,3\n")
+    pusher = fast_pusher(server, local)
+    assert pusher.run_pass() is False
+    assert pusher.run_pass() is False  # logged once, skipped for this run
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "part-00000.csv" in errors[0] and "more than" in errors[0]
+    assert (held / "recording.json").read_bytes() == (session / "recording.json").read_bytes()
+
+
+def test_push_halves_its_chunks_when_the_server_limits_the_body(tmp_path, files_server):
+    local = tmp_path / "rec"
+    session = write_session(local, "20261207T100000Z", rows=6000, rotate_bytes=1 << 20)
+    server = files_server()
+    server.max_body = 40_000
+    pusher = fast_pusher(server, local, chunk_bytes=1 << 20)
+    assert pusher.run_pass() is True
+    assert digests(server.root / DEVICE / session.name) == digests(session)
+    assert max(n for _, _, n in server.posts) <= 40_000
+
+
+def test_the_token_comes_from_the_file_or_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    assert read_token(None) is None
+    monkeypatch.setenv(PASSWORD_ENV, "from-env")
+    assert read_token(None) == "from-env"
+    f = tmp_path / "pw"
+    f.write_text("from-file\nsecond line\n")
+    assert read_token(f) == "from-file"
+    f.write_text("\n")
+    with pytest.raises(PushError, match="empty"):
+        read_token(f)
+    with pytest.raises(PushError, match="cannot read"):
+        read_token(tmp_path / "missing")
+    with pytest.raises(PushError, match="not an http"):
+        ServeClient("ftp://host/")
+
+
+# ====================================================================== the command
+
+
+@pytest.fixture
+def mcu(tmp_path):
+    pytest.importorskip("serial", reason="pyserial is not installed (pip install 'edge-har[device]')")
+    device = FakeMicrocontroller(tmp_path)
+    yield device
+    device.unplug()
+
+
+def test_record_push_uploads_earlier_and_current_sessions_and_drains_at_exit(tmp_path, files_server, mcu):
+    out = tmp_path / "rec"
+    earlier = write_session(out, "20261201T000000Z", rows=2000)  # from a run while serve was away
+    server = files_server()
+    cfg = write_config(tmp_path, mcu.port, device_id=DEVICE, rate_hz=500)
+    (tmp_path / "pw").write_text(TOKEN + "\n")
+    proc = record_process(
+        ["--config", str(cfg), "--out", str(out), "--channels", "3", "--rate", "500", "--classes", "sit,walk"]
+        + ["--no-mqtt", "--rotate-mb", "0.01", "--push", server.url, "--password-file", str(tmp_path / "pw")]
+        + ["--duration", "60"]
+    )
+    feeder = Feeder(mcu, rate_hz=500)
+    try:
+        wait_until(lambda: len(list(out.glob(f"{DEVICE}/*/recording.json"))) == 2, what="the session")
+        feeder.start()
+        current = next(s for s in session_dirs(out) if s != earlier)
+        wait_until(lambda: (server.root / DEVICE / current.name / "part-00001.csv").exists(), what="a rotated part")
+        feeder.stop()
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        feeder.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    for session in (earlier, current):
+        assert digests(server.root / DEVICE / session.name) == digests(session)  # the last part too, at exit
