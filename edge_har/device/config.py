@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 
 from edge_har.core.errors import EdgeHarError
+from edge_har.device.capture import CaptureConfig
 from edge_har.device.sources import registry as source_registry
 
 # The built-in sources' config models, re-exported for existing imports. Each is owned by its
@@ -47,6 +48,7 @@ __all__ = [
     "GYRO_CHANNELS",
     "AutoVariantConfig",
     "CameraSourceConfig",
+    "CaptureConfig",
     "ConfigError",
     "DeviceConfig",
     "I2cImuSourceConfig",
@@ -264,6 +266,13 @@ class DeviceConfig(_Model):
         default_factory=VideoRuntimeConfig,
         description="How a video bundle is streamed (camera source); ignored for sensor bundles.",
     )
+    capture: Optional[CaptureConfig] = Field(
+        None,
+        description=(
+            "Keep the windows the model was unsure of, and those corrected on <prefix>/<id>/label/correct, as "
+            "recordings (sensor bundles only). Absent: nothing is captured."
+        ),
+    )
 
     @field_validator("device_id")
     @classmethod
@@ -290,8 +299,15 @@ class DeviceConfig(_Model):
 
         source = self.source.resolve_paths(base)
         auto = self.auto_variant.model_copy(update={"cache_dir": fix(self.auto_variant.cache_dir)})
+        capture = self.capture.resolve_paths(base) if self.capture is not None else None
         return self.model_copy(
-            update={"bundle": fix(self.bundle), "source": source, "mqtt": fix_mqtt(self.mqtt), "auto_variant": auto}
+            update={
+                "bundle": fix(self.bundle),
+                "source": source,
+                "mqtt": fix_mqtt(self.mqtt),
+                "auto_variant": auto,
+                "capture": capture,
+            }
         )
 
     def input_broker(self) -> MqttConfig:
@@ -557,6 +573,21 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
             bundle = Bundle.load(cfg.bundle)
         except BundleError as exc:
             errors.append(f"{loaded.where('bundle')}: {exc}")
+    if cfg.capture is not None:
+        video = (
+            f"source type {cfg.source.type} streams video frames"
+            if cfg.source.needs_video_bundle
+            else f"{cfg.bundle} is a video bundle"
+            if bundle is not None and bundle.kind == "video"
+            else None
+        )
+        if video:
+            errors.append(
+                f"{loaded.where('capture')}: capture is for sensor bundles only; {video} (remove the capture section)"
+            )
+        folder = cfg.capture.directory()
+        if folder.exists() and not folder.is_dir():
+            errors.append(f"{loaded.where('capture.dir' if cfg.capture.dir else 'capture')}: {folder} is not a folder")
     if bundle is not None:
         frames = cfg.source.needs_video_bundle
         if bundle.kind == "video" and not frames:

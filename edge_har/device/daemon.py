@@ -103,6 +103,8 @@ class Daemon:
         self._model_label: Optional[Callable[[str], Optional[str]]] = None
         self.source: Optional[Source] = None
         self.publisher: Any = None
+        self.capture: Any = None  # a CaptureStore when the config has a capture section (sensor bundles)
+        self._corrections: Any = None  # its CorrectionListener
         self.windows: queue.Queue[Window] = queue.Queue(maxsize=self.cfg.queues.windows)
         self._source_thread: Optional[threading.Thread] = None
         self._stats_thread: Optional[threading.Thread] = None
@@ -203,6 +205,8 @@ class Daemon:
             log.error("source: %s", exc)
             self.publisher.stop(timeout=2.0)
             return EXIT_CONFIG
+        if cfg.capture is not None:
+            self._start_capture(windowing)
         log.info(
             "edge-har daemon up: device %s, model %s/%s, source %s (%s Hz), %d windows queue%s",
             self.device_id,
@@ -221,6 +225,19 @@ class Daemon:
         self._stats_thread.start()
         self._started = True
         return EXIT_OK
+
+    def _start_capture(self, windowing: WindowStage) -> None:
+        """The capture store and its correction listener (check_files refused the section for video)."""
+        from edge_har.device.capture import CaptureStore, CorrectionListener, stream_info
+
+        assert self.cfg.capture is not None and self.runtime is not None and self.source is not None
+        info = stream_info(self.device_id, self.runtime, windowing, self.cfg.source.type, self.cfg.queues.windows)
+        self.capture = CaptureStore(self.cfg.capture, info)
+        self.capture.start()
+        self._corrections = CorrectionListener(
+            self.cfg.mqtt, self.device_id, f"{self.publisher.client_id}-capture", self.capture
+        )
+        self._corrections.start()
 
     def _stopped_before_start(self) -> int:
         """A stop signal before anything was connected or started: exit at once with the code the
@@ -268,6 +285,8 @@ class Daemon:
                         self._source_finished()
                         return
                     continue
+                if self.capture is not None:
+                    self.capture.feed(chunk)  # the raw samples, before windowing scales them
                 for window in windowing.push(chunk):
                     self._enqueue(window)
         finally:
@@ -348,7 +367,8 @@ class Daemon:
             except queue.Empty:
                 continue
             try:
-                self._publish(rt.predict(window))
+                prediction = rt.predict(window)
+                self._publish(prediction)
                 failures = 0
             except Exception:
                 failures += 1
@@ -360,6 +380,11 @@ class Daemon:
                     self.request_stop("inference keeps failing")
                     return EXIT_FAILURE
                 continue
+            if self.capture is not None:
+                try:
+                    self.capture.offer(prediction, window)
+                except Exception:  # capture must never stop inference
+                    log.exception("capture: offering a window failed")
             if self.max_windows is not None and self.stats.windows_total >= self.max_windows:
                 self.request_stop(f"--max-windows {self.max_windows} reached")
                 break
@@ -445,6 +470,8 @@ class Daemon:
         accuracy = self.stats.accuracy()
         if accuracy:
             extra["replay_accuracy"] = accuracy
+        if self.capture is not None:
+            extra["captures"] = self.capture.counters()
         return stats_payload(
             device_id=self.device_id,
             model_id=rt.model_id,
@@ -497,6 +524,10 @@ class Daemon:
                 log.warning("the source thread did not stop within 5 s; leaving it to exit with the process")
         if self._stats_thread is not None:
             self._stats_thread.join(timeout=2.0)
+        if self._corrections is not None:
+            self._corrections.stop()
+        if self.capture is not None:
+            self.capture.close(timeout=5.0)
         try:
             self.publish_stats()
         except Exception:
@@ -510,6 +541,8 @@ class Daemon:
         # The publisher's final counters, after its last flush: windows_total == published +
         # dropped_offline + queued + inflight (queued/inflight: never delivered, the broker was gone).
         summary["mqtt"] = self.publisher.counters()
+        if self.capture is not None:
+            summary["captures"] = self.capture.counters()
         inf, e2e = summary["inference_ms"] or {}, summary["e2e_ms"] or {}
         log.info(
             "stopped (%s): %d windows in %.1f s; inference p50 %.3f p99 %.3f ms; e2e p50 %.3f p99 %.3f ms%s",
