@@ -123,7 +123,8 @@
       state.lastOk = Date.now();
       const st = answer.state;
       if (st && state.pending !== undefined && (st.label || null) === state.pending) state.pending = undefined;
-      if (!st) showError(`No recorder state from “${device}” yet: is \`edge-har record\` running there, on this server's broker?`);
+      if (answer.broker === false) showError("No broker: this server was started without --broker, so it cannot reach the devices.");
+      else if (!st) showError(`No recorder state from “${device}” yet: is \`edge-har record\` running there, on this server's broker?`);
       else if (st.error) showError(`The device says: ${st.error}`);
       else showError("");
       render();
