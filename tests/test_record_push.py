@@ -17,9 +17,19 @@ from typing import Any, Optional
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_har.core.recording_layout import RecordingMeta, session_dirs
-from edge_har.device.recording.push import PASSWORD_ENV, Pusher, PushError, ServeClient, read_token
+from edge_har.device.recording.push import (
+    PASSWORD_ENV,
+    Pusher,
+    PushError,
+    ServeClient,
+    answer_files,
+    answer_size,
+    read_token,
+)
 from edge_har.device.recording.writer import RecordingWriter
 from edge_har.web.background import free_port
 from tests.record_helpers import FakeMicrocontroller, Feeder, record_process, write_config
@@ -351,3 +361,40 @@ def test_record_push_uploads_earlier_and_current_sessions_and_drains_at_exit(tmp
     assert proc.returncode == 0, err[-2000:]
     for session in (earlier, current):
         assert digests(server.root / DEVICE / session.name) == digests(session)  # the last part too, at exit
+
+
+# ====================================================================== serve's answers, fuzzed
+
+_JSONISH = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+    max_leaves=12,
+)
+_ANSWERS = st.one_of(
+    st.binary(max_size=200),
+    _JSONISH.map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(st.sampled_from(["files", "size", "detail"]), _JSONISH, max_size=3).map(
+        lambda v: json.dumps(v).encode()
+    ),
+    st.sampled_from([b'{"size": 1e400}', b'{"size": true}', b'{"files": {"a": -1}}', b"[" * 5000]),
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(_ANSWERS)
+def test_serve_answers_give_a_size_or_files_or_none(body):
+    size = answer_size(body)
+    assert size is None or (type(size) is int and size >= 0)
+    files = answer_files(body)
+    assert files is None or all(type(v) is int and v >= 0 for v in files.values())
+
+
+def test_serve_answers_examples():
+    assert answer_size(b'{"name": "part-00000.csv", "size": 12}') == 12
+    assert answer_size(b'{"detail": "x", "size": 7}') == 7
+    assert answer_size(b'{"size": -1}') is None and answer_size(b'{"size": 1.5}') is None
+    assert answer_files(b'{"files": {"recording.json": 300, "part-00000.csv": 0}}') == {
+        "recording.json": 300,
+        "part-00000.csv": 0,
+    }
+    assert answer_files(b'{"files": []}') is None and answer_files(b"not json") is None

@@ -66,10 +66,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "record",
         description=(
-            "Record labelled sensor data on the device for training or personalising a model: the configured "
-            "source (the same as `edge-har run` reads, with the same sample checks) into session folders, with "
-            "labels from the terminal or MQTT (Home Assistant), optionally pushed to `edge-har serve`. Needs no "
-            "model and no TFLite runtime."
+            "Record labelled sensor data on the device, for training or personalising a model: the configured\n"
+            "source (what `edge-har run` reads, with the same sample checks) into session folders, labels from the\n"
+            "terminal or MQTT (Home Assistant), optionally pushed to `edge-har serve`. No model or TFLite runtime\n"
+            "is needed."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

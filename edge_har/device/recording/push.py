@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import logging
 import os
 import random
@@ -31,14 +30,26 @@ from typing import Any, Callable, Optional
 
 from edge_har.core.errors import EdgeHarError
 from edge_har.core.recording_layout import LABELS_FILE, LAYOUT_FILE, PART_RE
+from edge_har.mqtt.bounded_json import RejectedMessage, parse_message
 
-__all__ = ["PASSWORD_ENV", "PushError", "Pusher", "ServeClient", "Transient", "read_token"]
+__all__ = [
+    "PASSWORD_ENV",
+    "PushError",
+    "Pusher",
+    "ServeClient",
+    "Transient",
+    "answer_files",
+    "answer_size",
+    "read_token",
+]
 
 log = logging.getLogger(__name__)
 
 PASSWORD_ENV = "EDGE_HAR_PASSWORD"
 CHUNK_BYTES = 1 << 20  # per POST; halved on 413 down to MIN_CHUNK_BYTES
 MIN_CHUNK_BYTES = 16 << 10
+MAX_ANSWER_BYTES = 1 << 20  # a GET files answer lists a session's files: far below this
+MAX_FILE_BYTES = 1 << 40
 
 
 class PushError(EdgeHarError, ValueError):
@@ -83,14 +94,40 @@ def read_token(password_file: Optional[Path]) -> Optional[str]:
     return os.environ.get(PASSWORD_ENV) or None
 
 
-def _detail(body: bytes) -> str:
+def _parse(body: bytes) -> Any:
+    """Serve's JSON answer within bounds (size, nesting, numbers); None when it is not such JSON."""
     try:
-        data = json.loads(body)
-    except ValueError:
-        return body[:200].decode("utf-8", "replace")
-    if isinstance(data, dict) and "detail" in data:
-        return str(data["detail"])[:200]
-    return str(data)[:200]
+        return parse_message(body, max_bytes=MAX_ANSWER_BYTES, max_depth=4)
+    except RejectedMessage:
+        return None
+
+
+def _detail(body: bytes) -> str:
+    """One line for a log: an error answer's ``detail``, else the start of the body."""
+    data = _parse(body)
+    text = str(data["detail"]) if isinstance(data, dict) and "detail" in data else body[:200].decode("utf-8", "replace")
+    return " ".join(text.split())[:200]
+
+
+def answer_size(body: bytes) -> Optional[int]:
+    """``size`` of a serve answer (an upload's result or a 409), or None when it has no usable one."""
+    data = _parse(body)
+    size = data.get("size") if isinstance(data, dict) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) and 0 <= size <= MAX_FILE_BYTES else None
+
+
+def answer_files(body: bytes) -> Optional[dict[str, int]]:
+    """``{name: size}`` of a GET files answer, or None when it is not one (sizes must be whole and >= 0)."""
+    data = _parse(body)
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        return None
+    out: dict[str, int] = {}
+    for name, size in files.items():
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_FILE_BYTES:
+            return None
+        out[name] = size
+    return out
 
 
 class ServeClient:
@@ -128,10 +165,9 @@ class ServeClient:
         if status in (401, 403):
             raise Transient(f"HTTP {status}: serve refuses the password; check --password-file or ${PASSWORD_ENV}")
         if status == 409:
-            try:
-                size = int(json.loads(body)["size"])
-            except (ValueError, KeyError, TypeError):
-                raise Refused(status, f"a 409 without a size: {_detail(body)}") from None
+            size = answer_size(body)
+            if size is None:
+                raise Refused(status, f"a 409 without a size: {_detail(body)}")
             raise Conflict(size)
         if status == 413:
             raise TooLarge()
@@ -145,28 +181,22 @@ class ServeClient:
             if exc.status == 404:
                 return {}
             raise
-        try:
-            files = json.loads(body)["files"]
-            return {str(k): int(v) for k, v in files.items()}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise Refused(200, f"GET files answered something else than {{'files': {{...}}}}: {body[:100]!r}") from None
+        files = answer_files(body)
+        if files is None:
+            raise Refused(200, f"GET files answered something else than {{'files': {{name: size}}}}: {body[:100]!r}")
+        return files
 
     def append(self, device: str, session: str, name: str, offset: int, data: bytes) -> int:
         """POST ``data`` at ``offset``; serve's new size. Raises Conflict with serve's size on a wrong offset."""
         _, body = self._request(
             "POST", self._url(device, session, f"/{urllib.parse.quote(name)}?offset={offset}"), data
         )
-        try:
-            return int(json.loads(body)["size"])
-        except (ValueError, KeyError, TypeError):
-            return offset + len(data)
+        size = answer_size(body)
+        return offset + len(data) if size is None else size
 
     def put(self, device: str, session: str, name: str, data: bytes) -> dict[str, Any]:
         _, body = self._request("PUT", self._url(device, session, f"/{urllib.parse.quote(name)}"), data)
-        try:
-            answer = json.loads(body)
-        except ValueError:
-            return {}
+        answer = _parse(body)
         return answer if isinstance(answer, dict) else {}
 
 
@@ -352,7 +382,11 @@ class Pusher:
 
     def _append_file(self, session: Path, name: str, offset: int) -> bool:
         path = session / name
-        size = path.stat().st_size
+        try:
+            size = path.stat().st_size
+        except OSError as exc:  # removed or unreadable meanwhile: nothing to send, nothing to retry this run
+            self._skip(session, name, f"cannot read it: {exc.strerror or exc}")
+            return False
         if offset > size:
             self._skip(session, name, f"serve holds {offset} bytes, more than the {size} here; left as it is")
             return False
@@ -403,8 +437,12 @@ class Pusher:
             self._skip(session, LABELS_FILE, str(exc))
             return False
         state.labels_sent = digest
-        if answer.get("kept") or answer.get("edited"):
-            log.info("push: %s/labels.csv: serve keeps a person's edit (%s)", session.name, answer)
+        if answer.get("edited"):
+            log.info(
+                "push: %s/labels.csv: a person edited the labels on serve; the device's are kept as %s",
+                session.name,
+                answer.get("stored_as", "labels.device.csv"),
+            )
         return True
 
     def _skip(self, session: Path, name: str, why: str) -> None:
