@@ -262,3 +262,58 @@ def test_record_help_documents_the_exit_status_and_the_label_keys():
         assert needed in done.stdout
     top = subprocess.run([sys.executable, "-m", "edge_har", "--help"], capture_output=True, text=True, timeout=30)
     assert "record" in top.stdout
+
+
+def test_record_set_starts_and_stops_sessions_and_the_label_carries_over(
+    tmp_path, mcu, mosquitto_broker, mqtt_listener
+):
+    cfg = write_config(tmp_path, mcu.port, broker=mosquitto_broker)
+    out = tmp_path / "rec"
+    base = "edge-har/pi-rec"
+    listener = mqtt_listener(mosquitto_broker, [f"{base}/#"])
+    proc = record_process(
+        ["--config", str(cfg), "--out", str(out), "--channels", "3", "--rate", "50", "--classes", "sit,walk"]
+        + ["--start-stopped", "--duration", "60"]
+    )
+    feeder = Feeder(mcu)
+
+    def publish(topic: str, payload: str) -> None:
+        listener.client.publish(f"{base}/{topic}", payload, qos=1).wait_for_publish(5)
+
+    def states() -> list[dict]:
+        return listener.payloads(f"{base}/record/state")
+
+    try:
+        listener.wait_for(lambda ms: any(m.topic == f"{base}/record/state" for m in ms), 20, "a first state")
+        assert states()[-1]["recording"] is False and states()[-1]["session_id"] is None
+        feeder.start()
+        time.sleep(0.3)
+        publish("label/set", "walk")  # before any session: kept for the next one
+        listener.wait_last(f"{base}/label/state", b"walk")
+        publish("record/set", "ON")
+        listener.wait_for(lambda ms: states()[-1]["recording"], 10, "recording")
+        time.sleep(0.6)
+        publish("record/set", "off")
+        listener.wait_for(lambda ms: not states()[-1]["recording"], 10, "stopped")
+        first = states()[-1]
+        time.sleep(1.1)  # the next session id is the next second
+        publish("record/set", '{"action": "start"}')
+        listener.wait_for(lambda ms: states()[-1]["recording"], 10, "recording again")
+        time.sleep(0.6)
+        feeder.stop()
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        rc, _, err = _finish(proc)
+    finally:
+        feeder.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 0, err[-2000:]
+    sessions = session_dirs(out)
+    assert len(sessions) == 2 and first["session_id"] == sessions[0].name and first["samples"] > 0
+    for session in sessions:
+        assert [s.label for s in read_labels(session)] == ["walk"]  # the label is kept across sessions
+    counts = [len(read_parts(s)[1]) for s in sessions]
+    assert counts[0] == first["samples"] and all(c > 10 for c in counts)
+    t0, t1 = read_parts(sessions[0])[0], read_parts(sessions[1])[0]
+    assert t1[0] - t0[-1] > 0.9  # nothing recorded between the sessions
