@@ -355,9 +355,7 @@ def load_source_document(source: str | Path, flag: str = "--from-keras") -> tupl
     except (OSError, ValueError) as exc:
         raise ConvertError(f"{doc_file}: cannot be read as JSON: {exc}") from exc
     if document.get("kind", "sensor") != "sensor":
-        raise ConvertError(
-            f"{doc_file}: {flag} reads sensor models only (this is a {document['kind']} one)"
-        )
+        raise ConvertError(f"{doc_file}: {flag} reads sensor models only (this is a {document['kind']} one)")
     keras_file = (
         path if path.is_file() else folder / str((document.get("files") or {}).get("keras_model") or KERAS_MODEL_FILE)
     )
