@@ -322,6 +322,8 @@ def read_labels(session_dir: str | Path) -> list[LabelSegment]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise LayoutError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if text.startswith("\ufeff"):  # a byte order mark, as spreadsheet programs save UTF-8
+        text = text[1:]
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     segments: list[LabelSegment] = []
     header_seen = False
@@ -487,8 +489,9 @@ def _parse_part(path: Path, channels: list[str] | None) -> tuple[list[str], np.n
         raise LayoutError(f"{path}:1: expected the header 't,<channels>', got {header[:60]!r}")
     names = names[1:]
     if channels is not None and names != channels:
+        shown = _CONTROL_RE.sub("?", ",".join(names))[:80]
         raise LayoutError(
-            f"{path}:1: the header's channels ({','.join(names)[:80]}) are not the session's ({','.join(channels)[:80]})"
+            f"{path}:1: the header's channels ({shown}) are not the session's ({','.join(channels)[:80]})"
         )
     width = len(names) + 1
     lines = body.split("\n")[:-1] if body else []
