@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -144,12 +145,18 @@ def test_sessions_of_other_channels_or_rate_name_both_files(tmp_path):
         load_dataset(tmp_path)
     msg = str(err.value)
     assert str(tmp_path / "pi-1/s1/recording.json") in msg and str(other / "recording.json") in msg
-    assert "channels gx,gy,gz" in msg and "\n" not in msg
+    assert "channels gx,gy,gz, but" in msg and "has ax,ay,az" in msg and "\n" not in msg
     (other / "recording.json").unlink()
     write_session(tmp_path / "pi-3" / "s3", meta("pi-3", "s3", sample_rate_hz=100.0), *signal(100))
     with pytest.raises(
-        DatasetError, match=r"pi-3/s3/recording.json: sample_rate_hz 100 differ from .*s1/recording.json's \(50\)"
+        DatasetError, match=r"pi-3/s3/recording.json: sample_rate_hz 100, but .*s1/recording.json has 50;"
     ):
+        load_dataset(tmp_path)
+    shutil.rmtree(tmp_path / "pi-3")
+    write_session(tmp_path / "pi-4" / "s4", meta("pi-4", "s4", scale=[0.5, 0.5, 0.5], offset=[1, 2, 3]), *signal(10))
+    assert len(load_dataset(tmp_path).recordings) == 1  # one scale for all channels is the same as three equal ones
+    write_session(tmp_path / "pi-5" / "s5", meta("pi-5", "s5", scale=None), *signal(10))
+    with pytest.raises(DatasetError, match=r"pi-5/s5/recording.json: scale 1,1,1, but .* has 0.5,0.5,0.5;"):
         load_dataset(tmp_path)
 
 

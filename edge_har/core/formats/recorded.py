@@ -95,15 +95,21 @@ def _same(first: tuple[Path, RecordingMeta], path: Path, meta: RecordingMeta) ->
     for what, mine, theirs in (
         ("channels", ",".join(meta.channels), ",".join(ref.channels)),
         ("sample_rate_hz", f"{meta.sample_rate_hz:g}", f"{ref.sample_rate_hz:g}"),
-        ("scale", meta.scale, ref.scale),
-        ("offset", meta.offset, ref.offset),
-        ("units", meta.units, ref.units),
+        ("scale", _per_channel(meta.scale, meta, 1.0), _per_channel(ref.scale, ref, 1.0)),
+        ("offset", _per_channel(meta.offset, meta, 0.0), _per_channel(ref.offset, ref, 0.0)),
+        ("units", repr(meta.units), repr(ref.units)),
     ):
         if mine != theirs:
             raise DatasetError(
-                f"{path}: {what} {mine} differ from {ref_path}'s ({theirs}); every session of a recording set "
+                f"{path}: {what} {mine}, but {ref_path} has {theirs}; every session of a recording set "
                 "needs the same channels, rate and scaling"
             )
+
+
+def _per_channel(values: list[float] | None, meta: RecordingMeta, default: float) -> str:
+    """Scale or offset as one value per channel (null: the default; one value: for every channel)."""
+    full = [default] * len(meta.channels) if values is None else values * (len(meta.channels) // len(values))
+    return ",".join(f"{v:g}" for v in full)
 
 
 def pieces_of(t: np.ndarray, rate: float) -> list[tuple[int, int]]:
