@@ -156,7 +156,8 @@
       cell(started ? `${dayText(started)} ${clock(started)}` : "–");
       cell(r.start != null && r.end != null ? duration(r.end - r.start) : "–", "num");
       cell(`${duration(r.labelled_s || 0)} in ${r.labels || 0} segment${r.labels === 1 ? "" : "s"}`, "num");
-      cell(r.capture ? `capture: ${r.capture.reason || "?"}${r.capture.corrected ? ` → ${r.capture.corrected}` : ""}` : "recording");
+      const kind = r.capture ? `capture: ${r.capture.reason || "?"}${r.capture.corrected ? ` → ${r.capture.corrected}` : ""}` : "recording";
+      cell(r.error ? `${kind} (unreadable: ${r.error})` : kind);
       body.append(tr);
     }
     $("list-note").textContent = recs.length ? "" : device ? `No recordings of “${device}” on this server.` : "No recordings on this server yet: `edge-har record --push URL` uploads them.";
@@ -168,9 +169,9 @@
     $("session-view").hidden = false;
     $("title").textContent = `${state.device} · ${state.session}`;
     document.title = `edge-har · Label ${state.session}`;
-    const list = await request("GET", `/api/recordings?${new URLSearchParams({ device: state.device, limit: "1000" })}`);
-    state.rec = (list.recordings || []).find((r) => r.session_id === state.session) || null;
+    state.rec = await findRecording();
     if (!state.rec) throw new HttpError(404, `no recording ${state.device}/${state.session} on this server`);
+    if (state.rec.error) showError(`This recording is partly unreadable: ${state.rec.error}`);
     const labels = await request("GET", sessionApi("/labels"));
     state.segments = normalise(labels.segments || []);
     const whole = await request("GET", sessionApi(`/signal?max_points=${MAX_POINTS}`));
@@ -184,6 +185,18 @@
     renderAll();
     loadPredictions();
     state.loaded = true;
+  }
+
+  async function findRecording() {
+    // The session's own item (GET /api/recordings/{device}/{session}), else looked up in the device's list.
+    try {
+      const item = await request("GET", sessionApi(""));
+      if (item && item.session_id === state.session) return item;
+    } catch (err) {
+      if (err.status === 0) throw err;
+    }
+    const list = await request("GET", `/api/recordings?${new URLSearchParams({ device: state.device, limit: "1000" })}`);
+    return (list.recordings || []).find((r) => r.session_id === state.session) || null;
   }
 
   function normalise(segments) {
