@@ -208,3 +208,68 @@ def test_personalise_skips_the_original_set_when_it_is_gone(tiny_bundle, tmp_pat
     assert report["original_test"]["skipped"].startswith(str(tmp_path / "gone"))
     assert report["fine_tune"]["trained_layers"] == ["logits"]
     assert "skipped:" in stdout and "skipped:" in (out / "report.md").read_text()
+
+
+# ---------------------------------------------------------------- the recorded layout (edge-har record's sessions)
+
+
+def recorded_set(root: Path, rate: float = 64.0, channels=("x", "y", "z"), sessions: int = 3, seed: int = 5) -> Path:
+    """``root/watch/<session>/``: each session walks, sits and waves 12 s each, at ``rate`` (the model's is 32 Hz),
+    raw HMP codes with the HMP scaling in recording.json, labels.csv one segment per activity."""
+    from edge_har.convert.synthetic import pattern_for, synthesize_recording
+    from edge_har.core.formats.hmp import HMP_OFFSET, HMP_SCALE
+    from edge_har.core.recording_layout import LabelSegment, RecordingMeta, write_session
+
+    rng = np.random.default_rng(seed)
+    for s in range(sessions):
+        started = 1_780_000_000.0 + 3600 * s
+        session = f"20260601T{10 + s:02d}0000Z"
+        blocks, segments, t0 = [], [], started
+        for name in ("walk", "sit", "wave"):
+            n = int(12 * rate)
+            blocks.append(synthesize_recording(pattern_for(name), n, rate, rng))
+            segments.append(LabelSegment(name.capitalize(), t0, t0 + n / rate))
+            t0 += n / rate
+        samples = np.concatenate(blocks).astype(np.float64)
+        t = started + np.arange(len(samples)) / rate
+        meta = RecordingMeta(
+            device_id="watch",
+            session_id=session,
+            started=started,
+            channels=list(channels),
+            sample_rate_hz=rate,
+            units="g",
+            scale=[float(HMP_SCALE[0])] * 3,
+            offset=[float(HMP_OFFSET[0])] * 3,
+            source="serial",
+        )
+        write_session(root / "watch" / session, meta, t, samples, segments)
+    return root
+
+
+def test_recorded_set_with_other_channels_is_refused(tiny_bundle, tmp_path, capsys):
+    data = recorded_set(tmp_path / "rec", channels=("ax", "ay", "az"), sessions=1)
+    code, _, err = run(
+        ["convert", "--from-bundle", str(tiny_bundle), "--data", str(data), "--out", str(tmp_path / "n")], capsys
+    )
+    assert code == 2
+    assert "['ax', 'ay', 'az']" in error_line(err) and "['x', 'y', 'z']" in error_line(err)
+
+
+@pytest.mark.slow
+def test_personalise_on_a_recorded_set_at_another_rate(tiny_bundle, tmp_path, capsys):
+    from edge_har.core.bundle import Bundle
+
+    data = recorded_set(tmp_path / "rec")
+    out = tmp_path / "new"
+    argv = ["convert", "--from-bundle", str(tiny_bundle), "--data", str(data), "--out", str(out), "--epochs", "5"]
+    code, stdout, err = run(argv + ["--allow-int8-drop", "--allow-degenerate", "--no-progress"], capsys)
+    assert code == 0, err
+    bundle = Bundle.load(out)
+    assert bundle.preprocessing.sample_rate_hz == 32.0
+    section = bundle.data["training"]["personalisation"]
+    assert section["user_data"]["format"] == "recorded"
+    # 9 labelled stretches (3 sessions x 3 activities), whole ones held out: one per class
+    assert section["user_data"]["recordings"] == {"train": 6, "val": 0, "test": 3}
+    # 12 s at 64 Hz resampled to 32 Hz: 384 samples, windows of 64 every 16: 21 per stretch
+    assert section["held_out"]["windows"] == 3 * 21
