@@ -240,3 +240,49 @@ def test_a_killed_writer_leaves_a_readable_session(tmp_path):
     assert read_labels(s) == [LabelSegment("walk", 0.0, None)]
     assert not list(s.glob(".*tmp*"))
     assert (s / LABELS_FILE).read_text().startswith("label,start,end\n")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs: a disk that really fills up (needs the right to mount; skipped without it)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0 or not sys.platform.startswith("linux"):
+        pytest.skip("mounting a small tmpfs needs root on Linux")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_a_disk_that_fills_up_cuts_the_part_back_to_whole_lines(small_disk):
+    s = small_disk / "s"
+    w = RecordingWriter(s, meta(), rotate_bytes=20_000)
+    w.set_label("walk", T0)
+    with pytest.raises(RecordingFull) as err:
+        for i in range(10_000):
+            w.write(*chunk(i, n=7))
+    assert "disk full" in str(err.value) and str(s / "part-0000") in str(err.value)
+    written = w.samples_written
+    assert written > 1000
+    parts = sorted(s.glob("part-*.csv"))
+    assert all(p.read_bytes().endswith(b"\n") for p in parts)  # no part ends in a torn line
+    try:  # take whatever the cut-back freed
+        with open(small_disk / "filler", "wb") as f:
+            while True:
+                f.write(b"x" * 4096)
+                f.flush()
+    except OSError:
+        pass
+    with pytest.raises(RecordingFull, match=r"labels.csv: disk full"):
+        w.set_label("sit", T0 + 100)
+    assert w.label == "walk"
+    with pytest.raises(RecordingFull, match=r"labels.csv: disk full"):
+        w.close()  # the open segment's end cannot be written either: the file keeps its last version
+    w.close()  # closed: nothing more to do
+    t, x = read_parts(s)
+    assert len(t) == written and x[:, 0].tolist() == list(range(written))
+    assert read_labels(s) == [LabelSegment("walk", T0, None)]

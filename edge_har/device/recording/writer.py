@@ -27,6 +27,8 @@ import numpy as np
 
 from edge_har.core.errors import EdgeHarError
 from edge_har.core.recording_layout import (
+    LABELS_FILE,
+    LAYOUT_FILE,
     LabelSegment,
     LayoutError,
     RecordingMeta,
@@ -106,9 +108,20 @@ class RecordingWriter:
         self._last_sync = clock()
         self._closed = False
         self.session_dir.mkdir(parents=True, exist_ok=True)
-        write_meta(self.session_dir, meta)
-        write_labels(self.session_dir, [])
+        self._small_file(LAYOUT_FILE, lambda: write_meta(self.session_dir, meta))
+        self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, []))
         fsync_dir(self.session_dir.parent)
+
+    def _small_file(self, name: str, write: Callable[[], None]) -> None:
+        """Run an atomic write of ``recording.json`` or ``labels.csv``; a full disk is :class:`RecordingFull`."""
+        try:
+            write()
+        except OSError as exc:
+            if exc.errno not in _FULL_ERRNOS:
+                raise
+            raise RecordingFull(
+                f"{self.session_dir / name}: disk full ({exc.strerror or exc}); the file keeps its last complete version"
+            ) from None
 
     # -------------------------------------------------------------- samples
 
@@ -296,7 +309,8 @@ class RecordingWriter:
                 ts = max(float(ts), segments[-1].stop)
             if label is not None:
                 segments.append(LabelSegment(label, float(ts), None))
-            write_labels(self.session_dir, segments)  # validates the label before anything changes
+            # validates the label before anything changes
+            self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, segments))
             self._segments = segments
             self.label = label
 
@@ -308,7 +322,11 @@ class RecordingWriter:
     # -------------------------------------------------------------- end
 
     def close(self) -> None:
-        """fsync and close the part; an open segment ends one sample period after the last sample."""
+        """fsync and close the part; an open segment ends one sample period after the last sample.
+
+        On a full disk the part is closed first, then :class:`RecordingFull` is raised (``labels.csv``
+        then keeps its last complete version).
+        """
         with self._lock:
             if self._closed:
                 return
@@ -324,7 +342,8 @@ class RecordingWriter:
                         self._segments[-1] = LabelSegment(open_seg.label, open_seg.start, end)
                     else:
                         self._segments.pop()  # no sample fell in it
-                    write_labels(self.session_dir, self._segments)
+                    done = list(self._segments)
+                    self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, done))
                 self.label = None
 
     def __enter__(self) -> RecordingWriter:
