@@ -107,7 +107,12 @@ class RecordingWriter:
         self._part_opened = 0.0
         self._last_sync = clock()
         self._closed = False
-        self.session_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.session_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if exc.errno not in _FULL_ERRNOS:
+                raise
+            raise RecordingFull(f"{self.session_dir}: disk full ({exc.strerror}); the session cannot start") from None
         self._small_file(LAYOUT_FILE, lambda: write_meta(self.session_dir, meta))
         self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, []))
         fsync_dir(self.session_dir.parent)
