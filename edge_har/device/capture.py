@@ -15,8 +15,8 @@ to a :class:`CaptureStore` with its window; the store
   so ``edge-har convert --data DIR`` (format ``recorded``) and serve read captures as recordings.
 
 Raw samples: a window holds normalised values, so the store keeps its own short ring of the
-source's chunks as they were read (:meth:`CaptureStore.feed`, the source thread) and cuts each
-window's raw samples out of it by time. recording.json carries the scale and offset the windowing
+source's samples as they were read (:class:`RawRing`, fed by :meth:`CaptureStore.feed` in the
+source thread) and cuts each window's raw samples out of it by time. recording.json carries the scale and offset the windowing
 applies (the source's value scaling when it sets one, else the bundle's), so raw * scale + offset
 is the physical value training saw, as in any recording.
 
@@ -58,6 +58,7 @@ __all__ = [
     "CaptureStore",
     "CorrectionError",
     "CorrectionListener",
+    "RawRing",
     "StreamInfo",
     "default_capture_dir",
     "parse_correction",
@@ -285,6 +286,85 @@ class _Counters:
     payloads_refused: int = 0  # corrections that are not a class name or {"label", "ts"}
 
 
+class RawRing:
+    """The last ``keep`` raw samples (plus the newest chunk whole) with a time each, found by time.
+
+    One buffer, written at its end and slid back to the front when full, so a push is a copy of
+    the chunk and a look-up two binary searches, whatever the chunks' sizes (a serial source
+    delivers one sample at a time). Times are the chunk's stamp of its last sample, counted back
+    at the source's rate; a chunk stamped slightly behind the one before (the jitter of a live
+    source's read times) is moved to follow it, and a clock that goes back by more than a second
+    starts the ring afresh. Not thread-safe: the store holds its lock around every call.
+    """
+
+    JUMP_S = 1.0
+
+    def __init__(self, keep: int, rate_hz: float) -> None:
+        self.keep = max(1, keep)
+        self.rate_hz = rate_hz
+        self._t: Any = None
+        self._x: Any = None
+        self._start = 0
+        self._end = 0
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def push(self, ts: float, samples: Any) -> None:
+        import numpy as np
+
+        x = np.asarray(samples)
+        n = len(x)
+        if n == 0:
+            return
+        t = ts - np.arange(n - 1, -1, -1, dtype=np.float64) / self.rate_hz
+        if self._x is None or self._x.shape[1:] != x.shape[1:]:
+            self._allocate(max(4 * (self.keep + n), 1024), x)
+        if len(self):
+            last = self._t[self._end - 1]
+            if t[0] <= last:
+                if last - t[0] > self.JUMP_S:
+                    self._start = self._end  # the clock went back: older samples cannot be found by time
+                else:
+                    t += last + 1.0 / self.rate_hz - t[0]
+        cap = len(self._t)
+        if self._end + n > cap:
+            live = self._end - self._start
+            if live + n > cap:
+                self._allocate(2 * (live + n), x)
+                cap = len(self._t)
+            else:
+                self._t[:live] = self._t[self._start : self._end]
+                self._x[:live] = self._x[self._start : self._end]
+                self._start, self._end = 0, live
+        self._t[self._end : self._end + n] = t
+        self._x[self._end : self._end + n] = x
+        self._end += n
+        self._start = max(self._start, self._end - (self.keep + n))
+
+    def between(self, lo: float, hi: float) -> tuple[Any, Any]:
+        """Copies of (t, samples) of the samples with lo <= t <= hi."""
+        import numpy as np
+
+        if self._t is None:
+            return np.empty(0), np.empty((0, 0))
+        t = self._t[self._start : self._end]
+        i = int(np.searchsorted(t, lo, "left"))
+        j = int(np.searchsorted(t, hi, "right"))
+        return t[i:j].copy(), self._x[self._start + i : self._start + j].copy()
+
+    def _allocate(self, cap: int, like: Any) -> None:
+        import numpy as np
+
+        t = np.empty(cap, dtype=np.float64)
+        x = np.empty((cap, *like.shape[1:]), dtype=like.dtype)
+        live = len(self) if self._x is not None and self._x.shape[1:] == like.shape[1:] else 0
+        if live:
+            t[:live] = self._t[self._start : self._end]
+            x[:live] = self._x[self._start : self._end]
+        self._t, self._x, self._start, self._end = t, x, 0, live
+
+
 class CaptureStore:
     """Decides, remembers and writes captured windows (see the module doc). Thread-safe.
 
@@ -298,11 +378,10 @@ class CaptureStore:
         self.root = cfg.directory() / info.device_id
         self._clock = clock
         self._lock = threading.Lock()
-        # raw chunks: (t (n,), samples (n, C)); enough for the queued windows plus the one inferred
-        self._chunks: Deque[tuple[Any, Any]] = deque()
-        self._chunk_samples = 0
+        # the source's raw samples: enough for the queued windows plus the one inferred
         ratio = info.source_rate_hz / info.model_rate_hz
-        self._keep_samples = int(math.ceil((info.queued_windows + 4) * info.stride * ratio + 2 * info.window * ratio))
+        keep = int(math.ceil((info.queued_windows + 4) * info.stride * ratio + 2 * info.window * ratio))
+        self._raw_ring = RawRing(keep, info.source_rate_hz)
         per_s = info.model_rate_hz / info.stride
         self._seen: Deque[_Seen] = deque(maxlen=int(math.ceil(cfg.correct_window_s * per_s)) + 8)
         self._last_auto: Optional[float] = None
@@ -310,7 +389,8 @@ class CaptureStore:
         self._jobs: queue.Queue[_Job] = queue.Queue(maxsize=WRITE_QUEUE)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._stored: dict[str, _Stored] = {}  # the writer thread's inventory of the folder
+        # The folder's captures: changed by the writer thread only, under _lock (counters() reads it).
+        self._stored: dict[str, _Stored] = {}
         self._counts = _Counters()
         self._warned_labels: set[str] = set()
         self._last_logged: dict[str, float] = {}
@@ -353,21 +433,9 @@ class CaptureStore:
 
     def feed(self, chunk: Chunk) -> None:
         """Remember a chunk's raw samples (the source thread, before windowing)."""
-        import numpy as np
-
-        n = len(chunk.samples)
-        if n == 0:
-            return
-        t = chunk.ts - (np.arange(n - 1, -1, -1, dtype=np.float64) / self.info.source_rate_hz)
-        samples = np.array(chunk.samples, copy=True)
-        with self._lock:
-            if self._chunks and t[0] < self._chunks[-1][0][-1]:
-                self._chunks.clear()  # the clock went back: older samples cannot be found by time any more
-                self._chunk_samples = 0
-            self._chunks.append((t, samples))
-            self._chunk_samples += n
-            while self._chunks and self._chunk_samples - len(self._chunks[0][0]) >= self._keep_samples + n:
-                self._chunk_samples -= len(self._chunks.popleft()[0])
+        if len(chunk.samples):
+            with self._lock:
+                self._raw_ring.push(chunk.ts, chunk.samples)
 
     def offer(self, p: Prediction, window: Window) -> Optional[str]:
         """Remember an inferred window for corrections; capture it when the model was unsure.
@@ -401,28 +469,18 @@ class CaptureStore:
         return None
 
     def _raw(self, end_ts: float) -> Optional[tuple[Any, Any]]:
-        """The raw samples (t, samples) of the window ending at ``end_ts``, cut out of the chunk ring."""
-        import numpy as np
-
+        """The raw samples (t, samples) of the window ending at ``end_ts``, cut out of the raw ring."""
         half = 0.5 / self.info.source_rate_hz
-        lo, hi = end_ts - self.info.window_s - half, end_ts + half
-        ts: list[Any] = []
-        values: list[Any] = []
         with self._lock:
-            for t, samples in self._chunks:
-                if t[-1] < lo or t[0] > hi:
-                    continue
-                keep = (t >= lo) & (t <= hi)
-                ts.append(t[keep])
-                values.append(samples[keep])
-        n = sum(len(t) for t in ts)
+            t, samples = self._raw_ring.between(end_ts - self.info.window_s - half, end_ts + half)
+        n = len(t)
         expected = self.info.window * self.info.source_rate_hz / self.info.model_rate_hz
         if n < max(1.0, 0.5 * expected):
             with self._lock:
                 self._counts.no_samples += 1
             self._log_every("no_samples", "capture: a window's raw samples had left the ring; not captured (counted)")
             return None
-        return np.concatenate(ts), np.concatenate(values)
+        return t, samples
 
     # ------------------------------------------------------------ corrections (paho's thread)
 
@@ -580,7 +638,9 @@ class CaptureStore:
                 f"write-{exc.errno}", f"capture: cannot write {session_dir}: {what}; captures are counted as failed"
             )
             return
-        self._stored[job.session_id] = _Stored(_dir_bytes(session_dir), bool(segments))
+        stored = _Stored(_dir_bytes(session_dir), bool(segments))
+        with self._lock:
+            self._stored[job.session_id] = stored
         with self._lock:
             self._counts.captured[job.reason] += 1
         if job.replaces:
@@ -616,20 +676,22 @@ class CaptureStore:
         return True
 
     def _delete(self, session_id: str) -> None:
-        self._stored.pop(session_id, None)
+        with self._lock:
+            self._stored.pop(session_id, None)
         shutil.rmtree(self.root / session_id, ignore_errors=True)
 
     def _scan(self) -> None:
         """The captures already in the folder (a restart keeps counting them against the bounds)."""
-        self._stored.clear()
-        if not self.root.is_dir():
-            return
+        found: dict[str, _Stored] = {}
         try:
-            for path in self.root.iterdir():
-                if path.name.startswith(SESSION_PREFIX) and path.is_dir():
-                    self._stored[path.name] = _Stored(_dir_bytes(path), _labelled(path))
+            if self.root.is_dir():
+                for path in self.root.iterdir():
+                    if path.name.startswith(SESSION_PREFIX) and path.is_dir():
+                        found[path.name] = _Stored(_dir_bytes(path), _labelled(path))
         except OSError as exc:
             log.warning("capture: cannot list %s: %s", self.root, exc)
+        with self._lock:
+            self._stored = found
 
     def _log_every(self, key: str, message: str) -> None:
         """Log ``message`` as a warning unless the same kind of problem was logged within LOG_EVERY_S."""
