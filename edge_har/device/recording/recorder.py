@@ -339,7 +339,7 @@ class Recorder:
     def _collect_signal(self, t: np.ndarray, samples: np.ndarray) -> None:
         step = max(1, math.ceil(self.rate_hz / SIGNAL_MAX_HZ))
         idx = np.arange(len(t))
-        keep = (idx + self._signal_phase) % step == 0
+        keep = ((idx + self._signal_phase) % step == 0) & np.isfinite(samples).all(axis=1)  # JSON has no NaN
         self._signal_phase = (self._signal_phase + len(t)) % step
         self._signal_t.extend(np.round(t[keep], 3).tolist())
         self._signal_v.extend(np.asarray(samples, dtype=np.float64)[keep].tolist())
