@@ -20,12 +20,13 @@ record, or skipped with the reason when that data cannot be found.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -208,6 +209,22 @@ def load_original(
     return OriginalData(path=path, test=sides["test"], train=sides["train"])
 
 
+@contextlib.contextmanager
+def _quiet_empty_validation(empty: bool) -> Iterator[None]:
+    """Leave out split_windows' "the val split has no windows of ..." when no validation was asked for."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("the val split has no windows")
+
+    logger = logging.getLogger("edge_har.convert.pipeline")
+    if empty:
+        logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
 def _original_errors() -> tuple[type[BaseException], ...]:
     """What reading the parent's data can raise for a reason worth a line in the report."""
     from edge_har.convert.evaluate import EvaluationError
@@ -288,7 +305,8 @@ class PersonalisePath(RequantizePath):
                 from edge_har.convert.pipeline import _duration
 
                 train_stride = _duration(options.train_stride, read_pre.sample_rate_hz, "train-stride")
-            sets = split_windows(dataset, self.split, read_pre, options.skip_short, train_stride)
+            with _quiet_empty_validation(len(self.split.val) == 0):
+                sets = split_windows(dataset, self.split, read_pre, options.skip_short, train_stride)
             for w in sets.values():
                 w.x = normalise(w.x, parent_pre)
                 w.y = remap[w.y]
