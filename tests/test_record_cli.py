@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -245,23 +244,29 @@ def test_record_takes_channels_scaling_and_classes_from_the_bundle(tmp_path, mcu
         (["--channels", "3", "--rate", "50", "--classes", "a", "--no-mqtt", "--start-stopped"], "--start-stopped"),
     ],
 )
-def test_record_refuses_what_cannot_work_in_one_line(tmp_path, message, extra):
+def test_record_refuses_what_cannot_work_in_one_line(tmp_path, capsys, message, extra):
+    from edge_har.cli import main
+
     cfg = write_config(tmp_path, tmp_path / "ttyNONE")
-    proc = record_process(["--config", str(cfg), "--out", str(tmp_path / "rec"), *extra])
-    rc, _, err = _finish(proc)
+    rc = main(["record", "--config", str(cfg), "--out", str(tmp_path / "rec"), *extra])
+    err = capsys.readouterr().err
     assert rc == 2, err
     assert err.strip().count("\n") == 0 and message in err, err
+    assert not (tmp_path / "rec").exists()  # nothing started
 
 
-def test_record_help_documents_the_exit_status_and_the_label_keys():
-    done = subprocess.run(
-        [sys.executable, "-m", "edge_har", "record", "--help"], capture_output=True, text=True, timeout=30
-    )
-    assert done.returncode == 0
+def test_record_help_documents_the_exit_status_and_the_label_keys(capsys):
+    from edge_har.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["record", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
     for needed in ("--label-keys", "--push", "--budget-mb", "3 when the disk is full", "label/set", "record/set"):
-        assert needed in done.stdout
-    top = subprocess.run([sys.executable, "-m", "edge_har", "--help"], capture_output=True, text=True, timeout=30)
-    assert "record" in top.stdout
+        assert needed in text
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "record" in capsys.readouterr().out
 
 
 def test_record_set_starts_and_stops_sessions_and_the_label_carries_over(
@@ -317,3 +322,13 @@ def test_record_set_starts_and_stops_sessions_and_the_label_carries_over(
     assert counts[0] == first["samples"] and all(c > 10 for c in counts)
     t0, t1 = read_parts(sessions[0])[0], read_parts(sessions[1])[0]
     assert t1[0] - t0[-1] > 0.9  # nothing recorded between the sessions
+
+
+def test_a_config_with_an_unknown_key_is_refused_naming_file_line_and_key(tmp_path, capsys):
+    from edge_har.cli import main
+
+    cfg = write_config(tmp_path, tmp_path / "ttyNONE")
+    cfg.write_text(cfg.read_text() + "labels: [a]\n")
+    rc = main(["record", "--config", str(cfg), "--out", str(tmp_path / "rec"), "--classes", "a"])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{cfg}:4: labels: unknown key" in err, err

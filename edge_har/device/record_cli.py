@@ -35,9 +35,10 @@ Push: with --push URL, finished parts, recording.json and labels.csv go to `edge
 background, resumed from what serve already holds; a server that is away is retried with backoff and
 nothing local is deleted. Sessions of earlier runs that serve lacks are sent too.
 
-Exit status: 0 after SIGTERM/SIGINT, --duration or the end of a replay; 2 for bad arguments or config;
-3 when the disk is full or --budget-mb is reached: the session is closed with every file readable,
-record/state says why, and one line naming the path is printed.
+Exit status: 0 after SIGTERM/SIGINT/SIGHUP, --duration or the end of a replay; 2 for arguments that
+cannot work; 1 for a config, bundle or MQTT/TLS setting that cannot (a line per problem, naming the file
+and key); 3 when the disk is full or --budget-mb is reached: the session is closed with every file
+readable, record/state says why, and one line naming the path is printed.
 """
 
 
