@@ -332,3 +332,15 @@ def test_a_config_with_an_unknown_key_is_refused_naming_file_line_and_key(tmp_pa
     rc = main(["record", "--config", str(cfg), "--out", str(tmp_path / "rec"), "--classes", "a"])
     err = capsys.readouterr().err
     assert rc == 1 and f"{cfg}:4: labels: unknown key" in err, err
+
+
+def test_an_out_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    from edge_har.cli import main
+
+    cfg = write_config(tmp_path, tmp_path / "ttyNONE")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    args = ["record", "--config", str(cfg), "--out", str(blocker / "rec"), "--no-mqtt"]
+    rc = main([*args, "--channels", "3", "--rate", "50", "--classes", "a", "--duration", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip().count("\n") == 0 and f"--out: cannot create {blocker / 'rec'}" in err, err

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
-from edge_har.core.errors import EdgeHarError
+from edge_har.core.errors import CommandError, EdgeHarError
 from edge_har.core.recording_layout import RecordingMeta
 from edge_har.device.recording.label_input import ClassSet, Command, LabelControl, TerminalLabels
 from edge_har.device.recording.writer import MIB, RecordingFull, RecordingWriter
@@ -49,7 +49,8 @@ STATE_INTERVAL_S = 2.0  # record/state refreshed while recording (samples and by
 
 
 class RecordingStopped(EdgeHarError, OSError):
-    """The recording stopped because the disk or the budget is full; the message names the path."""
+    """The recording stopped: the disk or the budget is full, or the folder cannot be written; the message
+    names the path."""
 
     exit_code = EXIT_FULL
 
@@ -168,7 +169,10 @@ class Recorder:
                 signal.signal(sig, handler)
 
     def _run(self) -> int:
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CommandError(f"--out: cannot create {self.root}: {exc.strerror or exc}") from None
         try:
             self.source.start()
             if self.link is not None:
@@ -206,6 +210,10 @@ class Recorder:
         except RecordingFull as exc:
             self.error = str(exc)
             raise RecordingStopped(str(exc)) from None
+        except OSError as exc:  # a read-only card, a folder removed under us: the same clean stop, saying so
+            where = self.writer.session_dir if self.writer is not None else self.root
+            self.error = f"{where}: cannot write the recording: {exc.strerror or exc}"
+            raise RecordingStopped(self.error) from None
         finally:
             self._shutdown()
         return 0
