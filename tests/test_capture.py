@@ -644,3 +644,33 @@ def test_a_valid_correction_reads_back(label, ts):
     assert parse_correction(json.dumps({"label": label, "ts": ts}).encode()) == (label, ts)
     if not label.startswith(("{", '"')):
         assert parse_correction(label.encode()) == (label, None)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=200), st.sampled_from([b"Sit", b'{"label": "Walk", "ts": 1}', b"Nope"])))
+def test_any_correction_message_is_applied_or_counted_never_raised(tmp_path, payload):
+    store = _fuzz_store(tmp_path)
+    before = store.counters()
+    queued = store.on_correction(payload)
+    after = store.counters()
+    refused = (after["labels_refused"] - before["labels_refused"]) + (
+        after["payloads_refused"] - before["payloads_refused"]
+    )
+    assert queued >= 0 and refused in (0, 1) and not (refused and queued)
+    if payload == b"Nope":
+        assert refused == 1
+
+
+_FUZZ_STORES: dict[Path, CaptureStore] = {}
+
+
+def _fuzz_store(tmp_path: Path) -> CaptureStore:
+    """One store for all examples of a test: windows predicted Walk, nothing written (no writer thread)."""
+    if tmp_path not in _FUZZ_STORES:
+        info = make_store(tmp_path / "info").info
+        store = CaptureStore(CaptureConfig(dir=tmp_path / "fuzz", unsure_below=0.0, near_tie=None), info)
+        stream = Stream(store)
+        for _ in range(8):
+            stream.step(label="Walk")
+        _FUZZ_STORES[tmp_path] = store
+    return _FUZZ_STORES[tmp_path]

@@ -761,12 +761,14 @@ class CorrectionListener:
         self.client_id = client_id
         self.store = store
         self._client: Any = None
+        self._refusal_logged = False
 
     def start(self) -> None:
         from edge_har.mqtt.client import make_client
 
         client = make_client(self.cfg, self.client_id)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         client.loop_start()
@@ -783,6 +785,15 @@ class CorrectionListener:
         if getattr(reason_code, "is_failure", False):
             return
         client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        if any(getattr(code, "is_failure", False) for code in reason_codes) and not self._refusal_logged:
+            self._refusal_logged = True
+            log.warning(
+                "capture: the broker refused the subscription to %s (check its ACL lets this device read it); "
+                "corrections will not arrive",
+                self.topic,
+            )
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         if message.retain:
