@@ -344,3 +344,35 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
     rc = main([*args, "--channels", "3", "--rate", "50", "--classes", "a", "--duration", "1"])
     err = capsys.readouterr().err
     assert rc == 2 and err.strip().count("\n") == 0 and f"--out: cannot create {blocker / 'rec'}" in err, err
+
+
+def test_a_killed_recorder_leaves_a_readable_session_and_its_last_will_says_offline(
+    tmp_path, mcu, mosquitto_broker, mqtt_listener
+):
+    cfg = write_config(tmp_path, mcu.port, broker=mosquitto_broker)
+    out = tmp_path / "rec"
+    base = "edge-har/pi-rec"
+    listener = mqtt_listener(mosquitto_broker, [f"{base}/record/state"])
+    proc = record_process(
+        ["--config", str(cfg), "--out", str(out), "--channels", "3", "--rate", "100", "--classes", "sit"]
+        + ["--duration", "60"]
+    )
+    feeder = Feeder(mcu, rate_hz=100)
+    try:
+        listener.wait_for(lambda ms: any(m.json()["recording"] for m in ms), 20, "recording")
+        feeder.start()
+        time.sleep(1.0)
+        proc.kill()  # no clean stop: what was written must stay readable
+        proc.wait(10)
+        feeder.stop()
+    finally:
+        feeder.stop()
+        if proc.poll() is None:
+            proc.kill()
+    listener.wait_for(lambda ms: ms[-1].json()["error"] == "offline", 10, "the Last Will")
+    will = listener.messages[-1].json()
+    assert will["recording"] is False and will["classes"] == ["sit"] and will["channels"] == ["ch1", "ch2", "ch3"]
+    (session,) = session_dirs(out)
+    t, x = read_parts(session)
+    assert len(x) > 20
+    np.testing.assert_array_equal(x, feeder.values()[: len(x)])  # a prefix of what was sent, every row whole

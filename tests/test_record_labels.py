@@ -292,3 +292,39 @@ def test_unknown_labels_are_refused_on_label_error_and_the_recording_goes_on(
     assert [s.label for s in read_labels(session)] == ["walk"]  # never "sit" (retained), nothing refused
     np.testing.assert_array_equal(read_parts(session)[1], feeder.values())  # nothing lost
     listener.wait_last(f"{base}/label/state", b"walk")
+
+
+# ====================================================================== Home Assistant's templates
+
+
+def test_the_select_and_switch_templates_render_as_home_assistant_renders_them():
+    jinja2 = pytest.importorskip("jinja2")
+    from edge_har.device.recording import ha_discovery
+    from edge_har.mqtt.config import HomeAssistantConfig
+
+    ha = HomeAssistantConfig(enabled=True, node_name="Kitchen Pi")
+    t = "edge-har/pi-1"
+    switch = ha_discovery.recording_switch_config(
+        ha, device_id="pi-1", record_set=f"{t}/record/set", record_state=f"{t}/record/state"
+    )
+    select = ha_discovery.label_select_config(
+        ha,
+        device_id="pi-1",
+        classes=["sit", "walk"],
+        label_set=f"{t}/label/set",
+        label_state=f"{t}/label/state",
+        record_state=f"{t}/record/state",
+    )
+    assert ha_discovery.switch_topic(ha, "pi-1") == "homeassistant/switch/Kitchen_Pi/recording/config"
+    assert ha_discovery.select_topic(ha, "pi-1") == "homeassistant/select/Kitchen_Pi/activity_label/config"
+    assert select["name"] == "pi-1 activity label" and switch["name"] == "pi-1 recording"
+    assert select["options"] == ["sit", "walk", "none"] and select["device"] == switch["device"]
+    env = jinja2.Environment()
+    state = env.from_string(switch["value_template"])
+    assert state.render(value_json={"recording": True}) == switch["state_on"] == "ON"
+    assert state.render(value_json={"recording": False}) == switch["state_off"] == "OFF"
+    for config in (select, switch):
+        available = env.from_string(config["availability_template"])
+        assert available.render(value_json={"error": None}) == config["payload_available"]
+        assert available.render(value_json={"error": "disk full"}) == config["payload_available"]
+        assert available.render(value_json={"error": ha_discovery.OFFLINE_ERROR}) == config["payload_not_available"]
