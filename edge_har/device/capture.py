@@ -48,6 +48,8 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_har.core.errors import EdgeHarError
+
 if TYPE_CHECKING:
     from edge_har.device.runtime_api import Prediction, Window
     from edge_har.device.sources.base import Chunk
@@ -164,7 +166,7 @@ def default_capture_dir() -> Path:
 # ====================================================================== corrections
 
 
-class CorrectionError(ValueError):
+class CorrectionError(EdgeHarError, ValueError):
     """A label/correct payload that cannot be used; the message is one line naming what is wrong."""
 
 
