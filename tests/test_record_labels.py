@@ -328,3 +328,57 @@ def test_the_select_and_switch_templates_render_as_home_assistant_renders_them()
         assert available.render(value_json={"error": None}) == config["payload_available"]
         assert available.render(value_json={"error": "disk full"}) == config["payload_available"]
         assert available.render(value_json={"error": ha_discovery.OFFLINE_ERROR}) == config["payload_not_available"]
+
+
+def test_a_broker_outage_leaves_the_recording_alone_and_labels_work_again_after_it(
+    tmp_path, mcu, mosquitto_factory, mqtt_listener
+):
+    from edge_har.device.recording.record_mqtt import RecordLink
+    from edge_har.device.recording.record_setup import plan_record
+    from edge_har.device.recording.recorder import Recorder, RecordOptions
+    from edge_har.device.sources import make_source
+
+    broker = mosquitto_factory(persistence=False)
+    plan = plan_record(write_config(tmp_path, mcu.port, broker=broker), channels=3, rate_hz=50.0, classes="sit,walk")
+    options = RecordOptions(
+        out=tmp_path / "rec", device_id=plan.device_id, channels=plan.channels, rate_hz=50.0, classes=plan.classes
+    )
+    recorder = Recorder(
+        options,
+        make_source(plan.config, 3, 50.0, "test-record"),
+        make_link=lambda control, will: RecordLink(plan.config.mqtt, plan.device_id, control, will),
+        install_signal_handlers=False,
+    )
+    base = "edge-har/pi-rec"
+    thread = threading.Thread(target=recorder.run, daemon=True)
+    thread.start()
+    feeder = Feeder(mcu)
+    try:
+        listener = mqtt_listener(broker, [f"{base}/#"])
+        listener.wait_for(lambda ms: any(m.topic == f"{base}/record/state" for m in ms), 15, "a state")
+        feeder.start()
+        listener.client.publish(f"{base}/label/set", "walk", qos=1).wait_for_publish(5)
+        listener.wait_last(f"{base}/label/state", b"walk")
+
+        def label_states(ms: list) -> int:
+            return sum(m.topic == f"{base}/label/state" for m in ms)
+
+        before = label_states(listener.messages)
+        broker.stop()  # no persistence: the retained states are gone with it
+        time.sleep(1.0)
+        broker.start()
+        # The recorder sends its retained states again once it is back (live, or retained if it was first).
+        listener.wait_for(lambda ms: label_states(ms) > before, 15, "the states again")
+        time.sleep(0.3)
+        listener.client.publish(f"{base}/label/set", "sit", qos=1).wait_for_publish(5)
+        listener.wait_last(f"{base}/label/state", b"sit", timeout=15)
+        time.sleep(0.3)
+        feeder.stop()
+        time.sleep(0.3)
+    finally:
+        feeder.stop()
+        recorder.request_stop("test done")
+        thread.join(10)
+    (session,) = session_dirs(tmp_path / "rec")
+    assert [s.label for s in read_labels(session)] == ["walk", "sit"]
+    np.testing.assert_array_equal(read_parts(session)[1], feeder.values())  # nothing lost during the outage
