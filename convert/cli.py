@@ -39,6 +39,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def _variant_list(text: str) -> tuple[str, ...]:
     from edge_har.convert.quantize import VARIANTS
 
@@ -395,14 +405,16 @@ fine-tune a bundle on your own recordings (--data MY_SET, any format; the record
 is detected): the data is windowed, scaled and normalised with BUNDLE's preprocessing (channels matched by
 name, other sample rates resampled as convert does), whole recordings are held out (--test-fraction, default
 0.2; --val-fraction for early stopping, default 0 here), the bundle's float Keras model is fine-tuned
-(--epochs 20, --learning-rate 0.001, --batch-size 32, --patience 5 unless given), then quantized, evaluated
-and gated like any conversion. report.md / report.json in the new bundle compare the parent and the new
+(--epochs 20, --learning-rate 0.001, --batch-size 32, --patience 5 unless given; the parent's training
+windows mixed in, --rehearse), then quantized (calibrated on your and the parent's training windows),
+evaluated and gated like any conversion. report.md / report.json in the new bundle compare the parent and the new
 bundle on your held-out windows and on the parent's own test set (what the model forgot)"""
 
 
 def add_personalise_arguments(parser: argparse.ArgumentParser) -> None:
     """``--from-bundle`` and its options (``edge_har.convert.personalise_path``)."""
     from edge_har.convert.personalise import TRAIN_LAYERS, TRAIN_LAYERS_HELP
+    from edge_har.convert.personalise_path import DEFAULT_REHEARSE
 
     group = parser.add_argument_group("personalise (--from-bundle)", PERSONALISE_HELP)
     group.add_argument(
@@ -429,7 +441,15 @@ def add_personalise_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PATH",
         help="the parent's data set, read with its recorded reader, for the before/after on its test split "
-        "(default: the path bundle.json records; skipped, with the reason in the report, when absent)",
+        "and rehearsal (default: the path bundle.json records; skipped, with the reason in the report, when absent)",
+    )
+    group.add_argument(
+        "--rehearse",
+        type=_non_negative_float,
+        default=DEFAULT_REHEARSE,
+        metavar="RATIO",
+        help="mix this many of the parent's training windows per training window of yours into fine-tuning, "
+        "so the model keeps what it knew (needs the parent's data); 0: your windows alone (default: %(default)s)",
     )
 
 
@@ -506,6 +526,7 @@ def _run_from_bundle(args: argparse.Namespace) -> int:
             add_classes=args.add_classes,
             original_data=args.original_data,
             calibration_size_given=given,
+            rehearse=args.rehearse,
         )
         out = run_from_bundle(source, options, personal, dataset, split)
     except AccuracyGateError as exc:

@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 KIND = "cnn-lstm-personalised"
+# Measured on HAPT (parent: the six basic activities; user: test subject s10's 3 sessions, 20 epochs of the
+# head at lr 1e-3): the parent's test accuracy 93.7% fell to 87.7% fine-tuned on s10 alone, and stayed at
+# 94.1% with as many of the parent's training windows mixed in (95.0% with twice as many, 10 epochs).
+DEFAULT_REHEARSE = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class PersonaliseOptions:
     add_classes: bool = False
     original_data: Path | None = None  # None: the parent's recorded data set (skipped when it is absent)
     calibration_size_given: bool = False  # False: a smaller pool than --calibration-size is used whole
+    # Original training windows mixed into fine-tuning per user training window (rehearsal, against
+    # forgetting); 0: the user's windows alone. Needs the parent's data (else skipped, said in the report).
+    rehearse: float = DEFAULT_REHEARSE
 
 
 # ---------------------------------------------------------------- checks of the user's data
@@ -349,13 +356,14 @@ class PersonalisePath(RequantizePath):
         added = self.labels[len(self.parent_labels) :]
         model = add_classes(parent, len(added), seed=config.seed) if added else parent
         train, val = self.sets["train"], self.sets["val"]
-        weights = balanced_class_weights(train.y, len(self.labels)) if config.class_weights else None
+        x, y, rehearsal = self.rehearsal_windows(train, config.seed)
+        weights = balanced_class_weights(y, len(self.labels)) if config.class_weights else None
         history: dict[str, Any] = {}
         started = time.perf_counter()
         self.model = fine_tune(
             model,
-            train.x,
-            train.y,
+            x,
+            y,
             train_layers=self.personal.train_layers,
             epochs=config.epochs,
             learning_rate=config.learning_rate,
@@ -395,6 +403,7 @@ class PersonalisePath(RequantizePath):
             "best_epoch": history["best_epoch"],
             "learning_rate": config.learning_rate,
             "seconds": round(seconds, 2),
+            "rehearsal": rehearsal,
         }
         result = TrainResult(
             model=self.model,
@@ -412,6 +421,23 @@ class PersonalisePath(RequantizePath):
             "personalised_from": str(self.source_doc.get("model_id")),
         }
         return Trained(result, self.model_info)
+
+    def rehearsal_windows(self, train: Windows, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """The user's training windows plus ``rehearse`` times as many of the parent's (drawn with ``seed``)."""
+        ratio = self.personal.rehearse
+        original = self.original.train
+        if ratio <= 0:
+            return train.x, train.y, {"ratio": 0.0, "original_windows": 0}
+        if original is None or len(original.x) == 0:
+            reason = self.original.skipped or "the parent records no training recordings"
+            log.warning("fine-tuning on the user's windows alone (no rehearsal): %s", reason)
+            return train.x, train.y, {"ratio": ratio, "original_windows": 0, "skipped": reason}
+        k = min(len(original.x), int(round(ratio * len(train.x))))
+        pick = np.sort(np.random.default_rng(seed).choice(len(original.x), size=k, replace=False))
+        log.info("rehearsal: %d of the parent's training windows mixed in with the user's %d", k, len(train.x))
+        x = np.concatenate([train.x, original.x[pick]])
+        y = np.concatenate([train.y, original.y[pick]])
+        return x, y, {"ratio": ratio, "original_windows": int(k)}
 
     def keras_reference(self, staging: Path) -> np.ndarray:
         import warnings
@@ -544,6 +570,11 @@ def report_markdown(section: Mapping[str, Any]) -> str:
         f"interpreter. Fine-tuned layers: {section['fine_tune']['train_layers']} "
         f"({', '.join(section['fine_tune']['trained_layers'])}), {section['fine_tune']['epochs_run']} epochs.",
     ]
+    rehearsal = section["fine_tune"].get("rehearsal") or {}
+    if rehearsal.get("original_windows"):
+        lines.append(f"Rehearsal: {rehearsal['original_windows']} of the parent's training windows mixed in.")
+    elif rehearsal.get("skipped"):
+        lines.append(f"Rehearsal skipped: {rehearsal['skipped']}.")
     if section["added_classes"]:
         lines.append(f"Classes added: {', '.join(section['added_classes'])}.")
     lines += ["", "| data | windows | accuracy before | after | macro-F1 before | after |", "|---|---|---|---|---|---|"]

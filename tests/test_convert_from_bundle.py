@@ -183,6 +183,8 @@ def test_personalise_with_a_new_class_end_to_end(tiny_bundle, tiny_dataset_dir, 
     assert held["after"]["accuracy"] == pytest.approx(bundle.metrics["variants"]["int8"]["accuracy"], abs=1e-4)
     original = section["original_test"]
     assert original["windows"] > 0 and 0 <= original["after"]["accuracy"] <= 1
+    # as many of the parent's training windows as the user's were rehearsed
+    assert section["fine_tune"]["rehearsal"]["original_windows"] == section["user_data"]["windows"]["train"]
     report = json.loads((out / "report.json").read_text())
     assert report == section
     md = (out / "report.md").read_text()
@@ -207,6 +209,8 @@ def test_personalise_skips_the_original_set_when_it_is_gone(tiny_bundle, tmp_pat
     report = json.loads((out / "report.json").read_text())
     assert report["original_test"]["skipped"].startswith(str(tmp_path / "gone"))
     assert report["fine_tune"]["trained_layers"] == ["logits"]
+    assert report["fine_tune"]["rehearsal"]["original_windows"] == 0
+    assert report["fine_tune"]["rehearsal"]["skipped"] == report["original_test"]["skipped"]
     assert "skipped:" in stdout and "skipped:" in (out / "report.md").read_text()
 
 
