@@ -165,3 +165,132 @@ class IngestStatus(_Open):
     queued: Optional[int] = None
     unacked: Optional[int] = None
     db: Optional[Dict[str, Any]] = Field(None, description="the store's state for the ingest: state, outages")
+
+
+# ---------------------------------------------------------------------------------------------- recordings
+
+
+class RecordingItem(_Open):
+    device_id: str
+    session_id: str
+    channels: List[str]
+    sample_rate_hz: float = Field(description="the nominal rate recording.json states")
+    started: float = Field(description="recording.json's start (Unix seconds)")
+    start: Optional[float] = Field(description="the first sample's t; null before any part arrived")
+    end: Optional[float] = Field(description="the last complete sample's t")
+    samples: int
+    labels: int = Field(description="segments in labels.csv")
+    labelled_s: float = Field(description="seconds covered by segments (an open one runs to the last sample)")
+    capture: Optional[Dict[str, Any]] = Field(description="recording.json's capture: a captured window's why")
+    subject: Optional[str] = None
+    model_id: Optional[str] = None
+    edited: bool = Field(False, description="a person saved the labels on serve (the device's are labels.device.csv)")
+    files: Dict[str, int] = Field(description="file name -> size in bytes")
+    error: Optional[str] = Field(None, description="why the session's files could not be read (then counts are 0)")
+
+
+class RecordingsList(_Open):
+    recordings: List[RecordingItem]
+    total: int = Field(description="sessions matching the filter (the newest `limit` are listed)")
+
+
+class RecordingFiles(_Open):
+    files: Dict[str, int] = Field(description="file name -> size in bytes; {} for a session serve does not have")
+
+
+class UploadResult(_Open):
+    name: str
+    size: int = Field(description="the file's size after the write: the next offset")
+    stored_as: Optional[str] = Field(
+        None, description="labels.csv only: labels.csv, or labels.device.csv when a person edited the labels on serve"
+    )
+    edited: Optional[bool] = Field(None, description="labels.csv only: whether a person's edit wins")
+
+
+class UploadConflict(_Open):
+    detail: str
+    size: int = Field(description="the file's current size: resume the upload at this offset")
+
+
+class RecordingSignal(_Open):
+    channels: List[str]
+    t: List[float] = Field(description="Unix seconds, ascending")
+    values: List[List[Optional[float]]] = Field(description="one list per channel, aligned with t (raw values)")
+    decimated: bool = Field(description="true: each bucket of samples is its min and max (in time order)")
+    samples: int = Field(description="samples in the range before decimation")
+
+
+class LabelSegmentModel(_Open):
+    label: str
+    start: float
+    end: Optional[float] = Field(description="null: open, running past the last sample")
+
+
+class RecordingLabels(_Open):
+    segments: List[LabelSegmentModel]
+    edited: bool = Field(description="a person saved these labels on serve")
+
+
+class Deleted(_Open):
+    device_id: str
+    session_id: str
+    deleted: bool
+
+
+class CommandSent(_Open):
+    device_id: str
+    topic: str
+    payload: str = Field(description="what was published (QoS 1, not retained)")
+
+
+class RelaySignal(_Open):
+    session_id: Optional[str] = None
+    channels: List[str]
+    t: List[float] = Field(description="Unix seconds (device clock), ascending: the last ~30 s heard")
+    values: List[List[float]] = Field(description="one list per channel, aligned with t")
+
+
+class DeviceRecording(_Open):
+    state: Optional[Dict[str, Any]] = Field(
+        description="the device's last retained record/state ({recording, session_id, label, samples, bytes, "
+        "budget_bytes, classes, channels, sample_rate_hz, error}); null when none was heard"
+    )
+    state_at: Optional[float] = Field(None, description="when serve received that state (Unix seconds)")
+    signal: RelaySignal
+    broker: bool = Field(description="whether serve has a broker (without one, state stays null)")
+
+
+# Request bodies: strict (no coercion, no unknown keys), so the schema and the check agree.
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class SegmentIn(_Strict):
+    label: str = Field(min_length=1, max_length=64, description="a class name (no control characters)")
+    start: float = Field(ge=0, lt=253402300800.0, description="Unix seconds")
+    end: Optional[float] = Field(
+        None, ge=0, lt=253402300800.0, description="Unix seconds after start; null: open (past the last sample)"
+    )
+
+
+class LabelsIn(_Strict):
+    segments: List[SegmentIn] = Field(max_length=10_000)
+
+
+class RecordCommand(_Strict):
+    action: Literal["start", "stop"]
+
+
+class LabelCommand(_Strict):
+    label: Optional[str] = Field(
+        None, min_length=1, max_length=64, description="a class name; null ends the current segment"
+    )
+
+
+class CorrectCommand(_Strict):
+    label: str = Field(min_length=1, max_length=64, description="what the last seconds really were")
+    ts: Optional[float] = Field(
+        None, ge=0, le=1e10, description="Unix seconds the correction ends at; null: the device's now"
+    )

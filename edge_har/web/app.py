@@ -22,6 +22,7 @@ from edge_har.web.config import ServeConfig
 from edge_har.web.health import HealthCheck
 from edge_har.web.live import LiveService
 from edge_har.web.predict import STATIC, ErrorResponse, LoadedModel, PredictService
+from edge_har.web.recordings import RecordingsService
 from edge_har.web.store import open_store
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,16 @@ def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> 
     classes = [label for m in predict.models for label in m.bundle.labels]
     live = LiveService(cfg, open_store(cfg), model_labels=classes)
     health = HealthCheck(live.store)
+    recordings = RecordingsService(cfg)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         live.start()
+        recordings.start()
         try:
             yield
         finally:
+            recordings.stop()
             live.stop()
             log.info("edge-har serve stopped")
 
@@ -73,8 +77,10 @@ def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> 
     app.state.cfg = cfg
     app.state.predict = predict
     app.state.live = live
+    app.state.recordings = recordings
     app.include_router(predict.router)
     app.include_router(live.router, responses=LIVE_RESPONSES)
+    app.include_router(recordings.router)
     app.include_router(pages_recordings.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _operations(app, live, health)

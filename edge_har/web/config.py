@@ -19,6 +19,7 @@ DEFAULT_PORT = 8321
 GRACEFUL_SHUTDOWN_S = 2
 DEFAULT_DB_PATH = Path("edge-har-web.sqlite3")
 DEFAULT_SESSION_EXPIRY_S = 86400  # a day: a weekend outage of serve is beyond the broker's queue anyway
+DEFAULT_RECORDINGS_DIR_NAME = "edge-har-recordings"  # beside the SQLite file unless --recordings-dir says
 
 
 @dataclass(frozen=True)
@@ -59,3 +60,19 @@ class ServeConfig:
     ingest_processes: int = 1
     ingest_only: bool = False
     worker_index: int = 0
+    # Where uploaded recordings are kept (DIR/<device>/<session>/, the recording layout); None: beside the
+    # SQLite file (``recordings_root``).
+    recordings_dir: Optional[Path] = None
+
+
+def recordings_root(cfg: ServeConfig) -> Path:
+    """The folder of the recordings store: ``cfg.recordings_dir``, else ``edge-har-recordings`` beside the SQLite
+    file (the one of an ``sqlite:///`` ``db_url`` too), else in the working directory (PostgreSQL)."""
+    if cfg.recordings_dir is not None:
+        return Path(cfg.recordings_dir).expanduser()
+    if cfg.db_url:
+        prefix = "sqlite:///"
+        if cfg.db_url.startswith(prefix) and len(cfg.db_url) > len(prefix):
+            return Path(cfg.db_url[len(prefix) :].split("?", 1)[0]).expanduser().parent / DEFAULT_RECORDINGS_DIR_NAME
+        return Path(DEFAULT_RECORDINGS_DIR_NAME)
+    return Path(cfg.db_path).expanduser().parent / DEFAULT_RECORDINGS_DIR_NAME

@@ -17,6 +17,7 @@ from edge_har.core.errors import CommandError
 from edge_har.web.config import (
     DEFAULT_DB_PATH,
     DEFAULT_PORT,
+    DEFAULT_RECORDINGS_DIR_NAME,
     DEFAULT_SESSION_EXPIRY_S,
     GRACEFUL_SHUTDOWN_S,
     ServeConfig,
@@ -41,6 +42,8 @@ first line is the shared secret: the browser asks for it, any user name; scripts
 'Authorization: Bearer SECRET' or basic auth) or --insecure-no-auth (anyone on the network can use it).
 History: every prediction received over MQTT is stored in SQLite (--db-path) or PostgreSQL
 (--db-url) and kept --retention-days days.
+Recordings: 'edge-har record --push URL' uploads its sessions to /api/recordings (kept under
+--recordings-dir, resumable); /api/recordings/export.zip is a set 'edge-har convert --data' reads.
 """
 
 
@@ -189,6 +192,15 @@ def register(subparsers: Any) -> None:
         metavar="DAYS",
         help="delete stored predictions older than this (default: 30)",
     )
+    store.add_argument(
+        "--recordings-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the recordings devices push (edge-har record --push) are kept, as DIR/<device>/<session>/ in "
+        "the recording layout, which 'edge-har convert --data DIR' reads as it is; the Label page edits their "
+        f"labels there (default: {DEFAULT_RECORDINGS_DIR_NAME} beside the SQLite file; with --db-url, in the "
+        "working directory)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -288,6 +300,8 @@ def build_serve_config(args: argparse.Namespace) -> ServeConfig:
             f"{flag}: several ingest processes need PostgreSQL (--db-url postgresql+psycopg://...); SQLite "
             "takes one writer at a time"
         )
+    if args.recordings_dir is not None and args.recordings_dir.exists() and not args.recordings_dir.is_dir():
+        raise CommandError(f"--recordings-dir {args.recordings_dir}: exists and is not a folder")
     if args.ingest_only and args.ingest_processes > 1:
         raise CommandError("--ingest-only and --ingest-processes contradict each other: a worker is one process")
     return ServeConfig(
@@ -311,6 +325,7 @@ def build_serve_config(args: argparse.Namespace) -> ServeConfig:
         ingest_processes=args.ingest_processes,
         ingest_only=args.ingest_only,
         worker_index=args.worker_index if args.ingest_only else 0,
+        recordings_dir=args.recordings_dir,
     )
 
 
