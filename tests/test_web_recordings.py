@@ -33,7 +33,7 @@ from edge_har.core.recording_layout import (  # noqa: E402
 from edge_har.web.app import create_app  # noqa: E402
 from edge_har.web.config import ServeConfig, recordings_root  # noqa: E402
 from edge_har.web.record_relay import MAX_DEVICES, SIGNAL_S, SIGNAL_SAMPLES, RecordRelay  # noqa: E402
-from edge_har.web.recording_store import StoreError, check_segments, decimate  # noqa: E402
+from edge_har.web.recording_store import RecordingStore, StoreError, check_segments, decimate  # noqa: E402
 
 DEVICE, SESSION = "pi-1", "20261207T060000Z"
 BASE = f"/api/recordings/{DEVICE}/{SESSION}"
@@ -451,6 +451,53 @@ def test_property_uploads_never_5xx_and_stay_inside_the_store(fuzz_client, devic
         assert rel.parts[0] in ("rec", "w.sqlite3") or rel.name.startswith("w.sqlite3"), rel
         if rel.parts[0] == "rec" and path.is_file():
             assert len(rel.parts) == 4 and rel.parts[2] == "s1", rel
+
+
+_csv_line = st.tuples(
+    st.sampled_from(["walk", "sit", "", " run", "a,b", '"q"', "x" * 65, "wa\nlk"]),
+    st.sampled_from(["1", "2.5", "nan", "inf", "-1e999", "", "x", "1e308"]),
+    st.sampled_from(["3", "2", "", "nan", "1e999", "4.000001"]),
+).map(lambda f: ",".join(f))
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.one_of(
+        st.binary(max_size=200),
+        st.lists(_csv_line, max_size=5).map(lambda lines: ("label,start,end\n" + "\n".join(lines) + "\n").encode()),
+    )
+)
+def test_property_a_devices_labels_csv_is_stored_whole_or_refused_with_400(tmp_path_factory, data):
+    store = RecordingStore(tmp_path_factory.mktemp("labels"))
+    folder = store.session_path("pi-1", "s1")
+    try:
+        answer = store.put_device_labels("pi-1", "s1", data)
+    except StoreError as exc:
+        assert exc.status == 400 and str(exc).startswith("labels.csv"), exc
+        assert not (folder / "labels.csv").exists()
+        return
+    assert answer["stored_as"] == "labels.csv" and (folder / "labels.csv").read_bytes() == data
+    for seg in read_labels(folder):
+        assert math.isfinite(seg.start) and (seg.end is None or seg.end > seg.start)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(st.integers(-1, 3), st.binary(min_size=0, max_size=40)), max_size=12))
+def test_property_appends_at_the_size_build_the_file_and_others_are_409_with_it(tmp_path_factory, steps):
+    store = RecordingStore(tmp_path_factory.mktemp("appends"))
+    expected = b""
+    for shift, chunk in steps:
+        offset = max(0, len(expected) + shift) if shift else len(expected)
+        try:
+            answer = store.append("pi-1", "s1", "part-00003.csv", offset, chunk)
+        except StoreError as exc:
+            assert offset != len(expected) and exc.status == 409 and exc.size == len(expected)
+            continue
+        assert offset == len(expected)
+        expected += chunk
+        assert answer == {"name": "part-00003.csv", "size": len(expected)}
+    path = store.session_path("pi-1", "s1") / "part-00003.csv"
+    assert (path.read_bytes() if path.exists() else b"") == expected
 
 
 # ---------------------------------------------------------------------------------------------- the relay

@@ -86,7 +86,8 @@ MAX_SEGMENTS = 10_000
 MAX_TIME = 253402300800.0  # 10000-01-01T00:00:00Z, the API's bound for a time
 MAX_NAME_BYTES = 255  # one file name on Linux file systems
 SUMMARIES_KEPT = 4096  # sessions whose sample count and time span are remembered (by their files' sizes)
-ARRAYS_KEPT = 4  # sessions whose samples are kept in memory for the signal route
+ARRAYS_KEPT = 4  # sessions whose samples are kept in memory for the signal route (a page zooming in reads one)
+ARRAYS_MAX_BYTES = 128 * 1024 * 1024  # ... and at most this many bytes of them together
 COPY_CHUNK = 1024 * 1024
 _LABEL_BAD = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 # What a broker refuses in a topic (MQTT 5 1.5.4; mosquitto closes the connection of a client that sends one):
@@ -418,7 +419,7 @@ class RecordingStore:
         meta = self._meta(ref.path)
         error: Optional[str] = None
         try:
-            t, _x = self.arrays(ref.path, sig)
+            t, _x = self.arrays(ref.path, sig, keep=False)  # only the summary is kept
             segments = _read_labels(ref.path)
         except LayoutError as exc:
             error = str(exc).splitlines()[0][:500]
@@ -475,8 +476,9 @@ class RecordingStore:
                 self._metas.popitem(last=False)
         return meta
 
-    def arrays(self, path: Path, sig: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """The session's ``(t, samples)`` (:func:`read_parts`), kept for the last few sessions read."""
+    def arrays(self, path: Path, sig: Any = None, keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The session's ``(t float64, samples float32)`` (:func:`read_parts`); the last few sessions read are
+        kept (``keep``), within :data:`ARRAYS_KEPT` sessions and :data:`ARRAYS_MAX_BYTES` bytes."""
         sig = _signature(path) if sig is None else sig
         key = str(path)
         with self._cache_lock:
@@ -486,11 +488,16 @@ class RecordingStore:
                 return cached[1]
         t, x = read_parts(path)
         t = np.asarray(t, dtype=np.float64)
-        x = np.asarray(x, dtype=np.float64)  # (n, C), C from recording.json even when n is 0
-        with self._cache_lock:
-            self._arrays[key] = (sig, (t, x))
-            while len(self._arrays) > ARRAYS_KEPT:
-                self._arrays.popitem(last=False)
+        x = np.asarray(x, dtype=np.float32)  # (n, C), C from recording.json even when n is 0
+        size = t.nbytes + x.nbytes
+        if keep and size <= ARRAYS_MAX_BYTES:
+            with self._cache_lock:
+                self._arrays[key] = (sig, (t, x))
+                while len(self._arrays) > ARRAYS_KEPT or (
+                    len(self._arrays) > 1
+                    and sum(a.nbytes + b.nbytes for _s, (a, b) in self._arrays.values()) > ARRAYS_MAX_BYTES
+                ):
+                    self._arrays.popitem(last=False)
         return t, x
 
     def signal(
