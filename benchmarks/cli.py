@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
+from edge_har.benchmarks import personalise as _personalise
 from edge_har.core.interpreter import BACKENDS
 
 log = logging.getLogger(__name__)
@@ -1253,4 +1254,5 @@ SUITES: tuple[Suite, ...] = (
         run=run_serve_faults_command,
         shared="output",
     ),
+    _personalise.suite(),
 )
