@@ -162,6 +162,28 @@ def files_server(tmp_path):
         server.stop()
 
 
+@pytest.fixture
+def serve(tmp_path, web_server):
+    """``serve(**ServeConfig options) -> (server, store)``: edge-har serve with the password TOKEN; ``store`` is
+    its --recordings-dir. Skipped where serve has no recordings API."""
+    pytest.importorskip("fastapi", reason="the web extra is not installed")
+    pytest.importorskip("edge_har.web.recordings", reason="serve has no recordings API in this checkout")
+    from edge_har.web.config import ServeConfig
+
+    def start(**options: Any) -> tuple[Any, Path]:
+        store = tmp_path / "serve-recordings"
+        cfg = ServeConfig(password=TOKEN, db_path=tmp_path / "serve.sqlite3", recordings_dir=store, **options)
+        return web_server(cfg), store
+
+    return start
+
+
+def same_files(local: Path, held: Path) -> bool:
+    """Every local file of the session is on serve with the same bytes (serve may hold more, e.g. its own)."""
+    mine = digests(local)
+    return held.is_dir() and {k: v for k, v in digests(held).items() if k in mine} == mine
+
+
 def write_session(root: Path, session_id: str, rows: int, rotate_bytes: int = 64 << 10) -> Path:
     """A closed session of ``rows`` samples in several parts, with two labels."""
     meta = RecordingMeta(DEVICE, session_id, 1.7e9, ["ax", "ay", "az"], 50.0, source="serial")
@@ -267,17 +289,24 @@ def test_push_sends_only_finished_parts_of_the_session_being_written_and_labels_
     assert len(server.puts) == puts + 1
 
 
-def test_push_with_a_wrong_password_keeps_everything_local_and_says_why(tmp_path, files_server, caplog):
+def test_push_with_a_wrong_password_keeps_everything_local_and_says_why(tmp_path, serve, caplog):
     local = tmp_path / "rec"
     session = write_session(local, "20261207T080000Z", rows=600)
     before = digests(session)
-    server = files_server(token="another")
-    pusher = fast_pusher(server, local)
+    server, store = serve()
+    pusher = Pusher(
+        ServeClient(server.url, "not-the-password", timeout_s=5),
+        local / DEVICE,
+        DEVICE,
+        interval_s=0.05,
+        backoff_min_s=0.05,
+        backoff_max_s=0.3,
+    )
     caplog.set_level(logging.WARNING, logger="edge_har.device.recording.push")
     pusher.start()
     wait_until(lambda: pusher.failures >= 3, what="refusals")
     pusher.stop(drain_s=0.5)
-    assert digests(session) == before and server.held() == 0
+    assert digests(session) == before and not (store / DEVICE).exists()
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "HTTP 401" in warnings[0] and "--password-file" in warnings[0]
 
@@ -297,7 +326,7 @@ def test_push_leaves_a_file_the_server_holds_more_of_alone(tmp_path, files_serve
     assert (held / "recording.json").read_bytes() == (session / "recording.json").read_bytes()
 
 
-def test_push_halves_its_chunks_when_the_server_limits_the_body(tmp_path, files_server):
+def test_push_halves_its_chunks_when_the_server_limits_the_body(tmp_path, files_server, serve):
     local = tmp_path / "rec"
     session = write_session(local, "20261207T100000Z", rows=6000, rotate_bytes=1 << 20)
     server = files_server()
@@ -306,6 +335,10 @@ def test_push_halves_its_chunks_when_the_server_limits_the_body(tmp_path, files_
     assert pusher.run_pass() is True
     assert digests(server.root / DEVICE / session.name) == digests(session)
     assert max(n for _, _, n in server.posts) <= 40_000
+    real, store = serve(max_upload_bytes=40_000)  # serve's own --max-upload-mb answer (413)
+    pusher = Pusher(ServeClient(real.url, TOKEN, timeout_s=5), local / DEVICE, DEVICE, chunk_bytes=1 << 20)
+    assert pusher.run_pass() is True
+    assert same_files(session, store / DEVICE / session.name)
 
 
 def test_the_token_comes_from_the_file_or_the_environment(tmp_path, monkeypatch):
@@ -336,10 +369,10 @@ def mcu(tmp_path):
     device.unplug()
 
 
-def test_record_push_uploads_earlier_and_current_sessions_and_drains_at_exit(tmp_path, files_server, mcu):
+def test_record_push_uploads_earlier_and_current_sessions_and_drains_at_exit(tmp_path, serve, mcu):
     out = tmp_path / "rec"
     earlier = write_session(out, "20261201T000000Z", rows=2000)  # from a run while serve was away
-    server = files_server()
+    server, store = serve()
     cfg = write_config(tmp_path, mcu.port, device_id=DEVICE, rate_hz=500)
     (tmp_path / "pw").write_text(TOKEN + "\n")
     proc = record_process(
@@ -352,7 +385,7 @@ def test_record_push_uploads_earlier_and_current_sessions_and_drains_at_exit(tmp
         wait_until(lambda: len(list(out.glob(f"{DEVICE}/*/recording.json"))) == 2, what="the session")
         feeder.start()
         current = next(s for s in session_dirs(out) if s != earlier)
-        wait_until(lambda: (server.root / DEVICE / current.name / "part-00001.csv").exists(), what="a rotated part")
+        wait_until(lambda: (store / DEVICE / current.name / "part-00001.csv").exists(), what="a rotated part")
         feeder.stop()
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
@@ -363,7 +396,7 @@ def test_record_push_uploads_earlier_and_current_sessions_and_drains_at_exit(tmp
             proc.kill()
     assert proc.returncode == 0, err[-2000:]
     for session in (earlier, current):
-        assert digests(server.root / DEVICE / session.name) == digests(session)  # the last part too, at exit
+        assert same_files(session, store / DEVICE / session.name)  # the last part too, at exit
 
 
 # ====================================================================== serve's answers, fuzzed
@@ -406,19 +439,15 @@ def test_serve_answers_examples():
 # ====================================================================== against edge-har serve itself
 
 
-def test_push_to_edge_har_serve_resumes_after_serve_restarts(tmp_path, web_server, caplog):
-    pytest.importorskip("fastapi", reason="the web extra is not installed")
-    pytest.importorskip("edge_har.web.recordings", reason="serve has no recordings API in this checkout")
+def test_push_to_edge_har_serve_resumes_after_serve_restarts(tmp_path, serve, caplog):
     from edge_har.web.app import create_app
-    from edge_har.web.config import ServeConfig
     from tests.plugins.web import WebServer
 
     local = tmp_path / "rec"
     session = write_session(local, "20261207T110000Z", rows=40_000)
     before = digests(session)
     total = sum(p.stat().st_size for p in session.iterdir())
-    store = tmp_path / "serve-recordings"
-    server = web_server(ServeConfig(password=TOKEN, db_path=tmp_path / "serve.sqlite3", recordings_dir=store))
+    server, store = serve()
     held = store / DEVICE / session.name
 
     def held_bytes() -> int:
@@ -445,11 +474,7 @@ def test_push_to_edge_har_serve_resumes_after_serve_restarts(tmp_path, web_serve
         assert digests(session) == before
         sent_before = pusher.bytes_sent
         restarted = WebServer(server.cfg, create_app(server.cfg), server.port).start()
-        wait_until(
-            lambda: held.is_dir() and {k: v for k, v in digests(held).items() if k in before} == before,
-            timeout=60,
-            what="the whole session on serve",
-        )
+        wait_until(lambda: same_files(session, held), timeout=60, what="the whole session on serve")
     finally:
         pusher.stop(drain_s=2)
         if restarted is not None:
