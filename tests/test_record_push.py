@@ -485,3 +485,30 @@ def test_push_to_edge_har_serve_resumes_after_serve_restarts(tmp_path, serve, ca
     assert total - labels - (16 << 10) <= pusher.bytes_sent <= total - labels
     assert pusher.bytes_sent - sent_before <= total - labels - at_stop + (16 << 10)
     assert any("answers again" in r.getMessage() for r in caplog.records)
+
+
+def test_labels_the_device_sends_after_a_persons_edit_are_kept_beside_it(tmp_path, serve, caplog):
+    import urllib.request
+
+    from edge_har.core.recording_layout import LabelSegment, read_labels, write_labels
+
+    local = tmp_path / "rec"
+    session = write_session(local, "20261207T120000Z", rows=1000)
+    server, store = serve()
+    assert Pusher(ServeClient(server.url, TOKEN), local / DEVICE, DEVICE).run_pass() is True
+    held = store / DEVICE / session.name
+    edit = {"segments": [{"label": "walk", "start": 1.7e9 + 2, "end": 1.7e9 + 9}]}
+    request = urllib.request.Request(
+        f"{server.url}/api/recordings/{DEVICE}/{session.name}/labels",
+        data=json.dumps(edit).encode(),
+        method="PUT",
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).read()
+    person = (held / "labels.csv").read_bytes()
+    write_labels(session, [*read_labels(session), LabelSegment("sit", 1.7e9 + 30, 1.7e9 + 40)])  # the device's change
+    caplog.set_level(logging.INFO, logger="edge_har.device.recording.push")
+    assert Pusher(ServeClient(server.url, TOKEN), local / DEVICE, DEVICE).run_pass() is True  # a later run
+    assert (held / "labels.csv").read_bytes() == person  # the person's edit wins
+    assert (held / "labels.device.csv").read_bytes() == (session / "labels.csv").read_bytes()  # nothing lost
+    assert any("a person edited the labels" in r.getMessage() for r in caplog.records)
