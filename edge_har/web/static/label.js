@@ -598,8 +598,8 @@
       e.preventDefault();
       const label = input.value.trim();
       if (!label) return;
-      if (label === "none" || label.length > 64 || /[\u0000-\u001f,"]/.test(label)) {
-        showError(`The label “${label.slice(0, 64)}” is not allowed: at most 64 characters, no commas, quotes or control characters, not “none”.`);
+      if (label === "none" || label.length > 64 || /[\u0000-\u001f\u007f]/.test(label)) {
+        showError(`The label “${label.slice(0, 64)}” is not allowed: 1 to 64 characters, no control characters, not “none”.`);
         return;
       }
       if (!state.classes.includes(label)) state.classes.push(label);
