@@ -382,3 +382,18 @@ def test_a_broker_outage_leaves_the_recording_alone_and_labels_work_again_after_
     (session,) = session_dirs(tmp_path / "rec")
     assert [s.label for s in read_labels(session)] == ["walk", "sit"]
     np.testing.assert_array_equal(read_parts(session)[1], feeder.values())  # nothing lost during the outage
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=200))
+def test_any_keys_give_entries_that_are_classes_or_refusals(keys):
+    got: list[Command] = []
+    errors: list[dict] = []
+    control = LabelControl(ClassSet(["sit", "walk", "Wave"]), got.append, errors.append)
+    editor = KeyEditor()
+    entries = [e for e in (editor.feed(ch) for ch in keys) if e is not None]
+    assert len(editor.buffer) <= 64
+    for entry in entries:
+        parse_terminal_line(entry, control, 1.0)
+    assert all(c.label in (None, "sit", "walk", "Wave") for c in got)
+    assert len(got) + len(errors) <= len(entries)
