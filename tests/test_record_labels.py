@@ -397,3 +397,30 @@ def test_any_keys_give_entries_that_are_classes_or_refusals(keys):
         parse_terminal_line(entry, control, 1.0)
     assert all(c.label in (None, "sit", "walk", "Wave") for c in got)
     assert len(got) + len(errors) <= len(entries)
+
+
+def test_terminal_labels_on_a_real_tty_take_a_digit_without_enter(tmp_path):
+    import termios
+
+    got: list[Command] = []
+    control = LabelControl(ClassSet(["sit", "walk"]), got.append)
+    master, slave = os.openpty()
+    before = termios.tcgetattr(slave)
+    try:
+        with os.fdopen(slave, closefd=False) as stream, open(tmp_path / "terminal.txt", "w") as out:
+            terminal = TerminalLabels(control, stream=stream, out=out)
+            terminal.start()
+            assert not termios.tcgetattr(slave)[3] & termios.ICANON  # cbreak while it runs
+            os.write(master, b"2")  # no Enter
+            deadline = time.monotonic() + 5
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.write(master, b"si\x7fit\r-")
+            while len(got) < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            terminal.stop()
+        assert [c.label for c in got] == ["walk", "sit", None]
+        assert termios.tcgetattr(slave) == before  # the terminal is given back as it was
+    finally:
+        os.close(master)
+        os.close(slave)
