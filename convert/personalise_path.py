@@ -590,9 +590,11 @@ def report_markdown(section: Mapping[str, Any]) -> str:
             f"{_pct(b, 'macro_f1')} | {_pct(a, 'macro_f1')} |"
         )
     data = section["user_data"]
+    rec, win = data["recordings"], data["windows"]
     lines += [
         "",
-        f"Your data: {data['path']} ({data['format']}); recordings {data['recordings']}, windows {data['windows']}.",
+        f"Your data: {data['path']} ({data['format']}): {rec['train']} recordings ({win['train']} windows) for "
+        f"training, {rec['val']} ({win['val']}) for validation, {rec['test']} ({win['test']}) held out.",
     ]
     return "\n".join(lines) + "\n"
 
