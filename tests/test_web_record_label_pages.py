@@ -418,6 +418,25 @@ def test_the_label_page_moves_a_boundary_and_saves_it(web_server, browser_page, 
     assert page.locator("#error").is_hidden()
     assert http("GET", labels_api)["segments"] == saved
 
+    # a label of one's own, and a segment drawn with it on empty space after sit
+    page.fill(".rec-new-label input", "jump, high")
+    page.press(".rec-new-label input", "Enter")
+    assert page.locator("#labels button[aria-pressed='true']").inner_text().startswith("jump, high")
+    lane = page.locator("#lane").bounding_box()  # the new button may have wrapped the toolbar
+    y = lane["y"] + lane["height"] / 2
+    x_a = lane["x"] + page.evaluate(f"() => window.edgeHarLabel.x({t0 + 32})")
+    x_b = lane["x"] + page.evaluate(f"() => window.edgeHarLabel.x({t0 + 36})")
+    page.mouse.move(x_a, y)
+    page.mouse.down()
+    page.mouse.move(x_b, y, steps=5)
+    page.mouse.up()
+    page.click("#save")
+    page.wait_for_function("() => window.edgeHarLabel.state.saves === 3")
+    drawn = http("GET", labels_api)["segments"]
+    assert [s["label"] for s in drawn] == ["walk", "sit", "jump, high"], drawn
+    assert drawn[2]["start"] == pytest.approx(t0 + 32, abs=2 * seconds_per_px), drawn
+    assert drawn[2]["end"] == pytest.approx(t0 + 36, abs=2 * seconds_per_px), drawn
+
     # dragging across the signal zooms in, and the signal is read again for that range
     over = page.locator("#chart .u-over").bounding_box()
     page.mouse.move(over["x"] + over["width"] * 0.25, over["y"] + 40)
