@@ -648,3 +648,52 @@ def test_the_schema_documents_the_recordings_routes(client):
     put = paths["/api/recordings/{device_id}/{session_id}/labels"]["put"]
     assert put["requestBody"]["content"]["application/json"]["schema"]["properties"]["segments"]["maxItems"] == 10_000
     assert "/api/devices/{device_id}/record" in paths and "/api/recordings/export.zip" in paths
+
+
+def test_the_devices_push_client_uploads_a_session_into_serve_byte_for_byte(web_server, tmp_path):
+    """edge-har record's pusher against the real serve (uvicorn, password): resumed after a cut, labels kept."""
+    from edge_har.core.recording_layout import write_session
+    from edge_har.device.recording.push import Pusher, ServeClient
+
+    server = web_server(ServeConfig(recordings_dir=tmp_path / "serve", password="s3cret"))
+    local = tmp_path / "device" / DEVICE
+    session = local / SESSION
+    meta = RecordingMeta.from_json(json.loads(meta_bytes()))
+    t = T0 + np.arange(3000) / RATE
+    write_session(
+        session, meta, t, np.random.default_rng(1).normal(size=(3000, 3)), [LabelSegment("walk", T0, T0 + 10)]
+    )
+    (session / "part-00001.csv").write_bytes(part_bytes(500, start=T0 + 60))
+    client = ServeClient(server.url, token="s3cret")
+    # a push cut short earlier: serve holds recording.json and the first 1000 bytes of part 0
+    client.append(DEVICE, SESSION, "recording.json", 0, (session / "recording.json").read_bytes())
+    client.append(DEVICE, SESSION, "part-00000.csv", 0, (session / "part-00000.csv").read_bytes()[:1000])
+    pusher = Pusher(client, local, DEVICE, chunk_bytes=4096)
+    assert pusher.run_pass() is True
+    stored = tmp_path / "serve" / DEVICE / SESSION
+    for name in ("recording.json", "part-00000.csv", "part-00001.csv", "labels.csv"):
+        assert (stored / name).read_bytes() == (session / name).read_bytes(), name
+    # a person relabels on serve; the device's next labels go beside them
+    status, _ = call_with_token(
+        server.url, f"{BASE}/labels", {"segments": [{"label": "sit", "start": T0, "end": T0 + 5}]}
+    )
+    assert status == 200
+    write_labels_file = session / "labels.csv"
+    write_labels_file.write_text(f"label,start,end\nwalk,{T0:.6f},{T0 + 30:.6f}\n")
+    pusher = Pusher(client, local, DEVICE)
+    assert pusher.run_pass() is True
+    assert (stored / "labels.device.csv").read_bytes() == write_labels_file.read_bytes()
+    assert [s.label for s in read_labels(stored)] == ["sit"]
+
+
+def call_with_token(base: str, path: str, body: Any) -> tuple[int, Any]:
+    import urllib.request
+
+    request = urllib.request.Request(
+        base + path,
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json", "Authorization": "Bearer s3cret"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return reply.status, json.loads(reply.read())

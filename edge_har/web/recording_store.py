@@ -347,8 +347,9 @@ class RecordingStore:
         """A person's labels (checked by :func:`check_segments`): written atomically, the session marked edited;
         the device's own labels are kept as ``labels.device.csv``."""
         checked = check_segments(segments)
-        path = self.existing(device_id, session_id)
+        self.session_path(device_id, session_id)
         with self.lock(device_id, session_id):
+            path = self.existing(device_id, session_id)  # under the lock: a delete may have come first
             self._check_space(MAX_LABELS_BYTES)
             if not (path / EDITED_FILE).is_file():
                 device_copy = path / LABELS_FILE
