@@ -72,6 +72,9 @@ class PersonaliseSettings:
     learning_rate: float | None = None
     batch_size: int | None = None
     seed: int = DEFAULT_SEED
+    # rehearsal, as ``convert --from-bundle --rehearse``: this many of the base model's training windows per
+    # adaptation window mixed into fine-tuning (drawn with the seed); 0: the subject's windows alone
+    rehearse: float = 0.0
     int8_subject: str | None = None  # None: the first subject
     int8_minutes: float | None = DEFAULT_INT8_MINUTES  # None: no int8 check
     # training the base model when --base holds none (convert's pipeline and defaults otherwise)
@@ -267,6 +270,24 @@ def train_base(settings: PersonaliseSettings, out: Path) -> Path:
     return run_convert(options)
 
 
+def training_windows(bundle: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The base model's training windows (normalised, bundle label indices), for rehearsal."""
+    from edge_har.convert.datasets import make_window_set
+    from edge_har.convert.evaluate import label_indices, relative_source
+    from edge_har.core.preprocessing import normalise
+
+    wanted = set((bundle.metrics.get("split") or {}).get("train_sources_relative") or [])
+    if not wanted:
+        raise PersonaliseBenchError(
+            f"{bundle.root / 'bundle.json'}: metrics.split.train_sources_relative is missing; no windows to rehearse"
+        )
+    indices = [i for i, r in enumerate(dataset.recordings) if relative_source(r.source, dataset.root) in wanted]
+    pre = bundle.preprocessing
+    windows = make_window_set(dataset, pre, recording_indices=indices, skip_short=True)
+    remap = label_indices(dataset.labels, bundle.labels, str(dataset.root))
+    return normalise(np.asarray(windows.x, np.float32), pre), remap[np.asarray(windows.y, np.int64)]
+
+
 def load_keras(bundle: Any) -> tuple[Any, Any]:
     """(the bundle's float Keras model, its ModelConfig), rebuilt from bundle.json and keras_model.h5."""
     from edge_har.convert.export import KERAS_MODEL_FILE
@@ -303,6 +324,8 @@ def run_personalise(
     started = time.perf_counter()
     if not 0 < settings.pool_fraction < 1:
         raise PersonaliseBenchError(f"pool fraction must be in (0, 1), got {settings.pool_fraction}")
+    if not settings.rehearse >= 0:
+        raise PersonaliseBenchError(f"rehearse must be >= 0, got {settings.rehearse}")
     base_dir = settings.base
     if base_dir is None:
         base_dir = Path("bundles") / f"personalise-base-{dataset.name}"
@@ -344,6 +367,9 @@ def run_personalise(
     n_classes = len(labels)
 
     model, model_config = load_keras(bundle)
+    x_rehearse = y_rehearse = None
+    if settings.rehearse > 0:
+        x_rehearse, y_rehearse = training_windows(bundle, dataset)
     t0 = time.perf_counter()
     base_pred = np.full(len(y_all), -1, np.int64)
     base_pred[in_scope] = _predict(model, x_all[in_scope])
@@ -384,6 +410,7 @@ def run_personalise(
                 "learning_rate": settings.learning_rate,
                 "batch_size": settings.batch_size,
                 "seed": settings.seed,
+                "rehearse": settings.rehearse,
                 "class_weight": "balanced",
                 "validation": "none: every epoch runs, the last weights are kept",
                 "split": "per activity, the earlier segments (pool_fraction of them) are the adaptation pool, "
@@ -466,7 +493,14 @@ def run_personalise(
             for name in ("epochs", "learning_rate", "batch_size"):
                 if getattr(settings, name) is not None:
                     kwargs[name] = getattr(settings, name)
-            tuned = fine_tune(model, sw.x[index], sw.y[index], class_weight="balanced", history=history, **kwargs)
+            x_tune, y_tune = sw.x[index], sw.y[index]
+            if x_rehearse is not None and y_rehearse is not None:
+                k = min(len(x_rehearse), int(round(settings.rehearse * len(index))))
+                pick = np.sort(np.random.default_rng(settings.seed).choice(len(x_rehearse), size=k, replace=False))
+                x_tune = np.concatenate([x_tune, x_rehearse[pick]])
+                y_tune = np.concatenate([y_tune, y_rehearse[pick]])
+                row["rehearsal_windows"] = int(k)
+            tuned = fine_tune(model, x_tune, y_tune, class_weight="balanced", history=history, **kwargs)
             tune_s = time.perf_counter() - t0
             after_eval = _predict(tuned, sw.x[ev])
             after_others = _predict(tuned, x_all[others])
@@ -823,7 +857,8 @@ def markdown(section: Mapping[str, Any]) -> str:
         f"- windows of {section['data']['window']} samples, stride {section['data']['stride']}, at "
         f"{section['data']['sample_rate_hz']:g} Hz; classes {', '.join(section['data']['labels'])}",
         f"- fine-tuning: train_layers={section['settings']['train_layers']}, epochs {_epochs(section)}, "
-        f"seed {section['settings']['seed']}, no validation (every epoch runs); "
+        f"seed {section['settings']['seed']}, no validation (every epoch runs), rehearsal "
+        f"{section['settings'].get('rehearse') or 0:g}; "
         "figures are the float Keras models' (int8 below for one subject)",
         "",
         summary_table(section),
@@ -879,6 +914,14 @@ def flags(p: Any) -> None:
     p.add_argument("--epochs", type=_positive_int, default=None, help="fine-tuning epochs (default: fine_tune's)")
     p.add_argument("--learning-rate", type=float, default=None, help="fine-tuning learning rate (default: fine_tune's)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the base training and the fine-tuning")
+    p.add_argument(
+        "--rehearse",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="mix R of the base model's training windows per adaptation window into fine-tuning, as convert "
+        "--from-bundle --rehearse does (0: the subject's windows alone)",
+    )
     p.add_argument("--int8-subject", default=None, metavar="ID", help="subject of the int8 check (default: the first)")
     p.add_argument(
         "--int8-minutes",
@@ -931,6 +974,7 @@ def run_command(args: Any) -> int:
         epochs=args.epochs,
         learning_rate=args.learning_rate,
         seed=args.seed,
+        rehearse=args.rehearse,
         int8_subject=args.int8_subject,
         int8_minutes=args.int8_minutes or None,
         base_epochs=args.base_epochs,

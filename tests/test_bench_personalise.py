@@ -105,7 +105,7 @@ def swept(hapt_like, tiny_base, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("personalise-out")
     args = ["bench", "personalise", "--data", str(hapt_like), "--base", str(tiny_base), "--out", str(out)]
-    args += ["--minutes", "0.5,5", "--epochs", "2", "--int8-minutes", "0.5", "--no-progress"]
+    args += ["--minutes", "0.5,5", "--epochs", "2", "--int8-minutes", "0.5", "--rehearse", "0.5", "--no-progress"]
     assert main(args) == 0
     return json.loads((out / "results.json").read_text())["suites"]["personalise"], out
 
@@ -126,6 +126,7 @@ def test_sweep_figures_per_subject_and_budget(swept, tiny_base):
         assert rows[5.0]["windows"] == s["windows"]["pool"] > rows[0.5]["windows"]
         for b in rows.values():
             assert b["status"] == "ok"
+            assert b["rehearsal_windows"] == round(0.5 * b["windows"])  # the base model's training windows mixed in
             assert all(n > 0 for n in b["windows_per_class"].values())  # every activity has its share
             assert b["forgetting_points"] == pytest.approx(
                 100 * (s["others_before"]["accuracy"] - b["others_after"]["accuracy"])
