@@ -424,3 +424,14 @@ def test_terminal_labels_on_a_real_tty_take_a_digit_without_enter(tmp_path):
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_a_digit_that_is_not_ascii_is_a_name_not_a_number():
+    """'¹' is a digit to str.isdigit but not to int(): it crashed the terminal thread."""
+    got: list[Command] = []
+    errors: list[dict] = []
+    control = LabelControl(ClassSet(["sit", "walk"]), got.append, errors.append)
+    editor = KeyEditor()
+    assert editor.feed("\u00b9") is None and editor.feed("\n") == "\u00b9"
+    assert parse_terminal_line("\u00b9", control, 1.0) is None and errors[-1]["label"] == "\u00b9"
+    assert parse_terminal_line("\u0663", control, 1.0) is None and not got

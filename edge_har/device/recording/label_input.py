@@ -252,7 +252,7 @@ def parse_terminal_line(line: str, control: LabelControl, ts: float) -> Optional
         return None
     if text == "-":
         return control.label(None, ts, "terminal")
-    if text.isdigit() and len(text) <= 3:
+    if text.isascii() and text.isdigit() and len(text) <= 3:  # "¹" and "٣" are digits to str.isdigit, not to int()
         name = control.classes.by_number(int(text))
         if name is None:
             control._refuse(f"there is no class {text} (the menu: {control.classes.menu()})", text)
@@ -283,7 +283,7 @@ class KeyEditor:
         if ch in "\x7f\b":
             self.buffer = self.buffer[:-1]
             return None
-        if not self.buffer and (ch.isdigit() or ch == "-"):
+        if not self.buffer and ch in "0123456789-":
             return ch
         if ch.isprintable() and len(self.buffer) < MAX_LABEL_CHARS:
             self.buffer += ch
