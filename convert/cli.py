@@ -407,8 +407,8 @@ name, other sample rates resampled as convert does), whole recordings are held o
 0.2; --val-fraction for early stopping, default 0 here), the bundle's float Keras model is fine-tuned
 (--epochs 20, --learning-rate 0.001, --batch-size 32, --patience 5 unless given; the parent's training
 windows mixed in, --rehearse), then quantized (calibrated on your and the parent's training windows),
-evaluated and gated like any conversion. report.md / report.json in the new bundle compare the parent and the new
-bundle on your held-out windows and on the parent's own test set (what the model forgot)"""
+evaluated and gated like any conversion. report.md / report.json in the new bundle compare the parent and
+the new bundle on your held-out windows and on the parent's own test set (what the model forgot)"""
 
 
 def add_personalise_arguments(parser: argparse.ArgumentParser) -> None:
