@@ -362,7 +362,11 @@ class TerminalLabels:
                 self._entry(raw.decode("utf-8", "replace"))
 
     def _entry(self, text: str) -> None:
-        command = parse_terminal_line(text, self.control, time.time())
+        try:
+            command = parse_terminal_line(text, self.control, time.time())
+        except Exception:  # a bug here must not end the keyboard input of a running recording
+            log.exception("terminal entry %r could not be handled", text[:MAX_LABEL_CHARS])
+            return
         if command is not None:
             self.out.write(f"label: {command.label or 'none'}\n")
             self.out.flush()
