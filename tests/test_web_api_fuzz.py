@@ -223,7 +223,16 @@ def test_every_route_of_the_app_is_in_the_schema_or_a_page(tmp_path):
     app = create_app(ServeConfig(db_path=tmp_path / "w.sqlite3"))
     with TestClient(app) as client:
         paths = set(client.get("/openapi.json").json()["paths"])
-    pages = {"/", "/live", "/device/{device_id}", "/static", "/openapi.json"}
+    pages = {
+        "/",
+        "/live",
+        "/device/{device_id}",
+        "/record",
+        "/label",
+        "/label/{device_id}/{session_id}",
+        "/static",
+        "/openapi.json",
+    }
     found = route_paths(app.routes)
     assert "/api/predict" in found and "/live" in found
     for path in found:

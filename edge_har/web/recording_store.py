@@ -539,7 +539,11 @@ class RecordingStore:
                     if not UPLOAD_NAME.match(name):
                         continue
                     file = ref.path / name
-                    info = zipfile.ZipInfo(f"edge-har-recordings/{ref.device_id}/{ref.session_id}/{name}")
+                    arcname = f"edge-har-recordings/{ref.device_id}/{ref.session_id}/{name}"
+                    try:
+                        info = zipfile.ZipInfo.from_file(file, arcname)  # the file's time, as unzip restores it
+                    except (FileNotFoundError, ValueError):  # deleted since listed; a time before 1980
+                        info = zipfile.ZipInfo(arcname)
                     info.compress_type = zipfile.ZIP_DEFLATED
                     info.file_size = size
                     try:
