@@ -500,6 +500,31 @@ def test_property_appends_at_the_size_build_the_file_and_others_are_409_with_it(
     assert (path.read_bytes() if path.exists() else b"") == expected
 
 
+def test_racing_uploads_at_one_offset_write_once_and_the_others_get_409(tmp_path):
+    import threading
+
+    store = RecordingStore(tmp_path / "rec")
+    store.append(DEVICE, SESSION, "recording.json", 0, meta_bytes())
+    data = part_bytes(200)
+    results: list[Any] = []
+    start = threading.Barrier(8)
+
+    def push() -> None:
+        start.wait()
+        try:
+            results.append(store.append(DEVICE, SESSION, "part-00000.csv", 0, data)["size"])
+        except StoreError as exc:
+            results.append((exc.status, exc.size))
+
+    threads = [threading.Thread(target=push) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(results, key=str) == sorted([len(data)] + [(409, len(data))] * 7, key=str)
+    assert (store.session_path(DEVICE, SESSION) / "part-00000.csv").read_bytes() == data
+
+
 # ---------------------------------------------------------------------------------------------- the relay
 
 
