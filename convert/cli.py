@@ -169,6 +169,8 @@ retraining (data, split and preprocessing come from what it records):
 Personalise a bundle with your own recordings (fine-tune, re-quantize, gate; report.md compares before/after):
   edge-har convert --from-bundle bundles/hmp --data my_recordings/ --out bundles/hmp-me
   edge-har convert --from-bundle bundles/hmp --data my_recordings/ --add-classes --train-layers all --out bundles/hmp-me
+  edge-har convert --from-bundle bundles/hapt6 --data my_recordings/ --original-data ../shared/data/hapt --rehearse 0.5 \
+      --out bundles/hapt6-me
 """
 
 
