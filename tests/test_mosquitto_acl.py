@@ -98,3 +98,30 @@ def test_example_config_ties_client_id_to_username_on_the_network_listener(
         if publisher is not None:
             publisher.stop(timeout=2)
         broker.stop()
+
+
+def test_example_acl_lets_home_assistant_and_serve_set_a_devices_label_and_no_other_device(
+    tmp_path, tls_files, mqtt_listener, request
+):
+    """The record topics under the shipped ACL: the device reads its commands and writes its states;
+    Home Assistant and serve may set a device's label; another device may not."""
+    users = {"pi-a": "pw-a-123", "pi-b": "pw-b-456", "homeassistant": "ha-pw", "edge-har-serve": "serve-pw"}
+    broker = example_broker(tmp_path, tls_files, users).start()
+    request.node._edge_har_brokers = [broker]
+    device = mqtt_listener(broker, ["edge-har/pi-a/label/set"], username="pi-a", password=users["pi-a"])
+    viewer = mqtt_listener(broker, ["edge-har/pi-a/#"], username="homeassistant", password=users["homeassistant"])
+    for user, label in (("homeassistant", "walk"), ("edge-har-serve", "sit"), ("pi-b", "spoofed")):
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"{user}-acl-test")
+        client.username_pw_set(user, users[user])
+        client.connect(broker.host, broker.port, keepalive=10)
+        client.loop_start()
+        try:
+            client.publish("edge-har/pi-a/label/set", label.encode(), qos=1).wait_for_publish(5)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+    device.wait_count("edge-har/pi-a/label/set", 2)
+    device.client.publish("edge-har/pi-a/record/state", b'{"recording": true}', qos=1).wait_for_publish(5)
+    viewer.wait_count("edge-har/pi-a/record/state", 1)
+    time.sleep(0.5)  # a spoofed label would have arrived by now
+    assert [m.payload for m in device.on("edge-har/pi-a/label/set")] == [b"walk", b"sit"]
