@@ -858,8 +858,8 @@ def markdown(section: Mapping[str, Any]) -> str:
         f"{section['data']['sample_rate_hz']:g} Hz; classes {', '.join(section['data']['labels'])}",
         f"- fine-tuning: train_layers={section['settings']['train_layers']}, epochs {_epochs(section)}, "
         f"seed {section['settings']['seed']}, no validation (every epoch runs), rehearsal "
-        f"{section['settings'].get('rehearse') or 0:g}; "
-        "figures are the float Keras models' (int8 below for one subject)",
+        f"{section['settings'].get('rehearse') or 0:g}; figures are the float Keras models'"
+        + (" (int8 below for one subject)" if section.get("int8") else ""),
         "",
         summary_table(section),
         "",
