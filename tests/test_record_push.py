@@ -512,3 +512,36 @@ def test_labels_the_device_sends_after_a_persons_edit_are_kept_beside_it(tmp_pat
     assert (held / "labels.csv").read_bytes() == person  # the person's edit wins
     assert (held / "labels.device.csv").read_bytes() == (session / "labels.csv").read_bytes()  # nothing lost
     assert any("a person edited the labels" in r.getMessage() for r in caplog.records)
+
+
+# ====================================================================== --push-only: a folder nothing writes to
+
+
+def test_push_only_uploads_a_finished_folder_and_says_when_serve_is_away(tmp_path, serve):
+    """The daemon's captures (or an earlier run's recordings) go up with ``record --push-only``: exit 0 once serve
+    holds every byte; with serve away, exit 4 after --push-wait with one line, nothing local touched."""
+    out = tmp_path / "captures"
+    sessions = [write_session(out, f"capture-{i}", rows=300 + 50 * i) for i in range(3)]
+    before = {s.name: digests(s) for s in sessions}
+    config = tmp_path / "device.yaml"
+    config.write_text(f"device_id: {DEVICE}\nbundle: {tmp_path / 'no-bundle'}\nsource: {{type: replay, path: x}}\n")
+    (tmp_path / "pw").write_text(TOKEN + "\n")
+    args = ["--config", str(config), "--out", str(out), "--password-file", str(tmp_path / "pw"), "--push-only"]
+
+    away = record_process([*args, "--push", f"http://127.0.0.1:{free_port()}", "--push-wait", "1"])
+    _, err = away.communicate(timeout=60)
+    assert away.returncode == 4, err[-2000:]
+    assert "run it again" in err and {s.name: digests(s) for s in sessions} == before
+
+    server, store = serve()
+    done = record_process([*args, "--push", server.url, "--push-wait", "30"])
+    _, err = done.communicate(timeout=90)
+    assert done.returncode == 0, err[-2000:]
+    assert "holds all 3 session(s)" in err
+    for s in sessions:
+        assert same_files(s, store / DEVICE / s.name)
+    assert {s.name: digests(s) for s in sessions} == before
+
+    missing = record_process([*args[:2], "--out", str(tmp_path / "nothing"), "--push", server.url, "--push-only"])
+    _, err = missing.communicate(timeout=60)
+    assert missing.returncode == 2 and f"no folder {tmp_path / 'nothing' / DEVICE}" in err

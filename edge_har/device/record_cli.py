@@ -39,6 +39,9 @@ Exit status: 0 after SIGTERM/SIGINT/SIGHUP, --duration or the end of a replay; 2
 cannot work; 1 for a config, bundle or MQTT/TLS setting that cannot (a line per problem, naming the file
 and key); 3 when the disk is full or --budget-mb is reached: the session is closed with every file
 readable, record/state says why, and one line naming the path is printed.
+--push-only exits 0 when serve holds every session under DIR/<device_id>, 4 when some are not there yet
+after --push-wait (run it again: it resumes). Upload the daemon's captured windows this way:
+  edge-har record --config pi.yaml --out /var/lib/edge-har/captures --push http://host:8080 --push-only
 """
 
 
@@ -121,6 +124,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="serve's password (first line), sent as a bearer token; default: $EDGE_HAR_PASSWORD",
     )
     parser.add_argument(
+        "--push-only",
+        action="store_true",
+        help="read no source: upload the sessions under --out/<device_id> that serve lacks (a capture: folder, "
+        "an earlier run's recordings), retrying for up to --push-wait seconds, then exit (0: all on serve, 4: not)",
+    )
+    parser.add_argument(
         "--push-wait",
         type=_non_negative_float,
         default=10.0,
@@ -158,8 +167,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+PUSH_INCOMPLETE = 4  # --push-only: serve does not hold everything yet
+
+
 def _record(args: argparse.Namespace) -> int:
     from edge_har.core.errors import CommandError
+
+    if args.push_only:
+        return _push_only(args)
     from edge_har.device.recording.record_setup import plan_record
     from edge_har.device.recording.recorder import Recorder, RecordOptions
     from edge_har.device.recording.writer import MIB
@@ -214,3 +229,34 @@ def _record(args: argparse.Namespace) -> int:
         options, source, make_link=make_link, pusher=pusher, label_keys=args.label_keys, push_wait_s=args.push_wait
     )
     return recorder.run()
+
+
+def _push_only(args: argparse.Namespace) -> int:
+    """``--push-only``: the uploader alone, once, over a folder that nothing writes to any more."""
+    from edge_har.core.errors import CommandError
+    from edge_har.device.config import ConfigError, load_config
+    from edge_har.device.recording.push import Pusher, ServeClient, read_token
+
+    if not args.push:
+        raise CommandError("--push-only uploads to serve: give --push URL")
+    try:
+        device_id = load_config(args.config).config.effective_device_id()
+    except ConfigError as exc:
+        for line in exc.problems:
+            log.error("config: %s", line)
+        return 1
+    root = Path(args.out) / device_id
+    if not root.is_dir():
+        raise CommandError(f"--out {args.out}: no folder {root} of device {device_id!r} to upload")
+    pusher = Pusher(ServeClient(args.push, read_token(args.password_file)), root, device_id)
+    sessions = len(pusher.sessions())
+    if pusher.push_all(args.push_wait):
+        log.info("push: serve at %s holds all %d session(s) of %s", args.push, sessions, root)
+        return 0
+    log.error(
+        "push: not everything under %s reached %s within --push-wait %g s; run it again",
+        root,
+        args.push,
+        args.push_wait,
+    )
+    return PUSH_INCOMPLETE

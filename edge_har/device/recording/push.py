@@ -302,6 +302,21 @@ class Pusher:
                 return
             self._sleep(self.interval_s)
 
+    def push_all(self, wait_s: float) -> bool:
+        """Upload every session now, in this thread, retrying with backoff for at most ``wait_s`` seconds;
+        True when serve holds all of them. For folders nothing writes any more (captures, old recordings)."""
+        self._deadline = self.clock() + wait_s
+        while True:
+            try:
+                if self.run_pass():
+                    self._recovered()
+                    return True
+            except Transient as exc:
+                self._failed(str(exc))
+            if self._expired():
+                return False
+            self._stop.wait(min(self._delay_with_jitter(), max(0.0, self._deadline - self.clock())))
+
     def _sleep(self, seconds: float) -> None:
         self._wake.wait(seconds)
         self._wake.clear()
