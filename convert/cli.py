@@ -354,10 +354,33 @@ def run_convert_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _requantize_options(args: argparse.Namespace, document: dict[str, Any], dataset: Any) -> dict[str, Any]:
+    """ConvertOptions of the quantize/evaluate/gate half that --from-keras and --from-bundle share. A
+    --calibration-size left at its default takes the source bundle's own (a larger one is the usual fix)."""
+    from edge_har.convert.evaluate import given_data_flags
+    from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE
+
+    calibration_size = args.calibration_size
+    recorded = (document.get("training") or {}).get("calibration_size")
+    if calibration_size == DEFAULT_CALIBRATION_SIZE and isinstance(recorded, int):
+        calibration_size = recorded
+    return dict(
+        variants=args.variants,
+        default_variant=args.default_variant,
+        calibration_size=calibration_size,
+        max_int8_drop=args.max_int8_drop,
+        allow_int8_drop=args.allow_int8_drop,
+        allow_degenerate=args.allow_degenerate,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        data_flags=given_data_flags(args, dataset),
+    )
+
+
 def _run_from_keras(args: argparse.Namespace) -> int:
     """``convert --from-keras``: the data flags the source records, unless given, then re-quantize and re-gate."""
     from edge_har.convert.datasets import dataset_from_args
-    from edge_har.convert.evaluate import fill_data_flags, given_data_flags
+    from edge_har.convert.evaluate import fill_data_flags
     from edge_har.convert.pipeline import (
         AccuracyGateError,
         ConvertError,
@@ -365,7 +388,6 @@ def _run_from_keras(args: argparse.Namespace) -> int:
         load_source_document,
         run_from_keras,
     )
-    from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE
 
     try:
         folder, document, _ = load_source_document(args.from_keras)
@@ -375,22 +397,7 @@ def _run_from_keras(args: argparse.Namespace) -> int:
         out = args.out or default_out
         if out is None:
             raise CommandError(f"--from-keras {args.from_keras}: give --out (the source is a published bundle)")
-        calibration_size = args.calibration_size
-        recorded = (document.get("training") or {}).get("calibration_size")
-        if calibration_size == DEFAULT_CALIBRATION_SIZE and isinstance(recorded, int):
-            calibration_size = recorded  # not given: the source's own (a larger one is the usual fix)
-        options = ConvertOptions(
-            out=out,
-            variants=args.variants,
-            default_variant=args.default_variant,
-            calibration_size=calibration_size,
-            max_int8_drop=args.max_int8_drop,
-            allow_int8_drop=args.allow_int8_drop,
-            allow_degenerate=args.allow_degenerate,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-            data_flags=given_data_flags(args, dataset),
-        )
+        options = ConvertOptions(out=out, **_requantize_options(args, document, dataset))
         result = run_from_keras(args.from_keras, options, dataset)
     except AccuracyGateError as exc:
         raise CommandError(str(exc), code=EXIT_GATE_REFUSED) from exc
@@ -475,7 +482,7 @@ def _fine_tune_config(args: argparse.Namespace) -> Any:
 def _run_from_bundle(args: argparse.Namespace) -> int:
     """``convert --from-bundle BUNDLE --data MY_SET``: fine-tune, then the conversion's quantize/evaluate/gate."""
     from edge_har.convert.datasets import dataset_from_args
-    from edge_har.convert.evaluate import given_data_flags, load_bundle
+    from edge_har.convert.evaluate import load_bundle
     from edge_har.convert.personalise import PersonaliseError
     from edge_har.convert.personalise_path import PersonaliseOptions, check_user_data, run_from_bundle
     from edge_har.convert.pipeline import AccuracyGateError, ConvertError, ConvertOptions, load_source_document
@@ -502,26 +509,14 @@ def _run_from_bundle(args: argparse.Namespace) -> int:
         if args.val_fraction is None:
             args.val_fraction = 0.0  # a few recordings of one's own: all of them train, but the held-out ones
         split = split_from_args(args, dataset)
-        calibration_size = args.calibration_size
-        recorded = (document.get("training") or {}).get("calibration_size")
-        given = calibration_size != DEFAULT_CALIBRATION_SIZE
-        if not given and isinstance(recorded, int):
-            calibration_size = recorded
+        given = args.calibration_size != DEFAULT_CALIBRATION_SIZE
         options = ConvertOptions(
             out=args.out,
             data=Path(dataset.root),
             train_stride=args.train_stride,
             skip_short=args.skip_short,
             train=_fine_tune_config(args),
-            variants=args.variants,
-            default_variant=args.default_variant,
-            calibration_size=calibration_size,
-            max_int8_drop=args.max_int8_drop,
-            allow_int8_drop=args.allow_int8_drop,
-            allow_degenerate=args.allow_degenerate,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-            data_flags=given_data_flags(args, dataset),
+            **_requantize_options(args, document, dataset),
         )
         personal = PersonaliseOptions(
             train_layers=args.train_layers,
