@@ -61,13 +61,15 @@ def add_video_data_arguments(parser: argparse.ArgumentParser, required: bool = T
         type=Path,
         required=required,
         metavar="DIR",
-        help="<DIR>/<class>/<clip>.avi|.mp4|... or <DIR>/train/ + <DIR>/train.csv (filename,label)",
+        help="<DIR>/<class>/<clip>.avi|.mp4|..., <DIR>/train/ + <DIR>/train.csv (filename,label), or camera "
+        "sessions from `edge-har record` (video.json; each labelled segment a clip)",
     )
     group.add_argument(
         "--layout",
         choices=LAYOUTS,
         default="auto",
-        help="auto: images when a CSV lists them, clip folders otherwise (default: %(default)s)",
+        help="auto: images when a CSV lists them, recorded when camera sessions (video.json) lie below, clip "
+        "folders otherwise (default: %(default)s)",
     )
     group.add_argument(
         "--short-clips",

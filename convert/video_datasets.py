@@ -1,6 +1,6 @@
 """Video data sets: folders of clips per class, or still images listed in a CSV.
 
-Two layouts, both taking a path (data sets are never copied into the project):
+Three layouts, each taking a path (data sets are never copied into the project):
 
 * **clip folders**: ``<root>/<class>/<clip>.avi|.mp4|...``, anything OpenCV
   decodes (KTH, UCF101 and phone recordings all come this way). The class is
@@ -10,6 +10,11 @@ Two layouts, both taking a path (data sets are never copied into the project):
   ``filename,label`` (the layout of the Kaggle "Human Action Recognition"
   image set the MobileNetV2 + LSTM image-sequence classifier was built on).
   Each image becomes a one-frame clip.
+* **recorded**: camera sessions from ``edge-har record`` (``video.json``, Motion-JPEG parts with
+  their frame index, ``labels.csv``; :mod:`edge_har.core.video_recording_layout`) anywhere up to
+  three folders below the root. Each labelled segment becomes a clip of the frames captured in it,
+  sampled by their capture times; the subject is the session's (``--subject`` at record time, else
+  the device id), so a subject split keeps a person on one side.
 
 Frames go through ``edge_har.core.frames`` (the device's own code): sampled at the
 model's rate by timestamp, cropped or stretched, resized, converted to RGB and
@@ -58,7 +63,7 @@ VIDEO_EXTENSIONS = (
 )
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SHORT_POLICIES = ("pad", "skip")
-LAYOUTS = ("auto", "clips", "images")
+LAYOUTS = ("auto", "clips", "images", "recorded")
 DEFAULT_FPS_WHEN_UNKNOWN = 25.0
 
 
@@ -245,6 +250,10 @@ def detect_layout(
 ) -> str:
     if csv_name or find_csv(root, None, filename_column, label_column) is not None:
         return "images"
+    from edge_har.core.video_recording_layout import video_session_dirs
+
+    if video_session_dirs(root):
+        return "recorded"
     return "clips"
 
 
@@ -416,6 +425,122 @@ def load_image_csv(
     )
 
 
+def _segment_clip(session: Path, start: float, stop: float, spec: FrameSpec) -> tuple[np.ndarray, int]:
+    """The frames captured in ``[start, stop)``, sampled at the model's rate by capture time; (frames, decoded)."""
+    import cv2
+
+    from edge_har.core.video_recording_layout import iter_frames
+
+    sampler = FrameSampler(spec.fps)
+    kept: list[np.ndarray] = []
+    decoded = 0
+    for t, jpeg in iter_frames(session, start, stop):
+        decoded += 1
+        if not sampler.keep(t):
+            continue
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            log.warning("%s: a frame at %.3f does not decode as JPEG; left out", session, t)
+            continue
+        kept.append(resize_frame(image, spec))
+    if not kept:
+        raise ClipError(f"{session}: no frame between {start:.3f} and {stop:.3f}")
+    return np.stack(kept), decoded
+
+
+def load_recorded_video(
+    root: str | Path,
+    spec: FrameSpec,
+    *,
+    short: str = "pad",
+    classes: Sequence[str] | None = None,
+    progress: bool = True,
+) -> VideoDataset:
+    """Camera sessions recorded by ``edge-har record`` to a VideoDataset: one clip per labelled segment.
+
+    Segments of one label that overlap merge; segments of different labels that overlap are an
+    error naming both lines of ``labels.csv`` (the intervals layout's rule). A segment without
+    frames (a camera that was away) is named in a warning and skipped.
+    """
+    from edge_har.core.recording_layout import LayoutError, find_overlap, read_labels
+    from edge_har.core.video_recording_layout import read_video_meta, video_part_files, video_session_dirs
+
+    base = Path(root)
+    if short not in SHORT_POLICIES:
+        raise VideoDatasetError(f"short-clip policy {short!r} must be one of {', '.join(SHORT_POLICIES)}")
+    sessions = video_session_dirs(base)
+    if not sessions:
+        raise VideoDatasetError(f"{base}: no camera sessions (folders holding video.json) up to 3 levels down")
+    jobs: list[tuple[Path, str, float, float, str]] = []
+    files: list[Path] = []
+    for session in sessions:
+        try:
+            meta = read_video_meta(session)
+            segments = read_labels(session)
+        except LayoutError as exc:
+            raise VideoDatasetError(str(exc)) from None
+        pair = find_overlap(segments)
+        if pair is not None:
+            a, b = pair
+            raise VideoDatasetError(
+                f"{session / 'labels.csv'}: lines {a.line} ({a.label}) and {b.line} ({b.label}) overlap; "
+                "a frame can have one label"
+            )
+        merged: list[list[Any]] = []
+        for seg in sorted(segments, key=lambda x: (x.label, x.start)):
+            if merged and merged[-1][0] == seg.label and seg.start <= merged[-1][2]:
+                merged[-1][2] = max(merged[-1][2], seg.stop)
+            else:
+                merged.append([seg.label, seg.start, seg.stop])
+        jobs.extend((session, label, start, stop, meta.effective_subject) for label, start, stop in merged)
+        files.extend([session / "video.json", session / "labels.csv", *video_part_files(session)])
+    found = sorted({label for _, label, _, _, _ in jobs})
+    if classes:
+        missing = [c for c in classes if c not in found]
+        if missing:
+            raise VideoDatasetError(
+                f"{base}: no segments labelled {', '.join(missing)} (found: {', '.join(found) or 'none'})"
+            )
+        jobs = [j for j in jobs if j[1] in classes]
+        labels = list(classes)
+    else:
+        labels = found
+    if not jobs:
+        raise VideoDatasetError(f"{base}: the camera sessions hold no labelled segments (labels.csv is empty)")
+    clips: list[Clip] = []
+    skipped: list[tuple[str, str]] = []
+    padded = short_skipped = 0
+    for session, label, start, stop, subject in _progress(jobs, "decode segments", progress):
+        where = f"{session}@{start:.3f}-{stop:.3f}"
+        try:
+            frames, decoded = _segment_clip(session, start, stop, spec)
+        except (ClipError, LayoutError) as exc:
+            log.warning("skipping %s: %s", where, str(exc).split(": ", 1)[-1])
+            skipped.append((where, str(exc).split(": ", 1)[-1]))
+            continue
+        frames_or_none, pad = _apply_short_policy(frames, spec.window, short)
+        if frames_or_none is None:
+            short_skipped += 1
+            continue
+        padded += pad > 0
+        clips.append(Clip(frames_or_none, label, where, subject, spec.fps, decoded, pad))
+    _report_short(spec.window, short, padded, short_skipped)
+    _check_classes(base, labels, clips, skipped)
+    return VideoDataset(
+        root=base,
+        name=base.name,
+        layout="recorded",
+        labels=labels,
+        clips=clips,
+        spec=spec,
+        skipped_files=skipped,
+        short_policy=short,
+        short_padded=padded,
+        short_skipped=short_skipped,
+        file_list_sha256=_file_list_hash(files, base),
+    )
+
+
 def _report_short(window: int, policy: str, padded: int, skipped: int) -> None:
     if padded:
         log.warning(
@@ -478,6 +603,8 @@ def load_video_dataset(
             subject_regex=subject_regex,
             progress=progress,
         )
+    if layout == "recorded":
+        return load_recorded_video(base, spec, short=short, classes=classes, progress=progress)
     return load_clip_folders(
         base,
         spec,

@@ -21,7 +21,10 @@ examples:
 
 What it writes: DIR/<device_id>/<YYYYmmddTHHMMSSZ>/ with recording.json, part-NNNNN.csv (raw values,
 rotated by --rotate-mb / --rotate-min, fsync'd every second) and labels.csv (label,start,end), the
-layout `edge-har convert --data DIR` and `edge-har serve` read.
+layout `edge-har convert --data DIR` and `edge-har serve` read. A camera source (source.type: camera)
+records frames instead: video.json, part-NNNNN.mjpeg (JPEG frames, a Motion-JPEG stream any player
+opens) with part-NNNNN.frames.csv (each frame's capture time), and the same labels.csv; that layout
+is what `edge-har convert-video --data DIR` reads (each labelled segment becomes a clip).
 
 Labels: from the terminal with --label-keys (a digit picks class N of the menu shown, a typed name +
 Enter starts a segment, '-' ends it), and over MQTT: <prefix>/<id>/label/set takes a class name or
@@ -70,7 +73,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "record",
         description=(
-            "Record labelled sensor data on the device, for training or personalising a model: the configured\n"
+            "Record labelled sensor data or camera frames on the device, for training or personalising a model: the configured\n"
             "source (what `edge-har run` reads, with the same sample checks) into session folders, labels from the\n"
             "terminal or MQTT (Home Assistant), optionally pushed to `edge-har serve`. No model or TFLite runtime\n"
             "is needed."
@@ -83,7 +86,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--out", required=True, type=Path, metavar="DIR", help="recording set folder; sessions go to DIR/<device_id>/"
     )
     parser.add_argument(
-        "--rotate-mb", type=_positive_float, default=8.0, metavar="MB", help="start a new part at this size (default 8)"
+        "--rotate-mb",
+        type=_positive_float,
+        default=None,
+        metavar="MB",
+        help="start a new part at this size (default 8; 64 for a camera)",
     )
     parser.add_argument(
         "--rotate-min",
@@ -163,6 +170,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--channel-names", default=None, metavar="A,B,C", help="channel names without a bundle (default ch1..chN)"
     )
+    parser.add_argument(
+        "--jpeg-quality",
+        type=_positive_int,
+        default=90,
+        metavar="Q",
+        help="a camera source: JPEG quality 1-100 of the recorded frames (default 90)",
+    )
     parser.set_defaults(func=_record)
     return parser
 
@@ -182,12 +196,20 @@ def _record(args: argparse.Namespace) -> int:
 
     if args.start_stopped and args.no_mqtt:
         raise CommandError("--start-stopped waits for record/set over MQTT; it cannot go with --no-mqtt")
+    if not 1 <= args.jpeg_quality <= 100:
+        raise CommandError(f"--jpeg-quality {args.jpeg_quality}: a JPEG quality is 1-100")
     if args.subject is not None and not args.subject.strip():
         raise CommandError("--subject must not be empty")
     plan = plan_record(
         args.config, channels=args.channels, rate_hz=args.rate, channel_names=args.channel_names, classes=args.classes
     )
     cfg = plan.config
+    if plan.frames and (args.push or args.channels or args.channel_names):
+        flag = "--push" if args.push else ("--channels" if args.channels else "--channel-names")
+        raise CommandError(
+            f"{flag}: {args.config} records a camera (frames, no channels); push and channel flags are for sensor "
+            "sources (copy camera sessions to the workstation with rsync or scp)"
+        )
     source = make_source(cfg, len(plan.channels), plan.rate_hz, f"{cfg.mqtt.client_id_for(plan.device_id)}-record")
     scale, offset = plan.scale, plan.offset
     if cfg.source.value_scaling() == (None, None) and source.delivers_physical_units:
@@ -204,11 +226,13 @@ def _record(args: argparse.Namespace) -> int:
         source_type=plan.source_type,
         model_id=plan.model_id,
         subject=args.subject,
-        rotate_bytes=max(1, int(args.rotate_mb * MIB)),
+        rotate_bytes=max(1, int((args.rotate_mb or (64.0 if plan.frames else 8.0)) * MIB)),
         rotate_s=args.rotate_min * 60.0,
         budget_bytes=int(args.budget_mb * MIB) if args.budget_mb > 0 else None,
         duration_s=args.duration,
         start_stopped=args.start_stopped,
+        frames=plan.frames,
+        jpeg_quality=args.jpeg_quality,
     )
     make_link = None
     if not args.no_mqtt:

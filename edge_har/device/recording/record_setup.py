@@ -38,6 +38,7 @@ class RecordPlan:
     classes: list[str]
     model_id: Optional[str]
     source_type: str
+    frames: bool = False  # a camera: frames to Motion-JPEG parts instead of samples to CSV
 
 
 def expand(values: Optional[Sequence[float]], n: int) -> Optional[list[float]]:
@@ -85,11 +86,9 @@ def plan_record(
 
     loaded = load_config(config_path)
     cfg = loaded.config
-    if cfg.source.needs_video_bundle:
-        raise CommandError(
-            f"{loaded.where('source.type')}: record takes sensor samples; {cfg.source.type} is a frame source"
-        )
     bundle = Bundle.load(cfg.bundle) if (Path(cfg.bundle) / BUNDLE_FILE).is_file() else None
+    if cfg.source.needs_video_bundle:
+        return _plan_frames(cfg, Path(config_path), bundle, rate_hz, classes, loaded.where)
     if bundle is not None and bundle.kind != "sensor":
         raise CommandError(
             f"{loaded.where('bundle')}: {cfg.bundle} is a {bundle.kind} bundle; record needs a sensor one"
@@ -137,4 +136,32 @@ def plan_record(
         classes=_classes(list(bundle.labels) if bundle is not None else None, classes, Path(cfg.bundle)),
         model_id=bundle.model_id if bundle is not None else None,
         source_type=str(cfg.source.type),
+    )
+
+
+def _plan_frames(
+    cfg: Any,
+    config_path: Path,
+    bundle: Any,
+    rate_hz: Optional[float],
+    classes: Optional[str],
+    where: Any,
+) -> RecordPlan:
+    """A camera source: frames, no channels; classes from a video bundle or ``--classes``."""
+    if bundle is not None and bundle.kind == "sensor":
+        raise CommandError(f"{where('bundle')}: {cfg.bundle} is a sensor bundle; a camera records for a video one")
+    rate = rate_hz or getattr(cfg.source, "fps", None) or 30.0
+    return RecordPlan(
+        config=cfg,
+        config_path=config_path,
+        device_id=cfg.effective_device_id(),
+        channels=[],
+        rate_hz=float(rate),
+        units="",
+        scale=None,
+        offset=None,
+        classes=_classes(list(bundle.labels) if bundle is not None else None, classes, Path(cfg.bundle)),
+        model_id=bundle.model_id if bundle is not None else None,
+        source_type=str(cfg.source.type),
+        frames=True,
     )

@@ -30,7 +30,9 @@ import numpy as np
 
 from edge_har.core.errors import CommandError, EdgeHarError
 from edge_har.core.recording_layout import RecordingMeta
+from edge_har.core.video_recording_layout import VideoMeta
 from edge_har.device.recording.label_input import ClassSet, Command, LabelControl, TerminalLabels
+from edge_har.device.recording.video_writer import VideoRecordingWriter
 from edge_har.device.recording.writer import MIB, RecordingFull, RecordingWriter
 
 if TYPE_CHECKING:  # the MQTT link and the pusher are imported by the command only when used
@@ -76,6 +78,8 @@ class RecordOptions:
     duration_s: Optional[float] = None
     start_stopped: bool = False
     fsync_interval_s: float = 1.0
+    frames: bool = False  # a camera source: frames to Motion-JPEG parts (no channels)
+    jpeg_quality: int = 90
 
 
 def session_id_for(ts: float) -> str:
@@ -124,8 +128,10 @@ class Recorder:
         self.stop_event = threading.Event()
         self.commands: queue.Queue[Command] = queue.Queue()
         self.control = LabelControl(ClassSet(options.classes), self.commands.put)
-        self.writer: Optional[RecordingWriter] = None
-        self._last_writer: Optional[RecordingWriter] = None
+        self.writer: Optional[Any] = None  # a RecordingWriter, or a VideoRecordingWriter for a camera
+        self._last_writer: Optional[Any] = None
+        self._frame_size: Optional[tuple[int, int]] = None  # (width, height) of the camera's first frame
+        self._pending_start: Optional[float] = None  # a camera session waits for its first frame's size
         self.label: Optional[str] = None  # the current label, kept across sessions
         self.error: Optional[str] = None
         self.link = make_link(self.control, self._state_payload()) if make_link is not None else None
@@ -183,9 +189,8 @@ class Recorder:
                 self.terminal.start()
             deadline = None if self.options.duration_s is None else time.monotonic() + self.options.duration_s
             log.info(
-                "recording %s at %g Hz into %s; classes: %s",
-                ",".join(self.options.channels),
-                self.rate_hz,
+                "recording %s into %s; classes: %s",
+                "camera frames" if self.options.frames else f"{','.join(self.options.channels)} at {self.rate_hz:g} Hz",
                 self.root,
                 ", ".join(self.options.classes),
             )
@@ -197,7 +202,9 @@ class Recorder:
             while not self.stop_event.is_set():
                 self._apply_commands()
                 chunk = self.source.read(0.1)
-                if chunk is not None and len(chunk):
+                if chunk is not None and getattr(chunk, "frame", None) is not None:
+                    self._on_frame(chunk.frame)  # type: ignore[attr-defined]
+                elif chunk is not None and len(chunk):
                     self._on_chunk(chunk)
                 self._periodic()
                 if self.source.finished:
@@ -233,6 +240,9 @@ class Recorder:
     def _start_session(self, ts: float) -> None:
         if self.writer is not None:
             return
+        if self.options.frames and self._frame_size is None:
+            self._pending_start = ts  # the frame size goes into video.json: start with the first frame
+            return
         budget = None
         if self.options.budget_bytes is not None:
             budget = self.options.budget_bytes - folder_bytes(self.root)
@@ -245,6 +255,19 @@ class Recorder:
         while (self.root / session_id_for(started)).exists():  # two starts within one second
             started += 1.0
         sid = session_id_for(started)
+        self.writer = (
+            self._video_writer(sid, ts, budget) if self.options.frames else self._sample_writer(sid, ts, budget)
+        )
+        self.sessions.append(self.writer.session_dir)
+        self._finished_seen = 0
+        if self.label is not None:
+            self.writer.set_label(self.label, ts)
+        if self.pusher is not None:
+            self.pusher.set_active(self.writer.session_dir)
+        log.info("session %s started (%s)", sid, self.writer.session_dir)
+        self._publish_state()
+
+    def _sample_writer(self, sid: str, ts: float, budget: Optional[int]) -> RecordingWriter:
         meta = RecordingMeta(
             device_id=self.options.device_id,
             session_id=sid,
@@ -258,7 +281,7 @@ class Recorder:
             subject=self.options.subject,
             model_id=self.options.model_id,
         )
-        self.writer = RecordingWriter(
+        return RecordingWriter(
             self.root / sid,
             meta,
             rotate_bytes=self.options.rotate_bytes,
@@ -266,16 +289,32 @@ class Recorder:
             budget_bytes=budget,
             fsync_interval_s=self.options.fsync_interval_s,
         )
-        self.sessions.append(self.writer.session_dir)
-        self._finished_seen = 0
-        if self.label is not None:
-            self.writer.set_label(self.label, ts)
-        if self.pusher is not None:
-            self.pusher.set_active(self.writer.session_dir)
-        log.info("session %s started (%s)", sid, self.writer.session_dir)
-        self._publish_state()
+
+    def _video_writer(self, sid: str, ts: float, budget: Optional[int]) -> VideoRecordingWriter:
+        assert self._frame_size is not None
+        meta = VideoMeta(
+            device_id=self.options.device_id,
+            session_id=sid,
+            started=ts,
+            width=self._frame_size[0],
+            height=self._frame_size[1],
+            fps=self.rate_hz,
+            source=self.options.source_type,
+            subject=self.options.subject,
+            model_id=self.options.model_id,
+            jpeg_quality=self.options.jpeg_quality,
+        )
+        return VideoRecordingWriter(
+            self.root / sid,
+            meta,
+            rotate_bytes=self.options.rotate_bytes,
+            rotate_s=self.options.rotate_s,
+            budget_bytes=budget,
+            fsync_interval_s=self.options.fsync_interval_s,
+        )
 
     def _stop_session(self, ts: float) -> None:
+        self._pending_start = None
         writer, self.writer = self.writer, None
         if writer is None:
             return
@@ -284,9 +323,10 @@ class Recorder:
         except (RecordingFull, OSError) as exc:  # the last flush on a full disk: the lines before stay valid
             log.warning("%s: closing the session: %s", writer.session_dir, exc)
         log.info(
-            "session %s stopped: %d samples, %d bytes, %d label segment(s)",
+            "session %s stopped: %d %s, %d bytes, %d label segment(s)",
             writer.session_dir.name,
             writer.samples_written,
+            "frames" if self.options.frames else "samples",
             writer.bytes_written,
             len(writer.segments()),
         )
@@ -344,6 +384,18 @@ class Recorder:
         if self.link is not None:
             self._collect_signal(t, chunk.samples)
 
+    def _on_frame(self, frame: Any) -> None:
+        """One camera frame, at its capture time; the first one's size starts a pending session."""
+        if self._frame_size is None:
+            height, width = frame.image.shape[:2]
+            self._frame_size = (int(width), int(height))
+            if self._pending_start is not None:
+                self._start_session(self._pending_start)
+                self._pending_start = None
+        if self.writer is None:
+            return
+        self.writer.write_frame(frame.wall_time, frame.image)
+
     def _collect_signal(self, t: np.ndarray, samples: np.ndarray) -> None:
         step = max(1, math.ceil(self.rate_hz / SIGNAL_MAX_HZ))
         idx = np.arange(len(t))
@@ -374,7 +426,7 @@ class Recorder:
 
     # ---------------------------------------------------------------- state
 
-    def _state_payload(self, writer: Optional[RecordingWriter] = None) -> dict[str, Any]:
+    def _state_payload(self, writer: Optional[Any] = None) -> dict[str, Any]:
         w = self.writer or writer or self._last_writer  # after a stop: the session that just ended
         return {
             "recording": self.writer is not None,
@@ -389,7 +441,7 @@ class Recorder:
             "error": self.error,
         }
 
-    def _publish_state(self, writer: Optional[RecordingWriter] = None) -> None:
+    def _publish_state(self, writer: Optional[Any] = None) -> None:
         self._next_state = time.monotonic() + STATE_INTERVAL_S
         if self.link is not None:
             self.link.publish_state(self._state_payload(writer))

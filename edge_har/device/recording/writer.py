@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Self
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from edge_har.core.recording_layout import (
     write_meta,
 )
 
-__all__ = ["RecordingFull", "RecordingWriter"]
+__all__ = ["RecordingFull", "RecordingWriter", "SessionWriter"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,94 @@ def _mb(n: int) -> str:
     return f"{n / MIB:.4g} MB"
 
 
-class RecordingWriter:
+class SessionWriter:
+    """What every session writer shares: the folder, the lock, the full state and the labels.
+
+    Labels are segments in ``labels.csv``, rewritten atomically on every change; a subclass
+    writes its own media and calls :meth:`_end_labels` when it closes.
+    """
+
+    def __init__(self, session_dir: Path) -> None:
+        self.session_dir = Path(session_dir)
+        self._lock = threading.RLock()
+        self.label: str | None = None
+        self.full: RecordingFull | None = None  # set once the session is full; every later write raises it
+        self._segments: list[LabelSegment] = []
+        self._closed = False
+        try:
+            self.session_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if exc.errno not in _FULL_ERRNOS:
+                raise
+            raise RecordingFull(f"{self.session_dir}: disk full ({exc.strerror}); the session cannot start") from None
+
+    def _small_file(self, name: str, write: Callable[[], None]) -> None:
+        """Run an atomic write of a metadata file or ``labels.csv``; a full disk is :class:`RecordingFull`."""
+        try:
+            write()
+        except OSError as exc:
+            if exc.errno not in _FULL_ERRNOS:
+                raise
+            raise RecordingFull(
+                f"{self.session_dir / name}: disk full ({exc.strerror or exc}); the file keeps its last complete version"
+            ) from None
+
+    def set_label(self, label: str | None, ts: float) -> None:
+        """End the open segment at ``ts`` and open one of ``label`` there (None: no label from ``ts``).
+
+        The same label again changes nothing. ``ts`` earlier than the open segment's start (a clock
+        step) is taken as that start. ``labels.csv`` is rewritten atomically.
+        """
+        if not math.isfinite(ts):
+            raise LayoutError(f"{self.session_dir}: label time {ts!r} is not a finite number")
+        with self._lock:
+            if label == self.label:
+                return
+            segments = list(self._segments)
+            if segments and segments[-1].end is None:
+                open_seg = segments[-1]
+                ts = max(float(ts), open_seg.start)
+                if ts > open_seg.start:
+                    segments[-1] = LabelSegment(open_seg.label, open_seg.start, ts)
+                else:
+                    segments.pop()  # no time passed under that label
+            elif segments and segments[-1].end is not None:
+                ts = max(float(ts), segments[-1].stop)
+            if label is not None:
+                segments.append(LabelSegment(label, float(ts), None))
+            # validates the label before anything changes
+            self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, segments))
+            self._segments = segments
+            self.label = label
+
+    def segments(self) -> list[LabelSegment]:
+        """The labels so far (the open one last, with end None)."""
+        with self._lock:
+            return list(self._segments)
+
+    def _end_labels(self, end: float | None) -> None:
+        """Close the open segment at ``end`` (dropped when None or not after its start) and write the file."""
+        if self._segments and self._segments[-1].end is None:
+            open_seg = self._segments[-1]
+            if end is not None and end > open_seg.start:
+                self._segments[-1] = LabelSegment(open_seg.label, open_seg.start, end)
+            else:
+                self._segments.pop()  # nothing was recorded under it
+            done = list(self._segments)
+            self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, done))
+        self.label = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+
+class RecordingWriter(SessionWriter):
     """Write ``meta``'s session into ``session_dir`` (created; it must not hold a session yet).
 
     ``recording.json`` and an empty ``labels.csv`` are written at once; samples go through
@@ -81,22 +168,18 @@ class RecordingWriter:
             raise ValueError("rotate_bytes and rotate_s must be > 0, fsync_interval_s >= 0")
         if budget_bytes is not None and budget_bytes <= 0:
             raise ValueError(f"budget_bytes must be > 0, got {budget_bytes}")
-        self.session_dir = Path(session_dir)
+        super().__init__(session_dir)
         self.meta = meta
         self.rotate_bytes = int(rotate_bytes)
         self.rotate_s = float(rotate_s)
         self.budget_bytes = None if budget_bytes is None else int(budget_bytes)
         self.fsync_interval_s = float(fsync_interval_s)
         self._clock = clock
-        self._lock = threading.RLock()
         self._header = ("t," + ",".join(meta.channels) + "\n").encode("utf-8")
         self.samples_written = 0  # rows handed to the OS (a killed process keeps them)
         self.samples_synced = 0  # rows fsync'd (a power cut keeps them)
         self.samples_dropped = 0  # rows with a non-finite time or value, left out
         self.bytes_written = 0  # bytes of every part, headers included
-        self.label: str | None = None
-        self.full: RecordingFull | None = None  # set once the session is full; every later write raises it
-        self._segments: list[LabelSegment] = []
         self._last_t: float | None = None
         self._finished: list[Path] = []
         self._index = -1
@@ -106,27 +189,9 @@ class RecordingWriter:
         self._part_rows = 0
         self._part_opened = 0.0
         self._last_sync = clock()
-        self._closed = False
-        try:
-            self.session_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            if exc.errno not in _FULL_ERRNOS:
-                raise
-            raise RecordingFull(f"{self.session_dir}: disk full ({exc.strerror}); the session cannot start") from None
         self._small_file(LAYOUT_FILE, lambda: write_meta(self.session_dir, meta))
         self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, []))
         fsync_dir(self.session_dir.parent)
-
-    def _small_file(self, name: str, write: Callable[[], None]) -> None:
-        """Run an atomic write of ``recording.json`` or ``labels.csv``; a full disk is :class:`RecordingFull`."""
-        try:
-            write()
-        except OSError as exc:
-            if exc.errno not in _FULL_ERRNOS:
-                raise
-            raise RecordingFull(
-                f"{self.session_dir / name}: disk full ({exc.strerror or exc}); the file keeps its last complete version"
-            ) from None
 
     # -------------------------------------------------------------- samples
 
@@ -289,41 +354,6 @@ class RecordingWriter:
         with self._lock:
             return list(self._finished)
 
-    # -------------------------------------------------------------- labels
-
-    def set_label(self, label: str | None, ts: float) -> None:
-        """End the open segment at ``ts`` and open one of ``label`` there (None: no label from ``ts``).
-
-        The same label again changes nothing. ``ts`` earlier than the open segment's start (a clock
-        step) is taken as that start. ``labels.csv`` is rewritten atomically.
-        """
-        if not math.isfinite(ts):
-            raise LayoutError(f"{self.session_dir}: label time {ts!r} is not a finite number")
-        with self._lock:
-            if label == self.label:
-                return
-            segments = list(self._segments)
-            if segments and segments[-1].end is None:
-                open_seg = segments[-1]
-                ts = max(float(ts), open_seg.start)
-                if ts > open_seg.start:
-                    segments[-1] = LabelSegment(open_seg.label, open_seg.start, ts)
-                else:
-                    segments.pop()  # no time passed under that label
-            elif segments and segments[-1].end is not None:
-                ts = max(float(ts), segments[-1].stop)
-            if label is not None:
-                segments.append(LabelSegment(label, float(ts), None))
-            # validates the label before anything changes
-            self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, segments))
-            self._segments = segments
-            self.label = label
-
-    def segments(self) -> list[LabelSegment]:
-        """The labels so far (the open one last, with end None)."""
-        with self._lock:
-            return list(self._segments)
-
     # -------------------------------------------------------------- end
 
     def close(self) -> None:
@@ -340,19 +370,4 @@ class RecordingWriter:
                 if self._fd is not None:
                     self._close_part()
             finally:
-                if self._segments and self._segments[-1].end is None:
-                    open_seg = self._segments[-1]
-                    end = None if self._last_t is None else self._last_t + 1.0 / self.meta.sample_rate_hz
-                    if end is not None and end > open_seg.start:
-                        self._segments[-1] = LabelSegment(open_seg.label, open_seg.start, end)
-                    else:
-                        self._segments.pop()  # no sample fell in it
-                    done = list(self._segments)
-                    self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, done))
-                self.label = None
-
-    def __enter__(self) -> RecordingWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+                self._end_labels(None if self._last_t is None else self._last_t + 1.0 / self.meta.sample_rate_hz)
