@@ -56,6 +56,11 @@ def _variant_list(text: str) -> tuple[str, ...]:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    if "float32" not in names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} lacks float32: the float32 variant is the reference the quantized ones are checked against "
+            "(e.g. float32,int8)"
+        )
     return names
 
 

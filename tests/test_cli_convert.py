@@ -89,6 +89,7 @@ def test_convert_without_tensorflow_says_which_extra_to_install(tmp_path):
     [
         (["--calibration-size", "0"], "--calibration-size: expected a positive integer"),
         (["--variants", "float32,int4"], "unknown variant(s) int4"),
+        (["--variants", "int8"], "'int8' lacks float32"),
         (["--conv-filters", "a,b"], "--conv-filters: expected comma-separated integers"),
         (["--target-rate", "-5"], "--target-rate: expected a positive number"),
     ],
@@ -98,6 +99,13 @@ def test_bad_convert_options_are_rejected_by_the_parser(argv, fragment, capsys, 
         main(["convert", "--data", str(tmp_path), *argv])
     assert exc.value.code == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_convert_video_without_float32_is_a_parser_error_not_a_traceback(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["convert-video", "--data", str(tmp_path), "--variants", "int8"])
+    assert exc.value.code == 2
+    assert "'int8' lacks float32" in capsys.readouterr().err
 
 
 def test_bad_window_is_a_one_line_error(tiny_dataset_dir, tmp_path, capsys):

@@ -306,3 +306,48 @@ def test_record_refuses_push_and_channel_flags_for_a_camera(tmp_path):
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "--jpeg-quality 101" in stderr
     assert not (tmp_path / "rec").exists()
+
+
+@pytest.mark.slow
+def test_convert_video_trains_a_bundle_on_recorded_camera_sessions(tmp_path):
+    """Sessions as `record` writes them (three labelled activities each) -> `edge-har convert-video` -> a bundle."""
+    pytest.importorskip("tf_keras")
+    from convert.video_synthetic import pattern_for, render_clip
+    from edge_har.cli import main
+    from edge_har.core.bundle import Bundle
+
+    rng = np.random.default_rng(5)
+    classes = ("bounce", "orbit", "sweep")
+    root = tmp_path / "rec" / "cam1"
+    for k in range(8):
+        t = T0 + 100.0 * k
+        with VideoRecordingWriter(root / f"s{k}", VideoMeta("cam1", f"s{k}", t, 64, 48, 10.0)) as w:
+            for name in rng.permutation(classes):
+                w.set_label(str(name), t)
+                for frame in render_clip(pattern_for(str(name)), 30, (64, 48), 10.0, rng):
+                    w.write_frame(t, frame)
+                    t += 0.1
+                w.set_label(None, t)
+                t += 2.0  # the camera looks away between activities: no frames, no label
+    out = tmp_path / "bundle"
+    args = ["--log-level", "WARNING", "convert-video", "--data", str(tmp_path / "rec"), "--fps", "10"]
+    args += ["--stride", "2", "--backbone", "plain", "--input-size", "32", "--conv-filters", "8,16", "--frames", "8"]
+    args += [
+        "--lstm-units",
+        "16",
+        "--epochs",
+        "15",
+        "--batch-size",
+        "16",
+        "--patience",
+        "15",
+        "--variants",
+        "float32,int8",
+    ]
+    args += ["--calibration-size", "50", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    bundle = Bundle.load(out)
+    assert list(bundle.labels) == list(classes)
+    data = bundle.data["provenance"]["dataset"]
+    assert data["layout"] == "recorded" and data["clips"] == 24 and data["subjects"] == ["cam1"]
+    assert data["classes"] == {name: 8 for name in classes}
