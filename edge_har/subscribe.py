@@ -12,12 +12,14 @@ import json
 import math
 import os
 import queue
+import signal
 import sys
+import threading
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO
 
 from edge_har.mqtt.cli_options import add_broker_options, build_config, option_message
 from edge_har.mqtt.cli_options import parse_broker as parse_broker  # re-exported: callers and tests import it here
@@ -582,25 +584,28 @@ def run(args: argparse.Namespace) -> int:
         # The message names the config key (mqtt.tls.ca_file); here the user typed an option.
         raise CommandError(option_message(str(exc))) from None
 
-    # Bounded, so a flood the terminal cannot keep up with costs counted drops, not all the memory.
+    # Messages: bounded, so a flood the terminal cannot keep up with costs counted drops, not all the
+    # memory. Connection events: a queue of their own, never full, so the network thread never waits
+    # on a backlog nobody drains (a disconnect at exit would otherwise block it, and loop_stop forever).
     events: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=MAX_BACKLOG)
+    control: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
     backlog_dropped = [0]
 
     def on_connect(client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
-            events.put(("refused", str(reason_code)))
+            control.put(("refused", str(reason_code)))
             return
         client.subscribe([(f, args.qos) for f in filters])
 
     def on_subscribe(client: Any, userdata: Any, mid: Any, reason_codes: Any, properties: Any) -> None:
         refused = [f for f, rc in zip(filters, reason_codes) if rc.is_failure]
-        events.put(("subscribed", refused))
+        control.put(("subscribed", refused))
 
     def on_connect_fail(client: Any, userdata: Any) -> None:
-        events.put(("unreachable", getattr(client, "last_connect_error", None)))
+        control.put(("unreachable", getattr(client, "last_connect_error", None)))
 
     def on_disconnect(client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        events.put(("disconnected", str(reason_code)))
+        control.put(("disconnected", str(reason_code)))
 
     def on_message(client: Any, userdata: Any, message: Any) -> None:
         try:
@@ -626,10 +631,12 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     last_problem = None
     last_liveness = time.monotonic()
+    stop = threading.Event()
+    restore = _stop_on_signals(stop)
     client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
     client.loop_start()
     try:
-        while True:
+        while not stop.is_set():
             if args.count and viewer.predictions >= args.count:
                 break
             wait = 0.2
@@ -643,12 +650,15 @@ def run(args: argparse.Namespace) -> int:
                         status = 1
                     break
             try:
-                kind, value = events.get(timeout=wait)
+                kind, value = control.get_nowait()
             except queue.Empty:
-                viewer.check_liveness()
-                last_liveness = time.monotonic()
-                viewer.maybe_draw()
-                continue
+                try:
+                    kind, value = events.get(timeout=wait)
+                except queue.Empty:
+                    viewer.check_liveness()
+                    last_liveness = time.monotonic()
+                    viewer.maybe_draw()
+                    continue
             if time.monotonic() - last_liveness >= 1.0:
                 viewer.check_liveness()
                 last_liveness = time.monotonic()
@@ -670,9 +680,10 @@ def run(args: argparse.Namespace) -> int:
                 if problem != last_problem:
                     _warn(f"waiting for the broker {describe_broker(cfg)}: {problem}")
                     last_problem = problem
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a Ctrl-C before the handler was in place
         pass
     finally:
+        restore()
         client.disconnect()
         client.loop_stop()
         if jsonl is not None:
@@ -691,6 +702,21 @@ def run(args: argparse.Namespace) -> int:
     if viewer.restarts:
         _warn(f"{viewer.restarts} device restart(s) seen (a new run_id)")
     return status
+
+
+def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGINT and SIGTERM set ``stop`` (the loop ends at its next turn, the files are closed, the summary
+    printed) instead of raising wherever the main thread happens to be; returns what puts the old
+    handlers back. Outside the main thread (a test calling :func:`run`) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 def subscription_filters(topics: list[str], *, mode: str, share: Optional[str]) -> list[str]:

@@ -387,3 +387,63 @@ def test_two_shared_consumers_together_get_every_prediction_exactly_once(mosquit
     assert set(a) | set(b) == expected and not set(a) & set(b), "each message to exactly one consumer"
     assert len(set(a)) == len(a) and len(set(b)) == len(b)
     assert a and b, "both consumers took part"
+
+
+_FULL_BACKLOG = """
+import sys, time
+import edge_har.subscribe as s
+s.MAX_BACKLOG = 5
+handle = s.Viewer.handle
+def slow(self, *a):
+    time.sleep(0.05)
+    return handle(self, *a)
+s.Viewer.handle = slow
+from edge_har.cli import main
+sys.exit(main(["subscribe", "--broker", sys.argv[1], "--mode", "lines"]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_ends_subscribe_while_its_backlog_is_full(mosquitto_broker, publisher_for, sig):
+    """A flood fills the bounded backlog; the broker's disconnect callback must not wait for room in it."""
+    broker = f"{mosquitto_broker.host}:{mosquitto_broker.port}"
+    flooding = threading.Event()
+    flooding.set()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _FULL_BACKLOG, broker],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "listening on" in line, line
+        publisher = publisher_for("pi-flood")
+
+        def flood() -> None:
+            seq = 0
+            while flooding.is_set():
+                publisher.publish_prediction(pred(seq, "pi-flood"))
+                seq += 1
+                time.sleep(0.002)
+
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        time.sleep(1.0)  # the backlog is full and stays full
+        proc.send_signal(sig)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"subscribe did not stop within 10 s of {sig.name}: {err[-500:]}")
+    finally:
+        flooding.clear()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "dropped: more than 5 waited to be shown" in err
