@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -281,18 +282,24 @@ def test_record_writes_a_camera_session_that_convert_video_reads(tmp_path):
     proc.stdin.flush()
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
-    assert "session" in stderr and "60 frames" in stderr
+    # a realtime camera drops frames its consumer does not take in time: count what was written
+    written = int(re.search(r"stopped: (\d+) frames", stderr).group(1))  # type: ignore[union-attr]
+    assert 45 <= written <= 60, stderr
     (session,) = video_session_dirs(out)
     assert read_video_meta(session).width == 64 and read_video_meta(session).fps == 20.0
     ds = load_video_dataset(out, FrameSpec(32, 32, 10.0, window=4), progress=False)
     assert ds.layout == "recorded" and ds.labels == ["sit", "walk"]
     clips = {c.label: c for c in ds.clips}
     assert clips["walk"].subject == "cam1"
-    assert clips["walk"].decoded_frames + clips["sit"].decoded_frames == 60
-    assert 20 <= clips["walk"].decoded_frames <= 40  # the label changed about 1.5 s in
+    assert clips["walk"].decoded_frames + clips["sit"].decoded_frames == written
+    assert 0.25 * written <= clips["walk"].decoded_frames <= 0.75 * written  # the label changed about 1.5 s in
     # frames came back as RGB, sampled at 10 of the camera's 20 fps
     assert clips["walk"].frames[0, 30, 30, 0] > 200 and clips["sit"].frames[-1, 30, 30, 2] > 200
-    assert len(clips["walk"]) == pytest.approx(clips["walk"].decoded_frames / 2, abs=1)
+    assert (
+        clips["walk"].decoded_frames / 2 - 1
+        <= len(clips["walk"])
+        <= clips["walk"].decoded_frames / 2 + (60 - written) + 1
+    )
 
 
 def test_record_refuses_push_and_channel_flags_for_a_camera(tmp_path):

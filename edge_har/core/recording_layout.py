@@ -159,28 +159,11 @@ class RecordingMeta:
         Keys this version does not know are ignored, so a later writer's additions do not make
         its sessions unreadable here.
         """
-        if not isinstance(d, dict):
-            raise LayoutError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        d = check_session_keys(d, where, FORMAT_NAME, VERSION)
 
         def bad(key: str, why: str) -> LayoutError:
-            shown = repr(d.get(key))
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            return LayoutError(f"{where}: key {key!r}: {why} (got {shown})")
+            return key_error(d, where, key, why)
 
-        if d.get("format") != FORMAT_NAME:
-            raise bad("format", f"expected {FORMAT_NAME!r}")
-        version = d.get("version")
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise bad("version", "expected a whole number")
-        if version != VERSION:
-            raise bad("version", f"this reader knows version {VERSION}")
-        for key in ("device_id", "session_id"):
-            if not valid_name(d.get(key)):
-                raise bad(
-                    key, f"expected a name of 1-{MAX_NAME_CHARS} characters without '/', '\\' or control characters"
-                )
-        if not _finite(d.get("started")):
-            raise bad("started", "expected unix seconds (a finite number)")
         channels = d.get("channels")
         if (
             not isinstance(channels, list)
@@ -213,12 +196,7 @@ class RecordingMeta:
             if not isinstance(value, str) or len(value) > 256:
                 raise bad(key, "expected a string of at most 256 characters")
             texts[key] = value
-        optional: dict[str, str | None] = {}
-        for key in ("subject", "model_id"):
-            value = d.get(key)
-            if value is not None and (not isinstance(value, str) or not value or len(value) > 256):
-                raise bad(key, "expected null or a non-empty string of at most 256 characters")
-            optional[key] = value
+        optional = optional_texts(d, where, ("subject", "model_id"))
         capture = d.get("capture")
         if capture is not None and not isinstance(capture, dict):
             raise bad("capture", "expected a JSON object or absent")
@@ -236,6 +214,49 @@ class RecordingMeta:
             model_id=optional["model_id"],
             capture=capture,
         )
+
+
+def key_error(d: dict[str, Any], where: str | Path, key: str, why: str) -> LayoutError:
+    """``WHERE: key 'K': WHY (got VALUE)``, the value's repr cut to 60 characters."""
+    shown = repr(d.get(key))
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return LayoutError(f"{where}: key {key!r}: {why} (got {shown})")
+
+
+def check_session_keys(d: object, where: str | Path, format_name: str, version: int) -> dict[str, Any]:
+    """The keys every session file shares (format, version, device_id, session_id, started), checked;
+    returns ``d`` as a dict."""
+    if not isinstance(d, dict):
+        raise LayoutError(f"{where}: expected a JSON object, got {type(d).__name__}")
+    if d.get("format") != format_name:
+        raise key_error(d, where, "format", f"expected {format_name!r}")
+    got = d.get("version")
+    if not isinstance(got, int) or isinstance(got, bool):
+        raise key_error(d, where, "version", "expected a whole number")
+    if got != version:
+        raise key_error(d, where, "version", f"this reader knows version {version}")
+    for key in ("device_id", "session_id"):
+        if not valid_name(d.get(key)):
+            raise key_error(
+                d,
+                where,
+                key,
+                f"expected a name of 1-{MAX_NAME_CHARS} characters without '/', '\\' or control characters",
+            )
+    if not _finite(d.get("started")):
+        raise key_error(d, where, "started", "expected unix seconds (a finite number)")
+    return d
+
+
+def optional_texts(d: dict[str, Any], where: str | Path, keys: Sequence[str]) -> dict[str, str | None]:
+    """Each of ``keys``: null, or a non-empty string of at most 256 characters."""
+    out: dict[str, str | None] = {}
+    for key in keys:
+        value = d.get(key)
+        if value is not None and (not isinstance(value, str) or not value or len(value) > 256):
+            raise key_error(d, where, key, "expected null or a non-empty string of at most 256 characters")
+        out[key] = value
+    return out
 
 
 def _read_bounded(path: Path, limit: int, what: str) -> bytes:

@@ -37,7 +37,9 @@ from edge_har.core.recording_layout import (
     _read_bounded,
     _reject_constant,
     atomic_write,
-    valid_name,
+    check_session_keys,
+    key_error,
+    optional_texts,
 )
 
 __all__ = [
@@ -108,23 +110,11 @@ class VideoMeta:
     @classmethod
     def from_json(cls, d: object, where: str | Path = VIDEO_META_FILE) -> VideoMeta:
         """Validate a parsed ``video.json``; a LayoutError names ``where`` and the key (unknown keys are ignored)."""
-        if not isinstance(d, dict):
-            raise LayoutError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        d = check_session_keys(d, where, VIDEO_FORMAT_NAME, VIDEO_VERSION)
 
         def bad(key: str, why: str) -> LayoutError:
-            shown = repr(d.get(key))
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            return LayoutError(f"{where}: key {key!r}: {why} (got {shown})")
+            return key_error(d, where, key, why)
 
-        if d.get("format") != VIDEO_FORMAT_NAME:
-            raise bad("format", f"expected {VIDEO_FORMAT_NAME!r}")
-        if d.get("version") != VIDEO_VERSION or isinstance(d.get("version"), bool):
-            raise bad("version", f"this reader knows version {VIDEO_VERSION}")
-        for key in ("device_id", "session_id"):
-            if not valid_name(d.get(key)):
-                raise bad(key, "expected a name without '/', '\\' or control characters")
-        if not _finite(d.get("started")):
-            raise bad("started", "expected unix seconds (a finite number)")
         sizes: dict[str, int] = {}
         for key in ("width", "height"):
             value = d.get(key)
@@ -140,12 +130,7 @@ class VideoMeta:
         source = d.get("source", "")
         if not isinstance(source, str) or len(source) > 256:
             raise bad("source", "expected a string of at most 256 characters")
-        optional: dict[str, str | None] = {}
-        for key in ("subject", "model_id"):
-            value = d.get(key)
-            if value is not None and (not isinstance(value, str) or not value or len(value) > 256):
-                raise bad(key, "expected null or a non-empty string of at most 256 characters")
-            optional[key] = value
+        optional = optional_texts(d, where, ("subject", "model_id"))
         return cls(
             device_id=str(d["device_id"]),
             session_id=str(d["session_id"]),

@@ -31,7 +31,7 @@ from edge_har.core.video_recording_layout import (
     video_part_name,
     write_video_meta,
 )
-from edge_har.device.recording.writer import _FULL_ERRNOS, MIB, RecordingFull, SessionWriter, _mb
+from edge_har.device.recording.writer import MIB, SessionWriter
 
 __all__ = ["VideoRecordingWriter", "encode_jpeg"]
 
@@ -56,6 +56,8 @@ class VideoRecordingWriter(SessionWriter):
     setting labels). ``samples_written`` counts frames, so the recorder's state reads alike.
     """
 
+    unit = "frames"
+
     def __init__(
         self,
         session_dir: Path,
@@ -67,29 +69,19 @@ class VideoRecordingWriter(SessionWriter):
         fsync_interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if rotate_bytes <= 0 or not rotate_s > 0 or not fsync_interval_s >= 0:
-            raise ValueError("rotate_bytes and rotate_s must be > 0, fsync_interval_s >= 0")
-        if budget_bytes is not None and budget_bytes <= 0:
-            raise ValueError(f"budget_bytes must be > 0, got {budget_bytes}")
-        super().__init__(session_dir)
+        super().__init__(
+            session_dir,
+            rotate_bytes=rotate_bytes,
+            rotate_s=rotate_s,
+            budget_bytes=budget_bytes,
+            fsync_interval_s=fsync_interval_s,
+            clock=clock,
+        )
         self.meta = meta
-        self.rotate_bytes = int(rotate_bytes)
-        self.rotate_s = float(rotate_s)
-        self.budget_bytes = None if budget_bytes is None else int(budget_bytes)
-        self.fsync_interval_s = float(fsync_interval_s)
-        self._clock = clock
-        self.samples_written = 0  # frames handed to the OS
-        self.samples_synced = 0  # frames fsync'd
-        self.bytes_written = 0
-        self._last_t: float | None = None
-        self._finished: list[Path] = []
-        self._index = -1
         self._fds: tuple[int, int] | None = None  # (frames, index)
         self._paths: tuple[Path, Path] | None = None
         self._sizes = [0, 0]
         self._part_frames = 0
-        self._part_opened = 0.0
-        self._last_sync = clock()
         self._small_file(VIDEO_META_FILE, lambda: write_video_meta(self.session_dir, meta))
         self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, []))
         fsync_dir(self.session_dir.parent)
@@ -125,15 +117,7 @@ class VideoRecordingWriter(SessionWriter):
                 and (self._sizes[0] + len(jpeg) > self.rotate_bytes or now - self._part_opened >= self.rotate_s)
             )
             line = f"{t:.6f},{0 if rotate else self._sizes[0]},{len(jpeg)}\n".encode("ascii")
-            need = len(jpeg) + len(line) + (len(INDEX_HEADER) if rotate else 0)
-            if self.budget_bytes is not None and self.bytes_written + need > self.budget_bytes:
-                self.full = RecordingFull(
-                    f"{self.part_path or self.session_dir}: the recording budget of {_mb(self.budget_bytes)} "
-                    f"({self.budget_bytes} bytes) is reached ({self.bytes_written} bytes written); "
-                    "the session takes no more frames"
-                )
-                self._sync()
-                raise self.full
+            self._over_budget(len(jpeg) + len(line) + (len(INDEX_HEADER) if rotate else 0), self.part_path)
             if rotate:
                 self._next_part(now)
             self._append(0, jpeg)
@@ -195,16 +179,6 @@ class VideoRecordingWriter(SessionWriter):
             except OSError:
                 pass  # a device file or a failing disk: the reader skips what the index cannot vouch for
 
-    def _raise_os(self, exc: OSError, path: Path) -> None:
-        if exc.errno in _FULL_ERRNOS:
-            self._abandon_part()
-            self.full = RecordingFull(
-                f"{path}: disk full ({exc.strerror or exc}); the session stops at {self.samples_written} frames, "
-                "everything before stays valid"
-            )
-            raise self.full from None
-        raise exc
-
     def _abandon_part(self) -> None:
         if self._fds is None:
             return
@@ -218,23 +192,17 @@ class VideoRecordingWriter(SessionWriter):
         self._fds = None
         self._paths = None
 
-    def _sync(self) -> None:
-        if self._fds is not None:
-            for fd in self._fds:  # the frames before the index that names them
-                try:
-                    os.fsync(fd)
-                except OSError as exc:
-                    if exc.errno in _FULL_ERRNOS:
-                        self._raise_os(exc, self._paths[0] if self._paths else self.session_dir)
-                    if exc.errno != errno.EINVAL:
-                        raise
-        self.samples_synced = self.samples_written
-        self._last_sync = self._clock()
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.meta.fps
 
-    def sync(self) -> None:
-        """fsync now (the recorder calls it when frames stall)."""
-        with self._lock:
-            self._sync()
+    def _part_open(self) -> bool:
+        return self._fds is not None
+
+    def _sync_files(self) -> None:
+        if self._fds is not None and self._paths is not None:
+            for fd, path in zip(self._fds, self._paths):  # the frames before the index that names them
+                self._fsync(fd, path)
 
     def _close_part(self) -> None:
         assert self._fds is not None and self._paths is not None
@@ -247,20 +215,3 @@ class VideoRecordingWriter(SessionWriter):
             self._finished.extend(paths)
             self._fds = None
             self._paths = None
-
-    def finished_parts(self) -> list[Path]:
-        """Files that no longer change (rotated parts and their indexes; all of them after :meth:`close`)."""
-        with self._lock:
-            return list(self._finished)
-
-    def close(self) -> None:
-        """fsync and close the part; an open label segment ends one frame period after the last frame."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                if self._fds is not None:
-                    self._close_part()
-            finally:
-                self._end_labels(None if self._last_t is None else self._last_t + 1.0 / self.meta.fps)

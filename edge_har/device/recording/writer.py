@@ -59,13 +59,42 @@ def _mb(n: int) -> str:
 
 
 class SessionWriter:
-    """What every session writer shares: the folder, the lock, the full state and the labels.
+    """What every session writer shares: the folder, the lock, the limits, the counters and the labels.
 
-    Labels are segments in ``labels.csv``, rewritten atomically on every change; a subclass
-    writes its own media and calls :meth:`_end_labels` when it closes.
+    Labels are segments in ``labels.csv``, rewritten atomically on every change. A subclass writes
+    its own media into parts (:meth:`_close_part`, :meth:`_abandon_part`, :meth:`_sync_files`) and
+    names its unit (``unit``: samples or frames) and the period that ends an open label at close.
     """
 
-    def __init__(self, session_dir: Path) -> None:
+    unit = "samples"
+
+    def __init__(
+        self,
+        session_dir: Path,
+        *,
+        rotate_bytes: int,
+        rotate_s: float,
+        budget_bytes: int | None,
+        fsync_interval_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        if rotate_bytes <= 0 or not rotate_s > 0 or not fsync_interval_s >= 0:
+            raise ValueError("rotate_bytes and rotate_s must be > 0, fsync_interval_s >= 0")
+        if budget_bytes is not None and budget_bytes <= 0:
+            raise ValueError(f"budget_bytes must be > 0, got {budget_bytes}")
+        self.rotate_bytes = int(rotate_bytes)
+        self.rotate_s = float(rotate_s)
+        self.budget_bytes = None if budget_bytes is None else int(budget_bytes)
+        self.fsync_interval_s = float(fsync_interval_s)
+        self._clock = clock
+        self.samples_written = 0  # samples or frames handed to the OS (a killed process keeps them)
+        self.samples_synced = 0  # ... fsync'd (a power cut keeps them)
+        self.bytes_written = 0  # bytes of every part, headers included
+        self._last_t: float | None = None
+        self._finished: list[Path] = []
+        self._index = -1
+        self._part_opened = 0.0
+        self._last_sync = clock()
         self.session_dir = Path(session_dir)
         self._lock = threading.RLock()
         self.label: str | None = None
@@ -135,14 +164,97 @@ class SessionWriter:
             self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, done))
         self.label = None
 
+    # -------------------------------------------------------------- limits
+
+    def _over_budget(self, need: int, where: Path | None) -> None:
+        """Raise (and keep) :class:`RecordingFull` when ``need`` more bytes would pass the budget."""
+        if self.budget_bytes is None or self.bytes_written + need <= self.budget_bytes:
+            return
+        self.full = RecordingFull(
+            f"{where or self.session_dir}: the recording budget of {_mb(self.budget_bytes)} ({self.budget_bytes} "
+            f"bytes) is reached ({self.bytes_written} bytes written); the session takes no more {self.unit}"
+        )
+        self._sync()
+        raise self.full
+
+    def _raise_os(self, exc: OSError, path: Path) -> None:
+        """A full disk closes the part and raises (and keeps) :class:`RecordingFull`; anything else re-raises."""
+        if exc.errno in _FULL_ERRNOS:
+            self._abandon_part()
+            self.full = RecordingFull(
+                f"{path}: disk full ({exc.strerror or exc}); the session stops at {self.samples_written} "
+                f"{self.unit}, everything before stays valid"
+            )
+            raise self.full from None
+        raise exc
+
+    def _fsync(self, fd: int, path: Path) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            if exc.errno in _FULL_ERRNOS:
+                self._raise_os(exc, path)
+            if exc.errno != errno.EINVAL:  # EINVAL: a file that cannot be synced (a device, a pipe)
+                raise
+
+    def _sync(self) -> None:
+        """fsync the open part; what was written so far survives a power cut."""
+        self._sync_files()
+        self.samples_synced = self.samples_written
+        self._last_sync = self._clock()
+
+    def sync(self) -> None:
+        """fsync now (a caller whose input stalls can call this on its own timer)."""
+        with self._lock:
+            self._sync()
+
+    def finished_parts(self) -> list[Path]:
+        """Files that no longer change (rotated parts, or all of them after :meth:`close`): safe to upload whole."""
+        with self._lock:
+            return list(self._finished)
+
+    # -------------------------------------------------------------- what a subclass writes
+
+    @property
+    def period_s(self) -> float:  # pragma: no cover - every subclass has its own
+        """One sample (or frame) period: an open label ends this long after the last one at close."""
+        raise NotImplementedError
+
+    def _part_open(self) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+    def _sync_files(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _close_part(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _abandon_part(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- end
+
+    def close(self) -> None:
+        """fsync and close the part; an open segment ends one period after the last sample or frame.
+
+        On a full disk the part is closed first, then :class:`RecordingFull` is raised (``labels.csv``
+        then keeps its last complete version).
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if self._part_open():
+                    self._close_part()
+            finally:
+                self._end_labels(None if self._last_t is None else self._last_t + self.period_s)
+
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def close(self) -> None:  # pragma: no cover - every subclass has its own
-        raise NotImplementedError
 
 
 class RecordingWriter(SessionWriter):
@@ -164,31 +276,21 @@ class RecordingWriter(SessionWriter):
         fsync_interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if rotate_bytes <= 0 or not rotate_s > 0 or not fsync_interval_s >= 0:
-            raise ValueError("rotate_bytes and rotate_s must be > 0, fsync_interval_s >= 0")
-        if budget_bytes is not None and budget_bytes <= 0:
-            raise ValueError(f"budget_bytes must be > 0, got {budget_bytes}")
-        super().__init__(session_dir)
+        super().__init__(
+            session_dir,
+            rotate_bytes=rotate_bytes,
+            rotate_s=rotate_s,
+            budget_bytes=budget_bytes,
+            fsync_interval_s=fsync_interval_s,
+            clock=clock,
+        )
         self.meta = meta
-        self.rotate_bytes = int(rotate_bytes)
-        self.rotate_s = float(rotate_s)
-        self.budget_bytes = None if budget_bytes is None else int(budget_bytes)
-        self.fsync_interval_s = float(fsync_interval_s)
-        self._clock = clock
         self._header = ("t," + ",".join(meta.channels) + "\n").encode("utf-8")
-        self.samples_written = 0  # rows handed to the OS (a killed process keeps them)
-        self.samples_synced = 0  # rows fsync'd (a power cut keeps them)
         self.samples_dropped = 0  # rows with a non-finite time or value, left out
-        self.bytes_written = 0  # bytes of every part, headers included
-        self._last_t: float | None = None
-        self._finished: list[Path] = []
-        self._index = -1
         self._fd: int | None = None
         self._path: Path | None = None
         self._part_bytes = 0
         self._part_rows = 0
-        self._part_opened = 0.0
-        self._last_sync = clock()
         self._small_file(LAYOUT_FILE, lambda: write_meta(self.session_dir, meta))
         self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, []))
         fsync_dir(self.session_dir.parent)
@@ -236,15 +338,7 @@ class RecordingWriter(SessionWriter):
                 self._part_rows > 0
                 and (self._part_bytes + len(data) > self.rotate_bytes or now - self._part_opened >= self.rotate_s)
             )
-            need = len(data) + (len(self._header) if rotate else 0)
-            if self.budget_bytes is not None and self.bytes_written + need > self.budget_bytes:
-                where = self._path or self.session_dir
-                self.full = RecordingFull(
-                    f"{where}: the recording budget of {_mb(self.budget_bytes)} ({self.budget_bytes} bytes) is "
-                    f"reached ({self.bytes_written} bytes written); the session takes no more samples"
-                )
-                self._sync()
-                raise self.full
+            self._over_budget(len(data) + (len(self._header) if rotate else 0), self._path)
             if rotate:
                 self._next_part(now)
             self._append(data)
@@ -297,16 +391,6 @@ class RecordingWriter(SessionWriter):
         except OSError:
             pass  # a device file (/dev/full) or a failing disk: nothing more can be done here
 
-    def _raise_os(self, exc: OSError, path: Path) -> None:
-        if exc.errno in _FULL_ERRNOS:
-            self._abandon_part()
-            self.full = RecordingFull(
-                f"{path}: disk full ({exc.strerror or exc}); the session stops at {self.samples_written} samples, "
-                "everything before stays valid"
-            )
-            raise self.full from None
-        raise exc
-
     def _abandon_part(self) -> None:
         """Close the part after a full disk without another write; it counts as finished when it holds rows."""
         if self._fd is None:
@@ -320,23 +404,16 @@ class RecordingWriter(SessionWriter):
         self._fd = None
         self._path = None
 
-    def _sync(self) -> None:
-        """fsync the part; rows written so far survive a power cut."""
-        if self._fd is not None:
-            try:
-                os.fsync(self._fd)
-            except OSError as exc:
-                if exc.errno in _FULL_ERRNOS:
-                    self._raise_os(exc, self._path or self.session_dir)
-                if exc.errno != errno.EINVAL:  # EINVAL: a file that cannot be synced (a device, a pipe)
-                    raise
-        self.samples_synced = self.samples_written
-        self._last_sync = self._clock()
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.meta.sample_rate_hz
 
-    def sync(self) -> None:
-        """fsync now (a caller whose samples stall can call this on its own timer)."""
-        with self._lock:
-            self._sync()
+    def _part_open(self) -> bool:
+        return self._fd is not None
+
+    def _sync_files(self) -> None:
+        if self._fd is not None:
+            self._fsync(self._fd, self._path or self.session_dir)
 
     def _close_part(self) -> None:
         assert self._fd is not None and self._path is not None
@@ -348,26 +425,3 @@ class RecordingWriter(SessionWriter):
             self._finished.append(path)
             self._fd = None
             self._path = None
-
-    def finished_parts(self) -> list[Path]:
-        """Parts that no longer change (rotated, or all of them after :meth:`close`): safe to upload whole."""
-        with self._lock:
-            return list(self._finished)
-
-    # -------------------------------------------------------------- end
-
-    def close(self) -> None:
-        """fsync and close the part; an open segment ends one sample period after the last sample.
-
-        On a full disk the part is closed first, then :class:`RecordingFull` is raised (``labels.csv``
-        then keeps its last complete version).
-        """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                if self._fd is not None:
-                    self._close_part()
-            finally:
-                self._end_labels(None if self._last_t is None else self._last_t + 1.0 / self.meta.sample_rate_hz)
