@@ -87,6 +87,16 @@ class _Model(BaseModel):
 # ====================================================================== sections
 
 
+class EventRuleConfig(_Model):
+    """One event class's rule (``events: {fall: {...}}``): see :mod:`edge_har.core.events`."""
+
+    threshold: float = Field(0.5, gt=0, le=1, description="p(class) at or above this fires the rule ...")
+    k: int = Field(1, ge=1, le=1000, description="... for this many consecutive windows.")
+    refractory_s: float = Field(
+        30.0, ge=0, le=86_400, description="After an event, the same class stays quiet this many seconds."
+    )
+
+
 class InterpreterConfig(_Model):
     """Which TFLite runtime runs the bundle, and how."""
 
@@ -265,6 +275,13 @@ class DeviceConfig(_Model):
     video: VideoRuntimeConfig = Field(
         default_factory=VideoRuntimeConfig,
         description="How a video bundle is streamed (camera source); ignored for sensor bundles.",
+    )
+    events: Optional[dict[str, EventRuleConfig]] = Field(
+        None,
+        description=(
+            "Classes that are events (a fall): each published once on <prefix>/<id>/event when its rule fires, "
+            "and a Home Assistant event entity. Replaces the bundle's own events section; absent: the bundle's."
+        ),
     )
     capture: Optional[CaptureConfig] = Field(
         None,
@@ -588,6 +605,12 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
         folder = cfg.capture.directory()
         if folder.exists() and not folder.is_dir():
             errors.append(f"{loaded.where('capture.dir' if cfg.capture.dir else 'capture')}: {folder} is not a folder")
+    if bundle is not None and cfg.events:
+        for label in cfg.events:
+            if label not in bundle.labels:
+                errors.append(
+                    f"{loaded.where(f'events.{label}')}: not one of the bundle's classes ({', '.join(bundle.labels)})"
+                )
     if bundle is not None:
         frames = cfg.source.needs_video_bundle
         if bundle.kind == "video" and not frames:

@@ -103,6 +103,7 @@ class Daemon:
         self._model_label: Optional[Callable[[str], Optional[str]]] = None
         self.source: Optional[Source] = None
         self.publisher: Any = None
+        self.events: Any = None  # an EventStage when the bundle or the config declares event classes
         self.capture: Any = None  # a CaptureStore when the config has a capture section (sensor bundles)
         self._corrections: Any = None  # its CorrectionListener
         self.windows: queue.Queue[Window] = queue.Queue(maxsize=self.cfg.queues.windows)
@@ -188,8 +189,19 @@ class Daemon:
         # the merged names, so the truth goes through the same map (None: a class the model left out)
         bundle = getattr(rt, "bundle", None)
         self._model_label = bundle.model_label if bundle is not None else None
+        from edge_har.core.events import EventRuleError
+        from edge_har.device.event_stage import EventStage, event_rules
+
         try:
-            self.publisher = Publisher(cfg.mqtt, self.device_id, rt.model_id, rt.labels)
+            rules = event_rules(cfg.events, bundle.data.get("events") if bundle is not None else None, rt.labels)
+        except EventRuleError as exc:
+            log.error("config: %s", exc)
+            return EXIT_CONFIG
+        self.events = EventStage(rules, rt.labels, getattr(rt, "pre", None)) if rules else None
+        try:
+            self.publisher = Publisher(
+                cfg.mqtt, self.device_id, rt.model_id, rt.labels, event_types=[r.label for r in rules]
+            )
             self.publisher.start()
         except (MqttConfigError, ValueError) as exc:
             log.error("config: %s", exc)
@@ -380,6 +392,8 @@ class Daemon:
                     self.request_stop("inference keeps failing")
                     return EXIT_FAILURE
                 continue
+            if self.events is not None:
+                self._publish_events(window, prediction)
             if self.capture is not None:
                 try:
                     self.capture.offer(prediction, window)
@@ -389,6 +403,24 @@ class Daemon:
                 self.request_stop(f"--max-windows {self.max_windows} reached")
                 break
         return EXIT_OK
+
+    def _publish_events(self, window: Window, prediction: Prediction) -> None:
+        from edge_har.mqtt.payloads import event_payload
+
+        rt, events = self.runtime, self.events
+        assert rt is not None and events is not None
+        try:
+            for event in events.on_window(window, prediction):
+                payload = event_payload(
+                    device_id=self.device_id,
+                    model_id=rt.model_id,
+                    event=event.to_json(),
+                    variant=rt.variant,
+                    run_id=self.publisher.run_id,
+                )
+                self.publisher.publish_event(payload)
+        except Exception:  # an event that cannot be built must never stop inference
+            log.exception("events: a window could not be checked")
 
     def _publish(self, p: Prediction) -> None:
         from edge_har.mqtt.payloads import prediction_payload
@@ -472,6 +504,8 @@ class Daemon:
             extra["replay_accuracy"] = accuracy
         if self.capture is not None:
             extra["captures"] = self.capture.counters()
+        if self.events is not None:
+            extra["events"] = self.events.counters()
         return stats_payload(
             device_id=self.device_id,
             model_id=rt.model_id,

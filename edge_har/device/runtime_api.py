@@ -62,6 +62,7 @@ class Prediction:
     e2e_ms: float
     truth: Optional[str] = None
     arrival: float = 0.0
+    raw_probabilities: Optional[np.ndarray] = None  # this window alone, unsmoothed: what event rules read
 
     def stamp_e2e(self) -> float:
         """Set e2e_ms to now (the hand-off); returns it."""
@@ -92,6 +93,7 @@ def build_prediction(
         e2e_ms=(time.perf_counter() - window.arrival) * 1000.0,
         truth=window.truth,
         arrival=window.arrival,
+        raw_probabilities=probs,
     )
 
 

@@ -35,6 +35,7 @@ class Topics:
     prediction: str
     status: str
     stats: str
+    event: str = ""  # <base>/event: event classes' detections (QoS 1, not retained)
 
 
 def topics(cfg: MqttConfig, device_id: str) -> Topics:
@@ -43,7 +44,13 @@ def topics(cfg: MqttConfig, device_id: str) -> Topics:
     if not device_id or not _DEVICE_ID.match(device_id):
         raise ValueError(f"device_id {device_id!r} cannot be an MQTT topic level (no '/', '+', '#', spaces; not empty)")
     base = f"{cfg.topic_prefix}/{device_id}"
-    return Topics(base=base, prediction=f"{base}/prediction", status=f"{base}/status", stats=f"{base}/stats")
+    return Topics(
+        base=base,
+        prediction=f"{base}/prediction",
+        status=f"{base}/status",
+        stats=f"{base}/stats",
+        event=f"{base}/event",
+    )
 
 
 class EdgeHarClient(mqtt.Client):

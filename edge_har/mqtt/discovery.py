@@ -23,7 +23,14 @@ from edge_har.mqtt.client import Topics
 from edge_har.mqtt.config import HomeAssistantConfig
 from edge_har.mqtt.payloads import STATUS_OFFLINE, STATUS_ONLINE, UNKNOWN_LABEL
 
-__all__ = ["activity_sensor_config", "birth_topic", "discovery_topic", "node_id"]
+__all__ = [
+    "activity_sensor_config",
+    "birth_topic",
+    "discovery_topic",
+    "event_discovery_topic",
+    "event_entity_config",
+    "node_id",
+]
 
 _NODE_ID_BAD = re.compile(r"[^a-zA-Z0-9_-]")
 
@@ -45,6 +52,11 @@ def node_id(ha: HomeAssistantConfig, device_id: str) -> str:
 
 def discovery_topic(ha: HomeAssistantConfig, device_id: str) -> str:
     return f"{ha.discovery_prefix}/sensor/{node_id(ha, device_id)}/activity/config"
+
+
+def event_discovery_topic(ha: HomeAssistantConfig, device_id: str) -> str:
+    """Where the ``event`` entity's config goes (the MQTT event platform)."""
+    return f"{ha.discovery_prefix}/event/{node_id(ha, device_id)}/events/config"
 
 
 def birth_topic(ha: HomeAssistantConfig) -> str:
@@ -77,12 +89,48 @@ def activity_sensor_config(
         "availability_template": AVAILABILITY_TEMPLATE,
         "payload_available": STATUS_ONLINE,
         "payload_not_available": STATUS_OFFLINE,
-        "device": {
-            "identifiers": [f"edge_har_{node}"],
-            "name": ha.node_name or device_id,
-            "manufacturer": "edge-har",
-            "model": model_id,
-            "sw_version": __version__,
-        },
+        "device": _device_block(ha, device_id, model_id),
+        "origin": {"name": "edge-har", "sw_version": __version__},
+    }
+
+
+def _device_block(ha: HomeAssistantConfig, device_id: str, model_id: str) -> dict[str, Any]:
+    node = node_id(ha, device_id)
+    return {
+        "identifiers": [f"edge_har_{node}"],
+        "name": ha.node_name or device_id,
+        "manufacturer": "edge-har",
+        "model": model_id,
+        "sw_version": __version__,
+    }
+
+
+def event_entity_config(
+    ha: HomeAssistantConfig,
+    topics: Topics,
+    *,
+    device_id: str,
+    model_id: str,
+    event_types: Sequence[str],
+) -> dict[str, Any]:
+    """The discovery payload of the ``event`` entity: one per device, firing each event class it declares.
+
+    Home Assistant's MQTT event platform reads ``event_type`` from the JSON payload (it must be one
+    of ``event_types``) and keeps the other keys as the event's attributes, so an automation
+    triggers on a fall without a template.
+    """
+    node = node_id(ha, device_id)
+    return {
+        "name": "Event",
+        "unique_id": f"edge_har_{node}_event",
+        "icon": "mdi:alert",
+        "state_topic": topics.event,
+        "event_types": list(dict.fromkeys(map(str, event_types))),
+        "availability_topic": topics.status,
+        "availability_template": AVAILABILITY_TEMPLATE,
+        "payload_available": STATUS_ONLINE,
+        "payload_not_available": STATUS_OFFLINE,
+        "qos": 1,
+        "device": _device_block(ha, device_id, model_id),
         "origin": {"name": "edge-har", "sw_version": __version__},
     }

@@ -136,6 +136,35 @@ def encode(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
+def event_payload(
+    *,
+    device_id: str,
+    model_id: str,
+    event: Mapping[str, Any],
+    variant: Optional[str] = None,
+    run_id: Optional[str] = None,
+) -> dict[str, Any]:
+    """An event (``Event.to_json()``: event_type, impact_ts, detected_ts, confidence, first_seq, last_seq,
+    windows) as published on ``<prefix>/<device>/event``, with the device, model and run it came from.
+
+    ``event_type`` is the key Home Assistant's MQTT event entity reads; the rest become the
+    event's attributes there.
+    """
+    payload: dict[str, Any] = {
+        "schema_version": PREDICTION_SCHEMA_VERSION,
+        "device_id": str(device_id),
+        "model_id": str(model_id),
+        "variant": None if variant is None else str(variant),
+    }
+    if run_id is not None:
+        payload["run_id"] = str(run_id)
+    payload |= dict(event)
+    for key in ("impact_ts", "detected_ts", "confidence"):
+        if not math.isfinite(float(payload[key])):
+            raise ValueError(f"event {key} {payload[key]!r} is not a finite number")
+    return payload
+
+
 def prediction_payload(
     *,
     device_id: str,

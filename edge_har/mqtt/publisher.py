@@ -86,6 +86,7 @@ class _Item(NamedTuple):
     # Written to a link that died before the broker acknowledged it: the broker may have delivered it,
     # so dropping it later is counted apart (dropped_unconfirmed), not as a certain loss.
     sent: bool = False
+    event: bool = False  # an event (<base>/event, QoS 1 at least) rather than a prediction
 
 
 class Publisher:
@@ -103,6 +104,7 @@ class Publisher:
         *,
         on_link_change: Optional[Callable[[bool], None]] = None,
         run_id: Optional[str] = None,
+        event_types: Sequence[str] = (),
     ) -> None:
         self.cfg = cfg
         # One id per run of the device (see payloads' module docstring): added to every prediction
@@ -111,6 +113,7 @@ class Publisher:
         self.device_id = device_id
         self.model_id = model_id
         self.labels = [str(label) for label in labels]
+        self.event_types = [str(e) for e in event_types]  # Home Assistant's event entity lists them
         self.topics = topics(cfg, device_id)
         self.client_id = cfg.client_id_for(device_id)
         self._on_link_change = on_link_change
@@ -278,9 +281,21 @@ class Publisher:
         Raises ValueError only for a payload that is not valid JSON (NaN, infinity, unserialisable
         objects): see :func:`~edge_har.mqtt.payloads.prediction_payload`.
         """
+        self._publish_item(payload, event=False)
+
+    def publish_event(self, payload: Mapping[str, Any]) -> None:
+        """Publish an event (:func:`~edge_har.mqtt.payloads.event_payload`) on ``<base>/event``.
+
+        In the same ordered queue as the predictions, with the same guarantees (kept while the
+        link is down, re-sent after a reconnect), at QoS 1 at least and never retained: an event
+        is a moment, and a subscriber that joins later must not see an old fall as new.
+        """
+        self._publish_item(payload, event=True)
+
+    def _publish_item(self, payload: Mapping[str, Any], *, event: bool) -> None:
         if "run_id" not in payload:
             payload = _with_run_id(payload, self.run_id)
-        item = _Item(next(self._order), encode(payload))
+        item = _Item(next(self._order), encode(payload), event=event)
         with self._cond:
             if not self._can_send_now_locked() or self._queue:
                 self._enqueue_locked(item)
@@ -433,9 +448,10 @@ class Publisher:
         """Hand one prediction to paho; caller holds _send_lock (not _lock). False: it went back to the queue."""
         client = self._client
         assert client is not None
-        qos = self.cfg.qos.prediction
+        qos = max(1, self.cfg.qos.prediction) if item.event else self.cfg.qos.prediction
+        topic = self.topics.event if item.event else self.topics.prediction
         try:
-            info = client.publish(self.topics.prediction, item.data, qos=qos, properties=self._json_props)
+            info = client.publish(topic, item.data, qos=qos, properties=self._json_props)
         except ValueError as exc:  # e.g. payload over the MQTT size limit: it can never be sent
             with self._cond:
                 self._sending = False
@@ -633,6 +649,17 @@ class Publisher:
             retain=True,
             properties=self._json_props,
         )
+        # Without event classes an empty retained config removes an event entity an earlier bundle made.
+        event_config = (
+            encode(
+                discovery.event_entity_config(
+                    ha, self.topics, device_id=self.device_id, model_id=self.model_id, event_types=self.event_types
+                )
+            )
+            if self.event_types
+            else b""
+        )
+        client.publish(discovery.event_discovery_topic(ha, self.device_id), event_config, qos=1, retain=True)
 
     def _note_problem(self, message: str, level: int) -> None:
         """Log a connection problem once (at ``level``), repeats of the same one at DEBUG."""
