@@ -125,3 +125,34 @@ def test_example_acl_lets_home_assistant_and_serve_set_a_devices_label_and_no_ot
     viewer.wait_count("edge-har/pi-a/record/state", 1)
     time.sleep(0.5)  # a spoofed label would have arrived by now
     assert [m.payload for m in device.on("edge-har/pi-a/label/set")] == [b"walk", b"sit"]
+
+
+def test_example_acl_lets_a_device_publish_its_own_events_and_event_entity_only(
+    tmp_path, tls_files, mqtt_listener, request
+):
+    users = {"pi-a": "pw-a-123", "pi-b": "pw-b-456", "homeassistant": "ha-pw"}
+    broker = example_broker(tmp_path, tls_files, users).start()
+    request.node._edge_har_brokers = [broker]
+    ha = mqtt_listener(
+        broker,
+        ["edge-har/+/event", "homeassistant/event/#"],
+        username="homeassistant",
+        password=users["homeassistant"],
+    )
+    for user in ("pi-a", "pi-b"):
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"{user}-event-test")
+        client.username_pw_set(user, users[user])
+        client.connect(broker.host, broker.port, keepalive=10)
+        client.loop_start()
+        try:
+            body = f'{{"event_type": "fall", "from": "{user}"}}'.encode()
+            client.publish("edge-har/pi-a/event", body, qos=1).wait_for_publish(5)
+            client.publish("homeassistant/event/pi-a/events/config", body, qos=1, retain=True).wait_for_publish(5)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+    ha.wait_count("edge-har/pi-a/event", 1)
+    ha.wait_count("homeassistant/event/pi-a/events/config", 1)
+    time.sleep(0.5)  # pi-b's would have arrived by now
+    assert [m.json()["from"] for m in ha.on("edge-har/pi-a/event")] == ["pi-a"]
+    assert [m.json()["from"] for m in ha.on("homeassistant/event/pi-a/events/config")] == ["pi-a"]
