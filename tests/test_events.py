@@ -130,3 +130,53 @@ def test_every_event_follows_the_rule(p, threshold, k, refractory):
         assert len(events) == sum(x >= threshold for x in p)
     if not any(x >= threshold for x in p):
         assert events == []
+
+
+# ---------------------------------------------------------------- per-recording figures on a known synthetic set
+
+from edge_har.core.event_metrics import Stream, choose, event_figures, sweep  # noqa: E402
+
+
+def _recording(name: str, seconds: float, bursts: list[tuple[float, float]], event=None, impact=None) -> Stream:
+    """Windows every 0.5 s; p(fall) = the burst's height inside each (start, height) burst of 1 s, else 0.05."""
+    ts = np.arange(0.5, seconds + 1e-9, 0.5)
+    p = np.full(len(ts), 0.05)
+    for start, height in bursts:
+        p[(ts >= start) & (ts < start + 1.0)] = height
+    return Stream(name, stream(list(p)), ts, event=event, impact_ts=impact, duration_s=seconds)
+
+
+def known_set() -> list[Stream]:
+    return [
+        _recording("fall-1", 10, [(5.0, 0.95)], "fall", impact=4.8),  # detected 0.7 s after the impact (k=2)
+        _recording("fall-2", 10, [(6.0, 0.9)], "fall", impact=5.0),  # detected 1.5 s after
+        _recording("fall-3", 10, [(7.0, 0.6)], "fall", impact=6.5),  # only above 0.5: missed at 0.8
+        _recording("fall-4", 30, [(3.0, 0.99), (25.0, 0.99)], "fall", impact=2.9),  # a second alarm 22 s later: false
+        _recording("walk", 1800, [(100.0, 0.9), (900.0, 0.85)]),  # two false alarms in half an hour
+        _recording("sit", 1800, [(50.0, 0.7)]),  # above 0.5 only
+    ]
+
+
+def test_figures_per_recording_and_per_hour_on_a_known_set():
+    f = event_figures(known_set(), EventRule("fall", 0.8, k=2, refractory_s=5), LABELS)
+    assert (f.event_recordings, f.detected, f.sensitivity) == (4, 3, 0.75)
+    assert f.missed == ["fall-3"] and f.falsely_flagged == ["fall-4", "walk"]
+    assert f.false_alarms == 3 and f.other_hours == pytest.approx(1.0)
+    assert f.false_alarms_per_hour == pytest.approx(3.0)
+    assert sorted(f.delays_s) == pytest.approx(
+        [0.6, 0.7, 1.5]
+    )  # k=2 fires on the 2nd window: 3.5-2.9, 5.5-4.8, 6.5-5.0
+    low = event_figures(known_set(), EventRule("fall", 0.5, k=2, refractory_s=5), LABELS)
+    assert low.sensitivity == 1.0 and low.false_alarms_per_hour == pytest.approx(4.0)
+    doc = f.to_json()
+    assert doc["false_alarms_per_hour"] == 3.0 and doc["delay_s"]["n"] == 3 and doc["rule"]["k"] == 2
+
+
+def test_choose_takes_the_most_sensitive_rule_within_the_false_alarm_target():
+    curve = sweep(known_set(), "fall", LABELS, thresholds=(0.5, 0.8, 0.92, 0.97), ks=(1, 2), refractory_s=5)
+    best = choose(curve, max_false_alarms_per_hour=3.0)
+    assert best.sensitivity == 0.75 and best.false_alarms_per_hour <= 3.0
+    strict = choose(curve, max_false_alarms_per_hour=1.0)  # 0.92: only falls 1 and 4 and no walk alarm
+    assert strict.false_alarms_per_hour <= 1.0 and strict.rule.threshold == 0.92
+    impossible = choose(curve, max_false_alarms_per_hour=-1)  # none within: the fewest false alarms
+    assert impossible.false_alarms == min(f.false_alarms for f in curve)
