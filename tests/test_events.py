@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_har.core.event_metrics import Stream, choose, event_figures, sweep
 from edge_har.core.events import (
     EventDetector,
     EventRule,
@@ -133,8 +134,6 @@ def test_every_event_follows_the_rule(p, threshold, k, refractory):
 
 
 # ---------------------------------------------------------------- per-recording figures on a known synthetic set
-
-from edge_har.core.event_metrics import Stream, choose, event_figures, sweep  # noqa: E402
 
 
 def _recording(name: str, seconds: float, bursts: list[tuple[float, float]], event=None, impact=None) -> Stream:
