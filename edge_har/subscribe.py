@@ -53,6 +53,8 @@ Lines mode prints, per prediction: the window's end time, device, label, confide
 and end-to-end latency, and the sequence number; --probabilities adds every class's probability
 (in the model's label order), in both modes, e.g. to see how close a second class came. Table mode shows each device's current activity,
 how long it has lasted and whether the device is online (its retained status topic).
+Events (a fall: <prefix>/<id>/event, beside each prediction topic) get an EVENT line with the impact
+time and the detection delay in lines mode, and the LAST EVENT column ("fall 3m05s ago") in table mode.
 A prediction seen twice (same device, run_id and seq: a QoS 1 re-delivery) is shown once and
 counted; a new run_id for a device is reported as a restart. Table mode also follows status and
 stats: a device whose status says online but that sent no stats for 3 stats intervals is shown as
@@ -162,6 +164,8 @@ class DeviceState:
     stats_at: Optional[float] = None  # our monotonic clock when the last stats message arrived
     stats_interval_s: Optional[float] = None
     liveness: str = "?"  # what was last shown: online, stale, stopped, offline
+    last_event: Optional[str] = None  # the type of the newest event (a fall)
+    last_event_at: Optional[float] = None  # our monotonic clock when it arrived
 
 
 @dataclass
@@ -175,6 +179,7 @@ class Viewer:
     probabilities: bool = False  # show every class's probability (--probabilities)
     devices: dict[str, DeviceState] = field(default_factory=dict)
     predictions: int = 0
+    events: Counter[str] = field(default_factory=Counter)  # events shown, by type
     duplicates: int = 0
     restarts: int = 0
     bad: Counter[str] = field(default_factory=Counter)  # bad messages by reason (BAD_REASONS)
@@ -220,6 +225,9 @@ class Viewer:
         if not isinstance(data, dict):
             self.bad_message(topic, "not_object", f"JSON {_json_type(data)}, not an object")
             return False
+        if topic.endswith("/event"):
+            self._event(topic, data, text)
+            return False
         is_prediction = topic.endswith("/prediction") or "label" in data
         if not is_prediction:
             self._write_jsonl(text)
@@ -258,6 +266,33 @@ class Viewer:
         else:
             self._update(device, data)
         return True
+
+    def _event(self, topic: str, data: dict[str, Any], text: str) -> None:
+        """An event (a fall): a line of its own in both modes' output, the newest per device in the table."""
+        kind = data.get("event_type")
+        if not isinstance(kind, str) or not kind:
+            self.bad_message(topic, "schema", "event without an event_type")
+            return
+        key = (
+            "event",
+            _hashable(data.get("device_id")),
+            _hashable(data.get("run_id")),
+            kind,
+            _hashable(data.get("last_seq")),
+        )
+        if key in self._seen:
+            self.duplicates += 1
+            return
+        self._seen[key] = None
+        self._write_jsonl(text)
+        self.events[kind] += 1
+        device = _device(data, topic)
+        state = self._state(device)
+        if state is not None:
+            state.last_event, state.last_event_at = kind, time.monotonic()
+            self._dirty = True
+        if self.mode == "lines":
+            self._print(_event_line(device, data))
 
     # ------------------------------------------------------------------ bad messages
 
@@ -392,8 +427,8 @@ class Viewer:
     def render_table(self) -> str:
         now = time.monotonic()
         header = (
-            f"{'DEVICE':<18} {'STATUS':<8} {'ACTIVITY':<18} {'CONF':>5} {'FOR':>7} {'E2E ms':>7} {'SEEN':>8}  MODEL"
-            + ("  PROBABILITIES" if self.probabilities else "")
+            f"{'DEVICE':<18} {'STATUS':<8} {'ACTIVITY':<18} {'CONF':>5} {'FOR':>7} {'E2E ms':>7} {'SEEN':>8}  "
+            f"{'LAST EVENT':<18}  MODEL" + ("  PROBABILITIES" if self.probabilities else "")
         )
         rows = [header]
         for device in sorted(self.devices):
@@ -401,9 +436,15 @@ class Viewer:
             lasted = _duration(s.last_ts - s.since) if s.since is not None and s.last_ts is not None else "-"
             seen = f"{now - s.seen_at:.0f}s ago" if s.seen_at is not None else "-"
             status = s.liveness if s.liveness != "?" else ("online" if s.predictions else "?")
+            event = (
+                f"{_clean(s.last_event, 10)} {_duration(now - s.last_event_at)} ago"
+                if s.last_event is not None and s.last_event_at is not None
+                else "-"
+            )
             rows.append(
                 f"{_clean(device, 18):<18} {status[:8]:<8} {s.label[:18]:<18} "
-                f"{_fmt(s.confidence, '.2f'):>5} {lasted:>7} {_fmt(s.e2e_ms, '.1f'):>7} {seen:>8}  {s.model_id}"
+                f"{_fmt(s.confidence, '.2f'):>5} {lasted:>7} {_fmt(s.e2e_ms, '.1f'):>7} {seen:>8}  {event:<18}  "
+                f"{s.model_id}"
                 + (f"  {_probabilities_text({'probabilities': s.probabilities})}" if self.probabilities else "")
             )
         if not self.devices:
@@ -437,6 +478,17 @@ def _prediction_line(device: str, data: dict[str, Any]) -> str:
         f"{_fmt(_number(data.get('confidence')), '.3f'):>5}  "
         f"inf {_fmt(_number(data.get('inference_ms')), '.2f')} ms  e2e {_fmt(_number(data.get('e2e_ms')), '.2f')} ms  "
         f"#{_clean(str(data.get('seq', '?')), 24)}"
+    )
+
+
+def _event_line(device: str, data: dict[str, Any]) -> str:
+    impact, detected = _number(data.get("impact_ts")), _number(data.get("detected_ts"))
+    delay = detected - impact if impact is not None and detected is not None else None
+    return (
+        f"{_clock(detected)}  {_clean(device, 16):<16} EVENT {_clean(str(data.get('event_type')), 14):<14} "
+        f"{_fmt(_number(data.get('confidence')), '.3f'):>5}  impact {_clock(impact)}  "
+        f"detected {_fmt(delay, '.1f')} s later  "
+        f"#{_clean(str(data.get('first_seq', '?')), 12)}-{_clean(str(data.get('last_seq', '?')), 12)}"
     )
 
 
@@ -701,6 +753,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if viewer.restarts:
         _warn(f"{viewer.restarts} device restart(s) seen (a new run_id)")
+    if viewer.events:
+        _warn("events: " + ", ".join(f"{n} {kind}" for kind, n in sorted(viewer.events.items())))
     return status
 
 
@@ -725,10 +779,11 @@ def subscription_filters(topics: list[str], *, mode: str, share: Optional[str]) 
     every filter except status and stats, which every consumer needs whole (and a shared
     subscription gets no retained status)."""
     filters = list(topics)
-    if mode == "table":
-        for f in topics:
-            if f.endswith("/prediction"):
-                base = f[: -len("prediction")]
+    for f in topics:
+        if f.endswith("/prediction"):
+            base = f[: -len("prediction")]
+            filters.append(base + "event")  # events (a fall) belong with the predictions they came from
+            if mode == "table":
                 filters += [base + "status", base + "stats"]
     filters = list(dict.fromkeys(filters))
     if share is None:

@@ -334,12 +334,17 @@ def test_viewer_marks_an_online_device_without_stats_as_stale():
 def test_subscription_filters_share_predictions_but_not_status_or_stats():
     from edge_har.subscribe import subscription_filters
 
-    assert subscription_filters(["edge-har/+/prediction"], mode="lines", share=None) == ["edge-har/+/prediction"]
+    assert subscription_filters(["edge-har/+/prediction"], mode="lines", share=None) == [
+        "edge-har/+/prediction",
+        "edge-har/+/event",
+    ]
     assert subscription_filters(["edge-har/+/prediction"], mode="table", share="g1") == [
         "$share/g1/edge-har/+/prediction",
+        "$share/g1/edge-har/+/event",  # an event, like a prediction, goes to one consumer of the group
         "edge-har/+/status",
         "edge-har/+/stats",
     ]
+    assert subscription_filters(["edge-har/pi-1/stats"], mode="lines", share=None) == ["edge-har/pi-1/stats"]
 
 
 def test_share_needs_mqtt5_and_a_plain_group_name(capsys):
@@ -447,3 +452,52 @@ def test_a_stop_signal_ends_subscribe_while_its_backlog_is_full(mosquitto_broker
             proc.wait()
     assert proc.returncode == 0, err
     assert "dropped: more than 5 waited to be shown" in err
+
+
+def test_events_get_a_line_and_the_table_the_last_one(capsys):
+    import io as _io
+
+    from edge_har.core.events import Event
+    from edge_har.mqtt.payloads import event_payload
+
+    event = Event(
+        "fall", impact_ts=1_700_000_000.2, detected_ts=1_700_000_001.5, confidence=0.97, first_seq=40, last_seq=41
+    )
+    payload = json.dumps(event_payload(device_id="pi-7", model_id="m", event=event.to_json(), run_id="r1")).encode()
+    out = _io.StringIO()
+    lines = Viewer(mode="lines", out=out)
+    assert lines.handle("edge-har/pi-7/event", payload) is False
+    lines.handle("edge-har/pi-7/event", payload)  # a QoS 1 re-delivery: shown once
+    (line,) = out.getvalue().splitlines()
+    assert "pi-7" in line and "EVENT fall" in line and "0.970" in line and "detected 1.3 s later" in line
+    assert "#40-41" in line and lines.events == {"fall": 1} and lines.duplicates == 1
+    table = Viewer(mode="table", out=_io.StringIO())
+    table.handle("edge-har/pi-7/prediction", json.dumps(pred(1, "pi-7")).encode())
+    assert " - " in table.render_table().splitlines()[1]
+    table.handle("edge-har/pi-7/event", payload)
+    row = table.render_table().splitlines()[1]
+    assert "fall 0s ago" in row
+    bad = Viewer(mode="lines", out=_io.StringIO())
+    bad.handle("edge-har/pi-7/event", b'{"confidence": 1}')
+    assert bad.bad == {"schema": 1} and bad.events == {}
+
+
+def test_subscribe_shows_an_event_from_a_real_broker(mosquitto_broker, publisher_for, tmp_path):
+    from edge_har.core.events import Event
+    from edge_har.mqtt.payloads import event_payload
+
+    broker = f"{mosquitto_broker.host}:{mosquitto_broker.port}"
+    sub = Subscribe("--broker", broker, "--count", "1", "--timeout", "20", "--jsonl", str(tmp_path / "out.jsonl"))
+    sub.wait_listening()
+    publisher = publisher_for("pi-fall")
+    event = Event("fall", impact_ts=time.time() - 1.0, detected_ts=time.time(), confidence=0.9, first_seq=3, last_seq=4)
+    publisher.publish_event(event_payload(device_id="pi-fall", model_id="m", event=event.to_json()))
+    publisher.publish_prediction(pred(5, "pi-fall"))
+    code, out, err = sub.finish()
+    assert code == 0, err
+    assert "EVENT fall" in out and "events: 1 fall" in err
+    kinds = [
+        ("event_type" in r, r.get("device_id"))
+        for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())
+    ]
+    assert kinds == [(True, "pi-fall"), (False, "pi-fall")]
