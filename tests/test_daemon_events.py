@@ -221,3 +221,36 @@ def test_event_payload_refuses_non_finite_times():
     event = {"event_type": "fall", "impact_ts": float("nan"), "detected_ts": 1.0, "confidence": 0.9}
     with pytest.raises(ValueError, match="impact_ts"):
         event_payload(device_id="d", model_id="m", event=event)
+
+
+def test_readmes_events_example_is_a_valid_section_and_payload():
+    import re
+
+    from edge_har.device.config import DeviceConfig
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    part = readme[readme.index("`event` (QoS 1, **not** retained)") :]
+    block = re.search(r"```yaml\n(.*?)```", part, flags=re.S).group(1)  # type: ignore[union-attr]
+    cfg = DeviceConfig.model_validate(
+        {"bundle": "b", "source": {"type": "replay", "path": "p"}, **yaml.safe_load(block)}
+    )
+    assert cfg.events is not None and cfg.events["fall"].k == 2 and cfg.events["fall"].threshold == 0.8
+    example = json.loads(re.search(r"```json\n(.*?)```", part, flags=re.S).group(1))  # type: ignore[union-attr]
+    fields = set(
+        event_payload(
+            device_id="d",
+            model_id="m",
+            event={
+                "event_type": "fall",
+                "impact_ts": 1.0,
+                "detected_ts": 2.0,
+                "confidence": 0.5,
+                "first_seq": 1,
+                "last_seq": 2,
+                "windows": 2,
+            },
+            variant="int8",
+            run_id="r",
+        )
+    )
+    assert set(example) == fields
