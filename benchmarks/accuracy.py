@@ -147,9 +147,16 @@ def score_variant(
     row["mean_inference_ms"] = 1000 * evaluation.seconds / max(1, len(split.y))
     row["files"] = files
     if settings.events:
-        from edge_har.convert.evaluate import event_report
+        from edge_har.convert.evaluate import event_report, per_hour_events, window_event_keys
+        from edge_har.convert.event_eval import plot_sweep
 
-        row["events"] = event_report(split.y, evaluation.probabilities, split.groups, bundle.labels, **settings.events)
+        events = settings.events
+        row["events"] = event_report(
+            split.y, evaluation.probabilities, split.groups, bundle.labels, **window_event_keys(events)
+        )
+        per_hour = per_hour_events(bundle, split.x_scaled, split.y, split.groups, evaluation.probabilities, events)
+        row["events"]["per_hour"] = per_hour
+        row["files"]["events_sweep"] = str(plot_sweep(per_hour, out_dir / f"events_sweep-{name}.png", name))
     return row
 
 

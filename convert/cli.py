@@ -628,7 +628,10 @@ unless given here; value scaling, resampling, windowing and normalisation always
 bundle. --positive-class adds, for an event-like class, sensitivity and specificity of every class
 against the rest, recording-level detection (a recording counts as detected when at least
 --detect-k of its windows are the positive class) and a sweep over the positive class's probability
-threshold (<out>/<variant>/events.json). For each variant it writes
+threshold (<out>/<variant>/events.json), and the device's own event rule run over each recording as a
+stream: recordings detected, false alarms per hour of the other recordings and the delay from the
+impact, for every threshold and k, the rule chosen for --target-false-alarms, and the curve
+(<out>/<variant>/events_sweep.png). For each variant it writes
 <out>/<variant>/metrics.json (accuracy, macro-F1, per-class precision/recall/F1, confusion matrix)
 and <out>/<variant>/confusion_matrix.png, plus <out>/summary.json. No TensorFlow needed.
 """
@@ -710,12 +713,55 @@ def add_event_arguments(parser: argparse.ArgumentParser) -> None:
         + ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS)
         + ")",
     )
+    group.add_argument(
+        "--target-false-alarms",
+        type=_non_negative_float,
+        default=1.0,
+        metavar="PER_HOUR",
+        help="the device's event rule (p >= threshold for k windows, then --refractory) is swept over each "
+        "recording; the rule reported is the most sensitive within this many false alarms per hour of the "
+        "other recordings (default: 1)",
+    )
+    group.add_argument(
+        "--refractory",
+        type=_non_negative_float,
+        default=30.0,
+        metavar="S",
+        help="seconds the rule stays quiet after an event (default: 30)",
+    )
+    group.add_argument(
+        "--impact-span",
+        type=_span,
+        default=(2.0, 10.0),
+        metavar="BEFORE,AFTER",
+        help="an event counts as the recording's when detected this many seconds before/after its impact, the "
+        "acceleration peak of its event windows (default: 2,10)",
+    )
+
+
+def _span(text: str) -> tuple[float, float]:
+    try:
+        before, after = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected BEFORE,AFTER in seconds (e.g. 2,10), got {text!r}") from None
+    if not (0 <= before <= 600 and 0 <= after <= 600):
+        raise argparse.ArgumentTypeError(f"expected two numbers of seconds 0-600, got {text!r}")
+    return before, after
 
 
 def event_options(args: argparse.Namespace) -> dict[str, Any] | None:
     if not getattr(args, "positive_class", None):
         return None
-    return {"positive": args.positive_class, "k": args.detect_k, "thresholds": tuple(args.thresholds)}
+    before, after = args.impact_span
+    return {
+        "positive": args.positive_class,
+        "k": args.detect_k,
+        "thresholds": tuple(args.thresholds),
+        "target_per_hour": args.target_false_alarms,
+        "refractory_s": args.refractory,
+        "before_s": before,
+        "after_s": after,
+    }
 
 
 def run_evaluate_command(args: argparse.Namespace) -> int:
@@ -753,7 +799,10 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
         report = json.loads(Path(entry["files"]["metrics"]).read_text())
         print(format_report(report, title=f"\n== {name} ({args.split}: {results['data']['windows']} windows)"))
         if "events" in entry["files"]:
+            from edge_har.convert.event_eval import format_per_hour
+
             event = json.loads(Path(entry["files"]["events"]).read_text())
             print(format_event_report(event, title=f"-- {name}: event class {event['positive_class']!r}"))
+            print(format_per_hour(event["per_hour"]))
     print(f"\nreports written to {out}")
     return 0

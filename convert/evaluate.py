@@ -200,8 +200,11 @@ def evaluate_bundle(
 ) -> dict[str, Any]:
     """Evaluate ``variants`` (default: all) of ``bundle`` on ``dataset``; write reports to ``out_dir``.
 
-    ``events`` (keywords of ``event_report``: ``positive``, ``k``, ``thresholds``) adds
-    the event-class report per variant (``<out>/<variant>/events.json``).
+    ``events`` (keywords of ``event_report``: ``positive``, ``k``, ``thresholds``; and of the
+    per-recording event figures: ``target_per_hour``, ``refractory_s``, ``before_s``, ``after_s``)
+    adds the event-class report per variant (``<out>/<variant>/events.json``) with the device's
+    event rule swept over the recordings (false alarms per hour, sensitivity, delay) and its plot
+    (``<out>/<variant>/events_sweep.png``).
     """
     names = list(variants) if variants else list(bundle.variants)
     for name in names:
@@ -232,18 +235,71 @@ def evaluate_bundle(
         if out_dir is not None:
             entry["files"] = write_evaluation(evaluation, out_dir)
         if events is not None:
-            event = event_report(y, evaluation.probabilities, groups, bundle.labels, **events)
-            entry["events"] = {"argmax": event["argmax"], "positive_class": event["positive_class"], "k": event["k"]}
+            names = [relative_source(r.source, dataset.root) for r in dataset.recordings]
+            event = event_report(y, evaluation.probabilities, groups, bundle.labels, **window_event_keys(events))
+            event["per_hour"] = per_hour_events(
+                bundle, denormalise(x, bundle.preprocessing), y, groups, evaluation.probabilities, events, names
+            )
+            entry["events"] = {
+                "argmax": event["argmax"],
+                "positive_class": event["positive_class"],
+                "k": event["k"],
+                "per_hour": event["per_hour"]["chosen"],
+            }
             if out_dir is not None:
+                from edge_har.convert.event_eval import plot_sweep
+
                 events_file = Path(out_dir) / name / "events.json"
                 events_file.write_text(json.dumps(event, indent=2))
+                plot = plot_sweep(
+                    event["per_hour"], Path(out_dir) / name / "events_sweep.png", f"{name}: {event['positive_class']}"
+                )
                 entry.setdefault("files", {})["events"] = str(events_file)
+                entry["files"]["events_sweep"] = str(plot)
         results["variants"][name] = entry
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def window_event_keys(events: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords of :func:`event_report` among ``events`` (the rest are the per-recording rule's)."""
+    return {k: v for k, v in events.items() if k in ("positive", "k", "thresholds")}
+
+
+def denormalise(x: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """Normalised windows back in physical units (what the device's event stage reads)."""
+    if pre.std is None:
+        return x
+    mean = np.zeros(len(pre.std)) if pre.mean is None else np.asarray(pre.mean)
+    return x * np.asarray(pre.std, dtype=np.float32) + np.asarray(mean, dtype=np.float32)
+
+
+def per_hour_events(
+    bundle: Bundle,
+    x_physical: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    probabilities: np.ndarray,
+    events: Mapping[str, Any],
+    names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The device's event rule over each recording's windows (see :mod:`edge_har.convert.event_eval`)."""
+    from edge_har.convert.event_eval import event_streams, per_hour_report
+
+    pre = bundle.preprocessing
+    streams = event_streams(x_physical, probabilities, y, groups, pre, bundle.labels, events["positive"], names)
+    return per_hour_report(
+        streams,
+        events["positive"],
+        bundle.labels,
+        target_per_hour=float(events.get("target_per_hour", 1.0)),
+        refractory_s=float(events.get("refractory_s", 30.0)),
+        before_s=float(events.get("before_s", 2.0)),
+        after_s=float(events.get("after_s", 10.0)),
+    )
 
 
 def load_bundle(path: str | Path) -> Bundle:

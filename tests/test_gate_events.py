@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -273,6 +274,13 @@ def test_refused_then_from_keras_then_evaluate_with_the_bundles_flags(tmp_path, 
     assert "event class 'Wave'" in printed and "threshold sweep on p(Wave)" in printed
     events = json.loads((report_dir / "int8" / "events.json").read_text())
     assert events["k"] == 2 and events["recordings"] == len(bundle.metrics["split"]["test_sources_relative"])
+    # the device's own rule over each test recording: the chosen rule, its figures and the curve's plot
+    assert "events ('Wave', target <= 1 false alarm(s)/h)" in printed
+    per_hour = events["per_hour"]
+    wave_recordings = sum("wave" in name for name in bundle.metrics["split"]["test_sources_relative"])
+    assert per_hour["event_recordings"] == wave_recordings and per_hour["other_hours"] > 0
+    assert len(per_hour["curve"]) == 4 * 22 and per_hour["chosen"]["rule"]["refractory_s"] == 30.0
+    assert (report_dir / "int8" / "events_sweep.png").stat().st_size > 10_000
     metrics = json.loads((report_dir / "int8" / "metrics.json").read_text())
     assert metrics["accuracy"] == bundle.variants["int8"].metrics["accuracy"]  # same test split, same numbers
 
@@ -291,6 +299,34 @@ def test_bench_accuracy_reads_the_bundles_data_and_reports_an_event_class(tiny_b
     assert recordings["recordings"] == section["data"]["test_recordings"]
     walk = int8["per_class"]["Walk"]
     assert int8["events"]["per_class"]["Walk"]["sensitivity"] == pytest.approx(walk["recall"])  # one definition
+    chosen = int8["events"]["per_hour"]["chosen"]
+    assert chosen["event"] == "Walk" and 0 <= chosen["sensitivity"] <= 1
+    assert Path(int8["files"]["events_sweep"]).is_file()
+
+
+def test_event_streams_put_the_impact_at_the_acceleration_peak_and_time_windows_by_stride():
+    from edge_har.convert.event_eval import event_streams, per_hour_report
+    from edge_har.core.preprocessing import Preprocessing
+
+    pre = Preprocessing(sample_rate_hz=10.0, window=10, stride=5, channels=("acc_x", "acc_y", "acc_z"))
+    # recording 0: a fall, 4 windows; the peak is sample 3 of window 2 (t = 2*0.5 + 0.3 = 1.3 s)
+    # recording 1: daily life, 3 windows, flat
+    x = np.ones((7, 10, 3), np.float32)
+    x[2, 3] = [0.0, 30.0, 40.0]
+    y = np.array([1, 1, 1, 1, 0, 0, 0])
+    groups = np.array([0, 0, 0, 0, 1, 1, 1])
+    probs = np.zeros((7, 2))
+    probs[:, 0] = 1.0
+    probs[[2, 3], 1], probs[[2, 3], 0] = 0.9, 0.1  # windows 2 and 3 of the fall say "fall"
+    streams = event_streams(x, probs, y, groups, pre, ["adl", "fall"], "fall", ["f.txt", "a.txt"])
+    fall, adl = streams
+    assert fall.event == "fall" and fall.impact_ts == pytest.approx(1.3) and adl.event is None
+    assert list(fall.ts) == pytest.approx([0.9, 1.4, 1.9, 2.4])  # a window ends at its last sample
+    assert adl.seconds() == pytest.approx(2.0)  # 3 windows of 1 s, 0.5 s apart: samples 0-19
+    report = per_hour_report(streams, "fall", ["adl", "fall"], target_per_hour=1.0, ks=(1, 2))
+    chosen = report["chosen"]
+    assert chosen["detected"] == 1 and chosen["false_alarms"] == 0 and chosen["rule"]["k"] == 1
+    assert chosen["delay_s"]["median"] == pytest.approx(0.6)  # detected at 1.9 s, the impact at 1.3 s
 
 
 # ---------------------------------------------------------------- the HAPT preset and its benchmark tables
