@@ -149,6 +149,20 @@ class CommonOptions(FormatOptions):
         "PATTERN=LABEL lines; the model predicts the merged names and bundle.json records the map",
         json_schema_extra={"metavar": "RULES|FILE"},
     )
+    event_focus: Optional[str] = Field(
+        None,
+        description="any layout: recordings labelled as a whole by an event (a file per fall) keep that class only "
+        "around their impact, the peak of acceleration magnitude: --event-focus fall=3,3 keeps 3 s before and 3 s "
+        "after it (with windows of W s, W,W keeps every window holding the impact); the rest of those recordings "
+        "is left out, or becomes --event-rest",
+        json_schema_extra={"metavar": "CLASS=BEFORE,AFTER"},
+    )
+    event_rest: Optional[str] = Field(
+        None,
+        description="with --event-focus: the class the rest of an event recording becomes (e.g. adl: the standing "
+        "before and the lying after are daily life), or '-' to leave it out (the default)",
+        json_schema_extra={"metavar": "CLASS"},
+    )
 
 
 # ------------------------------------------------------------------ building a Dataset
@@ -266,6 +280,8 @@ def refine(
     offset: Sequence[float] | None = None,
     label_map: str | Path | Sequence[tuple[str, str]] | None = None,
     classes: Sequence[str] | None = None,
+    event_focus: str | None = None,
+    event_rest: str | None = None,
 ) -> Dataset:
     """Options any layout takes, applied to the loaded data set.
 
@@ -318,6 +334,12 @@ def refine(
         keep_recordings(ds, keep)
         ds.labels = sorted(set(classes))
         ds.kept_classes = list(ds.labels)
+    if event_rest is not None and event_focus is None:
+        raise DatasetError(f"{where}: --event-rest {event_rest!r} goes with --event-focus CLASS=BEFORE,AFTER")
+    if event_focus is not None:
+        from edge_har.core.formats.event_focus import focus_events
+
+        focus_events(ds, event_focus, event_rest, where)
     return ds
 
 

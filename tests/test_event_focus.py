@@ -1,0 +1,113 @@
+"""--event-focus: a recording labelled as a whole by a fall keeps "fall" only around its impact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_har.core.formats import DatasetError, load_dataset
+
+RATE = 50
+
+
+def write_set(root: Path) -> Path:
+    """Folder layout: fall/ (10 s, a spike at 6 s), adl/ (10 s, calm), 3 axes of m/s^2 with gravity on z."""
+    rng = np.random.default_rng(0)
+    for label, n in (("fall", 3), ("adl", 2)):
+        (root / label).mkdir(parents=True)
+        for i in range(n):
+            x = rng.normal(0, 0.2, (10 * RATE, 3))
+            x[:, 2] += 9.81
+            if label == "fall":
+                peak = 6 * RATE + 10 * i  # 6.0, 6.2, 6.4 s
+                x[peak] = [25.0, -20.0, 30.0]
+            np.savetxt(root / label / f"s{i + 1}_{label}_{i}.txt", x, fmt="%.4f")
+    return root
+
+
+def load(root: Path, **options):
+    return load_dataset(root, format="folder", sample_rate=RATE, channels=("acc_x", "acc_y", "acc_z"), **options)
+
+
+def test_fall_recordings_keep_the_stretch_around_the_impact(tmp_path):
+    root = write_set(tmp_path / "set")
+    ds = load(root, event_focus="fall=2,3")
+    falls = [r for r in ds.recordings if r.label == "fall"]
+    assert len(falls) == 3 and ds.labels == ["adl", "fall"]
+    for i, r in enumerate(sorted(falls, key=lambda r: r.source)):
+        assert len(r) == 2 * RATE + 3 * RATE + 1  # 2 s before, the peak, 3 s after
+        assert np.abs(r.samples).max() == pytest.approx(30.0)  # the impact is inside
+        assert r.source.endswith(f"@{6 * RATE + 10 * i - 2 * RATE}-{6 * RATE + 10 * i + 3 * RATE + 1}")
+    assert len([r for r in ds.recordings if r.label == "adl"]) == 2  # the rest is left out by default
+    assert len(set(ds.group_keys())) == 5
+
+
+def test_the_rest_becomes_another_class_in_the_same_split_group(tmp_path):
+    ds = load(write_set(tmp_path / "set"), event_focus="fall=1,1", event_rest="adl")
+    assert sorted(r.label for r in ds.recordings).count("adl") == 2 + 3 * 2  # before and after of each fall
+    groups = {}
+    for r, g in zip(ds.recordings, ds.group_keys()):
+        groups.setdefault(g, []).append(r)
+    assert len(groups) == 5  # the pieces of one fall recording stay one group
+    assert all(sum(len(r) for r in pieces) == 10 * RATE for pieces in groups.values())
+    new = load(write_set(tmp_path / "set2"), event_focus="fall=1,1", event_rest="lying")
+    assert new.labels == ["adl", "fall", "lying"]
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"event_focus": "fall"}, "--event-focus 'fall': expected CLASS=BEFORE,AFTER"),
+        ({"event_focus": "fall=2"}, "expected CLASS=BEFORE,AFTER"),
+        ({"event_focus": "fall=-1,2"}, "expected CLASS=BEFORE,AFTER"),
+        ({"event_focus": "fall=0,0"}, "expected CLASS=BEFORE,AFTER"),
+        ({"event_focus": "stumble=2,2"}, "--event-focus stumble: not a class of this data set (adl, fall)"),
+        ({"event_focus": "fall=2,2", "event_rest": "fall"}, "--event-rest 'fall'"),
+        ({"event_rest": "adl"}, "--event-rest 'adl' goes with --event-focus"),
+    ],
+)
+def test_bad_focus_options_are_one_line_errors(tmp_path, options, fragment):
+    with pytest.raises(DatasetError) as err:
+        load(write_set(tmp_path / "set"), **options)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_convert_records_the_focus_so_evaluate_reads_the_data_the_same_way(tmp_path):
+    pytest.importorskip("tf_keras")
+    import json
+
+    from edge_har.cli import main
+
+    root = write_set(tmp_path / "set")
+    for i in range(3, 9):  # more recordings, so every split side has each class
+        x = np.random.default_rng(i).normal(0, 0.2, (10 * RATE, 3))
+        x[:, 2] += 9.81
+        np.savetxt(root / "adl" / f"s{i}_adl_{i}.txt", x, fmt="%.4f")
+        x[6 * RATE] = [25.0, -20.0, 30.0]
+        np.savetxt(root / "fall" / f"s{i}_fall_{i}.txt", x, fmt="%.4f")
+    out = tmp_path / "bundle"
+    flags = ["--format", "folder", "--sample-rate", "50", "--channels", "acc_x,acc_y,acc_z"]
+    flags += ["--event-focus", "fall=2,2", "--event-rest", "adl", "--window", "2s", "--stride", "0.5s", "--skip-short"]
+    small = ["--conv-filters", "8", "--kernel-size", "3", "--lstm-units", "8", "--epochs", "3", "--seed", "1"]
+    code = main(
+        [
+            "convert",
+            "--data",
+            str(root),
+            *flags,
+            *small,
+            "--variants",
+            "float32",
+            "--default-variant",
+            "float32",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code in (0, 3)  # the gate may refuse so small a model; the record is what matters here
+    doc_path = out / "bundle.json" if code == 0 else tmp_path / "bundle.refused" / "refused.json"
+    doc = json.loads(doc_path.read_text())
+    flags_recorded = json.dumps(doc)
+    assert '"event_focus": "fall=2,2"' in flags_recorded and '"event_rest": "adl"' in flags_recorded
