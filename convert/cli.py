@@ -160,6 +160,12 @@ the other options, by example:
   bundle:   --variants float32,int8 --default-variant float32 --calibration-size 1000 --max-int8-drop 2
             --allow-int8-drop --allow-degenerate --out bundles/x --overwrite --no-progress
 
+Falls are events (a file per fall, labelled as a whole): learn the impact, then choose the device's rule
+(p >= threshold for k windows) on the validation trials for at most one false alarm per hour:
+  edge-har convert --data ../shared/data/mobifall --label-from category --event-focus FALLS=3,3 --event-rest ADL \
+      --skip-short --test-subjects 3,9,13,17,29 --val-subjects 4,14,19 --event-class FALLS \
+      --target-false-alarms 1 --refractory 30 --impact-span 2,10 --out bundles/mobifall
+
 The bundle (a directory) holds model_float32.tflite, model_dynamic_range.tflite, model_int8.tflite,
 keras_model.h5, bundle.json (labels, input spec, preprocessing, metrics, provenance), the training
 history and curves, and per-variant test metrics with confusion matrices. Every variant is evaluated
@@ -239,6 +245,16 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_model_arguments(parser)
     add_train_arguments(parser)
+    group = parser.add_argument_group(
+        "events (a fall: one alarm per event, few false ones)",
+        "--event-class CLASS: after the bundle is written, its default variant runs over the validation "
+        "recordings read whole, and the most sensitive event rule within --target-false-alarms goes into "
+        "bundle.json (events.CLASS: threshold, k, refractory_s, the figures and the curve); the daemon "
+        "publishes each event once on <prefix>/<id>/event. Pair it with --event-focus for files labelled as "
+        "a whole.",
+    )
+    group.add_argument("--event-class", default=None, metavar="CLASS", help="the class that is an event (a fall)")
+    add_event_rule_arguments(group)
     group = parser.add_argument_group("quantization and the bundle")
     group.add_argument(
         "--variants",
@@ -350,12 +366,32 @@ def run_convert_command(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             data_flags=given_data_flags(args, dataset),
         )
+        if args.event_class is not None and args.event_class not in dataset.labels:
+            raise CommandError(
+                f"--event-class {args.event_class!r}: not a class of the data ({', '.join(dataset.labels)})"
+            )
         out = run_convert(options, dataset=dataset, split=split)
+        event = None
+        if args.event_class is not None:
+            from edge_har.convert.evaluate import EvaluationError
+            from edge_har.convert.event_choice import choose_event_rule
+
+            try:
+                event = choose_event_rule(out, args, args.event_class)
+            except EvaluationError as exc:
+                raise CommandError(str(exc)) from exc
     except AccuracyGateError as exc:
         raise CommandError(str(exc), code=EXIT_GATE_REFUSED) from exc
     except errors as exc:
         raise CommandError(str(exc)) from exc
     print(summary_table(out))
+    if event is not None:
+        f = event["chosen_on"]["figures"]
+        print(
+            f"events: {args.event_class} at p >= {event['threshold']:g} for k = {event['k']} window(s), refractory "
+            f"{event['refractory_s']:g} s (chosen on the validation split: {f['detected']}/{f['event_recordings']} "
+            f"detected, {f['false_alarms']} false alarm(s) in {f['other_hours']:.2f} h)"
+        )
     return 0
 
 
@@ -656,9 +692,9 @@ def register_evaluate(subparsers: Any) -> argparse.ArgumentParser:
     group.add_argument("--variant", default="all", help="variant name, or 'all' (default: %(default)s)")
     group.add_argument(
         "--split",
-        choices=("test", "all"),
+        choices=("test", "val", "all"),
         default="test",
-        help="the bundle's recorded test split, or every window of the data (default: %(default)s)",
+        help="the bundle's recorded test (or validation) split, or every window of the data (default: %(default)s)",
     )
     group.add_argument(
         "--out", type=Path, default=None, help="report directory (default: runs/evaluate/<bundle name>-<split>)"
@@ -713,13 +749,19 @@ def add_event_arguments(parser: argparse.ArgumentParser) -> None:
         + ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS)
         + ")",
     )
+    add_event_rule_arguments(group)
+
+
+def add_event_rule_arguments(group: Any) -> None:
+    """``--target-false-alarms``, ``--refractory``, ``--impact-span``: how the device's event rule is chosen
+    (``convert --event-class``) or reported (``evaluate``, ``bench accuracy``)."""
     group.add_argument(
         "--target-false-alarms",
         type=_non_negative_float,
         default=1.0,
         metavar="PER_HOUR",
         help="the device's event rule (p >= threshold for k windows, then --refractory) is swept over each "
-        "recording; the rule reported is the most sensitive within this many false alarms per hour of the "
+        "recording; the rule taken is the most sensitive within this many false alarms per hour of the "
         "other recordings (default: 1)",
     )
     group.add_argument(

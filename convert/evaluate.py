@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from edge_har.core.preprocessing import Preprocessing, normalise
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("test", "all")
+SPLITS = ("test", "val", "all")
 
 
 class EvaluationError(EdgeHarError, ValueError):
@@ -129,16 +130,21 @@ def check_channels(dataset: Any, pre: Preprocessing, where: str) -> None:
         )
 
 
-def test_recording_indices(bundle: Bundle, dataset: Any) -> np.ndarray:
-    """The recordings of the test split recorded in ``bundle.json``, found again in ``dataset``."""
+_PIECE = re.compile(r"@\d+-\d+$")
+
+
+def test_recording_indices(bundle: Bundle, dataset: Any, side: str = "test") -> np.ndarray:
+    """The recordings of the test (or validation) split recorded in ``bundle.json``, found again in ``dataset``."""
     split = bundle.metrics.get("split") or {}
-    wanted = split.get("test_sources_relative")
+    wanted = split.get(f"{side}_sources_relative")
     if not wanted:
         raise EvaluationError(
-            f"{bundle.root / 'bundle.json'}: metrics.split.test_sources_relative is missing, so the test split "
+            f"{bundle.root / 'bundle.json'}: metrics.split.{side}_sources_relative is missing, so the {side} split "
             "cannot be re-created; use --split all"
         )
     by_source = {relative_source(rec.source, dataset.root): i for i, rec in enumerate(dataset.recordings)}
+    # a piece --event-focus cut (source@first-last) is found in its whole recording (--event-focus -: whole trials)
+    wanted = list(dict.fromkeys(s if s in by_source else _PIECE.sub("", s) for s in wanted))
     missing = [s for s in wanted if s not in by_source]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -173,7 +179,7 @@ def bundle_windows_grouped(
     pre = bundle.preprocessing
     check_channels(dataset, pre, str(dataset.root))
     remap = label_indices(dataset.labels, bundle.labels, str(dataset.root))
-    indices = test_recording_indices(bundle, dataset) if split == "test" else None
+    indices = test_recording_indices(bundle, dataset, split) if split != "all" else None
     log_resampling(dataset, pre.sample_rate_hz, indices)
     # skip_short: a test recording shorter than one window gave convert no window either (--skip-short)
     windows = make_window_set(dataset, pre, recording_indices=indices, skip_short=True)

@@ -74,40 +74,57 @@ def test_bad_focus_options_are_one_line_errors(tmp_path, options, fragment):
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
-def test_convert_records_the_focus_so_evaluate_reads_the_data_the_same_way(tmp_path):
+def test_convert_chooses_the_event_rule_on_whole_validation_recordings_and_the_daemon_reads_it(tmp_path, capsys):
     pytest.importorskip("tf_keras")
     import json
 
     from edge_har.cli import main
+    from edge_har.core.bundle import Bundle
+    from edge_har.device.event_stage import event_rules
 
     root = write_set(tmp_path / "set")
-    for i in range(3, 9):  # more recordings, so every split side has each class
+    for i in range(3, 12):  # more recordings, so every split side has each class
         x = np.random.default_rng(i).normal(0, 0.2, (10 * RATE, 3))
         x[:, 2] += 9.81
         np.savetxt(root / "adl" / f"s{i}_adl_{i}.txt", x, fmt="%.4f")
         x[6 * RATE] = [25.0, -20.0, 30.0]
+        x[6 * RATE + 1 :, 2] -= 9.81  # lying after the fall: gravity moves to another axis
+        x[6 * RATE + 1 :, 0] += 9.81
         np.savetxt(root / "fall" / f"s{i}_fall_{i}.txt", x, fmt="%.4f")
     out = tmp_path / "bundle"
-    flags = ["--format", "folder", "--sample-rate", "50", "--channels", "acc_x,acc_y,acc_z"]
-    flags += ["--event-focus", "fall=2,2", "--event-rest", "adl", "--window", "2s", "--stride", "0.5s", "--skip-short"]
-    small = ["--conv-filters", "8", "--kernel-size", "3", "--lstm-units", "8", "--epochs", "3", "--seed", "1"]
-    code = main(
-        [
-            "convert",
-            "--data",
-            str(root),
-            *flags,
-            *small,
-            "--variants",
-            "float32",
-            "--default-variant",
-            "float32",
-            "--out",
-            str(out),
-        ]
+    flags = ["--format", "folder", "--sample-rate", "50", "--channels", "acc_x,acc_y,acc_z", "--skip-short"]
+    flags += ["--event-focus", "fall=2,2", "--event-rest", "adl", "--window", "2s", "--stride", "0.5s"]
+    flags += ["--event-class", "fall", "--target-false-alarms", "5", "--refractory", "10"]
+    small = ["--conv-filters", "8", "--kernel-size", "3", "--lstm-units", "8", "--epochs", "4", "--seed", "1"]
+    small += ["--variants", "float32", "--default-variant", "float32", "--no-progress"]
+    assert main(["convert", "--data", str(root), *flags, *small, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "events: fall at p >=" in printed and "chosen on the validation split" in printed
+    doc = json.loads((out / "bundle.json").read_text())
+    assert '"event_focus": "fall=2,2"' in json.dumps(doc["provenance"])  # the data flag, replayed by evaluate
+    entry = doc["events"]["fall"]
+    assert entry["refractory_s"] == 10.0 and entry["chosen_on"]["split"] == "val" and entry["curve"]
+    val_whole = {s.split("@")[0] for s in doc["metrics"]["split"]["val_sources_relative"]}
+    assert entry["chosen_on"]["recordings"] == len(val_whole)  # whole trials, not the focused pieces
+    assert (out / "evaluation" / "events_fall_val.png").is_file()
+    bundle = Bundle.load(out)
+    (rule,) = event_rules(None, bundle.data.get("events"), bundle.labels)
+    assert (rule.label, rule.threshold, rule.k) == ("fall", entry["threshold"], entry["k"])
+    # evaluate on whole test trials with the rule swept again, as the README says
+    assert (
+        main(
+            [
+                "evaluate",
+                str(out),
+                "--event-focus",
+                "-",
+                "--positive-class",
+                "fall",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
     )
-    assert code in (0, 3)  # the gate may refuse so small a model; the record is what matters here
-    doc_path = out / "bundle.json" if code == 0 else tmp_path / "bundle.refused" / "refused.json"
-    doc = json.loads(doc_path.read_text())
-    flags_recorded = json.dumps(doc)
-    assert '"event_focus": "fall=2,2"' in flags_recorded and '"event_rest": "adl"' in flags_recorded
+    assert "events ('fall'" in capsys.readouterr().out

@@ -154,7 +154,8 @@ class CommonOptions(FormatOptions):
         description="any layout: recordings labelled as a whole by an event (a file per fall) keep that class only "
         "around their impact, the peak of acceleration magnitude: --event-focus fall=3,3 keeps 3 s before and 3 s "
         "after it (with windows of W s, W,W keeps every window holding the impact); the rest of those recordings "
-        "is left out, or becomes --event-rest",
+        "is left out, or becomes --event-rest; '-' reads whole recordings (evaluate a focused bundle on whole trials: "
+        "evaluate BUNDLE --event-focus -)",
         json_schema_extra={"metavar": "CLASS=BEFORE,AFTER"},
     )
     event_rest: Optional[str] = Field(
@@ -334,6 +335,8 @@ def refine(
         keep_recordings(ds, keep)
         ds.labels = sorted(set(classes))
         ds.kept_classes = list(ds.labels)
+    if event_focus == "-":  # whole recordings after all (evaluate a focused bundle's events on whole trials)
+        event_focus = event_rest = None
     if event_rest is not None and event_focus is None:
         raise DatasetError(f"{where}: --event-rest {event_rest!r} goes with --event-focus CLASS=BEFORE,AFTER")
     if event_focus is not None:
