@@ -297,15 +297,26 @@ def per_hour_events(
 
     pre = bundle.preprocessing
     streams = event_streams(x_physical, probabilities, y, groups, pre, bundle.labels, events["positive"], names)
-    return per_hour_report(
+    before_s, after_s = float(events.get("before_s", 2.0)), float(events.get("after_s", 10.0))
+    report = per_hour_report(
         streams,
         events["positive"],
         bundle.labels,
         target_per_hour=float(events.get("target_per_hour", 1.0)),
         refractory_s=float(events.get("refractory_s", 30.0)),
-        before_s=float(events.get("before_s", 2.0)),
-        after_s=float(events.get("after_s", 10.0)),
+        before_s=before_s,
+        after_s=after_s,
     )
+    shipped = (bundle.data.get("events") or {}).get(events["positive"])
+    if shipped:  # the rule the bundle ships with (chosen on its validation split): what the device will do
+        from edge_har.core.event_metrics import event_figures
+        from edge_har.core.events import rules_from_json
+
+        (rule,) = rules_from_json({events["positive"]: shipped}, bundle.labels, "bundle.json events")
+        report["bundle_rule"] = event_figures(
+            streams, rule, bundle.labels, before_s=before_s, after_s=after_s
+        ).to_json()
+    return report
 
 
 def load_bundle(path: str | Path) -> Bundle:

@@ -141,20 +141,29 @@ def plot_sweep(report: dict[str, Any], path: str | Path, title: str = "") -> Pat
     return out
 
 
-def format_per_hour(report: dict[str, Any]) -> str:
-    """One paragraph: the chosen rule and its figures."""
-    c = report["chosen"]
-
+def _figures_line(c: dict[str, Any]) -> str:
     def pct(v: float | None) -> str:
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
 
     delay = c["delay_s"]
     return (
-        f"events ({report['event']!r}, target <= {report['target_false_alarms_per_hour']:g} false alarm(s)/h): "
         f"p >= {c['rule']['threshold']:g} for k = {c['rule']['k']} window(s), refractory {c['rule']['refractory_s']:g} s: "
         f"{c['detected']}/{c['event_recordings']} recordings detected ({pct(c['sensitivity'])}), "
         f"{c['false_alarms']} false alarm(s) in {c['other_hours']:.2f} h of other data "
         f"({c['false_alarms_per_hour'] if c['false_alarms_per_hour'] is not None else '-'}/h), "
         f"delay from the impact median {delay['median']} s, p90 {delay['p90']} s"
         + (f"; missed: {', '.join(c['missed'][:5])}" if c["missed"] else "")
+        + (f"; falsely flagged: {', '.join(c['falsely_flagged'][:5])}" if c["falsely_flagged"] else "")
     )
+
+
+def format_per_hour(report: dict[str, Any]) -> str:
+    """The bundle's own rule (when it ships one) and the best rule for the target on this data."""
+    lines = []
+    if report.get("bundle_rule"):
+        lines.append(f"events ({report['event']!r}, the bundle's rule): {_figures_line(report['bundle_rule'])}")
+    lines.append(
+        f"events ({report['event']!r}, best on this data for <= {report['target_false_alarms_per_hour']:g} "
+        f"false alarm(s)/h): {_figures_line(report['chosen'])}"
+    )
+    return "\n".join(lines)
