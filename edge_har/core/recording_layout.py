@@ -669,15 +669,16 @@ def write_session(
 # ------------------------------------------------------------------ sets of sessions
 
 
-def session_dirs(root: str | Path, max_depth: int = DETECT_DEPTH) -> list[Path]:
-    """Every folder at or below ``root`` (at most ``max_depth`` levels down) holding ``recording.json``,
-    sorted; hidden folders are skipped and symbolic links to folders are not followed."""
+def session_dirs(root: str | Path, max_depth: int = DETECT_DEPTH, marker: str = LAYOUT_FILE) -> list[Path]:
+    """Every folder at or below ``root`` (at most ``max_depth`` levels down) holding ``marker`` (a
+    session's ``recording.json``; ``video.json`` for camera sessions), sorted; hidden folders are skipped
+    and symbolic links to folders are not followed."""
     root = Path(root)
     found: list[Path] = []
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
         depth = len(here.relative_to(root).parts)
-        if LAYOUT_FILE in files and (here / LAYOUT_FILE).is_file():
+        if marker in files and (here / marker).is_file():
             found.append(here)
         dirs[:] = [] if depth >= max_depth else sorted(d for d in dirs if not d.startswith("."))
     return sorted(found)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from edge_har.core.recording_layout import (
     check_session_keys,
     key_error,
     optional_texts,
+    session_dirs,
 )
 
 __all__ = [
@@ -281,14 +281,5 @@ def iter_frames(
 
 
 def video_session_dirs(root: str | Path, max_depth: int = DETECT_DEPTH) -> list[Path]:
-    """Every folder at or below ``root`` (at most ``max_depth`` down) holding ``video.json``, sorted;
-    hidden folders are skipped and symbolic links to folders are not followed."""
-    root = Path(root)
-    found: list[Path] = []
-    for folder, dirs, files in os.walk(root):
-        here = Path(folder)
-        depth = len(here.relative_to(root).parts)
-        if VIDEO_META_FILE in files and (here / VIDEO_META_FILE).is_file():
-            found.append(here)
-        dirs[:] = [] if depth >= max_depth else sorted(d for d in dirs if not d.startswith("."))
-    return sorted(found)
+    """Every folder at or below ``root`` (at most ``max_depth`` down) holding ``video.json``, sorted."""
+    return session_dirs(root, max_depth, VIDEO_META_FILE)

@@ -136,6 +136,19 @@ def encode(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
+def _head(device_id: str, model_id: str, variant: Optional[str], run_id: Optional[str]) -> dict[str, Any]:
+    """The fields every device message starts with: schema, device, model, variant, and the run when known."""
+    head: dict[str, Any] = {
+        "schema_version": PREDICTION_SCHEMA_VERSION,
+        "device_id": str(device_id),
+        "model_id": str(model_id),
+        "variant": None if variant is None else str(variant),
+    }
+    if run_id is not None:
+        head["run_id"] = str(run_id)
+    return head
+
+
 def event_payload(
     *,
     device_id: str,
@@ -150,15 +163,7 @@ def event_payload(
     ``event_type`` is the key Home Assistant's MQTT event entity reads; the rest become the
     event's attributes there.
     """
-    payload: dict[str, Any] = {
-        "schema_version": PREDICTION_SCHEMA_VERSION,
-        "device_id": str(device_id),
-        "model_id": str(model_id),
-        "variant": None if variant is None else str(variant),
-    }
-    if run_id is not None:
-        payload["run_id"] = str(run_id)
-    payload |= dict(event)
+    payload = _head(device_id, model_id, variant, run_id) | dict(event)
     for key in ("impact_ts", "detected_ts", "confidence"):
         if not math.isfinite(float(payload[key])):
             raise ValueError(f"event {key} {payload[key]!r} is not a finite number")
@@ -190,14 +195,7 @@ def prediction_payload(
     the field when a value would produce an invalid payload, because a bad payload is a bug in the
     caller that should surface in tests, not at a subscriber.
     """
-    payload: dict[str, Any] = {
-        "schema_version": PREDICTION_SCHEMA_VERSION,
-        "device_id": str(device_id),
-        "model_id": str(model_id),
-        "variant": None if variant is None else str(variant),
-    }
-    if run_id is not None:
-        payload["run_id"] = str(run_id)
+    payload = _head(device_id, model_id, variant, run_id)
     payload |= {
         "seq": int(seq),
         "window_end_ts": float(window_end_ts),
