@@ -110,6 +110,7 @@ def swept(hapt_like, tiny_base, tmp_path_factory):
     return json.loads((out / "results.json").read_text())["suites"]["personalise"], out
 
 
+@pytest.mark.slow  # trains a base model and fine-tunes it per subject (about 30 s)
 def test_sweep_figures_per_subject_and_budget(swept, tiny_base):
     section, out = swept
     assert section["complete"] is True
@@ -195,6 +196,7 @@ def _partial_section() -> dict:
     return section
 
 
+@pytest.mark.slow  # trains a base model and fine-tunes it per subject (about 30 s)
 def test_command_refuses_a_subject_the_base_model_trained_on(hapt_like, tiny_base, tmp_path, capsys):
     from edge_har.cli import main
 

@@ -74,6 +74,7 @@ def test_bad_focus_options_are_one_line_errors(tmp_path, options, fragment):
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow  # a real convert and evaluate (about 15 s)
 def test_convert_chooses_the_event_rule_on_whole_validation_recordings_and_the_daemon_reads_it(tmp_path, capsys):
     pytest.importorskip("tf_keras")
     import json
