@@ -129,3 +129,31 @@ def test_convert_chooses_the_event_rule_on_whole_validation_recordings_and_the_d
         == 0
     )
     assert "events ('fall'" in capsys.readouterr().out
+
+
+def test_a_trial_split_by_a_pause_keeps_its_impact_in_the_piece_that_holds_it():
+    from edge_har.core.formats.base import Dataset
+    from edge_har.core.formats.event_focus import focus_events
+    from edge_har.core.recordings import Recording
+
+    def calm(n: int) -> np.ndarray:
+        x = np.zeros((n, 3), np.float32)
+        x[:, 2] = 9.81
+        return x
+
+    before, after = calm(300), calm(300)
+    after[100] = [25.0, -20.0, 30.0]  # the impact is in the second piece of the trial
+    before[50] = [5.0, 0.0, 12.0]  # a bump in the first piece: not the impact
+    pieces = [
+        Recording(before, "fall", "t1 (piece 1 of 2)", "s1", RATE),
+        Recording(after, "fall", "t1 (piece 2 of 2)", "s1", RATE),
+        Recording(calm(300), "adl", "t2", "s1", RATE),
+    ]
+    ds = Dataset(
+        "x", Path("x"), pieces, ["adl", "fall"], ("acc_x", "acc_y", "acc_z"), RATE, split_groups=["t1", "t1", "t2"]
+    )
+    focus_events(ds, "fall=1,1", "adl", "x")
+    falls = [r for r in ds.recordings if r.label == "fall"]
+    assert [r.source for r in falls] == ["t1 (piece 2 of 2)@50-151"]
+    assert "t1 (piece 1 of 2)" in [r.source for r in ds.recordings if r.label == "adl"]  # all of it daily life
+    assert ds.split_groups is not None and set(ds.split_groups) == {"t1", "t2"}

@@ -54,19 +54,33 @@ def focus_events(ds: Dataset, spec: str, rest: str | None, where: Path | str) ->
     scale = np.asarray(ds.scale, dtype=np.float64)
     offset = np.asarray(ds.offset, dtype=np.float64)
     groups = ds.group_keys()
+    peaks: list[tuple[float, float] | None] = []
+    for rec in ds.recordings:
+        if rec.label != label or len(rec) == 0:
+            peaks.append(None)
+            continue
+        rate = float(rec.sample_rate_hz or ds.sample_rate_hz)
+        physical = rec.samples.astype(np.float64) * scale + offset
+        peaks.append(impact_time(np.arange(len(rec)) / rate, physical, ds.channels))
+    # A trial split by a pause in the data is several recordings of one group: only the piece holding the
+    # trial's strongest peak holds its impact; the others are all "rest".
+    strongest: dict[str, float] = {}
+    for peak, group in zip(peaks, groups):
+        if peak is not None:
+            strongest[group] = max(strongest.get(group, -np.inf), peak[0])
     recordings: list[Recording] = []
     new_groups: list[str] = []
     sides: dict[str, str] = {}
     cut = rest_pieces = 0
-    for rec, group in zip(ds.recordings, groups):
+    for rec, group, peak in zip(ds.recordings, groups, peaks):
         side = ds.predefined_split.get(rec.source) if ds.predefined_split is not None else None
         pieces = [(rec, rec.label)]
-        if rec.label == label and len(rec) > 0:
+        if peak is not None and peak[0] < strongest[group]:
+            pieces = [(rec, rest_label)] if rest_label is not None else []
+            rest_pieces += len(pieces)
+        elif peak is not None:
             rate = float(rec.sample_rate_hz or ds.sample_rate_hz)
-            physical = rec.samples.astype(np.float64) * scale + offset
-            t = np.arange(len(rec)) / rate
-            _, peak_t = impact_time(t, physical, ds.channels)
-            p = int(round(peak_t * rate))
+            p = int(round(peak[1] * rate))
             a, b = max(0, p - int(round(before_s * rate))), min(len(rec), p + int(round(after_s * rate)) + 1)
             pieces = [(_piece(rec, a, b), label)]
             cut += 1
@@ -76,6 +90,7 @@ def focus_events(ds: Dataset, spec: str, rest: str | None, where: Path | str) ->
                         pieces.append((_piece(rec, lo, hi), rest_label))
                         rest_pieces += 1
         for piece, piece_label in pieces:
+            assert piece_label is not None
             piece.label = piece_label
             recordings.append(piece)
             new_groups.append(group)
