@@ -275,7 +275,7 @@ def test_refused_then_from_keras_then_evaluate_with_the_bundles_flags(tmp_path, 
     events = json.loads((report_dir / "int8" / "events.json").read_text())
     assert events["k"] == 2 and events["recordings"] == len(bundle.metrics["split"]["test_sources_relative"])
     # the device's own rule over each test recording: the chosen rule, its figures and the curve's plot
-    assert "events ('Wave', target <= 1 false alarm(s)/h)" in printed
+    assert "events ('Wave', best on this data for <= 1 false alarm(s)/h)" in printed
     per_hour = events["per_hour"]
     wave_recordings = sum("wave" in name for name in bundle.metrics["split"]["test_sources_relative"])
     assert per_hour["event_recordings"] == wave_recordings and per_hour["other_hours"] > 0
