@@ -45,7 +45,6 @@ class EventStage:
 
     def __init__(self, rules: Sequence[EventRule], labels: Sequence[str], pre: Any = None) -> None:
         self.detector = EventDetector(rules, labels)
-        self.types = [r.label for r in rules]
         self.counts: Counter[str] = Counter()
         self.last: dict[str, float] = {}
         self._pre = pre

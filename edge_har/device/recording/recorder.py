@@ -255,9 +255,16 @@ class Recorder:
         while (self.root / session_id_for(started)).exists():  # two starts within one second
             started += 1.0
         sid = session_id_for(started)
-        self.writer = (
-            self._video_writer(sid, ts, budget) if self.options.frames else self._sample_writer(sid, ts, budget)
-        )
+        limits: dict[str, Any] = {
+            "rotate_bytes": self.options.rotate_bytes,
+            "rotate_s": self.options.rotate_s,
+            "budget_bytes": budget,
+            "fsync_interval_s": self.options.fsync_interval_s,
+        }
+        if self.options.frames:
+            self.writer = VideoRecordingWriter(self.root / sid, self._video_meta(sid, ts), **limits)
+        else:
+            self.writer = RecordingWriter(self.root / sid, self._sample_meta(sid, ts), **limits)
         self.sessions.append(self.writer.session_dir)
         self._finished_seen = 0
         if self.label is not None:
@@ -267,8 +274,8 @@ class Recorder:
         log.info("session %s started (%s)", sid, self.writer.session_dir)
         self._publish_state()
 
-    def _sample_writer(self, sid: str, ts: float, budget: Optional[int]) -> RecordingWriter:
-        meta = RecordingMeta(
+    def _sample_meta(self, sid: str, ts: float) -> RecordingMeta:
+        return RecordingMeta(
             device_id=self.options.device_id,
             session_id=sid,
             started=ts,
@@ -281,18 +288,10 @@ class Recorder:
             subject=self.options.subject,
             model_id=self.options.model_id,
         )
-        return RecordingWriter(
-            self.root / sid,
-            meta,
-            rotate_bytes=self.options.rotate_bytes,
-            rotate_s=self.options.rotate_s,
-            budget_bytes=budget,
-            fsync_interval_s=self.options.fsync_interval_s,
-        )
 
-    def _video_writer(self, sid: str, ts: float, budget: Optional[int]) -> VideoRecordingWriter:
+    def _video_meta(self, sid: str, ts: float) -> VideoMeta:
         assert self._frame_size is not None
-        meta = VideoMeta(
+        return VideoMeta(
             device_id=self.options.device_id,
             session_id=sid,
             started=ts,
@@ -303,14 +302,6 @@ class Recorder:
             subject=self.options.subject,
             model_id=self.options.model_id,
             jpeg_quality=self.options.jpeg_quality,
-        )
-        return VideoRecordingWriter(
-            self.root / sid,
-            meta,
-            rotate_bytes=self.options.rotate_bytes,
-            rotate_s=self.options.rotate_s,
-            budget_bytes=budget,
-            fsync_interval_s=self.options.fsync_interval_s,
         )
 
     def _stop_session(self, ts: float) -> None:
@@ -326,7 +317,7 @@ class Recorder:
             "session %s stopped: %d %s, %d bytes, %d label segment(s)",
             writer.session_dir.name,
             writer.samples_written,
-            "frames" if self.options.frames else "samples",
+            writer.unit,
             writer.bytes_written,
             len(writer.segments()),
         )
