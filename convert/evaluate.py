@@ -220,6 +220,9 @@ def evaluate_bundle(
             f"--positive-class {events.get('positive')!r}: not a class of the model ({', '.join(bundle.labels)})"
         )
     x, y, groups, data_info = bundle_windows_grouped(bundle, dataset, split)
+    if events is not None:  # the same for every variant: the windows in physical units, the recordings' names
+        physical = denormalise(x, bundle.preprocessing)
+        recording_names = [relative_source(r.source, dataset.root) for r in dataset.recordings]
     results: dict[str, Any] = {
         "bundle": str(bundle.root),
         "model_id": bundle.model_id,
@@ -241,10 +244,9 @@ def evaluate_bundle(
         if out_dir is not None:
             entry["files"] = write_evaluation(evaluation, out_dir)
         if events is not None:
-            names = [relative_source(r.source, dataset.root) for r in dataset.recordings]
             event = event_report(y, evaluation.probabilities, groups, bundle.labels, **window_event_keys(events))
             event["per_hour"] = per_hour_events(
-                bundle, denormalise(x, bundle.preprocessing), y, groups, evaluation.probabilities, events, names
+                bundle, physical, y, groups, evaluation.probabilities, events, recording_names
             )
             entry["events"] = {
                 "argmax": event["argmax"],
