@@ -35,13 +35,15 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from edge_har.core.errors import EdgeHarError
 from edge_har.core.frames import FrameSampler, FrameSpec, resize_frame, window_starts
+from edge_har.core.recording_layout import LayoutError
 
 log = logging.getLogger(__name__)
 
@@ -310,38 +312,17 @@ def load_clip_folders(
             raise VideoDatasetError(f"{folder}: empty class folder (no clip files; extensions tried: {kinds})")
         files.extend((f, folder.name) for f in found)
 
-    clips: list[Clip] = []
-    skipped: list[tuple[str, str]] = []
-    padded = short_skipped = 0
-    for file, label in _progress(files, "decode clips", progress):
-        try:
-            frames, fps, decoded = decode_clip(file, spec, max_frames=max_frames)
-        except ClipError as exc:
-            log.warning("skipping %s", exc)
-            skipped.append((str(file), str(exc).split(": ", 1)[-1]))
-            continue
-        frames_or_none, pad = _apply_short_policy(frames, spec.window, short)
-        if frames_or_none is None:
-            short_skipped += 1
-            continue
-        padded += pad > 0
-        clips.append(Clip(frames_or_none, label, str(file), _subject(pattern, file.stem), fps, decoded, pad))
-    _report_short(spec.window, short, padded, short_skipped)
+    jobs = [
+        _ClipJob(
+            str(file),
+            label,
+            _subject(pattern, file.stem),
+            partial(decode_clip, file, spec, max_frames=max_frames),
+        )
+        for file, label in files
+    ]
     labels = [folder.name for folder in folders]
-    _check_classes(base, labels, clips, skipped)
-    return VideoDataset(
-        root=base,
-        name=base.name,
-        layout="clips",
-        labels=labels,
-        clips=clips,
-        spec=spec,
-        skipped_files=skipped,
-        short_policy=short,
-        short_padded=padded,
-        short_skipped=short_skipped,
-        file_list_sha256=_file_list_hash([f for f, _ in files], base),
-    )
+    return _decode_all(base, "clips", labels, jobs, spec, short, progress, "decode clips", [f for f, _ in files])
 
 
 def load_image_csv(
@@ -425,8 +406,9 @@ def load_image_csv(
     )
 
 
-def _segment_clip(session: Path, start: float, stop: float, spec: FrameSpec) -> tuple[np.ndarray, int]:
-    """The frames captured in ``[start, stop)``, sampled at the model's rate by capture time; (frames, decoded)."""
+def _segment_clip(session: Path, start: float, stop: float, spec: FrameSpec) -> tuple[np.ndarray, float, int]:
+    """The frames captured in ``[start, stop)``, sampled at the model's rate by capture time;
+    (frames, the rate they are sampled at, frames decoded)."""
     import cv2
 
     from edge_har.core.video_recording_layout import iter_frames
@@ -445,7 +427,7 @@ def _segment_clip(session: Path, start: float, stop: float, spec: FrameSpec) -> 
         kept.append(resize_frame(image, spec))
     if not kept:
         raise ClipError(f"{session}: no frame between {start:.3f} and {stop:.3f}")
-    return np.stack(kept), decoded
+    return np.stack(kept), spec.fps, decoded
 
 
 def load_recorded_video(
@@ -462,7 +444,7 @@ def load_recorded_video(
     error naming both lines of ``labels.csv`` (the intervals layout's rule). A segment without
     frames (a camera that was away) is named in a warning and skipped.
     """
-    from edge_har.core.recording_layout import LayoutError, find_overlap, read_labels
+    from edge_har.core.recording_layout import find_overlap, read_labels
     from edge_har.core.video_recording_layout import read_video_meta, video_part_files, video_session_dirs
 
     base = Path(root)
@@ -507,29 +489,64 @@ def load_recorded_video(
         labels = found
     if not jobs:
         raise VideoDatasetError(f"{base}: the camera sessions hold no labelled segments (labels.csv is empty)")
+    clip_jobs = [
+        _ClipJob(
+            f"{session}@{start:.3f}-{stop:.3f}",
+            label,
+            subject,
+            partial(_segment_clip, session, start, stop, spec),
+        )
+        for session, label, start, stop, subject in jobs
+    ]
+    return _decode_all(base, "recorded", labels, clip_jobs, spec, short, progress, "decode segments", files)
+
+
+@dataclass
+class _ClipJob:
+    """One clip to decode: where it comes from (a file, or a session's labelled stretch), its truth and how."""
+
+    where: str
+    label: str
+    subject: str | None
+    decode: Callable[[], tuple[np.ndarray, float, int]]  # (frames, source fps, frames decoded)
+
+
+def _decode_all(
+    root: Path,
+    layout: str,
+    labels: list[str],
+    jobs: Sequence[_ClipJob],
+    spec: FrameSpec,
+    short: str,
+    progress: bool,
+    desc: str,
+    files: Sequence[Path],
+) -> VideoDataset:
+    """Decode every job into a clip (an unreadable one is named in a warning and skipped; a short one padded
+    or skipped by ``short``), then check every class kept a clip."""
     clips: list[Clip] = []
     skipped: list[tuple[str, str]] = []
     padded = short_skipped = 0
-    for session, label, start, stop, subject in _progress(jobs, "decode segments", progress):
-        where = f"{session}@{start:.3f}-{stop:.3f}"
+    for job in _progress(jobs, desc, progress):
         try:
-            frames, decoded = _segment_clip(session, start, stop, spec)
+            frames, fps, decoded = job.decode()
         except (ClipError, LayoutError) as exc:
-            log.warning("skipping %s: %s", where, str(exc).split(": ", 1)[-1])
-            skipped.append((where, str(exc).split(": ", 1)[-1]))
+            reason = str(exc).split(": ", 1)[-1]
+            log.warning("skipping %s: %s", job.where, reason)
+            skipped.append((job.where, reason))
             continue
         frames_or_none, pad = _apply_short_policy(frames, spec.window, short)
         if frames_or_none is None:
             short_skipped += 1
             continue
         padded += pad > 0
-        clips.append(Clip(frames_or_none, label, where, subject, spec.fps, decoded, pad))
+        clips.append(Clip(frames_or_none, job.label, job.where, job.subject, fps, decoded, pad))
     _report_short(spec.window, short, padded, short_skipped)
-    _check_classes(base, labels, clips, skipped)
+    _check_classes(root, labels, clips, skipped)
     return VideoDataset(
-        root=base,
-        name=base.name,
-        layout="recorded",
+        root=root,
+        name=root.name,
+        layout=layout,
         labels=labels,
         clips=clips,
         spec=spec,
@@ -537,7 +554,7 @@ def load_recorded_video(
         short_policy=short,
         short_padded=padded,
         short_skipped=short_skipped,
-        file_list_sha256=_file_list_hash(files, base),
+        file_list_sha256=_file_list_hash(files, root),
     )
 
 
