@@ -26,7 +26,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -57,9 +57,11 @@ __all__ = [
     "read_labels",
     "read_meta",
     "read_parts",
+    "read_json_file",
     "read_parts_detail",
     "session_dirs",
     "valid_name",
+    "write_json_once",
     "write_labels",
     "write_meta",
     "write_session",
@@ -277,21 +279,36 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def read_meta(session_dir: str | Path) -> RecordingMeta:
-    """The session's ``recording.json``, validated (:meth:`RecordingMeta.from_json`)."""
-    path = Path(session_dir) / LAYOUT_FILE
-    data = _read_bounded(path, MAX_META_BYTES, LAYOUT_FILE)
+def read_json_file(path: Path, limit: int) -> object:
+    """A session's JSON file, parsed: at most ``limit`` bytes, UTF-8, strict JSON (no NaN or Infinity);
+    a LayoutError naming the file (and the line) otherwise."""
+    data = _read_bounded(path, limit, path.name)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise LayoutError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        parsed = json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise LayoutError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     except (ValueError, RecursionError) as exc:
         raise LayoutError(f"{path}: not valid JSON ({str(exc)[:80] or type(exc).__name__})") from None
-    return RecordingMeta.from_json(parsed, path)
+
+
+def write_json_once(path: Path, doc: dict[str, Any], check: Callable[[object, Path], object]) -> None:
+    """Write a session's JSON file atomically, once: ``check`` must accept what is written (it must read
+    back); a LayoutError when the file exists already."""
+    data = json.dumps(doc, indent=1, allow_nan=False).encode("utf-8")
+    check(json.loads(data), path)
+    if path.exists():
+        raise LayoutError(f"{path}: the session already exists")
+    atomic_write(path, data)
+
+
+def read_meta(session_dir: str | Path) -> RecordingMeta:
+    """The session's ``recording.json``, validated (:meth:`RecordingMeta.from_json`)."""
+    path = Path(session_dir) / LAYOUT_FILE
+    return RecordingMeta.from_json(read_json_file(path, MAX_META_BYTES), path)
 
 
 # ------------------------------------------------------------------ labels.csv
@@ -629,12 +646,7 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def write_meta(session_dir: str | Path, meta: RecordingMeta) -> None:
     """Write ``recording.json`` atomically; a LayoutError when the session already has one."""
-    path = Path(session_dir) / LAYOUT_FILE
-    data = json.dumps(meta.to_json(), indent=1, allow_nan=False).encode("utf-8")
-    RecordingMeta.from_json(json.loads(data), path)  # what is written must read back
-    if path.exists():
-        raise LayoutError(f"{path}: the session already exists")
-    atomic_write(path, data)
+    write_json_once(Path(session_dir) / LAYOUT_FILE, meta.to_json(), RecordingMeta.from_json)
 
 
 def write_session(

@@ -21,7 +21,6 @@ the line or key at fault. numpy-free and without OpenCV: this runs on the device
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -34,12 +33,12 @@ from edge_har.core.recording_layout import (
     LayoutError,
     _finite,
     _read_bounded,
-    _reject_constant,
-    atomic_write,
     check_session_keys,
     key_error,
     optional_texts,
+    read_json_file,
     session_dirs,
+    write_json_once,
 )
 
 __all__ = [
@@ -148,26 +147,12 @@ class VideoMeta:
 def read_video_meta(session_dir: str | Path) -> VideoMeta:
     """The session's ``video.json``, validated."""
     path = Path(session_dir) / VIDEO_META_FILE
-    data = _read_bounded(path, MAX_VIDEO_META_BYTES, VIDEO_META_FILE)
-    try:
-        parsed = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise LayoutError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise LayoutError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    except (ValueError, RecursionError) as exc:
-        raise LayoutError(f"{path}: not valid JSON ({str(exc)[:80] or type(exc).__name__})") from None
-    return VideoMeta.from_json(parsed, path)
+    return VideoMeta.from_json(read_json_file(path, MAX_VIDEO_META_BYTES), path)
 
 
 def write_video_meta(session_dir: str | Path, meta: VideoMeta) -> None:
     """Write ``video.json`` atomically; a LayoutError when the session already has one."""
-    path = Path(session_dir) / VIDEO_META_FILE
-    data = json.dumps(meta.to_json(), indent=1, allow_nan=False).encode("utf-8")
-    VideoMeta.from_json(json.loads(data), path)  # what is written must read back
-    if path.exists():
-        raise LayoutError(f"{path}: the session already exists")
-    atomic_write(path, data)
+    write_json_once(Path(session_dir) / VIDEO_META_FILE, meta.to_json(), VideoMeta.from_json)
 
 
 # ------------------------------------------------------------------ parts and their index
