@@ -34,6 +34,10 @@ __all__ = [
 ]
 
 
+K_MAX = 1000  # windows in a row a rule may ask for
+REFRACTORY_MAX_S = 86_400.0  # a day
+
+
 class EventRuleError(EdgeHarError, ValueError):
     """An event rule that cannot work; the message names the rule and the field."""
 
@@ -53,14 +57,14 @@ class EventRule:
             raise EventRuleError("event rule: label must be a non-empty class name")
         if not isinstance(self.threshold, (int, float)) or not 0.0 < float(self.threshold) <= 1.0:
             raise EventRuleError(f"{where}: threshold {self.threshold!r} must be in (0, 1]")
-        if not isinstance(self.k, int) or isinstance(self.k, bool) or not 1 <= self.k <= 1000:
-            raise EventRuleError(f"{where}: k {self.k!r} must be a whole number of windows, 1-1000")
+        if not isinstance(self.k, int) or isinstance(self.k, bool) or not 1 <= self.k <= K_MAX:
+            raise EventRuleError(f"{where}: k {self.k!r} must be a whole number of windows, 1-{K_MAX}")
         if (
             not isinstance(self.refractory_s, (int, float))
             or not math.isfinite(self.refractory_s)
-            or not 0 <= self.refractory_s <= 86_400
+            or not 0 <= self.refractory_s <= REFRACTORY_MAX_S
         ):
-            raise EventRuleError(f"{where}: refractory_s {self.refractory_s!r} must be 0-86400 seconds")
+            raise EventRuleError(f"{where}: refractory_s {self.refractory_s!r} must be 0-{REFRACTORY_MAX_S:g} seconds")
 
     def to_json(self) -> dict[str, Any]:
         return {"threshold": float(self.threshold), "k": int(self.k), "refractory_s": float(self.refractory_s)}

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 
 from edge_har.core.errors import EdgeHarError
+from edge_har.core.events import K_MAX, REFRACTORY_MAX_S
 from edge_har.device.capture import CaptureConfig
 from edge_har.device.sources import registry as source_registry
 
@@ -91,9 +92,9 @@ class EventRuleConfig(_Model):
     """One event class's rule (``events: {fall: {...}}``): see :mod:`edge_har.core.events`."""
 
     threshold: float = Field(0.5, gt=0, le=1, description="p(class) at or above this fires the rule ...")
-    k: int = Field(1, ge=1, le=1000, description="... for this many consecutive windows.")
+    k: int = Field(1, ge=1, le=K_MAX, description="... for this many consecutive windows.")
     refractory_s: float = Field(
-        30.0, ge=0, le=86_400, description="After an event, the same class stays quiet this many seconds."
+        30.0, ge=0, le=REFRACTORY_MAX_S, description="After an event, the same class stays quiet this many seconds."
     )
 
 

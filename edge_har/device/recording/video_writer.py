@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge_har.core.recording_layout import LABELS_FILE, LayoutError, fsync_dir, write_labels
+from edge_har.core.recording_layout import LayoutError, fsync_dir
 from edge_har.core.video_recording_layout import (
     INDEX_HEADER,
     VIDEO_META_FILE,
@@ -82,9 +82,7 @@ class VideoRecordingWriter(SessionWriter):
         self._paths: tuple[Path, Path] | None = None
         self._sizes = [0, 0]
         self._part_frames = 0
-        self._small_file(VIDEO_META_FILE, lambda: write_video_meta(self.session_dir, meta))
-        self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, []))
-        fsync_dir(self.session_dir.parent)
+        self._begin(VIDEO_META_FILE, lambda: write_video_meta(self.session_dir, meta))
 
     @property
     def part_path(self) -> Path | None:

@@ -108,6 +108,12 @@ class SessionWriter:
                 raise
             raise RecordingFull(f"{self.session_dir}: disk full ({exc.strerror}); the session cannot start") from None
 
+    def _begin(self, meta_file: str, write_meta: Callable[[], None]) -> None:
+        """Write the session's metadata file and an empty ``labels.csv``, and make the new folder durable."""
+        self._small_file(meta_file, write_meta)
+        self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, []))
+        fsync_dir(self.session_dir.parent)
+
     def _small_file(self, name: str, write: Callable[[], None]) -> None:
         """Run an atomic write of a metadata file or ``labels.csv``; a full disk is :class:`RecordingFull`."""
         try:
@@ -291,9 +297,7 @@ class RecordingWriter(SessionWriter):
         self._path: Path | None = None
         self._part_bytes = 0
         self._part_rows = 0
-        self._small_file(LAYOUT_FILE, lambda: write_meta(self.session_dir, meta))
-        self._small_file(LABELS_FILE, lambda: write_labels(self.session_dir, []))
-        fsync_dir(self.session_dir.parent)
+        self._begin(LAYOUT_FILE, lambda: write_meta(self.session_dir, meta))
 
     # -------------------------------------------------------------- samples
 
