@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from edge_har.core.bundle import Bundle, BundleError
 from edge_har.core.errors import EdgeHarError
+from edge_har.core.formats.event_focus import whole_source
 from edge_har.core.formats.windows import log_resampling
 from edge_har.core.interpreter import TFLiteModel
 from edge_har.core.metrics import classification_report
@@ -130,9 +130,6 @@ def check_channels(dataset: Any, pre: Preprocessing, where: str) -> None:
         )
 
 
-_PIECE = re.compile(r"@\d+-\d+$")
-
-
 def test_recording_indices(bundle: Bundle, dataset: Any, side: str = "test") -> np.ndarray:
     """The recordings of the test (or validation) split recorded in ``bundle.json``, found again in ``dataset``."""
     split = bundle.metrics.get("split") or {}
@@ -144,7 +141,7 @@ def test_recording_indices(bundle: Bundle, dataset: Any, side: str = "test") -> 
         )
     by_source = {relative_source(rec.source, dataset.root): i for i, rec in enumerate(dataset.recordings)}
     # a piece --event-focus cut (source@first-last) is found in its whole recording (--event-focus -: whole trials)
-    wanted = list(dict.fromkeys(s if s in by_source else _PIECE.sub("", s) for s in wanted))
+    wanted = list(dict.fromkeys(s if s in by_source else whole_source(s) for s in wanted))
     missing = [s for s in wanted if s not in by_source]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")

@@ -14,6 +14,7 @@ W`` keeps every window that holds the impact.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,12 @@ from edge_har.core.events import impact_time
 from edge_har.core.formats.base import Dataset, DatasetError
 from edge_har.core.recordings import Recording
 
-__all__ = ["focus_events", "parse_event_focus"]
+__all__ = ["focus_events", "parse_event_focus", "whole_source"]
 
 log = logging.getLogger(__name__)
 
 DROP = "-"
+_PIECE = re.compile(r"@\d+-\d+$")  # what _piece appends to a recording's source
 
 
 def parse_event_focus(spec: str, where: Path | str) -> tuple[str, float, float]:
@@ -110,6 +112,11 @@ def focus_events(ds: Dataset, spec: str, rest: str | None, where: Path | str) ->
         after_s,
         f"is {rest_label} ({rest_pieces} piece(s))" if rest_label else "is left out",
     )
+
+
+def whole_source(source: str) -> str:
+    """The source of the recording a piece was cut from (``file.txt@120-421`` -> ``file.txt``)."""
+    return _PIECE.sub("", source)
 
 
 def _piece(rec: Recording, lo: int, hi: int) -> Recording:
