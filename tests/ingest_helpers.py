@@ -135,6 +135,8 @@ def books_balance(status: dict[str, Any]) -> None:
         + sum(status["rejected"].values())
         + status["statuses"]
         + status["stats"]
+        + status["events"]
+        + status["event_duplicates"]
         + status["dropped_full"]
         + status["queued"]
     )

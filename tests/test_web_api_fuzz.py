@@ -66,7 +66,7 @@ DEVICES = ("pi-1", "pi-kitchen", "wrist_7")
 
 
 def seed_store(url: str) -> None:
-    """A few devices with an hour of predictions (two labels) and status changes, as ingest stores them."""
+    """A few devices with an hour of predictions (two labels), status changes and falls, as ingest stores them."""
     store = open_store_url(url)
     now = time.time()
     rows = [
@@ -90,6 +90,24 @@ def seed_store(url: str) -> None:
     for device in DEVICES:
         store.set_status(device, "online", now - 3600)
     store.set_status(DEVICES[0], "stopped", now - 60)
+    for device in DEVICES[:2]:  # a fall in the last hour (the Live page's marks) and one a day ago
+        for n, ago in enumerate((600.0, 86000.0)):
+            store.add_event(
+                {
+                    "device_id": device,
+                    "run_id": "r1",
+                    "event_type": "fall",
+                    "impact_ts": now - ago,
+                    "detected_ts": now - ago + 2.0,
+                    "confidence": 0.99,
+                    "first_seq": 10 * n,
+                    "last_seq": 10 * n + 3,
+                    "windows": 4,
+                    "model_id": "tiny",
+                    "variant": "int8",
+                    "received_at": now - ago + 2.1,
+                }
+            )
     store.close()
 
 
@@ -185,6 +203,7 @@ def test_schemathesis_over_every_route(db_url, loaded, recording, tmp_path):
     assert fuzz.statuses[("GET /api/devices/{device_id}", "positive")][200] > 0
     assert fuzz.statuses[("GET /api/devices/{device_id}/export.csv", "positive")][200] > 0
     assert fuzz.statuses[("GET /healthz", "positive")][200] > 0
+    assert fuzz.statuses[("GET /api/events", "positive")][200] > 0
 
 
 def test_every_new_parameter_is_bounded_in_the_schema(tmp_path):

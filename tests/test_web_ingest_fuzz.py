@@ -7,7 +7,8 @@ every batch the properties are the same: nothing escapes (no internal error, the
 row reaches the database that it refuses (no ``db_rejected``: the checks are complete), every valid
 prediction is stored, and every message is accounted for exactly once::
 
-    received == stored + duplicates + sum(rejected) + statuses + stats   (once nothing is queued)
+    received == stored + duplicates + sum(rejected) + statuses + stats + events + event_duplicates
+                (once nothing is queued)
 
 ``test_..._decode_and_store`` drives the ingest's own hand-over (``_on_message``, then its loop's
 steps) many times a second; ``test_..._through_a_real_broker`` publishes through mosquitto to a
@@ -31,12 +32,13 @@ import sqlalchemy as sa  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from edge_har.core.events import Event  # noqa: E402
 from edge_har.mqtt.config import MqttConfig  # noqa: E402
-from edge_har.mqtt.payloads import PREDICTION_FIELDS, prediction_payload  # noqa: E402
+from edge_har.mqtt.payloads import event_payload, prediction_payload  # noqa: E402
 from edge_har.web.config import ServeConfig  # noqa: E402
 from edge_har.web.ingest import Hub, Ingest  # noqa: E402
 from edge_har.web.ingest_checks import DEVICE_ID, MAX_PAYLOAD_BYTES  # noqa: E402
-from edge_har.web.store import open_store_url, predictions  # noqa: E402
+from edge_har.web.store import events, open_store_url, predictions  # noqa: E402
 from tests.ingest_helpers import Devices, serve_config, wait_until  # noqa: E402
 
 pytest_plugins = ["tests.plugins.db"]
@@ -84,6 +86,28 @@ def valid_prediction(draw: Any, device: str) -> dict[str, Any]:
     return {**payload, "device_id": device}  # any id: the topic's, which the checks judge
 
 
+@st.composite
+def valid_event(draw: Any, device: str) -> dict[str, Any]:
+    first = draw(st.integers(0, 2**62))
+    impact = draw(st.floats(0, 1e10 - 10))
+    event = Event(
+        draw(st.sampled_from(LABELS + ["fall", "f" * 128])),
+        impact,
+        impact + draw(st.floats(0, 10)),
+        draw(st.floats(0, 1)),
+        first,
+        first + draw(st.integers(0, 999)),
+    )
+    payload = event_payload(
+        device_id="placeholder",
+        model_id=draw(st.sampled_from(["m", "m" * 256])),
+        variant=draw(st.sampled_from([None, "int8"])),
+        run_id=draw(st.none() | st.text("0123456789abcdef", min_size=12, max_size=12)),
+        event=event.to_json(),
+    )
+    return {**payload, "device_id": device}
+
+
 def _routable(c: str) -> bool:
     """A character mosquitto takes in a topic (MQTT: no wildcards there, no control or non-characters)."""
     code = ord(c)
@@ -103,9 +127,9 @@ def _dumps(value: Any) -> bytes:
 
 @st.composite
 def message(draw: Any, routable: bool = False) -> tuple[str, bytes, bool]:
-    """(topic, payload, a valid prediction that must be stored)."""
+    """(topic, payload, a valid prediction or event that must be stored)."""
     device = draw(any_ids)
-    kind = draw(st.sampled_from(["prediction", "prediction", "status", "stats"]))
+    kind = draw(st.sampled_from(["prediction", "prediction", "status", "stats", "event"]))
     if routable:
         device = "".join(c for c in device if _routable(c))
         topic = f"edge-har/{device}/{kind}"
@@ -116,13 +140,13 @@ def message(draw: Any, routable: bool = False) -> tuple[str, bytes, bool]:
     shape = draw(
         st.sampled_from(["valid", "valid", "mutated", "mutated", "json", "number", "deep", "bytes", "large", "status"])
     )
-    base = draw(valid_prediction(device))
+    base = draw(valid_event(device) if kind == "event" else valid_prediction(device))
     if shape == "valid":
-        valid = kind == "prediction" and topic == f"edge-har/{device}/prediction" and DEVICE_ID.match(device)
+        valid = kind in ("prediction", "event") and topic == f"edge-har/{device}/{kind}" and DEVICE_ID.match(device)
         return topic, _dumps(base), bool(valid)
     if shape == "mutated":
         for _ in range(draw(st.integers(1, 3))):
-            key = draw(st.sampled_from([*PREDICTION_FIELDS, "x"]))
+            key = draw(st.sampled_from([*base, "x"]))
             if draw(st.booleans()):
                 base.pop(key, None)
             else:
@@ -148,6 +172,16 @@ def message(draw: Any, routable: bool = False) -> tuple[str, bytes, bool]:
 
 
 def _stored(store: Any, payload: dict[str, Any]) -> bool:
+    if "event_type" in payload:
+        e = events.c
+        query = sa.select(sa.func.count()).where(
+            e.device_id == payload["device_id"],
+            e.run_id == (payload.get("run_id") or ""),
+            e.event_type == payload["event_type"],
+            e.last_seq == payload["last_seq"],
+        )
+        with store.engine.connect() as conn:
+            return bool(conn.execute(query).scalar())
     c = predictions.c
     query = sa.select(sa.func.count()).where(
         c.device_id == payload["device_id"], c.run_id == (payload.get("run_id") or ""), c.seq == payload["seq"]
@@ -162,7 +196,10 @@ def _check_books(status: dict[str, Any], sent: int) -> None:
     assert "db_rejected" not in status["rejected"], status["samples"]
     assert status["received"] == sent
     accounted = status["stored"] + status["duplicates"] + sum(status["rejected"].values())
-    assert status["received"] == accounted + status["statuses"] + status["stats"] + status["dropped_full"], status
+    events = status["events"] + status["event_duplicates"]
+    assert status["received"] == accounted + status["statuses"] + status["stats"] + events + status["dropped_full"], (
+        status
+    )
 
 
 @pytest.fixture
@@ -215,7 +252,17 @@ def test_any_message_is_accounted_for_and_valid_ones_stored_through_a_real_broke
     assert ingest._thread is not None and ingest._thread.is_alive()
     delta = {
         key: status[key] - before[key]
-        for key in ("received", "stored", "duplicates", "statuses", "stats", "dropped_full", "loop_errors")
+        for key in (
+            "received",
+            "stored",
+            "duplicates",
+            "statuses",
+            "stats",
+            "events",
+            "event_duplicates",
+            "dropped_full",
+            "loop_errors",
+        )
     }
     rejected = {k: v - before["rejected"].get(k, 0) for k, v in status["rejected"].items()}
     _check_books({**delta, "queued": 0, "rejected": rejected, "samples": status["samples"]}, len(batch))

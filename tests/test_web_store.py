@@ -189,7 +189,7 @@ def test_retention_deletes_old_rows_and_forgotten_devices(db_url):
         s.set_status("here", "online", now - 100)
         assert s.prune(now) == 5  # 4 predictions and 1 status change of "gone"
         assert [d.device_id for d in s.devices()] == ["here"]
-        assert s.counts() == {"predictions": 3, "status_changes": 1, "devices": 1}
+        assert s.counts() == {"predictions": 3, "status_changes": 1, "devices": 1, "events": 0}
         assert s.prune(now) == 0
     finally:
         s.close()

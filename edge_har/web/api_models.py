@@ -54,6 +54,31 @@ class DaySeconds(_Open):
     total_s: float
 
 
+class EventItem(_Open):
+    """One event a device published (a fall): what, when the impact was, when it was detected, how sure."""
+
+    device_id: str
+    event_type: str
+    impact_ts: float = Field(description="the impact's time, Unix seconds of the device's clock")
+    detected_ts: float = Field(description="the end of the window that completed the rule")
+    confidence: float
+    windows: int = Field(description="windows the rule's run spanned")
+    first_seq: int
+    last_seq: int
+    model_id: str
+    variant: Optional[str] = None
+    run_id: str = Field(description="'' for a device older than the run id")
+    received_at: float = Field(description="when serve received it (the server's clock)")
+
+
+class EventsResponse(_Open):
+    since: float
+    until: float
+    limit: int
+    truncated: bool = Field(description="more events than limit matched (the newest are kept)")
+    events: List[EventItem] = Field(description="newest first")
+
+
 class DeviceView(_Open):
     device_id: str
     status: Optional[str] = None
@@ -70,6 +95,12 @@ class DeviceView(_Open):
     current: Optional[Current] = None
     hour: Optional[List[TimelinePoint]] = Field(None, description="only with hour_step_s")
     today: Optional[DaySeconds] = Field(None, description="only with today=true")
+    last_events: Optional[Dict[str, EventItem]] = Field(
+        None, description="the device's newest event of each type it published (type -> event)"
+    )
+    hour_events: Optional[List[EventItem]] = Field(
+        None, description="only with hour_step_s: the last hour's, oldest first"
+    )
 
 
 class DevicesPage(_Open):

@@ -61,11 +61,13 @@ from typing import Any, NamedTuple, Optional
 from edge_har.mqtt.bounded_json import RejectedMessage
 from edge_har.mqtt.liveness import device_liveness
 from edge_har.web.config import ServeConfig
+from edge_har.web.event_queries import public_event
 from edge_har.web.ingest_checks import (
     DEVICE_ID,
     KINDS,
     SeqRef,
     Topic,
+    check_event,
     check_prediction,
     check_stats,
     check_status,
@@ -104,6 +106,8 @@ _SUMMED = (
     "duplicates",
     "statuses",
     "stats",
+    "events",
+    "event_duplicates",
     "rejected_predictions",
     "dropped_full",
     "queued",
@@ -180,6 +184,8 @@ class IngestCounters:
     duplicates: int = 0  # rows the store already had (QoS 1 re-deliveries)
     statuses: int = 0
     stats: int = 0
+    events: int = 0  # event messages stored (a fall)
+    event_duplicates: int = 0  # event messages the store already held (QoS 1 re-deliveries)
     malformed: int = 0  # messages refused by a check (rejected, less db_rejected and internal_error)
     dropped_full: int = 0  # the queue to the ingest thread was full
     db_errors: int = 0  # failed attempts to write while the database was unreachable
@@ -474,7 +480,8 @@ class Ingest:
     def _own_status(self) -> dict[str, Any]:
         """This process's books (``GET /api/ingest``). Once devices stop and ``queued`` is 0::
 
-        received == stored + duplicates + sum(rejected) + statuses + stats + dropped_full + queued
+        received == stored + duplicates + sum(rejected) + statuses + stats + events + event_duplicates
+                    + dropped_full + queued
         published (per prediction sent once) == stored + rejected_predictions + gaps
         """
         c = self.counters
@@ -496,6 +503,8 @@ class Ingest:
             "duplicates": c.duplicates,
             "statuses": c.statuses,
             "stats": c.stats,
+            "events": c.events,
+            "event_duplicates": c.event_duplicates,
             "rejected": rejected,
             "rejected_predictions": rejected_predictions,
             "rejected_by_device": by_device,
@@ -735,6 +744,12 @@ class Ingest:
                 batch.events.append(
                     {"type": "status", "device_id": device_id, "status": text, "at": received_at, "topic": topic}
                 )
+            elif kind == "event":
+                row = check_event(device_id, payload)
+                row["received_at"] = received_at
+                batch.events.append(
+                    {"type": "event", "device_id": device_id, "event": row, "at": received_at, "topic": topic}
+                )
             else:
                 data = check_stats(device_id, payload)
                 batch.events.append(
@@ -793,19 +808,19 @@ class Ingest:
         halved until the refused row is alone) and counted; the rest is stored.
         """
         try:
-            while batch.events:  # status and stats first: few, and the live page orders by arrival
+            while batch.events:  # status, stats and events first: few, and the live page orders by arrival
                 event = batch.events[0]
                 try:
-                    self._write_event(event)
+                    new = self._write_event(event)
                 except Exception as exc:  # noqa: BLE001 - classified below
                     if _is_outage(exc):
                         raise _Outage(_db_reason(exc)) from exc
                     batch.events.pop(0)
-                    self._set_aside(event["topic"], "status" if event["type"] == "status" else "stats", exc)
+                    self._set_aside(event["topic"], event["type"], exc)
                     continue
                 batch.events.pop(0)  # written: accounted for before anything else can fail
                 self._holding -= 1
-                self._published_event(event)
+                self._published_event(event, new)
             self._write_rows(batch)
         except _Outage as exc:
             self.counters.db_errors += 1
@@ -824,11 +839,15 @@ class Ingest:
         self._backoff = RETRY_MIN_S
         return True
 
-    def _write_event(self, event: dict[str, Any]) -> None:
+    def _write_event(self, event: dict[str, Any]) -> bool:
+        """Store a status, stats or event message; False for an event the store already held (a re-delivery)."""
         if event["type"] == "status":
             self.store.set_status(event["device_id"], event["status"], event["at"])
+        elif event["type"] == "event":
+            return self.store.add_event(event["event"])
         else:
             self.store.set_stats(event["device_id"], event["stats"], event["at"])
+        return True
 
     def _write_rows(self, batch: _Batch) -> None:
         """Write batch.rows in chunks, halving a chunk the database refuses as data until the refused row is
@@ -950,11 +969,17 @@ class Ingest:
         device_id = parts[-2] if len(parts) >= 2 and DEVICE_ID.match(parts[-2]) else None
         self._reject(topic, kind, device_id, reason, _db_reason(exc), exc=exc if reason == "internal_error" else None)
 
-    def _published_event(self, event: dict[str, Any]) -> None:
+    def _published_event(self, event: dict[str, Any], new: bool = True) -> None:
         device = self._devices.setdefault(event["device_id"], _Device())
         if event["type"] == "status":
             self.counters.statuses += 1
             device.status = event["status"]
+        elif event["type"] == "event":
+            if not new:  # a re-delivery: stored once, shown once
+                self.counters.event_duplicates += 1
+                return
+            self.counters.events += 1
+            event["event"] = public_event(event["event"])
         else:
             self.counters.stats += 1
             device.stats_at = event["at"]

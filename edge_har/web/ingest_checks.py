@@ -1,5 +1,8 @@
 """What the serve ingest accepts from the broker: each field checked against the column it is stored in.
 
+Four kinds of message arrive under ``<prefix>/<device_id>/``: predictions, status words, stats and events
+(a fall: :func:`check_event`).
+
 Anyone who may publish under the topic prefix can send anything, so a message is parsed within bounds
 (:func:`edge_har.mqtt.bounded_json.parse_message`: size before decoding, nesting before parsing, every
 integer within 64 bits, every number finite) and then held to what the store and the API can take:
@@ -40,6 +43,7 @@ __all__ = [
     "MAX_TS",
     "SeqRef",
     "Topic",
+    "check_event",
     "check_prediction",
     "check_prediction_reference",
     "check_stats",
@@ -53,7 +57,7 @@ COLUMN_LENGTHS = {"device_id": 128, "label": 128, "model_id": 256, "variant": 64
 # The device ids the API serves (edge_har.web.live): one MQTT topic level, at most 128 characters.
 DEVICE_ID = re.compile(r"^[^/+#\x00\s]{1,128}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-KINDS = ("prediction", "status", "stats")
+KINDS = ("prediction", "status", "stats", "event")
 MAX_PAYLOAD_BYTES = 256 * 1024  # a 1000-class prediction is about 40 KB
 MAX_DEPTH = 16  # a real payload nests 3 deep (stats.mqtt, prediction.extra)
 MAX_CLASSES = 1000
@@ -87,7 +91,7 @@ def parse_topic(topic: str, prefix: str) -> Topic:
     rest = topic[len(prefix) + 1 :] if topic.startswith(prefix + "/") else None
     parts = rest.split("/") if rest is not None else []
     if len(parts) != 2 or parts[1] not in KINDS:
-        raise RejectedMessage("topic", f"{_short(topic)}: not {prefix}/<device_id>/prediction|status|stats")
+        raise RejectedMessage("topic", f"{_short(topic)}: not {prefix}/<device_id>/{'|'.join(KINDS)}")
     device_id = parts[0] if DEVICE_ID.match(parts[0]) else None
     return Topic(device_id, parts[1])
 
@@ -264,6 +268,67 @@ def check_status(payload: bytes) -> str:
             "bad_field", f"status is a short word (online, stopped, offline), got {_short(text, 40)!r}"
         )
     return text
+
+
+_EVENT_NUMBERS = ("impact_ts", "detected_ts", "confidence")
+_EVENT_SEQS = ("first_seq", "last_seq")
+MAX_EVENT_WINDOWS = 1_000_000
+
+
+def check_event(device_id: str, payload: bytes) -> dict[str, Any]:
+    """The ``events`` row of an event message (:func:`edge_har.mqtt.payloads.event_payload`), or RejectedMessage.
+
+    Fields the row does not keep are ignored (a newer device may add some); the ones it keeps are held
+    to their columns, the times to what the history bucketing takes, the seqs to 64 bits.
+    """
+    data = _parse_object(payload, MAX_STATS_BYTES)
+    if data.get("schema_version") != PREDICTION_SCHEMA_VERSION:
+        raise RejectedMessage(
+            "bad_field", f"schema_version: {_short(data.get('schema_version'), 20)} is not {PREDICTION_SCHEMA_VERSION}"
+        )
+    if data.get("device_id") != device_id:
+        raise RejectedMessage("bad_device_id", f"device_id {_short(data.get('device_id'))!r} is not the topic's")
+    event_type, model_id = data.get("event_type"), data.get("model_id")
+    for key, value in (("event_type", event_type), ("model_id", model_id)):
+        if not isinstance(value, str) or not value:
+            raise RejectedMessage("bad_field", f"{key}: must be a non-empty string, got {_short(value, 40)}")
+    run_id = data.get("run_id") or ""
+    if run_id and not (isinstance(run_id, str) and _RUN_ID.match(run_id)):
+        raise RejectedMessage("bad_field", f"run_id: must be 1-64 letters, digits, '-' or '_', got {_short(run_id)!r}")
+    for key, column in (("event_type", "label"), ("model_id", "model_id"), ("variant", "variant")):
+        _text(key, data.get(key), COLUMN_LENGTHS[column])
+    numbers: dict[str, float] = {}
+    for key in _EVENT_NUMBERS:
+        value = data.get(key)
+        top = 1.0 if key == "confidence" else MAX_TS
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= top:
+            raise RejectedMessage("bad_field", f"{key}: must be a number within 0..{top:g}, got {_short(value, 40)}")
+        numbers[key] = float(value)
+    seqs: dict[str, int] = {}
+    for key in _EVENT_SEQS:
+        value = data.get(key)
+        if type(value) is not int or not 0 <= value <= INT64_MAX:
+            raise RejectedMessage(
+                "bad_field", f"{key}: must be a whole number within 0..2**63-1, got {_short(value, 40)}"
+            )
+        seqs[key] = value
+    if seqs["first_seq"] > seqs["last_seq"]:
+        raise RejectedMessage("bad_field", f"first_seq {seqs['first_seq']} is after last_seq {seqs['last_seq']}")
+    windows = data.get("windows", seqs["last_seq"] - seqs["first_seq"] + 1)
+    if type(windows) is not int or not 1 <= windows <= MAX_EVENT_WINDOWS:
+        raise RejectedMessage(
+            "bad_field", f"windows: must be a whole number within 1..{MAX_EVENT_WINDOWS}, got {_short(windows, 40)}"
+        )
+    return {
+        "device_id": device_id,
+        "run_id": run_id,
+        "event_type": event_type,
+        **numbers,
+        **seqs,
+        "windows": windows,
+        "model_id": model_id,
+        "variant": data.get("variant"),
+    }
 
 
 def check_stats(device_id: str, payload: bytes) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from edge_har.mqtt.liveness import device_liveness
 from edge_har.web import api_models as m
-from edge_har.web import queries
+from edge_har.web import event_queries, queries
 from edge_har.web.config import ServeConfig
 from edge_har.web.ingest import Hub, Ingest, stats_brief
 from edge_har.web.roller import Roller
@@ -50,6 +50,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 RETRY_MS = 2000  # EventSource's reconnect delay after the stream drops (server restart)
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
 HISTORY_DEFAULT_S = 3600.0
+EVENTS_DEFAULT_S = 86400.0  # /api/events without since: the last day
 DEVICES_DEFAULT = 100  # devices per /api/devices page unless the request says (also the most with detail)
 DEVICES_MAX = 1000  # the most one page lists: one query, a response of a few hundred kB
 DETAIL_LIMIT = DEVICES_DEFAULT  # the most devices one page adds an hour or a day summary for
@@ -118,7 +119,11 @@ class LiveService:
         """The views of a page of devices, their current stretches found in one statement at most."""
         newest = {r.device_id: (r.activity.label, r.activity.run_id, r.activity.ts) for r in records if r.activity}
         stretches = self.stretches.for_devices(newest) if newest else {}
-        return [self.device_view(r, now, stretches.get(r.device_id)) for r in records]
+        last = event_queries.last_events(self.store, [r.device_id for r in records])
+        views = [self.device_view(r, now, stretches.get(r.device_id)) for r in records]
+        for view in views:
+            view["last_events"] = last.get(view["device_id"], {})
+        return views
 
     def device_view(
         self, record: DeviceRecord, now: float, stretch: Optional[queries.Stretch] = None
@@ -219,8 +224,10 @@ class LiveService:
             ids = [view["device_id"] for view in views]
             if hour_step_s is not None:
                 hours = self.store.recent(ids, now - HISTORY_DEFAULT_S, now, hour_step_s)
+                marks = event_queries.recent_events(self.store, ids, now - HISTORY_DEFAULT_S, now)
                 for view in views:
                     view["hour"] = hours[view["device_id"]]
+                    view["hour_events"] = marks[view["device_id"]]
             if today:
                 tz = dt.timezone(dt.timedelta(minutes=utc_offset_min))
                 date = dt.datetime.now(tz).date()
@@ -243,6 +250,48 @@ class LiveService:
             # Plain JSON types already: straight to json.dumps, not FastAPI's jsonable_encoder walk, which
             # costs ten times as much (175 ms of a 1,000-device page).
             return JSONResponse(body)
+
+        @r.get(
+            "/api/events",
+            tags=["live"],
+            summary="Events the devices published (a fall), newest first",
+            description=(
+                "Events whose impact falls in `since < impact_ts <= until` (default: the last 24 hours), of one "
+                "device and one type when asked, at most `limit`; `truncated` says whether more matched."
+            ),
+            response_model=m.EventsResponse,
+        )
+        def api_events(
+            since: Optional[str] = _time_param("since", "default: a day before until"),
+            until: Optional[str] = _time_param("until", "default: now"),
+            limit: int = Query(
+                100,
+                description=f"events at most, 1..{event_queries.EVENTS_MAX} (the newest are kept)",
+                json_schema_extra={"minimum": 1, "maximum": event_queries.EVENTS_MAX},
+            ),
+            device_id: Optional[str] = Query(
+                None,
+                description="only this device's",
+                json_schema_extra={"minLength": 1, "maxLength": 128, "pattern": r"^[^/+#\x00\s]{1,128}$"},
+            ),
+            event_type: Optional[str] = Query(
+                None,
+                alias="type",
+                description="only events of this type (`fall`)",
+                json_schema_extra={"minLength": 1, "maxLength": 128},
+            ),
+        ) -> JSONResponse:
+            if not 1 <= limit <= event_queries.EVENTS_MAX:
+                raise HTTPException(400, f"limit: {str(limit)[:20]} is not within 1..{event_queries.EVENTS_MAX} events")
+            if device_id is not None and not _DEVICE_ID.match(device_id):
+                raise HTTPException(400, f"device_id: {device_id[:60]!r} is not a device id (one MQTT topic level)")
+            if event_type is not None and not (0 < len(event_type) <= 128 and event_type.isprintable()):
+                raise HTTPException(400, f"type: {event_type[:60]!r} is not an event type (1-128 printable characters)")
+            start, end = _range(since, until, EVENTS_DEFAULT_S)
+            items, truncated = event_queries.event_list(
+                self.store, since=start, until=end, limit=limit, device_id=device_id, event_type=event_type
+            )
+            return JSONResponse({"since": start, "until": end, "limit": limit, "truncated": truncated, "events": items})
 
         @r.get(
             "/api/ingest",
@@ -448,9 +497,10 @@ class LiveService:
         @r.get(
             "/api/stream",
             tags=["live"],
-            summary="Server-sent events: predictions, status, stats, liveness",
+            summary="Server-sent events: predictions, status, stats, liveness, device events",
             description=(
-                "text/event-stream: a `hello` event, then `prediction`, `status`, `stats`, `liveness` and "
+                "text/event-stream: a `hello` event, then `predictions`, `status`, `stats`, `liveness`, `event` "
+                "(a device's event such as a fall, once however often the broker delivers it) and "
                 "`resync` events, each a JSON object in `data:`; a comment line every "
                 f"{KEEPALIVE_S:g} s; `retry: {RETRY_MS}`."
             ),

@@ -38,6 +38,7 @@ COUNTERS = {
     "duplicates": ("edge_har_ingest_duplicates", "re-delivered predictions the store already held"),
     "statuses": ("edge_har_ingest_statuses", "status messages received"),
     "stats": ("edge_har_ingest_stats", "stats messages received"),
+    "events": ("edge_har_ingest_events", "event messages (a fall) stored"),
     "gaps": ("edge_har_ingest_gaps", "predictions lost upstream (seq numbers that never arrived)"),
     "dropped_full": ("edge_har_ingest_dropped_full", "messages dropped because the ingest's queue was full"),
     "rejected_predictions": ("edge_har_ingest_rejected_predictions", "predictions refused by a check"),

@@ -52,7 +52,7 @@ from sqlalchemy.engine import Engine
 from edge_har.core.errors import EdgeHarError
 from edge_har.web.config import ServeConfig
 
-__all__ = ["GAP_CAP_S", "DevicePage", "Store", "StoreError", "open_store", "open_store_url"]
+__all__ = ["GAP_CAP_S", "DevicePage", "Store", "StoreError", "events", "open_store", "open_store_url"]
 
 log = logging.getLogger("edge_har.web.store")
 
@@ -107,6 +107,32 @@ devices = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=True),
     sa.Column("model_id", sa.String(256), nullable=True),
     sa.Column("last_seen", sa.Double(), nullable=False),
+)
+
+
+# Events the devices published (a fall): each once. A QoS 1 re-delivery repeats the device, run, type, last
+# window and detection time, which the unique key turns into a no-op; the time columns are Unix seconds of
+# the device's clock, ``received_at`` the server's (what retention judges, as for predictions).
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("device_id", sa.String(_ID_LEN), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("event_type", sa.String(_ID_LEN), nullable=False),
+    sa.Column("impact_ts", sa.Double(), nullable=False),
+    sa.Column("detected_ts", sa.Double(), nullable=False),
+    sa.Column("confidence", sa.Double(), nullable=False),
+    sa.Column("first_seq", sa.BigInteger(), nullable=False),
+    sa.Column("last_seq", sa.BigInteger(), nullable=False),
+    sa.Column("windows", sa.Integer(), nullable=False),
+    sa.Column("model_id", sa.String(256), nullable=False),
+    sa.Column("variant", sa.String(64), nullable=True),
+    sa.Column("received_at", sa.Double(), nullable=False),
+    sa.UniqueConstraint("device_id", "run_id", "event_type", "last_seq", "detected_ts", name="uq_events_once"),
+    sa.Index("ix_events_device_impact", "device_id", "impact_ts"),
+    sa.Index("ix_events_impact", "impact_ts"),
+    sa.Index("ix_events_received", "received_at"),
 )
 
 
@@ -436,6 +462,18 @@ class Store:
             self._upsert_device(conn, device_id, {"status": status, "status_at": received_at, "last_seen": received_at})
         return changed
 
+    def add_event(self, row: Mapping[str, Any]) -> bool:
+        """Store one event (the ``events`` columns but ``id``); False when the store already holds it (a re-delivery).
+
+        The device's ``last_seen`` moves on too: an event is a sign of life like a status or stats message.
+        """
+        with self.engine.begin() as conn:
+            stmt = self._insert(events).values(**{c.name: row[c.name] for c in events.c if c.name != "id"})
+            stmt = stmt.on_conflict_do_nothing(index_elements=_EVENT_KEY).returning(events.c.id)
+            new = conn.execute(stmt).first() is not None  # psycopg's rowcount says -1 here
+            self._upsert_device(conn, row["device_id"], {"last_seen": row["received_at"]})
+        return new
+
     def set_stats(self, device_id: str, stats: Mapping[str, Any], received_at: float) -> None:
         """Keep the device's last stats payload (the live page shows windows/s, p50, queue, reconnects)."""
         interval = stats.get("stats_interval_s")
@@ -454,7 +492,7 @@ class Store:
         conn.execute(stmt.on_conflict_do_update(index_elements=[devices.c.device_id], set_=values))
 
     def prune(self, now: Optional[float] = None) -> int:
-        """Delete predictions and status changes received more than ``retention_days`` ago; rows deleted.
+        """Delete predictions, status changes and events received more than ``retention_days`` ago; rows deleted.
 
         Devices not heard of since then go too, so the live page does not list a fleet long gone.
         """
@@ -472,6 +510,7 @@ class Store:
                 conn.execute(sa.delete(table).where(table.c.bucket < first_kept))
             deleted = conn.execute(sa.delete(predictions).where(predictions.c.received_at < cutoff)).rowcount
             deleted += conn.execute(sa.delete(status_changes).where(status_changes.c.received_at < cutoff)).rowcount
+            deleted += conn.execute(sa.delete(events).where(events.c.received_at < cutoff)).rowcount
             conn.execute(sa.delete(devices).where(devices.c.last_seen < cutoff))
             conn.execute(sa.delete(seq_books).where(seq_books.c.updated_at < cutoff))
         return int(deleted)
@@ -734,8 +773,11 @@ class Store:
         with self.engine.connect() as conn:
             return {
                 t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0)
-                for t in (predictions, status_changes, devices)
+                for t in (predictions, status_changes, devices, events)
             }
+
+
+_EVENT_KEY = ["device_id", "run_id", "event_type", "last_seq", "detected_ts"]
 
 
 def bucket_of(ts: float) -> int:

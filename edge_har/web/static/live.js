@@ -11,6 +11,10 @@
 // and while the server does not answer every card and the broker badge say so (a banner with the
 // time it went away) instead of showing the last data as current. Colours come from palette.js, so
 // a label has the same colour here as on every other page.
+//
+// Events (a fall) are moments, not states: the newest of the whole fleet are listed at the top (one
+// request, /api/events), each card says when its device's last one of each type was ("last fall 3 min
+// ago") and marks the last hour's on its timeline; the stream's `event` adds a new one as it arrives.
 "use strict";
 
 const HOUR_S = 3600;
@@ -24,8 +28,12 @@ const RELOAD_AT_MOST_EVERY_MS = 2000; // new devices arriving in a burst cost on
 const FRESH_S = 30; // an online device's newest window younger than this: its current activity is still going on
 const DOWN_RETRY_MS = 3000; // while the server does not answer, ask again this often
 const LIVENESS_PILL = { online: "ok", stale: "warn", stopped: "", offline: "bad", unknown: "" };
+const EVENTS_SHOWN = 20; // the newest events listed at the top of the page
+const EVENT_RECENT_S = 3600; // a card's last event younger than this is drawn as a warning
+const EVENT_MARK_S = 24; // a mark on the hour's timeline is this many seconds wide (about 3 pixels)
 
-const devices = new Map(); // device_id -> {view, points: [[ts, label, conf, run_id, seq]], card, summary}
+const devices = new Map(); // device_id -> {view, points: [[ts, label, conf, run_id, seq]], marks: [event], card, summary}
+let events = []; // the newest events of the fleet, newest first (at most EVENTS_SHOWN)
 let pages = 1; // how many pages of PAGE devices are shown ("Show more" adds one)
 let nextAfter = null; // the cursor of the page after the shown ones (null: none)
 let listComplete = false; // every device matching the filter is shown: a new one gets a card of its own
@@ -120,6 +128,7 @@ async function reload(withHour) {
     after = body.next;
     if (!after) break;
   }
+  await loadEvents();
   nextAfter = after;
   listComplete = !after;
   // what the server no longer lists (pruned, or pushed past the shown pages) leaves the page
@@ -133,9 +142,10 @@ async function reload(withHour) {
 // A device of an /api/devices page: its view, and its hour and today when the page carried them.
 function take(view) {
   const device = ensure(view.device_id);
-  const { hour, today, ...rest } = view;
+  const { hour, today, hour_events: marks, ...rest } = view;
   device.view = rest;
   if (hour) device.points = hour.map((p) => [p.ts, p.label, p.confidence, p.run_id, p.seq]);
+  if (marks) device.marks = marks;
   if (today) device.summary = today;
   return device;
 }
@@ -153,7 +163,7 @@ function ensure(id) {
     const after = [...list.children].find((el) => el.dataset.device > id);
     list.insertBefore(card, after || null);
     device = { view: { device_id: id, liveness: "unknown", stats: null, activity: null, current: undefined, gaps: 0, rejected: 0 },
-      points: [], card, summary: null };
+      points: [], marks: [], card, summary: null };
     devices.set(id, device);
   }
   return device;
@@ -203,8 +213,69 @@ function render(device) {
     cell.textContent = count(view[key]);
     cell.parentElement.classList.toggle("warn", Number(view[key] || 0) > 0);
   }
+  renderLastEvents(device);
   renderTimeline(device);
   renderToday(device);
+}
+
+// ------------------------------------------------------------------ events (a fall)
+
+// One event's identity: a re-delivered one is the same event, not a second fall.
+function eventKey(e) { return `${e.device_id}\u0000${e.run_id}\u0000${e.event_type}\u0000${e.last_seq}\u0000${e.detected_ts}`; }
+
+async function loadEvents() {
+  const params = new URLSearchParams({ limit: EVENTS_SHOWN });
+  if (filterText) params.set("limit", 1000);
+  const body = await getJSON(`/api/events?${params}`);
+  events = body.events.filter(eventShown).slice(0, EVENTS_SHOWN);
+  renderEvents();
+}
+
+function eventShown(e) { return !filterText || e.device_id.toLowerCase().includes(filterText.toLowerCase()); }
+
+// A pushed event: listed (once), and its device's card told.
+function addEvent(e) {
+  const key = eventKey(e);
+  if (eventShown(e) && !events.some((x) => eventKey(x) === key)) {
+    events.push(e);
+    events.sort((a, b) => b.impact_ts - a.impact_ts);
+    events = events.slice(0, EVENTS_SHOWN);
+    renderEvents();
+  }
+  const device = shownDevice(e.device_id);
+  if (!device) return;
+  const last = (device.view.last_events = device.view.last_events || {});
+  if (!last[e.event_type] || e.impact_ts >= last[e.event_type].impact_ts) last[e.event_type] = e;
+  if (!device.marks.some((x) => eventKey(x) === key)) device.marks.push(e);
+  render(device);
+}
+
+// An event's confidence to a tenth of a percent: a rule's threshold is often 0.99 or more.
+function percent(p) { return `${(Number(p) * 100).toFixed(1)} %`; }
+
+function renderEvents() {
+  const panel = document.getElementById("events-panel");
+  panel.hidden = events.length === 0;
+  document.getElementById("events").innerHTML = events.map((e) => `
+    <li data-device="${escapeHtml(e.device_id)}" data-type="${escapeHtml(e.event_type)}">
+      <span class="type">${escapeHtml(e.event_type)}</span>
+      <a class="device" href="/device/${encodeURIComponent(e.device_id)}">${escapeHtml(e.device_id)}</a>
+      <span>at ${clock(e.impact_ts)}</span>
+      <span class="muted">${percent(e.confidence)} · ${e.windows} windows</span>
+      <span class="muted ago">${duration(Math.max(0, now() - e.impact_ts))} ago</span>
+    </li>`).join("");
+}
+
+// "last fall 3 min ago (14:03)", one part per event type the device has published.
+function renderLastEvents(device) {
+  const last = device.view.last_events || {};
+  const parts = Object.values(last).sort((a, b) => b.impact_ts - a.impact_ts).map((e) => {
+    const ago = Math.max(0, now() - e.impact_ts);
+    const recent = ago < EVENT_RECENT_S ? " recent" : "";
+    return `<span class="event${recent}" data-type="${escapeHtml(e.event_type)}">last ${escapeHtml(e.event_type)} ` +
+      `${duration(ago)} ago (${clock(e.impact_ts)})</span>`;
+  });
+  device.card.querySelector(".last-events").innerHTML = parts.join(" · ");
 }
 
 // The stretch of the newest label: the server's `current` ({label, since, duration_s}), kept up by
@@ -278,6 +349,13 @@ function renderTimeline(device) {
     else { flush(); span = [x0, x1, p[1]]; }
   });
   flush();
+  device.marks = device.marks.filter((e) => e.impact_ts > start - EVENT_MARK_S);
+  for (const e of device.marks) {
+    const x = Math.max(0, Math.min(HOUR_S - EVENT_MARK_S, e.impact_ts - start - EVENT_MARK_S / 2));
+    parts.push(`<rect class="event-mark" data-type="${escapeHtml(e.event_type)}" x="${x.toFixed(1)}" y="0" ` +
+      `width="${EVENT_MARK_S}" height="10"><title>${escapeHtml(e.event_type)} at ${clock(e.impact_ts)} ` +
+      `(${percent(e.confidence)})</title></rect>`);
+  }
   svg.innerHTML = parts.join("");
   device.card.querySelector(".legend").innerHTML = [...seen].sort()
     .map((label) => `<span><i style="background:${colour(label)}"></i>${escapeHtml(label)}</span>`).join("");
@@ -353,6 +431,7 @@ function showIngest(ingest) {
     `<span class="${rejected ? "warn" : ""}">rejected <strong>${count(rejected)}</strong>${reasons ? ` (${reasons})` : ""}</span>`,
     `<span class="${ingest.gaps ? "warn" : ""}" title="predictions the devices published that never arrived">lost upstream <strong>${count(ingest.gaps)}</strong></span>`,
   ];
+  if (ingest.events) parts.splice(1, 0, `<span title="events (a fall) the devices published">events <strong>${count(ingest.events)}</strong></span>`);
   if (db) {
     const state = db.state === "ok" ? '<span class="pill ok">ok</span>' : `<span class="pill bad">${escapeHtml(db.state)}</span>`;
     parts.push(`<span>database ${state}${db.set_aside ? ` set aside ${count(db.set_aside)}` : ""}</span>`);
@@ -508,11 +587,15 @@ function connect() {
   source.addEventListener("status", apply((view, m) => { view.status = m.status; view.liveness = m.liveness; }));
   source.addEventListener("liveness", apply((view, m) => { view.liveness = m.liveness; }));
   source.addEventListener("stats", apply((view, m) => { view.stats = m.stats; view.liveness = m.liveness; }));
+  source.addEventListener("event", (e) => addEvent(JSON.parse(e.data).event));
   source.addEventListener("broker", (e) => showBroker(JSON.parse(e.data)));
   source.addEventListener("resync", () => load());
 }
 
-setInterval(() => devices.forEach((d) => { renderAge(d); renderTimeline(d); }), REDRAW_EVERY_MS);
+setInterval(() => {
+  devices.forEach((d) => { renderAge(d); renderLastEvents(d); renderTimeline(d); });
+  renderEvents();
+}, REDRAW_EVERY_MS);
 setInterval(() => { if (!loading && source && downSince === null) reload(false).catch(failed); }, REFRESH_EVERY_MS);
 document.getElementById("tz").textContent = timeZoneText();
 // the server's label order first, so each label has the colour it has on every other page
