@@ -3,7 +3,8 @@
 A device publishes the daemon's own event payload: the page lists it at the top, its card says when the
 last fall was, and its last-hour timeline carries a mark at the impact. A fall published while the page
 is open appears without a reload (a marker set in the page's window survives), and a QoS 1 re-delivery
-of it is not a second fall. The screenshot is ``<tmp_path>/screenshots/live-events.png``.
+of it is not a second fall. The device page marks both on its timeline and describes one under the
+cursor. Screenshots: ``<tmp_path>/screenshots/live-events.png`` and ``device-events.png``.
 """
 
 from __future__ import annotations
@@ -89,5 +90,22 @@ def test_the_live_page_lists_marks_and_dates_falls_as_they_come(
             what="the card's last fall to be the new one",
         )
         screenshot(page, "live-events")
+
+        # the device page: both falls marked on its timeline, named in the legend, described under the cursor
+        page.goto(f"{server.url}/device/pi-hall")
+        page.wait_for_function("window.edgeHarDevice && window.edgeHarDevice.state.history !== null")
+        assert page.evaluate("window.edgeHarDevice.state.history.events.length") == 2
+        assert "fall ×2" in page.locator("#timeline-legend").inner_text()
+        x = page.evaluate(
+            "() => { const c = window.edgeHarDevice.charts.timeline;"
+            " const r = c.over.getBoundingClientRect();"
+            " return r.left + c.valToPos(window.edgeHarDevice.state.history.events[0].impact_ts, 'x'); }"
+        )
+        box = page.locator("#timeline .u-over").bounding_box()
+        page.mouse.move(x, box["y"] + box["height"] / 2)
+        hover = page.locator("#timeline-hover")
+        wait_until(lambda: hover.inner_text().startswith("fall"), what="the hover to describe the fall")
+        assert "99.7 %" in hover.inner_text()
+        screenshot(page, "device-events")
     finally:
         devices.close()

@@ -135,6 +135,7 @@ class HistoryResponse(_Open):
     status: List[StatusChange]
     status_before: Optional[StatusChange] = Field(description="the last status change at or before since")
     outages: List[Outage]
+    events: List[EventItem] = Field(description="the device's events (a fall) in the range, oldest first")
 
 
 class SummaryDay(_Open):

@@ -334,7 +334,9 @@ class LiveService:
                 f"At most `limit` predictions (the newest), oldest first; `truncated` says whether more fell in "
                 f"the range. `outages` are the periods without predictions: gaps over {GAP_CAP_S:g} s between "
                 "two predictions (`no_data`) and the periods the device's status was stopped or offline, "
-                "clipped to the range. `status_before` is the last status change at or before `since`."
+                "clipped to the range. `status_before` is the last status change at or before `since`. "
+                f"`events` are the device's events whose impact is in the range (the newest {event_queries.EVENTS_MAX}), "
+                "oldest first."
             ),
             response_model=m.HistoryResponse,
         )
@@ -364,6 +366,9 @@ class LiveService:
             rows, truncated = queries.history_range(self.store, device_id, start, end, limit, step_s)
             status = queries.status_range(self.store, device_id, start, end)
             before = queries.status_before(self.store, device_id, start)
+            events, _ = event_queries.event_list(
+                self.store, since=start, until=end, limit=event_queries.EVENTS_MAX, device_id=device_id
+            )
             return JSONResponse(
                 {
                     "device_id": device_id,
@@ -376,6 +381,7 @@ class LiveService:
                     "status": status,
                     "status_before": before,
                     "outages": queries.outages(self.store, device_id, start, end, before, status, HISTORY_LIMIT),
+                    "events": events[::-1],
                 }
             )
 

@@ -18,6 +18,7 @@
   const SUMMARY_EVERY_MS = 300000;
   const LIVENESS_PILL = { online: "ok", stale: "warn", offline: "bad" };
   const OUTAGE_NAMES = { no_data: "No data", stopped: "Stopped", offline: "Offline" };
+  const EVENT_HIT_PX = 6; // the cursor this close to an event's mark shows the event
   const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
@@ -386,6 +387,15 @@
   function outageAt(ts) {
     return (state.history && state.history.outages || []).find((o) => o.start <= ts && ts < o.end) || null;
   }
+  // The device's event (a fall) drawn nearest the cursor, within EVENT_HIT_PX pixels of it, or null.
+  function eventAt(u, left) {
+    let best = null;
+    for (const e of state.history && state.history.events || []) {
+      const d = Math.abs(u.valToPos(e.impact_ts, "x") - left);
+      if (d <= EVENT_HIT_PX && (!best || d < best.d)) best = { d, e };
+    }
+    return best && best.e;
+  }
   function segmentAt(ts) {
     return state.segments.find((s) => s.start <= ts && ts <= s.end) || null;
   }
@@ -395,6 +405,16 @@
     const el = $("timeline-hover");
     if (left === null || left === undefined || left < 0) { hoverText(el, null); return; }
     const ts = u.posToVal(left, "x");
+    const event = eventAt(u, left);
+    if (event) {
+      const withDay = !sameDay(event.impact_ts, Date.now() / 1000);
+      hoverText(el, [
+        ["dv-label dv-event", event.event_type],
+        ["dv-start", when(event.impact_ts, true, withDay)],
+        ["dv-duration", `${(event.confidence * 100).toFixed(1)} % · ${event.windows} windows`],
+      ]);
+      return;
+    }
     const outage = outageAt(ts);
     const seg = outage ? null : segmentAt(ts);
     const hit = outage
@@ -439,6 +459,19 @@
       ctx.restore();
       ctx.save();
     }
+    // events (a fall): a moment, drawn as a bar across the timeline with a notch above it
+    ctx.fillStyle = cssVar("--dv-event", "#1d232b");
+    for (const e of state.history && state.history.events || []) {
+      const x = u.valToPos(e.impact_ts, "x", true);
+      if (x < x0 - 1 || x > x1 + 1) continue;
+      const w = 3 * devicePixelRatio;
+      ctx.fillRect(x - w / 2, bbox.top, w, bbox.height);
+      ctx.beginPath();
+      ctx.moveTo(x - 2.5 * w, bbox.top);
+      ctx.lineTo(x + 2.5 * w, bbox.top);
+      ctx.lineTo(x, bbox.top + 2.5 * w);
+      ctx.fill();
+    }
     ctx.restore();
   }
 
@@ -471,6 +504,17 @@
     const outages = state.history.outages || [];
     legend($("timeline-legend"), labelsOf(state.segments.map((s) => [s.label, s.end - s.start])),
       [...new Set(outages.map((o) => o.reason))]);
+    const events = state.history.events || [];
+    const types = [...new Set(events.map((e) => e.event_type))];
+    for (const type of types) {
+      const span = document.createElement("span");
+      span.className = "dv-event-key";
+      const i = document.createElement("i");
+      i.style.background = cssVar("--dv-event", "#1d232b");
+      const n = events.filter((e) => e.event_type === type).length;
+      span.append(i, `${type} ×${n}`);
+      $("timeline-legend").append(span);
+    }
     const note = [];
     if (!state.segments.length) note.push("No predictions in this range.");
     if (state.history.truncated) note.push("Only the newest points of this range are shown: pick a shorter range for all of them.");
