@@ -307,6 +307,10 @@ class SensorPath:
     def calibration_info(self) -> dict[str, Any]:
         return {"calibration_size": None if self.calibration is None else len(self.calibration)}
 
+    def self_test_windows(self) -> tuple[np.ndarray, np.ndarray] | None:
+        test = self.sets["test"]
+        return test.x, test.y
+
     def dataset_info(self) -> dict[str, Any]:
         info = dict(self.dataset.describe())
         info.setdefault("path", str(Path(self.dataset.root).resolve()))

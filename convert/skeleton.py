@@ -297,6 +297,10 @@ class ConversionPath(Protocol):
     def split_section(self) -> dict[str, Any]:
         """``metrics.split``: the split's description, test sources, windows (per class)."""
 
+    def self_test_windows(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The test windows and their classes, in evaluation order, that the bundle's self-test is drawn
+        from; None where the device's runtime cannot take one window as the model does (video)."""
+
     def calibration_info(self) -> dict[str, Any]:
         """``training`` keys saying how much calibration data was used."""
 
@@ -339,6 +343,18 @@ def evaluate_variants(
             ev.backend,
         )
     return evaluations
+
+
+def self_test_section(
+    staging: Path, windows: tuple[np.ndarray, np.ndarray], evaluations: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Write ``selftest.npz`` (a few test windows of every class and each variant's outputs for them, from
+    the evaluation just run through the device's interpreter code) and return ``bundle.json``'s entry."""
+    from edge_har.core.self_test import pick_windows, write_self_test
+
+    x, y = windows
+    picked = pick_windows(np.asarray(y))
+    return write_self_test(staging, x[picked], {name: ev.probabilities[picked] for name, ev in evaluations.items()})
 
 
 def metrics_section(
@@ -485,6 +501,9 @@ def run_skeleton(path: ConversionPath, options: ConvertOptionsLike) -> Path:
         with stage("evaluate", timings):
             evaluations = evaluate_variants(staging, specs, path, document)
             extra = path.check_evaluations(evaluations, keras_probs)
+            windows = path.self_test_windows()
+            if windows is not None:
+                document["self_test"] = self_test_section(staging, windows, evaluations)
 
         labels = list(document["labels"])
         refusal: AccuracyGateError | None = None

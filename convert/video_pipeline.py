@@ -774,6 +774,9 @@ class VideoPath:
         log.info("float32 TFLite (as streamed) vs Keras whole model: max |probability difference| %.2e", split_vs_keras)
         return {"float32_vs_keras_max_abs_diff": split_vs_keras}
 
+    def self_test_windows(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return None  # a video variant runs frame by frame (encoder, then head): no one-window self-test yet
+
     def split_section(self) -> dict[str, Any]:
         from edge_har.convert.evaluate import relative_source
 

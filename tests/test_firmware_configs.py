@@ -66,9 +66,23 @@ def test_validate_config_no_files_accepts_every_config(capsys):
 
 
 def localised(path: Path, tmp_path: Path, bundle: Path) -> Path:
-    """The config with its bundle pointing at ``bundle`` and its secret/TLS files present in tmp_path."""
+    """The config with its bundle pointing at ``bundle`` and its secret/TLS files present in tmp_path.
+
+    A config that trusts keys gets a key pair made here and a copy of the bundle signed with it.
+    """
     data = yaml.safe_load(path.read_text())
     data["bundle"] = str(bundle)
+    if (data.get("trust") or {}).get("keys"):
+        import shutil
+
+        from edge_har.core.signing import generate_key, sign_bundle
+
+        private, public = generate_key(tmp_path / "keys", "release")
+        signed = tmp_path / "signed-bundle"
+        shutil.copytree(bundle, signed)
+        sign_bundle(signed, private)
+        data["bundle"] = str(signed)
+        data["trust"]["keys"] = [str(public)]
 
     def make_files(section: dict, prefix: str) -> None:
         if section.get("password_file"):

@@ -31,7 +31,7 @@ PACKAGES = {
     "edge_har.convert": (REPO / "convert", 4),
     "edge_har.benchmarks": (REPO / "benchmarks", 5),
 }
-TOP = {"edge_har.cli", "edge_har.demo", "edge_har.subscribe", "edge_har.__main__", "edge_har"}
+TOP = {"edge_har.cli", "edge_har.demo", "edge_har.subscribe", "edge_har.sign_cli", "edge_har.__main__", "edge_har"}
 TOP_LAYER = 6
 NO_TENSORFLOW = ("edge_har.core", "edge_har.mqtt", "edge_har.device", "edge_har.subscribe", "edge_har.web")
 # edge-har serve sits on the device side (core, mqtt, device); the workstation's convert never

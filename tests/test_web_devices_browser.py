@@ -81,11 +81,15 @@ def test_the_page_makes_the_same_requests_for_thirty_devices_as_for_three_hundre
         if n == 30:
             page.close()
     # one request for the cards, whatever the fleet, the fleet's newest events, and the palette's label order once
-    assert seen[30] == seen[300] == [
-        "/api/labels?",
-        "/api/devices?hour_step_s,limit,today,utc_offset_min",
-        "/api/events?limit",
-    ], seen
+    assert (
+        seen[30]
+        == seen[300]
+        == [
+            "/api/labels?",
+            "/api/devices?hour_step_s,limit,today,utc_offset_min",
+            "/api/events?limit",
+        ]
+    ), seen
     assert page.locator("#count").inner_text() == "Showing 24 of 300 devices"
     card = 'section.device[data-device="pi-00003"]'
     assert page.locator(f"{card} .now .label").inner_text() == "Walk"

@@ -232,6 +232,21 @@ class GateDoc(_Doc):
     degenerate: Dict[str, Any] = Field(default_factory=dict)
 
 
+class SelfTestDoc(_Doc):
+    """``self_test``: stored windows and each variant's outputs, run by the device on load (:mod:`edge_har.core.self_test`)."""
+
+    file: _FileName
+    sha256: _Sha256
+    size_bytes: Annotated[int, Field(ge=0, le=MAX_MODEL_BYTES)]
+    windows: Annotated[int, Field(ge=1, le=10_000)]
+    tolerance: Dict[_Name, Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]]
+
+    @field_validator("file")
+    @classmethod
+    def _inside_the_bundle(cls, value: str) -> str:
+        return ModelFileDoc._inside_the_bundle(value)
+
+
 class MetricsDoc(_Doc):
     """``metrics``: free-form test figures; only the gate's verdict is typed."""
 
@@ -258,6 +273,7 @@ class BundleDoc(_Doc):
     # ``--label-map``: each class name of the data set -> the label the model predicts for it (None:
     # left out of training). Absent in bundles made without one, and in those of older writers.
     label_map: Optional[Dict[_Name, Optional[_Name]]] = None
+    self_test: Optional[SelfTestDoc] = None
 
 
 def _provenance_label_map(data: Mapping[str, Any]) -> dict[str, str | None]:
@@ -361,6 +377,8 @@ class Bundle:
                 quantization=str(meta["quantization"]),
                 meta=meta,
             )
+        # the self-test (windows and each variant's outputs on the workstation), None in older bundles
+        self.self_test: dict[str, Any] | None = data.get("self_test")
         _raise(where, _outside_problems(root, self.variants.values()))
 
     def model_label(self, name: str) -> str | None:
@@ -425,19 +443,26 @@ class Bundle:
             )
         return self.variants[key]
 
+    def files(self) -> list[tuple[str, Path, int, str]]:
+        """(bundle.json key, path, size, sha256) of every file bundle.json vouches for: models, self-test."""
+        out = [entry for v in self.variants.values() for entry in v.files()]
+        if self.self_test:
+            t = self.self_test
+            out.append(("self_test", self.root / t["file"], int(t["size_bytes"]), str(t["sha256"])))
+        return out
+
     def verify(self) -> list[str]:
-        """Check every variant's file exists with the recorded size and sha256; return problems."""
+        """Check every file bundle.json records exists with its recorded size and sha256; return problems."""
         problems = []
-        for v in self.variants.values():
-            for key, file, size, sha in v.files():
-                if not file.is_file():
-                    problems.append(f"{key}.file: {file} is missing")
-                    continue
-                if file.stat().st_size != size:
-                    problems.append(f"{key}.size_bytes: {size} recorded, {file.stat().st_size} on disk")
-                digest = sha256_file(file)
-                if digest != sha:
-                    problems.append(f"{key}.sha256: {file.name} hashes to {digest}, bundle says {sha}")
+        for key, file, size, sha in self.files():
+            if not file.is_file():
+                problems.append(f"{key}.file: {file} is missing")
+                continue
+            if file.stat().st_size != size:
+                problems.append(f"{key}.size_bytes: {size} recorded, {file.stat().st_size} on disk")
+            digest = sha256_file(file)
+            if digest != sha:
+                problems.append(f"{key}.sha256: {file.name} hashes to {digest}, bundle says {sha}")
         return problems
 
     def model_problems(

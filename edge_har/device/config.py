@@ -41,6 +41,7 @@ from edge_har.device.sources.i2c_imu import ACCEL_CHANNELS, GYRO_CHANNELS, I2cIm
 from edge_har.device.sources.mqtt_input import MqttSourceConfig
 from edge_har.device.sources.replay import ReplaySourceConfig
 from edge_har.device.sources.serial_source import SerialSourceConfig
+from edge_har.device.trust import TrustConfig, trust_problems
 from edge_har.device.video_config import VideoRuntimeConfig
 from edge_har.mqtt.config import CREDENTIAL_KEYS, MqttConfig, security_warnings
 
@@ -284,6 +285,13 @@ class DeviceConfig(_Model):
             "and a Home Assistant event entity. Replaces the bundle's own events section; absent: the bundle's."
         ),
     )
+    trust: Optional[TrustConfig] = Field(
+        None,
+        description=(
+            "Which signed bundles this device runs: the public keys it trusts and whether a signature is required. "
+            "Absent: a bundle's signature is not checked."
+        ),
+    )
     capture: Optional[CaptureConfig] = Field(
         None,
         description=(
@@ -318,9 +326,11 @@ class DeviceConfig(_Model):
         source = self.source.resolve_paths(base)
         auto = self.auto_variant.model_copy(update={"cache_dir": fix(self.auto_variant.cache_dir)})
         capture = self.capture.resolve_paths(base) if self.capture is not None else None
+        trust = self.trust.resolve_paths(base) if self.trust is not None else None
         return self.model_copy(
             update={
                 "bundle": fix(self.bundle),
+                "trust": trust,
                 "source": source,
                 "mqtt": fix_mqtt(self.mqtt),
                 "auto_variant": auto,
@@ -606,6 +616,12 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
         folder = cfg.capture.directory()
         if folder.exists() and not folder.is_dir():
             errors.append(f"{loaded.where('capture.dir' if cfg.capture.dir else 'capture')}: {folder} is not a folder")
+    if bundle is not None:
+        trust_errors, trust_warnings = trust_problems(
+            cfg.trust, bundle.root, cfg.interpreter.verify_sha256, loaded.where
+        )
+        errors += trust_errors
+        warnings += trust_warnings
     if bundle is not None and cfg.events:
         for label in cfg.events:
             if label not in bundle.labels:

@@ -25,6 +25,7 @@ import numpy as np
 from edge_har.core.bundle import Bundle
 from edge_har.core.interpreter import TFLiteModel
 from edge_har.core.preprocessing import Preprocessing, StreamPreprocessor
+from edge_har.core.self_test import SelfTestResult, run_self_test
 from edge_har.device.runtime_api import Prediction, RuntimeOptions, StreamRuntime, Window
 from edge_har.device.smoothing import Smoother
 from edge_har.device.sources.base import Chunk
@@ -91,6 +92,7 @@ class Runtime(StreamRuntime):
         # What `variant: auto` measured (or read from its cache), for the log and the first
         # stats message; None for a fixed variant.
         self.variant_choice: Optional[VariantChoice] = None
+        self.self_test: Optional[SelfTestResult] = None  # what the load's self-test found (None: the bundle has none)
 
     @classmethod
     def _load(cls, bundle: Bundle, options: RuntimeOptions) -> Runtime:
@@ -113,10 +115,21 @@ class Runtime(StreamRuntime):
             model = bundle.load_model(v.name, options=options.interpreter)
         runtime = cls(bundle, v.name, model, options.smoother(bundle.labels))
         runtime.variant_choice = choice
+        # The workstation's outputs on the bundle's stored windows, reproduced before anything is published:
+        # a runtime that computes this model otherwise is refused here (exit 78), not trusted all day.
+        runtime.self_test = run_self_test(bundle.root, bundle.self_test, v.name, model.predict)
         return runtime
 
     def log_loaded(self, ms: float) -> None:
         v, model = self.bundle.variant(self.variant), self.model
+        t = self.self_test
+        if t is not None:
+            log.info(
+                "self-test: %d stored windows reproduced within %.2g of the workstation's (tolerance %g)",
+                t.windows,
+                t.max_abs_diff,
+                t.tolerance,
+            )
         log.info(
             "model %s variant %s (%s, %.1f KiB) loaded with %s %s in %.0f ms; input %s, %d labels; "
             + ("LSTM state reset per window" if model.stateful else "stateless: no state reset"),
