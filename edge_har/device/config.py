@@ -42,6 +42,7 @@ from edge_har.device.sources.mqtt_input import MqttSourceConfig
 from edge_har.device.sources.replay import ReplaySourceConfig
 from edge_har.device.sources.serial_source import SerialSourceConfig
 from edge_har.device.trust import TrustConfig, trust_problems
+from edge_har.device.update_config import UpdateConfig
 from edge_har.device.video_config import VideoRuntimeConfig
 from edge_har.mqtt.config import CREDENTIAL_KEYS, MqttConfig, security_warnings
 
@@ -292,6 +293,14 @@ class DeviceConfig(_Model):
             "Absent: a bundle's signature is not checked."
         ),
     )
+    update: Optional[UpdateConfig] = Field(
+        None,
+        description=(
+            "Take new bundles while running: listen on <prefix>/<id>/update/set, download from serve, check "
+            "(sha256, trust, self-test, fit), swap between two windows, keep the one before for a rollback. "
+            "Absent: the bundle changes only by editing the config."
+        ),
+    )
     capture: Optional[CaptureConfig] = Field(
         None,
         description=(
@@ -327,10 +336,12 @@ class DeviceConfig(_Model):
         auto = self.auto_variant.model_copy(update={"cache_dir": fix(self.auto_variant.cache_dir)})
         capture = self.capture.resolve_paths(base) if self.capture is not None else None
         trust = self.trust.resolve_paths(base) if self.trust is not None else None
+        update = self.update.resolve_paths(base) if self.update is not None else None
         return self.model_copy(
             update={
                 "bundle": fix(self.bundle),
                 "trust": trust,
+                "update": update,
                 "source": source,
                 "mqtt": fix_mqtt(self.mqtt),
                 "auto_variant": auto,
@@ -622,6 +633,12 @@ def check_files(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
         )
         errors += trust_errors
         warnings += trust_warnings
+    if cfg.update is not None:
+        folder = cfg.update.directory()
+        if folder.exists() and not folder.is_dir():
+            errors.append(f"{loaded.where('update.dir' if cfg.update.dir else 'update')}: {folder} is not a folder")
+        if cfg.update.password_file is not None and not Path(cfg.update.password_file).is_file():
+            errors.append(f"{loaded.where('update.password_file')}: {cfg.update.password_file} does not exist")
     if bundle is not None and cfg.events:
         for label in cfg.events:
             if label not in bundle.labels:

@@ -112,6 +112,8 @@ class Daemon:
         self._source_done = threading.Event()  # the source will deliver nothing more
         self._started = False  # _setup got as far as starting the threads: run the loop, then shut down
         self._lossless = self.cfg.source.lossless()  # the source's plugin says whether it can wait for us
+        self.windowing: Optional[WindowStage] = None
+        self.updates: Any = None  # an UpdateStage when the config has an update section
 
     # ================================================================ control
 
@@ -169,15 +171,24 @@ class Daemon:
         from edge_har.mqtt.publisher import Publisher
 
         cfg = self.cfg
+        loaded = self.loaded
+        if cfg.update is not None:  # the current bundle under update.dir, when an update made one
+            from edge_har.device.update_stage import UpdateStage
+
+            self.updates = UpdateStage(cfg)
+            loaded = self.updates.begin(loaded)
         # The same checks as `edge-har validate-config` (files, bundle.json, every model loaded and
         # checked against bundle, labels and source): a problem here exits 78, never restarted.
         # A video bundle (camera source) streams frames through encoder + head; the same Prediction comes out.
-        checked = run_startup_checks(self.loaded)
+        checked = run_startup_checks(loaded)
         for line in checked.warnings:
             log.warning("config: %s", line)
         if checked.runtime is None:
             for line in checked.errors:
                 log.error("config: %s", line)
+            if self.updates is not None and self.updates.start_refused(checked.errors):
+                log.error("update: the new bundle was refused at start; restarting into the one before")
+                return EXIT_RESTART
             return EXIT_CONFIG
         self.runtime = rt = checked.runtime
         if self.stop_event.is_set():  # stopped while the model loaded: nothing to connect or drain
@@ -217,8 +228,11 @@ class Daemon:
             log.error("source: %s", exc)
             self.publisher.stop(timeout=2.0)
             return EXIT_CONFIG
+        self.windowing = windowing
         if cfg.capture is not None:
             self._start_capture(windowing)
+        if self.updates is not None:
+            self.updates.start(self)
         log.info(
             "edge-har daemon up: device %s, model %s/%s, source %s (%s Hz), %d windows queue%s",
             self.device_id,
@@ -378,10 +392,14 @@ class Daemon:
                 window = self.windows.get(timeout=READ_TIMEOUT_S)
             except queue.Empty:
                 continue
+            if self.updates is not None:  # a window made after an update's swap runs on the new runtime
+                rt = self.updates.on_window(window, rt)
             try:
                 prediction = rt.predict(window)
                 self._publish(prediction)
                 failures = 0
+                if self.updates is not None:
+                    self.updates.after_prediction()
             except Exception:
                 failures += 1
                 log.exception("inference failed (%d in a row)", failures)
@@ -403,6 +421,13 @@ class Daemon:
                 self.request_stop(f"--max-windows {self.max_windows} reached")
                 break
         return EXIT_OK
+
+    def switch_windowing(self, pre: Any, generation: int) -> None:
+        """Windows made from the source's next chunk on use ``pre``'s normalisation (an update's swap)."""
+        switch = getattr(self.windowing, "switch", None)
+        if switch is None:
+            raise RuntimeError("this source's windowing cannot switch models between two windows")
+        switch(pre, generation)
 
     def _publish_events(self, window: Window, prediction: Prediction) -> None:
         from edge_har.mqtt.payloads import event_payload
@@ -560,6 +585,8 @@ class Daemon:
             self._stats_thread.join(timeout=2.0)
         if self._corrections is not None:
             self._corrections.stop()
+        if self.updates is not None:
+            self.updates.stop()
         if self.capture is not None:
             self.capture.close(timeout=5.0)
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import ClassVar, Optional, Sequence
 
 import numpy as np
@@ -48,6 +49,17 @@ class Windowing:
         self.pre = self.stream.pre
         self._emitted = 0  # windows since the last reset: the next one ends at window + emitted * stride
         self._pending_segment = True
+        self.generation = 0
+        self._next: Optional[tuple[Preprocessing, int]] = None
+
+    def switch(self, pre: Preprocessing, generation: int) -> None:
+        """From the next chunk on, normalise with ``pre``'s mean and std and tag windows ``generation``.
+
+        Called from another thread (an update); the source thread applies it at the start of its next
+        :meth:`push`, so every window is made whole with one normalisation. Only the normalisation may
+        change: the stream (rate, window, stride, channels, scaling) is the running one's.
+        """
+        self._next = (pre, generation)
 
     @property
     def source_rate_hz(self) -> float:
@@ -59,6 +71,11 @@ class Windowing:
         self._pending_segment = True
 
     def push(self, chunk: Chunk) -> list[Window]:
+        switch, self._next = self._next, None
+        if switch is not None:
+            pre, self.generation = switch
+            self.stream.pre = replace(self.stream.pre, mean=pre.mean, std=pre.std)
+            self.pre = self.stream.pre
         if chunk.segment_start and self.stream.windower.samples_seen:
             self.reset()
         if not len(chunk.samples):
@@ -73,7 +90,7 @@ class Windowing:
             end_index = self.pre.window + self._emitted * self.pre.stride
             self._emitted += 1
             end_ts = chunk.ts - (seen - end_index) / rate
-            out.append(Window(data, end_ts, chunk.arrival, chunk.label, self._pending_segment))
+            out.append(Window(data, end_ts, chunk.arrival, chunk.label, self._pending_segment, self.generation))
             self._pending_segment = False
         return out
 

@@ -47,6 +47,7 @@ class Window:
     arrival: float  # perf_counter() when the chunk completing it arrived
     truth: Optional[str] = None  # ground-truth label (replay)
     segment_start: bool = False  # first window after a gap: smoothing restarts
+    generation: int = 0  # which runtime's normalisation made it (an update's swap starts a new one)
 
 
 @dataclass
@@ -189,6 +190,7 @@ class StreamRuntime:
         self.smoother = smoother
         self.pre = pre  # the video runtime's is its FrameSpec's view (channels, fps as the rate)
         self._seq = 0
+        self.generation = 0  # the windows it runs (see Window.generation)
 
     @classmethod
     def load(cls: type[R], bundle: Any, options: Union[RuntimeOptions, str, None] = None, **keywords: Any) -> R:
@@ -242,6 +244,15 @@ class StreamRuntime:
     @property
     def model_id(self) -> str:
         return self.bundle.model_id
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next prediction gets."""
+        return self._seq
+
+    def take_over_seq(self, other: StreamRuntime) -> None:
+        """Go on from ``other``'s seq (a swap to this runtime between two windows: seq never restarts)."""
+        self._seq = other.next_seq
 
     def predict(self, window: Window) -> Prediction:
         """One window -> its smoothed :class:`Prediction` (``inference_ms``: the model call)."""
