@@ -197,7 +197,9 @@ def update_config(
 
 
 def publish_update(broker: Any, command: dict[str, Any], device: str = "pi-test") -> None:
-    body = {k: command[k] for k in ("bundle_id", "sha256", "size_bytes")} | {"rollout_id": "r1"}
+    body = {k: command[k] for k in ("bundle_id", "sha256", "size_bytes", "action") if k in command} | {
+        "rollout_id": "r1"
+    }
     client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"rollout-{time.monotonic_ns()}")
     client.connect(broker.host, broker.port)
     client.loop_start()
@@ -285,6 +287,12 @@ def test_a_running_daemon_swaps_between_two_windows_and_refuses_what_it_must(
             assert failed["bundle_id"] == command["bundle_id"] and words in failed["reason"], failed
         n = len(listener.payloads(f"{PREFIX}/prediction"))
         listener.wait_count(f"{PREFIX}/prediction", n + 5, timeout=30)  # still running, on the good bundle
+        swapped = json.loads((tmp_path / "slots" / "state.json").read_text())
+        # a rollout's rollback: back to the bundle before (here the config's), swapped the same way
+        publish_update(mosquitto_broker, {"action": "rollback"})
+        back = wait_state(listener, "rolled_back")
+        n = len(listener.payloads(f"{PREFIX}/prediction"))
+        listener.wait_count(f"{PREFIX}/prediction", n + 3, timeout=30)
     finally:
         code = daemon.stop()
     assert code == 0
@@ -293,10 +301,13 @@ def test_a_running_daemon_swaps_between_two_windows_and_refuses_what_it_must(
     assert seqs == list(range(len(preds)))  # no window lost or published twice across the swap
     first_new = next(i for i, p in enumerate(preds) if p["model_id"] == "tiny-v2")
     assert first_new == active["from_seq"]
-    assert all(p["model_id"] == "tiny-v2" for p in preds[first_new:])
+    assert all(p["model_id"] == "tiny-v2" for p in preds[first_new : back["from_seq"]])
+    old = json.loads((signed_a / "bundle.json").read_text())["model_id"]
+    assert back["model_id"] == old and {p["model_id"] for p in preds[back["from_seq"] :]} == {old}
     assert daemon.daemon.stats.windows_dropped == 0
+    assert swapped["current"].startswith("tiny-v2-") and swapped["trial_starts"] is None and swapped["previous"] is None
     state = json.loads((tmp_path / "slots" / "state.json").read_text())
-    assert state["current"].startswith("tiny-v2-") and state["trial_starts"] is None and state["previous"] is None
+    assert state["current"] is None and "rollout r1 rolled it back" in state["rollback_reason"]
 
 
 def test_new_labels_restart_into_the_bundle_and_the_next_start_runs_it(

@@ -109,12 +109,19 @@ class UpdateStage:
         daemon = self.daemon
         old, new = daemon.runtime, prepared.runtime
         command = prepared.command
+        rollback = command.action == "rollback"
         why_not = self._why_not_hot(old, new)
         if why_not:
-            self.slots.activate(prepared.name, started=False)
+            self._make_current(prepared, started=False)
             daemon.restart_requested = True
             daemon.request_stop(f"update: restarting into {new.model_id} ({why_not})")
-            return {"state": "restarting", "command": command, "model_id": new.model_id, "reason": why_not}
+            return {
+                "state": "restarting",
+                "command": command,
+                "model_id": new.model_id,
+                "reason": why_not,
+                "rollback": rollback or None,
+            }
         with self._lock:
             self._generation += 1
             generation = self._generation
@@ -123,16 +130,25 @@ class UpdateStage:
         with self._swapped:
             self._swapped.wait_for(lambda: generation in self._taken or daemon.stop_event.is_set(), SWAP_WAIT_S)
         from_seq = self._taken.get(generation)
-        self.slots.activate(prepared.name, started=True)
-        self._trial_left = self.cfg.update.confirm_after_windows
+        self._make_current(prepared, started=True)
         return {
-            "state": "active",
+            "state": "rolled_back" if rollback else "active",
             "command": command,
             "model_id": new.model_id,
             "previous_model_id": old.model_id,
             "from_seq": from_seq,
-            "trial": True,
+            "trial": not rollback,
         }
+
+    def _make_current(self, prepared: Prepared, started: bool) -> None:
+        """An update's bundle becomes current on trial; a rollback's becomes current for good."""
+        if prepared.command.action == "rollback":
+            self.slots.roll_back(f"rollout {prepared.command.rollout_id} rolled it back")
+            self._trial_left = None
+            return
+        assert prepared.name is not None
+        self.slots.activate(prepared.name, started=started)
+        self._trial_left = self.cfg.update.confirm_after_windows if started else None
 
     def _why_not_hot(self, old: Any, new: Any) -> str:
         if old.bundle.kind != "sensor" or new.bundle.kind != "sensor":

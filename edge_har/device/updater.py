@@ -6,6 +6,9 @@ An update is a small retained JSON message on ``<prefix>/<device_id>/update/set`
     {"bundle_id": "hmp-cnn-lstm-20261207-1a2b3c4d-3f9c2a71b0de", "sha256": "<the archive's>",
      "size_bytes": 812345, "rollout_id": "r-20261207-01"}
 
+``{"action": "rollback", "rollout_id": "..."}`` instead goes back to the bundle that ran before the
+current one (the config's own when there was none), checked and swapped the same way.
+
 The device builds the download URL from its own ``update.server`` (``/api/bundles/<id>/bundle.tar``), so
 a message can name a bundle but never a place. Each step is published, retained, on
 ``<prefix>/<device_id>/update/state`` (``downloading``, ``verifying``, ``testing``, ``active``,
@@ -59,6 +62,12 @@ class UpdateCommand:
     sha256: str
     size_bytes: int
     rollout_id: Optional[str] = None
+    action: str = "update"  # or "rollback": back to the bundle before the current one
+
+    @property
+    def key(self) -> str:
+        """What a repeat of this command has in common with it (a retained message comes again)."""
+        return self.sha256 if self.action == "update" else f"rollback:{self.rollout_id}"
 
 
 def parse_command(payload: bytes) -> Optional[UpdateCommand]:
@@ -73,6 +82,13 @@ def parse_command(payload: bytes) -> Optional[UpdateCommand]:
         raise UpdateError("update command: not UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise UpdateError("update command: not a JSON object")
+    if data.get("action", "update") not in ("update", "rollback"):
+        raise UpdateError("update command: action must be update or rollback")
+    if data.get("action") == "rollback":
+        rollout = data.get("rollout_id")
+        if not isinstance(rollout, str) or not _ROLLOUT_ID.match(rollout):
+            raise UpdateError("rollback command: rollout_id must be 1-64 letters, digits, '.', '_' or '-'")
+        return UpdateCommand("", "", 0, rollout, "rollback")
     bundle_id, sha, size, rollout = (
         data.get("bundle_id"),
         data.get("sha256"),
@@ -105,7 +121,7 @@ class Prepared:
     """A checked, installed, loaded bundle ready for the daemon to run."""
 
     command: UpdateCommand
-    name: str
+    name: Optional[str]  # the folder under update.dir; None: the config's own bundle (a rollback to it)
     path: Path
     runtime: Any
 
@@ -180,7 +196,9 @@ class Updater:
     def report(self, state: str, command: Optional[UpdateCommand] = None, **fields: Any) -> None:
         """Publish ``state`` (retained, QoS 1) with the command's ids and ``fields``; also logged."""
         body: dict[str, Any] = {"state": state, "ts": round(time.time(), 3), "device_id": self.device_id}
-        if command is not None:
+        if command is not None and command.action == "rollback":
+            body |= {"action": "rollback", "rollout_id": command.rollout_id}
+        elif command is not None:
             body |= {"bundle_id": command.bundle_id, "sha256": command.sha256, "rollout_id": command.rollout_id}
         body |= {k: v for k, v in fields.items() if v is not None}
         self.last_state = body
@@ -222,13 +240,13 @@ class Updater:
             self._wake.clear()
             with self._lock:
                 command, self._wanted = self._wanted, None
-            if command is None or command.sha256 in self._done:
+            if command is None or command.key in self._done:
                 continue
-            if self._running_sha() == command.sha256:
-                self._done.add(command.sha256)
+            if command.action == "update" and self._running_sha() == command.sha256:
+                self._done.add(command.key)
                 continue
             try:
-                prepared = self.prepare(command)
+                prepared = self.prepare(command) if command.action == "update" else self.prepare_rollback(command)
                 if prepared is None:
                     continue
                 self.report(**self.hand_over(prepared))
@@ -237,7 +255,7 @@ class Updater:
             except Exception as exc:  # noqa: BLE001 - the update thread must outlive any bug, inference goes on
                 log.exception("update: unexpected error")
                 self.report("failed", command, reason=f"{type(exc).__name__}: {exc}"[:300])
-            self._done.add(command.sha256)
+            self._done.add(command.key)
 
     def _running_sha(self) -> Optional[str]:
         runtime = self.current()
@@ -308,6 +326,21 @@ class Updater:
                 shutil.rmtree(path, ignore_errors=True)
             raise UpdateError(f"{command.bundle_id}: cannot load: {exc}") from None
         return Prepared(command, name, path, runtime)
+
+    def prepare_rollback(self, command: UpdateCommand) -> Prepared:
+        """Load the bundle that ran before the current one (the config's when there was none)."""
+        state = self.slots.read()
+        if state.current is None:
+            raise UpdateError("nothing to roll back to: this device runs the bundle its config names")
+        path = self.slots.path(state.previous) if state.previous is not None else Path(self.cfg.bundle)
+        self.report("testing", command, bundle=state.previous or str(path))
+        try:
+            from edge_har.device.runtime_api import RuntimeOptions, StreamRuntime
+
+            runtime = StreamRuntime.load(path, RuntimeOptions.from_config(self.cfg))
+        except (EdgeHarError, ValueError, OSError) as exc:
+            raise UpdateError(f"cannot load the bundle before ({path}): {exc}") from None
+        return Prepared(command, state.previous, path, runtime)
 
     def _password(self) -> Optional[str]:
         file = self.update.password_file
