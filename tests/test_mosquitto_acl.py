@@ -156,3 +156,42 @@ def test_example_acl_lets_a_device_publish_its_own_events_and_event_entity_only(
     time.sleep(0.5)  # pi-b's would have arrived by now
     assert [m.json()["from"] for m in ha.on("edge-har/pi-a/event")] == ["pi-a"]
     assert [m.json()["from"] for m in ha.on("homeassistant/event/pi-a/events/config")] == ["pi-a"]
+
+
+def test_example_acl_lets_serve_send_updates_and_only_a_device_report_its_own(
+    tmp_path, tls_files, mqtt_listener, request
+):
+    users = {"pi-a": "pw-a-123", "pi-b": "pw-b-456", "edge-har-serve": "serve-pw", "viewer": "viewer-pw"}
+    broker = example_broker(tmp_path, tls_files, users).start()
+    request.node._edge_har_brokers = [broker]
+    device = mqtt_listener(
+        broker,
+        ["edge-har/pi-a/update/set", "edge-har/group/ward-a/update/set"],
+        username="pi-a",
+        password=users["pi-a"],
+    )
+    viewer = mqtt_listener(broker, ["edge-har/+/update/state"], username="viewer", password=users["viewer"])
+
+    def publish(user: str, topic: str, body: bytes) -> None:
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"{user}-update-test")
+        client.username_pw_set(user, users[user])
+        client.connect(broker.host, broker.port, keepalive=10)
+        client.loop_start()
+        try:
+            client.publish(topic, body, qos=1).wait_for_publish(5)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    for user in ("pi-b", "edge-har-serve"):  # another device may not tell pi-a what to run; serve may
+        publish(user, "edge-har/pi-a/update/set", f'{{"from": "{user}"}}'.encode())
+        publish(user, "edge-har/group/ward-a/update/set", f'{{"from": "{user}"}}'.encode())
+    for user in ("pi-b", "pi-a"):  # only pi-a reports pi-a's update state
+        publish(user, "edge-har/pi-a/update/state", f'{{"from": "{user}"}}'.encode())
+    device.wait_count("edge-har/pi-a/update/set", 1)
+    device.wait_count("edge-har/group/ward-a/update/set", 1)
+    viewer.wait_count("edge-har/pi-a/update/state", 1)
+    time.sleep(0.5)  # what the ACL let through wrongly would have arrived by now
+    assert [m.json()["from"] for m in device.on("edge-har/pi-a/update/set")] == ["edge-har-serve"]
+    assert [m.json()["from"] for m in device.on("edge-har/group/ward-a/update/set")] == ["edge-har-serve"]
+    assert [m.json()["from"] for m in viewer.on("edge-har/pi-a/update/state")] == ["pi-a"]

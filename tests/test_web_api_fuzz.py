@@ -179,7 +179,10 @@ class Fuzzing:
 
 def test_schemathesis_over_every_route(db_url, loaded, recording, tmp_path):
     seed_store(db_url)
-    app = create_app(ServeConfig(db_url=db_url, recordings_dir=tmp_path / "recordings"), [loaded])
+    app = create_app(
+        ServeConfig(db_url=db_url, recordings_dir=tmp_path / "recordings", bundle_store_dir=tmp_path / "bundles"),
+        [loaded],
+    )
     fuzz = Fuzzing(recording)
     with TestClient(app):
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)

@@ -9,18 +9,26 @@ an archive from anywhere cannot write outside the folder it is unpacked into or 
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import tarfile
 from pathlib import Path
-from typing import Optional
+from typing import Any, BinaryIO, Callable, Optional
 
 from edge_har.core.errors import EdgeHarError
 
-__all__ = ["ArchiveError", "bundle_members", "pack_bundle", "unpack_bundle"]
+__all__ = [
+    "ArchiveError",
+    "BoundedReads",
+    "bundle_members",
+    "kept_names",
+    "pack_bundle",
+    "unpack_bundle",
+    "write_archive",
+]
 
 MAX_MEMBERS = 1000
+MAX_SINGLE_READ = 4 * 1024 * 1024  # a pax or long-name header is a few hundred bytes
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
@@ -28,61 +36,101 @@ class ArchiveError(EdgeHarError, ValueError):
     """An archive that is not a bundle this reads, named with the reason in one line."""
 
 
+class BoundedReads:
+    """A read-only file for tarfile that refuses any single read over :data:`MAX_SINGLE_READ`: tarfile reads a
+    pax or long-name header whole, so a forged header size would otherwise allocate that much memory."""
+
+    def __init__(self, raw: BinaryIO, error: Callable[[str], Exception] = ArchiveError) -> None:
+        self._raw = raw
+        self._error = error
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > MAX_SINGLE_READ:
+            raise self._error(f"a tar header of over {MAX_SINGLE_READ} bytes (a pax or long-name header)")
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def write(self, data: bytes) -> int:
+        raise self._error("the archive is opened for reading only")
+
+    def close(self) -> None:
+        """Nothing: the caller closes the file it opened."""
+
+
+def kept_names(bundle: Any) -> list[str]:
+    """What a device needs of a loaded bundle: bundle.json, every file it vouches for, bundle.sig (sorted)."""
+    from edge_har.core.bundle import BUNDLE_FILE
+    from edge_har.core.signing import SIGNATURE_FILE
+
+    names = {BUNDLE_FILE, *(path.relative_to(bundle.root).as_posix() for _key, path, _size, _sha in bundle.files())}
+    if (bundle.root / SIGNATURE_FILE).is_file():
+        names.add(SIGNATURE_FILE)
+    return sorted(names)
+
+
 def bundle_members(bundle_dir: Path) -> list[str]:
     """The file names a device needs of the bundle at ``bundle_dir`` (validated and checked first)."""
     from edge_har.core.bundle import BUNDLE_FILE, Bundle
-    from edge_har.core.signing import SIGNATURE_FILE
 
     bundle = Bundle.load(bundle_dir)
     problems = bundle.verify()
     if problems:
         raise ArchiveError(f"{bundle.root / BUNDLE_FILE}: {problems[0]}")
-    names = {BUNDLE_FILE, *(str(path.relative_to(bundle.root)) for _key, path, _size, _sha in bundle.files())}
-    if (bundle.root / SIGNATURE_FILE).is_file():
-        names.add(SIGNATURE_FILE)
+    names = kept_names(bundle)
     for name in names:
         if "/" in name:
             raise ArchiveError(f"{bundle.root}: {name} is in a sub-folder; a bundle's files sit at its top level")
-    return sorted(names)
+    return names
+
+
+def write_archive(root: Path, names: list[str], out: Path) -> None:
+    """The canonical tar of ``root``'s ``names`` into ``out`` (flat, mode 0644, time 0, no owners), fsync'd."""
+    with open(out, "wb") as f:
+        with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name in names:
+                source = root / name
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime, info.uid, info.gid = source.stat().st_size, 0o644, 0, 0, 0
+                info.uname = info.gname = ""
+                with open(source, "rb") as data:
+                    tar.addfile(info, data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def pack_bundle(bundle_dir: str | Path, out: str | Path) -> Path:
     """Write the canonical archive of the bundle to ``out`` (same bundle, same bytes); its path."""
-    root = Path(bundle_dir)
-    out = Path(out)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in bundle_members(root):
-            data = (root / name).read_bytes()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime, info.uid, info.gid = len(data), 0o644, 0, 0, 0
-            info.uname = info.gname = ""
-            tar.addfile(info, io.BytesIO(data))
+    root, out = Path(bundle_dir), Path(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(buffer.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
+    write_archive(root, bundle_members(root), tmp)
     os.replace(tmp, out)
     return out
 
 
 def unpack_bundle(archive: str | Path, dest: str | Path, max_bytes: int, where: Optional[str] = None) -> Path:
-    """Unpack ``archive`` (plain or gzip tar) into the new folder ``dest``; ArchiveError naming ``where``.
+    """Unpack ``archive`` (a plain tar, as :func:`pack_bundle` writes it) into the new folder ``dest``.
 
     Only regular files with plain names (letters, digits, ``. _ -``) at the top level, or all inside one
     top folder (a ``tar -C parent -cf x.tar bundle`` archive), at most :data:`MAX_MEMBERS` of them and
-    ``max_bytes`` unpacked. ``dest`` must not exist; on any refusal it is removed again.
+    ``max_bytes`` unpacked. ``dest`` must not exist; on any refusal it is removed again, and the
+    :class:`ArchiveError` names ``where`` (default: the archive's path).
     """
     shown = where or str(archive)
     dest = Path(dest)
     dest.mkdir(parents=True)
     try:
+        raw = open(archive, "rb")  # noqa: SIM115 - closed by the with just below
         try:
-            tar = tarfile.open(archive, mode="r:*")
+            tar = tarfile.open(fileobj=BoundedReads(raw, lambda text: ArchiveError(f"{shown}: {text}")), mode="r:")  # noqa: SIM115
         except (tarfile.TarError, OSError, EOFError) as exc:
+            raw.close()
             raise ArchiveError(f"{shown}: not a tar archive ({exc})") from None
-        with tar:
+        with raw, tar:
             members = _members(tar, shown, max_bytes)
             top = _common_top(members)
             for member in members:

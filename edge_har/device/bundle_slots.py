@@ -43,6 +43,7 @@ class SlotState:
     trial_starts: Optional[int] = None  # None: current is confirmed (or the config's)
     rolled_back_from: Optional[str] = None  # the last bundle given up, and why
     rollback_reason: Optional[str] = None
+    rollout_id: Optional[str] = None  # the rollout that made current current (its reports name it)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class BundleSlots:
                 or state.trial_starts < 0
             ):
                 raise ValueError("trial_starts is not a whole number")
-            for text in (state.rolled_back_from, state.rollback_reason):
+            for text in (state.rolled_back_from, state.rollback_reason, state.rollout_id):
                 if text is not None and not isinstance(text, str):
                     raise ValueError("rolled_back_from and rollback_reason must be text")
             return state
@@ -163,12 +164,13 @@ class BundleSlots:
             unpacked.rename(target)
         return target
 
-    def activate(self, name: str, started: bool) -> None:
+    def activate(self, name: str, started: bool, rollout_id: Optional[str] = None) -> None:
         """Make ``name`` current (the current one becomes previous), on trial; ``started``: it runs already."""
         state = self.read()
         if state.current != name:
             state.previous, state.current = state.current, name
         state.trial_starts = 1 if started else 0
+        state.rollout_id = rollout_id
         self.write(state)
         self.prune()
 

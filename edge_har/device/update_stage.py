@@ -95,7 +95,8 @@ class UpdateStage:
                 reason=f"gave up {self.plan.rolled_back_from}: {state.rollback_reason or self.plan.reason}",
             )
         elif self.plan.on_trial:
-            self.updater.report("active", model_id=rt.model_id, bundle=self.plan.name, trial=True)
+            rollout = self.slots.read().rollout_id
+            self.updater.report("active", model_id=rt.model_id, bundle=self.plan.name, trial=True, rollout_id=rollout)
 
     def stop(self) -> None:
         if self.updater is not None:
@@ -147,7 +148,7 @@ class UpdateStage:
             self._trial_left = None
             return
         assert prepared.name is not None
-        self.slots.activate(prepared.name, started=started)
+        self.slots.activate(prepared.name, started=started, rollout_id=prepared.command.rollout_id)
         self._trial_left = self.cfg.update.confirm_after_windows if started else None
 
     def _why_not_hot(self, old: Any, new: Any) -> str:
@@ -193,5 +194,7 @@ class UpdateStage:
             return
         self._trial_left = None
         if self.slots.confirm() and self.updater is not None:
-            rt = self.daemon.runtime
-            self.updater.report("active", model_id=rt.model_id, bundle=self.slots.read().current, trial=False)
+            rt, state = self.daemon.runtime, self.slots.read()
+            self.updater.report(
+                "active", model_id=rt.model_id, bundle=state.current, trial=False, rollout_id=state.rollout_id
+            )

@@ -196,6 +196,8 @@ class Updater:
     def report(self, state: str, command: Optional[UpdateCommand] = None, **fields: Any) -> None:
         """Publish ``state`` (retained, QoS 1) with the command's ids and ``fields``; also logged."""
         body: dict[str, Any] = {"state": state, "ts": round(time.time(), 3), "device_id": self.device_id}
+        if self.update.groups:  # serve's rollouts find a group's devices by what they say here
+            body["groups"] = list(self.update.groups)
         if command is not None and command.action == "rollback":
             body |= {"action": "rollback", "rollout_id": command.rollout_id}
         elif command is not None:

@@ -326,3 +326,79 @@ class CorrectCommand(_Strict):
     ts: Optional[float] = Field(
         None, ge=0, le=1e10, description="Unix seconds the correction ends at; null: the device's now"
     )
+
+
+# ---------------------------------------------------------------------------------------------- bundles
+
+
+class BundleStream(_Open):
+    """What a device's sensor stream must be for the bundle: its preprocessing's rate, window and channels."""
+
+    sample_rate_hz: float
+    window: int = Field(description="samples (frames for a video bundle) per window")
+    stride: int = Field(description="samples between the starts of two windows")
+    channels: List[str]
+
+
+class BundleItem(_Open):
+    id: str = Field(description="<model_id>-<the first 12 hex digits of sha256>: the same bundle, the same id")
+    model_id: str
+    kind: str = Field(description="sensor or video")
+    labels: List[str]
+    default_variant: str
+    variants: List[str]
+    sha256: str = Field(description="of the stored tar (GET .../bundle.tar), which is also its ETag")
+    size_bytes: int = Field(description="the stored tar's size")
+    signed_by: Optional[str] = Field(
+        description="bundle.sig's key_id, null when unsigned; not verified by serve (a device checks it against "
+        "the keys it trusts)"
+    )
+    created_at: float = Field(description="when serve stored it (Unix seconds)")
+    stream: BundleStream
+
+
+class BundlesList(_Open):
+    bundles: List[BundleItem] = Field(description="newest first")
+
+
+# ---------------------------------------------------------------------------------------------- rollouts
+
+
+class RolloutStage(_Open):
+    devices: List[str]
+    state: str = Field(description="pending, running, passed, failed or stopped")
+    started_at: Optional[float] = None
+    ended_at: Optional[float] = None
+
+
+class Rollout(_Open):
+    id: str
+    bundle_id: str
+    model_id: str
+    sha256: str
+    size_bytes: int
+    state: str = Field(description="running, done, failed or stopped")
+    reason: Optional[str] = Field(None, description="why it failed or stopped")
+    created_at: float
+    stage: int = Field(description="the index of the current stage")
+    stages: List[RolloutStage]
+    criteria: Dict[str, float]
+    devices: Dict[str, Dict[str, Any]] = Field(
+        description="device -> stage, state, reason, active_at, from_seq, health"
+    )
+
+
+class RolloutList(_Open):
+    rollouts: List[Rollout]
+
+
+class FleetDevice(_Open):
+    device_id: str
+    model_id: Optional[str] = None
+    last_seen: float
+    status: Optional[str] = None
+    update: Optional[Dict[str, Any]] = Field(None, description="the device's last update/state message")
+
+
+class FleetResponse(_Open):
+    devices: List[FleetDevice]

@@ -18,11 +18,15 @@ from fastapi.staticfiles import StaticFiles
 from edge_har import __version__
 from edge_har.web import api_models, pages_recordings
 from edge_har.web.auth import SharedSecretAuth
-from edge_har.web.config import ServeConfig
+from edge_har.web.bundle_store import BundleStore
+from edge_har.web.bundles_api import bundle_router
+from edge_har.web.config import ServeConfig, bundle_store_root
 from edge_har.web.health import HealthCheck
 from edge_har.web.live import LiveService
 from edge_har.web.predict import STATIC, ErrorResponse, LoadedModel, PredictService
 from edge_har.web.recordings import RecordingsService
+from edge_har.web.rollouts import RolloutEngine
+from edge_har.web.rollouts_api import rollout_router
 from edge_har.web.store import open_store
 
 log = logging.getLogger(__name__)
@@ -52,14 +56,18 @@ def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> 
     live = LiveService(cfg, open_store(cfg), model_labels=classes)
     health = HealthCheck(live.store)
     recordings = RecordingsService(cfg)
+    bundles = BundleStore(bundle_store_root(cfg), cfg.max_bundle_bytes)
+    rollouts = RolloutEngine(bundle_store_root(cfg) / "rollouts", live.store, bundles, cfg)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         live.start()
         recordings.start()
+        rollouts.start()
         try:
             yield
         finally:
+            rollouts.stop()
             recordings.stop()
             live.stop()
             log.info("edge-har serve stopped")
@@ -78,10 +86,14 @@ def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> 
     app.state.predict = predict
     app.state.live = live
     app.state.recordings = recordings
+    app.state.bundles = bundles
     app.include_router(predict.router)
     app.include_router(live.router, responses=LIVE_RESPONSES)
     app.include_router(recordings.router)
     app.include_router(pages_recordings.router)
+    app.include_router(bundle_router(bundles))
+    app.include_router(rollout_router(rollouts))
+    app.state.rollouts = rollouts
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _operations(app, live, health)
     if cfg.password is not None:

@@ -20,6 +20,7 @@ GRACEFUL_SHUTDOWN_S = 2
 DEFAULT_DB_PATH = Path("edge-har-web.sqlite3")
 DEFAULT_SESSION_EXPIRY_S = 86400  # a day: a weekend outage of serve is beyond the broker's queue anyway
 DEFAULT_RECORDINGS_DIR_NAME = "edge-har-recordings"  # beside the SQLite file unless --recordings-dir says
+DEFAULT_BUNDLE_STORE_NAME = "edge-har-bundles"  # beside the SQLite file unless --bundle-store says
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class ServeConfig:
     # Where uploaded recordings are kept (DIR/<device>/<session>/, the recording layout); None: beside the
     # SQLite file (``recordings_root``).
     recordings_dir: Optional[Path] = None
+    # Where the model bundles devices download are kept (DIR/<id>.tar and <id>.json); None: beside the SQLite file
+    # (``bundle_store_root``). An upload is at most max_bundle_bytes and unpacks to at most 4 times that.
+    bundle_store_dir: Optional[Path] = None
+    max_bundle_bytes: int = 200 * 1024 * 1024
 
 
 def recordings_root(cfg: ServeConfig) -> Path:
@@ -70,9 +75,22 @@ def recordings_root(cfg: ServeConfig) -> Path:
     file (the one of an ``sqlite:///`` ``db_url`` too), else in the working directory (PostgreSQL)."""
     if cfg.recordings_dir is not None:
         return Path(cfg.recordings_dir).expanduser()
+    return _beside_the_db(cfg, DEFAULT_RECORDINGS_DIR_NAME)
+
+
+def bundle_store_root(cfg: ServeConfig) -> Path:
+    """The folder of the bundle store: ``cfg.bundle_store_dir``, else ``edge-har-bundles`` where
+    :func:`recordings_root` puts ``edge-har-recordings`` (beside the SQLite file, else the working directory)."""
+    if cfg.bundle_store_dir is not None:
+        return Path(cfg.bundle_store_dir).expanduser()
+    return _beside_the_db(cfg, DEFAULT_BUNDLE_STORE_NAME)
+
+
+def _beside_the_db(cfg: ServeConfig, name: str) -> Path:
+    """``name`` beside the SQLite file (the one of an ``sqlite:///`` ``db_url`` too), else in the working directory."""
     if cfg.db_url:
         prefix = "sqlite:///"
         if cfg.db_url.startswith(prefix) and len(cfg.db_url) > len(prefix):
-            return Path(cfg.db_url[len(prefix) :].split("?", 1)[0]).expanduser().parent / DEFAULT_RECORDINGS_DIR_NAME
-        return Path(DEFAULT_RECORDINGS_DIR_NAME)
-    return Path(cfg.db_path).expanduser().parent / DEFAULT_RECORDINGS_DIR_NAME
+            return Path(cfg.db_url[len(prefix) :].split("?", 1)[0]).expanduser().parent / name
+        return Path(name)
+    return Path(cfg.db_path).expanduser().parent / name

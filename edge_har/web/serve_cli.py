@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from edge_har.core.errors import CommandError
 from edge_har.web.config import (
+    DEFAULT_BUNDLE_STORE_NAME,
     DEFAULT_DB_PATH,
     DEFAULT_PORT,
     DEFAULT_RECORDINGS_DIR_NAME,
@@ -44,6 +45,8 @@ History: every prediction received over MQTT is stored in SQLite (--db-path) or 
 (--db-url) and kept --retention-days days.
 Recordings: 'edge-har record --push URL' uploads its sessions to /api/recordings (kept under
 --recordings-dir, resumable); /api/recordings/export.zip is a set 'edge-har convert --data' reads.
+Bundles: POST a bundle's tar to /api/bundles (kept under --bundle-store); devices download
+/api/bundles/<id>/bundle.tar (resumable with Range, checked against its sha256).
 """
 
 
@@ -201,6 +204,14 @@ def register(subparsers: Any) -> None:
         f"labels there (default: {DEFAULT_RECORDINGS_DIR_NAME} beside the SQLite file; with --db-url, in the "
         "working directory)",
     )
+    store.add_argument(
+        "--bundle-store",
+        type=Path,
+        metavar="DIR",
+        help="where the model bundles uploaded to /api/bundles are kept for devices to download (DIR/<id>.tar, "
+        "checked and repacked on upload; at most 200 MiB each) "
+        f"(default: {DEFAULT_BUNDLE_STORE_NAME} beside the SQLite file; with --db-url, in the working directory)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -302,6 +313,8 @@ def build_serve_config(args: argparse.Namespace) -> ServeConfig:
         )
     if args.recordings_dir is not None and args.recordings_dir.exists() and not args.recordings_dir.is_dir():
         raise CommandError(f"--recordings-dir {args.recordings_dir}: exists and is not a folder")
+    if args.bundle_store is not None and args.bundle_store.exists() and not args.bundle_store.is_dir():
+        raise CommandError(f"--bundle-store {args.bundle_store}: exists and is not a folder")
     if args.ingest_only and args.ingest_processes > 1:
         raise CommandError("--ingest-only and --ingest-processes contradict each other: a worker is one process")
     return ServeConfig(
@@ -326,6 +339,7 @@ def build_serve_config(args: argparse.Namespace) -> ServeConfig:
         ingest_only=args.ingest_only,
         worker_index=args.worker_index if args.ingest_only else 0,
         recordings_dir=args.recordings_dir,
+        bundle_store_dir=args.bundle_store,
     )
 
 
