@@ -252,6 +252,7 @@ def test_every_route_of_the_app_is_in_the_schema_or_a_page(tmp_path):
         "/record",
         "/label",
         "/label/{device_id}/{session_id}",
+        "/fleet",
         "/static",
         "/openapi.json",
     }

@@ -1,9 +1,11 @@
-"""The Record and Label pages of ``edge-har serve``: two static HTML files behind three routes.
+"""The Record, Label and Fleet pages of ``edge-har serve``: three static HTML files behind four routes.
 
 ``/record`` starts and stops a device's recording and sets its current label; ``/label`` lists the
-recordings the server holds, and ``/label/<device>/<session>`` edits one session's label segments.
-The pages read everything through the JSON API (``edge_har.web.recordings``), so these routes only
-hand out the HTML; the path's device and session are read by the page's script.
+recordings the server holds, and ``/label/<device>/<session>`` edits one session's label segments;
+``/fleet`` shows the devices with the model each runs, the bundle store and the staged rollouts.
+The pages read everything through the JSON API (``edge_har.web.recordings``, ``bundles_api``,
+``rollouts_api``), so these routes only hand out the HTML; the path's device and session are read by
+the page's script.
 """
 
 from __future__ import annotations
@@ -40,3 +42,8 @@ def recordings_page() -> FileResponse:
 @router.get("/label/{device_id}/{session_id}", include_in_schema=False)
 def label_page(device_id: str, session_id: str) -> FileResponse:
     return _page("label.html")
+
+
+@router.get("/fleet", include_in_schema=False)
+def fleet_page() -> FileResponse:
+    return _page("fleet.html")
