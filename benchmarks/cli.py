@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
 from edge_har.benchmarks import personalise as _personalise
+from edge_har.benchmarks import rollout as rollout_suite
 from edge_har.core.interpreter import BACKENDS
 
 log = logging.getLogger(__name__)
@@ -1149,6 +1150,15 @@ SUITES: tuple[Suite, ...] = (
         ),
         flags=_fleet_flags,
         run=run_fleet_command,
+        shared="output",
+    ),
+    Suite(
+        "rollout",
+        help="N real daemons take a staged rollout from a real serve: time to every device, predictions lost, "
+        "a bad bundle stopped at the canary",
+        description=(rollout_suite.__doc__ or "").split("\n\n")[0],
+        flags=rollout_suite.add_flags,
+        run=rollout_suite.run_command,
         shared="output",
     ),
     Suite(
