@@ -11,7 +11,8 @@ tiny bundle and the daemon (in a thread, or as a process that is killed).
 * a bundle with other labels is made current and started by a restart (exit 75);
 * a bundle on trial that fails its starts is given up for the one before (``rolled_back``);
 * a kill -9 in the middle of a download leaves the old bundle running at the next start, and the
-  retained update is taken again, the download resumed;
+  retained update is taken again, the download resumed; a kill at any step (downloading, verifying,
+  testing, active) leaves a device that starts on one whole bundle and ends on the new one;
 * the command, the archive and ``state.json`` are outside input: fuzzed.
 """
 
@@ -422,3 +423,49 @@ def test_a_kill_during_the_download_leaves_the_old_bundle_and_the_next_start_res
     assert active["previous_model_id"] == old  # the restart ran the old bundle until the swap
     seqs = [p["seq"] for p in listener.payloads(f"{PREFIX}/prediction")[before:]]
     assert seqs == list(range(len(seqs)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["downloading", "verifying", "testing", "active"])
+def test_a_kill_at_any_step_leaves_a_device_that_starts_on_one_whole_bundle(
+    step, signed_a, tiny_bundle, keys, server, mosquitto_broker, mqtt_listener, replay_dir, tmp_path
+):
+    good = archive_of(
+        derived_bundle(tiny_bundle, tmp_path / "b", lambda d: d.update(model_id="tiny-v2"), keys["release"][0]),
+        tmp_path / "b.tar",
+    )
+    server.add(good)
+    if step == "downloading":
+        server.bytes_per_s = good["size_bytes"] / 4.0
+    listener = mqtt_listener(mosquitto_broker, [f"{PREFIX}/prediction", f"{PREFIX}/update/state"])
+    config = update_config(tmp_path, signed_a, mosquitto_broker, replay_dir, server.url, keys)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_har", "run", "--config", str(config)],
+        cwd=REPO,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        listener.wait_count(f"{PREFIX}/prediction", 3, timeout=60)
+        publish_update(mosquitto_broker, good)
+        wait_state(listener, step, timeout=60)
+        os.kill(proc.pid, signal.SIGKILL)  # as soon as the step is seen: wherever it has got to by now
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    server.bytes_per_s = None
+    slots = BundleSlots(tmp_path / "slots")
+    state = slots.read()
+    assert state.current is None or (slots.path(state.current) / "bundle.json").is_file()
+    before = len(listener.payloads(f"{PREFIX}/prediction"))
+    again = DaemonThread(config)  # systemd's restart
+    try:
+        listener.wait_count(f"{PREFIX}/prediction", before + 3, timeout=60)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and listener.payloads(f"{PREFIX}/prediction")[-1]["model_id"] != "tiny-v2":
+            time.sleep(0.1)
+    finally:
+        assert again.stop() == 0
+    late = listener.payloads(f"{PREFIX}/prediction")[before:]
+    assert late[-1]["model_id"] == "tiny-v2"  # the update was taken, on the first start or after it
+    assert [p["seq"] for p in late] == list(range(len(late)))
