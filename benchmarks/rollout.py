@@ -261,20 +261,21 @@ def run_rollout(settings: RolloutSettings, work_dir: Optional[Path] = None) -> d
 
         criteria = {"soak_s": settings.soak_s, "min_predictions": settings.min_predictions, "online_within_s": 180}
 
-        def rollout(item: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        def rollout(item: dict[str, Any], what: str) -> tuple[dict[str, Any], dict[str, Any], float, float]:
+            """Start a rollout of ``item``; (as started, as it ended, when it started, seconds it took)."""
             started = time.time()
             body = {"bundle_id": item["id"], "devices": devices, "canary": settings.canary, "criteria": criteria}
-            return _post(f"{serve.url}/api/rollouts", json.dumps(body).encode(), "application/json"), started
+            made = _post(f"{serve.url}/api/rollouts", json.dumps(body).encode(), "application/json")
+            ended = _wait(
+                lambda: (lambda r: r if r["state"] in ("done", "failed") else None)(
+                    _get(f"{serve.url}/api/rollouts/{made['id']}")
+                ),
+                settings.timeout_s,
+                f"the {what} rollout to end",
+            )
+            return made, ended, started, time.time() - started
 
-        good, t0 = rollout(items["good"])
-        done = _wait(
-            lambda: (lambda r: r if r["state"] in ("done", "failed") else None)(
-                _get(f"{serve.url}/api/rollouts/{good['id']}")
-            ),
-            settings.timeout_s,
-            "the good rollout to finish",
-        )
-        t_done = time.time() - t0
+        good, done, t0, t_done = rollout(items["good"], "good")
         arrived = [counter.first_model_at.get((d, "bench-b")) for d in devices]
         good_row = {
             "rollout": good["id"],
@@ -285,15 +286,7 @@ def run_rollout(settings: RolloutSettings, work_dir: Optional[Path] = None) -> d
             "time_to_all_devices_s": round(max(t for t in arrived if t is not None) - t0, 2) if all(arrived) else None,
             "time_to_done_s": round(t_done, 2),
         }
-        bad_rollout, t1 = rollout(items["bad"])
-        failed = _wait(
-            lambda: (lambda r: r if r["state"] in ("done", "failed") else None)(
-                _get(f"{serve.url}/api/rollouts/{bad_rollout['id']}")
-            ),
-            settings.timeout_s,
-            "the bad rollout to stop",
-        )
-        t_failed = time.time() - t1
+        bad_rollout, failed, t1, t_failed = rollout(items["bad"], "bad")
         canary = failed["stages"][0]["devices"]
 
         took = [d for d in canary if (d, "bench-bad") in counter.first_model_at]

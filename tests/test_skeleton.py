@@ -171,6 +171,9 @@ class FakePath:
     def check_evaluations(self, evaluations: Mapping[str, Any], keras_probs: np.ndarray) -> dict[str, Any]:
         return {"extra_check": 0.0}
 
+    def self_test_windows(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return None  # the fake's "models" are not real TFLite files: nothing to test on a device
+
     def split_section(self) -> dict[str, Any]:
         return {"by": "fake"}
 

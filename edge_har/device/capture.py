@@ -766,15 +766,15 @@ class CorrectionListener:
         self._refusal_logged = False
 
     def start(self) -> None:
-        from edge_har.mqtt.client import make_client
+        from edge_har.mqtt.client import start_client
 
-        client = make_client(self.cfg, self.client_id)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
-        client.loop_start()
-        self._client = client
+        self._client = start_client(
+            self.cfg,
+            self.client_id,
+            on_connect=self._on_connect,
+            on_subscribe=self._on_subscribe,
+            on_message=self._on_message,
+        )
         log.info("capture: corrections from %s", self.topic)
 
     def stop(self) -> None:

@@ -166,14 +166,11 @@ class Updater:
     # ------------------------------------------------------------------ life cycle
 
     def start(self) -> None:
-        from edge_har.mqtt.client import make_client
+        from edge_har.mqtt.client import start_client
 
-        client = make_client(self.cfg.mqtt, self.client_id)
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=self.cfg.mqtt.keepalive)
-        client.loop_start()
-        self._client = client
+        self._client = start_client(
+            self.cfg.mqtt, self.client_id, on_connect=self._on_connect, on_message=self._on_message
+        )
         self._thread = threading.Thread(target=self._run, name="edge-har-update", daemon=True)
         self._thread.start()
         log.info(

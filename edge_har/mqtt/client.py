@@ -126,6 +126,18 @@ def describe_broker(cfg: MqttConfig) -> str:
     return f"{cfg.host}:{cfg.port} (MQTT {cfg.protocol}{', TLS' if cfg.tls else ''})"
 
 
+def start_client(cfg: MqttConfig, client_id: str, **callbacks: Any) -> EdgeHarClient:
+    """A :func:`make_client` client with ``callbacks`` set (``on_connect=...``, ``on_message=...``), connecting
+    and looping in paho's thread: the small listeners beside the main links (corrections, updates,
+    rollouts, the Record page's relay) subscribe in their ``on_connect``, so a reconnect resubscribes."""
+    client = make_client(cfg, client_id)
+    for name, callback in callbacks.items():
+        setattr(client, name, callback)
+    client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
+    client.loop_start()
+    return client
+
+
 def make_client(
     cfg: MqttConfig,
     client_id: str,

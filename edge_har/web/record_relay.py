@@ -188,18 +188,18 @@ class RecordRelay:
             self._starts += 1
             if self._starts > 1 or self.cfg.mqtt is None:
                 return
-        from edge_har.mqtt.client import make_client
+        from edge_har.mqtt.client import start_client
         from edge_har.web.ingest import default_client_id
 
         base = self.cfg.client_id or default_client_id(self.cfg.topic_prefix)
-        client = make_client(self.cfg.mqtt, f"{base[:120]}-record")  # a clean session: nothing to resume
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        self._client = client
-        client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=self.cfg.mqtt.keepalive)
-        client.loop_start()
+        self._client = start_client(  # a clean session: nothing to resume
+            self.cfg.mqtt,
+            f"{base[:120]}-record",
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+            on_subscribe=self._on_subscribe,
+            on_message=self._on_message,
+        )
 
     def stop(self) -> None:
         with self._lock:

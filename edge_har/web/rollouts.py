@@ -148,16 +148,13 @@ class RolloutEngine:
             if self._starts > 1 or self.cfg.mqtt is None:
                 return
         self._stop.clear()
-        from edge_har.mqtt.client import make_client
+        from edge_har.mqtt.client import start_client
         from edge_har.web.ingest import default_client_id
 
         base = self.cfg.client_id or default_client_id(self.prefix)
-        client = make_client(self.cfg.mqtt, f"{base[:120]}-rollouts")
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=self.cfg.mqtt.keepalive)
-        client.loop_start()
-        self._client = client
+        self._client = start_client(
+            self.cfg.mqtt, f"{base[:120]}-rollouts", on_connect=self._on_connect, on_message=self._on_message
+        )
         self._thread = threading.Thread(target=self._run, name="edge-har-rollouts", daemon=True)
         self._thread.start()
 
