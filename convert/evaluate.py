@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edge_har.core.bundle import Bundle, BundleError
+from edge_har.core.bundle import Bundle
 from edge_har.core.errors import EdgeHarError
 from edge_har.core.formats.event_focus import whole_source
 from edge_har.core.formats.windows import log_resampling
@@ -319,11 +319,7 @@ def per_hour_events(
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    bundle = Bundle.load(path)
-    problems = bundle.verify()
-    if problems:
-        raise BundleError(f"{bundle.root}: " + "; ".join(problems))
-    return bundle
+    return Bundle.load_verified(path)
 
 
 # ---------------------------------------------------------------- data flags recorded in the bundle

@@ -402,6 +402,16 @@ class Bundle:
             raise BundleError(f"{root}: not a model bundle (no {BUNDLE_FILE})")
         return cls(root, read_json(file))
 
+    @classmethod
+    def load_verified(cls, path: str | Path) -> Bundle:
+        """:meth:`load`, then :meth:`verify`: a BundleError naming the folder and every file that does not match
+        what bundle.json records. What reads a bundle to run, sign, pack or evaluate it reads it this way."""
+        bundle = cls.load(path)
+        problems = bundle.verify()
+        if problems:
+            raise BundleError(f"{bundle.root}: " + "; ".join(problems))
+        return bundle
+
     # ----------------------------------------------------------- access
 
     @property

@@ -75,12 +75,12 @@ def kept_names(bundle: Any) -> list[str]:
 
 def bundle_members(bundle_dir: Path) -> list[str]:
     """The file names a device needs of the bundle at ``bundle_dir`` (validated and checked first)."""
-    from edge_har.core.bundle import BUNDLE_FILE, Bundle
+    from edge_har.core.bundle import Bundle, BundleError
 
-    bundle = Bundle.load(bundle_dir)
-    problems = bundle.verify()
-    if problems:
-        raise ArchiveError(f"{bundle.root / BUNDLE_FILE}: {problems[0]}")
+    try:
+        bundle = Bundle.load_verified(bundle_dir)
+    except BundleError as exc:
+        raise ArchiveError(str(exc)) from None
     names = kept_names(bundle)
     for name in names:
         if "/" in name:

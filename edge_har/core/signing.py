@@ -157,12 +157,9 @@ def sign_bundle(bundle_dir: str | Path, key_file: str | Path, signer: Optional[s
     root = Path(bundle_dir)
     key = _load_private_key(Path(key_file))
     try:
-        bundle = Bundle.load(root)
+        bundle = Bundle.load_verified(root)
     except BundleError as exc:
         raise SignatureError(f"cannot sign: {exc}") from None
-    problems = bundle.verify()
-    if problems:
-        raise SignatureError(f"cannot sign {root / SIGNED_FILE}: {problems[0]}")
     data = (bundle.root / SIGNED_FILE).read_bytes()
     doc = {
         "schema_version": SIGNATURE_VERSION,

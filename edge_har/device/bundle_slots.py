@@ -24,7 +24,7 @@ import logging
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from edge_har.core.recording_layout import atomic_write
 
@@ -192,6 +192,3 @@ class BundleSlots:
         for entry in self.root.iterdir():
             if entry.is_dir() and entry.name not in keep and entry.name != ".downloads":
                 shutil.rmtree(entry, ignore_errors=True)
-
-    def describe(self) -> dict[str, Any]:
-        return asdict(self.read())

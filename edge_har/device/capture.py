@@ -778,10 +778,10 @@ class CorrectionListener:
         log.info("capture: corrections from %s", self.topic)
 
     def stop(self) -> None:
+        from edge_har.mqtt.client import stop_client
+
         client, self._client = self._client, None
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+        stop_client(client)
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if getattr(reason_code, "is_failure", False):

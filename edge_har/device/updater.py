@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from typing import Any, Callable, Optional
 
 from edge_har.core.errors import EdgeHarError
 
-__all__ = ["UpdateCommand", "UpdateError", "Updater", "parse_command", "stream_differences"]
+__all__ = ["STATES", "UpdateCommand", "UpdateError", "Updater", "parse_command", "stream_differences"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ MAX_COMMAND_BYTES = 4096
 _BUNDLE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ROLLOUT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# the steps an update reports on update/state (serve's rollouts read the same list)
 STATES = ("downloading", "verifying", "testing", "active", "restarting", "rolled_back", "failed")
 
 
@@ -185,10 +187,10 @@ class Updater:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+        from edge_har.mqtt.client import stop_client
+
         client, self._client = self._client, None
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+        stop_client(client)
 
     def report(self, state: str, command: Optional[UpdateCommand] = None, **fields: Any) -> None:
         """Publish ``state`` (retained, QoS 1) with the command's ids and ``fields``; also logged."""
@@ -293,24 +295,16 @@ class Updater:
         staging = self.slots.staging(command.sha256[:16])
         try:
             unpack_bundle(archive, staging, max_bytes * 4, where=url)
-            bundle = Bundle.load(staging)
-            problems = bundle.verify()
-            if problems:
-                raise UpdateError(f"{command.bundle_id}: {problems[0]}")
+            bundle = Bundle.load_verified(staging)
             self._check_trust(staging)
             self._check_fit(bundle)
             (staging / ".archive-sha256").write_text(command.sha256 + "\n")
             name = f"{_safe(bundle.model_id)}-{command.sha256[:12]}"
-        except (ArchiveError, BundleError) as exc:
-            import shutil
-
+        except (ArchiveError, BundleError, UpdateError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            raise UpdateError(str(exc)) from None
-        except UpdateError:
-            import shutil
-
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            if isinstance(exc, UpdateError):
+                raise
+            raise UpdateError(str(exc).replace(str(staging), command.bundle_id)) from None
         path = self.slots.install(staging, name)
         archive.unlink(missing_ok=True)
         self.report("testing", command, model_id=bundle.model_id)
@@ -320,8 +314,6 @@ class Updater:
             runtime = StreamRuntime.load(path, RuntimeOptions.from_config(self.cfg))
         except (EdgeHarError, ValueError, OSError) as exc:
             if self.slots.read().current != name:
-                import shutil
-
                 shutil.rmtree(path, ignore_errors=True)
             raise UpdateError(f"{command.bundle_id}: cannot load: {exc}") from None
         return Prepared(command, name, path, runtime)

@@ -138,6 +138,13 @@ def start_client(cfg: MqttConfig, client_id: str, **callbacks: Any) -> EdgeHarCl
     return client
 
 
+def stop_client(client: Optional[EdgeHarClient]) -> None:
+    """Disconnect and end the loop of a :func:`start_client` client; None (never started) is nothing to do."""
+    if client is not None:
+        client.disconnect()
+        client.loop_stop()
+
+
 def make_client(
     cfg: MqttConfig,
     client_id: str,

@@ -206,10 +206,10 @@ class RecordRelay:
             self._starts = max(0, self._starts - 1)
             if self._starts:
                 return
+        from edge_har.mqtt.client import stop_client
+
         client, self._client = self._client, None
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+        stop_client(client)
 
     # ------------------------------------------------------------------ commands
 

@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional
 import sqlalchemy as sa
 
 from edge_har.core.errors import EdgeHarError
+from edge_har.device.updater import STATES
 from edge_har.mqtt.bounded_json import RejectedMessage, parse_message
 from edge_har.web.ingest_checks import DEVICE_ID
 from edge_har.web.store import Store, predictions
@@ -48,7 +49,6 @@ MAX_STATE_BYTES = 4096
 MAX_DEVICES = 10_000
 _ROLLOUT_ID = re.compile(r"^r-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 _GROUP = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-DEVICE_STATES = ("downloading", "verifying", "testing", "active", "restarting", "rolled_back", "failed")
 
 
 class RolloutError(EdgeHarError, ValueError):
@@ -166,10 +166,10 @@ class RolloutEngine:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+        from edge_har.mqtt.client import stop_client
+
         client, self._client = self._client, None
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+        stop_client(client)
 
     def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
         if not getattr(reason, "is_failure", False):
@@ -183,7 +183,7 @@ class RolloutEngine:
             data = parse_message(bytes(message.payload), max_bytes=MAX_STATE_BYTES, max_depth=4)
         except RejectedMessage:
             return
-        if not isinstance(data, dict) or data.get("state") not in DEVICE_STATES:
+        if not isinstance(data, dict) or data.get("state") not in STATES:
             return
         kept = {
             k: data.get(k)
@@ -345,7 +345,7 @@ class RolloutEngine:
     ) -> Optional[str]:
         """Move one device on; "passed" or "failed" when it is decided, else None."""
         state = self.device_states.get(device) or {}
-        if state.get("rollout_id") == rollout["id"] and state.get("state") in DEVICE_STATES:
+        if state.get("rollout_id") == rollout["id"] and state.get("state") in STATES:
             if state["state"] != progress["state"]:
                 progress["state"] = state["state"]
             if state["state"] in ("failed", "rolled_back"):
