@@ -645,6 +645,10 @@ def summary_table(bundle_dir: Path) -> str:
         f"training {bundle.data.get('training', {}).get('seconds', '?')} s, "
         f"{bundle.data.get('training', {}).get('epochs_run', '?')} epochs.",
     ]
+    if bundle.data.get("pose"):
+        from edge_har.convert.pose_coverage import summary_lines
+
+        lines += summary_lines(bundle.data)
     return "\n".join(lines)
 
 

@@ -30,6 +30,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edge_har.convert.export import KERAS_MODEL_FILE, bundle_document
+from edge_har.convert.pose_coverage import (
+    DEFAULT_MIN_PERSON_RATE,
+    Coverage,
+    check_test_classes,
+    class_rows,
+    clip_rows,
+    train_classes_check,
+    window_counts,
+    window_has_person,
+)
 from edge_har.convert.skeleton import ConvertError, Trained, model_id, stage
 from edge_har.convert.video_datasets import Clip, VideoDataset, load_video_dataset, split_clips
 from edge_har.convert.video_pipeline import (
@@ -71,6 +81,8 @@ class PoseOptions:
     width: int = DEFAULT_FRAME[1]
     cache_dir: Path | None = None
     track: bool = True
+    min_person_rate: float = DEFAULT_MIN_PERSON_RATE  # classes with fewer frames with a person are warned about
+    allow_no_person: bool = False  # convert although a class's test windows are mostly without a person
 
     def cache(self) -> Path | None:
         if self.cache_dir is not None:
@@ -179,16 +191,29 @@ def clip_keypoints(
 
 
 def bundle_keypoints(
-    bundle: Bundle, models: Any, dataset: VideoDataset, clip_ids: Sequence[int], spec: FrameSpec
+    bundle: Bundle,
+    models: Any,
+    dataset: VideoDataset,
+    clip_ids: Sequence[int],
+    spec: FrameSpec,
+    cache_dir: Path | None = None,
+    progress: bool = False,
 ) -> dict[int, np.ndarray]:
     """Keypoint features of the clips through a loaded pose bundle's encoder (``edge-har evaluate-video``).
 
-    Cached like the conversion's, keyed by the bundle's pose models (their sha256 checked when it loaded).
+    Cached like the conversion's (``cache_dir``, else $EDGE_HAR_KEYPOINT_CACHE or the default folder),
+    keyed by the bundle's pose models (their sha256 checked when it loaded): a second evaluation of the
+    same clips reads them instead of running the pose models again.
     """
+    from tqdm import tqdm
+
     variant = bundle.variant(models.variant)
     shas = [variant.parts[p].sha256 for p in (DETECTOR_PART, LANDMARKS_PART)]
-    cache = PoseOptions(Path(".")).cache()
-    return {ci: clip_keypoints(models.pose, dataset.clips[ci], spec, cache, shas)[0] for ci in clip_ids}
+    cache = PoseOptions(Path("."), cache_dir=cache_dir).cache()
+    out = {}
+    for ci in tqdm(list(clip_ids), desc="keypoints", unit="clip", leave=False, disable=not progress):
+        out[ci] = clip_keypoints(models.pose, dataset.clips[ci], spec, cache, shas)[0]
+    return out
 
 
 # ---------------------------------------------------------------- the conversion path
@@ -233,24 +258,25 @@ class PosePath(VideoPath):
             if self.split is None:
                 self.split = split_clips(dataset, **options.split_options)
             self.sets = make_sets(dataset, self.split, spec)
-            log.info(
-                "split by %s: %d/%d/%d clips, %d/%d/%d windows of %d frames (train/val/test)",
-                self.split.by,
-                len(self.split.train),
-                len(self.split.val),
-                len(self.split.test),
-                *(len(self.sets[s].index) for s in ("train", "val", "test")),
-                spec.window,
-            )
-            n_train = len(self.sets["train"].index)
-            if options.train.batch_size is None:  # sized from the data, as the other video paths do
-                options.train = replace(options.train, batch_size=auto_batch_size(n_train))
-                log.info("batch size %d, chosen from %d training windows", options.train.batch_size, n_train)
-            if any(s.needs_calibration for s in specs):
-                size = options.calibration_size or auto_calibration_size(n_train)
-                self.head_picks = stratified_pick(self.sets["train"].y, min(size, n_train), options.train.seed)
         with stage("keypoints", timings):
             self.compute_keypoints()
+            self.keep_published()
+        log.info(
+            "split by %s: %d/%d/%d clips, %d/%d/%d windows of %d frames with a person (train/val/test)",
+            self.split.by,
+            len(self.split.train),
+            len(self.split.val),
+            len(self.split.test),
+            *(len(self.sets[s].index) for s in ("train", "val", "test")),
+            spec.window,
+        )
+        n_train = len(self.sets["train"].index)
+        if options.train.batch_size is None:  # sized from the data, as the other video paths do
+            options.train = replace(options.train, batch_size=auto_batch_size(n_train))
+            log.info("batch size %d, chosen from %d training windows", options.train.batch_size, n_train)
+        if any(s.needs_calibration for s in specs):
+            size = options.calibration_size or auto_calibration_size(n_train)
+            self.head_picks = stratified_pick(self.sets["train"].y, min(size, n_train), options.train.seed)
 
     def encoder(self, root: Path | None = None) -> PoseEncoder:
         base = Path(root) if root is not None else self.models_info["root"]
@@ -266,29 +292,27 @@ class PosePath(VideoPath):
         return [files[DETECTOR_PART]["sha256"], files[LANDMARKS_PART]["sha256"]]
 
     def compute_keypoints(self) -> None:
-        """Features of every clip of the split, from the cache or the pose models; counts frames with a person."""
+        """Features of every clip of the split, from the cache or the pose models; frames with a person counted."""
         from tqdm import tqdm
 
         assert self.dataset is not None
         encoder, cache = self.encoder(), self.pose_options.cache()
         ids = sorted(set(self.sets["train"].clips) | set(self.sets["val"].clips) | set(self.sets["test"].clips))
-        hits, per_clip_stats = 0, {}
+        hits = 0
         for ci in tqdm(ids, desc="keypoints", unit="clip", leave=False, disable=not self.options.progress):
-            clip = self.dataset.clips[ci]
-            feats, cached = clip_keypoints(encoder, clip, self.spec, cache, self.model_shas)
+            feats, cached = clip_keypoints(encoder, self.dataset.clips[ci], self.spec, cache, self.model_shas)
             self.features[ci] = feats
             hits += cached
-            found = int(pose.person_present(feats).sum())
-            per_clip_stats[Path(clip.source).name] = {"frames": len(feats), "with_person": found}
-        total = sum(s["frames"] for s in per_clip_stats.values())
-        found = sum(s["with_person"] for s in per_clip_stats.values())
+        rows = clip_rows(self.features, self.dataset.clips)
+        total = sum(r["frames"] for r in rows)
+        found = sum(r["with_person"] for r in rows)
         self.keypoint_stats = {
             "frames": total,
             "frames_with_person": found,
             "frames_no_person": total - found,
             "clips_from_cache": hits,
-            "per_clip": per_clip_stats,
         }
+        self.clip_rows = rows
         log.info(
             "keypoints: a person in %d of %d frames (%d of %d clips from the cache %s)",
             found,
@@ -299,6 +323,33 @@ class PosePath(VideoPath):
         )
         if found == 0:
             raise ConvertError("the pose models found no person in any frame of the data set; nothing to learn from")
+
+    def keep_published(self) -> None:
+        """Keep only the windows the device publishes (a person in at least one frame), on every side.
+
+        The windows left out are counted per class (``pose.coverage``); the clips and classes where
+        a person is rarely found are warned about, and a class whose test windows are mostly without
+        one refuses the conversion unless ``--allow-no-person``.
+        """
+        counts = {}
+        for side, data in self.sets.items():
+            has = window_has_person(self.windows(data)) if len(data.index) else np.zeros(0, bool)
+            counts[side] = window_counts(has, data.y, self.labels)
+            self.sets[side] = SplitData(data.index.subset(np.flatnonzero(has)), data.clips)
+        self.coverage = Coverage(
+            self.clip_rows,
+            class_rows(self.clip_rows),
+            counts,
+            self.pose_options.min_person_rate,
+            [],
+        )
+        self.coverage.warn()
+        self.coverage.allowed_no_person = check_test_classes(self.coverage, self.pose_options.allow_no_person)
+        train_classes_check(self.coverage, self.labels)
+        if not len(self.sets["test"].index):
+            raise ConvertError(
+                "no test window has a person: the device would publish nothing, so there is nothing to score"
+            )
 
     def windows(self, data: SplitData) -> np.ndarray:
         assert self.dataset is not None
@@ -449,6 +500,7 @@ class PosePath(VideoPath):
             "crop": "axis-aligned square, 1.25 x the detector's (or the last landmarks') body size; no rotation",
             "tracking": self.pose_options.track,
             "keypoints": self.keypoint_stats,
+            "coverage": self.coverage.to_json(),
         }
         return document
 
@@ -469,11 +521,19 @@ class PosePath(VideoPath):
         )
 
     def check_evaluations(self, evaluations: Mapping[str, Any], keras_probs: np.ndarray) -> dict[str, Any]:
+        skipped = {"test_windows_no_person": self.coverage.windows.get("test", {})}
         if "float32" not in evaluations:
-            return {}
+            return skipped
         diff = float(np.abs(evaluations["float32"].probabilities - keras_probs).max())
         log.info("float32 TFLite head vs Keras head: max |probability difference| %.2e", diff)
-        return {"float32_vs_keras_max_abs_diff": diff}
+        return {"float32_vs_keras_max_abs_diff": diff, **skipped}
+
+    def split_section(self) -> dict[str, Any]:
+        """The split, with its window counts on the windows the device publishes and the skipped ones apart."""
+        info = super().split_section()
+        info["windows_counted"] = "windows with a person in at least one frame (the ones the device publishes)"
+        info["windows_skipped_no_person"] = {side: self.coverage.skipped(side) for side in self.sets}
+        return info
 
     def calibration_info(self) -> dict[str, Any]:
         return {

@@ -185,14 +185,31 @@ def add_pose_arguments(parser: argparse.ArgumentParser) -> None:
         help="keypoints per clip (default: $EDGE_HAR_KEYPOINT_CACHE or ~/.cache/edge-har/keypoints)",
     )
     group.add_argument("--no-pose-tracking", action="store_true", help="run the detector on every frame")
+    group.add_argument(
+        "--min-person-rate",
+        type=float,
+        default=None,
+        metavar="R",
+        help="warn about a class whose frames have a person less often than this share (default: 0.5)",
+    )
+    group.add_argument(
+        "--allow-no-person",
+        action="store_true",
+        help="convert although a class's test windows are mostly without a person (the device skips such "
+        "windows, so it would publish (almost) nothing for that class; refused without this flag)",
+    )
 
 
 def pose_options_from_args(args: argparse.Namespace) -> Any:
     """PoseOptions for --backbone pose (None otherwise); a bad --pose-frame or a missing DIR fails here, before TF."""
     if getattr(args, "backbone", None) != "pose":
-        if getattr(args, "pose_models", None) is not None:
-            raise CommandError("--pose-models is for --backbone pose")
+        for flag in ("pose_models", "min_person_rate"):
+            if getattr(args, flag, None) is not None:
+                raise CommandError(f"--{flag.replace('_', '-')} is for --backbone pose")
+        if getattr(args, "allow_no_person", False):
+            raise CommandError("--allow-no-person is for --backbone pose")
         return None
+    from edge_har.convert.pose_coverage import DEFAULT_MIN_PERSON_RATE
     from edge_har.convert.pose_pipeline import PoseModelsError, PoseOptions, pose_models
 
     if args.pose_models is None:
@@ -207,8 +224,17 @@ def pose_options_from_args(args: argparse.Namespace) -> Any:
         pose_models(args.pose_models)
     except PoseModelsError as exc:
         raise CommandError(str(exc)) from exc
+    rate = DEFAULT_MIN_PERSON_RATE if args.min_person_rate is None else float(args.min_person_rate)
+    if not 0.0 <= rate <= 1.0:
+        raise CommandError(f"--min-person-rate {args.min_person_rate}: a share between 0 and 1")
     return PoseOptions(
-        args.pose_models, height=h, width=w, cache_dir=args.keypoint_cache, track=not args.no_pose_tracking
+        args.pose_models,
+        height=h,
+        width=w,
+        cache_dir=args.keypoint_cache,
+        track=not args.no_pose_tracking,
+        min_person_rate=rate,
+        allow_no_person=bool(args.allow_no_person),
     )
 
 
@@ -434,6 +460,15 @@ def register_evaluate_video(subparsers: Any) -> argparse.ArgumentParser:
         help="TFLite runtime (default: %(default)s)",
     )
     group.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads (default: %(default)s)")
+    group.add_argument(
+        "--keypoint-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="pose bundles: keypoints per clip, read when there and written when not (default: "
+        "$EDGE_HAR_KEYPOINT_CACHE or ~/.cache/edge-har/keypoints, the folder convert-video fills; "
+        "EDGE_HAR_KEYPOINT_CACHE=off computes them every time)",
+    )
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_evaluate_video_command)
     return parser
@@ -457,11 +492,17 @@ def run_evaluate_video_command(args: argparse.Namespace) -> int:
             backend=args.backend,
             num_threads=args.threads,
             progress=not args.no_progress,
+            keypoint_cache=args.keypoint_cache,
         )
     except _input_errors() as exc:
         raise CommandError(str(exc)) from exc
     for name, entry in results["variants"].items():
         report = json.loads(Path(entry["files"]["metrics"]).read_text())
         print(format_report(report, title=f"\n== {name} ({args.split}: {results['data']['windows']} windows)"))
+    skipped = results["data"].get("windows_no_person")
+    if skipped is not None:
+        from edge_har.convert.pose_coverage import person_lines
+
+        print("\n" + "\n".join(person_lines(results["data"]["person"]["per_class"], skipped)))
     print(f"\nreports written to {out}")
     return 0

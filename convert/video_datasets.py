@@ -686,6 +686,7 @@ class ClipSplit:
     by: str
     seed: int
     test_subjects: list[str] = field(default_factory=list)
+    shared_groups: list[str] = field(default_factory=list)  # recordings with clips in training and test
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -693,6 +694,7 @@ class ClipSplit:
             "seed": self.seed,
             "clips": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
             "test_subjects": list(self.test_subjects),
+            "shared_recording_groups": list(self.shared_groups),
         }
 
 
@@ -766,10 +768,19 @@ def split_clips(
         if missing:
             raise VideoDatasetError(f"no subject id in {', '.join(missing)}: check --subject-regex")
         known = {c.subject for c in dataset.clips if c.subject is not None}
+        if len(known) < 2:
+            raise VideoDatasetError(
+                f"--split subject needs clips of at least two subjects, and --subject-regex finds one "
+                f"({', '.join(sorted(known))}) in all {len(dataset.clips)} clips: check the regex, or use --split clip"
+            )
         unknown = [s for s in test_subjects if s not in known]
         if unknown:
             raise VideoDatasetError(
                 f"test subject(s) {', '.join(unknown)} not in the data (subjects: {', '.join(sorted(known))})"
+            )
+        if known <= set(test_subjects):
+            raise VideoDatasetError(
+                f"--test-subjects names every subject ({', '.join(sorted(known))}): none is left to train on"
             )
         chosen_subjects = list(test_subjects)
         test = sorted(i for i, c in enumerate(dataset.clips) if c.subject in chosen_subjects)
@@ -785,4 +796,29 @@ def split_clips(
     remaining = {label: reps for label, reps in remaining.items() if reps}
     val_reps, train_reps = _stratified(remaining, val_fraction, rng, keep_one=val_fraction > 0)
     val, train = expand(val_reps), expand(train_reps)
-    return ClipSplit(train, val, test, by, seed, chosen_subjects)
+    return ClipSplit(train, val, test, by, seed, chosen_subjects, _warn_shared(dataset, train + val, test))
+
+
+def _warn_shared(dataset: VideoDataset, train: Sequence[int], test: Sequence[int]) -> list[str]:
+    """Warn when test clips come from recordings (scenes, people) that training also has; return those groups."""
+    from edge_har.convert.recording_groups import shared_groups, suggested_regex
+
+    kind, shared = shared_groups(dataset.clips, train, test)
+    if shared:
+        regex = suggested_regex(kind)
+        advice = (
+            f"split by them with --split subject --subject-regex '{regex}' --test-subjects ..."
+            if regex
+            else "choose --test-subjects so that no subject is on both sides"
+        )
+        more = f" and {len(shared) - 8} more" if len(shared) > 8 else ""
+        log.warning(
+            "the test clips share %d recording group(s) (%s) with the training clips: %s%s. The test figure "
+            "measures scenes and people the model has seen, so it is optimistic; %s",
+            len(shared),
+            kind,
+            ", ".join(shared[:8]),
+            more,
+            advice,
+        )
+    return shared

@@ -456,8 +456,13 @@ def evaluate_variant(
     backend: str = "auto",
     progress: bool = True,
     num_threads: int | None = 1,
+    keypoints: dict[int, np.ndarray] | None = None,
 ) -> Any:
-    """Accuracy of one variant on windows, run as the device runs it (encoder per frame, head per window)."""
+    """Accuracy of one variant on windows, run as the device runs it (encoder per frame, head per window).
+
+    A pose bundle's keypoints are the same for every variant (the pose models are shared):
+    ``keypoints`` passes those already computed.
+    """
     from edge_har.convert.evaluate import evaluate_model
 
     models = VideoModels.load(bundle, variant, backend=backend, num_threads=num_threads)
@@ -467,7 +472,11 @@ def evaluate_variant(
     if models.pose is not None:  # BlazePose as the encoder: keypoints per clip (cached), edge_har.convert.pose_pipeline
         from edge_har.convert.pose_pipeline import bundle_keypoints
 
-        feats = bundle_keypoints(bundle, models, dataset, sorted(set(data.clips)), spec)
+        feats = (
+            keypoints
+            if keypoints is not None
+            else bundle_keypoints(bundle, models, dataset, sorted(set(data.clips)), spec)
+        )
     else:
         assert models.encoder is not None
         feats = tflite_features(models.encoder, dataset, sorted(set(data.clips)), spec, progress=progress)
@@ -487,8 +496,14 @@ def evaluate_video_bundle(
     backend: str = "auto",
     num_threads: int | None = 1,
     progress: bool = True,
+    keypoint_cache: Path | None = None,
 ) -> dict[str, Any]:
-    """``edge-har evaluate-video``: the recorded test clips (``split="test"``) or every clip, per variant."""
+    """``edge-har evaluate-video``: the recorded test clips (``split="test"``) or every clip, per variant.
+
+    A pose bundle is scored on the windows its device publishes (a person in at least one frame);
+    the windows it would skip are counted per class in ``data.windows_no_person``, and where a
+    person was found per clip and per class in ``data.person``.
+    """
     import json
 
     from edge_har.convert.evaluate import EvaluationError, label_indices, relative_source, write_evaluation
@@ -523,15 +538,30 @@ def evaluate_video_bundle(
     if not len(index):
         raise EvaluationError(f"{dataset.root}: no windows of {spec.window} frames in the {split} clips")
     index.y = remap[index.y]
-    data_split = SplitData(index, clip_ids)
     results: dict[str, Any] = {
         "bundle": str(bundle.root),
         "model_id": bundle.model_id,
         "data": {"split": split, "clips": len(clip_ids), "windows": len(index)},
         "variants": {},
     }
+    keypoints = None
+    if (bundle.data.get("video") or {}).get("mode") == "pose":
+        index, keypoints = _published_windows(
+            bundle,
+            names[0],
+            dataset,
+            clip_ids,
+            index,
+            spec,
+            results["data"],
+            backend,
+            num_threads,
+            keypoint_cache,
+            progress,
+        )
+    data_split = SplitData(index, clip_ids)
     for name in names:
-        ev = evaluate_variant(bundle, name, dataset, data_split, spec, backend, progress, num_threads)
+        ev = evaluate_variant(bundle, name, dataset, data_split, spec, backend, progress, num_threads, keypoints)
         entry: dict[str, Any] = ev.summary()
         if out_dir is not None:
             entry["files"] = write_evaluation(ev, out_dir)
@@ -540,6 +570,43 @@ def evaluate_video_bundle(
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "summary.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def _published_windows(
+    bundle: Bundle,
+    variant: str,
+    dataset: VideoDataset,
+    clip_ids: Sequence[int],
+    index: WindowIndex,
+    spec: FrameSpec,
+    data_info: dict[str, Any],
+    backend: str,
+    num_threads: int | None,
+    keypoint_cache: Path | None,
+    progress: bool,
+) -> tuple[WindowIndex, dict[int, np.ndarray]]:
+    """A pose bundle's windows the device publishes, the keypoints, and (in ``data_info``) what was left out."""
+    from edge_har.convert.evaluate import EvaluationError
+    from edge_har.convert.pose_coverage import class_rows, clip_rows, window_counts, window_has_person
+    from edge_har.convert.pose_pipeline import bundle_keypoints
+
+    models = VideoModels.load(bundle, variant, backend=backend, num_threads=num_threads)
+    keypoints = bundle_keypoints(bundle, models, dataset, sorted(set(clip_ids)), spec, keypoint_cache, progress)
+    has = window_has_person(index.gather(per_clip(keypoints, len(dataset.clips), models.feature_shape)))
+    rows = clip_rows(keypoints, dataset.clips)
+    data_info["windows_counted"] = "windows with a person in at least one frame (the ones the device publishes)"
+    data_info["windows_no_person"] = window_counts(has, index.y, bundle.labels)
+    data_info["windows_skipped_no_person"] = int((~has).sum())
+    data_info["person"] = {"per_class": class_rows(rows), "per_clip": rows}
+    log.info("%d of %d windows have no person: the device skips them, so they are not scored", (~has).sum(), len(has))
+    if not has.any():
+        raise EvaluationError(
+            f"{dataset.root}: the pose models found a person in no window of the {len(clip_ids)} clips; "
+            "the device would publish nothing, so there is nothing to score"
+        )
+    kept = index.subset(np.flatnonzero(has))
+    data_info["windows"] = len(kept)
+    return kept, keypoints
 
 
 def gate(
