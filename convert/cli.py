@@ -191,7 +191,7 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
     from edge_har.convert.pipeline import DEFAULT_MAX_INT8_DROP, DEFAULT_STRIDE, DEFAULT_WINDOW
     from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, VARIANTS
     from edge_har.convert.splits import add_split_arguments
-    from edge_har.convert.train import add_train_arguments
+    from edge_har.convert.train import add_augment_argument, add_train_arguments
 
     parser = subparsers.add_parser(
         "convert",
@@ -245,6 +245,7 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_model_arguments(parser)
     add_train_arguments(parser)
+    add_augment_argument(parser)
     group = parser.add_argument_group(
         "events (a fall: one alarm per event, few false ones)",
         "--event-class CLASS: after the bundle is written, its default variant runs over the validation "
@@ -322,6 +323,7 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_convert_command(args: argparse.Namespace) -> int:
+    from edge_har.convert.augment import parse_augment
     from edge_har.convert.datasets import dataset_from_args
     from edge_har.convert.evaluate import given_data_flags
     from edge_har.convert.models import ModelConfig
@@ -334,8 +336,11 @@ def run_convert_command(args: argparse.Namespace) -> int:
     errors = _input_errors() + (ConvertError, TrainingError)
     try:
         model_config = ModelConfig.from_args(args)
+        augment = parse_augment(getattr(args, "augment", None))
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    if augment.enabled and (getattr(args, "from_bundle", None) is not None or args.from_keras is not None):
+        raise CommandError("--augment applies when training from the data (not to --from-bundle or --from-keras)")
     if getattr(args, "from_bundle", None) is not None:
         return _run_from_bundle(args)
     if args.from_keras is not None:

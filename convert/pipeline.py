@@ -245,6 +245,7 @@ class SensorPath:
             options.model,
             options.train,
             work,
+            normalisation=(self.pre.mean, self.pre.std),
         )
         return Trained(self.result, {"model": options.model.to_json()})
 

@@ -27,6 +27,8 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
+from edge_har.convert.augment import AugmentConfig, Augmenter, batches, parse_augment
+from edge_har.convert.augment import from_json as augment_from_json
 from edge_har.convert.models import ModelConfig, build_from_config, import_tf
 from edge_har.convert.quiet import debug_logging
 from edge_har.core.errors import EdgeHarError
@@ -58,6 +60,11 @@ class TrainConfig:
     # Keras fit verbosity; None: Keras prints nothing unless the log level is DEBUG (then a line per epoch),
     # and training shows its own progress (a bar on a terminal, a log line a minute otherwise)
     verbose: int | None = None
+    augment: AugmentConfig = AugmentConfig()  # sensor windows only (edge_har.convert.augment); off by default
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.augment, AugmentConfig):  # read back from a bundle's training.config
+            object.__setattr__(self, "augment", augment_from_json(self.augment))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +99,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="split the CPU into N logical devices and train with MirroredStrategy across them "
         "(exercises the multi-device path on a machine without GPUs; slower than plain CPU)",
     )
+
+
+def add_augment_argument(parser: argparse.ArgumentParser) -> None:
+    """``--augment``: on-the-fly augmentation of sensor windows (``edge_har.convert.augment``)."""
+    from edge_har.convert.augment import HELP
+
+    group = parser.add_argument_group("augmentation (sensor windows, training only)")
+    group.add_argument("--augment", default="none", metavar="SPEC", help=HELP)
 
 
 # A backbone trained from random weights (``--weights none``) needs a few hundred optimiser
@@ -134,6 +149,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         class_weights=not args.no_class_weights,
         logical_cpus=args.logical_cpus,
         mixed_precision=args.mixed_precision,
+        augment=parse_augment(getattr(args, "augment", None)),
     )
 
 
@@ -288,12 +304,17 @@ def train_model(
     config: TrainConfig,
     work_dir: str | Path,
     build_model: Callable[[], Any] | None = None,
+    normalisation: tuple[Any, Any] | None = None,
 ) -> TrainResult:
     """Train the CNN-LSTM on normalised windows and return it with the best epoch's weights.
 
     Early stopping and the checkpoint watch the validation loss; with no
     validation windows they fall back to the training loss (logged as a
     warning, since the "best" model is then simply the best-fitting one).
+    With ``config.augment`` on, every epoch sees freshly augmented training
+    windows (``edge_har.convert.augment``; ``normalisation``, the per-channel
+    mean and std, lets the rotation turn the real axes); validation is never
+    augmented.
     """
     x_train = np.asarray(x_train, np.float32)
     x_val = np.asarray(x_val, np.float32)
@@ -306,6 +327,9 @@ def train_model(
         _check_arrays(x_val, y_val, n_classes, "validation", any_rank=build_model is not None)
     if len(x_train) == 0:
         raise TrainingError("no training windows")
+    augment = config.augment
+    if augment.enabled and (build_model is not None or x_train.ndim != 3):
+        raise TrainingError("--augment transforms sensor windows (n, window, channels); this model's input is not one")
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
 
@@ -331,7 +355,8 @@ def train_model(
             )
             model.compile(
                 optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
-                loss="sparse_categorical_crossentropy",
+                # mixup's labels are mixed one-hot rows, not class indices
+                loss="categorical_crossentropy" if augment.mixup > 0 else "sparse_categorical_crossentropy",
                 metrics=["accuracy"],
             )
     finally:
@@ -362,17 +387,31 @@ def train_model(
     batch_size = config.batch_size if config.batch_size is not None else 32  # (None: Keras's own default, 32)
 
     started = time.perf_counter()
-    fit = model.fit(
-        x_train,
-        y_train,
-        validation_data=(x_val, y_val) if len(x_val) else None,
-        epochs=config.epochs,
-        batch_size=batch_size,
-        shuffle=True,
-        class_weight=weights,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    if augment.enabled:
+        mean, std = normalisation if normalisation is not None else (None, None)
+        augmenter = Augmenter(augment, x_train.shape[-1], mean, std)
+        log.info("augmenting the training windows on the fly: %s", augment.to_json())
+        y_val_fit = np.eye(n_classes, dtype=np.float32)[y_val] if augment.mixup > 0 else y_val
+        fit = model.fit(
+            batches(keras, x_train, y_train, batch_size, augmenter, n_classes, config.seed),
+            validation_data=(x_val, y_val_fit) if len(x_val) else None,
+            epochs=config.epochs,
+            class_weight=weights,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    else:
+        fit = model.fit(
+            x_train,
+            y_train,
+            validation_data=(x_val, y_val) if len(x_val) else None,
+            epochs=config.epochs,
+            batch_size=batch_size,
+            shuffle=True,
+            class_weight=weights,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
     seconds = time.perf_counter() - started
     if early_stopping.best_weights is not None:
         # Older Keras 2 releases restore only when stopping early; make a run that used
