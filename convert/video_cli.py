@@ -163,7 +163,12 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 
 def add_pose_arguments(parser: argparse.ArgumentParser) -> None:
     """``--backbone pose`` and its flags (edge_har.convert.pose_pipeline): BlazePose keypoints per frame."""
-    group = parser.add_argument_group("pose backbone (--backbone pose)")
+    group = parser.add_argument_group(
+        "pose backbone (--backbone pose)",
+        "The device skips a window in which no frame has a person, so such windows are left out of\n"
+        "training, of the int8 gate and of every score, and counted per class instead (bundle.json\n"
+        "pose.coverage and the summary); clips and classes where a person is rarely found are warned about.",
+    )
     group.add_argument(
         "--pose-models",
         type=Path,
