@@ -246,6 +246,14 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
     add_model_arguments(parser)
     add_train_arguments(parser)
     add_augment_argument(parser)
+    parser.add_argument_group("seeds (an honest figure)").add_argument(
+        "--seeds",
+        default=None,
+        metavar="N|LIST",
+        help="train N seeds (from --seed on) or the listed ones on the same split, each through the whole "
+        "conversion and gate, into OUT.seeds/seed-<n>; report mean +- std and the table per seed, and publish "
+        "the seed with the lowest validation loss at --out (bundle.json metrics.seeds)",
+    )
     group = parser.add_argument_group(
         "events (a fall: one alarm per event, few false ones)",
         "--event-class CLASS: after the bundle is written, its default variant runs over the validation "
@@ -329,6 +337,7 @@ def run_convert_command(args: argparse.Namespace) -> int:
     from edge_har.convert.models import ModelConfig
     from edge_har.convert.pipeline import AccuracyGateError, ConvertError, ConvertOptions, run_convert, slug
     from edge_har.convert.quiet import quiet_tensorflow
+    from edge_har.convert.seeds import parse_seeds, run_seeds
     from edge_har.convert.splits import split_from_args
     from edge_har.convert.train import TrainingError, train_config_from_args
 
@@ -337,8 +346,11 @@ def run_convert_command(args: argparse.Namespace) -> int:
     try:
         model_config = ModelConfig.from_args(args)
         augment = parse_augment(getattr(args, "augment", None))
-    except ValueError as exc:
+        seeds = parse_seeds(getattr(args, "seeds", None), args.seed)
+    except (ValueError, ConvertError) as exc:
         raise CommandError(str(exc)) from exc
+    if seeds and (getattr(args, "from_bundle", None) is not None or args.from_keras is not None):
+        raise CommandError("--seeds applies when training from the data (not to --from-bundle or --from-keras)")
     if augment.enabled and (getattr(args, "from_bundle", None) is not None or args.from_keras is not None):
         raise CommandError("--augment applies when training from the data (not to --from-bundle or --from-keras)")
     if getattr(args, "from_bundle", None) is not None:
@@ -375,7 +387,10 @@ def run_convert_command(args: argparse.Namespace) -> int:
             raise CommandError(
                 f"--event-class {args.event_class!r}: not a class of the data ({', '.join(dataset.labels)})"
             )
-        out = run_convert(options, dataset=dataset, split=split)
+        if seeds:
+            out = run_seeds(options, seeds, run_convert, dataset=dataset, split=split)
+        else:
+            out = run_convert(options, dataset=dataset, split=split)
         event = None
         if args.event_class is not None:
             from edge_har.convert.evaluate import EvaluationError
@@ -390,6 +405,11 @@ def run_convert_command(args: argparse.Namespace) -> int:
     except errors as exc:
         raise CommandError(str(exc)) from exc
     print(summary_table(out))
+    if seeds:
+        from edge_har.convert.seeds import seeds_dir
+
+        print(f"\n{len(seeds)} seeds (table kept in {seeds_dir(out) / 'seeds.md'}):")
+        print((seeds_dir(out) / "seeds.md").read_text().rstrip())
     if event is not None:
         f = event["chosen_on"]["figures"]
         print(
