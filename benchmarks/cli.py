@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
 from edge_har.benchmarks import personalise as _personalise
+from edge_har.benchmarks import pose as _pose
 from edge_har.benchmarks import rollout as rollout_suite
 from edge_har.core.interpreter import BACKENDS
 
@@ -446,6 +447,22 @@ def _comparison(path: Path, section: dict[str, Any], suite: str) -> str:
                     continue
                 ratio = f"{b / a:.2f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else "-"
                 table.append([phase["phase"], figure, a, b, ratio])
+    elif suite == "pose":
+        rows = report.compare_rows(
+            section["latency"], previous.get("latency", []), ("variant", "part", "threads"), "p50_ms"
+        )
+        headers = ["variant", "part", "thr", "p50 ms then", "p50 ms now", "now/then"]
+        table = [
+            [
+                r["variant"],
+                r["part"],
+                r["threads"],
+                r["previous"],
+                r["current"],
+                "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
+            ]
+            for r in rows
+        ]
     elif suite == "web-predict":
         from edge_har.benchmarks.web_predict import comparison_rows
 
@@ -1076,7 +1093,9 @@ def run_video_command(args: argparse.Namespace) -> int:
     from edge_har.core.bundle import BundleError
     from edge_har.core.errors import CommandError
 
-    _load_bundle(args.bundle, args.variants or [])
+    bundle = _load_bundle(args.bundle, args.variants or [])
+    if _pose.is_pose_bundle(bundle):  # two pose models + a head, not one encoder: the pose suite measures it
+        return _pose_from_bench_video(args, bundle)
     settings = VideoSettings.quick_settings() if args.quick else VideoSettings()
     for name in ("variants", "threads", "strides", "clip", "broker"):
         if getattr(args, name) is not None:
@@ -1087,6 +1106,30 @@ def run_video_command(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     _finish(args, section, "video", format_video(section))
     return 0
+
+
+def _pose_from_bench_video(args: argparse.Namespace, bundle: Any) -> int:
+    """``bench video`` given a pose bundle: the pose suite (``bench pose``) on --clip, else the bundle's own clips."""
+    from edge_har.core.errors import CommandError
+
+    data = args.clip
+    if data is None:
+        recorded = ((bundle.data.get("provenance") or {}).get("dataset") or {}).get("path")
+        if not recorded or not Path(recorded).is_dir():
+            raise CommandError(
+                f"{bundle.root}: a pose bundle, measured by edge-har bench pose {bundle.root} --data CLIPS "
+                f"(or give bench video --clip FILE); its training clips ({recorded or 'not recorded'}) are not here"
+            )
+        data = Path(recorded)
+    settings = _pose.PoseSettings.quick_settings() if args.quick else _pose.PoseSettings()
+    settings.data = Path(data)
+    settings.variants = args.variants
+    settings.threads = args.threads[0] if args.threads else 1
+    settings.daemon = args.broker is not None  # as bench video: the real daemon only with --broker
+    settings.broker = args.broker
+    settings.no_daemon_why = "bench video runs it with --broker HOST[:PORT]"
+    print(f"{bundle.root}: a pose bundle; running the pose suite (edge-har bench pose) on {data}")
+    return _pose.run_settings(args, settings)
 
 
 # ---------------------------------------------------------------- the suites
@@ -1265,4 +1308,5 @@ SUITES: tuple[Suite, ...] = (
         shared="output",
     ),
     _personalise.suite(),
+    _pose.suite(),
 )

@@ -295,6 +295,12 @@ def sustained_fps(
     frames = status["frames_read"]
     inf = [p.inference_ms for p in predictions]
     e2e = [p.e2e_ms for p in predictions]
+    counters = windowing.counters()
+    pose = (
+        {k: counters.get(k) for k in ("frames_no_person", "windows_no_person", "no_person_s")}
+        if "windows_no_person" in counters  # a pose bundle: the windows skipped for want of a person
+        else {}
+    )
     return {
         "variant": variant,
         "threads": threads,
@@ -314,6 +320,7 @@ def sustained_fps(
         "inference_ms_p50": round(float(np.median(inf)), 3) if inf else None,
         "e2e_ms_p50": round(float(np.median(e2e)), 3) if e2e else None,
         "e2e_ms_p99": round(float(np.percentile(e2e, 99)), 3) if e2e else None,
+        **pose,
     }
 
 
@@ -367,6 +374,12 @@ def daemon_fps(
         return {"variant": variant, "error": proc.stderr[-500:]}
     s = json.loads(summary.read_text())
     stream_s = s["uptime_s"] - (s["first_prediction_s"] or 0.0)
+    counters = s.get("frames") or {}  # the stats' frames section at the end of the run
+    pose = (
+        {k: counters.get(k) for k in ("frames_no_person", "windows_no_person", "no_person_s")}
+        if "windows_no_person" in counters
+        else {}
+    )
     return {
         "variant": variant,
         "threads": threads,
@@ -379,6 +392,7 @@ def daemon_fps(
         "inference_ms_p50": _round(s["inference_ms"].get("p50"), 3),
         "e2e_ms_p50": _round(s["e2e_ms"].get("p50"), 3),
         "rss_mb": _round(s.get("rss_mb"), 1),
+        **pose,
     }
 
 
@@ -387,6 +401,13 @@ def daemon_fps(
 
 def _round(value: Any, digits: int) -> Any:
     return round(float(value), digits) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _cell(value: Any, width: int, digits: int) -> str:
+    """A number right-aligned to ``width``; a missing one (no prediction came out) as '-', never nan."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+        return f"{value:>{width}.{digits}f}"
+    return f"{'-':>{width}}"
 
 
 def format_parts(rows: list[dict[str, Any]]) -> str:
@@ -418,9 +439,11 @@ def format_fps(rows: list[dict[str, Any]]) -> str:
         size = "x".join(str(v) for v in r["frame_size"]) if r.get("frame_size") else "?"
         lines.append(
             f"{r['variant']:<14} {r['threads']:>3} {r['frames_per_s']:>9.1f} {r['encoded_frames_per_s']:>10.1f} "
-            f"{r['predictions_per_s']:>7.2f} {r['frames_dropped']:>8} {r['e2e_ms_p50'] or float('nan'):>11.2f}"
+            f"{r['predictions_per_s']:>7.2f} {r['frames_dropped']:>8} {_cell(r['e2e_ms_p50'], 11, 2)}"
             f"  {r['clip']} ({size}, {_round(r['clip_fps'], 1)} fps, {r['frames_read']} frames)"
         )
+    if any(not isinstance(r.get("e2e_ms_p50"), (int, float)) for r in rows):
+        lines.append("e2e p50 '-': no prediction came out of the clip (shorter than one window)")
     return "\n".join(lines)
 
 
@@ -458,8 +481,8 @@ def run_video(bundle_dir: Path, settings: VideoSettings, out: Path) -> dict[str,
         raise VideoBenchError(f"{bundle.root}: a {bundle.kind} bundle; bench video needs one from convert-video")
     if (bundle.data.get("video") or {}).get("mode") == "pose":  # two pose models + head, not one encoder
         raise VideoBenchError(
-            f"{bundle.root}: a pose bundle; measure it with python -m edge_har.benchmarks.pose "
-            f"{bundle.root} --data CLIPS (keypoints found, pose-model and head latency, frames/s)"
+            f"{bundle.root}: a pose bundle; measure it with edge-har bench pose {bundle.root} --data CLIPS "
+            "(a person found per clip and class, pose-model and head latency, frames/s)"
         )
     if settings.clip is not None and not Path(settings.clip).is_file():
         raise VideoBenchError(f"--clip {settings.clip}: no such file")

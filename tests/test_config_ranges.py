@@ -38,6 +38,8 @@ CASES = [
     ("queues:\n  windows: 0\n", REPLAY, "queues.windows", "must be between 1 and 10000"),
     ("smoothing:\n  window: 100000\n", REPLAY, "smoothing.window", "must be between 1 and 1000"),
     ("video:\n  stride: 0\n", REPLAY, "video.stride", "must be between 1 and 1000"),
+    ("video:\n  no_person_warn_s: 0.5\n", REPLAY, "video.no_person_warn_s", "must be between 1 and 86400"),
+    ("video:\n  no_person_warn_s: .inf\n", REPLAY, "video.no_person_warn_s", "must be between 1 and 86400"),
     ("", SERIAL + "  timeout: 1.0e300\n", "source.timeout", "must be between 0 and 3600"),
     ("", SERIAL + "  baudrate: 0\n", "source.baudrate", "must be between 50 and 12000000"),
     ("", SERIAL + "  reconnect:\n    min_s: 0.000001\n", "source.reconnect.min_s", "must be between 0.01 and 3600"),
@@ -157,3 +159,16 @@ def test_a_number_python_cannot_build_is_a_config_error(tmp_path):
     deep = write(tmp_path, "bundle: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError):
         load_config(deep)
+
+
+def test_no_person_warn_s_defaults_to_a_minute_null_turns_it_off_and_a_word_names_the_key(tmp_path):
+    assert load_config(write(tmp_path, "bundle: b\n" + REPLAY)).config.video.no_person_warn_s == 60.0
+    cfg = load_config(write(tmp_path, "bundle: b\n" + REPLAY + "video:\n  no_person_warn_s: null\n")).config
+    assert cfg.video.no_person_warn_s is None
+    path = write(tmp_path, "bundle: b\n" + REPLAY + "video:\n  no_person_warn_s: soon\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [
+        f"{path}:4: video.no_person_warn_s: Input should be a valid number, unable to parse string as a number "
+        "(got 'soon')"
+    ]

@@ -81,6 +81,7 @@ config_keys = st.sampled_from(
         "format",
         "broker",
         "video",
+        "no_person_warn_s",
         "reconnect",
         "min_s",
         "max_s",

@@ -144,7 +144,7 @@ def test_pose_conversion_bundle_and_device_stream(
     # bench video times one encoder and a head; a pose bundle is sent to the suite that measures it
     from edge_har.benchmarks.video import VideoBenchError, VideoSettings, run_video
 
-    with pytest.raises(VideoBenchError, match=r"a pose bundle; measure it with python -m edge_har\.benchmarks\.pose"):
+    with pytest.raises(VideoBenchError, match=r"a pose bundle; measure it with edge-har bench pose "):
         run_video(out, VideoSettings.quick_settings(), tmp_path / "bench")
 
     # the device path: frames in, predictions out; a stretch without the person is masked, then skipped

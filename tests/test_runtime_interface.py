@@ -132,6 +132,7 @@ def test_both_runtimes_implement_stream_runtime(tmp_path, tiny_bundle, tiny_vide
         assert isinstance(rt.windowing(), WindowStage)
     assert sensor.counters() == {}  # nothing runtime-specific for the stats message
     assert set(video.counters()) >= {"frames_in", "frames_kept"}
+    assert video.counters()["no_person_s"] is None  # not a pose bundle: no person to miss
 
 
 def test_video_bundle_receives_the_configured_delegate_options(tmp_path, tiny_video_bundle, recording_backend):

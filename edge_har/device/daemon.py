@@ -284,7 +284,10 @@ class Daemon:
                 list(self.runtime.pre.offset),
                 self.runtime.pre.units,
             )
-        return self.runtime.windowing(source.rate_hz, scale, offset)
+        stage = self.runtime.windowing(source.rate_hz, scale, offset)
+        if hasattr(stage, "no_person_warn_s"):  # a pose bundle's frames: warn when nobody is seen for long
+            stage.no_person_warn_s = self.cfg.video.no_person_warn_s
+        return stage
 
     # ================================================================ source thread
 
@@ -604,6 +607,9 @@ class Daemon:
         summary["mqtt"] = self.publisher.counters()
         if self.capture is not None:
             summary["captures"] = self.capture.counters()
+        counters = self.runtime.counters() if self.runtime is not None else {}
+        if counters:  # video: the stats' frames section at the end (frames kept, windows_no_person, no_person_s)
+            summary["frames"] = counters
         inf, e2e = summary["inference_ms"] or {}, summary["e2e_ms"] or {}
         log.info(
             "stopped (%s): %d windows in %.1f s; inference p50 %.3f p99 %.3f ms; e2e p50 %.3f p99 %.3f ms%s",

@@ -1,5 +1,6 @@
 """The video runtime's config section, ``video:`` (its options reach the runtime as
-:class:`~edge_har.device.runtime_api.RuntimeOptions` fields ``stride``, ``mode`` and ``publish_keypoints``).
+:class:`~edge_har.device.runtime_api.RuntimeOptions` fields ``stride``, ``mode`` and
+``publish_keypoints``; the daemon hands ``no_person_warn_s`` to the source-thread stage).
 
 ``source: {type: camera}`` is the camera source plugin's own model,
 :class:`edge_har.device.sources.camera.CameraSourceConfig`, like every source's config.
@@ -32,6 +33,16 @@ class VideoRuntimeConfig(BaseModel):
             "split: encoder once per frame + head over a ring buffer of features (the efficient path). clip: run "
             "the whole clip model over the last T frames at every stride (needs a bundle made with --clip-model; "
             "for comparisons only)."
+        ),
+    )
+    no_person_warn_s: Optional[float] = Field(
+        60.0,
+        ge=1,
+        le=86400,
+        description=(
+            "Pose bundles only: log a WARNING once when no person has been in a frame for this many seconds (by "
+            "the frames' wall time; since the start if nobody was ever seen), and an INFO line when one is seen "
+            "again. The stats carry the same clock as frames.no_person_s. null: never warn."
         ),
     )
     publish_keypoints: bool = Field(

@@ -108,6 +108,13 @@ class FrameWindowing:
         self.frames_skipped_rate = 0
         self.encoder_ms_total = 0.0
         self.windows_no_person = 0  # pose bundles: windows skipped, no person in any of their frames
+        # pose bundles: WARNING once after this many seconds (frames' wall time) without a person, INFO when
+        # one is seen again; None: say nothing (the daemon sets video.no_person_warn_s)
+        self.no_person_warn_s: Optional[float] = None
+        self._first_wall: Optional[float] = None  # wall time of the first kept frame (never reset)
+        self._last_wall: Optional[float] = None  # ... of the latest kept frame
+        self._person_wall: Optional[float] = None  # ... of the latest frame with a person
+        self._warned_no_person = False
         self._keypoints: Optional[list[Any]] = [None] * self.window if keypoints and models.pose is not None else None
         self._segment: Any = object()
         self.reset()
@@ -173,6 +180,8 @@ class FrameWindowing:
                 self._enc_ms += ms
                 self._enc_n += 1
                 self.encoder_ms_total += ms
+                if self.models.pose is not None:
+                    self._person_seen(bool(person_present(self._buffer[self._pos])), wall_time)
             else:
                 self._buffer[self._pos] = frame
             self._pos = (self._pos + 1) % self.window
@@ -187,7 +196,11 @@ class FrameWindowing:
         if data is None:
             data = self._ordered()
         if self.models.pose is not None and not person_present(data).any():
-            self.windows_no_person += 1  # nothing to classify: skipped and counted (stats: windows_no_person)
+            # nothing to classify: skipped and counted (stats: windows_no_person); the next window comes a
+            # stride later, as after a published one (a first window without a person must not make every
+            # later frame a window of its own, each counted)
+            self.windows_no_person += 1
+            self._first = False
             self._since, self._enc_ms, self._enc_n = 0, 0.0, 0
             return None
         window = FrameWindow(
@@ -205,6 +218,41 @@ class FrameWindowing:
         self._since = 0
         self._enc_ms, self._enc_n = 0.0, 0
         return window
+
+    def _person_seen(self, present: bool, wall_time: float) -> None:
+        """Pose bundles, each encoded frame: the clock of ``no_person_s`` and its two log lines."""
+        if self._first_wall is None:
+            self._first_wall = wall_time
+        self._last_wall = wall_time
+        if present:
+            if self._warned_no_person:
+                log.info("camera: a person seen again after %.1f s without one; predictions resume", self.no_person_s())
+                self._warned_no_person = False
+            self._person_wall = wall_time
+            return
+        if self._warned_no_person or self.no_person_warn_s is None:
+            return
+        gone = self.no_person_s()
+        if gone is not None and gone >= self.no_person_warn_s:
+            self._warned_no_person = True
+            log.warning(
+                "camera: no person seen for %.1f s (video.no_person_warn_s: %g)%s; windows without one are skipped "
+                "(stats: windows_no_person, no_person_s)",
+                gone,
+                self.no_person_warn_s,
+                "" if self._person_wall is not None else " since the camera started",
+            )
+
+    def no_person_s(self) -> Optional[float]:
+        """Seconds (frames' wall time) from the last frame with a person, or from the first frame when none had
+        one, to the latest frame; 0.0 before any frame; None for a bundle that is not a pose bundle."""
+        if self.models.pose is None:
+            return None
+        if self._last_wall is None:
+            return 0.0
+        since = self._person_wall if self._person_wall is not None else self._first_wall
+        assert since is not None
+        return max(0.0, self._last_wall - since)  # a wall clock stepped back (NTP) reads 0, not negative
 
     def push(self, chunk: Any) -> list[FrameWindow]:
         """The daemon's interface: a camera chunk (``edge_har.device.sources.camera.FrameChunk``) -> windows."""
@@ -228,13 +276,19 @@ class FrameWindowing:
             "encoder_ms_mean": round(self.encoder_ms_total / self.frames_kept, 3)
             if self.frames_kept and self.mode == "split"
             else None,
-            **(self._pose_counters() if self.models.pose is not None else {}),
+            **(self._pose_counters() if self.models.pose is not None else {"no_person_s": None}),
         }
 
     def _pose_counters(self) -> dict[str, Any]:
         assert self.models.pose is not None
         c = self.models.pose.counters.to_json()
-        return {"frames_no_person": c["frames_no_person"], "windows_no_person": self.windows_no_person, "pose": c}
+        gone = self.no_person_s()
+        return {
+            "frames_no_person": c["frames_no_person"],
+            "windows_no_person": self.windows_no_person,
+            "no_person_s": None if gone is None else round(gone, 3),
+            "pose": c,
+        }
 
 
 class VideoStreamRuntime(StreamRuntime):
