@@ -497,7 +497,7 @@ class PosePath(VideoPath):
             f"divided by the torso length, clipped to +-{pose.FEATURE_CLIP}; then a person flag (1 = found). A frame "
             "without a person is all zeros (the head sees the mask); a window with no person in any frame is "
             "skipped on the device and counted (windows_no_person)",
-            "crop": "axis-aligned square, 1.25 x the detector's (or the last landmarks') body size; no rotation",
+            "crop": "MediaPipe's rotated square: 1.25 x the detector's (or the last landmarks') body size, turned upright",
             "tracking": self.pose_options.track,
             "keypoints": self.keypoint_stats,
             "coverage": self.coverage.to_json(),

@@ -1,8 +1,10 @@
 """The pose arithmetic (edge_har.core.pose) on numbers worked out by hand; no pose model needed.
 
-Anchors, box and keypoint decoding, weighted NMS, the letterbox and crop mappings and the
-keypoint features each get inputs whose right answer is known, so a sign, an axis order or
-a scale that drifts from MediaPipe's calculators fails here. The command-line checks of
+Anchors, box and keypoint decoding, weighted NMS, the letterbox, the rotated crop and its
+inverse, the heatmap refinement, the tracking points' one-euro filter and the keypoint
+features each get inputs whose right answer is known, so a sign, an axis order or a scale
+that drifts from MediaPipe's calculators fails here (tests/test_pose_golden.py compares
+the whole encoder with MediaPipe itself). The command-line checks of
 ``--backbone pose`` run before TensorFlow is imported.
 """
 
@@ -115,13 +117,121 @@ def test_letterbox_of_a_4_3_frame():
     np.testing.assert_allclose(box.to_frame(np.array([[0.5, 0.5], [0.0, 28 / 224]])), [[160, 120], [0, 0]], atol=1e-4)
 
 
-def test_roi_from_points_and_its_crop_mapping():
-    roi = pose.roi_from_points((100.0, 100.0), (100.0, 140.0))
+def test_letterbox_affine_is_the_inverse_of_to_frame():
+    box = pose.Letterbox.fit(240, 320)
+    m = box.affine()
+    np.testing.assert_allclose(m, [[0.7, 0, 0], [0, 0.7, 28]], atol=1e-6)
+    frame_points = np.array([[0.0, 0.0], [320.0, 240.0], [100.0, 50.0]])
+    square = np.c_[frame_points, np.ones(3)] @ m.T
+    np.testing.assert_allclose(square, [[0, 28], [224, 196], [70, 63]], atol=1e-4)
+    np.testing.assert_allclose(box.to_frame(square / 224), frame_points, atol=1e-3)
+    portrait = pose.Letterbox.fit(320, 240)  # a frame turned on its side: padding left and right
+    assert (portrait.pad_x, portrait.pad_y) == (pytest.approx(28.0), 0.0)
+
+
+def test_upright_roi_and_its_crop_mapping():
+    roi = pose.roi_from_points((100.0, 100.0), (100.0, 60.0))  # size point straight above the hips
     assert (roi.cx, roi.cy, roi.side) == (100.0, 100.0, pytest.approx(100.0))  # 2 x 40 px x 1.25
+    assert roi.rotation == pytest.approx(0.0)
     m = roi.affine(256)
     corners = np.array([[50.0, 50.0, 1.0], [150.0, 150.0, 1.0]]) @ m.T
     np.testing.assert_allclose(corners, [[0, 0], [256, 256]], atol=1e-4)
     np.testing.assert_allclose(roi.to_frame(np.array([[0.0, 0.0], [128.0, 128.0]])), [[50, 50], [100, 100]], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "size_point, rotation, crop_top_in_frame",
+    [
+        ((140.0, 100.0), np.pi / 2, (150.0, 100.0)),  # lying, head to the right: the crop's top is the frame's right
+        ((60.0, 100.0), -np.pi / 2, (50.0, 100.0)),  # lying, head to the left
+        ((100.0, 140.0), -np.pi, (100.0, 150.0)),  # upside down ([-pi, pi), as NormalizeRadians)
+        ((100.0 + 40 / np.sqrt(2), 100.0 - 40 / np.sqrt(2)), np.pi / 4, (100 + 50 / np.sqrt(2), 100 - 50 / np.sqrt(2))),
+    ],
+)
+def test_rotated_roi_turns_the_body_upright_in_the_crop(size_point, rotation, crop_top_in_frame):
+    # AlignmentPointsRectsCalculator: rotation = 90 deg - atan2(-(y1 - y0), x1 - x0), image y down
+    roi = pose.roi_from_points((100.0, 100.0), size_point)
+    assert roi.side == pytest.approx(100.0) and roi.rotation == pytest.approx(rotation)
+    # the middle of the crop's top edge is 50 px (half the side) from the centre, towards the head
+    np.testing.assert_allclose(roi.to_frame(np.array([128.0, 0.0])), crop_top_in_frame, atol=1e-3)
+    # and the size point itself lands straight above the crop's centre, 40 / 100 of the side up
+    m = roi.affine(256)
+    np.testing.assert_allclose(m @ [*size_point, 1.0], [128.0, 128.0 - 0.4 * 256], atol=1e-3)
+
+
+def test_crop_points_round_trip_through_the_rotation():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        roi = pose.Roi(*rng.uniform(0, 300, 2), rng.uniform(20, 400), rng.uniform(-np.pi, np.pi))
+        crop = rng.uniform(-50, 300, (33, 2))
+        frame = roi.to_frame(crop)
+        back = np.c_[frame, np.ones(len(frame))] @ roi.affine().T
+        np.testing.assert_allclose(back, crop, atol=2e-3)
+
+
+def test_rotated_crop_corners_are_mediapipes_box_points():
+    """ImageToTensorCalculator maps cv::boxPoints of the rotated rect onto the tensor's corners
+    (bottom-left, top-left, top-right, bottom-right); Roi.affine must do the same."""
+    cv2 = pytest.importorskip("cv2")
+    roi = pose.Roi(120.0, 90.0, 80.0, 0.6)
+    box = cv2.boxPoints(((roi.cx, roi.cy), (roi.side, roi.side), np.degrees(roi.rotation)))
+    mapped = np.c_[box, np.ones(4)] @ roi.affine(256).T
+    np.testing.assert_allclose(mapped, [[0, 256], [0, 0], [256, 0], [256, 256]], atol=1e-3)
+
+
+def test_normalize_radians():
+    assert pose.normalize_radians(np.pi) == pytest.approx(-np.pi)
+    assert pose.normalize_radians(3 * np.pi / 2) == pytest.approx(-np.pi / 2)
+    assert pose.normalize_radians(-np.pi / 4) == pytest.approx(-np.pi / 4)
+
+
+# ---------------------------------------------------------------- heatmap refinement and the ROI filter
+
+
+def test_refine_from_heatmap_moves_a_confident_landmark_to_the_weighted_cell():
+    hm = np.full((64, 64, 4), -100.0, np.float32)  # sigmoid ~0 everywhere
+    hm[10, 20, 0] = hm[10, 22, 0] = 100.0  # two sure cells: the mean is column 21, row 10
+    hm[30, 30, 1] = -1.0  # sigmoid 0.27: below min confidence 0.5, the landmark stays
+    hm[0, 3, 3] = 100.0  # landmark 3 sits just left of the heatmap: int() truncates -0.32 to column 0
+    pts = np.array([[20.5 / 64, 10.5 / 64], [30.5 / 64, 30.5 / 64], [1.2, 0.5], [-0.005, 0.01]], np.float32)
+    out = pose.refine_from_heatmap(pts, hm)
+    # MediaPipe divides the mean cell index by the size (no half-cell offset): 21 / 64, not 21.5 / 64
+    np.testing.assert_allclose(out[0], [21 / 64, 10 / 64], atol=1e-6)
+    np.testing.assert_allclose(out[1], pts[1])
+    np.testing.assert_allclose(out[2], pts[2])  # outside the heatmap: kept
+    np.testing.assert_allclose(out[3], [3 / 64, 0.0], atol=1e-6)  # kernel cut at the edge, column 3 within 0..3
+
+
+def test_refine_from_heatmap_only_looks_within_the_kernel():
+    hm = np.full((64, 64, 1), -100.0, np.float32)
+    hm[10, 24, 0] = 100.0  # 4 columns away: outside a 7-wide kernel (3 each side)
+    pts = np.array([[20.5 / 64, 10.5 / 64]], np.float32)
+    np.testing.assert_allclose(pose.refine_from_heatmap(pts, hm), pts)
+    with pytest.raises(ValueError, match="1 layers for 2 landmarks"):
+        pose.refine_from_heatmap(np.zeros((2, 2)), hm)
+
+
+def test_one_euro_filter_by_hand():
+    f = pose.OneEuroFilter()  # min cutoff 0.01, beta 10, derivative cutoff 1, 30 frames/s
+    assert f.apply(np.array([0.0]), 1.0)[0] == 0.0  # the first value passes through
+    # second: derivative 1 / (1/30) = 30 per s; alpha(1 Hz) = 1 / (1 + 30 / (2 pi)) = 0.173177
+    # filtered derivative 5.19531; cutoff 0.01 + 10 x 5.19531 = 51.9631 Hz; alpha = 1 / (1 + 30 / (2 pi 51.9631))
+    a_d = 1 / (1 + 30 / (2 * np.pi))
+    cutoff = 0.01 + 10 * a_d * 30
+    a = 1 / (1 + 30 / (2 * np.pi * cutoff))
+    assert f.apply(np.array([1.0]), 1.0)[0] == pytest.approx(a, rel=1e-4) == pytest.approx(0.91583, abs=1e-4)
+    f.reset()
+    assert f.apply(np.array([5.0]), 1.0)[0] == 5.0
+    steady = [f.apply(np.array([5.0]), 1.0)[0] for _ in range(3)]
+    assert steady == [5.0, 5.0, 5.0]
+
+
+def test_one_euro_filter_smooths_a_jitter_relative_to_the_object_size():
+    values = np.array([100.0, 101.0, 100.0, 101.0, 100.0])
+    small, large = pose.OneEuroFilter(), pose.OneEuroFilter()
+    out_small = [small.apply(np.array([v]), 1 / 10.0)[0] for v in values]  # a 10 px person: 1 px is a lot
+    out_large = [large.apply(np.array([v]), 1 / 1000.0)[0] for v in values]  # a 1000 px person: 1 px is noise
+    assert np.ptp(out_large[1:]) < np.ptp(out_small[1:]) < 1.0
 
 
 # ---------------------------------------------------------------- features

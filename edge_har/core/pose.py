@@ -1,22 +1,35 @@
-"""BlazePose arithmetic shared by training and the device: anchors, box decoding, NMS, crops, keypoint features.
+"""BlazePose arithmetic shared by training and the device: anchors, box decoding, NMS, rotated crops, keypoint features.
 
 The pose encoder (``edge_har.core.pose_encoder``) runs MediaPipe's two BlazePose
 ``.tflite`` models with LiteRT; MediaPipe itself (its graphs, calculators, protobuf pin)
 is never installed. What its graphs do around the two models is re-done here, in
-numpy, from the options MediaPipe's ``pose_detection_cpu`` and ``pose_landmark_cpu``
-graphs give their calculators:
+numpy, from the options MediaPipe's ``pose_detection_cpu``, ``pose_landmark_cpu``,
+``pose_landmark_by_roi_cpu``, ``pose_detection_to_roi``, ``pose_landmarks_to_roi``,
+``pose_landmark_filtering`` and ``tensors_to_pose_landmarks_and_segmentation`` graphs give
+their calculators, so the landmarks are MediaPipe's (tests/test_pose_golden.py measures
+the distance to MediaPipe 0.10.14's own output):
 
 * :func:`ssd_anchors`: ``SsdAnchorsCalculator`` (5 layers, strides 8, 16, 32, 32, 32,
   scales 0.1484375..0.75, fixed anchor size): 2254 anchors for a 224 x 224 input.
+* :class:`Letterbox`: the detector's ``ImageToTensorCalculator`` (keep aspect ratio, zero
+  border) and ``DetectionLetterboxRemovalCalculator``.
 * :func:`decode_detections`: ``TensorsToDetectionsCalculator`` (12 numbers per
   anchor: box centre x, y, width, height, then 4 keypoints x, y; reverse output
   order; scale 224; sigmoid scores clipped at +-100; score threshold 0.5).
 * :func:`weighted_nms`: ``NonMaxSuppressionCalculator`` (IoU 0.3, WEIGHTED).
-* :func:`roi_from_points`: ``AlignmentPointsRectsCalculator`` + ``RectTransformationCalculator``:
-  a square centred on the hip centre, side 2 x 1.25 x the distance to the
-  second (size) keypoint. The crop is axis-aligned: MediaPipe also rotates it
-  upright, which matters for people lying down, not for the upright actions
-  this project classifies (a choice, recorded in the bundle).
+* :func:`roi_from_points` and :class:`Roi`: ``AlignmentPointsRectsCalculator`` (keypoints 0
+  and 1, target angle 90 degrees) + ``RectTransformationCalculator`` (scale 1.25,
+  square_long): a square centred on the hip centre, side 2 x 1.25 x the distance to the
+  body-size point, turned so the body stands upright in the crop (a person lying down is
+  cropped as one standing up, which is what the landmark model was trained on). The same
+  for the detector's keypoints and for the landmark model's two auxiliary points that
+  track the person into the next frame. :meth:`Roi.to_frame` is
+  ``LandmarkProjectionCalculator``, :meth:`Roi.affine` the crop it inverts.
+* :func:`refine_from_heatmap`: ``RefineLandmarksFromHeatmapCalculator`` (kernel 7,
+  min confidence 0.5) over the full model's 64 x 64 x 39 heatmap.
+* :class:`OneEuroFilter`: the filter the landmark graph always runs over the two
+  auxiliary points before they become the next crop (min cutoff 0.01, beta 10). The 33
+  body landmarks themselves are not smoothed: each frame's keypoints are that frame's.
 * :func:`keypoint_features`: the head's input per frame: the 33 landmarks centred on
   the hip centre and divided by the torso length (shoulder centre to hip centre),
   visibility kept, plus a person-present flag. A frame without a person is all
@@ -30,7 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -43,7 +56,12 @@ FEATURE_CLIP = 8.0  # |feature| bound in torso lengths: keeps int8 calibration r
 DETECTOR_SIZE = 224
 LANDMARK_SIZE = 256
 ROI_SCALE = 1.25
+ROI_TARGET_ANGLE = math.pi / 2  # the hip -> size-point vector points up in the crop
 RETRY_ROI_SCALE = 1.4  # the encoder's second look when a detector crop gives no person
+HEATMAP_KERNEL = 7  # RefineLandmarksFromHeatmapCalculatorOptions.kernel_size in MediaPipe's pose graph
+HEATMAP_MIN_CONFIDENCE = 0.5  # its min_confidence_to_refine (the option's default; the graph leaves it)
+ROI_FILTER_MIN_CUTOFF, ROI_FILTER_BETA, ROI_FILTER_DERIVATE_CUTOFF = 0.01, 10.0, 1.0  # the aux points' one-euro filter
+ROI_FILTER_STEP_S = 0.033333  # seconds between frames as MediaPipe's Python solution stamps them (30 fps)
 MIN_DETECTION_SCORE = 0.5
 NMS_IOU = 0.3
 MIN_POSE_PRESENCE = 0.5
@@ -184,41 +202,161 @@ class Letterbox:
         s = size / max(height, width)
         return cls(s, (size - width * s) / 2, (size - height * s) / 2, size)
 
+    def affine(self) -> np.ndarray:
+        """The 2 x 3 matrix mapping frame pixels into the square (for ``cv2.warpAffine``, pixel-corner convention)."""
+        return np.asarray([[self.scale, 0.0, self.pad_x], [0.0, self.scale, self.pad_y]], np.float32)
+
     def to_frame(self, points: np.ndarray) -> np.ndarray:
-        """Points (..., 2) normalised to the square -> pixels of the original frame."""
+        """Points (..., 2) normalised to the square -> pixels of the original frame (``DetectionLetterboxRemoval``)."""
         p = np.asarray(points, np.float32) * self.size
         return np.stack([(p[..., 0] - self.pad_x) / self.scale, (p[..., 1] - self.pad_y) / self.scale], axis=-1)
 
 
 @dataclass(frozen=True)
 class Roi:
-    """An axis-aligned square crop in frame pixels: centre and side."""
+    """A square crop in frame pixels: centre, side and rotation.
+
+    ``rotation`` (radians) is MediaPipe's ``NormalizedRect.rotation``: the crop's "up" is the
+    frame's up turned by it, clockwise on screen (image y grows downwards), so a person lying
+    with the head to the right gets pi/2 and appears upright in the crop.
+    """
 
     cx: float
     cy: float
     side: float
+    rotation: float = 0.0
 
     def to_frame(self, points: np.ndarray, size: int = LANDMARK_SIZE) -> np.ndarray:
-        """Points (..., 2) in pixels of the ``size`` x ``size`` crop -> frame pixels."""
-        p = np.asarray(points, np.float32)
-        k = self.side / size
-        return np.stack([p[..., 0] * k + self.cx - self.side / 2, p[..., 1] * k + self.cy - self.side / 2], axis=-1)
+        """Points (..., 2) in pixels of the ``size`` x ``size`` crop -> frame pixels.
+
+        ``LandmarkProjectionCalculator``: centre the point on the crop, turn it by the rotation,
+        scale to the side, add the centre.
+        """
+        p = np.asarray(points, np.float64) / size - 0.5
+        c, s = math.cos(self.rotation), math.sin(self.rotation)
+        x = (c * p[..., 0] - s * p[..., 1]) * self.side + self.cx
+        y = (s * p[..., 0] + c * p[..., 1]) * self.side + self.cy
+        return np.stack([x, y], axis=-1).astype(np.float32)
 
     def affine(self, size: int = LANDMARK_SIZE) -> np.ndarray:
-        """The 2 x 3 matrix mapping frame pixels into the crop (for ``cv2.warpAffine``)."""
+        """The 2 x 3 matrix mapping frame pixels into the crop (for ``cv2.warpAffine``): the inverse of ``to_frame``.
+
+        The crop's corners are the rotated square's corners (pixel-corner convention), as
+        ``ImageToTensorCalculator`` maps ``cv::boxPoints`` of the rect onto the tensor.
+        """
         k = size / self.side
-        return np.asarray(
-            [[k, 0.0, -(self.cx - self.side / 2) * k], [0.0, k, -(self.cy - self.side / 2) * k]], np.float32
-        )
+        c, s = math.cos(self.rotation), math.sin(self.rotation)
+        m = np.asarray([[c * k, s * k], [-s * k, c * k]], np.float64)  # R(-rotation) scaled
+        t = size / 2.0 - m @ np.asarray([self.cx, self.cy], np.float64)
+        return np.concatenate([m, t[:, None]], axis=1).astype(np.float32)
+
+
+def normalize_radians(angle: float) -> float:
+    """An angle in [-pi, pi), as MediaPipe's ``NormalizeRadians``."""
+    return angle - 2 * math.pi * math.floor((angle + math.pi) / (2 * math.pi))
 
 
 def roi_from_points(
-    center: Sequence[float] | np.ndarray, size_point: Sequence[float] | np.ndarray, scale: float = ROI_SCALE
+    center: Sequence[float] | np.ndarray,
+    size_point: Sequence[float] | np.ndarray,
+    scale: float = ROI_SCALE,
+    target_angle: float = ROI_TARGET_ANGLE,
 ) -> Roi:
-    """The square around a person from two points in frame pixels (hip centre, body-size point)."""
+    """The rotated square around a person from two points in frame pixels (hip centre, body-size point).
+
+    ``AlignmentPointsRectsCalculator`` (keypoint 0 -> 1, target angle 90 degrees): centre on
+    the first point, side twice their distance, rotation ``target - atan2(-dy, dx)`` so the
+    vector hip -> size point points up in the crop; then ``RectTransformationCalculator``
+    (``square_long``, scale 1.25). Pixels, not normalised coordinates: the square stays square
+    in a frame of any aspect ratio, as ``square_long`` makes it.
+    """
     c, s = np.asarray(center, np.float64), np.asarray(size_point, np.float64)
-    side = 2.0 * float(np.hypot(*(s - c))) * scale
-    return Roi(float(c[0]), float(c[1]), side)
+    dx, dy = float(s[0] - c[0]), float(s[1] - c[1])
+    side = 2.0 * math.hypot(dx, dy) * scale
+    rotation = normalize_radians(target_angle - math.atan2(-dy, dx))
+    return Roi(float(c[0]), float(c[1]), side, rotation)
+
+
+def refine_from_heatmap(
+    points: np.ndarray,
+    heatmap: np.ndarray,
+    kernel_size: int = HEATMAP_KERNEL,
+    min_confidence: float = HEATMAP_MIN_CONFIDENCE,
+) -> np.ndarray:
+    """``RefineLandmarksFromHeatmapCalculator``: (N, 2) landmarks normalised to the crop, refined by an (H, W, N) heatmap.
+
+    Per landmark, the kernel_size x kernel_size window of the heatmap (logits; sigmoid here)
+    around the landmark's cell, cut at the heatmap's edges: when its largest confidence
+    reaches ``min_confidence``, the landmark moves to the confidence-weighted mean cell index
+    divided by the heatmap size. MediaPipe's arithmetic exactly: the cell is the truncated
+    (towards zero) product, the mean uses cell indices (no half-cell offset), and a landmark
+    outside the heatmap stays where it is.
+    """
+    pts = np.asarray(points, np.float32)
+    hm = np.asarray(heatmap, np.float32)
+    height, width, channels = hm.shape
+    if channels != len(pts):
+        raise ValueError(f"heatmap has {channels} layers for {len(pts)} landmarks")
+    out = pts.copy()
+    offset = (kernel_size - 1) // 2
+    for i in range(len(pts)):
+        col, row = int(float(pts[i, 0]) * width), int(float(pts[i, 1]) * height)  # int(): truncates as C++ does
+        if col < 0 or col >= width or row < 0 or row >= height:
+            continue
+        r0, r1 = max(0, row - offset), min(height, row + offset + 1)
+        c0, c1 = max(0, col - offset), min(width, col + offset + 1)
+        conf = 1.0 / (1.0 + np.exp(-hm[r0:r1, c0:c1, i].astype(np.float64)))
+        total = float(conf.sum())
+        if total > 0 and float(conf.max()) >= min_confidence:
+            rows, cols = np.mgrid[r0:r1, c0:c1]
+            out[i, 0] = float((cols * conf).sum()) / width / total
+            out[i, 1] = float((rows * conf).sum()) / height / total
+    return out
+
+
+class OneEuroFilter:
+    """MediaPipe's ``OneEuroFilter`` (as ``LandmarksSmoothingCalculator`` runs it) over an array of values.
+
+    The pose graph runs one over the two auxiliary ROI points whatever ``smooth_landmarks``
+    says (min cutoff 0.01, beta 10, derivative cutoff 1, value scale 1 / the points' box
+    size in pixels): the next frame's crop comes from the filtered points, which keeps it
+    steady while the 33 body landmarks stay per frame. ``step`` is the time between frames:
+    MediaPipe's Python solution stamps frames 33333 us apart whatever the video's rate.
+    """
+
+    def __init__(
+        self,
+        min_cutoff: float = ROI_FILTER_MIN_CUTOFF,
+        beta: float = ROI_FILTER_BETA,
+        derivate_cutoff: float = ROI_FILTER_DERIVATE_CUTOFF,
+        step: float = ROI_FILTER_STEP_S,
+    ) -> None:
+        self.min_cutoff, self.beta, self.derivate_cutoff, self.step = min_cutoff, beta, derivate_cutoff, step
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the past (MediaPipe resets when a frame has no landmarks)."""
+        self._value: Optional[np.ndarray] = None  # the filtered value
+        self._raw: Optional[np.ndarray] = None  # the last raw value
+        self._derivative: Optional[np.ndarray] = None  # the filtered derivative
+
+    def _alpha(self, cutoff: np.ndarray | float) -> np.ndarray:
+        tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff, np.float64))
+        return np.asarray(1.0 / (1.0 + tau / self.step))
+
+    def apply(self, value: np.ndarray, value_scale: float) -> np.ndarray:
+        """The filtered ``value`` (any shape, every element filtered on its own): the first one passes through."""
+        x = np.asarray(value, np.float64)
+        if self._value is None or self._raw is None or self._derivative is None:
+            self._value, self._raw, self._derivative = x.copy(), x.copy(), np.zeros_like(x)
+            return x.copy()
+        dx = (x - self._raw) * value_scale / self.step
+        a = self._alpha(self.derivate_cutoff)
+        self._derivative = a * dx + (1.0 - a) * self._derivative
+        a = self._alpha(self.min_cutoff + self.beta * np.abs(self._derivative))
+        self._value = a * x + (1.0 - a) * self._value
+        self._raw = x.copy()
+        return self._value.copy()
 
 
 def keypoint_features(keypoints: np.ndarray | None) -> np.ndarray:
