@@ -156,7 +156,9 @@ the other options, by example:
   model:    --conv-filters 32,64 --kernel-size 5 --pool-size 2 --conv-dropout 0.1 --lstm-units 64
             --bidirectional --dropout 0.3 --no-batch-norm --input-noise 0.05 --lstm-export fused
   training: --epochs 100 --batch-size 128 --patience 10 --learning-rate 0.0005 --no-class-weights
-            --mixed-precision off --logical-cpus 2
+            --mixed-precision off --logical-cpus 2 --augment default,mixup=0.2
+  family:   --family deepconvlstm   (or cnn-lstm, conv2d-lstm, tinyhar; the model flags size it)
+  seeds:    --seeds 5   (5 training seeds on one split: mean +- std, table in OUT.seeds/seeds.md)
   bundle:   --variants float32,int8 --default-variant float32 --calibration-size 1000 --max-int8-drop 2
             --allow-int8-drop --allow-degenerate --out bundles/x --overwrite --no-progress
 
@@ -670,6 +672,7 @@ def summary_table(bundle_dir: Path) -> str:
         f"training {bundle.data.get('training', {}).get('seconds', '?')} s, "
         f"{bundle.data.get('training', {}).get('epochs_run', '?')} epochs.",
     ]
+    lines += [f"{m:,} MACs per window" for m in [bundle.data.get("training", {}).get("macs")] if m is not None]
     if bundle.data.get("pose"):
         from edge_har.convert.pose_coverage import summary_lines
 

@@ -1,5 +1,10 @@
 """The CNN-LSTM and its configuration.
 
+The CNN-LSTM is the default of several model families (``ModelConfig.family``,
+``--family``); the others live in :mod:`edge_har.convert.families`, one module
+each, and follow everything said here about ``tf_keras``, the static-batch copy
+and the unrolled LSTM.
+
 The model is built with ``tf_keras`` (Keras 2), not Keras 3: only Keras 2's LSTM
 converts to TFLite's fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op, and full-integer
 conversion of the ``WHILE`` loop Keras 3 produces crashes the converter. For the
@@ -69,11 +74,18 @@ def _fraction(text: str) -> float:
 
 
 LSTM_EXPORTS: tuple[str, ...] = ("unrolled", "fused")
+DEFAULT_FAMILY = "cnn-lstm"
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the CNN-LSTM; every field is a ``--flag`` of ``edge-har convert``.
+    """Architecture of the sensor model; every field is a ``--flag`` of ``edge-har convert``.
+
+    ``family`` picks the architecture (:data:`edge_har.convert.families.FAMILIES`:
+    ``cnn-lstm``, the default and the one described below, ``conv2d-lstm``,
+    ``deepconvlstm``, ``tinyhar``); each family's description says which of
+    the other fields it reads and how. A bundle written before families
+    existed has no ``family`` key and reads back as ``cnn-lstm``.
 
     Each entry of ``conv_filters`` is one block: Conv1D(filters, kernel_size,
     "same", ReLU) -> BatchNorm -> MaxPool(pool_size) -> Dropout(conv_dropout).
@@ -103,8 +115,13 @@ class ModelConfig:
     batch_norm: bool = True
     input_noise: float = 0.0  # std of Gaussian noise added to the (normalised) input while training only
     lstm_export: str = "unrolled"
+    family: str = DEFAULT_FAMILY  # which architecture the fields build (edge_har.convert.families)
 
     def __post_init__(self) -> None:
+        from edge_har.convert.families import FAMILIES
+
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown model family {self.family!r}; known: {', '.join(FAMILIES)}")
         if self.lstm_export not in LSTM_EXPORTS:
             raise ValueError(f"lstm_export must be one of {', '.join(LSTM_EXPORTS)}, got {self.lstm_export!r}")
         if not self.lstm_units:
@@ -149,10 +166,16 @@ class ModelConfig:
             batch_norm=not args.no_batch_norm,
             input_noise=args.input_noise,
             lstm_export=args.lstm_export,
+            family=getattr(args, "family", DEFAULT_FAMILY),
         )
 
     def sequence_length(self, window: int) -> int:
         """Steps the (first) LSTM walks for a window of ``window`` samples."""
+        from edge_har.convert.families import FAMILIES
+
+        own = FAMILIES[self.family].sequence_length
+        if own is not None:
+            return own(self, window)
         steps = window
         for _ in self.conv_filters:
             if self.pool_size > 1:
@@ -161,8 +184,18 @@ class ModelConfig:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from edge_har.convert.families import FAMILIES
+
     d = ModelConfig()
-    group = parser.add_argument_group("model (CNN-LSTM architecture)")
+    group = parser.add_argument_group("model (architecture)")
+    group.add_argument(
+        "--family",
+        default=d.family,
+        metavar="NAME",
+        help="model family; the flags below size it: "
+        + "; ".join(f"'{f.name}': {f.description}" for f in FAMILIES.values())
+        + " (default: %(default)s)",
+    )
     group.add_argument(
         "--conv-filters",
         type=_int_tuple,
@@ -336,7 +369,17 @@ def build_from_config(
     keras_unroll: bool = False,
     zero_state: bool = False,
 ) -> Any:
-    """:func:`build_cnn_lstm` with ``config``'s architecture; the keyword hooks are the int8 study's (see there)."""
+    """The model of ``config.family`` (:mod:`edge_har.convert.families`) with ``config``'s sizes.
+
+    The default family is :func:`build_cnn_lstm`, unchanged; the keyword hooks
+    are the int8 study's (see there) and apply to it alone.
+    """
+    if config.family != DEFAULT_FAMILY:
+        from edge_har.convert.families import FAMILIES
+
+        if keras_unroll or zero_state:
+            raise ValueError(f"keras_unroll and zero_state apply to the {DEFAULT_FAMILY} family only")
+        return FAMILIES[config.family].build(config, input_shape, n_classes, batch_size, unrolled_lstm)
     return build_cnn_lstm(
         input_shape,
         n_classes,

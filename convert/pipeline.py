@@ -233,6 +233,7 @@ class SensorPath:
         self.pre, self.sets = pre, sets
 
     def train(self, work: Path) -> Trained:
+        from edge_har.convert.macs import model_macs
         from edge_har.convert.train import train_model
 
         sets, options = self.sets, self.options
@@ -247,7 +248,7 @@ class SensorPath:
             work,
             normalisation=(self.pre.mean, self.pre.std),
         )
-        return Trained(self.result, {"model": options.model.to_json()})
+        return Trained(self.result, {"model": options.model.to_json(), "macs": model_macs(self.result.model)})
 
     def keras_reference(self, staging: Path) -> np.ndarray:
         from edge_har.convert.models import float32_copy
@@ -274,7 +275,7 @@ class SensorPath:
         from edge_har.convert import export
 
         return export.bundle_document(
-            model_id=model_id(self.dataset.name, "cnn-lstm", variants["float32"]["sha256"]),
+            model_id=model_id(self.dataset.name, self.options.model.family, variants["float32"]["sha256"]),
             labels=self.labels,
             input_shape=[1, self.pre.window, self.pre.n_channels],
             preprocessing=self.pre.to_json(),
