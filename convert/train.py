@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 import numpy as np
 
@@ -305,6 +305,7 @@ def train_model(
     work_dir: str | Path,
     build_model: Callable[[], Any] | None = None,
     normalisation: tuple[Any, Any] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train the CNN-LSTM on normalised windows and return it with the best epoch's weights.
 
@@ -314,7 +315,8 @@ def train_model(
     With ``config.augment`` on, every epoch sees freshly augmented training
     windows (``edge_har.convert.augment``; ``normalisation``, the per-channel
     mean and std, lets the rotation turn the real axes); validation is never
-    augmented.
+    augmented. ``callbacks`` are added to training's own (``edge-har tune``
+    adds the one that prunes a trial on its validation curve).
     """
     x_train = np.asarray(x_train, np.float32)
     x_val = np.asarray(x_val, np.float32)
@@ -373,7 +375,7 @@ def train_model(
     early_stopping = keras.callbacks.EarlyStopping(
         monitor=monitor, patience=config.patience, restore_best_weights=True, verbose=1 if verbose else 0
     )
-    callbacks = [
+    all_callbacks = [
         early_stopping,
         # The best weights on disk too, so a crash late in a long run keeps them.
         keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=monitor, save_best_only=True, save_weights_only=True),
@@ -382,7 +384,8 @@ def train_model(
         ),
     ]
     if config.verbose is None and not verbose:
-        callbacks.append(epoch_progress(keras, config.epochs, monitor))
+        all_callbacks.append(epoch_progress(keras, config.epochs, monitor))
+    all_callbacks.extend(callbacks)
     weights = balanced_class_weights(y_train, n_classes) if config.class_weights else None
     batch_size = config.batch_size if config.batch_size is not None else 32  # (None: Keras's own default, 32)
 
@@ -397,7 +400,7 @@ def train_model(
             validation_data=(x_val, y_val_fit) if len(x_val) else None,
             epochs=config.epochs,
             class_weight=weights,
-            callbacks=callbacks,
+            callbacks=all_callbacks,
             verbose=verbose,
         )
     else:
@@ -409,7 +412,7 @@ def train_model(
             batch_size=batch_size,
             shuffle=True,
             class_weight=weights,
-            callbacks=callbacks,
+            callbacks=all_callbacks,
             verbose=verbose,
         )
     seconds = time.perf_counter() - started

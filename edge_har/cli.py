@@ -58,6 +58,16 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "train the CNN-LSTM on a data set and write an int8 TFLite model bundle (workstation; needs TensorFlow)",
         "edge_har.convert.cli:register_convert",
     ),
+    Subcommand(
+        "tune",
+        "search model families, sizes and training settings (Optuna) for the best int8 validation macro-F1 "
+        "within a size/MACs/latency budget; write the best as convert flags (workstation)",
+        "edge_har.convert.tune_cli:register_tune",
+        "train",
+        ("tensorflow", "tf_keras", "optuna"),
+        False,
+        "runs on the workstation and needs TensorFlow and Optuna",
+    ),
     _interpreter(
         "evaluate",
         "accuracy, macro-F1, per-class scores and confusion matrices of a bundle's variants on a data set",
