@@ -413,15 +413,16 @@ def _comparison(path: Path, section: dict[str, Any], suite: str) -> str:
         f"Compared with {path} ({previous.get('date')}, {m.get('cpu_model')}, "
         f"commit {((previous.get('git') or {}).get('commit') or '?')[:10]})"
     )
-    if suite == "latency":
+    if suite in ("latency", "pose"):  # p50 per (variant, runtime or part, threads)
+        rows_key, middle = ("rows", "runtime") if suite == "latency" else ("latency", "part")
         rows = report.compare_rows(
-            section["rows"], previous.get("rows", []), ("variant", "runtime", "threads"), "p50_ms"
+            section[rows_key], previous.get(rows_key, []), ("variant", middle, "threads"), "p50_ms"
         )
-        headers = ["variant", "runtime", "thr", "p50 ms then", "p50 ms now", "now/then"]
+        headers = ["variant", middle, "thr", "p50 ms then", "p50 ms now", "now/then"]
         table = [
             [
                 r["variant"],
-                r["runtime"],
+                r[middle],
                 r["threads"],
                 r["previous"],
                 r["current"],
@@ -447,22 +448,6 @@ def _comparison(path: Path, section: dict[str, Any], suite: str) -> str:
                     continue
                 ratio = f"{b / a:.2f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else "-"
                 table.append([phase["phase"], figure, a, b, ratio])
-    elif suite == "pose":
-        rows = report.compare_rows(
-            section["latency"], previous.get("latency", []), ("variant", "part", "threads"), "p50_ms"
-        )
-        headers = ["variant", "part", "thr", "p50 ms then", "p50 ms now", "now/then"]
-        table = [
-            [
-                r["variant"],
-                r["part"],
-                r["threads"],
-                r["previous"],
-                r["current"],
-                "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
-            ]
-            for r in rows
-        ]
     elif suite == "web-predict":
         from edge_har.benchmarks.web_predict import comparison_rows
 

@@ -187,27 +187,12 @@ Personalise a bundle with your own recordings (fine-tune, re-quantize, gate; rep
 """
 
 
-def register_convert(subparsers: Any) -> argparse.ArgumentParser:
-    from edge_har.convert.datasets import add_dataset_arguments
-    from edge_har.convert.models import add_model_arguments
-    from edge_har.convert.pipeline import DEFAULT_MAX_INT8_DROP, DEFAULT_STRIDE, DEFAULT_WINDOW
-    from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, VARIANTS
-    from edge_har.convert.splits import add_split_arguments
-    from edge_har.convert.train import add_augment_argument, add_train_arguments
+def add_window_arguments(parser: argparse.ArgumentParser, title: str = "windows") -> None:
+    """--preset, --window, --stride, --train-stride, --target-rate, --skip-short: how recordings become
+    windows (convert and tune read them alike, so one search's preset converts as it was searched)."""
+    from edge_har.convert.pipeline import DEFAULT_STRIDE, DEFAULT_WINDOW
 
-    parser = subparsers.add_parser(
-        "convert",
-        description=(
-            "Load a labelled IMU data set, split it by recording, train the CNN-LSTM (GPU when present, "
-            "MirroredStrategy on several), quantize it to TFLite float32 / dynamic-range / full-integer int8, "
-            "evaluate every variant with the device's interpreter, and write a model bundle."
-        ),
-        epilog=CONVERT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataset_arguments(parser, required=False)  # required unless --from-keras (checked when run)
-    add_split_arguments(parser)
-    group = parser.add_argument_group("windows")
+    group = parser.add_argument_group(title)
     group.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -245,6 +230,29 @@ def register_convert(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="skip recordings shorter than one window (with a warning and a count) instead of failing",
     )
+
+
+def register_convert(subparsers: Any) -> argparse.ArgumentParser:
+    from edge_har.convert.datasets import add_dataset_arguments
+    from edge_har.convert.models import add_model_arguments
+    from edge_har.convert.pipeline import DEFAULT_MAX_INT8_DROP
+    from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE, DEFAULT_VARIANTS, VARIANTS
+    from edge_har.convert.splits import add_split_arguments
+    from edge_har.convert.train import add_augment_argument, add_train_arguments
+
+    parser = subparsers.add_parser(
+        "convert",
+        description=(
+            "Load a labelled IMU data set, split it by recording, train the CNN-LSTM (GPU when present, "
+            "MirroredStrategy on several), quantize it to TFLite float32 / dynamic-range / full-integer int8, "
+            "evaluate every variant with the device's interpreter, and write a model bundle."
+        ),
+        epilog=CONVERT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_dataset_arguments(parser, required=False)  # required unless --from-keras (checked when run)
+    add_split_arguments(parser)
+    add_window_arguments(parser)
     add_model_arguments(parser)
     add_train_arguments(parser)
     add_augment_argument(parser)

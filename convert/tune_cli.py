@@ -105,9 +105,8 @@ is an error (exit 1) naming the smallest figures seen.
 
 
 def register_tune(subparsers: Any) -> argparse.ArgumentParser:
-    from edge_har.convert.cli import PRESETS, _positive_int
+    from edge_har.convert.cli import _positive_int, add_window_arguments
     from edge_har.convert.datasets import add_dataset_arguments
-    from edge_har.convert.pipeline import DEFAULT_STRIDE, DEFAULT_WINDOW
     from edge_har.convert.quantize import DEFAULT_CALIBRATION_SIZE
     from edge_har.convert.splits import add_split_arguments
 
@@ -123,20 +122,7 @@ def register_tune(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_dataset_arguments(parser, required=True)
     add_split_arguments(parser)
-    group = parser.add_argument_group("windows (as edge-har convert)")
-    group.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        default=None,
-        help="a published protocol's flags, for those not given (see edge-har convert --help)",
-    )
-    group.add_argument(
-        "--window", default=DEFAULT_WINDOW, help="window length, samples or seconds (default: %(default)s)"
-    )
-    group.add_argument("--stride", default=DEFAULT_STRIDE, help="step between windows (default: %(default)s)")
-    group.add_argument("--train-stride", default=None, metavar="STEP", help="step between training windows only")
-    group.add_argument("--target-rate", type=_positive, default=None, metavar="HZ", help="resample to this rate first")
-    group.add_argument("--skip-short", action="store_true", help="skip recordings shorter than one window")
+    add_window_arguments(parser, "windows (as edge-har convert)")
 
     group = parser.add_argument_group("search")
     group.add_argument("--trials", type=_count, default=20, metavar="N", help="trials this worker runs (default: 20)")

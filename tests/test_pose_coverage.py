@@ -274,12 +274,7 @@ def test_a_pose_conversion_scores_only_what_the_device_publishes(tmp_path):
 
 
 def _pose_models() -> Path:
-    """The BlazePose models the pose tests fetch (tests/test_pose_models.py's fixture does the fetching)."""
-    import os
+    """The BlazePose models the pose tests fetch (skipped without them, failed in CI)."""
+    from tests.pose_bundles import pose_models_dir
 
-    target = Path(os.environ.get("EDGE_HAR_POSE_MODELS") or Path.home() / ".cache" / "edge-har" / "pose")
-    if not (target / "pose_landmark_full.tflite").is_file():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"no BlazePose models in {target}: run scripts/get_pose_models.sh {target}")
-        pytest.skip(f"no BlazePose models in {target}: run scripts/get_pose_models.sh {target}")
-    return target
+    return pose_models_dir()

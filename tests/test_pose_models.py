@@ -9,7 +9,6 @@ never real footage.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from edge_har.convert.pose_synthetic import draw_person, write_pose_dataset
 from edge_har.core import pose
+from tests import pose_bundles
 
 pytestmark = pytest.mark.pose
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,17 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def pose_models_dir() -> Path:
-    """The BlazePose models, fetched once with the project's own script."""
-    target = Path(os.environ.get("EDGE_HAR_POSE_MODELS") or Path.home() / ".cache" / "edge-har" / "pose")
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "get_pose_models.sh"), str(target)], capture_output=True, text=True, timeout=600
-    )
-    if result.returncode != 0:
-        message = f"scripts/get_pose_models.sh {target} failed ({result.returncode}): {result.stderr[-800:]}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return target
+    """The BlazePose models, fetched once with the project's own script (skipped without them, failed in CI)."""
+    return pose_bundles.pose_models_dir()
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,11 @@ def classifier(x: Any, n_classes: int, dropout: float) -> Any:
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
 
 
+def pooled_sequence_length(config: ModelConfig, window: int) -> int:
+    """The steps the LSTM walks when every conv block pools by ``config.pool_size`` (a family's sequence_length)."""
+    return pooled_steps(window, len(config.conv_filters), config.pool_size)
+
+
 def pooled_steps(window: int, n_blocks: int, pool: int) -> int:
     """Steps left after ``n_blocks`` max-pools of ``pool`` (a pool that would leave no step is skipped)."""
     steps = window

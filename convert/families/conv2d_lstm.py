@@ -36,7 +36,7 @@ from edge_har.convert.families._layers import (
     conv2d_block,
     keras_layers,
     lstm_stack,
-    pooled_steps,
+    pooled_sequence_length,
     window_input,
 )
 
@@ -65,15 +65,11 @@ def build(
     return keras.Model(inputs, outputs, name="conv2d_lstm")
 
 
-def sequence_length(config: ModelConfig, window: int) -> int:
-    return pooled_steps(window, len(config.conv_filters), config.pool_size)
-
-
 FAMILY = Family(
     "conv2d-lstm",
     "Conv2D blocks with (--kernel-size, 1) kernels over the (time x channel) image, each channel kept apart, "
     "max-pool over time by --pool-size, flattened per step into two stacked LSTMs (--lstm-units; one value is "
     "used twice), dense softmax",
     build,
-    sequence_length,
+    pooled_sequence_length,
 )

@@ -44,7 +44,7 @@ from edge_har.convert.families._layers import (
     conv2d_block,
     keras_layers,
     lstm_stack,
-    pooled_steps,
+    pooled_sequence_length,
     window_input,
 )
 
@@ -82,15 +82,11 @@ def build(
     return keras.Model(inputs, outputs, name="tinyhar")
 
 
-def sequence_length(config: ModelConfig, window: int) -> int:
-    return pooled_steps(window, len(config.conv_filters), config.pool_size)
-
-
 FAMILY = Family(
     "tinyhar",
     "TinyHAR-like (Zhou et al. 2022): per-channel Conv2D blocks along time (--conv-filters, --kernel-size, "
     "--pool-size), dense mixing across channels, fusion, LSTM (--lstm-units) over time, softmax attention "
     "pooling over the steps, dense softmax",
     build,
-    sequence_length,
+    pooled_sequence_length,
 )
