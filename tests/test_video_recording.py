@@ -274,13 +274,21 @@ def test_record_writes_a_camera_session_that_convert_video_reads(tmp_path):
         + ["--no-mqtt", "--label-keys"],
         stdin=subprocess.PIPE,
     )
-    assert proc.stdin is not None
+    assert proc.stdin is not None and proc.stderr is not None
     proc.stdin.write("walk\n")
     proc.stdin.flush()
+    # the camera plays from the moment the session starts, however long the process took to get there
+    # (a loaded machine took ~1 s): the label changes 1.5 s after that, not after the spawn
+    early = []
+    for line in proc.stderr:
+        early.append(line)
+        if " started (" in line:
+            break
     time.sleep(1.5)
     proc.stdin.write("sit\n")
     proc.stdin.flush()
     stdout, stderr = proc.communicate(timeout=30)
+    stderr = "".join(early) + stderr
     assert proc.returncode == 0, stderr
     # a realtime camera drops frames its consumer does not take in time: count what was written
     written = int(re.search(r"stopped: (\d+) frames", stderr).group(1))  # type: ignore[union-attr]
