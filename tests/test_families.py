@@ -175,6 +175,7 @@ def test_macs_of_the_default_model_and_of_its_unrolled_copy():
     assert model_macs(static_batch_copy(model, config)) == expected - 512 * 128
 
 
+@pytest.mark.slow  # a conversion per family (~8 s each)
 @pytest.mark.parametrize("family", NAMES)
 def test_macs_agree_with_the_converted_graph(family, tmp_path):
     """The Keras count of the conversion copy equals benchmarks' count of the float32 .tflite ops."""
