@@ -120,16 +120,23 @@ def keypoint_counts(models: Any, clips: list[tuple[str, str, np.ndarray]]) -> tu
 
 
 def class_rates(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The per-clip counts summed per class (first-seen order): clips, frames, with a person, the rate."""
-    out: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        c = out.setdefault(r["label"], {"label": r["label"], "clips": 0, "frames": 0, "with_person": 0})
-        c["clips"] += 1
-        c["frames"] += r["frames"]
-        c["with_person"] += r["with_person"]
-    for c in out.values():
-        c["share"] = round(c["with_person"] / c["frames"], 4) if c["frames"] else None
-    return list(out.values())
+    """The per-clip counts summed per class (first-seen order): clips, frames, with a person, the rate.
+
+    The sums are convert-video's own (``edge_har.convert.pose_coverage.class_rows``); a class
+    without frames has no rate (None) here."""
+    from edge_har.convert.pose_coverage import class_rows
+
+    sums = class_rows(rows)
+    return [
+        {
+            "label": label,
+            "clips": sums[label]["clips"],
+            "frames": sums[label]["frames"],
+            "with_person": sums[label]["with_person"],
+            "share": sums[label]["person_rate"] if sums[label]["frames"] else None,
+        }
+        for label in dict.fromkeys(r["label"] for r in rows)
+    ]
 
 
 def _rounded(summary: dict[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,16 @@ def window_has_person(windows: np.ndarray) -> np.ndarray:
     return np.asarray(pose.person_present(x).any(axis=1), bool)
 
 
+COUNTED = "windows with a person in at least one frame (the ones the device publishes)"
+
+
+def published(index: Any, windows: np.ndarray, labels: Sequence[str]) -> tuple[Any, dict[str, dict[str, int]]]:
+    """The windows of ``index`` (a ``WindowIndex`` whose features are ``windows``) that the device
+    publishes, and per class how many there were, were published and were skipped."""
+    has = window_has_person(windows) if len(index) else np.zeros(0, bool)
+    return index.subset(np.flatnonzero(has)), window_counts(has, index.y, labels)
+
+
 def clip_rows(features: Mapping[int, np.ndarray], clips: Sequence[Any]) -> list[dict[str, Any]]:
     """Per clip (in clip-id order): file name, label, frames, frames with a person, the rate."""
     rows = []

@@ -31,14 +31,14 @@ import numpy as np
 
 from edge_har.convert.export import KERAS_MODEL_FILE, bundle_document
 from edge_har.convert.pose_coverage import (
+    COUNTED,
     DEFAULT_MIN_PERSON_RATE,
     Coverage,
     check_test_classes,
     class_rows,
     clip_rows,
+    published,
     train_classes_check,
-    window_counts,
-    window_has_person,
 )
 from edge_har.convert.skeleton import ConvertError, Trained, model_id, stage
 from edge_har.convert.video_datasets import Clip, VideoDataset, load_video_dataset, split_clips
@@ -333,9 +333,8 @@ class PosePath(VideoPath):
         """
         counts = {}
         for side, data in self.sets.items():
-            has = window_has_person(self.windows(data)) if len(data.index) else np.zeros(0, bool)
-            counts[side] = window_counts(has, data.y, self.labels)
-            self.sets[side] = SplitData(data.index.subset(np.flatnonzero(has)), data.clips)
+            kept, counts[side] = published(data.index, self.windows(data), self.labels)
+            self.sets[side] = SplitData(kept, data.clips)
         self.coverage = Coverage(
             self.clip_rows,
             class_rows(self.clip_rows),
@@ -531,7 +530,7 @@ class PosePath(VideoPath):
     def split_section(self) -> dict[str, Any]:
         """The split, with its window counts on the windows the device publishes and the skipped ones apart."""
         info = super().split_section()
-        info["windows_counted"] = "windows with a person in at least one frame (the ones the device publishes)"
+        info["windows_counted"] = COUNTED
         info["windows_skipped_no_person"] = {side: self.coverage.skipped(side) for side in self.sets}
         return info
 

@@ -587,24 +587,25 @@ def _published_windows(
 ) -> tuple[WindowIndex, dict[int, np.ndarray]]:
     """A pose bundle's windows the device publishes, the keypoints, and (in ``data_info``) what was left out."""
     from edge_har.convert.evaluate import EvaluationError
-    from edge_har.convert.pose_coverage import class_rows, clip_rows, window_counts, window_has_person
+    from edge_har.convert.pose_coverage import COUNTED, class_rows, clip_rows, published
     from edge_har.convert.pose_pipeline import bundle_keypoints
 
     models = VideoModels.load(bundle, variant, backend=backend, num_threads=num_threads)
     keypoints = bundle_keypoints(bundle, models, dataset, sorted(set(clip_ids)), spec, keypoint_cache, progress)
-    has = window_has_person(index.gather(per_clip(keypoints, len(dataset.clips), models.feature_shape)))
+    windows = index.gather(per_clip(keypoints, len(dataset.clips), models.feature_shape))
+    kept, counts = published(index, windows, bundle.labels)
+    skipped = len(index) - len(kept)
     rows = clip_rows(keypoints, dataset.clips)
-    data_info["windows_counted"] = "windows with a person in at least one frame (the ones the device publishes)"
-    data_info["windows_no_person"] = window_counts(has, index.y, bundle.labels)
-    data_info["windows_skipped_no_person"] = int((~has).sum())
+    data_info["windows_counted"] = COUNTED
+    data_info["windows_no_person"] = counts
+    data_info["windows_skipped_no_person"] = skipped
     data_info["person"] = {"per_class": class_rows(rows), "per_clip": rows}
-    log.info("%d of %d windows have no person: the device skips them, so they are not scored", (~has).sum(), len(has))
-    if not has.any():
+    log.info("%d of %d windows have no person: the device skips them, so they are not scored", skipped, len(index))
+    if not len(kept):
         raise EvaluationError(
             f"{dataset.root}: the pose models found a person in no window of the {len(clip_ids)} clips; "
             "the device would publish nothing, so there is nothing to score"
         )
-    kept = index.subset(np.flatnonzero(has))
     data_info["windows"] = len(kept)
     return kept, keypoints
 
