@@ -115,7 +115,7 @@ def test_no_person_s_warns_once_and_says_when_a_person_is_back(windowing, caplog
 
 def test_without_a_threshold_nothing_is_logged(windowing, caplog):
     caplog.set_level(logging.INFO, logger=LOGGER)
-    assert windowing.no_person_warn_s is None  # set by the daemon from video.no_person_warn_s
+    assert windowing.no_person_warn_s is None  # RuntimeOptions carries video.no_person_warn_s to the daemon's stage
     feed(windowing, [blank()] * 40)
     assert windowing.counters()["no_person_s"] == pytest.approx(3.9)
     assert not [r for r in caplog.records if "person" in r.getMessage()]

@@ -284,10 +284,7 @@ class Daemon:
                 list(self.runtime.pre.offset),
                 self.runtime.pre.units,
             )
-        stage = self.runtime.windowing(source.rate_hz, scale, offset)
-        if hasattr(stage, "no_person_warn_s"):  # a pose bundle's frames: warn when nobody is seen for long
-            stage.no_person_warn_s = self.cfg.video.no_person_warn_s
-        return stage
+        return self.runtime.windowing(source.rate_hz, scale, offset)
 
     # ================================================================ source thread
 

@@ -117,6 +117,7 @@ class RuntimeOptions:
     stride: Optional[int] = None  # video: kept frames between predictions (None: the bundle's)
     mode: str = "split"  # video: "split" (encoder per frame + head) or "clip" (the whole clip model)
     publish_keypoints: bool = False  # pose: each window's keypoints in the prediction's extra
+    no_person_warn_s: Optional[float] = None  # pose: WARNING once nobody has been seen this long (None: never)
 
     @classmethod
     def build(cls, options: Union[RuntimeOptions, str, None] = None, **keywords: Any) -> RuntimeOptions:
@@ -147,6 +148,7 @@ class RuntimeOptions:
             stride=getattr(video, "stride", None),
             mode=getattr(video, "mode", "split"),
             publish_keypoints=bool(getattr(video, "publish_keypoints", False)),
+            no_person_warn_s=getattr(video, "no_person_warn_s", None),
         )
 
     def smoother(self, labels: Sequence[str]) -> Smoother:

@@ -84,7 +84,12 @@ class FrameWindowing:
     """The source-thread stage (see the module doc)."""
 
     def __init__(
-        self, models: VideoModels, stride: Optional[int] = None, mode: str = "split", keypoints: bool = False
+        self,
+        models: VideoModels,
+        stride: Optional[int] = None,
+        mode: str = "split",
+        keypoints: bool = False,
+        no_person_warn_s: Optional[float] = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"video mode {mode!r} must be one of {', '.join(MODES)}")
@@ -109,8 +114,8 @@ class FrameWindowing:
         self.encoder_ms_total = 0.0
         self.windows_no_person = 0  # pose bundles: windows skipped, no person in any of their frames
         # pose bundles: WARNING once after this many seconds (frames' wall time) without a person, INFO when
-        # one is seen again; None: say nothing (the daemon sets video.no_person_warn_s)
-        self.no_person_warn_s: Optional[float] = None
+        # one is seen again; None: say nothing (video.no_person_warn_s, through RuntimeOptions)
+        self.no_person_warn_s = no_person_warn_s
         self._first_wall: Optional[float] = None  # wall time of the first kept frame (never reset)
         self._last_wall: Optional[float] = None  # ... of the latest kept frame
         self._person_wall: Optional[float] = None  # ... of the latest frame with a person
@@ -306,6 +311,7 @@ class VideoStreamRuntime(StreamRuntime):
         self.mode = mode
         self._windowing: Optional[FrameWindowing] = None
         self.publish_keypoints = False  # video.publish_keypoints (pose bundles): each window's keypoints in extra
+        self.no_person_warn_s: Optional[float] = None  # video.no_person_warn_s (pose bundles), for the windowing
 
     @classmethod
     def _load(cls, bundle: Bundle, options: RuntimeOptions) -> VideoStreamRuntime:
@@ -319,6 +325,7 @@ class VideoStreamRuntime(StreamRuntime):
         )
         rt = cls(models, options.smoother(bundle.labels), options.stride, options.mode)
         rt.publish_keypoints = options.publish_keypoints
+        rt.no_person_warn_s = options.no_person_warn_s
         return rt
 
     def log_loaded(self, ms: float) -> None:
@@ -351,7 +358,13 @@ class VideoStreamRuntime(StreamRuntime):
         The arguments are the StreamRuntime signature; a camera's rate and value scaling do not
         apply (frames are kept at the bundle's fps and scaled by its FrameSpec), so they are ignored.
         """
-        self._windowing = FrameWindowing(self.models, self.stride, self.mode, keypoints=self.publish_keypoints)
+        self._windowing = FrameWindowing(
+            self.models,
+            self.stride,
+            self.mode,
+            keypoints=self.publish_keypoints,
+            no_person_warn_s=self.no_person_warn_s,
+        )
         return self._windowing
 
     def counters(self) -> dict[str, Any]:
