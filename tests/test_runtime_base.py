@@ -70,7 +70,7 @@ def test_from_config_carries_every_section(tmp_path, tiny_bundle):
             "interpreter": {"num_threads": 2, "verify_sha256": False},
             "smoothing": {"method": "majority", "window": 7, "threshold": 0.25, "unknown_label": "null"},
             "auto_variant": {"budget_s": 0.5},
-            "video": {"stride": 3, "mode": "clip", "publish_keypoints": True},
+            "video": {"stride": 3, "mode": "clip", "publish_keypoints": True, "no_person_warn_s": 45},
         }
     )
     opts = RuntimeOptions.from_config(cfg)
@@ -85,4 +85,5 @@ def test_from_config_carries_every_section(tmp_path, tiny_bundle):
         stride=3,
         mode="clip",
         publish_keypoints=True,
+        no_person_warn_s=45.0,
     )

@@ -598,8 +598,15 @@ class Publisher:
             # Closed after TCP (and TLS) but before a CONNACK, e.g. a client certificate the broker
             # rejects under TLS 1.3: paho's own log line is the only place that says why.
             why = getattr(client, "last_paho_error", None) or str(reason_code)
+            tls = self.cfg.tls
+            hint = (
+                "; a broker that requires a client certificate closes TLS connections without one: "
+                "set mqtt.tls.cert_file and mqtt.tls.key_file"
+                if tls is not None and tls.cert_file is None and "certificate" not in str(why).lower()
+                else ""
+            )
             self._note_problem(
-                f"broker {self._broker} closed the connection before accepting it: {why}", level=logging.WARNING
+                f"broker {self._broker} closed the connection before accepting it: {why}{hint}", level=logging.WARNING
             )
         if was_up:
             if not closing:
