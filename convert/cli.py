@@ -696,6 +696,7 @@ examples:
   edge-har evaluate bundles/hmp --data other_recordings/ --split all --variant int8 --out runs/eval-other
 
   edge-har evaluate bundles/falls --positive-class fall --detect-k 2 --thresholds 0.3,0.5,0.7,0.9
+  edge-har evaluate bundles/hapt6 --variant int8 --explain --out runs/explain-hapt6
 
 --split test re-creates the exact test split recorded in bundle.json (the data set must hold those
 recordings); --split all evaluates every window of the data given. --data and the data-set flags
@@ -710,6 +711,12 @@ impact, for every threshold and k, the rule chosen for --target-false-alarms, an
 (<out>/<variant>/events_sweep.png). For each variant it writes
 <out>/<variant>/metrics.json (accuracy, macro-F1, per-class precision/recall/F1, confusion matrix)
 and <out>/<variant>/confusion_matrix.png, plus <out>/summary.json. No TensorFlow needed.
+
+--explain adds <out>/<variant>/explain/ (class_attribution.png, mistake_NN.png, features_pca.png,
+lstm_states.png, attention.png, explain.json): red where hiding a part of a channel lowers the label's
+probability (that part made the label), blue where hiding it raises it. Occlusion runs through the
+variant's own interpreter; the gradient half (integrated gradients, features, states) needs
+TensorFlow and the bundle's keras_model.h5 and is left out without them.
 """
 
 
@@ -747,6 +754,42 @@ def register_evaluate(subparsers: Any) -> argparse.ArgumentParser:
     )
     group.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads (default: %(default)s)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    explain = parser.add_argument_group("explanations (why windows got their labels)")
+    explain.add_argument(
+        "--explain",
+        action="store_true",
+        help="write <out>/<variant>/explain/: per class, the mean occlusion attribution (channel x time) of its "
+        "correct windows; the most confident mistakes drawn as their signal over the attribution band; with "
+        "TensorFlow and the bundle's keras_model.h5, integrated gradients beside occlusion, the penultimate "
+        "features in 2-D (PCA), the last LSTM's hidden states and any attention weights",
+    )
+    explain.add_argument(
+        "--explain-windows",
+        type=_positive_int,
+        default=30,
+        metavar="N",
+        help="correct windows averaged per class (default: %(default)s; occlusion costs segments x channels + 1 "
+        "model calls per window)",
+    )
+    explain.add_argument(
+        "--explain-mistakes",
+        type=int,
+        default=4,
+        metavar="N",
+        help="most confident mistakes drawn (default: %(default)s)",
+    )
+    explain.add_argument(
+        "--explain-segment",
+        type=_positive_int,
+        default=None,
+        metavar="SAMPLES",
+        help="occlusion segment length in samples (default: the window cut into 16)",
+    )
+    explain.add_argument(
+        "--no-gradients",
+        action="store_true",
+        help="occlusion only: no TensorFlow, no integrated gradients or internals",
+    )
     parser.set_defaults(func=run_evaluate_command)
     return parser
 
@@ -846,6 +889,22 @@ def event_options(args: argparse.Namespace) -> dict[str, Any] | None:
     }
 
 
+def explain_options(args: argparse.Namespace) -> Any:
+    """``--explain`` and its flags as ExplainOptions, or None without ``--explain``."""
+    if not args.explain:
+        return None
+    from edge_har.convert.explain import ExplainOptions
+
+    if args.explain_mistakes < 0:
+        raise CommandError(f"--explain-mistakes: {args.explain_mistakes}; give 0 or more")
+    return ExplainOptions(
+        windows_per_class=args.explain_windows,
+        mistakes=args.explain_mistakes,
+        segment=args.explain_segment,
+        gradients=not args.no_gradients,
+    )
+
+
 def run_evaluate_command(args: argparse.Namespace) -> int:
     from edge_har.convert.datasets import dataset_from_args
     from edge_har.convert.evaluate import evaluate_bundle, fill_data_flags, format_event_report, load_bundle
@@ -872,6 +931,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
             num_threads=args.threads,
             progress=not args.no_progress,
             events=event_options(args),
+            explain=explain_options(args),
         )
     except _input_errors() + (InterpreterError,) as exc:
         raise CommandError(str(exc)) from exc
@@ -886,5 +946,8 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
             event = json.loads(Path(entry["files"]["events"]).read_text())
             print(format_event_report(event, title=f"-- {name}: event class {event['positive_class']!r}"))
             print(format_per_hour(event["per_hour"]))
+        if "explain" in entry["files"]:
+            costs = ", ".join(f"{k.replace('_', ' ')} {v:g} ms" for k, v in entry["explain_ms_per_window"].items())
+            print(f"-- {name}: explanations in {Path(entry['files']['explain']).parent} (per window: {costs})")
     print(f"\nreports written to {out}")
     return 0

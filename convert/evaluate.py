@@ -200,8 +200,12 @@ def evaluate_bundle(
     num_threads: int | None = 1,
     progress: bool = True,
     events: Mapping[str, Any] | None = None,
+    explain: Any | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``variants`` (default: all) of ``bundle`` on ``dataset``; write reports to ``out_dir``.
+
+    ``explain`` (an :class:`edge_har.convert.explain.ExplainOptions`) adds, per variant, the
+    attribution report of :mod:`edge_har.convert.explain` under ``<out>/<variant>/explain/``.
 
     ``events`` (keywords of ``event_report``: ``positive``, ``k``, ``thresholds``; and of the
     per-recording event figures: ``target_per_hour``, ``refractory_s``, ``before_s``, ``after_s``)
@@ -217,8 +221,15 @@ def evaluate_bundle(
             f"--positive-class {events.get('positive')!r}: not a class of the model ({', '.join(bundle.labels)})"
         )
     x, y, groups, data_info = bundle_windows_grouped(bundle, dataset, split)
-    if events is not None:  # the same for every variant: the windows in physical units, the recordings' names
+    if events is not None or explain is not None:  # the same for every variant: the windows in physical units
         physical = denormalise(x, bundle.preprocessing)
+    if explain is not None:
+        if out_dir is None:
+            raise EvaluationError("explanations are written as files: give an output directory")
+        from edge_har.convert.explain import load_keras_for
+
+        keras_model = load_keras_for(bundle, explain)
+    if events is not None:
         recording_names = [relative_source(r.source, dataset.root) for r in dataset.recordings]
     results: dict[str, Any] = {
         "bundle": str(bundle.root),
@@ -261,6 +272,23 @@ def evaluate_bundle(
                 )
                 entry.setdefault("files", {})["events"] = str(events_file)
                 entry["files"]["events_sweep"] = str(plot)
+        if explain is not None and out_dir is not None:
+            from edge_har.convert.explain import explain_variant
+
+            document = explain_variant(
+                bundle,
+                model,
+                name,
+                x,
+                y,
+                evaluation.probabilities,
+                physical,
+                Path(out_dir) / name / "explain",
+                explain,
+                keras_model,
+            )
+            entry.setdefault("files", {})["explain"] = str(Path(out_dir) / name / "explain" / "explain.json")
+            entry["explain_ms_per_window"] = document["ms_per_window"]
         results["variants"][name] = entry
     if out_dir is not None:
         out = Path(out_dir)

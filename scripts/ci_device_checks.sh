@@ -44,4 +44,5 @@ from edge_har.core.interpreter import select_backend
 assert select_backend().name == 'tflite_runtime', select_backend()
 print('numpy', numpy.__version__, '- tflite_runtime', tflite_runtime.__version__, 'is the backend')"
 "$WORK/venv-tflite/bin/python" -m pytest -q -p no:cacheprovider \
-  tests/test_preprocessing.py tests/test_runtime.py tests/test_daemon.py tests/test_sources.py tests/test_smoothing.py
+  tests/test_preprocessing.py tests/test_runtime.py tests/test_daemon.py tests/test_sources.py tests/test_smoothing.py \
+  tests/test_attribution.py
