@@ -31,6 +31,7 @@ def _section(out: Path, suite: str = "latency") -> dict:
     return data["suites"][suite]
 
 
+@pytest.mark.slow  # ~40 s: a process per step over every runtime
 def test_quick_run_reports_every_step_and_isolates_a_broken_variant(tiny_bundle_copy, tmp_path, capsys):
     """The CI run: --quick over every installed runtime and the Keras model; one variant is broken."""
     broken = _corrupt_with_matching_checksum(tiny_bundle_copy, "dynamic_range")

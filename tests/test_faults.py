@@ -401,7 +401,15 @@ class SilentServer:
         self.sock.close()
 
 
-@pytest.mark.parametrize("fault", ["silent_server", "unresolvable_host", "wrong_port"])
+@pytest.mark.parametrize(
+    "fault",
+    # ~9 s each (the retries are real): the silent server, the hardest, in the default run; the rest with the slow tests
+    [
+        "silent_server",
+        pytest.param("unresolvable_host", marks=pytest.mark.slow),
+        pytest.param("wrong_port", marks=pytest.mark.slow),
+    ],
+)
 def test_unreachable_broker_daemon_keeps_inferring_reports_why_and_stops_in_time(
     fault, tiny_bundle, tiny_dataset_dir, mosquitto_factory, mqtt_listener, tmp_path
 ):

@@ -96,15 +96,19 @@ def test_two_seeds_convert_and_the_lower_validation_loss_is_published(tiny_datas
     assert record["summary"]["int8_accuracy"]["mean"] == pytest.approx(sum(accs) / 2, abs=1e-6)
 
 
-def test_the_flag_is_documented_and_checked_before_any_data_is_read(tmp_path):
-    import subprocess
-    import sys
+def test_the_flag_is_documented_and_checked_before_any_data_is_read(tmp_path, capsys):
+    from edge_har.cli import main
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "edge_har", "convert", *args], capture_output=True, text=True)
+        try:
+            code = main(["convert", *args])
+        except SystemExit as exc:
+            code = exc.code
+        return code, capsys.readouterr()
 
-    assert "--seeds N|LIST" in cli("--help").stdout
-    bad = cli("--data", str(tmp_path / "nowhere"), "--seeds", "1")
-    assert bad.returncode != 0 and "--seeds 1: between 2 and 50 seeds" in bad.stderr
-    bad = cli("--data", str(tmp_path / "nowhere"), "--augment", "jiter=1")
-    assert bad.returncode != 0 and "'jiter=1' is not KEY=VALUE" in bad.stderr
+    code, out = cli("--help")
+    assert code == 0 and "--seeds N|LIST" in out.out
+    code, out = cli("--data", str(tmp_path / "nowhere"), "--seeds", "1")
+    assert code != 0 and "--seeds 1: between 2 and 50 seeds" in out.err
+    code, out = cli("--data", str(tmp_path / "nowhere"), "--augment", "jiter=1")
+    assert code != 0 and "'jiter=1' is not KEY=VALUE" in out.err

@@ -365,7 +365,7 @@ def real_tar(tiny_bundle) -> bytes:
     return tar_of(tiny_bundle)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_property_any_body_is_201_400_or_413_and_leaves_no_temporary_file(tmp_path_factory, real_tar, data):
     """Random bytes, and a real bundle's tar cut, damaged or gzipped: never a 5xx, never a file left over."""
