@@ -55,6 +55,9 @@ class BackgroundServer:
             host=self.host,
             port=self.port,
             log_level="warning",
+            # The host process (a benchmark, a test) owns logging: uvicorn's dictConfig would close and
+            # replace its handlers, and a later record then writes to a stream that is gone.
+            log_config=None,
             lifespan="on",
             access_log=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,  # open event streams never end by themselves
