@@ -177,6 +177,8 @@ class Fuzzing:
         return "\n".join(lines)
 
 
+# ~35 s per store: SQLite in the default run, PostgreSQL with the slow tests (the store's own tests cover both).
+@pytest.mark.parametrize("db_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True)
 def test_schemathesis_over_every_route(db_url, loaded, recording, tmp_path):
     seed_store(db_url)
     app = create_app(
@@ -201,6 +203,7 @@ def test_schemathesis_over_every_route(db_url, loaded, recording, tmp_path):
         assert fuzz.tried[(label, "positive")] > 0, f"{label}: no input was tried"
     # The deep paths were reached, not only the refusals of random data.
     assert fuzz.statuses[("POST /api/predict", "positive")][200] > 0
+    assert fuzz.statuses[("POST /api/explain", "positive")][200] > 0
     assert fuzz.statuses[("GET /api/devices/{device_id}/history", "positive")][200] > 0
     assert fuzz.statuses[("GET /api/devices/{device_id}/summary", "positive")][200] > 0
     assert fuzz.statuses[("GET /api/devices/{device_id}", "positive")][200] > 0

@@ -193,3 +193,17 @@ def test_video_and_image_mistakes_are_one_line_4xx(client, clips, tmp_path):
         detail = reply.json()["detail"]
         assert "\n" not in detail and all(w in detail for w in words), (name, detail)
     assert json.loads(client.get("/api/info").text)["bundles"]  # still serving
+
+
+def test_explaining_a_video_or_image_window_is_a_422_naming_sensor_bundles(client, clips):
+    """POST /api/explain takes the Predict API's upload but explains only sensor windows: one line saying so."""
+    ids = _ids(client)
+    clip = sorted((clips / "orbit").glob("*.avi"))[0]
+    for kind, name, body in (("video", clip.name, clip.read_bytes()), ("still-image", "shot.png", b"\x89PNG")):
+        reply = client.post(
+            "/api/explain", files={"file": (name, body, "application/octet-stream")}, data={"model_id": ids[kind]}
+        )
+        assert reply.status_code == 422, (kind, reply.text)
+        detail = reply.json()["detail"]
+        assert "\n" not in detail and "model_id" in detail and "explanations are for sensor bundles" in detail
+        assert ids[kind] in detail and f"a {kind} bundle" in detail

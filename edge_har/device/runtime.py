@@ -176,11 +176,26 @@ class Runtime(StreamRuntime):
     def classify(self, window: Window) -> np.ndarray:
         return self.model.predict(window.data)
 
+    def windows(
+        self,
+        samples: np.ndarray,
+        source_rate_hz: Optional[float] = None,
+        label: Optional[str] = None,
+        scale: Optional[Sequence[float]] = None,
+        offset: Optional[Sequence[float]] = None,
+    ) -> list[Window]:
+        """A whole recording cut into the normalised windows :meth:`classify` is fed: one chunk, one segment.
+
+        Public so that a caller that looks inside a prediction (an explanation) sees the very input
+        the interpreter got, from the same windowing code.
+        """
+        now = time.perf_counter()
+        windowing = self.windowing(source_rate_hz, scale, offset)
+        chunk = Chunk(np.asarray(samples, np.float32), now, time.time(), label=label, segment_start=True)
+        return windowing.push(chunk)
+
     def run_samples(
         self, samples: np.ndarray, source_rate_hz: Optional[float] = None, label: Optional[str] = None
     ) -> list[Prediction]:
         """A whole recording through the streaming path (tests, quick checks): one chunk, one segment."""
-        now = time.perf_counter()
-        windowing = self.windowing(source_rate_hz)
-        chunk = Chunk(np.asarray(samples, np.float32), now, time.time(), label=label, segment_start=True)
-        return [self.predict(w) for w in windowing.push(chunk)]
+        return [self.predict(w) for w in self.windows(samples, source_rate_hz, label)]

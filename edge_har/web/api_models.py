@@ -402,3 +402,49 @@ class FleetDevice(_Open):
 
 class FleetResponse(_Open):
     devices: List[FleetDevice]
+
+
+# ---------------------------------------------------------------------------------------------- explanations
+
+
+class OcclusionAttribution(_Open):
+    """``edge_har.core.attribution.Attribution.to_json()``: one value per (time segment, channel) cell."""
+
+    method: str = Field(description="occlusion: patches of each channel hidden in turn (set to its training mean)")
+    target: int = Field(description="index of the class explained in the bundle's labels")
+    probability: float = Field(description="the class's probability on the whole (unoccluded) window")
+    edges: List[int] = Field(description="sample index where each time segment starts, then the window length")
+    cells: List[List[float]] = Field(
+        description="(segments x channels): how much the class's probability drops when the cell is hidden "
+        "(the mean over the patches that hide it); positive supports the class, negative speaks against it"
+    )
+    calls: int = Field(description="model calls made: one for the whole window, one per hidden patch")
+    ms: float = Field(description="wall time of those calls")
+
+
+class ExplainResponse(_Open):
+    """Why one window got its label: its samples as the model saw them and the occlusion attribution."""
+
+    model_id: str
+    variant: str = Field(description="the TFLite variant the explanation ran through (the one predictions use)")
+    source: str = Field(description="the upload's file name, or device/session of a stored recording")
+    index: int = Field(description="the window's index among the windows the source makes")
+    windows: int = Field(description="how many windows the source makes")
+    start_s: float = Field(description="window start, seconds from the source's first sample")
+    end_s: float
+    start_ts: Optional[float] = Field(None, description="a stored recording's window start in Unix seconds")
+    label: str = Field(description="what the model says for this window")
+    confidence: float
+    probabilities: Dict[str, float]
+    explained: str = Field(description="the label explained: the predicted one unless `target` named another")
+    explained_probability: float = Field(description="the explained label's probability on this window")
+    channels: List[str]
+    units: str = Field(description="the bundle's unit of the samples after value scaling (may be empty)")
+    sample_rate_hz: float = Field(description="the model's rate: the samples' spacing")
+    samples: List[List[float]] = Field(
+        description="one list per channel: the window as the model saw it (resampled, scaled), de-normalised "
+        "back to physical units with the bundle's mean and std"
+    )
+    attribution: OcclusionAttribution
+    ms: float = Field(description="time the attribution took")
+    calls: int = Field(description="model calls the attribution made")

@@ -21,6 +21,7 @@ from edge_har.web.auth import SharedSecretAuth
 from edge_har.web.bundle_store import BundleStore
 from edge_har.web.bundles_api import bundle_router
 from edge_har.web.config import ServeConfig, bundle_store_root
+from edge_har.web.explain import explain_router
 from edge_har.web.health import HealthCheck
 from edge_har.web.live import LiveService
 from edge_har.web.predict import STATIC, ErrorResponse, LoadedModel, PredictService
@@ -89,6 +90,7 @@ def create_app(cfg: ServeConfig, models: Optional[list[LoadedModel]] = None) -> 
     app.state.bundles = bundles
     app.include_router(predict.router)
     app.include_router(live.router, responses=LIVE_RESPONSES)
+    app.include_router(explain_router(predict, recordings.store))
     app.include_router(recordings.router)
     app.include_router(pages_recordings.router)
     app.include_router(bundle_router(bundles))

@@ -53,14 +53,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -72,6 +72,7 @@ from edge_har.core.interpreter import InterpreterOptions, TFLiteModel
 from edge_har.core.preprocessing import PreprocessingError, window_count
 from edge_har.core.recordings import RecordingError, read_samples_result
 from edge_har.device.runtime import Runtime
+from edge_har.device.runtime_api import Window
 from edge_har.device.smoothing import Smoother
 from edge_har.web.config import ServeConfig
 from edge_har.web.image_size import declared_size
@@ -313,6 +314,65 @@ class LoadedModel:
         ``what`` (the file name) starts every error message; ``rate_from`` says where a rate that
         the request did not give comes from (the bundle's reader record), for the rate's bound.
         """
+        rate = self.check_samples(samples, source_rate_hz, what, rate_from)
+        assert self.sensor_model is not None
+        with self.lock:
+            runtime = Runtime(self.bundle, self.variant, self.sensor_model, Smoother(self.bundle.labels, window=1))
+            try:
+                predictions = runtime.run_samples(samples, source_rate_hz=rate)
+            except PreprocessingError as exc:
+                raise InputError(f"{what}: {exc}") from exc
+        out = []
+        for i, p in enumerate(predictions):
+            start, end = self.window_span(i)
+            out.append(
+                WindowPrediction(
+                    index=i,
+                    start_s=start,
+                    end_s=end,
+                    label=p.raw_label,
+                    confidence=p.raw_confidence,
+                    probabilities=p.probabilities,
+                    latency_ms=p.inference_ms,
+                )
+            )
+        return out
+
+    def window_span(self, index: int) -> tuple[float, float]:
+        """Window ``index``'s start and end, seconds from the start of the samples (as the Predict API says them)."""
+        pre = self.bundle.preprocessing
+        start = index * pre.stride / pre.sample_rate_hz
+        return round(start, 6), round(start + pre.window_seconds, 6)
+
+    def model_windows(
+        self,
+        samples: np.ndarray,
+        source_rate_hz: Optional[float],
+        what: str = "samples",
+        rate_from: str = "",
+        scale: Optional[Sequence[float]] = None,
+        offset: Optional[Sequence[float]] = None,
+    ) -> list[Window]:
+        """The normalised windows :meth:`predict_samples` feeds the interpreter, after the same checks.
+
+        The device's :meth:`Runtime.windows` cuts them, so an explanation describes exactly the
+        input a prediction came from. ``scale`` and ``offset`` replace the bundle's value scaling
+        (a stored recording's own, from its recording.json).
+        """
+        rate = self.check_samples(samples, source_rate_hz, what, rate_from)
+        assert self.sensor_model is not None
+        with self.lock:
+            runtime = Runtime(self.bundle, self.variant, self.sensor_model, Smoother(self.bundle.labels, window=1))
+            try:
+                return runtime.windows(samples, source_rate_hz=rate, scale=scale, offset=offset)
+            except PreprocessingError as exc:
+                raise InputError(f"{what}: {exc}") from exc
+
+    def check_samples(
+        self, samples: np.ndarray, source_rate_hz: Optional[float], what: str = "samples", rate_from: str = ""
+    ) -> float:
+        """The rate ``samples`` are taken at, once their columns, values, rate and window count pass
+        the bounds a request is held to (an :class:`InputError` naming what fails)."""
         pre = self.bundle.preprocessing
         rate = source_rate_hz or pre.sample_rate_hz
         if samples.ndim != 2 or samples.shape[1] != pre.n_channels:
@@ -341,28 +401,7 @@ class LoadedModel:
                 "one request predicts; send a shorter recording",
                 413,
             )
-        assert self.sensor_model is not None
-        with self.lock:
-            runtime = Runtime(self.bundle, self.variant, self.sensor_model, Smoother(self.bundle.labels, window=1))
-            try:
-                predictions = runtime.run_samples(samples, source_rate_hz=rate)
-            except PreprocessingError as exc:
-                raise InputError(f"{what}: {exc}") from exc
-        out = []
-        for i, p in enumerate(predictions):
-            start = i * pre.stride / pre.sample_rate_hz
-            out.append(
-                WindowPrediction(
-                    index=i,
-                    start_s=round(start, 6),
-                    end_s=round(start + pre.window_seconds, 6),
-                    label=p.raw_label,
-                    confidence=p.raw_confidence,
-                    probabilities=p.probabilities,
-                    latency_ms=p.inference_ms,
-                )
-            )
-        return out
+        return rate
 
     def predict_frames(self, frames: Iterable[np.ndarray], fps: float) -> list[WindowPrediction]:
         """Decoded BGR frames at ``fps`` -> every window (video) or the one prediction (still image)."""
@@ -687,6 +726,55 @@ def _summary(windows: list[WindowPrediction], labels: list[str]) -> tuple[Summar
     return summary, probabilities, confidence
 
 
+def upload_body(extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The ``openapi_extra`` of a route taking the Predict API's upload (file, model_id, sample_rate_hz),
+    with ``extra`` form fields (name -> JSON schema) besides, so every such route states the same bounds."""
+    properties: Dict[str, Any] = {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "the upload; its file name's ending says what it is "
+            "(GET /api/info lists what each bundle accepts)",
+        },
+        "model_id": {
+            "type": "string",
+            "maxLength": MAX_MODEL_ID_CHARS,
+            "description": "which loaded bundle (default: the first)",
+        },
+        "sample_rate_hz": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": MAX_RATE_HZ,
+            "description": "rate of an uploaded recording in Hz (default: for a "
+            "recording, the rate training's files were made at, from bundle.json's "
+            "reader record (GET /api/info's recording_rate_hz); for JSON, its "
+            "sample_rate_hz, else the model's); at least the model's rate / "
+            f"{MAX_UPSAMPLE} (a recording is resampled up at most {MAX_UPSAMPLE} times)",
+        },
+        **(extra or {}),
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {"type": "object", "required": ["file"], "properties": properties},
+                    "encoding": {
+                        "file": {
+                            "headers": {
+                                "Content-Disposition": {
+                                    "schema": {"type": "string"},
+                                    "example": 'form-data; name="file"; filename="walk.csv"',
+                                }
+                            }
+                        }
+                    },
+                }
+            },
+        }
+    }
+
+
 class _TooLarge(Exception):
     pass
 
@@ -742,52 +830,7 @@ class PredictService:
                 415: {"model": ErrorResponse, "description": "a kind of file this bundle does not take"},
                 422: {"model": ErrorResponse, "description": "unreadable, wrong columns, or too short for a window"},
             },
-            openapi_extra={
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["file"],
-                                "properties": {
-                                    "file": {
-                                        "type": "string",
-                                        "format": "binary",
-                                        "description": "the upload; its file name's ending says what it is "
-                                        "(GET /api/info lists what each bundle accepts)",
-                                    },
-                                    "model_id": {
-                                        "type": "string",
-                                        "maxLength": MAX_MODEL_ID_CHARS,
-                                        "description": "which loaded bundle (default: the first)",
-                                    },
-                                    "sample_rate_hz": {
-                                        "type": "number",
-                                        "exclusiveMinimum": 0,
-                                        "maximum": MAX_RATE_HZ,
-                                        "description": "rate of an uploaded recording in Hz (default: for a "
-                                        "recording, the rate training's files were made at, from bundle.json's "
-                                        "reader record (GET /api/info's recording_rate_hz); for JSON, its "
-                                        "sample_rate_hz, else the model's); at least the model's rate / "
-                                        f"{MAX_UPSAMPLE} (a recording is resampled up at most {MAX_UPSAMPLE} times)",
-                                    },
-                                },
-                            },
-                            "encoding": {
-                                "file": {
-                                    "headers": {
-                                        "Content-Disposition": {
-                                            "schema": {"type": "string"},
-                                            "example": 'form-data; name="file"; filename="walk.csv"',
-                                        }
-                                    }
-                                }
-                            },
-                        }
-                    },
-                }
-            },
+            openapi_extra=upload_body(),
         )
 
     async def page(self) -> FileResponse:
@@ -825,33 +868,41 @@ class PredictService:
         mb = self.cfg.max_upload_bytes / (1024 * 1024)
         return HTTPException(413, f"the upload is over the {mb:g} MiB limit (edge-har serve --max-upload-mb)")
 
-    async def predict(self, request: Request) -> PredictResponse:
+    async def read_form(self, request: Request, fields: str = "model_id, sample_rate_hz") -> FormData:
+        """The multipart form of an upload, read within the size limits (``fields`` names the text
+        fields in the refusal of one over :data:`MAX_FIELD_BYTES`); the caller closes it."""
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise HTTPException(415, "send the file as multipart/form-data in a field named 'file'")
         try:
-            form = await self._limited(request).form(max_files=1, max_fields=10, max_part_size=MAX_FIELD_BYTES)
+            return await self._limited(request).form(max_files=1, max_fields=10, max_part_size=MAX_FIELD_BYTES)
         except _TooLarge:
             raise self._too_large() from None
         except StarletteHTTPException as exc:  # the multipart parser's own refusals (a 400)
             why = str(exc.detail)[:200]
             if "exceeded maximum size" in why:
-                why = f"a text field (model_id, sample_rate_hz) is over {MAX_FIELD_BYTES} bytes"
+                why = f"a text field ({fields}) is over {MAX_FIELD_BYTES} bytes"
             raise HTTPException(exc.status_code, f"multipart form: {why}") from None
         except ClientDisconnect:  # the client left (or the body timed out): nobody reads a reply
             raise HTTPException(400, "the client went away before the upload ended") from None
+
+    def upload_fields(self, form: FormData) -> tuple[UploadFile, LoadedModel, Optional[float], str]:
+        """The form's file, model, rate and file name, each checked (a one-line 4xx naming the field)."""
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(400, "no file: send it in a multipart field named 'file'")
+        model = self._model(form.get("model_id"))
+        rate = self._rate(form.get("sample_rate_hz"))
+        filename = Path(upload.filename or "upload").name
+        if len(filename) > MAX_FILENAME_CHARS:
+            raise HTTPException(400, f"file name: longer than {MAX_FILENAME_CHARS} characters ({filename[:40]!r}...)")
+        if (upload.size or 0) > self.cfg.max_upload_bytes:
+            raise self._too_large()
+        return upload, model, rate, filename
+
+    async def predict(self, request: Request) -> PredictResponse:
+        form = await self.read_form(request)
         try:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise HTTPException(400, "no file: send it in a multipart field named 'file'")
-            model = self._model(form.get("model_id"))
-            rate = self._rate(form.get("sample_rate_hz"))
-            filename = Path(upload.filename or "upload").name
-            if len(filename) > MAX_FILENAME_CHARS:
-                raise HTTPException(
-                    400, f"file name: longer than {MAX_FILENAME_CHARS} characters ({filename[:40]!r}...)"
-                )
-            if (upload.size or 0) > self.cfg.max_upload_bytes:
-                raise self._too_large()
+            upload, model, rate, filename = self.upload_fields(form)
             started = time.perf_counter()
             try:
                 input_kind, windows = await run_in_threadpool(self._run, model, upload, filename, rate)
@@ -905,28 +956,12 @@ class PredictService:
         self, model: LoadedModel, upload: UploadFile, filename: str, rate: Optional[float]
     ) -> tuple[str, list[WindowPrediction]]:
         """In the thread pool: read the upload the way its kind needs, then predict."""
-        suffix = _suffix(filename)
-        content_type = (upload.content_type or "").split(";")[0].strip().lower()
-        accepts = KIND_ACCEPTS[model.kind]
-        if suffix not in accepts:
-            raise InputError(
-                f"{filename} ({content_type or 'no content type'}): {model.model_id} is a {model.kind} bundle and "
-                f"takes {KIND_DESCRIBES[model.kind]}",
-                415,
-            )
-        upload.file.seek(0)
+        suffix = check_suffix(model, upload, filename)
         try:
             if model.kind == "sensor":
-                if suffix in JSON_SUFFIXES:
-                    samples, json_rate = read_json_samples(upload.file.read(), filename)
-                    return "samples", model.predict_samples(samples, rate or json_rate, filename)
-                with _as_file(upload, suffix) as path:
-                    n_channels = model.bundle.preprocessing.n_channels
-                    samples = read_recording(path, filename, n_channels, model.reader, model.timed)
-                if rate is None and model.recording_rate_hz is not None:
-                    rate_from = " (the rate of the bundle's training files; send sample_rate_hz to override)"
-                    return "recording", model.predict_samples(samples, model.recording_rate_hz, filename, rate_from)
-                return "recording", model.predict_samples(samples, rate, filename)
+                input_kind, samples, rate, rate_from = read_sensor_upload(model, upload, filename, rate)
+                return input_kind, model.predict_samples(samples, rate, filename, rate_from)
+            upload.file.seek(0)
             if model.kind == "still-image":
                 return "image", model.predict_frames([read_image(upload.file.read(), filename)], fps=1.0)
             with _as_file(upload, suffix) as path:
@@ -941,6 +976,41 @@ class PredictService:
             return "clip", windows
         except (BundleError, PreprocessingError) as exc:
             raise InputError(f"{filename}: {exc}") from exc
+
+
+def check_suffix(model: LoadedModel, upload: UploadFile, filename: str) -> str:
+    """The upload's file name ending, once it is one ``model``'s kind takes (else a 415 :class:`InputError`)."""
+    suffix = _suffix(filename)
+    if suffix not in KIND_ACCEPTS[model.kind]:
+        content_type = (upload.content_type or "").split(";")[0].strip().lower()
+        raise InputError(
+            f"{filename} ({content_type or 'no content type'}): {model.model_id} is a {model.kind} bundle and "
+            f"takes {KIND_DESCRIBES[model.kind]}",
+            415,
+        )
+    return suffix
+
+
+def read_sensor_upload(
+    model: LoadedModel, upload: UploadFile, filename: str, rate: Optional[float]
+) -> tuple[str, np.ndarray, Optional[float], str]:
+    """A sensor bundle's upload read as its ending says: ``(input kind, samples, rate, where the rate is from)``.
+
+    The rate is the request's, else a JSON upload's own, else (a recording) the rate of the
+    bundle's training files; the last comes with the words that say so in a refusal of it.
+    """
+    suffix = check_suffix(model, upload, filename)
+    upload.file.seek(0)
+    if suffix in JSON_SUFFIXES:
+        samples, json_rate = read_json_samples(upload.file.read(), filename)
+        return "samples", samples, rate or json_rate, ""
+    with _as_file(upload, suffix) as path:
+        n_channels = model.bundle.preprocessing.n_channels
+        samples = read_recording(path, filename, n_channels, model.reader, model.timed)
+    if rate is None and model.recording_rate_hz is not None:
+        rate_from = " (the rate of the bundle's training files; send sample_rate_hz to override)"
+        return "recording", samples, model.recording_rate_hz, rate_from
+    return "recording", samples, rate, ""
 
 
 class _as_file:

@@ -8,7 +8,10 @@
 // refusal is shown as the server's one line, naming the segment. Edits never let two segments overlap:
 // an edge stops at its neighbour, and an edge shared with a neighbour moves that neighbour's edge too.
 // A captured window (recording.json's capture) gets a panel to confirm the model's label or give another,
-// which saves one segment spanning the window. Plain JavaScript, uPlot (vendored), colours from palette.js.
+// which saves one segment spanning the window. "Explain" asks GET /api/recordings/{device}/{session}/explain
+// for the model window at the selected segment's centre and draws it with explain.js (the signal per
+// channel over a heat band of the occlusion attribution). Plain JavaScript, uPlot (vendored), colours
+// from palette.js.
 "use strict";
 
 (function () {
@@ -619,6 +622,7 @@
     markCapture();
     legend();
     $("delete").disabled = state.selected < 0;
+    $("explain-segment").disabled = state.selected < 0;
     $("save").disabled = !state.dirty || state.saving;
     $("dirty").textContent = state.saving ? "saving…" : state.dirty ? "unsaved changes" : "";
     if (charts.signal) charts.signal.redraw(false);
@@ -802,6 +806,33 @@
 
   function round6(x) { return Math.round(x * 1e6) / 1e6; }
 
+  // ------------------------------------------------------------------ explaining the selected segment
+
+  let explaining = 0; // the newest request; an older answer arriving late is dropped
+
+  async function explainSelected() {
+    if (state.selected < 0) return;
+    const seg = state.segments[state.selected];
+    const at = (seg.start + segEnd(seg)) / 2;
+    const mine = ++explaining;
+    $("explain-panel").hidden = false;
+    $("explain-error").hidden = true;
+    $("explain").hidden = true;
+    $("explain-busy").hidden = false;
+    try {
+      const ex = await request("GET", sessionApi(`/explain?${new URLSearchParams({ at: at.toFixed(6) })}`));
+      if (mine !== explaining) return;
+      const title = `${seg.label} segment, model window ${clock(ex.start_ts ?? at, 1)} (+${(ex.end_s - ex.start_s).toFixed(1)} s)`;
+      window.EdgeHarExplain.render($("explain"), ex, title);
+    } catch (err) {
+      if (mine !== explaining) return;
+      $("explain-error").textContent = `No explanation: ${err.message}`;
+      $("explain-error").hidden = false;
+    } finally {
+      if (mine === explaining) $("explain-busy").hidden = true;
+    }
+  }
+
   // ------------------------------------------------------------------ wiring
 
   function onKey(e) {
@@ -829,6 +860,7 @@
     lane.addEventListener("pointerup", onPointerUp);
     lane.addEventListener("pointercancel", onPointerUp);
     $("delete").addEventListener("click", removeSelected);
+    $("explain-segment").addEventListener("click", explainSelected);
     $("save").addEventListener("click", save);
     $("reset-zoom").addEventListener("click", () => setView({ ...state.full }));
     document.addEventListener("keydown", onKey);

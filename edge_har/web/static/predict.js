@@ -5,11 +5,17 @@
 // The headline is what most windows said and how many said it ("Sit — 12 of 20 windows"), the same
 // label the bars and the segments show; a single window's confidence is never put beside a bar of
 // the mean. Colours come from palette.js, so a label has the same colour here as on the Live page.
+//
+// For a sensor bundle a window of the timeline is clickable: the page sends the File it uploaded again
+// to POST /api/explain with the window's index and draws the answer with explain.js (the signal per
+// channel with a heat band of the occlusion attribution under it, and what it cost).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const SEGMENT_ROWS = 500; // a long recording's table shows this many segments, then says how many more
 let bundles = [];
+let lastUpload = null; // {file, model_id} of the result shown: what a click on a window explains
+let explaining = 0; // the newest explain request; an older answer arriving late is dropped
 
 const colourFor = (label) => window.EdgeHarPalette.colourFor(label);
 const seconds = (s) => `${s.toFixed(1)} s`;
@@ -98,11 +104,16 @@ function render(result) {
   $("timeline-section").hidden = !many;
   if (many) {
     const strip = $("timeline");
+    const explainable = result.kind === "sensor";
+    strip.classList.toggle("clickable", explainable);
     strip.replaceChildren(...result.windows.map((w) => {
-      const cell = el("span", { title: `${w.start_s.toFixed(1)}–${w.end_s.toFixed(1)} s: ${w.label} ${(100 * w.confidence).toFixed(0)} %`, "data-label": w.label });
+      const hint = explainable ? " (click: why)" : "";
+      const cell = el("span", { title: `${w.start_s.toFixed(1)}–${w.end_s.toFixed(1)} s: ${w.label} ${(100 * w.confidence).toFixed(0)} %${hint}`, "data-label": w.label, "data-index": String(w.index) });
       cell.style.background = colourFor(w.label);
+      if (explainable) cell.addEventListener("click", () => explain(w.index));
       return cell;
     }));
+    $("explain-hint").hidden = !explainable;
     $("axis-end").textContent = `${result.windows[result.windows.length - 1].end_s.toFixed(1)} s`;
     $("legend").replaceChildren(...labels.map((label) => {
       const item = el("span");
@@ -141,11 +152,51 @@ function renderSegments(segments) {
     : "";
 }
 
+function clearExplanation() {
+  explaining += 1;
+  for (const id of ["explain", "explain-busy", "explain-error"]) $(id).hidden = true;
+  $("explain").replaceChildren();
+  for (const cell of document.querySelectorAll("#timeline > span.picked")) cell.classList.remove("picked");
+}
+
+async function explain(index) {
+  if (!lastUpload) return;
+  clearExplanation();
+  const mine = explaining;
+  const cell = document.querySelector(`#timeline > span[data-index="${index}"]`);
+  if (cell) cell.classList.add("picked");
+  $("explain-busy").hidden = false;
+  const form = new FormData();
+  form.append("file", lastUpload.file, lastUpload.file.name);
+  form.append("model_id", lastUpload.model_id);
+  form.append("window", String(index));
+  try {
+    const reply = await fetch("/api/explain", { method: "POST", body: form });
+    const body = await reply.json().catch(() => ({ detail: `HTTP ${reply.status}` }));
+    if (mine !== explaining) return;
+    if (!reply.ok) {
+      $("explain-error").textContent = `${reply.status}: ${typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)}`;
+      $("explain-error").hidden = false;
+      return;
+    }
+    const title = `Window ${body.index + 1} of ${body.windows} · ${body.start_s.toFixed(1)}–${body.end_s.toFixed(1)} s`;
+    window.EdgeHarExplain.render($("explain"), body, title);
+  } catch (err) {
+    if (mine !== explaining) return;
+    $("explain-error").textContent = `the server did not answer: ${err}`;
+    $("explain-error").hidden = false;
+  } finally {
+    if (mine === explaining) $("explain-busy").hidden = true;
+  }
+}
+
 async function upload(file) {
   if (!file) return;
   $("error").hidden = true;
   $("result").hidden = true;
   $("busy").hidden = false;
+  clearExplanation();
+  lastUpload = null;
   const form = new FormData();
   form.append("file", file, file.name);
   const b = current();
@@ -157,6 +208,7 @@ async function upload(file) {
       showError(`${reply.status}: ${typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)}`);
       return;
     }
+    lastUpload = { file, model_id: body.model_id };
     render(body);
   } catch (err) {
     showError(`the server did not answer: ${err}`);
