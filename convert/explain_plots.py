@@ -70,8 +70,8 @@ def window_png(
     from matplotlib.gridspec import GridSpec
 
     n = len(channels)
-    fig = plt.figure(figsize=(4.2 * len(bands) + 0.8, 0.75 * n + 1.2))
-    outer = GridSpec(1, len(bands), figure=fig, wspace=0.25)
+    fig = plt.figure(figsize=(4.6 * len(bands) + 0.8, 0.75 * n + 1.2))
+    outer = GridSpec(1, len(bands), figure=fig, wspace=0.4)
     for i, (method, band) in enumerate(bands):
         inner = outer[i].subgridspec(n, 1, hspace=0.08)
         limit = _limit(band)
@@ -97,7 +97,14 @@ def class_means_png(
     """Per class ``(label, (segments, channels) mean cells, windows averaged)``: a channel x time map each."""
     plt = _pyplot()
     rows = len(means)
-    fig, axes = plt.subplots(rows, 1, figsize=(7, 0.45 * len(channels) * rows + 1.2), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        rows,
+        1,
+        figsize=(7, 0.3 * len(channels) * rows + 0.4 * rows + 0.8),
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
+    )
     limit = _limit(*(m for _, m, _ in means))
     seconds = np.asarray(edges, dtype=np.float64) / rate_hz
     image = None
@@ -109,7 +116,7 @@ def class_means_png(
         ax.set_title(f"{label} ({count} correct windows)", fontsize=8, loc="left")
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("time in the window (s)", fontsize=8)
-    fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.01, label="drop in probability when hidden")
+    fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.04, pad=0.01, label="drop in probability when hidden")
     fig.suptitle(title, fontsize=9)
     out = Path(path)
     fig.savefig(out, dpi=110, bbox_inches="tight")
