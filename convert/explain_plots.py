@@ -24,6 +24,16 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (its folder made) and free it: the plots run hundreds of times in a sweep."""
+    plt = _pyplot()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
 def _limit(*maps: np.ndarray) -> float:
     peak = max((float(np.abs(m).max()) for m in maps if np.size(m)), default=0.0)
     return peak if peak > 0 else 1.0
@@ -79,11 +89,7 @@ def window_png(
         fig.axes[-1].set_xlabel(f"{method} (s)", fontsize=8)
         fig.colorbar(image, ax=fig.axes[-n:], fraction=0.03, pad=0.01).ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=9)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def class_means_png(
@@ -118,10 +124,7 @@ def class_means_png(
     axes[-1, 0].set_xlabel("time in the window (s)", fontsize=8)
     fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.04, pad=0.01, label="drop in probability when hidden")
     fig.suptitle(title, fontsize=9)
-    out = Path(path)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def features_png(
@@ -139,10 +142,7 @@ def features_png(
     ax.set_ylabel(f"PC 2 ({100 * shares[1]:.0f}%)")
     ax.legend(fontsize=7, markerscale=2, loc="best")
     ax.set_title(title, fontsize=9)
-    out = Path(path)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def states_png(
@@ -169,10 +169,7 @@ def states_png(
     axes[-1, 0].set_xlabel("time in the window (s)", fontsize=8)
     fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.01, label=f"{layer} hidden state")
     fig.suptitle(title, fontsize=9)
-    out = Path(path)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def attention_png(curves: Sequence[tuple[str, np.ndarray]], window_s: float, path: str | Path, title: str) -> Path:
@@ -189,7 +186,4 @@ def attention_png(curves: Sequence[tuple[str, np.ndarray]], window_s: float, pat
     ax.set_ylabel("attention weight")
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(title, fontsize=9)
-    out = Path(path)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(fig, path)
