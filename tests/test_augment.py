@@ -143,3 +143,32 @@ def test_training_with_augmentation_and_mixup_learns_and_records_it(tmp_path):
     assert TrainConfig(**config.to_json()).augment == config.augment  # read back from bundle.json
     with pytest.raises(TrainingError, match="--augment transforms sensor windows"):
         train_model(x[:, :, :, None], y, xv[:, :, :, None], yv, 3, ModelConfig(), config, tmp_path, lambda: None)
+
+
+@pytest.mark.parametrize("length", [8, 64, 128, 300])
+def test_the_curve_matrix_is_interpolation_then_the_moving_average(length):
+    """The batched warp curves are the ones written step by step: np.interp through the knots, then a box filter."""
+    from edge_har.convert.augment import WARP_KNOTS, _curve_matrix
+
+    knots = np.random.default_rng(length).normal(1.0, 0.3, size=(WARP_KNOTS + 2, 2))
+    where = np.linspace(0, length - 1, WARP_KNOTS + 2)
+    curve = np.stack([np.interp(np.arange(length), where, knots[:, c]) for c in range(2)], axis=1)
+    width = max(1, length // (WARP_KNOTS + 1))
+    pad = np.pad(curve, ((width // 2, width - 1 - width // 2), (0, 0)), mode="edge")
+    expected = np.stack([np.convolve(pad[:, c], np.ones(width) / width, mode="valid") for c in range(2)], axis=1)
+    np.testing.assert_allclose(_curve_matrix(length) @ knots, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_a_batch_rotates_each_window_by_its_own_rotation():
+    from edge_har.convert.augment import rotation_matrices
+
+    rng = np.random.default_rng(4)
+    r = rotation_matrices(rng.normal(size=(5, 3)), rng.uniform(-1, 1, size=5))
+    np.testing.assert_allclose(r @ r.transpose(0, 2, 1), np.broadcast_to(np.eye(3), (5, 3, 3)), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(r), 1.0)
+    aug = Augmenter(AugmentConfig(rotate=90, probability=1.0), 3)
+    x = rng.normal(size=(16, 32, 3)).astype(np.float32)
+    out = aug.windows(x, np.random.default_rng(0))
+    np.testing.assert_allclose(np.linalg.norm(out, axis=2), np.linalg.norm(x, axis=2), rtol=1e-5)
+    fitted = [np.linalg.lstsq(x[i], out[i], rcond=None)[0] for i in range(2)]  # out_i = x_i @ R_i.T
+    assert not np.allclose(fitted[0], fitted[1], atol=1e-3)  # each window has its own rotation
