@@ -175,8 +175,10 @@ on the test split with the device's interpreter; the bundle is refused (exit sta
 when int8 accuracy is more than --max-int8-drop points below float32, or when a variant predicts one
 class for (nearly) every test window (a degenerate model). A refused conversion keeps the trained
 Keras model, its training record and reports in <out>.refused/; re-quantize and re-gate it without
-retraining (data, split and preprocessing come from what it records):
-  edge-har convert --from-keras bundles/hmp.refused --out bundles/hmp --calibration-size 2000
+retraining (data, split and preprocessing come from what it records); the refusal names a variant
+this run measured within the limit, or the dynamic-range variant to measure (int8 weights, float
+activations; the gate applies to full-integer variants only):
+  edge-har convert --from-keras bundles/hmp.refused --out bundles/hmp --variants float32,dynamic_range --default-variant dynamic_range
   edge-har convert --from-keras bundles/hmp/keras_model.h5 --out bundles/hmp-again --max-int8-drop 2
 
 Personalise a bundle with your own recordings (fine-tune, re-quantize, gate; report.md compares before/after):

@@ -129,6 +129,39 @@ def test_accuracy_gate_refuses_and_writes_nothing(tiny_dataset_dir, tmp_path, ca
     # no bundle, no staging directory; the trained model kept beside --out for convert --from-keras
     assert [p.name for p in tmp_path.iterdir()] == ["bundle.refused"]
     assert not (tmp_path / "bundle.refused" / "bundle.json").exists()
+    # The advice is a command that works: the kept model, re-gated as advised, becomes a bundle.
+    advised = err.split("without retraining: ", 1)[1].split()
+    assert advised[:4] == ["edge-har", "convert", "--from-keras", str(tmp_path / "bundle.refused")]
+    assert "--default-variant" in advised and "dynamic_range" in advised[advised.index("--default-variant") + 1]
+    assert main([*advised[1:], "--no-progress"]) == 0
+    written = json.loads((out / "bundle.json").read_text())
+    assert written["default_variant"] == "dynamic_range" and set(written["variants"]) == {"float32", "dynamic_range"}
+
+
+class _Scored:
+    def __init__(self, accuracy: float) -> None:
+        self.report = {"accuracy": accuracy}
+
+
+class _Spec:
+    def __init__(self, name: str, full_integer: bool) -> None:
+        self.name, self.full_integer = name, full_integer
+
+
+def test_the_gate_advises_the_variant_this_run_measured_within_the_limit():
+    from edge_har.convert.skeleton import AccuracyGateError, int8_gate
+
+    evaluations = {"float32": _Scored(0.95), "dynamic_range": _Scored(0.948), "int8": _Scored(0.92)}
+    specs = [_Spec("float32", False), _Spec("dynamic_range", False), _Spec("int8", True)]
+    with pytest.raises(AccuracyGateError) as refused:
+        int8_gate(evaluations, specs, 1.0, False)
+    message = str(refused.value)
+    assert "int8 test accuracy 92.00% is 3.00 points below float32's 95.00%" in message
+    assert "dynamic_range scores 94.80% (0.20 points below float32" in message
+    assert refused.value.advice_flags == ("--variants", "float32,dynamic_range", "--default-variant", "dynamic_range")
+    assert "calibration-size" not in message  # measured not to help; not offered
+    drops, over = int8_gate(evaluations, specs, 1.0, True)  # accepted when asked
+    assert over and drops["int8"] == pytest.approx(3.0)
 
 
 def test_too_large_calibration_set_fails_before_training(tiny_dataset_dir, tmp_path, capsys):
