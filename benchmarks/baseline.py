@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_har.benchmarks.timing import time_calls
 from edge_har.core.errors import EdgeHarError
+from edge_har.core.timing import time_calls
 
 FEATURES = ("mean", "std", "min", "max", "mean_abs_diff")
 

@@ -171,8 +171,8 @@ def build_probes(folder: Path, shape: Sequence[int] = PROBE_SHAPE) -> dict[str, 
 
 def time_probe(path: Path, backend: str, threads: int, seconds: float = 0.4) -> dict[str, Any]:
     """One probe's invoke() time through TFLiteModel's runtime, as G MAC/s."""
-    from edge_har.benchmarks.timing import time_invokes
     from edge_har.core.interpreter import TFLiteModel
+    from edge_har.core.timing import time_invokes
 
     model = TFLiteModel(path, backend=backend, num_threads=threads)
     interp = model.interpreter

@@ -54,8 +54,8 @@ import numpy as np
 
 from edge_har.benchmarks import report
 from edge_har.benchmarks.cpuinfo import cpu_class
-from edge_har.benchmarks.timing import time_calls
 from edge_har.core.interpreter import BACKEND_MODULES, BACKENDS
+from edge_har.core.timing import time_calls
 from edge_har.device.cpuinfo import cpu_info
 
 log = logging.getLogger(__name__)

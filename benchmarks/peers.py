@@ -145,9 +145,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     import onnxruntime as ort
 
     from edge_har.benchmarks import report
-    from edge_har.benchmarks.timing import time_calls
     from edge_har.core.bundle import Bundle
     from edge_har.core.interpreter import TFLiteModel
+    from edge_har.core.timing import time_calls
 
     bundle = Bundle.load(spec["bundle"])
     inputs = np.load(spec["inputs_path"]).astype(np.float32)

@@ -38,8 +38,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from edge_har.benchmarks.report import latency_summary
-from edge_har.benchmarks.timing import time_calls
 from edge_har.core.errors import EdgeHarError
+from edge_har.core.timing import time_calls
 
 log = logging.getLogger(__name__)
 

@@ -59,7 +59,6 @@ from edge_har.core.errors import EdgeHarError
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_har.benchmarks.timing import input_feeds, p50_mean_us, time_invokes  # noqa: E402
 from edge_har.core.interpreter import (  # noqa: E402
     BACKENDS,
     InterpreterError,
@@ -69,6 +68,7 @@ from edge_har.core.interpreter import (  # noqa: E402
     quantize,
     select_backend,
 )
+from edge_har.core.timing import input_feeds, p50_mean_us, time_invokes  # noqa: E402
 
 METHODS = ("auto", "litert", "isolated")
 

@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import random
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -334,16 +333,15 @@ def _fit(data: TuneData, model_config: Any, config: Any, trial: optuna.Trial, wo
 
 
 def measure_latency_ms(model: Any, windows: np.ndarray, runs: int) -> float:
-    """Median milliseconds per window of ``model.predict`` (a TFLiteModel), after a short warm-up."""
-    n = len(windows)
-    for i in range(min(LATENCY_WARMUP, n)):
-        model.predict(windows[i])
-    times = []
-    for i in range(max(1, runs)):
-        started = time.perf_counter()
-        model.predict(windows[i % n])
-        times.append(time.perf_counter() - started)
-    return 1000.0 * statistics.median(times)
+    """Median milliseconds per window of ``model.predict`` (a TFLiteModel), after a short warm-up.
+
+    The benchmarks' own loop (:func:`edge_har.core.timing.time_calls`), so a budget set from a
+    ``bench latency`` figure is measured the same way.
+    """
+    from edge_har.core.timing import time_calls
+
+    seconds = time_calls(model.predict, windows, warmup=min(LATENCY_WARMUP, len(windows)), runs=max(1, runs))
+    return 1000.0 * float(np.median(seconds))
 
 
 def run_trial(trial: optuna.Trial, data: TuneData, options: TuneOptions) -> float:

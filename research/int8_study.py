@@ -7,7 +7,7 @@ default split (``edge_har.convert.splits.split_recordings``), the model from
 ``edge_har.convert.models.build_from_config`` (a :class:`ModelConfig` per
 candidate), the files from ``edge_har.convert.quantize``'s converter (the
 product's variant specs, plus per-recipe converter flags), the scores from
-``edge_har.core.metrics`` and every timing from ``edge_har.benchmarks.timing``.
+``edge_har.core.metrics`` and every timing from ``edge_har.core.timing``.
 
 For each candidate architecture it trains the CNN-LSTM once (tf_keras, short,
 cached), converts it with each recipe (fused ``UNIDIRECTIONAL_SEQUENCE_LSTM``;
@@ -59,7 +59,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_har.benchmarks import profile_ops
-from edge_har.benchmarks.timing import input_feeds, time_calls, time_invokes
 from edge_har.convert import datasets
 from edge_har.convert.models import ModelConfig, build_from_config, import_tf
 from edge_har.convert.quantize import (
@@ -79,6 +78,7 @@ from edge_har.convert.splits import split_recordings
 from edge_har.core.interpreter import TFLiteModel, backend_module, select_backend
 from edge_har.core.metrics import accuracy, macro_f1
 from edge_har.core.preprocessing import Preprocessing, fit_normalisation, normalise
+from edge_har.core.timing import input_feeds, time_calls, time_invokes
 
 log = logging.getLogger("int8_study")
 

@@ -1,11 +1,11 @@
-"""benchmarks/timing.py: the one timing loop every suite uses."""
+"""edge_har/core/timing.py: the one timing loop every suite uses."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edge_har.benchmarks.timing import p50_mean_us, time_calls
+from edge_har.core.timing import p50_mean_us, time_calls
 
 
 def test_runs_count_cycle_inputs_and_prepare_is_untimed() -> None:

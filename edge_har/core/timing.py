@@ -1,4 +1,4 @@
-"""The one timing loop every benchmark suite uses.
+"""The one timing loop every benchmark suite (and `edge-har tune`'s latency budget) uses.
 
 The latency suite, the video suite, the per-op profiler, the int8 study and
 the baseline share it so that a figure from one can be set beside a figure
