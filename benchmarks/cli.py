@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
+from edge_har.benchmarks import families as _families
 from edge_har.benchmarks import personalise as _personalise
 from edge_har.benchmarks import pose as _pose
 from edge_har.benchmarks import rollout as rollout_suite
@@ -163,7 +164,8 @@ class Suite:
     A suite is one row of :data:`SUITES`, so every suite gets the shared flags the same way.
     ``shared="bundle"`` puts BUNDLE and :func:`_add_common`'s flags (--out, --json, --compare,
     --quick, --no-progress) before the suite's own; ``shared="output"`` puts :func:`_add_output`'s
-    (--out, --json, --no-progress) after them, for suites that take no bundle or name their own.
+    (--out, --json, --no-progress) after them, for suites that take no bundle or name their own;
+    ``shared="own"`` adds none, for a suite whose --out means something else (``bench families``: required).
     """
 
     name: str
@@ -171,7 +173,7 @@ class Suite:
     description: str
     flags: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
-    shared: Literal["bundle", "output"]
+    shared: Literal["bundle", "output", "own"]
     formatter_class: type[argparse.HelpFormatter] = argparse.ArgumentDefaultsHelpFormatter
     epilog: Optional[str] = None
 
@@ -1294,4 +1296,5 @@ SUITES: tuple[Suite, ...] = (
     ),
     _personalise.suite(),
     _pose.suite(),
+    _families.suite(),
 )
