@@ -51,6 +51,8 @@ def test_discovery_is_retained_describes_the_sensor_and_is_resent_when_ha_starts
 ):
     ha_publisher.start()
     assert ha_publisher.wait_connected(10)
+    # Once a subscriber has the config, the broker holds it (the connection does not wait for it).
+    mqtt_listener(mosquitto_broker, ["homeassistant/sensor/#"]).wait_count(CONFIG_TOPIC, 1)
 
     # A subscriber arriving later (Home Assistant starting) finds the retained config.
     listener = mqtt_listener(mosquitto_broker, ["homeassistant/sensor/#"])
