@@ -102,6 +102,7 @@ def test_two_families_two_seeds_table_files_and_a_second_run_reuses_every_seed(t
         assert again["families"][family]["summary"] == section["families"][family]["summary"]
 
 
+@pytest.mark.slow  # two convert processes (~6 s each to import and fail)
 def test_a_failing_conversion_is_an_error_row_with_its_logs_last_line_and_the_suite_goes_on(tmp_path, capsys):
     out = tmp_path / "families"
     code, stdout, _ = _bench(
