@@ -339,11 +339,22 @@ def test_the_uci_har_preset_fills_only_the_flags_left_at_their_defaults():
 
     args = argparse.Namespace(preset="uci-har", window="3s", stride="0.5s", train_stride=None, classes=None)
     taken = apply_preset(args)
-    assert taken == ["--window 128", "--stride 64", "--train-stride 16", "--classes " + ",".join(UCI_HAR_BASIC)]
+    assert taken == [
+        "--window 128",
+        "--stride 64",
+        "--train-stride 16",
+        "--classes " + ",".join(UCI_HAR_BASIC),
+        "--family tinyhar",
+    ]
     assert (args.window, args.stride, args.train_stride, args.classes) == ("128", "64", "16", UCI_HAR_BASIC)
+    assert args.family == "tinyhar"
     mine = argparse.Namespace(preset="hapt-12", window="256", stride="0.5s", train_stride="8", classes=("SITTING",))
     apply_preset(mine)
     assert (mine.window, mine.stride, mine.train_stride, mine.classes) == ("256", "64", "8", ("SITTING",))
+    # a family given keeps; hapt-12 (not measured per family) keeps the default one
+    chosen = argparse.Namespace(preset="uci-har", family="deepconvlstm")
+    apply_preset(chosen)
+    assert chosen.family == "deepconvlstm" and getattr(mine, "family", "cnn-lstm") == "cnn-lstm"
 
 
 def test_train_stride_cuts_more_training_windows_and_leaves_the_others(tmp_path):
