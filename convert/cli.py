@@ -97,7 +97,7 @@ UCI_HAR_BASIC = ("WALKING", "WALKING_UPSTAIRS", "WALKING_DOWNSTAIRS", "SITTING",
 PRESETS: dict[str, dict[str, Any]] = {
     # UCI HAR (Anguita et al., ESANN 2013) on HAPT's raw signals: the six basic activities, 2.56 s windows
     # (128 samples at 50 Hz) with 50% overlap; the test subjects are HAPT's predefined split.
-    # --family tinyhar: over 5 seeds int8 95.25 +- 0.68% against the CNN-LSTM's 92.47 +- 0.95% (3 seeds),
+    # --family tinyhar: over 5 seeds int8 95.25 +- 0.68% against the CNN-LSTM's 92.45 +- 0.55% (5 seeds),
     # every seed through the int8 gate (benchmarks/README.md, "Model families").
     "uci-har": {
         "window": "128",
