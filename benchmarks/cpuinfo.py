@@ -9,6 +9,7 @@ prints this machine's.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 from edge_har.device.cpuinfo import CpuInfo, cpu_info
@@ -33,6 +34,15 @@ def cpu_class(info: CpuInfo) -> str:
 def format_cpu(info: CpuInfo | None = None) -> str:
     info = info or cpu_info()
     return f"CPU: {info.summary()}; class: {cpu_class(info)}"
+
+
+def cpu_line() -> str | None:
+    """:func:`format_cpu`, or None where the CPU cannot be read: a long benchmark must not stop for it."""
+    try:
+        return format_cpu()
+    except Exception as exc:  # noqa: BLE001 - an unreadable /proc/cpuinfo must not stop the benchmark
+        logging.getLogger(__name__).debug("no CPU line: %s", exc)
+        return None
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from edge_har.benchmarks import report
+from edge_har.benchmarks.cpuinfo import cpu_line
 from edge_har.core.errors import EdgeHarError
 
 log = logging.getLogger(__name__)
@@ -329,7 +330,7 @@ def run_families(
     section = report.suite_header(SUITE)
     section.update(
         {
-            "cpu": _cpu_line(),
+            "cpu": cpu_line(),
             "complete": False,
             "settings": {
                 "families": list(settings.families),
@@ -378,17 +379,6 @@ def run_families(
                 checkpoint(section)
     section["complete"] = True
     return report.finish_section(section, started)
-
-
-def _cpu_line() -> str | None:
-    """The CPU and its int8 dot-product class: int8 latency depends on it."""
-    try:
-        from edge_har.benchmarks.cpuinfo import format_cpu
-
-        return format_cpu()
-    except Exception as exc:  # noqa: BLE001 - an unreadable /proc/cpuinfo must not stop the benchmark
-        log.debug("no CPU line: %s", exc)
-        return None
 
 
 # ---------------------------------------------------------------- tables, plot, files

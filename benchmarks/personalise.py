@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from edge_har.benchmarks import report
+from edge_har.benchmarks.cpuinfo import cpu_line
 from edge_har.core.errors import EdgeHarError
 
 log = logging.getLogger(__name__)
@@ -388,7 +389,7 @@ def run_personalise(
     section = report.suite_header(SUITE, bundle)
     section.update(
         {
-            "cpu": _cpu_line(),
+            "cpu": cpu_line(),
             "complete": False,
             "model": "float Keras (keras_model.h5 of the base bundle; fine-tuned copies), unless a row says int8",
             "data": {
@@ -548,17 +549,6 @@ def run_personalise(
     section["complete"] = True
     section["summary"] = summarise(section)
     return report.finish_section(section, started)
-
-
-def _cpu_line() -> str | None:
-    """The CPU and its int8 dot-product class (int8 speed and, rarely, its rounding depend on it)."""
-    try:
-        from edge_har.benchmarks.cpuinfo import format_cpu
-
-        return format_cpu()
-    except Exception as exc:  # noqa: BLE001 - an unreadable /proc/cpuinfo must not stop the benchmark
-        log.debug("no CPU line: %s", exc)
-        return None
 
 
 def int8_check(
