@@ -14,6 +14,7 @@ HAVE_MOSQUITTO = find_mosquitto() is not None
 pytestmark = pytest.mark.skipif(not HAVE_MOSQUITTO, reason="mosquitto is not installed (apt-get install mosquitto)")
 
 
+@pytest.mark.slow  # ~15 s: a real daemon, broker and subscriber for every step
 def test_quick_run_measures_latency_throughput_cpu_and_memory(tiny_bundle, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["bench", "e2e", str(tiny_bundle), "--quick", "--out", str(out), "--no-progress"]) == 0
