@@ -108,6 +108,7 @@ def test_example_acl_lets_home_assistant_and_serve_set_a_devices_label_and_no_ot
     users = {"pi-a": "pw-a-123", "pi-b": "pw-b-456", "homeassistant": "ha-pw", "edge-har-serve": "serve-pw"}
     broker = example_broker(tmp_path, tls_files, users).start()
     request.node._edge_har_brokers = [broker]
+    request.addfinalizer(broker.stop)  # its mosquitto goes with the test
     device = mqtt_listener(broker, ["edge-har/pi-a/label/set"], username="pi-a", password=users["pi-a"])
     viewer = mqtt_listener(broker, ["edge-har/pi-a/#"], username="homeassistant", password=users["homeassistant"])
     for user, label in (("homeassistant", "walk"), ("edge-har-serve", "sit"), ("pi-b", "spoofed")):
@@ -133,6 +134,7 @@ def test_example_acl_lets_a_device_publish_its_own_events_and_event_entity_only(
     users = {"pi-a": "pw-a-123", "pi-b": "pw-b-456", "homeassistant": "ha-pw"}
     broker = example_broker(tmp_path, tls_files, users).start()
     request.node._edge_har_brokers = [broker]
+    request.addfinalizer(broker.stop)  # its mosquitto goes with the test
     ha = mqtt_listener(
         broker,
         ["edge-har/+/event", "homeassistant/event/#"],
@@ -164,6 +166,7 @@ def test_example_acl_lets_serve_send_updates_and_only_a_device_report_its_own(
     users = {"pi-a": "pw-a-123", "pi-b": "pw-b-456", "edge-har-serve": "serve-pw", "viewer": "viewer-pw"}
     broker = example_broker(tmp_path, tls_files, users).start()
     request.node._edge_har_brokers = [broker]
+    request.addfinalizer(broker.stop)  # its mosquitto goes with the test
     device = mqtt_listener(
         broker,
         ["edge-har/pi-a/update/set", "edge-har/group/ward-a/update/set"],
