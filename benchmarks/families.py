@@ -158,6 +158,7 @@ def _last_line(path: Path) -> str:
 
 def _refused_row(seed: int, folder: Path, message: str) -> dict[str, Any]:
     """A refused seed's figures from the ``refused.json`` its conversion keeps (evaluation ran before the gate)."""
+    from edge_har.convert.seeds import document_row
     from edge_har.convert.skeleton import REFUSED_FILE
 
     try:
@@ -165,17 +166,10 @@ def _refused_row(seed: int, folder: Path, message: str) -> dict[str, Any]:
     except (OSError, ValueError):
         document = {}
     metrics = document.get("metrics") or {}
-    variants = metrics.get("variants") or {}
-    training = document.get("training") or {}
     return {
-        "seed": seed,
+        **document_row(seed, document, folder),
         "verdict": "refused",
-        "int8_accuracy": (variants.get("int8") or {}).get("accuracy"),
-        "int8_macro_f1": (variants.get("int8") or {}).get("macro_f1"),
-        "float32_accuracy": (variants.get("float32") or {}).get("accuracy"),
-        "val_loss": math.inf,
-        "epochs_run": training.get("epochs_run"),
-        "train_seconds": training.get("seconds"),
+        "val_loss": math.inf,  # a refused seed is never the one to publish
         "bundle": None,
         "refused": str(folder),
         "message": (metrics.get("gate") or {}).get("message") or message,

@@ -26,7 +26,7 @@ from edge_har.core.formats.event_focus import whole_source
 from edge_har.core.formats.windows import log_resampling
 from edge_har.core.interpreter import TFLiteModel
 from edge_har.core.metrics import classification_report
-from edge_har.core.preprocessing import Preprocessing, normalise
+from edge_har.core.preprocessing import Preprocessing, denormalise, normalise
 
 log = logging.getLogger(__name__)
 
@@ -300,14 +300,6 @@ def evaluate_bundle(
 def window_event_keys(events: Mapping[str, Any]) -> dict[str, Any]:
     """The keywords of :func:`event_report` among ``events`` (the rest are the per-recording rule's)."""
     return {k: v for k, v in events.items() if k in ("positive", "k", "thresholds")}
-
-
-def denormalise(x: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    """Normalised windows back in physical units (what the device's event stage reads)."""
-    if pre.std is None:
-        return x
-    mean = np.zeros(len(pre.std)) if pre.mean is None else np.asarray(pre.mean)
-    return x * np.asarray(pre.std, dtype=np.float32) + np.asarray(mean, dtype=np.float32)
 
 
 def per_hour_events(

@@ -32,12 +32,12 @@ def choose_event_rule(bundle_dir: str | Path, args: argparse.Namespace, event_cl
     from edge_har.convert.evaluate import (
         EvaluationError,
         bundle_windows_grouped,
-        denormalise,
         evaluate_model,
         per_hour_events,
         relative_source,
     )
     from edge_har.convert.event_eval import plot_sweep
+    from edge_har.core.preprocessing import denormalise
 
     bundle = Bundle.load(bundle_dir)
     if event_class not in bundle.labels:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edge_har.core.attribution import agreement, occlusion, occlusion_calls, segment_edges, to_cells
+from edge_har.core.attribution import Attribution, agreement, occlusion, occlusion_calls, segment_edges, to_cells
 from edge_har.core.bundle import Bundle
 from edge_har.core.interpreter import TFLiteModel
 
@@ -107,17 +107,17 @@ def explain_variant(
         "files": {},
     }
 
-    def occlude(i: int, target: int) -> np.ndarray:
+    def occlude(i: int, target: int) -> Attribution:
         result = occlusion(model.predict, x[i], target=target, segment=options.segment)
         timings["occlusion"].append(result.seconds)
-        return result.cells
+        return result
 
     class_rows = []
     for k, label in enumerate(labels):
         picked = evenly(np.flatnonzero((y == k) & (predicted == k)), options.windows_per_class)
         entry: dict[str, Any] = {"windows": int(len(picked))}
         if len(picked):
-            occluded = np.mean([occlude(int(i), k) for i in picked], axis=0)
+            occluded = np.mean([occlude(int(i), k).cells for i in picked], axis=0)
             entry["occlusion"] = np.round(occluded, 5).tolist()
             class_rows.append((label, occluded, len(picked)))
             if gradient is not None:
@@ -141,8 +141,9 @@ def explain_variant(
     worst = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][: options.mistakes]
     for rank, i in enumerate(worst, 1):
         guess, truth = int(predicted[i]), int(y[i])
-        cells = occlude(int(i), guess)
-        bands = [("occlusion", np.repeat(cells, np.diff(edges), axis=0))]
+        occluded_window = occlude(int(i), guess)
+        cells = occluded_window.cells
+        bands = [("occlusion", occluded_window.per_sample())]
         mistake: dict[str, Any] = {
             "window": int(i),
             "true": labels[truth],
@@ -153,8 +154,9 @@ def explain_variant(
         if gradient is not None:
             values = gradient(int(i), guess)
             bands.append(("integrated gradients", values))
-            mistake["integrated_gradients"] = np.round(to_cells(values, edges), 5).tolist()
-            mistake["agreement"] = round(agreement(cells, to_cells(values, edges)), 4)
+            integrated_cells = to_cells(values, edges)
+            mistake["integrated_gradients"] = np.round(integrated_cells, 5).tolist()
+            mistake["agreement"] = round(agreement(cells, integrated_cells), 4)
         png = plots.window_png(
             physical[i],
             bands,

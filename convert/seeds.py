@@ -19,7 +19,7 @@ import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -68,7 +68,11 @@ def _best_val_loss(bundle_dir: Path) -> float:
 
 def seed_row(seed: int, bundle_dir: Path) -> dict[str, Any]:
     """One seed's figures from its bundle (the test split's, as the conversion recorded them)."""
-    document = json.loads((bundle_dir / "bundle.json").read_text())
+    return document_row(seed, json.loads((bundle_dir / "bundle.json").read_text()), bundle_dir)
+
+
+def document_row(seed: int, document: Mapping[str, Any], bundle_dir: Path) -> dict[str, Any]:
+    """One seed's figures from a conversion's document (``bundle.json``, or a refusal's ``refused.json``)."""
     metrics = document.get("metrics") or {}
     variants = metrics.get("variants") or {}
     return {

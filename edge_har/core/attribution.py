@@ -46,10 +46,6 @@ class Attribution:
     calls: int  # model calls made
     seconds: float  # wall time of those calls
 
-    @property
-    def window(self) -> int:
-        return int(self.edges[-1])
-
     def per_sample(self) -> np.ndarray:
         """(time, channels): each cell's value spread over its samples (for a band under the signal)."""
         lengths = np.diff(self.edges)
@@ -58,10 +54,6 @@ class Attribution:
     def per_channel(self) -> np.ndarray:
         """(channels,) the sum of each channel's cells."""
         return self.cells.sum(axis=0)
-
-    def per_segment(self) -> np.ndarray:
-        """(segments,) the sum of each time segment's cells."""
-        return self.cells.sum(axis=1)
 
     def to_json(self, digits: int = 5) -> dict[str, Any]:
         return {

@@ -231,6 +231,15 @@ def normalise(windows: np.ndarray, pre: Preprocessing) -> np.ndarray:
     return (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
 
 
+def denormalise(windows: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """Normalised windows back in physical units (what the event stage reads and what a page draws)."""
+    arr = np.asarray(windows, dtype=np.float32)
+    if pre.std is None:
+        return arr
+    mean = np.zeros(len(pre.std), np.float32) if pre.mean is None else np.asarray(pre.mean, np.float32)
+    return arr * np.asarray(pre.std, np.float32) + mean
+
+
 def recording_to_windows(
     raw: np.ndarray, pre: Preprocessing, source_rate_hz: float | None = None, normalised: bool = True
 ) -> np.ndarray:

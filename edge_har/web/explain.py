@@ -31,7 +31,7 @@ from starlette.datastructures import UploadFile
 
 from edge_har.core.attribution import occlusion
 from edge_har.core.bundle import BundleError
-from edge_har.core.preprocessing import Preprocessing, PreprocessingError
+from edge_har.core.preprocessing import PreprocessingError, denormalise
 from edge_har.core.recording_layout import read_meta
 from edge_har.device.runtime_api import Window
 from edge_har.web import api_models as m
@@ -55,16 +55,6 @@ log = logging.getLogger(__name__)
 MAX_TARGET_CHARS = 64  # a label, as the recording layout bounds one
 _WHOLE = re.compile(r"^[0-9]{1,9}$")
 _SENSOR_ONLY = "explanations are for sensor bundles"
-
-
-def physical(window: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    """A normalised ``(time, channels)`` window back in physical units: the inverse of
-    :func:`~edge_har.core.preprocessing.normalise` with the bundle's mean and std (unchanged without them)."""
-    x = np.asarray(window, dtype=np.float32)
-    if pre.std is None:
-        return x
-    mean = np.zeros(len(pre.std), np.float32) if pre.mean is None else np.asarray(pre.mean, np.float32)
-    return x * np.asarray(pre.std, np.float32) + mean
 
 
 def target_index(model: LoadedModel, target: Optional[str]) -> Optional[int]:
@@ -119,7 +109,7 @@ def explain_window(
         attribution.calls,
         1000 * attribution.seconds,
     )
-    samples = physical(data, pre)
+    samples = denormalise(data, pre)
     return m.ExplainResponse(
         model_id=model.model_id,
         variant=model.variant,

@@ -315,9 +315,8 @@ class LoadedModel:
         the request did not give comes from (the bundle's reader record), for the rate's bound.
         """
         rate = self.check_samples(samples, source_rate_hz, what, rate_from)
-        assert self.sensor_model is not None
         with self.lock:
-            runtime = Runtime(self.bundle, self.variant, self.sensor_model, Smoother(self.bundle.labels, window=1))
+            runtime = self._runtime()
             try:
                 predictions = runtime.run_samples(samples, source_rate_hz=rate)
             except PreprocessingError as exc:
@@ -337,6 +336,11 @@ class LoadedModel:
                 )
             )
         return out
+
+    def _runtime(self) -> Runtime:
+        """The device's runtime over this sensor model, unsmoothed: every window's own prediction."""
+        assert self.sensor_model is not None
+        return Runtime(self.bundle, self.variant, self.sensor_model, Smoother(self.bundle.labels, window=1))
 
     def window_span(self, index: int) -> tuple[float, float]:
         """Window ``index``'s start and end, seconds from the start of the samples (as the Predict API says them)."""
@@ -360,11 +364,9 @@ class LoadedModel:
         (a stored recording's own, from its recording.json).
         """
         rate = self.check_samples(samples, source_rate_hz, what, rate_from)
-        assert self.sensor_model is not None
         with self.lock:
-            runtime = Runtime(self.bundle, self.variant, self.sensor_model, Smoother(self.bundle.labels, window=1))
             try:
-                return runtime.windows(samples, source_rate_hz=rate, scale=scale, offset=offset)
+                return self._runtime().windows(samples, source_rate_hz=rate, scale=scale, offset=offset)
             except PreprocessingError as exc:
                 raise InputError(f"{what}: {exc}") from exc
 
@@ -956,11 +958,11 @@ class PredictService:
         self, model: LoadedModel, upload: UploadFile, filename: str, rate: Optional[float]
     ) -> tuple[str, list[WindowPrediction]]:
         """In the thread pool: read the upload the way its kind needs, then predict."""
-        suffix = check_suffix(model, upload, filename)
         try:
-            if model.kind == "sensor":
+            if model.kind == "sensor":  # read_sensor_upload checks the file name's ending itself
                 input_kind, samples, rate, rate_from = read_sensor_upload(model, upload, filename, rate)
                 return input_kind, model.predict_samples(samples, rate, filename, rate_from)
+            suffix = check_suffix(model, upload, filename)
             upload.file.seek(0)
             if model.kind == "still-image":
                 return "image", model.predict_frames([read_image(upload.file.read(), filename)], fps=1.0)
